@@ -1,0 +1,330 @@
+//! Items: the values the DHT stores, their keys, signatures and which copy wins.
+//!
+//! An [`Item`] is always valid: its key is derived, never received, and a signed item's
+//! signature has been checked with `verify_strict`. There are exactly two ways to make one:
+//! [`SignedItem::sign`] with a private key, and [`SignedItem::verify`] /
+//! [`ImmutableItem::new`] from parts that came from elsewhere. The wire codec calls only the
+//! latter, so nothing unverified can be stored, served or returned.
+//!
+//! Byte layouts are in `crates/core/VECTORS.md`, with test vectors.
+
+use bytes::Bytes;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+use crate::id::{Id, Key};
+use crate::time::Time;
+
+/// Domain separation tag at the start of every item signature preimage.
+pub const ITEM_SIGNATURE_TAG: &[u8] = b"cairn-item-v1";
+
+/// The longest item name, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A value published under a key pair and a name; the owner can replace it with a higher `seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedItem {
+    key: Key,
+    public_key: [u8; 32],
+    name: String,
+    value: Bytes,
+    seq: u64,
+    expires: u64,
+    signature: [u8; 64],
+}
+
+/// A value whose key is its own hash, so any copy that hashes to the key is the right one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImmutableItem {
+    key: Key,
+    value: Bytes,
+}
+
+/// A verified item of either kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// Mutable, owned by a key pair.
+    Signed(SignedItem),
+    /// Content-addressed.
+    Immutable(ImmutableItem),
+}
+
+/// Why parts do not make a valid item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ItemError {
+    /// The name is empty or longer than [`MAX_NAME_LEN`] bytes.
+    #[error("item name must be 1 to {MAX_NAME_LEN} bytes, got {0}")]
+    NameLength(usize),
+    /// The public key is not a valid ed25519 point.
+    #[error("public key is not a valid ed25519 key")]
+    BadPublicKey,
+    /// The signature does not verify under `verify_strict`.
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// The key of a signed item: `SHA-512(SHA-512(public_key) || SHA-512(name))`.
+pub fn signed_key(public_key: &[u8; 32], name: &str) -> Key {
+    let mut preimage = [0u8; 128];
+    preimage[..64].copy_from_slice(Id::hash(public_key).as_bytes());
+    preimage[64..].copy_from_slice(Id::hash(name.as_bytes()).as_bytes());
+    Id::hash(&preimage)
+}
+
+/// The bytes a signed item's signature covers.
+pub fn signature_preimage(key: &Key, seq: u64, expires: u64, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ITEM_SIGNATURE_TAG.len() + 64 + 8 + 8 + 4 + value.len());
+    out.extend_from_slice(ITEM_SIGNATURE_TAG);
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&expires.to_be_bytes());
+    // Values are bounded far below 4 GiB by `max_frame`; saturate rather than wrap regardless.
+    out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+fn check_name(name: &str) -> Result<(), ItemError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(ItemError::NameLength(name.len()));
+    }
+    Ok(())
+}
+
+impl SignedItem {
+    /// Signs a new item with `signing_key`.
+    pub fn sign(
+        signing_key: &SigningKey,
+        name: &str,
+        value: Bytes,
+        seq: u64,
+        expires: u64,
+    ) -> Result<Self, ItemError> {
+        check_name(name)?;
+        let public_key = signing_key.verifying_key().to_bytes();
+        let key = signed_key(&public_key, name);
+        let signature = signing_key
+            .sign(&signature_preimage(&key, seq, expires, &value))
+            .to_bytes();
+        Ok(SignedItem {
+            key,
+            public_key,
+            name: name.to_owned(),
+            value,
+            seq,
+            expires,
+            signature,
+        })
+    }
+
+    /// Checks parts received from elsewhere and makes an item of them: the only way in for
+    /// untrusted data.
+    pub fn verify(
+        public_key: [u8; 32],
+        name: String,
+        value: Bytes,
+        seq: u64,
+        expires: u64,
+        signature: [u8; 64],
+    ) -> Result<Self, ItemError> {
+        check_name(&name)?;
+        let verifying_key =
+            VerifyingKey::from_bytes(&public_key).map_err(|_| ItemError::BadPublicKey)?;
+        let key = signed_key(&public_key, &name);
+        verifying_key
+            .verify_strict(
+                &signature_preimage(&key, seq, expires, &value),
+                &Signature::from_bytes(&signature),
+            )
+            .map_err(|_| ItemError::BadSignature)?;
+        Ok(SignedItem {
+            key,
+            public_key,
+            name,
+            value,
+            seq,
+            expires,
+            signature,
+        })
+    }
+
+    /// The derived key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+    /// The publisher's ed25519 public key.
+    pub fn public_key(&self) -> &[u8; 32] {
+        &self.public_key
+    }
+    /// The name it was published under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The value bytes.
+    pub fn value(&self) -> &Bytes {
+        &self.value
+    }
+    /// The publisher's sequence number; higher replaces lower.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// Unix seconds after which the item is dropped; 0 means never.
+    pub fn expires(&self) -> u64 {
+        self.expires
+    }
+    /// The ed25519 signature over [`signature_preimage`].
+    pub fn signature(&self) -> &[u8; 64] {
+        &self.signature
+    }
+}
+
+impl ImmutableItem {
+    /// The immutable item holding `value`; its key is `SHA-512(value)`.
+    pub fn new(value: Bytes) -> Self {
+        ImmutableItem {
+            key: Id::hash(&value),
+            value,
+        }
+    }
+    /// The derived key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+    /// The value bytes.
+    pub fn value(&self) -> &Bytes {
+        &self.value
+    }
+}
+
+impl Item {
+    /// The key the item is stored under, derived from its contents.
+    pub fn key(&self) -> &Key {
+        match self {
+            Item::Signed(item) => item.key(),
+            Item::Immutable(item) => item.key(),
+        }
+    }
+
+    /// The value bytes.
+    pub fn value(&self) -> &Bytes {
+        match self {
+            Item::Signed(item) => item.value(),
+            Item::Immutable(item) => item.value(),
+        }
+    }
+
+    /// The sequence number of a signed item; immutable items have none.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Item::Signed(item) => Some(item.seq),
+            Item::Immutable(_) => None,
+        }
+    }
+
+    /// Unix seconds of expiry, 0 for never (immutable items never expire).
+    pub fn expires(&self) -> u64 {
+        match self {
+            Item::Signed(item) => item.expires,
+            Item::Immutable(_) => 0,
+        }
+    }
+
+    /// Whether the item has expired at `now`: its expiry is set and not after `now`.
+    pub fn is_expired(&self, now: Time) -> bool {
+        let expires = self.expires();
+        expires != 0 && Time::from_secs(expires) <= now
+    }
+
+    /// The number of bytes the item occupies, as counted against `max_store_bytes`.
+    pub fn size(&self) -> usize {
+        match self {
+            Item::Signed(item) => 64 + 32 + item.name.len() + item.value.len() + 8 + 8 + 64,
+            Item::Immutable(item) => 64 + item.value.len(),
+        }
+    }
+}
+
+impl From<SignedItem> for Item {
+    fn from(item: SignedItem) -> Self {
+        Item::Signed(item)
+    }
+}
+
+impl From<ImmutableItem> for Item {
+    fn from(item: ImmutableItem) -> Self {
+        Item::Immutable(item)
+    }
+}
+
+/// What storing an item does to the copy already held for its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// No copy was held; the new one is stored.
+    Insert,
+    /// The new copy replaces the held one (higher `seq`, or a refresh of the same one).
+    Replace,
+    /// The held copy is at least as good and equal in content; nothing changes.
+    Unchanged,
+}
+
+/// Why a copy is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The held copy has a higher `seq`.
+    #[error("stale: a copy with seq {held} is held")]
+    Stale {
+        /// The `seq` of the held copy.
+        held: u64,
+    },
+    /// Same `seq` as the held copy, different value.
+    #[error("conflict: a different value with the same seq {seq} is held")]
+    Conflict {
+        /// The `seq` both copies carry.
+        seq: u64,
+    },
+    /// The item's expiry has passed.
+    #[error("the item has expired")]
+    Expired,
+}
+
+/// Decides whether `incoming` may be stored over `held` (the copy held for the same key).
+///
+/// The rules of DESIGN section 3: higher `seq` wins; equal `seq` with an equal value replaces
+/// only to extend `expires` (0 counts as never); equal `seq` with another value is a conflict;
+/// an expired item is refused whatever is held.
+pub fn resolve(held: Option<&Item>, incoming: &Item, now: Time) -> Result<Resolution, Refusal> {
+    if incoming.is_expired(now) {
+        return Err(Refusal::Expired);
+    }
+    let held = match held {
+        Some(held) if !held.is_expired(now) => held,
+        _ => return Ok(Resolution::Insert),
+    };
+    match (held, incoming) {
+        (Item::Signed(old), Item::Signed(new)) => {
+            if new.seq > old.seq {
+                Ok(Resolution::Replace)
+            } else if new.seq < old.seq {
+                Err(Refusal::Stale { held: old.seq })
+            } else if new.value != old.value {
+                Err(Refusal::Conflict { seq: old.seq })
+            } else if expiry_order(new.expires) > expiry_order(old.expires) {
+                Ok(Resolution::Replace)
+            } else {
+                Ok(Resolution::Unchanged)
+            }
+        }
+        (Item::Immutable(_), Item::Immutable(_)) => Ok(Resolution::Unchanged),
+        // A signed and an immutable item under one key would need a SHA-512 collision.
+        _ => Err(Refusal::Conflict {
+            seq: incoming.seq().unwrap_or(0),
+        }),
+    }
+}
+
+/// Orders expiry times so that 0 ("never") is the latest.
+fn expiry_order(expires: u64) -> u64 {
+    if expires == 0 { u64::MAX } else { expires }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! The protocol's messages as domain types (DESIGN 4.3 and 4.4).
+//!
+//! These types say what a message means; [`crate::wire`] is the only code that knows how one is
+//! laid out in bytes. Every field here is already checked: ids are 64 bytes, keys 32, items
+//! verified, addresses parsed.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use crate::id::{Key, NodeId};
+use crate::item::Item;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// A node as others reach it: its id and the address it accepts connections on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Contact {
+    /// `SHA-512` of the node's public key.
+    pub id: NodeId,
+    /// Where the node listens.
+    pub addr: SocketAddr,
+}
+
+impl Contact {
+    /// The contact with this id and address.
+    pub fn new(id: NodeId, addr: SocketAddr) -> Self {
+        Contact { id, addr }
+    }
+}
+
+/// The dialer's first frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// Protocol version; must equal the listener's.
+    pub version: u64,
+    /// Network name, 1 to 64 bytes; must equal the listener's.
+    pub network: String,
+    /// The dialer's ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Fresh random bytes for this connection.
+    pub nonce: [u8; 32],
+    /// Where the dialer accepts connections, 0 if nowhere.
+    pub port: u16,
+}
+
+/// The listener's answer to [`Hello`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Welcome {
+    /// Protocol version.
+    pub version: u64,
+    /// Network name.
+    pub network: String,
+    /// The listener's ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Fresh random bytes for this connection.
+    pub nonce: [u8; 32],
+    /// Where the listener accepts connections.
+    pub port: u16,
+    /// The listener's signature over `L` and the transcript ([`crate::handshake`]).
+    pub signature: [u8; 64],
+}
+
+/// The dialer's proof of identity, closing the handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Auth {
+    /// The dialer's signature over `D` and the transcript.
+    pub signature: [u8; 64],
+}
+
+/// A request, sent only by the side that dialed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Are you there?
+    Ping,
+    /// Which nodes do you know closest to `target`?
+    FindNode {
+        /// The id to find neighbours of.
+        target: NodeId,
+    },
+    /// The item under `key`, or else the nodes you know closest to it.
+    FindValue {
+        /// The key sought.
+        key: Key,
+    },
+    /// Keep this item.
+    Store {
+        /// The verified item.
+        item: Item,
+    },
+}
+
+/// A response, sent only by the side that listened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// Answer to `ping`.
+    Pong,
+    /// At most k contacts, closest to the target first.
+    Nodes(Vec<Contact>),
+    /// The item asked for by `find_value`.
+    Value(Item),
+    /// The item of a `store` is durably kept.
+    Stored,
+    /// The request failed.
+    Error(ErrorReply),
+}
+
+/// A numeric error code, as in DESIGN 4.4.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ErrorCode(pub u16);
+
+impl ErrorCode {
+    /// Malformed or invalid.
+    pub const BAD_REQUEST: ErrorCode = ErrorCode(400);
+    /// Signature invalid.
+    pub const BAD_SIGNATURE: ErrorCode = ErrorCode(403);
+    /// Stale `seq` or conflicting value.
+    pub const CONFLICT: ErrorCode = ErrorCode(409);
+    /// Value above `max_value_size`.
+    pub const TOO_LARGE: ErrorCode = ErrorCode(413);
+    /// Version or network mismatch.
+    pub const MISMATCH: ErrorCode = ErrorCode(426);
+    /// Over a quota or rate limit.
+    pub const OVER_LIMIT: ErrorCode = ErrorCode(429);
+    /// The node failed internally; nothing was stored.
+    pub const INTERNAL: ErrorCode = ErrorCode(500);
+}
+
+impl fmt::Debug for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The longest error message sent, in bytes.
+pub const MAX_ERROR_MESSAGE: usize = 256;
+
+/// An `error` response: a code and a human-readable message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorReply {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// What went wrong, at most [`MAX_ERROR_MESSAGE`] bytes.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// An error reply, its message cut at a character boundary to fit the limit.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_ERROR_MESSAGE {
+            let mut end = MAX_ERROR_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        ErrorReply { code, message }
+    }
+}
+
+/// Any message of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Handshake, dialer to listener.
+    Hello(Hello),
+    /// Handshake, listener to dialer.
+    Welcome(Welcome),
+    /// Handshake, dialer to listener.
+    Auth(Auth),
+    /// A request and the id its response will echo.
+    Request {
+        /// Chosen by the dialer, unique among its requests in flight on the connection.
+        id: u64,
+        /// What is asked.
+        request: Request,
+    },
+    /// A response to the request with the same id (0 for a handshake refusal).
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        response: Response,
+    },
+}

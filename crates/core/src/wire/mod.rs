@@ -1,0 +1,387 @@
+//! The MessagePack payload format (DESIGN 4.2): the only code that knows how messages look in
+//! bytes.
+//!
+//! Wire structs mirror the bytes: flat maps of optional fields, so that unknown keys are
+//! ignored and a missing field is a clear error rather than a serde failure deep inside an
+//! enum. [`decode`] is the single path from untrusted bytes to a [`Message`]: it checks the
+//! shape without recursion ([`depth`]), deserializes, then converts field by field, verifying
+//! every item's signature on the way.
+
+mod depth;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::id::Id;
+use crate::item::{ImmutableItem, Item, ItemError, SignedItem};
+use crate::message::{
+    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, Request, Response, Welcome,
+};
+
+/// The deepest nesting a payload may have; the top-level map is level 1.
+pub const MAX_DEPTH: usize = 16;
+
+/// The most contacts a `nodes` answer may carry (k).
+pub const MAX_NODES: usize = 20;
+
+/// The longest network name, in bytes.
+pub const MAX_NETWORK_LEN: usize = 64;
+
+#[derive(Serialize, Deserialize, Default)]
+struct WireMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    network: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    public_key: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    item: Option<WireItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<(ByteBuf, String)>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct WireItem {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    public_key: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<ByteBuf>,
+}
+
+/// Why a payload is not a valid message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct DecodeError {
+    /// The request id, when the payload got far enough to show one; the error reply echoes it.
+    pub id: Option<u64>,
+    /// The code to answer with: 403 for a bad signature, 400 otherwise.
+    pub code: ErrorCode,
+    /// What was wrong, for the error reply and logs.
+    pub reason: String,
+}
+
+impl DecodeError {
+    fn bad(id: Option<u64>, reason: impl Into<String>) -> Self {
+        DecodeError {
+            id,
+            code: ErrorCode::BAD_REQUEST,
+            reason: reason.into(),
+        }
+    }
+
+    /// The `error` response this failure earns.
+    pub fn reply(&self) -> Message {
+        Message::Response {
+            id: self.id.unwrap_or(0),
+            response: Response::Error(ErrorReply::new(self.code, self.reason.clone())),
+        }
+    }
+}
+
+/// Encodes a message as its MessagePack payload (without the netstring frame).
+pub fn encode(message: &Message) -> Vec<u8> {
+    let wire = to_wire(message);
+    // Serializing a struct of plain fields into a Vec cannot fail.
+    rmp_serde::to_vec_named(&wire).unwrap_or_default()
+}
+
+/// Decodes and verifies one payload.
+pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
+    depth::check(payload, MAX_DEPTH).map_err(|e| DecodeError::bad(None, format!("{e:?}")))?;
+    let wire: WireMessage = rmp_serde::from_slice(payload)
+        .map_err(|e| DecodeError::bad(peek_id(payload), format!("malformed message: {e}")))?;
+    from_wire(wire)
+}
+
+/// Reads just the `id` of a payload that failed to decode as a whole, to echo it in the error.
+fn peek_id(payload: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct JustId {
+        id: u64,
+    }
+    rmp_serde::from_slice::<JustId>(payload).ok().map(|j| j.id)
+}
+
+fn to_wire(message: &Message) -> WireMessage {
+    let bin = |bytes: &[u8]| Some(ByteBuf::from(bytes.to_vec()));
+    match message {
+        Message::Hello(h) => WireMessage {
+            kind: "hello".into(),
+            version: Some(h.version),
+            network: Some(h.network.clone()),
+            public_key: bin(&h.public_key),
+            nonce: bin(&h.nonce),
+            port: Some(h.port),
+            ..Default::default()
+        },
+        Message::Welcome(w) => WireMessage {
+            kind: "welcome".into(),
+            version: Some(w.version),
+            network: Some(w.network.clone()),
+            public_key: bin(&w.public_key),
+            nonce: bin(&w.nonce),
+            port: Some(w.port),
+            signature: bin(&w.signature),
+            ..Default::default()
+        },
+        Message::Auth(a) => WireMessage {
+            kind: "auth".into(),
+            signature: bin(&a.signature),
+            ..Default::default()
+        },
+        Message::Request { id, request } => {
+            let mut wire = WireMessage {
+                id: Some(*id),
+                ..Default::default()
+            };
+            match request {
+                Request::Ping => wire.kind = "ping".into(),
+                Request::FindNode { target } => {
+                    wire.kind = "find_node".into();
+                    wire.target = bin(target.as_bytes());
+                }
+                Request::FindValue { key } => {
+                    wire.kind = "find_value".into();
+                    wire.key = bin(key.as_bytes());
+                }
+                Request::Store { item } => {
+                    wire.kind = "store".into();
+                    wire.item = Some(item_to_wire(item));
+                }
+            }
+            wire
+        }
+        Message::Response { id, response } => {
+            let mut wire = WireMessage {
+                id: Some(*id),
+                ..Default::default()
+            };
+            match response {
+                Response::Pong => wire.kind = "pong".into(),
+                Response::Stored => wire.kind = "stored".into(),
+                Response::Nodes(nodes) => {
+                    wire.kind = "nodes".into();
+                    wire.nodes = Some(
+                        nodes
+                            .iter()
+                            .map(|c| (ByteBuf::from(c.id.as_bytes().to_vec()), c.addr.to_string()))
+                            .collect(),
+                    );
+                }
+                Response::Value(item) => {
+                    wire.kind = "value".into();
+                    wire.item = Some(item_to_wire(item));
+                }
+                Response::Error(e) => {
+                    wire.kind = "error".into();
+                    wire.code = Some(e.code.0);
+                    wire.message = Some(e.message.clone());
+                }
+            }
+            wire
+        }
+    }
+}
+
+fn item_to_wire(item: &Item) -> WireItem {
+    let bin = |bytes: &[u8]| Some(ByteBuf::from(bytes.to_vec()));
+    match item {
+        Item::Signed(s) => WireItem {
+            kind: "signed".into(),
+            public_key: bin(s.public_key()),
+            name: Some(s.name().to_owned()),
+            value: bin(s.value()),
+            seq: Some(s.seq()),
+            expires: Some(s.expires()),
+            signature: bin(s.signature()),
+        },
+        Item::Immutable(i) => WireItem {
+            kind: "immutable".into(),
+            value: bin(i.value()),
+            ..Default::default()
+        },
+    }
+}
+
+/// Takes a required field, or explains which one is missing.
+fn field<T>(value: Option<T>, id: Option<u64>, name: &str) -> Result<T, DecodeError> {
+    value.ok_or_else(|| DecodeError::bad(id, format!("missing field `{name}`")))
+}
+
+/// Takes a required byte field of exactly `N` bytes.
+fn fixed<const N: usize>(
+    value: Option<ByteBuf>,
+    id: Option<u64>,
+    name: &str,
+) -> Result<[u8; N], DecodeError> {
+    let bytes = field(value, id, name)?;
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
+        DecodeError::bad(
+            id,
+            format!("field `{name}` must be {N} bytes, got {}", bytes.len()),
+        )
+    })
+}
+
+fn from_wire(w: WireMessage) -> Result<Message, DecodeError> {
+    let id = w.id;
+    let need_id = || field(id, None, "id");
+    Ok(match w.kind.as_str() {
+        "hello" => Message::Hello(Hello {
+            version: field(w.version, id, "version")?,
+            network: network(w.network, id)?,
+            public_key: fixed(w.public_key, id, "public_key")?,
+            nonce: fixed(w.nonce, id, "nonce")?,
+            port: field(w.port, id, "port")?,
+        }),
+        "welcome" => Message::Welcome(Welcome {
+            version: field(w.version, id, "version")?,
+            network: network(w.network, id)?,
+            public_key: fixed(w.public_key, id, "public_key")?,
+            nonce: fixed(w.nonce, id, "nonce")?,
+            port: field(w.port, id, "port")?,
+            signature: fixed(w.signature, id, "signature")?,
+        }),
+        "auth" => Message::Auth(Auth {
+            signature: fixed(w.signature, id, "signature")?,
+        }),
+        "ping" => Message::Request {
+            id: need_id()?,
+            request: Request::Ping,
+        },
+        "find_node" => Message::Request {
+            id: need_id()?,
+            request: Request::FindNode {
+                target: Id::from_bytes(fixed(w.target, id, "target")?),
+            },
+        },
+        "find_value" => Message::Request {
+            id: need_id()?,
+            request: Request::FindValue {
+                key: Id::from_bytes(fixed(w.key, id, "key")?),
+            },
+        },
+        "store" => Message::Request {
+            id: need_id()?,
+            request: Request::Store {
+                item: item_from_wire(field(w.item, id, "item")?, id)?,
+            },
+        },
+        "pong" => Message::Response {
+            id: need_id()?,
+            response: Response::Pong,
+        },
+        "stored" => Message::Response {
+            id: need_id()?,
+            response: Response::Stored,
+        },
+        "nodes" => Message::Response {
+            id: need_id()?,
+            response: Response::Nodes(nodes_from_wire(field(w.nodes, id, "nodes")?, id)?),
+        },
+        "value" => Message::Response {
+            id: need_id()?,
+            response: Response::Value(item_from_wire(field(w.item, id, "item")?, id)?),
+        },
+        "error" => Message::Response {
+            id: need_id()?,
+            response: Response::Error(ErrorReply::new(
+                ErrorCode(field(w.code, id, "code")?),
+                w.message.unwrap_or_default(),
+            )),
+        },
+        other => {
+            return Err(DecodeError::bad(
+                id,
+                format!("unknown message type `{other}`"),
+            ));
+        }
+    })
+}
+
+fn network(value: Option<String>, id: Option<u64>) -> Result<String, DecodeError> {
+    let network = field(value, id, "network")?;
+    if network.is_empty() || network.len() > MAX_NETWORK_LEN {
+        return Err(DecodeError::bad(id, "network name must be 1 to 64 bytes"));
+    }
+    Ok(network)
+}
+
+fn nodes_from_wire(
+    nodes: Vec<(ByteBuf, String)>,
+    id: Option<u64>,
+) -> Result<Vec<Contact>, DecodeError> {
+    if nodes.len() > MAX_NODES {
+        return Err(DecodeError::bad(id, format!("more than {MAX_NODES} nodes")));
+    }
+    nodes
+        .into_iter()
+        .map(|(node_id, addr)| {
+            let node_id = Id::from_slice(&node_id)
+                .ok_or_else(|| DecodeError::bad(id, "node id must be 64 bytes"))?;
+            let addr: SocketAddr = addr
+                .parse()
+                .map_err(|_| DecodeError::bad(id, format!("bad node address `{addr}`")))?;
+            Ok(Contact::new(node_id, addr))
+        })
+        .collect()
+}
+
+fn item_from_wire(w: WireItem, id: Option<u64>) -> Result<Item, DecodeError> {
+    let value = Bytes::from(field(w.value, id, "item.value")?.into_vec());
+    match w.kind.as_str() {
+        "immutable" => Ok(ImmutableItem::new(value).into()),
+        "signed" => SignedItem::verify(
+            fixed(w.public_key, id, "item.public_key")?,
+            field(w.name, id, "item.name")?,
+            value,
+            field(w.seq, id, "item.seq")?,
+            field(w.expires, id, "item.expires")?,
+            fixed(w.signature, id, "item.signature")?,
+        )
+        .map(Item::from)
+        .map_err(|e| match e {
+            ItemError::BadSignature | ItemError::BadPublicKey => DecodeError {
+                id,
+                code: ErrorCode::BAD_SIGNATURE,
+                reason: e.to_string(),
+            },
+            ItemError::NameLength(_) => DecodeError::bad(id, e.to_string()),
+        }),
+        other => Err(DecodeError::bad(id, format!("unknown item kind `{other}`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests;
