@@ -1,0 +1,37 @@
+//! The protocol's knobs, with the defaults of DESIGN 9.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+/// Protocol parameters of one node. Every field's default is the one in DESIGN section 9.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Bucket size, nodes returned by `find_node`, and replicas per item. Default 20.
+    pub k: NonZeroUsize,
+    /// Requests in flight per lookup. Default 3.
+    pub alpha: NonZeroUsize,
+    /// Valid copies a `get` of a signed key waits for before it stops early. Default 3.
+    pub get_quorum: NonZeroUsize,
+    /// How long a request may go unanswered before it counts as failed. Default 2 s.
+    pub request_timeout: Duration,
+    /// How long a lookup may run in all. Default 30 s.
+    pub lookup_timeout: Duration,
+    /// The largest item value accepted, in bytes. Default 65,536.
+    pub max_value_size: usize,
+    /// Failed requests in a row after which a contact is removed. Default 3.
+    pub max_failures: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            k: NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN),
+            alpha: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+            get_quorum: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+            request_timeout: Duration::from_secs(2),
+            lookup_timeout: Duration::from_secs(30),
+            max_value_size: 65_536,
+            max_failures: 3,
+        }
+    }
+}

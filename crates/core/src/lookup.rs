@@ -1,0 +1,254 @@
+//! The iterative, concurrent Kademlia lookup (DESIGN 6) as a state machine driven by `now`.
+//!
+//! A [`Lookup`] keeps a shortlist of candidates ordered by distance to the target. The caller
+//! asks [`Lookup::next`] whom to query, sends the request, and reports the outcome with
+//! [`Lookup::on_success`] or [`Lookup::on_failure`]. The lookup never sends, sleeps or reads a
+//! clock; time only enters through `next(now)`, which turns overdue requests into timeouts.
+//!
+//! Rules:
+//! - at most `alpha` requests are in flight, always to the closest candidates not yet asked;
+//! - a request unanswered after `request_timeout` counts as failed and frees its slot, but a
+//!   late answer is still used;
+//! - the lookup is finished when the k closest candidates that have not failed have all
+//!   answered, or when nobody is left to ask and nothing is in flight.
+//!
+//! What the lookup is *for* (finding nodes, values, or places to store) is the caller's
+//! business; this type only finds the closest nodes that answer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::id::{Distance, Id, NodeId};
+use crate::message::Contact;
+use crate::time::Time;
+
+/// The knobs of a lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LookupParams {
+    /// How many closest nodes are sought (k).
+    pub k: usize,
+    /// How many requests may be in flight (alpha).
+    pub alpha: usize,
+    /// How long a request may go unanswered before it counts as failed.
+    pub request_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    NotContacted,
+    Waiting {
+        deadline: Time,
+    },
+    /// Timed out: counts as failed, but a late answer is still taken.
+    Unresponsive,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    contact: Contact,
+    state: State,
+    /// Round trips from the lookup's start to reach this candidate: 1 for the starting set.
+    hop: u32,
+}
+
+/// What the caller should do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Send a request to this contact, then call `next` again.
+    Send(Contact),
+    /// Nothing to send until an answer, a failure or a deadline.
+    Wait,
+    /// The lookup is over.
+    Finished,
+}
+
+/// One iterative lookup of the nodes closest to a target.
+#[derive(Clone, Debug)]
+pub struct Lookup {
+    target: Id,
+    params: LookupParams,
+    candidates: BTreeMap<Distance, Candidate>,
+    in_flight: usize,
+    requests: u32,
+    finished: bool,
+}
+
+impl Lookup {
+    /// A lookup of `target` starting from `seeds` (normally the k closest known contacts).
+    pub fn new(target: Id, params: LookupParams, seeds: impl IntoIterator<Item = Contact>) -> Self {
+        let mut lookup = Lookup {
+            target,
+            params: LookupParams {
+                k: params.k.max(1),
+                alpha: params.alpha.max(1),
+                ..params
+            },
+            candidates: BTreeMap::new(),
+            in_flight: 0,
+            requests: 0,
+            finished: false,
+        };
+        for contact in seeds {
+            lookup.add(contact, 1);
+        }
+        lookup
+    }
+
+    /// The id being looked up.
+    pub fn target(&self) -> &Id {
+        &self.target
+    }
+
+    /// Requests in flight (not timed out).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Requests sent so far.
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    /// Whether the lookup has finished.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The hop count of a candidate: 1 for a starting contact, one more than the candidate
+    /// that told of it otherwise.
+    pub fn hop(&self, peer: &NodeId) -> Option<u32> {
+        self.candidates
+            .get(&peer.distance(&self.target))
+            .map(|c| c.hop)
+    }
+
+    /// The earliest deadline of a request in flight.
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.candidates
+            .values()
+            .filter_map(|c| match c.state {
+                State::Waiting { deadline } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn add(&mut self, contact: Contact, hop: u32) {
+        self.candidates
+            .entry(contact.id.distance(&self.target))
+            .or_insert(Candidate {
+                contact,
+                state: State::NotContacted,
+                hop,
+            });
+    }
+
+    /// Whom to query next, after turning requests overdue at `now` into timeouts.
+    pub fn next(&mut self, now: Time) -> Next {
+        if self.finished {
+            return Next::Finished;
+        }
+        for candidate in self.candidates.values_mut() {
+            if let State::Waiting { deadline } = candidate.state {
+                if deadline <= now {
+                    candidate.state = State::Unresponsive;
+                    self.in_flight -= 1;
+                }
+            }
+        }
+        // Walk the shortlist closest first, over the k closest candidates not known to fail.
+        let mut considered = 0;
+        let mut all_answered = true;
+        for candidate in self.candidates.values_mut() {
+            match candidate.state {
+                State::Failed | State::Unresponsive => continue,
+                State::Succeeded => {}
+                State::Waiting { .. } => all_answered = false,
+                State::NotContacted if self.in_flight < self.params.alpha => {
+                    candidate.state = State::Waiting {
+                        deadline: now + self.params.request_timeout,
+                    };
+                    self.in_flight += 1;
+                    self.requests += 1;
+                    return Next::Send(candidate.contact);
+                }
+                State::NotContacted => return Next::Wait,
+            }
+            considered += 1;
+            if considered == self.params.k {
+                break;
+            }
+        }
+        // No candidate among the k closest is left to ask (or the shortlist ran out); if none
+        // of them is still awaited either, the lookup has converged.
+        if all_answered {
+            self.finished = true;
+            return Next::Finished;
+        }
+        Next::Wait
+    }
+
+    /// Records an answer from `peer` with the contacts it knows closest to the target. Returns
+    /// false if `peer` was never asked by this lookup (the answer is then ignored).
+    pub fn on_success(&mut self, peer: &NodeId, closer: impl IntoIterator<Item = Contact>) -> bool {
+        let key = peer.distance(&self.target);
+        let Some(candidate) = self.candidates.get_mut(&key) else {
+            return false;
+        };
+        match candidate.state {
+            State::Waiting { .. } => self.in_flight -= 1,
+            State::Unresponsive => {}
+            _ => return false,
+        }
+        candidate.state = State::Succeeded;
+        let hop = candidate.hop + 1;
+        if !self.finished {
+            for contact in closer {
+                self.add(contact, hop);
+            }
+        }
+        true
+    }
+
+    /// Records that `peer` failed to answer. Returns false if it had nothing outstanding.
+    pub fn on_failure(&mut self, peer: &NodeId) -> bool {
+        let Some(candidate) = self.candidates.get_mut(&peer.distance(&self.target)) else {
+            return false;
+        };
+        match candidate.state {
+            State::Waiting { .. } => self.in_flight -= 1,
+            State::Unresponsive => {}
+            _ => return false,
+        }
+        candidate.state = State::Failed;
+        true
+    }
+
+    /// Ends the lookup now (its deadline passed, or the caller has what it needs).
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// The `n` closest candidates that answered, closest first.
+    pub fn closest_succeeded(&self, n: usize) -> Vec<Contact> {
+        self.candidates
+            .values()
+            .filter(|c| c.state == State::Succeeded)
+            .take(n)
+            .map(|c| c.contact)
+            .collect()
+    }
+
+    /// Contacts still waiting on an answer (including timed-out ones), to cancel on finish.
+    pub fn outstanding(&self) -> impl Iterator<Item = &Contact> {
+        self.candidates
+            .values()
+            .filter(|c| matches!(c.state, State::Waiting { .. } | State::Unresponsive))
+            .map(|c| &c.contact)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! Property tests: lookups terminate, respect alpha, and return the k closest that answered.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::*;
+use proptest::prelude::*;
+
+fn params(k: usize, alpha: usize) -> LookupParams {
+    LookupParams {
+        k,
+        alpha,
+        request_timeout: Duration::from_millis(100),
+    }
+}
+
+fn contact(n: u64) -> Contact {
+    let mut bytes = [0u8; 64];
+    // Spread ids over the space with a cheap deterministic mix.
+    let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x1234_5678;
+    for chunk in bytes.chunks_mut(8) {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        chunk.copy_from_slice(&x.to_be_bytes());
+    }
+    Contact::new(Id::from_bytes(bytes), "127.0.0.1:1".parse().expect("valid"))
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Behaviour {
+    Answers,
+    Fails,
+    Silent,
+}
+
+#[derive(Clone, Debug)]
+struct Network {
+    /// Each node's behaviour and the nodes it knows.
+    nodes: Vec<(Behaviour, Vec<usize>)>,
+}
+
+fn network() -> impl Strategy<Value = Network> {
+    (5usize..60).prop_flat_map(|n| {
+        let behaviour = prop_oneof![6 => Just(Behaviour::Answers), 1 => Just(Behaviour::Fails), 1 => Just(Behaviour::Silent)];
+        prop::collection::vec((behaviour, prop::collection::vec(0..n, 0..12)), n)
+            .prop_map(|nodes| Network { nodes })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    #[test]
+    fn terminates_respects_alpha_and_returns_the_closest_that_answered(
+        net in network(),
+        k in 1usize..8,
+        alpha in 1usize..4,
+        seeds in prop::collection::vec(any::<prop::sample::Index>(), 1..5),
+        choices in prop::collection::vec(any::<prop::sample::Index>(), 400),
+    ) {
+        let n = net.nodes.len();
+        let target = contact(10_000).id;
+        let by_id: HashMap<NodeId, usize> = (0..n).map(|i| (contact(i as u64).id, i)).collect();
+        let seeds: Vec<Contact> = seeds.iter().map(|s| contact(s.index(n) as u64)).collect();
+        let mut lookup = Lookup::new(target, params(k, alpha), seeds);
+        let mut now = Time::from_millis(0);
+        let mut waiting: Vec<usize> = Vec::new();
+        let mut answered = BTreeSet::new();
+        let mut steps = 0;
+        let mut choices = choices.into_iter().cycle();
+        loop {
+            steps += 1;
+            prop_assert!(steps < 10_000, "lookup did not terminate");
+            match lookup.next(now) {
+                Next::Send(c) => {
+                    prop_assert!(lookup.in_flight() <= alpha);
+                    waiting.push(by_id[&c.id]);
+                    continue;
+                }
+                Next::Finished => break,
+                Next::Wait => {}
+            }
+            prop_assert!(lookup.in_flight() <= alpha);
+            // Settle one outstanding request, or let time pass for the silent ones.
+            let Some(choice) = choices.next() else { unreachable!() };
+            let pick = choice.index(waiting.len().max(1));
+            let node = waiting.get(pick).copied();
+            match node.map(|i| (i, net.nodes[i].0)) {
+                Some((i, Behaviour::Answers)) => {
+                    waiting.remove(pick);
+                    let known = net.nodes[i].1.iter().map(|j| contact(*j as u64));
+                    prop_assert!(lookup.on_success(&contact(i as u64).id, known));
+                    answered.insert(contact(i as u64).id.distance(&target));
+                }
+                Some((i, Behaviour::Fails)) => {
+                    waiting.remove(pick);
+                    prop_assert!(lookup.on_failure(&contact(i as u64).id));
+                }
+                Some((_, Behaviour::Silent)) | None => {
+                    now = lookup.next_deadline().unwrap_or(now + Duration::from_millis(1));
+                }
+            }
+        }
+        let result = lookup.closest_succeeded(k);
+        let expected: Vec<Distance> = answered.iter().take(k).copied().collect();
+        let got: Vec<Distance> = result.iter().map(|c| c.id.distance(&target)).collect();
+        prop_assert_eq!(got, expected);
+        prop_assert!(lookup.is_finished());
+    }
+}
+
+#[test]
+fn converges_on_the_true_closest_when_everyone_answers() {
+    // 200 nodes, each knowing every node: the lookup must find the exact 5 closest.
+    let nodes: Vec<Contact> = (0..200).map(contact).collect();
+    let target = contact(99_999).id;
+    let mut lookup = Lookup::new(target, params(5, 3), nodes[..3].to_vec());
+    let now = Time::from_millis(0);
+    while let Next::Send(c) = lookup.next(now) {
+        let mut closest = nodes.clone();
+        closest.sort_by_key(|n| n.id.distance(&target));
+        closest.truncate(5);
+        assert!(lookup.on_success(&c.id, closest));
+    }
+    let mut expected = nodes.clone();
+    expected.sort_by_key(|n| n.id.distance(&target));
+    assert_eq!(lookup.closest_succeeded(5), expected[..5].to_vec());
+    assert_eq!(lookup.next(now), Next::Finished);
+}
+
+#[test]
+fn timeout_frees_the_slot_and_late_answer_counts() {
+    let a = contact(1);
+    let b = contact(2);
+    let target = contact(3).id;
+    let (first, second) = if a.id.distance(&target) < b.id.distance(&target) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let mut lookup = Lookup::new(target, params(2, 1), [a, b]);
+    let t0 = Time::from_millis(0);
+    assert_eq!(lookup.next(t0), Next::Send(first));
+    assert_eq!(lookup.next(t0), Next::Wait, "alpha is 1");
+    let later = t0 + Duration::from_millis(100);
+    assert_eq!(
+        lookup.next(later),
+        Next::Send(second),
+        "the timeout freed the slot"
+    );
+    assert!(lookup.on_success(&first.id, []), "a late answer is taken");
+    assert!(lookup.on_success(&second.id, []));
+    assert_eq!(lookup.next(later), Next::Finished);
+    assert_eq!(lookup.closest_succeeded(2), vec![first, second]);
+    assert_eq!(lookup.requests(), 2);
+}

@@ -1,0 +1,395 @@
+//! The node state machine: routing table, store and running commands, with no I/O.
+//!
+//! [`Node`] has four kinds of methods, called in this order by a driver:
+//!
+//! - **getters** (`&self`): [`Node::id`], [`Node::routing_table`], [`Node::store`],
+//!   [`Node::stats`];
+//! - **inputs**: [`Node::handle_request`] (answers at once), [`Node::handle_response`],
+//!   [`Node::handle_failure`] and [`Node::handle_timeout`];
+//! - **commands**, each returning a [`QueryId`] that its completion event echoes:
+//!   [`Node::find_node`], [`Node::get`], [`Node::put`], [`Node::bootstrap`];
+//! - **outputs**: [`Node::poll_transmit`] (a request to send), [`Node::poll_event`] (a finished
+//!   command or a routing-table change) and [`Node::poll_timeout`] (when to call
+//!   `handle_timeout` next).
+//!
+//! After every input or command, drain `poll_transmit` and `poll_event` until they return
+//! `None`, then arm one timer at `poll_timeout`. Every request the node sends carries an id,
+//! unique for the node's lifetime; report its outcome with that id: `handle_response` when an
+//! answer arrives, `handle_failure` when the connection fails or the peer proves to be someone
+//! else. Requests nobody answers are timed out by the node itself.
+
+mod query;
+mod serve;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use crate::config::Config;
+use crate::id::{Key, NodeId};
+use crate::item::Item;
+use crate::lookup::LookupParams;
+use crate::message::{Contact, Request, Response};
+use crate::routing::{Failure, Insertion, RoutingTable};
+use crate::store::Store;
+use crate::time::Time;
+
+pub use query::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
+use query::{Query, QueryKind};
+
+/// Where a request goes: an address, and the id expected there when it is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The node id expected to answer; `None` for a bootstrap address.
+    pub id: Option<NodeId>,
+    /// Where to connect.
+    pub addr: SocketAddr,
+}
+
+impl From<Contact> for Peer {
+    fn from(c: Contact) -> Self {
+        Peer {
+            id: Some(c.id),
+            addr: c.addr,
+        }
+    }
+}
+
+/// A request the driver must send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The request's id; the answer or failure is reported with it.
+    pub id: u64,
+    /// The recipient.
+    pub to: Peer,
+    /// What to send.
+    pub request: Request,
+}
+
+/// Who sent a request, as far as the driver knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Requester {
+    /// The id the requester claims (from its `hello`).
+    pub id: NodeId,
+    /// Where the requester accepts connections, if it does.
+    pub addr: Option<SocketAddr>,
+    /// Whether the requester's `auth` has verified. Only verified requesters enter the table.
+    pub verified: bool,
+}
+
+/// Counters since the node started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests handed to the driver.
+    pub requests_sent: u64,
+    /// Requests answered.
+    pub requests_handled: u64,
+    /// Requests that failed or timed out.
+    pub requests_failed: u64,
+}
+
+/// Why a request is outstanding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// Part of a command.
+    Query(QueryId),
+    /// A liveness check of a full bucket's least recently seen contact.
+    Liveness,
+    /// A write-back or replication store nobody waits for.
+    Unattended,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    to: Peer,
+    purpose: Purpose,
+    deadline: Time,
+    /// Timed out already: counted as a failure, but a late answer is still taken.
+    timed_out: bool,
+}
+
+/// One cairn node's protocol state.
+pub struct Node<S> {
+    id: NodeId,
+    config: Config,
+    table: RoutingTable,
+    store: S,
+    next_request: u64,
+    next_query: u64,
+    pending: BTreeMap<u64, Pending>,
+    queries: BTreeMap<QueryId, Query>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+impl<S: Store> Node<S> {
+    /// A node with id `id` (`SHA-512` of its public key) keeping items in `store`.
+    pub fn new(id: NodeId, config: Config, store: S) -> Self {
+        Node {
+            id,
+            table: RoutingTable::new(id, config.k.get(), config.max_failures),
+            config,
+            store,
+            next_request: 1,
+            next_query: 1,
+            pending: BTreeMap::new(),
+            queries: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+    /// The parameters in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The routing table.
+    pub fn routing_table(&self) -> &RoutingTable {
+        &self.table
+    }
+    /// The item store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    /// The item store, for housekeeping by the driver.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+    /// Counters since start.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+    /// Commands still running.
+    pub fn running_queries(&self) -> usize {
+        self.queries.len()
+    }
+    /// Requests awaiting an answer.
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn lookup_params(&self) -> LookupParams {
+        LookupParams {
+            k: self.config.k.get(),
+            alpha: self.config.alpha.get(),
+            request_timeout: self.config.request_timeout,
+        }
+    }
+
+    /// The next request to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next finished command or routing-table change, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must next be called, if anything is waiting on time.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let requests = self
+            .pending
+            .values()
+            .filter(|p| !p.timed_out)
+            .map(|p| p.deadline);
+        let queries = self.queries.values().map(|q| q.deadline);
+        requests.chain(queries).min()
+    }
+
+    fn send(&mut self, now: Time, to: Peer, request: Request, purpose: Purpose) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        let deadline = now + self.config.request_timeout;
+        self.pending.insert(
+            id,
+            Pending {
+                to,
+                purpose,
+                deadline,
+                timed_out: false,
+            },
+        );
+        self.transmits.push_back(Transmit { id, to, request });
+        self.stats.requests_sent += 1;
+        id
+    }
+
+    /// Records a verified contact as seen, pinging a full bucket's oldest contact if needed.
+    fn saw(&mut self, now: Time, contact: Contact) {
+        match self.table.seen(contact, now) {
+            Insertion::Added => self.events.push_back(Event::ContactAdded(contact)),
+            Insertion::Pending { ping: Some(oldest) } => {
+                self.send(now, oldest.into(), Request::Ping, Purpose::Liveness);
+            }
+            Insertion::Updated | Insertion::Pending { ping: None } | Insertion::OwnId => {}
+        }
+    }
+
+    fn failed(&mut self, id: &NodeId) {
+        self.stats.requests_failed += 1;
+        if let Failure::Evicted { replaced_by } = self.table.failed(id) {
+            self.events.push_back(Event::ContactRemoved(*id));
+            if let Some(contact) = replaced_by {
+                self.events.push_back(Event::ContactAdded(contact));
+            }
+        }
+    }
+
+    /// An answer to request `request_id` arrived from `from`, whose identity the connection's
+    /// handshake proved.
+    pub fn handle_response(
+        &mut self,
+        now: Time,
+        from: Contact,
+        request_id: u64,
+        response: Response,
+    ) {
+        let Some(pending) = self.pending.remove(&request_id) else {
+            // Late for a finished command: the peer is still alive.
+            self.saw(now, from);
+            return;
+        };
+        if pending.to.id.is_some_and(|expected| expected != from.id) {
+            self.fail_pending(now, request_id, pending);
+            return;
+        }
+        self.saw(now, from);
+        match pending.purpose {
+            Purpose::Query(query) => self.on_query_response(now, query, from, response),
+            Purpose::Liveness | Purpose::Unattended => {}
+        }
+    }
+
+    /// Request `request_id` failed: the connection could not be made or broke, or the peer was
+    /// not who it should be.
+    pub fn handle_failure(&mut self, now: Time, request_id: u64) {
+        if let Some(pending) = self.pending.remove(&request_id) {
+            self.fail_pending(now, request_id, pending);
+        }
+    }
+
+    fn fail_pending(&mut self, now: Time, _request_id: u64, pending: Pending) {
+        if !pending.timed_out {
+            if let Some(id) = pending.to.id {
+                self.failed(&id);
+            }
+        }
+        if let Purpose::Query(query) = pending.purpose {
+            self.on_query_failure(now, query, pending.to);
+        }
+    }
+
+    /// Time has reached `now`: time out overdue requests and commands.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let overdue: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| !p.timed_out && p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for request_id in overdue {
+            let Some(pending) = self.pending.get_mut(&request_id) else {
+                continue;
+            };
+            pending.timed_out = true;
+            let pending = *pending;
+            if let Some(id) = pending.to.id {
+                self.failed(&id);
+            }
+            match pending.purpose {
+                // Lookups keep the request so that a late answer is still used; the lookup
+                // frees the slot itself when it sees the deadline pass.
+                Purpose::Query(query) if self.query_is_lookup(query) => {}
+                Purpose::Query(query) => {
+                    self.pending.remove(&request_id);
+                    self.on_query_failure(now, query, pending.to);
+                }
+                Purpose::Liveness | Purpose::Unattended => {
+                    self.pending.remove(&request_id);
+                }
+            }
+        }
+        let ids: Vec<QueryId> = self.queries.keys().copied().collect();
+        for query in ids {
+            self.step(now, query);
+        }
+    }
+
+    /// Answers a request from `from`. A verified requester that accepts connections is added
+    /// to the routing table.
+    pub fn handle_request(&mut self, now: Time, from: Requester, request: Request) -> Response {
+        self.stats.requests_handled += 1;
+        if let (true, Some(addr)) = (from.verified, from.addr) {
+            self.saw(now, Contact::new(from.id, addr));
+        }
+        self.serve(now, &from.id, request)
+    }
+
+    /// Starts a lookup of the k nodes closest to `target`.
+    pub fn find_node(&mut self, now: Time, target: NodeId) -> QueryId {
+        let kind = QueryKind::find_node(self.start_lookup(now, &target));
+        self.start(now, kind)
+    }
+
+    /// Starts a get of the item under `key`.
+    pub fn get(&mut self, now: Time, key: Key) -> QueryId {
+        let local = self.store.get(&key, now);
+        let kind = QueryKind::get(key, self.start_lookup(now, &key), local);
+        self.start(now, kind)
+    }
+
+    /// Stores `item` here, then at the k nodes closest to its key.
+    pub fn put(&mut self, now: Time, item: Item) -> QueryId {
+        let local = self.store_checked(now, item.clone());
+        let key = *item.key();
+        let kind = QueryKind::put(item, self.start_lookup(now, &key), local);
+        self.start(now, kind)
+    }
+
+    /// Joins a network: asks `seeds` for this node's neighbours, then looks itself up. With no
+    /// seeds, the contacts already in the table (say, from a snapshot) serve.
+    pub fn bootstrap(&mut self, now: Time, seeds: &[SocketAddr]) -> QueryId {
+        self.start(now, QueryKind::bootstrap(seeds))
+    }
+
+    fn start_lookup(&mut self, now: Time, target: &NodeId) -> crate::lookup::Lookup {
+        self.table.touch(target, now);
+        let seeds = self.table.closest(target, self.config.k.get());
+        crate::lookup::Lookup::new(*target, self.lookup_params(), seeds)
+    }
+
+    fn start(&mut self, now: Time, kind: QueryKind) -> QueryId {
+        let id = QueryId(self.next_query);
+        self.next_query += 1;
+        let query = Query {
+            kind,
+            started: now,
+            deadline: now + self.config.lookup_timeout,
+            requests: 0,
+        };
+        self.queries.insert(id, query);
+        self.step(now, id);
+        id
+    }
+
+    fn query_is_lookup(&self, query: QueryId) -> bool {
+        self.queries
+            .get(&query)
+            .is_some_and(|q| q.kind.lookup().is_some())
+    }
+
+    /// Forgets the requests of a finished command, so late answers only refresh the table.
+    fn forget_requests(&mut self, query: QueryId) {
+        self.pending
+            .retain(|_, p| p.purpose != Purpose::Query(query));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,257 @@
+//! The routing table: 512 k-buckets of verified contacts (DESIGN 5).
+//!
+//! Implementation notes:
+//! - Buckets are kept sparsely (a map from bucket index to bucket): a node of a network of N
+//!   nodes fills about log2(N) of the 512, and a dense array would cost every node several
+//!   kilobytes for nothing.
+//! - Within a bucket, contacts are ordered least recently seen first. A contact that is seen
+//!   again moves to the back. This is the order Kademlia uses to prefer long-lived contacts.
+//! - The table never does I/O: when a full bucket needs its least recently seen contact
+//!   pinged, [`RoutingTable::seen`] says so in its [`Insertion`] and the caller sends the ping,
+//!   reporting the answer with `seen` or the silence with [`RoutingTable::failed`].
+//! - Only verified contacts enter: callers pass contacts whose identity a handshake proved.
+
+use std::collections::BTreeMap;
+
+use crate::id::{Distance, Id, NodeId};
+use crate::message::Contact;
+use crate::time::Time;
+
+/// A contact in a bucket, with what the table knows of its liveness.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Who and where.
+    pub contact: Contact,
+    /// When it was last seen to answer or to send a verified request.
+    pub last_seen: Time,
+    /// Requests it failed in a row since it was last seen.
+    pub failures: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+struct KBucket {
+    /// At most k, least recently seen first.
+    entries: Vec<Entry>,
+    /// At most k newcomers waiting for a place, newest last.
+    replacements: Vec<Entry>,
+    /// The contact pinged to decide whether a newcomer may replace it.
+    pinging: Option<NodeId>,
+    /// When a lookup last went into this bucket's range (for refresh).
+    last_lookup: Option<Time>,
+}
+
+/// What [`RoutingTable::seen`] did.
+#[must_use = "a full bucket asks for its least recently seen contact to be pinged"]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Insertion {
+    /// The contact is new and took a free place.
+    Added,
+    /// The contact was already there; it is now the most recently seen.
+    Updated,
+    /// The bucket is full; the contact waits in the replacement cache. If `ping` is set, the
+    /// caller must ping that contact and report the outcome.
+    Pending {
+        /// The least recently seen contact, to be pinged.
+        ping: Option<Contact>,
+    },
+    /// The contact is this node itself, which is never stored.
+    OwnId,
+}
+
+/// What [`RoutingTable::failed`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The contact was not in the table.
+    Unknown,
+    /// The failure was counted; the contact stays.
+    Counted,
+    /// The contact was removed, and the newest replacement (if any) took its place.
+    Evicted {
+        /// The contact that took the place.
+        replaced_by: Option<Contact>,
+    },
+}
+
+/// The k-buckets of one node.
+#[derive(Clone, Debug)]
+pub struct RoutingTable {
+    own_id: NodeId,
+    k: usize,
+    max_failures: u32,
+    buckets: BTreeMap<usize, KBucket>,
+}
+
+impl RoutingTable {
+    /// An empty table for the node `own_id`, with buckets of `k` contacts, removing a contact
+    /// after `max_failures` failed requests in a row.
+    pub fn new(own_id: NodeId, k: usize, max_failures: u32) -> Self {
+        RoutingTable {
+            own_id,
+            k: k.max(1),
+            max_failures: max_failures.max(1),
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    /// The id of the node this table belongs to.
+    pub fn own_id(&self) -> &NodeId {
+        &self.own_id
+    }
+
+    /// The bucket size.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The number of contacts in all buckets (replacements not counted).
+    pub fn len(&self) -> usize {
+        self.buckets.values().map(|b| b.entries.len()).sum()
+    }
+
+    /// Whether the table holds no contact.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.values().all(|b| b.entries.is_empty())
+    }
+
+    /// Every contact, bucket by bucket, least recently seen first within a bucket.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.buckets.values().flat_map(|b| b.entries.iter())
+    }
+
+    /// The entry for `id`, if it is in a bucket.
+    pub fn entry(&self, id: &NodeId) -> Option<&Entry> {
+        let bucket = self.buckets.get(&self.bucket_of(id)?)?;
+        bucket.entries.iter().find(|e| e.contact.id == *id)
+    }
+
+    /// Indices of the buckets that hold at least one contact.
+    pub fn bucket_indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.buckets
+            .iter()
+            .filter(|(_, b)| !b.entries.is_empty())
+            .map(|(i, _)| *i)
+    }
+
+    /// The contacts of bucket `index`, least recently seen first.
+    pub fn bucket(&self, index: usize) -> &[Entry] {
+        self.buckets.get(&index).map_or(&[], |b| &b.entries)
+    }
+
+    /// Which bucket `id` belongs in, or `None` for the own id.
+    pub fn bucket_of(&self, id: &Id) -> Option<usize> {
+        self.own_id.distance(id).bucket_index()
+    }
+
+    /// The `n` known contacts closest to `target`, closest first.
+    pub fn closest(&self, target: &Id, n: usize) -> Vec<Contact> {
+        let mut all: Vec<(Distance, Contact)> = self
+            .entries()
+            .map(|e| (e.contact.id.distance(target), e.contact))
+            .collect();
+        if all.len() > n {
+            all.select_nth_unstable_by(n, |a, b| a.0.cmp(&b.0));
+            all.truncate(n);
+        }
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// Records that `contact` answered a request or sent a verified one.
+    pub fn seen(&mut self, contact: Contact, now: Time) -> Insertion {
+        let Some(index) = self.bucket_of(&contact.id) else {
+            return Insertion::OwnId;
+        };
+        let k = self.k;
+        let bucket = self.buckets.entry(index).or_insert_with(|| KBucket {
+            last_lookup: Some(now),
+            ..KBucket::default()
+        });
+        let fresh = Entry {
+            contact,
+            last_seen: now,
+            failures: 0,
+        };
+        if let Some(at) = bucket
+            .entries
+            .iter()
+            .position(|e| e.contact.id == contact.id)
+        {
+            bucket.entries.remove(at);
+            bucket.entries.push(fresh);
+            if bucket.pinging == Some(contact.id) {
+                bucket.pinging = None;
+            }
+            return Insertion::Updated;
+        }
+        bucket.replacements.retain(|e| e.contact.id != contact.id);
+        if bucket.entries.len() < k {
+            bucket.entries.push(fresh);
+            return Insertion::Added;
+        }
+        bucket.replacements.push(fresh);
+        if bucket.replacements.len() > k {
+            bucket.replacements.remove(0);
+        }
+        if bucket.pinging.is_some() {
+            return Insertion::Pending { ping: None };
+        }
+        let oldest = bucket.entries[0].contact;
+        bucket.pinging = Some(oldest.id);
+        Insertion::Pending { ping: Some(oldest) }
+    }
+
+    /// Records that `id` failed a request. The contact pinged for a full bucket is evicted at
+    /// its first failure; any other after `max_failures` in a row.
+    pub fn failed(&mut self, id: &NodeId) -> Failure {
+        let Some(index) = self.bucket_of(id) else {
+            return Failure::Unknown;
+        };
+        let max_failures = self.max_failures;
+        let Some(bucket) = self.buckets.get_mut(&index) else {
+            return Failure::Unknown;
+        };
+        let Some(at) = bucket.entries.iter().position(|e| e.contact.id == *id) else {
+            bucket.replacements.retain(|e| e.contact.id != *id);
+            return Failure::Unknown;
+        };
+        bucket.entries[at].failures += 1;
+        let was_pinged = bucket.pinging == Some(*id);
+        if !was_pinged && bucket.entries[at].failures < max_failures {
+            return Failure::Counted;
+        }
+        bucket.entries.remove(at);
+        if was_pinged {
+            bucket.pinging = None;
+        }
+        let replaced_by = bucket.replacements.pop().map(|entry| {
+            let contact = entry.contact;
+            bucket.entries.push(entry);
+            contact
+        });
+        if bucket.entries.is_empty() && bucket.replacements.is_empty() {
+            self.buckets.remove(&index);
+        }
+        Failure::Evicted { replaced_by }
+    }
+
+    /// Records that a lookup for `target` ran, so its bucket does not need a refresh.
+    pub fn touch(&mut self, target: &Id, now: Time) {
+        if let Some(index) = self.bucket_of(target) {
+            if let Some(bucket) = self.buckets.get_mut(&index) {
+                bucket.last_lookup = Some(now);
+            }
+        }
+    }
+
+    /// Indices of non-empty buckets that saw no lookup since `since`.
+    pub fn stale_buckets(&self, since: Time) -> Vec<usize> {
+        self.buckets
+            .iter()
+            .filter(|(_, b)| !b.entries.is_empty() && b.last_lookup.is_none_or(|t| t < since))
+            .map(|(i, _)| *i)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

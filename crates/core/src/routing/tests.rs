@@ -1,0 +1,192 @@
+//! Unit and property tests of the k-buckets.
+
+use std::collections::HashSet;
+
+use super::*;
+use proptest::prelude::*;
+
+const OWN: Id = Id::from_bytes([0; 64]);
+
+/// An id in bucket `bucket` of [`OWN`], told apart by `n`.
+fn id_in(bucket: usize, n: u16) -> Id {
+    let mut bytes = [0u8; 64];
+    bytes[63 - bucket / 8] |= 1 << (bucket % 8);
+    // Low bytes vary; they never reach the bucket's own bit for the buckets used here.
+    bytes[62..]
+        .iter_mut()
+        .zip(n.to_be_bytes())
+        .for_each(|(b, n)| *b |= n);
+    Id::from_bytes(bytes)
+}
+
+fn contact(id: Id) -> Contact {
+    Contact::new(id, "127.0.0.1:1".parse().expect("valid"))
+}
+
+fn t(ms: u64) -> Time {
+    Time::from_millis(ms)
+}
+
+#[test]
+fn own_id_is_never_stored() {
+    let mut table = RoutingTable::new(OWN, 2, 3);
+    assert_eq!(table.seen(contact(OWN), t(0)), Insertion::OwnId);
+    assert!(table.is_empty());
+}
+
+#[test]
+fn full_bucket_pings_the_oldest_and_keeps_it_if_it_answers() {
+    let mut table = RoutingTable::new(OWN, 2, 3);
+    let (a, b, c) = (id_in(500, 1), id_in(500, 2), id_in(500, 3));
+    assert_eq!(table.seen(contact(a), t(1)), Insertion::Added);
+    assert_eq!(table.seen(contact(b), t(2)), Insertion::Added);
+    assert_eq!(
+        table.seen(contact(c), t(3)),
+        Insertion::Pending {
+            ping: Some(contact(a))
+        }
+    );
+    // A second newcomer while the ping is out does not start another.
+    assert_eq!(
+        table.seen(contact(id_in(500, 4)), t(4)),
+        Insertion::Pending { ping: None }
+    );
+    // `a` answers: it stays, and is now the most recently seen.
+    assert_eq!(table.seen(contact(a), t(5)), Insertion::Updated);
+    let order: Vec<_> = table.bucket(500).iter().map(|e| e.contact.id).collect();
+    assert_eq!(order, vec![b, a]);
+}
+
+#[test]
+fn full_bucket_evicts_a_silent_oldest_for_the_newest_replacement() {
+    let mut table = RoutingTable::new(OWN, 2, 3);
+    let (a, b, c, d) = (id_in(500, 1), id_in(500, 2), id_in(500, 3), id_in(500, 4));
+    let _ = table.seen(contact(a), t(1));
+    let _ = table.seen(contact(b), t(2));
+    let _ = table.seen(contact(c), t(3));
+    let _ = table.seen(contact(d), t(4));
+    assert_eq!(
+        table.failed(&a),
+        Failure::Evicted {
+            replaced_by: Some(contact(d))
+        }
+    );
+    assert!(table.entry(&a).is_none());
+    assert!(table.entry(&d).is_some());
+}
+
+#[test]
+fn max_failures_in_a_row_remove_a_contact() {
+    let mut table = RoutingTable::new(OWN, 2, 3);
+    let a = id_in(400, 1);
+    let _ = table.seen(contact(a), t(1));
+    assert_eq!(table.failed(&a), Failure::Counted);
+    assert_eq!(table.failed(&a), Failure::Counted);
+    let _ = table.seen(contact(a), t(2));
+    assert_eq!(
+        table.entry(&a).map(|e| e.failures),
+        Some(0),
+        "an answer resets the count"
+    );
+    assert_eq!(table.failed(&a), Failure::Counted);
+    assert_eq!(table.failed(&a), Failure::Counted);
+    assert_eq!(table.failed(&a), Failure::Evicted { replaced_by: None });
+    assert!(table.is_empty());
+    assert_eq!(table.failed(&a), Failure::Unknown);
+}
+
+#[test]
+fn closest_is_sorted_and_bounded() {
+    let mut table = RoutingTable::new(OWN, 20, 3);
+    for bucket in [300, 400, 500, 511] {
+        for n in 0..5 {
+            let _ = table.seen(contact(id_in(bucket, n)), t(1));
+        }
+    }
+    let target = id_in(400, 3);
+    let closest = table.closest(&target, 7);
+    assert_eq!(closest.len(), 7);
+    assert_eq!(closest[0].id, target);
+    assert!(
+        closest
+            .windows(2)
+            .all(|w| w[0].id.distance(&target) < w[1].id.distance(&target))
+    );
+    let all: Vec<_> = table
+        .entries()
+        .map(|e| e.contact.id.distance(&target))
+        .collect();
+    let worst = closest[6].id.distance(&target);
+    assert_eq!(
+        all.iter().filter(|d| **d <= worst).count(),
+        7,
+        "no closer contact left out"
+    );
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Seen(usize, u16),
+    Failed(usize, u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    // Few buckets and few ids per bucket, so that buckets fill and evictions happen.
+    let bucket = prop::sample::select(vec![0usize, 1, 9, 200, 511]);
+    prop_oneof![
+        3 => (bucket.clone(), 0u16..8).prop_map(|(b, n)| Op::Seen(b, n)),
+        1 => (bucket, 0u16..8).prop_map(|(b, n)| Op::Failed(b, n)),
+    ]
+}
+
+fn id_of(bucket: usize, n: u16) -> Id {
+    // Buckets 0 and 1 hold one and two ids only; fold `n` into what fits.
+    match bucket {
+        0 => id_in(0, 0),
+        1 => id_in(1, n % 2),
+        _ => id_in(bucket, n),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn invariants_hold(ops in prop::collection::vec(op(), 0..200), k in 1usize..5) {
+        let mut table = RoutingTable::new(OWN, k, 2);
+        // Contacts that answered and have not failed since: none may be evicted for a newcomer.
+        let mut answered: HashSet<Id> = HashSet::new();
+        for (step, op) in ops.into_iter().enumerate() {
+            let now = t(step as u64);
+            match op {
+                Op::Seen(b, n) => {
+                    let id = id_of(b, n);
+                    match table.seen(contact(id), now) {
+                        Insertion::Added | Insertion::Updated => { answered.insert(id); }
+                        Insertion::Pending { .. } | Insertion::OwnId => {}
+                    }
+                }
+                Op::Failed(b, n) => {
+                    let id = id_of(b, n);
+                    answered.remove(&id);
+                    if let Failure::Evicted { replaced_by: Some(c) } = table.failed(&id) {
+                        answered.insert(c.id);
+                    }
+                }
+            }
+            let mut ids = HashSet::new();
+            for index in table.bucket_indices().collect::<Vec<_>>() {
+                let bucket = table.bucket(index);
+                prop_assert!(bucket.len() <= k, "bucket {} over k", index);
+                for entry in bucket {
+                    prop_assert!(ids.insert(entry.contact.id), "duplicate id");
+                    prop_assert_eq!(table.bucket_of(&entry.contact.id), Some(index));
+                }
+            }
+            prop_assert!(!ids.contains(&OWN));
+            for id in &answered {
+                prop_assert!(ids.contains(id), "a contact that answered was evicted");
+            }
+        }
+    }
+}

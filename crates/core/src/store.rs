@@ -1,0 +1,220 @@
+//! Where a node keeps items: the [`Store`] trait and an in-memory implementation.
+//!
+//! A store applies the which-copy-wins rules ([`crate::item::resolve`]) and the node's limits
+//! inside its own `put`, so that a durable store can make the check and the write one
+//! transaction. [`MemoryStore`] serves tests, the simulator, and nodes run without a disk.
+
+use std::collections::BTreeMap;
+
+use crate::id::Key;
+use crate::item::{Item, Refusal, Resolution, resolve};
+use crate::message::ErrorCode;
+use crate::time::Time;
+
+/// The most a store may hold. Defaults: 100,000 items and 256 MiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// The most items held at once.
+    pub max_items: usize,
+    /// The most bytes of items ([`Item::size`]) held at once.
+    pub max_bytes: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_items: 100_000,
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a store did not keep an item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The which-copy-wins rules refused it.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// Keeping it would pass `max_items` or `max_store_bytes`.
+    #[error("store is full ({items} items, {bytes} bytes held)")]
+    Full {
+        /// Items held.
+        items: usize,
+        /// Bytes held.
+        bytes: usize,
+    },
+    /// The store failed; nothing was stored.
+    #[error("store failed: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// The wire error code for this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::Refused(Refusal::Expired) => ErrorCode::BAD_REQUEST,
+            StoreError::Refused(_) => ErrorCode::CONFLICT,
+            StoreError::Full { .. } => ErrorCode::OVER_LIMIT,
+            StoreError::Internal(_) => ErrorCode::INTERNAL,
+        }
+    }
+}
+
+/// A node's item storage.
+pub trait Store {
+    /// The item held for `key`, unless it has expired at `now`.
+    fn get(&self, key: &Key, now: Time) -> Option<Item>;
+
+    /// Keeps `item` if the rules and limits allow, durably before returning `Ok`.
+    fn put(&mut self, item: Item, now: Time) -> Result<Resolution, StoreError>;
+
+    /// The number of items held (expired ones not yet removed included).
+    fn len(&self) -> usize;
+
+    /// Whether no item is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Items in a map in memory. Bounded by its [`StoreLimits`].
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    items: BTreeMap<Key, Item>,
+    bytes: usize,
+    limits: StoreLimits,
+}
+
+impl MemoryStore {
+    /// An empty store with these limits.
+    pub fn new(limits: StoreLimits) -> Self {
+        MemoryStore {
+            items: BTreeMap::new(),
+            bytes: 0,
+            limits,
+        }
+    }
+
+    /// Bytes of items held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &Key, now: Time) -> Option<Item> {
+        self.items
+            .get(key)
+            .filter(|item| !item.is_expired(now))
+            .cloned()
+    }
+
+    fn put(&mut self, item: Item, now: Time) -> Result<Resolution, StoreError> {
+        let held = self.items.get(item.key());
+        let resolution = resolve(held, &item, now)?;
+        if resolution == Resolution::Unchanged {
+            return Ok(resolution);
+        }
+        let (freed, is_new) = (held.map_or(0, Item::size), held.is_none());
+        let items_after = self.items.len() + usize::from(is_new);
+        let bytes_after = self.bytes - freed + item.size();
+        if items_after > self.limits.max_items || bytes_after > self.limits.max_bytes {
+            return Err(StoreError::Full {
+                items: self.items.len(),
+                bytes: self.bytes,
+            });
+        }
+        self.bytes = bytes_after;
+        self.items.insert(*item.key(), item);
+        Ok(if is_new {
+            Resolution::Insert
+        } else {
+            Resolution::Replace
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::item::{ImmutableItem, SignedItem};
+    use bytes::Bytes;
+    use ed25519_dalek::SigningKey;
+
+    const NOW: Time = Time::from_secs(1_800_000_000);
+
+    fn blob(n: u8, len: usize) -> Item {
+        ImmutableItem::new(Bytes::from(vec![n; len])).into()
+    }
+
+    #[test]
+    fn limits_refuse_with_429_and_replacing_does_not_count_twice() {
+        let mut store = MemoryStore::new(StoreLimits {
+            max_items: 2,
+            max_bytes: 1_000,
+        });
+        assert_eq!(store.put(blob(1, 10), NOW), Ok(Resolution::Insert));
+        assert_eq!(store.put(blob(2, 10), NOW), Ok(Resolution::Insert));
+        let full = store.put(blob(3, 10), NOW).expect_err("over max_items");
+        assert_eq!(full.code(), ErrorCode::OVER_LIMIT);
+        assert_eq!(store.put(blob(1, 10), NOW), Ok(Resolution::Unchanged));
+        assert_eq!(store.len(), 2);
+
+        let mut store = MemoryStore::new(StoreLimits {
+            max_items: 10,
+            max_bytes: 200,
+        });
+        assert!(store.put(blob(1, 100), NOW).is_ok());
+        assert!(matches!(
+            store.put(blob(2, 100), NOW),
+            Err(StoreError::Full { .. })
+        ));
+        assert!(
+            store.get(blob(1, 100).key(), NOW).is_some(),
+            "a full store keeps serving"
+        );
+
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let sign = |seq, len| -> Item {
+            SignedItem::sign(&key, "n", Bytes::from(vec![0; len]), seq, 0)
+                .expect("valid")
+                .into()
+        };
+        let mut store = MemoryStore::new(StoreLimits {
+            max_items: 1,
+            max_bytes: 1_000,
+        });
+        assert!(store.put(sign(1, 10), NOW).is_ok());
+        assert_eq!(
+            store.put(sign(2, 20), NOW),
+            Ok(Resolution::Replace),
+            "a replacement fits"
+        );
+        assert_eq!(store.bytes(), sign(2, 20).size());
+    }
+
+    #[test]
+    fn refusals_map_to_codes_and_expired_items_are_not_served() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let sign = |seq, value: &'static [u8], expires| -> Item {
+            SignedItem::sign(&key, "n", Bytes::from_static(value), seq, expires)
+                .expect("valid")
+                .into()
+        };
+        let mut store = MemoryStore::default();
+        assert!(store.put(sign(5, b"a", NOW.as_secs() + 10), NOW).is_ok());
+        let stale = store.put(sign(4, b"a", 0), NOW).expect_err("stale");
+        assert_eq!(stale.code(), ErrorCode::CONFLICT);
+        let conflict = store.put(sign(5, b"b", 0), NOW).expect_err("conflict");
+        assert_eq!(conflict.code(), ErrorCode::CONFLICT);
+        let expired = store.put(sign(6, b"a", 1), NOW).expect_err("expired");
+        assert_eq!(expired.code(), ErrorCode::BAD_REQUEST);
+        let later = Time::from_secs(NOW.as_secs() + 10);
+        assert!(store.get(sign(5, b"a", 0).key(), NOW).is_some());
+        assert!(store.get(sign(5, b"a", 0).key(), later).is_none());
+    }
+}

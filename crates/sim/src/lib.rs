@@ -1,0 +1,380 @@
+//! A deterministic discrete-event simulator of cairn networks.
+//!
+//! [`Sim`] runs any number of [`cairn_core::Node`]s on a virtual clock. Messages are delivered
+//! after a latency drawn from a seeded RNG; a dead node's messages vanish, so its peers learn
+//! of its death the way they would from a silent host: by timeouts. There is no socket and no
+//! thread; the same seed replays the same run event for event.
+//!
+//! The loop is the one every cairn driver runs: feed one input into a node, drain its
+//! `poll_transmit` and `poll_event`, re-arm its timer at `poll_timeout`.
+
+#![deny(missing_docs)]
+
+pub mod scenario;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use cairn_core::message::{Contact, Request, Response};
+use cairn_core::node::{Requester, Transmit};
+use cairn_core::store::StoreLimits;
+use cairn_core::{Config, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Time};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// How long a message takes to arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Latency {
+    /// Every message takes this long.
+    Fixed(Duration),
+    /// Each message takes a time drawn uniformly from this range (inclusive).
+    Uniform(Duration, Duration),
+}
+
+/// A command to run on one node.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Join through these nodes (by index).
+    Bootstrap(Vec<usize>),
+    /// Publish an item.
+    Put(Item),
+    /// Look a key up.
+    Get(Key),
+    /// Find the nodes closest to an id.
+    FindNode(NodeId),
+}
+
+/// A handle on a scheduled command, to find its completion with [`Sim::outcome`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+enum Action {
+    Deliver {
+        to: usize,
+        from: usize,
+        id: u64,
+        message: Delivery,
+    },
+    Timer {
+        node: usize,
+    },
+    Run {
+        node: usize,
+        command: Command,
+        ticket: Ticket,
+    },
+}
+
+enum Delivery {
+    Request(Request),
+    Response(Response),
+}
+
+struct SimNode {
+    node: Node<MemoryStore>,
+    contact: Contact,
+    alive: bool,
+    /// The deadline the node's one timer is armed for.
+    timer: Option<Time>,
+}
+
+/// A simulated network.
+pub struct Sim {
+    nodes: Vec<SimNode>,
+    by_addr: HashMap<SocketAddr, usize>,
+    queue: BinaryHeap<Reverse<(Time, u64)>>,
+    actions: HashMap<u64, Action>,
+    next_action: u64,
+    now: Time,
+    rng: StdRng,
+    latency: Latency,
+    loss: f64,
+    tickets: HashMap<(usize, QueryId), Ticket>,
+    outcomes: HashMap<Ticket, Event>,
+    next_ticket: u64,
+    delivered: u64,
+}
+
+/// The simulated time at which every run starts: 2026-01-01T00:00:00Z.
+pub const EPOCH: Time = Time::from_secs(1_767_225_600);
+
+impl Sim {
+    /// An empty network whose randomness all comes from `seed`.
+    pub fn new(seed: u64, latency: Latency) -> Self {
+        Sim {
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            queue: BinaryHeap::new(),
+            actions: HashMap::new(),
+            next_action: 0,
+            now: EPOCH,
+            rng: StdRng::seed_from_u64(seed),
+            latency,
+            loss: 0.0,
+            tickets: HashMap::new(),
+            outcomes: HashMap::new(),
+            next_ticket: 0,
+            delivered: 0,
+        }
+    }
+
+    /// Drops each message with probability `loss` (0 to 1).
+    pub fn set_loss(&mut self, loss: f64) {
+        self.loss = loss.clamp(0.0, 1.0);
+    }
+
+    /// The simulation's RNG, for scenarios that need randomness of the same seed.
+    pub fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Messages delivered so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// How many nodes exist, dead ones included.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `index`'s state machine.
+    pub fn node(&self, index: usize) -> &Node<MemoryStore> {
+        &self.nodes[index].node
+    }
+
+    /// Whether node `index` is alive.
+    pub fn is_alive(&self, index: usize) -> bool {
+        self.nodes[index].alive
+    }
+
+    /// Adds a node with id `id` and returns its index. Its address is a label only: the
+    /// simulator sends nothing anywhere.
+    pub fn add_node(&mut self, id: NodeId, config: Config, limits: StoreLimits) -> usize {
+        let index = self.nodes.len();
+        let [a, b, c, d] = u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes();
+        let ip = Ipv4Addr::new(127, a.wrapping_add(b), c, d);
+        let addr = SocketAddr::V4(SocketAddrV4::new(ip, 7400));
+        self.by_addr.insert(addr, index);
+        let node = Node::new(id, config, MemoryStore::new(limits));
+        self.nodes.push(SimNode {
+            node,
+            contact: Contact::new(id, addr),
+            alive: true,
+            timer: None,
+        });
+        index
+    }
+
+    /// Kills node `index`: from now on it neither answers nor sends.
+    pub fn kill(&mut self, index: usize) {
+        self.nodes[index].alive = false;
+    }
+
+    /// Schedules `command` on node `node` at `at` (or now, if that has passed).
+    pub fn schedule(&mut self, at: Time, node: usize, command: Command) -> Ticket {
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        self.push(
+            at.max(self.now),
+            Action::Run {
+                node,
+                command,
+                ticket,
+            },
+        );
+        ticket
+    }
+
+    /// The completion event of a command, once it has finished.
+    pub fn outcome(&self, ticket: Ticket) -> Option<&Event> {
+        self.outcomes.get(&ticket)
+    }
+
+    /// Processes events until `done` says to stop or nothing is left. Returns whether `done`
+    /// was met.
+    pub fn run_until(&mut self, mut done: impl FnMut(&Sim) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            let Some(Reverse((at, key))) = self.queue.pop() else {
+                return false;
+            };
+            self.now = self.now.max(at);
+            if let Some(action) = self.actions.remove(&key) {
+                self.apply(action);
+            }
+        }
+    }
+
+    /// Runs until every ticket has an outcome. Returns whether they all finished.
+    pub fn run_until_done(&mut self, tickets: &[Ticket]) -> bool {
+        self.run_until(|sim| tickets.iter().all(|t| sim.outcomes.contains_key(t)))
+    }
+
+    /// Advances the clock to `until`, processing everything due before it.
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        self.run_until(|sim| sim.queue.peek().is_none_or(|Reverse((at, _))| *at > until));
+        self.now = self.now.max(until);
+    }
+
+    fn push(&mut self, at: Time, action: Action) {
+        let key = self.next_action;
+        self.next_action += 1;
+        self.actions.insert(key, action);
+        self.queue.push(Reverse((at, key)));
+    }
+
+    fn delay(&mut self) -> Duration {
+        match self.latency {
+            Latency::Fixed(d) => d,
+            Latency::Uniform(lo, hi) if hi > lo => self.rng.random_range(lo..=hi),
+            Latency::Uniform(lo, _) => lo,
+        }
+    }
+
+    fn apply(&mut self, action: Action) {
+        let now = self.now;
+        match action {
+            Action::Run {
+                node,
+                command,
+                ticket,
+            } => {
+                if !self.nodes[node].alive {
+                    return;
+                }
+                let query = self.run_command(node, command);
+                self.tickets.insert((node, query), ticket);
+                self.drain(node);
+            }
+            Action::Timer { node } => {
+                let sim_node = &mut self.nodes[node];
+                if !sim_node.alive || sim_node.timer.is_none_or(|t| t > now) {
+                    return;
+                }
+                sim_node.timer = None;
+                sim_node.node.handle_timeout(now);
+                self.drain(node);
+            }
+            Action::Deliver {
+                to,
+                from,
+                id,
+                message,
+            } => {
+                if !self.nodes[to].alive {
+                    return;
+                }
+                self.delivered += 1;
+                match message {
+                    Delivery::Request(request) => self.on_request(to, from, id, request),
+                    Delivery::Response(response) => {
+                        let contact = self.nodes[from].contact;
+                        self.nodes[to]
+                            .node
+                            .handle_response(now, contact, id, response);
+                        self.drain(to);
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_command(&mut self, node: usize, command: Command) -> QueryId {
+        let now = self.now;
+        let seeds: Vec<SocketAddr> = match &command {
+            Command::Bootstrap(seeds) => {
+                seeds.iter().map(|s| self.nodes[*s].contact.addr).collect()
+            }
+            _ => Vec::new(),
+        };
+        let n = &mut self.nodes[node].node;
+        match command {
+            Command::Bootstrap(_) => n.bootstrap(now, &seeds),
+            Command::Put(item) => n.put(now, item),
+            Command::Get(key) => n.get(now, key),
+            Command::FindNode(target) => n.find_node(now, target),
+        }
+    }
+
+    fn on_request(&mut self, to: usize, from: usize, id: u64, request: Request) {
+        let contact = self.nodes[from].contact;
+        let requester = Requester {
+            id: contact.id,
+            addr: Some(contact.addr),
+            verified: true,
+        };
+        let response = self.nodes[to]
+            .node
+            .handle_request(self.now, requester, request);
+        self.send(to, from, id, Delivery::Response(response));
+        self.drain(to);
+    }
+
+    fn send(&mut self, from: usize, to: usize, id: u64, message: Delivery) {
+        if self.loss > 0.0 && self.rng.random_bool(self.loss) {
+            return;
+        }
+        let at = self.now + self.delay();
+        self.push(
+            at,
+            Action::Deliver {
+                to,
+                from,
+                id,
+                message,
+            },
+        );
+    }
+
+    /// Drains a node's outputs after an input, as a driver would.
+    fn drain(&mut self, index: usize) {
+        while let Some(Transmit { id, to, request }) = self.nodes[index].node.poll_transmit() {
+            // An address nobody has is a host that never answers: the request times out.
+            if let Some(&target) = self.by_addr.get(&to.addr) {
+                self.send(index, target, id, Delivery::Request(request));
+            }
+        }
+        while let Some(event) = self.nodes[index].node.poll_event() {
+            let query = match &event {
+                Event::FindNodeDone { query, .. }
+                | Event::GetDone { query, .. }
+                | Event::PutDone { query, .. }
+                | Event::BootstrapDone { query, .. } => *query,
+                Event::ContactAdded(_) | Event::ContactRemoved(_) => continue,
+            };
+            if let Some(ticket) = self.tickets.remove(&(index, query)) {
+                self.outcomes.insert(ticket, event);
+            }
+        }
+        let next = self.nodes[index].node.poll_timeout();
+        if next.is_some() && next != self.nodes[index].timer {
+            self.nodes[index].timer = next;
+            if let Some(at) = next {
+                self.push(at, Action::Timer { node: index });
+            }
+        }
+    }
+
+    /// A random id from the simulation's RNG.
+    pub fn random_id(&mut self) -> Id {
+        let mut bytes = [0u8; 64];
+        self.rng.fill(&mut bytes[..]);
+        Id::from_bytes(bytes)
+    }
+}
