@@ -152,7 +152,7 @@ impl RoutingTable {
             all.select_nth_unstable_by(n, |a, b| a.0.cmp(&b.0));
             all.truncate(n);
         }
-        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.sort_unstable_by_key(|(d, _)| *d);
         all.into_iter().map(|(_, c)| c).collect()
     }
 

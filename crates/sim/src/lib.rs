@@ -222,7 +222,21 @@ impl Sim {
 
     /// Runs until every ticket has an outcome. Returns whether they all finished.
     pub fn run_until_done(&mut self, tickets: &[Ticket]) -> bool {
-        self.run_until(|sim| tickets.iter().all(|t| sim.outcomes.contains_key(t)))
+        loop {
+            let missing = tickets
+                .iter()
+                .filter(|t| !self.outcomes.contains_key(t))
+                .count();
+            if missing == 0 {
+                return true;
+            }
+            // Outcomes only accumulate: wait until enough have arrived, then check again,
+            // rather than rescanning every ticket after every event.
+            let target = self.outcomes.len() + missing;
+            if !self.run_until(|sim| sim.outcomes.len() >= target) {
+                return tickets.iter().all(|t| self.outcomes.contains_key(t));
+            }
+        }
     }
 
     /// Advances the clock to `until`, processing everything due before it.

@@ -4,6 +4,7 @@ use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cairn_core::Config;
 use cairn_sim::Latency;
 use cairn_sim::scenario::{self, Scenario};
 use clap::Parser;
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let mut scenario = Scenario {
+    let scenario = Scenario {
         nodes: args.nodes,
         items: args.items,
         seed: args.seed,
@@ -64,10 +65,13 @@ fn main() -> ExitCode {
         ),
         join_interval: Duration::from_millis(args.join_interval_ms),
         kill_fraction: args.kill,
+        config: Config {
+            k: args.k,
+            alpha: args.alpha,
+            ..Config::default()
+        },
         ..Scenario::default()
     };
-    scenario.config.k = args.k;
-    scenario.config.alpha = args.alpha;
     print!("{}", scenario::run(&scenario));
     ExitCode::SUCCESS
 }

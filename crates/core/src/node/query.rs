@@ -70,6 +70,9 @@ pub enum BootstrapError {
 }
 
 /// Something the driver should know.
+// Events are few and short-lived (one per finished command); boxing the large ones would
+// cost an allocation each for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A `find_node` finished with the closest nodes that answered.

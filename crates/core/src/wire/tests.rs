@@ -240,3 +240,55 @@ proptest! {
         }
     }
 }
+/// The golden key pair of `crates/core/VECTORS.md`: seed bytes 0x00, 0x01, ..., 0x1f.
+fn golden_key() -> SigningKey {
+    SigningKey::from_bytes(&std::array::from_fn(|i| i as u8))
+}
+
+#[test]
+fn golden_store_message() {
+    let item: Item = SignedItem::sign(
+        &golden_key(),
+        "hello",
+        Bytes::from_static(b"world"),
+        7,
+        1_900_000_000,
+    )
+    .expect("valid")
+    .into();
+    let message = Message::Request {
+        id: 1,
+        request: Request::Store { item },
+    };
+    let bytes = encode(&message);
+    assert_eq!(crate::id::to_hex(&bytes), GOLDEN_STORE);
+    assert_eq!(decode(&bytes), Ok(message));
+}
+
+#[test]
+fn golden_handshake_signatures() {
+    use crate::handshake::{Role, Transcript};
+    let listener = SigningKey::from_bytes(&[0x22; 32]);
+    let t = Transcript {
+        network: "cairn",
+        dialer_key: golden_key().verifying_key().to_bytes(),
+        dialer_nonce: [0x11; 32],
+        listener_key: listener.verifying_key().to_bytes(),
+        listener_nonce: [0x33; 32],
+    };
+    assert_eq!(crate::id::to_hex(&t.listener_key), GOLDEN_LISTENER_KEY);
+    assert_eq!(
+        crate::id::to_hex(&t.sign(Role::Listener, &listener)),
+        GOLDEN_WELCOME_SIGNATURE
+    );
+    assert_eq!(
+        crate::id::to_hex(&t.sign(Role::Dialer, &golden_key())),
+        GOLDEN_AUTH_SIGNATURE
+    );
+}
+
+const GOLDEN_STORE: &str = "83a474797065a573746f7265a2696401a46974656d87a46b696e64a67369676e6564aa7075626c69635f6b6579c42003a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8a46e616d65a568656c6c6fa576616c7565c405776f726c64a373657107a765787069726573ce713fb300a97369676e6174757265c440abb4846bf8d1a7532a0d6ea81851f734e5c07d281b3f8c04fa5cc6581c73e862d40bb32f754c6b5d54266fdec24a5a5367800de1b62ea14c78e982c7d8a22b0d";
+const GOLDEN_LISTENER_KEY: &str =
+    "a09aa5f47a6759802ff955f8dc2d2a14a5c99d23be97f864127ff9383455a4f0";
+const GOLDEN_WELCOME_SIGNATURE: &str = "2853eb89b385cf4956d187b6e780e5b8252e5d18347afcd094b88b8c4fab931ef7c18e5e44b6da5971aab36d6fe2261db815e0c268df6c948796bdabd270820b";
+const GOLDEN_AUTH_SIGNATURE: &str = "4a93d4cd5eb0b3460da28d71e5e7a76f11e1980200d2a43749479e2cd8fa60488ad7b79572bdedd1f37a46d41b4297ec102b593ab0758029937b492cadbe6d06";
