@@ -420,3 +420,24 @@ fn an_answer_from_the_wrong_node_counts_as_a_failure() {
     node.handle_response(T0, impostor, sent.id, Response::Nodes(vec![]));
     assert_eq!(node.stats().requests_failed, failed_before + 1);
 }
+
+#[test]
+fn a_value_under_the_wrong_key_is_not_taken() {
+    let mut net = Net::new(2);
+    net.join_all();
+    let wanted = *ImmutableItem::new(Bytes::from_static(b"wanted")).key();
+    let impostor: Item = ImmutableItem::new(Bytes::from_static(b"other")).into();
+    let node = net.node(1);
+    let query = node.get(T0, wanted);
+    let sent = node.poll_transmit().expect("asks node 2");
+    assert_eq!(sent.request, Request::FindValue { key: wanted });
+    node.handle_response(T0, contact(2), sent.id, Response::Value(impostor));
+    net.run_timers();
+    assert!(matches!(
+        net.done(1, query),
+        Some(Event::GetDone {
+            result: Err(GetError::NotFound { .. }),
+            ..
+        })
+    ));
+}

@@ -1,0 +1,255 @@
+//! Node configuration: the [`Config`] struct with its defaults, and loading it from TOML.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_core::store::StoreLimits;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+/// Everything a node needs to run. `Config::default()` is the documented default of every
+/// field; a TOML file ([`FileConfig`]) overrides any of them.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to accept peer connections. Default `0.0.0.0:7400`.
+    pub listen: SocketAddr,
+    /// The network name; nodes of other networks are refused. Default `"cairn"`.
+    pub network: String,
+    /// Where the key pair (and later the store) live. `None` keeps the identity in memory
+    /// only: a new id every start. The `cairn` binary defaults to the platform data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Protocol parameters (k, alpha, timeouts, value size); DESIGN section 9 defaults.
+    pub protocol: cairn_core::Config,
+    /// Store limits. Defaults: 100,000 items, 256 MiB.
+    pub limits: StoreLimits,
+    /// The largest frame accepted. Default 1,048,576 bytes.
+    pub max_frame: usize,
+    /// A connection with no traffic for this long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// A connection stalled mid-frame (or mid-handshake) this long is closed. Default 10 s.
+    pub read_timeout: Duration,
+    /// The most outgoing connections this node keeps; the least recently used idle one is
+    /// closed to make room. Default 256.
+    pub max_outbound: usize,
+    /// The most incoming connections served at once; more are closed on accept. Default 1,024.
+    pub max_inbound: usize,
+    /// Invalid messages tolerated on one connection before it is closed. Default 16.
+    pub max_invalid_messages: u32,
+    /// Commands from [`crate::Dht`] handles that may wait for the node at once. Default 1,024.
+    pub command_queue: usize,
+    /// A process-wide cap on open outgoing connections shared by several nodes (an in-process
+    /// test network); each connection holds one permit. Default `None` (no shared cap).
+    pub connection_budget: Option<Arc<Semaphore>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7400)),
+            network: "cairn".to_owned(),
+            data_dir: None,
+            protocol: cairn_core::Config::default(),
+            limits: StoreLimits::default(),
+            max_frame: 1_048_576,
+            idle_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(10),
+            max_outbound: 256,
+            max_inbound: 1_024,
+            max_invalid_messages: 16,
+            command_queue: 1_024,
+            connection_budget: None,
+        }
+    }
+}
+
+/// The TOML form of [`Config`]: every field optional, unknown fields refused. Durations are
+/// in seconds (fractions allowed).
+///
+/// ```toml
+/// listen = "0.0.0.0:7400"
+/// api = "127.0.0.1:7401"
+/// network = "cairn"
+/// data_dir = "/var/lib/cairn"
+/// bootstrap = ["198.51.100.7:7400"]
+/// k = 20
+/// alpha = 3
+/// request_timeout_secs = 2
+/// ```
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Config::listen`].
+    pub listen: Option<SocketAddr>,
+    /// The local HTTP API's address (used by the `cairn` binary). Default `127.0.0.1:7401`.
+    pub api: Option<SocketAddr>,
+    /// See [`Config::network`].
+    pub network: Option<String>,
+    /// See [`Config::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// Nodes to join through, as `host:port` (used by the `cairn` binary).
+    pub bootstrap: Option<Vec<String>>,
+    /// Bucket size and replication factor.
+    pub k: Option<usize>,
+    /// Parallel requests per lookup.
+    pub alpha: Option<usize>,
+    /// Signed copies a get waits for.
+    pub get_quorum: Option<usize>,
+    /// See `cairn_core::Config::request_timeout`.
+    pub request_timeout_secs: Option<f64>,
+    /// See `cairn_core::Config::lookup_timeout`.
+    pub lookup_timeout_secs: Option<f64>,
+    /// See `cairn_core::Config::max_value_size`.
+    pub max_value_size: Option<usize>,
+    /// See `cairn_core::Config::max_failures`.
+    pub max_failures: Option<u32>,
+    /// See [`StoreLimits::max_items`].
+    pub max_items: Option<usize>,
+    /// See [`StoreLimits::max_bytes`].
+    pub max_store_bytes: Option<usize>,
+    /// See [`Config::max_frame`].
+    pub max_frame: Option<usize>,
+    /// See [`Config::idle_timeout`].
+    pub idle_timeout_secs: Option<f64>,
+    /// See [`Config::read_timeout`].
+    pub read_timeout_secs: Option<f64>,
+    /// See [`Config::max_outbound`].
+    pub max_outbound: Option<usize>,
+    /// See [`Config::max_inbound`].
+    pub max_inbound: Option<usize>,
+}
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a [`FileConfig`].
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies the values this file sets on top of `config`.
+    pub fn apply(&self, config: &mut Config) -> Result<(), ConfigError> {
+        let nonzero = |name: &str, v: usize| {
+            std::num::NonZeroUsize::new(v)
+                .ok_or_else(|| ConfigError::Invalid(format!("{name} must be at least 1")))
+        };
+        let secs = |name: &str, v: f64| {
+            Duration::try_from_secs_f64(v).map_err(|_| {
+                ConfigError::Invalid(format!("{name} must be a non-negative number of seconds"))
+            })
+        };
+        let p = &mut config.protocol;
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = &self.network {
+            if v.is_empty() || v.len() > 64 {
+                return Err(ConfigError::Invalid("network must be 1 to 64 bytes".into()));
+            }
+            config.network = v.clone();
+        }
+        if let Some(v) = &self.data_dir {
+            config.data_dir = Some(v.clone());
+        }
+        if let Some(v) = self.k {
+            p.k = nonzero("k", v)?;
+        }
+        if let Some(v) = self.alpha {
+            p.alpha = nonzero("alpha", v)?;
+        }
+        if let Some(v) = self.get_quorum {
+            p.get_quorum = nonzero("get_quorum", v)?;
+        }
+        if let Some(v) = self.request_timeout_secs {
+            p.request_timeout = secs("request_timeout_secs", v)?;
+        }
+        if let Some(v) = self.lookup_timeout_secs {
+            p.lookup_timeout = secs("lookup_timeout_secs", v)?;
+        }
+        if let Some(v) = self.max_value_size {
+            p.max_value_size = v;
+        }
+        if let Some(v) = self.max_failures {
+            p.max_failures = v.max(1);
+        }
+        if let Some(v) = self.max_items {
+            config.limits.max_items = v;
+        }
+        if let Some(v) = self.max_store_bytes {
+            config.limits.max_bytes = v;
+        }
+        if let Some(v) = self.max_frame {
+            config.max_frame = v;
+        }
+        if let Some(v) = self.idle_timeout_secs {
+            config.idle_timeout = secs("idle_timeout_secs", v)?;
+        }
+        if let Some(v) = self.read_timeout_secs {
+            config.read_timeout = secs("read_timeout_secs", v)?;
+        }
+        if let Some(v) = self.max_outbound {
+            config.max_outbound = v.max(1);
+        }
+        if let Some(v) = self.max_inbound {
+            config.max_inbound = v.max(1);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_only_what_it_sets() {
+        let file: FileConfig =
+            toml::from_str("k = 8\nrequest_timeout_secs = 0.5\nnetwork = \"lab\"").expect("valid");
+        let mut config = Config::default();
+        file.apply(&mut config).expect("valid values");
+        assert_eq!(config.protocol.k.get(), 8);
+        assert_eq!(config.protocol.request_timeout, Duration::from_millis(500));
+        assert_eq!(config.network, "lab");
+        assert_eq!(config.protocol.alpha.get(), 3);
+        assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 7400)));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        assert!(toml::from_str::<FileConfig>("colour = 3").is_err());
+        let file: FileConfig = toml::from_str("k = 0").expect("parses");
+        assert!(file.apply(&mut Config::default()).is_err());
+        let file: FileConfig = toml::from_str("idle_timeout_secs = -1").expect("parses");
+        assert!(file.apply(&mut Config::default()).is_err());
+    }
+}

@@ -1,0 +1,426 @@
+//! One TCP connection: the handshake (DESIGN 4.3), then frames in and out, in one task.
+//!
+//! Each connection task owns its socket. It decodes and verifies every payload itself, so
+//! signature checks run on the runtime's worker threads in parallel and never on the driver's
+//! event loop. It talks to the driver over channels: requests and responses up, frames to send
+//! down. A dialed connection tracks the requests in flight on it, and when it ends for any
+//! reason it reports every one of them as failed, so the node never waits on a dead socket.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use cairn_core::handshake::{Role, Transcript};
+use cairn_core::message::{
+    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, PROTOCOL_VERSION, Request, Response,
+    Welcome,
+};
+use cairn_core::netstring::{self, NetstringDecoder};
+use cairn_core::node::Requester;
+use cairn_core::{NodeId, wire};
+use rand::RngCore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::shared::Shared;
+
+/// What connection tasks tell the driver.
+pub(crate) enum ToDriver {
+    /// A request arrived; answer it on `reply`.
+    Request {
+        requester: Requester,
+        id: u64,
+        request: Request,
+        reply: mpsc::Sender<Message>,
+    },
+    /// A response to one of this node's requests arrived from a verified peer.
+    Response {
+        from: Contact,
+        id: u64,
+        response: Response,
+    },
+    /// These requests will never be answered.
+    Failed { ids: Vec<u64> },
+    /// A dialed connection ended; the pool may forget it.
+    Closed { addr: SocketAddr, conn: u64 },
+}
+
+/// A request for a dialed connection to send.
+pub(crate) type Outgoing = (u64, Request);
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("framing: {0}")]
+    Frame(#[from] netstring::FrameError),
+    #[error("timed out")]
+    Timeout,
+    #[error("closed by peer")]
+    Eof,
+    #[error("handshake: {0}")]
+    Handshake(String),
+}
+
+/// Reads netstring frames, closing on idle or mid-frame stalls.
+struct FrameReader {
+    half: OwnedReadHalf,
+    buf: BytesMut,
+    decoder: NetstringDecoder,
+    last_read: Instant,
+}
+
+impl FrameReader {
+    fn new(half: OwnedReadHalf, max_frame: usize) -> Self {
+        FrameReader {
+            half,
+            buf: BytesMut::new(),
+            decoder: NetstringDecoder::new(max_frame),
+            last_read: Instant::now(),
+        }
+    }
+
+    /// The next frame. Waits at most `idle` after the last byte when no frame is under way,
+    /// and `stall` when one is (cancel-safe: a partial frame stays buffered).
+    async fn next(&mut self, shared: &Shared) -> Result<Bytes, ConnError> {
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+                return Ok(frame);
+            }
+            let limit = if self.buf.is_empty() {
+                shared.config.idle_timeout
+            } else {
+                shared.config.read_timeout
+            };
+            // Read in chunks of at most 8 KiB: never far beyond what has arrived.
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(8 * 1024);
+            }
+            match timeout_at(self.last_read + limit, self.half.read_buf(&mut self.buf)).await {
+                Err(_) => return Err(ConnError::Timeout),
+                Ok(Ok(0)) => return Err(ConnError::Eof),
+                Ok(Ok(_)) => self.last_read = Instant::now(),
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+async fn write_message(half: &mut OwnedWriteHalf, message: &Message) -> Result<(), ConnError> {
+    let mut frame = BytesMut::new();
+    netstring::encode(&wire::encode(message), &mut frame);
+    half.write_all(&frame).await?;
+    Ok(())
+}
+
+fn nonce() -> [u8; 32] {
+    let mut nonce = [0u8; 32];
+    rand::rng().fill_bytes(&mut nonce);
+    nonce
+}
+
+/// Serves one accepted connection until it closes.
+pub(crate) async fn serve_inbound(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    if let Err(e) = serve_inbound_inner(stream, peer, &shared).await {
+        tracing::debug!(%peer, "inbound connection closed: {e}");
+    }
+}
+
+async fn serve_inbound_inner(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<(), ConnError> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = FrameReader::new(read, shared.config.max_frame);
+    let first = timeout(shared.config.read_timeout, reader.next(shared))
+        .await
+        .map_err(|_| ConnError::Timeout)??;
+    let hello = match wire::decode(&first) {
+        Ok(Message::Hello(hello)) => hello,
+        _ => return Err(ConnError::Handshake("first frame is not hello".into())),
+    };
+    if hello.version != PROTOCOL_VERSION || hello.network != shared.config.network {
+        let reply = ErrorReply::new(
+            ErrorCode::MISMATCH,
+            format!(
+                "this node speaks version {PROTOCOL_VERSION} on network {:?}",
+                shared.config.network
+            ),
+        );
+        write_message(
+            &mut write,
+            &Message::Response {
+                id: 0,
+                response: Response::Error(reply),
+            },
+        )
+        .await?;
+        return Err(ConnError::Handshake("version or network mismatch".into()));
+    }
+    let transcript = Transcript {
+        network: &shared.config.network,
+        dialer_key: hello.public_key,
+        dialer_nonce: hello.nonce,
+        listener_key: shared.identity.public_key(),
+        listener_nonce: nonce(),
+    };
+    let welcome = Welcome {
+        version: PROTOCOL_VERSION,
+        network: shared.config.network.clone(),
+        public_key: transcript.listener_key,
+        nonce: transcript.listener_nonce,
+        port: shared.listen_port,
+        signature: transcript.sign(Role::Listener, shared.identity.signing_key()),
+    };
+    write_message(&mut write, &Message::Welcome(welcome)).await?;
+
+    let mut requester = Requester {
+        id: NodeId::of_public_key(&hello.public_key),
+        addr: (hello.port != 0).then(|| SocketAddr::new(peer.ip(), hello.port)),
+        verified: false,
+    };
+    let (reply, mut replies) = mpsc::channel::<Message>(64);
+    let mut invalid = 0u32;
+    let mut shutdown = shared.shutdown.subscribe();
+    if *shutdown.borrow_and_update() {
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            Some(message) = replies.recv() => write_message(&mut write, &message).await?,
+            frame = reader.next(shared) => {
+                let answer = match wire::decode(&frame?) {
+                    Ok(Message::Auth(Auth { signature })) if !requester.verified => {
+                        if !transcript.verify(Role::Dialer, &signature) {
+                            return Err(ConnError::Handshake("bad auth signature".into()));
+                        }
+                        requester.verified = true;
+                        continue;
+                    }
+                    Ok(Message::Request { id, request }) => {
+                        let up = ToDriver::Request { requester, id, request, reply: reply.clone() };
+                        if shared.to_driver.send(up).await.is_err() {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    Ok(other) => wire::DecodeError {
+                        id: None,
+                        code: ErrorCode::BAD_REQUEST,
+                        reason: format!("unexpected {} from the dialer", kind(&other)),
+                    },
+                    Err(e) => e,
+                };
+                invalid += 1;
+                shared.counters.invalid_messages.fetch_add(1, Ordering::Relaxed);
+                write_message(&mut write, &answer.reply()).await?;
+                if invalid >= shared.config.max_invalid_messages {
+                    return Err(ConnError::Handshake(format!("{invalid} invalid messages")));
+                }
+            }
+        }
+    }
+}
+
+fn kind(message: &Message) -> &'static str {
+    match message {
+        Message::Hello(_) => "hello",
+        Message::Welcome(_) => "welcome",
+        Message::Auth(_) => "second auth",
+        Message::Request { .. } => "request",
+        Message::Response { .. } => "response",
+    }
+}
+
+/// Opens a connection to `addr` and carries `requests` over it until the pool drops its
+/// sender and nothing is in flight, or the connection fails.
+pub(crate) async fn dial(
+    addr: SocketAddr,
+    expected: Option<NodeId>,
+    conn: u64,
+    mut requests: mpsc::Receiver<Outgoing>,
+    shared: Arc<Shared>,
+) {
+    let mut in_flight = HashSet::new();
+    let permit = match &shared.config.connection_budget {
+        None => None,
+        Some(budget) => match timeout(
+            shared.config.protocol.request_timeout,
+            budget.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Some(permit),
+            _ => {
+                shared
+                    .counters
+                    .budget_exhausted
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%addr, "connection budget exhausted: request fails instead of opening a connection");
+                None
+            }
+        },
+    };
+    let budget_ok = permit.is_some() || shared.config.connection_budget.is_none();
+    if budget_ok {
+        match connect(addr, expected, &shared).await {
+            Ok((reader, write, peer)) => {
+                shared
+                    .counters
+                    .connections_opened
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Err(e) =
+                    carry(reader, write, peer, &mut requests, &mut in_flight, &shared).await
+                {
+                    tracing::debug!(%addr, "outbound connection closed: {e}");
+                }
+            }
+            Err(e) => {
+                shared
+                    .counters
+                    .dial_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%addr, "cannot connect: {e}");
+            }
+        }
+    }
+    drop(permit);
+    requests.close();
+    while let Ok((id, _)) = requests.try_recv() {
+        in_flight.insert(id);
+    }
+    let _ = shared.to_driver.send(ToDriver::Closed { addr, conn }).await;
+    if !in_flight.is_empty() {
+        let _ = shared
+            .to_driver
+            .send(ToDriver::Failed {
+                ids: in_flight.into_iter().collect(),
+            })
+            .await;
+    }
+}
+
+/// Connects and runs the dialer's side of the handshake.
+async fn connect(
+    addr: SocketAddr,
+    expected: Option<NodeId>,
+    shared: &Shared,
+) -> Result<(FrameReader, OwnedWriteHalf, Contact), ConnError> {
+    let stream = timeout(
+        shared.config.protocol.request_timeout,
+        TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| ConnError::Timeout)??;
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut reader = FrameReader::new(read, shared.config.max_frame);
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        network: shared.config.network.clone(),
+        public_key: shared.identity.public_key(),
+        nonce: nonce(),
+        port: shared.listen_port,
+    };
+    write_message(&mut write, &Message::Hello(hello.clone())).await?;
+    let frame = timeout(shared.config.read_timeout, reader.next(shared))
+        .await
+        .map_err(|_| ConnError::Timeout)??;
+    let welcome = match wire::decode(&frame) {
+        Ok(Message::Welcome(welcome)) => welcome,
+        Ok(Message::Response {
+            response: Response::Error(e),
+            ..
+        }) => {
+            return Err(ConnError::Handshake(format!(
+                "refused ({}): {}",
+                e.code, e.message
+            )));
+        }
+        _ => {
+            return Err(ConnError::Handshake(
+                "answer to hello is not welcome".into(),
+            ));
+        }
+    };
+    let transcript = Transcript {
+        network: &shared.config.network,
+        dialer_key: hello.public_key,
+        dialer_nonce: hello.nonce,
+        listener_key: welcome.public_key,
+        listener_nonce: welcome.nonce,
+    };
+    if welcome.network != shared.config.network
+        || !transcript.verify(Role::Listener, &welcome.signature)
+    {
+        return Err(ConnError::Handshake(
+            "welcome signature does not verify".into(),
+        ));
+    }
+    let id = NodeId::of_public_key(&welcome.public_key);
+    if expected.is_some_and(|e| e != id) {
+        return Err(ConnError::Handshake(format!(
+            "{addr} is node {id}, not the one expected"
+        )));
+    }
+    let signature = transcript.sign(Role::Dialer, shared.identity.signing_key());
+    write_message(&mut write, &Message::Auth(Auth { signature })).await?;
+    Ok((reader, write, Contact::new(id, addr)))
+}
+
+/// Sends requests and hands responses up until the pool lets go and nothing is in flight.
+async fn carry(
+    mut reader: FrameReader,
+    mut write: OwnedWriteHalf,
+    peer: Contact,
+    requests: &mut mpsc::Receiver<Outgoing>,
+    in_flight: &mut HashSet<u64>,
+    shared: &Shared,
+) -> Result<(), ConnError> {
+    let mut released = false;
+    let mut shutdown = shared.shutdown.subscribe();
+    if *shutdown.borrow_and_update() {
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            next = requests.recv(), if !released => match next {
+                Some((id, request)) => {
+                    in_flight.insert(id);
+                    write_message(&mut write, &Message::Request { id, request }).await?;
+                }
+                None if in_flight.is_empty() => return Ok(()),
+                None => released = true,
+            },
+            frame = reader.next(shared) => {
+                let (id, response) = match wire::decode(&frame?) {
+                    Ok(Message::Response { id, response }) => (id, response),
+                    Ok(_) => return Err(ConnError::Handshake("listener sent a non-response".into())),
+                    // An answer that fails to decode (say, a forged item) fails its request.
+                    Err(e) => match e.id {
+                        Some(id) if in_flight.remove(&id) => {
+                            let _ = shared.to_driver.send(ToDriver::Failed { ids: vec![id] }).await;
+                            continue;
+                        }
+                        _ => return Err(ConnError::Handshake(format!("undecodable response: {e}"))),
+                    },
+                };
+                if in_flight.remove(&id) {
+                    let _ = shared.to_driver.send(ToDriver::Response { from: peer, id, response }).await;
+                }
+                if released && in_flight.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The driver: one task that owns the core [`Node`], its one timer and the connection pool.
+//!
+//! Run loop (the order the core asks for): wait for a command, a message from a connection
+//! or the timer; feed it to the node with the current time; then drain every output —
+//! requests go to pooled connections, finished commands go back to their callers — and re-arm
+//! the timer at `poll_timeout`. Nothing here blocks: sends to connections use `try_send`, so a
+//! slow peer can never stall the loop (its request fails instead).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_core::message::Message;
+use cairn_core::node::{Event, Transmit};
+use cairn_core::{Item, MemoryStore, Node, QueryId, SignedItem, Store};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+
+use crate::clock::Clock;
+use crate::connection::{self, Outgoing, ToDriver};
+use crate::dht::{
+    BootstrapError, Command, Found, GetError, PeerInfo, PutError, PutReceipt, Status,
+};
+use crate::shared::Shared;
+
+/// A dialed connection the driver can send requests on.
+struct PoolEntry {
+    conn: u64,
+    requests: mpsc::Sender<Outgoing>,
+    last_used: Instant,
+}
+
+/// Who is waiting for a command to finish.
+enum Waiter {
+    Put {
+        reply: oneshot::Sender<Result<PutReceipt, PutError>>,
+        seq: Option<u64>,
+        expires: u64,
+    },
+    Get(oneshot::Sender<Result<Found, GetError>>),
+    FindNode(oneshot::Sender<Vec<cairn_core::message::Contact>>),
+    Bootstrap {
+        reply: oneshot::Sender<Result<usize, BootstrapError>>,
+        tried: usize,
+    },
+}
+
+pub(crate) struct Driver {
+    node: Node<MemoryStore>,
+    shared: Arc<Shared>,
+    clock: Clock,
+    commands: mpsc::Receiver<Command>,
+    inbound: mpsc::Receiver<ToDriver>,
+    pool: HashMap<SocketAddr, PoolEntry>,
+    next_conn: u64,
+    waiters: HashMap<QueryId, Waiter>,
+    /// Set once shutdown began: who to tell when done, and the latest moment to stop.
+    stopping: Option<(Vec<oneshot::Sender<()>>, Instant)>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        node: Node<MemoryStore>,
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<Command>,
+        inbound: mpsc::Receiver<ToDriver>,
+    ) -> Self {
+        Driver {
+            node,
+            shared,
+            clock: Clock::new(),
+            commands,
+            inbound,
+            pool: HashMap::new(),
+            next_conn: 0,
+            waiters: HashMap::new(),
+            stopping: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            let timer = self.node.poll_timeout().map(|t| self.clock.instant(t));
+            tokio::select! {
+                command = self.commands.recv(), if self.stopping.is_none() => match command {
+                    Some(command) => self.command(command),
+                    None => self.begin_shutdown(None),
+                },
+                Some(message) = self.inbound.recv() => self.from_connection(message),
+                () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+                    self.node.handle_timeout(self.clock.now());
+                }
+                () = sleep_until(self.stopping.as_ref().map_or_else(Instant::now, |s| s.1)), if self.stopping.is_some() => break,
+            }
+            self.drain();
+            if self.stopping.is_some() && self.waiters.is_empty() {
+                break;
+            }
+        }
+        self.finish_shutdown();
+    }
+
+    fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
+        let _ = self.shared.shutdown.send(true);
+        let deadline = Instant::now()
+            + self
+                .shared
+                .config
+                .protocol
+                .lookup_timeout
+                .min(Duration::from_secs(5));
+        let stopping = self.stopping.get_or_insert_with(|| (Vec::new(), deadline));
+        stopping.0.extend(reply);
+    }
+
+    fn finish_shutdown(&mut self) {
+        let _ = self.shared.shutdown.send(true);
+        self.pool.clear();
+        if let Some((replies, _)) = self.stopping.take() {
+            for reply in replies {
+                let _ = reply.send(());
+            }
+        }
+        tracing::info!(node = %self.node.id(), "node stopped");
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = self.clock.now();
+        match command {
+            Command::PutSigned {
+                name,
+                value,
+                ttl,
+                reply,
+            } => self.put_signed(&name, value, ttl, reply),
+            Command::PutItem { item, reply } => {
+                let (seq, expires) = (item.seq(), item.expires());
+                let query = self.node.put(now, item);
+                self.waiters.insert(
+                    query,
+                    Waiter::Put {
+                        reply,
+                        seq,
+                        expires,
+                    },
+                );
+            }
+            Command::Get { key, reply } => {
+                let query = self.node.get(now, key);
+                self.waiters.insert(query, Waiter::Get(reply));
+            }
+            Command::FindNode { target, reply } => {
+                let query = self.node.find_node(now, target);
+                self.waiters.insert(query, Waiter::FindNode(reply));
+            }
+            Command::Bootstrap { seeds, reply } => {
+                let tried = seeds.len();
+                let query = self.node.bootstrap(now, &seeds);
+                self.waiters
+                    .insert(query, Waiter::Bootstrap { reply, tried });
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peers());
+            }
+            Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
+        }
+    }
+
+    fn put_signed(
+        &mut self,
+        name: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        reply: oneshot::Sender<Result<PutReceipt, PutError>>,
+    ) {
+        let now = self.clock.now();
+        let key = cairn_core::item::signed_key(&self.shared.identity.public_key(), name);
+        let stored = self.node.store().get(&key, now).and_then(|item| item.seq());
+        let seq = stored.map_or(now.as_millis(), |s| {
+            now.as_millis().max(s.saturating_add(1))
+        });
+        let expires = ttl.map_or(0, |ttl| (now + ttl).as_secs().max(1));
+        match SignedItem::sign(
+            self.shared.identity.signing_key(),
+            name,
+            value,
+            seq,
+            expires,
+        ) {
+            Ok(item) => {
+                let query = self.node.put(now, Item::Signed(item));
+                self.waiters.insert(
+                    query,
+                    Waiter::Put {
+                        reply,
+                        seq: Some(seq),
+                        expires,
+                    },
+                );
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    fn from_connection(&mut self, message: ToDriver) {
+        let now = self.clock.now();
+        match message {
+            ToDriver::Request {
+                requester,
+                id,
+                request,
+                reply,
+            } => {
+                let response = self.node.handle_request(now, requester, request);
+                if reply.try_send(Message::Response { id, response }).is_err() {
+                    tracing::debug!("a connection's reply queue is full; dropping a response");
+                }
+            }
+            ToDriver::Response { from, id, response } => {
+                self.node.handle_response(now, from, id, response)
+            }
+            ToDriver::Failed { ids } => {
+                for id in ids {
+                    self.node.handle_failure(now, id);
+                }
+            }
+            ToDriver::Closed { addr, conn } => {
+                if self.pool.get(&addr).is_some_and(|e| e.conn == conn) {
+                    self.pool.remove(&addr);
+                }
+            }
+        }
+    }
+
+    /// Drains every output of the node.
+    fn drain(&mut self) {
+        while let Some(transmit) = self.node.poll_transmit() {
+            self.transmit(transmit);
+        }
+        while let Some(event) = self.node.poll_event() {
+            self.event(event);
+        }
+    }
+
+    /// Hands a request to the pooled connection for its address, dialing one if needed.
+    fn transmit(&mut self, Transmit { id, to, request }: Transmit) {
+        let mut outgoing = (id, request);
+        for _attempt in 0..2 {
+            if !self.pool.contains_key(&to.addr) {
+                self.dial(to.addr, to.id);
+            }
+            let Some(entry) = self.pool.get_mut(&to.addr) else {
+                break;
+            };
+            entry.last_used = Instant::now();
+            match entry.requests.try_send(outgoing) {
+                Ok(()) => return,
+                // The connection ended but the driver has not heard yet: dial afresh, once.
+                Err(TrySendError::Closed(back)) => {
+                    self.pool.remove(&to.addr);
+                    outgoing = back;
+                }
+                Err(TrySendError::Full(_)) => break,
+            }
+        }
+        self.node.handle_failure(self.clock.now(), id);
+    }
+
+    fn dial(&mut self, addr: SocketAddr, expected: Option<cairn_core::NodeId>) {
+        if self.pool.len() >= self.shared.config.max_outbound {
+            // Make room: the least recently used connection closes once its requests are done.
+            if let Some(lru) = self
+                .pool
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(a, _)| *a)
+            {
+                self.pool.remove(&lru);
+            }
+        }
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let (requests, queue) = mpsc::channel(256);
+        self.pool.insert(
+            addr,
+            PoolEntry {
+                conn,
+                requests,
+                last_used: Instant::now(),
+            },
+        );
+        tokio::spawn(connection::dial(
+            addr,
+            expected,
+            conn,
+            queue,
+            self.shared.clone(),
+        ));
+    }
+
+    fn event(&mut self, event: Event) {
+        let (query, waiter) = match &event {
+            Event::FindNodeDone { query, .. }
+            | Event::GetDone { query, .. }
+            | Event::PutDone { query, .. }
+            | Event::BootstrapDone { query, .. } => match self.waiters.remove(query) {
+                Some(waiter) => (*query, waiter),
+                None => return,
+            },
+            Event::ContactAdded(c) => {
+                return tracing::trace!(peer = %c.id, addr = %c.addr, "contact added");
+            }
+            Event::ContactRemoved(id) => return tracing::trace!(peer = %id, "contact removed"),
+        };
+        let _ = query;
+        match (event, waiter) {
+            (
+                Event::PutDone {
+                    key, result, stats, ..
+                },
+                Waiter::Put {
+                    reply,
+                    seq,
+                    expires,
+                },
+            ) => {
+                let receipt = result.map(|replicas| PutReceipt {
+                    key,
+                    seq,
+                    expires,
+                    replicas,
+                    stats,
+                });
+                let _ = reply.send(receipt.map_err(PutError::from));
+            }
+            (
+                Event::GetDone {
+                    key, result, stats, ..
+                },
+                Waiter::Get(reply),
+            ) => {
+                let found = result
+                    .map(|item| Found { item, stats })
+                    .map_err(|_| GetError::NotFound { key });
+                let _ = reply.send(found);
+            }
+            (Event::FindNodeDone { closest, .. }, Waiter::FindNode(reply)) => {
+                let _ = reply.send(closest);
+            }
+            (Event::BootstrapDone { result, .. }, Waiter::Bootstrap { reply, tried }) => {
+                let _ = reply.send(result.map_err(|_| BootstrapError::NoContact { tried }));
+            }
+            _ => tracing::error!("a command finished with an event of another kind"),
+        }
+    }
+
+    fn status(&self) -> Status {
+        let stats = self.node.stats();
+        let counters = &self.shared.counters;
+        Status {
+            node_id: self.node.id().to_hex(),
+            public_key: cairn_core::id::to_hex(&self.shared.identity.public_key()),
+            network: self.shared.config.network.clone(),
+            listen: SocketAddr::new(self.shared.config.listen.ip(), self.shared.listen_port),
+            peers: self.node.routing_table().len(),
+            items: self.node.store().len(),
+            uptime_s: self.clock.uptime().as_secs(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            requests_sent: stats.requests_sent,
+            requests_handled: stats.requests_handled,
+            requests_failed: stats.requests_failed,
+            connections_opened: counters.connections_opened.load(Ordering::Relaxed),
+            connections_accepted: counters.connections_accepted.load(Ordering::Relaxed),
+            connection_budget_exhausted: counters.budget_exhausted.load(Ordering::Relaxed),
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        let now = self.clock.now();
+        self.node
+            .routing_table()
+            .entries()
+            .map(|e| PeerInfo {
+                node_id: e.contact.id.to_hex(),
+                addr: e.contact.addr,
+                last_seen_s: now.since(e.last_seen).as_secs(),
+                failures: e.failures,
+            })
+            .collect()
+    }
+}
+
+/// Accepts connections until shutdown, serving each in its own task, at most `max_inbound`
+/// at once; a connection beyond that is closed at once.
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(shared.config.max_inbound));
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        shared.counters.connections_accepted.fetch_add(1, Ordering::Relaxed);
+                        let _ = stream.set_nodelay(true);
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            connection::serve_inbound(stream, peer, shared).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        shared.counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "refusing a connection: max_inbound reached");
+                    }
+                },
+                Err(e) => {
+                    // Typically EMFILE: out of file descriptors. Back off rather than spin.
+                    tracing::warn!("accept failed: {e}; retrying in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The node's key pair: created on first run, kept in the data directory with mode 0600.
+//!
+//! The file `node.key` holds the 32-byte ed25519 secret seed as 64 hex digits and a newline.
+//! A file that exists but cannot be read or parsed is an error: replacing it would silently
+//! give the node a new identity.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cairn_core::NodeId;
+use ed25519_dalek::SigningKey;
+use rand::RngCore;
+
+/// The name of the key file inside the data directory.
+pub const KEY_FILE: &str = "node.key";
+
+/// A node's key pair and the id derived from it.
+#[derive(Clone)]
+pub struct Identity {
+    signing_key: SigningKey,
+    node_id: NodeId,
+}
+
+/// Why the key pair could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The data directory or key file could not be read or written.
+    #[error("cannot use key file {path}: {source}")]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key file is not 64 hex digits.
+    #[error(
+        "key file {path} is corrupt (expected 64 hex digits); move it away to start with a new identity"
+    )]
+    Corrupt {
+        /// The key file.
+        path: PathBuf,
+    },
+}
+
+impl Identity {
+    /// The identity of this secret seed.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        let signing_key = SigningKey::from_bytes(&seed);
+        let node_id = NodeId::of_public_key(&signing_key.verifying_key().to_bytes());
+        Identity {
+            signing_key,
+            node_id,
+        }
+    }
+
+    /// A fresh random identity, kept nowhere.
+    pub fn generate() -> Self {
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        Self::from_seed(seed)
+    }
+
+    /// Loads `dir/node.key`, or creates it (and `dir`) with a fresh key if it does not exist.
+    pub fn load_or_create(dir: &Path) -> Result<Self, IdentityError> {
+        let path = dir.join(KEY_FILE);
+        let io = |source| IdentityError::Io {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let bytes = cairn_core::id::from_hex(text.trim())
+                    .ok_or_else(|| IdentityError::Corrupt { path: path.clone() })?;
+                let seed: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| IdentityError::Corrupt { path: path.clone() })?;
+                Ok(Self::from_seed(seed))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(io)?;
+                let identity = Self::generate();
+                write_private(&path, &identity.signing_key.to_bytes()).map_err(io)?;
+                Ok(identity)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The signing key.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing_key
+    }
+
+    /// The ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.signing_key.verifying_key().to_bytes()
+    }
+
+    /// `SHA-512(public_key)`.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+}
+
+/// Writes a new file readable by its owner only, never overwriting one that exists.
+fn write_private(path: &Path, seed: &[u8; 32]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{}", cairn_core::id::to_hex(seed))?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("cairn-identity-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn created_once_then_loaded_with_mode_0600() {
+        let dir = temp_dir("create");
+        let first = Identity::load_or_create(&dir).expect("created");
+        let second = Identity::load_or_create(&dir).expect("loaded");
+        assert_eq!(first.node_id(), second.node_id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(KEY_FILE))
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_key_file_is_an_error_and_is_kept() {
+        let dir = temp_dir("corrupt");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join(KEY_FILE), "not a key").expect("written");
+        let err = Identity::load_or_create(&dir).err().expect("refused");
+        assert!(matches!(err, IdentityError::Corrupt { .. }), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join(KEY_FILE)).expect("kept"),
+            "not a key"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

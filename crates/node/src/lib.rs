@@ -1,0 +1,104 @@
+//! cairn-node: runs the cairn protocol over TCP on tokio.
+//!
+//! [`start`] binds a listener, loads or creates the node's identity, and spawns two tasks: the
+//! accept loop and the driver that owns the protocol state machine. It returns a [`Dht`]
+//! handle; the local HTTP API ([`api`]) and the `cairn` binary are built on that handle.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let dht = cairn_node::start(cairn_node::Config::default()).await?;
+//! dht.bootstrap(vec!["192.0.2.1:7400".parse()?]).await?;
+//! let receipt = dht.put_signed("greeting", "hello".into(), None).await?;
+//! let found = dht.get(receipt.key).await?;
+//! assert_eq!(found.item.value().as_ref(), b"hello");
+//! dht.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+// pub mod api;
+mod clock;
+// pub mod client;
+mod codec;
+pub mod config;
+mod connection;
+mod dht;
+mod driver;
+pub mod identity;
+mod shared;
+// pub mod testnet;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cairn_core::{MemoryStore, Node};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+pub use cairn_core;
+pub use codec::{CodecError, FrameCodec};
+pub use config::{Config, FileConfig};
+pub use dht::{BootstrapError, Dht, Found, GetError, PeerInfo, PutError, PutReceipt, Status};
+pub use identity::Identity;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key pair could not be loaded or created.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+}
+
+/// Starts a node with the identity in `config.data_dir` (or a fresh one) and returns its
+/// handle. The node does not join any network until [`Dht::bootstrap`] is called.
+pub async fn start(config: Config) -> Result<Dht, StartError> {
+    let identity = match &config.data_dir {
+        Some(dir) => Identity::load_or_create(dir)?,
+        None => Identity::generate(),
+    };
+    start_with_identity(config, identity).await
+}
+
+/// Starts a node with the given identity.
+pub async fn start_with_identity(config: Config, identity: Identity) -> Result<Dht, StartError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (commands_tx, commands) = mpsc::channel(config.command_queue.max(1));
+    let (to_driver, inbound) = mpsc::channel(4_096);
+    let node = Node::new(
+        identity.node_id(),
+        config.protocol.clone(),
+        MemoryStore::new(config.limits),
+    );
+    let shared = Arc::new(shared::Shared {
+        config,
+        identity,
+        listen_port: local.port(),
+        to_driver,
+        shutdown: watch::channel(false).0,
+        counters: shared::Counters::default(),
+    });
+    tokio::spawn(driver::accept_loop(listener, shared.clone()));
+    tokio::spawn(driver::Driver::new(node, shared, commands, inbound).run());
+    tracing::info!(addr = %local, "node listening");
+    Ok(Dht {
+        commands: commands_tx,
+    })
+}

@@ -1,0 +1,33 @@
+//! What every task of one node shares: configuration, identity, the channel to the driver,
+//! the shutdown signal and counters.
+
+use std::sync::atomic::AtomicU64;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::connection::ToDriver;
+use crate::identity::Identity;
+
+/// Shared, read-mostly state of one node; connection tasks hold it in an `Arc`.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) identity: Identity,
+    /// The port this node accepts connections on, announced in handshakes.
+    pub(crate) listen_port: u16,
+    pub(crate) to_driver: mpsc::Sender<ToDriver>,
+    /// Flips to `true` once, when the node shuts down.
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) counters: Counters,
+}
+
+/// Transport counters, readable while the node runs.
+#[derive(Default, Debug)]
+pub(crate) struct Counters {
+    pub(crate) connections_opened: AtomicU64,
+    pub(crate) connections_accepted: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
+    pub(crate) dial_failures: AtomicU64,
+    pub(crate) invalid_messages: AtomicU64,
+    pub(crate) budget_exhausted: AtomicU64,
+}
