@@ -91,7 +91,7 @@ impl Driver {
                     Some(command) => self.command(command),
                     None => self.begin_shutdown(None),
                 },
-                Some(message) = self.inbound.recv() => self.from_connection(message),
+                Some(message) = self.inbound.recv() => self.on_connection_message(message),
                 () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                     self.node.handle_timeout(self.clock.now());
                 }
@@ -212,7 +212,7 @@ impl Driver {
         }
     }
 
-    fn from_connection(&mut self, message: ToDriver) {
+    fn on_connection_message(&mut self, message: ToDriver) {
         let now = self.clock.now();
         match message {
             ToDriver::Request {
