@@ -1,1 +1,107 @@
-fn main() {}
+//! `cairn`: run a DHT node, publish and fetch items through it, or start a local test network.
+
+mod client;
+mod node;
+mod testnet;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The local API address the client commands use unless told otherwise.
+pub const DEFAULT_API: &str = "127.0.0.1:7401";
+
+/// cairn: a peer-to-peer distributed hash table (Kademlia over TCP, signed items).
+///
+/// Run `cairn node` to start a node; `cairn put`, `cairn get`, `cairn status` and `cairn id`
+/// talk to a running node through its local HTTP API. `cairn testnet` starts a whole network
+/// on 127.0.0.1 and measures it.
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a node in the foreground until SIGINT or SIGTERM.
+    Node(node::NodeArgs),
+    /// Publish a value: signed under NAME with the node's key, or --immutable (keyed by hash).
+    ///
+    /// The value is VALUE, the contents of --file PATH, or standard input when VALUE is `-`
+    /// or absent.
+    ///
+    ///   cairn put greeting "hello world" --ttl 1h
+    ///   cairn put photo --file cat.jpg
+    ///   echo data | cairn put --immutable -
+    Put(client::PutArgs),
+    /// Fetch a value by PUBLIC_KEY/NAME (a signed item) or by KEY (any item), to stdout or -o FILE.
+    Get(client::GetArgs),
+    /// Show the running node's state.
+    Status(client::ApiArgs),
+    /// Print the running node's id and public key.
+    Id(client::ApiArgs),
+    /// Start N nodes on 127.0.0.1 in this process, put and get items, and report.
+    Testnet(testnet::TestnetArgs),
+}
+
+/// Parses an address, with a message that says what was expected.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:7401"))
+}
+
+/// The platform data directory for a node's files.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("cairn")
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(if matches!(cli.command, Cmd::Node(_)) {
+        "info"
+    } else {
+        "warn"
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cairn: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Cmd::Node(args) => node::run(args).await,
+            Cmd::Put(args) => client::put(args).await,
+            Cmd::Get(args) => client::get(args).await,
+            Cmd::Status(args) => client::status(args).await,
+            Cmd::Id(args) => client::id(args).await,
+            Cmd::Testnet(args) => testnet::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cairn: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -185,10 +185,10 @@ impl RoutingTable {
         }
         bucket.replacements.retain(|e| e.contact.id != contact.id);
         if bucket.entries.len() < k {
-            bucket.entries.push(fresh);
+            push_exact(&mut bucket.entries, fresh);
             return Insertion::Added;
         }
-        bucket.replacements.push(fresh);
+        push_exact(&mut bucket.replacements, fresh);
         if bucket.replacements.len() > k {
             bucket.replacements.remove(0);
         }
@@ -251,6 +251,13 @@ impl RoutingTable {
             .map(|(i, _)| *i)
             .collect()
     }
+}
+
+/// Pushes without the doubling growth of `Vec::push`: a table holds hundreds of small
+/// buckets, and spare capacity in each would cost more than the contacts themselves.
+fn push_exact(entries: &mut Vec<Entry>, entry: Entry) {
+    entries.reserve_exact(1);
+    entries.push(entry);
 }
 
 #[cfg(test)]

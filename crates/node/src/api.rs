@@ -1,0 +1,228 @@
+//! The local HTTP API (DESIGN 8), served with axum on top of a [`Dht`] handle.
+//!
+//! Bound to loopback by default: it signs with the node's key, so whoever reaches it can
+//! publish as this node. Errors are JSON: `{"error": {"code": 404, "message": "..."}}`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use cairn_core::message::ErrorCode;
+use cairn_core::{Id, Item};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::dht::{Dht, GetError, PutError, PutReceipt};
+
+/// The answer to a publish (`PUT /v1/items/{name}` or `POST /v1/blobs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// Hex key of the item.
+    pub key: String,
+    /// Hex public key of the publisher (signed items).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// The name (signed items).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The `seq` published (signed items).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Unix seconds of expiry, 0 for never (signed items).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    /// Nodes that acknowledged a copy, this one included.
+    pub replicas: usize,
+}
+
+/// An API error: an HTTP status and a message, rendered as JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": { "code": self.status.as_u16(), "message": self.message } });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<PutError> for ApiError {
+    fn from(e: PutError) -> Self {
+        let status = match &e {
+            PutError::Invalid(_) => StatusCode::BAD_REQUEST,
+            PutError::Refused(cairn_core::node::PutError::TooLarge { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            PutError::Refused(cairn_core::node::PutError::Local(e)) => match e.code() {
+                ErrorCode::CONFLICT => StatusCode::CONFLICT,
+                ErrorCode::OVER_LIMIT => StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::BAD_REQUEST => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            PutError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<GetError> for ApiError {
+    fn from(e: GetError) -> Self {
+        let status = match e {
+            GetError::NotFound { .. } => StatusCode::NOT_FOUND,
+            GetError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// The API's routes over `dht`.
+pub fn router(dht: Dht) -> Router {
+    Router::new()
+        .route("/v1/items/{name}", put(put_item))
+        .route("/v1/items/{public_key}/{name}", get(get_item))
+        .route("/v1/blobs", post(post_blob))
+        .route("/v1/blobs/{key}", get(get_blob))
+        .route("/v1/keys/{key}", get(get_key))
+        .route("/v1/status", get(status))
+        .route("/v1/peers", get(peers))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /v1/status")
+        })
+        .with_state(dht)
+}
+
+/// Binds `addr` and serves the API until the node stops.
+pub async fn serve(dht: Dht, addr: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    let app = router(dht.clone());
+    Ok(tokio::spawn(async move {
+        let stopped = async move {
+            // The node is gone once status stops answering; poll cheaply.
+            while dht.status().await.is_some() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!("HTTP API failed: {e}");
+        }
+    }))
+}
+
+#[derive(Deserialize)]
+struct PutParams {
+    ttl: Option<u64>,
+}
+
+async fn put_item(
+    State(dht): State<Dht>,
+    Path(name): Path<String>,
+    Query(params): Query<PutParams>,
+    body: Bytes,
+) -> Result<axum::Json<Published>, ApiError> {
+    let ttl = params.ttl.map(Duration::from_secs);
+    let receipt = dht.put_signed(&name, body, ttl).await?;
+    let public_key = dht.status().await.map(|s| s.public_key);
+    Ok(axum::Json(Published {
+        public_key,
+        name: Some(name),
+        ..published(&receipt)
+    }))
+}
+
+fn published(receipt: &PutReceipt) -> Published {
+    Published {
+        key: receipt.key.to_hex(),
+        public_key: None,
+        name: None,
+        seq: receipt.seq,
+        expires: receipt.seq.map(|_| receipt.expires),
+        replicas: receipt.replicas,
+    }
+}
+
+async fn post_blob(State(dht): State<Dht>, body: Bytes) -> Result<axum::Json<Published>, ApiError> {
+    Ok(axum::Json(published(&dht.put_immutable(body).await?)))
+}
+
+fn parse_key(text: &str) -> Result<Id, ApiError> {
+    Id::from_hex(text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad key {text:?}: {e}")))
+}
+
+fn value_response(item: &Item) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(key) = HeaderValue::from_str(&item.key().to_hex()) {
+        headers.insert("cairn-key", key);
+    }
+    if let Some(seq) = item.seq() {
+        headers.insert("cairn-seq", HeaderValue::from(seq));
+    }
+    (headers, item.value().clone()).into_response()
+}
+
+async fn get_item(
+    State(dht): State<Dht>,
+    Path((public_key, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let bytes = cairn_core::id::from_hex(&public_key).unwrap_or_default();
+    let public_key: [u8; 32] = bytes.try_into().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("bad public key {public_key:?}: expected 64 hex digits"),
+        )
+    })?;
+    let found = dht.get_signed(&public_key, &name).await?;
+    Ok(value_response(&found.item))
+}
+
+async fn get_blob(State(dht): State<Dht>, Path(key): Path<String>) -> Result<Response, ApiError> {
+    let key = parse_key(&key)?;
+    match dht.get(key).await?.item {
+        item @ Item::Immutable(_) => Ok(value_response(&item)),
+        Item::Signed(_) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "that key holds a signed item; use /v1/keys",
+        )),
+    }
+}
+
+async fn get_key(State(dht): State<Dht>, Path(key): Path<String>) -> Result<Response, ApiError> {
+    let key = parse_key(&key)?;
+    Ok(value_response(&dht.get(key).await?.item))
+}
+
+async fn status(State(dht): State<Dht>) -> Result<Response, ApiError> {
+    let status = dht
+        .status()
+        .await
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node has stopped"))?;
+    Ok(axum::Json(status).into_response())
+}
+
+async fn peers(State(dht): State<Dht>) -> Response {
+    axum::Json(dht.peers().await).into_response()
+}

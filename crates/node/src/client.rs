@@ -1,0 +1,220 @@
+//! A client of the local HTTP API, for the `cairn` commands that talk to a running node.
+//!
+//! One HTTP/1.1 request per connection over hyper: the API is on loopback and these are
+//! one-shot commands, so there is nothing to pool.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::TcpStream;
+
+use crate::api::Published;
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing answers at the address.
+    #[error(
+        "cannot reach the cairn API at {addr}: {source} (is `cairn node` running there? use --api ADDR)"
+    )]
+    Unreachable {
+        /// The API address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The API answered with an error.
+    #[error("{message}")]
+    Api {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The API's message.
+        message: String,
+    },
+    /// The exchange broke or the answer made no sense.
+    #[error("talking to the cairn API at {addr}: {message}")]
+    Protocol {
+        /// The API address.
+        addr: SocketAddr,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A value fetched from the API with its key and `seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    /// The value bytes.
+    pub value: Bytes,
+    /// The `cairn-key` header.
+    pub key: Option<String>,
+    /// The `cairn-seq` header (signed items).
+    pub seq: Option<u64>,
+}
+
+/// A client of one node's API.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiClient {
+    addr: SocketAddr,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    message: String,
+}
+
+/// Percent-encodes one path segment.
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl ApiClient {
+    /// A client of the API at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        ApiClient { addr }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<Bytes>, ClientError> {
+        let addr = self.addr;
+        let protocol = |message: String| ClientError::Protocol { addr, message };
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ClientError::Unreachable { addr, source })?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| protocol(e.to_string()))?;
+        tokio::spawn(connection);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, addr.to_string())
+            .body(Full::new(body))
+            .map_err(|e| protocol(e.to_string()))?;
+        // Lookups end within the node's lookup timeout (30 s by default); allow some slack.
+        let response = tokio::time::timeout(Duration::from_secs(60), sender.send_request(request))
+            .await
+            .map_err(|_| protocol("no answer within 60 s".into()))?
+            .map_err(|e| protocol(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| protocol(e.to_string()))?
+            .to_bytes();
+        if !parts.status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error.message)
+                .unwrap_or_else(|_| format!("HTTP {}", parts.status));
+            return Err(ClientError::Api {
+                status: parts.status,
+                message,
+            });
+        }
+        Ok(hyper::Response::from_parts(parts, bytes))
+    }
+
+    async fn json<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, ClientError> {
+        let response = self.call(method, path, body).await?;
+        serde_json::from_slice(response.body()).map_err(|e| ClientError::Protocol {
+            addr: self.addr,
+            message: format!("unexpected answer: {e}"),
+        })
+    }
+
+    async fn fetch(&self, path: &str) -> Result<Fetched, ClientError> {
+        let response = self.call(Method::GET, path, Bytes::new()).await?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let key = header("cairn-key");
+        let seq = header("cairn-seq").and_then(|s| s.parse().ok());
+        Ok(Fetched {
+            value: response.into_body(),
+            key,
+            seq,
+        })
+    }
+
+    /// Publishes `value` under `name`, signed by the node; `ttl` in seconds.
+    pub async fn put(
+        &self,
+        name: &str,
+        value: Bytes,
+        ttl: Option<u64>,
+    ) -> Result<Published, ClientError> {
+        let mut path = format!("/v1/items/{}", encode_segment(name));
+        if let Some(ttl) = ttl {
+            path.push_str(&format!("?ttl={ttl}"));
+        }
+        self.json(Method::PUT, &path, value).await
+    }
+
+    /// Publishes an immutable item.
+    pub async fn put_immutable(&self, value: Bytes) -> Result<Published, ClientError> {
+        self.json(Method::POST, "/v1/blobs", value).await
+    }
+
+    /// Fetches the signed item `name` of `public_key` (hex).
+    pub async fn get_signed(&self, public_key: &str, name: &str) -> Result<Fetched, ClientError> {
+        self.fetch(&format!(
+            "/v1/items/{}/{}",
+            encode_segment(public_key),
+            encode_segment(name)
+        ))
+        .await
+    }
+
+    /// Fetches any item by its hex key.
+    pub async fn get_key(&self, key: &str) -> Result<Fetched, ClientError> {
+        self.fetch(&format!("/v1/keys/{}", encode_segment(key)))
+            .await
+    }
+
+    /// The node's status, as JSON.
+    pub async fn status(&self) -> Result<serde_json::Value, ClientError> {
+        self.json(Method::GET, "/v1/status", Bytes::new()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(encode_segment("a b/c%é"), "a%20b%2Fc%25%C3%A9");
+        assert_eq!(encode_segment("plain-name_1.txt~"), "plain-name_1.txt~");
+    }
+}

@@ -21,7 +21,7 @@ use cairn_core::netstring::{self, NetstringDecoder};
 use cairn_core::node::Requester;
 use cairn_core::{NodeId, wire};
 use rand::RngCore;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -35,14 +35,14 @@ pub(crate) enum ToDriver {
     Request {
         requester: Requester,
         id: u64,
-        request: Request,
-        reply: mpsc::Sender<Message>,
+        request: Box<Request>,
+        reply: mpsc::Sender<Box<Message>>,
     },
     /// A response to one of this node's requests arrived from a verified peer.
     Response {
         from: Contact,
         id: u64,
-        response: Response,
+        response: Box<Response>,
     },
     /// These requests will never be answered.
     Failed { ids: Vec<u64> },
@@ -51,7 +51,7 @@ pub(crate) enum ToDriver {
 }
 
 /// A request for a dialed connection to send.
-pub(crate) type Outgoing = (u64, Request);
+pub(crate) type Outgoing = (u64, Box<Request>);
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +67,9 @@ pub(crate) enum ConnError {
     #[error("handshake: {0}")]
     Handshake(String),
 }
+
+/// How much the reader asks the socket for at a time.
+const READ_CHUNK: usize = 2 * 1024;
 
 /// Reads netstring frames, closing on idle or mid-frame stalls.
 struct FrameReader {
@@ -94,19 +97,24 @@ impl FrameReader {
                 return Ok(frame);
             }
             let limit = if self.buf.is_empty() {
+                // Between frames the connection holds no buffer at all: wait for readiness
+                // first and allocate only for bytes that are there.
+                self.buf = BytesMut::new();
                 shared.config.idle_timeout
             } else {
                 shared.config.read_timeout
             };
-            // Read in chunks of at most 8 KiB: never far beyond what has arrived.
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(8 * 1024);
+            timeout_at(self.last_read + limit, self.half.readable())
+                .await
+                .map_err(|_| ConnError::Timeout)??;
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
             }
-            match timeout_at(self.last_read + limit, self.half.read_buf(&mut self.buf)).await {
-                Err(_) => return Err(ConnError::Timeout),
-                Ok(Ok(0)) => return Err(ConnError::Eof),
-                Ok(Ok(_)) => self.last_read = Instant::now(),
-                Ok(Err(e)) => return Err(e.into()),
+            match self.half.try_read_buf(&mut self.buf) {
+                Ok(0) => return Err(ConnError::Eof),
+                Ok(_) => self.last_read = Instant::now(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -186,7 +194,7 @@ async fn serve_inbound_inner(
         addr: (hello.port != 0).then(|| SocketAddr::new(peer.ip(), hello.port)),
         verified: false,
     };
-    let (reply, mut replies) = mpsc::channel::<Message>(64);
+    let (reply, mut replies) = mpsc::channel::<Box<Message>>(32);
     let mut invalid = 0u32;
     let mut shutdown = shared.shutdown.subscribe();
     if *shutdown.borrow_and_update() {
@@ -206,8 +214,13 @@ async fn serve_inbound_inner(
                         continue;
                     }
                     Ok(Message::Request { id, request }) => {
-                        let up = ToDriver::Request { requester, id, request, reply: reply.clone() };
-                        if shared.to_driver.send(up).await.is_err() {
+                        let up = ToDriver::Request {
+                            requester,
+                            id,
+                            request: Box::new(request),
+                            reply: reply.clone(),
+                        };
+                        if shared.tell(up).await.is_err() {
                             return Ok(());
                         }
                         continue;
@@ -297,14 +310,10 @@ pub(crate) async fn dial(
     while let Ok((id, _)) = requests.try_recv() {
         in_flight.insert(id);
     }
-    let _ = shared.to_driver.send(ToDriver::Closed { addr, conn }).await;
+    let _ = shared.tell(ToDriver::Closed { addr, conn }).await;
     if !in_flight.is_empty() {
-        let _ = shared
-            .to_driver
-            .send(ToDriver::Failed {
-                ids: in_flight.into_iter().collect(),
-            })
-            .await;
+        let ids = in_flight.into_iter().collect();
+        let _ = shared.tell(ToDriver::Failed { ids }).await;
     }
 }
 
@@ -396,7 +405,7 @@ async fn carry(
             next = requests.recv(), if !released => match next {
                 Some((id, request)) => {
                     in_flight.insert(id);
-                    write_message(&mut write, &Message::Request { id, request }).await?;
+                    write_message(&mut write, &Message::Request { id, request: *request }).await?;
                 }
                 None if in_flight.is_empty() => return Ok(()),
                 None => released = true,
@@ -408,14 +417,14 @@ async fn carry(
                     // An answer that fails to decode (say, a forged item) fails its request.
                     Err(e) => match e.id {
                         Some(id) if in_flight.remove(&id) => {
-                            let _ = shared.to_driver.send(ToDriver::Failed { ids: vec![id] }).await;
+                            let _ = shared.tell(ToDriver::Failed { ids: vec![id] }).await;
                             continue;
                         }
                         _ => return Err(ConnError::Handshake(format!("undecodable response: {e}"))),
                     },
                 };
                 if in_flight.remove(&id) {
-                    let _ = shared.to_driver.send(ToDriver::Response { from: peer, id, response }).await;
+                    let _ = shared.tell(ToDriver::Response { from: peer, id, response: Box::new(response) }).await;
                 }
                 if released && in_flight.is_empty() {
                     return Ok(());

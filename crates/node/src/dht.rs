@@ -11,7 +11,7 @@ use cairn_core::item::ItemError;
 use cairn_core::message::Contact;
 use cairn_core::node::QueryStats;
 use cairn_core::{Item, Key, NodeId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 /// A command for the driver, with the channel its answer goes back on.
@@ -53,7 +53,7 @@ pub(crate) enum Command {
 /// every handle is dropped.
 #[derive(Clone, Debug)]
 pub struct Dht {
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) commands: mpsc::Sender<Box<Command>>,
 }
 
 /// What a successful put did.
@@ -129,7 +129,7 @@ pub enum BootstrapError {
 }
 
 /// A node's state, as `GET /v1/status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// Hex node id.
     pub node_id: String,
@@ -162,7 +162,7 @@ pub struct Status {
 }
 
 /// A routing-table contact, as `GET /v1/peers` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// Hex node id.
     pub node_id: String,
@@ -177,7 +177,7 @@ pub struct PeerInfo {
 impl Dht {
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(make(reply)).await.ok()?;
+        self.commands.send(Box::new(make(reply))).await.ok()?;
         answer.await.ok()
     }
 

@@ -54,8 +54,8 @@ pub(crate) struct Driver {
     node: Node<MemoryStore>,
     shared: Arc<Shared>,
     clock: Clock,
-    commands: mpsc::Receiver<Command>,
-    inbound: mpsc::Receiver<ToDriver>,
+    commands: mpsc::Receiver<Box<Command>>,
+    inbound: mpsc::Receiver<Box<ToDriver>>,
     pool: HashMap<SocketAddr, PoolEntry>,
     next_conn: u64,
     waiters: HashMap<QueryId, Waiter>,
@@ -67,8 +67,8 @@ impl Driver {
     pub(crate) fn new(
         node: Node<MemoryStore>,
         shared: Arc<Shared>,
-        commands: mpsc::Receiver<Command>,
-        inbound: mpsc::Receiver<ToDriver>,
+        commands: mpsc::Receiver<Box<Command>>,
+        inbound: mpsc::Receiver<Box<ToDriver>>,
     ) -> Self {
         Driver {
             node,
@@ -88,10 +88,10 @@ impl Driver {
             let timer = self.node.poll_timeout().map(|t| self.clock.instant(t));
             tokio::select! {
                 command = self.commands.recv(), if self.stopping.is_none() => match command {
-                    Some(command) => self.command(command),
+                    Some(command) => self.command(*command),
                     None => self.begin_shutdown(None),
                 },
-                Some(message) = self.inbound.recv() => self.on_connection_message(message),
+                Some(message) = self.inbound.recv() => self.on_connection_message(*message),
                 () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                     self.node.handle_timeout(self.clock.now());
                 }
@@ -221,13 +221,16 @@ impl Driver {
                 request,
                 reply,
             } => {
-                let response = self.node.handle_request(now, requester, request);
-                if reply.try_send(Message::Response { id, response }).is_err() {
+                let response = self.node.handle_request(now, requester, *request);
+                if reply
+                    .try_send(Box::new(Message::Response { id, response }))
+                    .is_err()
+                {
                     tracing::debug!("a connection's reply queue is full; dropping a response");
                 }
             }
             ToDriver::Response { from, id, response } => {
-                self.node.handle_response(now, from, id, response)
+                self.node.handle_response(now, from, id, *response)
             }
             ToDriver::Failed { ids } => {
                 for id in ids {
@@ -254,7 +257,7 @@ impl Driver {
 
     /// Hands a request to the pooled connection for its address, dialing one if needed.
     fn transmit(&mut self, Transmit { id, to, request }: Transmit) {
-        let mut outgoing = (id, request);
+        let mut outgoing = (id, Box::new(request));
         for _attempt in 0..2 {
             if !self.pool.contains_key(&to.addr) {
                 self.dial(to.addr, to.id);
@@ -290,7 +293,7 @@ impl Driver {
         }
         let conn = self.next_conn;
         self.next_conn += 1;
-        let (requests, queue) = mpsc::channel(256);
+        let (requests, queue) = mpsc::channel(64);
         self.pool.insert(
             addr,
             PoolEntry {

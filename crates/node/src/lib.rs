@@ -17,9 +17,9 @@
 
 #![deny(missing_docs)]
 
-// pub mod api;
+pub mod api;
+pub mod client;
 mod clock;
-// pub mod client;
 mod codec;
 pub mod config;
 mod connection;
@@ -27,7 +27,7 @@ mod dht;
 mod driver;
 pub mod identity;
 mod shared;
-// pub mod testnet;
+pub mod testnet;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ pub(crate) struct Shared {
     pub(crate) identity: Identity,
     /// The port this node accepts connections on, announced in handshakes.
     pub(crate) listen_port: u16,
-    pub(crate) to_driver: mpsc::Sender<ToDriver>,
+    pub(crate) to_driver: mpsc::Sender<Box<ToDriver>>,
     /// Flips to `true` once, when the node shuts down.
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) counters: Counters,
@@ -30,4 +30,12 @@ pub(crate) struct Counters {
     pub(crate) dial_failures: AtomicU64,
     pub(crate) invalid_messages: AtomicU64,
     pub(crate) budget_exhausted: AtomicU64,
+}
+
+impl Shared {
+    /// Sends a message to the driver, waiting for room; fails once the driver has stopped.
+    /// Messages are boxed so that the channel's buffer stays small while it is idle.
+    pub(crate) async fn tell(&self, message: ToDriver) -> Result<(), ()> {
+        self.to_driver.send(Box::new(message)).await.map_err(|_| ())
+    }
 }

@@ -1,0 +1,423 @@
+//! An in-process test network of real nodes on 127.0.0.1, and the workload `cairn testnet`
+//! runs on it.
+//!
+//! Every node is a full node: its own listener, driver and connections over loopback TCP. A
+//! connection between two nodes of one process costs two file descriptors, so the network
+//! shares one connection budget sized from the process's open-file limit, gives each node a
+//! small pool, and closes idle connections quickly; the report says how often a node had to do
+//! without a connection because the budget was spent.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::{Config, Dht, StartError};
+
+/// Reports progress of the stages of a run (the CLI draws progress bars with it).
+pub trait Progress: Send + Sync {
+    /// A stage with `total` steps begins.
+    fn stage(&self, name: &str, total: u64);
+    /// One step of the current stage is done.
+    fn step(&self);
+    /// The current stage is over.
+    fn finish(&self);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn stage(&self, _: &str, _: u64) {}
+    fn step(&self) {}
+    fn finish(&self) {}
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Nodes to start.
+    pub nodes: usize,
+    /// Items to put (alternately signed and immutable) and then get.
+    pub items: usize,
+    /// Seed of the random choices (which nodes put and get, the values).
+    pub seed: u64,
+    /// Joins, puts or gets running at once.
+    pub concurrency: usize,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            nodes: 100,
+            items: 100,
+            seed: 1,
+            concurrency: 32,
+        }
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+}
+
+impl Percentiles {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        let at = |q: f64| {
+            if samples.is_empty() {
+                return 0.0;
+            }
+            let i = ((samples.len() - 1) as f64 * q).round() as usize;
+            samples[i].as_secs_f64() * 1000.0
+        };
+        Percentiles {
+            p50_ms: at(0.5),
+            p95_ms: at(0.95),
+            p99_ms: at(0.99),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Nodes started.
+    pub nodes: usize,
+    /// Seconds from the first node starting to the last join finishing.
+    pub setup_s: f64,
+    /// Joins per second over the setup.
+    pub joins_per_s: f64,
+    /// Joins that failed.
+    pub failed_joins: usize,
+    /// Puts run.
+    pub puts: usize,
+    /// Puts that succeeded.
+    pub puts_ok: usize,
+    /// Mean replicas per successful put.
+    pub mean_replicas: f64,
+    /// Put latency.
+    pub put_latency: Percentiles,
+    /// Gets run.
+    pub gets: usize,
+    /// Gets that returned exactly the value put.
+    pub gets_ok: usize,
+    /// Percentage of gets that succeeded.
+    pub get_success_percent: f64,
+    /// Get latency.
+    pub get_latency: Percentiles,
+    /// Median hops of successful gets.
+    pub hops_p50: u32,
+    /// 99th percentile of hops.
+    pub hops_p99: u32,
+    /// Requests sent between nodes during the puts and gets.
+    pub messages: u64,
+    /// Those requests per put or get.
+    pub messages_per_op: f64,
+    /// Resident memory of the process before any node started, in bytes.
+    pub rss_before_bytes: u64,
+    /// Resident memory after the run, in bytes.
+    pub rss_after_bytes: u64,
+    /// (after - before) / nodes.
+    pub memory_per_node_bytes: u64,
+    /// The shared connection budget (connections open at once).
+    pub connection_budget: usize,
+    /// Connections not opened because the budget was spent (their requests failed).
+    pub budget_exhausted: u64,
+    /// Wall time of the whole run, in seconds.
+    pub wall_s: f64,
+}
+
+/// A running test network.
+pub struct Testnet {
+    /// Handles of the nodes, node 0 first.
+    pub nodes: Vec<Dht>,
+    /// Their listen addresses.
+    pub addrs: Vec<SocketAddr>,
+    budget: usize,
+}
+
+/// The soft limit on open files of this process, from `/proc/self/limits` (1,024 if unknown).
+pub fn open_file_limit() -> usize {
+    let text = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_024)
+}
+
+/// Resident memory of this process in bytes, from `/proc/self/statm` (0 if unknown).
+pub fn resident_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4_096
+}
+
+impl Testnet {
+    /// Starts `count` nodes on 127.0.0.1 (not yet joined), sharing a connection budget sized
+    /// from the open-file limit.
+    pub async fn start(count: usize) -> Result<Self, StartError> {
+        // Each node holds a listener; each connection costs two descriptors; keep some spare.
+        let spare = 256 + count;
+        let budget = (open_file_limit().saturating_sub(spare) / 2).max(16);
+        let shared = Arc::new(Semaphore::new(budget));
+        let per_node = (budget / count.max(1)).clamp(4, 64);
+        let mut nodes = Vec::with_capacity(count);
+        let mut addrs = Vec::with_capacity(count);
+        for _ in 0..count {
+            let config = Config {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                max_outbound: per_node,
+                idle_timeout: Duration::from_secs(1),
+                connection_budget: Some(shared.clone()),
+                ..Config::default()
+            };
+            let dht = crate::start(config).await?;
+            let addr = dht
+                .status()
+                .await
+                .map(|s| s.listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+            nodes.push(dht);
+            addrs.push(addr);
+        }
+        Ok(Testnet {
+            nodes,
+            addrs,
+            budget,
+        })
+    }
+
+    /// Joins every node but the first through up to three random nodes that joined before it,
+    /// `concurrency` joins at a time. Returns how many failed.
+    pub async fn join(
+        &self,
+        rng: &mut StdRng,
+        concurrency: usize,
+        progress: &dyn Progress,
+    ) -> usize {
+        progress.stage("joining", self.nodes.len().saturating_sub(1) as u64);
+        let mut failed = 0;
+        let mut running = JoinSet::new();
+        for i in 1..self.nodes.len() {
+            if running.len() >= concurrency.max(1) {
+                failed += usize::from(
+                    !running
+                        .join_next()
+                        .await
+                        .is_some_and(|r| r.is_ok_and(|ok| ok)),
+                );
+                progress.step();
+            }
+            // Seeds are earlier nodes: joined, or at least joining, and so answering.
+            let seeds: Vec<SocketAddr> = (0..3.min(i))
+                .map(|_| self.addrs[rng.random_range(0..i)])
+                .collect();
+            let dht = self.nodes[i].clone();
+            running.spawn(async move { dht.bootstrap(seeds).await.is_ok() });
+        }
+        while let Some(result) = running.join_next().await {
+            failed += usize::from(!result.is_ok_and(|ok| ok));
+            progress.step();
+        }
+        progress.finish();
+        failed
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(&self) {
+        let mut all = JoinSet::new();
+        for dht in &self.nodes {
+            let dht = dht.clone();
+            all.spawn(async move { dht.shutdown().await });
+        }
+        while all.join_next().await.is_some() {}
+    }
+
+    async fn requests_sent(&self) -> u64 {
+        let mut total = 0;
+        for dht in &self.nodes {
+            total += dht.status().await.map_or(0, |s| s.requests_sent);
+        }
+        total
+    }
+
+    async fn budget_exhausted(&self) -> u64 {
+        let mut total = 0;
+        for dht in &self.nodes {
+            total += dht
+                .status()
+                .await
+                .map_or(0, |s| s.connection_budget_exhausted);
+        }
+        total
+    }
+}
+
+/// One item put during a run, to be got back.
+struct Put {
+    key: cairn_core::Key,
+    value: Bytes,
+    from: usize,
+}
+
+/// Starts a network, runs the workload, and reports. The network is returned still running.
+pub async fn run(plan: &Plan, progress: &dyn Progress) -> Result<(Testnet, Report), StartError> {
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(plan.seed);
+    let rss_before = resident_bytes();
+    progress.stage("starting nodes", 1);
+    let net = Testnet::start(plan.nodes.max(1)).await?;
+    progress.finish();
+    let failed_joins = net.join(&mut rng, plan.concurrency, progress).await;
+    let setup = started.elapsed();
+    let mut report = Report {
+        nodes: net.nodes.len(),
+        setup_s: setup.as_secs_f64(),
+        joins_per_s: net.nodes.len().saturating_sub(1) as f64 / setup.as_secs_f64().max(1e-9),
+        failed_joins,
+        connection_budget: net.budget,
+        ..Report::default()
+    };
+    let sent_before = net.requests_sent().await;
+    let puts = put_all(&net, plan, &mut rng, progress, &mut report).await;
+    get_all(&net, plan, &mut rng, progress, &puts, &mut report).await;
+    report.messages = net.requests_sent().await - sent_before;
+    report.messages_per_op = report.messages as f64 / (report.puts + report.gets).max(1) as f64;
+    report.rss_before_bytes = rss_before;
+    report.rss_after_bytes = resident_bytes();
+    report.memory_per_node_bytes =
+        report.rss_after_bytes.saturating_sub(rss_before) / net.nodes.len() as u64;
+    report.budget_exhausted = net.budget_exhausted().await;
+    report.wall_s = started.elapsed().as_secs_f64();
+    Ok((net, report))
+}
+
+async fn put_all(
+    net: &Testnet,
+    plan: &Plan,
+    rng: &mut StdRng,
+    progress: &dyn Progress,
+    report: &mut Report,
+) -> Vec<Put> {
+    progress.stage("putting", plan.items as u64);
+    let mut running = JoinSet::new();
+    let mut puts = Vec::new();
+    let mut latencies = Vec::new();
+    let mut replicas = 0;
+    for i in 0..plan.items {
+        let from = rng.random_range(0..net.nodes.len());
+        let mut value = vec![0u8; rng.random_range(16..1024)];
+        rng.fill_bytes(&mut value);
+        let value = Bytes::from(value);
+        let dht = net.nodes[from].clone();
+        let payload = value.clone();
+        running.spawn(async move {
+            let start = Instant::now();
+            let receipt = if i % 2 == 0 {
+                dht.put_signed(&format!("testnet-{i}"), payload, None).await
+            } else {
+                dht.put_immutable(payload).await
+            };
+            (receipt, start.elapsed(), value, from)
+        });
+        while running.len() >= plan.concurrency.max(1)
+            || (i + 1 == plan.items && !running.is_empty())
+        {
+            let Some(Ok((receipt, took, value, from))) = running.join_next().await else {
+                break;
+            };
+            progress.step();
+            report.puts += 1;
+            if let Ok(receipt) = receipt {
+                report.puts_ok += 1;
+                replicas += receipt.replicas;
+                latencies.push(took);
+                puts.push(Put {
+                    key: receipt.key,
+                    value,
+                    from,
+                });
+            }
+        }
+    }
+    progress.finish();
+    report.mean_replicas = replicas as f64 / report.puts_ok.max(1) as f64;
+    report.put_latency = Percentiles::of(latencies);
+    puts
+}
+
+async fn get_all(
+    net: &Testnet,
+    plan: &Plan,
+    rng: &mut StdRng,
+    progress: &dyn Progress,
+    puts: &[Put],
+    report: &mut Report,
+) {
+    progress.stage("getting", puts.len() as u64);
+    let mut running = JoinSet::new();
+    let mut latencies = Vec::new();
+    let mut hops = Vec::new();
+    for (i, put) in puts.iter().enumerate() {
+        let n = net.nodes.len();
+        let mut at = rng.random_range(0..n);
+        if at == put.from && n > 1 {
+            at = (at + 1 + rng.random_range(0..n - 1)) % n;
+        }
+        let (dht, key, value) = (net.nodes[at].clone(), put.key, put.value.clone());
+        running.spawn(async move {
+            let start = Instant::now();
+            let found = dht.get(key).await;
+            let ok = found.as_ref().is_ok_and(|f| *f.item.value() == value);
+            (
+                ok,
+                start.elapsed(),
+                found.map(|f| f.stats.hops).unwrap_or(0),
+            )
+        });
+        while running.len() >= plan.concurrency.max(1)
+            || (i + 1 == puts.len() && !running.is_empty())
+        {
+            let Some(Ok((ok, took, hop))) = running.join_next().await else {
+                break;
+            };
+            progress.step();
+            report.gets += 1;
+            if ok {
+                report.gets_ok += 1;
+                latencies.push(took);
+                hops.push(hop);
+            }
+        }
+    }
+    progress.finish();
+    hops.sort_unstable();
+    let quantile = |q: f64| {
+        hops.get(((hops.len().max(1) - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    report.hops_p50 = quantile(0.5);
+    report.hops_p99 = quantile(0.99);
+    report.get_success_percent = 100.0 * report.gets_ok as f64 / report.gets.max(1) as f64;
+    report.get_latency = Percentiles::of(latencies);
+}

@@ -1,0 +1,196 @@
+//! The client commands: `put`, `get`, `status` and `id`, over the node's local HTTP API.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use cairn_node::client::{ApiClient, Fetched};
+use clap::Args;
+
+use crate::{DEFAULT_API, parse_addr};
+
+/// Where the node's API is.
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    /// Address of the node's local HTTP API.
+    #[arg(long, default_value = DEFAULT_API, value_parser = parse_addr)]
+    pub api: SocketAddr,
+}
+
+/// Arguments of `cairn put`.
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// NAME then VALUE (signed), or just VALUE (with --immutable). A VALUE of `-` reads stdin.
+    #[arg(value_name = "NAME [VALUE]")]
+    args: Vec<String>,
+    /// Publish an immutable item, keyed by the hash of its value, instead of a signed one.
+    #[arg(long)]
+    immutable: bool,
+    /// Read the value from this file.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// How long the item lives: seconds, or a number with s, m, h or d (signed items only).
+    #[arg(long, value_parser = parse_duration)]
+    ttl: Option<u64>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Arguments of `cairn get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// PUBLIC_KEY/NAME for a signed item, or a 128-digit hex KEY for any item.
+    target: String,
+    /// Write the value to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Parses `90`, `90s`, `15m`, `2h` or `7d` into seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90, 15m, 2h or 7d"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use s, m, h or d)"
+            ));
+        }
+    };
+    n.checked_mul(scale)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("{text:?} is out of range"))
+}
+
+fn read_value(value: Option<&str>, file: Option<&PathBuf>) -> anyhow::Result<Bytes> {
+    match (value, file) {
+        (Some(_), Some(_)) => bail!("give the value as an argument or with --file, not both"),
+        (None, Some(path)) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Ok(bytes.into())
+        }
+        (Some(text), None) if text != "-" => Ok(Bytes::copy_from_slice(text.as_bytes())),
+        _ => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read standard input")?;
+            Ok(bytes.into())
+        }
+    }
+}
+
+/// `cairn put`.
+pub async fn put(args: PutArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(args.api.api);
+    let published = if args.immutable {
+        if args.args.len() > 1 {
+            bail!("--immutable takes one VALUE (or --file, or stdin), not a name");
+        }
+        if args.ttl.is_some() {
+            bail!("--ttl applies to signed items only: immutable items never expire");
+        }
+        let value = read_value(args.args.first().map(String::as_str), args.file.as_ref())?;
+        client.put_immutable(value).await?
+    } else {
+        let (name, value) = match args.args.as_slice() {
+            [name] => (name, None),
+            [name, value] => (name, Some(value.as_str())),
+            [] => bail!("missing NAME: cairn put NAME [VALUE | --file PATH | -], or --immutable"),
+            _ => bail!("too many arguments: cairn put NAME [VALUE | --file PATH | -]"),
+        };
+        let value = read_value(value, args.file.as_ref())?;
+        client.put(name, value, args.ttl).await?
+    };
+    match (&published.public_key, &published.name) {
+        (Some(public_key), Some(name)) => println!("{public_key}/{name}"),
+        _ => println!("{}", published.key),
+    }
+    eprintln!(
+        "key {} stored on {} node(s)",
+        published.key, published.replicas
+    );
+    Ok(())
+}
+
+/// `cairn get`.
+pub async fn get(args: GetArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(args.api.api);
+    let fetched: Fetched = match args.target.split_once('/') {
+        Some((public_key, name)) => client.get_signed(public_key, name).await?,
+        None => client.get_key(&args.target).await?,
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, &fetched.value)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&fetched.value)
+                .context("cannot write to standard output")?;
+            out.flush().context("cannot write to standard output")?;
+        }
+    }
+    Ok(())
+}
+
+/// `cairn status`.
+pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
+    let status = ApiClient::new(args.api).status().await?;
+    let field = |name: &str| {
+        status
+            .get(name)
+            .map(|v| v.to_string().trim_matches('"').to_owned())
+            .unwrap_or_default()
+    };
+    for name in [
+        "node_id", "network", "listen", "peers", "items", "uptime_s", "version",
+    ] {
+        println!("{name:<10} {}", field(name));
+    }
+    Ok(())
+}
+
+/// `cairn id`.
+pub async fn id(args: ApiArgs) -> anyhow::Result<()> {
+    let status = ApiClient::new(args.api).status().await?;
+    let field = |name: &str| {
+        status
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    println!("node_id    {}", field("node_id"));
+    println!("public_key {}", field("public_key"));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("2h"), Ok(7_200));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}

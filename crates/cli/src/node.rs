@@ -1,0 +1,118 @@
+//! `cairn node`: runs one node with its local HTTP API until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use cairn_node::{Config, Dht, FileConfig};
+use clap::Args;
+
+use crate::{DEFAULT_API, default_data_dir, parse_addr};
+
+/// Arguments of `cairn node`. Flags override the config file, which overrides the defaults.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Directory for the node's key pair [default: the platform data directory + /cairn].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to accept peers on [default: 0.0.0.0:7400].
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    listen: Option<SocketAddr>,
+    /// Address of the local HTTP API [default: 127.0.0.1:7401].
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    api: Option<SocketAddr>,
+    /// A node to join through, as host:port; repeat for more.
+    #[arg(long, value_name = "ADDR")]
+    bootstrap: Vec<String>,
+    /// Network name; nodes of other networks are refused [default: cairn].
+    #[arg(long, value_name = "NAME")]
+    network: Option<String>,
+    /// A TOML config file (see the README for its fields).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Resolves `host:port` strings, failing on the first that does not resolve.
+async fn resolve(addrs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        let found = tokio::net::lookup_host(addr.as_str())
+            .await
+            .with_context(|| {
+                format!("cannot resolve bootstrap address {addr:?} (expected host:port)")
+            })?;
+        out.extend(found.take(1));
+    }
+    Ok(out)
+}
+
+/// Joins through `seeds`, retrying every 30 s until it works or the node stops.
+async fn keep_joining(dht: Dht, seeds: Vec<SocketAddr>) {
+    loop {
+        match dht.bootstrap(seeds.clone()).await {
+            Ok(peers) => return tracing::info!(peers, "joined the network"),
+            Err(cairn_node::BootstrapError::Stopped) => return,
+            Err(e) => tracing::warn!("{e}; retrying in 30 s"),
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `cairn node`.
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let mut config = Config {
+        data_dir: Some(default_data_dir()),
+        ..Config::default()
+    };
+    let mut api: SocketAddr = DEFAULT_API.parse()?;
+    let mut bootstrap = Vec::new();
+    if let Some(path) = &args.config {
+        let file = FileConfig::load(path)?;
+        file.apply(&mut config)?;
+        api = file.api.unwrap_or(api);
+        bootstrap = file.bootstrap.clone().unwrap_or_default();
+    }
+    config.data_dir = args.data_dir.or(config.data_dir);
+    config.listen = args.listen.unwrap_or(config.listen);
+    if let Some(network) = args.network {
+        anyhow::ensure!(
+            !network.is_empty() && network.len() <= 64,
+            "--network must be 1 to 64 bytes"
+        );
+        config.network = network;
+    }
+    api = args.api.unwrap_or(api);
+    bootstrap.extend(args.bootstrap);
+    let seeds = resolve(&bootstrap).await?;
+
+    let dht = cairn_node::start(config).await?;
+    let status = dht.status().await.context("the node stopped at once")?;
+    let server = cairn_node::api::serve(dht.clone(), api)
+        .await
+        .with_context(|| format!("cannot serve the API on {api}"))?;
+    tracing::info!(node_id = %status.node_id, listen = %status.listen, %api, "node running");
+    if !seeds.is_empty() {
+        tokio::spawn(keep_joining(dht.clone(), seeds));
+    }
+    stop_signal().await;
+    tracing::info!("stopping");
+    dht.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! `cairn testnet`: a whole network on 127.0.0.1 in this process, measured.
+
+use std::sync::Mutex;
+
+use anyhow::Context;
+use cairn_node::testnet::{self, Plan, Progress, Report};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Arguments of `cairn testnet`.
+#[derive(Args, Debug)]
+pub struct TestnetArgs {
+    /// Nodes to start.
+    #[arg(long, default_value_t = 200)]
+    nodes: usize,
+    /// Items to put from random nodes and get from others (half signed, half immutable).
+    #[arg(long, default_value_t = 200)]
+    items: usize,
+    /// Seed of the random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Joins, puts or gets in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Print the report as one JSON object on stdout (no progress bars).
+    #[arg(long)]
+    json: bool,
+    /// Keep the network running afterwards, with node 0's API on 127.0.0.1:7401.
+    #[arg(long)]
+    serve: bool,
+}
+
+/// Progress bars on stderr, one per stage.
+struct Bars {
+    current: Mutex<Option<ProgressBar>>,
+    hidden: bool,
+}
+
+impl Progress for Bars {
+    fn stage(&self, name: &str, total: u64) {
+        let bar = if self.hidden {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+        };
+        let style = ProgressStyle::with_template("{msg:>15} [{bar:40}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(name.to_owned());
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(bar);
+        }
+    }
+    fn step(&self) {
+        if let Ok(current) = self.current.lock() {
+            current.iter().for_each(|bar| bar.inc(1));
+        }
+    }
+    fn finish(&self) {
+        if let Ok(mut current) = self.current.lock() {
+            if let Some(bar) = current.take() {
+                bar.finish();
+            }
+        }
+    }
+}
+
+fn print_report(r: &Report) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("cairn testnet: {} nodes on 127.0.0.1", r.nodes);
+    println!(
+        "  setup            {:.2} s ({:.0} joins/s, {} failed)",
+        r.setup_s, r.joins_per_s, r.failed_joins
+    );
+    println!(
+        "  puts             {}/{} ok, mean {:.1} replicas",
+        r.puts_ok, r.puts, r.mean_replicas
+    );
+    println!(
+        "  put latency      p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms",
+        r.put_latency.p50_ms, r.put_latency.p95_ms, r.put_latency.p99_ms
+    );
+    println!(
+        "  gets             {}/{} ok ({:.2}%)",
+        r.gets_ok, r.gets, r.get_success_percent
+    );
+    println!(
+        "  get latency      p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms",
+        r.get_latency.p50_ms, r.get_latency.p95_ms, r.get_latency.p99_ms
+    );
+    println!("  hops             p50 {}  p99 {}", r.hops_p50, r.hops_p99);
+    println!(
+        "  messages         {} ({:.1} per put or get)",
+        r.messages, r.messages_per_op
+    );
+    println!(
+        "  memory           {:.1} MiB -> {:.1} MiB resident, {:.1} KiB per node",
+        mib(r.rss_before_bytes),
+        mib(r.rss_after_bytes),
+        r.memory_per_node_bytes as f64 / 1024.0
+    );
+    println!(
+        "  connections      budget {} open at once, {} times exhausted",
+        r.connection_budget, r.budget_exhausted
+    );
+    println!("  wall time        {:.2} s", r.wall_s);
+}
+
+/// `cairn testnet`.
+pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    let plan = Plan {
+        nodes: args.nodes,
+        items: args.items,
+        seed: args.seed,
+        concurrency: args.concurrency.max(1),
+    };
+    let bars = Bars {
+        current: Mutex::new(None),
+        hidden: args.json,
+    };
+    let (net, report) = testnet::run(&plan, &bars)
+        .await
+        .context("cannot start the test network")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    if args.serve {
+        let api = crate::DEFAULT_API.parse()?;
+        let server = cairn_node::api::serve(net.nodes[0].clone(), api)
+            .await
+            .with_context(|| format!("cannot serve node 0's API on {api}"))?;
+        eprintln!("serving node 0's API on {api}; press Ctrl-C to stop");
+        let _ = tokio::signal::ctrl_c().await;
+        net.shutdown().await;
+        let _ = server.await;
+    } else {
+        net.shutdown().await;
+    }
+    Ok(())
+}
