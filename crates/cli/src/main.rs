@@ -32,11 +32,13 @@ enum Cmd {
     /// Publish a value: signed under NAME with the node's key, or --immutable (keyed by hash).
     ///
     /// The value is VALUE, the contents of --file PATH, or standard input when VALUE is `-`
-    /// or absent.
+    /// or absent. Prints PUBLIC_KEY/NAME (signed) or KEY (immutable), for `cairn get`.
     ///
+    /// Examples:
     ///   cairn put greeting "hello world" --ttl 1h
     ///   cairn put photo --file cat.jpg
     ///   echo data | cairn put --immutable -
+    #[command(verbatim_doc_comment)]
     Put(client::PutArgs),
     /// Fetch a value by PUBLIC_KEY/NAME (a signed item) or by KEY (any item), to stdout or -o FILE.
     Get(client::GetArgs),
@@ -67,6 +69,7 @@ fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

@@ -20,13 +20,13 @@ use crate::api::Published;
 pub enum ClientError {
     /// Nothing answers at the address.
     #[error(
-        "cannot reach the cairn API at {addr}: {source} (is `cairn node` running there? use --api ADDR)"
+        "cannot reach the cairn API at {addr}: {error} (is `cairn node` running there? use --api ADDR)"
     )]
     Unreachable {
         /// The API address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The API answered with an error.
     #[error("{message}")]
@@ -102,7 +102,7 @@ impl ApiClient {
         let protocol = |message: String| ClientError::Protocol { addr, message };
         let stream = TcpStream::connect(addr)
             .await
-            .map_err(|source| ClientError::Unreachable { addr, source })?;
+            .map_err(|error| ClientError::Unreachable { addr, error })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| protocol(e.to_string()))?;

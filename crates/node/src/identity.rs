@@ -25,12 +25,12 @@ pub struct Identity {
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// The data directory or key file could not be read or written.
-    #[error("cannot use key file {path}: {source}")]
+    #[error("cannot use key file {path}: {error}")]
     Io {
         /// The key file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The key file is not 64 hex digits.
     #[error(
@@ -63,9 +63,9 @@ impl Identity {
     /// Loads `dir/node.key`, or creates it (and `dir`) with a fresh key if it does not exist.
     pub fn load_or_create(dir: &Path) -> Result<Self, IdentityError> {
         let path = dir.join(KEY_FILE);
-        let io = |source| IdentityError::Io {
+        let io = |error| IdentityError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => {

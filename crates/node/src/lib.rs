@@ -46,12 +46,12 @@ pub use identity::Identity;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The key pair could not be loaded or created.
     #[error(transparent)]
@@ -72,13 +72,13 @@ pub async fn start(config: Config) -> Result<Dht, StartError> {
 pub async fn start_with_identity(config: Config, identity: Identity) -> Result<Dht, StartError> {
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| StartError::Bind {
+        .map_err(|error| StartError::Bind {
             addr: config.listen,
-            source,
+            error,
         })?;
-    let local = listener.local_addr().map_err(|source| StartError::Bind {
+    let local = listener.local_addr().map_err(|error| StartError::Bind {
         addr: config.listen,
-        source,
+        error,
     })?;
     let (commands_tx, commands) = mpsc::channel(config.command_queue.max(1));
     let (to_driver, inbound) = mpsc::channel(4_096);

@@ -46,3 +46,59 @@ async fn two_nodes_put_and_get() {
     b.shutdown().await;
     assert!(a.status().await.is_none(), "a stopped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_nodes_find_a_hundred_items_and_the_latest_update() {
+    use cairn_node::testnet::{Silent, Testnet};
+    use rand::{Rng, SeedableRng};
+
+    let seed = 50;
+    println!("seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let net = Testnet::start(50).await.expect("nodes start");
+    assert_eq!(
+        net.join(&mut rng, 8, &Silent).await,
+        0,
+        "every join succeeds"
+    );
+
+    // 100 items, half signed, half immutable, each put from a random node.
+    let mut items = Vec::new();
+    for i in 0..100 {
+        let from = rng.random_range(0..50);
+        let value = bytes::Bytes::from(format!("value {i}"));
+        let receipt = if i % 2 == 0 {
+            net.nodes[from]
+                .put_signed(&format!("item-{i}"), value.clone(), None)
+                .await
+        } else {
+            net.nodes[from].put_immutable(value.clone()).await
+        };
+        let receipt = receipt.expect("put succeeds");
+        assert!(
+            receipt.replicas >= 20,
+            "item {i} reached only {} nodes",
+            receipt.replicas
+        );
+        items.push((receipt.key, value, from));
+    }
+    // Each is found from a different node.
+    for (key, value, from) in &items {
+        let at = (from + 1 + rng.random_range(0..49)) % 50;
+        let found = net.nodes[at].get(*key).await.expect("found");
+        assert_eq!(found.item.value(), value);
+    }
+
+    // An update (higher seq) of a signed item is what a later get from another node returns.
+    let (key, _, from) = items[0].clone();
+    let update = net.nodes[from]
+        .put_signed("item-0", "updated".into(), None)
+        .await
+        .expect("update");
+    assert_eq!(update.key, key);
+    let other = (from + 25) % 50;
+    let found = net.nodes[other].get(key).await.expect("found");
+    assert_eq!(found.item.value().as_ref(), b"updated");
+    assert_eq!(found.item.seq(), update.seq);
+    net.shutdown().await;
+}

@@ -1,0 +1,214 @@
+//! The built `cairn` binary, as a user runs it: three nodes on 127.0.0.1 joined with
+//! `--bootstrap`, a `cairn put` on one and a `cairn get` on another, and the error messages.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    listener.local_addr().expect("has an address")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cairn-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A `cairn node` process, stopped (SIGTERM) when dropped.
+struct NodeProcess {
+    child: Child,
+    api: SocketAddr,
+    listen: SocketAddr,
+}
+
+impl NodeProcess {
+    fn start(name: &str, bootstrap: Option<SocketAddr>) -> Self {
+        let (listen, api) = (free_addr(), free_addr());
+        let mut command = Command::new(CAIRN);
+        command
+            .args([
+                "node",
+                "--listen",
+                &listen.to_string(),
+                "--api",
+                &api.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(temp_dir(name))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(seed) = bootstrap {
+            command.args(["--bootstrap", &seed.to_string()]);
+        }
+        let node = NodeProcess {
+            child: command.spawn().expect("cairn node starts"),
+            api,
+            listen,
+        };
+        node.wait_until(|status| status.contains("node_id"));
+        node
+    }
+
+    fn cairn(&self, args: &[&str]) -> Output {
+        Command::new(CAIRN)
+            .args(args)
+            .args(["--api", &self.api.to_string()])
+            .output()
+            .expect("cairn runs")
+    }
+
+    /// Polls `cairn status` until `ready` holds, for at most 20 s.
+    fn wait_until(&self, ready: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let out = self.cairn(&["status"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && ready(&text) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "node not ready: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waits") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "node did not stop within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peers(status: &str) -> usize {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("peers"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn three_nodes_put_on_one_get_on_another() {
+    let first = NodeProcess::start("a", None);
+    let second = NodeProcess::start("b", Some(first.listen));
+    let mut third = NodeProcess::start("c", Some(first.listen));
+    third.wait_until(|s| peers(s) >= 1);
+    first.wait_until(|s| peers(s) >= 2);
+
+    let put = first.cairn(&["put", "greeting", "hello from the first node"]);
+    assert!(
+        put.status.success(),
+        "put failed: {}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let address = String::from_utf8_lossy(&put.stdout).trim().to_owned();
+    assert!(
+        address.contains('/'),
+        "put prints PUBLIC_KEY/NAME, got {address:?}"
+    );
+
+    let got = third.cairn(&["get", &address]);
+    assert!(
+        got.status.success(),
+        "get failed: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(got.stdout, b"hello from the first node");
+
+    // An immutable item from stdin, fetched by key on another node.
+    let mut put = Command::new(CAIRN)
+        .args(["put", "--immutable", "-", "--api", &second.api.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    std::io::Write::write_all(&mut put.stdin.take().expect("stdin"), b"\x00binary\xff")
+        .expect("writes");
+    let out = put.wait_with_output().expect("finishes");
+    assert!(out.status.success());
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(key.len(), 128);
+    assert_eq!(first.cairn(&["get", &key]).stdout, b"\x00binary\xff");
+
+    assert!(
+        third.terminate().success(),
+        "SIGTERM stops the node cleanly"
+    );
+}
+
+#[test]
+fn errors_are_one_clear_line_and_a_nonzero_exit() {
+    let node = NodeProcess::start("errors", None);
+    let missing = "00".repeat(64);
+    let out = node.cairn(&["get", &missing]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not found"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let bad = node.cairn(&["get", "nothex"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad key"));
+
+    let nobody = free_addr().to_string();
+    let out = Command::new(CAIRN)
+        .args(["status", "--api", &nobody])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach") && stderr.contains(&nobody),
+        "{stderr}"
+    );
+
+    // Binding the listen address of a running node fails and names it.
+    let taken = node.listen.to_string();
+    let out = Command::new(CAIRN)
+        .args([
+            "node",
+            "--listen",
+            &taken,
+            "--api",
+            &free_addr().to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(temp_dir("taken"))
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {taken}")),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,474 @@
+//! A live node against a client written from DESIGN section 4 alone: frames and MessagePack
+//! are built by hand here (not with cairn's codec), so these tests check the contract itself.
+
+use std::time::Duration;
+
+use cairn_core::handshake::{Role, Transcript};
+use cairn_core::item::{signature_preimage, signed_key};
+use cairn_node::{Config, Dht};
+use ed25519_dalek::{Signer, SigningKey};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A MessagePack value, as much of it as the protocol uses.
+enum V<'a> {
+    Str(&'a str),
+    Bin(&'a [u8]),
+    Uint(u64),
+    Map(Vec<(&'a str, V<'a>)>),
+}
+
+fn pack(value: &V, out: &mut Vec<u8>) {
+    match value {
+        V::Str(s) => {
+            assert!(s.len() < 256);
+            if s.len() < 32 {
+                out.push(0xa0 | s.len() as u8);
+            } else {
+                out.extend([0xd9, s.len() as u8]);
+            }
+            out.extend_from_slice(s.as_bytes());
+        }
+        V::Bin(b) => {
+            if b.len() < 256 {
+                out.extend([0xc4, b.len() as u8]);
+            } else {
+                out.push(0xc6);
+                out.extend((b.len() as u32).to_be_bytes());
+            }
+            out.extend_from_slice(b);
+        }
+        V::Uint(n) if *n < 128 => out.push(*n as u8),
+        V::Uint(n) => {
+            out.push(0xcf);
+            out.extend(n.to_be_bytes());
+        }
+        V::Map(pairs) => {
+            out.push(0x80 | pairs.len() as u8);
+            for (k, v) in pairs {
+                pack(&V::Str(k), out);
+                pack(v, out);
+            }
+        }
+    }
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("{}:", payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out.push(b',');
+    out
+}
+
+fn msg(pairs: Vec<(&str, V)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    pack(&V::Map(pairs), &mut out);
+    frame(&out)
+}
+
+/// Reads one netstring payload; `None` when the connection closed.
+async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = 0usize;
+    loop {
+        let byte = tokio::time::timeout(Duration::from_secs(5), stream.read_u8())
+            .await
+            .ok()?
+            .ok()?;
+        match byte {
+            b'0'..=b'9' => len = len * 10 + usize::from(byte - b'0'),
+            b':' => break,
+            _ => panic!("bad frame header byte {byte}"),
+        }
+    }
+    let mut payload = vec![0; len + 1];
+    stream.read_exact(&mut payload).await.ok()?;
+    assert_eq!(payload.pop(), Some(b','));
+    Some(payload)
+}
+
+async fn read_message(stream: &mut TcpStream) -> Option<cairn_core::Message> {
+    let payload = read_frame(stream).await?;
+    Some(cairn_core::wire::decode(&payload).expect("the node sends valid messages"))
+}
+
+/// The node closed the connection (EOF, or reset).
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    key: SigningKey,
+    transcript_bytes: Option<Vec<u8>>,
+}
+
+async fn node() -> (Dht, std::net::SocketAddr) {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("valid"),
+        ..Config::default()
+    };
+    let dht = cairn_node::start(config).await.expect("starts");
+    let addr = dht.status().await.expect("running").listen;
+    (dht, addr)
+}
+
+impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connects");
+        Client {
+            stream,
+            key: SigningKey::from_bytes(&[42; 32]),
+            transcript_bytes: None,
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("writes");
+    }
+
+    fn hello(&self, network: &str, version: u64) -> Vec<u8> {
+        let public_key = self.key.verifying_key().to_bytes();
+        msg(vec![
+            ("type", V::Str("hello")),
+            ("version", V::Uint(version)),
+            ("network", V::Str(network)),
+            ("public_key", V::Bin(&public_key)),
+            ("nonce", V::Bin(&[7; 32])),
+            ("port", V::Uint(0)),
+        ])
+    }
+
+    /// Sends hello and checks the welcome's signature by DESIGN 4.3.
+    async fn hello_welcome(&mut self) {
+        let hello = self.hello("cairn", 1);
+        self.send(&hello).await;
+        let Some(cairn_core::Message::Welcome(w)) = read_message(&mut self.stream).await else {
+            panic!("expected welcome")
+        };
+        let t = Transcript {
+            network: "cairn",
+            dialer_key: self.key.verifying_key().to_bytes(),
+            dialer_nonce: [7; 32],
+            listener_key: w.public_key,
+            listener_nonce: w.nonce,
+        };
+        assert!(
+            t.verify(Role::Listener, &w.signature),
+            "welcome signature verifies"
+        );
+        // Build the dialer's signed bytes by hand, as another implementation would.
+        let mut signed = b"Dcairn-handshake-v1\x05cairn".to_vec();
+        signed.extend(self.key.verifying_key().to_bytes());
+        signed.extend([7; 32]);
+        signed.extend(w.public_key);
+        signed.extend(w.nonce);
+        self.transcript_bytes = Some(signed);
+    }
+
+    async fn auth(&mut self) {
+        let signed = self.transcript_bytes.clone().expect("hello first");
+        let signature = self.key.sign(&signed).to_bytes();
+        self.send(&msg(vec![
+            ("type", V::Str("auth")),
+            ("signature", V::Bin(&signature)),
+        ]))
+        .await;
+    }
+
+    async fn handshake(&mut self) {
+        self.hello_welcome().await;
+        self.auth().await;
+    }
+
+    async fn ping(&mut self, id: u64) -> Option<cairn_core::Message> {
+        self.send(&msg(vec![("type", V::Str("ping")), ("id", V::Uint(id))]))
+            .await;
+        read_message(&mut self.stream).await
+    }
+}
+
+fn pong(id: u64) -> Option<cairn_core::Message> {
+    Some(cairn_core::Message::Response {
+        id,
+        response: cairn_core::Response::Pong,
+    })
+}
+
+fn error_code(message: Option<cairn_core::Message>) -> (u64, u16) {
+    match message {
+        Some(cairn_core::Message::Response {
+            id,
+            response: cairn_core::Response::Error(e),
+        }) => (id, e.code.0),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn handshake_ping_store_and_find_by_hand() {
+    let (_dht, addr) = node().await;
+    let mut c = Client::connect(addr).await;
+    c.handshake().await;
+    assert_eq!(c.ping(1).await, pong(1));
+
+    // Store a signed item built by hand from DESIGN section 3.
+    let publisher = SigningKey::from_bytes(&[9; 32]);
+    let public_key = publisher.verifying_key().to_bytes();
+    let key = signed_key(&public_key, "note");
+    let signature = publisher
+        .sign(&signature_preimage(&key, 5, 0, b"hi"))
+        .to_bytes();
+    let item = V::Map(vec![
+        ("kind", V::Str("signed")),
+        ("public_key", V::Bin(&public_key)),
+        ("name", V::Str("note")),
+        ("value", V::Bin(b"hi")),
+        ("seq", V::Uint(5)),
+        ("expires", V::Uint(0)),
+        ("signature", V::Bin(&signature)),
+    ]);
+    c.send(&msg(vec![
+        ("type", V::Str("store")),
+        ("id", V::Uint(2)),
+        ("item", item),
+    ]))
+    .await;
+    assert_eq!(
+        read_message(&mut c.stream).await,
+        Some(cairn_core::Message::Response {
+            id: 2,
+            response: cairn_core::Response::Stored
+        })
+    );
+
+    c.send(&msg(vec![
+        ("type", V::Str("find_value")),
+        ("id", V::Uint(3)),
+        ("key", V::Bin(key.as_bytes())),
+    ]))
+    .await;
+    match read_message(&mut c.stream).await {
+        Some(cairn_core::Message::Response {
+            id: 3,
+            response: cairn_core::Response::Value(item),
+        }) => {
+            assert_eq!(item.value().as_ref(), b"hi");
+            assert_eq!(item.seq(), Some(5));
+        }
+        other => panic!("expected the value, got {other:?}"),
+    }
+
+    c.send(&msg(vec![
+        ("type", V::Str("find_node")),
+        ("id", V::Uint(4)),
+        ("target", V::Bin(&[0; 64])),
+    ]))
+    .await;
+    match read_message(&mut c.stream).await {
+        // A lone node knows nobody; the requester (port 0) never appears.
+        Some(cairn_core::Message::Response {
+            id: 4,
+            response: cairn_core::Response::Nodes(nodes),
+        }) => {
+            assert!(nodes.is_empty())
+        }
+        other => panic!("expected nodes, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn requests_pipelined_before_auth_are_answered() {
+    let (_dht, addr) = node().await;
+    let mut c = Client::connect(addr).await;
+    let mut burst = c.hello("cairn", 1);
+    burst.extend(msg(vec![("type", V::Str("ping")), ("id", V::Uint(9))]));
+    c.send(&burst).await;
+    assert!(matches!(
+        read_message(&mut c.stream).await,
+        Some(cairn_core::Message::Welcome(_))
+    ));
+    assert_eq!(read_message(&mut c.stream).await, pong(9));
+}
+
+#[tokio::test]
+async fn invalid_messages_get_400_and_the_connection_stays_until_16() {
+    let (_dht, addr) = node().await;
+    let mut c = Client::connect(addr).await;
+    c.handshake().await;
+    c.send(&frame(b"\xc1")).await;
+    assert_eq!(
+        error_code(read_message(&mut c.stream).await),
+        (0, 400),
+        "not MessagePack"
+    );
+    c.send(&msg(vec![("type", V::Str("jump")), ("id", V::Uint(5))]))
+        .await;
+    assert_eq!(
+        error_code(read_message(&mut c.stream).await),
+        (5, 400),
+        "unknown type, id echoed"
+    );
+    c.send(&msg(vec![
+        ("type", V::Str("find_node")),
+        ("id", V::Uint(6)),
+        ("target", V::Bin(&[1; 3])),
+    ]))
+    .await;
+    assert_eq!(
+        error_code(read_message(&mut c.stream).await),
+        (6, 400),
+        "short target"
+    );
+    assert_eq!(c.ping(7).await, pong(7), "still usable");
+    for n in 3..16 {
+        c.send(&frame(b"\x90")).await;
+        assert_eq!(
+            error_code(read_message(&mut c.stream).await).1,
+            400,
+            "error {n}"
+        );
+    }
+    assert!(
+        c.ping(8).await.is_none() || closed(&mut c.stream).await,
+        "closed after 16"
+    );
+}
+
+#[tokio::test]
+async fn store_refusals_have_their_codes() {
+    let (_dht, addr) = node().await;
+    let mut c = Client::connect(addr).await;
+    c.handshake().await;
+    let publisher = SigningKey::from_bytes(&[9; 32]);
+    let public_key = publisher.verifying_key().to_bytes();
+    let key = signed_key(&public_key, "n");
+    let store = |id: u64, seq: u64, value: &[u8], signature: &[u8; 64]| {
+        let item = V::Map(vec![
+            ("kind", V::Str("signed")),
+            ("public_key", V::Bin(&public_key)),
+            ("name", V::Str("n")),
+            ("value", V::Bin(value)),
+            ("seq", V::Uint(seq)),
+            ("expires", V::Uint(0)),
+            ("signature", V::Bin(signature)),
+        ]);
+        msg(vec![
+            ("type", V::Str("store")),
+            ("id", V::Uint(id)),
+            ("item", item),
+        ])
+    };
+    let sign = |seq, value: &[u8]| {
+        publisher
+            .sign(&signature_preimage(&key, seq, 0, value))
+            .to_bytes()
+    };
+
+    c.send(&store(1, 10, b"a", &sign(10, b"a"))).await;
+    assert!(matches!(
+        read_message(&mut c.stream).await,
+        Some(cairn_core::Message::Response { id: 1, .. })
+    ));
+    c.send(&store(2, 10, b"b", &sign(10, b"a"))).await;
+    assert_eq!(
+        error_code(read_message(&mut c.stream).await),
+        (2, 403),
+        "forged signature"
+    );
+    c.send(&store(3, 9, b"a", &sign(9, b"a"))).await;
+    assert_eq!(
+        error_code(read_message(&mut c.stream).await),
+        (3, 409),
+        "stale seq"
+    );
+    c.send(&store(4, 10, b"b", &sign(10, b"b"))).await;
+    assert_eq!(
+        error_code(read_message(&mut c.stream).await),
+        (4, 409),
+        "conflict"
+    );
+    let big = vec![0u8; 65_537];
+    c.send(&store(5, 11, &big, &sign(11, &big))).await;
+    assert_eq!(
+        error_code(read_message(&mut c.stream).await),
+        (5, 413),
+        "too large"
+    );
+}
+
+#[tokio::test]
+async fn framing_errors_close_the_connection() {
+    let (_dht, addr) = node().await;
+    for bad in [&b"01:a,"[..], b"3:abc;", b"2000000:", b"x:"] {
+        let mut c = Client::connect(addr).await;
+        c.handshake().await;
+        c.send(bad).await;
+        assert!(
+            closed(&mut c.stream).await,
+            "{:?} closes",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_forged_auth_closes_the_connection() {
+    let (_dht, addr) = node().await;
+    let mut c = Client::connect(addr).await;
+    c.hello_welcome().await;
+    c.send(&msg(vec![
+        ("type", V::Str("auth")),
+        ("signature", V::Bin(&[1; 64])),
+    ]))
+    .await;
+    assert!(closed(&mut c.stream).await);
+}
+
+#[tokio::test]
+async fn wrong_network_or_version_gets_426() {
+    let (_dht, addr) = node().await;
+    for (network, version) in [("other", 1), ("cairn", 2)] {
+        let mut c = Client::connect(addr).await;
+        let hello = c.hello(network, version);
+        c.send(&hello).await;
+        assert_eq!(error_code(read_message(&mut c.stream).await), (0, 426));
+        assert!(closed(&mut c.stream).await);
+    }
+}
+
+#[tokio::test]
+async fn a_listener_with_a_forged_welcome_is_not_joined() {
+    // A fake listener that answers hello with a welcome whose signature is wrong.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let fake = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = read_frame(&mut stream).await;
+            let welcome = msg(vec![
+                ("type", V::Str("welcome")),
+                ("version", V::Uint(1)),
+                ("network", V::Str("cairn")),
+                (
+                    "public_key",
+                    V::Bin(&SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes()),
+                ),
+                ("nonce", V::Bin(&[0; 32])),
+                ("port", V::Uint(1)),
+                ("signature", V::Bin(&[5; 64])),
+            ]);
+            let _ = stream.write_all(&welcome).await;
+        }
+    });
+    let (dht, _) = node().await;
+    assert!(dht.bootstrap(vec![fake]).await.is_err());
+    assert_eq!(dht.status().await.expect("running").peers, 0);
+}
