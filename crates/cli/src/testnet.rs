@@ -101,8 +101,8 @@ fn print_report(r: &Report) {
         r.memory_per_node_bytes as f64 / 1024.0
     );
     println!(
-        "  connections      budget {} open at once, {} times exhausted",
-        r.connection_budget, r.budget_exhausted
+        "  connections      {} open at the end, budget {} at once, {} times exhausted",
+        r.connections_open, r.connection_budget, r.budget_exhausted
     );
     println!("  wall time        {:.2} s", r.wall_s);
 }

@@ -137,6 +137,8 @@ pub struct Report {
     pub connection_budget: usize,
     /// Connections not opened because the budget was spent (their requests failed).
     pub budget_exhausted: u64,
+    /// Outgoing connections open when the report was made.
+    pub connections_open: usize,
     /// Wall time of the whole run, in seconds.
     pub wall_s: f64,
 }
@@ -148,6 +150,7 @@ pub struct Testnet {
     /// Their listen addresses.
     pub addrs: Vec<SocketAddr>,
     budget: usize,
+    permits: Arc<Semaphore>,
 }
 
 /// The soft limit on open files of this process, from `/proc/self/limits` (1,024 if unknown).
@@ -203,6 +206,7 @@ impl Testnet {
             nodes,
             addrs,
             budget,
+            permits: shared,
         })
     }
 
@@ -307,6 +311,7 @@ pub async fn run(plan: &Plan, progress: &dyn Progress) -> Result<(Testnet, Repor
     report.memory_per_node_bytes =
         report.rss_after_bytes.saturating_sub(rss_before) / net.nodes.len() as u64;
     report.budget_exhausted = net.budget_exhausted().await;
+    report.connections_open = net.budget - net.permits.available_permits();
     report.wall_s = started.elapsed().as_secs_f64();
     Ok((net, report))
 }
