@@ -20,6 +20,18 @@ pub struct Config {
     pub max_value_size: usize,
     /// Failed requests in a row after which a contact is removed. Default 3.
     pub max_failures: u32,
+    /// How often a node republishes the items it published itself. Default 1 h.
+    pub republish_interval: Duration,
+    /// How often a node stores each item it holds at the current k closest nodes. Default 1 h.
+    pub replicate_interval: Duration,
+    /// How often buckets are checked for staleness. Default 10 min.
+    pub refresh_interval: Duration,
+    /// A bucket that saw no lookup for this long is refreshed. Default 1 h.
+    pub bucket_idle: Duration,
+    /// How often expired items are removed. Default 1 min.
+    pub expire_interval: Duration,
+    /// Housekeeping lookups (republish, replicate, refresh) running at once. Default 8.
+    pub max_housekeeping: NonZeroUsize,
 }
 
 impl Default for Config {
@@ -32,6 +44,12 @@ impl Default for Config {
             lookup_timeout: Duration::from_secs(30),
             max_value_size: 65_536,
             max_failures: 3,
+            republish_interval: Duration::from_secs(3_600),
+            replicate_interval: Duration::from_secs(3_600),
+            refresh_interval: Duration::from_secs(600),
+            bucket_idle: Duration::from_secs(3_600),
+            expire_interval: Duration::from_secs(60),
+            max_housekeeping: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! inside its own `put`, so that a durable store can make the check and the write one
 //! transaction. [`MemoryStore`] serves tests, the simulator, and nodes run without a disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::id::Key;
 use crate::item::{Item, Refusal, Resolution, resolve};
@@ -71,6 +71,18 @@ pub trait Store {
     /// The number of items held (expired ones not yet removed included).
     fn len(&self) -> usize;
 
+    /// The keys of every item held, for replication.
+    fn keys(&self) -> Vec<Key>;
+
+    /// Removes every item expired at `now`; returns how many.
+    fn expire(&mut self, now: Time) -> usize;
+
+    /// Records that this node published the item under `key` itself, so it republishes it.
+    fn set_own(&mut self, key: Key);
+
+    /// The keys of the items this node published itself and still holds.
+    fn own_keys(&self) -> Vec<Key>;
+
     /// Whether no item is held.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -81,6 +93,7 @@ pub trait Store {
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     items: BTreeMap<Key, Item>,
+    own: BTreeSet<Key>,
     bytes: usize,
     limits: StoreLimits,
 }
@@ -90,6 +103,7 @@ impl MemoryStore {
     pub fn new(limits: StoreLimits) -> Self {
         MemoryStore {
             items: BTreeMap::new(),
+            own: BTreeSet::new(),
             bytes: 0,
             limits,
         }
@@ -135,6 +149,36 @@ impl Store for MemoryStore {
 
     fn len(&self) -> usize {
         self.items.len()
+    }
+
+    fn keys(&self) -> Vec<Key> {
+        self.items.keys().copied().collect()
+    }
+
+    fn expire(&mut self, now: Time) -> usize {
+        let before = self.items.len();
+        let mut freed = 0;
+        self.items.retain(|_, item| {
+            let keep = !item.is_expired(now);
+            if !keep {
+                freed += item.size();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        let items = &self.items;
+        self.own.retain(|key| items.contains_key(key));
+        before - self.items.len()
+    }
+
+    fn set_own(&mut self, key: Key) {
+        if self.items.contains_key(&key) {
+            self.own.insert(key);
+        }
+    }
+
+    fn own_keys(&self) -> Vec<Key> {
+        self.own.iter().copied().collect()
     }
 }
 

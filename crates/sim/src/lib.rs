@@ -20,7 +20,7 @@ use std::time::Duration;
 use cairn_core::message::{Contact, Request, Response};
 use cairn_core::node::{Requester, Transmit};
 use cairn_core::store::StoreLimits;
-use cairn_core::{Config, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Time};
+use cairn_core::{Config, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Store, Time};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -181,6 +181,31 @@ impl Sim {
     /// Kills node `index`: from now on it neither answers nor sends.
     pub fn kill(&mut self, index: usize) {
         self.nodes[index].alive = false;
+    }
+
+    /// Brings node `index` back with the state it had when it died (its store and routing
+    /// table), as a restarted node with a disk would. Requests it had in flight are lost.
+    pub fn revive(&mut self, index: usize) {
+        self.nodes[index].alive = true;
+        self.nodes[index].timer = None;
+        let now = self.now;
+        self.nodes[index].node.handle_timeout(now);
+        self.drain(index);
+    }
+
+    /// Whether node `index` holds a valid copy of `key` now.
+    pub fn holds(&self, index: usize, key: &Key) -> bool {
+        self.nodes[index].node.store().get(key, self.now).is_some()
+    }
+
+    /// The indices of the `n` live nodes closest to `key`.
+    pub fn closest_live(&self, key: &Key, n: usize) -> Vec<usize> {
+        let mut live: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].alive)
+            .collect();
+        live.sort_by_key(|i| self.nodes[*i].contact.id.distance(key));
+        live.truncate(n);
+        live
     }
 
     /// Schedules `command` on node `node` at `at` (or now, if that has passed).

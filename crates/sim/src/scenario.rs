@@ -127,24 +127,17 @@ fn signing_key(sim: &mut Sim) -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
-/// Runs the scenario.
-pub fn run(scenario: &Scenario) -> Report {
-    let started = Instant::now();
+/// Creates the scenario's nodes and joins them. Returns the network, each node's key pair,
+/// and how many joins failed.
+pub fn network(scenario: &Scenario) -> (Sim, Vec<SigningKey>, usize) {
     let mut sim = Sim::new(scenario.seed, scenario.latency);
     let keys: Vec<SigningKey> = (0..scenario.nodes).map(|_| signing_key(&mut sim)).collect();
     for key in &keys {
         let id = Id::of_public_key(&key.verifying_key().to_bytes());
         sim.add_node(id, scenario.config.clone(), StoreLimits::default());
     }
-    let mut report = Report {
-        nodes: scenario.nodes,
-        seed: scenario.seed,
-        ..Report::default()
-    };
-
     let joins = join(&mut sim, scenario);
-    report.join_time = sim.now().since(EPOCH);
-    report.failed_joins = joins
+    let failed = joins
         .iter()
         .filter(|t| {
             !matches!(
@@ -153,7 +146,20 @@ pub fn run(scenario: &Scenario) -> Report {
             )
         })
         .count();
+    (sim, keys, failed)
+}
 
+/// Runs the scenario.
+pub fn run(scenario: &Scenario) -> Report {
+    let started = Instant::now();
+    let (mut sim, keys, failed_joins) = network(scenario);
+    let mut report = Report {
+        nodes: scenario.nodes,
+        seed: scenario.seed,
+        join_time: sim.now().since(EPOCH),
+        failed_joins,
+        ..Report::default()
+    };
     let items = put(&mut sim, scenario, &keys, &mut report);
     report.before_kill = get_round(&mut sim, scenario, &items);
 

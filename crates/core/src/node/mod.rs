@@ -18,6 +18,7 @@
 //! answer arrives, `handle_failure` when the connection fails or the peer proves to be someone
 //! else. Requests nobody answers are timed out by the node itself.
 
+mod housekeeping;
 mod query;
 mod serve;
 
@@ -120,6 +121,7 @@ pub struct Node<S> {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    housekeeping: housekeeping::Housekeeping,
 }
 
 impl<S: Store> Node<S> {
@@ -137,6 +139,7 @@ impl<S: Store> Node<S> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            housekeeping: housekeeping::Housekeeping::default(),
         }
     }
 
@@ -199,7 +202,10 @@ impl<S: Store> Node<S> {
             .filter(|p| !p.timed_out)
             .map(|p| p.deadline);
         let queries = self.queries.values().map(|q| q.deadline);
-        requests.chain(queries).min()
+        requests
+            .chain(queries)
+            .chain(self.housekeeping.next_deadline())
+            .min()
     }
 
     fn send(&mut self, now: Time, to: Peer, request: Request, purpose: Purpose) -> u64 {
@@ -233,6 +239,9 @@ impl<S: Store> Node<S> {
 
     fn failed(&mut self, id: &NodeId) {
         self.stats.requests_failed += 1;
+        // A peer failed, so the neighbourhood may have changed and whoever replicated items
+        // here may be gone: replicate everything at the next turn instead of skipping.
+        self.housekeeping.forget_received();
         if let Failure::Evicted { replaced_by } = self.table.failed(id) {
             self.events.push_back(Event::ContactRemoved(*id));
             if let Some(contact) = replaced_by {
@@ -250,6 +259,12 @@ impl<S: Store> Node<S> {
         request_id: u64,
         response: Response,
     ) {
+        self.start_housekeeping(now);
+        self.respond(now, from, request_id, response);
+        self.pump_housekeeping(now);
+    }
+
+    fn respond(&mut self, now: Time, from: Contact, request_id: u64, response: Response) {
         let Some(pending) = self.pending.remove(&request_id) else {
             // Late for a finished command: the peer is still alive.
             self.saw(now, from);
@@ -269,9 +284,11 @@ impl<S: Store> Node<S> {
     /// Request `request_id` failed: the connection could not be made or broke, or the peer was
     /// not who it should be.
     pub fn handle_failure(&mut self, now: Time, request_id: u64) {
+        self.start_housekeeping(now);
         if let Some(pending) = self.pending.remove(&request_id) {
             self.fail_pending(now, request_id, pending);
         }
+        self.pump_housekeeping(now);
     }
 
     fn fail_pending(&mut self, now: Time, _request_id: u64, pending: Pending) {
@@ -287,6 +304,7 @@ impl<S: Store> Node<S> {
 
     /// Time has reached `now`: time out overdue requests and commands.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.start_housekeeping(now);
         let overdue: Vec<u64> = self
             .pending
             .iter()
@@ -319,11 +337,13 @@ impl<S: Store> Node<S> {
         for query in ids {
             self.step(now, query);
         }
+        self.housekeep(now);
     }
 
     /// Answers a request from `from`. A verified requester that accepts connections is added
     /// to the routing table.
     pub fn handle_request(&mut self, now: Time, from: Requester, request: Request) -> Response {
+        self.start_housekeeping(now);
         self.stats.requests_handled += 1;
         if let (true, Some(addr)) = (from.verified, from.addr) {
             self.saw(now, Contact::new(from.id, addr));
@@ -333,12 +353,14 @@ impl<S: Store> Node<S> {
 
     /// Starts a lookup of the k nodes closest to `target`.
     pub fn find_node(&mut self, now: Time, target: NodeId) -> QueryId {
+        self.start_housekeeping(now);
         let kind = QueryKind::find_node(self.start_lookup(now, &target));
         self.start(now, kind)
     }
 
     /// Starts a get of the item under `key`.
     pub fn get(&mut self, now: Time, key: Key) -> QueryId {
+        self.start_housekeeping(now);
         let local = self.store.get(&key, now);
         let kind = QueryKind::get(key, self.start_lookup(now, &key), local);
         self.start(now, kind)
@@ -346,8 +368,12 @@ impl<S: Store> Node<S> {
 
     /// Stores `item` here, then at the k nodes closest to its key.
     pub fn put(&mut self, now: Time, item: Item) -> QueryId {
+        self.start_housekeeping(now);
         let local = self.store_checked(now, item.clone());
         let key = *item.key();
+        if local.is_ok() {
+            self.store.set_own(key);
+        }
         let kind = QueryKind::put(item, self.start_lookup(now, &key), local);
         self.start(now, kind)
     }
@@ -355,6 +381,7 @@ impl<S: Store> Node<S> {
     /// Joins a network: asks `seeds` for this node's neighbours, then looks itself up. With no
     /// seeds, the contacts already in the table (say, from a snapshot) serve.
     pub fn bootstrap(&mut self, now: Time, seeds: &[SocketAddr]) -> QueryId {
+        self.start_housekeeping(now);
         self.start(now, QueryKind::bootstrap(seeds))
     }
 
@@ -365,13 +392,24 @@ impl<S: Store> Node<S> {
     }
 
     fn start(&mut self, now: Time, kind: QueryKind) -> QueryId {
+        self.start_query(now, kind, false)
+    }
+
+    /// Starts a housekeeping command: it reports no event when it ends.
+    fn start_internal(&mut self, now: Time, kind: QueryKind) -> QueryId {
+        self.start_query(now, kind, true)
+    }
+
+    fn start_query(&mut self, now: Time, kind: QueryKind, internal: bool) -> QueryId {
         let id = QueryId(self.next_query);
         self.next_query += 1;
+        let deadline = now + self.config.lookup_timeout;
         let query = Query {
             kind,
             started: now,
-            deadline: now + self.config.lookup_timeout,
+            deadline,
             requests: 0,
+            internal,
         };
         self.queries.insert(id, query);
         self.step(now, id);

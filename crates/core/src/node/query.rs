@@ -126,6 +126,8 @@ pub(super) struct Query {
     pub(super) started: Time,
     pub(super) deadline: Time,
     pub(super) requests: u32,
+    /// Started by housekeeping: no event is reported when it ends.
+    pub(super) internal: bool,
 }
 
 pub(super) enum QueryKind {
@@ -374,6 +376,10 @@ impl<S: Store> Node<S> {
     /// Emits a command's completion event.
     fn finish(&mut self, now: Time, id: QueryId, query: Query) {
         self.forget_requests(id);
+        if query.internal {
+            self.housekeeping.running = self.housekeeping.running.saturating_sub(1);
+            return;
+        }
         let mut stats = QueryStats {
             requests: query.requests,
             hops: 0,

@@ -20,8 +20,11 @@ impl<S: Store> Node<S> {
                 Some(item) => Response::Value(item),
                 None => Response::Nodes(self.closest_except(&key, requester, k)),
             },
-            Request::Store { item } => match self.store_checked(now, item) {
-                Ok(()) => Response::Stored,
+            Request::Store { item } => match self.store_checked(now, item.clone()) {
+                Ok(()) => {
+                    self.housekeeping.received(*item.key(), now);
+                    Response::Stored
+                }
                 Err(PutError::TooLarge { size, max }) => Response::Error(ErrorReply::new(
                     ErrorCode::TOO_LARGE,
                     format!("value of {size} bytes is above the {max}-byte limit"),

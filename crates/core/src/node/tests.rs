@@ -107,10 +107,17 @@ impl Net {
         }
     }
 
-    /// Advances the clock to every node's next timeout until nothing waits on time.
+    /// Advances the clock from timeout to timeout until no command or request is running.
     fn run_timers(&mut self) {
         self.settle();
-        while let Some(next) = self.nodes.values().filter_map(Node::poll_timeout).min() {
+        while self
+            .nodes
+            .values()
+            .any(|n| n.running_queries() > 0 || n.pending_requests() > 0)
+        {
+            let Some(next) = self.nodes.values().filter_map(Node::poll_timeout).min() else {
+                return;
+            };
             self.now = self.now.max(next);
             for node in self.nodes.values_mut() {
                 node.handle_timeout(self.now);
