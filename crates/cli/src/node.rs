@@ -109,6 +109,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     tracing::info!(node_id = %status.node_id, listen = %status.listen, %api, "node running");
     if !seeds.is_empty() {
         tokio::spawn(keep_joining(dht.clone(), seeds));
+    } else if status.peers > 0 {
+        // No bootstrap address, but the saved routing table knows nodes: rejoin through them.
+        tokio::spawn(keep_joining(dht.clone(), Vec::new()));
     }
     stop_signal().await;
     tracing::info!("stopping");

@@ -113,6 +113,42 @@ impl MemoryStore {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// Removes every item expired at `now` and returns their keys.
+    pub fn drain_expired(&mut self, now: Time) -> Vec<Key> {
+        let mut gone = Vec::new();
+        let mut freed = 0;
+        self.items.retain(|key, item| {
+            let keep = !item.is_expired(now);
+            if !keep {
+                freed += item.size();
+                gone.push(*key);
+            }
+            keep
+        });
+        self.bytes -= freed;
+        let items = &self.items;
+        self.own.retain(|key| items.contains_key(key));
+        gone
+    }
+
+    /// Adds an item read back from disk, bypassing the rules (it passed them when stored) but
+    /// not the limits' accounting.
+    pub fn restore(&mut self, item: Item, own: bool) {
+        let key = *item.key();
+        self.bytes += item.size();
+        if let Some(old) = self.items.insert(key, item) {
+            self.bytes -= old.size();
+        }
+        if own {
+            self.own.insert(key);
+        }
+    }
+
+    /// Whether this node published the item under `key` itself.
+    pub fn is_own(&self, key: &Key) -> bool {
+        self.own.contains(key)
+    }
 }
 
 impl Store for MemoryStore {
@@ -156,19 +192,7 @@ impl Store for MemoryStore {
     }
 
     fn expire(&mut self, now: Time) -> usize {
-        let before = self.items.len();
-        let mut freed = 0;
-        self.items.retain(|_, item| {
-            let keep = !item.is_expired(now);
-            if !keep {
-                freed += item.size();
-            }
-            keep
-        });
-        self.bytes -= freed;
-        let items = &self.items;
-        self.own.retain(|key| items.contains_key(key));
-        before - self.items.len()
+        self.drain_expired(now).len()
     }
 
     fn set_own(&mut self, key: Key) {

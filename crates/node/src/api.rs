@@ -76,6 +76,7 @@ impl From<PutError> for ApiError {
                 ErrorCode::BAD_REQUEST => StatusCode::BAD_REQUEST,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            PutError::NotDurable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PutError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())

@@ -95,6 +95,9 @@ pub enum PutError {
     /// The node refused the item: too large, stale, conflicting or over a limit.
     #[error(transparent)]
     Refused(#[from] cairn_core::node::PutError),
+    /// The local store failed to commit the item, so the put is not acknowledged.
+    #[error("the item could not be stored durably: {0}")]
+    NotDurable(String),
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,

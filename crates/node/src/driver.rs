@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_core::message::Message;
+use cairn_core::message::{ErrorCode, ErrorReply, Response};
 use cairn_core::node::{Event, Transmit};
-use cairn_core::{Item, MemoryStore, Node, QueryId, SignedItem, Store};
+use cairn_core::{Item, Node, QueryId, SignedItem, Store};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -27,6 +28,7 @@ use crate::dht::{
     BootstrapError, Command, Found, GetError, PeerInfo, PutError, PutReceipt, Status,
 };
 use crate::shared::Shared;
+use crate::store::{Commit, NodeStore};
 
 /// A dialed connection the driver can send requests on.
 struct PoolEntry {
@@ -41,6 +43,8 @@ enum Waiter {
         reply: oneshot::Sender<Result<PutReceipt, PutError>>,
         seq: Option<u64>,
         expires: u64,
+        /// The local copy's commit; the answer waits for it.
+        commit: Option<Commit>,
     },
     Get(oneshot::Sender<Result<Found, GetError>>),
     FindNode(oneshot::Sender<Vec<cairn_core::message::Contact>>),
@@ -51,7 +55,7 @@ enum Waiter {
 }
 
 pub(crate) struct Driver {
-    node: Node<MemoryStore>,
+    node: Node<NodeStore>,
     shared: Arc<Shared>,
     clock: Clock,
     commands: mpsc::Receiver<Box<Command>>,
@@ -61,11 +65,16 @@ pub(crate) struct Driver {
     waiters: HashMap<QueryId, Waiter>,
     /// Set once shutdown began: who to tell when done, and the latest moment to stop.
     stopping: Option<(Vec<oneshot::Sender<()>>, Instant)>,
+    /// When the routing table is next saved (nodes with a data directory).
+    snapshot_due: Instant,
 }
+
+/// How often the routing table is saved while the node runs.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(300);
 
 impl Driver {
     pub(crate) fn new(
-        node: Node<MemoryStore>,
+        node: Node<NodeStore>,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Box<Command>>,
         inbound: mpsc::Receiver<Box<ToDriver>>,
@@ -80,6 +89,7 @@ impl Driver {
             next_conn: 0,
             waiters: HashMap::new(),
             stopping: None,
+            snapshot_due: Instant::now() + SNAPSHOT_INTERVAL,
         }
     }
 
@@ -94,6 +104,10 @@ impl Driver {
                 Some(message) = self.inbound.recv() => self.on_connection_message(*message),
                 () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                     self.node.handle_timeout(self.clock.now());
+                }
+                () = sleep_until(self.snapshot_due), if self.shared.config.data_dir.is_some() => {
+                    self.snapshot_due = Instant::now() + SNAPSHOT_INTERVAL;
+                    self.save_snapshot();
                 }
                 () = sleep_until(self.stopping.as_ref().map_or_else(Instant::now, |s| s.1)), if self.stopping.is_some() => break,
             }
@@ -118,9 +132,27 @@ impl Driver {
         stopping.0.extend(reply);
     }
 
+    fn save_snapshot(&self) {
+        let Some(dir) = &self.shared.config.data_dir else {
+            return;
+        };
+        let contacts: Vec<_> = self
+            .node
+            .routing_table()
+            .entries()
+            .map(|e| e.contact)
+            .collect();
+        if let Err(e) = crate::snapshot::save(dir, &contacts) {
+            tracing::warn!("cannot save the routing table in {}: {e}", dir.display());
+        }
+    }
+
     fn finish_shutdown(&mut self) {
         let _ = self.shared.shutdown.send(true);
         self.pool.clear();
+        self.save_snapshot();
+        // Every accepted write is committed before the node reports that it stopped.
+        self.node.store_mut().close();
         if let Some((replies, _)) = self.stopping.take() {
             for reply in replies {
                 let _ = reply.send(());
@@ -138,18 +170,7 @@ impl Driver {
                 ttl,
                 reply,
             } => self.put_signed(&name, value, ttl, reply),
-            Command::PutItem { item, reply } => {
-                let (seq, expires) = (item.seq(), item.expires());
-                let query = self.node.put(now, item);
-                self.waiters.insert(
-                    query,
-                    Waiter::Put {
-                        reply,
-                        seq,
-                        expires,
-                    },
-                );
-            }
+            Command::PutItem { item, reply } => self.start_put(item, reply),
             Command::Get { key, reply } => {
                 let query = self.node.get(now, key);
                 self.waiters.insert(query, Waiter::Get(reply));
@@ -195,21 +216,26 @@ impl Driver {
             seq,
             expires,
         ) {
-            Ok(item) => {
-                let query = self.node.put(now, Item::Signed(item));
-                self.waiters.insert(
-                    query,
-                    Waiter::Put {
-                        reply,
-                        seq: Some(seq),
-                        expires,
-                    },
-                );
-            }
+            Ok(item) => self.start_put(Item::Signed(item), reply),
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
             }
         }
+    }
+
+    fn start_put(&mut self, item: Item, reply: oneshot::Sender<Result<PutReceipt, PutError>>) {
+        let (seq, expires) = (item.seq(), item.expires());
+        let query = self.node.put(self.clock.now(), item);
+        let commit = self.node.store_mut().take_commit();
+        self.waiters.insert(
+            query,
+            Waiter::Put {
+                reply,
+                seq,
+                expires,
+                commit,
+            },
+        );
     }
 
     fn on_connection_message(&mut self, message: ToDriver) {
@@ -222,11 +248,32 @@ impl Driver {
                 reply,
             } => {
                 let response = self.node.handle_request(now, requester, *request);
-                if reply
-                    .try_send(Box::new(Message::Response { id, response }))
-                    .is_err()
-                {
-                    tracing::debug!("a connection's reply queue is full; dropping a response");
+                match self.node.store_mut().take_commit() {
+                    // `stored` goes out only once the item is durable.
+                    Some(commit) if response == Response::Stored => {
+                        tokio::spawn(async move {
+                            let response = match commit.await {
+                                Ok(Ok(())) => Response::Stored,
+                                _ => Response::Error(ErrorReply::new(
+                                    ErrorCode::INTERNAL,
+                                    "the store failed to commit; nothing was stored",
+                                )),
+                            };
+                            let _ = reply
+                                .send(Box::new(Message::Response { id, response }))
+                                .await;
+                        });
+                    }
+                    _ => {
+                        if reply
+                            .try_send(Box::new(Message::Response { id, response }))
+                            .is_err()
+                        {
+                            tracing::debug!(
+                                "a connection's reply queue is full; dropping a response"
+                            );
+                        }
+                    }
                 }
             }
             ToDriver::Response { from, id, response } => {
@@ -335,16 +382,33 @@ impl Driver {
                     reply,
                     seq,
                     expires,
+                    commit,
                 },
             ) => {
-                let receipt = result.map(|replicas| PutReceipt {
-                    key,
-                    seq,
-                    expires,
-                    replicas,
-                    stats,
-                });
-                let _ = reply.send(receipt.map_err(PutError::from));
+                let receipt = result
+                    .map(|replicas| PutReceipt {
+                        key,
+                        seq,
+                        expires,
+                        replicas,
+                        stats,
+                    })
+                    .map_err(PutError::from);
+                match commit {
+                    None => {
+                        let _ = reply.send(receipt);
+                    }
+                    Some(commit) => {
+                        tokio::spawn(async move {
+                            let durable = match commit.await {
+                                Ok(Ok(())) => receipt,
+                                Ok(Err(e)) => Err(PutError::NotDurable(e)),
+                                Err(_) => Err(PutError::NotDurable("the store stopped".into())),
+                            };
+                            let _ = reply.send(durable);
+                        });
+                    }
+                }
             }
             (
                 Event::GetDone {

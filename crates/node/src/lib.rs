@@ -27,12 +27,15 @@ mod dht;
 mod driver;
 pub mod identity;
 mod shared;
+pub mod snapshot;
+pub mod store;
 pub mod testnet;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use cairn_core::{MemoryStore, Node};
+use store::{NodeStore, RedbStore};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -56,6 +59,9 @@ pub enum StartError {
     /// The key pair could not be loaded or created.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    /// The item store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
 }
 
 /// Starts a node with the identity in `config.data_dir` (or a fresh one) and returns its
@@ -82,11 +88,26 @@ pub async fn start_with_identity(config: Config, identity: Identity) -> Result<D
     })?;
     let (commands_tx, commands) = mpsc::channel(config.command_queue.max(1));
     let (to_driver, inbound) = mpsc::channel(4_096);
-    let node = Node::new(
-        identity.node_id(),
-        config.protocol.clone(),
-        MemoryStore::new(config.limits),
-    );
+    let store = match &config.data_dir {
+        Some(dir) => {
+            let opened = std::time::Instant::now();
+            let store = RedbStore::open(dir, config.limits)?;
+            tracing::info!(items = store_len(&store), took = ?opened.elapsed(), "store opened");
+            NodeStore::Redb(Box::new(store))
+        }
+        None => NodeStore::Memory(MemoryStore::new(config.limits)),
+    };
+    let mut node = Node::new(identity.node_id(), config.protocol.clone(), store);
+    if let Some(dir) = &config.data_dir {
+        let contacts = snapshot::load(dir);
+        if !contacts.is_empty() {
+            tracing::info!(
+                contacts = contacts.len(),
+                "routing table restored from the snapshot"
+            );
+        }
+        node.restore_contacts(clock::Clock::new().now(), contacts);
+    }
     let shared = Arc::new(shared::Shared {
         config,
         identity,
@@ -101,4 +122,8 @@ pub async fn start_with_identity(config: Config, identity: Identity) -> Result<D
     Ok(Dht {
         commands: commands_tx,
     })
+}
+
+fn store_len(store: &RedbStore) -> usize {
+    cairn_core::Store::len(store)
 }

@@ -351,6 +351,17 @@ impl<S: Store> Node<S> {
         self.serve(now, &from.id, request)
     }
 
+    /// Puts contacts verified in an earlier run (a saved routing table) back in the table.
+    /// Their liveness is unknown: the next lookups and `bootstrap(now, &[])` find out.
+    pub fn restore_contacts(&mut self, now: Time, contacts: impl IntoIterator<Item = Contact>) {
+        for contact in contacts {
+            self.saw(now, contact);
+        }
+        // Nothing was heard from them yet: pings a full bucket queued are not needed.
+        self.transmits.clear();
+        self.pending.clear();
+    }
+
     /// Starts a lookup of the k nodes closest to `target`.
     pub fn find_node(&mut self, now: Time, target: NodeId) -> QueryId {
         self.start_housekeeping(now);

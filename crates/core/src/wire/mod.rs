@@ -124,6 +124,20 @@ pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
     from_wire(wire)
 }
 
+/// Encodes one item as the MessagePack map the wire uses (for storage on disk).
+pub fn encode_item(item: &Item) -> Vec<u8> {
+    rmp_serde::to_vec_named(&item_to_wire(item)).unwrap_or_default()
+}
+
+/// Decodes and verifies one item encoded by [`encode_item`]: the same single path from bytes
+/// to a verified item that messages take.
+pub fn decode_item(bytes: &[u8]) -> Result<Item, DecodeError> {
+    depth::check(bytes, MAX_DEPTH).map_err(|e| DecodeError::bad(None, format!("{e:?}")))?;
+    let wire: WireItem = rmp_serde::from_slice(bytes)
+        .map_err(|e| DecodeError::bad(None, format!("malformed item: {e}")))?;
+    item_from_wire(wire, None)
+}
+
 /// Reads just the `id` of a payload that failed to decode as a whole, to echo it in the error.
 fn peek_id(payload: &[u8]) -> Option<u64> {
     #[derive(Deserialize)]

@@ -292,3 +292,18 @@ const GOLDEN_LISTENER_KEY: &str =
     "a09aa5f47a6759802ff955f8dc2d2a14a5c99d23be97f864127ff9383455a4f0";
 const GOLDEN_WELCOME_SIGNATURE: &str = "2853eb89b385cf4956d187b6e780e5b8252e5d18347afcd094b88b8c4fab931ef7c18e5e44b6da5971aab36d6fe2261db815e0c268df6c948796bdabd270820b";
 const GOLDEN_AUTH_SIGNATURE: &str = "4a93d4cd5eb0b3460da28d71e5e7a76f11e1980200d2a43749479e2cd8fa60488ad7b79572bdedd1f37a46d41b4297ec102b593ab0758029937b492cadbe6d06";
+
+#[test]
+fn items_round_trip_for_storage_and_corruption_is_caught() {
+    let item = signed_item();
+    let bytes = encode_item(&item);
+    assert_eq!(decode_item(&bytes), Ok(item));
+    let mut corrupt = bytes.clone();
+    let at = corrupt.len() - 1;
+    corrupt[at] ^= 1;
+    assert_eq!(
+        decode_item(&corrupt).map_err(|e| e.code),
+        Err(ErrorCode::BAD_SIGNATURE)
+    );
+    assert!(decode_item(&bytes[..bytes.len() - 3]).is_err());
+}
