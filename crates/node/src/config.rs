@@ -118,6 +118,12 @@ pub struct FileConfig {
     pub max_outbound: Option<usize>,
     /// See [`Config::max_inbound`].
     pub max_inbound: Option<usize>,
+    /// See `cairn_core::Config::republish_interval`.
+    pub republish_interval_secs: Option<f64>,
+    /// See `cairn_core::Config::replicate_interval`.
+    pub replicate_interval_secs: Option<f64>,
+    /// See `cairn_core::Config::refresh_interval`.
+    pub refresh_interval_secs: Option<f64>,
 }
 
 /// Why a configuration file could not be used.
@@ -222,6 +228,27 @@ impl FileConfig {
         }
         if let Some(v) = self.max_inbound {
             config.max_inbound = v.max(1);
+        }
+        for (value, name, field) in [
+            (
+                self.republish_interval_secs,
+                "republish_interval_secs",
+                &mut config.protocol.republish_interval,
+            ),
+            (
+                self.replicate_interval_secs,
+                "replicate_interval_secs",
+                &mut config.protocol.replicate_interval,
+            ),
+            (
+                self.refresh_interval_secs,
+                "refresh_interval_secs",
+                &mut config.protocol.refresh_interval,
+            ),
+        ] {
+            if let Some(v) = value {
+                *field = secs(name, v)?.max(Duration::from_secs(1));
+            }
         }
         Ok(())
     }
