@@ -196,10 +196,9 @@ async fn serve_inbound_inner(
     };
     let (reply, mut replies) = mpsc::channel::<Box<Message>>(32);
     let mut invalid = 0u32;
-    let mut shutdown = shared.shutdown.subscribe();
-    if *shutdown.borrow_and_update() {
+    let Some(mut shutdown) = shared.shutdown_signal() else {
         return Ok(());
-    }
+    };
     loop {
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
@@ -395,10 +394,9 @@ async fn carry(
     shared: &Shared,
 ) -> Result<(), ConnError> {
     let mut released = false;
-    let mut shutdown = shared.shutdown.subscribe();
-    if *shutdown.borrow_and_update() {
+    let Some(mut shutdown) = shared.shutdown_signal() else {
         return Ok(());
-    }
+    };
     loop {
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),

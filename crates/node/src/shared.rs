@@ -33,6 +33,13 @@ pub(crate) struct Counters {
 }
 
 impl Shared {
+    /// A receiver that wakes when the node shuts down, or `None` if it already has.
+    pub(crate) fn shutdown_signal(&self) -> Option<watch::Receiver<bool>> {
+        let mut signal = self.shutdown.subscribe();
+        let stopped = *signal.borrow_and_update();
+        (!stopped).then_some(signal)
+    }
+
     /// Sends a message to the driver, waiting for room; fails once the driver has stopped.
     /// Messages are boxed so that the channel's buffer stays small while it is idle.
     pub(crate) async fn tell(&self, message: ToDriver) -> Result<(), ()> {
