@@ -117,7 +117,8 @@ pub struct Node<S> {
     next_request: u64,
     next_query: u64,
     pending: BTreeMap<u64, Pending>,
-    queries: BTreeMap<QueryId, Query>,
+    /// Boxed: a map node holds 11 values inline, and a query is a few hundred bytes.
+    queries: BTreeMap<QueryId, Box<Query>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -186,12 +187,20 @@ impl<S: Store> Node<S> {
 
     /// The next request to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let next = self.transmits.pop_front();
+        if next.is_none() {
+            release(&mut self.transmits);
+        }
+        next
     }
 
     /// The next finished command or routing-table change, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let next = self.events.pop_front();
+        if next.is_none() {
+            release(&mut self.events);
+        }
+        next
     }
 
     /// When [`Node::handle_timeout`] must next be called, if anything is waiting on time.
@@ -422,7 +431,7 @@ impl<S: Store> Node<S> {
             requests: 0,
             internal,
         };
-        self.queries.insert(id, query);
+        self.queries.insert(id, Box::new(query));
         self.step(now, id);
         id
     }
@@ -437,6 +446,14 @@ impl<S: Store> Node<S> {
     fn forget_requests(&mut self, query: QueryId) {
         self.pending
             .retain(|_, p| p.purpose != Purpose::Query(query));
+    }
+}
+
+/// Frees a drained queue's buffer after a burst: thousands of idle nodes in one process
+/// should not each keep the capacity of their busiest moment.
+fn release<T>(queue: &mut VecDeque<T>) {
+    if queue.capacity() > 16 {
+        *queue = VecDeque::new();
     }
 }
 

@@ -289,7 +289,7 @@ impl<S: Store> Node<S> {
                         self.start_storing(now, id, &mut query);
                     } else {
                         query.requests += self.write_back(now, &query.kind);
-                        self.finish(now, id, query);
+                        self.finish(now, id, *query);
                         return;
                     }
                 }
@@ -300,7 +300,7 @@ impl<S: Store> Node<S> {
             ..
         } = query.kind
         {
-            self.finish(now, id, query);
+            self.finish(now, id, *query);
             return;
         }
         self.queries.insert(id, query);
