@@ -359,12 +359,12 @@ impl Driver {
     }
 
     fn event(&mut self, event: Event) {
-        let (query, waiter) = match &event {
+        let waiter = match &event {
             Event::FindNodeDone { query, .. }
             | Event::GetDone { query, .. }
             | Event::PutDone { query, .. }
             | Event::BootstrapDone { query, .. } => match self.waiters.remove(query) {
-                Some(waiter) => (*query, waiter),
+                Some(waiter) => waiter,
                 None => return,
             },
             Event::ContactAdded(c) => {
@@ -372,7 +372,6 @@ impl Driver {
             }
             Event::ContactRemoved(id) => return tracing::trace!(peer = %id, "contact removed"),
         };
-        let _ = query;
         match (event, waiter) {
             (
                 Event::PutDone {

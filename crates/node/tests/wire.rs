@@ -472,3 +472,34 @@ async fn a_listener_with_a_forged_welcome_is_not_joined() {
     assert!(dht.bootstrap(vec![fake]).await.is_err());
     assert_eq!(dht.status().await.expect("running").peers, 0);
 }
+
+#[tokio::test]
+async fn stalled_and_idle_connections_are_closed() {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("valid"),
+        read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
+        ..Config::default()
+    };
+    let dht = cairn_node::start(config).await.expect("starts");
+    let addr = dht.status().await.expect("running").listen;
+
+    // Half a frame, then silence: closed after the read timeout.
+    let mut stalled = Client::connect(addr).await;
+    stalled.handshake().await;
+    stalled.send(b"10:abc").await;
+    let start = std::time::Instant::now();
+    assert!(closed(&mut stalled.stream).await);
+    assert!(start.elapsed() < Duration::from_secs(3));
+
+    // A quiet connection between frames: closed after the idle timeout, not before.
+    let mut idle = Client::connect(addr).await;
+    idle.handshake().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        idle.ping(1).await,
+        pong(1),
+        "still open within the idle timeout"
+    );
+    assert!(closed(&mut idle.stream).await);
+}

@@ -161,7 +161,7 @@ pub fn run(scenario: &Scenario) -> Report {
         ..Report::default()
     };
     let items = put(&mut sim, scenario, &keys, &mut report);
-    report.before_kill = get_round(&mut sim, scenario, &items);
+    report.before_kill = get_round(&mut sim, &items);
 
     let alive: Vec<usize> = (0..sim.len()).collect();
     let killed = (scenario.nodes as f64 * scenario.kill_fraction).round() as usize;
@@ -169,7 +169,7 @@ pub fn run(scenario: &Scenario) -> Report {
         sim.kill(alive[at]);
     }
     report.killed = killed;
-    report.after_kill = get_round(&mut sim, scenario, &items);
+    report.after_kill = get_round(&mut sim, &items);
     report.messages = sim.delivered();
     report.wall = started.elapsed();
     report
@@ -230,7 +230,7 @@ fn put(
 }
 
 /// Gets every item from a random live node other than its publisher, one every 10 ms.
-fn get_round(sim: &mut Sim, scenario: &Scenario, items: &[(Item, usize)]) -> GetRound {
+fn get_round(sim: &mut Sim, items: &[(Item, usize)]) -> GetRound {
     let live: Vec<usize> = (0..sim.len()).filter(|i| sim.is_alive(*i)).collect();
     let mut tickets = Vec::new();
     for (i, (item, publisher)) in items.iter().enumerate() {
@@ -259,7 +259,6 @@ fn get_round(sim: &mut Sim, scenario: &Scenario, items: &[(Item, usize)]) -> Get
             }
         }
     }
-    let _ = scenario;
     round.hops.sort_unstable();
     round.latencies.sort_unstable();
     round

@@ -280,7 +280,7 @@ impl<S: Store> Node<S> {
             return;
         };
         if pending.to.id.is_some_and(|expected| expected != from.id) {
-            self.fail_pending(now, request_id, pending);
+            self.fail_pending(now, pending);
             return;
         }
         self.saw(now, from);
@@ -295,12 +295,12 @@ impl<S: Store> Node<S> {
     pub fn handle_failure(&mut self, now: Time, request_id: u64) {
         self.start_housekeeping(now);
         if let Some(pending) = self.pending.remove(&request_id) {
-            self.fail_pending(now, request_id, pending);
+            self.fail_pending(now, pending);
         }
         self.pump_housekeeping(now);
     }
 
-    fn fail_pending(&mut self, now: Time, _request_id: u64, pending: Pending) {
+    fn fail_pending(&mut self, now: Time, pending: Pending) {
         if !pending.timed_out {
             if let Some(id) = pending.to.id {
                 self.failed(&id);

@@ -393,7 +393,6 @@ impl<S: Store> Node<S> {
             },
             QueryKind::Get {
                 key,
-                lookup,
                 best,
                 hops,
                 held,
@@ -401,7 +400,6 @@ impl<S: Store> Node<S> {
             } => {
                 stats.hops = hops;
                 let asked = held.len();
-                let _ = lookup;
                 Event::GetDone {
                     query: id,
                     key,
