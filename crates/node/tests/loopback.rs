@@ -102,3 +102,92 @@ async fn fifty_nodes_find_a_hundred_items_and_the_latest_update() {
     assert_eq!(found.item.seq(), update.seq);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_publishes_fetches_and_explains_errors() {
+    use cairn_node::client::{ApiClient, ClientError};
+
+    let dht = cairn_node::start(loopback()).await.expect("starts");
+    let api_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binds")
+        .local_addr()
+        .expect("addr");
+    let _server = cairn_node::api::serve(dht.clone(), api_addr)
+        .await
+        .expect("serves");
+    let client = ApiClient::new(api_addr);
+
+    let published = client
+        .put("a name/with spaces", "v1".into(), Some(60))
+        .await
+        .expect("put");
+    let public_key = published
+        .public_key
+        .clone()
+        .expect("signed items name their publisher");
+    assert_eq!(published.name.as_deref(), Some("a name/with spaces"));
+    assert!(published.expires.is_some_and(|e| e > 0));
+    let fetched = client
+        .get_signed(&public_key, "a name/with spaces")
+        .await
+        .expect("found");
+    assert_eq!(&fetched.value[..], b"v1");
+    assert_eq!(fetched.seq, published.seq);
+    assert_eq!(fetched.key.as_deref(), Some(published.key.as_str()));
+
+    // Publishing the name again gives a higher seq, and that is what is served.
+    let again = client
+        .put("a name/with spaces", "v2".into(), None)
+        .await
+        .expect("put");
+    assert!(again.seq > published.seq);
+    assert_eq!(
+        &client.get_key(&again.key).await.expect("found").value[..],
+        b"v2"
+    );
+
+    let blob = client.put_immutable("blob".into()).await.expect("blob");
+    assert_eq!((blob.public_key, blob.seq), (None, None));
+    assert_eq!(
+        &client.get_key(&blob.key).await.expect("found").value[..],
+        b"blob"
+    );
+
+    let status = |e: ClientError| match e {
+        ClientError::Api { status, .. } => status.as_u16(),
+        other => panic!("expected an API error, got {other}"),
+    };
+    assert_eq!(
+        status(client.get_key(&"00".repeat(64)).await.expect_err("missing")),
+        404
+    );
+    assert_eq!(
+        status(client.get_key("xyz").await.expect_err("bad key")),
+        400
+    );
+    assert_eq!(
+        status(
+            client
+                .get_signed("abcd", "n")
+                .await
+                .expect_err("bad public key")
+        ),
+        400
+    );
+    let too_long = "n".repeat(256);
+    assert_eq!(
+        status(
+            client
+                .put(&too_long, "v".into(), None)
+                .await
+                .expect_err("long name")
+        ),
+        400
+    );
+    let too_big = bytes::Bytes::from(vec![0u8; 65_537]);
+    assert_eq!(
+        status(client.put_immutable(too_big).await.expect_err("too big")),
+        413
+    );
+    dht.shutdown().await;
+}
