@@ -473,31 +473,33 @@ async fn a_listener_with_a_forged_welcome_is_not_joined() {
     assert_eq!(dht.status().await.expect("running").peers, 0);
 }
 
-#[tokio::test]
-async fn stalled_and_idle_connections_are_closed() {
+async fn node_with(read_timeout: Duration, idle_timeout: Duration) -> (Dht, std::net::SocketAddr) {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("valid"),
-        read_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_secs(2),
+        read_timeout,
+        idle_timeout,
         ..Config::default()
     };
     let dht = cairn_node::start(config).await.expect("starts");
     let addr = dht.status().await.expect("running").listen;
+    (dht, addr)
+}
 
-    // Half a frame, then silence: closed after the read timeout.
+#[tokio::test]
+async fn a_frame_stalled_past_the_read_timeout_closes_the_connection() {
+    // The idle timeout is far beyond `closed`'s 5 s wait: only the read timeout can act.
+    let (_dht, addr) = node_with(Duration::from_millis(300), Duration::from_secs(600)).await;
     let mut stalled = Client::connect(addr).await;
     stalled.handshake().await;
     stalled.send(b"10:abc").await;
     assert!(closed(&mut stalled.stream).await);
+}
 
-    // A quiet connection between frames: closed after the idle timeout, not before.
+#[tokio::test]
+async fn a_connection_idle_past_the_idle_timeout_is_closed() {
+    let (_dht, addr) = node_with(Duration::from_secs(600), Duration::from_secs(2)).await;
     let mut idle = Client::connect(addr).await;
     idle.handshake().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        idle.ping(1).await,
-        pong(1),
-        "still open within the idle timeout"
-    );
+    assert_eq!(idle.ping(1).await, pong(1), "open while in use");
     assert!(closed(&mut idle.stream).await);
 }
