@@ -168,6 +168,25 @@ pub(super) enum BootstrapStage {
     Lookup(Lookup),
 }
 
+/// The lookup a command is running, if it is in a lookup stage; one match serves `&` and
+/// `&mut` alike through binding modes.
+macro_rules! lookup_in {
+    ($kind:expr) => {
+        match $kind {
+            QueryKind::FindNode { lookup }
+            | QueryKind::Get { lookup, .. }
+            | QueryKind::Put {
+                stage: PutStage::Lookup(lookup),
+                ..
+            }
+            | QueryKind::Bootstrap {
+                stage: BootstrapStage::Lookup(lookup),
+            } => Some(lookup),
+            _ => None,
+        }
+    };
+}
+
 impl QueryKind {
     pub(super) fn find_node(lookup: Lookup) -> Self {
         QueryKind::FindNode { lookup }
@@ -209,33 +228,11 @@ impl QueryKind {
     }
 
     pub(super) fn lookup(&self) -> Option<&Lookup> {
-        match self {
-            QueryKind::FindNode { lookup }
-            | QueryKind::Get { lookup, .. }
-            | QueryKind::Put {
-                stage: PutStage::Lookup(lookup),
-                ..
-            }
-            | QueryKind::Bootstrap {
-                stage: BootstrapStage::Lookup(lookup),
-            } => Some(lookup),
-            _ => None,
-        }
+        lookup_in!(self)
     }
 
     fn lookup_mut(&mut self) -> Option<&mut Lookup> {
-        match self {
-            QueryKind::FindNode { lookup }
-            | QueryKind::Get { lookup, .. }
-            | QueryKind::Put {
-                stage: PutStage::Lookup(lookup),
-                ..
-            }
-            | QueryKind::Bootstrap {
-                stage: BootstrapStage::Lookup(lookup),
-            } => Some(lookup),
-            _ => None,
-        }
+        lookup_in!(self)
     }
 
     fn request(&self, target: &NodeId) -> Request {
