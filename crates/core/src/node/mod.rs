@@ -116,7 +116,8 @@ pub struct Node<S> {
     store: S,
     next_request: u64,
     next_query: u64,
-    pending: BTreeMap<u64, Pending>,
+    /// Boxed for the same reason as `queries`.
+    pending: BTreeMap<u64, Box<Pending>>,
     /// Boxed: a map node holds 11 values inline, and a query is a few hundred bytes.
     queries: BTreeMap<QueryId, Box<Query>>,
     transmits: VecDeque<Transmit>,
@@ -221,15 +222,13 @@ impl<S: Store> Node<S> {
         let id = self.next_request;
         self.next_request += 1;
         let deadline = now + self.config.request_timeout;
-        self.pending.insert(
-            id,
-            Pending {
-                to,
-                purpose,
-                deadline,
-                timed_out: false,
-            },
-        );
+        let pending = Pending {
+            to,
+            purpose,
+            deadline,
+            timed_out: false,
+        };
+        self.pending.insert(id, Box::new(pending));
         self.transmits.push_back(Transmit { id, to, request });
         self.stats.requests_sent += 1;
         id
@@ -280,7 +279,7 @@ impl<S: Store> Node<S> {
             return;
         };
         if pending.to.id.is_some_and(|expected| expected != from.id) {
-            self.fail_pending(now, pending);
+            self.fail_pending(now, *pending);
             return;
         }
         self.saw(now, from);
@@ -295,7 +294,7 @@ impl<S: Store> Node<S> {
     pub fn handle_failure(&mut self, now: Time, request_id: u64) {
         self.start_housekeeping(now);
         if let Some(pending) = self.pending.remove(&request_id) {
-            self.fail_pending(now, pending);
+            self.fail_pending(now, *pending);
         }
         self.pump_housekeeping(now);
     }
@@ -325,7 +324,7 @@ impl<S: Store> Node<S> {
                 continue;
             };
             pending.timed_out = true;
-            let pending = *pending;
+            let pending = **pending;
             if let Some(id) = pending.to.id {
                 self.failed(&id);
             }
@@ -452,7 +451,7 @@ impl<S: Store> Node<S> {
 /// Frees a drained queue's buffer after a burst: thousands of idle nodes in one process
 /// should not each keep the capacity of their busiest moment.
 fn release<T>(queue: &mut VecDeque<T>) {
-    if queue.capacity() > 16 {
+    if queue.capacity() > 0 {
         *queue = VecDeque::new();
     }
 }
