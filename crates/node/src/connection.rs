@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cairn_core::handshake::{Role, Transcript};
@@ -67,6 +68,9 @@ pub(crate) enum ConnError {
     #[error("handshake: {0}")]
     Handshake(String),
 }
+
+/// How long a connection may take, once the node shuts down, to answer what it was asked.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// How much the reader asks the socket for at a time.
 const READ_CHUNK: usize = 2 * 1024;
@@ -199,11 +203,26 @@ async fn serve_inbound_inner(
     let Some(mut shutdown) = shared.shutdown_signal() else {
         return Ok(());
     };
+    // Requests handed to the driver and not yet answered. At shutdown the connection stops
+    // reading but stays until these are answered, for at most `SHUTDOWN_GRACE`.
+    let mut outstanding = 0usize;
+    let mut draining: Option<Instant> = None;
     loop {
+        if draining.is_some() && outstanding == 0 {
+            return Ok(());
+        }
         tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
-            Some(message) = replies.recv() => write_message(&mut write, &message).await?,
-            frame = reader.next(shared) => {
+            _ = shutdown.changed(), if draining.is_none() => {
+                draining = Some(Instant::now() + SHUTDOWN_GRACE);
+            }
+            () = tokio::time::sleep_until(draining.unwrap_or_else(Instant::now)), if draining.is_some() => {
+                return Ok(());
+            }
+            Some(message) = replies.recv() => {
+                outstanding = outstanding.saturating_sub(1);
+                write_message(&mut write, &message).await?;
+            }
+            frame = reader.next(shared), if draining.is_none() => {
                 let answer = match wire::decode(&frame?) {
                     Ok(Message::Auth(Auth { signature })) if !requester.verified => {
                         if !transcript.verify(Role::Dialer, &signature) {
@@ -222,6 +241,7 @@ async fn serve_inbound_inner(
                         if shared.tell(up).await.is_err() {
                             return Ok(());
                         }
+                        outstanding += 1;
                         continue;
                     }
                     Ok(other) => wire::DecodeError {

@@ -19,7 +19,7 @@ use cairn_core::node::{Event, Transmit};
 use cairn_core::{Item, Node, QueryId, SignedItem, Store};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use crate::clock::Clock;
@@ -116,7 +116,22 @@ impl Driver {
                 break;
             }
         }
+        self.answer_queued_requests();
         self.finish_shutdown();
+        // Let connections deliver their last answers (each gives up after its grace period).
+        let all = u32::try_from(self.shared.config.max_inbound).unwrap_or(u32::MAX);
+        let grace = connection::SHUTDOWN_GRACE + Duration::from_millis(500);
+        let _ = tokio::time::timeout(grace, self.shared.inbound_slots.acquire_many(all)).await;
+        self.notify_stopped();
+    }
+
+    /// Answers the requests that reached the driver before the connections stopped reading.
+    fn answer_queued_requests(&mut self) {
+        while let Ok(message) = self.inbound.try_recv() {
+            if let ToDriver::Request { .. } = *message {
+                self.on_connection_message(*message);
+            }
+        }
     }
 
     fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
@@ -153,6 +168,9 @@ impl Driver {
         self.save_snapshot();
         // Every accepted write is committed before the node reports that it stopped.
         self.node.store_mut().close();
+    }
+
+    fn notify_stopped(&mut self) {
         if let Some((replies, _)) = self.stopping.take() {
             for reply in replies {
                 let _ = reply.send(());
@@ -469,7 +487,7 @@ impl Driver {
 /// Accepts connections until shutdown, serving each in its own task, at most `max_inbound`
 /// at once; a connection beyond that is closed at once.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let slots = Arc::new(Semaphore::new(shared.config.max_inbound));
+    let slots = shared.inbound_slots.clone();
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         tokio::select! {

@@ -108,6 +108,7 @@ pub async fn start_with_identity(config: Config, identity: Identity) -> Result<D
         }
         node.restore_contacts(clock::Clock::new().now(), contacts);
     }
+    let config_max_inbound = config.max_inbound;
     let shared = Arc::new(shared::Shared {
         config,
         identity,
@@ -115,6 +116,7 @@ pub async fn start_with_identity(config: Config, identity: Identity) -> Result<D
         to_driver,
         shutdown: watch::channel(false).0,
         counters: shared::Counters::default(),
+        inbound_slots: Arc::new(tokio::sync::Semaphore::new(config_max_inbound)),
     });
     tokio::spawn(driver::accept_loop(listener, shared.clone()));
     tokio::spawn(driver::Driver::new(node, shared, commands, inbound).run());

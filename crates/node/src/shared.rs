@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     /// Flips to `true` once, when the node shuts down.
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) counters: Counters,
+    /// One permit per incoming connection being served, at most `max_inbound`.
+    pub(crate) inbound_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Transport counters, readable while the node runs.

@@ -503,3 +503,41 @@ async fn a_connection_idle_past_the_idle_timeout_is_closed() {
     assert_eq!(idle.ping(1).await, pong(1), "open while in use");
     assert!(closed(&mut idle.stream).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_in_flight_at_shutdown_is_still_answered() {
+    let dir = std::env::temp_dir().join(format!("cairn-wire-shutdown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("valid"),
+        data_dir: Some(dir.clone()),
+        ..Config::default()
+    };
+    let dht = cairn_node::start(config).await.expect("starts");
+    let addr = dht.status().await.expect("running").listen;
+    let mut c = Client::connect(addr).await;
+    c.handshake().await;
+    assert_eq!(c.ping(1).await, pong(1));
+    // A durable store, then shutdown at once: the answer waits for the commit, and the
+    // connection stays until it has sent it.
+    let item = V::Map(vec![
+        ("kind", V::Str("immutable")),
+        ("value", V::Bin(&[9; 4096])),
+    ]);
+    c.send(&msg(vec![
+        ("type", V::Str("store")),
+        ("id", V::Uint(2)),
+        ("item", item),
+    ]))
+    .await;
+    let stopping = tokio::spawn(async move { dht.shutdown().await });
+    assert_eq!(
+        read_message(&mut c.stream).await,
+        Some(cairn_core::Message::Response {
+            id: 2,
+            response: cairn_core::Response::Stored
+        })
+    );
+    stopping.await.expect("shut down");
+    let _ = std::fs::remove_dir_all(&dir);
+}
