@@ -17,7 +17,6 @@ use cairn_core::message::Message;
 use cairn_core::message::{ErrorCode, ErrorReply, Response};
 use cairn_core::node::{Event, Transmit};
 use cairn_core::{Item, Node, QueryId, SignedItem, Store};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
@@ -481,39 +480,5 @@ impl Driver {
                 failures: e.failures,
             })
             .collect()
-    }
-}
-
-/// Accepts connections until shutdown, serving each in its own task, at most `max_inbound`
-/// at once; a connection beyond that is closed at once.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let slots = shared.inbound_slots.clone();
-    let mut shutdown = shared.shutdown.subscribe();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        shared.counters.connections_accepted.fetch_add(1, Ordering::Relaxed);
-                        let _ = stream.set_nodelay(true);
-                        let shared = shared.clone();
-                        tokio::spawn(async move {
-                            connection::serve_inbound(stream, peer, shared).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        shared.counters.connections_refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%peer, "refusing a connection: max_inbound reached");
-                    }
-                },
-                Err(e) => {
-                    // Typically EMFILE: out of file descriptors. Back off rather than spin.
-                    tracing::warn!("accept failed: {e}; retrying in 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = shutdown.changed() => return,
-        }
     }
 }

@@ -26,6 +26,7 @@ mod connection;
 mod dht;
 mod driver;
 pub mod identity;
+mod listener;
 mod shared;
 pub mod snapshot;
 pub mod store;
@@ -118,7 +119,7 @@ pub async fn start_with_identity(config: Config, identity: Identity) -> Result<D
         counters: shared::Counters::default(),
         inbound_slots: Arc::new(tokio::sync::Semaphore::new(config_max_inbound)),
     });
-    tokio::spawn(driver::accept_loop(listener, shared.clone()));
+    tokio::spawn(listener::accept_loop(listener, shared.clone()));
     tokio::spawn(driver::Driver::new(node, shared, commands, inbound).run());
     tracing::info!(addr = %local, "node listening");
     Ok(Dht {

@@ -18,6 +18,7 @@
 //! answer arrives, `handle_failure` when the connection fails or the peer proves to be someone
 //! else. Requests nobody answers are timed out by the node itself.
 
+mod event;
 mod housekeeping;
 mod query;
 mod serve;
@@ -34,7 +35,7 @@ use crate::routing::{Failure, Insertion, RoutingTable};
 use crate::store::Store;
 use crate::time::Time;
 
-pub use query::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
+pub use event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
 use query::{Query, QueryKind};
 
 /// Where a request goes: an address, and the id expected there when it is known.

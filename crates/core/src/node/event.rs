@@ -1,0 +1,113 @@
+//! What the node reports: command ids, completion events with their costs, and the errors
+//! of each command.
+
+use std::time::Duration;
+
+use crate::id::{Key, NodeId};
+use crate::item::Item;
+use crate::message::Contact;
+use crate::store::StoreError;
+
+/// The id of a running command; its completion [`Event`] carries the same id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueryId(pub u64);
+
+/// What a finished command cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    /// Requests sent, write-back and store requests included.
+    pub requests: u32,
+    /// Round trips on the longest chain that led to the result (0 when answered locally).
+    pub hops: u32,
+    /// From start to completion.
+    pub duration: Duration,
+}
+
+/// Why a get found nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GetError {
+    /// No node reached holds a valid copy.
+    #[error("no valid copy of {key} was found ({asked} nodes answered)")]
+    NotFound {
+        /// The key sought.
+        key: Key,
+        /// How many nodes answered.
+        asked: usize,
+    },
+}
+
+/// Why a put failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PutError {
+    /// The local store refused the item, so it was not published.
+    #[error("not stored locally: {0}")]
+    Local(#[from] StoreError),
+    /// The value is above `max_value_size`.
+    #[error("value of {size} bytes is above the {max}-byte limit")]
+    TooLarge {
+        /// The value's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Why a bootstrap failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BootstrapError {
+    /// No seed answered and the routing table is empty.
+    #[error("no bootstrap node answered and no contact is known")]
+    NoContact,
+}
+
+/// Something the driver should know.
+// Events are few and short-lived (one per finished command); boxing the large ones would
+// cost an allocation each for no gain.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A `find_node` finished with the closest nodes that answered.
+    FindNodeDone {
+        /// The command.
+        query: QueryId,
+        /// Closest first, at most k.
+        closest: Vec<Contact>,
+        /// Its cost.
+        stats: QueryStats,
+    },
+    /// A `get` finished.
+    GetDone {
+        /// The command.
+        query: QueryId,
+        /// The key sought.
+        key: Key,
+        /// The item with the highest `seq` seen, or why none.
+        result: Result<Item, GetError>,
+        /// Its cost.
+        stats: QueryStats,
+    },
+    /// A `put` finished.
+    PutDone {
+        /// The command.
+        query: QueryId,
+        /// The item's key.
+        key: Key,
+        /// How many nodes acknowledged, this one included when it stored the item.
+        result: Result<usize, PutError>,
+        /// Its cost.
+        stats: QueryStats,
+    },
+    /// A `bootstrap` finished.
+    BootstrapDone {
+        /// The command.
+        query: QueryId,
+        /// The number of contacts in the table afterwards, or why joining failed.
+        result: Result<usize, BootstrapError>,
+        /// Its cost.
+        stats: QueryStats,
+    },
+    /// A contact entered the routing table.
+    ContactAdded(Contact),
+    /// A contact left the routing table.
+    ContactRemoved(NodeId),
+}
