@@ -4,7 +4,7 @@
 //! Wire structs mirror the bytes: flat maps of optional fields, so that unknown keys are
 //! ignored and a missing field is a clear error rather than a serde failure deep inside an
 //! enum. [`decode`] is the single path from untrusted bytes to a [`Message`]: it checks the
-//! shape without recursion ([`depth`]), deserializes, then converts field by field, verifying
+//! shape without recursion (the `depth` module), deserializes, then converts field by field, verifying
 //! every item's signature on the way.
 
 mod depth;
