@@ -16,6 +16,7 @@
 //! business; this type only finds the closest nodes that answer.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::id::{Distance, Id, NodeId};
@@ -45,9 +46,11 @@ enum State {
     Failed,
 }
 
+/// A node on the shortlist. Its id is not stored: it is the target XOR the map's key (the
+/// distance), which keeps the shortlist of a lookup in flight half as large.
 #[derive(Clone, Debug)]
 struct Candidate {
-    contact: Contact,
+    addr: SocketAddr,
     state: State,
     /// Round trips from the lookup's start to reach this candidate: 1 for the starting set.
     hop: u32,
@@ -139,7 +142,7 @@ impl Lookup {
         self.candidates
             .entry(contact.id.distance(&self.target))
             .or_insert(Candidate {
-                contact,
+                addr: contact.addr,
                 state: State::NotContacted,
                 hop,
             });
@@ -161,7 +164,8 @@ impl Lookup {
         // Walk the shortlist closest first, over the k closest candidates not known to fail.
         let mut considered = 0;
         let mut all_answered = true;
-        for candidate in self.candidates.values_mut() {
+        let target = self.target;
+        for (distance, candidate) in self.candidates.iter_mut() {
             match candidate.state {
                 State::Failed | State::Unresponsive => continue,
                 State::Succeeded => {}
@@ -172,7 +176,7 @@ impl Lookup {
                     };
                     self.in_flight += 1;
                     self.requests += 1;
-                    return Next::Send(candidate.contact);
+                    return Next::Send(Contact::new(target.at_distance(distance), candidate.addr));
                 }
                 State::NotContacted => return Next::Wait,
             }
@@ -234,19 +238,11 @@ impl Lookup {
     /// The `n` closest candidates that answered, closest first.
     pub fn closest_succeeded(&self, n: usize) -> Vec<Contact> {
         self.candidates
-            .values()
-            .filter(|c| c.state == State::Succeeded)
+            .iter()
+            .filter(|(_, c)| c.state == State::Succeeded)
             .take(n)
-            .map(|c| c.contact)
+            .map(|(distance, c)| Contact::new(self.target.at_distance(distance), c.addr))
             .collect()
-    }
-
-    /// Contacts still waiting on an answer (including timed-out ones), to cancel on finish.
-    pub fn outstanding(&self) -> impl Iterator<Item = &Contact> {
-        self.candidates
-            .values()
-            .filter(|c| matches!(c.state, State::Waiting { .. } | State::Unresponsive))
-            .map(|c| &c.contact)
     }
 }
 

@@ -144,11 +144,16 @@ pub(crate) async fn serve_inbound(stream: TcpStream, peer: SocketAddr, shared: A
     }
 }
 
-async fn serve_inbound_inner(
+/// What the listener's side of the handshake leaves for serving: the socket halves, the
+/// transcript (to check `auth` against) and who the dialer claims to be.
+type Accepted<'a> = (FrameReader, OwnedWriteHalf, Transcript<'a>, Requester);
+
+/// The listener's side of the handshake: `hello` in, `welcome` (or 426) out.
+async fn accept_handshake(
     stream: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
-) -> Result<(), ConnError> {
+) -> Result<Accepted<'_>, ConnError> {
     let (read, mut write) = stream.into_split();
     let mut reader = FrameReader::new(read, shared.config.max_frame);
     let first = timeout(shared.config.read_timeout, reader.next(shared))
@@ -193,11 +198,23 @@ async fn serve_inbound_inner(
     };
     write_message(&mut write, &Message::Welcome(welcome)).await?;
 
-    let mut requester = Requester {
+    let requester = Requester {
         id: NodeId::of_public_key(&hello.public_key),
         addr: (hello.port != 0).then(|| SocketAddr::new(peer.ip(), hello.port)),
         verified: false,
     };
+    Ok((reader, write, transcript, requester))
+}
+
+async fn serve_inbound_inner(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<(), ConnError> {
+    // Boxed: the handshake's state is freed once it is done, rather than kept inline in a
+    // task that may idle for a minute.
+    let (mut reader, mut write, transcript, mut requester) =
+        Box::pin(accept_handshake(stream, peer, shared)).await?;
     let (reply, mut replies) = mpsc::channel::<Box<Message>>(32);
     let mut invalid = 0u32;
     let Some(mut shutdown) = shared.shutdown_signal() else {
@@ -303,7 +320,7 @@ pub(crate) async fn dial(
     };
     let budget_ok = permit.is_some() || shared.config.connection_budget.is_none();
     if budget_ok {
-        match connect(addr, expected, &shared).await {
+        match Box::pin(connect(addr, expected, &shared)).await {
             Ok((reader, write, peer)) => {
                 shared
                     .counters
