@@ -1,23 +1,13 @@
 //! The built `cairn` binary, as a user runs it: three nodes on 127.0.0.1 joined with
 //! `--bootstrap`, a `cairn put` on one and a `cairn get` on another, and the error messages.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+mod common;
+
+use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-    listener.local_addr().expect("has an address")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cairn-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use common::{CAIRN, free_addr, spawn_node, temp_dir};
 
 /// A `cairn node` process, stopped (SIGTERM) when dropped.
 struct NodeProcess {
@@ -29,28 +19,13 @@ struct NodeProcess {
 impl NodeProcess {
     fn start(name: &str, bootstrap: Option<SocketAddr>) -> Self {
         let (listen, api) = (free_addr(), free_addr());
-        let mut command = Command::new(CAIRN);
-        command
-            .args([
-                "node",
-                "--listen",
-                &listen.to_string(),
-                "--api",
-                &api.to_string(),
-            ])
-            .arg("--data-dir")
-            .arg(temp_dir(name))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(seed) = bootstrap {
-            command.args(["--bootstrap", &seed.to_string()]);
-        }
-        let node = NodeProcess {
-            child: command.spawn().expect("cairn node starts"),
-            api,
-            listen,
+        let seed = bootstrap.map(|s| s.to_string());
+        let extra: Vec<&str> = match &seed {
+            Some(seed) => vec!["--bootstrap", seed],
+            None => vec![],
         };
+        let child = spawn_node(&temp_dir(name), listen, api, &extra);
+        let node = NodeProcess { child, api, listen };
         node.wait_until(|status| status.contains("node_id"));
         node
     }

@@ -2,29 +2,17 @@
 //! SIGINT and SIGTERM stop cleanly, a restarted node keeps its id and rejoins on its own, and
 //! a full node refuses with 429 but keeps serving.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_node::client::{ApiClient, ClientError};
-
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("binds")
-        .local_addr()
-        .expect("addr")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cairn-durability-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use common::{free_addr, spawn_node, temp_dir};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -42,22 +30,7 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, listen: SocketAddr, api: SocketAddr, extra: &[&str]) -> Self {
-        let child = Command::new(CAIRN)
-            .args([
-                "node",
-                "--listen",
-                &listen.to_string(),
-                "--api",
-                &api.to_string(),
-            ])
-            .arg("--data-dir")
-            .arg(dir)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cairn node starts");
+        let child = spawn_node(dir, listen, api, extra);
         let node = Node { child, api, listen };
         node.wait_ready();
         node

@@ -1,0 +1,41 @@
+//! Helpers shared by the tests that run the built `cairn` binary.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The binary under test.
+pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    listener.local_addr().expect("has an address")
+}
+
+/// An empty directory of this test process's own under the system temp directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cairn-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Starts `cairn node` on these addresses with this data directory, plus `extra` arguments.
+pub fn spawn_node(dir: &Path, listen: SocketAddr, api: SocketAddr, extra: &[&str]) -> Child {
+    Command::new(CAIRN)
+        .args([
+            "node",
+            "--listen",
+            &listen.to_string(),
+            "--api",
+            &api.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cairn node starts")
+}
