@@ -200,6 +200,17 @@ impl RoutingTable {
         Insertion::Pending { ping: Some(oldest) }
     }
 
+    /// Puts back a contact verified in an earlier run, if its bucket has room; never starts a
+    /// liveness check. Returns whether it was added.
+    pub fn restore(&mut self, contact: Contact, now: Time) -> bool {
+        let Some(index) = self.bucket_of(&contact.id) else {
+            return false;
+        };
+        let has_room = self.bucket(index).len() < self.k;
+        let known = self.entry(&contact.id).is_some();
+        has_room && !known && self.seen(contact, now) == Insertion::Added
+    }
+
     /// Records that `id` failed a request. The contact pinged for a full bucket is evicted at
     /// its first failure; any other after `max_failures` in a row.
     pub fn failed(&mut self, id: &NodeId) -> Failure {

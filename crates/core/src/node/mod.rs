@@ -364,11 +364,10 @@ impl<S: Store> Node<S> {
     /// Their liveness is unknown: the next lookups and `bootstrap(now, &[])` find out.
     pub fn restore_contacts(&mut self, now: Time, contacts: impl IntoIterator<Item = Contact>) {
         for contact in contacts {
-            self.saw(now, contact);
+            if self.table.restore(contact, now) {
+                self.events.push_back(Event::ContactAdded(contact));
+            }
         }
-        // Nothing was heard from them yet: pings a full bucket queued are not needed.
-        self.transmits.clear();
-        self.pending.clear();
     }
 
     /// Starts a lookup of the k nodes closest to `target`.

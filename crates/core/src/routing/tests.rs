@@ -190,3 +190,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn restored_contacts_fill_free_places_only_and_start_no_ping() {
+    let mut table = RoutingTable::new(OWN, 2, 3);
+    let (a, b, c) = (id_in(500, 1), id_in(500, 2), id_in(500, 3));
+    assert!(table.restore(contact(a), t(1)));
+    assert!(!table.restore(contact(a), t(1)), "already there");
+    assert!(table.restore(contact(b), t(1)));
+    assert!(!table.restore(contact(c), t(1)), "the bucket is full");
+    assert!(!table.restore(contact(OWN), t(1)));
+    // No liveness check was started: the next newcomer still triggers one.
+    assert_eq!(
+        table.seen(contact(c), t(2)),
+        Insertion::Pending {
+            ping: Some(contact(a))
+        }
+    );
+}
