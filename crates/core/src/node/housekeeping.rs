@@ -7,7 +7,7 @@
 //! node holding many items never floods its peers. The queue holds at most one task per item
 //! held plus one per bucket.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::Node;
 use super::query::QueryKind;
@@ -117,7 +117,8 @@ impl<S: Store> Node<S> {
         if due.replicate <= now {
             due.replicate = now + c.replicate_interval;
             let since = now - c.replicate_interval;
-            let own = self.store.own_keys();
+            // A set: a node may hold 100,000 items, and this runs on the driver's thread.
+            let own: BTreeSet<Key> = self.store.own_keys().into_iter().collect();
             let received = &self.housekeeping.received;
             let held = self.store.keys().into_iter().filter(|key| {
                 !own.contains(key) && received.get(key).is_none_or(|at| *at <= since)
