@@ -149,33 +149,22 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
 
 /// `cairn status`.
 pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
-    let status = ApiClient::new(args.api).status().await?;
-    let field = |name: &str| {
-        status
-            .get(name)
-            .map(|v| v.to_string().trim_matches('"').to_owned())
-            .unwrap_or_default()
-    };
-    for name in [
-        "node_id", "network", "listen", "peers", "items", "uptime_s", "version",
-    ] {
-        println!("{name:<10} {}", field(name));
-    }
+    let s = ApiClient::new(args.api).status().await?;
+    println!("node_id    {}", s.node_id);
+    println!("network    {}", s.network);
+    println!("listen     {}", s.listen);
+    println!("peers      {}", s.peers);
+    println!("items      {}", s.items);
+    println!("uptime_s   {}", s.uptime_s);
+    println!("version    {}", s.version);
     Ok(())
 }
 
 /// `cairn id`.
 pub async fn id(args: ApiArgs) -> anyhow::Result<()> {
-    let status = ApiClient::new(args.api).status().await?;
-    let field = |name: &str| {
-        status
-            .get(name)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    println!("node_id    {}", field("node_id"));
-    println!("public_key {}", field("public_key"));
+    let s = ApiClient::new(args.api).status().await?;
+    println!("node_id    {}", s.node_id);
+    println!("public_key {}", s.public_key);
     Ok(())
 }
 

@@ -174,18 +174,13 @@ fn sigint_and_sigterm_stop_cleanly_and_a_restart_keeps_id_and_rejoins() {
     let mut b = Node::start(&dir_b, listen_b, api_b, &["--bootstrap", &seed]);
     let rt = runtime();
     let client_b = ApiClient::new(api_b);
-    let peers = |client: &ApiClient| {
-        rt.block_on(client.status())
-            .ok()
-            .and_then(|s| s["peers"].as_u64())
-            .unwrap_or(0)
-    };
+    let peers = |client: &ApiClient| rt.block_on(client.status()).map_or(0, |s| s.peers);
     let start = Instant::now();
     while peers(&client_b) < 1 {
         assert!(start.elapsed() < Duration::from_secs(20), "b never joined");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let id_before = rt.block_on(client_b.status()).expect("status")["node_id"].clone();
+    let id_before = rt.block_on(client_b.status()).expect("status").node_id;
     let put = rt
         .block_on(client_b.put("kept", "across restarts".into(), None))
         .expect("put");
@@ -202,7 +197,7 @@ fn sigint_and_sigterm_stop_cleanly_and_a_restart_keeps_id_and_rejoins() {
     // Restart without --bootstrap: same id, the item is there, and it rejoins from its snapshot.
     let b = Node::start(&dir_b, listen_b, api_b, &[]);
     let after = rt.block_on(client_b.status()).expect("status");
-    assert_eq!(after["node_id"], id_before);
+    assert_eq!(after.node_id, id_before);
     let got = rt.block_on(client_b.get_key(&put.key)).expect("kept");
     assert_eq!(&got.value[..], b"across restarts");
     let start = Instant::now();

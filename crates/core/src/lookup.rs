@@ -197,17 +197,10 @@ impl Lookup {
     /// Records an answer from `peer` with the contacts it knows closest to the target. Returns
     /// false if `peer` was never asked by this lookup (the answer is then ignored).
     pub fn on_success(&mut self, peer: &NodeId, closer: impl IntoIterator<Item = Contact>) -> bool {
-        let key = peer.distance(&self.target);
-        let Some(candidate) = self.candidates.get_mut(&key) else {
+        let Some(hop) = self.settle(peer, State::Succeeded) else {
             return false;
         };
-        match candidate.state {
-            State::Waiting { .. } => self.in_flight -= 1,
-            State::Unresponsive => {}
-            _ => return false,
-        }
-        candidate.state = State::Succeeded;
-        let hop = candidate.hop + 1;
+        let hop = hop + 1;
         if !self.finished {
             for contact in closer {
                 self.add(contact, hop);
@@ -218,16 +211,20 @@ impl Lookup {
 
     /// Records that `peer` failed to answer. Returns false if it had nothing outstanding.
     pub fn on_failure(&mut self, peer: &NodeId) -> bool {
-        let Some(candidate) = self.candidates.get_mut(&peer.distance(&self.target)) else {
-            return false;
-        };
+        self.settle(peer, State::Failed).is_some()
+    }
+
+    /// Moves `peer`'s outstanding request (waiting or timed out) to `outcome`, freeing its slot
+    /// if it still held one. Returns the peer's hop count, or `None` if nothing was outstanding.
+    fn settle(&mut self, peer: &NodeId, outcome: State) -> Option<u32> {
+        let candidate = self.candidates.get_mut(&peer.distance(&self.target))?;
         match candidate.state {
             State::Waiting { .. } => self.in_flight -= 1,
             State::Unresponsive => {}
-            _ => return false,
+            _ => return None,
         }
-        candidate.state = State::Failed;
-        true
+        candidate.state = outcome;
+        Some(candidate.hop)
     }
 
     /// Ends the lookup now (its deadline passed, or the caller has what it needs).

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use crate::api::Published;
+use crate::dht::Status;
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -202,8 +203,8 @@ impl ApiClient {
             .await
     }
 
-    /// The node's status, as JSON.
-    pub async fn status(&self) -> Result<serde_json::Value, ClientError> {
+    /// The node's status.
+    pub async fn status(&self) -> Result<Status, ClientError> {
         self.json(Method::GET, "/v1/status", Bytes::new()).await
     }
 }
