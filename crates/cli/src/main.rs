@@ -1,6 +1,6 @@
 //! `cairn`: run a DHT node, publish and fetch items through it, or start a local test network.
 
-mod client;
+mod commands;
 mod node;
 mod testnet;
 
@@ -39,13 +39,13 @@ enum Cmd {
     ///   cairn put photo --file cat.jpg
     ///   echo data | cairn put --immutable -
     #[command(verbatim_doc_comment)]
-    Put(client::PutArgs),
+    Put(commands::PutArgs),
     /// Fetch a value by PUBLIC_KEY/NAME (a signed item) or by KEY (any item), to stdout or -o FILE.
-    Get(client::GetArgs),
+    Get(commands::GetArgs),
     /// Show the running node's state.
-    Status(client::ApiArgs),
+    Status(commands::ApiArgs),
     /// Print the running node's id and public key.
-    Id(client::ApiArgs),
+    Id(commands::ApiArgs),
     /// Start N nodes on 127.0.0.1 in this process, put and get items, and report.
     Testnet(testnet::TestnetArgs),
 }
@@ -93,10 +93,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Cmd::Node(args) => node::run(args).await,
-            Cmd::Put(args) => client::put(args).await,
-            Cmd::Get(args) => client::get(args).await,
-            Cmd::Status(args) => client::status(args).await,
-            Cmd::Id(args) => client::id(args).await,
+            Cmd::Put(args) => commands::put(args).await,
+            Cmd::Get(args) => commands::get(args).await,
+            Cmd::Status(args) => commands::status(args).await,
+            Cmd::Id(args) => commands::id(args).await,
             Cmd::Testnet(args) => testnet::run(args).await,
         }
     });

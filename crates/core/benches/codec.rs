@@ -39,13 +39,15 @@ fn main() {
         request: Request::Store {
             item: signed.into(),
         },
-    });
+    })
+    .expect("encodes");
     let store_blob = wire::encode(&Message::Request {
         id: 1,
         request: Request::Store {
             item: ImmutableItem::new(value).into(),
         },
-    });
+    })
+    .expect("encodes");
     let nodes: Vec<Contact> = (0..20u8)
         .map(|n| {
             Contact::new(
@@ -57,11 +59,13 @@ fn main() {
     let nodes_reply = wire::encode(&Message::Response {
         id: 1,
         response: Response::Nodes(nodes),
-    });
+    })
+    .expect("encodes");
     let ping = wire::encode(&Message::Request {
         id: 1,
         request: Request::Ping,
-    });
+    })
+    .expect("encodes");
 
     println!("cairn-core codec (1 KiB values, one thread)");
     measure("decode ping", 200_000, || {

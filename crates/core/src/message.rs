@@ -29,6 +29,24 @@ impl Contact {
     }
 }
 
+/// Where a request goes: an address, and the id expected there when it is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The node id expected to answer; `None` for a bootstrap address.
+    pub id: Option<NodeId>,
+    /// Where to connect.
+    pub addr: SocketAddr,
+}
+
+impl From<Contact> for Peer {
+    fn from(c: Contact) -> Self {
+        Peer {
+            id: Some(c.id),
+            addr: c.addr,
+        }
+    }
+}
+
 /// The dialer's first frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {

@@ -3,6 +3,13 @@
 //! A store applies the which-copy-wins rules ([`crate::item::resolve`]) and the node's limits
 //! inside its own `put`, so that a durable store can make the check and the write one
 //! transaction. [`MemoryStore`] serves tests, the simulator, and nodes run without a disk.
+//!
+//! Durability is part of the contract. A durable store answers a write with a [`CommitId`]
+//! before the write is on disk; the node carries that id into whatever reports the write (the
+//! [`crate::node::Answer`] to a `store`, the [`crate::node::Event::PutDone`] of a put), and the
+//! driver reports the commit's outcome back with [`crate::Node::handle_commit`], which calls
+//! [`Store::committed`]. Nobody is told an item is stored before its commit is durable, and a
+//! commit that failed leaves no trace: the store undoes the write it had accepted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,9 +50,6 @@ pub enum StoreError {
         /// Bytes held.
         bytes: usize,
     },
-    /// The store failed; nothing was stored.
-    #[error("store failed: {0}")]
-    Internal(String),
 }
 
 impl StoreError {
@@ -55,9 +59,32 @@ impl StoreError {
             StoreError::Refused(Refusal::Expired) => ErrorCode::BAD_REQUEST,
             StoreError::Refused(_) => ErrorCode::CONFLICT,
             StoreError::Full { .. } => ErrorCode::OVER_LIMIT,
-            StoreError::Internal(_) => ErrorCode::INTERNAL,
         }
     }
+}
+
+/// A write a durable store accepted and is committing. Ids grow with every write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommitId(pub u64);
+
+/// How a commit ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The write is on disk.
+    Durable,
+    /// The write failed; the store has undone it.
+    Failed,
+}
+
+/// What a store did with an item it kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a write with a commit is not durable until the commit is"]
+pub struct Written {
+    /// Whether the item was new, replaced an older copy, or was already held.
+    pub resolution: Resolution,
+    /// The commit that makes the item durable; `None` when it is durable already (an
+    /// in-memory store, or an item already committed).
+    pub commit: Option<CommitId>,
 }
 
 /// A node's item storage.
@@ -65,8 +92,14 @@ pub trait Store {
     /// The item held for `key`, unless it has expired at `now`.
     fn get(&self, key: &Key, now: Time) -> Option<Item>;
 
-    /// Keeps `item` if the rules and limits allow, durably before returning `Ok`.
-    fn put(&mut self, item: Item, now: Time) -> Result<Resolution, StoreError>;
+    /// Keeps `item` if the rules and limits allow, marking it as this node's own when `own` is
+    /// set (a mark that later copies from peers keep). The item is served at once; it is
+    /// durable once the returned commit (if any) is reported [`CommitOutcome::Durable`].
+    fn put(&mut self, item: Item, now: Time, own: bool) -> Result<Written, StoreError>;
+
+    /// The outcome of `commit`. On [`CommitOutcome::Failed`] the store undoes the writes of
+    /// that commit, so that it never serves an item it could not make durable.
+    fn committed(&mut self, commit: CommitId, outcome: CommitOutcome);
 
     /// The number of items held (expired ones not yet removed included).
     fn len(&self) -> usize;
@@ -76,9 +109,6 @@ pub trait Store {
 
     /// Removes every item expired at `now`; returns how many.
     fn expire(&mut self, now: Time) -> usize;
-
-    /// Records that this node published the item under `key` itself, so it republishes it.
-    fn set_own(&mut self, key: Key);
 
     /// The keys of the items this node published itself and still holds.
     fn own_keys(&self) -> Vec<Key>;
@@ -145,9 +175,26 @@ impl MemoryStore {
         }
     }
 
+    /// The item held for `key`, expired or not.
+    pub fn held(&self, key: &Key) -> Option<&Item> {
+        self.items.get(key)
+    }
+
     /// Whether this node published the item under `key` itself.
     pub fn is_own(&self, key: &Key) -> bool {
         self.own.contains(key)
+    }
+
+    /// Puts the store back as it was for `key`: `previous` held (or nothing), with that own
+    /// mark. Undoes a write whose commit failed.
+    pub fn revert(&mut self, key: Key, previous: Option<Item>, own: bool) {
+        if let Some(old) = self.items.remove(&key) {
+            self.bytes -= old.size();
+        }
+        self.own.remove(&key);
+        if let Some(item) = previous {
+            self.restore(item, own);
+        }
     }
 }
 
@@ -159,7 +206,40 @@ impl Store for MemoryStore {
             .cloned()
     }
 
-    fn put(&mut self, item: Item, now: Time) -> Result<Resolution, StoreError> {
+    fn put(&mut self, item: Item, now: Time, own: bool) -> Result<Written, StoreError> {
+        let key = *item.key();
+        let resolution = self.keep(item, now)?;
+        if own {
+            self.own.insert(key);
+        }
+        Ok(Written {
+            resolution,
+            commit: None,
+        })
+    }
+
+    fn committed(&mut self, _: CommitId, _: CommitOutcome) {}
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn keys(&self) -> Vec<Key> {
+        self.items.keys().copied().collect()
+    }
+
+    fn expire(&mut self, now: Time) -> usize {
+        self.drain_expired(now).len()
+    }
+
+    fn own_keys(&self) -> Vec<Key> {
+        self.own.iter().copied().collect()
+    }
+}
+
+impl MemoryStore {
+    /// Applies the which-copy-wins rules and the limits, and keeps `item` if they allow.
+    fn keep(&mut self, item: Item, now: Time) -> Result<Resolution, StoreError> {
         let held = self.items.get(item.key());
         let resolution = resolve(held, &item, now)?;
         if resolution == Resolution::Unchanged {
@@ -182,28 +262,6 @@ impl Store for MemoryStore {
             Resolution::Replace
         })
     }
-
-    fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    fn keys(&self) -> Vec<Key> {
-        self.items.keys().copied().collect()
-    }
-
-    fn expire(&mut self, now: Time) -> usize {
-        self.drain_expired(now).len()
-    }
-
-    fn set_own(&mut self, key: Key) {
-        if self.items.contains_key(&key) {
-            self.own.insert(key);
-        }
-    }
-
-    fn own_keys(&self) -> Vec<Key> {
-        self.own.iter().copied().collect()
-    }
 }
 
 #[cfg(test)]
@@ -225,20 +283,37 @@ mod tests {
             max_items: 2,
             max_bytes: 1_000,
         });
-        assert_eq!(store.put(blob(1, 10), NOW), Ok(Resolution::Insert));
-        assert_eq!(store.put(blob(2, 10), NOW), Ok(Resolution::Insert));
-        let full = store.put(blob(3, 10), NOW).expect_err("over max_items");
+        assert_eq!(
+            store.put(blob(1, 10), NOW, false).map(|w| w.resolution),
+            Ok(Resolution::Insert)
+        );
+        assert_eq!(
+            store.put(blob(2, 10), NOW, false).map(|w| w.resolution),
+            Ok(Resolution::Insert)
+        );
+        let full = store
+            .put(blob(3, 10), NOW, false)
+            .map(|w| w.resolution)
+            .expect_err("over max_items");
         assert_eq!(full.code(), ErrorCode::OVER_LIMIT);
-        assert_eq!(store.put(blob(1, 10), NOW), Ok(Resolution::Unchanged));
+        assert_eq!(
+            store.put(blob(1, 10), NOW, false).map(|w| w.resolution),
+            Ok(Resolution::Unchanged)
+        );
         assert_eq!(store.len(), 2);
 
         let mut store = MemoryStore::new(StoreLimits {
             max_items: 10,
             max_bytes: 200,
         });
-        assert!(store.put(blob(1, 100), NOW).is_ok());
+        assert!(
+            store
+                .put(blob(1, 100), NOW, false)
+                .map(|w| w.resolution)
+                .is_ok()
+        );
         assert!(matches!(
-            store.put(blob(2, 100), NOW),
+            store.put(blob(2, 100), NOW, false).map(|w| w.resolution),
             Err(StoreError::Full { .. })
         ));
         assert!(
@@ -256,9 +331,14 @@ mod tests {
             max_items: 1,
             max_bytes: 1_000,
         });
-        assert!(store.put(sign(1, 10), NOW).is_ok());
+        assert!(
+            store
+                .put(sign(1, 10), NOW, false)
+                .map(|w| w.resolution)
+                .is_ok()
+        );
         assert_eq!(
-            store.put(sign(2, 20), NOW),
+            store.put(sign(2, 20), NOW, false).map(|w| w.resolution),
             Ok(Resolution::Replace),
             "a replacement fits"
         );
@@ -274,12 +354,26 @@ mod tests {
                 .into()
         };
         let mut store = MemoryStore::default();
-        assert!(store.put(sign(5, b"a", NOW.as_secs() + 10), NOW).is_ok());
-        let stale = store.put(sign(4, b"a", 0), NOW).expect_err("stale");
+        assert!(
+            store
+                .put(sign(5, b"a", NOW.as_secs() + 10), NOW, false)
+                .map(|w| w.resolution)
+                .is_ok()
+        );
+        let stale = store
+            .put(sign(4, b"a", 0), NOW, false)
+            .map(|w| w.resolution)
+            .expect_err("stale");
         assert_eq!(stale.code(), ErrorCode::CONFLICT);
-        let conflict = store.put(sign(5, b"b", 0), NOW).expect_err("conflict");
+        let conflict = store
+            .put(sign(5, b"b", 0), NOW, false)
+            .map(|w| w.resolution)
+            .expect_err("conflict");
         assert_eq!(conflict.code(), ErrorCode::CONFLICT);
-        let expired = store.put(sign(6, b"a", 1), NOW).expect_err("expired");
+        let expired = store
+            .put(sign(6, b"a", 1), NOW, false)
+            .map(|w| w.resolution)
+            .expect_err("expired");
         assert_eq!(expired.code(), ErrorCode::BAD_REQUEST);
         let later = Time::from_secs(NOW.as_secs() + 10);
         assert!(store.get(sign(5, b"a", 0).key(), NOW).is_some());

@@ -3,14 +3,16 @@
 //!
 //! Run: `cargo bench -p cairn-node --bench store` (writes under the system temp directory).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_core::store::StoreLimits;
+use cairn_core::store::{CommitId, StoreLimits};
 use cairn_core::{ImmutableItem, Item, SignedItem, Store, Time};
 use cairn_node::store::RedbStore;
 use ed25519_dalek::SigningKey;
+use tokio::sync::oneshot;
 
 const NOW: Time = Time::from_secs(1_800_000_000);
 
@@ -26,9 +28,10 @@ fn throughput(writers: usize, run_for: Duration) {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = Arc::new(Mutex::new(
-        RedbStore::open(&dir, StoreLimits::default()).expect("opens"),
-    ));
+    let (store, mut commits) = RedbStore::open(&dir, StoreLimits::default()).expect("opens");
+    let store = Arc::new(Mutex::new(store));
+    // Who waits on which commit, as the driver's waiters keep it.
+    let waiting: Arc<Mutex<HashMap<CommitId, oneshot::Sender<bool>>>> = Arc::default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -36,18 +39,34 @@ fn throughput(writers: usize, run_for: Duration) {
         .expect("runtime");
     let start = Instant::now();
     let done: u64 = rt.block_on(async {
+        let dispatch = waiting.clone();
+        tokio::spawn(async move {
+            while let Some(done) = commits.recv().await {
+                let mut waiting = dispatch.lock().expect("lock");
+                for commit in done.commits {
+                    if let Some(waiter) = waiting.remove(&commit) {
+                        let _ = waiter.send(done.result.is_ok());
+                    }
+                }
+            }
+        });
         let tasks: Vec<_> = (0..writers as u64)
             .map(|w| {
-                let store = store.clone();
+                let (store, waiting) = (store.clone(), waiting.clone());
                 tokio::spawn(async move {
                     let mut n = 0u64;
                     while start.elapsed() < run_for {
-                        let commit = {
+                        let durable = {
+                            // Registered before the writer can report the commit.
+                            let mut waiting = waiting.lock().expect("lock");
                             let mut store = store.lock().expect("lock");
-                            store.put(item(w << 40 | n), NOW).expect("stored");
-                            store.take_commit().expect("queued")
+                            let written = store.put(item(w << 40 | n), NOW, false);
+                            let commit = written.expect("stored").commit.expect("queued");
+                            let (tx, rx) = oneshot::channel();
+                            waiting.insert(commit, tx);
+                            rx
                         };
-                        commit.await.expect("answered").expect("committed");
+                        assert!(durable.await.expect("answered"), "committed");
                         n += 1;
                     }
                     n
@@ -74,7 +93,7 @@ fn open_time(count: u64) {
     let _ = std::fs::remove_dir_all(&dir);
     let key = SigningKey::from_bytes(&[5; 32]);
     {
-        let mut store = RedbStore::open(&dir, StoreLimits::default()).expect("opens");
+        let (mut store, _commits) = RedbStore::open(&dir, StoreLimits::default()).expect("opens");
         for n in 0..count {
             let item = if n % 2 == 0 {
                 item(n)
@@ -84,12 +103,12 @@ fn open_time(count: u64) {
                     .expect("valid")
                     .into()
             };
-            store.put(item, NOW).expect("stored");
+            let _ = store.put(item, NOW, false).expect("stored");
         }
         store.close();
     }
     let start = Instant::now();
-    let store = RedbStore::open(&dir, StoreLimits::default()).expect("reopens");
+    let (store, _commits) = RedbStore::open(&dir, StoreLimits::default()).expect("reopens");
     let took = start.elapsed();
     assert_eq!(store.len() as u64, count);
     println!(

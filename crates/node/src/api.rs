@@ -17,7 +17,8 @@ use cairn_core::{Id, Item};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use crate::dht::{Dht, GetError, PutError, PutReceipt};
+use crate::dht::Dht;
+use crate::outcome::{GetError, PutError, PutReceipt};
 
 /// The answer to a publish (`PUT /v1/items/{name}` or `POST /v1/blobs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +77,9 @@ impl From<PutError> for ApiError {
                 ErrorCode::BAD_REQUEST => StatusCode::BAD_REQUEST,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            PutError::NotDurable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PutError::NotDurable(_) | PutError::Refused(cairn_core::node::PutError::NotDurable) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             PutError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())

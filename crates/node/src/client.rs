@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use crate::api::Published;
-use crate::dht::Status;
+use crate::outcome::Status;
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,5 @@
-//! One TCP connection: the handshake (DESIGN 4.3), then frames in and out, in one task.
+//! One TCP connection: the handshake (`docs/protocol.md`, "Handshake"), then frames in and
+//! out, in one task.
 //!
 //! Each connection task owns its socket. It decodes and verifies every payload itself, so
 //! signature checks run on the runtime's worker threads in parallel and never on the driver's
@@ -15,8 +16,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use cairn_core::handshake::{Role, Transcript};
 use cairn_core::message::{
-    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, PROTOCOL_VERSION, Request, Response,
-    Welcome,
+    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, PROTOCOL_VERSION, Response, Welcome,
 };
 use cairn_core::netstring::{self, NetstringDecoder};
 use cairn_core::node::Requester;
@@ -28,31 +28,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::driver::inbox::{Outgoing, ToDriver};
 use crate::shared::Shared;
-
-/// What connection tasks tell the driver.
-pub(crate) enum ToDriver {
-    /// A request arrived; answer it on `reply`.
-    Request {
-        requester: Requester,
-        id: u64,
-        request: Box<Request>,
-        reply: mpsc::Sender<Box<Message>>,
-    },
-    /// A response to one of this node's requests arrived from a verified peer.
-    Response {
-        from: Contact,
-        id: u64,
-        response: Box<Response>,
-    },
-    /// These requests will never be answered.
-    Failed { ids: Vec<u64> },
-    /// A dialed connection ended; the pool may forget it.
-    Closed { addr: SocketAddr, conn: u64 },
-}
-
-/// A request for a dialed connection to send.
-pub(crate) type Outgoing = (u64, Box<Request>);
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +38,46 @@ pub(crate) enum ConnError {
     Io(#[from] std::io::Error),
     #[error("framing: {0}")]
     Frame(#[from] netstring::FrameError),
+    /// A message of this node's could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] wire::EncodeError),
     #[error("timed out")]
     Timeout,
     #[error("closed by peer")]
     Eof,
-    #[error("handshake: {0}")]
-    Handshake(String),
+    /// The dialer's first frame was not a valid `hello`.
+    #[error("the first frame is not hello")]
+    NotHello,
+    /// The dialer speaks another version or network; it was answered 426.
+    #[error("the dialer speaks version {version} on network {network:?}")]
+    Mismatch { version: u64, network: String },
+    /// The dialer's `auth` signature does not verify against the transcript.
+    #[error("the auth signature does not verify")]
+    BadAuth,
+    /// The peer sent `max_invalid_messages` frames that were not valid messages.
+    #[error("{0} invalid messages")]
+    TooManyInvalid(u32),
+    /// The listener answered `hello` with an error (426: version or network mismatch).
+    #[error("refused ({code}): {message}")]
+    Refused { code: ErrorCode, message: String },
+    /// The listener answered `hello` with something other than `welcome` or an error.
+    #[error("the answer to hello is not welcome")]
+    NotWelcome,
+    /// The `welcome` names another network than this node's.
+    #[error("the listener is on network {0:?}")]
+    WrongNetwork(String),
+    /// The `welcome` signature does not verify against the transcript.
+    #[error("the welcome signature does not verify")]
+    BadWelcome,
+    /// The listener proved to be another node than the one the dialer meant to reach.
+    #[error("{addr} is node {found}, not the one expected")]
+    UnexpectedPeer { addr: SocketAddr, found: NodeId },
+    /// The listener sent a frame that is not a response.
+    #[error("the listener sent a {0}, not a response")]
+    NotAResponse(&'static str),
+    /// A response that could not be decoded and whose request id is unknown.
+    #[error("undecodable response: {0}")]
+    BadResponse(wire::DecodeError),
 }
 
 /// How long a connection may take, once the node shuts down, to answer what it was asked.
@@ -126,7 +137,7 @@ impl FrameReader {
 
 async fn write_message(half: &mut OwnedWriteHalf, message: &Message) -> Result<(), ConnError> {
     let mut frame = BytesMut::new();
-    netstring::encode(&wire::encode(message), &mut frame);
+    netstring::encode(&wire::encode(message)?, &mut frame);
     half.write_all(&frame).await?;
     Ok(())
 }
@@ -161,7 +172,7 @@ async fn accept_handshake(
         .map_err(|_| ConnError::Timeout)??;
     let hello = match wire::decode(&first) {
         Ok(Message::Hello(hello)) => hello,
-        _ => return Err(ConnError::Handshake("first frame is not hello".into())),
+        _ => return Err(ConnError::NotHello),
     };
     if hello.version != PROTOCOL_VERSION || hello.network != shared.config.network {
         let reply = ErrorReply::new(
@@ -179,7 +190,10 @@ async fn accept_handshake(
             },
         )
         .await?;
-        return Err(ConnError::Handshake("version or network mismatch".into()));
+        return Err(ConnError::Mismatch {
+            version: hello.version,
+            network: hello.network,
+        });
     }
     let transcript = Transcript {
         network: &shared.config.network,
@@ -243,7 +257,7 @@ async fn serve_inbound_inner(
                 let answer = match wire::decode(&frame?) {
                     Ok(Message::Auth(Auth { signature })) if !requester.verified => {
                         if !transcript.verify(Role::Dialer, &signature) {
-                            return Err(ConnError::Handshake("bad auth signature".into()));
+                            return Err(ConnError::BadAuth);
                         }
                         requester.verified = true;
                         continue;
@@ -264,7 +278,10 @@ async fn serve_inbound_inner(
                     Ok(other) => wire::DecodeError {
                         id: None,
                         code: ErrorCode::BAD_REQUEST,
-                        reason: format!("unexpected {} from the dialer", kind(&other)),
+                        reason: match other {
+                            Message::Auth(_) => "a second auth".to_owned(),
+                            other => format!("unexpected {} from the dialer", kind(&other)),
+                        },
                     },
                     Err(e) => e,
                 };
@@ -272,7 +289,7 @@ async fn serve_inbound_inner(
                 shared.counters.invalid_messages.fetch_add(1, Ordering::Relaxed);
                 write_message(&mut write, &answer.reply()).await?;
                 if invalid >= shared.config.max_invalid_messages {
-                    return Err(ConnError::Handshake(format!("{invalid} invalid messages")));
+                    return Err(ConnError::TooManyInvalid(invalid));
                 }
             }
         }
@@ -283,7 +300,7 @@ fn kind(message: &Message) -> &'static str {
     match message {
         Message::Hello(_) => "hello",
         Message::Welcome(_) => "welcome",
-        Message::Auth(_) => "second auth",
+        Message::Auth(_) => "auth",
         Message::Request { .. } => "request",
         Message::Response { .. } => "response",
     }
@@ -385,16 +402,12 @@ async fn connect(
             response: Response::Error(e),
             ..
         }) => {
-            return Err(ConnError::Handshake(format!(
-                "refused ({}): {}",
-                e.code, e.message
-            )));
+            return Err(ConnError::Refused {
+                code: e.code,
+                message: e.message,
+            });
         }
-        _ => {
-            return Err(ConnError::Handshake(
-                "answer to hello is not welcome".into(),
-            ));
-        }
+        _ => return Err(ConnError::NotWelcome),
     };
     let transcript = Transcript {
         network: &shared.config.network,
@@ -403,18 +416,15 @@ async fn connect(
         listener_key: welcome.public_key,
         listener_nonce: welcome.nonce,
     };
-    if welcome.network != shared.config.network
-        || !transcript.verify(Role::Listener, &welcome.signature)
-    {
-        return Err(ConnError::Handshake(
-            "welcome signature does not verify".into(),
-        ));
+    if welcome.network != shared.config.network {
+        return Err(ConnError::WrongNetwork(welcome.network));
+    }
+    if !transcript.verify(Role::Listener, &welcome.signature) {
+        return Err(ConnError::BadWelcome);
     }
     let id = NodeId::of_public_key(&welcome.public_key);
     if expected.is_some_and(|e| e != id) {
-        return Err(ConnError::Handshake(format!(
-            "{addr} is node {id}, not the one expected"
-        )));
+        return Err(ConnError::UnexpectedPeer { addr, found: id });
     }
     let signature = transcript.sign(Role::Dialer, shared.identity.signing_key());
     write_message(&mut write, &Message::Auth(Auth { signature })).await?;
@@ -448,14 +458,14 @@ async fn carry(
             frame = reader.next(shared) => {
                 let (id, response) = match wire::decode(&frame?) {
                     Ok(Message::Response { id, response }) => (id, response),
-                    Ok(_) => return Err(ConnError::Handshake("listener sent a non-response".into())),
+                    Ok(other) => return Err(ConnError::NotAResponse(kind(&other))),
                     // An answer that fails to decode (say, a forged item) fails its request.
                     Err(e) => match e.id {
                         Some(id) if in_flight.remove(&id) => {
                             let _ = shared.tell(ToDriver::Failed { ids: vec![id] }).await;
                             continue;
                         }
-                        _ => return Err(ConnError::Handshake(format!("undecodable response: {e}"))),
+                        _ => return Err(ConnError::BadResponse(e)),
                     },
                 };
                 if in_flight.remove(&id) {

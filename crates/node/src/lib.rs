@@ -20,13 +20,13 @@
 pub mod api;
 pub mod client;
 mod clock;
-mod codec;
 pub mod config;
 mod connection;
 mod dht;
 mod driver;
 pub mod identity;
 mod listener;
+mod outcome;
 mod shared;
 pub mod snapshot;
 pub mod store;
@@ -41,10 +41,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 pub use cairn_core;
-pub use codec::{CodecError, FrameCodec};
 pub use config::{Config, FileConfig};
-pub use dht::{BootstrapError, Dht, Found, GetError, PeerInfo, PutError, PutReceipt, Status};
+pub use dht::Dht;
 pub use identity::Identity;
+pub use outcome::{BootstrapError, Found, GetError, PeerInfo, PutError, PutReceipt, Status};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,9 @@ pub enum StartError {
     /// The item store could not be opened.
     #[error(transparent)]
     Store(#[from] store::OpenError),
+    /// The routing-table snapshot exists but could not be read.
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
 }
 
 /// Starts a node with the identity in `config.data_dir` (or a fresh one) and returns its
@@ -75,8 +78,36 @@ pub async fn start(config: Config) -> Result<Dht, StartError> {
     start_with_identity(config, identity).await
 }
 
-/// Starts a node with the given identity.
+/// Starts a node with the given identity, keeping items in `config.data_dir` (durable) or, with
+/// none, in memory.
 pub async fn start_with_identity(config: Config, identity: Identity) -> Result<Dht, StartError> {
+    let store = match &config.data_dir {
+        Some(dir) => {
+            let opened = std::time::Instant::now();
+            let (store, commits) = RedbStore::open(dir, config.limits)?;
+            tracing::info!(items = cairn_core::Store::len(&store), took = ?opened.elapsed(), "store opened");
+            Storage::Durable(store, commits)
+        }
+        None => Storage::Memory,
+    };
+    start_with_storage(config, identity, store).await
+}
+
+/// Where a node started with [`start_with_storage`] keeps its items.
+pub enum Storage {
+    /// In memory, lost at exit.
+    Memory,
+    /// In an open durable store, with the receiver of its commit reports.
+    Durable(RedbStore, store::CommitReceiver),
+}
+
+/// Starts a node with the given identity and store (say, a [`RedbStore`] opened on a storage
+/// backend of the caller's). The routing-table snapshot still comes from `config.data_dir`.
+pub async fn start_with_storage(
+    config: Config,
+    identity: Identity,
+    storage: Storage,
+) -> Result<Dht, StartError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|error| StartError::Bind {
@@ -87,20 +118,13 @@ pub async fn start_with_identity(config: Config, identity: Identity) -> Result<D
         addr: config.listen,
         error,
     })?;
-    let (commands_tx, commands) = mpsc::channel(config.command_queue.max(1));
-    let (to_driver, inbound) = mpsc::channel(4_096);
-    let store = match &config.data_dir {
-        Some(dir) => {
-            let opened = std::time::Instant::now();
-            let store = RedbStore::open(dir, config.limits)?;
-            tracing::info!(items = store_len(&store), took = ?opened.elapsed(), "store opened");
-            NodeStore::Redb(Box::new(store))
-        }
-        None => NodeStore::Memory(MemoryStore::new(config.limits)),
+    let (store, commits) = match storage {
+        Storage::Memory => (NodeStore::Memory(MemoryStore::new(config.limits)), None),
+        Storage::Durable(store, commits) => (NodeStore::Redb(Box::new(store)), Some(commits)),
     };
     let mut node = Node::new(identity.node_id(), config.protocol.clone(), store);
     if let Some(dir) = &config.data_dir {
-        let contacts = snapshot::load(dir);
+        let contacts = snapshot::load(dir)?;
         if !contacts.is_empty() {
             tracing::info!(
                 contacts = contacts.len(),
@@ -109,7 +133,9 @@ pub async fn start_with_identity(config: Config, identity: Identity) -> Result<D
         }
         node.restore_contacts(clock::Clock::new().now(), contacts);
     }
-    let config_max_inbound = config.max_inbound;
+    let (commands_tx, commands) = mpsc::channel(config.command_queue.max(1));
+    let (to_driver, inbound) = mpsc::channel(4_096);
+    let inbound_slots = Arc::new(tokio::sync::Semaphore::new(config.max_inbound));
     let shared = Arc::new(shared::Shared {
         config,
         identity,
@@ -117,16 +143,13 @@ pub async fn start_with_identity(config: Config, identity: Identity) -> Result<D
         to_driver,
         shutdown: watch::channel(false).0,
         counters: shared::Counters::default(),
-        inbound_slots: Arc::new(tokio::sync::Semaphore::new(config_max_inbound)),
+        inbound_slots,
     });
     tokio::spawn(listener::accept_loop(listener, shared.clone()));
-    tokio::spawn(driver::Driver::new(node, shared, commands, inbound).run());
+    let driver = driver::Driver::new(node, shared, commands, inbound, commits);
+    tokio::spawn(driver.run());
     tracing::info!(addr = %local, "node listening");
     Ok(Dht {
         commands: commands_tx,
     })
-}
-
-fn store_len(store: &RedbStore) -> usize {
-    cairn_core::Store::len(store)
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::connection::ToDriver;
+use crate::driver::inbox::ToDriver;
 use crate::identity::Identity;
 
 /// Shared, read-mostly state of one node; connection tasks hold it in an `Arc`.

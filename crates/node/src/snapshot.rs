@@ -5,7 +5,7 @@
 //! the old snapshot or the new one. Lines that do not parse are skipped.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cairn_core::NodeId;
 use cairn_core::message::Contact;
@@ -13,10 +13,27 @@ use cairn_core::message::Contact;
 /// The snapshot's file name inside the data directory.
 pub const SNAPSHOT_FILE: &str = "routing.snapshot";
 
-/// The contacts saved in `dir`, or none if there is no snapshot.
-pub fn load(dir: &Path) -> Vec<Contact> {
-    let text = std::fs::read_to_string(dir.join(SNAPSHOT_FILE)).unwrap_or_default();
-    text.lines()
+/// Why a snapshot that exists could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the routing-table snapshot {path}: {error}")]
+pub struct SnapshotError {
+    /// The snapshot file.
+    pub path: PathBuf,
+    /// Why (permissions, an I/O error, bytes that are not text).
+    pub error: std::io::Error,
+}
+
+/// The contacts saved in `dir`: none if there is no snapshot, an error if there is one that
+/// cannot be read.
+pub fn load(dir: &Path) -> Result<Vec<Contact>, SnapshotError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(SnapshotError { path, error }),
+    };
+    Ok(text
+        .lines()
         .filter_map(|line| {
             let (id, addr) = line.split_once(' ')?;
             Some(Contact::new(
@@ -24,7 +41,7 @@ pub fn load(dir: &Path) -> Vec<Contact> {
                 addr.trim().parse().ok()?,
             ))
         })
-        .collect()
+        .collect())
 }
 
 /// Saves `contacts` in `dir`, replacing the previous snapshot atomically.
@@ -46,15 +63,19 @@ mod tests {
     fn saved_contacts_load_back_and_bad_lines_are_skipped() {
         let dir = std::env::temp_dir().join(format!("cairn-snapshot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        assert!(load(&dir).is_empty());
+        assert!(load(&dir).expect("no snapshot is no error").is_empty());
         let contacts = vec![
             Contact::new(NodeId::hash(b"a"), "127.0.0.1:7400".parse().expect("valid")),
             Contact::new(NodeId::hash(b"b"), "[::1]:7401".parse().expect("valid")),
         ];
         save(&dir, &contacts).expect("saved");
-        assert_eq!(load(&dir), contacts);
+        assert_eq!(load(&dir).expect("readable"), contacts);
         std::fs::write(dir.join(SNAPSHOT_FILE), "garbage\nzz 1.2.3.4:5\n").expect("written");
-        assert!(load(&dir).is_empty());
+        assert!(load(&dir).expect("readable").is_empty());
+        // A snapshot that cannot be read is an error, not an empty table.
+        std::fs::write(dir.join(SNAPSHOT_FILE), [0xff, 0xfe, 0x00]).expect("written");
+        let error = load(&dir).expect_err("not UTF-8");
+        assert_eq!(error.error.kind(), std::io::ErrorKind::InvalidData);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

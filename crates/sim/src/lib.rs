@@ -358,10 +358,11 @@ impl Sim {
             addr: Some(contact.addr),
             verified: true,
         };
-        let response = self.nodes[to]
+        // Simulated nodes keep items in memory: every answer is final at once.
+        let answer = self.nodes[to]
             .node
             .handle_request(self.now, requester, request);
-        self.send(to, from, id, Delivery::Response(response));
+        self.send(to, from, id, Delivery::Response(answer.response));
         self.drain(to);
     }
 

@@ -6,11 +6,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn params(k: usize, alpha: usize) -> LookupParams {
-    LookupParams {
-        k,
-        alpha,
-        request_timeout: Duration::from_millis(100),
-    }
+    LookupParams { k, alpha }
 }
 
 fn contact(n: u64) -> Contact {
@@ -63,7 +59,6 @@ proptest! {
         let by_id: HashMap<NodeId, usize> = (0..n).map(|i| (contact(i as u64).id, i)).collect();
         let seeds: Vec<Contact> = seeds.iter().map(|s| contact(s.index(n) as u64)).collect();
         let mut lookup = Lookup::new(target, params(k, alpha), seeds);
-        let mut now = Time::from_millis(0);
         let mut waiting: Vec<usize> = Vec::new();
         let mut answered = BTreeSet::new();
         let mut steps = 0;
@@ -71,12 +66,13 @@ proptest! {
         loop {
             steps += 1;
             prop_assert!(steps < 10_000, "lookup did not terminate");
-            match lookup.next(now) {
-                Next::Send(c) => {
+            match lookup.next() {
+                Next::Send(Peer { id: Some(id), .. }) => {
                     prop_assert!(lookup.in_flight() <= alpha);
-                    waiting.push(by_id[&c.id]);
+                    waiting.push(by_id[&id]);
                     continue;
                 }
+                Next::Send(Peer { id: None, .. }) => prop_assert!(false, "a lookup peer has an id"),
                 Next::Finished => break,
                 Next::Wait => {}
             }
@@ -96,9 +92,12 @@ proptest! {
                     waiting.remove(pick);
                     prop_assert!(lookup.on_failure(&contact(i as u64).id));
                 }
-                Some((_, Behaviour::Silent)) | None => {
-                    now = lookup.next_deadline().unwrap_or(now + Duration::from_millis(1));
+                // A silent node's request passes its deadline; the node tells the lookup.
+                Some((i, Behaviour::Silent)) => {
+                    waiting.remove(pick);
+                    prop_assert!(lookup.on_timeout(&contact(i as u64).id));
                 }
+                None => {}
             }
         }
         let result = lookup.closest_succeeded(k);
@@ -115,17 +114,16 @@ fn converges_on_the_true_closest_when_everyone_answers() {
     let nodes: Vec<Contact> = (0..200).map(contact).collect();
     let target = contact(99_999).id;
     let mut lookup = Lookup::new(target, params(5, 3), nodes[..3].to_vec());
-    let now = Time::from_millis(0);
-    while let Next::Send(c) = lookup.next(now) {
+    while let Next::Send(Peer { id: Some(id), .. }) = lookup.next() {
         let mut closest = nodes.clone();
         closest.sort_by_key(|n| n.id.distance(&target));
         closest.truncate(5);
-        assert!(lookup.on_success(&c.id, closest));
+        assert!(lookup.on_success(&id, closest));
     }
     let mut expected = nodes.clone();
     expected.sort_by_key(|n| n.id.distance(&target));
     assert_eq!(lookup.closest_succeeded(5), expected[..5].to_vec());
-    assert_eq!(lookup.next(now), Next::Finished);
+    assert_eq!(lookup.next(), Next::Finished);
 }
 
 #[test]
@@ -139,18 +137,17 @@ fn timeout_frees_the_slot_and_late_answer_counts() {
         (b, a)
     };
     let mut lookup = Lookup::new(target, params(2, 1), [a, b]);
-    let t0 = Time::from_millis(0);
-    assert_eq!(lookup.next(t0), Next::Send(first));
-    assert_eq!(lookup.next(t0), Next::Wait, "alpha is 1");
-    let later = t0 + Duration::from_millis(100);
+    assert_eq!(lookup.next(), Next::Send(first.into()));
+    assert_eq!(lookup.next(), Next::Wait, "alpha is 1");
+    assert!(lookup.on_timeout(&first.id), "the request was waiting");
     assert_eq!(
-        lookup.next(later),
-        Next::Send(second),
+        lookup.next(),
+        Next::Send(second.into()),
         "the timeout freed the slot"
     );
     assert!(lookup.on_success(&first.id, []), "a late answer is taken");
     assert!(lookup.on_success(&second.id, []));
-    assert_eq!(lookup.next(later), Next::Finished);
+    assert_eq!(lookup.next(), Next::Finished);
     assert_eq!(lookup.closest_succeeded(2), vec![first, second]);
     assert_eq!(lookup.requests(), 2);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::id::{Key, NodeId};
 use crate::item::Item;
 use crate::message::Contact;
-use crate::store::StoreError;
+use crate::store::{CommitId, StoreError};
 
 /// The id of a running command; its completion [`Event`] carries the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,6 +42,9 @@ pub enum PutError {
     /// The local store refused the item, so it was not published.
     #[error("not stored locally: {0}")]
     Local(#[from] StoreError),
+    /// The local store accepted the item but could not make it durable, and undid it.
+    #[error("the local store failed to commit the item; this node does not hold it")]
+    NotDurable,
     /// The value is above `max_value_size`.
     #[error("value of {size} bytes is above the {max}-byte limit")]
     TooLarge {
@@ -92,8 +95,15 @@ pub enum Event {
         query: QueryId,
         /// The item's key.
         key: Key,
+        /// The item's `seq` (signed items).
+        seq: Option<u64>,
+        /// The item's expiry, Unix seconds (0: never).
+        expires: u64,
         /// How many nodes acknowledged, this one included when it stored the item.
         result: Result<usize, PutError>,
+        /// The commit that makes the local copy durable, if it is not yet: the put may be
+        /// reported as done only once it is.
+        commit: Option<CommitId>,
         /// Its cost.
         stats: QueryStats,
     },
@@ -110,4 +120,17 @@ pub enum Event {
     ContactAdded(Contact),
     /// A contact left the routing table.
     ContactRemoved(NodeId),
+}
+
+impl Event {
+    /// The command this event completes, if it completes one.
+    pub fn query(&self) -> Option<QueryId> {
+        match self {
+            Event::FindNodeDone { query, .. }
+            | Event::GetDone { query, .. }
+            | Event::PutDone { query, .. }
+            | Event::BootstrapDone { query, .. } => Some(*query),
+            Event::ContactAdded(_) | Event::ContactRemoved(_) => None,
+        }
+    }
 }

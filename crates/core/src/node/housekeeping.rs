@@ -1,4 +1,4 @@
-//! Housekeeping (DESIGN 7), driven by `now` like everything else: republishing own items,
+//! Housekeeping (see `docs/design.md`, "Storage and housekeeping"), driven by `now` like everything else: republishing own items,
 //! replicating held items to the current k closest nodes, refreshing idle buckets, and
 //! dropping expired items.
 //!
@@ -147,15 +147,15 @@ impl<S: Store> Node<S> {
             let Some(task) = self.housekeeping.queue.pop_front() else {
                 return;
             };
-            let kind = match task {
+            let plan = match task {
                 Task::Store(key) => match self.store.get(&key, now) {
-                    Some(item) => QueryKind::put(item, self.start_lookup(now, &key), Ok(())),
+                    Some(item) => QueryKind::put(item, self.start_lookup(now, &key), Ok(None)),
                     None => continue,
                 },
                 Task::Refresh(target) => QueryKind::find_node(self.start_lookup(now, &target)),
             };
             self.housekeeping.running += 1;
-            self.start_internal(now, kind);
+            self.start_internal(now, plan);
         }
     }
 }

@@ -5,7 +5,8 @@
 //! - **getters** (`&self`): [`Node::id`], [`Node::routing_table`], [`Node::store`],
 //!   [`Node::stats`];
 //! - **inputs**: [`Node::handle_request`] (answers at once), [`Node::handle_response`],
-//!   [`Node::handle_failure`] and [`Node::handle_timeout`];
+//!   [`Node::handle_failure`], [`Node::handle_timeout`] and [`Node::handle_commit`] (a durable
+//!   store's commit ended);
 //! - **commands**, each returning a [`QueryId`] that its completion event echoes:
 //!   [`Node::find_node`], [`Node::get`], [`Node::put`], [`Node::bootstrap`];
 //! - **outputs**: [`Node::poll_transmit`] (a request to send), [`Node::poll_event`] (a finished
@@ -20,6 +21,7 @@
 
 mod event;
 mod housekeeping;
+mod publish;
 mod query;
 mod serve;
 
@@ -32,29 +34,23 @@ use crate::item::Item;
 use crate::lookup::LookupParams;
 use crate::message::{Contact, Request, Response};
 use crate::routing::{Failure, Insertion, RoutingTable};
-use crate::store::Store;
+use crate::store::{CommitId, CommitOutcome, Store};
 use crate::time::Time;
 
+pub use crate::message::Peer;
 pub use event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
-use query::{Query, QueryKind};
+pub use publish::{expiry, next_seq};
 
-/// Where a request goes: an address, and the id expected there when it is known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peer {
-    /// The node id expected to answer; `None` for a bootstrap address.
-    pub id: Option<NodeId>,
-    /// Where to connect.
-    pub addr: SocketAddr,
+/// The answer to a peer's request, and when it may be sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// What to answer.
+    pub response: Response,
+    /// When set (a `stored` answer from a durable store), the answer may go out only once
+    /// this commit is durable; if it fails, the peer must get an error 500 instead.
+    pub commit: Option<CommitId>,
 }
-
-impl From<Contact> for Peer {
-    fn from(c: Contact) -> Self {
-        Peer {
-            id: Some(c.id),
-            addr: c.addr,
-        }
-    }
-}
+use query::{Plan, Query, QueryKind};
 
 /// A request the driver must send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,10 +158,6 @@ impl<S: Store> Node<S> {
     pub fn store(&self) -> &S {
         &self.store
     }
-    /// The item store, for housekeeping by the driver.
-    pub fn store_mut(&mut self) -> &mut S {
-        &mut self.store
-    }
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -183,7 +175,6 @@ impl<S: Store> Node<S> {
         LookupParams {
             k: self.config.k.get(),
             alpha: self.config.alpha.get(),
-            request_timeout: self.config.request_timeout,
         }
     }
 
@@ -285,7 +276,7 @@ impl<S: Store> Node<S> {
         }
         self.saw(now, from);
         match pending.purpose {
-            Purpose::Query(query) => self.on_query_response(now, query, from, response),
+            Purpose::Query(query) => self.on_query_response(now, query, pending.to, from, response),
             Purpose::Liveness | Purpose::Unattended => {}
         }
     }
@@ -330,12 +321,12 @@ impl<S: Store> Node<S> {
                 self.failed(&id);
             }
             match pending.purpose {
-                // Lookups keep the request so that a late answer is still used; the lookup
-                // frees the slot itself when it sees the deadline pass.
-                Purpose::Query(query) if self.query_is_lookup(query) => {}
+                // The request stays known, so that a late answer is still used; its stage
+                // frees the slot it held.
                 Purpose::Query(query) => {
-                    self.pending.remove(&request_id);
-                    self.on_query_failure(now, query, pending.to);
+                    if let Some(query) = self.queries.get_mut(&query) {
+                        query.stage.on_timeout(&pending.to);
+                    }
                 }
                 Purpose::Liveness | Purpose::Unattended => {
                     self.pending.remove(&request_id);
@@ -350,14 +341,24 @@ impl<S: Store> Node<S> {
     }
 
     /// Answers a request from `from`. A verified requester that accepts connections is added
-    /// to the routing table.
-    pub fn handle_request(&mut self, now: Time, from: Requester, request: Request) -> Response {
+    /// to the routing table. A `stored` answer may carry a commit to wait for ([`Answer`]).
+    pub fn handle_request(&mut self, now: Time, from: Requester, request: Request) -> Answer {
         self.start_housekeeping(now);
         self.stats.requests_handled += 1;
         if let (true, Some(addr)) = (from.verified, from.addr) {
             self.saw(now, Contact::new(from.id, addr));
         }
         self.serve(now, &from.id, request)
+    }
+
+    /// A durable store's commit ended. On failure the store undoes that commit's writes; the
+    /// caller answers whoever waits on the commit (an [`Answer`] or a [`Event::PutDone`]).
+    pub fn handle_commit(&mut self, commit: CommitId, outcome: CommitOutcome) {
+        self.store.committed(commit, outcome);
+        // A put still running learns it now, so that its event reports no commit to wait for.
+        for query in self.queries.values_mut() {
+            query.kind.committed(commit, outcome);
+        }
     }
 
     /// Puts contacts verified in an earlier run (a saved routing table) back in the table.
@@ -373,28 +374,25 @@ impl<S: Store> Node<S> {
     /// Starts a lookup of the k nodes closest to `target`.
     pub fn find_node(&mut self, now: Time, target: NodeId) -> QueryId {
         self.start_housekeeping(now);
-        let kind = QueryKind::find_node(self.start_lookup(now, &target));
-        self.start(now, kind)
+        let plan = QueryKind::find_node(self.start_lookup(now, &target));
+        self.start(now, plan)
     }
 
     /// Starts a get of the item under `key`.
     pub fn get(&mut self, now: Time, key: Key) -> QueryId {
         self.start_housekeeping(now);
         let local = self.store.get(&key, now);
-        let kind = QueryKind::get(key, self.start_lookup(now, &key), local);
-        self.start(now, kind)
+        let plan = QueryKind::get(key, self.start_lookup(now, &key), local);
+        self.start(now, plan)
     }
 
     /// Stores `item` here, then at the k nodes closest to its key.
     pub fn put(&mut self, now: Time, item: Item) -> QueryId {
         self.start_housekeeping(now);
-        let local = self.store_checked(now, item.clone());
+        let local = self.store_checked(now, item.clone(), true);
         let key = *item.key();
-        if local.is_ok() {
-            self.store.set_own(key);
-        }
-        let kind = QueryKind::put(item, self.start_lookup(now, &key), local);
-        self.start(now, kind)
+        let plan = QueryKind::put(item, self.start_lookup(now, &key), local);
+        self.start(now, plan)
     }
 
     /// Joins a network: asks `seeds` for this node's neighbours, then looks itself up. With no
@@ -410,21 +408,22 @@ impl<S: Store> Node<S> {
         crate::lookup::Lookup::new(*target, self.lookup_params(), seeds)
     }
 
-    fn start(&mut self, now: Time, kind: QueryKind) -> QueryId {
-        self.start_query(now, kind, false)
+    fn start(&mut self, now: Time, plan: Plan) -> QueryId {
+        self.start_query(now, plan, false)
     }
 
     /// Starts a housekeeping command: it reports no event when it ends.
-    fn start_internal(&mut self, now: Time, kind: QueryKind) -> QueryId {
-        self.start_query(now, kind, true)
+    fn start_internal(&mut self, now: Time, plan: Plan) -> QueryId {
+        self.start_query(now, plan, true)
     }
 
-    fn start_query(&mut self, now: Time, kind: QueryKind, internal: bool) -> QueryId {
+    fn start_query(&mut self, now: Time, (kind, stage): Plan, internal: bool) -> QueryId {
         let id = QueryId(self.next_query);
         self.next_query += 1;
         let deadline = now + self.config.lookup_timeout;
         let query = Query {
             kind,
+            stage,
             started: now,
             deadline,
             requests: 0,
@@ -433,12 +432,6 @@ impl<S: Store> Node<S> {
         self.queries.insert(id, Box::new(query));
         self.step(now, id);
         id
-    }
-
-    fn query_is_lookup(&self, query: QueryId) -> bool {
-        self.queries
-            .get(&query)
-            .is_some_and(|q| q.kind.lookup().is_some())
     }
 
     /// Forgets the requests of a finished command, so late answers only refresh the table.

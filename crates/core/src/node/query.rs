@@ -1,38 +1,101 @@
 //! The node's commands: what each one runs, how answers move it on, and what it reports.
 //!
-//! Every command wraps one [`Lookup`] and adds its own purpose: `find_node` returns the
-//! closest nodes; `get` watches for values (stopping at the first immutable copy or at
-//! `get_quorum` signed copies) and writes the winner back; `put` stores at the closest nodes
-//! the lookup found; `bootstrap` asks its seed addresses first, then looks the node itself up.
+//! Every command runs one stage at a time, and every stage has the same interface ([`Stage`]):
+//! `find_node` is one lookup; `get` is one lookup that also watches for values (stopping at the
+//! first immutable copy or at `get_quorum` signed copies) and writes the winner back; `put` is
+//! a lookup of the key, then a fixed stage that stores at the closest nodes the lookup found;
+//! `bootstrap` is a fixed stage that asks its seed addresses, then a lookup of the node itself.
+//! Each stage gets `lookup_timeout` to finish.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
-use super::{Node, Peer, Purpose};
+use super::{Node, Purpose};
 use crate::id::{Key, NodeId};
 use crate::item::Item;
-use crate::lookup::{Lookup, Next};
-use crate::message::{Contact, Request, Response};
-use crate::store::Store;
+use crate::lookup::{FixedPeers, Lookup, Next};
+use crate::message::{Contact, Peer, Request, Response};
+use crate::store::{CommitId, CommitOutcome, Store};
 use crate::time::Time;
 
 pub(super) struct Query {
     pub(super) kind: QueryKind,
+    pub(super) stage: Stage,
     pub(super) started: Time,
+    /// When the current stage is ended, whatever it still waits for.
     pub(super) deadline: Time,
     pub(super) requests: u32,
     /// Started by housekeeping: no event is reported when it ends.
     pub(super) internal: bool,
 }
 
+/// The stage a command is in: an iterative lookup or a fixed set of peers.
+pub(super) enum Stage {
+    Closest(Lookup),
+    Fixed(FixedPeers),
+}
+
+impl Stage {
+    fn next(&mut self) -> Next {
+        match self {
+            Stage::Closest(lookup) => lookup.next(),
+            Stage::Fixed(fixed) => fixed.next(),
+        }
+    }
+
+    fn on_success(&mut self, peer: &Peer, closer: Vec<Contact>) -> bool {
+        match (self, peer.id) {
+            (Stage::Closest(lookup), Some(id)) => lookup.on_success(&id, closer),
+            (Stage::Fixed(fixed), _) => fixed.on_success(peer),
+            (Stage::Closest(_), None) => false,
+        }
+    }
+
+    fn on_failure(&mut self, peer: &Peer) -> bool {
+        match (self, peer.id) {
+            (Stage::Closest(lookup), Some(id)) => lookup.on_failure(&id),
+            (Stage::Fixed(fixed), _) => fixed.on_failure(peer),
+            (Stage::Closest(_), None) => false,
+        }
+    }
+
+    pub(super) fn on_timeout(&mut self, peer: &Peer) -> bool {
+        match (self, peer.id) {
+            (Stage::Closest(lookup), Some(id)) => lookup.on_timeout(&id),
+            (Stage::Fixed(fixed), _) => fixed.on_timeout(peer),
+            (Stage::Closest(_), None) => false,
+        }
+    }
+
+    fn finish(&mut self) {
+        match self {
+            Stage::Closest(lookup) => lookup.finish(),
+            Stage::Fixed(fixed) => fixed.finish(),
+        }
+    }
+
+    /// The round trips it took to reach `peer` (lookups only).
+    fn hop(&self, peer: &NodeId) -> Option<u32> {
+        match self {
+            Stage::Closest(lookup) => lookup.hop(peer),
+            Stage::Fixed(_) => None,
+        }
+    }
+
+    fn closest_succeeded(&self, n: usize) -> Vec<Contact> {
+        match self {
+            Stage::Closest(lookup) => lookup.closest_succeeded(n),
+            Stage::Fixed(_) => Vec::new(),
+        }
+    }
+}
+
+/// What a command is for, beyond the stage it is in.
 pub(super) enum QueryKind {
-    FindNode {
-        lookup: Lookup,
-    },
+    FindNode,
     Get {
         key: Key,
-        lookup: Lookup,
         best: Option<Item>,
         /// Valid copies seen, the local one included.
         copies: usize,
@@ -42,220 +105,177 @@ pub(super) enum QueryKind {
     },
     Put {
         item: Item,
-        stage: PutStage,
-        local: Result<(), PutError>,
+        /// The local copy's outcome: the commit that makes it durable, or why it was refused.
+        local: Result<Option<CommitId>, PutError>,
+        /// Whether the lookup is over and the stores are out.
+        storing: bool,
     },
     Bootstrap {
-        stage: BootstrapStage,
-    },
-}
-
-pub(super) enum PutStage {
-    Lookup(Lookup),
-    Storing { outstanding: usize, acks: usize },
-}
-
-pub(super) enum BootstrapStage {
-    Seeds {
-        to_ask: Vec<SocketAddr>,
-        outstanding: usize,
+        /// Nodes the seeds told of, the seeds included.
         found: Vec<Contact>,
+        /// Whether the seeds are done and the self-lookup runs.
+        seeded: bool,
     },
-    Lookup(Lookup),
 }
 
-/// The lookup a command is running, if it is in a lookup stage; one match serves `&` and
-/// `&mut` alike through binding modes.
-macro_rules! lookup_in {
-    ($kind:expr) => {
-        match $kind {
-            QueryKind::FindNode { lookup }
-            | QueryKind::Get { lookup, .. }
-            | QueryKind::Put {
-                stage: PutStage::Lookup(lookup),
-                ..
-            }
-            | QueryKind::Bootstrap {
-                stage: BootstrapStage::Lookup(lookup),
-            } => Some(lookup),
-            _ => None,
-        }
-    };
-}
+/// A command about to start: what it is for and its first stage.
+pub(super) type Plan = (QueryKind, Stage);
 
 impl QueryKind {
-    pub(super) fn find_node(lookup: Lookup) -> Self {
-        QueryKind::FindNode { lookup }
+    pub(super) fn find_node(lookup: Lookup) -> Plan {
+        (QueryKind::FindNode, Stage::Closest(lookup))
     }
 
-    pub(super) fn get(key: Key, mut lookup: Lookup, local: Option<Item>) -> Self {
+    pub(super) fn get(key: Key, mut lookup: Lookup, local: Option<Item>) -> Plan {
         let copies = usize::from(local.is_some());
         if matches!(local, Some(Item::Immutable(_))) {
             lookup.finish();
         }
-        QueryKind::Get {
+        let kind = QueryKind::Get {
             key,
-            lookup,
             best: local,
             copies,
             held: BTreeMap::new(),
             hops: 0,
-        }
+        };
+        (kind, Stage::Closest(lookup))
     }
 
-    pub(super) fn put(item: Item, mut lookup: Lookup, local: Result<(), PutError>) -> Self {
+    pub(super) fn put(
+        item: Item,
+        mut lookup: Lookup,
+        local: Result<Option<CommitId>, PutError>,
+    ) -> Plan {
         if local.is_err() {
             lookup.finish();
         }
-        QueryKind::Put {
+        let kind = QueryKind::Put {
             item,
-            stage: PutStage::Lookup(lookup),
             local,
+            storing: false,
+        };
+        (kind, Stage::Closest(lookup))
+    }
+
+    pub(super) fn bootstrap(seeds: &[SocketAddr]) -> Plan {
+        let seeds = seeds.iter().map(|&addr| Peer { id: None, addr });
+        let kind = QueryKind::Bootstrap {
+            found: Vec::new(),
+            seeded: false,
+        };
+        (kind, Stage::Fixed(FixedPeers::new(seeds, usize::MAX)))
+    }
+}
+
+impl QueryKind {
+    /// The store reported `commit`: a put whose local copy waited on it is durable, or failed.
+    pub(super) fn committed(&mut self, commit: CommitId, outcome: CommitOutcome) {
+        if let QueryKind::Put { local, .. } = self {
+            if *local == Ok(Some(commit)) {
+                *local = match outcome {
+                    CommitOutcome::Durable => Ok(None),
+                    CommitOutcome::Failed => Err(PutError::NotDurable),
+                };
+            }
         }
     }
+}
 
-    pub(super) fn bootstrap(seeds: &[SocketAddr]) -> Self {
-        let stage = BootstrapStage::Seeds {
-            to_ask: seeds.to_vec(),
-            outstanding: 0,
-            found: Vec::new(),
-        };
-        QueryKind::Bootstrap { stage }
-    }
-
-    pub(super) fn lookup(&self) -> Option<&Lookup> {
-        lookup_in!(self)
-    }
-
-    fn lookup_mut(&mut self) -> Option<&mut Lookup> {
-        lookup_in!(self)
-    }
-
-    fn request(&self, target: &NodeId) -> Request {
-        match self {
-            QueryKind::Get { key, .. } => Request::FindValue { key: *key },
-            _ => Request::FindNode { target: *target },
+impl Query {
+    /// The request the current stage sends to each peer it asks.
+    fn request(&self, own: &NodeId) -> Request {
+        match (&self.kind, &self.stage) {
+            (QueryKind::Get { key, .. }, _) => Request::FindValue { key: *key },
+            (QueryKind::Put { item, .. }, Stage::Fixed(_)) => Request::Store { item: item.clone() },
+            (_, Stage::Closest(lookup)) => Request::FindNode {
+                target: *lookup.target(),
+            },
+            (_, Stage::Fixed(_)) => Request::FindNode { target: *own },
         }
     }
 }
 
 impl<S: Store> Node<S> {
-    /// Moves a command on: sends what its lookup asks for, and finishes it when done.
-    pub(super) fn step(&mut self, now: Time, id: super::QueryId) {
+    /// Moves a command on: sends what its stage asks for, starts its next stage when one
+    /// ends, and finishes it after the last.
+    pub(super) fn step(&mut self, now: Time, id: QueryId) {
         let Some(mut query) = self.queries.remove(&id) else {
             return;
         };
         if now >= query.deadline {
-            if let Some(lookup) = query.kind.lookup_mut() {
-                lookup.finish();
-            }
+            query.stage.finish();
         }
-        if let QueryKind::Bootstrap {
-            stage:
-                BootstrapStage::Seeds {
-                    to_ask,
-                    outstanding,
-                    ..
-                },
-        } = &mut query.kind
-        {
-            for addr in std::mem::take(to_ask) {
-                let request = Request::FindNode { target: self.id };
-                self.send(now, Peer { id: None, addr }, request, Purpose::Query(id));
-                *outstanding += 1;
-                query.requests += 1;
-            }
-        }
-        self.advance_bootstrap(now, &mut query);
-        while let Some(lookup) = query.kind.lookup_mut() {
-            let target = *lookup.target();
-            match lookup.next(now) {
-                Next::Send(contact) => {
-                    let request = query.kind.request(&target);
-                    self.send(now, contact.into(), request, Purpose::Query(id));
+        loop {
+            match query.stage.next() {
+                Next::Send(peer) => {
+                    let request = query.request(&self.id);
+                    self.send(now, peer, request, Purpose::Query(id));
                     query.requests += 1;
                 }
                 Next::Wait => break,
                 Next::Finished => {
                     self.forget_requests(id);
-                    if let QueryKind::Put { .. } = query.kind {
-                        self.start_storing(now, id, &mut query);
-                    } else {
-                        query.requests += self.write_back(now, &query.kind);
-                        self.finish(now, id, *query);
-                        return;
+                    match self.next_stage(now, &mut query) {
+                        Some(stage) => {
+                            query.stage = stage;
+                            query.deadline = now + self.config.lookup_timeout;
+                        }
+                        None => {
+                            query.requests += self.write_back(now, &query);
+                            self.finish(now, id, *query);
+                            return;
+                        }
                     }
                 }
             }
         }
-        if let QueryKind::Put {
-            stage: PutStage::Storing { outstanding: 0, .. },
-            ..
-        } = query.kind
-        {
-            self.finish(now, id, *query);
-            return;
-        }
         self.queries.insert(id, query);
     }
 
-    /// Once every seed has answered or failed, starts the self-lookup (or gives up).
-    fn advance_bootstrap(&mut self, now: Time, query: &mut Query) {
-        let QueryKind::Bootstrap {
-            stage:
-                BootstrapStage::Seeds {
-                    to_ask,
-                    outstanding: 0,
-                    found,
-                },
-        } = &mut query.kind
-        else {
-            return;
-        };
-        debug_assert!(to_ask.is_empty());
-        let mut seeds = self.table.closest(&self.id, self.config.k.get());
-        seeds.extend(found.drain(..).filter(|c| c.id != self.id));
-        let target = self.id;
-        self.table.touch(&target, now);
-        let lookup = Lookup::new(target, self.lookup_params(), seeds);
-        query.kind = QueryKind::Bootstrap {
-            stage: BootstrapStage::Lookup(lookup),
-        };
-    }
-
-    /// A put's lookup is over: sends `store` to the closest nodes that answered.
-    fn start_storing(&mut self, now: Time, id: QueryId, query: &mut Query) {
-        let QueryKind::Put { item, stage, local } = &mut query.kind else {
-            return;
-        };
-        let targets = match (&stage, &local) {
-            (PutStage::Lookup(lookup), Ok(())) => lookup.closest_succeeded(self.config.k.get()),
-            _ => Vec::new(),
-        };
-        for contact in &targets {
-            let request = Request::Store { item: item.clone() };
-            self.send(now, (*contact).into(), request, Purpose::Query(id));
-            query.requests += 1;
+    /// The stage that follows the one just finished, if the command has one.
+    fn next_stage(&mut self, now: Time, query: &mut Query) -> Option<Stage> {
+        let k = self.config.k.get();
+        match &mut query.kind {
+            QueryKind::Put {
+                local: Ok(_),
+                storing: storing @ false,
+                ..
+            } => {
+                *storing = true;
+                let targets = query.stage.closest_succeeded(k).into_iter().map(Peer::from);
+                Some(Stage::Fixed(FixedPeers::new(targets, usize::MAX)))
+            }
+            QueryKind::Bootstrap {
+                found,
+                seeded: seeded @ false,
+            } => {
+                *seeded = true;
+                let mut seeds = self.table.closest(&self.id, k);
+                seeds.extend(found.drain(..).filter(|c| c.id != self.id));
+                let target = self.id;
+                self.table.touch(&target, now);
+                Some(Stage::Closest(Lookup::new(
+                    target,
+                    self.lookup_params(),
+                    seeds,
+                )))
+            }
+            _ => None,
         }
-        *stage = PutStage::Storing {
-            outstanding: targets.len(),
-            acks: 0,
-        };
     }
 
     /// After a signed get: stores the winner at the closest answering nodes that lacked it.
-    fn write_back(&mut self, now: Time, kind: &QueryKind) -> u32 {
+    fn write_back(&mut self, now: Time, query: &Query) -> u32 {
         let QueryKind::Get {
-            lookup,
             best: Some(best @ Item::Signed(_)),
             held,
             ..
-        } = kind
+        } = &query.kind
         else {
             return 0;
         };
         let mut sent = 0;
-        for contact in lookup.closest_succeeded(self.config.k.get()) {
+        for contact in query.stage.closest_succeeded(self.config.k.get()) {
             let had = held.get(&contact.id).copied().flatten();
             if had.is_none_or(|seq| Some(seq) < best.seq()) {
                 let request = Request::Store { item: best.clone() };
@@ -279,9 +299,9 @@ impl<S: Store> Node<S> {
             duration: now.since(query.started),
         };
         let event = match query.kind {
-            QueryKind::FindNode { lookup } => Event::FindNodeDone {
+            QueryKind::FindNode => Event::FindNodeDone {
                 query: id,
-                closest: lookup.closest_succeeded(self.config.k.get()),
+                closest: query.stage.closest_succeeded(self.config.k.get()),
                 stats,
             },
             QueryKind::Get {
@@ -300,16 +320,19 @@ impl<S: Store> Node<S> {
                     stats,
                 }
             }
-            QueryKind::Put { item, stage, local } => {
-                let acks = match stage {
-                    PutStage::Storing { acks, .. } => acks,
-                    PutStage::Lookup(_) => 0,
+            QueryKind::Put { item, local, .. } => {
+                let acks = match &query.stage {
+                    Stage::Fixed(stores) => stores.succeeded(),
+                    Stage::Closest(_) => 0,
                 };
-                let key = *item.key();
+                let commit = local.as_ref().ok().copied().flatten();
                 Event::PutDone {
                     query: id,
-                    key,
-                    result: local.map(|()| acks + 1),
+                    key: *item.key(),
+                    seq: item.seq(),
+                    expires: item.expires(),
+                    result: local.map(|_| acks + 1),
+                    commit,
                     stats,
                 }
             }
@@ -330,50 +353,33 @@ impl<S: Store> Node<S> {
         self.events.push_back(event);
     }
 
+    /// `peer` (proved to be `from`) answered one of command `id`'s requests.
     pub(super) fn on_query_response(
         &mut self,
         now: Time,
         id: QueryId,
+        peer: Peer,
         from: Contact,
         response: Response,
     ) {
+        let own = self.id;
+        let quorum = self.config.get_quorum.get();
         let Some(query) = self.queries.get_mut(&id) else {
             return;
         };
-        let own = self.id;
-        let quorum = self.config.get_quorum.get();
+        let stage = &mut query.stage;
         match (&mut query.kind, response) {
-            (
-                QueryKind::Bootstrap {
-                    stage:
-                        BootstrapStage::Seeds {
-                            outstanding, found, ..
-                        },
-                },
-                response,
-            ) => {
-                *outstanding = outstanding.saturating_sub(1);
-                if let Response::Nodes(nodes) = response {
-                    found.push(from);
-                    found.extend(nodes);
-                }
+            (QueryKind::Put { storing: true, .. }, Response::Stored) => {
+                stage.on_success(&peer, Vec::new());
             }
-            (
-                QueryKind::Put {
-                    stage: PutStage::Storing { outstanding, acks },
-                    ..
-                },
-                response,
-            ) => {
-                *outstanding = outstanding.saturating_sub(1);
-                if response == Response::Stored {
-                    *acks += 1;
-                }
+            (QueryKind::Bootstrap { found, .. }, Response::Nodes(nodes)) if !is_lookup(stage) => {
+                found.push(from);
+                found.extend(nodes);
+                stage.on_success(&peer, Vec::new());
             }
             (
                 QueryKind::Get {
                     key,
-                    lookup,
                     best,
                     copies,
                     held,
@@ -382,62 +388,45 @@ impl<S: Store> Node<S> {
                 Response::Value(item),
             ) => {
                 if item.key() != key {
-                    lookup.on_failure(&from.id);
+                    stage.on_failure(&peer);
                 } else {
-                    let hop = lookup.hop(&from.id).unwrap_or(1);
-                    lookup.on_success(&from.id, []);
+                    let hop = stage.hop(&from.id).unwrap_or(1);
+                    stage.on_success(&peer, Vec::new());
                     held.insert(from.id, item.seq());
                     *copies += 1;
-                    let better = best.as_ref().is_none_or(|b| item.seq() > b.seq());
-                    if better {
+                    if best.as_ref().is_none_or(|b| item.seq() > b.seq()) {
                         *best = Some(item);
                         *hops = hop;
                     }
                     let immutable = matches!(best, Some(Item::Immutable(_)));
                     if immutable || *copies >= quorum {
-                        lookup.finish();
+                        stage.finish();
                     }
                 }
             }
-            (kind, Response::Nodes(nodes)) => {
+            (kind, Response::Nodes(nodes)) if is_lookup(stage) => {
                 if let QueryKind::Get { held, .. } = kind {
                     held.insert(from.id, None);
                 }
-                if let Some(lookup) = kind.lookup_mut() {
-                    lookup.on_success(&from.id, nodes.into_iter().filter(|c| c.id != own));
-                }
+                let closer = nodes.into_iter().filter(|c| c.id != own).collect();
+                stage.on_success(&peer, closer);
             }
-            (kind, _) => {
-                if let Some(lookup) = kind.lookup_mut() {
-                    lookup.on_failure(&from.id);
-                }
+            _ => {
+                stage.on_failure(&peer);
             }
         }
         self.step(now, id);
     }
 
-    pub(super) fn on_query_failure(&mut self, now: Time, id: QueryId, to: Peer) {
-        let Some(query) = self.queries.get_mut(&id) else {
-            return;
-        };
-        match &mut query.kind {
-            QueryKind::Bootstrap {
-                stage: BootstrapStage::Seeds { outstanding, .. },
-            } => {
-                *outstanding = outstanding.saturating_sub(1);
-            }
-            QueryKind::Put {
-                stage: PutStage::Storing { outstanding, .. },
-                ..
-            } => {
-                *outstanding = outstanding.saturating_sub(1);
-            }
-            kind => {
-                if let (Some(lookup), Some(peer)) = (kind.lookup_mut(), to.id) {
-                    lookup.on_failure(&peer);
-                }
-            }
+    /// One of command `id`'s requests, to `peer`, failed.
+    pub(super) fn on_query_failure(&mut self, now: Time, id: QueryId, peer: Peer) {
+        if let Some(query) = self.queries.get_mut(&id) {
+            query.stage.on_failure(&peer);
+            self.step(now, id);
         }
-        self.step(now, id);
     }
+}
+
+fn is_lookup(stage: &Stage) -> bool {
+    matches!(stage, Stage::Closest(_))
 }

@@ -1,17 +1,17 @@
 //! Answering requests, and the checks every stored item passes, wherever it came from.
 
-use super::{Node, PutError};
+use super::{Answer, Node, PutError};
 use crate::id::NodeId;
 use crate::item::Item;
 use crate::message::{ErrorCode, ErrorReply, Request, Response};
-use crate::store::Store;
+use crate::store::{CommitId, Store};
 use crate::time::Time;
 
 impl<S: Store> Node<S> {
     /// The answer to one request from the node `requester`.
-    pub(super) fn serve(&mut self, now: Time, requester: &NodeId, request: Request) -> Response {
+    pub(super) fn serve(&mut self, now: Time, requester: &NodeId, request: Request) -> Answer {
         let k = self.config.k.get();
-        match request {
+        let response = match request {
             Request::Ping => Response::Pong,
             Request::FindNode { target } => {
                 Response::Nodes(self.closest_except(&target, requester, k))
@@ -20,19 +20,23 @@ impl<S: Store> Node<S> {
                 Some(item) => Response::Value(item),
                 None => Response::Nodes(self.closest_except(&key, requester, k)),
             },
-            Request::Store { item } => match self.store_checked(now, item.clone()) {
-                Ok(()) => {
-                    self.housekeeping.received(*item.key(), now);
-                    Response::Stored
+            Request::Store { item } => {
+                let key = *item.key();
+                match self.store_checked(now, item, false) {
+                    Ok(commit) => {
+                        self.housekeeping.received(key, now);
+                        return Answer {
+                            response: Response::Stored,
+                            commit,
+                        };
+                    }
+                    Err(e) => e.reply(),
                 }
-                Err(PutError::TooLarge { size, max }) => Response::Error(ErrorReply::new(
-                    ErrorCode::TOO_LARGE,
-                    format!("value of {size} bytes is above the {max}-byte limit"),
-                )),
-                Err(PutError::Local(e)) => {
-                    Response::Error(ErrorReply::new(e.code(), e.to_string()))
-                }
-            },
+            }
+        };
+        Answer {
+            response,
+            commit: None,
         }
     }
 
@@ -49,13 +53,30 @@ impl<S: Store> Node<S> {
         closest
     }
 
-    /// Stores an item in this node's store after the size check.
-    pub(super) fn store_checked(&mut self, now: Time, item: Item) -> Result<(), PutError> {
+    /// Stores an item in this node's store after the size check. Returns the commit that
+    /// makes it durable, if it is not durable yet.
+    pub(super) fn store_checked(
+        &mut self,
+        now: Time,
+        item: Item,
+        own: bool,
+    ) -> Result<Option<CommitId>, PutError> {
         let (size, max) = (item.value().len(), self.config.max_value_size);
         if size > max {
             return Err(PutError::TooLarge { size, max });
         }
-        self.store.put(item, now)?;
-        Ok(())
+        Ok(self.store.put(item, now, own)?.commit)
+    }
+}
+
+impl PutError {
+    /// The `error` response a peer's `store` gets for this refusal.
+    fn reply(&self) -> Response {
+        let (code, message) = match self {
+            PutError::TooLarge { .. } => (ErrorCode::TOO_LARGE, self.to_string()),
+            PutError::NotDurable => (ErrorCode::INTERNAL, self.to_string()),
+            PutError::Local(e) => (e.code(), e.to_string()),
+        };
+        Response::Error(ErrorReply::new(code, message))
     }
 }

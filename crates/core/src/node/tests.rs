@@ -90,7 +90,9 @@ impl Net {
                     let Some(target) = self.nodes.get_mut(&t.to.addr) else {
                         continue;
                     };
-                    let answer = target.handle_request(self.now, requester, t.request);
+                    let answer = target
+                        .handle_request(self.now, requester, t.request)
+                        .response;
                     let from_contact = Contact::new(target.id, t.to.addr);
                     let now = self.now;
                     if let Some(sender) = self.nodes.get_mut(&from) {
@@ -227,7 +229,16 @@ fn a_get_returns_the_highest_seq_and_writes_it_back() {
     let now = net.now;
     for n in 1..=6 {
         let item = if n <= 4 { old.clone() } else { new.clone() };
-        assert!(net.node(n).store_mut().put(item, now).is_ok());
+        // Planted through a peer's `store`, as a stale replica would be.
+        let planter = Requester {
+            id: node_id(99),
+            addr: None,
+            verified: false,
+        };
+        let answer = net
+            .node(n)
+            .handle_request(now, planter, Request::Store { item });
+        assert_eq!(answer.response, Response::Stored);
     }
     assert_eq!(net.get(1, *old.key()), Ok(new.clone()));
     net.settle();
@@ -256,11 +267,10 @@ fn store_refusals_carry_the_right_codes() {
         addr: None,
         verified: false,
     };
-    let store = |node: &mut Node<MemoryStore>, item: Item| match node.handle_request(
-        T0,
-        from,
-        Request::Store { item },
-    ) {
+    let store = |node: &mut Node<MemoryStore>, item: Item| match node
+        .handle_request(T0, from, Request::Store { item })
+        .response
+    {
         Response::Stored => None,
         Response::Error(ErrorReply { code, .. }) => Some(code),
         other => panic!("unexpected {other:?}"),
@@ -292,7 +302,8 @@ fn store_refusals_carry_the_right_codes() {
     // A full node still serves what it holds.
     let key_a = *signed(2, "a", b"x", 5).key();
     assert!(matches!(
-        node.handle_request(T0, from, Request::FindValue { key: key_a }),
+        node.handle_request(T0, from, Request::FindValue { key: key_a })
+            .response,
         Response::Value(_)
     ));
     // An unverified requester does not enter the routing table.
@@ -310,7 +321,8 @@ fn find_node_never_returns_the_requester() {
     };
     let response = net
         .node(1)
-        .handle_request(T0, from, Request::FindNode { target: node_id(2) });
+        .handle_request(T0, from, Request::FindNode { target: node_id(2) })
+        .response;
     let Response::Nodes(nodes) = response else {
         panic!("expected nodes")
     };

@@ -110,11 +110,17 @@ impl DecodeError {
 }
 
 /// Encodes a message as its MessagePack payload (without the netstring frame).
-pub fn encode(message: &Message) -> Vec<u8> {
-    let wire = to_wire(message);
-    // Serializing a struct of plain fields into a Vec cannot fail.
-    rmp_serde::to_vec_named(&wire).unwrap_or_default()
+///
+/// MessagePack can represent every message cairn builds, so this fails only if the encoder
+/// itself does (say, out of memory); the error says so rather than sending an empty payload.
+pub fn encode(message: &Message) -> Result<Vec<u8>, EncodeError> {
+    rmp_serde::to_vec_named(&to_wire(message)).map_err(EncodeError)
 }
+
+/// Why a message or item could not be encoded.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode as MessagePack: {0}")]
+pub struct EncodeError(#[from] rmp_serde::encode::Error);
 
 /// Decodes and verifies one payload.
 pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
@@ -125,8 +131,8 @@ pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
 }
 
 /// Encodes one item as the MessagePack map the wire uses (for storage on disk).
-pub fn encode_item(item: &Item) -> Vec<u8> {
-    rmp_serde::to_vec_named(&item_to_wire(item)).unwrap_or_default()
+pub fn encode_item(item: &Item) -> Result<Vec<u8>, EncodeError> {
+    rmp_serde::to_vec_named(&item_to_wire(item)).map_err(EncodeError)
 }
 
 /// Decodes and verifies one item encoded by [`encode_item`]: the same single path from bytes

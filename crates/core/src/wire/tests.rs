@@ -4,6 +4,10 @@ use super::*;
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 
+fn encoded(message: &Message) -> Vec<u8> {
+    encode(message).expect("every message encodes")
+}
+
 fn signed_item() -> Item {
     let key = SigningKey::from_bytes(&[7; 32]);
     SignedItem::sign(&key, "name", Bytes::from_static(b"value"), 3, 0)
@@ -85,20 +89,20 @@ fn every_message() -> Vec<Message> {
 #[test]
 fn every_message_round_trips() {
     for message in every_message() {
-        let bytes = encode(&message);
+        let bytes = encoded(&message);
         assert_eq!(decode(&bytes), Ok(message.clone()), "{message:?}");
     }
 }
 
 #[test]
 fn exact_bytes_of_a_ping() {
-    let bytes = encode(&Message::Request {
+    let bytes = encoded(&Message::Request {
         id: 1,
         request: Request::Ping,
     });
     // {"type": "ping", "id": 1}: a fixmap of 2, fixstr keys, positive fixint id.
     assert_eq!(bytes, b"\x82\xa4type\xa4ping\xa2id\x01");
-    let big = encode(&Message::Request {
+    let big = encoded(&Message::Request {
         id: 300,
         request: Request::Ping,
     });
@@ -111,7 +115,7 @@ fn exact_bytes_of_a_ping() {
 
 #[test]
 fn byte_fields_are_bin() {
-    let bytes = encode(&Message::Request {
+    let bytes = encoded(&Message::Request {
         id: 1,
         request: Request::FindNode {
             target: Id::from_bytes([0xab; 64]),
@@ -173,7 +177,7 @@ fn refusals_carry_the_id_and_code() {
 
 #[test]
 fn a_forged_item_is_403() {
-    let mut bytes = encode(&Message::Request {
+    let mut bytes = encoded(&Message::Request {
         id: 11,
         request: Request::Store {
             item: signed_item(),
@@ -202,7 +206,7 @@ fn nesting_1000_deep_is_refused() {
 #[test]
 fn too_many_nodes_are_refused() {
     let nodes = (0..21).map(|n| contact(n as u8)).collect();
-    let bytes = encode(&Message::Response {
+    let bytes = encoded(&Message::Response {
         id: 1,
         response: Response::Nodes(nodes),
     });
@@ -229,14 +233,14 @@ proptest! {
         which in 0usize..14,
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
     ) {
-        let mut bytes = encode(&every_message()[which]);
+        let mut bytes = encoded(&every_message()[which]);
         for (at, byte) in edits {
             let at = at.index(bytes.len());
             bytes[at] = byte;
         }
         if let Ok(message) = decode(&bytes) {
             // Whatever decodes must encode again to something that decodes the same.
-            prop_assert_eq!(decode(&encode(&message)), Ok(message));
+            prop_assert_eq!(decode(&encoded(&message)), Ok(message));
         }
     }
 }
@@ -260,7 +264,7 @@ fn golden_store_message() {
         id: 1,
         request: Request::Store { item },
     };
-    let bytes = encode(&message);
+    let bytes = encoded(&message);
     assert_eq!(crate::id::to_hex(&bytes), GOLDEN_STORE);
     assert_eq!(decode(&bytes), Ok(message));
 }
@@ -296,7 +300,7 @@ const GOLDEN_AUTH_SIGNATURE: &str = "4a93d4cd5eb0b3460da28d71e5e7a76f11e1980200d
 #[test]
 fn items_round_trip_for_storage_and_corruption_is_caught() {
     let item = signed_item();
-    let bytes = encode_item(&item);
+    let bytes = encode_item(&item).expect("encodes");
     assert_eq!(decode_item(&bytes), Ok(item));
     let mut corrupt = bytes.clone();
     let at = corrupt.len() - 1;

@@ -1,27 +1,30 @@
-//! The iterative, concurrent Kademlia lookup (DESIGN 6) as a state machine driven by `now`.
+//! The stages of a command: the iterative, concurrent Kademlia lookup ([`Lookup`], see
+//! `docs/design.md`, "Lookups") and a fixed set of peers asked once each ([`FixedPeers`]).
 //!
-//! A [`Lookup`] keeps a shortlist of candidates ordered by distance to the target. The caller
-//! asks [`Lookup::next`] whom to query, sends the request, and reports the outcome with
-//! [`Lookup::on_success`] or [`Lookup::on_failure`]. The lookup never sends, sleeps or reads a
-//! clock; time only enters through `next(now)`, which turns overdue requests into timeouts.
+//! Both have one interface. The caller asks `next` whom to query, sends the request, and
+//! reports the outcome with `on_success`, `on_failure` or `on_timeout`. A stage never sends,
+//! sleeps or reads a clock: request deadlines live with the caller (the node's table of
+//! requests in flight), which calls `on_timeout` when one passes.
 //!
-//! Rules:
+//! Rules of the lookup:
 //! - at most `alpha` requests are in flight, always to the closest candidates not yet asked;
-//! - a request unanswered after `request_timeout` counts as failed and frees its slot, but a
-//!   late answer is still used;
+//! - a request that timed out counts as failed and frees its slot, but a late answer is still
+//!   used;
 //! - the lookup is finished when the k closest candidates that have not failed have all
 //!   answered, or when nobody is left to ask and nothing is in flight.
 //!
 //! What the lookup is *for* (finding nodes, values, or places to store) is the caller's
 //! business; this type only finds the closest nodes that answer.
 
+mod fixed;
+
+pub use fixed::FixedPeers;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use crate::id::{Distance, Id, NodeId};
-use crate::message::Contact;
-use crate::time::Time;
+use crate::message::{Contact, Peer};
 
 /// The knobs of a lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,20 +33,31 @@ pub struct LookupParams {
     pub k: usize,
     /// How many requests may be in flight (alpha).
     pub alpha: usize,
-    /// How long a request may go unanswered before it counts as failed.
-    pub request_timeout: Duration,
 }
 
+/// Where a stage stands with one peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     NotContacted,
-    Waiting {
-        deadline: Time,
-    },
+    Waiting,
     /// Timed out: counts as failed, but a late answer is still taken.
     Unresponsive,
     Succeeded,
     Failed,
+}
+
+impl State {
+    /// Moves an outstanding request (waiting or timed out) to `outcome`. Returns whether one
+    /// was outstanding, and whether it still held a slot.
+    fn settle(&mut self, outcome: State) -> Option<bool> {
+        let held_slot = match *self {
+            State::Waiting => true,
+            State::Unresponsive => false,
+            _ => return None,
+        };
+        *self = outcome;
+        Some(held_slot)
+    }
 }
 
 /// A node on the shortlist. Its id is not stored: it is the target XOR the map's key (the
@@ -59,8 +73,8 @@ struct Candidate {
 /// What the caller should do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Send a request to this contact, then call `next` again.
-    Send(Contact),
+    /// Send a request to this peer, then call `next` again.
+    Send(Peer),
     /// Nothing to send until an answer, a failure or a deadline.
     Wait,
     /// The lookup is over.
@@ -86,7 +100,6 @@ impl Lookup {
             params: LookupParams {
                 k: params.k.max(1),
                 alpha: params.alpha.max(1),
-                ..params
             },
             candidates: BTreeMap::new(),
             in_flight: 0,
@@ -127,17 +140,6 @@ impl Lookup {
             .map(|c| c.hop)
     }
 
-    /// The earliest deadline of a request in flight.
-    pub fn next_deadline(&self) -> Option<Time> {
-        self.candidates
-            .values()
-            .filter_map(|c| match c.state {
-                State::Waiting { deadline } => Some(deadline),
-                _ => None,
-            })
-            .min()
-    }
-
     fn add(&mut self, contact: Contact, hop: u32) {
         self.candidates
             .entry(contact.id.distance(&self.target))
@@ -148,18 +150,12 @@ impl Lookup {
             });
     }
 
-    /// Whom to query next, after turning requests overdue at `now` into timeouts.
-    pub fn next(&mut self, now: Time) -> Next {
+    /// Whom to query next.
+    // Not an iterator: `Wait` is no end. The name follows the lookup literature.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Next {
         if self.finished {
             return Next::Finished;
-        }
-        for candidate in self.candidates.values_mut() {
-            if let State::Waiting { deadline } = candidate.state {
-                if deadline <= now {
-                    candidate.state = State::Unresponsive;
-                    self.in_flight -= 1;
-                }
-            }
         }
         // Walk the shortlist closest first, over the k closest candidates not known to fail.
         let mut considered = 0;
@@ -169,14 +165,13 @@ impl Lookup {
             match candidate.state {
                 State::Failed | State::Unresponsive => continue,
                 State::Succeeded => {}
-                State::Waiting { .. } => all_answered = false,
+                State::Waiting => all_answered = false,
                 State::NotContacted if self.in_flight < self.params.alpha => {
-                    candidate.state = State::Waiting {
-                        deadline: now + self.params.request_timeout,
-                    };
+                    candidate.state = State::Waiting;
                     self.in_flight += 1;
                     self.requests += 1;
-                    return Next::Send(Contact::new(target.at_distance(distance), candidate.addr));
+                    let contact = Contact::new(target.at_distance(distance), candidate.addr);
+                    return Next::Send(contact.into());
                 }
                 State::NotContacted => return Next::Wait,
             }
@@ -214,16 +209,27 @@ impl Lookup {
         self.settle(peer, State::Failed).is_some()
     }
 
+    /// Records that `peer`'s request passed its deadline: it counts as failed and frees its
+    /// slot, but a late answer is still taken. Returns false if it was not waiting.
+    pub fn on_timeout(&mut self, peer: &NodeId) -> bool {
+        let key = peer.distance(&self.target);
+        match self.candidates.get_mut(&key) {
+            Some(candidate) if candidate.state == State::Waiting => {
+                candidate.state = State::Unresponsive;
+                self.in_flight -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Moves `peer`'s outstanding request (waiting or timed out) to `outcome`, freeing its slot
     /// if it still held one. Returns the peer's hop count, or `None` if nothing was outstanding.
     fn settle(&mut self, peer: &NodeId, outcome: State) -> Option<u32> {
         let candidate = self.candidates.get_mut(&peer.distance(&self.target))?;
-        match candidate.state {
-            State::Waiting { .. } => self.in_flight -= 1,
-            State::Unresponsive => {}
-            _ => return None,
+        if candidate.state.settle(outcome)? {
+            self.in_flight -= 1;
         }
-        candidate.state = outcome;
         Some(candidate.hop)
     }
 

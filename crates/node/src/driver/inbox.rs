@@ -1,0 +1,74 @@
+//! The driver's inbox and outbox types: commands from [`crate::Dht`] handles, messages from
+//! connection tasks, and the requests the driver hands to dialed connections.
+//!
+//! Every message is boxed on its channel, so that an idle channel's buffer stays small.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_core::message::{Contact, Message, Request, Response};
+use cairn_core::node::Requester;
+use cairn_core::{Item, Key, NodeId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::outcome::{BootstrapError, Found, GetError, PeerInfo, PutError, PutReceipt, Status};
+
+/// A command for the driver, with the channel its answer goes back on.
+pub(crate) enum Command {
+    PutSigned {
+        name: String,
+        value: Bytes,
+        ttl: Option<Duration>,
+        reply: oneshot::Sender<Result<PutReceipt, PutError>>,
+    },
+    PutItem {
+        item: Item,
+        reply: oneshot::Sender<Result<PutReceipt, PutError>>,
+    },
+    Get {
+        key: Key,
+        reply: oneshot::Sender<Result<Found, GetError>>,
+    },
+    FindNode {
+        target: NodeId,
+        reply: oneshot::Sender<Vec<Contact>>,
+    },
+    Bootstrap {
+        seeds: Vec<SocketAddr>,
+        reply: oneshot::Sender<Result<usize, BootstrapError>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What connection tasks tell the driver.
+pub(crate) enum ToDriver {
+    /// A request arrived; answer it on `reply`.
+    Request {
+        requester: Requester,
+        id: u64,
+        request: Box<Request>,
+        reply: mpsc::Sender<Box<Message>>,
+    },
+    /// A response to one of this node's requests arrived from a verified peer.
+    Response {
+        from: Contact,
+        id: u64,
+        response: Box<Response>,
+    },
+    /// These requests will never be answered.
+    Failed { ids: Vec<u64> },
+    /// A dialed connection ended; the pool may forget it.
+    Closed { addr: SocketAddr, conn: u64 },
+}
+
+/// A request for a dialed connection to send.
+pub(crate) type Outgoing = (u64, Box<Request>);

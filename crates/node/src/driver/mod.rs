@@ -1,0 +1,316 @@
+//! The driver: one task that owns the core [`Node`], its one timer and the connection pool.
+//!
+//! Run loop (the order the core asks for): wait for a command, a message from a connection,
+//! a commit reported by the store, or the timer; feed it to the node with the current time;
+//! then drain every output (requests go to the [`pool`], finished commands to the
+//! [`waiters`]) and re-arm the timer at `poll_timeout`. Nothing here blocks.
+//!
+//! - `inbox`: the types that reach the driver and that it hands to connections;
+//! - `pool`: dialed connections, LRU and bounded;
+//! - `waiters`: callers of running commands, and answers held until their commit lands.
+
+pub(crate) mod inbox;
+mod pool;
+mod waiters;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cairn_core::node::Transmit;
+use cairn_core::store::CommitOutcome;
+use cairn_core::{Node, Store};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::clock::Clock;
+use crate::connection;
+use crate::outcome::{PeerInfo, PutError, Status};
+use crate::shared::Shared;
+use crate::store::{CommitReceiver, Committed, NodeStore};
+use inbox::{Command, ToDriver};
+use pool::Pool;
+use waiters::{Waiter, Waiters};
+
+pub(crate) struct Driver {
+    node: Node<NodeStore>,
+    shared: Arc<Shared>,
+    clock: Clock,
+    commands: mpsc::Receiver<Box<Command>>,
+    inbound: mpsc::Receiver<Box<ToDriver>>,
+    /// Commit outcomes of a durable store (`None` for an in-memory one).
+    commits: Option<CommitReceiver>,
+    pool: Pool,
+    waiters: Waiters,
+    /// Set once shutdown began: who to tell when done, and the latest moment to stop.
+    stopping: Option<(Vec<oneshot::Sender<()>>, Instant)>,
+    /// When the routing table is next saved (nodes with a data directory).
+    snapshot_due: Instant,
+}
+
+/// How often the routing table is saved while the node runs.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// How long a stopping node waits for the store to report its last commits.
+const COMMIT_GRACE: Duration = Duration::from_secs(5);
+
+/// The next commit report, or never for a node without a durable store.
+async fn next_commit(commits: &mut Option<CommitReceiver>) -> Option<Committed> {
+    match commits {
+        Some(commits) => commits.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    pub(crate) fn new(
+        node: Node<NodeStore>,
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<Box<Command>>,
+        inbound: mpsc::Receiver<Box<ToDriver>>,
+        commits: Option<CommitReceiver>,
+    ) -> Self {
+        Driver {
+            node,
+            pool: Pool::new(shared.clone()),
+            shared,
+            clock: Clock::new(),
+            commands,
+            inbound,
+            commits,
+            waiters: Waiters::default(),
+            stopping: None,
+            snapshot_due: Instant::now() + SNAPSHOT_INTERVAL,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            let timer = self.node.poll_timeout().map(|t| self.clock.instant(t));
+            tokio::select! {
+                command = self.commands.recv(), if self.stopping.is_none() => match command {
+                    Some(command) => self.command(*command),
+                    None => self.begin_shutdown(None),
+                },
+                Some(message) = self.inbound.recv() => self.on_connection_message(*message),
+                Some(done) = next_commit(&mut self.commits) => self.on_commit(done),
+                () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+                    self.node.handle_timeout(self.clock.now());
+                }
+                () = sleep_until(self.snapshot_due), if self.shared.config.data_dir.is_some() => {
+                    self.snapshot_due = Instant::now() + SNAPSHOT_INTERVAL;
+                    self.save_snapshot();
+                }
+                () = sleep_until(self.stopping.as_ref().map_or_else(Instant::now, |s| s.1)), if self.stopping.is_some() => break,
+            }
+            self.drain();
+            if self.stopping.is_some() && self.waiters.is_empty() {
+                break;
+            }
+        }
+        self.answer_queued_requests();
+        self.finish_shutdown().await;
+    }
+
+    /// Answers the requests that reached the driver before the connections stopped reading.
+    fn answer_queued_requests(&mut self) {
+        while let Ok(message) = self.inbound.try_recv() {
+            if let ToDriver::Request { .. } = *message {
+                self.on_connection_message(*message);
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
+        let _ = self.shared.shutdown.send(true);
+        let deadline = Instant::now()
+            + self
+                .shared
+                .config
+                .protocol
+                .lookup_timeout
+                .min(Duration::from_secs(5));
+        let stopping = self.stopping.get_or_insert_with(|| (Vec::new(), deadline));
+        stopping.0.extend(reply);
+    }
+
+    /// Stops: closes the pool, saves the routing table, waits for the answers held on
+    /// commits, closes the store (every accepted write is committed before the node reports
+    /// that it stopped), and gives connections time to deliver their last answers.
+    async fn finish_shutdown(mut self) {
+        let _ = self.shared.shutdown.send(true);
+        self.pool.clear();
+        self.save_snapshot();
+        let deadline = Instant::now() + COMMIT_GRACE;
+        while self.waiters.holds_answers() {
+            match timeout(deadline - Instant::now(), next_commit(&mut self.commits)).await {
+                Ok(Some(done)) => self.on_commit(done),
+                _ => break,
+            }
+        }
+        let id = *self.node.id();
+        let Driver {
+            node,
+            stopping,
+            shared,
+            ..
+        } = self;
+        drop(node);
+        // Let connections deliver their last answers (each gives up after its grace period).
+        let all = u32::try_from(shared.config.max_inbound).unwrap_or(u32::MAX);
+        let grace = connection::SHUTDOWN_GRACE + Duration::from_millis(500);
+        let _ = timeout(grace, shared.inbound_slots.acquire_many(all)).await;
+        for reply in stopping.map(|s| s.0).unwrap_or_default() {
+            let _ = reply.send(());
+        }
+        tracing::info!(node = %id, "node stopped");
+    }
+
+    fn save_snapshot(&self) {
+        let Some(dir) = &self.shared.config.data_dir else {
+            return;
+        };
+        let contacts: Vec<_> = self
+            .node
+            .routing_table()
+            .entries()
+            .map(|e| e.contact)
+            .collect();
+        if let Err(e) = crate::snapshot::save(dir, &contacts) {
+            tracing::warn!("cannot save the routing table in {}: {e}", dir.display());
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = self.clock.now();
+        let (query, waiter) = match command {
+            Command::PutSigned {
+                name,
+                value,
+                ttl,
+                reply,
+            } => {
+                let key = self.shared.identity.signing_key();
+                match self.node.publish(now, key, &name, value, ttl) {
+                    Ok(query) => (query, Waiter::Put(reply)),
+                    Err(e) => {
+                        let _ = reply.send(Err(PutError::Invalid(e)));
+                        return;
+                    }
+                }
+            }
+            Command::PutItem { item, reply } => (self.node.put(now, item), Waiter::Put(reply)),
+            Command::Get { key, reply } => (self.node.get(now, key), Waiter::Get(reply)),
+            Command::FindNode { target, reply } => {
+                (self.node.find_node(now, target), Waiter::FindNode(reply))
+            }
+            Command::Bootstrap { seeds, reply } => {
+                let tried = seeds.len();
+                let query = self.node.bootstrap(now, &seeds);
+                (query, Waiter::Bootstrap { reply, tried })
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+                return;
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peers());
+                return;
+            }
+            Command::Shutdown { reply } => {
+                self.begin_shutdown(Some(reply));
+                return;
+            }
+        };
+        self.waiters.insert(query, waiter);
+    }
+
+    fn on_connection_message(&mut self, message: ToDriver) {
+        let now = self.clock.now();
+        match message {
+            ToDriver::Request {
+                requester,
+                id,
+                request,
+                reply,
+            } => {
+                let answer = self.node.handle_request(now, requester, *request);
+                self.waiters.answer(id, answer, reply);
+            }
+            ToDriver::Response { from, id, response } => {
+                self.node.handle_response(now, from, id, *response)
+            }
+            ToDriver::Failed { ids } => {
+                for id in ids {
+                    self.node.handle_failure(now, id);
+                }
+            }
+            ToDriver::Closed { addr, conn } => self.pool.closed(addr, conn),
+        }
+    }
+
+    /// The store reported a group commit: the node learns each write's outcome (undoing failed
+    /// ones), then whoever waited on them is answered.
+    fn on_commit(&mut self, done: Committed) {
+        let outcome = match done.result {
+            Ok(()) => CommitOutcome::Durable,
+            Err(_) => CommitOutcome::Failed,
+        };
+        for commit in done.commits {
+            self.node.handle_commit(commit, outcome);
+            self.waiters.committed(commit, &done.result);
+        }
+    }
+
+    /// Drains every output of the node.
+    fn drain(&mut self) {
+        while let Some(Transmit { id, to, request }) = self.node.poll_transmit() {
+            if !self.pool.send(to, (id, Box::new(request))) {
+                self.node.handle_failure(self.clock.now(), id);
+            }
+        }
+        while let Some(event) = self.node.poll_event() {
+            self.waiters.event(event);
+        }
+    }
+
+    fn status(&self) -> Status {
+        let stats = self.node.stats();
+        let counters = &self.shared.counters;
+        let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        Status {
+            node_id: self.node.id().to_hex(),
+            public_key: cairn_core::id::to_hex(&self.shared.identity.public_key()),
+            network: self.shared.config.network.to_string(),
+            listen: SocketAddr::new(self.shared.config.listen.ip(), self.shared.listen_port),
+            peers: self.node.routing_table().len(),
+            items: self.node.store().len(),
+            uptime_s: self.clock.uptime().as_secs(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            requests_sent: stats.requests_sent,
+            requests_handled: stats.requests_handled,
+            requests_failed: stats.requests_failed,
+            connections_opened: count(&counters.connections_opened),
+            connections_accepted: count(&counters.connections_accepted),
+            connection_budget_exhausted: count(&counters.budget_exhausted),
+            dial_failures: count(&counters.dial_failures),
+            connections_refused: count(&counters.connections_refused),
+            invalid_messages: count(&counters.invalid_messages),
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        let now = self.clock.now();
+        self.node
+            .routing_table()
+            .entries()
+            .map(|e| PeerInfo {
+                node_id: e.contact.id.to_hex(),
+                addr: e.contact.addr,
+                last_seen_s: now.since(e.last_seen).as_secs(),
+                failures: e.failures,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,186 @@
+//! Who waits on the driver: callers of running commands, and answers held until the store's
+//! commit lands.
+//!
+//! A command's completion event becomes its caller's reply here. A `stored` answer to a peer
+//! or a put's receipt whose local copy is not yet durable is held under its [`CommitId`] and
+//! released when the store reports that commit: as it was if the commit is durable, as an
+//! error 500 (peer) or [`PutError::NotDurable`] (caller) if it failed.
+
+use std::collections::HashMap;
+
+use cairn_core::message::{ErrorCode, ErrorReply, Message, Response};
+use cairn_core::node::{Answer, Event};
+use cairn_core::store::CommitId;
+use cairn_core::{Contact, QueryId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::outcome::{BootstrapError, Found, GetError, PutError, PutReceipt};
+use crate::store::CommitError;
+
+/// Who is waiting for a command to finish.
+pub(super) enum Waiter {
+    Put(oneshot::Sender<Result<PutReceipt, PutError>>),
+    Get(oneshot::Sender<Result<Found, GetError>>),
+    FindNode(oneshot::Sender<Vec<Contact>>),
+    Bootstrap {
+        reply: oneshot::Sender<Result<usize, BootstrapError>>,
+        tried: usize,
+    },
+}
+
+/// An answer that may go out only once a commit is durable.
+enum Held {
+    /// A `stored` answer to request `id` of a peer.
+    Stored {
+        id: u64,
+        reply: mpsc::Sender<Box<Message>>,
+    },
+    /// A local put's receipt.
+    Put {
+        reply: oneshot::Sender<Result<PutReceipt, PutError>>,
+        receipt: Result<PutReceipt, PutError>,
+    },
+}
+
+#[derive(Default)]
+pub(super) struct Waiters {
+    commands: HashMap<QueryId, Waiter>,
+    /// Several answers may wait on one commit: a copy stored again before its first commit
+    /// landed waits on that commit.
+    held: HashMap<CommitId, Vec<Held>>,
+}
+
+impl Waiters {
+    pub(super) fn insert(&mut self, query: QueryId, waiter: Waiter) {
+        self.commands.insert(query, waiter);
+    }
+
+    /// Whether nobody waits, for a command or for a commit.
+    pub(super) fn is_empty(&self) -> bool {
+        self.commands.is_empty() && self.held.is_empty()
+    }
+
+    /// Whether any answer waits for a commit.
+    pub(super) fn holds_answers(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Sends the answer to a peer's request `id`, or holds it until its commit lands.
+    pub(super) fn answer(&mut self, id: u64, answer: Answer, reply: mpsc::Sender<Box<Message>>) {
+        match answer.commit {
+            Some(commit) => self
+                .held
+                .entry(commit)
+                .or_default()
+                .push(Held::Stored { id, reply }),
+            None => send_now(&reply, id, answer.response),
+        }
+    }
+
+    /// Turns a command's completion event into its caller's reply.
+    pub(super) fn event(&mut self, event: Event) {
+        let Some(waiter) = event.query().and_then(|q| self.commands.remove(&q)) else {
+            return;
+        };
+        match (event, waiter) {
+            (
+                Event::PutDone {
+                    key,
+                    seq,
+                    expires,
+                    result,
+                    commit,
+                    stats,
+                    ..
+                },
+                Waiter::Put(reply),
+            ) => {
+                let receipt = result
+                    .map(|replicas| PutReceipt {
+                        key,
+                        seq,
+                        expires,
+                        replicas,
+                        stats,
+                    })
+                    .map_err(PutError::from);
+                match commit {
+                    Some(commit) => self
+                        .held
+                        .entry(commit)
+                        .or_default()
+                        .push(Held::Put { reply, receipt }),
+                    None => {
+                        let _ = reply.send(receipt);
+                    }
+                }
+            }
+            (
+                Event::GetDone {
+                    key, result, stats, ..
+                },
+                Waiter::Get(reply),
+            ) => {
+                let found = result.map(|item| Found { item, stats }).map_err(
+                    |cairn_core::node::GetError::NotFound { asked, .. }| GetError::NotFound {
+                        key,
+                        asked,
+                    },
+                );
+                let _ = reply.send(found);
+            }
+            (Event::FindNodeDone { closest, .. }, Waiter::FindNode(reply)) => {
+                let _ = reply.send(closest);
+            }
+            (Event::BootstrapDone { result, .. }, Waiter::Bootstrap { reply, tried }) => {
+                let _ = reply.send(result.map_err(|_| BootstrapError::NoContact { tried }));
+            }
+            _ => tracing::error!("a command finished with an event of another kind"),
+        }
+    }
+
+    /// The store reported `commit`: releases whatever waited on it.
+    pub(super) fn committed(&mut self, commit: CommitId, result: &Result<(), CommitError>) {
+        for held in self.held.remove(&commit).unwrap_or_default() {
+            match (held, result) {
+                (Held::Stored { id, reply }, Ok(())) => {
+                    send_held(reply, id, Response::Stored);
+                }
+                (Held::Stored { id, reply }, Err(_)) => {
+                    let error = ErrorReply::new(
+                        ErrorCode::INTERNAL,
+                        "the store failed to commit; nothing was stored",
+                    );
+                    send_held(reply, id, Response::Error(error));
+                }
+                (Held::Put { reply, receipt }, Ok(())) => {
+                    let _ = reply.send(receipt);
+                }
+                (Held::Put { reply, .. }, Err(e)) => {
+                    let _ = reply.send(Err(PutError::NotDurable(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Sends an answer without waiting. A connection whose reply queue is full loses it.
+fn send_now(reply: &mpsc::Sender<Box<Message>>, id: u64, response: Response) {
+    if reply
+        .try_send(Box::new(Message::Response { id, response }))
+        .is_err()
+    {
+        tracing::debug!("a connection's reply queue is full; dropping a response");
+    }
+}
+
+/// Sends an answer that waited for a commit; if the connection's queue is full it waits for
+/// room in a task of its own rather than lose an acknowledged store.
+fn send_held(reply: mpsc::Sender<Box<Message>>, id: u64, response: Response) {
+    let message = Box::new(Message::Response { id, response });
+    if let Err(mpsc::error::TrySendError::Full(message)) = reply.try_send(message) {
+        tokio::spawn(async move {
+            let _ = reply.send(message).await;
+        });
+    }
+}

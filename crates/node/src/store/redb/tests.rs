@@ -1,0 +1,171 @@
+//! The durable store: what is committed survives a reopen, with its rules intact.
+
+use bytes::Bytes;
+use cairn_core::item::Refusal;
+use cairn_core::{ImmutableItem, SignedItem};
+use ed25519_dalek::SigningKey;
+
+use super::*;
+
+const NOW: Time = Time::from_secs(1_800_000_000);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cairn-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn signed(seq: u64, value: &'static [u8], expires: u64) -> Item {
+    let key = SigningKey::from_bytes(&[4; 32]);
+    SignedItem::sign(&key, "doc", Bytes::from_static(value), seq, expires)
+        .expect("valid")
+        .into()
+}
+
+/// Waits for the next group commit and reports it to the store, as the driver does.
+fn committed(store: &mut RedbStore, commits: &mut CommitReceiver) {
+    let done = commits.blocking_recv().expect("the writer reports");
+    assert!(done.result.is_ok(), "commit failed: {:?}", done.result);
+    for commit in done.commits {
+        store.committed(commit, CommitOutcome::Durable);
+    }
+}
+
+fn resolution(written: Result<Written, StoreError>) -> Result<Resolution, StoreError> {
+    written.map(|w| w.resolution)
+}
+
+#[test]
+fn items_survive_a_reopen_and_the_highest_seq_still_wins() {
+    let dir = temp_dir("reopen");
+    let blob: Item = ImmutableItem::new(Bytes::from_static(b"blob")).into();
+    {
+        let (mut store, mut commits) =
+            RedbStore::open(&dir, StoreLimits::default()).expect("opens");
+        assert_eq!(
+            resolution(store.put(signed(5, b"five", 0), NOW, true)),
+            Ok(Resolution::Insert)
+        );
+        committed(&mut store, &mut commits);
+        assert_eq!(
+            resolution(store.put(blob.clone(), NOW, false)),
+            Ok(Resolution::Insert)
+        );
+        committed(&mut store, &mut commits);
+    }
+    let (mut store, _commits) = RedbStore::open(&dir, StoreLimits::default()).expect("reopens");
+    assert_eq!(store.len(), 2);
+    assert_eq!(
+        store.get(signed(5, b"five", 0).key(), NOW),
+        Some(signed(5, b"five", 0))
+    );
+    assert_eq!(store.get(blob.key(), NOW), Some(blob));
+    assert_eq!(store.own_keys(), vec![*signed(5, b"five", 0).key()]);
+    assert_eq!(
+        resolution(store.put(signed(4, b"four", 0), NOW, false)),
+        Err(StoreError::Refused(Refusal::Stale { held: 5 }))
+    );
+    assert_eq!(store.dropped_at_open, 0);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn expired_items_are_deleted_on_disk_too() {
+    let dir = temp_dir("expire");
+    {
+        let (mut store, mut commits) =
+            RedbStore::open(&dir, StoreLimits::default()).expect("opens");
+        assert!(
+            store
+                .put(signed(1, b"mortal", NOW.as_secs() + 10), NOW, false)
+                .is_ok()
+        );
+        committed(&mut store, &mut commits);
+        assert_eq!(store.expire(Time::from_secs(NOW.as_secs() + 10)), 1);
+        store.close();
+    }
+    let (store, _commits) = RedbStore::open(&dir, StoreLimits::default()).expect("reopens");
+    assert_eq!(store.len(), 0);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_record_that_no_longer_verifies_is_dropped_at_open() {
+    let dir = temp_dir("corrupt");
+    {
+        let (mut store, mut commits) =
+            RedbStore::open(&dir, StoreLimits::default()).expect("opens");
+        assert!(store.put(signed(1, b"fine", 0), NOW, false).is_ok());
+        committed(&mut store, &mut commits);
+    }
+    {
+        // Flip a byte of the stored value behind the store's back.
+        let db = Database::create(dir.join(STORE_FILE)).expect("opens");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut items = txn.open_table(ITEMS).expect("table");
+            let key = *signed(1, b"fine", 0).key();
+            let mut bytes = items
+                .get(key.as_bytes().as_slice())
+                .expect("read")
+                .expect("there")
+                .value()
+                .to_vec();
+            let at = bytes
+                .windows(4)
+                .position(|w| w == b"fine")
+                .expect("value bytes");
+            bytes[at] ^= 1;
+            items
+                .insert(key.as_bytes().as_slice(), bytes.as_slice())
+                .expect("write");
+        }
+        txn.commit().expect("commit");
+    }
+    let (store, _commits) = RedbStore::open(&dir, StoreLimits::default()).expect("reopens");
+    assert_eq!((store.len(), store.dropped_at_open), (0, 1));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failed_commit_is_undone_and_a_later_write_of_the_key_inherits_the_undo() {
+    let dir = temp_dir("undo");
+    let (mut store, _commits) = RedbStore::open(&dir, StoreLimits::default()).expect("opens");
+    let key = *signed(1, b"a", 0).key();
+    let first = store.put(signed(1, b"a", 0), NOW, false).expect("kept");
+    let second = store.put(signed(2, b"b", 0), NOW, true).expect("kept");
+    let (Some(c1), Some(c2)) = (first.commit, second.commit) else {
+        panic!("a durable store returns commits")
+    };
+    assert!(c1 < c2);
+    // Storing the copy held again waits on the commit already under way.
+    let again = store.put(signed(2, b"b", 0), NOW, false).expect("kept");
+    assert_eq!(
+        (again.resolution, again.commit),
+        (Resolution::Unchanged, Some(c2))
+    );
+    // The first commit fails: the second write, still pending, keeps the key.
+    store.committed(c1, CommitOutcome::Failed);
+    assert_eq!(store.get(&key, NOW), Some(signed(2, b"b", 0)));
+    // The second fails too: the store is as it was before both, own mark included.
+    store.committed(c2, CommitOutcome::Failed);
+    assert_eq!(store.get(&key, NOW), None);
+    assert!(store.own_keys().is_empty());
+    assert_eq!(store.len(), 0);
+
+    // A failed replacement brings back the copy it replaced.
+    let blob: Item = ImmutableItem::new(Bytes::from_static(b"blob")).into();
+    let kept = store.put(signed(3, b"c", 0), NOW, false).expect("kept");
+    store.committed(kept.commit.expect("commit"), CommitOutcome::Durable);
+    let newer = store.put(signed(4, b"d", 0), NOW, false).expect("kept");
+    let other = store.put(blob.clone(), NOW, false).expect("kept");
+    store.committed(newer.commit.expect("commit"), CommitOutcome::Failed);
+    store.committed(other.commit.expect("commit"), CommitOutcome::Durable);
+    assert_eq!(store.get(&key, NOW), Some(signed(3, b"c", 0)));
+    assert_eq!(store.get(blob.key(), NOW), Some(blob));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,158 @@
+//! A store whose disk fails: nothing that failed to commit is acknowledged or served.
+//!
+//! The node runs on a redb storage backend that fails every write and sync on demand (the
+//! fault injection redb's own crash tests use), through the real TCP path and the `Dht` handle.
+
+mod common;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cairn_core::Message;
+use cairn_core::Response;
+use cairn_core::store::StoreLimits;
+use cairn_node::store::RedbStore;
+use cairn_node::{Config, GetError, Identity, PutError, Storage};
+use common::*;
+use redb::StorageBackend;
+use redb::backends::FileBackend;
+
+/// A file backend whose writes fail while `fail` is set.
+#[derive(Debug)]
+struct Faulty {
+    inner: FileBackend,
+    fail: Arc<AtomicBool>,
+}
+
+impl Faulty {
+    fn check(&self) -> io::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected fault: the disk refuses writes"));
+        }
+        Ok(())
+    }
+}
+
+impl StorageBackend for Faulty {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.inner.read(offset, len)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check()?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self, eventual: bool) -> io::Result<()> {
+        self.check()?;
+        self.inner.sync_data(eventual)
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.check()?;
+        self.inner.write(offset, data)
+    }
+}
+
+fn store_message(id: u64, value: &[u8]) -> Vec<u8> {
+    let item = V::Map(vec![
+        ("kind", V::Str("immutable")),
+        ("value", V::Bin(value)),
+    ]);
+    msg(vec![
+        ("type", V::Str("store")),
+        ("id", V::Uint(id)),
+        ("item", item),
+    ])
+}
+
+fn find_value(id: u64, key: &cairn_core::Key) -> Vec<u8> {
+    msg(vec![
+        ("type", V::Str("find_value")),
+        ("id", V::Uint(id)),
+        ("key", V::Bin(key.as_bytes())),
+    ])
+}
+
+fn key_of(value: &[u8]) -> cairn_core::Key {
+    *cairn_core::ImmutableItem::new(bytes::Bytes::copy_from_slice(value)).key()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_is_refused_to_peers_and_callers_and_never_served() {
+    let dir = std::env::temp_dir().join(format!("cairn-commit-failure-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("items.redb");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .expect("file");
+    let fail = Arc::new(AtomicBool::new(false));
+    let backend = Faulty {
+        inner: FileBackend::new(file).expect("backend"),
+        fail: fail.clone(),
+    };
+    let (store, commits) =
+        RedbStore::open_with_backend(&path, backend, StoreLimits::default()).expect("opens");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("valid"),
+        ..Config::default()
+    };
+    let storage = Storage::Durable(store, commits);
+    let dht = cairn_node::start_with_storage(config, Identity::generate(), storage)
+        .await
+        .expect("starts");
+    let addr = dht.status().await.expect("running").listen;
+    let mut c = Client::connect(addr).await;
+    c.handshake().await;
+
+    // While the disk works, a store is acknowledged.
+    c.send(&store_message(1, b"before the fault")).await;
+    let stored = Some(Message::Response {
+        id: 1,
+        response: Response::Stored,
+    });
+    assert_eq!(read_message(&mut c.stream).await, stored);
+
+    fail.store(true, Ordering::SeqCst);
+    // A peer's store that cannot be committed is answered 500, not `stored`.
+    c.send(&store_message(2, b"during the fault")).await;
+    assert_eq!(error_code(read_message(&mut c.stream).await), (2, 500));
+    // A local put fails the same way.
+    let put = dht.put_immutable(b"a local put".as_slice().into()).await;
+    assert!(
+        matches!(put, Err(PutError::NotDurable(_) | PutError::Refused(_))),
+        "the put is not acknowledged: {put:?}"
+    );
+    if let Err(PutError::Refused(e)) = &put {
+        assert_eq!(*e, cairn_core::node::PutError::NotDurable);
+    }
+
+    // Neither copy is served afterwards, to peers or to the node's own gets.
+    c.send(&find_value(3, &key_of(b"during the fault"))).await;
+    assert!(matches!(
+        read_message(&mut c.stream).await,
+        Some(Message::Response {
+            id: 3,
+            response: Response::Nodes(_)
+        })
+    ));
+    let got = dht.get(key_of(b"a local put")).await;
+    assert!(matches!(got, Err(GetError::NotFound { .. })), "{got:?}");
+    // What was committed before the fault is still served.
+    c.send(&find_value(4, &key_of(b"before the fault"))).await;
+    assert!(matches!(
+        read_message(&mut c.stream).await,
+        Some(Message::Response {
+            id: 4,
+            response: Response::Value(_)
+        })
+    ));
+    dht.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

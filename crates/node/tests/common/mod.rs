@@ -1,0 +1,214 @@
+//! A client of the wire protocol written from `docs/protocol.md` alone: frames and MessagePack
+//! are built by hand here (not with cairn's codec), so the tests that use it check the contract
+//! itself. Shared by the wire tests.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use cairn_core::handshake::{Role, Transcript};
+use cairn_node::{Config, Dht};
+use ed25519_dalek::{Signer, SigningKey};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A MessagePack value, as much of it as the protocol uses.
+pub enum V<'a> {
+    Str(&'a str),
+    Bin(&'a [u8]),
+    Uint(u64),
+    Map(Vec<(&'a str, V<'a>)>),
+}
+
+pub fn pack(value: &V, out: &mut Vec<u8>) {
+    match value {
+        V::Str(s) => {
+            assert!(s.len() < 256);
+            if s.len() < 32 {
+                out.push(0xa0 | s.len() as u8);
+            } else {
+                out.extend([0xd9, s.len() as u8]);
+            }
+            out.extend_from_slice(s.as_bytes());
+        }
+        V::Bin(b) => {
+            if b.len() < 256 {
+                out.extend([0xc4, b.len() as u8]);
+            } else {
+                out.push(0xc6);
+                out.extend((b.len() as u32).to_be_bytes());
+            }
+            out.extend_from_slice(b);
+        }
+        V::Uint(n) if *n < 128 => out.push(*n as u8),
+        V::Uint(n) => {
+            out.push(0xcf);
+            out.extend(n.to_be_bytes());
+        }
+        V::Map(pairs) => {
+            out.push(0x80 | pairs.len() as u8);
+            for (k, v) in pairs {
+                pack(&V::Str(k), out);
+                pack(v, out);
+            }
+        }
+    }
+}
+
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("{}:", payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out.push(b',');
+    out
+}
+
+pub fn msg(pairs: Vec<(&str, V)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    pack(&V::Map(pairs), &mut out);
+    frame(&out)
+}
+
+/// Reads one netstring payload; `None` when the connection closed.
+pub async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = 0usize;
+    loop {
+        let byte = tokio::time::timeout(Duration::from_secs(5), stream.read_u8())
+            .await
+            .ok()?
+            .ok()?;
+        match byte {
+            b'0'..=b'9' => len = len * 10 + usize::from(byte - b'0'),
+            b':' => break,
+            _ => panic!("bad frame header byte {byte}"),
+        }
+    }
+    let mut payload = vec![0; len + 1];
+    stream.read_exact(&mut payload).await.ok()?;
+    assert_eq!(payload.pop(), Some(b','));
+    Some(payload)
+}
+
+pub async fn read_message(stream: &mut TcpStream) -> Option<cairn_core::Message> {
+    let payload = read_frame(stream).await?;
+    Some(cairn_core::wire::decode(&payload).expect("the node sends valid messages"))
+}
+
+/// The node closed the connection (EOF, or reset).
+pub async fn closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    pub key: SigningKey,
+    pub transcript_bytes: Option<Vec<u8>>,
+}
+
+pub async fn node() -> (Dht, std::net::SocketAddr) {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("valid"),
+        ..Config::default()
+    };
+    let dht = cairn_node::start(config).await.expect("starts");
+    let addr = dht.status().await.expect("running").listen;
+    (dht, addr)
+}
+
+impl Client {
+    pub async fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connects");
+        Client {
+            stream,
+            key: SigningKey::from_bytes(&[42; 32]),
+            transcript_bytes: None,
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("writes");
+    }
+
+    pub fn hello(&self, network: &str, version: u64) -> Vec<u8> {
+        let public_key = self.key.verifying_key().to_bytes();
+        msg(vec![
+            ("type", V::Str("hello")),
+            ("version", V::Uint(version)),
+            ("network", V::Str(network)),
+            ("public_key", V::Bin(&public_key)),
+            ("nonce", V::Bin(&[7; 32])),
+            ("port", V::Uint(0)),
+        ])
+    }
+
+    /// Sends hello and checks the welcome's signature (`docs/protocol.md`, "Handshake").
+    pub async fn hello_welcome(&mut self) {
+        let hello = self.hello("cairn", 1);
+        self.send(&hello).await;
+        let Some(cairn_core::Message::Welcome(w)) = read_message(&mut self.stream).await else {
+            panic!("expected welcome")
+        };
+        let t = Transcript {
+            network: "cairn",
+            dialer_key: self.key.verifying_key().to_bytes(),
+            dialer_nonce: [7; 32],
+            listener_key: w.public_key,
+            listener_nonce: w.nonce,
+        };
+        assert!(
+            t.verify(Role::Listener, &w.signature),
+            "welcome signature verifies"
+        );
+        // Build the dialer's signed bytes by hand, as another implementation would.
+        let mut signed = b"Dcairn-handshake-v1\x05cairn".to_vec();
+        signed.extend(self.key.verifying_key().to_bytes());
+        signed.extend([7; 32]);
+        signed.extend(w.public_key);
+        signed.extend(w.nonce);
+        self.transcript_bytes = Some(signed);
+    }
+
+    pub async fn auth(&mut self) {
+        let signed = self.transcript_bytes.clone().expect("hello first");
+        let signature = self.key.sign(&signed).to_bytes();
+        self.send(&msg(vec![
+            ("type", V::Str("auth")),
+            ("signature", V::Bin(&signature)),
+        ]))
+        .await;
+    }
+
+    pub async fn handshake(&mut self) {
+        self.hello_welcome().await;
+        self.auth().await;
+    }
+
+    pub async fn ping(&mut self, id: u64) -> Option<cairn_core::Message> {
+        self.send(&msg(vec![("type", V::Str("ping")), ("id", V::Uint(id))]))
+            .await;
+        read_message(&mut self.stream).await
+    }
+}
+
+pub fn pong(id: u64) -> Option<cairn_core::Message> {
+    Some(cairn_core::Message::Response {
+        id,
+        response: cairn_core::Response::Pong,
+    })
+}
+
+pub fn error_code(message: Option<cairn_core::Message>) -> (u64, u16) {
+    match message {
+        Some(cairn_core::Message::Response {
+            id,
+            response: cairn_core::Response::Error(e),
+        }) => (id, e.code.0),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
