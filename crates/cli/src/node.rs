@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use cairn_node::cairn_core::message::NetworkName;
 use cairn_node::{Config, Dht, FileConfig};
 use clap::Args;
 
@@ -13,7 +14,8 @@ use crate::{DEFAULT_API, default_data_dir, parse_addr};
 /// Arguments of `cairn node`. Flags override the config file, which overrides the defaults.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// Directory for the node's key pair [default: the platform data directory + /cairn].
+    /// Directory for the node's files: its key pair (node.key), its items (items.redb) and its
+    /// saved routing table (routing.snapshot) [default: the platform data directory + /cairn].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Address to accept peers on [default: 0.0.0.0:7400].
@@ -25,12 +27,22 @@ pub struct NodeArgs {
     /// A node to join through, as host:port; repeat for more.
     #[arg(long, value_name = "ADDR")]
     bootstrap: Vec<String>,
-    /// Network name; nodes of other networks are refused [default: cairn].
+    /// Network name, 1 to 64 bytes; nodes of other networks are refused [default: cairn].
     #[arg(long, value_name = "NAME")]
-    network: Option<String>,
+    network: Option<NetworkName>,
     /// A TOML config file (see the README for its fields).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+/// The keys of a config file that belong to the binary rather than to the node.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BinaryKeys {
+    /// The local HTTP API's address. Default `127.0.0.1:7401`.
+    api: Option<SocketAddr>,
+    /// Nodes to join through, as `host:port`.
+    bootstrap: Option<Vec<String>>,
 }
 
 /// Resolves `host:port` strings, failing on the first that does not resolve.
@@ -83,18 +95,15 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let mut api: SocketAddr = DEFAULT_API.parse()?;
     let mut bootstrap = Vec::new();
     if let Some(path) = &args.config {
-        let file = FileConfig::load(path)?;
+        let (file, own): (FileConfig, BinaryKeys) =
+            FileConfig::load_with(path, &["api", "bootstrap"])?;
         file.apply(&mut config)?;
-        api = file.api.unwrap_or(api);
-        bootstrap = file.bootstrap.clone().unwrap_or_default();
+        api = own.api.unwrap_or(api);
+        bootstrap = own.bootstrap.unwrap_or_default();
     }
     config.data_dir = args.data_dir.or(config.data_dir);
     config.listen = args.listen.unwrap_or(config.listen);
     if let Some(network) = args.network {
-        anyhow::ensure!(
-            !network.is_empty() && network.len() <= 64,
-            "--network must be 1 to 64 bytes"
-        );
         config.network = network;
     }
     api = args.api.unwrap_or(api);

@@ -47,13 +47,69 @@ impl From<Contact> for Peer {
     }
 }
 
+/// A network name: 1 to [`MAX_NETWORK_LEN`] bytes of UTF-8. Nodes of different networks refuse
+/// each other in the handshake. Checked once, where it is made; default `"cairn"`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct NetworkName(String);
+
+/// The longest network name, in bytes.
+pub const MAX_NETWORK_LEN: usize = 64;
+
+/// Why a network name was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a network name must be 1 to {MAX_NETWORK_LEN} bytes, got {0}")]
+pub struct NetworkNameError(pub usize);
+
+impl NetworkName {
+    /// The name, if it is 1 to 64 bytes long.
+    pub fn new(name: impl Into<String>) -> Result<Self, NetworkNameError> {
+        let name = name.into();
+        if name.is_empty() || name.len() > MAX_NETWORK_LEN {
+            return Err(NetworkNameError(name.len()));
+        }
+        Ok(NetworkName(name))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for NetworkName {
+    fn default() -> Self {
+        NetworkName("cairn".to_owned())
+    }
+}
+
+impl TryFrom<String> for NetworkName {
+    type Error = NetworkNameError;
+    fn try_from(name: String) -> Result<Self, NetworkNameError> {
+        NetworkName::new(name)
+    }
+}
+
+impl std::str::FromStr for NetworkName {
+    type Err = NetworkNameError;
+    fn from_str(name: &str) -> Result<Self, NetworkNameError> {
+        NetworkName::new(name)
+    }
+}
+
+impl fmt::Display for NetworkName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The dialer's first frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
     /// Protocol version; must equal the listener's.
     pub version: u64,
-    /// Network name, 1 to 64 bytes; must equal the listener's.
-    pub network: String,
+    /// Network name; must equal the listener's.
+    pub network: NetworkName,
     /// The dialer's ed25519 public key.
     pub public_key: [u8; 32],
     /// Fresh random bytes for this connection.
@@ -68,7 +124,7 @@ pub struct Welcome {
     /// Protocol version.
     pub version: u64,
     /// Network name.
-    pub network: String,
+    pub network: NetworkName,
     /// The listener's ed25519 public key.
     pub public_key: [u8; 32],
     /// Fresh random bytes for this connection.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -64,6 +65,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// axum's rejections (a bad query string, a path that is not UTF-8, an unreadable body) in
+/// the API's one error format, with axum's status and explanation.
+macro_rules! rejection_into_api_error {
+    ($($rejection:ty),*) => {$(
+        impl From<$rejection> for ApiError {
+            fn from(rejection: $rejection) -> Self {
+                ApiError::new(rejection.status(), rejection.body_text())
+            }
+        }
+    )*};
+}
+
+rejection_into_api_error!(PathRejection, QueryRejection, BytesRejection);
+
 impl From<PutError> for ApiError {
     fn from(e: PutError) -> Self {
         let status = match &e {
@@ -109,6 +124,12 @@ pub fn router(dht: Dht) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /v1/status")
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method; see the README's HTTP API",
+            )
+        })
         .with_state(dht)
 }
 
@@ -139,10 +160,11 @@ struct PutParams {
 
 async fn put_item(
     State(dht): State<Dht>,
-    Path(name): Path<String>,
-    Query(params): Query<PutParams>,
-    body: Bytes,
+    name: Result<Path<String>, PathRejection>,
+    params: Result<Query<PutParams>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Published>, ApiError> {
+    let (Path(name), Query(params), body) = (name?, params?, body?);
     let ttl = params.ttl.map(Duration::from_secs);
     let receipt = dht.put_signed(&name, body, ttl).await?;
     let public_key = dht.status().await.map(|s| s.public_key);
@@ -164,8 +186,11 @@ fn published(receipt: &PutReceipt) -> Published {
     }
 }
 
-async fn post_blob(State(dht): State<Dht>, body: Bytes) -> Result<axum::Json<Published>, ApiError> {
-    Ok(axum::Json(published(&dht.put_immutable(body).await?)))
+async fn post_blob(
+    State(dht): State<Dht>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Published>, ApiError> {
+    Ok(axum::Json(published(&dht.put_immutable(body?).await?)))
 }
 
 fn parse_key(text: &str) -> Result<Id, ApiError> {
@@ -190,8 +215,9 @@ fn value_response(item: &Item) -> Response {
 
 async fn get_item(
     State(dht): State<Dht>,
-    Path((public_key, name)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((public_key, name)) = path?;
     let bytes = cairn_core::id::from_hex(&public_key).unwrap_or_default();
     let public_key: [u8; 32] = bytes.try_into().map_err(|_| {
         ApiError::new(
@@ -203,8 +229,11 @@ async fn get_item(
     Ok(value_response(&found.item))
 }
 
-async fn get_blob(State(dht): State<Dht>, Path(key): Path<String>) -> Result<Response, ApiError> {
-    let key = parse_key(&key)?;
+async fn get_blob(
+    State(dht): State<Dht>,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let key = parse_key(&key?.0)?;
     match dht.get(key).await?.item {
         item @ Item::Immutable(_) => Ok(value_response(&item)),
         Item::Signed(_) => Err(ApiError::new(
@@ -214,8 +243,11 @@ async fn get_blob(State(dht): State<Dht>, Path(key): Path<String>) -> Result<Res
     }
 }
 
-async fn get_key(State(dht): State<Dht>, Path(key): Path<String>) -> Result<Response, ApiError> {
-    let key = parse_key(&key)?;
+async fn get_key(
+    State(dht): State<Dht>,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let key = parse_key(&key?.0)?;
     Ok(value_response(&dht.get(key).await?.item))
 }
 

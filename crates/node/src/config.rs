@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_core::message::NetworkName;
 use cairn_core::store::StoreLimits;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -16,7 +17,7 @@ pub struct Config {
     /// Where to accept peer connections. Default `0.0.0.0:7400`.
     pub listen: SocketAddr,
     /// The network name; nodes of other networks are refused. Default `"cairn"`.
-    pub network: String,
+    pub network: NetworkName,
     /// Where the key pair (and later the store) live. `None` keeps the identity in memory
     /// only: a new id every start. The `cairn` binary defaults to the platform data directory.
     pub data_dir: Option<PathBuf>,
@@ -48,7 +49,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 7400)),
-            network: "cairn".to_owned(),
+            network: NetworkName::default(),
             data_dir: None,
             protocol: cairn_core::Config::default(),
             limits: StoreLimits::default(),
@@ -65,14 +66,14 @@ impl Default for Config {
 }
 
 /// The TOML form of [`Config`]: every field optional, unknown fields refused. Durations are
-/// in seconds (fractions allowed).
+/// in seconds (fractions allowed). A program built on cairn-node can keep keys of its own in
+/// the same file with [`FileConfig::load_with`] (the `cairn` binary keeps `api` and
+/// `bootstrap` there).
 ///
 /// ```toml
 /// listen = "0.0.0.0:7400"
-/// api = "127.0.0.1:7401"
 /// network = "cairn"
 /// data_dir = "/var/lib/cairn"
-/// bootstrap = ["198.51.100.7:7400"]
 /// k = 20
 /// alpha = 3
 /// request_timeout_secs = 2
@@ -82,14 +83,10 @@ impl Default for Config {
 pub struct FileConfig {
     /// See [`Config::listen`].
     pub listen: Option<SocketAddr>,
-    /// The local HTTP API's address (used by the `cairn` binary). Default `127.0.0.1:7401`.
-    pub api: Option<SocketAddr>,
     /// See [`Config::network`].
-    pub network: Option<String>,
+    pub network: Option<NetworkName>,
     /// See [`Config::data_dir`].
     pub data_dir: Option<PathBuf>,
-    /// Nodes to join through, as `host:port` (used by the `cairn` binary).
-    pub bootstrap: Option<Vec<String>>,
     /// Bucket size and replication factor.
     pub k: Option<usize>,
     /// Parallel requests per lookup.
@@ -126,6 +123,20 @@ pub struct FileConfig {
     pub refresh_interval_secs: Option<f64>,
 }
 
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+fn parse_error(path: &Path, error: toml::de::Error) -> ConfigError {
+    ConfigError::Parse {
+        path: path.to_owned(),
+        message: error.to_string(),
+    }
+}
+
 /// Why a configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -153,14 +164,27 @@ pub enum ConfigError {
 impl FileConfig {
     /// Reads and parses a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_owned(),
-            error,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        let text = read(path)?;
+        toml::from_str(&text).map_err(|e| parse_error(path, e))
+    }
+
+    /// Reads a TOML file that also holds the caller's own keys `own` (parsed as `T`, which
+    /// should refuse unknown fields); every other key must be a [`FileConfig`] field.
+    pub fn load_with<T: serde::de::DeserializeOwned>(
+        path: &Path,
+        own: &[&str],
+    ) -> Result<(Self, T), ConfigError> {
+        let text = read(path)?;
+        let mut node: toml::Table = toml::from_str(&text).map_err(|e| parse_error(path, e))?;
+        let mut mine = toml::Table::new();
+        for key in own {
+            if let Some(value) = node.remove(*key) {
+                mine.insert((*key).to_owned(), value);
+            }
+        }
+        let node = node.try_into().map_err(|e| parse_error(path, e))?;
+        let mine = mine.try_into().map_err(|e| parse_error(path, e))?;
+        Ok((node, mine))
     }
 
     /// Applies the values this file sets on top of `config`.
@@ -179,9 +203,6 @@ impl FileConfig {
             config.listen = v;
         }
         if let Some(v) = &self.network {
-            if v.is_empty() || v.len() > 64 {
-                return Err(ConfigError::Invalid("network must be 1 to 64 bytes".into()));
-            }
             config.network = v.clone();
         }
         if let Some(v) = &self.data_dir {
@@ -266,9 +287,28 @@ mod tests {
         file.apply(&mut config).expect("valid values");
         assert_eq!(config.protocol.k.get(), 8);
         assert_eq!(config.protocol.request_timeout, Duration::from_millis(500));
-        assert_eq!(config.network, "lab");
+        assert_eq!(config.network.as_str(), "lab");
         assert_eq!(config.protocol.alpha.get(), 3);
         assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 7400)));
+    }
+
+    #[test]
+    fn a_program_keeps_its_own_keys_in_the_same_file() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Own {
+            api: Option<SocketAddr>,
+        }
+        let path = std::env::temp_dir().join(format!("cairn-config-{}.toml", std::process::id()));
+        std::fs::write(&path, "api = \"127.0.0.1:9\"\nk = 5\n").expect("written");
+        let (file, own): (FileConfig, Own) = FileConfig::load_with(&path, &["api"]).expect("valid");
+        assert_eq!(file.k, Some(5));
+        assert_eq!(own.api, Some(SocketAddr::from(([127, 0, 0, 1], 9))));
+        // The node alone does not know `api`, and neither side takes an unknown key.
+        assert!(FileConfig::load(&path).is_err());
+        std::fs::write(&path, "api = \"127.0.0.1:9\"\ncolour = 3\n").expect("written");
+        assert!(FileConfig::load_with::<Own>(&path, &["api"]).is_err());
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
@@ -278,5 +318,9 @@ mod tests {
         assert!(file.apply(&mut Config::default()).is_err());
         let file: FileConfig = toml::from_str("idle_timeout_secs = -1").expect("parses");
         assert!(file.apply(&mut Config::default()).is_err());
+        let long = format!("network = \"{}\"", "n".repeat(65));
+        let refused = toml::from_str::<FileConfig>(&long).expect_err("too long");
+        assert!(refused.to_string().contains("1 to 64 bytes"), "{refused}");
+        assert!(toml::from_str::<FileConfig>("network = \"\"").is_err());
     }
 }

@@ -16,7 +16,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use cairn_core::handshake::{Role, Transcript};
 use cairn_core::message::{
-    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, PROTOCOL_VERSION, Response, Welcome,
+    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, NetworkName, PROTOCOL_VERSION, Response,
+    Welcome,
 };
 use cairn_core::netstring::{self, NetstringDecoder};
 use cairn_core::node::Requester;
@@ -50,7 +51,7 @@ pub(crate) enum ConnError {
     NotHello,
     /// The dialer speaks another version or network; it was answered 426.
     #[error("the dialer speaks version {version} on network {network:?}")]
-    Mismatch { version: u64, network: String },
+    Mismatch { version: u64, network: NetworkName },
     /// The dialer's `auth` signature does not verify against the transcript.
     #[error("the auth signature does not verify")]
     BadAuth,
@@ -65,7 +66,7 @@ pub(crate) enum ConnError {
     NotWelcome,
     /// The `welcome` names another network than this node's.
     #[error("the listener is on network {0:?}")]
-    WrongNetwork(String),
+    WrongNetwork(NetworkName),
     /// The `welcome` signature does not verify against the transcript.
     #[error("the welcome signature does not verify")]
     BadWelcome,
@@ -179,7 +180,7 @@ async fn accept_handshake(
             ErrorCode::MISMATCH,
             format!(
                 "this node speaks version {PROTOCOL_VERSION} on network {:?}",
-                shared.config.network
+                shared.config.network.as_str()
             ),
         );
         write_message(
@@ -196,7 +197,7 @@ async fn accept_handshake(
         });
     }
     let transcript = Transcript {
-        network: &shared.config.network,
+        network: shared.config.network.as_str(),
         dialer_key: hello.public_key,
         dialer_nonce: hello.nonce,
         listener_key: shared.identity.public_key(),
@@ -410,7 +411,7 @@ async fn connect(
         _ => return Err(ConnError::NotWelcome),
     };
     let transcript = Transcript {
-        network: &shared.config.network,
+        network: shared.config.network.as_str(),
         dialer_key: hello.public_key,
         dialer_nonce: hello.nonce,
         listener_key: welcome.public_key,

@@ -189,5 +189,53 @@ async fn the_http_api_publishes_fetches_and_explains_errors() {
         status(client.put_immutable(too_big).await.expect_err("too big")),
         413
     );
+
+    // Requests axum itself turns away get the same JSON error body as every other error.
+    for (request, code) in [
+        ("PUT /v1/items/x?ttl=-1", 400),
+        ("PUT /v1/items/x?ttl=soon", 400),
+        ("GET /v1/items/00/%ff%fe", 400),
+        ("GET /v1/keys/%ff", 400),
+        ("GET /v1/nothing", 404),
+        ("DELETE /v1/status", 405),
+    ] {
+        let (got, body) = raw_request(api_addr, request).await;
+        assert_eq!(got, code, "{request}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{request}: body {body:?} is not JSON: {e}"));
+        assert_eq!(json["error"]["code"], code, "{request}: {body}");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{request}: {body}"
+        );
+    }
     dht.shutdown().await;
+}
+
+/// Sends `request` (method and target) with a one-byte body over plain HTTP/1.1 and returns
+/// the status and the body.
+async fn raw_request(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let text = format!(
+        "{request} HTTP/1.1\r\nHost: cairn\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv"
+    );
+    stream.write_all(text.as_bytes()).await.expect("sends");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("reads");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    (status, body)
 }

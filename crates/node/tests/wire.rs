@@ -99,7 +99,7 @@ async fn requests_pipelined_before_auth_are_answered() {
 
 #[tokio::test]
 async fn invalid_messages_get_400_and_the_connection_stays_until_16() {
-    let (_dht, addr) = node().await;
+    let (dht, addr) = node().await;
     let mut c = Client::connect(addr).await;
     c.handshake().await;
     c.send(&frame(b"\xc1")).await;
@@ -138,6 +138,11 @@ async fn invalid_messages_get_400_and_the_connection_stays_until_16() {
     assert!(
         c.ping(8).await.is_none() || closed(&mut c.stream).await,
         "closed after 16"
+    );
+    let status = dht.status().await.expect("running");
+    assert_eq!(
+        status.invalid_messages, 16,
+        "every invalid frame is counted"
     );
 }
 
@@ -270,7 +275,12 @@ async fn a_listener_with_a_forged_welcome_is_not_joined() {
     });
     let (dht, _) = node().await;
     assert!(dht.bootstrap(vec![fake]).await.is_err());
-    assert_eq!(dht.status().await.expect("running").peers, 0);
+    let status = dht.status().await.expect("running");
+    assert_eq!(status.peers, 0);
+    assert_eq!(
+        status.dial_failures, 1,
+        "the forged welcome is a failed dial"
+    );
 }
 
 async fn node_with(read_timeout: Duration, idle_timeout: Duration) -> (Dht, std::net::SocketAddr) {
@@ -340,4 +350,24 @@ async fn a_store_in_flight_at_shutdown_is_still_answered() {
     );
     stopping.await.expect("shut down");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn connections_past_max_inbound_are_refused_and_counted() {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("valid"),
+        max_inbound: 1,
+        ..Config::default()
+    };
+    let dht = cairn_node::start(config).await.expect("starts");
+    let addr = dht.status().await.expect("running").listen;
+    let mut first = Client::connect(addr).await;
+    first.handshake().await;
+    assert_eq!(first.ping(1).await, pong(1));
+    let mut second = Client::connect(addr).await;
+    assert!(closed(&mut second.stream).await, "no slot for a second");
+    assert_eq!(first.ping(2).await, pong(2), "the first is still served");
+    let status = dht.status().await.expect("running");
+    assert_eq!(status.connections_refused, 1);
+    assert_eq!(status.connections_accepted, 1);
 }

@@ -18,7 +18,7 @@ use serde_bytes::ByteBuf;
 use crate::id::Id;
 use crate::item::{ImmutableItem, Item, ItemError, SignedItem};
 use crate::message::{
-    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, Request, Response, Welcome,
+    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, NetworkName, Request, Response, Welcome,
 };
 
 /// The deepest nesting a payload may have; the top-level map is level 1.
@@ -27,8 +27,7 @@ pub const MAX_DEPTH: usize = 16;
 /// The most contacts a `nodes` answer may carry (k).
 pub const MAX_NODES: usize = 20;
 
-/// The longest network name, in bytes.
-pub const MAX_NETWORK_LEN: usize = 64;
+pub use crate::message::MAX_NETWORK_LEN;
 
 #[derive(Serialize, Deserialize, Default)]
 struct WireMessage {
@@ -159,7 +158,7 @@ fn to_wire(message: &Message) -> WireMessage {
         Message::Hello(h) => WireMessage {
             kind: "hello".into(),
             version: Some(h.version),
-            network: Some(h.network.clone()),
+            network: Some(h.network.to_string()),
             public_key: bin(&h.public_key),
             nonce: bin(&h.nonce),
             port: Some(h.port),
@@ -168,7 +167,7 @@ fn to_wire(message: &Message) -> WireMessage {
         Message::Welcome(w) => WireMessage {
             kind: "welcome".into(),
             version: Some(w.version),
-            network: Some(w.network.clone()),
+            network: Some(w.network.to_string()),
             public_key: bin(&w.public_key),
             nonce: bin(&w.nonce),
             port: Some(w.port),
@@ -350,12 +349,8 @@ fn from_wire(w: WireMessage) -> Result<Message, DecodeError> {
     })
 }
 
-fn network(value: Option<String>, id: Option<u64>) -> Result<String, DecodeError> {
-    let network = field(value, id, "network")?;
-    if network.is_empty() || network.len() > MAX_NETWORK_LEN {
-        return Err(DecodeError::bad(id, "network name must be 1 to 64 bytes"));
-    }
-    Ok(network)
+fn network(value: Option<String>, id: Option<u64>) -> Result<NetworkName, DecodeError> {
+    NetworkName::new(field(value, id, "network")?).map_err(|e| DecodeError::bad(id, e.to_string()))
 }
 
 fn nodes_from_wire(

@@ -30,14 +30,14 @@ fn contact(n: u8) -> Contact {
 fn every_message() -> Vec<Message> {
     let hello = Hello {
         version: 1,
-        network: "cairn".into(),
+        network: NetworkName::default(),
         public_key: [1; 32],
         nonce: [2; 32],
         port: 7400,
     };
     let welcome = Welcome {
         version: 1,
-        network: "cairn".into(),
+        network: NetworkName::default(),
         public_key: [3; 32],
         nonce: [4; 32],
         port: 0,
@@ -217,15 +217,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(10_000))]
 
     #[test]
-    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-        let _ = decode(&bytes);
+    fn random_bytes_are_refused_with_a_reply(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        prop_assert!(refused_with_a_reply(&bytes));
     }
 
     #[test]
-    fn random_maps_never_panic(tail in prop::collection::vec(any::<u8>(), 0..256), n in 0u8..16) {
+    fn random_maps_are_refused_with_a_reply(
+        tail in prop::collection::vec(any::<u8>(), 0..256),
+        n in 0u8..16,
+    ) {
         let mut bytes = vec![0x80 | n];
         bytes.extend(tail);
-        let _ = decode(&bytes);
+        prop_assert!(refused_with_a_reply(&bytes));
     }
 
     #[test]
@@ -244,6 +247,28 @@ proptest! {
         }
     }
 }
+/// Whether `bytes` fail to decode with an error that yields a well-formed `error` reply: code
+/// 400 (or 403 for a bad signature), the id echoed when one was read, a message within 256
+/// bytes. (Random bytes that happened to form a valid message would fail this.)
+fn refused_with_a_reply(bytes: &[u8]) -> bool {
+    let Err(e) = decode(bytes) else {
+        return false;
+    };
+    let code_ok = e.code == ErrorCode::BAD_REQUEST || e.code == ErrorCode::BAD_SIGNATURE;
+    match e.reply() {
+        Message::Response {
+            id,
+            response: Response::Error(reply),
+        } => {
+            code_ok
+                && reply.code == e.code
+                && id == e.id.unwrap_or(0)
+                && reply.message.len() <= crate::message::MAX_ERROR_MESSAGE
+        }
+        _ => false,
+    }
+}
+
 /// The golden key pair of `crates/core/VECTORS.md`: seed bytes 0x00, 0x01, ..., 0x1f.
 fn golden_key() -> SigningKey {
     SigningKey::from_bytes(&std::array::from_fn(|i| i as u8))
