@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use anyhow::Context;
-use cairn_node::testnet::{self, Plan, Progress, Report};
+use cairn_node::testnet::{self, Plan, Progress, TestnetReport};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -66,45 +66,24 @@ impl Progress for Bars {
     }
 }
 
-fn print_report(r: &Report) {
+fn print_report(t: &TestnetReport) {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!("cairn testnet: {} nodes on 127.0.0.1", r.nodes);
+    println!("cairn testnet: {} nodes on 127.0.0.1", t.report.nodes);
+    print!("{}", t.report);
     println!(
-        "  setup            {:.2} s ({:.0} joins/s, {} failed)",
-        r.setup_s, r.joins_per_s, r.failed_joins
+        "  process          {:.1} MiB -> {:.1} MiB resident",
+        mib(t.rss_before_bytes),
+        mib(t.rss_after_bytes)
     );
     println!(
-        "  puts             {}/{} ok, mean {:.1} replicas",
-        r.puts_ok, r.puts, r.mean_replicas
-    );
-    println!(
-        "  put latency      p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms",
-        r.put_latency.p50_ms, r.put_latency.p95_ms, r.put_latency.p99_ms
-    );
-    println!(
-        "  gets             {}/{} ok ({:.2}%)",
-        r.gets_ok, r.gets, r.get_success_percent
-    );
-    println!(
-        "  get latency      p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms",
-        r.get_latency.p50_ms, r.get_latency.p95_ms, r.get_latency.p99_ms
-    );
-    println!("  hops             p50 {}  p99 {}", r.hops_p50, r.hops_p99);
-    println!(
-        "  messages         {} ({:.1} per put or get)",
-        r.messages, r.messages_per_op
-    );
-    println!(
-        "  memory           {:.1} MiB -> {:.1} MiB resident, {:.1} KiB per node",
-        mib(r.rss_before_bytes),
-        mib(r.rss_after_bytes),
-        r.memory_per_node_bytes as f64 / 1024.0
+        "  messages         {} requests between nodes during the puts and gets",
+        t.messages
     );
     println!(
         "  connections      {} open at the end, budget {} at once, {} times exhausted",
-        r.connections_open, r.connection_budget, r.budget_exhausted
+        t.connections_open, t.connection_budget, t.budget_exhausted
     );
-    println!("  wall time        {:.2} s", r.wall_s);
+    println!("  wall time        {:.2} s", t.wall_s);
 }
 
 /// `cairn testnet`.

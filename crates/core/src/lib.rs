@@ -9,6 +9,7 @@ pub mod lookup;
 pub mod message;
 pub mod netstring;
 pub mod node;
+pub mod report;
 pub mod routing;
 pub mod store;
 pub mod time;

@@ -18,6 +18,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use cairn_core::report::{Operations, Report, Sample, reader, resident_bytes_from_statm};
+
 use crate::{Config, Dht, StartError};
 
 /// Reports progress of the stages of a run (the CLI draws progress bars with it).
@@ -63,76 +65,20 @@ impl Default for Plan {
     }
 }
 
-/// Latency percentiles in milliseconds.
+/// What a run measured: the report every cairn experiment shares ([`Report`]), and what only a
+/// real network in one process has.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Percentiles {
-    /// Median.
-    pub p50_ms: f64,
-    /// 95th percentile.
-    pub p95_ms: f64,
-    /// 99th percentile.
-    pub p99_ms: f64,
-}
-
-impl Percentiles {
-    fn of(mut samples: Vec<Duration>) -> Self {
-        samples.sort_unstable();
-        let at = |q: f64| {
-            if samples.is_empty() {
-                return 0.0;
-            }
-            let i = ((samples.len() - 1) as f64 * q).round() as usize;
-            samples[i].as_secs_f64() * 1000.0
-        };
-        Percentiles {
-            p50_ms: at(0.5),
-            p95_ms: at(0.95),
-            p99_ms: at(0.99),
-        }
-    }
-}
-
-/// What a run measured.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Report {
-    /// Nodes started.
-    pub nodes: usize,
-    /// Seconds from the first node starting to the last join finishing.
-    pub setup_s: f64,
-    /// Joins per second over the setup.
-    pub joins_per_s: f64,
-    /// Joins that failed.
-    pub failed_joins: usize,
-    /// Puts run.
-    pub puts: usize,
-    /// Puts that succeeded.
-    pub puts_ok: usize,
-    /// Mean replicas per successful put.
-    pub mean_replicas: f64,
-    /// Put latency.
-    pub put_latency: Percentiles,
-    /// Gets run.
-    pub gets: usize,
-    /// Gets that returned exactly the value put.
-    pub gets_ok: usize,
-    /// Percentage of gets that succeeded.
-    pub get_success_percent: f64,
-    /// Get latency.
-    pub get_latency: Percentiles,
-    /// Median hops of successful gets.
-    pub hops_p50: u32,
-    /// 99th percentile of hops.
-    pub hops_p99: u32,
-    /// Requests sent between nodes during the puts and gets.
+pub struct TestnetReport {
+    /// The figures the simulator reports too.
+    #[serde(flatten)]
+    pub report: Report,
+    /// Requests sent between nodes during the puts and gets (liveness pings and housekeeping
+    /// included).
     pub messages: u64,
-    /// Those requests per put or get.
-    pub messages_per_op: f64,
     /// Resident memory of the process before any node started, in bytes.
     pub rss_before_bytes: u64,
     /// Resident memory after the run, in bytes.
     pub rss_after_bytes: u64,
-    /// (after - before) / nodes.
-    pub memory_per_node_bytes: u64,
     /// The shared connection budget (connections open at once).
     pub connection_budget: usize,
     /// Connections not opened because the budget was spent (their requests failed).
@@ -165,13 +111,7 @@ pub fn open_file_limit() -> usize {
 
 /// Resident memory of this process in bytes, from `/proc/self/statm` (0 if unknown).
 pub fn resident_bytes() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    pages * 4_096
+    resident_bytes_from_statm(&std::fs::read_to_string("/proc/self/statm").unwrap_or_default())
 }
 
 impl Testnet {
@@ -284,7 +224,10 @@ struct Put {
 }
 
 /// Starts a network, runs the workload, and reports. The network is returned still running.
-pub async fn run(plan: &Plan, progress: &dyn Progress) -> Result<(Testnet, Report), StartError> {
+pub async fn run(
+    plan: &Plan,
+    progress: &dyn Progress,
+) -> Result<(Testnet, TestnetReport), StartError> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let rss_before = resident_bytes();
@@ -292,41 +235,45 @@ pub async fn run(plan: &Plan, progress: &dyn Progress) -> Result<(Testnet, Repor
     let net = Testnet::start(plan.nodes.max(1)).await?;
     progress.finish();
     let failed_joins = net.join(&mut rng, plan.concurrency, progress).await;
-    let setup = started.elapsed();
     let mut report = Report {
         nodes: net.nodes.len(),
-        setup_s: setup.as_secs_f64(),
-        joins_per_s: net.nodes.len().saturating_sub(1) as f64 / setup.as_secs_f64().max(1e-9),
+        seed: plan.seed,
         failed_joins,
-        connection_budget: net.budget,
         ..Report::default()
     };
+    report.set_setup(started.elapsed());
     let sent_before = net.requests_sent().await;
-    let puts = put_all(&net, plan, &mut rng, progress, &mut report).await;
-    get_all(&net, plan, &mut rng, progress, &puts, &mut report).await;
-    report.messages = net.requests_sent().await - sent_before;
-    report.messages_per_op = report.messages as f64 / (report.puts + report.gets).max(1) as f64;
-    report.rss_before_bytes = rss_before;
-    report.rss_after_bytes = resident_bytes();
-    report.memory_per_node_bytes =
-        report.rss_after_bytes.saturating_sub(rss_before) / net.nodes.len() as u64;
-    report.budget_exhausted = net.budget_exhausted().await;
-    report.connections_open = net.budget - net.permits.available_permits();
-    report.wall_s = started.elapsed().as_secs_f64();
-    Ok((net, report))
+    let (puts, samples, replicas) = put_all(&net, plan, &mut rng, progress).await;
+    report.puts = Operations::of(&samples);
+    report.mean_replicas = replicas as f64 / report.puts.succeeded.max(1) as f64;
+    report.gets = Operations::of(&get_all(&net, plan, &mut rng, progress, &puts).await);
+    let rss_after = resident_bytes();
+    report.memory_per_node_bytes = rss_after.saturating_sub(rss_before) / net.nodes.len() as u64;
+    let testnet = TestnetReport {
+        report,
+        messages: net.requests_sent().await - sent_before,
+        rss_before_bytes: rss_before,
+        rss_after_bytes: rss_after,
+        connection_budget: net.budget,
+        budget_exhausted: net.budget_exhausted().await,
+        connections_open: net.budget - net.permits.available_permits(),
+        wall_s: started.elapsed().as_secs_f64(),
+    };
+    Ok((net, testnet))
 }
 
+/// Puts `plan.items` items (alternately signed and immutable) from random nodes. Returns the
+/// items put, a sample per put, and the replicas the acknowledged ones reported.
 async fn put_all(
     net: &Testnet,
     plan: &Plan,
     rng: &mut StdRng,
     progress: &dyn Progress,
-    report: &mut Report,
-) -> Vec<Put> {
+) -> (Vec<Put>, Vec<Sample>, usize) {
     progress.stage("putting", plan.items as u64);
     let mut running = JoinSet::new();
     let mut puts = Vec::new();
-    let mut latencies = Vec::new();
+    let mut samples = Vec::new();
     let mut replicas = 0;
     for i in 0..plan.items {
         let from = rng.random_range(0..net.nodes.len());
@@ -351,78 +298,66 @@ async fn put_all(
                 break;
             };
             progress.step();
-            report.puts += 1;
+            let mut sample = Sample {
+                ok: receipt.is_ok(),
+                latency: took,
+                hops: 0,
+                requests: 0,
+            };
             if let Ok(receipt) = receipt {
-                report.puts_ok += 1;
                 replicas += receipt.replicas;
-                latencies.push(took);
+                (sample.hops, sample.requests) = (receipt.stats.hops, receipt.stats.requests);
                 puts.push(Put {
                     key: receipt.key,
                     value,
                     from,
                 });
             }
+            samples.push(sample);
         }
     }
     progress.finish();
-    report.mean_replicas = replicas as f64 / report.puts_ok.max(1) as f64;
-    report.put_latency = Percentiles::of(latencies);
-    puts
+    (puts, samples, replicas)
 }
 
+/// Gets every item put from a node other than its publisher; a sample per get.
 async fn get_all(
     net: &Testnet,
     plan: &Plan,
     rng: &mut StdRng,
     progress: &dyn Progress,
     puts: &[Put],
-    report: &mut Report,
-) {
+) -> Vec<Sample> {
     progress.stage("getting", puts.len() as u64);
     let mut running = JoinSet::new();
-    let mut latencies = Vec::new();
-    let mut hops = Vec::new();
+    let mut samples = Vec::new();
+    let live: Vec<usize> = (0..net.nodes.len()).collect();
     for (i, put) in puts.iter().enumerate() {
-        let n = net.nodes.len();
-        let mut at = rng.random_range(0..n);
-        if at == put.from && n > 1 {
-            at = (at + 1 + rng.random_range(0..n - 1)) % n;
-        }
+        let at = reader(put.from, &live, |n| rng.random_range(0..n));
         let (dht, key, value) = (net.nodes[at].clone(), put.key, put.value.clone());
         running.spawn(async move {
             let start = Instant::now();
             let found = dht.get(key).await;
+            let took = start.elapsed();
             let ok = found.as_ref().is_ok_and(|f| *f.item.value() == value);
-            (
+            let stats = found.map(|f| f.stats).unwrap_or_default();
+            Sample {
                 ok,
-                start.elapsed(),
-                found.map(|f| f.stats.hops).unwrap_or(0),
-            )
+                latency: took,
+                hops: stats.hops,
+                requests: stats.requests,
+            }
         });
         while running.len() >= plan.concurrency.max(1)
             || (i + 1 == puts.len() && !running.is_empty())
         {
-            let Some(Ok((ok, took, hop))) = running.join_next().await else {
+            let Some(Ok(sample)) = running.join_next().await else {
                 break;
             };
             progress.step();
-            report.gets += 1;
-            if ok {
-                report.gets_ok += 1;
-                latencies.push(took);
-                hops.push(hop);
-            }
+            samples.push(sample);
         }
     }
     progress.finish();
-    hops.sort_unstable();
-    let quantile = |q: f64| {
-        hops.get(((hops.len().max(1) - 1) as f64 * q).round() as usize)
-            .copied()
-            .unwrap_or(0)
-    };
-    report.hops_p50 = quantile(0.5);
-    report.hops_p99 = quantile(0.99);
-    report.get_success_percent = 100.0 * report.gets_ok as f64 / report.gets.max(1) as f64;
-    report.get_latency = Percentiles::of(latencies);
+    samples
 }

@@ -17,10 +17,12 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use bytes::Bytes;
 use cairn_core::message::{Contact, Request, Response};
 use cairn_core::node::{Requester, Transmit};
 use cairn_core::store::StoreLimits;
 use cairn_core::{Config, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Store, Time};
+use ed25519_dalek::SigningKey;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -40,6 +42,19 @@ pub enum Command {
     Bootstrap(Vec<usize>),
     /// Publish an item.
     Put(Item),
+    /// Sign `value` under `name` with `key` and publish it, choosing `seq` and expiry as a
+    /// real node does ([`Node::publish`]). An invalid item (a name over 255 bytes) starts
+    /// nothing, so its ticket never completes.
+    Publish {
+        /// The publisher's key pair.
+        key: Box<SigningKey>,
+        /// The item's name.
+        name: String,
+        /// The value.
+        value: Bytes,
+        /// How long it lives; `None` for ever.
+        ttl: Option<Duration>,
+    },
     /// Look a key up.
     Get(Key),
     /// Find the nodes closest to an id.
@@ -297,8 +312,9 @@ impl Sim {
                 if !self.nodes[node].alive {
                     return;
                 }
-                let query = self.run_command(node, command);
-                self.tickets.insert((node, query), ticket);
+                if let Some(query) = self.run_command(node, command) {
+                    self.tickets.insert((node, query), ticket);
+                }
                 self.drain(node);
             }
             Action::Timer { node } => {
@@ -334,7 +350,7 @@ impl Sim {
         }
     }
 
-    fn run_command(&mut self, node: usize, command: Command) -> QueryId {
+    fn run_command(&mut self, node: usize, command: Command) -> Option<QueryId> {
         let now = self.now;
         let seeds: Vec<SocketAddr> = match &command {
             Command::Bootstrap(seeds) => {
@@ -343,12 +359,18 @@ impl Sim {
             _ => Vec::new(),
         };
         let n = &mut self.nodes[node].node;
-        match command {
+        Some(match command {
             Command::Bootstrap(_) => n.bootstrap(now, &seeds),
             Command::Put(item) => n.put(now, item),
+            Command::Publish {
+                key,
+                name,
+                value,
+                ttl,
+            } => n.publish(now, &key, &name, value, ttl).ok()?,
             Command::Get(key) => n.get(now, key),
             Command::FindNode(target) => n.find_node(now, target),
-        }
+        })
     }
 
     fn on_request(&mut self, to: usize, from: usize, id: u64, request: Request) {

@@ -44,6 +44,12 @@ struct Args {
     alpha: NonZeroUsize,
 }
 
+/// Resident memory of this process, in bytes (0 where `/proc` is missing).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    cairn_core::report::resident_bytes_from_statm(&statm)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.nodes == 0
@@ -72,6 +78,10 @@ fn main() -> ExitCode {
         },
         ..Scenario::default()
     };
-    print!("{}", scenario::run(&scenario));
+    let before = resident_bytes();
+    let mut report = scenario::run(&scenario);
+    report.network.memory_per_node_bytes =
+        resident_bytes().saturating_sub(before) / args.nodes as u64;
+    print!("{report}");
     ExitCode::SUCCESS
 }

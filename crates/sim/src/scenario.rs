@@ -7,8 +7,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use cairn_core::item::signed_key;
+use cairn_core::node::QueryStats;
+use cairn_core::report::{Operations, Sample, reader};
 use cairn_core::store::StoreLimits;
-use cairn_core::{Config, Event, Id, ImmutableItem, Item, SignedItem};
+use cairn_core::{Config, Event, Id, ImmutableItem, Item, Key};
 use ed25519_dalek::SigningKey;
 use rand::Rng;
 use rand::seq::index::sample;
@@ -51,74 +54,28 @@ impl Default for Scenario {
     }
 }
 
-/// The figures of one round of gets.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct GetRound {
-    /// Gets run.
-    pub gets: usize,
-    /// Gets that returned exactly the item put.
-    pub found: usize,
-    /// Hops per successful get, sorted.
-    pub hops: Vec<u32>,
-    /// Virtual latency per successful get, sorted.
-    pub latencies: Vec<Duration>,
-    /// Requests sent by all gets of the round.
-    pub requests: u64,
-}
-
-impl GetRound {
-    /// Percentage of gets that succeeded.
-    pub fn success_percent(&self) -> f64 {
-        if self.gets == 0 {
-            100.0
-        } else {
-            100.0 * self.found as f64 / self.gets as f64
-        }
-    }
-    /// Mean requests per get.
-    pub fn messages_per_get(&self) -> f64 {
-        if self.gets == 0 {
-            0.0
-        } else {
-            self.requests as f64 / self.gets as f64
-        }
-    }
-}
-
-/// Everything a run measured.
+/// Everything a run measured: the figures every cairn experiment reports (with every node
+/// alive), then the gets after the kill.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
-    /// Nodes in the network.
-    pub nodes: usize,
-    /// The seed.
-    pub seed: u64,
-    /// Virtual time from the first join to the last join's end.
-    pub join_time: Duration,
-    /// Joins that failed.
-    pub failed_joins: usize,
-    /// Puts run, and the mean number of replicas they reported.
-    pub puts: usize,
-    /// Mean replicas per put.
-    pub mean_replicas: f64,
-    /// Gets with every node alive.
-    pub before_kill: GetRound,
+    /// The shared figures. `setup_s` is virtual time; `memory_per_node_bytes` is left 0 (the
+    /// process's memory is the caller's to measure, as `cairn-sim` does).
+    pub network: cairn_core::report::Report,
     /// Nodes killed.
     pub killed: usize,
     /// Gets after the kill.
-    pub after_kill: GetRound,
+    pub after_kill: Operations,
     /// Messages delivered in the whole run.
     pub messages: u64,
     /// Real time the run took (the only figure that varies between runs of one seed).
     pub wall: Duration,
 }
 
-/// The value at quantile `q` (0 to 1) of a sorted slice.
-pub fn quantile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
-    if sorted.is_empty() {
-        return T::default();
-    }
-    let at = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[at.min(sorted.len() - 1)]
+/// An item put during the run: its key, its value, and the node that published it.
+struct Published {
+    key: Key,
+    value: Bytes,
+    publisher: usize,
 }
 
 fn signing_key(sim: &mut Sim) -> SigningKey {
@@ -153,26 +110,29 @@ pub fn network(scenario: &Scenario) -> (Sim, Vec<SigningKey>, usize) {
 pub fn run(scenario: &Scenario) -> Report {
     let started = Instant::now();
     let (mut sim, keys, failed_joins) = network(scenario);
-    let mut report = Report {
+    let mut network = cairn_core::report::Report {
         nodes: scenario.nodes,
         seed: scenario.seed,
-        join_time: sim.now().since(EPOCH),
         failed_joins,
-        ..Report::default()
+        ..Default::default()
     };
-    let items = put(&mut sim, scenario, &keys, &mut report);
-    report.before_kill = get_round(&mut sim, &items);
+    network.set_setup(sim.now().since(EPOCH));
+    let items = put(&mut sim, scenario, &keys, &mut network);
+    network.gets = get_round(&mut sim, &items);
 
     let alive: Vec<usize> = (0..sim.len()).collect();
     let killed = (scenario.nodes as f64 * scenario.kill_fraction).round() as usize;
     for at in sample(sim.rng(), alive.len(), killed.min(alive.len())) {
         sim.kill(alive[at]);
     }
-    report.killed = killed;
-    report.after_kill = get_round(&mut sim, &items);
-    report.messages = sim.delivered();
-    report.wall = started.elapsed();
-    report
+    let after_kill = get_round(&mut sim, &items);
+    Report {
+        network,
+        killed,
+        after_kill,
+        messages: sim.delivered(),
+        wall: started.elapsed(),
+    }
 }
 
 /// Starts node i's join at `i * join_interval`, from up to `seeds_per_join` earlier nodes.
@@ -188,14 +148,14 @@ fn join(sim: &mut Sim, scenario: &Scenario) -> Vec<Ticket> {
     tickets
 }
 
-/// Puts `items` signed and `items` immutable items from random nodes, one every 10 ms.
-/// Returns each item with the node that put it.
+/// Puts `items` signed and `items` immutable items from random nodes, one every 10 ms; signed
+/// ones are published as a node publishes its own (`seq` and expiry chosen by the core).
 fn put(
     sim: &mut Sim,
     scenario: &Scenario,
     keys: &[SigningKey],
-    report: &mut Report,
-) -> Vec<(Item, usize)> {
+    report: &mut cairn_core::report::Report,
+) -> Vec<Published> {
     let mut items = Vec::new();
     let mut tickets = Vec::new();
     for i in 0..scenario.items * 2 {
@@ -203,110 +163,96 @@ fn put(
         let len = sim.rng().random_range(16..256);
         let mut value = vec![0u8; len];
         sim.rng().fill(&mut value[..]);
-        let item: Item = if i % 2 == 0 {
+        let value = Bytes::from(value);
+        let (key, command) = if i % 2 == 0 {
             let name = format!("item-{i}");
-            match SignedItem::sign(&keys[node], &name, Bytes::from(value), 1, 0) {
-                Ok(item) => item.into(),
-                Err(_) => continue,
-            }
+            let public_key = keys[node].verifying_key().to_bytes();
+            let command = Command::Publish {
+                key: Box::new(keys[node].clone()),
+                name: name.clone(),
+                value: value.clone(),
+                ttl: None,
+            };
+            (signed_key(&public_key, &name), command)
         } else {
-            ImmutableItem::new(Bytes::from(value)).into()
+            let item: Item = ImmutableItem::new(value.clone()).into();
+            (*item.key(), Command::Put(item))
         };
         let at = sim.now() + Duration::from_millis(10) * u32::try_from(i).unwrap_or(u32::MAX);
-        tickets.push(sim.schedule(at, node, Command::Put(item.clone())));
-        items.push((item, node));
+        tickets.push(sim.schedule(at, node, command));
+        items.push(Published {
+            key,
+            value,
+            publisher: node,
+        });
     }
     sim.run_until_done(&tickets);
-    let replicas: Vec<usize> = tickets
+    let mut replicas = 0;
+    let samples: Vec<Sample> = tickets
         .iter()
-        .filter_map(|t| match sim.outcome(*t) {
-            Some(Event::PutDone { result: Ok(n), .. }) => Some(*n),
-            _ => None,
+        .map(|t| match sim.outcome(*t) {
+            Some(Event::PutDone { result, stats, .. }) => {
+                replicas += result.as_ref().map_or(0, |n| *n);
+                measured(result.is_ok(), stats)
+            }
+            _ => measured(false, &QueryStats::default()),
         })
         .collect();
-    report.puts = tickets.len();
-    report.mean_replicas = replicas.iter().sum::<usize>() as f64 / replicas.len().max(1) as f64;
+    report.puts = Operations::of(&samples);
+    report.mean_replicas = replicas as f64 / report.puts.succeeded.max(1) as f64;
     items
 }
 
-/// Gets every item from a random live node other than its publisher, one every 10 ms.
-fn get_round(sim: &mut Sim, items: &[(Item, usize)]) -> GetRound {
-    let live: Vec<usize> = (0..sim.len()).filter(|i| sim.is_alive(*i)).collect();
-    let mut tickets = Vec::new();
-    for (i, (item, publisher)) in items.iter().enumerate() {
-        let node = loop {
-            let pick = live[sim.rng().random_range(0..live.len())];
-            if pick != *publisher || live.len() == 1 {
-                break pick;
-            }
-        };
-        let at = sim.now() + Duration::from_millis(10) * u32::try_from(i).unwrap_or(u32::MAX);
-        tickets.push((sim.schedule(at, node, Command::Get(*item.key())), item));
+fn measured(ok: bool, stats: &QueryStats) -> Sample {
+    Sample {
+        ok,
+        latency: stats.duration,
+        hops: stats.hops,
+        requests: stats.requests,
     }
-    let all: Vec<Ticket> = tickets.iter().map(|(t, _)| *t).collect();
-    sim.run_until_done(&all);
-    let mut round = GetRound {
-        gets: tickets.len(),
-        ..GetRound::default()
-    };
-    for (ticket, expected) in tickets {
-        if let Some(Event::GetDone { result, stats, .. }) = sim.outcome(ticket) {
-            round.requests += u64::from(stats.requests);
-            if result.as_ref() == Ok(expected) {
-                round.found += 1;
-                round.hops.push(stats.hops);
-                round.latencies.push(stats.duration);
-            }
-        }
-    }
-    round.hops.sort_unstable();
-    round.latencies.sort_unstable();
-    round
 }
 
-impl fmt::Display for GetRound {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "  gets              {}/{} ({:.2}%)",
-            self.found,
-            self.gets,
-            self.success_percent()
-        )?;
-        writeln!(
-            f,
-            "  hops p50/p99      {} / {}",
-            quantile(&self.hops, 0.5),
-            quantile(&self.hops, 0.99)
-        )?;
-        writeln!(
-            f,
-            "  latency p50/p99   {:?} / {:?}",
-            quantile(&self.latencies, 0.5),
-            quantile(&self.latencies, 0.99)
-        )?;
-        writeln!(f, "  messages per get  {:.1}", self.messages_per_get())
+/// Gets every item from a random live node other than its publisher, one every 10 ms.
+fn get_round(sim: &mut Sim, items: &[Published]) -> Operations {
+    let live: Vec<usize> = (0..sim.len()).filter(|i| sim.is_alive(*i)).collect();
+    let mut tickets = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let node = reader(item.publisher, &live, |n| sim.rng().random_range(0..n));
+        let at = sim.now() + Duration::from_millis(10) * u32::try_from(i).unwrap_or(u32::MAX);
+        tickets.push(sim.schedule(at, node, Command::Get(item.key)));
     }
+    sim.run_until_done(&tickets);
+    let samples: Vec<Sample> = tickets
+        .iter()
+        .zip(items)
+        .map(|(ticket, expected)| match sim.outcome(*ticket) {
+            Some(Event::GetDone { result, stats, .. }) => {
+                let ok = result.as_ref().is_ok_and(|item| {
+                    *item.key() == expected.key && *item.value() == expected.value
+                });
+                measured(ok, stats)
+            }
+            _ => measured(false, &QueryStats::default()),
+        })
+        .collect();
+    Operations::of(&samples)
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "cairn-sim: {} nodes, seed {}", self.nodes, self.seed)?;
         writeln!(
             f,
-            "join              {:?} virtual, {} failed",
-            self.join_time, self.failed_joins
+            "cairn-sim: {} nodes, seed {} (virtual time)",
+            self.network.nodes, self.network.seed
         )?;
+        write!(f, "{}", self.network)?;
+        writeln!(f, "after killing {} nodes:", self.killed)?;
+        writeln!(f, "  gets             {}", self.after_kill)?;
         writeln!(
             f,
-            "puts              {} (mean {:.1} replicas)",
-            self.puts, self.mean_replicas
+            "  messages         {} delivered in the whole run",
+            self.messages
         )?;
-        writeln!(f, "gets, all nodes alive:")?;
-        write!(f, "{}", self.before_kill)?;
-        writeln!(f, "gets, after killing {} nodes:", self.killed)?;
-        write!(f, "{}", self.after_kill)?;
-        writeln!(f, "messages          {}", self.messages)?;
-        writeln!(f, "wall time         {:.2?}", self.wall)
+        writeln!(f, "  wall time        {:.2?}", self.wall)
     }
 }

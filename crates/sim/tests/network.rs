@@ -19,20 +19,20 @@ fn run(seed: u64) -> Report {
 fn a_thousand_nodes_find_every_item_and_survive_losing_30_percent() {
     let seed = 7;
     let first = run(seed);
-    assert_eq!(first.failed_joins, 0);
+    assert_eq!(first.network.failed_joins, 0);
     assert_eq!(
-        first.before_kill.gets, 200,
+        first.network.gets.attempted, 200,
         "100 signed and 100 immutable items"
     );
     assert_eq!(
-        first.before_kill.found, 200,
+        first.network.gets.succeeded, 200,
         "every get succeeds with all nodes alive"
     );
     assert_eq!(first.killed, 300);
     assert!(
-        first.after_kill.success_percent() >= 99.9,
+        first.after_kill.success_percent >= 99.9,
         "after the kill only {:.2}% of gets succeeded",
-        first.after_kill.success_percent()
+        first.after_kill.success_percent
     );
 
     // The same seed replays the same run: every figure but the wall time is equal.
@@ -58,6 +58,6 @@ fn different_seeds_give_different_runs() {
         scenario::run(&scenario)
     };
     let (a, b) = (small(1), small(2));
-    assert_eq!(a.before_kill.found, 20);
+    assert_eq!(a.network.gets.succeeded, 20);
     assert_ne!(Report { wall: a.wall, ..b }, a, "the seed reaches the run");
 }
