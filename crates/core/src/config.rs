@@ -1,9 +1,9 @@
-//! The protocol's knobs, with the defaults of DESIGN 9.
+//! The protocol's knobs, with the defaults of `docs/design.md`.
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-/// Protocol parameters of one node. Every field's default is the one in DESIGN section 9.
+/// Protocol parameters of one node. Every field's default is the one in `docs/design.md`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Bucket size, nodes returned by `find_node`, and replicas per item. Default 20.

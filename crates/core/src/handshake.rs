@@ -1,4 +1,4 @@
-//! The handshake's signatures (DESIGN 4.3): what each side signs, and the checks.
+//! The handshake's signatures (`docs/protocol.md`, "Handshake"): what each side signs, and the checks.
 //!
 //! Both sides sign one transcript binding the network name, both public keys and both
 //! connection nonces; a role byte (`L` for the listener, `D` for the dialer) keeps one side's

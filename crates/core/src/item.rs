@@ -6,7 +6,7 @@
 //! [`ImmutableItem::new`] from parts that came from elsewhere. The wire codec calls only the
 //! latter, so nothing unverified can be stored, served or returned.
 //!
-//! Byte layouts are in `crates/core/VECTORS.md`, with test vectors.
+//! Byte layouts are in `docs/protocol.md` ("Items"), with test vectors.
 
 use bytes::Bytes;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -288,7 +288,7 @@ pub enum Refusal {
 
 /// Decides whether `incoming` may be stored over `held` (the copy held for the same key).
 ///
-/// The rules of DESIGN section 3: higher `seq` wins; equal `seq` with an equal value replaces
+/// The rules of `docs/protocol.md` ("Which copy wins"): higher `seq` wins; equal `seq` with an equal value replaces
 /// only to extend `expires` (0 counts as never); equal `seq` with another value is a conflict;
 /// an expired item is refused whatever is held.
 pub fn resolve(held: Option<&Item>, incoming: &Item, now: Time) -> Result<Resolution, Refusal> {

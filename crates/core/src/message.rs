@@ -1,4 +1,4 @@
-//! The protocol's messages as domain types (DESIGN 4.3 and 4.4).
+//! The protocol's messages as domain types (`docs/protocol.md`, sections 5 and 6).
 //!
 //! These types say what a message means; [`crate::wire`] is the only code that knows how one is
 //! laid out in bytes. Every field here is already checked: ids are 64 bytes, keys 32, items
@@ -179,7 +179,7 @@ pub enum Response {
     Error(ErrorReply),
 }
 
-/// A numeric error code, as in DESIGN 4.4.
+/// A numeric error code (`docs/protocol.md`, "Requests and responses").
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ErrorCode(pub u16);
 

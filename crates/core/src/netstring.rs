@@ -1,4 +1,4 @@
-//! Netstring framing (DESIGN 4.1) as a pure incremental decoder: bytes in, frames out.
+//! Netstring framing (`docs/protocol.md`, "Framing") as a pure incremental decoder: bytes in, frames out.
 //!
 //! A frame is `<len>:<payload>,` with `len` in ASCII decimal, no leading zeros, no sign and no
 //! spaces. The decoder never buffers or allocates beyond what has arrived, and refuses a length

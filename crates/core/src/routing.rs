@@ -1,4 +1,4 @@
-//! The routing table: 512 k-buckets of verified contacts (DESIGN 5).
+//! The routing table: 512 k-buckets of verified contacts (`docs/design.md`, "Routing table").
 //!
 //! Implementation notes:
 //! - Buckets are kept sparsely (a map from bucket index to bucket): a node of a network of N

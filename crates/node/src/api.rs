@@ -1,4 +1,4 @@
-//! The local HTTP API (DESIGN 8), served with axum on top of a [`Dht`] handle.
+//! The local HTTP API (see the README), served with axum on top of a [`Dht`] handle.
 //!
 //! Bound to loopback by default: it signs with the node's key, so whoever reaches it can
 //! publish as this node. Errors are JSON: `{"error": {"code": 404, "message": "..."}}`.

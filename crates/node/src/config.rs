@@ -21,7 +21,7 @@ pub struct Config {
     /// Where the key pair (and later the store) live. `None` keeps the identity in memory
     /// only: a new id every start. The `cairn` binary defaults to the platform data directory.
     pub data_dir: Option<PathBuf>,
-    /// Protocol parameters (k, alpha, timeouts, value size); DESIGN section 9 defaults.
+    /// Protocol parameters (k, alpha, timeouts, value size); the defaults of `docs/design.md`.
     pub protocol: cairn_core::Config,
     /// Store limits. Defaults: 100,000 items, 256 MiB.
     pub limits: StoreLimits,

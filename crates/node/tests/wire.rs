@@ -18,7 +18,7 @@ async fn handshake_ping_store_and_find_by_hand() {
     c.handshake().await;
     assert_eq!(c.ping(1).await, pong(1));
 
-    // Store a signed item built by hand from DESIGN section 3.
+    // Store a signed item built by hand from `docs/protocol.md`, "Items".
     let publisher = SigningKey::from_bytes(&[9; 32]);
     let public_key = publisher.verifying_key().to_bytes();
     let key = signed_key(&public_key, "note");

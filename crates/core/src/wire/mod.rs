@@ -1,4 +1,4 @@
-//! The MessagePack payload format (DESIGN 4.2): the only code that knows how messages look in
+//! The MessagePack payload format (`docs/protocol.md`, "Payload"): the only code that knows how messages look in
 //! bytes.
 //!
 //! Wire structs mirror the bytes: flat maps of optional fields, so that unknown keys are

@@ -269,7 +269,7 @@ fn refused_with_a_reply(bytes: &[u8]) -> bool {
     }
 }
 
-/// The golden key pair of `crates/core/VECTORS.md`: seed bytes 0x00, 0x01, ..., 0x1f.
+/// The golden key pair of `docs/protocol.md` ("Test vectors"): seed bytes 0x00, 0x01, ..., 0x1f.
 fn golden_key() -> SigningKey {
     SigningKey::from_bytes(&std::array::from_fn(|i| i as u8))
 }
