@@ -413,12 +413,8 @@ impl Sim {
             }
         }
         while let Some(event) = self.nodes[index].node.poll_event() {
-            let query = match &event {
-                Event::FindNodeDone { query, .. }
-                | Event::GetDone { query, .. }
-                | Event::PutDone { query, .. }
-                | Event::BootstrapDone { query, .. } => *query,
-                Event::ContactAdded(_) | Event::ContactRemoved(_) => continue,
+            let Some(query) = event.query() else {
+                continue;
             };
             if let Some(ticket) = self.tickets.remove(&(index, query)) {
                 self.outcomes.insert(ticket, event);

@@ -138,16 +138,10 @@ impl Net {
     }
 
     fn done(&self, at: u8, query: QueryId) -> Option<&Event> {
-        self.events.iter().find_map(|(a, e)| {
-            let q = match e {
-                Event::GetDone { query, .. }
-                | Event::PutDone { query, .. }
-                | Event::FindNodeDone { query, .. }
-                | Event::BootstrapDone { query, .. } => *query,
-                _ => return None,
-            };
-            (*a == addr(at) && q == query).then_some(e)
-        })
+        self.events
+            .iter()
+            .find(|(a, e)| *a == addr(at) && e.query() == Some(query))
+            .map(|(_, e)| e)
     }
 
     fn get(&mut self, at: u8, key: Key) -> Result<Item, GetError> {
