@@ -105,6 +105,25 @@ impl FrameReader {
         }
     }
 
+    /// The next frame among the bytes that have already arrived (buffered, or readable without
+    /// waiting), if there is a whole one.
+    fn arrived(&mut self) -> Result<Option<Bytes>, ConnError> {
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+                return Ok(Some(frame));
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            match self.half.try_read_buf(&mut self.buf) {
+                Ok(0) => return Ok(None),
+                Ok(_) => self.last_read = Instant::now(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// The next frame. Waits at most `idle` after the last byte when no frame is under way,
     /// and `stall` when one is (cancel-safe: a partial frame stays buffered).
     async fn next(&mut self, shared: &Shared) -> Result<Bytes, ConnError> {
@@ -221,6 +240,65 @@ async fn accept_handshake(
     Ok((reader, write, transcript, requester))
 }
 
+/// An authenticated-or-not inbound connection past `welcome`: what serving it needs.
+struct Inbound<'a> {
+    write: OwnedWriteHalf,
+    transcript: Transcript<'a>,
+    requester: Requester,
+    /// Where the driver sends this connection's answers.
+    reply: mpsc::Sender<Box<Message>>,
+    invalid: u32,
+    /// Requests handed to the driver and not yet answered.
+    outstanding: usize,
+}
+
+impl Inbound<'_> {
+    /// Handles one frame from the dialer: `auth`, a request (handed to the driver), or
+    /// something invalid (answered 400, counted).
+    async fn on_frame(&mut self, frame: &[u8], shared: &Shared) -> Result<(), ConnError> {
+        let answer = match wire::decode(frame) {
+            Ok(Message::Auth(Auth { signature })) if !self.requester.verified => {
+                if !self.transcript.verify(Role::Dialer, &signature) {
+                    return Err(ConnError::BadAuth);
+                }
+                self.requester.verified = true;
+                return Ok(());
+            }
+            Ok(Message::Request { id, request }) => {
+                let up = ToDriver::Request {
+                    requester: self.requester,
+                    id,
+                    request: Box::new(request),
+                    reply: self.reply.clone(),
+                };
+                if shared.tell(up).await.is_ok() {
+                    self.outstanding += 1;
+                }
+                return Ok(());
+            }
+            Ok(other) => wire::DecodeError {
+                id: None,
+                code: ErrorCode::BAD_REQUEST,
+                reason: match other {
+                    Message::Auth(_) => "a second auth".to_owned(),
+                    other => format!("unexpected {} from the dialer", kind(&other)),
+                },
+            },
+            Err(e) => e,
+        };
+        self.invalid += 1;
+        shared
+            .counters
+            .invalid_messages
+            .fetch_add(1, Ordering::Relaxed);
+        write_message(&mut self.write, &answer.reply()).await?;
+        if self.invalid >= shared.config.max_invalid_messages {
+            return Err(ConnError::TooManyInvalid(self.invalid));
+        }
+        Ok(())
+    }
+}
+
 async fn serve_inbound_inner(
     stream: TcpStream,
     peer: SocketAddr,
@@ -228,70 +306,44 @@ async fn serve_inbound_inner(
 ) -> Result<(), ConnError> {
     // Boxed: the handshake's state is freed once it is done, rather than kept inline in a
     // task that may idle for a minute.
-    let (mut reader, mut write, transcript, mut requester) =
+    let (mut reader, write, transcript, requester) =
         Box::pin(accept_handshake(stream, peer, shared)).await?;
     let (reply, mut replies) = mpsc::channel::<Box<Message>>(32);
-    let mut invalid = 0u32;
+    let mut conn = Inbound {
+        write,
+        transcript,
+        requester,
+        reply,
+        invalid: 0,
+        outstanding: 0,
+    };
     let Some(mut shutdown) = shared.shutdown_signal() else {
         return Ok(());
     };
-    // Requests handed to the driver and not yet answered. At shutdown the connection stops
-    // reading but stays until these are answered, for at most `SHUTDOWN_GRACE`.
-    let mut outstanding = 0usize;
+    // At shutdown the connection reads no new frames, but hands the driver those that had
+    // already arrived, and stays until every request is answered, for at most
+    // `SHUTDOWN_GRACE`.
     let mut draining: Option<Instant> = None;
     loop {
-        if draining.is_some() && outstanding == 0 {
+        if draining.is_some() && conn.outstanding == 0 {
             return Ok(());
         }
         tokio::select! {
             _ = shutdown.changed(), if draining.is_none() => {
                 draining = Some(Instant::now() + SHUTDOWN_GRACE);
+                while let Some(frame) = reader.arrived()? {
+                    conn.on_frame(&frame, shared).await?;
+                }
             }
             () = tokio::time::sleep_until(draining.unwrap_or_else(Instant::now)), if draining.is_some() => {
                 return Ok(());
             }
             Some(message) = replies.recv() => {
-                outstanding = outstanding.saturating_sub(1);
-                write_message(&mut write, &message).await?;
+                conn.outstanding = conn.outstanding.saturating_sub(1);
+                write_message(&mut conn.write, &message).await?;
             }
             frame = reader.next(shared), if draining.is_none() => {
-                let answer = match wire::decode(&frame?) {
-                    Ok(Message::Auth(Auth { signature })) if !requester.verified => {
-                        if !transcript.verify(Role::Dialer, &signature) {
-                            return Err(ConnError::BadAuth);
-                        }
-                        requester.verified = true;
-                        continue;
-                    }
-                    Ok(Message::Request { id, request }) => {
-                        let up = ToDriver::Request {
-                            requester,
-                            id,
-                            request: Box::new(request),
-                            reply: reply.clone(),
-                        };
-                        if shared.tell(up).await.is_err() {
-                            return Ok(());
-                        }
-                        outstanding += 1;
-                        continue;
-                    }
-                    Ok(other) => wire::DecodeError {
-                        id: None,
-                        code: ErrorCode::BAD_REQUEST,
-                        reason: match other {
-                            Message::Auth(_) => "a second auth".to_owned(),
-                            other => format!("unexpected {} from the dialer", kind(&other)),
-                        },
-                    },
-                    Err(e) => e,
-                };
-                invalid += 1;
-                shared.counters.invalid_messages.fetch_add(1, Ordering::Relaxed);
-                write_message(&mut write, &answer.reply()).await?;
-                if invalid >= shared.config.max_invalid_messages {
-                    return Err(ConnError::TooManyInvalid(invalid));
-                }
+                conn.on_frame(&frame?, shared).await?;
             }
         }
     }

@@ -330,6 +330,7 @@ async fn a_store_in_flight_at_shutdown_is_still_answered() {
     assert_eq!(c.ping(1).await, pong(1));
     // A durable store, then shutdown at once: the answer waits for the commit, and the
     // connection stays until it has sent it.
+    let handled = dht.status().await.expect("running").requests_handled;
     let item = V::Map(vec![
         ("kind", V::Str("immutable")),
         ("value", V::Bin(&[9; 4096])),
@@ -340,6 +341,11 @@ async fn a_store_in_flight_at_shutdown_is_still_answered() {
         ("item", item),
     ]))
     .await;
+    // Shut down once the node has the request (its bytes may otherwise still be in transit,
+    // and a request that never arrived cannot be answered), while its commit is under way.
+    while dht.status().await.expect("running").requests_handled == handled {
+        tokio::task::yield_now().await;
+    }
     let stopping = tokio::spawn(async move { dht.shutdown().await });
     assert_eq!(
         read_message(&mut c.stream).await,

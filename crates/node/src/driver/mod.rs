@@ -109,17 +109,7 @@ impl Driver {
                 break;
             }
         }
-        self.answer_queued_requests();
         self.finish_shutdown().await;
-    }
-
-    /// Answers the requests that reached the driver before the connections stopped reading.
-    fn answer_queued_requests(&mut self) {
-        while let Ok(message) = self.inbound.try_recv() {
-            if let ToDriver::Request { .. } = *message {
-                self.on_connection_message(*message);
-            }
-        }
     }
 
     fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
@@ -135,13 +125,34 @@ impl Driver {
         stopping.0.extend(reply);
     }
 
-    /// Stops: closes the pool, saves the routing table, waits for the answers held on
-    /// commits, closes the store (every accepted write is committed before the node reports
-    /// that it stopped), and gives connections time to deliver their last answers.
+    /// Stops: closes the pool and saves the routing table; then, until every incoming
+    /// connection has closed (each gives up after its grace period), answers the requests
+    /// they hand over and releases the answers held on commits; then closes the store (every
+    /// accepted write is committed before the node reports that it stopped).
     async fn finish_shutdown(mut self) {
         let _ = self.shared.shutdown.send(true);
         self.pool.clear();
         self.save_snapshot();
+        let all = u32::try_from(self.shared.config.max_inbound).unwrap_or(u32::MAX);
+        let slots = self.shared.inbound_slots.clone();
+        let closed = slots.acquire_many_owned(all);
+        tokio::pin!(closed);
+        let give_up = Instant::now() + connection::SHUTDOWN_GRACE + Duration::from_millis(500);
+        loop {
+            tokio::select! {
+                _ = &mut closed => break,
+                () = sleep_until(give_up) => break,
+                Some(message) = self.inbound.recv() => {
+                    // Only answers matter now: the pool is closed, so nothing is sent.
+                    if let ToDriver::Request { .. } = *message {
+                        self.on_connection_message(*message);
+                    }
+                }
+                Some(done) = next_commit(&mut self.commits) => self.on_commit(done),
+            }
+        }
+        // Puts and stores whose commit is still under way are answered before the store
+        // closes, if the commit lands within the grace.
         let deadline = Instant::now() + COMMIT_GRACE;
         while self.waiters.holds_answers() {
             match timeout(deadline - Instant::now(), next_commit(&mut self.commits)).await {
@@ -150,17 +161,8 @@ impl Driver {
             }
         }
         let id = *self.node.id();
-        let Driver {
-            node,
-            stopping,
-            shared,
-            ..
-        } = self;
+        let Driver { node, stopping, .. } = self;
         drop(node);
-        // Let connections deliver their last answers (each gives up after its grace period).
-        let all = u32::try_from(shared.config.max_inbound).unwrap_or(u32::MAX);
-        let grace = connection::SHUTDOWN_GRACE + Duration::from_millis(500);
-        let _ = timeout(grace, shared.inbound_slots.acquire_many(all)).await;
         for reply in stopping.map(|s| s.0).unwrap_or_default() {
             let _ = reply.send(());
         }
