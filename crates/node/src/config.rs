@@ -38,6 +38,10 @@ pub struct Config {
     pub max_inbound: usize,
     /// Invalid messages tolerated on one connection before it is closed. Default 16.
     pub max_invalid_messages: u32,
+    /// Requests from one incoming connection being served at once. Past it the connection
+    /// reads nothing more until an answer goes out, so a peer that pipelines faster than it
+    /// reads is slowed by TCP itself and every request still gets its answer. Default 32.
+    pub max_requests_per_connection: usize,
     /// Commands from [`crate::Dht`] handles that may wait for the node at once. Default 1,024.
     pub command_queue: usize,
     /// A process-wide cap on open outgoing connections shared by several nodes (an in-process
@@ -59,6 +63,7 @@ impl Default for Config {
             max_outbound: 256,
             max_inbound: 1_024,
             max_invalid_messages: 16,
+            max_requests_per_connection: 32,
             command_queue: 1_024,
             connection_budget: None,
         }
@@ -115,6 +120,8 @@ pub struct FileConfig {
     pub max_outbound: Option<usize>,
     /// See [`Config::max_inbound`].
     pub max_inbound: Option<usize>,
+    /// See [`Config::max_requests_per_connection`].
+    pub max_requests_per_connection: Option<usize>,
     /// See `cairn_core::Config::republish_interval`.
     pub republish_interval_secs: Option<f64>,
     /// See `cairn_core::Config::replicate_interval`.
@@ -249,6 +256,9 @@ impl FileConfig {
         }
         if let Some(v) = self.max_inbound {
             config.max_inbound = v.max(1);
+        }
+        if let Some(v) = self.max_requests_per_connection {
+            config.max_requests_per_connection = v.max(1);
         }
         for (value, name, field) in [
             (

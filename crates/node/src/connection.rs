@@ -162,6 +162,18 @@ async fn write_message(half: &mut OwnedWriteHalf, message: &Message) -> Result<(
     Ok(())
 }
 
+/// Writes a message to a dialer, which must take it within `read_timeout`: a peer that stops
+/// reading its answers would otherwise hold its connection (and its slot) for ever.
+async fn write_within(
+    half: &mut OwnedWriteHalf,
+    message: &Message,
+    shared: &Shared,
+) -> Result<(), ConnError> {
+    timeout(shared.config.read_timeout, write_message(half, message))
+        .await
+        .map_err(|_| ConnError::Timeout)?
+}
+
 fn nonce() -> [u8; 32] {
     let mut nonce = [0u8; 32];
     rand::rng().fill_bytes(&mut nonce);
@@ -291,7 +303,7 @@ impl Inbound<'_> {
             .counters
             .invalid_messages
             .fetch_add(1, Ordering::Relaxed);
-        write_message(&mut self.write, &answer.reply()).await?;
+        write_within(&mut self.write, &answer.reply(), shared).await?;
         if self.invalid >= shared.config.max_invalid_messages {
             return Err(ConnError::TooManyInvalid(self.invalid));
         }
@@ -308,7 +320,9 @@ async fn serve_inbound_inner(
     // task that may idle for a minute.
     let (mut reader, write, transcript, requester) =
         Box::pin(accept_handshake(stream, peer, shared)).await?;
-    let (reply, mut replies) = mpsc::channel::<Box<Message>>(32);
+    // Room for every answer owed: the driver never finds this queue full.
+    let in_service = shared.config.max_requests_per_connection.max(1);
+    let (reply, mut replies) = mpsc::channel::<Box<Message>>(in_service);
     let mut conn = Inbound {
         write,
         transcript,
@@ -331,7 +345,8 @@ async fn serve_inbound_inner(
         tokio::select! {
             _ = shutdown.changed(), if draining.is_none() => {
                 draining = Some(Instant::now() + SHUTDOWN_GRACE);
-                while let Some(frame) = reader.arrived()? {
+                while conn.outstanding < in_service {
+                    let Some(frame) = reader.arrived()? else { break };
                     conn.on_frame(&frame, shared).await?;
                 }
             }
@@ -340,9 +355,10 @@ async fn serve_inbound_inner(
             }
             Some(message) = replies.recv() => {
                 conn.outstanding = conn.outstanding.saturating_sub(1);
-                write_message(&mut conn.write, &message).await?;
+                write_within(&mut conn.write, &message, shared).await?;
             }
-            frame = reader.next(shared), if draining.is_none() => {
+            // At `in_service` requests in service, reading stops: backpressure, not drops.
+            frame = reader.next(shared), if draining.is_none() && conn.outstanding < in_service => {
                 conn.on_frame(&frame?, shared).await?;
             }
         }

@@ -70,6 +70,11 @@ pub fn msg(pairs: Vec<(&str, V)>) -> Vec<u8> {
 
 /// Reads one netstring payload; `None` when the connection closed.
 pub async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    read_frame_from(stream).await
+}
+
+/// Reads one netstring payload from any reader; `None` when it closed.
+pub async fn read_frame_from<R: AsyncReadExt + Unpin>(stream: &mut R) -> Option<Vec<u8>> {
     let mut len = 0usize;
     loop {
         let byte = tokio::time::timeout(Duration::from_secs(5), stream.read_u8())
@@ -86,6 +91,14 @@ pub async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
     stream.read_exact(&mut payload).await.ok()?;
     assert_eq!(payload.pop(), Some(b','));
     Some(payload)
+}
+
+/// Reads one message from the read half of a split stream.
+pub async fn read_message_from(
+    stream: &mut tokio::net::tcp::OwnedReadHalf,
+) -> Option<cairn_core::Message> {
+    let payload = read_frame_from(stream).await?;
+    Some(cairn_core::wire::decode(&payload).expect("the node sends valid messages"))
 }
 
 pub async fn read_message(stream: &mut TcpStream) -> Option<cairn_core::Message> {
