@@ -1,4 +1,4 @@
-//! `cairn testnet`: a whole network on 127.0.0.1 in this process, measured.
+//! `cairn testnet`: a whole network on loopback addresses in this process, measured.
 
 use std::sync::Mutex;
 
@@ -68,7 +68,10 @@ impl Progress for Bars {
 
 fn print_report(t: &TestnetReport) {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!("cairn testnet: {} nodes on 127.0.0.1", t.report.nodes);
+    println!(
+        "cairn testnet: {} nodes on 127.a.b.1 loopback addresses",
+        t.report.nodes
+    );
     print!("{}", t.report);
     println!(
         "  process          {:.1} MiB -> {:.1} MiB resident",

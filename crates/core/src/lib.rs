@@ -12,6 +12,7 @@ pub mod node;
 pub mod report;
 pub mod routing;
 pub mod store;
+pub mod subnet;
 pub mod time;
 pub mod wire;
 

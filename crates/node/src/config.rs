@@ -34,8 +34,15 @@ pub struct Config {
     /// The most outgoing connections this node keeps; the least recently used idle one is
     /// closed to make room. Default 256.
     pub max_outbound: usize,
-    /// The most incoming connections served at once; more are closed on accept. Default 1,024.
+    /// The most incoming connections served at once. A newcomer past it takes the place of a
+    /// connection that has not completed its handshake, or of an idle one; with none, it is
+    /// closed on accept. Default 1,024.
     pub max_inbound: usize,
+    /// The most incoming connections from one host (an IPv4 address, an IPv6 /64). Default 16.
+    pub max_inbound_per_host: usize,
+    /// How long a dialer has, from the moment it is accepted, to complete the handshake
+    /// (`hello` and a verified `auth`). Default 5 s.
+    pub handshake_timeout: Duration,
     /// Invalid messages tolerated on one connection before it is closed. Default 16.
     pub max_invalid_messages: u32,
     /// Requests from one incoming connection being served at once. Past it the connection
@@ -62,6 +69,8 @@ impl Default for Config {
             read_timeout: Duration::from_secs(10),
             max_outbound: 256,
             max_inbound: 1_024,
+            max_inbound_per_host: 16,
+            handshake_timeout: Duration::from_secs(5),
             max_invalid_messages: 16,
             max_requests_per_connection: 32,
             command_queue: 1_024,
@@ -120,6 +129,10 @@ pub struct FileConfig {
     pub max_outbound: Option<usize>,
     /// See [`Config::max_inbound`].
     pub max_inbound: Option<usize>,
+    /// See [`Config::max_inbound_per_host`].
+    pub max_inbound_per_host: Option<usize>,
+    /// See [`Config::handshake_timeout`].
+    pub handshake_timeout_secs: Option<f64>,
     /// See [`Config::max_requests_per_connection`].
     pub max_requests_per_connection: Option<usize>,
     /// See `cairn_core::Config::republish_interval`.
@@ -256,6 +269,12 @@ impl FileConfig {
         }
         if let Some(v) = self.max_inbound {
             config.max_inbound = v.max(1);
+        }
+        if let Some(v) = self.max_inbound_per_host {
+            config.max_inbound_per_host = v.max(1);
+        }
+        if let Some(v) = self.handshake_timeout_secs {
+            config.handshake_timeout = secs("handshake_timeout_secs", v)?;
         }
         if let Some(v) = self.max_requests_per_connection {
             config.max_requests_per_connection = v.max(1);

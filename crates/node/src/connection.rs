@@ -8,7 +8,7 @@
 //! reason it reports every one of them as failed, so the node never waits on a dead socket.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -24,12 +24,13 @@ use cairn_core::node::Requester;
 use cairn_core::{NodeId, wire};
 use rand::RngCore;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::driver::inbox::{Outgoing, ToDriver};
+use crate::inbound::Place;
 use crate::shared::Shared;
 
 /// Why a connection ended.
@@ -44,6 +45,12 @@ pub(crate) enum ConnError {
     Encode(#[from] wire::EncodeError),
     #[error("timed out")]
     Timeout,
+    /// The dialer did not complete the handshake within `handshake_timeout`.
+    #[error("the handshake was not done in time")]
+    HandshakeTimeout,
+    /// A newcomer took this connection's place.
+    #[error("evicted to make room for a newcomer")]
+    Evicted,
     #[error("closed by peer")]
     Eof,
     /// The dialer's first frame was not a valid `hello`.
@@ -181,9 +188,28 @@ fn nonce() -> [u8; 32] {
 }
 
 /// Serves one accepted connection until it closes.
-pub(crate) async fn serve_inbound(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    if let Err(e) = serve_inbound_inner(stream, peer, &shared).await {
-        tracing::debug!(%peer, "inbound connection closed: {e}");
+/// Serves one accepted connection until it closes, is evicted, or misses its handshake
+/// deadline; `place` is its place in the inbound table, freed when this ends.
+pub(crate) async fn serve_inbound(
+    stream: TcpStream,
+    peer: SocketAddr,
+    place: Place,
+    shared: Arc<Shared>,
+) {
+    let result = tokio::select! {
+        result = serve_inbound_inner(stream, peer, &place, &shared) => result,
+        () = place.evicted() => Err(ConnError::Evicted),
+    };
+    match result {
+        Err(ConnError::HandshakeTimeout) => {
+            shared
+                .counters
+                .handshake_timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "inbound connection closed: handshake not done in time");
+        }
+        Err(e) => tracing::debug!(%peer, "inbound connection closed: {e}"),
+        Ok(()) => {}
     }
 }
 
@@ -254,6 +280,7 @@ async fn accept_handshake(
 
 /// An authenticated-or-not inbound connection past `welcome`: what serving it needs.
 struct Inbound<'a> {
+    place: &'a Place,
     write: OwnedWriteHalf,
     transcript: Transcript<'a>,
     requester: Requester,
@@ -274,6 +301,7 @@ impl Inbound<'_> {
                     return Err(ConnError::BadAuth);
                 }
                 self.requester.verified = true;
+                self.place.authenticated();
                 return Ok(());
             }
             Ok(Message::Request { id, request }) => {
@@ -314,16 +342,24 @@ impl Inbound<'_> {
 async fn serve_inbound_inner(
     stream: TcpStream,
     peer: SocketAddr,
+    place: &Place,
     shared: &Shared,
 ) -> Result<(), ConnError> {
+    // `hello` and a verified `auth` must both arrive by this deadline.
+    let handshake_deadline = Instant::now() + shared.config.handshake_timeout;
     // Boxed: the handshake's state is freed once it is done, rather than kept inline in a
     // task that may idle for a minute.
-    let (mut reader, write, transcript, requester) =
-        Box::pin(accept_handshake(stream, peer, shared)).await?;
+    let (mut reader, write, transcript, requester) = timeout_at(
+        handshake_deadline,
+        Box::pin(accept_handshake(stream, peer, shared)),
+    )
+    .await
+    .map_err(|_| ConnError::HandshakeTimeout)??;
     // Room for every answer owed: the driver never finds this queue full.
     let in_service = shared.config.max_requests_per_connection.max(1);
     let (reply, mut replies) = mpsc::channel::<Box<Message>>(in_service);
     let mut conn = Inbound {
+        place,
         write,
         transcript,
         requester,
@@ -342,7 +378,11 @@ async fn serve_inbound_inner(
         if draining.is_some() && conn.outstanding == 0 {
             return Ok(());
         }
+        place.active(conn.outstanding);
         tokio::select! {
+            () = tokio::time::sleep_until(handshake_deadline), if !conn.requester.verified => {
+                return Err(ConnError::HandshakeTimeout);
+            }
             _ = shutdown.changed(), if draining.is_none() => {
                 draining = Some(Instant::now() + SHUTDOWN_GRACE);
                 while conn.outstanding < in_service {
@@ -439,6 +479,24 @@ pub(crate) async fn dial(
     }
 }
 
+/// Opens a TCP connection to `addr`. A node that listens on a specific address dials from it
+/// too (when both are loopback, or both not), so that its peers see it at the host it
+/// announces: on a host with several addresses, and in a test network of many loopback
+/// addresses, its connections then count against its own address, not another's.
+async fn open(addr: SocketAddr, listen: IpAddr) -> std::io::Result<TcpStream> {
+    let same_kind =
+        listen.is_loopback() == addr.ip().is_loopback() && listen.is_ipv4() == addr.ip().is_ipv4();
+    if listen.is_unspecified() || !same_kind {
+        return TcpStream::connect(addr).await;
+    }
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(listen, 0))?;
+    socket.connect(addr).await
+}
+
 /// Connects and runs the dialer's side of the handshake.
 async fn connect(
     addr: SocketAddr,
@@ -447,7 +505,7 @@ async fn connect(
 ) -> Result<(FrameReader, OwnedWriteHalf, Contact), ConnError> {
     let stream = timeout(
         shared.config.protocol.request_timeout,
-        TcpStream::connect(addr),
+        open(addr, shared.config.listen.ip()),
     )
     .await
     .map_err(|_| ConnError::Timeout)??;

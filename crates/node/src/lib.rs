@@ -25,6 +25,7 @@ mod connection;
 mod dht;
 mod driver;
 pub mod identity;
+mod inbound;
 mod listener;
 mod outcome;
 mod shared;
@@ -135,7 +136,10 @@ pub async fn start_with_storage(
     }
     let (commands_tx, commands) = mpsc::channel(config.command_queue.max(1));
     let (to_driver, inbound) = mpsc::channel(4_096);
-    let inbound_slots = Arc::new(tokio::sync::Semaphore::new(config.max_inbound));
+    let connections = Arc::new(inbound::Inbound::new(
+        config.max_inbound,
+        config.max_inbound_per_host,
+    ));
     let shared = Arc::new(shared::Shared {
         config,
         identity,
@@ -143,7 +147,7 @@ pub async fn start_with_storage(
         to_driver,
         shutdown: watch::channel(false).0,
         counters: shared::Counters::default(),
-        inbound_slots,
+        inbound: connections,
     });
     tokio::spawn(listener::accept_loop(listener, shared.clone()));
     let driver = driver::Driver::new(node, shared, commands, inbound, commits);

@@ -1,38 +1,25 @@
 //! The listening side: accepts connections and serves each in its own task, within the
-//! `max_inbound` bound.
+//! bounds of the inbound table (`max_inbound`, `max_inbound_per_host`, eviction).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::connection;
+use crate::inbound::{Admitted, Refusal};
 use crate::shared::Shared;
 
-/// Accepts connections until shutdown, serving each in its own task, at most `max_inbound`
-/// at once; a connection beyond that is closed at once.
+/// Accepts connections until shutdown, serving each in its own task within the bounds of
+/// [`crate::inbound`]; a connection refused a place is closed at once.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let slots = shared.inbound_slots.clone();
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        shared.counters.connections_accepted.fetch_add(1, Ordering::Relaxed);
-                        let _ = stream.set_nodelay(true);
-                        let shared = shared.clone();
-                        tokio::spawn(async move {
-                            connection::serve_inbound(stream, peer, shared).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        shared.counters.connections_refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%peer, "refusing a connection: max_inbound reached");
-                    }
-                },
+                Ok((stream, peer)) => admit(stream, peer, &shared),
                 Err(e) => {
                     // Typically EMFILE: out of file descriptors. Back off rather than spin.
                     tracing::warn!("accept failed: {e}; retrying in 100 ms");
@@ -40,6 +27,30 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 }
             },
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    let counters = &shared.counters;
+    let count = |counter: &AtomicU64| counter.fetch_add(1, Ordering::Relaxed);
+    match shared.inbound.admit(peer.ip()) {
+        Ok(Admitted { place, evicted }) => {
+            count(&counters.connections_accepted);
+            if evicted {
+                count(&counters.connections_evicted);
+            }
+            let _ = stream.set_nodelay(true);
+            let shared = shared.clone();
+            tokio::spawn(connection::serve_inbound(stream, peer, place, shared));
+        }
+        Err(Refusal::Host) => {
+            count(&counters.connections_refused_per_host);
+            tracing::debug!(%peer, "refusing a connection: its host holds max_inbound_per_host");
+        }
+        Err(Refusal::Full) => {
+            count(&counters.connections_refused);
+            tracing::debug!(%peer, "refusing a connection: max_inbound busy connections");
         }
     }
 }

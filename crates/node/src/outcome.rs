@@ -121,10 +121,16 @@ pub struct Status {
     pub connection_budget_exhausted: u64,
     /// Outgoing connections that could not be made (connect or handshake failed).
     pub dial_failures: u64,
-    /// Incoming connections closed at once because `max_inbound` were already served.
+    /// Incoming connections closed at once because `max_inbound` busy connections were served.
     pub connections_refused: u64,
     /// Frames from peers that were not valid messages (each answered with an error 400).
     pub invalid_messages: u64,
+    /// Incoming connections closed at once because their host held `max_inbound_per_host`.
+    pub connections_refused_per_host: u64,
+    /// Incoming connections closed to make room for a newcomer (unauthenticated or idle).
+    pub connections_evicted: u64,
+    /// Incoming connections closed because the handshake was not done in `handshake_timeout`.
+    pub handshake_timeouts: u64,
 }
 
 /// A routing-table contact, as `GET /v1/peers` shows it.

@@ -19,8 +19,8 @@ pub(crate) struct Shared {
     /// Flips to `true` once, when the node shuts down.
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) counters: Counters,
-    /// One permit per incoming connection being served, at most `max_inbound`.
-    pub(crate) inbound_slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The incoming connections being served, within their bounds.
+    pub(crate) inbound: std::sync::Arc<crate::inbound::Inbound>,
 }
 
 /// Transport counters, readable while the node runs.
@@ -29,6 +29,9 @@ pub(crate) struct Counters {
     pub(crate) connections_opened: AtomicU64,
     pub(crate) connections_accepted: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
+    pub(crate) connections_refused_per_host: AtomicU64,
+    pub(crate) connections_evicted: AtomicU64,
+    pub(crate) handshake_timeouts: AtomicU64,
     pub(crate) dial_failures: AtomicU64,
     pub(crate) invalid_messages: AtomicU64,
     pub(crate) budget_exhausted: AtomicU64,

@@ -1,5 +1,5 @@
-//! An in-process test network of real nodes on 127.0.0.1, and the workload `cairn testnet`
-//! runs on it.
+//! An in-process test network of real nodes, each on a loopback address of its own
+//! (127.a.b.1), and the workload `cairn testnet` runs on it.
 //!
 //! Every node is a full node: its own listener, driver and connections over loopback TCP. A
 //! connection between two nodes of one process costs two file descriptors, so the network
@@ -99,6 +99,14 @@ pub struct Testnet {
     permits: Arc<Semaphore>,
 }
 
+/// The loopback address of test node `i`: each node a host of its own in a /24 of its own
+/// (127.a.b.1), as nodes on the internet are, so that the per-host and per-subnet limits see
+/// a network of many hosts rather than one.
+pub fn loopback_host(i: usize) -> std::net::IpAddr {
+    let [.., a, b] = u32::try_from(i % 65_024).unwrap_or(0).to_be_bytes();
+    std::net::IpAddr::from([127, a.wrapping_add(1), b, 1])
+}
+
 /// The soft limit on open files of this process, from `/proc/self/limits` (1,024 if unknown).
 pub fn open_file_limit() -> usize {
     let text = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
@@ -115,7 +123,7 @@ pub fn resident_bytes() -> u64 {
 }
 
 impl Testnet {
-    /// Starts `count` nodes on 127.0.0.1 (not yet joined), sharing a connection budget sized
+    /// Starts `count` nodes, each on its own loopback address (not yet joined), sharing a connection budget sized
     /// from the open-file limit.
     pub async fn start(count: usize) -> Result<Self, StartError> {
         // Each node holds a listener; each connection costs two descriptors; keep some spare.
@@ -125,9 +133,9 @@ impl Testnet {
         let per_node = (budget / count.max(1)).clamp(4, 64);
         let mut nodes = Vec::with_capacity(count);
         let mut addrs = Vec::with_capacity(count);
-        for _ in 0..count {
+        for i in 0..count {
             let config = Config {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                listen: SocketAddr::new(loopback_host(i), 0),
                 max_outbound: per_node,
                 idle_timeout: Duration::from_secs(1),
                 connection_budget: Some(shared.clone()),

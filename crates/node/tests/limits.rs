@@ -73,15 +73,141 @@ async fn a_client_that_never_reads_is_slowed_down_not_buffered() {
         stalled,
         "the node kept reading {written} requests it could not answer"
     );
-    // Nothing more is taken in while the greedy client does not read: what the node holds
-    // for it is bounded by the socket buffers and `max_requests_per_connection`.
-    let handled = dht.status().await.expect("running").requests_handled;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let later = dht.status().await.expect("running").requests_handled;
-    assert_eq!(handled, later, "requests kept being taken in");
+    // Once the socket buffers are full the node takes nothing more in: what it holds for the
+    // greedy client is bounded by those buffers and `max_requests_per_connection`, and it
+    // never gets to the requests still unread.
+    let mut handled = dht.status().await.expect("running").requests_handled;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = dht.status().await.expect("running").requests_handled;
+        if now == handled {
+            break;
+        }
+        handled = now;
+    }
+    let settled = dht.status().await.expect("running").requests_handled;
+    assert_eq!(handled, settled, "requests kept being taken in");
     assert!(handled < written, "{handled} handled of {written} written");
     // An honest peer is served meanwhile.
     let mut honest = Client::connect(addr).await;
     honest.handshake().await;
     assert_eq!(honest.ping(1).await, pong(1));
+}
+
+/// Waits until the node has dealt with `count` connections (accepted or refused).
+async fn until_seen(dht: &Dht, count: u64) -> cairn_node::Status {
+    loop {
+        let s = dht.status().await.expect("running");
+        let seen = s.connections_accepted + s.connections_refused + s.connections_refused_per_host;
+        if seen >= count {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_holding_1500_idle_connections_does_not_keep_others_out() {
+    let (dht, addr) = node_with(Config::default()).await;
+    let mut idle = Vec::new();
+    for _ in 0..1_500 {
+        idle.push(
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("connects"),
+        );
+    }
+    let status = until_seen(&dht, 1_500).await;
+    assert_eq!(status.connections_accepted, 16, "max_inbound_per_host");
+    assert_eq!(status.connections_refused_per_host, 1_484);
+    // Another host completes the handshake and is served at once.
+    let mut honest = Client::connect_from("127.0.0.2", addr).await;
+    honest.handshake().await;
+    assert_eq!(honest.ping(1).await, pong(1));
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_max_inbound_a_newcomer_evicts_the_unauthenticated_not_the_busy() {
+    let config = Config {
+        max_inbound: 8,
+        max_inbound_per_host: 1_000,
+        ..Config::default()
+    };
+    let (dht, addr) = node_with(config).await;
+    // An authenticated peer from another host, then silent connections that fill the node.
+    let mut early = Client::connect_from("127.0.0.3", addr).await;
+    early.handshake().await;
+    assert_eq!(early.ping(1).await, pong(1));
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("connects"),
+        );
+    }
+    until_seen(&dht, 101).await;
+    // A newcomer from another host takes the place of a silent connection...
+    let mut honest = Client::connect_from("127.0.0.2", addr).await;
+    honest.handshake().await;
+    assert_eq!(honest.ping(2).await, pong(2));
+    // ...while the silent ones keep evicting only each other: both peers are still served.
+    for _ in 0..20 {
+        idle.push(
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("connects"),
+        );
+    }
+    until_seen(&dht, 122).await;
+    assert_eq!(early.ping(3).await, pong(3));
+    assert_eq!(honest.ping(4).await, pong(4));
+    let status = dht.status().await.expect("running");
+    assert!(status.connections_evicted >= 100, "{status:?}");
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_not_done_in_time_closes_the_connection() {
+    let config = Config {
+        handshake_timeout: Duration::from_millis(500),
+        ..Config::default()
+    };
+    let (dht, addr) = node_with(config).await;
+    // `hello` but never `auth`: pipelined requests are answered, but only until the deadline.
+    let mut slow = Client::connect(addr).await;
+    slow.hello_welcome().await;
+    assert_eq!(slow.ping(1).await, pong(1));
+    let mut done = Client::connect(addr).await;
+    done.handshake().await;
+    assert!(closed(&mut slow.stream).await, "no auth, closed");
+    assert_eq!(done.ping(2).await, pong(2), "a completed handshake stays");
+    assert_eq!(dht.status().await.expect("running").handshake_timeouts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_busy_serving_requests_are_not_evicted() {
+    let config = Config {
+        max_inbound: 1,
+        ..Config::default()
+    };
+    let (dht, addr) = node_with(config).await;
+    // A peer with requests in service (it pipelines and does not read yet).
+    let mut busy = Client::connect_from("127.0.0.2", addr).await;
+    busy.handshake().await;
+    let chunk: Vec<u8> = (1..=1_000).flat_map(ping).collect();
+    while tokio::time::timeout(Duration::from_secs(1), busy.stream.write_all(&chunk))
+        .await
+        .is_ok_and(|written| written.is_ok())
+    {}
+    // The one place is busy: a newcomer is refused rather than cutting it off.
+    let mut newcomer = Client::connect(addr).await;
+    assert!(
+        closed(&mut newcomer.stream).await,
+        "no place for a newcomer"
+    );
+    let status = dht.status().await.expect("running");
+    assert_eq!(status.connections_refused, 1);
+    assert_eq!(status.connections_evicted, 0);
 }

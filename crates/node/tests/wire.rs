@@ -359,7 +359,7 @@ async fn a_store_in_flight_at_shutdown_is_still_answered() {
 }
 
 #[tokio::test]
-async fn connections_past_max_inbound_are_refused_and_counted() {
+async fn at_max_inbound_an_idle_connection_makes_way_and_is_counted() {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("valid"),
         max_inbound: 1,
@@ -370,10 +370,12 @@ async fn connections_past_max_inbound_are_refused_and_counted() {
     let mut first = Client::connect(addr).await;
     first.handshake().await;
     assert_eq!(first.ping(1).await, pong(1));
+    // The first holds the one place but serves nothing: a newcomer takes it.
     let mut second = Client::connect(addr).await;
-    assert!(closed(&mut second.stream).await, "no slot for a second");
-    assert_eq!(first.ping(2).await, pong(2), "the first is still served");
+    second.handshake().await;
+    assert_eq!(second.ping(2).await, pong(2));
+    assert!(closed(&mut first.stream).await, "the idle one was evicted");
     let status = dht.status().await.expect("running");
-    assert_eq!(status.connections_refused, 1);
-    assert_eq!(status.connections_accepted, 1);
+    assert_eq!(status.connections_evicted, 1);
+    assert_eq!(status.connections_accepted, 2);
 }

@@ -133,9 +133,8 @@ impl Driver {
         let _ = self.shared.shutdown.send(true);
         self.pool.clear();
         self.save_snapshot();
-        let all = u32::try_from(self.shared.config.max_inbound).unwrap_or(u32::MAX);
-        let slots = self.shared.inbound_slots.clone();
-        let closed = slots.acquire_many_owned(all);
+        let inbound = self.shared.inbound.clone();
+        let closed = inbound.all_closed();
         tokio::pin!(closed);
         let give_up = Instant::now() + connection::SHUTDOWN_GRACE + Duration::from_millis(500);
         loop {
@@ -299,6 +298,9 @@ impl Driver {
             dial_failures: count(&counters.dial_failures),
             connections_refused: count(&counters.connections_refused),
             invalid_messages: count(&counters.invalid_messages),
+            connections_refused_per_host: count(&counters.connections_refused_per_host),
+            connections_evicted: count(&counters.connections_evicted),
+            handshake_timeouts: count(&counters.handshake_timeouts),
         }
     }
 

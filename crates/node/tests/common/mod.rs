@@ -144,6 +144,19 @@ impl Client {
         }
     }
 
+    /// Connects from the loopback address `source` (say 127.0.0.2: "another host").
+    pub async fn connect_from(source: &str, addr: std::net::SocketAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let source: std::net::SocketAddr = format!("{source}:0").parse().expect("address");
+        socket.bind(source).expect("binds the source address");
+        let stream = socket.connect(addr).await.expect("connects");
+        Client {
+            stream,
+            key: SigningKey::from_bytes(&[42; 32]),
+            transcript_bytes: None,
+        }
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("writes");
     }
