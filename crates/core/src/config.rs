@@ -3,6 +3,8 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use crate::routing::Diversity;
+
 /// Protocol parameters of one node. Every field's default is the one in `docs/design.md`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -32,6 +34,9 @@ pub struct Config {
     pub expire_interval: Duration,
     /// Housekeeping lookups (republish, replicate, refresh) running at once. Default 8.
     pub max_housekeeping: NonZeroUsize,
+    /// How many routing-table places one network (IPv4 /24, IPv6 /48) may hold: 2 per bucket
+    /// and 10 in all by default.
+    pub diversity: Diversity,
 }
 
 impl Default for Config {
@@ -50,6 +55,7 @@ impl Default for Config {
             bucket_idle: Duration::from_secs(3_600),
             expire_interval: Duration::from_secs(60),
             max_housekeeping: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
+            diversity: Diversity::default(),
         }
     }
 }

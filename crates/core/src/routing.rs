@@ -10,11 +10,18 @@
 //!   pinged, [`RoutingTable::seen`] says so in its [`Insertion`] and the caller sends the ping,
 //!   reporting the answer with `seen` or the silence with [`RoutingTable::failed`].
 //! - Only verified contacts enter: callers pass contacts whose identity a handshake proved.
+//! - Diversity: one network (an IPv4 /24, an IPv6 /48) holds at most
+//!   [`Diversity::per_bucket`] places in a bucket and [`Diversity::per_table`] in the whole
+//!   table, replacement caches included. Identities are free to make, addresses are not: this
+//!   keeps one host or one subnet from filling a node's view of the network (the limits of
+//!   geth's discovery table and go-libp2p-kad-dht's diversity filter). Counting scans the
+//!   table, but only when a contact new to its bucket arrives.
 
 use std::collections::BTreeMap;
 
 use crate::id::{Distance, Id, NodeId};
 use crate::message::Contact;
+use crate::subnet::Prefix;
 use crate::time::Time;
 
 /// A contact in a bucket, with what the table knows of its liveness.
@@ -56,6 +63,26 @@ pub enum Insertion {
     },
     /// The contact is this node itself, which is never stored.
     OwnId,
+    /// The contact's network already holds as many places as [`Diversity`] allows.
+    Crowded,
+}
+
+/// How many places one network (an IPv4 /24, an IPv6 /48) may hold in a routing table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Diversity {
+    /// In one bucket (entries and replacements). Default 2.
+    pub per_bucket: usize,
+    /// In the whole table. Default 10.
+    pub per_table: usize,
+}
+
+impl Default for Diversity {
+    fn default() -> Self {
+        Diversity {
+            per_bucket: 2,
+            per_table: 10,
+        }
+    }
 }
 
 /// What [`RoutingTable::failed`] did.
@@ -78,6 +105,7 @@ pub struct RoutingTable {
     own_id: NodeId,
     k: usize,
     max_failures: u32,
+    diversity: Diversity,
     buckets: BTreeMap<usize, KBucket>,
 }
 
@@ -89,8 +117,26 @@ impl RoutingTable {
             own_id,
             k: k.max(1),
             max_failures: max_failures.max(1),
+            diversity: Diversity::default(),
             buckets: BTreeMap::new(),
         }
+    }
+
+    /// The same table with other diversity limits.
+    pub fn with_diversity(self, diversity: Diversity) -> Self {
+        RoutingTable { diversity, ..self }
+    }
+
+    /// Whether `contact`, new to bucket `index`, would put its network over a limit.
+    fn crowded(&self, index: usize, contact: &Contact) -> bool {
+        let network = Prefix::network(contact.addr.ip());
+        let same = |e: &&Entry| {
+            e.contact.id != contact.id && Prefix::network(e.contact.addr.ip()) == network
+        };
+        let places = |b: &KBucket| b.entries.iter().chain(&b.replacements).filter(same).count();
+        let in_bucket = self.buckets.get(&index).map_or(0, places);
+        in_bucket >= self.diversity.per_bucket
+            || self.buckets.values().map(places).sum::<usize>() >= self.diversity.per_table
     }
 
     /// The id of the node this table belongs to.
@@ -161,6 +207,13 @@ impl RoutingTable {
         let Some(index) = self.bucket_of(&contact.id) else {
             return Insertion::OwnId;
         };
+        let known = self
+            .buckets
+            .get(&index)
+            .is_some_and(|b| b.entries.iter().any(|e| e.contact.id == contact.id));
+        if !known && self.crowded(index, &contact) {
+            return Insertion::Crowded;
+        }
         let k = self.k;
         let bucket = self.buckets.entry(index).or_insert_with(|| KBucket {
             last_lookup: Some(now),

@@ -129,6 +129,10 @@ pub struct FileConfig {
     pub max_outbound: Option<usize>,
     /// See [`Config::max_inbound`].
     pub max_inbound: Option<usize>,
+    /// See `cairn_core::routing::Diversity::per_bucket`.
+    pub max_subnet_contacts_per_bucket: Option<usize>,
+    /// See `cairn_core::routing::Diversity::per_table`.
+    pub max_subnet_contacts: Option<usize>,
     /// See [`Config::max_inbound_per_host`].
     pub max_inbound_per_host: Option<usize>,
     /// See [`Config::handshake_timeout`].
@@ -269,6 +273,13 @@ impl FileConfig {
         }
         if let Some(v) = self.max_inbound {
             config.max_inbound = v.max(1);
+        }
+        if let Some(v) = self.max_subnet_contacts_per_bucket {
+            config.protocol.diversity.per_bucket =
+                nonzero("max_subnet_contacts_per_bucket", v)?.get();
+        }
+        if let Some(v) = self.max_subnet_contacts {
+            config.protocol.diversity.per_table = nonzero("max_subnet_contacts", v)?.get();
         }
         if let Some(v) = self.max_inbound_per_host {
             config.max_inbound_per_host = v.max(1);

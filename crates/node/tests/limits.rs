@@ -211,3 +211,32 @@ async fn connections_busy_serving_requests_are_not_evicted() {
     assert_eq!(status.connections_refused, 1);
     assert_eq!(status.connections_evicted, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_identities_from_one_address_get_few_places_in_the_table() {
+    let config = Config {
+        max_inbound_per_host: 1_000,
+        ..Config::default()
+    };
+    let (dht, addr) = node_with(config).await;
+    for i in 0..300u16 {
+        let mut sybil = Client::connect(addr).await;
+        let mut seed = [7u8; 32];
+        seed[..2].copy_from_slice(&i.to_be_bytes());
+        sybil.key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        sybil.port = 20_000 + i;
+        sybil.handshake().await;
+        assert_eq!(sybil.ping(1).await, pong(1), "identity {i} is still served");
+    }
+    let status = dht.status().await.expect("running");
+    assert_eq!(status.peers, 10, "one /24 holds 10 places in all");
+    assert_eq!(status.contacts_crowded_out, 290);
+    let peers = dht.peers().await;
+    assert!(peers.iter().all(|p| p.addr.ip().to_string() == "127.0.0.1"));
+    // A peer from another network still gets in.
+    let mut other = Client::connect_from("127.0.9.1", addr).await;
+    other.port = 7_400;
+    other.handshake().await;
+    assert_eq!(other.ping(1).await, pong(1));
+    assert_eq!(dht.status().await.expect("running").peers, 11);
+}

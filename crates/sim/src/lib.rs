@@ -14,7 +14,7 @@ pub mod scenario;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -179,9 +179,13 @@ impl Sim {
     /// simulator sends nothing anywhere.
     pub fn add_node(&mut self, id: NodeId, config: Config, limits: StoreLimits) -> usize {
         let index = self.nodes.len();
+        // Each node a network of its own (an IPv6 /48 of the unique-local range), as nodes on
+        // the internet mostly are, so that the routing table's diversity limits see a network
+        // of many networks. A label only: nothing is ever sent.
         let [a, b, c, d] = u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes();
-        let ip = Ipv4Addr::new(127, a.wrapping_add(b), c, d);
-        let addr = SocketAddr::V4(SocketAddrV4::new(ip, 7400));
+        let (high, low) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+        let ip = Ipv6Addr::new(0xfd00, high, low, 0, 0, 0, 0, 1);
+        let addr = SocketAddr::new(ip.into(), 7400);
         self.by_addr.insert(addr, index);
         let node = Node::new(id, config, MemoryStore::new(limits));
         self.nodes.push(SimNode {

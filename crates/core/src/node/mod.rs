@@ -83,6 +83,9 @@ pub struct Stats {
     pub requests_handled: u64,
     /// Requests that failed or timed out.
     pub requests_failed: u64,
+    /// Verified contacts kept out of the routing table because their network (IPv4 /24,
+    /// IPv6 /48) held as many places as it may.
+    pub contacts_crowded_out: u64,
 }
 
 /// Why a request is outstanding.
@@ -128,7 +131,8 @@ impl<S: Store> Node<S> {
     pub fn new(id: NodeId, config: Config, store: S) -> Self {
         Node {
             id,
-            table: RoutingTable::new(id, config.k.get(), config.max_failures),
+            table: RoutingTable::new(id, config.k.get(), config.max_failures)
+                .with_diversity(config.diversity),
             config,
             store,
             next_request: 1,
@@ -233,6 +237,7 @@ impl<S: Store> Node<S> {
             Insertion::Pending { ping: Some(oldest) } => {
                 self.send(now, oldest.into(), Request::Ping, Purpose::Liveness);
             }
+            Insertion::Crowded => self.stats.contacts_crowded_out += 1,
             Insertion::Updated | Insertion::Pending { ping: None } | Insertion::OwnId => {}
         }
     }

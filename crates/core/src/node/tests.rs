@@ -22,8 +22,9 @@ fn node_id(n: u8) -> NodeId {
     NodeId::of_public_key(&key(n).verifying_key().to_bytes())
 }
 
+/// Node `n`'s address: a host in a /24 of its own, as on the internet.
 fn addr(n: u8) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, n], 7400))
+    SocketAddr::from(([127, n, 0, 1], 7400))
 }
 
 fn contact(n: u8) -> Contact {

@@ -19,8 +19,18 @@ fn id_in(bucket: usize, n: u16) -> Id {
     Id::from_bytes(bytes)
 }
 
+/// A contact whose address is its own network (an IPv6 /48 taken from its id), so that only
+/// the diversity tests meet the diversity limits.
 fn contact(id: Id) -> Contact {
-    Contact::new(id, "127.0.0.1:1".parse().expect("valid"))
+    let hash = Id::hash(id.as_bytes());
+    let b = hash.as_bytes();
+    let network = [
+        0xfd00,
+        u16::from_be_bytes([b[0], b[1]]),
+        u16::from_be_bytes([b[2], b[3]]),
+    ];
+    let ip = std::net::Ipv6Addr::new(network[0], network[1], network[2], 0, 0, 0, 0, 1);
+    Contact::new(id, std::net::SocketAddr::new(ip.into(), 1))
 }
 
 fn t(ms: u64) -> Time {
@@ -163,7 +173,7 @@ proptest! {
                     let id = id_of(b, n);
                     match table.seen(contact(id), now) {
                         Insertion::Added | Insertion::Updated => { answered.insert(id); }
-                        Insertion::Pending { .. } | Insertion::OwnId => {}
+                        Insertion::Pending { .. } | Insertion::OwnId | Insertion::Crowded => {}
                     }
                 }
                 Op::Failed(b, n) => {
@@ -207,4 +217,53 @@ fn restored_contacts_fill_free_places_only_and_start_no_ping() {
             ping: Some(contact(a))
         }
     );
+}
+
+#[test]
+fn one_network_holds_at_most_its_share_of_a_bucket_and_of_the_table() {
+    let mut table = RoutingTable::new(OWN, 20, 3);
+    let from = |id: Id, ip: &str| Contact::new(id, format!("{ip}:7400").parse().expect("valid"));
+    // Bucket 511: ids differing from OWN (all zeros) in the top bit.
+    let in_511 = |n: u8| {
+        let mut bytes = [0u8; 64];
+        bytes[0] = 0x80;
+        bytes[63] = n;
+        Id::from_bytes(bytes)
+    };
+    let now = t(0);
+    assert_eq!(
+        table.seen(from(in_511(1), "192.0.2.1"), now),
+        Insertion::Added
+    );
+    assert_eq!(
+        table.seen(from(in_511(2), "192.0.2.2"), now),
+        Insertion::Added
+    );
+    assert_eq!(
+        table.seen(from(in_511(3), "192.0.2.3"), now),
+        Insertion::Crowded,
+        "a third from one /24 in one bucket"
+    );
+    assert_eq!(
+        table.seen(from(in_511(3), "198.51.100.3"), now),
+        Insertion::Added
+    );
+    // A known contact seen again is never crowded out.
+    assert_eq!(
+        table.seen(from(in_511(1), "192.0.2.1"), now),
+        Insertion::Updated
+    );
+    // Across buckets, one /24 holds at most 10 places.
+    let mut added = 2;
+    for index in 0..100u16 {
+        let mut bytes = [0u8; 64];
+        let bucket = 500 - usize::from(index % 11);
+        bytes[63 - bucket / 8] = 1 << (bucket % 8);
+        bytes[62] = index as u8;
+        bytes[63] = 0xaa;
+        if table.seen(from(Id::from_bytes(bytes), "192.0.2.200"), now) == Insertion::Added {
+            added += 1;
+        }
+    }
+    assert_eq!(added, 10, "the whole table");
 }

@@ -122,6 +122,8 @@ pub struct Client {
     pub stream: TcpStream,
     pub key: SigningKey,
     pub transcript_bytes: Option<Vec<u8>>,
+    /// The port announced in `hello`: 0 (accepts no connections, never enters a table).
+    pub port: u16,
 }
 
 pub async fn node() -> (Dht, std::net::SocketAddr) {
@@ -141,6 +143,7 @@ impl Client {
             stream,
             key: SigningKey::from_bytes(&[42; 32]),
             transcript_bytes: None,
+            port: 0,
         }
     }
 
@@ -154,6 +157,7 @@ impl Client {
             stream,
             key: SigningKey::from_bytes(&[42; 32]),
             transcript_bytes: None,
+            port: 0,
         }
     }
 
@@ -169,7 +173,7 @@ impl Client {
             ("network", V::Str(network)),
             ("public_key", V::Bin(&public_key)),
             ("nonce", V::Bin(&[7; 32])),
-            ("port", V::Uint(0)),
+            ("port", V::Uint(u64::from(self.port))),
         ])
     }
 
