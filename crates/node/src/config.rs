@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::message::NetworkName;
+
+use crate::ratelimit::Rate;
 use cairn_core::store::StoreLimits;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -40,6 +42,12 @@ pub struct Config {
     pub max_inbound: usize,
     /// The most incoming connections from one host (an IPv4 address, an IPv6 /64). Default 16.
     pub max_inbound_per_host: usize,
+    /// Requests of any kind one host (an IPv4 address, an IPv6 /64) may make; past it they are
+    /// answered 429. Default 1,024/s, bursts of 2,048 (OpenDHT's per-IP default).
+    pub request_rate: Rate,
+    /// `store` requests one host may make, within `request_rate`; past it they are answered
+    /// 429. Default 64/s, bursts of 256.
+    pub store_rate: Rate,
     /// How long a dialer has, from the moment it is accepted, to complete the handshake
     /// (`hello` and a verified `auth`). Default 5 s.
     pub handshake_timeout: Duration,
@@ -71,6 +79,14 @@ impl Default for Config {
             max_inbound: 1_024,
             max_inbound_per_host: 16,
             handshake_timeout: Duration::from_secs(5),
+            request_rate: Rate {
+                per_second: 1_024.0,
+                burst: 2_048.0,
+            },
+            store_rate: Rate {
+                per_second: 64.0,
+                burst: 256.0,
+            },
             max_invalid_messages: 16,
             max_requests_per_connection: 32,
             command_queue: 1_024,
@@ -137,6 +153,14 @@ pub struct FileConfig {
     pub max_inbound_per_host: Option<usize>,
     /// See [`Config::handshake_timeout`].
     pub handshake_timeout_secs: Option<f64>,
+    /// See [`Config::request_rate`] (requests per second).
+    pub requests_per_host_per_sec: Option<f64>,
+    /// See [`Config::request_rate`] (burst; default twice the rate).
+    pub requests_per_host_burst: Option<f64>,
+    /// See [`Config::store_rate`] (stores per second).
+    pub stores_per_host_per_sec: Option<f64>,
+    /// See [`Config::store_rate`] (burst; default twice the rate).
+    pub stores_per_host_burst: Option<f64>,
     /// See [`Config::max_requests_per_connection`].
     pub max_requests_per_connection: Option<usize>,
     /// See `cairn_core::Config::republish_interval`.
@@ -287,6 +311,30 @@ impl FileConfig {
         if let Some(v) = self.handshake_timeout_secs {
             config.handshake_timeout = secs("handshake_timeout_secs", v)?;
         }
+        let rate = |name: &str, per_second: Option<f64>, burst: Option<f64>, held: Rate| match (
+            per_second, burst,
+        ) {
+            (None, None) => Ok(held),
+            (per_second, burst) => crate::ratelimit::rate(
+                per_second.unwrap_or(held.per_second),
+                burst,
+            )
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("{name} must be above 0 and its burst at least 1"))
+            }),
+        };
+        config.request_rate = rate(
+            "requests_per_host_per_sec",
+            self.requests_per_host_per_sec,
+            self.requests_per_host_burst,
+            config.request_rate,
+        )?;
+        config.store_rate = rate(
+            "stores_per_host_per_sec",
+            self.stores_per_host_per_sec,
+            self.stores_per_host_burst,
+            config.store_rate,
+        )?;
         if let Some(v) = self.max_requests_per_connection {
             config.max_requests_per_connection = v.max(1);
         }

@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use cairn_core::handshake::{Role, Transcript};
 use cairn_core::message::{
-    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, NetworkName, PROTOCOL_VERSION, Response,
-    Welcome,
+    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, NetworkName, PROTOCOL_VERSION, Request,
+    Response, Welcome,
 };
 use cairn_core::netstring::{self, NetstringDecoder};
 use cairn_core::node::Requester;
@@ -281,6 +281,8 @@ async fn accept_handshake(
 /// An authenticated-or-not inbound connection past `welcome`: what serving it needs.
 struct Inbound<'a> {
     place: &'a Place,
+    /// The dialer's address, for its host's rate limits.
+    ip: IpAddr,
     write: OwnedWriteHalf,
     transcript: Transcript<'a>,
     requester: Requester,
@@ -292,6 +294,35 @@ struct Inbound<'a> {
 }
 
 impl Inbound<'_> {
+    /// The 429 a request earns when its host is over a rate limit, counted.
+    fn over_rate(&self, id: u64, request: &Request, shared: &Shared) -> Option<Message> {
+        let (limit, counter, what) = if !shared.request_limit.allow(self.ip) {
+            (
+                shared.config.request_rate,
+                &shared.counters.requests_rate_limited,
+                "requests",
+            )
+        } else if matches!(request, Request::Store { .. }) && !shared.store_limit.allow(self.ip) {
+            (
+                shared.config.store_rate,
+                &shared.counters.stores_rate_limited,
+                "stores",
+            )
+        } else {
+            return None;
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let message = format!(
+            "over the limit of {} {what} per second from one host; slow down",
+            limit.per_second
+        );
+        let reply = ErrorReply::new(ErrorCode::OVER_LIMIT, message);
+        Some(Message::Response {
+            id,
+            response: Response::Error(reply),
+        })
+    }
+
     /// Handles one frame from the dialer: `auth`, a request (handed to the driver), or
     /// something invalid (answered 400, counted).
     async fn on_frame(&mut self, frame: &[u8], shared: &Shared) -> Result<(), ConnError> {
@@ -305,6 +336,9 @@ impl Inbound<'_> {
                 return Ok(());
             }
             Ok(Message::Request { id, request }) => {
+                if let Some(refusal) = self.over_rate(id, &request, shared) {
+                    return write_within(&mut self.write, &refusal, shared).await;
+                }
                 let up = ToDriver::Request {
                     requester: self.requester,
                     id,
@@ -360,6 +394,7 @@ async fn serve_inbound_inner(
     let (reply, mut replies) = mpsc::channel::<Box<Message>>(in_service);
     let mut conn = Inbound {
         place,
+        ip: peer.ip(),
         write,
         transcript,
         requester,

@@ -28,6 +28,7 @@ pub mod identity;
 mod inbound;
 mod listener;
 mod outcome;
+mod ratelimit;
 mod shared;
 pub mod snapshot;
 pub mod store;
@@ -46,6 +47,7 @@ pub use config::{Config, FileConfig};
 pub use dht::Dht;
 pub use identity::Identity;
 pub use outcome::{BootstrapError, Found, GetError, PeerInfo, PutError, PutReceipt, Status};
+pub use ratelimit::Rate;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +138,7 @@ pub async fn start_with_storage(
     }
     let (commands_tx, commands) = mpsc::channel(config.command_queue.max(1));
     let (to_driver, inbound) = mpsc::channel(4_096);
+    let config_rates = (config.request_rate, config.store_rate);
     let connections = Arc::new(inbound::Inbound::new(
         config.max_inbound,
         config.max_inbound_per_host,
@@ -148,6 +151,8 @@ pub async fn start_with_storage(
         shutdown: watch::channel(false).0,
         counters: shared::Counters::default(),
         inbound: connections,
+        request_limit: ratelimit::Limiter::new(config_rates.0),
+        store_limit: ratelimit::Limiter::new(config_rates.1),
     });
     tokio::spawn(listener::accept_loop(listener, shared.clone()));
     let driver = driver::Driver::new(node, shared, commands, inbound, commits);

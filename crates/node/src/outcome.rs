@@ -134,6 +134,10 @@ pub struct Status {
     pub connections_evicted: u64,
     /// Incoming connections closed because the handshake was not done in `handshake_timeout`.
     pub handshake_timeouts: u64,
+    /// Requests answered 429 because their host passed `request_rate`.
+    pub requests_rate_limited: u64,
+    /// Stores answered 429 because their host passed `store_rate`.
+    pub stores_rate_limited: u64,
 }
 
 /// A routing-table contact, as `GET /v1/peers` shows it.

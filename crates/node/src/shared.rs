@@ -19,6 +19,10 @@ pub(crate) struct Shared {
     /// Flips to `true` once, when the node shuts down.
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) counters: Counters,
+    /// Requests per host, every kind.
+    pub(crate) request_limit: crate::ratelimit::Limiter,
+    /// Stores per host.
+    pub(crate) store_limit: crate::ratelimit::Limiter,
     /// The incoming connections being served, within their bounds.
     pub(crate) inbound: std::sync::Arc<crate::inbound::Inbound>,
 }
@@ -32,6 +36,8 @@ pub(crate) struct Counters {
     pub(crate) connections_refused_per_host: AtomicU64,
     pub(crate) connections_evicted: AtomicU64,
     pub(crate) handshake_timeouts: AtomicU64,
+    pub(crate) requests_rate_limited: AtomicU64,
+    pub(crate) stores_rate_limited: AtomicU64,
     pub(crate) dial_failures: AtomicU64,
     pub(crate) invalid_messages: AtomicU64,
     pub(crate) budget_exhausted: AtomicU64,

@@ -240,3 +240,86 @@ async fn three_hundred_identities_from_one_address_get_few_places_in_the_table()
     assert_eq!(other.ping(1).await, pong(1));
     assert_eq!(dht.status().await.expect("running").peers, 11);
 }
+
+fn store(id: u64, value: &[u8]) -> Vec<u8> {
+    let item = V::Map(vec![("kind", V::Str("immutable")), ("value", V::Bin(value))]);
+    msg(vec![
+        ("type", V::Str("store")),
+        ("id", V::Uint(id)),
+        ("item", item),
+    ])
+}
+
+/// The code of an answer: 0 for a success, else the error's code.
+fn code(answer: Option<cairn_core::Message>) -> u16 {
+    match answer {
+        Some(cairn_core::Message::Response {
+            response: cairn_core::Response::Error(e),
+            ..
+        }) => e.code.0,
+        Some(cairn_core::Message::Response { .. }) => 0,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_flooding_stores_is_refused_429_and_another_network_still_stores() {
+    let (dht, addr) = node_with(Config::default()).await;
+    let mut flood = Client::connect(addr).await;
+    flood.handshake().await;
+    let mut stored = 0u64;
+    let mut refused = false;
+    for n in 0..2_000u64 {
+        flood.send(&store(n, &n.to_be_bytes())).await;
+        match code(read_message(&mut flood.stream).await) {
+            0 => stored += 1,
+            429 => {
+                refused = true;
+                break;
+            }
+            other => panic!("store {n} answered {other}"),
+        }
+    }
+    assert!(refused, "{stored} stores and never refused");
+    assert!(stored >= 256, "the burst is honoured: {stored}");
+    assert!(
+        stored < 2_000,
+        "refused long before the flood ended: {stored}"
+    );
+    // Another host in another network stores at once; the flooding host still gets answers.
+    let mut other = Client::connect_from("127.0.7.1", addr).await;
+    other.handshake().await;
+    other.send(&store(1, b"from elsewhere")).await;
+    assert_eq!(code(read_message(&mut other.stream).await), 0);
+    assert_eq!(flood.ping(9_999).await, pong(9_999), "pings are within their own rate");
+    let status = dht.status().await.expect("running");
+    assert_eq!(status.stores_rate_limited, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_flooding_requests_is_refused_429_and_others_are_served() {
+    let (dht, addr) = node_with(Config::default()).await;
+    let mut flood = Client::connect(addr).await;
+    flood.handshake().await;
+    let burst: Vec<u8> = (1..=3_000).flat_map(ping).collect();
+    let (mut read, mut write) = flood.stream.into_split();
+    let writer = tokio::spawn(async move { write.write_all(&burst).await.map(|()| write) });
+    let (mut pongs, mut limited) = (0, 0);
+    for _ in 0..3_000 {
+        match code(read_message_from(&mut read).await) {
+            0 => pongs += 1,
+            429 => limited += 1,
+            other => panic!("a ping answered {other}"),
+        }
+    }
+    assert!(pongs >= 2_048, "the burst is honoured: {pongs}");
+    assert!(limited > 0, "3,000 at once pass the burst of 2,048");
+    let mut other = Client::connect_from("127.0.7.1", addr).await;
+    other.handshake().await;
+    assert_eq!(other.ping(1).await, pong(1));
+    assert_eq!(
+        dht.status().await.expect("running").requests_rate_limited,
+        limited
+    );
+    let _write = writer.await.expect("writer ran");
+}

@@ -302,6 +302,8 @@ impl Driver {
             connections_refused_per_host: count(&counters.connections_refused_per_host),
             connections_evicted: count(&counters.connections_evicted),
             handshake_timeouts: count(&counters.handshake_timeouts),
+            requests_rate_limited: count(&counters.requests_rate_limited),
+            stores_rate_limited: count(&counters.stores_rate_limited),
         }
     }
 
