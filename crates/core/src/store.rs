@@ -11,20 +11,26 @@
 //! [`Store::committed`]. Nobody is told an item is stored before its commit is durable, and a
 //! commit that failed leaves no trace: the store undoes the write it had accepted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::id::Key;
 use crate::item::{Item, Refusal, Resolution, resolve};
 use crate::message::ErrorCode;
+use crate::subnet::Prefix;
 use crate::time::Time;
 
-/// The most a store may hold. Defaults: 100,000 items and 256 MiB.
+/// The most a store may hold. Defaults: 100,000 items and 256 MiB, of which one network
+/// (IPv4 /24, IPv6 /48) may have stored a tenth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreLimits {
     /// The most items held at once.
     pub max_items: usize,
     /// The most bytes of items ([`Item::size`]) held at once.
     pub max_bytes: usize,
+    /// The most items stored by peers of one network held at once. Default 10,000.
+    pub max_items_per_network: usize,
+    /// The most bytes stored by peers of one network held at once. Default 25.6 MiB.
+    pub max_bytes_per_network: usize,
 }
 
 impl Default for StoreLimits {
@@ -32,8 +38,22 @@ impl Default for StoreLimits {
         StoreLimits {
             max_items: 100_000,
             max_bytes: 256 * 1024 * 1024,
+            max_items_per_network: 10_000,
+            max_bytes_per_network: 256 * 1024 * 1024 / 10,
         }
     }
+}
+
+/// Who asked a store to keep an item: what its share of the store is counted against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// This node published it (and republishes it).
+    Own,
+    /// A peer of this network (IPv4 /24, IPv6 /48) stored it: it counts against that
+    /// network's share.
+    Network(Prefix),
+    /// A peer whose network is not known (and items read back from disk): no share.
+    Unknown,
 }
 
 /// Why a store did not keep an item.
@@ -50,6 +70,16 @@ pub enum StoreError {
         /// Bytes held.
         bytes: usize,
     },
+    /// Keeping it would pass the share of the store one network may fill.
+    #[error("peers of {network} hold their share of this store ({items} items, {bytes} bytes)")]
+    NetworkFull {
+        /// The network (IPv4 /24, IPv6 /48).
+        network: Prefix,
+        /// Items its peers stored.
+        items: usize,
+        /// Bytes its peers stored.
+        bytes: usize,
+    },
 }
 
 impl StoreError {
@@ -58,7 +88,7 @@ impl StoreError {
         match self {
             StoreError::Refused(Refusal::Expired) => ErrorCode::BAD_REQUEST,
             StoreError::Refused(_) => ErrorCode::CONFLICT,
-            StoreError::Full { .. } => ErrorCode::OVER_LIMIT,
+            StoreError::Full { .. } | StoreError::NetworkFull { .. } => ErrorCode::OVER_LIMIT,
         }
     }
 }
@@ -92,10 +122,11 @@ pub trait Store {
     /// The item held for `key`, unless it has expired at `now`.
     fn get(&self, key: &Key, now: Time) -> Option<Item>;
 
-    /// Keeps `item` if the rules and limits allow, marking it as this node's own when `own` is
-    /// set (a mark that later copies from peers keep). The item is served at once; it is
-    /// durable once the returned commit (if any) is reported [`CommitOutcome::Durable`].
-    fn put(&mut self, item: Item, now: Time, own: bool) -> Result<Written, StoreError>;
+    /// Keeps `item` if the rules and limits allow (the share of `origin`'s network included),
+    /// marking it as this node's own for [`Origin::Own`] (a mark that later copies from peers
+    /// keep). The item is served at once; it is durable once the returned commit (if any) is
+    /// reported [`CommitOutcome::Durable`].
+    fn put(&mut self, item: Item, now: Time, origin: Origin) -> Result<Written, StoreError>;
 
     /// The outcome of `commit`. On [`CommitOutcome::Failed`] the store undoes the writes of
     /// that commit, so that it never serves an item it could not make durable.
@@ -126,6 +157,10 @@ pub struct MemoryStore {
     own: BTreeSet<Key>,
     bytes: usize,
     limits: StoreLimits,
+    /// The network whose peer stored each item that counts against a share.
+    stored_by: BTreeMap<Key, Prefix>,
+    /// Items and bytes each network's peers stored.
+    usage: HashMap<Prefix, (usize, usize)>,
 }
 
 impl MemoryStore {
@@ -136,6 +171,8 @@ impl MemoryStore {
             own: BTreeSet::new(),
             bytes: 0,
             limits,
+            stored_by: BTreeMap::new(),
+            usage: HashMap::new(),
         }
     }
 
@@ -146,20 +183,54 @@ impl MemoryStore {
 
     /// Removes every item expired at `now` and returns their keys.
     pub fn drain_expired(&mut self, now: Time) -> Vec<Key> {
-        let mut gone = Vec::new();
-        let mut freed = 0;
-        self.items.retain(|key, item| {
-            let keep = !item.is_expired(now);
-            if !keep {
-                freed += item.size();
-                gone.push(*key);
+        let gone: Vec<Key> = self
+            .items
+            .iter()
+            .filter(|(_, item)| item.is_expired(now))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &gone {
+            self.detach(key);
+            if let Some(item) = self.items.remove(key) {
+                self.bytes -= item.size();
             }
-            keep
-        });
-        self.bytes -= freed;
-        let items = &self.items;
-        self.own.retain(|key| items.contains_key(key));
+            self.own.remove(key);
+        }
         gone
+    }
+
+    /// The network whose peer stored the item under `key`, if it counts against a share.
+    pub fn stored_by(&self, key: &Key) -> Option<Prefix> {
+        self.stored_by.get(key).copied()
+    }
+
+    /// Items and bytes the peers of `network` stored.
+    pub fn usage(&self, network: &Prefix) -> (usize, usize) {
+        self.usage.get(network).copied().unwrap_or((0, 0))
+    }
+
+    /// Counts the item under `key` (of `size` bytes) against `network`'s share.
+    fn attach(&mut self, key: Key, size: usize, network: Prefix) {
+        self.detach(&key);
+        self.stored_by.insert(key, network);
+        let usage = self.usage.entry(network).or_default();
+        usage.0 += 1;
+        usage.1 += size;
+    }
+
+    /// Stops counting the item under `key` against any share.
+    fn detach(&mut self, key: &Key) {
+        let Some(network) = self.stored_by.remove(key) else {
+            return;
+        };
+        let size = self.items.get(key).map_or(0, Item::size);
+        if let Some(usage) = self.usage.get_mut(&network) {
+            usage.0 = usage.0.saturating_sub(1);
+            usage.1 = usage.1.saturating_sub(size);
+            if usage.0 == 0 {
+                self.usage.remove(&network);
+            }
+        }
     }
 
     /// Adds an item read back from disk, bypassing the rules (it passed them when stored) but
@@ -186,14 +257,19 @@ impl MemoryStore {
     }
 
     /// Puts the store back as it was for `key`: `previous` held (or nothing), with that own
-    /// mark. Undoes a write whose commit failed.
-    pub fn revert(&mut self, key: Key, previous: Option<Item>, own: bool) {
+    /// mark and counted against that network. Undoes a write whose commit failed.
+    pub fn revert(&mut self, key: Key, previous: Option<Item>, own: bool, network: Option<Prefix>) {
+        self.detach(&key);
         if let Some(old) = self.items.remove(&key) {
             self.bytes -= old.size();
         }
         self.own.remove(&key);
         if let Some(item) = previous {
+            let size = item.size();
             self.restore(item, own);
+            if let Some(network) = network {
+                self.attach(key, size, network);
+            }
         }
     }
 }
@@ -206,10 +282,10 @@ impl Store for MemoryStore {
             .cloned()
     }
 
-    fn put(&mut self, item: Item, now: Time, own: bool) -> Result<Written, StoreError> {
+    fn put(&mut self, item: Item, now: Time, origin: Origin) -> Result<Written, StoreError> {
         let key = *item.key();
-        let resolution = self.keep(item, now)?;
-        if own {
+        let resolution = self.keep(item, now, origin)?;
+        if origin == Origin::Own {
             self.own.insert(key);
         }
         Ok(Written {
@@ -239,13 +315,17 @@ impl Store for MemoryStore {
 
 impl MemoryStore {
     /// Applies the which-copy-wins rules and the limits, and keeps `item` if they allow.
-    fn keep(&mut self, item: Item, now: Time) -> Result<Resolution, StoreError> {
-        let held = self.items.get(item.key());
+    fn keep(&mut self, item: Item, now: Time, origin: Origin) -> Result<Resolution, StoreError> {
+        let key = *item.key();
+        let held = self.items.get(&key);
         let resolution = resolve(held, &item, now)?;
         if resolution == Resolution::Unchanged {
             return Ok(resolution);
         }
         let (freed, is_new) = (held.map_or(0, Item::size), held.is_none());
+        if let Origin::Network(network) = origin {
+            self.check_share(network, &key, freed, item.size())?;
+        }
         let items_after = self.items.len() + usize::from(is_new);
         let bytes_after = self.bytes - freed + item.size();
         if items_after > self.limits.max_items || bytes_after > self.limits.max_bytes {
@@ -255,12 +335,47 @@ impl MemoryStore {
             });
         }
         self.bytes = bytes_after;
-        self.items.insert(*item.key(), item);
+        self.detach(&key);
+        let size = item.size();
+        self.items.insert(key, item);
+        if let Origin::Network(network) = origin {
+            self.attach(key, size, network);
+        }
         Ok(if is_new {
             Resolution::Insert
         } else {
             Resolution::Replace
         })
+    }
+}
+
+impl MemoryStore {
+    /// Whether `network` may store an item of `size` bytes under `key`, replacing one of
+    /// `freed` bytes: its share is counted with the replaced item taken out if it was its.
+    fn check_share(
+        &self,
+        network: Prefix,
+        key: &Key,
+        freed: usize,
+        size: usize,
+    ) -> Result<(), StoreError> {
+        let (items, bytes) = self.usage(&network);
+        let replaces_own = self.stored_by.get(key) == Some(&network);
+        let (items_after, bytes_after) = if replaces_own {
+            (items, bytes - freed + size)
+        } else {
+            (items + 1, bytes + size)
+        };
+        if items_after > self.limits.max_items_per_network
+            || bytes_after > self.limits.max_bytes_per_network
+        {
+            return Err(StoreError::NetworkFull {
+                network,
+                items,
+                bytes,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -282,22 +397,29 @@ mod tests {
         let mut store = MemoryStore::new(StoreLimits {
             max_items: 2,
             max_bytes: 1_000,
+            ..StoreLimits::default()
         });
         assert_eq!(
-            store.put(blob(1, 10), NOW, false).map(|w| w.resolution),
+            store
+                .put(blob(1, 10), NOW, Origin::Unknown)
+                .map(|w| w.resolution),
             Ok(Resolution::Insert)
         );
         assert_eq!(
-            store.put(blob(2, 10), NOW, false).map(|w| w.resolution),
+            store
+                .put(blob(2, 10), NOW, Origin::Unknown)
+                .map(|w| w.resolution),
             Ok(Resolution::Insert)
         );
         let full = store
-            .put(blob(3, 10), NOW, false)
+            .put(blob(3, 10), NOW, Origin::Unknown)
             .map(|w| w.resolution)
             .expect_err("over max_items");
         assert_eq!(full.code(), ErrorCode::OVER_LIMIT);
         assert_eq!(
-            store.put(blob(1, 10), NOW, false).map(|w| w.resolution),
+            store
+                .put(blob(1, 10), NOW, Origin::Unknown)
+                .map(|w| w.resolution),
             Ok(Resolution::Unchanged)
         );
         assert_eq!(store.len(), 2);
@@ -305,15 +427,18 @@ mod tests {
         let mut store = MemoryStore::new(StoreLimits {
             max_items: 10,
             max_bytes: 200,
+            ..StoreLimits::default()
         });
         assert!(
             store
-                .put(blob(1, 100), NOW, false)
+                .put(blob(1, 100), NOW, Origin::Unknown)
                 .map(|w| w.resolution)
                 .is_ok()
         );
         assert!(matches!(
-            store.put(blob(2, 100), NOW, false).map(|w| w.resolution),
+            store
+                .put(blob(2, 100), NOW, Origin::Unknown)
+                .map(|w| w.resolution),
             Err(StoreError::Full { .. })
         ));
         assert!(
@@ -330,15 +455,18 @@ mod tests {
         let mut store = MemoryStore::new(StoreLimits {
             max_items: 1,
             max_bytes: 1_000,
+            ..StoreLimits::default()
         });
         assert!(
             store
-                .put(sign(1, 10), NOW, false)
+                .put(sign(1, 10), NOW, Origin::Unknown)
                 .map(|w| w.resolution)
                 .is_ok()
         );
         assert_eq!(
-            store.put(sign(2, 20), NOW, false).map(|w| w.resolution),
+            store
+                .put(sign(2, 20), NOW, Origin::Unknown)
+                .map(|w| w.resolution),
             Ok(Resolution::Replace),
             "a replacement fits"
         );
@@ -356,27 +484,62 @@ mod tests {
         let mut store = MemoryStore::default();
         assert!(
             store
-                .put(sign(5, b"a", NOW.as_secs() + 10), NOW, false)
+                .put(sign(5, b"a", NOW.as_secs() + 10), NOW, Origin::Unknown)
                 .map(|w| w.resolution)
                 .is_ok()
         );
         let stale = store
-            .put(sign(4, b"a", 0), NOW, false)
+            .put(sign(4, b"a", 0), NOW, Origin::Unknown)
             .map(|w| w.resolution)
             .expect_err("stale");
         assert_eq!(stale.code(), ErrorCode::CONFLICT);
         let conflict = store
-            .put(sign(5, b"b", 0), NOW, false)
+            .put(sign(5, b"b", 0), NOW, Origin::Unknown)
             .map(|w| w.resolution)
             .expect_err("conflict");
         assert_eq!(conflict.code(), ErrorCode::CONFLICT);
         let expired = store
-            .put(sign(6, b"a", 1), NOW, false)
+            .put(sign(6, b"a", 1), NOW, Origin::Unknown)
             .map(|w| w.resolution)
             .expect_err("expired");
         assert_eq!(expired.code(), ErrorCode::BAD_REQUEST);
         let later = Time::from_secs(NOW.as_secs() + 10);
         assert!(store.get(sign(5, b"a", 0).key(), NOW).is_some());
         assert!(store.get(sign(5, b"a", 0).key(), later).is_none());
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::*;
+    use crate::item::ImmutableItem;
+    use bytes::Bytes;
+
+    const NOW: Time = Time::from_secs(1_800_000_000);
+
+    #[test]
+    fn one_network_fills_only_its_share_and_others_still_store() {
+        let mut store = MemoryStore::new(StoreLimits {
+            max_items_per_network: 3,
+            ..StoreLimits::default()
+        });
+        let greedy = Prefix::network("192.0.2.9".parse().expect("ip"));
+        let other = Prefix::network("198.51.100.9".parse().expect("ip"));
+        let blob = |n: u8| -> Item { ImmutableItem::new(Bytes::from(vec![n; 8])).into() };
+        for n in 0..3 {
+            assert!(store.put(blob(n), NOW, Origin::Network(greedy)).is_ok());
+        }
+        let refused = store
+            .put(blob(3), NOW, Origin::Network(greedy))
+            .expect_err("over its share");
+        assert!(matches!(refused, StoreError::NetworkFull { items: 3, .. }));
+        assert_eq!(refused.code(), ErrorCode::OVER_LIMIT);
+        assert!(store.put(blob(3), NOW, Origin::Network(other)).is_ok());
+        assert!(store.put(blob(4), NOW, Origin::Own).is_ok());
+        assert_eq!(store.usage(&greedy).0, 3);
+        // Dropping one of its items gives the share back.
+        store.revert(*blob(0).key(), None, false, None);
+        assert_eq!(store.usage(&greedy).0, 2);
+        assert!(store.put(blob(5), NOW, Origin::Network(greedy)).is_ok());
     }
 }

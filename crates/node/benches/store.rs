@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_core::store::{CommitId, StoreLimits};
+use cairn_core::store::{CommitId, Origin, StoreLimits};
 use cairn_core::{ImmutableItem, Item, SignedItem, Store, Time};
 use cairn_node::store::RedbStore;
 use ed25519_dalek::SigningKey;
@@ -60,7 +60,7 @@ fn throughput(writers: usize, run_for: Duration) {
                             // Registered before the writer can report the commit.
                             let mut waiting = waiting.lock().expect("lock");
                             let mut store = store.lock().expect("lock");
-                            let written = store.put(item(w << 40 | n), NOW, false);
+                            let written = store.put(item(w << 40 | n), NOW, Origin::Unknown);
                             let commit = written.expect("stored").commit.expect("queued");
                             let (tx, rx) = oneshot::channel();
                             waiting.insert(commit, tx);
@@ -103,7 +103,7 @@ fn open_time(count: u64) {
                     .expect("valid")
                     .into()
             };
-            let _ = store.put(item, NOW, false).expect("stored");
+            let _ = store.put(item, NOW, Origin::Unknown).expect("stored");
         }
         store.close();
     }

@@ -25,7 +25,7 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Protocol parameters (k, alpha, timeouts, value size); the defaults of `docs/design.md`.
     pub protocol: cairn_core::Config,
-    /// Store limits. Defaults: 100,000 items, 256 MiB.
+    /// Store limits. Defaults: 100,000 items, 256 MiB, a tenth of each for one network.
     pub limits: StoreLimits,
     /// The largest frame accepted. Default 1,048,576 bytes.
     pub max_frame: usize,
@@ -135,6 +135,10 @@ pub struct FileConfig {
     pub max_items: Option<usize>,
     /// See [`StoreLimits::max_bytes`].
     pub max_store_bytes: Option<usize>,
+    /// See [`StoreLimits::max_items_per_network`].
+    pub max_items_per_network: Option<usize>,
+    /// See [`StoreLimits::max_bytes_per_network`].
+    pub max_store_bytes_per_network: Option<usize>,
     /// See [`Config::max_frame`].
     pub max_frame: Option<usize>,
     /// See [`Config::idle_timeout`].
@@ -282,6 +286,12 @@ impl FileConfig {
         }
         if let Some(v) = self.max_store_bytes {
             config.limits.max_bytes = v;
+        }
+        if let Some(v) = self.max_items_per_network {
+            config.limits.max_items_per_network = v;
+        }
+        if let Some(v) = self.max_store_bytes_per_network {
+            config.limits.max_bytes_per_network = v;
         }
         if let Some(v) = self.max_frame {
             config.max_frame = v;

@@ -274,6 +274,7 @@ async fn accept_handshake(
         id: NodeId::of_public_key(&hello.public_key),
         addr: (hello.port != 0).then(|| SocketAddr::new(peer.ip(), hello.port)),
         verified: false,
+        source: peer.ip(),
     };
     Ok((reader, write, transcript, requester))
 }

@@ -89,7 +89,7 @@ pub async fn start_with_identity(config: Config, identity: Identity) -> Result<D
             let opened = std::time::Instant::now();
             let (store, commits) = RedbStore::open(dir, config.limits)?;
             tracing::info!(items = cairn_core::Store::len(&store), took = ?opened.elapsed(), "store opened");
-            Storage::Durable(store, commits)
+            Storage::Durable(Box::new(store), commits)
         }
         None => Storage::Memory,
     };
@@ -101,7 +101,7 @@ pub enum Storage {
     /// In memory, lost at exit.
     Memory,
     /// In an open durable store, with the receiver of its commit reports.
-    Durable(RedbStore, store::CommitReceiver),
+    Durable(Box<RedbStore>, store::CommitReceiver),
 }
 
 /// Starts a node with the given identity and store (say, a [`RedbStore`] opened on a storage
@@ -123,7 +123,7 @@ pub async fn start_with_storage(
     })?;
     let (store, commits) = match storage {
         Storage::Memory => (NodeStore::Memory(MemoryStore::new(config.limits)), None),
-        Storage::Durable(store, commits) => (NodeStore::Redb(Box::new(store)), Some(commits)),
+        Storage::Durable(store, commits) => (NodeStore::Redb(store), Some(commits)),
     };
     let mut node = Node::new(identity.node_id(), config.protocol.clone(), store);
     if let Some(dir) = &config.data_dir {

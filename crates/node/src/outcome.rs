@@ -138,6 +138,8 @@ pub struct Status {
     pub requests_rate_limited: u64,
     /// Stores answered 429 because their host passed `store_rate`.
     pub stores_rate_limited: u64,
+    /// Stores answered 429 because their network (IPv4 /24, IPv6 /48) held its share.
+    pub stores_over_share: u64,
 }
 
 /// A routing-table contact, as `GET /v1/peers` shows it.

@@ -103,7 +103,7 @@ async fn a_failed_commit_is_refused_to_peers_and_callers_and_never_served() {
         listen: "127.0.0.1:0".parse().expect("valid"),
         ..Config::default()
     };
-    let storage = Storage::Durable(store, commits);
+    let storage = Storage::Durable(Box::new(store), commits);
     let dht = cairn_node::start_with_storage(config, Identity::generate(), storage)
         .await
         .expect("starts");

@@ -26,7 +26,12 @@ fn ping(id: u64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_pipelined_requests_all_get_their_answers() {
-    let (_dht, addr) = node_with(Config::default()).await;
+    // Rate limits aside (their own tests are below), no request may go unanswered.
+    let config = Config {
+        request_rate: cairn_node::Rate::UNLIMITED,
+        ..Config::default()
+    };
+    let (_dht, addr) = node_with(config).await;
     let mut c = Client::connect(addr).await;
     c.handshake().await;
     let burst: Vec<u8> = (1..=5_000).flat_map(ping).collect();
@@ -51,6 +56,7 @@ async fn five_thousand_pipelined_requests_all_get_their_answers() {
 async fn a_client_that_never_reads_is_slowed_down_not_buffered() {
     let config = Config {
         read_timeout: Duration::from_secs(3),
+        request_rate: cairn_node::Rate::UNLIMITED,
         ..Config::default()
     };
     let (dht, addr) = node_with(config).await;
@@ -190,6 +196,7 @@ async fn a_handshake_not_done_in_time_closes_the_connection() {
 async fn connections_busy_serving_requests_are_not_evicted() {
     let config = Config {
         max_inbound: 1,
+        request_rate: cairn_node::Rate::UNLIMITED,
         ..Config::default()
     };
     let (dht, addr) = node_with(config).await;
@@ -242,7 +249,10 @@ async fn three_hundred_identities_from_one_address_get_few_places_in_the_table()
 }
 
 fn store(id: u64, value: &[u8]) -> Vec<u8> {
-    let item = V::Map(vec![("kind", V::Str("immutable")), ("value", V::Bin(value))]);
+    let item = V::Map(vec![
+        ("kind", V::Str("immutable")),
+        ("value", V::Bin(value)),
+    ]);
     msg(vec![
         ("type", V::Str("store")),
         ("id", V::Uint(id)),
@@ -291,7 +301,11 @@ async fn a_host_flooding_stores_is_refused_429_and_another_network_still_stores(
     other.handshake().await;
     other.send(&store(1, b"from elsewhere")).await;
     assert_eq!(code(read_message(&mut other.stream).await), 0);
-    assert_eq!(flood.ping(9_999).await, pong(9_999), "pings are within their own rate");
+    assert_eq!(
+        flood.ping(9_999).await,
+        pong(9_999),
+        "pings are within their own rate"
+    );
     let status = dht.status().await.expect("running");
     assert_eq!(status.stores_rate_limited, 1);
 }
@@ -322,4 +336,42 @@ async fn a_host_flooding_requests_is_refused_429_and_others_are_served() {
         limited
     );
     let _write = writer.await.expect("writer ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_network_fills_only_its_share_of_the_store() {
+    let config = Config {
+        store_rate: cairn_node::Rate::UNLIMITED,
+        limits: cairn_core::store::StoreLimits {
+            max_items_per_network: 50,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let (dht, addr) = node_with(config).await;
+    let mut flood = Client::connect(addr).await;
+    flood.handshake().await;
+    let mut stored = 0;
+    for n in 0..1_000u64 {
+        flood.send(&store(n, &n.to_be_bytes())).await;
+        match code(read_message(&mut flood.stream).await) {
+            0 => stored += 1,
+            429 => break,
+            other => panic!("store {n} answered {other}"),
+        }
+    }
+    assert_eq!(stored, 50, "the network's share");
+    // Another host of the same /24 shares that share...
+    let mut neighbour = Client::connect_from("127.0.0.2", addr).await;
+    neighbour.handshake().await;
+    neighbour.send(&store(1, b"same network")).await;
+    assert_eq!(code(read_message(&mut neighbour.stream).await), 429);
+    // ...while another network stores, and the store holds all of it.
+    let mut other = Client::connect_from("127.0.7.1", addr).await;
+    other.handshake().await;
+    other.send(&store(1, b"another network")).await;
+    assert_eq!(code(read_message(&mut other.stream).await), 0);
+    let status = dht.status().await.expect("running");
+    assert_eq!(status.items, 51);
+    assert_eq!(status.stores_over_share, 2);
 }

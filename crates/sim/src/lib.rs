@@ -383,6 +383,7 @@ impl Sim {
             id: contact.id,
             addr: Some(contact.addr),
             verified: true,
+            source: contact.addr.ip(),
         };
         // Simulated nodes keep items in memory: every answer is final at once.
         let answer = self.nodes[to]

@@ -34,7 +34,7 @@ use crate::item::Item;
 use crate::lookup::LookupParams;
 use crate::message::{Contact, Request, Response};
 use crate::routing::{Failure, Insertion, RoutingTable};
-use crate::store::{CommitId, CommitOutcome, Store};
+use crate::store::{CommitId, CommitOutcome, Origin, Store};
 use crate::time::Time;
 
 pub use crate::message::Peer;
@@ -72,6 +72,9 @@ pub struct Requester {
     pub addr: Option<SocketAddr>,
     /// Whether the requester's `auth` has verified. Only verified requesters enter the table.
     pub verified: bool,
+    /// The address its connection comes from: what its stores count against (its network's
+    /// share of the store).
+    pub source: std::net::IpAddr,
 }
 
 /// Counters since the node started.
@@ -86,6 +89,8 @@ pub struct Stats {
     /// Verified contacts kept out of the routing table because their network (IPv4 /24,
     /// IPv6 /48) held as many places as it may.
     pub contacts_crowded_out: u64,
+    /// Stores refused because the requester's network held its share of the store.
+    pub stores_over_share: u64,
 }
 
 /// Why a request is outstanding.
@@ -353,7 +358,7 @@ impl<S: Store> Node<S> {
         if let (true, Some(addr)) = (from.verified, from.addr) {
             self.saw(now, Contact::new(from.id, addr));
         }
-        self.serve(now, &from.id, request)
+        self.serve(now, &from, request)
     }
 
     /// A durable store's commit ended. On failure the store undoes that commit's writes; the
@@ -394,7 +399,7 @@ impl<S: Store> Node<S> {
     /// Stores `item` here, then at the k nodes closest to its key.
     pub fn put(&mut self, now: Time, item: Item) -> QueryId {
         self.start_housekeeping(now);
-        let local = self.store_checked(now, item.clone(), true);
+        let local = self.store_checked(now, item.clone(), Origin::Own);
         let key = *item.key();
         let plan = QueryKind::put(item, self.start_lookup(now, &key), local);
         self.start(now, plan)

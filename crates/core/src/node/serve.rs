@@ -1,15 +1,17 @@
 //! Answering requests, and the checks every stored item passes, wherever it came from.
 
-use super::{Answer, Node, PutError};
+use super::{Answer, Node, PutError, Requester};
 use crate::id::NodeId;
 use crate::item::Item;
 use crate::message::{ErrorCode, ErrorReply, Request, Response};
-use crate::store::{CommitId, Store};
+use crate::store::{CommitId, Origin, Store, StoreError};
+use crate::subnet::Prefix;
 use crate::time::Time;
 
 impl<S: Store> Node<S> {
     /// The answer to one request from the node `requester`.
-    pub(super) fn serve(&mut self, now: Time, requester: &NodeId, request: Request) -> Answer {
+    pub(super) fn serve(&mut self, now: Time, from: &Requester, request: Request) -> Answer {
+        let requester = &from.id;
         let k = self.config.k.get();
         let response = match request {
             Request::Ping => Response::Pong,
@@ -22,7 +24,8 @@ impl<S: Store> Node<S> {
             },
             Request::Store { item } => {
                 let key = *item.key();
-                match self.store_checked(now, item, false) {
+                let origin = Origin::Network(Prefix::network(from.source));
+                match self.store_checked(now, item, origin) {
                     Ok(commit) => {
                         self.housekeeping.received(key, now);
                         return Answer {
@@ -30,7 +33,12 @@ impl<S: Store> Node<S> {
                             commit,
                         };
                     }
-                    Err(e) => e.reply(),
+                    Err(e) => {
+                        if let PutError::Local(StoreError::NetworkFull { .. }) = e {
+                            self.stats.stores_over_share += 1;
+                        }
+                        e.reply()
+                    }
                 }
             }
         };
@@ -59,13 +67,13 @@ impl<S: Store> Node<S> {
         &mut self,
         now: Time,
         item: Item,
-        own: bool,
+        origin: Origin,
     ) -> Result<Option<CommitId>, PutError> {
         let (size, max) = (item.value().len(), self.config.max_value_size);
         if size > max {
             return Err(PutError::TooLarge { size, max });
         }
-        Ok(self.store.put(item, now, own)?.commit)
+        Ok(self.store.put(item, now, origin)?.commit)
     }
 }
 

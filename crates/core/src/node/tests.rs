@@ -87,6 +87,7 @@ impl Net {
                         id: sender,
                         addr: Some(from),
                         verified: true,
+                        source: std::net::IpAddr::from([127, 0, 0, 1]),
                     };
                     let Some(target) = self.nodes.get_mut(&t.to.addr) else {
                         continue;
@@ -229,6 +230,7 @@ fn a_get_returns_the_highest_seq_and_writes_it_back() {
             id: node_id(99),
             addr: None,
             verified: false,
+            source: std::net::IpAddr::from([127, 0, 0, 1]),
         };
         let answer = net
             .node(n)
@@ -255,12 +257,14 @@ fn store_refusals_carry_the_right_codes() {
         MemoryStore::new(StoreLimits {
             max_items: 2,
             max_bytes: 1 << 20,
+            ..StoreLimits::default()
         }),
     );
     let from = Requester {
         id: node_id(2),
         addr: None,
         verified: false,
+        source: std::net::IpAddr::from([127, 0, 0, 1]),
     };
     let store = |node: &mut Node<MemoryStore>, item: Item| match node
         .handle_request(T0, from, Request::Store { item })
@@ -313,6 +317,7 @@ fn find_node_never_returns_the_requester() {
         id: node_id(2),
         addr: Some(addr(2)),
         verified: true,
+        source: std::net::IpAddr::from([127, 0, 0, 1]),
     };
     let response = net
         .node(1)
@@ -393,6 +398,7 @@ fn a_full_bucket_pings_its_oldest_contact_and_keeps_it_when_it_answers() {
         id: node_id(n),
         addr: Some(addr(n)),
         verified: true,
+        source: std::net::IpAddr::from([127, 0, 0, 1]),
     };
     let _ = node.handle_request(T0, req(a), Request::Ping);
     let _ = node.handle_request(T0, req(b), Request::Ping);

@@ -293,6 +293,7 @@ impl Driver {
             requests_handled: stats.requests_handled,
             requests_failed: stats.requests_failed,
             contacts_crowded_out: stats.contacts_crowded_out,
+            stores_over_share: stats.stores_over_share,
             connections_opened: count(&counters.connections_opened),
             connections_accepted: count(&counters.connections_accepted),
             connection_budget_exhausted: count(&counters.budget_exhausted),

@@ -5,7 +5,7 @@
 
 mod redb;
 
-use cairn_core::store::{CommitId, CommitOutcome, StoreError, Written};
+use cairn_core::store::{CommitId, CommitOutcome, Origin, StoreError, Written};
 use cairn_core::{Item, Key, MemoryStore, Store, Time};
 
 pub use self::redb::{CommitError, CommitReceiver, Committed, OpenError, RedbStore, STORE_FILE};
@@ -32,8 +32,8 @@ impl Store for NodeStore {
     fn get(&self, key: &Key, now: Time) -> Option<Item> {
         delegate!(self, s => s.get(key, now))
     }
-    fn put(&mut self, item: Item, now: Time, own: bool) -> Result<Written, StoreError> {
-        delegate!(self, s => s.put(item, now, own))
+    fn put(&mut self, item: Item, now: Time, origin: Origin) -> Result<Written, StoreError> {
+        delegate!(self, s => s.put(item, now, origin))
     }
     fn committed(&mut self, commit: CommitId, outcome: CommitOutcome) {
         delegate!(self, s => s.committed(commit, outcome))

@@ -24,7 +24,8 @@ use std::thread::JoinHandle;
 
 use ::redb::{Database, ReadableTable, StorageBackend, TableDefinition};
 use cairn_core::item::Resolution;
-use cairn_core::store::{CommitId, CommitOutcome, StoreError, StoreLimits, Written};
+use cairn_core::store::{CommitId, CommitOutcome, Origin, StoreError, StoreLimits, Written};
+use cairn_core::subnet::Prefix;
 use cairn_core::{Item, Key, MemoryStore, Store, Time, wire};
 use tokio::sync::mpsc;
 
@@ -89,6 +90,8 @@ struct Undo {
     key: Key,
     previous: Option<Item>,
     own: bool,
+    /// The network the replaced copy counted against.
+    stored_by: Option<Prefix>,
 }
 
 /// Why the store could not be opened.
@@ -232,8 +235,11 @@ impl RedbStore {
                 Some(later) => {
                     later.previous = undo.previous;
                     later.own = undo.own;
+                    later.stored_by = undo.stored_by;
                 }
-                None => self.memory.revert(undo.key, undo.previous, undo.own),
+                None => self
+                    .memory
+                    .revert(undo.key, undo.previous, undo.own, undo.stored_by),
             }
         }
     }
@@ -363,11 +369,12 @@ impl Store for RedbStore {
         self.memory.get(key, now)
     }
 
-    fn put(&mut self, item: Item, now: Time, own: bool) -> Result<Written, StoreError> {
+    fn put(&mut self, item: Item, now: Time, origin: Origin) -> Result<Written, StoreError> {
         let key = *item.key();
         let previous = self.memory.held(&key).cloned();
         let was_own = self.memory.is_own(&key);
-        let written = self.memory.put(item, now, own)?;
+        let stored_by = self.memory.stored_by(&key);
+        let written = self.memory.put(item, now, origin)?;
         let is_own = self.memory.is_own(&key);
         if written.resolution == Resolution::Unchanged && is_own == was_own {
             // Nothing new to write, but the copy held may still be on its way to disk.
@@ -386,6 +393,7 @@ impl Store for RedbStore {
             key,
             previous,
             own: was_own,
+            stored_by,
         });
         self.submit(Batch {
             commit: Some(commit),

@@ -43,12 +43,12 @@ fn items_survive_a_reopen_and_the_highest_seq_still_wins() {
         let (mut store, mut commits) =
             RedbStore::open(&dir, StoreLimits::default()).expect("opens");
         assert_eq!(
-            resolution(store.put(signed(5, b"five", 0), NOW, true)),
+            resolution(store.put(signed(5, b"five", 0), NOW, Origin::Own)),
             Ok(Resolution::Insert)
         );
         committed(&mut store, &mut commits);
         assert_eq!(
-            resolution(store.put(blob.clone(), NOW, false)),
+            resolution(store.put(blob.clone(), NOW, Origin::Unknown)),
             Ok(Resolution::Insert)
         );
         committed(&mut store, &mut commits);
@@ -62,7 +62,7 @@ fn items_survive_a_reopen_and_the_highest_seq_still_wins() {
     assert_eq!(store.get(blob.key(), NOW), Some(blob));
     assert_eq!(store.own_keys(), vec![*signed(5, b"five", 0).key()]);
     assert_eq!(
-        resolution(store.put(signed(4, b"four", 0), NOW, false)),
+        resolution(store.put(signed(4, b"four", 0), NOW, Origin::Unknown)),
         Err(StoreError::Refused(Refusal::Stale { held: 5 }))
     );
     assert_eq!(store.dropped_at_open, 0);
@@ -78,7 +78,11 @@ fn expired_items_are_deleted_on_disk_too() {
             RedbStore::open(&dir, StoreLimits::default()).expect("opens");
         assert!(
             store
-                .put(signed(1, b"mortal", NOW.as_secs() + 10), NOW, false)
+                .put(
+                    signed(1, b"mortal", NOW.as_secs() + 10),
+                    NOW,
+                    Origin::Unknown
+                )
                 .is_ok()
         );
         committed(&mut store, &mut commits);
@@ -97,7 +101,11 @@ fn a_record_that_no_longer_verifies_is_dropped_at_open() {
     {
         let (mut store, mut commits) =
             RedbStore::open(&dir, StoreLimits::default()).expect("opens");
-        assert!(store.put(signed(1, b"fine", 0), NOW, false).is_ok());
+        assert!(
+            store
+                .put(signed(1, b"fine", 0), NOW, Origin::Unknown)
+                .is_ok()
+        );
         committed(&mut store, &mut commits);
     }
     {
@@ -135,14 +143,20 @@ fn a_failed_commit_is_undone_and_a_later_write_of_the_key_inherits_the_undo() {
     let dir = temp_dir("undo");
     let (mut store, _commits) = RedbStore::open(&dir, StoreLimits::default()).expect("opens");
     let key = *signed(1, b"a", 0).key();
-    let first = store.put(signed(1, b"a", 0), NOW, false).expect("kept");
-    let second = store.put(signed(2, b"b", 0), NOW, true).expect("kept");
+    let first = store
+        .put(signed(1, b"a", 0), NOW, Origin::Unknown)
+        .expect("kept");
+    let second = store
+        .put(signed(2, b"b", 0), NOW, Origin::Own)
+        .expect("kept");
     let (Some(c1), Some(c2)) = (first.commit, second.commit) else {
         panic!("a durable store returns commits")
     };
     assert!(c1 < c2);
     // Storing the copy held again waits on the commit already under way.
-    let again = store.put(signed(2, b"b", 0), NOW, false).expect("kept");
+    let again = store
+        .put(signed(2, b"b", 0), NOW, Origin::Unknown)
+        .expect("kept");
     assert_eq!(
         (again.resolution, again.commit),
         (Resolution::Unchanged, Some(c2))
@@ -158,10 +172,14 @@ fn a_failed_commit_is_undone_and_a_later_write_of_the_key_inherits_the_undo() {
 
     // A failed replacement brings back the copy it replaced.
     let blob: Item = ImmutableItem::new(Bytes::from_static(b"blob")).into();
-    let kept = store.put(signed(3, b"c", 0), NOW, false).expect("kept");
+    let kept = store
+        .put(signed(3, b"c", 0), NOW, Origin::Unknown)
+        .expect("kept");
     store.committed(kept.commit.expect("commit"), CommitOutcome::Durable);
-    let newer = store.put(signed(4, b"d", 0), NOW, false).expect("kept");
-    let other = store.put(blob.clone(), NOW, false).expect("kept");
+    let newer = store
+        .put(signed(4, b"d", 0), NOW, Origin::Unknown)
+        .expect("kept");
+    let other = store.put(blob.clone(), NOW, Origin::Unknown).expect("kept");
     store.committed(newer.commit.expect("commit"), CommitOutcome::Failed);
     store.committed(other.commit.expect("commit"), CommitOutcome::Durable);
     assert_eq!(store.get(&key, NOW), Some(signed(3, b"c", 0)));
