@@ -286,12 +286,89 @@ pub enum Refusal {
     Expired,
 }
 
+/// What the which-copy-wins rules need to know of the copy a node holds: a whole [`Item`], or
+/// a [`Summary`] of one whose value lives on disk.
+pub trait Held {
+    /// The `seq` of a signed copy; `None` for an immutable one.
+    fn seq(&self) -> Option<u64>;
+    /// Unix seconds of expiry, 0 for never.
+    fn expires(&self) -> u64;
+    /// Whether `item` carries the same value as this copy.
+    fn same_value(&self, item: &Item) -> bool;
+    /// The bytes counted against `max_store_bytes`.
+    fn size(&self) -> usize;
+    /// Whether the copy has expired at `now`.
+    fn is_expired(&self, now: Time) -> bool {
+        let expires = self.expires();
+        expires != 0 && Time::from_secs(expires) <= now
+    }
+}
+
+impl Held for Item {
+    fn seq(&self) -> Option<u64> {
+        Item::seq(self)
+    }
+    fn expires(&self) -> u64 {
+        Item::expires(self)
+    }
+    fn same_value(&self, item: &Item) -> bool {
+        self.value() == item.value()
+    }
+    fn size(&self) -> usize {
+        Item::size(self)
+    }
+}
+
+/// What the rules need of an item, without its value: about 60 bytes whatever the value's
+/// size. The value is compared by a 256-bit prefix of its SHA-512.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    seq: Option<u64>,
+    expires: u64,
+    size: u32,
+    value_hash: [u8; 32],
+}
+
+impl Summary {
+    /// The summary of `item`.
+    pub fn of(item: &Item) -> Self {
+        let hash = Id::hash(item.value());
+        let mut value_hash = [0u8; 32];
+        value_hash.copy_from_slice(&hash.as_bytes()[..32]);
+        Summary {
+            seq: item.seq(),
+            expires: item.expires(),
+            size: u32::try_from(item.size()).unwrap_or(u32::MAX),
+            value_hash,
+        }
+    }
+}
+
+impl Held for Summary {
+    fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+    fn expires(&self) -> u64 {
+        self.expires
+    }
+    fn same_value(&self, item: &Item) -> bool {
+        Summary::of(item).value_hash == self.value_hash
+    }
+    fn size(&self) -> usize {
+        self.size as usize
+    }
+}
+
 /// Decides whether `incoming` may be stored over `held` (the copy held for the same key).
 ///
-/// The rules of `docs/protocol.md` ("Which copy wins"): higher `seq` wins; equal `seq` with an equal value replaces
-/// only to extend `expires` (0 counts as never); equal `seq` with another value is a conflict;
-/// an expired item is refused whatever is held.
-pub fn resolve(held: Option<&Item>, incoming: &Item, now: Time) -> Result<Resolution, Refusal> {
+/// The rules of `docs/protocol.md` ("Which copy wins"): higher `seq` wins; equal `seq` with an
+/// equal value replaces only to extend `expires` (0 counts as never); equal `seq` with another
+/// value is a conflict; an expired item is refused whatever is held.
+pub fn resolve<H: Held>(
+    held: Option<&H>,
+    incoming: &Item,
+    now: Time,
+) -> Result<Resolution, Refusal> {
     if incoming.is_expired(now) {
         return Err(Refusal::Expired);
     }
@@ -299,21 +376,21 @@ pub fn resolve(held: Option<&Item>, incoming: &Item, now: Time) -> Result<Resolu
         Some(held) if !held.is_expired(now) => held,
         _ => return Ok(Resolution::Insert),
     };
-    match (held, incoming) {
-        (Item::Signed(old), Item::Signed(new)) => {
-            if new.seq > old.seq {
+    match (held.seq(), incoming.seq()) {
+        (Some(old), Some(new)) => {
+            if new > old {
                 Ok(Resolution::Replace)
-            } else if new.seq < old.seq {
-                Err(Refusal::Stale { held: old.seq })
-            } else if new.value != old.value {
-                Err(Refusal::Conflict { seq: old.seq })
-            } else if expiry_order(new.expires) > expiry_order(old.expires) {
+            } else if new < old {
+                Err(Refusal::Stale { held: old })
+            } else if !held.same_value(incoming) {
+                Err(Refusal::Conflict { seq: old })
+            } else if expiry_order(incoming.expires()) > expiry_order(held.expires()) {
                 Ok(Resolution::Replace)
             } else {
                 Ok(Resolution::Unchanged)
             }
         }
-        (Item::Immutable(_), Item::Immutable(_)) => Ok(Resolution::Unchanged),
+        (None, None) => Ok(Resolution::Unchanged),
         // A signed and an immutable item under one key would need a SHA-512 collision.
         _ => Err(Refusal::Conflict {
             seq: incoming.seq().unwrap_or(0),

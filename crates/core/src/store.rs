@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::id::Key;
-use crate::item::{Item, Refusal, Resolution, resolve};
+use crate::item::{Held, Item, Refusal, Resolution, resolve};
 use crate::message::ErrorCode;
 use crate::subnet::Prefix;
 use crate::time::Time;
@@ -150,10 +150,12 @@ pub trait Store {
     }
 }
 
-/// Items in a map in memory. Bounded by its [`StoreLimits`].
-#[derive(Clone, Debug, Default)]
-pub struct MemoryStore {
-    items: BTreeMap<Key, Item>,
+/// The bookkeeping every store shares: what is held per key (a whole item, or a [`Summary`]
+/// of one whose value lives elsewhere), the own marks, the bytes held, each network's share,
+/// and the limits. The which-copy-wins rules run here, on whatever is held.
+#[derive(Clone, Debug)]
+pub struct Ledger<T> {
+    entries: BTreeMap<Key, T>,
     own: BTreeSet<Key>,
     bytes: usize,
     limits: StoreLimits,
@@ -163,11 +165,11 @@ pub struct MemoryStore {
     usage: HashMap<Prefix, (usize, usize)>,
 }
 
-impl MemoryStore {
-    /// An empty store with these limits.
+impl<T: Held + Clone> Ledger<T> {
+    /// An empty ledger with these limits.
     pub fn new(limits: StoreLimits) -> Self {
-        MemoryStore {
-            items: BTreeMap::new(),
+        Ledger {
+            entries: BTreeMap::new(),
             own: BTreeSet::new(),
             bytes: 0,
             limits,
@@ -181,22 +183,39 @@ impl MemoryStore {
         self.bytes
     }
 
-    /// Removes every item expired at `now` and returns their keys.
-    pub fn drain_expired(&mut self, now: Time) -> Vec<Key> {
-        let gone: Vec<Key> = self
-            .items
-            .iter()
-            .filter(|(_, item)| item.is_expired(now))
-            .map(|(key, _)| *key)
-            .collect();
-        for key in &gone {
-            self.detach(key);
-            if let Some(item) = self.items.remove(key) {
-                self.bytes -= item.size();
-            }
-            self.own.remove(key);
-        }
-        gone
+    /// Items held (expired ones not yet removed included).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The keys of every item held.
+    pub fn keys(&self) -> Vec<Key> {
+        self.entries.keys().copied().collect()
+    }
+
+    /// The keys of the items this node published itself.
+    pub fn own_keys(&self) -> Vec<Key> {
+        self.own.iter().copied().collect()
+    }
+
+    /// What is held for `key`, expired or not.
+    pub fn held(&self, key: &Key) -> Option<&T> {
+        self.entries.get(key)
+    }
+
+    /// What is held for `key`, unless it has expired at `now`.
+    pub fn live(&self, key: &Key, now: Time) -> Option<&T> {
+        self.entries.get(key).filter(|held| !held.is_expired(now))
+    }
+
+    /// Whether this node published the item under `key` itself.
+    pub fn is_own(&self, key: &Key) -> bool {
+        self.own.contains(key)
     }
 
     /// The network whose peer stored the item under `key`, if it counts against a share.
@@ -207,6 +226,95 @@ impl MemoryStore {
     /// Items and bytes the peers of `network` stored.
     pub fn usage(&self, network: &Prefix) -> (usize, usize) {
         self.usage.get(network).copied().unwrap_or((0, 0))
+    }
+
+    /// Applies the which-copy-wins rules, the limits and `origin`'s share to `item`, and if
+    /// they allow, holds `entry` for it (made only then).
+    pub fn admit(
+        &mut self,
+        item: &Item,
+        entry: impl FnOnce() -> T,
+        now: Time,
+        origin: Origin,
+    ) -> Result<Resolution, StoreError> {
+        let key = *item.key();
+        let held = self.entries.get(&key);
+        let mut resolution = resolve(held, item, now)?;
+        if resolution != Resolution::Unchanged {
+            let (freed, is_new) = (held.map_or(0, Held::size), held.is_none());
+            if let Origin::Network(network) = origin {
+                self.check_share(network, &key, freed, item.size())?;
+            }
+            let items_after = self.entries.len() + usize::from(is_new);
+            let bytes_after = self.bytes - freed + item.size();
+            if items_after > self.limits.max_items || bytes_after > self.limits.max_bytes {
+                return Err(StoreError::Full {
+                    items: self.entries.len(),
+                    bytes: self.bytes,
+                });
+            }
+            self.bytes = bytes_after;
+            self.detach(&key);
+            self.entries.insert(key, entry());
+            if let Origin::Network(network) = origin {
+                self.attach(key, item.size(), network);
+            }
+            resolution = if is_new {
+                Resolution::Insert
+            } else {
+                Resolution::Replace
+            };
+        }
+        if origin == Origin::Own {
+            self.own.insert(key);
+        }
+        Ok(resolution)
+    }
+
+    /// Removes every item expired at `now` and returns their keys.
+    pub fn drain_expired(&mut self, now: Time) -> Vec<Key> {
+        let gone: Vec<Key> = self
+            .entries
+            .iter()
+            .filter(|(_, held)| held.is_expired(now))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &gone {
+            self.remove(key);
+        }
+        gone
+    }
+
+    /// Holds `entry` for `key` as read back from disk, bypassing the rules (it passed them
+    /// when stored) but not the limits' accounting.
+    pub fn restore(&mut self, key: Key, entry: T, own: bool) {
+        self.remove(&key);
+        self.bytes += entry.size();
+        self.entries.insert(key, entry);
+        if own {
+            self.own.insert(key);
+        }
+    }
+
+    /// Puts the ledger back as it was for `key`: `previous` held (or nothing), with that own
+    /// mark and counted against that network. Undoes a write whose commit failed.
+    pub fn revert(&mut self, key: Key, previous: Option<T>, own: bool, network: Option<Prefix>) {
+        self.remove(&key);
+        if let Some(entry) = previous {
+            let size = entry.size();
+            self.restore(key, entry, own);
+            if let Some(network) = network {
+                self.attach(key, size, network);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        self.detach(key);
+        if let Some(old) = self.entries.remove(key) {
+            self.bytes -= old.size();
+        }
+        self.own.remove(key);
     }
 
     /// Counts the item under `key` (of `size` bytes) against `network`'s share.
@@ -223,7 +331,7 @@ impl MemoryStore {
         let Some(network) = self.stored_by.remove(key) else {
             return;
         };
-        let size = self.items.get(key).map_or(0, Item::size);
+        let size = self.entries.get(key).map_or(0, Held::size);
         if let Some(usage) = self.usage.get_mut(&network) {
             usage.0 = usage.0.saturating_sub(1);
             usage.1 = usage.1.saturating_sub(size);
@@ -233,123 +341,6 @@ impl MemoryStore {
         }
     }
 
-    /// Adds an item read back from disk, bypassing the rules (it passed them when stored) but
-    /// not the limits' accounting.
-    pub fn restore(&mut self, item: Item, own: bool) {
-        let key = *item.key();
-        self.bytes += item.size();
-        if let Some(old) = self.items.insert(key, item) {
-            self.bytes -= old.size();
-        }
-        if own {
-            self.own.insert(key);
-        }
-    }
-
-    /// The item held for `key`, expired or not.
-    pub fn held(&self, key: &Key) -> Option<&Item> {
-        self.items.get(key)
-    }
-
-    /// Whether this node published the item under `key` itself.
-    pub fn is_own(&self, key: &Key) -> bool {
-        self.own.contains(key)
-    }
-
-    /// Puts the store back as it was for `key`: `previous` held (or nothing), with that own
-    /// mark and counted against that network. Undoes a write whose commit failed.
-    pub fn revert(&mut self, key: Key, previous: Option<Item>, own: bool, network: Option<Prefix>) {
-        self.detach(&key);
-        if let Some(old) = self.items.remove(&key) {
-            self.bytes -= old.size();
-        }
-        self.own.remove(&key);
-        if let Some(item) = previous {
-            let size = item.size();
-            self.restore(item, own);
-            if let Some(network) = network {
-                self.attach(key, size, network);
-            }
-        }
-    }
-}
-
-impl Store for MemoryStore {
-    fn get(&self, key: &Key, now: Time) -> Option<Item> {
-        self.items
-            .get(key)
-            .filter(|item| !item.is_expired(now))
-            .cloned()
-    }
-
-    fn put(&mut self, item: Item, now: Time, origin: Origin) -> Result<Written, StoreError> {
-        let key = *item.key();
-        let resolution = self.keep(item, now, origin)?;
-        if origin == Origin::Own {
-            self.own.insert(key);
-        }
-        Ok(Written {
-            resolution,
-            commit: None,
-        })
-    }
-
-    fn committed(&mut self, _: CommitId, _: CommitOutcome) {}
-
-    fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    fn keys(&self) -> Vec<Key> {
-        self.items.keys().copied().collect()
-    }
-
-    fn expire(&mut self, now: Time) -> usize {
-        self.drain_expired(now).len()
-    }
-
-    fn own_keys(&self) -> Vec<Key> {
-        self.own.iter().copied().collect()
-    }
-}
-
-impl MemoryStore {
-    /// Applies the which-copy-wins rules and the limits, and keeps `item` if they allow.
-    fn keep(&mut self, item: Item, now: Time, origin: Origin) -> Result<Resolution, StoreError> {
-        let key = *item.key();
-        let held = self.items.get(&key);
-        let resolution = resolve(held, &item, now)?;
-        if resolution == Resolution::Unchanged {
-            return Ok(resolution);
-        }
-        let (freed, is_new) = (held.map_or(0, Item::size), held.is_none());
-        if let Origin::Network(network) = origin {
-            self.check_share(network, &key, freed, item.size())?;
-        }
-        let items_after = self.items.len() + usize::from(is_new);
-        let bytes_after = self.bytes - freed + item.size();
-        if items_after > self.limits.max_items || bytes_after > self.limits.max_bytes {
-            return Err(StoreError::Full {
-                items: self.items.len(),
-                bytes: self.bytes,
-            });
-        }
-        self.bytes = bytes_after;
-        self.detach(&key);
-        let size = item.size();
-        self.items.insert(key, item);
-        if let Origin::Network(network) = origin {
-            self.attach(key, size, network);
-        }
-        Ok(if is_new {
-            Resolution::Insert
-        } else {
-            Resolution::Replace
-        })
-    }
-}
-
-impl MemoryStore {
     /// Whether `network` may store an item of `size` bytes under `key`, replacing one of
     /// `freed` bytes: its share is counted with the replaced item taken out if it was its.
     fn check_share(
@@ -376,6 +367,99 @@ impl MemoryStore {
             });
         }
         Ok(())
+    }
+}
+
+/// Items in a map in memory. Bounded by its [`StoreLimits`].
+#[derive(Clone, Debug)]
+pub struct MemoryStore {
+    ledger: Ledger<Item>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(StoreLimits::default())
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with these limits.
+    pub fn new(limits: StoreLimits) -> Self {
+        MemoryStore {
+            ledger: Ledger::new(limits),
+        }
+    }
+
+    /// Bytes of items held.
+    pub fn bytes(&self) -> usize {
+        self.ledger.bytes()
+    }
+
+    /// Removes every item expired at `now` and returns their keys.
+    pub fn drain_expired(&mut self, now: Time) -> Vec<Key> {
+        self.ledger.drain_expired(now)
+    }
+
+    /// Adds an item read back from disk, bypassing the rules but not the limits' accounting.
+    pub fn restore(&mut self, item: Item, own: bool) {
+        self.ledger.restore(*item.key(), item, own);
+    }
+
+    /// The item held for `key`, expired or not.
+    pub fn held(&self, key: &Key) -> Option<&Item> {
+        self.ledger.held(key)
+    }
+
+    /// Whether this node published the item under `key` itself.
+    pub fn is_own(&self, key: &Key) -> bool {
+        self.ledger.is_own(key)
+    }
+
+    /// The network whose peer stored the item under `key`, if it counts against a share.
+    pub fn stored_by(&self, key: &Key) -> Option<Prefix> {
+        self.ledger.stored_by(key)
+    }
+
+    /// Items and bytes the peers of `network` stored.
+    pub fn usage(&self, network: &Prefix) -> (usize, usize) {
+        self.ledger.usage(network)
+    }
+
+    /// Puts the store back as it was for `key` (see [`Ledger::revert`]).
+    pub fn revert(&mut self, key: Key, previous: Option<Item>, own: bool, network: Option<Prefix>) {
+        self.ledger.revert(key, previous, own, network);
+    }
+}
+
+impl Store for MemoryStore {
+    fn get(&self, key: &Key, now: Time) -> Option<Item> {
+        self.ledger.live(key, now).cloned()
+    }
+
+    fn put(&mut self, item: Item, now: Time, origin: Origin) -> Result<Written, StoreError> {
+        let resolution = self.ledger.admit(&item, || item.clone(), now, origin)?;
+        Ok(Written {
+            resolution,
+            commit: None,
+        })
+    }
+
+    fn committed(&mut self, _: CommitId, _: CommitOutcome) {}
+
+    fn len(&self) -> usize {
+        self.ledger.len()
+    }
+
+    fn keys(&self) -> Vec<Key> {
+        self.ledger.keys()
+    }
+
+    fn expire(&mut self, now: Time) -> usize {
+        self.drain_expired(now).len()
+    }
+
+    fn own_keys(&self) -> Vec<Key> {
+        self.ledger.own_keys()
     }
 }
 

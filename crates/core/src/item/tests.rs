@@ -134,7 +134,7 @@ fn names_must_be_1_to_255_bytes() {
 #[test]
 fn higher_seq_replaces_lower_is_stale() {
     let old = signed(5, b"a", 0);
-    assert_eq!(resolve(None, &old, NOW), Ok(Resolution::Insert));
+    assert_eq!(resolve::<Item>(None, &old, NOW), Ok(Resolution::Insert));
     assert_eq!(
         resolve(Some(&old), &signed(6, b"b", 0), NOW),
         Ok(Resolution::Replace)
@@ -182,11 +182,11 @@ fn equal_seq_different_value_is_a_conflict() {
 fn expired_items_are_refused_and_do_not_block() {
     let past = NOW.as_secs() - 1;
     assert_eq!(
-        resolve(None, &signed(5, b"a", past), NOW),
+        resolve::<Item>(None, &signed(5, b"a", past), NOW),
         Err(Refusal::Expired)
     );
     assert_eq!(
-        resolve(None, &signed(5, b"a", NOW.as_secs()), NOW),
+        resolve::<Item>(None, &signed(5, b"a", NOW.as_secs()), NOW),
         Err(Refusal::Expired)
     );
     // An expired held copy does not make a lower seq stale.
@@ -203,9 +203,35 @@ fn expired_items_are_refused_and_do_not_block() {
 fn immutable_copies_never_conflict_and_key_is_the_hash() {
     let item: Item = ImmutableItem::new(Bytes::from_static(b"blob")).into();
     assert_eq!(item.key(), &Id::hash(b"blob"));
-    assert_eq!(resolve(None, &item, NOW), Ok(Resolution::Insert));
+    assert_eq!(resolve::<Item>(None, &item, NOW), Ok(Resolution::Insert));
     assert_eq!(resolve(Some(&item), &item, NOW), Ok(Resolution::Unchanged));
     // A copy whose hash differs from the key asked for is another key entirely.
     let other: Item = ImmutableItem::new(Bytes::from_static(b"blob!")).into();
     assert_ne!(other.key(), item.key());
+}
+
+#[test]
+fn a_summary_decides_exactly_as_the_whole_item_does() {
+    let later = NOW.as_secs() + 100;
+    let past = NOW.as_secs() - 1;
+    let blob: Item = ImmutableItem::new(Bytes::from_static(b"a")).into();
+    let copies = [
+        signed(5, b"a", 0),
+        signed(5, b"a", later),
+        signed(5, b"b", 0),
+        signed(4, b"a", 0),
+        signed(6, b"a", later),
+        signed(5, b"a", past),
+        blob,
+    ];
+    for held in &copies {
+        for incoming in &copies {
+            assert_eq!(
+                resolve(Some(&Summary::of(held)), incoming, NOW),
+                resolve(Some(held), incoming, NOW),
+                "held {held:?}, incoming {incoming:?}"
+            );
+        }
+    }
+    assert_eq!(Summary::of(&copies[0]).size(), copies[0].size());
 }
