@@ -75,6 +75,17 @@ fn find_value(id: u64, key: &cairn_core::Key) -> Vec<u8> {
     ])
 }
 
+fn code_of(message: Option<Message>) -> u16 {
+    match message {
+        Some(Message::Response {
+            response: Response::Error(e),
+            ..
+        }) => e.code.0,
+        Some(Message::Response { .. }) => 0,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
 fn key_of(value: &[u8]) -> cairn_core::Key {
     *cairn_core::ImmutableItem::new(bytes::Bytes::copy_from_slice(value)).key()
 }
@@ -119,7 +130,40 @@ async fn a_failed_commit_is_refused_to_peers_and_callers_and_never_served() {
     });
     assert_eq!(read_message(&mut c.stream).await, stored);
 
+    // A signed item whose first version is committed before the fault.
+    let publisher = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let version = |seq: u64, value: &'static [u8]| -> Vec<u8> {
+        let item: cairn_core::Item =
+            cairn_core::SignedItem::sign(&publisher, "doc", value.into(), seq, 0)
+                .expect("valid")
+                .into();
+        let mut frame = Vec::new();
+        let message = Message::Request {
+            id: seq,
+            request: cairn_core::Request::Store { item },
+        };
+        let payload = cairn_core::wire::encode(&message).expect("encodes");
+        frame.extend(format!("{}:", payload.len()).into_bytes());
+        frame.extend(payload);
+        frame.push(b',');
+        frame
+    };
+    let doc = cairn_core::item::signed_key(&publisher.verifying_key().to_bytes(), "doc");
+    c.send(&version(10, b"first")).await;
+    assert_eq!(code_of(read_message(&mut c.stream).await), 0);
+
     fail.store(true, Ordering::SeqCst);
+    // A newer version that cannot be committed is refused, and the first is still served.
+    c.send(&version(11, b"second")).await;
+    assert_eq!(code_of(read_message(&mut c.stream).await), 500);
+    c.send(&find_value(12, &doc)).await;
+    match read_message(&mut c.stream).await {
+        Some(Message::Response {
+            response: Response::Value(item),
+            ..
+        }) => assert_eq!(item.value().as_ref(), b"first"),
+        other => panic!("expected the first version, got {other:?}"),
+    }
     // A peer's store that cannot be committed is answered 500, not `stored`.
     c.send(&store_message(2, b"during the fault")).await;
     assert_eq!(error_code(read_message(&mut c.stream).await), (2, 500));

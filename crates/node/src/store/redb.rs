@@ -1,9 +1,13 @@
-//! The durable store: an in-memory [`MemoryStore`] mirrored to a redb database, with
-//! group commit.
+//! The durable store: items in a redb database, with only what the rules need of each kept
+//! in memory, and group commit.
 //!
 //! Implementation notes:
-//! - The rules (which copy wins, limits) run on the in-memory mirror, on the driver's thread,
-//!   so they see every accepted write at once, committed or not.
+//! - The rules (which copy wins, limits, shares) run on a [`Ledger`] of [`Summary`]s, on the
+//!   driver's thread, so they see every accepted write at once, committed or not. A summary is
+//!   about 60 bytes whatever the value's size; values live on disk and are read back (and
+//!   verified again, the one path from bytes to an item) when served.
+//! - An item accepted but not yet committed is served from memory (`pending`) until its
+//!   commit is reported, then from disk.
 //! - Every accepted write gets a [`CommitId`] and goes to one writer thread, which takes
 //!   everything queued, encodes it, writes it in one transaction and commits once
 //!   (`Durability::Immediate`: fsync). It then reports the outcome of each write's commit on
@@ -11,22 +15,26 @@
 //!   which calls [`Store::committed`], and only then answers `stored` or a local put.
 //!   Concurrent stores therefore share commits instead of paying one fsync each.
 //! - Until its commit is reported, each write keeps what it replaced (the undo log). A failed
-//!   commit puts the mirror back as it was, so an item that is not on disk is never served.
-//! - On open, every item is read back and verified again (the one path from bytes to an
-//!   item), on all cores; an item that fails is dropped with a warning, never served.
-//! - The mirror costs memory equal to the store's size, bounded by `max_store_bytes`.
+//!   commit puts the ledger and `pending` back as they were; the disk, whose transaction was
+//!   aborted, already is. An item that is not on disk is never served.
+//! - On open, every item is read back and verified, in chunks on all cores; an item that fails
+//!   is dropped with a warning, never served.
+//! - redb's own page cache is bounded ([`CACHE_BYTES`]); the operating system's file cache
+//!   does the rest.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
 use ::redb::{Database, ReadableTable, StorageBackend, TableDefinition};
-use cairn_core::item::Resolution;
-use cairn_core::store::{CommitId, CommitOutcome, Origin, StoreError, StoreLimits, Written};
+use cairn_core::item::{Resolution, Summary};
+use cairn_core::store::{
+    CommitId, CommitOutcome, Ledger, Origin, StoreError, StoreLimits, Written,
+};
 use cairn_core::subnet::Prefix;
-use cairn_core::{Item, Key, MemoryStore, Store, Time, wire};
+use cairn_core::{Item, Key, Store, Time, wire};
 use tokio::sync::mpsc;
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
@@ -34,6 +42,12 @@ const OWN: TableDefinition<&[u8], ()> = TableDefinition::new("own");
 
 /// The name of the database file inside the data directory.
 pub const STORE_FILE: &str = "items.redb";
+
+/// The most memory redb's page cache takes (its default is 1 GiB).
+pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Items read and verified at a time when opening a store.
+const OPEN_CHUNK: usize = 4_096;
 
 /// Why a commit failed. Every write of that commit was undone in memory.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -70,9 +84,15 @@ pub struct Committed {
 pub type CommitReceiver = mpsc::UnboundedReceiver<Committed>;
 
 enum Op {
+    /// Write an item, with its own mark.
     Put {
         key: Key,
         item: Box<Item>,
+        own: bool,
+    },
+    /// Set or clear the own mark of an item already written.
+    Own {
+        key: Key,
         own: bool,
     },
     Delete(Key),
@@ -88,7 +108,9 @@ struct Batch {
 struct Undo {
     commit: CommitId,
     key: Key,
-    previous: Option<Item>,
+    previous: Option<Summary>,
+    /// The copy that was still waiting for its own commit, if any.
+    previous_pending: Option<Item>,
     own: bool,
     /// The network the replaced copy counted against.
     stored_by: Option<Prefix>,
@@ -107,9 +129,12 @@ pub enum OpenError {
     },
 }
 
-/// Items in memory, made durable in redb.
+/// Items in redb, with their summaries in memory.
 pub struct RedbStore {
-    memory: MemoryStore,
+    ledger: Ledger<Summary>,
+    /// Items accepted whose commit has not been reported: served from here until then.
+    pending: HashMap<Key, Item>,
+    db: Arc<Database>,
     writer: Option<std_mpsc::Sender<Batch>>,
     thread: Option<JoinHandle<()>>,
     /// Where commit outcomes go; the writer thread holds a clone.
@@ -129,12 +154,15 @@ fn db_error(path: &Path, e: impl std::fmt::Display) -> OpenError {
 }
 
 impl RedbStore {
-    /// Opens (or creates) `dir/items.redb` and loads every item into memory. Commit outcomes
+    /// Opens (or creates) `dir/items.redb` and reads every item's summary. Commit outcomes
     /// arrive on the returned receiver.
     pub fn open(dir: &Path, limits: StoreLimits) -> Result<(Self, CommitReceiver), OpenError> {
         std::fs::create_dir_all(dir).map_err(|e| db_error(dir, e))?;
         let path = dir.join(STORE_FILE);
-        let db = Database::create(&path).map_err(|e| db_error(&path, e))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| db_error(&path, e))?;
         Self::with_database(&path, db, limits)
     }
 
@@ -146,6 +174,7 @@ impl RedbStore {
         limits: StoreLimits,
     ) -> Result<(Self, CommitReceiver), OpenError> {
         let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
             .create_with_backend(backend)
             .map_err(|e| db_error(name, e))?;
         Self::with_database(name, db, limits)
@@ -161,28 +190,25 @@ impl RedbStore {
         setup.open_table(OWN).map_err(|e| db_error(path, e))?;
         setup.commit().map_err(|e| db_error(path, e))?;
 
-        let (records, own) = read_all(&db).map_err(|e| db_error(path, e))?;
-        let (items, dropped) = verify_all(records);
-        let mut memory = MemoryStore::new(limits);
-        for item in items {
-            let mine = own.contains(item.key());
-            memory.restore(item, mine);
-        }
+        let (ledger, dropped) = read_ledger(&db, limits).map_err(|e| db_error(path, e))?;
         if dropped > 0 {
             tracing::warn!(
                 dropped,
                 "items in the store no longer verify and were dropped"
             );
         }
+        let db = Arc::new(db);
         let (notify, commits) = mpsc::unbounded_channel();
         let (writer, batches) = std_mpsc::channel();
-        let report = notify.clone();
+        let (report, writes) = (notify.clone(), db.clone());
         let thread = std::thread::Builder::new()
             .name("cairn-store".into())
-            .spawn(move || write_loop(db, batches, report))
+            .spawn(move || write_loop(&writes, batches, report))
             .map_err(|e| db_error(path, e))?;
         let store = RedbStore {
-            memory,
+            ledger,
+            pending: HashMap::new(),
+            db,
             writer: Some(writer),
             thread: Some(thread),
             notify,
@@ -218,6 +244,47 @@ impl RedbStore {
             .map(|u| u.commit)
     }
 
+    /// The item under `key` as committed on disk, verified again.
+    fn read(&self, key: &Key) -> Option<Item> {
+        let found = (|| -> Result<Option<Vec<u8>>, String> {
+            let read = self.db.begin_read().map_err(db_text)?;
+            let table = read.open_table(ITEMS).map_err(db_text)?;
+            let value = table.get(key.as_bytes().as_slice()).map_err(db_text)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })();
+        match found {
+            Ok(Some(bytes)) => match wire::decode_item(&bytes) {
+                Ok(item) if item.key() == key => Some(item),
+                _ => {
+                    tracing::warn!(%key, "an item on disk no longer verifies; not served");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(%key, "cannot read an item from the store: {e}");
+                None
+            }
+        }
+    }
+
+    /// A commit is durable: its writes are on disk, so their items are served from there.
+    fn durable(&mut self, commit: CommitId) {
+        let mut done = Vec::new();
+        self.undo.retain(|u| {
+            let ours = u.commit == commit;
+            if ours {
+                done.push(u.key);
+            }
+            !ours
+        });
+        for key in done {
+            if !self.undo.iter().any(|u| u.key == key) {
+                self.pending.remove(&key);
+            }
+        }
+    }
+
     /// Undoes the writes of a failed commit, newest first. A later write of the same key that
     /// is still pending inherits what this one replaced, so that undoing it too restores the
     /// state from before both.
@@ -234,12 +301,19 @@ impl RedbStore {
             match self.undo.iter_mut().skip(at).find(|u| u.key == undo.key) {
                 Some(later) => {
                     later.previous = undo.previous;
+                    later.previous_pending = undo.previous_pending;
                     later.own = undo.own;
                     later.stored_by = undo.stored_by;
                 }
-                None => self
-                    .memory
-                    .revert(undo.key, undo.previous, undo.own, undo.stored_by),
+                None => {
+                    let key = undo.key;
+                    self.ledger
+                        .revert(key, undo.previous, undo.own, undo.stored_by);
+                    match undo.previous_pending {
+                        Some(item) => self.pending.insert(key, item),
+                        None => self.pending.remove(&key),
+                    };
+                }
             }
         }
     }
@@ -264,25 +338,39 @@ fn db_text(error: impl Into<::redb::Error>) -> String {
     error.into().to_string()
 }
 
-type Records = (Vec<Vec<u8>>, std::collections::HashSet<Key>);
-
-fn read_all(db: &Database) -> Result<Records, String> {
+/// Reads every item back, verifying them in chunks on all cores, into a ledger of summaries.
+/// Returns the ledger and how many items failed.
+fn read_ledger(db: &Database, limits: StoreLimits) -> Result<(Ledger<Summary>, usize), String> {
     let read = db.begin_read().map_err(db_text)?;
-    let items = read.open_table(ITEMS).map_err(db_text)?;
-    let mut records = Vec::new();
-    for entry in items.iter().map_err(db_text)? {
-        let (_, value) = entry.map_err(db_text)?;
-        records.push(value.value().to_vec());
-    }
     let own_table = read.open_table(OWN).map_err(db_text)?;
-    let mut own = std::collections::HashSet::new();
+    let mut own = HashSet::new();
     for entry in own_table.iter().map_err(db_text)? {
         let (key, _) = entry.map_err(db_text)?;
         if let Some(key) = Key::from_slice(key.value()) {
             own.insert(key);
         }
     }
-    Ok((records, own))
+    let mut ledger = Ledger::new(limits);
+    let mut dropped = 0;
+    let mut absorb = |chunk: Vec<Vec<u8>>, ledger: &mut Ledger<Summary>| {
+        let (items, failed) = verify_all(chunk);
+        dropped += failed;
+        for item in items {
+            let key = *item.key();
+            ledger.restore(key, Summary::of(&item), own.contains(&key));
+        }
+    };
+    let items = read.open_table(ITEMS).map_err(db_text)?;
+    let mut chunk = Vec::with_capacity(OPEN_CHUNK);
+    for entry in items.iter().map_err(db_text)? {
+        let (_, value) = entry.map_err(db_text)?;
+        chunk.push(value.value().to_vec());
+        if chunk.len() == OPEN_CHUNK {
+            absorb(std::mem::take(&mut chunk), &mut ledger);
+        }
+    }
+    absorb(chunk, &mut ledger);
+    Ok((ledger, dropped))
 }
 
 /// Decodes and verifies stored items on every core. Returns the good ones and how many failed.
@@ -309,7 +397,7 @@ fn verify_all(records: Vec<Vec<u8>>) -> (Vec<Item>, usize) {
 
 /// The writer thread: one transaction and one commit for everything queued, then one report.
 fn write_loop(
-    db: Database,
+    db: &Database,
     batches: std_mpsc::Receiver<Batch>,
     report: mpsc::UnboundedSender<Committed>,
 ) {
@@ -321,7 +409,7 @@ fn write_loop(
                 break;
             }
         }
-        let result = commit(&db, &group);
+        let result = commit(db, &group);
         if let Err(e) = &result {
             tracing::error!("store commit failed: {e}");
         }
@@ -337,25 +425,26 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), CommitError> {
     {
         let mut items = txn.open_table(ITEMS)?;
         let mut own = txn.open_table(OWN)?;
+        let mut mark = |key: &Key, mine: bool| -> Result<(), CommitError> {
+            if mine {
+                own.insert(key.as_bytes().as_slice(), ())?;
+            } else {
+                own.remove(key.as_bytes().as_slice())?;
+            }
+            Ok(())
+        };
         for op in group.iter().flat_map(|b| &b.ops) {
             match op {
-                Op::Put {
-                    key,
-                    item,
-                    own: mine,
-                } => {
+                Op::Put { key, item, own } => {
                     let bytes =
                         wire::encode_item(item).map_err(|e| CommitError::Encode(Arc::new(e)))?;
                     items.insert(key.as_bytes().as_slice(), bytes.as_slice())?;
-                    if *mine {
-                        own.insert(key.as_bytes().as_slice(), ())?;
-                    } else {
-                        own.remove(key.as_bytes().as_slice())?;
-                    }
+                    mark(key, *own)?;
                 }
+                Op::Own { key, own } => mark(key, *own)?,
                 Op::Delete(key) => {
                     items.remove(key.as_bytes().as_slice())?;
-                    own.remove(key.as_bytes().as_slice())?;
+                    mark(key, false)?;
                 }
             }
         }
@@ -366,67 +455,75 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), CommitError> {
 
 impl Store for RedbStore {
     fn get(&self, key: &Key, now: Time) -> Option<Item> {
-        self.memory.get(key, now)
+        self.ledger.live(key, now)?;
+        match self.pending.get(key) {
+            Some(item) => Some(item.clone()),
+            None => self.read(key),
+        }
     }
 
     fn put(&mut self, item: Item, now: Time, origin: Origin) -> Result<Written, StoreError> {
         let key = *item.key();
-        let previous = self.memory.held(&key).cloned();
-        let was_own = self.memory.is_own(&key);
-        let stored_by = self.memory.stored_by(&key);
-        let written = self.memory.put(item, now, origin)?;
-        let is_own = self.memory.is_own(&key);
-        if written.resolution == Resolution::Unchanged && is_own == was_own {
+        let previous = self.ledger.held(&key).copied();
+        let was_own = self.ledger.is_own(&key);
+        let stored_by = self.ledger.stored_by(&key);
+        let resolution = self
+            .ledger
+            .admit(&item, || Summary::of(&item), now, origin)?;
+        let own = self.ledger.is_own(&key);
+        if resolution == Resolution::Unchanged && own == was_own {
             // Nothing new to write, but the copy held may still be on its way to disk.
-            return Ok(Written {
-                commit: self.pending_commit(&key),
-                ..written
-            });
+            let commit = self.pending_commit(&key);
+            return Ok(Written { resolution, commit });
         }
-        let Some(stored) = self.memory.held(&key).cloned() else {
-            return Ok(written);
-        };
         let commit = CommitId(self.next_commit);
         self.next_commit += 1;
         self.undo.push_back(Undo {
             commit,
             key,
             previous,
+            previous_pending: self.pending.get(&key).cloned(),
             own: was_own,
             stored_by,
         });
+        let op = if resolution == Resolution::Unchanged {
+            Op::Own { key, own }
+        } else {
+            self.pending.insert(key, item.clone());
+            let item = Box::new(item);
+            Op::Put { key, item, own }
+        };
         self.submit(Batch {
             commit: Some(commit),
-            ops: vec![Op::Put {
-                key,
-                item: Box::new(stored),
-                own: is_own,
-            }],
+            ops: vec![op],
         });
         Ok(Written {
+            resolution,
             commit: Some(commit),
-            ..written
         })
     }
 
     fn committed(&mut self, commit: CommitId, outcome: CommitOutcome) {
         match outcome {
-            CommitOutcome::Durable => self.undo.retain(|u| u.commit != commit),
+            CommitOutcome::Durable => self.durable(commit),
             CommitOutcome::Failed => self.undo(commit),
         }
     }
 
     fn len(&self) -> usize {
-        self.memory.len()
+        self.ledger.len()
     }
 
     fn keys(&self) -> Vec<Key> {
-        self.memory.keys()
+        self.ledger.keys()
     }
 
     fn expire(&mut self, now: Time) -> usize {
-        let gone = self.memory.drain_expired(now);
+        let gone = self.ledger.drain_expired(now);
         let count = gone.len();
+        for key in &gone {
+            self.pending.remove(key);
+        }
         if count > 0 {
             // Nobody waits on an expiry's commit; if it fails, the next open drops the items
             // as expired anyway.
@@ -439,7 +536,7 @@ impl Store for RedbStore {
     }
 
     fn own_keys(&self) -> Vec<Key> {
-        self.memory.own_keys()
+        self.ledger.own_keys()
     }
 }
 
