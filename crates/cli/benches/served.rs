@@ -9,23 +9,21 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod peer;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use cairn_node::cairn_core::handshake::{Role, Transcript};
-use cairn_node::cairn_core::message::{Auth, Hello, Message, NetworkName, PROTOCOL_VERSION};
-use cairn_node::cairn_core::netstring::{self, NetstringDecoder};
+use bytes::Bytes;
+use cairn_node::cairn_core::message::Message;
 use cairn_node::cairn_core::store::{Origin, StoreLimits};
-use cairn_node::cairn_core::{ImmutableItem, Item, Key, Request, Response, Store, Time, wire};
+use cairn_node::cairn_core::{ImmutableItem, Item, Key, Request, Response, Store, Time};
 use cairn_node::client::ApiClient;
 use cairn_node::store::RedbStore;
 use common::{free_addr, spawn_node, temp_dir};
-use ed25519_dalek::SigningKey;
+use peer::Peer;
 
 const ITEMS: u64 = 100_000;
 const CLIENTS: usize = 4;
@@ -65,51 +63,9 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn send(stream: &mut TcpStream, message: &Message) {
-    let mut frame = BytesMut::new();
-    netstring::encode(&wire::encode(message).expect("encodes"), &mut frame);
-    stream.write_all(&frame).expect("writes");
-}
-
-fn receive(stream: &mut TcpStream, decoder: &mut NetstringDecoder, buf: &mut BytesMut) -> Message {
-    loop {
-        if let Some(frame) = decoder.decode(buf).expect("valid frames") {
-            return wire::decode(&frame).expect("valid messages");
-        }
-        let mut chunk = [0u8; 64 * 1024];
-        let n = stream.read(&mut chunk).expect("reads");
-        assert!(n > 0, "the node closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// One client: a handshake, then `find_value`s with IN_FLIGHT in flight until `stop`.
+/// One client: `find_value`s with IN_FLIGHT in flight until `stop`.
 fn client(addr: SocketAddr, keys: Arc<Vec<Key>>, seed: u64, stop: Arc<AtomicBool>) -> u64 {
-    let mut stream = TcpStream::connect(addr).expect("connects");
-    stream.set_nodelay(true).expect("nodelay");
-    let key = SigningKey::from_bytes(&[seed as u8; 32]);
-    let network = NetworkName::default();
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        network: network.clone(),
-        public_key: key.verifying_key().to_bytes(),
-        nonce: [seed as u8; 32],
-        port: 0,
-    };
-    send(&mut stream, &Message::Hello(hello.clone()));
-    let (mut decoder, mut buf) = (NetstringDecoder::new(1 << 20), BytesMut::new());
-    let Message::Welcome(welcome) = receive(&mut stream, &mut decoder, &mut buf) else {
-        panic!("expected welcome")
-    };
-    let transcript = Transcript {
-        network: network.as_str(),
-        dialer_key: hello.public_key,
-        dialer_nonce: hello.nonce,
-        listener_key: welcome.public_key,
-        listener_nonce: welcome.nonce,
-    };
-    let signature = transcript.sign(Role::Dialer, &key);
-    send(&mut stream, &Message::Auth(Auth { signature }));
+    let mut peer = Peer::connect(addr, None, seed as u8);
     let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next_key = || {
         rng ^= rng << 13;
@@ -123,10 +79,10 @@ fn client(addr: SocketAddr, keys: Arc<Vec<Key>>, seed: u64, stop: Arc<AtomicBool
         for _ in 0..IN_FLIGHT {
             id += 1;
             let request = Request::FindValue { key: next_key() };
-            send(&mut stream, &Message::Request { id, request });
+            peer.send(&Message::Request { id, request });
         }
         for _ in 0..IN_FLIGHT {
-            match receive(&mut stream, &mut decoder, &mut buf) {
+            match peer.receive() {
                 Message::Response {
                     response: Response::Value(_),
                     ..
