@@ -10,8 +10,10 @@ use crate::routing::Diversity;
 pub struct Config {
     /// Bucket size, nodes returned by `find_node`, and replicas per item. Default 20.
     pub k: NonZeroUsize,
-    /// Requests in flight per lookup. Default 3.
+    /// Requests in flight per lookup path. Default 3.
     pub alpha: NonZeroUsize,
+    /// Disjoint paths per lookup (S/Kademlia); 1 is plain Kademlia. Default 1.
+    pub disjoint_paths: NonZeroUsize,
     /// Valid copies a `get` of a signed key waits for before it stops early. Default 3.
     pub get_quorum: NonZeroUsize,
     /// How long a request may go unanswered before it counts as failed. Default 2 s.
@@ -44,6 +46,7 @@ impl Default for Config {
         Config {
             k: NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN),
             alpha: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+            disjoint_paths: NonZeroUsize::MIN,
             get_quorum: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
             request_timeout: Duration::from_secs(2),
             lookup_timeout: Duration::from_secs(30),

@@ -119,8 +119,10 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// Bucket size and replication factor.
     pub k: Option<usize>,
-    /// Parallel requests per lookup.
+    /// Parallel requests per lookup path.
     pub alpha: Option<usize>,
+    /// Disjoint paths per lookup (S/Kademlia); see `cairn_core::Config::disjoint_paths`.
+    pub disjoint_paths: Option<usize>,
     /// Signed copies a get waits for.
     pub get_quorum: Option<usize>,
     /// See `cairn_core::Config::request_timeout`.
@@ -265,6 +267,9 @@ impl FileConfig {
         }
         if let Some(v) = self.alpha {
             p.alpha = nonzero("alpha", v)?;
+        }
+        if let Some(v) = self.disjoint_paths {
+            p.disjoint_paths = nonzero("disjoint_paths", v)?;
         }
         if let Some(v) = self.get_quorum {
             p.get_quorum = nonzero("get_quorum", v)?;

@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+mod adversary;
 pub mod scenario;
 
 use std::cmp::Reverse;
@@ -91,6 +92,8 @@ struct SimNode {
     node: Node<MemoryStore>,
     contact: Contact,
     alive: bool,
+    /// Answers as an adversary instead of by the protocol ([`Sim::make_malicious`]).
+    malicious: bool,
     /// The deadline the node's one timer is armed for.
     timer: Option<Time>,
 }
@@ -107,6 +110,8 @@ pub struct Sim {
     latency: Latency,
     loss: f64,
     tickets: HashMap<(usize, QueryId), Ticket>,
+    /// The contacts of the malicious nodes, which they hand out to each other's victims.
+    adversaries: Vec<Contact>,
     outcomes: HashMap<Ticket, Event>,
     next_ticket: u64,
     delivered: u64,
@@ -129,6 +134,7 @@ impl Sim {
             latency,
             loss: 0.0,
             tickets: HashMap::new(),
+            adversaries: Vec::new(),
             outcomes: HashMap::new(),
             next_ticket: 0,
             delivered: 0,
@@ -192,9 +198,26 @@ impl Sim {
             node,
             contact: Contact::new(id, addr),
             alive: true,
+            malicious: false,
             timer: None,
         });
         index
+    }
+
+    /// Turns node `index` into an adversary colluding with the others: it answers every
+    /// `find_node` and `find_value` with the malicious nodes closest to the target (trying to
+    /// eclipse it) and never with a value, and acknowledges every `store` while keeping
+    /// nothing. It still answers pings, so it stays in routing tables.
+    pub fn make_malicious(&mut self, index: usize) {
+        if !self.nodes[index].malicious {
+            self.nodes[index].malicious = true;
+            self.adversaries.push(self.nodes[index].contact);
+        }
+    }
+
+    /// Whether node `index` is an adversary.
+    pub fn is_malicious(&self, index: usize) -> bool {
+        self.nodes[index].malicious
     }
 
     /// Kills node `index`: from now on it neither answers nor sends.
@@ -385,6 +408,11 @@ impl Sim {
             verified: true,
             source: contact.addr.ip(),
         };
+        if self.nodes[to].malicious {
+            let response = adversary::answer(&self.adversaries, &request);
+            self.send(to, from, id, Delivery::Response(response));
+            return;
+        }
         // Simulated nodes keep items in memory: every answer is final at once.
         let answer = self.nodes[to]
             .node

@@ -36,6 +36,13 @@ struct Args {
     /// Fraction of nodes killed before the second round of gets (0 to 1).
     #[arg(long, default_value_t = 0.3)]
     kill: f64,
+    /// Fraction of nodes that turn malicious after joining (0 to 1): they answer lookups with
+    /// each other and keep nothing they are asked to store.
+    #[arg(long, default_value_t = 0.0)]
+    malicious: f64,
+    /// Disjoint paths per lookup (S/Kademlia); 1 is plain Kademlia.
+    #[arg(long, default_value_t = NonZeroUsize::MIN)]
+    paths: NonZeroUsize,
     /// Bucket size and replication factor k.
     #[arg(long, default_value_t = NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN))]
     k: NonZeroUsize,
@@ -54,10 +61,11 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.nodes == 0
         || !(0.0..=1.0).contains(&args.kill)
+        || !(0.0..1.0).contains(&args.malicious)
         || args.latency_max_ms < args.latency_min_ms
     {
         eprintln!(
-            "cairn-sim: need --nodes >= 1, 0 <= --kill <= 1 and --latency-max-ms >= --latency-min-ms"
+            "cairn-sim: need --nodes >= 1, 0 <= --kill <= 1, 0 <= --malicious < 1 and --latency-max-ms >= --latency-min-ms"
         );
         return ExitCode::from(2);
     }
@@ -71,9 +79,11 @@ fn main() -> ExitCode {
         ),
         join_interval: Duration::from_millis(args.join_interval_ms),
         kill_fraction: args.kill,
+        malicious_fraction: args.malicious,
         config: Config {
             k: args.k,
             alpha: args.alpha,
+            disjoint_paths: args.paths,
             ..Config::default()
         },
         ..Scenario::default()

@@ -35,6 +35,9 @@ pub struct Scenario {
     pub seeds_per_join: usize,
     /// Fraction of nodes killed after the puts, before the second round of gets.
     pub kill_fraction: f64,
+    /// Fraction of nodes that turn malicious once the network has joined (see
+    /// [`Sim::make_malicious`]); puts and gets are made from honest nodes only.
+    pub malicious_fraction: f64,
     /// Protocol parameters of every node.
     pub config: Config,
 }
@@ -49,6 +52,7 @@ impl Default for Scenario {
             join_interval: Duration::from_millis(10),
             seeds_per_join: 3,
             kill_fraction: 0.3,
+            malicious_fraction: 0.0,
             config: Config::default(),
         }
     }
@@ -61,6 +65,8 @@ pub struct Report {
     /// The shared figures. `setup_s` is virtual time; `memory_per_node_bytes` is left 0 (the
     /// process's memory is the caller's to measure, as `cairn-sim` does).
     pub network: cairn_core::report::Report,
+    /// Nodes that turned malicious after joining.
+    pub malicious: usize,
     /// Nodes killed.
     pub killed: usize,
     /// Gets after the kill.
@@ -117,6 +123,12 @@ pub fn run(scenario: &Scenario) -> Report {
         ..Default::default()
     };
     network.set_setup(sim.now().since(EPOCH));
+    let malicious = (scenario.nodes as f64 * scenario.malicious_fraction).round() as usize;
+    if malicious > 0 {
+        for node in sample(sim.rng(), scenario.nodes, malicious.min(scenario.nodes)) {
+            sim.make_malicious(node);
+        }
+    }
     let items = put(&mut sim, scenario, &keys, &mut network);
     network.gets = get_round(&mut sim, &items);
 
@@ -128,6 +140,7 @@ pub fn run(scenario: &Scenario) -> Report {
     let after_kill = get_round(&mut sim, &items);
     Report {
         network,
+        malicious,
         killed,
         after_kill,
         messages: sim.delivered(),
@@ -158,8 +171,9 @@ fn put(
 ) -> Vec<Published> {
     let mut items = Vec::new();
     let mut tickets = Vec::new();
+    let honest: Vec<usize> = (0..sim.len()).filter(|n| !sim.is_malicious(*n)).collect();
     for i in 0..scenario.items * 2 {
-        let node = sim.rng().random_range(0..scenario.nodes);
+        let node = honest[sim.rng().random_range(0..honest.len())];
         let len = sim.rng().random_range(16..256);
         let mut value = vec![0u8; len];
         sim.rng().fill(&mut value[..]);
@@ -212,9 +226,11 @@ fn measured(ok: bool, stats: &QueryStats) -> Sample {
     }
 }
 
-/// Gets every item from a random live node other than its publisher, one every 10 ms.
+/// Gets every item from a random live honest node other than its publisher, one every 10 ms.
 fn get_round(sim: &mut Sim, items: &[Published]) -> Operations {
-    let live: Vec<usize> = (0..sim.len()).filter(|i| sim.is_alive(*i)).collect();
+    let live: Vec<usize> = (0..sim.len())
+        .filter(|i| sim.is_alive(*i) && !sim.is_malicious(*i))
+        .collect();
     let mut tickets = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let node = reader(item.publisher, &live, |n| sim.rng().random_range(0..n));
@@ -245,6 +261,13 @@ impl fmt::Display for Report {
             "cairn-sim: {} nodes, seed {} (virtual time)",
             self.network.nodes, self.network.seed
         )?;
+        if self.malicious > 0 {
+            writeln!(
+                f,
+                "  malicious        {} nodes (eclipse lookups, keep nothing)",
+                self.malicious
+            )?;
+        }
         write!(f, "{}", self.network)?;
         writeln!(f, "after killing {} nodes:", self.killed)?;
         writeln!(f, "  gets             {}", self.after_kill)?;

@@ -61,3 +61,31 @@ fn different_seeds_give_different_runs() {
     assert_eq!(a.network.gets.succeeded, 20);
     assert_ne!(Report { wall: a.wall, ..b }, a, "the seed reaches the run");
 }
+
+#[test]
+fn disjoint_paths_find_every_item_past_colluding_adversaries() {
+    let run = |paths| {
+        let scenario = Scenario {
+            nodes: 300,
+            items: 20,
+            seed: 5,
+            malicious_fraction: 0.2,
+            kill_fraction: 0.0,
+            config: cairn_core::Config {
+                disjoint_paths: std::num::NonZeroUsize::new(paths).expect("non-zero"),
+                ..cairn_core::Config::default()
+            },
+            ..Scenario::default()
+        };
+        println!("seed 5, {paths} path(s)");
+        let report = scenario::run(&scenario);
+        print!("{report}");
+        report
+    };
+    let disjoint = run(4);
+    assert_eq!(disjoint.malicious, 60);
+    assert_eq!(
+        disjoint.network.gets.succeeded, disjoint.network.gets.attempted,
+        "four disjoint paths find every item"
+    );
+}

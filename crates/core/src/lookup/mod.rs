@@ -31,8 +31,13 @@ use crate::message::{Contact, Peer};
 pub struct LookupParams {
     /// How many closest nodes are sought (k).
     pub k: usize,
-    /// How many requests may be in flight (alpha).
+    /// How many requests may be in flight on each path (alpha).
     pub alpha: usize,
+    /// How many disjoint paths the lookup follows (1: plain Kademlia). With more, as in
+    /// S/Kademlia, every candidate belongs to the one path that learned of it first, each
+    /// path asks only its own, and the lookup ends when every path has converged: a path
+    /// that an adversary leads astray cannot take the others with it.
+    pub paths: usize,
 }
 
 /// Where a stage stands with one peer.
@@ -66,6 +71,8 @@ impl State {
 struct Candidate {
     addr: SocketAddr,
     state: State,
+    /// The path this candidate belongs to.
+    path: usize,
     /// Round trips from the lookup's start to reach this candidate: 1 for the starting set.
     hop: u32,
 }
@@ -88,6 +95,8 @@ pub struct Lookup {
     params: LookupParams,
     candidates: BTreeMap<Distance, Candidate>,
     in_flight: usize,
+    /// Requests in flight on each path.
+    path_in_flight: Vec<usize>,
     requests: u32,
     finished: bool,
 }
@@ -95,19 +104,24 @@ pub struct Lookup {
 impl Lookup {
     /// A lookup of `target` starting from `seeds` (normally the k closest known contacts).
     pub fn new(target: Id, params: LookupParams, seeds: impl IntoIterator<Item = Contact>) -> Self {
+        let paths = params.paths.max(1);
         let mut lookup = Lookup {
             target,
             params: LookupParams {
                 k: params.k.max(1),
                 alpha: params.alpha.max(1),
+                paths,
             },
             candidates: BTreeMap::new(),
             in_flight: 0,
+            path_in_flight: vec![0; paths],
             requests: 0,
             finished: false,
         };
-        for contact in seeds {
-            lookup.add(contact, 1);
+        let mut seeds: Vec<Contact> = seeds.into_iter().collect();
+        seeds.sort_by_key(|c| c.id.distance(&target));
+        for (i, contact) in seeds.into_iter().enumerate() {
+            lookup.add(contact, 1, i % paths);
         }
         lookup
     }
@@ -140,12 +154,13 @@ impl Lookup {
             .map(|c| c.hop)
     }
 
-    fn add(&mut self, contact: Contact, hop: u32) {
+    fn add(&mut self, contact: Contact, hop: u32, path: usize) {
         self.candidates
             .entry(contact.id.distance(&self.target))
             .or_insert(Candidate {
                 addr: contact.addr,
                 state: State::NotContacted,
+                path,
                 hop,
             });
     }
@@ -157,31 +172,41 @@ impl Lookup {
         if self.finished {
             return Next::Finished;
         }
-        // Walk the shortlist closest first, over the k closest candidates not known to fail.
-        let mut considered = 0;
+        // Walk each path's shortlist closest first, over its k closest candidates not known to
+        // fail; ask the first not yet asked while the path has a slot.
         let mut all_answered = true;
         let target = self.target;
-        for (distance, candidate) in self.candidates.iter_mut() {
-            match candidate.state {
-                State::Failed | State::Unresponsive => continue,
-                State::Succeeded => {}
-                State::Waiting => all_answered = false,
-                State::NotContacted if self.in_flight < self.params.alpha => {
-                    candidate.state = State::Waiting;
-                    self.in_flight += 1;
-                    self.requests += 1;
-                    let contact = Contact::new(target.at_distance(distance), candidate.addr);
-                    return Next::Send(contact.into());
+        for path in 0..self.params.paths {
+            let mut considered = 0;
+            for (distance, candidate) in self.candidates.iter_mut() {
+                if candidate.path != path {
+                    continue;
                 }
-                State::NotContacted => return Next::Wait,
-            }
-            considered += 1;
-            if considered == self.params.k {
-                break;
+                match candidate.state {
+                    State::Failed | State::Unresponsive => continue,
+                    State::Succeeded => {}
+                    State::Waiting => all_answered = false,
+                    State::NotContacted if self.path_in_flight[path] < self.params.alpha => {
+                        candidate.state = State::Waiting;
+                        self.in_flight += 1;
+                        self.path_in_flight[path] += 1;
+                        self.requests += 1;
+                        let contact = Contact::new(target.at_distance(distance), candidate.addr);
+                        return Next::Send(contact.into());
+                    }
+                    State::NotContacted => {
+                        all_answered = false;
+                        break;
+                    }
+                }
+                considered += 1;
+                if considered == self.params.k {
+                    break;
+                }
             }
         }
-        // No candidate among the k closest is left to ask (or the shortlist ran out); if none
-        // of them is still awaited either, the lookup has converged.
+        // No candidate among any path's k closest is left to ask (or the shortlists ran out);
+        // if none of them is still awaited either, every path has converged.
         if all_answered {
             self.finished = true;
             return Next::Finished;
@@ -192,13 +217,12 @@ impl Lookup {
     /// Records an answer from `peer` with the contacts it knows closest to the target. Returns
     /// false if `peer` was never asked by this lookup (the answer is then ignored).
     pub fn on_success(&mut self, peer: &NodeId, closer: impl IntoIterator<Item = Contact>) -> bool {
-        let Some(hop) = self.settle(peer, State::Succeeded) else {
+        let Some((hop, path)) = self.settle(peer, State::Succeeded) else {
             return false;
         };
-        let hop = hop + 1;
         if !self.finished {
             for contact in closer {
-                self.add(contact, hop);
+                self.add(contact, hop + 1, path);
             }
         }
         true
@@ -217,6 +241,7 @@ impl Lookup {
             Some(candidate) if candidate.state == State::Waiting => {
                 candidate.state = State::Unresponsive;
                 self.in_flight -= 1;
+                self.path_in_flight[candidate.path] -= 1;
                 true
             }
             _ => false,
@@ -224,13 +249,15 @@ impl Lookup {
     }
 
     /// Moves `peer`'s outstanding request (waiting or timed out) to `outcome`, freeing its slot
-    /// if it still held one. Returns the peer's hop count, or `None` if nothing was outstanding.
-    fn settle(&mut self, peer: &NodeId, outcome: State) -> Option<u32> {
+    /// if it still held one. Returns the peer's hop count and path, or `None` if nothing was
+    /// outstanding.
+    fn settle(&mut self, peer: &NodeId, outcome: State) -> Option<(u32, usize)> {
         let candidate = self.candidates.get_mut(&peer.distance(&self.target))?;
         if candidate.state.settle(outcome)? {
             self.in_flight -= 1;
+            self.path_in_flight[candidate.path] -= 1;
         }
-        Some(candidate.hop)
+        Some((candidate.hop, candidate.path))
     }
 
     /// Ends the lookup now (its deadline passed, or the caller has what it needs).

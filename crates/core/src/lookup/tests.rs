@@ -6,7 +6,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn params(k: usize, alpha: usize) -> LookupParams {
-    LookupParams { k, alpha }
+    LookupParams { k, alpha, paths: 1 }
 }
 
 fn contact(n: u64) -> Contact {
@@ -51,6 +51,7 @@ proptest! {
         net in network(),
         k in 1usize..8,
         alpha in 1usize..4,
+        paths in 1usize..4,
         seeds in prop::collection::vec(any::<prop::sample::Index>(), 1..5),
         choices in prop::collection::vec(any::<prop::sample::Index>(), 400),
     ) {
@@ -58,7 +59,7 @@ proptest! {
         let target = contact(10_000).id;
         let by_id: HashMap<NodeId, usize> = (0..n).map(|i| (contact(i as u64).id, i)).collect();
         let seeds: Vec<Contact> = seeds.iter().map(|s| contact(s.index(n) as u64)).collect();
-        let mut lookup = Lookup::new(target, params(k, alpha), seeds);
+        let mut lookup = Lookup::new(target, LookupParams { k, alpha, paths }, seeds);
         let mut waiting: Vec<usize> = Vec::new();
         let mut answered = BTreeSet::new();
         let mut steps = 0;
@@ -68,7 +69,7 @@ proptest! {
             prop_assert!(steps < 10_000, "lookup did not terminate");
             match lookup.next() {
                 Next::Send(Peer { id: Some(id), .. }) => {
-                    prop_assert!(lookup.in_flight() <= alpha);
+                    prop_assert!(lookup.in_flight() <= alpha * paths);
                     waiting.push(by_id[&id]);
                     continue;
                 }
@@ -76,7 +77,7 @@ proptest! {
                 Next::Finished => break,
                 Next::Wait => {}
             }
-            prop_assert!(lookup.in_flight() <= alpha);
+            prop_assert!(lookup.in_flight() <= alpha * paths);
             // Settle one outstanding request, or let time pass for the silent ones.
             let Some(choice) = choices.next() else { unreachable!() };
             let pick = choice.index(waiting.len().max(1));
@@ -150,4 +151,40 @@ fn timeout_frees_the_slot_and_late_answer_counts() {
     assert_eq!(lookup.next(), Next::Finished);
     assert_eq!(lookup.closest_succeeded(2), vec![first, second]);
     assert_eq!(lookup.requests(), 2);
+}
+
+#[test]
+fn disjoint_paths_never_share_a_node() {
+    let target = contact(10_000).id;
+    let mut seeds: Vec<Contact> = (0..2).map(contact).collect();
+    seeds.sort_by_key(|c| c.id.distance(&target));
+    let lookup_params = LookupParams {
+        k: 20,
+        alpha: 1,
+        paths: 2,
+    };
+    let mut lookup = Lookup::new(target, lookup_params, seeds.clone());
+    let mut asked: Vec<NodeId> = Vec::new();
+    let mut send = |lookup: &mut Lookup| match lookup.next() {
+        Next::Send(Peer { id: Some(id), .. }) => id,
+        other => panic!("expected a request, got {other:?}"),
+    };
+    // One request per path at once (alpha 1): both seeds are asked, each on its own path.
+    let (first, second) = (send(&mut lookup), send(&mut lookup));
+    assert_eq!([first, second], [seeds[0].id, seeds[1].id]);
+    assert_eq!(lookup.next(), Next::Wait);
+    // Both tell of node 5; only the path that heard of it first asks it.
+    assert!(lookup.on_success(&first, [contact(5), contact(6)]));
+    assert!(lookup.on_success(&second, [contact(5), contact(7)]));
+    while let Next::Send(Peer { id: Some(id), .. }) = lookup.next() {
+        assert!(!asked.contains(&id), "asked twice");
+        asked.push(id);
+        assert!(lookup.on_success(&id, []));
+    }
+    let mut expected = vec![contact(5).id, contact(6).id, contact(7).id];
+    expected.sort();
+    asked.sort();
+    assert_eq!(asked, expected, "node 5 once, by one path");
+    assert!(lookup.is_finished());
+    assert_eq!(lookup.closest_succeeded(20).len(), 5);
 }

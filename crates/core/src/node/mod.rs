@@ -184,6 +184,7 @@ impl<S: Store> Node<S> {
         LookupParams {
             k: self.config.k.get(),
             alpha: self.config.alpha.get(),
+            paths: self.config.disjoint_paths.get(),
         }
     }
 

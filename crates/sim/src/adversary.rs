@@ -1,0 +1,53 @@
+//! What a malicious simulated node answers instead of following the protocol.
+//!
+//! The adversaries collude: each knows all the others. Asked for nodes or for a value, one
+//! answers with the k malicious nodes closest to the target, so that a lookup which trusts it
+//! walks only among adversaries (an eclipse attempt), and it never returns a value. Asked to
+//! store, it acknowledges and keeps nothing, so a put counts replicas that do not exist. It
+//! answers pings, so honest nodes keep it in their tables.
+
+use cairn_core::message::{Contact, Request, Response};
+use cairn_core::wire::MAX_NODES;
+
+/// The answer of an adversary, knowing every adversary in `adversaries`, to `request`.
+pub(crate) fn answer(adversaries: &[Contact], request: &Request) -> Response {
+    let target = match request {
+        Request::Ping => return Response::Pong,
+        Request::Store { .. } => return Response::Stored,
+        Request::FindNode { target } => *target,
+        Request::FindValue { key } => *key,
+    };
+    let mut closest = adversaries.to_vec();
+    closest.sort_by_key(|c| c.id.distance(&target));
+    closest.truncate(MAX_NODES);
+    Response::Nodes(closest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::Id;
+
+    #[test]
+    fn adversaries_hand_out_each_other_closest_first_and_never_a_value() {
+        let contacts: Vec<Contact> = (0..30u8)
+            .map(|n| Contact::new(Id::hash(&[n]), "[fd00::1]:7400".parse().expect("valid")))
+            .collect();
+        let key = Id::hash(b"key");
+        let Response::Nodes(nodes) = answer(&contacts, &Request::FindValue { key }) else {
+            panic!("an adversary never returns a value")
+        };
+        assert_eq!(nodes.len(), MAX_NODES);
+        assert!(
+            nodes
+                .windows(2)
+                .all(|w| w[0].id.distance(&key) <= w[1].id.distance(&key))
+        );
+        assert!(nodes.iter().all(|n| contacts.contains(n)));
+        let item = cairn_core::ImmutableItem::new(bytes::Bytes::from_static(b"v")).into();
+        assert_eq!(
+            answer(&contacts, &Request::Store { item }),
+            Response::Stored
+        );
+    }
+}
