@@ -165,7 +165,7 @@ fn disjoint_paths_never_share_a_node() {
     };
     let mut lookup = Lookup::new(target, lookup_params, seeds.clone());
     let mut asked: Vec<NodeId> = Vec::new();
-    let mut send = |lookup: &mut Lookup| match lookup.next() {
+    let send = |lookup: &mut Lookup| match lookup.next() {
         Next::Send(Peer { id: Some(id), .. }) => id,
         other => panic!("expected a request, got {other:?}"),
     };
