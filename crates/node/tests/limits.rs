@@ -4,6 +4,8 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cairn_node::{Config, Dht};
@@ -55,45 +57,50 @@ async fn five_thousand_pipelined_requests_all_get_their_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_slowed_down_not_buffered() {
     let config = Config {
-        read_timeout: Duration::from_secs(3),
         request_rate: cairn_node::Rate::UNLIMITED,
         ..Config::default()
     };
     let (dht, addr) = node_with(config).await;
     let mut greedy = Client::connect(addr).await;
     greedy.handshake().await;
-    // Pipeline pings and never read a single answer, until the node stops taking them.
-    let chunk: Vec<u8> = (1..=1_000).flat_map(ping).collect();
-    let mut written = 0u64;
-    let mut stalled = false;
-    for _ in 0..10_000 {
-        match tokio::time::timeout(Duration::from_secs(1), greedy.stream.write_all(&chunk)).await {
-            Ok(Ok(())) => written += 1_000,
-            Ok(Err(_)) | Err(_) => {
-                stalled = true;
-                break;
+    // Pipeline pings and never read a single answer: a writer of its own counts the pings
+    // that went out whole, and blocks when the node stops taking them.
+    let (_read, mut write) = greedy.stream.into_split();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let writer = tokio::spawn(async move {
+        let chunk: Vec<u8> = (1..=1_000).flat_map(ping).collect();
+        for _ in 0..2_000 {
+            if write.write_all(&chunk).await.is_err() {
+                return false;
             }
+            counter.fetch_add(1_000, Ordering::SeqCst);
         }
-    }
-    assert!(
-        stalled,
-        "the node kept reading {written} requests it could not answer"
-    );
-    // Once the socket buffers are full the node takes nothing more in: what it holds for the
-    // greedy client is bounded by those buffers and `max_requests_per_connection`, and it
-    // never gets to the requests still unread.
-    let mut handled = dht.status().await.expect("running").requests_handled;
-    for _ in 0..120 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = dht.status().await.expect("running").requests_handled;
-        if now == handled {
+        true
+    });
+    // Wait until neither side moves: the node takes nothing more in, the writer is stuck.
+    let status = |dht: &Dht| {
+        let dht = dht.clone();
+        async move { dht.status().await.expect("running").requests_handled }
+    };
+    let mut last = (status(&dht).await, written.load(Ordering::SeqCst));
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = (status(&dht).await, written.load(Ordering::SeqCst));
+        if now == last || writer.is_finished() {
             break;
         }
-        handled = now;
+        last = now;
     }
-    let settled = dht.status().await.expect("running").requests_handled;
-    assert_eq!(handled, settled, "requests kept being taken in");
-    assert!(handled < written, "{handled} handled of {written} written");
+    assert!(
+        !writer.is_finished() || !writer.await.expect("writer ran"),
+        "the node took 2,000,000 pipelined requests it could not answer"
+    );
+    // What the node took in is bounded by the socket buffers and `max_requests_per_connection`:
+    // it never got to the pings still queued behind them.
+    let (handled, sent) = last;
+    assert!(handled <= sent + 1_000, "{handled} handled of {sent} sent");
+    assert_eq!(status(&dht).await, handled, "requests kept being taken in");
     // An honest peer is served meanwhile.
     let mut honest = Client::connect(addr).await;
     honest.handshake().await;
