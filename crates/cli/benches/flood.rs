@@ -15,7 +15,7 @@ use bytes::Bytes;
 use cairn_node::cairn_core::message::Message;
 use cairn_node::cairn_core::{ImmutableItem, Request, Response};
 use cairn_node::client::ApiClient;
-use common::{free_addr, spawn_node, temp_dir};
+use common::{free_addr, spawn_node, temp_dir, wait_for_api};
 use peer::Peer;
 
 const FLOOD_FOR: Duration = Duration::from_secs(20);
@@ -65,15 +65,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    wait_for_api(&rt, api);
     let client = ApiClient::new(api);
-    let started = Instant::now();
-    while rt.block_on(client.status()).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the node never answered"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let pid = node.id();
     let before = resident_mib(pid);
     let mut flood = Peer::connect(listen, Some("127.0.0.1"), 1);

@@ -20,9 +20,8 @@ use bytes::Bytes;
 use cairn_node::cairn_core::message::Message;
 use cairn_node::cairn_core::store::{Origin, StoreLimits};
 use cairn_node::cairn_core::{ImmutableItem, Item, Key, Request, Response, Store, Time};
-use cairn_node::client::ApiClient;
 use cairn_node::store::RedbStore;
-use common::{free_addr, spawn_node, temp_dir};
+use common::{free_addr, spawn_node, temp_dir, wait_for_api};
 use peer::Peer;
 
 const ITEMS: u64 = 100_000;
@@ -115,18 +114,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let client_api = ApiClient::new(api);
     let started = Instant::now();
-    let items = loop {
-        if let Ok(status) = rt.block_on(client_api.status()) {
-            break status.items;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the node never answered"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let items = wait_for_api(&rt, api).items;
     let pid = node.id();
     println!(
         "node open with {items} items after {:.1?}: resident {:.1} MiB (peak {:.1} MiB)",

@@ -10,22 +10,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cairn_node::client::ApiClient;
-use common::{free_addr, spawn_node, temp_dir};
+use common::{free_addr, spawn_node, temp_dir, wait_for_api};
 
 /// Starts a node, waits for its API, puts one item, signals it and times the exit.
 fn one_stop(signal: &str, rt: &tokio::runtime::Runtime) -> Duration {
     let dir = temp_dir("bench-stop");
     let (listen, api) = (free_addr(), free_addr());
     let mut child = spawn_node(&dir, listen, api, &[]);
+    wait_for_api(rt, api);
     let client = ApiClient::new(api);
-    let started = Instant::now();
-    while rt.block_on(client.status()).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the node never answered"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     rt.block_on(client.put("bench", "value".into(), None))
         .expect("put");
     let stopping = Instant::now();

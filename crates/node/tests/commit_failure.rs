@@ -55,18 +55,6 @@ impl StorageBackend for Faulty {
     }
 }
 
-fn store_message(id: u64, value: &[u8]) -> Vec<u8> {
-    let item = V::Map(vec![
-        ("kind", V::Str("immutable")),
-        ("value", V::Bin(value)),
-    ]);
-    msg(vec![
-        ("type", V::Str("store")),
-        ("id", V::Uint(id)),
-        ("item", item),
-    ])
-}
-
 fn find_value(id: u64, key: &cairn_core::Key) -> Vec<u8> {
     msg(vec![
         ("type", V::Str("find_value")),

@@ -255,18 +255,6 @@ async fn three_hundred_identities_from_one_address_get_few_places_in_the_table()
     assert_eq!(dht.status().await.expect("running").peers, 11);
 }
 
-fn store(id: u64, value: &[u8]) -> Vec<u8> {
-    let item = V::Map(vec![
-        ("kind", V::Str("immutable")),
-        ("value", V::Bin(value)),
-    ]);
-    msg(vec![
-        ("type", V::Str("store")),
-        ("id", V::Uint(id)),
-        ("item", item),
-    ])
-}
-
 /// The code of an answer: 0 for a success, else the error's code.
 fn code(answer: Option<cairn_core::Message>) -> u16 {
     match answer {
@@ -287,7 +275,7 @@ async fn a_host_flooding_stores_is_refused_429_and_another_network_still_stores(
     let mut stored = 0u64;
     let mut refused = false;
     for n in 0..2_000u64 {
-        flood.send(&store(n, &n.to_be_bytes())).await;
+        flood.send(&store_message(n, &n.to_be_bytes())).await;
         match code(read_message(&mut flood.stream).await) {
             0 => stored += 1,
             429 => {
@@ -306,7 +294,7 @@ async fn a_host_flooding_stores_is_refused_429_and_another_network_still_stores(
     // Another host in another network stores at once; the flooding host still gets answers.
     let mut other = Client::connect_from("127.0.7.1", addr).await;
     other.handshake().await;
-    other.send(&store(1, b"from elsewhere")).await;
+    other.send(&store_message(1, b"from elsewhere")).await;
     assert_eq!(code(read_message(&mut other.stream).await), 0);
     assert_eq!(
         flood.ping(9_999).await,
@@ -360,7 +348,7 @@ async fn one_network_fills_only_its_share_of_the_store() {
     flood.handshake().await;
     let mut stored = 0;
     for n in 0..1_000u64 {
-        flood.send(&store(n, &n.to_be_bytes())).await;
+        flood.send(&store_message(n, &n.to_be_bytes())).await;
         match code(read_message(&mut flood.stream).await) {
             0 => stored += 1,
             429 => break,
@@ -371,12 +359,12 @@ async fn one_network_fills_only_its_share_of_the_store() {
     // Another host of the same /24 shares that share...
     let mut neighbour = Client::connect_from("127.0.0.2", addr).await;
     neighbour.handshake().await;
-    neighbour.send(&store(1, b"same network")).await;
+    neighbour.send(&store_message(1, b"same network")).await;
     assert_eq!(code(read_message(&mut neighbour.stream).await), 429);
     // ...while another network stores, and the store holds all of it.
     let mut other = Client::connect_from("127.0.7.1", addr).await;
     other.handshake().await;
-    other.send(&store(1, b"another network")).await;
+    other.send(&store_message(1, b"another network")).await;
     assert_eq!(code(read_message(&mut other.stream).await), 0);
     let status = dht.status().await.expect("running");
     assert_eq!(status.items, 51);

@@ -39,3 +39,20 @@ pub fn spawn_node(dir: &Path, listen: SocketAddr, api: SocketAddr, extra: &[&str
         .spawn()
         .expect("cairn node starts")
 }
+
+/// Waits (at most 2 minutes) until the API at `api` answers, and returns its status.
+#[allow(dead_code)]
+pub fn wait_for_api(rt: &tokio::runtime::Runtime, api: SocketAddr) -> cairn_node::Status {
+    let client = cairn_node::client::ApiClient::new(api);
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(status) = rt.block_on(client.status()) {
+            return status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the node at {api} never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -242,3 +242,16 @@ pub fn error_code(message: Option<cairn_core::Message>) -> (u64, u16) {
         other => panic!("expected an error, got {other:?}"),
     }
 }
+
+/// A `store` request for an immutable item holding `value`.
+pub fn store_message(id: u64, value: &[u8]) -> Vec<u8> {
+    let item = V::Map(vec![
+        ("kind", V::Str("immutable")),
+        ("value", V::Bin(value)),
+    ]);
+    msg(vec![
+        ("type", V::Str("store")),
+        ("id", V::Uint(id)),
+        ("item", item),
+    ])
+}
