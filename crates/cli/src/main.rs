@@ -17,7 +17,7 @@ pub const DEFAULT_API: &str = "127.0.0.1:7401";
 ///
 /// Run `cairn node` to start a node; `cairn put`, `cairn get`, `cairn status` and `cairn id`
 /// talk to a running node through its local HTTP API. `cairn testnet` starts a whole network
-/// on 127.0.0.1 and measures it.
+/// on loopback addresses (127.a.b.1, one per node) and measures it.
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, propagate_version = true)]
 struct Cli {
@@ -46,7 +46,7 @@ enum Cmd {
     Status(commands::ApiArgs),
     /// Print the running node's id and public key.
     Id(commands::ApiArgs),
-    /// Start N nodes on 127.0.0.1 in this process, put and get items, and report.
+    /// Start N nodes on loopback addresses in this process, put and get items, and report.
     Testnet(testnet::TestnetArgs),
 }
 
