@@ -157,6 +157,15 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
     println!("items      {}", s.items);
     println!("uptime_s   {}", s.uptime_s);
     println!("version    {}", s.version);
+    // What the defences of SECURITY.md turned away since start.
+    println!(
+        "refused    {} connections (host limit), {} evicted, {} handshakes too slow",
+        s.connections_refused_per_host, s.connections_evicted, s.handshake_timeouts
+    );
+    println!(
+        "           {} requests and {} stores over rate, {} stores over share, {} contacts crowded out",
+        s.requests_rate_limited, s.stores_rate_limited, s.stores_over_share, s.contacts_crowded_out
+    );
     Ok(())
 }
 
