@@ -86,6 +86,10 @@ fn print_report(t: &TestnetReport) {
         "  connections      {} open at the end, budget {} at once, {} times exhausted",
         t.connections_open, t.connection_budget, t.budget_exhausted
     );
+    println!(
+        "  setups           {:.1} connections opened per put, {:.1} per get",
+        t.connections_per_put, t.connections_per_get
+    );
     println!("  wall time        {:.2} s", t.wall_s);
 }
 

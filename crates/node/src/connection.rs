@@ -482,7 +482,15 @@ pub(crate) async fn dial(
     };
     let budget_ok = permit.is_some() || shared.config.connection_budget.is_none();
     if budget_ok {
-        match Box::pin(connect(addr, expected, &shared)).await {
+        match Box::pin(connect(
+            addr,
+            expected,
+            &mut requests,
+            &mut in_flight,
+            &shared,
+        ))
+        .await
+        {
             Ok((reader, write, peer)) => {
                 shared
                     .counters
@@ -534,9 +542,16 @@ async fn open(addr: SocketAddr, listen: IpAddr) -> std::io::Result<TcpStream> {
 }
 
 /// Connects and runs the dialer's side of the handshake.
+///
+/// The requests already queued go out right behind `hello`, before `welcome` has come back
+/// (pipelining): a request to a new contact costs one round trip after the TCP handshake, not
+/// two. If the welcome then fails (426, a bad signature, another node than expected), the
+/// connection ends before any answer is read, and those requests fail.
 async fn connect(
     addr: SocketAddr,
     expected: Option<NodeId>,
+    requests: &mut mpsc::Receiver<Outgoing>,
+    in_flight: &mut HashSet<u64>,
     shared: &Shared,
 ) -> Result<(FrameReader, OwnedWriteHalf, Contact), ConnError> {
     let stream = timeout(
@@ -555,7 +570,17 @@ async fn connect(
         nonce: nonce(),
         port: shared.listen_port,
     };
-    write_message(&mut write, &Message::Hello(hello.clone())).await?;
+    let mut burst = BytesMut::new();
+    netstring::encode(&wire::encode(&Message::Hello(hello.clone()))?, &mut burst);
+    while let Ok((id, request)) = requests.try_recv() {
+        let message = Message::Request {
+            id,
+            request: *request,
+        };
+        netstring::encode(&wire::encode(&message)?, &mut burst);
+        in_flight.insert(id);
+    }
+    write.write_all(&burst).await?;
     let frame = timeout(shared.config.read_timeout, reader.next(shared))
         .await
         .map_err(|_| ConnError::Timeout)??;

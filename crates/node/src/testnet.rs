@@ -85,6 +85,10 @@ pub struct TestnetReport {
     pub budget_exhausted: u64,
     /// Outgoing connections open when the report was made.
     pub connections_open: usize,
+    /// Connections opened (TCP and cairn handshake) per put, over all nodes.
+    pub connections_per_put: f64,
+    /// Connections opened per get.
+    pub connections_per_get: f64,
     /// Wall time of the whole run, in seconds.
     pub wall_s: f64,
 }
@@ -212,6 +216,14 @@ impl Testnet {
         total
     }
 
+    async fn connections_opened(&self) -> u64 {
+        let mut total = 0;
+        for dht in &self.nodes {
+            total += dht.status().await.map_or(0, |s| s.connections_opened);
+        }
+        total
+    }
+
     async fn budget_exhausted(&self) -> u64 {
         let mut total = 0;
         for dht in &self.nodes {
@@ -251,10 +263,14 @@ pub async fn run(
     };
     report.set_setup(started.elapsed());
     let sent_before = net.requests_sent().await;
+    let opened_before = net.connections_opened().await;
     let (puts, samples, replicas) = put_all(&net, plan, &mut rng, progress).await;
     report.puts = Operations::of(&samples);
     report.mean_replicas = replicas as f64 / report.puts.succeeded.max(1) as f64;
+    let opened_by_puts = net.connections_opened().await - opened_before;
     report.gets = Operations::of(&get_all(&net, plan, &mut rng, progress, &puts).await);
+    let opened_by_gets = net.connections_opened().await - opened_before - opened_by_puts;
+    let (puts_attempted, gets_attempted) = (report.puts.attempted, report.gets.attempted);
     let rss_after = resident_bytes();
     report.memory_per_node_bytes = rss_after.saturating_sub(rss_before) / net.nodes.len() as u64;
     let testnet = TestnetReport {
@@ -265,6 +281,8 @@ pub async fn run(
         connection_budget: net.budget,
         budget_exhausted: net.budget_exhausted().await,
         connections_open: net.budget - net.permits.available_permits(),
+        connections_per_put: opened_by_puts as f64 / puts_attempted.max(1) as f64,
+        connections_per_get: opened_by_gets as f64 / gets_attempted.max(1) as f64,
         wall_s: started.elapsed().as_secs_f64(),
     };
     Ok((net, testnet))

@@ -379,3 +379,72 @@ async fn at_max_inbound_an_idle_connection_makes_way_and_is_counted() {
     assert_eq!(status.connections_evicted, 1);
     assert_eq!(status.connections_accepted, 2);
 }
+
+/// A fake listener that reads `hello` and the frame after it before answering with `answer`;
+/// it reports the type of that second frame.
+async fn fake_listener(
+    answer: Vec<u8>,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let (seen, report) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let _hello = read_frame(&mut stream).await;
+        // A dialer that waited for `welcome` would send nothing more: this would time out.
+        let second = read_frame(&mut stream)
+            .await
+            .map(|f| cairn_core::wire::decode(&f));
+        let kind = match second {
+            Some(Ok(cairn_core::Message::Request { request, .. })) => format!("{request:?}"),
+            other => format!("{other:?}"),
+        };
+        let _ = seen.send(kind);
+        let _ = stream.write_all(&answer).await;
+        // Answer nothing else: a dialer must not wait on this connection any more.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    (addr, report)
+}
+
+#[tokio::test]
+async fn requests_pipelined_behind_hello_fail_cleanly_on_a_refusal_or_a_forged_welcome() {
+    let forged = msg(vec![
+        ("type", V::Str("welcome")),
+        ("version", V::Uint(1)),
+        ("network", V::Str("cairn")),
+        (
+            "public_key",
+            V::Bin(&SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes()),
+        ),
+        ("nonce", V::Bin(&[0; 32])),
+        ("port", V::Uint(1)),
+        ("signature", V::Bin(&[5; 64])),
+    ]);
+    let refusal = msg(vec![
+        ("type", V::Str("error")),
+        ("id", V::Uint(0)),
+        ("code", V::Uint(426)),
+        ("message", V::Str("another network")),
+    ]);
+    for (answer, what) in [(forged, "a forged welcome"), (refusal, "a 426")] {
+        let (fake, seen) = fake_listener(answer).await;
+        let (dht, _) = node().await;
+        assert!(dht.bootstrap(vec![fake]).await.is_err(), "{what}: no join");
+        let second = seen.await.expect("the fake saw a second frame");
+        assert!(
+            second.starts_with("FindNode"),
+            "{what}: the request went out before the answer to hello: {second}"
+        );
+        let status = dht.status().await.expect("running");
+        assert_eq!(status.peers, 0, "{what}: nothing applied");
+        assert_eq!(
+            status.dial_failures, 1,
+            "{what}: the connection, and its request, failed"
+        );
+    }
+}
