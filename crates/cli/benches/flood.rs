@@ -7,6 +7,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../src/peer.rs"]
 mod peer;
 
 use std::time::{Duration, Instant};
@@ -69,16 +70,16 @@ fn main() {
     let client = ApiClient::new(api);
     let pid = node.id();
     let before = resident_mib(pid);
-    let mut flood = Peer::connect(listen, Some("127.0.0.1"), 1);
+    let mut flood = Peer::connect(listen, Some("127.0.0.1"), 1).expect("connects");
     let (mut kept, mut refused, mut id) = (0u64, 0u64, 0u64);
     let flooding = Instant::now();
     while flooding.elapsed() < FLOOD_FOR {
         for _ in 0..IN_FLIGHT {
             id += 1;
-            flood.send(&store(id));
+            flood.send(&store(id)).expect("sends");
         }
         for _ in 0..IN_FLIGHT {
-            if stored(flood.receive()) {
+            if stored(flood.receive().expect("an answer")) {
                 kept += 1;
             } else {
                 refused += 1;
@@ -87,9 +88,9 @@ fn main() {
     }
     let secs = flooding.elapsed().as_secs_f64();
     let after = resident_mib(pid);
-    let mut other = Peer::connect(listen, Some("127.0.7.1"), 2);
-    other.send(&store(u64::MAX));
-    let honest = stored(other.receive());
+    let mut other = Peer::connect(listen, Some("127.0.7.1"), 2).expect("connects");
+    other.send(&store(u64::MAX)).expect("sends");
+    let honest = stored(other.receive().expect("an answer"));
     let status = rt.block_on(client.status()).expect("status");
     println!("one host flooding 1 KiB stores for {secs:.0} s, {IN_FLIGHT} in flight:");
     println!(

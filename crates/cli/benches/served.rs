@@ -9,6 +9,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../src/peer.rs"]
 mod peer;
 
 use std::net::SocketAddr;
@@ -64,7 +65,7 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
 
 /// One client: `find_value`s with IN_FLIGHT in flight until `stop`.
 fn client(addr: SocketAddr, keys: Arc<Vec<Key>>, seed: u64, stop: Arc<AtomicBool>) -> u64 {
-    let mut peer = Peer::connect(addr, None, seed as u8);
+    let mut peer = Peer::connect(addr, None, seed as u8).expect("connects");
     let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next_key = || {
         rng ^= rng << 13;
@@ -78,10 +79,10 @@ fn client(addr: SocketAddr, keys: Arc<Vec<Key>>, seed: u64, stop: Arc<AtomicBool
         for _ in 0..IN_FLIGHT {
             id += 1;
             let request = Request::FindValue { key: next_key() };
-            peer.send(&Message::Request { id, request });
+            peer.send(&Message::Request { id, request }).expect("sends");
         }
         for _ in 0..IN_FLIGHT {
-            match peer.receive() {
+            match peer.receive().expect("an answer") {
                 Message::Response {
                     response: Response::Value(_),
                     ..

@@ -1,7 +1,9 @@
 //! `cairn`: run a DHT node, publish and fetch items through it, or start a local test network.
 
+mod bench;
 mod commands;
 mod node;
+mod peer;
 mod testnet;
 
 use std::net::SocketAddr;
@@ -48,6 +50,9 @@ enum Cmd {
     Id(commands::ApiArgs),
     /// Start N nodes on loopback addresses in this process, put and get items, and report.
     Testnet(testnet::TestnetArgs),
+    /// Load one node (its own, or --target ADDR) over many connections and report requests/s
+    /// and latency for each kind of request, and handshakes/s.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses an address, with a message that says what was expected.
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
             Cmd::Status(args) => commands::status(args).await,
             Cmd::Id(args) => commands::id(args).await,
             Cmd::Testnet(args) => testnet::run(args).await,
+            Cmd::Bench(args) => bench::run(args).await,
         }
     });
     match result {

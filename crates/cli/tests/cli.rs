@@ -187,3 +187,46 @@ fn errors_are_one_clear_line_and_a_nonzero_exit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_measures_every_kind_of_request_and_says_what_it_needs() {
+    let out = Command::new(CAIRN)
+        .args([
+            "bench",
+            "--seconds",
+            "0.2",
+            "--items",
+            "10",
+            "--connections",
+            "2",
+        ])
+        .output()
+        .expect("cairn bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("handshakes/s"), "{stdout}");
+    for kind in [
+        "ping",
+        "find_node",
+        "find_value hit",
+        "find_value miss",
+        "store immutable",
+        "store signed",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} line in {stdout}"));
+        assert!(line.contains("/s") && line.contains("p99"), "{line}");
+    }
+    let bad = Command::new(CAIRN)
+        .args(["bench", "--connections", "0"])
+        .output()
+        .expect("cairn bench runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must be above 0"));
+}

@@ -1,0 +1,111 @@
+//! A peer of a node, for measuring it: a blocking TCP connection that has completed the
+//! handshake, speaking with cairn's own codec (the wire tests use a hand-built one instead).
+//! `cairn bench` and the benchmarks in `crates/cli/benches` drive nodes with it.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use bytes::BytesMut;
+use cairn_node::cairn_core::handshake::{Role, Transcript};
+use cairn_node::cairn_core::message::{Auth, Hello, Message, NetworkName, PROTOCOL_VERSION};
+use cairn_node::cairn_core::netstring::{self, NetstringDecoder};
+use cairn_node::cairn_core::wire;
+use ed25519_dalek::SigningKey;
+
+/// A connection past the handshake.
+pub struct Peer {
+    stream: TcpStream,
+    decoder: NetstringDecoder,
+    buf: BytesMut,
+}
+
+fn invalid(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+impl Peer {
+    /// Connects to `addr` (from `source`, a loopback address, if given) and completes the
+    /// handshake under a key made from `seed`. Call it outside any async runtime.
+    pub fn connect(addr: SocketAddr, source: Option<&str>, seed: u8) -> io::Result<Self> {
+        let stream = match source {
+            None => TcpStream::connect(addr)?,
+            Some(source) => connect_from(addr, source)?,
+        };
+        stream.set_nodelay(true)?;
+        let mut peer = Peer {
+            stream,
+            decoder: NetstringDecoder::new(1 << 20),
+            buf: BytesMut::new(),
+        };
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let network = NetworkName::default();
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            network: network.clone(),
+            public_key: key.verifying_key().to_bytes(),
+            nonce: [seed; 32],
+            port: 0,
+        };
+        peer.send(&Message::Hello(hello.clone()))?;
+        let welcome = match peer.receive()? {
+            Message::Welcome(welcome) => welcome,
+            other => return Err(invalid(format!("expected welcome, got {other:?}"))),
+        };
+        let transcript = Transcript {
+            network: network.as_str(),
+            dialer_key: hello.public_key,
+            dialer_nonce: hello.nonce,
+            listener_key: welcome.public_key,
+            listener_nonce: welcome.nonce,
+        };
+        if !transcript.verify(Role::Listener, &welcome.signature) {
+            return Err(invalid("the welcome signature does not verify"));
+        }
+        let signature = transcript.sign(Role::Dialer, &key);
+        peer.send(&Message::Auth(Auth { signature }))?;
+        Ok(peer)
+    }
+
+    /// Sends one message.
+    pub fn send(&mut self, message: &Message) -> io::Result<()> {
+        let mut frame = BytesMut::new();
+        netstring::encode(&wire::encode(message).map_err(invalid)?, &mut frame);
+        self.stream.write_all(&frame)
+    }
+
+    /// The next message from the node.
+    pub fn receive(&mut self) -> io::Result<Message> {
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf).map_err(invalid)? {
+                return wire::decode(&frame).map_err(invalid);
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A blocking TCP connection from a given loopback source address.
+fn connect_from(addr: SocketAddr, source: &str) -> io::Result<TcpStream> {
+    let source: SocketAddr = format!("{source}:0")
+        .parse()
+        .map_err(|_| invalid(format!("{source:?} is not an IP address")))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stream = rt.block_on(async {
+        let socket = match source {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(source)?;
+        socket.connect(addr).await
+    })?;
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
