@@ -2,20 +2,26 @@
 //!
 //! The adversaries collude: each knows all the others. Asked for nodes or for a value, one
 //! answers with the k malicious nodes closest to the target, so that a lookup which trusts it
-//! walks only among adversaries (an eclipse attempt), and it never returns a value. Asked to
-//! store, it acknowledges and keeps nothing, so a put counts replicas that do not exist. It
-//! answers pings, so honest nodes keep it in their tables.
+//! walks only among adversaries (an eclipse attempt); asked for a value it holds from before it
+//! turned, it serves that copy, which is stale once the item is updated. Asked to store, it
+//! acknowledges and keeps nothing, so a put counts replicas that do not exist. It answers
+//! pings, so honest nodes keep it in their tables.
 
+use cairn_core::Item;
 use cairn_core::message::{Contact, Request, Response};
 use cairn_core::wire::MAX_NODES;
 
-/// The answer of an adversary, knowing every adversary in `adversaries`, to `request`.
-pub(crate) fn answer(adversaries: &[Contact], request: &Request) -> Response {
+/// The answer of an adversary, knowing every adversary in `adversaries` and holding `held`
+/// (its copy of the key asked for, from before it turned), to `request`.
+pub(crate) fn answer(adversaries: &[Contact], held: Option<Item>, request: &Request) -> Response {
     let target = match request {
         Request::Ping => return Response::Pong,
         Request::Store { .. } => return Response::Stored,
         Request::FindNode { target } => *target,
-        Request::FindValue { key } => *key,
+        Request::FindValue { key } => match held {
+            Some(stale) => return Response::Value(stale),
+            None => *key,
+        },
     };
     let mut closest = adversaries.to_vec();
     closest.sort_by_key(|c| c.id.distance(&target));
@@ -34,8 +40,8 @@ mod tests {
             .map(|n| Contact::new(Id::hash(&[n]), "[fd00::1]:7400".parse().expect("valid")))
             .collect();
         let key = Id::hash(b"key");
-        let Response::Nodes(nodes) = answer(&contacts, &Request::FindValue { key }) else {
-            panic!("an adversary never returns a value")
+        let Response::Nodes(nodes) = answer(&contacts, None, &Request::FindValue { key }) else {
+            panic!("an adversary holding no copy returns nodes")
         };
         assert_eq!(nodes.len(), MAX_NODES);
         assert!(
@@ -46,8 +52,15 @@ mod tests {
         assert!(nodes.iter().all(|n| contacts.contains(n)));
         let item = cairn_core::ImmutableItem::new(bytes::Bytes::from_static(b"v")).into();
         assert_eq!(
-            answer(&contacts, &Request::Store { item }),
+            answer(&contacts, None, &Request::Store { item }),
             Response::Stored
+        );
+        // A copy it held from before it turned is served, stale or not.
+        let stale: Item = cairn_core::ImmutableItem::new(bytes::Bytes::from_static(b"old")).into();
+        let asked = Request::FindValue { key: *stale.key() };
+        assert_eq!(
+            answer(&contacts, Some(stale.clone()), &asked),
+            Response::Value(stale)
         );
     }
 }

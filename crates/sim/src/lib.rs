@@ -205,9 +205,10 @@ impl Sim {
     }
 
     /// Turns node `index` into an adversary colluding with the others: it answers every
-    /// `find_node` and `find_value` with the malicious nodes closest to the target (trying to
-    /// eclipse it) and never with a value, and acknowledges every `store` while keeping
-    /// nothing. It still answers pings, so it stays in routing tables.
+    /// `find_node`, and every `find_value` of a key it holds no copy of, with the malicious
+    /// nodes closest to the target (trying to eclipse it); it serves the copies it held before
+    /// it turned, stale once their items are updated; and it acknowledges every `store` while
+    /// keeping nothing. It still answers pings, so it stays in routing tables.
     pub fn make_malicious(&mut self, index: usize) {
         if !self.nodes[index].malicious {
             self.nodes[index].malicious = true;
@@ -409,7 +410,11 @@ impl Sim {
             source: contact.addr.ip(),
         };
         if self.nodes[to].malicious {
-            let response = adversary::answer(&self.adversaries, &request);
+            let held = match &request {
+                Request::FindValue { key } => self.nodes[to].node.store().get(key, self.now),
+                _ => None,
+            };
+            let response = adversary::answer(&self.adversaries, held, &request);
             self.send(to, from, id, Delivery::Response(response));
             return;
         }

@@ -35,8 +35,9 @@ pub struct Scenario {
     pub seeds_per_join: usize,
     /// Fraction of nodes killed after the puts, before the second round of gets.
     pub kill_fraction: f64,
-    /// Fraction of nodes that turn malicious once the network has joined (see
-    /// [`Sim::make_malicious`]); puts and gets are made from honest nodes only.
+    /// Fraction of nodes that turn malicious once the items are put (see
+    /// [`Sim::make_malicious`]); every signed item is then updated, so that the copies the
+    /// adversaries hold are stale. Puts, updates and gets are made from honest nodes only.
     pub malicious_fraction: f64,
     /// Protocol parameters of every node.
     pub config: Config,
@@ -77,11 +78,13 @@ pub struct Report {
     pub wall: Duration,
 }
 
-/// An item put during the run: its key, its value, and the node that published it.
+/// An item put during the run: its key, its value, the node that published it, and its
+/// name if it is signed.
 struct Published {
     key: Key,
     value: Bytes,
     publisher: usize,
+    name: Option<String>,
 }
 
 fn signing_key(sim: &mut Sim) -> SigningKey {
@@ -124,12 +127,23 @@ pub fn run(scenario: &Scenario) -> Report {
     };
     network.set_setup(sim.now().since(EPOCH));
     let malicious = (scenario.nodes as f64 * scenario.malicious_fraction).round() as usize;
-    if malicious > 0 {
-        for node in sample(sim.rng(), scenario.nodes, malicious.min(scenario.nodes)) {
+    let adversaries: Vec<usize> = if malicious > 0 {
+        sample(sim.rng(), scenario.nodes, malicious.min(scenario.nodes)).into_vec()
+    } else {
+        Vec::new()
+    };
+    let honest: Vec<usize> = (0..sim.len())
+        .filter(|n| !adversaries.contains(n))
+        .collect();
+    let mut items = put(&mut sim, scenario, &keys, &honest, &mut network);
+    if !adversaries.is_empty() {
+        // The adversaries held copies honestly until now; they turn, and every signed item is
+        // updated, so that what they serve from then on is stale.
+        for node in adversaries {
             sim.make_malicious(node);
         }
+        update(&mut sim, &keys, &mut items);
     }
-    let items = put(&mut sim, scenario, &keys, &mut network);
     network.gets = get_round(&mut sim, &items);
 
     let alive: Vec<usize> = (0..sim.len()).collect();
@@ -167,19 +181,19 @@ fn put(
     sim: &mut Sim,
     scenario: &Scenario,
     keys: &[SigningKey],
+    honest: &[usize],
     report: &mut cairn_core::report::Report,
 ) -> Vec<Published> {
     let mut items = Vec::new();
     let mut tickets = Vec::new();
-    let honest: Vec<usize> = (0..sim.len()).filter(|n| !sim.is_malicious(*n)).collect();
     for i in 0..scenario.items * 2 {
         let node = honest[sim.rng().random_range(0..honest.len())];
         let len = sim.rng().random_range(16..256);
         let mut value = vec![0u8; len];
         sim.rng().fill(&mut value[..]);
         let value = Bytes::from(value);
-        let (key, command) = if i % 2 == 0 {
-            let name = format!("item-{i}");
+        let name = (i % 2 == 0).then(|| format!("item-{i}"));
+        let (key, command) = if let Some(name) = &name {
             let public_key = keys[node].verifying_key().to_bytes();
             let command = Command::Publish {
                 key: Box::new(keys[node].clone()),
@@ -187,7 +201,7 @@ fn put(
                 value: value.clone(),
                 ttl: None,
             };
-            (signed_key(&public_key, &name), command)
+            (signed_key(&public_key, name), command)
         } else {
             let item: Item = ImmutableItem::new(value.clone()).into();
             (*item.key(), Command::Put(item))
@@ -198,6 +212,7 @@ fn put(
             key,
             value,
             publisher: node,
+            name,
         });
     }
     sim.run_until_done(&tickets);
@@ -215,6 +230,27 @@ fn put(
     report.puts = Operations::of(&samples);
     report.mean_replicas = replicas as f64 / report.puts.succeeded.max(1) as f64;
     items
+}
+
+/// Publishes a new version of every signed item from its publisher, one every 10 ms.
+fn update(sim: &mut Sim, keys: &[SigningKey], items: &mut [Published]) {
+    let mut tickets = Vec::new();
+    for (i, item) in items.iter_mut().enumerate() {
+        let Some(name) = item.name.clone() else {
+            continue;
+        };
+        let value = Bytes::from([item.value.as_ref(), b" v2"].concat());
+        let command = Command::Publish {
+            key: Box::new(keys[item.publisher].clone()),
+            name,
+            value: value.clone(),
+            ttl: None,
+        };
+        let at = sim.now() + Duration::from_millis(10) * u32::try_from(i).unwrap_or(u32::MAX);
+        tickets.push(sim.schedule(at, item.publisher, command));
+        item.value = value;
+    }
+    sim.run_until_done(&tickets);
 }
 
 fn measured(ok: bool, stats: &QueryStats) -> Sample {
@@ -264,7 +300,7 @@ impl fmt::Display for Report {
         if self.malicious > 0 {
             writeln!(
                 f,
-                "  malicious        {} nodes (eclipse lookups, keep nothing)",
+                "  malicious        {} nodes (eclipse lookups, keep nothing, serve stale copies)",
                 self.malicious
             )?;
         }
