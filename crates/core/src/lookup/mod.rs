@@ -154,6 +154,18 @@ impl Lookup {
             .map(|c| c.hop)
     }
 
+    /// The path a candidate belongs to.
+    pub fn path(&self, peer: &NodeId) -> Option<usize> {
+        self.candidates
+            .get(&peer.distance(&self.target))
+            .map(|c| c.path)
+    }
+
+    /// How many disjoint paths the lookup follows.
+    pub fn paths(&self) -> usize {
+        self.params.paths
+    }
+
     fn add(&mut self, contact: Contact, hop: u32, path: usize) {
         self.candidates
             .entry(contact.id.distance(&self.target))

@@ -75,6 +75,26 @@ impl Stage {
         }
     }
 
+    /// Whether every path of a lookup has had a copy from one of its nodes (always, for a
+    /// fixed stage). `paths_with_copy` has a bit set per path that did.
+    fn every_path_has(&self, paths_with_copy: u64) -> bool {
+        match self {
+            Stage::Closest(lookup) => {
+                let all = lookup.paths().min(64);
+                paths_with_copy.count_ones() as usize >= all
+            }
+            Stage::Fixed(_) => true,
+        }
+    }
+
+    /// The path `peer` belongs to (lookups only).
+    fn path(&self, peer: &NodeId) -> Option<usize> {
+        match self {
+            Stage::Closest(lookup) => lookup.path(peer),
+            Stage::Fixed(_) => None,
+        }
+    }
+
     /// The round trips it took to reach `peer` (lookups only).
     fn hop(&self, peer: &NodeId) -> Option<u32> {
         match self {
@@ -102,6 +122,10 @@ pub(super) enum QueryKind {
         /// The `seq` each answering node held (`None`: it answered with nodes).
         held: BTreeMap<NodeId, Option<u64>>,
         hops: u32,
+        /// A bit per lookup path that has brought a valid copy. With disjoint paths a signed
+        /// get ends early only once every path has, so that adversaries serving stale copies
+        /// on one path cannot end it before the others are heard.
+        paths_with_copy: u64,
     },
     Put {
         item: Item,
@@ -137,6 +161,7 @@ impl QueryKind {
             copies,
             held: BTreeMap::new(),
             hops: 0,
+            paths_with_copy: 0,
         };
         (kind, Stage::Closest(lookup))
     }
@@ -384,6 +409,7 @@ impl<S: Store> Node<S> {
                     copies,
                     held,
                     hops,
+                    paths_with_copy,
                 },
                 Response::Value(item),
             ) => {
@@ -391,6 +417,9 @@ impl<S: Store> Node<S> {
                     stage.on_failure(&peer);
                 } else {
                     let hop = stage.hop(&from.id).unwrap_or(1);
+                    if let Some(path) = stage.path(&from.id) {
+                        *paths_with_copy |= 1u64 << path.min(63);
+                    }
                     stage.on_success(&peer, Vec::new());
                     held.insert(from.id, item.seq());
                     *copies += 1;
@@ -399,7 +428,8 @@ impl<S: Store> Node<S> {
                         *hops = hop;
                     }
                     let immutable = matches!(best, Some(Item::Immutable(_)));
-                    if immutable || *copies >= quorum {
+                    let heard = stage.every_path_has(*paths_with_copy);
+                    if immutable || (*copies >= quorum && heard) {
                         stage.finish();
                     }
                 }
