@@ -248,6 +248,20 @@ async fn wrong_network_or_version_gets_426() {
     }
 }
 
+/// A `welcome` whose signature is wrong.
+fn forged_welcome() -> Vec<u8> {
+    let public_key = SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes();
+    msg(vec![
+        ("type", V::Str("welcome")),
+        ("version", V::Uint(1)),
+        ("network", V::Str("cairn")),
+        ("public_key", V::Bin(&public_key)),
+        ("nonce", V::Bin(&[0; 32])),
+        ("port", V::Uint(1)),
+        ("signature", V::Bin(&[5; 64])),
+    ])
+}
+
 #[tokio::test]
 async fn a_listener_with_a_forged_welcome_is_not_joined() {
     // A fake listener that answers hello with a welcome whose signature is wrong.
@@ -258,18 +272,7 @@ async fn a_listener_with_a_forged_welcome_is_not_joined() {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let _ = read_frame(&mut stream).await;
-            let welcome = msg(vec![
-                ("type", V::Str("welcome")),
-                ("version", V::Uint(1)),
-                ("network", V::Str("cairn")),
-                (
-                    "public_key",
-                    V::Bin(&SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes()),
-                ),
-                ("nonce", V::Bin(&[0; 32])),
-                ("port", V::Uint(1)),
-                ("signature", V::Bin(&[5; 64])),
-            ]);
+            let welcome = forged_welcome();
             let _ = stream.write_all(&welcome).await;
         }
     });
@@ -413,18 +416,7 @@ async fn fake_listener(
 
 #[tokio::test]
 async fn requests_pipelined_behind_hello_fail_cleanly_on_a_refusal_or_a_forged_welcome() {
-    let forged = msg(vec![
-        ("type", V::Str("welcome")),
-        ("version", V::Uint(1)),
-        ("network", V::Str("cairn")),
-        (
-            "public_key",
-            V::Bin(&SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes()),
-        ),
-        ("nonce", V::Bin(&[0; 32])),
-        ("port", V::Uint(1)),
-        ("signature", V::Bin(&[5; 64])),
-    ]);
+    let forged = forged_welcome();
     let refusal = msg(vec![
         ("type", V::Str("error")),
         ("id", V::Uint(0)),
