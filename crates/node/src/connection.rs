@@ -410,11 +410,17 @@ async fn serve_inbound_inner(
     // already arrived, and stays until every request is answered, for at most
     // `SHUTDOWN_GRACE`.
     let mut draining: Option<Instant> = None;
+    // What the inbound table last heard: it is told only of changes, since every request moves
+    // the count (up when handed over, down when answered) and each report takes its lock.
+    let mut reported = None;
     loop {
         if draining.is_some() && conn.outstanding == 0 {
             return Ok(());
         }
-        place.active(conn.outstanding);
+        if reported != Some(conn.outstanding) {
+            place.active(conn.outstanding);
+            reported = Some(conn.outstanding);
+        }
         tokio::select! {
             () = tokio::time::sleep_until(handshake_deadline), if !conn.requester.verified => {
                 return Err(ConnError::HandshakeTimeout);
