@@ -48,8 +48,16 @@ enum Cmd {
     Status(commands::ApiArgs),
     /// Print the running node's id and public key.
     Id(commands::ApiArgs),
-    /// Start N nodes on loopback addresses in this process, put and get items, and report.
+    /// Start N nodes on loopback addresses, put and get items, and report.
+    ///
+    /// Up to a few hundred nodes run in this process; more are spread over worker processes
+    /// (see --processes), so that every node can keep connections open within the limit on
+    /// open files of each process.
     Testnet(testnet::TestnetArgs),
+    /// One share of a test network spread over processes, driven by `cairn testnet` over
+    /// standard input and output (not for use by hand).
+    #[command(hide = true)]
+    TestnetWorker(testnet::WorkerArgs),
     /// Load one node (its own, or --target ADDR) over many connections and report requests/s
     /// and latency for each kind of request, and handshakes/s.
     Bench(bench::BenchArgs),
@@ -103,6 +111,7 @@ fn main() -> ExitCode {
             Cmd::Status(args) => commands::status(args).await,
             Cmd::Id(args) => commands::id(args).await,
             Cmd::Testnet(args) => testnet::run(args).await,
+            Cmd::TestnetWorker(args) => testnet::worker(args).await,
             Cmd::Bench(args) => bench::run(args).await,
         }
     });

@@ -1,9 +1,10 @@
-//! `cairn testnet`: a whole network on loopback addresses in this process, measured.
+//! `cairn testnet`: a whole network on loopback addresses, in this process or spread over
+//! worker processes, measured.
 
 use std::sync::Mutex;
 
 use anyhow::Context;
-use cairn_node::testnet::{self, Plan, Progress, TestnetReport};
+use cairn_node::testnet::{self, Plan, Progress, TestnetReport, WorkerCommand};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -22,12 +23,28 @@ pub struct TestnetArgs {
     /// Joins, puts or gets in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Processes to spread the nodes over (this one included). By default, as many as let
+    /// every node keep a listener and 16 connections within each process's limit on open
+    /// files: one for up to about 600 nodes at a limit of 20,000.
+    #[arg(long)]
+    processes: Option<usize>,
     /// Print the report as one JSON object on stdout (no progress bars).
     #[arg(long)]
     json: bool,
     /// Keep the network running afterwards, with node 0's API on 127.0.0.1:7401.
     #[arg(long)]
     serve: bool,
+}
+
+/// Arguments of the hidden `cairn testnet-worker`.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Index of the worker's first node in the whole network.
+    #[arg(long)]
+    first: usize,
+    /// Nodes the worker runs.
+    #[arg(long)]
+    count: usize,
 }
 
 /// Progress bars on stderr, one per stage.
@@ -74,7 +91,12 @@ fn print_report(t: &TestnetReport) {
     );
     print!("{}", t.report);
     println!(
-        "  process          {:.1} MiB -> {:.1} MiB resident",
+        "  throughput       {:.0} puts/s, {:.0} gets/s ({} in flight)",
+        t.puts_per_s, t.gets_per_s, t.concurrency
+    );
+    println!(
+        "  processes        {}: {:.1} MiB -> {:.1} MiB resident in all",
+        t.processes,
         mib(t.rss_before_bytes),
         mib(t.rss_after_bytes)
     );
@@ -83,8 +105,8 @@ fn print_report(t: &TestnetReport) {
         t.messages
     );
     println!(
-        "  connections      {} open at the end, budget {} at once, {} times exhausted",
-        t.connections_open, t.connection_budget, t.budget_exhausted
+        "  connections      {} open at the end, budget {} at once, {} times exhausted, {} dials failed",
+        t.connections_open, t.connection_budget, t.budget_exhausted, t.dial_failures
     );
     println!(
         "  setups           {:.1} connections opened per put, {:.1} per get",
@@ -96,11 +118,18 @@ fn print_report(t: &TestnetReport) {
 /// `cairn testnet`.
 pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    anyhow::ensure!(args.processes != Some(0), "--processes must be at least 1");
+    let program = std::env::current_exe().context("cannot find this program to start workers")?;
     let plan = Plan {
         nodes: args.nodes,
         items: args.items,
         seed: args.seed,
         concurrency: args.concurrency.max(1),
+        processes: args.processes,
+        worker: Some(WorkerCommand {
+            program,
+            args: vec!["testnet-worker".into()],
+        }),
     };
     let bars = Bars {
         current: Mutex::new(None),
@@ -116,7 +145,7 @@ pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
     }
     if args.serve {
         let api = crate::DEFAULT_API.parse()?;
-        let server = cairn_node::api::serve(net.nodes[0].clone(), api)
+        let server = cairn_node::api::serve(net.local.nodes[0].clone(), api)
             .await
             .with_context(|| format!("cannot serve node 0's API on {api}"))?;
         eprintln!("serving node 0's API on {api}; press Ctrl-C to stop");
@@ -127,4 +156,12 @@ pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
         net.shutdown().await;
     }
     Ok(())
+}
+
+/// `cairn testnet-worker`: serves one share of a spread test network until its input closes.
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.count >= 1, "--count must be at least 1");
+    testnet::serve_worker(args.first, args.count)
+        .await
+        .context("testnet worker")
 }

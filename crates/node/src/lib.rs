@@ -69,6 +69,9 @@ pub enum StartError {
     /// The routing-table snapshot exists but could not be read.
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
+    /// A worker process of a test network spread over several processes did not start.
+    #[error("test network: {0}")]
+    Worker(String),
 }
 
 /// Starts a node with the identity in `config.data_dir` (or a fresh one) and returns its

@@ -1,0 +1,400 @@
+//! A test network spread over several processes.
+//!
+//! A process may hold only so many open files (20,000 on the machines cairn is measured on),
+//! and a connection between two nodes of one process costs two of them. So a large network
+//! runs as shares: the driving process keeps the first share of the nodes and starts one
+//! worker process per other share (`cairn testnet-worker --first F --count C`). A worker
+//! starts its nodes on their loopback addresses, prints their listen addresses as its first
+//! line, and then carries out requests read from its standard input, one JSON object a line,
+//! many at once, answering each with a line on its standard output. When its input closes it
+//! stops its nodes and exits.
+//!
+//! A worker that dies fails the operations it had in flight and every later one (they count as
+//! failed puts, gets or joins in the report, and a warning says which worker exited); nothing
+//! waits for it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_core::Key;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Member, PutDone, Testnet, Totals, WireSample, get_local, put_local};
+use crate::StartError;
+
+/// Each node of a process should be able to keep at least this many connections open.
+const MIN_POOL: usize = 16;
+
+/// How long a stopping worker may take to close its nodes before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How to start a worker process: `program args... --first F --count C`.
+#[derive(Clone, Debug)]
+pub struct WorkerCommand {
+    /// The executable (`cairn` passes itself).
+    pub program: PathBuf,
+    /// Arguments before `--first` and `--count` (`cairn` passes `testnet-worker`).
+    pub args: Vec<String>,
+}
+
+/// The processes `nodes` nodes need when each process may hold `open_files` files: as many as
+/// let every node keep a listener and [`MIN_POOL`] connections at two descriptors each.
+pub fn processes_for(nodes: usize, open_files: usize) -> usize {
+    let per_process =
+        (open_files.saturating_sub(super::spare_descriptors(0)) / (1 + 2 * MIN_POOL)).max(1);
+    nodes.div_ceil(per_process).max(1)
+}
+
+/// Splits `nodes` into `processes` shares as equal as can be, the larger ones first.
+pub fn shares(nodes: usize, processes: usize) -> Vec<usize> {
+    let processes = processes.max(1);
+    (0..processes)
+        .map(|i| nodes / processes + usize::from(i < nodes % processes))
+        .collect()
+}
+
+/// A request to a worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum Op {
+    /// Join node `node` (an index into the worker's share) through `seeds`.
+    Join { node: usize, seeds: Vec<SocketAddr> },
+    /// Put `value` from `node`: signed under `name`, or immutable without one.
+    Put {
+        node: usize,
+        name: Option<String>,
+        value: Vec<u8>,
+    },
+    /// Get `key` (hex) from `node` and check that its value is `expect`.
+    Get {
+        node: usize,
+        key: String,
+        expect: Vec<u8>,
+    },
+    /// The counters of the worker's nodes, added up.
+    Totals,
+}
+
+/// A worker's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum Reply {
+    Joined(bool),
+    Put(PutDone),
+    Got(WireSample),
+    Totals(Totals),
+    /// The request made no sense (a node index out of range, a bad key).
+    Refused(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    id: u64,
+    op: Op,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Response {
+    id: u64,
+    reply: Reply,
+}
+
+/// A worker's first line: where its nodes listen, or why they could not start.
+#[derive(Serialize, Deserialize)]
+enum Started {
+    Listening(Vec<SocketAddr>),
+    Failed(String),
+}
+
+/// A worker process, seen from the process that drives it.
+pub(super) struct Worker {
+    index: usize,
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    child: tokio::sync::Mutex<Child>,
+    pending: Mutex<Pending>,
+    next_id: AtomicU64,
+}
+
+/// Requests awaiting their answer; `gone` once the worker's output has ended.
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<u64, oneshot::Sender<Reply>>,
+    gone: bool,
+}
+
+impl Worker {
+    /// Starts worker `index` with nodes `first..first + count` and waits for their addresses.
+    pub(super) async fn spawn(
+        command: &WorkerCommand,
+        index: usize,
+        first: usize,
+        count: usize,
+    ) -> Result<(std::sync::Arc<Worker>, Vec<SocketAddr>), StartError> {
+        let failed = |why: String| StartError::Worker(format!("worker {index}: {why}"));
+        let mut child = Command::new(&command.program)
+            .args(&command.args)
+            .args(["--first", &first.to_string(), "--count", &count.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| failed(format!("cannot start {}: {e}", command.program.display())))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(failed("no pipes to the worker".into()));
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let first_line = lines
+            .next_line()
+            .await
+            .map_err(|e| failed(format!("cannot read from it: {e}")))?
+            .ok_or_else(|| failed("exited before its nodes started".into()))?;
+        let addrs = match serde_json::from_str(&first_line) {
+            Ok(Started::Listening(addrs)) if addrs.len() == count => addrs,
+            Ok(Started::Listening(addrs)) => {
+                return Err(failed(format!(
+                    "started {} nodes, not {count}",
+                    addrs.len()
+                )));
+            }
+            Ok(Started::Failed(why)) => return Err(failed(why)),
+            Err(e) => return Err(failed(format!("unreadable first line: {e}"))),
+        };
+        let worker = Worker {
+            index,
+            stdin: tokio::sync::Mutex::new(Some(stdin)),
+            child: tokio::sync::Mutex::new(child),
+            pending: Mutex::new(Pending::default()),
+            next_id: AtomicU64::new(0),
+        };
+        let worker = std::sync::Arc::new(worker);
+        tokio::spawn(hand_out_answers(worker.clone(), lines));
+        Ok((worker, addrs))
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends `op` and waits for the answer; `None` if the worker is gone.
+    pub(super) async fn call(&self, op: Op) -> Option<Reply> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.lock_pending();
+            if pending.gone {
+                return None;
+            }
+            pending.waiting.insert(id, tx);
+        }
+        let mut line = serde_json::to_string(&Request { id, op }).ok()?;
+        line.push('\n');
+        let written = match self.stdin.lock().await.as_mut() {
+            Some(stdin) => stdin.write_all(line.as_bytes()).await.is_ok(),
+            None => false,
+        };
+        if !written {
+            self.lock_pending().waiting.remove(&id);
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Closes the worker's input, so that it stops its nodes and exits; kills it if it takes
+    /// longer than [`STOP_GRACE`].
+    pub(super) async fn stop(&self) {
+        drop(self.stdin.lock().await.take());
+        let mut child = self.child.lock().await;
+        match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+            Ok(Ok(status)) if !status.success() => {
+                tracing::warn!("worker {} exited with {status}", self.index);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!("worker {} did not stop in time: killed", self.index);
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// Hands the worker's answers to their callers; once its output ends, fails every caller
+/// still waiting and every later one.
+async fn hand_out_answers(
+    worker: std::sync::Arc<Worker>,
+    mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let index = worker.index;
+    while let Ok(Some(line)) = lines.next_line().await {
+        match serde_json::from_str::<Response>(&line) {
+            Ok(Response { id, reply }) => {
+                let waiter = worker.lock_pending().waiting.remove(&id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(reply);
+                }
+            }
+            Err(e) => tracing::warn!("worker {index} wrote an unreadable line: {e}"),
+        }
+    }
+    let mut pending = worker.lock_pending();
+    if !pending.waiting.is_empty() {
+        tracing::warn!(
+            "worker {index} exited with {} operations in flight: they fail",
+            pending.waiting.len()
+        );
+    }
+    pending.gone = true;
+    pending.waiting.clear();
+}
+
+/// The worker's side: starts nodes `first..first + count`, prints their addresses, and carries
+/// out requests from standard input until it closes.
+pub async fn serve_worker(first: usize, count: usize) -> std::io::Result<()> {
+    let mut stdout = tokio::io::stdout();
+    let net = match Testnet::start_at(first, count).await {
+        Ok(net) => net,
+        Err(e) => {
+            write_line(&mut stdout, &Started::Failed(e.to_string())).await?;
+            return Err(std::io::Error::other(e.to_string()));
+        }
+    };
+    write_line(&mut stdout, &Started::Listening(net.addrs.clone())).await?;
+    let net = std::sync::Arc::new(net);
+    let (answers, mut to_write) = mpsc::unbounded_channel::<Response>();
+    let writer = tokio::spawn(async move {
+        while let Some(response) = to_write.recv().await {
+            if write_line(&mut stdout, &response).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(Request { id, op }) = serde_json::from_str::<Request>(&line) else {
+            tracing::warn!("testnet worker: unreadable request line");
+            continue;
+        };
+        let (net, answers) = (net.clone(), answers.clone());
+        tokio::spawn(async move {
+            let reply = carry_out(&net, op).await;
+            let _ = answers.send(Response { id, reply });
+        });
+    }
+    net.shutdown().await;
+    drop(answers);
+    let _ = tokio::time::timeout(STOP_GRACE, writer).await;
+    Ok(())
+}
+
+async fn carry_out(net: &Testnet, op: Op) -> Reply {
+    let node = |i: usize| {
+        net.nodes
+            .get(i)
+            .cloned()
+            .ok_or(Reply::Refused(format!("no node {i}")))
+    };
+    let result = match op {
+        Op::Join { node: i, seeds } => match node(i) {
+            Ok(dht) => Ok(Reply::Joined(Member::Local(dht).join(seeds).await)),
+            Err(refused) => Err(refused),
+        },
+        Op::Put {
+            node: i,
+            name,
+            value,
+        } => match node(i) {
+            Ok(dht) => Ok(Reply::Put(put_local(&dht, name, Bytes::from(value)).await)),
+            Err(refused) => Err(refused),
+        },
+        Op::Get {
+            node: i,
+            key,
+            expect,
+        } => match (node(i), Key::from_hex(&key)) {
+            (Ok(dht), Ok(key)) => Ok(Reply::Got(get_local(&dht, key, &expect).await)),
+            (Err(refused), _) => Err(refused),
+            (_, Err(e)) => Err(Reply::Refused(format!("bad key: {e}"))),
+        },
+        Op::Totals => Ok(Reply::Totals(net.totals().await)),
+    };
+    result.unwrap_or_else(|refused| refused)
+}
+
+async fn write_line<T: Serialize>(out: &mut tokio::io::Stdout, value: &T) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    out.write_all(&line).await?;
+    out.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_and_differ_by_at_most_one() {
+        for (nodes, processes) in [(10, 3), (10_000, 17), (5, 5), (7, 1)] {
+            let s = shares(nodes, processes);
+            assert_eq!(s.len(), processes);
+            assert_eq!(s.iter().sum::<usize>(), nodes);
+            let (min, max) = (s.iter().min().unwrap(), s.iter().max().unwrap());
+            assert!(max - min <= 1, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn processes_grow_with_nodes_and_shrink_with_the_file_limit() {
+        assert_eq!(processes_for(200, 20_000), 1);
+        assert!(processes_for(10_000, 20_000) > 1);
+        assert!(processes_for(10_000, 1_024) > processes_for(10_000, 20_000));
+        // Each process can then give each of its nodes a listener and MIN_POOL connections.
+        for nodes in [1, 200, 2_000, 10_000] {
+            let p = processes_for(nodes, 20_000);
+            let per = nodes.div_ceil(p);
+            assert!(
+                256 + per * (1 + 2 * MIN_POOL) <= 20_000,
+                "{nodes} nodes in {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_worker_refuses_a_node_it_does_not_have() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let net = Testnet::start_at(3, 1).await.expect("starts");
+            let reply = carry_out(
+                &net,
+                Op::Join {
+                    node: 1,
+                    seeds: vec![],
+                },
+            )
+            .await;
+            assert!(matches!(reply, Reply::Refused(_)), "{reply:?}");
+            let bad_key = carry_out(
+                &net,
+                Op::Get {
+                    node: 0,
+                    key: "zz".into(),
+                    expect: vec![],
+                },
+            )
+            .await;
+            assert!(matches!(bad_key, Reply::Refused(_)), "{bad_key:?}");
+            net.shutdown().await;
+        });
+    }
+}
