@@ -39,9 +39,12 @@ pub struct TestnetArgs {
 /// Arguments of the hidden `cairn testnet-worker`.
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// Index of the worker's first node in the whole network.
+    /// Number of the worker's first node in the whole network.
     #[arg(long)]
     first: usize,
+    /// Distance between the numbers of its nodes (the number of processes).
+    #[arg(long, default_value_t = 1)]
+    stride: usize,
     /// Nodes the worker runs.
     #[arg(long)]
     count: usize,
@@ -161,7 +164,7 @@ pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
 /// `cairn testnet-worker`: serves one share of a spread test network until its input closes.
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.count >= 1, "--count must be at least 1");
-    testnet::serve_worker(args.first, args.count)
+    testnet::serve_worker(args.first, args.stride, args.count)
         .await
         .context("testnet worker")
 }

@@ -59,8 +59,9 @@ pub struct Config {
     pub max_requests_per_connection: usize,
     /// Commands from [`crate::Dht`] handles that may wait for the node at once. Default 1,024.
     pub command_queue: usize,
-    /// A process-wide cap on open outgoing connections shared by several nodes (an in-process
-    /// test network); each connection holds one permit. Default `None` (no shared cap).
+    /// A process-wide cap on open connection ends shared by several nodes (a test network):
+    /// each dialed connection holds one permit, and so does each accepted one, which is
+    /// refused when none is left. Default `None` (no shared cap).
     pub connection_budget: Option<Arc<Semaphore>>,
 }
 

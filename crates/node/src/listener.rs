@@ -34,6 +34,18 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let counters = &shared.counters;
     let count = |counter: &AtomicU64| counter.fetch_add(1, Ordering::Relaxed);
+    // Under a shared budget, the accepted end of a connection holds a permit too.
+    let permit = match &shared.config.connection_budget {
+        None => None,
+        Some(budget) => match budget.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                count(&counters.budget_exhausted);
+                tracing::debug!(%peer, "refusing a connection: the connection budget is spent");
+                return;
+            }
+        },
+    };
     match shared.inbound.admit(peer.ip()) {
         Ok(Admitted { place, evicted }) => {
             count(&counters.connections_accepted);
@@ -42,7 +54,10 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
             }
             let _ = stream.set_nodelay(true);
             let shared = shared.clone();
-            tokio::spawn(connection::serve_inbound(stream, peer, place, shared));
+            tokio::spawn(async move {
+                connection::serve_inbound(stream, peer, place, shared).await;
+                drop(permit);
+            });
         }
         Err(Refusal::Host) => {
             count(&counters.connections_refused_per_host);

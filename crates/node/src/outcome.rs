@@ -120,7 +120,8 @@ pub struct Status {
     pub connections_opened: u64,
     /// Incoming connections accepted.
     pub connections_accepted: u64,
-    /// Outgoing connections not opened because the process's connection budget was spent.
+    /// Connections not opened, or accepted and closed at once, because the process's
+    /// connection budget was spent.
     pub connection_budget_exhausted: u64,
     /// Outgoing connections that could not be made (connect or handshake failed).
     pub dial_failures: u64,

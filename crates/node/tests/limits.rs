@@ -370,3 +370,46 @@ async fn one_network_fills_only_its_share_of_the_store() {
     assert_eq!(status.items, 51);
     assert_eq!(status.stores_over_share, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_spent_connection_budget_a_connection_is_refused_and_served_once_a_permit_frees() {
+    // A test network's nodes share a budget of connection ends; here it has two permits.
+    let budget = Arc::new(tokio::sync::Semaphore::new(2));
+    let (dht, addr) = node_with(Config {
+        connection_budget: Some(budget.clone()),
+        ..Config::default()
+    })
+    .await;
+    // Other nodes of the process hold both permits: a newcomer is closed at once.
+    let held = budget.clone().acquire_many_owned(2).await.expect("open");
+    let mut refused = Client::connect(addr).await;
+    refused.send(&refused.hello("cairn", 1)).await;
+    assert!(
+        closed(&mut refused.stream).await,
+        "closed without a welcome"
+    );
+    let status = dht.status().await.expect("running");
+    assert_eq!(status.connection_budget_exhausted, 1);
+    assert_eq!(status.connections_accepted, 0);
+
+    // One permit frees: the next peer is served, and holds that permit while connected.
+    drop(held);
+    let _other = budget.clone().acquire_owned().await.expect("open");
+    let mut honest = Client::connect(addr).await;
+    honest.handshake().await;
+    assert_eq!(honest.ping(1).await, pong(1));
+    assert_eq!(
+        budget.available_permits(),
+        0,
+        "the connection holds the last permit"
+    );
+    drop(honest);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while budget.available_permits() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the permit comes back when the connection closes");
+    dht.shutdown().await;
+}

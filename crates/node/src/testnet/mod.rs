@@ -8,9 +8,9 @@
 //! connection because the budget was spent.
 //!
 //! One process holds a few hundred nodes well. A larger network is spread over several
-//! processes ([`spread`]): this process keeps the first share of the nodes, and each other
-//! share runs in a worker process that this one starts and drives over its standard input and
-//! output. The workload and the report are the same either way.
+//! processes ([`spread`]): node `i` of `P` processes runs in process `i % P`, this one being
+//! process 0 and the others worker processes that this one starts and drives over their
+//! standard input and output. The workload and the report are the same either way.
 
 pub mod spread;
 
@@ -103,13 +103,15 @@ pub struct TestnetReport {
     pub rss_before_bytes: u64,
     /// Resident memory of all the processes after the run, in bytes.
     pub rss_after_bytes: u64,
-    /// The connection budgets of all the processes, added up (connections open at once).
+    /// The connection budgets of all the processes, added up (connection ends open at once:
+    /// a connection between two nodes of one process has two).
     pub connection_budget: usize,
-    /// Connections not opened because the budget was spent (their requests failed).
+    /// Connections not opened or not accepted because the budget was spent (their requests
+    /// failed).
     pub budget_exhausted: u64,
     /// Connections that could not be opened at all (refused, or out of file descriptors).
     pub dial_failures: u64,
-    /// Outgoing connections open when the report was made.
+    /// Connection ends open when the report was made.
     pub connections_open: usize,
     /// Connections opened (TCP and cairn handshake) per put, over all nodes.
     pub connections_per_put: f64,
@@ -163,20 +165,23 @@ impl Testnet {
     /// Starts `count` nodes, each on its own loopback address (not yet joined), sharing a
     /// connection budget sized from the open-file limit.
     pub async fn start(count: usize) -> Result<Self, StartError> {
-        Self::start_at(0, count).await
+        Self::start_at(0, 1, count).await
     }
 
-    /// Starts nodes `first..first + count` of a network: node `i` listens on
-    /// [`loopback_host`]`(i)`.
-    pub async fn start_at(first: usize, count: usize) -> Result<Self, StartError> {
+    /// Starts `count` nodes of a network, numbers `first`, `first + stride`, ...: node `i`
+    /// listens on [`loopback_host`]`(i)`.
+    pub async fn start_at(first: usize, stride: usize, count: usize) -> Result<Self, StartError> {
         let rss_before = resident_bytes();
-        // Each connection between two nodes of this process costs two descriptors.
-        let budget = (open_file_limit().saturating_sub(spare_descriptors(count)) / 2).max(16);
+        // A permit per connection end, dialed or accepted: a descriptor each. A node's pool
+        // may fill half of its share, for as many connections come in as go out.
+        let budget = open_file_limit()
+            .saturating_sub(spare_descriptors(count))
+            .max(32);
         let shared = Arc::new(Semaphore::new(budget));
-        let per_node = (budget / count.max(1)).clamp(4, 64);
+        let per_node = (budget / (2 * count.max(1))).clamp(4, 64);
         let mut nodes = Vec::with_capacity(count);
         let mut addrs = Vec::with_capacity(count);
-        for i in first..first + count {
+        for i in (0..count).map(|n| first + n * stride.max(1)) {
             let config = Config {
                 listen: SocketAddr::new(loopback_host(i), 0),
                 max_outbound: per_node,
@@ -430,24 +435,36 @@ impl Network {
             .unwrap_or_else(|| spread::processes_for(nodes, open_file_limit()))
             .clamp(1, nodes);
         let shares = spread::shares(nodes, processes);
-        let local = Testnet::start_at(0, shares[0]).await?;
-        let mut members: Vec<Member> = local.nodes.iter().cloned().map(Member::Local).collect();
-        let mut addrs = local.addrs.clone();
+        let local = Testnet::start_at(0, processes, shares[0]).await?;
+        // Node i runs in process i % P, as number i / P there.
+        let mut placed: Vec<Vec<(Member, SocketAddr)>> = vec![
+            local
+                .nodes
+                .iter()
+                .cloned()
+                .map(Member::Local)
+                .zip(local.addrs.iter().copied())
+                .collect(),
+        ];
         let mut workers = Vec::new();
         if processes > 1 {
             let command = plan.worker.as_ref().ok_or(StartError::Worker(
                 "spreading nodes over processes needs a worker command".into(),
             ))?;
-            let mut first = shares[0];
-            for (i, &count) in shares.iter().enumerate().skip(1) {
-                let (worker, worker_addrs) =
-                    spread::Worker::spawn(command, i, first, count).await?;
-                members.extend((0..count).map(|n| Member::Remote(worker.clone(), n)));
-                addrs.extend(worker_addrs);
+            for (p, &count) in shares.iter().enumerate().skip(1) {
+                let (worker, addrs) = spread::Worker::spawn(command, p, processes, count).await?;
+                placed.push(
+                    (0..count)
+                        .map(|n| Member::Remote(worker.clone(), n))
+                        .zip(addrs)
+                        .collect(),
+                );
                 workers.push(worker);
-                first += count;
             }
         }
+        let (members, addrs) = (0..nodes)
+            .map(|i| placed[i % processes][i / processes].clone())
+            .unzip();
         Ok(Network {
             local,
             workers,

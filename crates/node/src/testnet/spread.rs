@@ -2,8 +2,10 @@
 //!
 //! A process may hold only so many open files (20,000 on the machines cairn is measured on),
 //! and a connection between two nodes of one process costs two of them. So a large network
-//! runs as shares: the driving process keeps the first share of the nodes and starts one
-//! worker process per other share (`cairn testnet-worker --first F --count C`). A worker
+//! runs as shares: node `i` of a network over `P` processes runs in process `i % P`, so that
+//! each process holds early and late joiners alike. The driving process is process 0 and starts
+//! one worker process for each other share (`cairn testnet-worker --first p --stride P
+//! --count C`). A worker
 //! starts its nodes on their loopback addresses, prints their listen addresses as its first
 //! line, and then carries out requests read from its standard input, one JSON object a line,
 //! many at once, answering each with a line on its standard output. When its input closes it
@@ -37,17 +39,17 @@ const MIN_POOL: usize = 16;
 /// How long a stopping worker may take to close its nodes before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// How to start a worker process: `program args... --first F --count C`.
+/// How to start a worker process: `program args... --first F --stride S --count C`.
 #[derive(Clone, Debug)]
 pub struct WorkerCommand {
     /// The executable (`cairn` passes itself).
     pub program: PathBuf,
-    /// Arguments before `--first` and `--count` (`cairn` passes `testnet-worker`).
+    /// Arguments before `--first`, `--stride` and `--count` (`cairn` passes `testnet-worker`).
     pub args: Vec<String>,
 }
 
 /// The processes `nodes` nodes need when each process may hold `open_files` files: as many as
-/// let every node keep a listener and [`MIN_POOL`] connections at two descriptors each.
+/// let every node keep a listener and [`MIN_POOL`] connections out and as many in.
 pub fn processes_for(nodes: usize, open_files: usize) -> usize {
     let per_process =
         (open_files.saturating_sub(super::spare_descriptors(0)) / (1 + 2 * MIN_POOL)).max(1);
@@ -130,17 +132,24 @@ struct Pending {
 }
 
 impl Worker {
-    /// Starts worker `index` with nodes `first..first + count` and waits for their addresses.
+    /// Starts worker `index` of `stride` processes with its `count` nodes (numbers `index`,
+    /// `index + stride`, ...) and waits for their addresses.
     pub(super) async fn spawn(
         command: &WorkerCommand,
         index: usize,
-        first: usize,
+        stride: usize,
         count: usize,
     ) -> Result<(std::sync::Arc<Worker>, Vec<SocketAddr>), StartError> {
         let failed = |why: String| StartError::Worker(format!("worker {index}: {why}"));
         let mut child = Command::new(&command.program)
             .args(&command.args)
-            .args(["--first", &first.to_string(), "--count", &count.to_string()])
+            .args([
+                "--first",
+                &index.to_string(),
+                "--stride",
+                &stride.to_string(),
+            ])
+            .args(["--count", &count.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -256,11 +265,11 @@ async fn hand_out_answers(
     pending.waiting.clear();
 }
 
-/// The worker's side: starts nodes `first..first + count`, prints their addresses, and carries
-/// out requests from standard input until it closes.
-pub async fn serve_worker(first: usize, count: usize) -> std::io::Result<()> {
+/// The worker's side: starts `count` nodes, numbers `first`, `first + stride`, ..., prints
+/// their addresses, and carries out requests from standard input until it closes.
+pub async fn serve_worker(first: usize, stride: usize, count: usize) -> std::io::Result<()> {
     let mut stdout = tokio::io::stdout();
-    let net = match Testnet::start_at(first, count).await {
+    let net = match Testnet::start_at(first, stride, count).await {
         Ok(net) => net,
         Err(e) => {
             write_line(&mut stdout, &Started::Failed(e.to_string())).await?;
@@ -374,7 +383,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let net = Testnet::start_at(3, 1).await.expect("starts");
+            let net = Testnet::start_at(3, 1, 1).await.expect("starts");
             let reply = carry_out(
                 &net,
                 Op::Join {
