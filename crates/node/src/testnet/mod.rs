@@ -173,12 +173,13 @@ impl Testnet {
     pub async fn start_at(first: usize, stride: usize, count: usize) -> Result<Self, StartError> {
         let rss_before = resident_bytes();
         // A permit per connection end, dialed or accepted: a descriptor each. A node's pool
-        // may fill half of its share, for as many connections come in as go out.
+        // may fill a third of its share: as many connections come in as go out on average,
+        // and the rest is room for the nodes that more dial than others.
         let budget = open_file_limit()
             .saturating_sub(spare_descriptors(count))
-            .max(32);
+            .max(48);
         let shared = Arc::new(Semaphore::new(budget));
-        let per_node = (budget / (2 * count.max(1))).clamp(4, 64);
+        let per_node = (budget / (3 * count.max(1))).clamp(4, 64);
         let mut nodes = Vec::with_capacity(count);
         let mut addrs = Vec::with_capacity(count);
         for i in (0..count).map(|n| first + n * stride.max(1)) {

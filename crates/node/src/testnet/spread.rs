@@ -33,8 +33,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Member, PutDone, Testnet, Totals, WireSample, get_local, put_local};
 use crate::StartError;
 
-/// Each node of a process should be able to keep at least this many connections open.
-const MIN_POOL: usize = 16;
+/// Each node of a process should be able to keep at least this many connections open: a
+/// put's lookup talks to about this many nodes, and its stores reuse the connections the
+/// lookup opened only if they are still in the pool.
+const MIN_POOL: usize = 48;
 
 /// How long a stopping worker may take to close its nodes before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -49,10 +51,11 @@ pub struct WorkerCommand {
 }
 
 /// The processes `nodes` nodes need when each process may hold `open_files` files: as many as
-/// let every node keep a listener and [`MIN_POOL`] connections out and as many in.
+/// let every node keep a listener and a pool of [`MIN_POOL`] connections, which may be a third
+/// of its descriptors (see [`super::Testnet::start_at`]).
 pub fn processes_for(nodes: usize, open_files: usize) -> usize {
     let per_process =
-        (open_files.saturating_sub(super::spare_descriptors(0)) / (1 + 2 * MIN_POOL)).max(1);
+        (open_files.saturating_sub(super::spare_descriptors(0)) / (1 + 3 * MIN_POOL)).max(1);
     nodes.div_ceil(per_process).max(1)
 }
 
@@ -362,7 +365,7 @@ mod tests {
 
     #[test]
     fn processes_grow_with_nodes_and_shrink_with_the_file_limit() {
-        assert_eq!(processes_for(200, 20_000), 1);
+        assert_eq!(processes_for(100, 20_000), 1);
         assert!(processes_for(10_000, 20_000) > 1);
         assert!(processes_for(10_000, 1_024) > processes_for(10_000, 20_000));
         // Each process can then give each of its nodes a listener and MIN_POOL connections.
