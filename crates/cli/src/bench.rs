@@ -44,6 +44,36 @@ pub struct BenchArgs {
     /// Items stored first, for the find_value hits.
     #[arg(long, default_value_t = 1_000)]
     items: usize,
+    /// Run only this workload (to profile one kind of request): handshake, ping, find_node,
+    /// find_value_hit, find_value_miss, store_immutable or store_signed.
+    #[arg(long, value_name = "WORKLOAD", value_parser = parse_workload)]
+    only: Option<String>,
+}
+
+/// The workloads, as `--only` names them.
+const WORKLOADS: [&str; 7] = [
+    "handshake",
+    "ping",
+    "find_node",
+    "find_value_hit",
+    "find_value_miss",
+    "store_immutable",
+    "store_signed",
+];
+
+fn parse_workload(text: &str) -> Result<String, String> {
+    if WORKLOADS.contains(&text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} is not one of {}", WORKLOADS.join(", ")))
+    }
+}
+
+/// Whether `--only` lets the workload called `name` (as printed) run.
+fn wanted(args: &BenchArgs, name: &str) -> bool {
+    args.only
+        .as_deref()
+        .is_none_or(|only| only == name.replace(' ', "_"))
 }
 
 /// One workload's figures.
@@ -91,7 +121,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         dht.shutdown().await;
     }
     let (handshakes, measured) = result?;
-    println!("cairn bench: {target}, {handshakes:.0} handshakes/s");
+    match handshakes {
+        Some(rate) => println!("cairn bench: {target}, {rate:.0} handshakes/s"),
+        None => println!("cairn bench: {target}"),
+    }
     for m in measured {
         println!(
             "  {:<18} {:>9.0}/s  ({} answered)  latency p50 {:.2} ms  p99 {:.2} ms",
@@ -119,8 +152,12 @@ fn measure(
     target: SocketAddr,
     args: &BenchArgs,
     seconds: Duration,
-) -> anyhow::Result<(f64, Vec<Measured>)> {
-    let handshakes = handshake_rate(target, seconds)?;
+) -> anyhow::Result<(Option<f64>, Vec<Measured>)> {
+    let handshakes = if wanted(args, "handshake") {
+        Some(handshake_rate(target, seconds)?)
+    } else {
+        None
+    };
     let items: Vec<Item> = (0..args.items.max(1)).map(item).collect();
     let mut loader = Peer::connect(target, None, 200).context("connecting")?;
     for (n, item) in items.iter().enumerate() {
@@ -176,7 +213,7 @@ fn measure(
         ),
     ];
     let mut measured = Vec::new();
-    for (name, workload) in workloads {
+    for (name, workload) in workloads.into_iter().filter(|(n, _)| wanted(args, n)) {
         measured.push(run_workload(
             target,
             args,

@@ -229,4 +229,36 @@ fn bench_measures_every_kind_of_request_and_says_what_it_needs() {
         .expect("cairn bench runs");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("must be above 0"));
+
+    // --only runs one workload, for profiling it.
+    let only = Command::new(CAIRN)
+        .args([
+            "bench",
+            "--seconds",
+            "0.2",
+            "--items",
+            "10",
+            "--only",
+            "find_value_miss",
+        ])
+        .output()
+        .expect("cairn bench runs");
+    let stdout = String::from_utf8_lossy(&only.stdout);
+    assert!(only.status.success(), "{stdout}");
+    assert!(stdout.contains("find_value miss"), "{stdout}");
+    for other in [
+        "handshakes/s",
+        "ping",
+        "find_node",
+        "find_value hit",
+        "store",
+    ] {
+        assert!(!stdout.contains(other), "{other} ran too: {stdout}");
+    }
+    let unknown = Command::new(CAIRN)
+        .args(["bench", "--only", "find_everything"])
+        .output()
+        .expect("cairn bench runs");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("is not one of handshake, ping"));
 }
