@@ -116,6 +116,28 @@ impl SignedItem {
         })
     }
 
+    /// Makes an item of parts without checking the signature: only for `wire`, to read back a
+    /// copy the node verified before and recognises by its [`Summary`].
+    pub(crate) fn unverified(
+        public_key: [u8; 32],
+        name: String,
+        value: Bytes,
+        seq: u64,
+        expires: u64,
+        signature: [u8; 64],
+    ) -> Result<Self, ItemError> {
+        check_name(&name)?;
+        Ok(SignedItem {
+            key: signed_key(&public_key, &name),
+            public_key,
+            name,
+            value,
+            seq,
+            expires,
+            signature,
+        })
+    }
+
     /// Checks parts received from elsewhere and makes an item of them: the only way in for
     /// untrusted data.
     pub fn verify(
@@ -319,14 +341,18 @@ impl Held for Item {
     }
 }
 
-/// What the rules need of an item, without its value: about 60 bytes whatever the value's
-/// size. The value is compared by a 256-bit prefix of its SHA-512.
+/// What the rules need of an item, without its value: about 70 bytes whatever the value's
+/// size. The value is compared by a 256-bit prefix of its SHA-512; the signature of a signed
+/// item is remembered by a 64-bit prefix of its SHA-512, so that a copy read back from the
+/// node's own disk can be recognised as the one verified ([`Summary::describes`],
+/// [`crate::wire::decode_known_item`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Summary {
     seq: Option<u64>,
     expires: u64,
     size: u32,
     value_hash: [u8; 32],
+    signature_tag: u64,
 }
 
 impl Summary {
@@ -335,12 +361,27 @@ impl Summary {
         let hash = Id::hash(item.value());
         let mut value_hash = [0u8; 32];
         value_hash.copy_from_slice(&hash.as_bytes()[..32]);
+        let signature_tag = match item {
+            Item::Signed(s) => {
+                let mut tag = [0u8; 8];
+                tag.copy_from_slice(&Id::hash(s.signature()).as_bytes()[..8]);
+                u64::from_be_bytes(tag)
+            }
+            Item::Immutable(_) => 0,
+        };
         Summary {
             seq: item.seq(),
             expires: item.expires(),
             size: u32::try_from(item.size()).unwrap_or(u32::MAX),
             value_hash,
+            signature_tag,
         }
+    }
+
+    /// Whether `item` is the item this summary was made of: the same `seq`, `expires`, value
+    /// and (for a signed item) signature, by their hashes.
+    pub fn describes(&self, item: &Item) -> bool {
+        Summary::of(item) == *self
     }
 }
 

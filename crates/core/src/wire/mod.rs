@@ -15,8 +15,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::id::Id;
-use crate::item::{ImmutableItem, Item, ItemError, SignedItem};
+use crate::id::{Id, Key};
+use crate::item::{ImmutableItem, Item, ItemError, SignedItem, Summary};
 use crate::message::{
     Auth, Contact, ErrorCode, ErrorReply, Hello, Message, NetworkName, Request, Response, Welcome,
 };
@@ -140,6 +140,42 @@ pub fn decode_item(bytes: &[u8]) -> Result<Item, DecodeError> {
     depth::check(bytes, MAX_DEPTH).map_err(|e| DecodeError::bad(None, format!("{e:?}")))?;
     let wire: WireItem = rmp_serde::from_slice(bytes)
         .map_err(|e| DecodeError::bad(None, format!("malformed item: {e}")))?;
+    item_from_wire(wire, None)
+}
+
+/// Decodes an item encoded by [`encode_item`] that is expected to be the one `summary` was
+/// made of, under `key`: a copy the node verified when it stored it and now reads back from
+/// its own disk. If the bytes are that copy (the same key, `seq`, `expires`, value and
+/// signature, by their hashes) the signature is not checked again; anything else is decoded and
+/// verified as [`decode_item`] does, so a changed copy is served only if it verifies.
+pub fn decode_known_item(bytes: &[u8], key: &Key, summary: &Summary) -> Result<Item, DecodeError> {
+    depth::check(bytes, MAX_DEPTH).map_err(|e| DecodeError::bad(None, format!("{e:?}")))?;
+    let wire: WireItem = rmp_serde::from_slice(bytes)
+        .map_err(|e| DecodeError::bad(None, format!("malformed item: {e}")))?;
+    if wire.kind == "signed" {
+        if let (Some(public_key), Some(name), Some(value), Some(seq), Some(expires), Some(sig)) = (
+            wire.public_key
+                .as_deref()
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()),
+            wire.name.clone(),
+            wire.value.as_deref(),
+            wire.seq,
+            wire.expires,
+            wire.signature
+                .as_deref()
+                .and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok()),
+        ) {
+            let value = Bytes::copy_from_slice(value);
+            if let Ok(candidate) =
+                SignedItem::unverified(public_key, name, value, seq, expires, sig)
+            {
+                let candidate = Item::from(candidate);
+                if candidate.key() == key && summary.describes(&candidate) {
+                    return Ok(candidate);
+                }
+            }
+        }
+    }
     item_from_wire(wire, None)
 }
 

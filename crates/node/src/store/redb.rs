@@ -244,8 +244,10 @@ impl RedbStore {
             .map(|u| u.commit)
     }
 
-    /// The item under `key` as committed on disk, verified again.
-    fn read(&self, key: &Key) -> Option<Item> {
+    /// The item under `key` as committed on disk: the copy `summary` describes, which was
+    /// verified when it was stored or when the store opened, is recognised by hashes; any other
+    /// bytes are verified again, and not served unless they verify.
+    fn read(&self, key: &Key, summary: &Summary) -> Option<Item> {
         let found = (|| -> Result<Option<Vec<u8>>, String> {
             let read = self.db.begin_read().map_err(db_text)?;
             let table = read.open_table(ITEMS).map_err(db_text)?;
@@ -253,8 +255,8 @@ impl RedbStore {
             Ok(value.map(|v| v.value().to_vec()))
         })();
         match found {
-            Ok(Some(bytes)) => match wire::decode_item(&bytes) {
-                Ok(item) if item.key() == key => Some(item),
+            Ok(Some(bytes)) => match wire::decode_known_item(&bytes, key, summary) {
+                Ok(item) if item.key() == key && summary.describes(&item) => Some(item),
                 _ => {
                     tracing::warn!(%key, "an item on disk no longer verifies; not served");
                     None
@@ -455,10 +457,10 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), CommitError> {
 
 impl Store for RedbStore {
     fn get(&self, key: &Key, now: Time) -> Option<Item> {
-        self.ledger.live(key, now)?;
+        let summary = *self.ledger.live(key, now)?;
         match self.pending.get(key) {
             Some(item) => Some(item.clone()),
-            None => self.read(key),
+            None => self.read(key, &summary),
         }
     }
 

@@ -200,3 +200,43 @@ fn a_failed_commit_is_undone_and_a_later_write_of_the_key_inherits_the_undo() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_copy_changed_on_disk_after_it_was_verified_is_not_served() {
+    let dir = temp_dir("tampered");
+    let (mut store, mut commits) = RedbStore::open(&dir, StoreLimits::default()).expect("opens");
+    let item = signed(5, b"five", 0);
+    let key = *item.key();
+    assert!(store.put(item.clone(), NOW, Origin::Unknown).is_ok());
+    committed(&mut store, &mut commits);
+    // Served from disk, recognised as the copy verified when it was stored.
+    assert_eq!(store.get(&key, NOW), Some(item.clone()));
+
+    // Someone flips a bit of the signature in the file while the node runs.
+    let mut bytes = wire::encode_item(&item).expect("encodes");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let write = store.db.begin_write().expect("writes");
+    {
+        let mut table = write.open_table(ITEMS).expect("opens");
+        table
+            .insert(key.as_bytes().as_slice(), bytes.as_slice())
+            .expect("inserts");
+    }
+    write.commit().expect("commits");
+    assert_eq!(store.get(&key, NOW), None, "a copy that does not verify");
+
+    // A copy that verifies but is not the one held (an older seq) is not served either.
+    let older = wire::encode_item(&signed(4, b"four", 0)).expect("encodes");
+    let write = store.db.begin_write().expect("writes");
+    {
+        let mut table = write.open_table(ITEMS).expect("opens");
+        table
+            .insert(key.as_bytes().as_slice(), older.as_slice())
+            .expect("inserts");
+    }
+    write.commit().expect("commits");
+    assert_eq!(store.get(&key, NOW), None, "a copy other than the one held");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
