@@ -4,8 +4,9 @@
 //! Implementation notes:
 //! - The rules (which copy wins, limits, shares) run on a [`Ledger`] of [`Summary`]s, on the
 //!   driver's thread, so they see every accepted write at once, committed or not. A summary is
-//!   about 60 bytes whatever the value's size; values live on disk and are read back (and
-//!   verified again, the one path from bytes to an item) when served.
+//!   about 70 bytes whatever the value's size; values live on disk and are read back when
+//!   served, recognised by the summary's hashes as the copy verified when it was stored
+//!   (`wire::decode_known_item`), or else verified again.
 //! - An item accepted but not yet committed is served from memory (`pending`) until its
 //!   commit is reported, then from disk.
 //! - Every accepted write gets a [`CommitId`] and goes to one writer thread, which takes
