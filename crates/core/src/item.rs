@@ -148,25 +148,16 @@ impl SignedItem {
         expires: u64,
         signature: [u8; 64],
     ) -> Result<Self, ItemError> {
-        check_name(&name)?;
+        let item = Self::unverified(public_key, name, value, seq, expires, signature)?;
         let verifying_key =
             VerifyingKey::from_bytes(&public_key).map_err(|_| ItemError::BadPublicKey)?;
-        let key = signed_key(&public_key, &name);
         verifying_key
             .verify_strict(
-                &signature_preimage(&key, seq, expires, &value),
+                &signature_preimage(&item.key, seq, expires, &item.value),
                 &Signature::from_bytes(&signature),
             )
             .map_err(|_| ItemError::BadSignature)?;
-        Ok(SignedItem {
-            key,
-            public_key,
-            name,
-            value,
-            seq,
-            expires,
-            signature,
-        })
+        Ok(item)
     }
 
     /// The derived key.

@@ -201,6 +201,18 @@ fn a_failed_commit_is_undone_and_a_later_write_of_the_key_inherits_the_undo() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Writes `bytes` under `key` in the store's file behind its back.
+fn overwrite(store: &RedbStore, key: &Key, bytes: &[u8]) {
+    let write = store.db.begin_write().expect("writes");
+    {
+        let mut table = write.open_table(ITEMS).expect("opens");
+        table
+            .insert(key.as_bytes().as_slice(), bytes)
+            .expect("inserts");
+    }
+    write.commit().expect("commits");
+}
+
 #[test]
 fn a_copy_changed_on_disk_after_it_was_verified_is_not_served() {
     let dir = temp_dir("tampered");
@@ -216,26 +228,12 @@ fn a_copy_changed_on_disk_after_it_was_verified_is_not_served() {
     let mut bytes = wire::encode_item(&item).expect("encodes");
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    let write = store.db.begin_write().expect("writes");
-    {
-        let mut table = write.open_table(ITEMS).expect("opens");
-        table
-            .insert(key.as_bytes().as_slice(), bytes.as_slice())
-            .expect("inserts");
-    }
-    write.commit().expect("commits");
+    overwrite(&store, &key, &bytes);
     assert_eq!(store.get(&key, NOW), None, "a copy that does not verify");
 
     // A copy that verifies but is not the one held (an older seq) is not served either.
     let older = wire::encode_item(&signed(4, b"four", 0)).expect("encodes");
-    let write = store.db.begin_write().expect("writes");
-    {
-        let mut table = write.open_table(ITEMS).expect("opens");
-        table
-            .insert(key.as_bytes().as_slice(), older.as_slice())
-            .expect("inserts");
-    }
-    write.commit().expect("commits");
+    overwrite(&store, &key, &older);
     assert_eq!(store.get(&key, NOW), None, "a copy other than the one held");
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
