@@ -20,6 +20,11 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long a lookup may run in all. Default 30 s.
     pub lookup_timeout: Duration,
+    /// A lookup's request that has run past its contact's round-trip timeout
+    /// (`srtt + 4 * rttvar`, see [`crate::rtt`]) stops holding one of the lookup's alpha slots,
+    /// while its answer is still awaited until `request_timeout`; never sooner than this.
+    /// Default 100 ms.
+    pub min_slot_timeout: Duration,
     /// The largest item value accepted, in bytes. Default 65,536.
     pub max_value_size: usize,
     /// Failed requests in a row after which a contact is removed. Default 3.
@@ -50,6 +55,7 @@ impl Default for Config {
             get_quorum: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
             request_timeout: Duration::from_secs(2),
             lookup_timeout: Duration::from_secs(30),
+            min_slot_timeout: Duration::from_millis(100),
             max_value_size: 65_536,
             max_failures: 3,
             republish_interval: Duration::from_secs(3_600),

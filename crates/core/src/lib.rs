@@ -11,6 +11,7 @@ pub mod netstring;
 pub mod node;
 pub mod report;
 pub mod routing;
+pub mod rtt;
 pub mod store;
 pub mod subnet;
 pub mod time;

@@ -27,6 +27,8 @@ enum Behaviour {
     Answers,
     Fails,
     Silent,
+    /// Runs past its round-trip timeout (its slot is freed), then answers.
+    Late,
 }
 
 #[derive(Clone, Debug)]
@@ -37,7 +39,7 @@ struct Network {
 
 fn network() -> impl Strategy<Value = Network> {
     (5usize..60).prop_flat_map(|n| {
-        let behaviour = prop_oneof![6 => Just(Behaviour::Answers), 1 => Just(Behaviour::Fails), 1 => Just(Behaviour::Silent)];
+        let behaviour = prop_oneof![6 => Just(Behaviour::Answers), 1 => Just(Behaviour::Fails), 1 => Just(Behaviour::Silent), 1 => Just(Behaviour::Late)];
         prop::collection::vec((behaviour, prop::collection::vec(0..n, 0..12)), n)
             .prop_map(|nodes| Network { nodes })
     })
@@ -61,6 +63,8 @@ proptest! {
         let seeds: Vec<Contact> = seeds.iter().map(|s| contact(s.index(n) as u64)).collect();
         let mut lookup = Lookup::new(target, LookupParams { k, alpha, paths }, seeds);
         let mut waiting: Vec<usize> = Vec::new();
+        // Late nodes whose slot was freed, and whose answer is still to come.
+        let mut overdue: Vec<usize> = Vec::new();
         let mut answered = BTreeSet::new();
         let mut steps = 0;
         let mut choices = choices.into_iter().cycle();
@@ -78,8 +82,16 @@ proptest! {
                 Next::Wait => {}
             }
             prop_assert!(lookup.in_flight() <= alpha * paths);
-            // Settle one outstanding request, or let time pass for the silent ones.
+            // Settle one outstanding request, or let time pass for the silent ones; now and
+            // then a late node's answer arrives.
             let Some(choice) = choices.next() else { unreachable!() };
+            if !overdue.is_empty() && (waiting.is_empty() || choice.index(3) == 0) {
+                let i = overdue.remove(choice.index(overdue.len()));
+                let known = net.nodes[i].1.iter().map(|j| contact(*j as u64));
+                prop_assert!(lookup.on_success(&contact(i as u64).id, known), "a late answer is taken");
+                answered.insert(contact(i as u64).id.distance(&target));
+                continue;
+            }
             let pick = choice.index(waiting.len().max(1));
             let node = waiting.get(pick).copied();
             match node.map(|i| (i, net.nodes[i].0)) {
@@ -97,6 +109,12 @@ proptest! {
                 Some((i, Behaviour::Silent)) => {
                     waiting.remove(pick);
                     prop_assert!(lookup.on_timeout(&contact(i as u64).id));
+                }
+                // A late node's request passes its round-trip timeout: its slot is freed.
+                Some((i, Behaviour::Late)) => {
+                    waiting.remove(pick);
+                    prop_assert!(lookup.on_timeout(&contact(i as u64).id));
+                    overdue.push(i);
                 }
                 None => {}
             }

@@ -34,6 +34,7 @@ use crate::item::Item;
 use crate::lookup::LookupParams;
 use crate::message::{Contact, Request, Response};
 use crate::routing::{Failure, Insertion, RoutingTable};
+use crate::rtt::RttTable;
 use crate::store::{CommitId, CommitOutcome, Origin, Store};
 use crate::time::Time;
 
@@ -86,6 +87,9 @@ pub struct Stats {
     pub requests_handled: u64,
     /// Requests that failed or timed out.
     pub requests_failed: u64,
+    /// Lookup requests that ran past their contact's round-trip timeout and gave up their
+    /// slot (answered late, or later failed).
+    pub requests_slow: u64,
     /// Verified contacts kept out of the routing table because their network (IPv4 /24,
     /// IPv6 /48) held as many places as it may.
     pub contacts_crowded_out: u64,
@@ -108,9 +112,25 @@ enum Purpose {
 struct Pending {
     to: Peer,
     purpose: Purpose,
+    sent: Time,
+    /// When a lookup's request stops holding its slot: the contact's round-trip timeout.
+    slot_deadline: Time,
     deadline: Time,
+    /// Past its slot deadline: its slot is freed, its answer still awaited.
+    slow: bool,
     /// Timed out already: counted as a failure, but a late answer is still taken.
     timed_out: bool,
+}
+
+impl Pending {
+    /// The next time this request needs attention, if any.
+    fn next_deadline(&self) -> Option<Time> {
+        match (self.timed_out, self.slow) {
+            (true, _) => None,
+            (false, true) => Some(self.deadline),
+            (false, false) => Some(self.slot_deadline.min(self.deadline)),
+        }
+    }
 }
 
 /// One cairn node's protocol state.
@@ -128,6 +148,8 @@ pub struct Node<S> {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// Round-trip estimates of the contacts this node has asked.
+    rtt: RttTable,
     housekeeping: housekeeping::Housekeeping,
 }
 
@@ -147,6 +169,7 @@ impl<S: Store> Node<S> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            rtt: RttTable::default(),
             housekeeping: housekeeping::Housekeeping::default(),
         }
     }
@@ -208,11 +231,7 @@ impl<S: Store> Node<S> {
 
     /// When [`Node::handle_timeout`] must next be called, if anything is waiting on time.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let requests = self
-            .pending
-            .values()
-            .filter(|p| !p.timed_out)
-            .map(|p| p.deadline);
+        let requests = self.pending.values().filter_map(|p| p.next_deadline());
         let queries = self.queries.values().map(|q| q.deadline);
         requests
             .chain(queries)
@@ -224,10 +243,23 @@ impl<S: Store> Node<S> {
         let id = self.next_request;
         self.next_request += 1;
         let deadline = now + self.config.request_timeout;
+        let slot_deadline = match purpose {
+            Purpose::Query(_) => {
+                now + self.rtt.timeout(
+                    to.id.as_ref(),
+                    self.config.min_slot_timeout,
+                    self.config.request_timeout,
+                )
+            }
+            Purpose::Liveness | Purpose::Unattended => deadline,
+        };
         let pending = Pending {
             to,
             purpose,
+            sent: now,
+            slot_deadline,
             deadline,
+            slow: false,
             timed_out: false,
         };
         self.pending.insert(id, Box::new(pending));
@@ -285,6 +317,7 @@ impl<S: Store> Node<S> {
             self.fail_pending(now, *pending);
             return;
         }
+        self.rtt.sample(&from.id, now.since(pending.sent));
         self.saw(now, from);
         match pending.purpose {
             Purpose::Query(query) => self.on_query_response(now, query, pending.to, from, response),
@@ -316,6 +349,25 @@ impl<S: Store> Node<S> {
     /// Time has reached `now`: time out overdue requests and commands.
     pub fn handle_timeout(&mut self, now: Time) {
         self.start_housekeeping(now);
+        // Lookup requests past their contact's round-trip timeout give up their slot.
+        let slow: Vec<(u64, Pending)> = self
+            .pending
+            .iter_mut()
+            .filter(|(_, p)| !p.timed_out && !p.slow && p.slot_deadline <= now)
+            .map(|(id, p)| {
+                p.slow = true;
+                (*id, **p)
+            })
+            .collect();
+        for (_, pending) in slow {
+            if let Purpose::Query(query) = pending.purpose {
+                if let Some(query) = self.queries.get_mut(&query) {
+                    if query.stage.on_slow(&pending.to) {
+                        self.stats.requests_slow += 1;
+                    }
+                }
+            }
+        }
         let overdue: Vec<u64> = self
             .pending
             .iter()
@@ -445,10 +497,19 @@ impl<S: Store> Node<S> {
         id
     }
 
-    /// Forgets the requests of a finished command, so late answers only refresh the table.
+    /// Detaches a finished command's requests from it, so late answers only refresh the
+    /// table. Requests still unanswered stay known until their deadline, with nobody waiting on
+    /// them: a silent contact is still counted as failed, and a late answer still shows it
+    /// alive. (A lookup may end while a slow request is out: see `Pending::slot_deadline`.)
     fn forget_requests(&mut self, query: QueryId) {
-        self.pending
-            .retain(|_, p| p.purpose != Purpose::Query(query));
+        self.pending.retain(|_, p| {
+            if p.purpose != Purpose::Query(query) {
+                return true;
+            }
+            p.purpose = Purpose::Unattended;
+            p.slow = true;
+            !p.timed_out
+        });
     }
 }
 

@@ -60,6 +60,16 @@ impl Stage {
         }
     }
 
+    /// `peer`'s request ran past its round-trip timeout. A lookup frees its slot (a late answer
+    /// still counts); a fixed set of peers (stores, seeds) keeps waiting for it, since each of
+    /// its answers matters.
+    pub(super) fn on_slow(&mut self, peer: &Peer) -> bool {
+        match (self, peer.id) {
+            (Stage::Closest(lookup), Some(id)) => lookup.on_timeout(&id),
+            (Stage::Fixed(_), _) | (Stage::Closest(_), None) => false,
+        }
+    }
+
     pub(super) fn on_timeout(&mut self, peer: &Peer) -> bool {
         match (self, peer.id) {
             (Stage::Closest(lookup), Some(id)) => lookup.on_timeout(&id),

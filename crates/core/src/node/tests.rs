@@ -461,3 +461,35 @@ fn a_value_under_the_wrong_key_is_not_taken() {
         })
     ));
 }
+
+#[test]
+fn a_dead_contact_frees_its_lookup_slot_at_its_round_trip_timeout_and_still_counts_as_failed() {
+    let config = Config {
+        min_slot_timeout: Duration::from_millis(100),
+        request_timeout: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let mut net = Net::with_config(6, config);
+    net.join_all();
+    // Every contact answered at once during the joins: the round-trip timeout is the floor.
+    let gone = node_id(6);
+    net.down.push(addr(6));
+    let now = net.now;
+    let query = net.node(1).get(now, Id::hash(b"missing"));
+    net.run_timers();
+    let Some(Event::GetDone { result, stats, .. }) = net.done(1, query).cloned() else {
+        panic!("the get did not finish")
+    };
+    assert!(result.is_err(), "nothing was stored");
+    // The get ended once the dead contact's slot was freed, not at its request timeout...
+    assert_eq!(stats.duration, Duration::from_millis(100));
+    assert_eq!(net.node(1).stats().requests_slow, 1);
+    // ...and its request was still awaited to its deadline and counted as a failure.
+    assert_eq!(net.node(1).pending_requests(), 0);
+    assert_eq!(net.now, T0 + Duration::from_secs(2));
+    assert_eq!(net.node(1).stats().requests_failed, 1);
+    assert!(
+        net.node(1).routing_table().entry(&gone).is_some(),
+        "one failure is not three"
+    );
+}

@@ -1,0 +1,184 @@
+//! Round-trip estimates, per contact and over all of them, as TCP keeps them (RFC 6298): a
+//! smoothed round trip `srtt` and its mean deviation `rttvar`, and from them a timeout
+//! `srtt + 4 * rttvar`.
+//!
+//! A node uses the timeout to decide when a request has run well past what its contact
+//! usually takes: the request then stops holding one of its lookup's alpha slots, so that a
+//! dead or overloaded contact does not stall the lookup for the whole `request_timeout`, while
+//! a late answer is still used (`docs/design.md`, "Lookups"). A contact never heard from gets
+//! the estimate over all contacts; before any answer at all, the full `request_timeout`.
+//!
+//! The table is bounded: past [`RttTable::CAPACITY`] contacts, the one with the smallest id is
+//! forgotten (any choice would do; this one is deterministic, as the simulator needs).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::id::NodeId;
+
+/// One smoothed estimate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Estimate {
+    srtt: Duration,
+    rttvar: Duration,
+}
+
+impl Estimate {
+    /// The estimate after a first sample (RFC 6298, 2.2).
+    fn first(sample: Duration) -> Self {
+        Estimate {
+            srtt: sample,
+            rttvar: sample / 2,
+        }
+    }
+
+    /// Takes a new sample (RFC 6298, 2.3: beta = 1/4, alpha = 1/8).
+    fn update(&mut self, sample: Duration) {
+        let deviation = self.srtt.abs_diff(sample);
+        self.rttvar = (self.rttvar * 3 + deviation) / 4;
+        self.srtt = (self.srtt * 7 + sample) / 8;
+    }
+
+    /// The smoothed round trip.
+    pub fn srtt(&self) -> Duration {
+        self.srtt
+    }
+
+    /// `srtt + 4 * rttvar`.
+    pub fn timeout(&self) -> Duration {
+        self.srtt + self.rttvar * 4
+    }
+}
+
+/// Estimates per contact, and one over every sample.
+#[derive(Clone, Debug, Default)]
+pub struct RttTable {
+    contacts: BTreeMap<NodeId, Estimate>,
+    overall: Option<Estimate>,
+}
+
+impl RttTable {
+    /// Contacts whose estimates are kept.
+    pub const CAPACITY: usize = 4_096;
+
+    /// Records that a request to `id` was answered after `sample`.
+    pub fn sample(&mut self, id: &NodeId, sample: Duration) {
+        match self.contacts.get_mut(id) {
+            Some(estimate) => estimate.update(sample),
+            None => {
+                if self.contacts.len() >= Self::CAPACITY {
+                    self.contacts.pop_first();
+                }
+                self.contacts.insert(*id, Estimate::first(sample));
+            }
+        }
+        match &mut self.overall {
+            Some(estimate) => estimate.update(sample),
+            None => self.overall = Some(Estimate::first(sample)),
+        }
+    }
+
+    /// The estimate for `id`, if it has answered before.
+    pub fn of(&self, id: &NodeId) -> Option<&Estimate> {
+        self.contacts.get(id)
+    }
+
+    /// How long a request to `id` (or to a peer of unknown id) may run before it counts as
+    /// slow: its contact's timeout, else the one over all contacts, else `max`; never below
+    /// `min` nor above `max`.
+    pub fn timeout(&self, id: Option<&NodeId>, min: Duration, max: Duration) -> Duration {
+        id.and_then(|id| self.contacts.get(id))
+            .or(self.overall.as_ref())
+            .map_or(max, Estimate::timeout)
+            .clamp(min, max.max(min))
+    }
+
+    /// Contacts with an estimate.
+    pub fn len(&self) -> usize {
+        self.contacts.len()
+    }
+
+    /// Whether no contact has an estimate.
+    pub fn is_empty(&self) -> bool {
+        self.contacts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Id;
+
+    const MIN: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(2);
+
+    fn id(n: u64) -> NodeId {
+        Id::hash(&n.to_be_bytes())
+    }
+
+    #[test]
+    fn a_steady_contact_converges_on_its_round_trip() {
+        let mut table = RttTable::default();
+        for _ in 0..50 {
+            table.sample(&id(1), Duration::from_millis(100));
+        }
+        let estimate = table.of(&id(1)).expect("sampled");
+        assert_eq!(estimate.srtt(), Duration::from_millis(100));
+        // The deviation decays towards 0: the timeout approaches the round trip itself.
+        let timeout = table.timeout(Some(&id(1)), MIN, MAX);
+        assert!(timeout < Duration::from_millis(110), "{timeout:?}");
+        assert!(timeout >= Duration::from_millis(100), "{timeout:?}");
+    }
+
+    #[test]
+    fn the_first_sample_gives_three_round_trips_as_rfc_6298_does() {
+        let mut table = RttTable::default();
+        table.sample(&id(1), Duration::from_millis(100));
+        assert_eq!(
+            table.timeout(Some(&id(1)), MIN, MAX),
+            Duration::from_millis(300)
+        );
+    }
+
+    #[test]
+    fn a_jittery_contact_gets_more_room_than_a_steady_one() {
+        let mut table = RttTable::default();
+        for i in 0..40 {
+            table.sample(&id(1), Duration::from_millis(100));
+            let jitter = if i % 2 == 0 { 20 } else { 180 };
+            table.sample(&id(2), Duration::from_millis(jitter));
+        }
+        assert!(table.timeout(Some(&id(2)), MIN, MAX) > table.timeout(Some(&id(1)), MIN, MAX));
+    }
+
+    #[test]
+    fn an_unknown_contact_gets_the_overall_estimate_and_nothing_known_gets_the_maximum() {
+        let mut table = RttTable::default();
+        assert_eq!(table.timeout(Some(&id(9)), MIN, MAX), MAX);
+        assert_eq!(table.timeout(None, MIN, MAX), MAX);
+        table.sample(&id(1), Duration::from_millis(100));
+        assert_eq!(
+            table.timeout(Some(&id(9)), MIN, MAX),
+            Duration::from_millis(300)
+        );
+        assert_eq!(table.timeout(None, MIN, MAX), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn timeouts_stay_within_their_bounds() {
+        let mut table = RttTable::default();
+        table.sample(&id(1), Duration::from_millis(1));
+        table.sample(&id(2), Duration::from_secs(30));
+        assert_eq!(table.timeout(Some(&id(1)), MIN, MAX), MIN);
+        assert_eq!(table.timeout(Some(&id(2)), MIN, MAX), MAX);
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let mut table = RttTable::default();
+        for n in 0..(RttTable::CAPACITY as u64 + 100) {
+            table.sample(&id(n), Duration::from_millis(10));
+        }
+        assert_eq!(table.len(), RttTable::CAPACITY);
+    }
+}
