@@ -108,6 +108,7 @@ impl Default for Config {
 /// k = 20
 /// alpha = 3
 /// request_timeout_secs = 2
+/// min_slot_timeout_secs = 0.1
 /// ```
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -130,6 +131,8 @@ pub struct FileConfig {
     pub request_timeout_secs: Option<f64>,
     /// See `cairn_core::Config::lookup_timeout`.
     pub lookup_timeout_secs: Option<f64>,
+    /// See `cairn_core::Config::min_slot_timeout`.
+    pub min_slot_timeout_secs: Option<f64>,
     /// See `cairn_core::Config::max_value_size`.
     pub max_value_size: Option<usize>,
     /// See `cairn_core::Config::max_failures`.
@@ -281,6 +284,9 @@ impl FileConfig {
         if let Some(v) = self.lookup_timeout_secs {
             p.lookup_timeout = secs("lookup_timeout_secs", v)?;
         }
+        if let Some(v) = self.min_slot_timeout_secs {
+            p.min_slot_timeout = secs("min_slot_timeout_secs", v)?;
+        }
         if let Some(v) = self.max_value_size {
             p.max_value_size = v;
         }
@@ -385,12 +391,15 @@ mod tests {
 
     #[test]
     fn a_file_overrides_only_what_it_sets() {
-        let file: FileConfig =
-            toml::from_str("k = 8\nrequest_timeout_secs = 0.5\nnetwork = \"lab\"").expect("valid");
+        let file: FileConfig = toml::from_str(
+            "k = 8\nrequest_timeout_secs = 0.5\nmin_slot_timeout_secs = 0.25\nnetwork = \"lab\"",
+        )
+        .expect("valid");
         let mut config = Config::default();
         file.apply(&mut config).expect("valid values");
         assert_eq!(config.protocol.k.get(), 8);
         assert_eq!(config.protocol.request_timeout, Duration::from_millis(500));
+        assert_eq!(config.protocol.min_slot_timeout, Duration::from_millis(250));
         assert_eq!(config.network.as_str(), "lab");
         assert_eq!(config.protocol.alpha.get(), 3);
         assert_eq!(config.listen, SocketAddr::from(([0, 0, 0, 0], 7400)));
