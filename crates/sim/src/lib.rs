@@ -1,9 +1,14 @@
 //! A deterministic discrete-event simulator of cairn networks.
 //!
 //! [`Sim`] runs any number of [`cairn_core::Node`]s on a virtual clock. Messages are delivered
-//! after a latency drawn from a seeded RNG; a dead node's messages vanish, so its peers learn
-//! of its death the way they would from a silent host: by timeouts. There is no socket and no
-//! thread; the same seed replays the same run event for event.
+//! after a latency drawn from a seeded RNG: uniform, or from where the two nodes are
+//! ([`Latency::Regions`]). With a [`Transport`], each node keeps a pool of connections as the
+//! real driver does, and a request to a peer it has no open connection to first pays for one
+//! (the TCP handshake, and the cairn handshake unless requests are pipelined behind `hello`).
+//! A killed node's host is gone: its messages vanish, and its peers learn of its death by
+//! timeouts. A stopped node's host is up: a new connection to it is refused after one round
+//! trip. A lost message is retransmitted, as TCP would, after a retransmission timeout. There
+//! is no socket and no thread; the same seed replays the same run event for event.
 //!
 //! The loop is the one every cairn driver runs: feed one input into a node, drain its
 //! `poll_transmit` and `poll_event`, re-arm its timer at `poll_timeout`.
@@ -34,6 +39,80 @@ pub enum Latency {
     Fixed(Duration),
     /// Each message takes a time drawn uniformly from this range (inclusive).
     Uniform(Duration, Duration),
+    /// Nodes are placed in the regions of [`REGIONS`] (by their shares) with an access delay
+    /// of 1 to 10 ms each; a message takes half its regions' round trip plus both access
+    /// delays, plus up to 10% jitter.
+    Regions,
+}
+
+/// A region of the geographic latency model: its name and share of the nodes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Region {
+    /// Where.
+    pub name: &'static str,
+    /// Fraction of the nodes placed there.
+    pub share: f64,
+}
+
+/// The regions of [`Latency::Regions`]; see `docs/simulation.md` for where the figures come
+/// from.
+pub const REGIONS: [Region; 5] = [
+    Region {
+        name: "North America east",
+        share: 0.25,
+    },
+    Region {
+        name: "North America west",
+        share: 0.15,
+    },
+    Region {
+        name: "Europe",
+        share: 0.35,
+    },
+    Region {
+        name: "Asia",
+        share: 0.20,
+    },
+    Region {
+        name: "South America",
+        share: 0.05,
+    },
+];
+
+/// Round trips between the [`REGIONS`], in milliseconds (within a region: 10 ms).
+pub const REGION_RTT_MS: [[u64; 5]; 5] = [
+    [10, 62, 90, 215, 115],
+    [62, 10, 145, 170, 175],
+    [90, 145, 10, 160, 200],
+    [215, 170, 160, 10, 320],
+    [115, 175, 200, 320, 10],
+];
+
+/// How requests reach their peer, as the real transport charges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    /// Connections a node keeps open at most (the driver's `max_outbound`); past it, the least
+    /// recently used closes.
+    pub pool: usize,
+    /// A connection unused this long is closed (the driver's `idle_timeout`).
+    pub idle: Duration,
+    /// Requests go out right after `hello`, without waiting for `welcome`: a new connection
+    /// costs one round trip (TCP's handshake) before the request, not two.
+    pub pipelining: bool,
+    /// How long a lost segment takes to be sent again (TCP's retransmission timeout; Linux's
+    /// least is 200 ms). Added to the message's latency, never less than its round trip.
+    pub retransmission: Duration,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Transport {
+            pool: 256,
+            idle: Duration::from_secs(60),
+            pipelining: true,
+            retransmission: Duration::from_millis(200),
+        }
+    }
 }
 
 /// A command to run on one node.
@@ -73,6 +152,11 @@ enum Action {
         id: u64,
         message: Delivery,
     },
+    /// A connection for request `id` was refused.
+    Refused {
+        node: usize,
+        id: u64,
+    },
     Timer {
         node: usize,
     },
@@ -92,6 +176,14 @@ struct SimNode {
     node: Node<MemoryStore>,
     contact: Contact,
     alive: bool,
+    /// Whether the node's host is up (a stopped node's is; a killed node's is not).
+    host_up: bool,
+    /// Index into [`REGIONS`].
+    region: usize,
+    /// One-way delay between the node and its region's backbone.
+    access: Duration,
+    /// Open connections to peers (by index), with when each was last used.
+    pool: HashMap<usize, Time>,
     /// Answers as an adversary instead of by the protocol ([`Sim::make_malicious`]).
     malicious: bool,
     /// The deadline the node's one timer is armed for.
@@ -108,6 +200,8 @@ pub struct Sim {
     now: Time,
     rng: StdRng,
     latency: Latency,
+    transport: Option<Transport>,
+    connections_opened: u64,
     loss: f64,
     tickets: HashMap<(usize, QueryId), Ticket>,
     /// The contacts of the malicious nodes, which they hand out to each other's victims.
@@ -132,6 +226,8 @@ impl Sim {
             now: EPOCH,
             rng: StdRng::seed_from_u64(seed),
             latency,
+            transport: None,
+            connections_opened: 0,
             loss: 0.0,
             tickets: HashMap::new(),
             adversaries: Vec::new(),
@@ -141,9 +237,21 @@ impl Sim {
         }
     }
 
-    /// Drops each message with probability `loss` (0 to 1).
+    /// Loses each message with probability `loss` (0 to 1). Without a [`Transport`] a lost
+    /// message is gone; with one it arrives a retransmission timeout late, as over TCP.
     pub fn set_loss(&mut self, loss: f64) {
         self.loss = loss.clamp(0.0, 1.0);
+    }
+
+    /// Charges connections as `transport` says; `None` (the default) makes every request travel
+    /// as if a connection were already open.
+    pub fn set_transport(&mut self, transport: Option<Transport>) {
+        self.transport = transport;
+    }
+
+    /// Connections opened so far (with a [`Transport`]).
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened
     }
 
     /// The simulation's RNG, for scenarios that need randomness of the same seed.
@@ -194,10 +302,29 @@ impl Sim {
         let addr = SocketAddr::new(ip.into(), 7400);
         self.by_addr.insert(addr, index);
         let node = Node::new(id, config, MemoryStore::new(limits));
+        let (region, access) = match self.latency {
+            Latency::Regions => {
+                let draw: f64 = self.rng.random_range(0.0..1.0);
+                let mut sum = 0.0;
+                let region = REGIONS
+                    .iter()
+                    .position(|r| {
+                        sum += r.share;
+                        draw < sum
+                    })
+                    .unwrap_or(REGIONS.len() - 1);
+                (region, Duration::from_millis(self.rng.random_range(1..=10)))
+            }
+            _ => (0, Duration::ZERO),
+        };
         self.nodes.push(SimNode {
             node,
             contact: Contact::new(id, addr),
             alive: true,
+            host_up: true,
+            region,
+            access,
+            pool: HashMap::new(),
             malicious: false,
             timer: None,
         });
@@ -221,15 +348,32 @@ impl Sim {
         self.nodes[index].malicious
     }
 
-    /// Kills node `index`: from now on it neither answers nor sends.
+    /// Kills node `index` with its host: from now on it neither answers nor sends, and a
+    /// connection to it is never answered either.
     pub fn kill(&mut self, index: usize) {
         self.nodes[index].alive = false;
+        self.nodes[index].host_up = false;
+        self.nodes[index].pool.clear();
+    }
+
+    /// Stops node `index` while its host stays up: it neither answers nor sends, its
+    /// connections close, and a new connection to it is refused after one round trip.
+    pub fn stop(&mut self, index: usize) {
+        self.nodes[index].alive = false;
+        self.nodes[index].host_up = true;
+        self.nodes[index].pool.clear();
+    }
+
+    /// Node `index`'s region, an index into [`REGIONS`] (0 unless [`Latency::Regions`]).
+    pub fn region(&self, index: usize) -> usize {
+        self.nodes[index].region
     }
 
     /// Brings node `index` back with the state it had when it died (its store and routing
     /// table), as a restarted node with a disk would. Requests it had in flight are lost.
     pub fn revive(&mut self, index: usize) {
         self.nodes[index].alive = true;
+        self.nodes[index].host_up = true;
         self.nodes[index].timer = None;
         let now = self.now;
         self.nodes[index].node.handle_timeout(now);
@@ -321,11 +465,30 @@ impl Sim {
         self.queue.push(Reverse((at, key)));
     }
 
-    fn delay(&mut self) -> Duration {
+    /// The one-way latency from `from` to `to` without jitter (the uniform model's draws are
+    /// all jitter).
+    fn base_latency(&self, from: usize, to: usize) -> Duration {
+        match self.latency {
+            Latency::Fixed(d) => d,
+            Latency::Uniform(lo, hi) => (lo + hi) / 2,
+            Latency::Regions => {
+                let (a, b) = (&self.nodes[from], &self.nodes[to]);
+                Duration::from_millis(REGION_RTT_MS[a.region][b.region]) / 2 + a.access + b.access
+            }
+        }
+    }
+
+    /// The latency of one message from `from` to `to`.
+    fn delay(&mut self, from: usize, to: usize) -> Duration {
         match self.latency {
             Latency::Fixed(d) => d,
             Latency::Uniform(lo, hi) if hi > lo => self.rng.random_range(lo..=hi),
             Latency::Uniform(lo, _) => lo,
+            Latency::Regions => {
+                let base = self.base_latency(from, to);
+                let jitter = self.rng.random_range(0..=base.as_micros() as u64 / 10);
+                base + Duration::from_micros(jitter)
+            }
         }
     }
 
@@ -352,6 +515,13 @@ impl Sim {
                 }
                 sim_node.timer = None;
                 sim_node.node.handle_timeout(now);
+                self.drain(node);
+            }
+            Action::Refused { node, id } => {
+                if !self.nodes[node].alive {
+                    return;
+                }
+                self.nodes[node].node.handle_failure(now, id);
                 self.drain(node);
             }
             Action::Deliver {
@@ -427,10 +597,19 @@ impl Sim {
     }
 
     fn send(&mut self, from: usize, to: usize, id: u64, message: Delivery) {
+        self.send_after(from, to, id, message, Duration::ZERO);
+    }
+
+    /// Sends a message that leaves `setup` from now (a connection being opened first).
+    fn send_after(&mut self, from: usize, to: usize, id: u64, message: Delivery, setup: Duration) {
+        let mut delay = self.delay(from, to);
         if self.loss > 0.0 && self.rng.random_bool(self.loss) {
-            return;
+            match self.transport {
+                None => return,
+                Some(t) => delay += t.retransmission.max(self.base_latency(from, to) * 2),
+            }
         }
-        let at = self.now + self.delay();
+        let at = self.now + setup + delay;
         self.push(
             at,
             Action::Deliver {
@@ -442,12 +621,59 @@ impl Sim {
         );
     }
 
+    /// Sends request `id` from `from` to `to` over a pooled connection, or over a new one
+    /// once it is open; a stopped node's host refuses the connection, a killed one's never
+    /// answers.
+    fn send_request(&mut self, from: usize, to: usize, id: u64, request: Request) {
+        let Some(transport) = self.transport else {
+            self.send(from, to, id, Delivery::Request(request));
+            return;
+        };
+        let now = self.now;
+        let pooled = self.nodes[from]
+            .pool
+            .get(&to)
+            .is_some_and(|last| now.since(*last) <= transport.idle);
+        if pooled && self.nodes[to].alive {
+            self.nodes[from].pool.insert(to, now);
+            self.send(from, to, id, Delivery::Request(request));
+            return;
+        }
+        self.nodes[from].pool.remove(&to);
+        let round_trip = self.base_latency(from, to) * 2;
+        if !self.nodes[to].alive {
+            if self.nodes[to].host_up {
+                self.push(now + round_trip, Action::Refused { node: from, id });
+            }
+            return;
+        }
+        // TCP's handshake, then (without pipelining) hello and welcome, before the request.
+        let setup = if transport.pipelining {
+            round_trip
+        } else {
+            round_trip * 2
+        };
+        let pool = &mut self.nodes[from].pool;
+        if pool.len() >= transport.pool.max(1) {
+            let lru = pool
+                .iter()
+                .min_by_key(|(peer, last)| (**last, **peer))
+                .map(|(p, _)| *p);
+            if let Some(lru) = lru {
+                pool.remove(&lru);
+            }
+        }
+        pool.insert(to, now);
+        self.connections_opened += 1;
+        self.send_after(from, to, id, Delivery::Request(request), setup);
+    }
+
     /// Drains a node's outputs after an input, as a driver would.
     fn drain(&mut self, index: usize) {
         while let Some(Transmit { id, to, request }) = self.nodes[index].node.poll_transmit() {
             // An address nobody has is a host that never answers: the request times out.
             if let Some(&target) = self.by_addr.get(&to.addr) {
-                self.send(index, target, id, Delivery::Request(request));
+                self.send_request(index, target, id, request);
             }
         }
         while let Some(event) = self.nodes[index].node.poll_event() {

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_core::Config;
-use cairn_sim::Latency;
 use cairn_sim::scenario::{self, Scenario};
+use cairn_sim::{Latency, Transport};
 use clap::Parser;
 
 /// Joins N simulated cairn nodes, puts items from random nodes, gets each from another random
@@ -24,12 +24,26 @@ struct Args {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Lowest one-way message latency, in milliseconds.
+    /// Latency model: `regions` (nodes in five world regions, round trips between them, see
+    /// docs/simulation.md) or `uniform` (each message 10 to 100 ms, or --latency-min-ms to
+    /// --latency-max-ms).
+    #[arg(long, default_value = "regions", value_parser = ["regions", "uniform"])]
+    latency: String,
+    /// Lowest one-way message latency of the uniform model, in milliseconds.
     #[arg(long, default_value_t = 10)]
     latency_min_ms: u64,
-    /// Highest one-way message latency, in milliseconds (equal to the lowest for a fixed one).
+    /// Highest one-way message latency of the uniform model, in milliseconds (equal to the
+    /// lowest for a fixed one).
     #[arg(long, default_value_t = 100)]
     latency_max_ms: u64,
+    /// How connections are charged: `pipelined` (a new contact costs the TCP handshake's round
+    /// trip before its first request, as cairn's driver does), `handshake` (also the
+    /// hello/welcome round trip, without pipelining) or `free` (every connection already open).
+    #[arg(long, default_value = "pipelined", value_parser = ["pipelined", "handshake", "free"])]
+    connections: String,
+    /// Connections each node keeps open at most (the driver's max_outbound).
+    #[arg(long, default_value_t = 256)]
+    pool: usize,
     /// Milliseconds between one node starting to join and the next.
     #[arg(long, default_value_t = 10)]
     join_interval_ms: u64,
@@ -73,10 +87,21 @@ fn main() -> ExitCode {
         nodes: args.nodes,
         items: args.items,
         seed: args.seed,
-        latency: Latency::Uniform(
-            Duration::from_millis(args.latency_min_ms),
-            Duration::from_millis(args.latency_max_ms),
-        ),
+        latency: match args.latency.as_str() {
+            "uniform" => Latency::Uniform(
+                Duration::from_millis(args.latency_min_ms),
+                Duration::from_millis(args.latency_max_ms),
+            ),
+            _ => Latency::Regions,
+        },
+        transport: match args.connections.as_str() {
+            "free" => None,
+            mode => Some(Transport {
+                pool: args.pool.max(1),
+                pipelining: mode == "pipelined",
+                ..Transport::default()
+            }),
+        },
         join_interval: Duration::from_millis(args.join_interval_ms),
         kill_fraction: args.kill,
         malicious_fraction: args.malicious,

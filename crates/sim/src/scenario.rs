@@ -16,7 +16,7 @@ use ed25519_dalek::SigningKey;
 use rand::Rng;
 use rand::seq::index::sample;
 
-use crate::{Command, EPOCH, Latency, Sim, Ticket};
+use crate::{Command, EPOCH, Latency, Sim, Ticket, Transport};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -29,6 +29,8 @@ pub struct Scenario {
     pub seed: u64,
     /// Message latency.
     pub latency: Latency,
+    /// How connections are charged (`None`: as if every connection were open already).
+    pub transport: Option<Transport>,
     /// Time between one node starting to join and the next.
     pub join_interval: Duration,
     /// How many earlier nodes each node bootstraps from.
@@ -49,7 +51,8 @@ impl Default for Scenario {
             nodes: 1_000,
             items: 100,
             seed: 1,
-            latency: Latency::Uniform(Duration::from_millis(10), Duration::from_millis(100)),
+            latency: Latency::Regions,
+            transport: Some(Transport::default()),
             join_interval: Duration::from_millis(10),
             seeds_per_join: 3,
             kill_fraction: 0.3,
@@ -74,6 +77,8 @@ pub struct Report {
     pub after_kill: Operations,
     /// Messages delivered in the whole run.
     pub messages: u64,
+    /// Connections opened in the whole run (with a transport).
+    pub connections: u64,
     /// Real time the run took (the only figure that varies between runs of one seed).
     pub wall: Duration,
 }
@@ -97,6 +102,7 @@ fn signing_key(sim: &mut Sim) -> SigningKey {
 /// and how many joins failed.
 pub fn network(scenario: &Scenario) -> (Sim, Vec<SigningKey>, usize) {
     let mut sim = Sim::new(scenario.seed, scenario.latency);
+    sim.set_transport(scenario.transport);
     let keys: Vec<SigningKey> = (0..scenario.nodes).map(|_| signing_key(&mut sim)).collect();
     for key in &keys {
         let id = Id::of_public_key(&key.verifying_key().to_bytes());
@@ -158,6 +164,7 @@ pub fn run(scenario: &Scenario) -> Report {
         killed,
         after_kill,
         messages: sim.delivered(),
+        connections: sim.connections_opened(),
         wall: started.elapsed(),
     }
 }
@@ -309,8 +316,8 @@ impl fmt::Display for Report {
         writeln!(f, "  gets             {}", self.after_kill)?;
         writeln!(
             f,
-            "  messages         {} delivered in the whole run",
-            self.messages
+            "  messages         {} delivered, {} connections opened in the whole run",
+            self.messages, self.connections
         )?;
         writeln!(f, "  wall time        {:.2?}", self.wall)
     }
