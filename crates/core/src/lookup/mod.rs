@@ -9,7 +9,8 @@
 //! Rules of the lookup:
 //! - at most `alpha` requests are in flight, always to the closest candidates not yet asked;
 //! - a request that timed out counts as failed and frees its slot, but a late answer is still
-//!   used;
+//!   used (the node reports a lookup request as timed out once it runs past its contact's
+//!   round-trip timeout, [`crate::rtt`], well before the request itself expires);
 //! - the lookup is finished when the k closest candidates that have not failed have all
 //!   answered, or when nobody is left to ask and nothing is in flight.
 //!
