@@ -150,7 +150,7 @@ pub trait Store {
     }
 }
 
-/// The bookkeeping every store shares: what is held per key (a whole item, or a [`Summary`]
+/// The bookkeeping every store shares: what is held per key (a whole item, or a [`Summary`](crate::item::Summary)
 /// of one whose value lives elsewhere), the own marks, the bytes held, each network's share,
 /// and the limits. The which-copy-wins rules run here, on whatever is held.
 #[derive(Clone, Debug)]
