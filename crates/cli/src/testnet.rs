@@ -24,8 +24,9 @@ pub struct TestnetArgs {
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Processes to spread the nodes over (this one included). By default, as many as let
-    /// every node keep a listener and 16 connections within each process's limit on open
-    /// files: one for up to about 600 nodes at a limit of 20,000.
+    /// every node keep a listener and a pool of 48 connections within each process's limit on
+    /// open files: one per 136 nodes at a limit of 20,000 (2 for 200 nodes, 74 for 10,000).
+    /// More processes give larger pools (faster puts, more memory).
     #[arg(long)]
     processes: Option<usize>,
     /// Print the report as one JSON object on stdout (no progress bars).
