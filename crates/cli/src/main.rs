@@ -50,8 +50,8 @@ enum Cmd {
     Id(commands::ApiArgs),
     /// Start N nodes on loopback addresses, put and get items, and report.
     ///
-    /// Up to a few hundred nodes run in this process; more are spread over worker processes
-    /// (see --processes), so that every node can keep connections open within the limit on
+    /// About 136 nodes run in each process (this one, then worker processes it starts; see
+    /// --processes), so that every node can keep its connections open within the limit on
     /// open files of each process.
     Testnet(testnet::TestnetArgs),
     /// One share of a test network spread over processes, driven by `cairn testnet` over

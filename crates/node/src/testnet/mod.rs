@@ -7,10 +7,10 @@
 //! has a pool of at most its share; the report says how often a node had to do without a
 //! connection because the budget was spent.
 //!
-//! One process holds a few hundred nodes well. A larger network is spread over several
-//! processes ([`spread`]): node `i` of `P` processes runs in process `i % P`, this one being
-//! process 0 and the others worker processes that this one starts and drives over their
-//! standard input and output. The workload and the report are the same either way.
+//! One process holds about a hundred nodes with pools a put can reuse. A larger network is
+//! spread over several processes ([`spread`]): node `i` of `P` processes runs in process
+//! `i % P`, this one being process 0 and the others worker processes that this one starts and
+//! drives over their standard input and output. The workload and the report are the same either way.
 
 pub mod spread;
 
