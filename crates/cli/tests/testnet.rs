@@ -39,8 +39,14 @@ fn a_network_spread_over_three_processes_finds_every_item() {
     assert!(report["connection_budget"].as_u64().unwrap_or(0) >= 3 * 16);
     assert!(report["messages"].as_u64().unwrap_or(0) > 0);
     // Throughput is measured over each stage.
-    assert!(report["puts_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{report}");
-    assert!(report["gets_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{report}");
+    assert!(
+        report["puts_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["gets_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
 }
 
 #[test]
