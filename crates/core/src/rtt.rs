@@ -93,6 +93,16 @@ impl RttTable {
             .clamp(min, max.max(min))
     }
 
+    /// The round trip expected of `id`: its smoothed estimate, else the one over all contacts
+    /// (zero before any answer), so that contacts known to be fast rank before unknown ones
+    /// and unknown ones before contacts known to be slow.
+    pub fn expected(&self, id: &NodeId) -> Duration {
+        self.contacts
+            .get(id)
+            .or(self.overall.as_ref())
+            .map_or(Duration::ZERO, Estimate::srtt)
+    }
+
     /// Contacts with an estimate.
     pub fn len(&self) -> usize {
         self.contacts.len()

@@ -7,7 +7,8 @@
 //! requests in flight), which calls `on_timeout` when one passes.
 //!
 //! Rules of the lookup:
-//! - at most `alpha` requests are in flight, always to the closest candidates not yet asked;
+//! - at most `alpha` requests are in flight, always to the closest candidates not yet asked
+//!   (among candidates equally far in bits, the caller may rank by expected round trip);
 //! - a request that timed out counts as failed and frees its slot, but a late answer is still
 //!   used (the node reports a lookup request as timed out once it runs past its contact's
 //!   round-trip timeout, [`crate::rtt`], well before the request itself expires);
@@ -23,6 +24,7 @@ pub use fixed::FixedPeers;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::id::{Distance, Id, NodeId};
 use crate::message::{Contact, Peer};
@@ -178,44 +180,78 @@ impl Lookup {
             });
     }
 
-    /// Whom to query next.
+    /// Whom to query next, closest first.
     // Not an iterator: `Wait` is no end. The name follows the lookup literature.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Next {
+        self.next_by(|_| Duration::ZERO)
+    }
+
+    /// Whom to query next, as [`Lookup::next`] but choosing among equals by `round_trip`: of
+    /// the candidates not yet asked that are as far from the target as the closest of them
+    /// (in the same bucket of the target's, that is with as many leading bits in common), the
+    /// one with the shortest expected round trip is asked first (the closest among ties). A
+    /// lookup gains about one bit of distance per hop whichever of them it asks, so the order
+    /// among them is free; it asks them all before any farther candidate either way.
+    pub fn next_by(&mut self, round_trip: impl Fn(&NodeId) -> Duration) -> Next {
         if self.finished {
             return Next::Finished;
         }
         // Walk each path's shortlist closest first, over its k closest candidates not known to
-        // fail; ask the first not yet asked while the path has a slot.
+        // fail; ask the first not yet asked (or its fastest equal) while the path has a slot.
         let mut all_answered = true;
         let target = self.target;
         for path in 0..self.params.paths {
             let mut considered = 0;
-            for (distance, candidate) in self.candidates.iter_mut() {
+            let mut chosen: Option<(Distance, Duration)> = None;
+            for (distance, candidate) in self.candidates.iter() {
                 if candidate.path != path {
                     continue;
                 }
-                match candidate.state {
-                    State::Failed | State::Unresponsive => continue,
-                    State::Succeeded => {}
-                    State::Waiting => all_answered = false,
-                    State::NotContacted if self.path_in_flight[path] < self.params.alpha => {
-                        candidate.state = State::Waiting;
-                        self.in_flight += 1;
-                        self.path_in_flight[path] += 1;
-                        self.requests += 1;
-                        let contact = Contact::new(target.at_distance(distance), candidate.addr);
-                        return Next::Send(contact.into());
-                    }
-                    State::NotContacted => {
-                        all_answered = false;
+                if let Some((first, best)) = chosen {
+                    // Past the closest candidate not yet asked: look for a faster equal.
+                    if distance.bucket_index() != first.bucket_index() {
                         break;
+                    }
+                    if matches!(candidate.state, State::Failed | State::Unresponsive) {
+                        continue;
+                    }
+                    if candidate.state == State::NotContacted {
+                        let rtt = round_trip(&target.at_distance(distance));
+                        if rtt < best {
+                            chosen = Some((*distance, rtt));
+                        }
+                    }
+                } else {
+                    match candidate.state {
+                        State::Failed | State::Unresponsive => continue,
+                        State::Succeeded => {}
+                        State::Waiting => all_answered = false,
+                        State::NotContacted if self.path_in_flight[path] < self.params.alpha => {
+                            let rtt = round_trip(&target.at_distance(distance));
+                            chosen = Some((*distance, rtt));
+                        }
+                        State::NotContacted => {
+                            all_answered = false;
+                            break;
+                        }
                     }
                 }
                 considered += 1;
                 if considered == self.params.k {
                     break;
                 }
+            }
+            if let Some((distance, _)) = chosen {
+                let Some(candidate) = self.candidates.get_mut(&distance) else {
+                    continue;
+                };
+                candidate.state = State::Waiting;
+                self.in_flight += 1;
+                self.path_in_flight[path] += 1;
+                self.requests += 1;
+                let contact = Contact::new(target.at_distance(&distance), candidate.addr);
+                return Next::Send(contact.into());
             }
         }
         // No candidate among any path's k closest is left to ask (or the shortlists ran out);

@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::*;
 use proptest::prelude::*;
+use std::time::Duration;
 
 fn params(k: usize, alpha: usize) -> LookupParams {
     LookupParams { k, alpha, paths: 1 }
@@ -56,6 +57,7 @@ proptest! {
         paths in 1usize..4,
         seeds in prop::collection::vec(any::<prop::sample::Index>(), 1..5),
         choices in prop::collection::vec(any::<prop::sample::Index>(), 400),
+        round_trips in prop::collection::vec(0u64..300, 60),
     ) {
         let n = net.nodes.len();
         let target = contact(10_000).id;
@@ -71,7 +73,9 @@ proptest! {
         loop {
             steps += 1;
             prop_assert!(steps < 10_000, "lookup did not terminate");
-            match lookup.next() {
+            // Each node has its own expected round trip, which orders equals.
+            let rtt = |id: &NodeId| Duration::from_millis(round_trips[by_id.get(id).copied().unwrap_or(0) % 60]);
+            match lookup.next_by(rtt) {
                 Next::Send(Peer { id: Some(id), .. }) => {
                     prop_assert!(lookup.in_flight() <= alpha * paths);
                     waiting.push(by_id[&id]);
@@ -205,4 +209,39 @@ fn disjoint_paths_never_share_a_node() {
     assert_eq!(asked, expected, "node 5 once, by one path");
     assert!(lookup.is_finished());
     assert_eq!(lookup.closest_succeeded(20).len(), 5);
+}
+
+#[test]
+fn equals_are_asked_fastest_first_but_never_before_a_closer_bucket() {
+    let target = contact(10_000).id;
+    let mut nodes: Vec<Contact> = (0..200).map(contact).collect();
+    nodes.sort_by_key(|c| c.id.distance(&target));
+    let bucket = |c: &Contact| c.id.distance(&target).bucket_index();
+    // The two closest contacts that share a bucket of the target's, and the closest one in a
+    // farther bucket.
+    let pair = nodes
+        .windows(2)
+        .position(|w| bucket(&w[0]) == bucket(&w[1]))
+        .expect("200 ids have two in one bucket");
+    let (near, fast) = (nodes[pair], nodes[pair + 1]);
+    let farther = *nodes[pair + 2..]
+        .iter()
+        .find(|c| bucket(c) != bucket(&near))
+        .expect("a farther bucket");
+    // The farther contact is the fastest of all, then the second of the pair, then the first.
+    let rtt = |id: &NodeId| match *id {
+        id if id == farther.id => Duration::from_millis(1),
+        id if id == fast.id => Duration::from_millis(10),
+        _ => Duration::from_millis(100),
+    };
+    let mut lookup = Lookup::new(target, params(20, 1), [farther, near, fast]);
+    let mut asked = Vec::new();
+    while let Next::Send(Peer { id: Some(id), .. }) = lookup.next_by(rtt) {
+        asked.push(id);
+        assert!(lookup.on_success(&id, []));
+    }
+    assert_eq!(asked, vec![fast.id, near.id, farther.id]);
+    // Without round trips, closest first.
+    let mut lookup = Lookup::new(target, params(20, 1), [farther, near, fast]);
+    assert_eq!(lookup.next(), Next::Send(near.into()));
 }

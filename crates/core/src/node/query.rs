@@ -16,6 +16,7 @@ use crate::id::{Key, NodeId};
 use crate::item::Item;
 use crate::lookup::{FixedPeers, Lookup, Next};
 use crate::message::{Contact, Peer, Request, Response};
+use crate::rtt::RttTable;
 use crate::store::{CommitId, CommitOutcome, Store};
 use crate::time::Time;
 
@@ -37,9 +38,11 @@ pub(super) enum Stage {
 }
 
 impl Stage {
-    fn next(&mut self) -> Next {
+    /// Whom to ask next; a lookup asks, among equally close candidates, the one `rtt` expects
+    /// to answer first.
+    fn next(&mut self, rtt: &RttTable) -> Next {
         match self {
-            Stage::Closest(lookup) => lookup.next(),
+            Stage::Closest(lookup) => lookup.next_by(|id| rtt.expected(id)),
             Stage::Fixed(fixed) => fixed.next(),
         }
     }
@@ -241,7 +244,7 @@ impl<S: Store> Node<S> {
             query.stage.finish();
         }
         loop {
-            match query.stage.next() {
+            match query.stage.next(&self.rtt) {
                 Next::Send(peer) => {
                     let request = query.request(&self.id);
                     self.send(now, peer, request, Purpose::Query(id));
