@@ -16,6 +16,9 @@
 #![deny(missing_docs)]
 
 mod adversary;
+pub mod churn;
+pub mod partition;
+pub mod plot;
 pub mod scenario;
 
 use std::cmp::Reverse;
@@ -43,6 +46,27 @@ pub enum Latency {
     /// of 1 to 10 ms each; a message takes half its regions' round trip plus both access
     /// delays, plus up to 10% jitter.
     Regions,
+}
+
+impl Latency {
+    /// The mean round trip between two nodes drawn at random (without jitter): the yardstick
+    /// a lookup's latency is measured against.
+    pub fn mean_round_trip(&self) -> Duration {
+        match *self {
+            Latency::Fixed(d) => d * 2,
+            Latency::Uniform(lo, hi) => lo + hi,
+            Latency::Regions => {
+                let mut ms = 0.0;
+                for (a, from) in REGIONS.iter().enumerate() {
+                    for (b, to) in REGIONS.iter().enumerate() {
+                        ms += from.share * to.share * REGION_RTT_MS[a][b] as f64;
+                    }
+                }
+                // Both ends' access delays (1 to 10 ms each, 5.5 on average), both ways.
+                Duration::from_secs_f64((ms + 4.0 * 5.5) / 1_000.0)
+            }
+        }
+    }
 }
 
 /// A region of the geographic latency model: its name and share of the nodes.
@@ -203,6 +227,8 @@ pub struct Sim {
     transport: Option<Transport>,
     connections_opened: u64,
     loss: f64,
+    /// While the network is cut in two: each node's side (nodes added since are on side 0).
+    sides: Option<Vec<bool>>,
     tickets: HashMap<(usize, QueryId), Ticket>,
     /// The contacts of the malicious nodes, which they hand out to each other's victims.
     adversaries: Vec<Contact>,
@@ -229,6 +255,7 @@ impl Sim {
             transport: None,
             connections_opened: 0,
             loss: 0.0,
+            sides: None,
             tickets: HashMap::new(),
             adversaries: Vec::new(),
             outcomes: HashMap::new(),
@@ -367,6 +394,40 @@ impl Sim {
     /// Node `index`'s region, an index into [`REGIONS`] (0 unless [`Latency::Regions`]).
     pub fn region(&self, index: usize) -> usize {
         self.nodes[index].region
+    }
+
+    /// Cuts the network in two: from now on nothing crosses between the nodes for which
+    /// `side` is true and the others (nodes past its end, and nodes added later, are on the
+    /// false side). A message in flight across the cut is lost, a new connection across it is
+    /// never answered (as to a dead host), and open connections across it are dropped: to
+    /// each side, the other has gone silent.
+    pub fn partition(&mut self, side: Vec<bool>) {
+        for from in 0..self.nodes.len() {
+            let here = side.get(from).copied().unwrap_or(false);
+            self.nodes[from]
+                .pool
+                .retain(|to, _| side.get(*to).copied().unwrap_or(false) == here);
+        }
+        self.sides = Some(side);
+    }
+
+    /// Ends the partition: messages cross between the sides again.
+    pub fn heal(&mut self) {
+        self.sides = None;
+    }
+
+    /// Whether a partition separates `a` and `b` now.
+    pub fn is_cut(&self, a: usize, b: usize) -> bool {
+        self.sides.as_ref().is_some_and(|side| {
+            side.get(a).copied().unwrap_or(false) != side.get(b).copied().unwrap_or(false)
+        })
+    }
+
+    /// The indices of the live nodes.
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].alive)
+            .collect()
     }
 
     /// Brings node `index` back with the state it had when it died (its store and routing
@@ -530,7 +591,7 @@ impl Sim {
                 id,
                 message,
             } => {
-                if !self.nodes[to].alive {
+                if !self.nodes[to].alive || self.is_cut(from, to) {
                     return;
                 }
                 self.delivered += 1;
@@ -634,13 +695,17 @@ impl Sim {
             .pool
             .get(&to)
             .is_some_and(|last| now.since(*last) <= transport.idle);
-        if pooled && self.nodes[to].alive {
+        if pooled && self.nodes[to].alive && !self.is_cut(from, to) {
             self.nodes[from].pool.insert(to, now);
             self.send(from, to, id, Delivery::Request(request));
             return;
         }
         self.nodes[from].pool.remove(&to);
         let round_trip = self.base_latency(from, to) * 2;
+        if self.is_cut(from, to) {
+            // Nothing comes back across a cut: the connection is never answered.
+            return;
+        }
         if !self.nodes[to].alive {
             if self.nodes[to].host_up {
                 self.push(now + round_trip, Action::Refused { node: from, id });

@@ -1,20 +1,49 @@
-//! `cairn-sim`: runs the standard scenario on a simulated network and prints what it measured.
+//! `cairn-sim`: runs a scenario on a simulated network and prints what it measured.
 
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_core::Config;
+use cairn_sim::churn::{self, Churn};
+use cairn_sim::partition::{self, Partition};
 use cairn_sim::scenario::{self, Scenario};
-use cairn_sim::{Latency, Transport};
-use clap::Parser;
+use cairn_sim::{Latency, Transport, plot};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
 
-/// Joins N simulated cairn nodes, puts items from random nodes, gets each from another random
-/// node, kills a fraction of the nodes and gets every item again. Everything runs on a virtual
-/// clock: the same seed prints the same figures (all but the wall time).
+/// Runs cairn nodes (the real protocol state machines) on a simulated network with a virtual
+/// clock. Every scenario joins N nodes and puts items from random nodes; what follows is the
+/// scenario's. The same seed prints the same figures (all but the wall time).
 #[derive(Parser, Debug)]
-#[command(name = "cairn-sim", version)]
-struct Args {
+#[command(name = "cairn-sim", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Option<Command>,
+    /// Options of the default scenario, `kill`.
+    #[command(flatten)]
+    kill: KillArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Gets every item, kills a fraction of the nodes at once, gets every item again (the
+    /// default scenario).
+    Kill(KillArgs),
+    /// Hours of continuous churn: nodes leave after heavy-tailed sessions and new ones join
+    /// in their place, while gets run every minute; prints success and latency per window.
+    Churn(ChurnArgs),
+    /// Cuts the network in two halves for a while, puts and updates items on each side, heals
+    /// the cut, and checks that every item is found from both sides at its newest version.
+    Partition(PartitionArgs),
+    /// Draws SVG plots from the JSON reports of earlier runs (`--json`).
+    Plot(PlotArgs),
+}
+
+/// Options every scenario shares.
+#[derive(Args, Debug)]
+struct Common {
     /// Number of nodes.
     #[arg(long, short = 'n', default_value_t = 1_000)]
     nodes: usize,
@@ -47,13 +76,6 @@ struct Args {
     /// Milliseconds between one node starting to join and the next.
     #[arg(long, default_value_t = 10)]
     join_interval_ms: u64,
-    /// Fraction of nodes killed before the second round of gets (0 to 1).
-    #[arg(long, default_value_t = 0.3)]
-    kill: f64,
-    /// Fraction of nodes that turn malicious after joining (0 to 1): they answer lookups with
-    /// each other and keep nothing they are asked to store.
-    #[arg(long, default_value_t = 0.0)]
-    malicious: f64,
     /// Disjoint paths per lookup (S/Kademlia); 1 is plain Kademlia.
     #[arg(long, default_value_t = NonZeroUsize::MIN)]
     paths: NonZeroUsize,
@@ -63,6 +85,80 @@ struct Args {
     /// Parallel requests per lookup (alpha).
     #[arg(long, default_value_t = NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN))]
     alpha: NonZeroUsize,
+    /// The least time a lookup request holds its slot before it counts as slow, in
+    /// milliseconds (the nodes' min_slot_timeout). Setting it to the request timeout (2000)
+    /// gives lookups without learned timeouts, for comparison.
+    #[arg(long, default_value_t = 100)]
+    min_slot_timeout_ms: u64,
+    /// Also write the report as JSON to this file (for `cairn-sim plot`).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct KillArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Fraction of nodes killed before the second round of gets (0 to 1).
+    #[arg(long, default_value_t = 0.3)]
+    kill: f64,
+    /// Fraction of nodes that turn malicious after joining (0 to 1): they answer lookups with
+    /// each other and keep nothing they are asked to store.
+    #[arg(long, default_value_t = 0.0)]
+    malicious: f64,
+}
+
+#[derive(Args, Debug)]
+struct ChurnArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Virtual hours of churn.
+    #[arg(long, default_value_t = 6.0)]
+    hours: f64,
+    /// Median session length, in minutes.
+    #[arg(long, default_value_t = 60.0)]
+    median_session_min: f64,
+    /// Weibull shape of session lengths (1: exponential; below 1: heavy-tailed).
+    #[arg(long, default_value_t = 0.5)]
+    shape: f64,
+    /// Gets started each virtual minute.
+    #[arg(long, default_value_t = 20)]
+    gets_per_minute: usize,
+    /// Length of the windows gets are summed up over, in minutes.
+    #[arg(long, default_value_t = 10)]
+    window_min: u64,
+    /// Fraction of departing nodes whose host stays up and refuses connections; the others
+    /// vanish silently.
+    #[arg(long, default_value_t = 0.5)]
+    refusing: f64,
+}
+
+#[derive(Args, Debug)]
+struct PartitionArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Minutes the network stays cut.
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+    /// Minutes after the heal at which every item is got a last time (one replication
+    /// interval by default).
+    #[arg(long, default_value_t = 60)]
+    settle_min: u64,
+}
+
+#[derive(Args, Debug)]
+struct PlotArgs {
+    /// `cdf` (get latency CDF of kill reports, before and after the kill), `churn` (success
+    /// and latency per window of churn reports) or `hops` (get hops against log2 N, from kill
+    /// reports of several sizes).
+    #[arg(value_parser = ["cdf", "churn", "hops"])]
+    kind: String,
+    /// The SVG file to write.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    out: PathBuf,
+    /// JSON reports written by `--json`; each is labelled by its file name.
+    #[arg(required = true, value_name = "REPORT")]
+    reports: Vec<PathBuf>,
 }
 
 /// Resident memory of this process, in bytes (0 where `/proc` is missing).
@@ -71,52 +167,202 @@ fn resident_bytes() -> u64 {
     cairn_core::report::resident_bytes_from_statm(&statm)
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    if args.nodes == 0
-        || !(0.0..=1.0).contains(&args.kill)
-        || !(0.0..1.0).contains(&args.malicious)
-        || args.latency_max_ms < args.latency_min_ms
-    {
-        eprintln!(
-            "cairn-sim: need --nodes >= 1, 0 <= --kill <= 1, 0 <= --malicious < 1 and --latency-max-ms >= --latency-min-ms"
-        );
-        return ExitCode::from(2);
+impl Common {
+    fn scenario(&self) -> Result<Scenario, String> {
+        if self.nodes == 0 {
+            return Err("--nodes must be at least 1".into());
+        }
+        if self.latency_max_ms < self.latency_min_ms {
+            return Err("--latency-max-ms must be at least --latency-min-ms".into());
+        }
+        Ok(Scenario {
+            nodes: self.nodes,
+            items: self.items,
+            seed: self.seed,
+            latency: match self.latency.as_str() {
+                "uniform" => Latency::Uniform(
+                    Duration::from_millis(self.latency_min_ms),
+                    Duration::from_millis(self.latency_max_ms),
+                ),
+                _ => Latency::Regions,
+            },
+            transport: match self.connections.as_str() {
+                "free" => None,
+                mode => Some(Transport {
+                    pool: self.pool.max(1),
+                    pipelining: mode == "pipelined",
+                    ..Transport::default()
+                }),
+            },
+            join_interval: Duration::from_millis(self.join_interval_ms),
+            config: Config {
+                k: self.k,
+                alpha: self.alpha,
+                disjoint_paths: self.paths,
+                min_slot_timeout: Duration::from_millis(self.min_slot_timeout_ms),
+                ..Config::default()
+            },
+            ..Scenario::default()
+        })
+    }
+
+    /// Writes `report` as JSON where `--json` says.
+    fn write_json(&self, report: &impl Serialize) -> Result<(), String> {
+        let Some(path) = &self.json else {
+            return Ok(());
+        };
+        let text = serde_json::to_string(report).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+}
+
+fn kill(args: &KillArgs) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&args.kill) || !(0.0..1.0).contains(&args.malicious) {
+        return Err("need 0 <= --kill <= 1 and 0 <= --malicious < 1".into());
     }
     let scenario = Scenario {
-        nodes: args.nodes,
-        items: args.items,
-        seed: args.seed,
-        latency: match args.latency.as_str() {
-            "uniform" => Latency::Uniform(
-                Duration::from_millis(args.latency_min_ms),
-                Duration::from_millis(args.latency_max_ms),
-            ),
-            _ => Latency::Regions,
-        },
-        transport: match args.connections.as_str() {
-            "free" => None,
-            mode => Some(Transport {
-                pool: args.pool.max(1),
-                pipelining: mode == "pipelined",
-                ..Transport::default()
-            }),
-        },
-        join_interval: Duration::from_millis(args.join_interval_ms),
         kill_fraction: args.kill,
         malicious_fraction: args.malicious,
-        config: Config {
-            k: args.k,
-            alpha: args.alpha,
-            disjoint_paths: args.paths,
-            ..Config::default()
-        },
-        ..Scenario::default()
+        ..args.common.scenario()?
     };
     let before = resident_bytes();
     let mut report = scenario::run(&scenario);
     report.network.memory_per_node_bytes =
-        resident_bytes().saturating_sub(before) / args.nodes as u64;
+        resident_bytes().saturating_sub(before) / scenario.nodes as u64;
     print!("{report}");
-    ExitCode::SUCCESS
+    print_goals(&goals_kill(&report, scenario.latency));
+    args.common.write_json(&report)
+}
+
+fn churn(args: &ChurnArgs) -> Result<(), String> {
+    if !(args.hours > 0.0 && args.median_session_min > 0.0 && args.shape > 0.0)
+        || args.window_min == 0
+        || !(0.0..=1.0).contains(&args.refusing)
+    {
+        return Err(
+            "need --hours, --median-session-min and --shape above 0, --window-min of at least 1 and 0 <= --refusing <= 1"
+                .into(),
+        );
+    }
+    let churn = Churn {
+        base: args.common.scenario()?,
+        duration: Duration::from_secs_f64(args.hours * 3_600.0),
+        median_session: Duration::from_secs_f64(args.median_session_min * 60.0),
+        shape: args.shape,
+        gets_per_minute: args.gets_per_minute,
+        window: Duration::from_secs(args.window_min * 60),
+        refusing: args.refusing,
+    };
+    let before = resident_bytes();
+    let mut report = churn::run(&churn);
+    report.network.memory_per_node_bytes =
+        resident_bytes().saturating_sub(before) / args.common.nodes as u64;
+    print!("{report}");
+    print_goals(&[Goal {
+        what: "at least 99% of gets succeed in every window".into(),
+        met: report.worst_window_percent >= 99.0,
+        measured: format!("worst window {:.2}%", report.worst_window_percent),
+    }]);
+    args.common.write_json(&report)
+}
+
+fn partition(args: &PartitionArgs) -> Result<(), String> {
+    if args.minutes == 0 {
+        return Err("--minutes must be at least 1".into());
+    }
+    let partition = Partition {
+        base: args.common.scenario()?,
+        cut: Duration::from_secs(args.minutes * 60),
+        settle: Duration::from_secs(args.settle_min * 60),
+    };
+    let before = resident_bytes();
+    let mut report = partition::run(&partition);
+    report.network.memory_per_node_bytes =
+        resident_bytes().saturating_sub(before) / args.common.nodes as u64;
+    print!("{report}");
+    print_goals(&[Goal {
+        what: "after the heal, every item is found from both sides at its newest seq".into(),
+        met: report.healed.iter().all(|o| o.succeeded == o.attempted),
+        measured: format!(
+            "{:.2}% and {:.2}% right after, {:.2}% and {:.2}% {} min later",
+            report.healed[0].success_percent,
+            report.healed[1].success_percent,
+            report.settled[0].success_percent,
+            report.settled[1].success_percent,
+            args.settle_min
+        ),
+    }]);
+    args.common.write_json(&report)
+}
+
+/// One of the issue's goals, as this run measured it.
+struct Goal {
+    what: String,
+    met: bool,
+    measured: String,
+}
+
+/// The goals of "Lookups that stay fast on a real wide-area network" a kill run speaks to.
+fn goals_kill(report: &scenario::Report, latency: Latency) -> Vec<Goal> {
+    let gets = &report.network.gets;
+    let after = &report.after_kill;
+    // One round trip per hop is the least a hop can cost; the model's mean round trip between
+    // two random nodes is the yardstick.
+    let mean_rtt = latency.mean_round_trip().as_secs_f64() * 1_000.0;
+    vec![
+        Goal {
+            what: format!(
+                "get p50 at most 2 round trips per hop ({} hops x 2 x {mean_rtt:.0} ms mean round trip)",
+                gets.hops.p50
+            ),
+            met: gets.latency_ms.p50 <= gets.hops.p50 * 2.0 * mean_rtt,
+            measured: format!("p50 {:.0} ms", gets.latency_ms.p50),
+        },
+        Goal {
+            what: "get p99 under 1.5 s with everyone alive".into(),
+            met: gets.latency_ms.p99 < 1_500.0 && gets.succeeded == gets.attempted,
+            measured: format!(
+                "p99 {:.0} ms, {:.2}% ok",
+                gets.latency_ms.p99, gets.success_percent
+            ),
+        },
+        Goal {
+            what: format!(
+                "after {} nodes die at once: 99.9% of gets succeed, p99 under 2 s",
+                report.killed
+            ),
+            met: after.success_percent >= 99.9 && after.latency_ms.p99 < 2_000.0,
+            measured: format!(
+                "{:.2}% ok, p99 {:.0} ms",
+                after.success_percent, after.latency_ms.p99
+            ),
+        },
+    ]
+}
+
+fn print_goals(goals: &[Goal]) {
+    println!("goals (from the issue; printed, not asserted):");
+    for goal in goals {
+        let mark = if goal.met { "met    " } else { "NOT met" };
+        println!("  {mark}  {}: {}", goal.what, goal.measured);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.scenario {
+        None => kill(&cli.kill),
+        Some(Command::Kill(args)) => kill(args),
+        Some(Command::Churn(args)) => churn(args),
+        Some(Command::Partition(args)) => partition(args),
+        Some(Command::Plot(args)) => plot::draw(&args.kind, &args.out, &args.reports)
+            .map(|written| println!("wrote {written}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cairn-sim: {message}");
+            ExitCode::from(2)
+        }
+    }
 }

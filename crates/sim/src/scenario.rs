@@ -15,6 +15,7 @@ use cairn_core::{Config, Event, Id, ImmutableItem, Item, Key};
 use ed25519_dalek::SigningKey;
 use rand::Rng;
 use rand::seq::index::sample;
+use serde::Serialize;
 
 use crate::{Command, EPOCH, Latency, Sim, Ticket, Transport};
 
@@ -64,7 +65,7 @@ impl Default for Scenario {
 
 /// Everything a run measured: the figures every cairn experiment reports (with every node
 /// alive), then the gets after the kill.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
     /// The shared figures. `setup_s` is virtual time; `memory_per_node_bytes` is left 0 (the
     /// process's memory is the caller's to measure, as `cairn-sim` does).
@@ -75,24 +76,29 @@ pub struct Report {
     pub killed: usize,
     /// Gets after the kill.
     pub after_kill: Operations,
+    /// Every successful get's latency before the kill, in milliseconds, ascending.
+    pub get_latencies_ms: Vec<f64>,
+    /// Every successful get's latency after the kill, in milliseconds, ascending.
+    pub after_kill_latencies_ms: Vec<f64>,
     /// Messages delivered in the whole run.
     pub messages: u64,
     /// Connections opened in the whole run (with a transport).
     pub connections: u64,
     /// Real time the run took (the only figure that varies between runs of one seed).
+    #[serde(skip)]
     pub wall: Duration,
 }
 
 /// An item put during the run: its key, its value, the node that published it, and its
 /// name if it is signed.
-struct Published {
-    key: Key,
-    value: Bytes,
-    publisher: usize,
-    name: Option<String>,
+pub(crate) struct Published {
+    pub(crate) key: Key,
+    pub(crate) value: Bytes,
+    pub(crate) publisher: usize,
+    pub(crate) name: Option<String>,
 }
 
-fn signing_key(sim: &mut Sim) -> SigningKey {
+pub(crate) fn signing_key(sim: &mut Sim) -> SigningKey {
     let mut seed = [0u8; 32];
     sim.rng().fill(&mut seed);
     SigningKey::from_bytes(&seed)
@@ -150,19 +156,22 @@ pub fn run(scenario: &Scenario) -> Report {
         }
         update(&mut sim, &keys, &mut items);
     }
-    network.gets = get_round(&mut sim, &items);
+    let gets = get_round(&mut sim, &items);
+    network.gets = Operations::of(&gets);
 
     let alive: Vec<usize> = (0..sim.len()).collect();
     let killed = (scenario.nodes as f64 * scenario.kill_fraction).round() as usize;
     for at in sample(sim.rng(), alive.len(), killed.min(alive.len())) {
         sim.kill(alive[at]);
     }
-    let after_kill = get_round(&mut sim, &items);
+    let after = get_round(&mut sim, &items);
     Report {
         network,
         malicious,
         killed,
-        after_kill,
+        after_kill: Operations::of(&after),
+        get_latencies_ms: latencies_ms(&gets),
+        after_kill_latencies_ms: latencies_ms(&after),
         messages: sim.delivered(),
         connections: sim.connections_opened(),
         wall: started.elapsed(),
@@ -191,15 +200,31 @@ fn put(
     honest: &[usize],
     report: &mut cairn_core::report::Report,
 ) -> Vec<Published> {
+    let (items, samples, replicas) = put_from(sim, scenario.items, keys, honest, "item");
+    report.puts = Operations::of(&samples);
+    report.mean_replicas = replicas as f64 / report.puts.succeeded.max(1) as f64;
+    items
+}
+
+/// Puts `count` signed items (named `{prefix}-{i}`) and `count` immutable ones from random
+/// nodes of `publishers`, one every 10 ms. Returns the items, each put's sample, and the
+/// replicas the puts reported in all.
+pub(crate) fn put_from(
+    sim: &mut Sim,
+    count: usize,
+    keys: &[SigningKey],
+    publishers: &[usize],
+    prefix: &str,
+) -> (Vec<Published>, Vec<Sample>, usize) {
     let mut items = Vec::new();
     let mut tickets = Vec::new();
-    for i in 0..scenario.items * 2 {
-        let node = honest[sim.rng().random_range(0..honest.len())];
+    for i in 0..count * 2 {
+        let node = publishers[sim.rng().random_range(0..publishers.len())];
         let len = sim.rng().random_range(16..256);
         let mut value = vec![0u8; len];
         sim.rng().fill(&mut value[..]);
         let value = Bytes::from(value);
-        let name = (i % 2 == 0).then(|| format!("item-{i}"));
+        let name = (i % 2 == 0).then(|| format!("{prefix}-{i}"));
         let (key, command) = if let Some(name) = &name {
             let public_key = keys[node].verifying_key().to_bytes();
             let command = Command::Publish {
@@ -234,18 +259,30 @@ fn put(
             _ => measured(false, &QueryStats::default()),
         })
         .collect();
-    report.puts = Operations::of(&samples);
-    report.mean_replicas = replicas as f64 / report.puts.succeeded.max(1) as f64;
-    items
+    (items, samples, replicas)
 }
 
 /// Publishes a new version of every signed item from its publisher, one every 10 ms.
 fn update(sim: &mut Sim, keys: &[SigningKey], items: &mut [Published]) {
+    update_where(sim, keys, items, |_| true);
+}
+
+/// Publishes a new version of every signed item whose publisher `chosen` accepts, one every
+/// 10 ms.
+pub(crate) fn update_where(
+    sim: &mut Sim,
+    keys: &[SigningKey],
+    items: &mut [Published],
+    chosen: impl Fn(usize) -> bool,
+) {
     let mut tickets = Vec::new();
     for (i, item) in items.iter_mut().enumerate() {
         let Some(name) = item.name.clone() else {
             continue;
         };
+        if !chosen(item.publisher) {
+            continue;
+        }
         let value = Bytes::from([item.value.as_ref(), b" v2"].concat());
         let command = Command::Publish {
             key: Box::new(keys[item.publisher].clone()),
@@ -260,7 +297,7 @@ fn update(sim: &mut Sim, keys: &[SigningKey], items: &mut [Published]) {
     sim.run_until_done(&tickets);
 }
 
-fn measured(ok: bool, stats: &QueryStats) -> Sample {
+pub(crate) fn measured(ok: bool, stats: &QueryStats) -> Sample {
     Sample {
         ok,
         latency: stats.duration,
@@ -270,31 +307,64 @@ fn measured(ok: bool, stats: &QueryStats) -> Sample {
 }
 
 /// Gets every item from a random live honest node other than its publisher, one every 10 ms.
-fn get_round(sim: &mut Sim, items: &[Published]) -> Operations {
+fn get_round(sim: &mut Sim, items: &[Published]) -> Vec<Sample> {
     let live: Vec<usize> = (0..sim.len())
         .filter(|i| sim.is_alive(*i) && !sim.is_malicious(*i))
         .collect();
+    let readers: Vec<usize> = items
+        .iter()
+        .map(|item| reader(item.publisher, &live, |n| sim.rng().random_range(0..n)))
+        .collect();
+    get_each(sim, items, &readers)
+}
+
+/// Gets each item from the node at the same place in `readers`, one every 10 ms; a get
+/// succeeds if it returns exactly the item's latest value.
+pub(crate) fn get_each(sim: &mut Sim, items: &[Published], readers: &[usize]) -> Vec<Sample> {
     let mut tickets = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let node = reader(item.publisher, &live, |n| sim.rng().random_range(0..n));
+    for (i, (item, node)) in items.iter().zip(readers).enumerate() {
         let at = sim.now() + Duration::from_millis(10) * u32::try_from(i).unwrap_or(u32::MAX);
-        tickets.push(sim.schedule(at, node, Command::Get(item.key)));
+        tickets.push(sim.schedule(at, *node, Command::Get(item.key)));
     }
     sim.run_until_done(&tickets);
-    let samples: Vec<Sample> = tickets
+    tickets
         .iter()
         .zip(items)
-        .map(|(ticket, expected)| match sim.outcome(*ticket) {
-            Some(Event::GetDone { result, stats, .. }) => {
-                let ok = result.as_ref().is_ok_and(|item| {
-                    *item.key() == expected.key && *item.value() == expected.value
-                });
-                measured(ok, stats)
-            }
-            _ => measured(false, &QueryStats::default()),
-        })
+        .map(|(ticket, expected)| got(sim, *ticket, expected).unwrap_or(FAILED))
+        .collect()
+}
+
+/// A sample of an operation that never finished.
+pub(crate) const FAILED: Sample = Sample {
+    ok: false,
+    latency: Duration::ZERO,
+    hops: 0,
+    requests: 0,
+};
+
+/// The sample of the get `ticket` of `expected`, if it has finished: it succeeded if it
+/// returned exactly the item's latest value.
+pub(crate) fn got(sim: &Sim, ticket: Ticket, expected: &Published) -> Option<Sample> {
+    match sim.outcome(ticket)? {
+        Event::GetDone { result, stats, .. } => {
+            let ok = result
+                .as_ref()
+                .is_ok_and(|item| *item.key() == expected.key && *item.value() == expected.value);
+            Some(measured(ok, stats))
+        }
+        _ => Some(FAILED),
+    }
+}
+
+/// Latencies of the successful samples, in milliseconds, ascending (for a CDF).
+pub(crate) fn latencies_ms(samples: &[Sample]) -> Vec<f64> {
+    let mut ms: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.ok)
+        .map(|s| s.latency.as_secs_f64() * 1_000.0)
         .collect();
-    Operations::of(&samples)
+    ms.sort_by(f64::total_cmp);
+    ms
 }
 
 impl fmt::Display for Report {

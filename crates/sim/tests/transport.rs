@@ -160,3 +160,19 @@ fn the_regions_model_places_nodes_by_share_and_charges_distance() {
         }
     }
 }
+
+#[test]
+fn nothing_crosses_a_partition_until_it_heals() {
+    let mut sim = pair(Some(Transport::default()));
+    assert_eq!(lookup(&mut sim).1, 1, "node 1 answers");
+    sim.partition(vec![false, true]);
+    assert!(sim.is_cut(0, 1) && !sim.is_cut(0, 0));
+    assert_eq!(
+        lookup(&mut sim).1,
+        0,
+        "node 1 is silent, over the open connection too"
+    );
+    sim.heal();
+    assert!(!sim.is_cut(0, 1));
+    assert_eq!(lookup(&mut sim).1, 1, "node 1 answers again");
+}
