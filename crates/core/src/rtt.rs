@@ -16,16 +16,22 @@ use std::time::Duration;
 
 use crate::id::NodeId;
 
-/// One smoothed estimate.
+/// One smoothed estimate, in microseconds (8 bytes, so that a table of thousands stays small;
+/// round trips past 71 minutes are taken as 71 minutes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Estimate {
-    srtt: Duration,
-    rttvar: Duration,
+    srtt: u32,
+    rttvar: u32,
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 impl Estimate {
     /// The estimate after a first sample (RFC 6298, 2.2).
     fn first(sample: Duration) -> Self {
+        let sample = micros(sample);
         Estimate {
             srtt: sample,
             rttvar: sample / 2,
@@ -34,26 +40,38 @@ impl Estimate {
 
     /// Takes a new sample (RFC 6298, 2.3: beta = 1/4, alpha = 1/8).
     fn update(&mut self, sample: Duration) {
-        let deviation = self.srtt.abs_diff(sample);
-        self.rttvar = (self.rttvar * 3 + deviation) / 4;
-        self.srtt = (self.srtt * 7 + sample) / 8;
+        let sample = u64::from(micros(sample));
+        let (srtt, rttvar) = (u64::from(self.srtt), u64::from(self.rttvar));
+        let deviation = srtt.abs_diff(sample);
+        // Weighted means of u32 values fit in u32.
+        self.rttvar = u32::try_from((rttvar * 3 + deviation) / 4).unwrap_or(u32::MAX);
+        self.srtt = u32::try_from((srtt * 7 + sample) / 8).unwrap_or(u32::MAX);
     }
 
     /// The smoothed round trip.
     pub fn srtt(&self) -> Duration {
-        self.srtt
+        Duration::from_micros(u64::from(self.srtt))
     }
 
     /// `srtt + 4 * rttvar`.
     pub fn timeout(&self) -> Duration {
-        self.srtt + self.rttvar * 4
+        Duration::from_micros(u64::from(self.srtt) + 4 * u64::from(self.rttvar))
     }
+}
+
+/// A contact's place in the table: the first 8 bytes of its id. Ids are hashes, so two
+/// contacts of one table share a key with odds of about 2^-40, and then only share an
+/// estimate.
+fn slot(id: &NodeId) -> u64 {
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&id.as_bytes()[..8]);
+    u64::from_be_bytes(prefix)
 }
 
 /// Estimates per contact, and one over every sample.
 #[derive(Clone, Debug, Default)]
 pub struct RttTable {
-    contacts: BTreeMap<NodeId, Estimate>,
+    contacts: BTreeMap<u64, Estimate>,
     overall: Option<Estimate>,
 }
 
@@ -63,13 +81,13 @@ impl RttTable {
 
     /// Records that a request to `id` was answered after `sample`.
     pub fn sample(&mut self, id: &NodeId, sample: Duration) {
-        match self.contacts.get_mut(id) {
+        match self.contacts.get_mut(&slot(id)) {
             Some(estimate) => estimate.update(sample),
             None => {
                 if self.contacts.len() >= Self::CAPACITY {
                     self.contacts.pop_first();
                 }
-                self.contacts.insert(*id, Estimate::first(sample));
+                self.contacts.insert(slot(id), Estimate::first(sample));
             }
         }
         match &mut self.overall {
@@ -80,14 +98,14 @@ impl RttTable {
 
     /// The estimate for `id`, if it has answered before.
     pub fn of(&self, id: &NodeId) -> Option<&Estimate> {
-        self.contacts.get(id)
+        self.contacts.get(&slot(id))
     }
 
     /// How long a request to `id` (or to a peer of unknown id) may run before it counts as
     /// slow: its contact's timeout, else the one over all contacts, else `max`; never below
     /// `min` nor above `max`.
     pub fn timeout(&self, id: Option<&NodeId>, min: Duration, max: Duration) -> Duration {
-        id.and_then(|id| self.contacts.get(id))
+        id.and_then(|id| self.contacts.get(&slot(id)))
             .or(self.overall.as_ref())
             .map_or(max, Estimate::timeout)
             .clamp(min, max.max(min))
@@ -98,7 +116,7 @@ impl RttTable {
     /// and unknown ones before contacts known to be slow.
     pub fn expected(&self, id: &NodeId) -> Duration {
         self.contacts
-            .get(id)
+            .get(&slot(id))
             .or(self.overall.as_ref())
             .map_or(Duration::ZERO, Estimate::srtt)
     }

@@ -208,6 +208,8 @@ struct SimNode {
     access: Duration,
     /// Open connections to peers (by index), with when each was last used.
     pool: HashMap<usize, Time>,
+    /// When connections idle past the transport's limit were last closed.
+    pruned: Time,
     /// Answers as an adversary instead of by the protocol ([`Sim::make_malicious`]).
     malicious: bool,
     /// The deadline the node's one timer is armed for.
@@ -352,6 +354,7 @@ impl Sim {
             region,
             access,
             pool: HashMap::new(),
+            pruned: self.now,
             malicious: false,
             timer: None,
         });
@@ -691,6 +694,18 @@ impl Sim {
             return;
         };
         let now = self.now;
+        // Close the connections idle too long, once per idle period (as the driver's idle
+        // timers would have), so that a pool holds what a real one would.
+        let sender = &mut self.nodes[from];
+        if now.since(sender.pruned) > transport.idle {
+            sender
+                .pool
+                .retain(|_, last| now.since(*last) <= transport.idle);
+            if sender.pool.capacity() > 2 * sender.pool.len() + 16 {
+                sender.pool.shrink_to_fit();
+            }
+            sender.pruned = now;
+        }
         let pooled = self.nodes[from]
             .pool
             .get(&to)
