@@ -73,7 +73,7 @@ fn chart(
     x_range: std::ops::Range<f64>,
     y_range: std::ops::Range<f64>,
     series: &[Series],
-    points: bool,
+    (points, legend): (bool, SeriesLabelPosition),
 ) -> Result<(), String> {
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
@@ -105,7 +105,7 @@ fn chart(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
@@ -142,7 +142,7 @@ fn cdf(out: &Path, reports: &[(String, Value)]) -> Result<(), String> {
         0.0..max * 1.02,
         0.0..1.0,
         &series,
-        false,
+        (false, SeriesLabelPosition::LowerRight),
     )?;
     root.present().map_err(|e| e.to_string())
 }
@@ -186,7 +186,7 @@ fn churn(out: &Path, reports: &[(String, Value)]) -> Result<(), String> {
         0.0..last + 0.2,
         floor..100.5,
         &success,
-        true,
+        (true, SeriesLabelPosition::LowerRight),
     )?;
     chart(
         &bottom,
@@ -195,7 +195,7 @@ fn churn(out: &Path, reports: &[(String, Value)]) -> Result<(), String> {
         0.0..last + 0.2,
         0.0..slowest * 1.1,
         &latency,
-        true,
+        (true, SeriesLabelPosition::UpperRight),
     )?;
     root.present().map_err(|e| e.to_string())
 }
@@ -233,7 +233,7 @@ fn hops(out: &Path, reports: &[(String, Value)]) -> Result<(), String> {
         (lo - 0.5)..(hi + 0.5),
         0.0..high + 1.0,
         &series,
-        true,
+        (true, SeriesLabelPosition::LowerRight),
     )?;
     root.present().map_err(|e| e.to_string())
 }
