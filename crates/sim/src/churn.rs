@@ -132,19 +132,7 @@ struct Pending {
 pub fn run(churn: &Churn) -> ChurnReport {
     let started = Instant::now();
     let base = &churn.base;
-    let (mut sim, mut keys, failed_joins) = scenario::network(base);
-    let mut network = cairn_core::report::Report {
-        nodes: base.nodes,
-        seed: base.seed,
-        failed_joins,
-        ..Default::default()
-    };
-    network.set_setup(sim.now().since(crate::EPOCH));
-    let everyone: Vec<usize> = (0..sim.len()).collect();
-    let (items, samples, replicas) =
-        scenario::put_from(&mut sim, base.items, &keys, &everyone, "item");
-    network.puts = Operations::of(&samples);
-    network.mean_replicas = replicas as f64 / network.puts.succeeded.max(1) as f64;
+    let (mut sim, mut keys, items, network) = scenario::populated(base);
 
     let start = sim.now();
     let minutes = churn.duration.as_secs() / 60;

@@ -80,19 +80,8 @@ pub struct PartitionReport {
 pub fn run(partition: &Partition) -> PartitionReport {
     let started = Instant::now();
     let base = &partition.base;
-    let (mut sim, keys, failed_joins) = scenario::network(base);
-    let mut network = cairn_core::report::Report {
-        nodes: base.nodes,
-        seed: base.seed,
-        failed_joins,
-        ..Default::default()
-    };
-    network.set_setup(sim.now().since(crate::EPOCH));
+    let (mut sim, keys, mut items, network) = scenario::populated(base);
     let everyone: Vec<usize> = (0..sim.len()).collect();
-    let (mut items, samples, replicas) =
-        scenario::put_from(&mut sim, base.items, &keys, &everyone, "item");
-    network.puts = Operations::of(&samples);
-    network.mean_replicas = replicas as f64 / network.puts.succeeded.max(1) as f64;
 
     // Cut a random half off.
     let len = sim.len();

@@ -127,6 +127,29 @@ pub fn network(scenario: &Scenario) -> (Sim, Vec<SigningKey>, usize) {
     (sim, keys, failed)
 }
 
+/// The scenario's network with its items put from random nodes: the network, each node's
+/// key pair, the items, and the report of the setup and the puts (its gets left empty).
+pub(crate) fn populated(
+    scenario: &Scenario,
+) -> (
+    Sim,
+    Vec<SigningKey>,
+    Vec<Published>,
+    cairn_core::report::Report,
+) {
+    let (mut sim, keys, failed_joins) = network(scenario);
+    let mut report = cairn_core::report::Report {
+        nodes: scenario.nodes,
+        seed: scenario.seed,
+        failed_joins,
+        ..Default::default()
+    };
+    report.set_setup(sim.now().since(EPOCH));
+    let everyone: Vec<usize> = (0..sim.len()).collect();
+    let items = put(&mut sim, scenario, &keys, &everyone, &mut report);
+    (sim, keys, items, report)
+}
+
 /// Runs the scenario.
 pub fn run(scenario: &Scenario) -> Report {
     let started = Instant::now();
