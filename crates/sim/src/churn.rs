@@ -325,12 +325,7 @@ impl fmt::Display for ChurnReport {
             self.median_session_min,
             self.shape
         )?;
-        writeln!(
-            f,
-            "  setup            {:.2} s ({:.0} joins/s, {} failed)",
-            self.network.setup_s, self.network.joins_per_s, self.network.failed_joins
-        )?;
-        writeln!(f, "  puts             {}", self.network.puts)?;
+        scenario::write_setup(f, &self.network)?;
         writeln!(
             f,
             "  window   left joined   gets ok      p50      p95      p99  abandoned"
@@ -356,11 +351,6 @@ impl fmt::Display for ChurnReport {
             "  churn            {} left, {} joined ({} joins failed)",
             self.left, self.joined, self.failed_joins
         )?;
-        writeln!(
-            f,
-            "  messages         {} delivered, {} connections opened in the whole run",
-            self.messages, self.connections
-        )?;
-        writeln!(f, "  wall time        {:.2?}", self.wall)
+        scenario::write_totals(f, self.messages, self.connections, self.wall)
     }
 }

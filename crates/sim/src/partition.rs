@@ -204,12 +204,7 @@ impl fmt::Display for PartitionReport {
             "cairn-sim partition: {} nodes, seed {} (virtual time), cut into {} and {} for {} min",
             self.network.nodes, self.network.seed, self.sides[0], self.sides[1], self.cut_min
         )?;
-        writeln!(
-            f,
-            "  setup            {:.2} s ({:.0} joins/s, {} failed)",
-            self.network.setup_s, self.network.joins_per_s, self.network.failed_joins
-        )?;
-        writeln!(f, "  puts             {}", self.network.puts)?;
+        scenario::write_setup(f, &self.network)?;
         sides(f, "puts in the cut", &self.puts_during)?;
         sides(f, "gets in the cut", &self.during)?;
         sides(f, "gets at the heal", &self.healed)?;
@@ -224,11 +219,6 @@ impl fmt::Display for PartitionReport {
             "  stale later      {} and {} gets returned an older version",
             self.settled_stale[0], self.settled_stale[1]
         )?;
-        writeln!(
-            f,
-            "  messages         {} delivered, {} connections opened in the whole run",
-            self.messages, self.connections
-        )?;
-        writeln!(f, "  wall time        {:.2?}", self.wall)
+        scenario::write_totals(f, self.messages, self.connections, self.wall)
     }
 }

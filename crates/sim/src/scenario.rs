@@ -407,11 +407,33 @@ impl fmt::Display for Report {
         write!(f, "{}", self.network)?;
         writeln!(f, "after killing {} nodes:", self.killed)?;
         writeln!(f, "  gets             {}", self.after_kill)?;
-        writeln!(
-            f,
-            "  messages         {} delivered, {} connections opened in the whole run",
-            self.messages, self.connections
-        )?;
-        writeln!(f, "  wall time        {:.2?}", self.wall)
+        write_totals(f, self.messages, self.connections, self.wall)
     }
+}
+
+/// The setup and puts lines of a report whose gets are its own.
+pub(crate) fn write_setup(
+    f: &mut fmt::Formatter<'_>,
+    network: &cairn_core::report::Report,
+) -> fmt::Result {
+    writeln!(
+        f,
+        "  setup            {:.2} s ({:.0} joins/s, {} failed)",
+        network.setup_s, network.joins_per_s, network.failed_joins
+    )?;
+    writeln!(f, "  puts             {}", network.puts)
+}
+
+/// The last lines of every report: traffic and wall time.
+pub(crate) fn write_totals(
+    f: &mut fmt::Formatter<'_>,
+    messages: u64,
+    connections: u64,
+    wall: Duration,
+) -> fmt::Result {
+    writeln!(
+        f,
+        "  messages         {messages} delivered, {connections} connections opened in the whole run"
+    )?;
+    writeln!(f, "  wall time        {wall:.2?}")
 }
