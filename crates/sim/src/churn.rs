@@ -103,7 +103,7 @@ pub struct ChurnReport {
     pub gets: Operations,
     /// Every successful get's latency, in milliseconds, ascending.
     pub get_latencies_ms: Vec<f64>,
-    /// Nodes that left, and joined, in all.
+    /// Nodes that left in all.
     pub left: usize,
     /// Nodes that joined in all.
     pub joined: usize,

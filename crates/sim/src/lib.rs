@@ -426,13 +426,6 @@ impl Sim {
         })
     }
 
-    /// The indices of the live nodes.
-    pub fn live(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].alive)
-            .collect()
-    }
-
     /// Brings node `index` back with the state it had when it died (its store and routing
     /// table), as a restarted node with a disk would. Requests it had in flight are lost.
     pub fn revive(&mut self, index: usize) {

@@ -260,8 +260,11 @@ fn churn(args: &ChurnArgs) -> Result<(), String> {
     print!("{report}");
     print_goals(&[Goal {
         what: "at least 99% of gets succeed in every window".into(),
-        met: report.worst_window_percent >= 99.0,
-        measured: format!("worst window {:.2}%", report.worst_window_percent),
+        met: report.gets.attempted > 0 && report.worst_window_percent >= 99.0,
+        measured: format!(
+            "worst window {:.2}%, {} gets in all",
+            report.worst_window_percent, report.gets.attempted
+        ),
     }]);
     args.common.write_json(&report)
 }
@@ -269,6 +272,9 @@ fn churn(args: &ChurnArgs) -> Result<(), String> {
 fn partition(args: &PartitionArgs) -> Result<(), String> {
     if args.minutes == 0 {
         return Err("--minutes must be at least 1".into());
+    }
+    if args.common.nodes < 2 {
+        return Err("a partition needs --nodes of at least 2, one for each side".into());
     }
     let partition = Partition {
         base: args.common.scenario()?,
@@ -282,7 +288,10 @@ fn partition(args: &PartitionArgs) -> Result<(), String> {
     print!("{report}");
     print_goals(&[Goal {
         what: "after the heal, every item is found from both sides at its newest seq".into(),
-        met: report.healed.iter().all(|o| o.succeeded == o.attempted),
+        met: report
+            .healed
+            .iter()
+            .all(|o| o.attempted > 0 && o.succeeded == o.attempted),
         measured: format!(
             "{:.2}% and {:.2}% right after, {:.2}% and {:.2}% {} min later",
             report.healed[0].success_percent,
@@ -315,12 +324,14 @@ fn goals_kill(report: &scenario::Report, latency: Latency) -> Vec<Goal> {
                 "get p50 at most 2 round trips per hop ({} hops x 2 x {mean_rtt:.0} ms mean round trip)",
                 gets.hops.p50
             ),
-            met: gets.latency_ms.p50 <= gets.hops.p50 * 2.0 * mean_rtt,
+            met: gets.succeeded > 0 && gets.latency_ms.p50 <= gets.hops.p50 * 2.0 * mean_rtt,
             measured: format!("p50 {:.0} ms", gets.latency_ms.p50),
         },
         Goal {
             what: "get p99 under 1.5 s with everyone alive".into(),
-            met: gets.latency_ms.p99 < 1_500.0 && gets.succeeded == gets.attempted,
+            met: gets.succeeded > 0
+                && gets.latency_ms.p99 < 1_500.0
+                && gets.succeeded == gets.attempted,
             measured: format!(
                 "p99 {:.0} ms, {:.2}% ok",
                 gets.latency_ms.p99, gets.success_percent
@@ -331,7 +342,9 @@ fn goals_kill(report: &scenario::Report, latency: Latency) -> Vec<Goal> {
                 "after {} nodes die at once: 99.9% of gets succeed, p99 under 2 s",
                 report.killed
             ),
-            met: after.success_percent >= 99.9 && after.latency_ms.p99 < 2_000.0,
+            met: after.succeeded > 0
+                && after.success_percent >= 99.9
+                && after.latency_ms.p99 < 2_000.0,
             measured: format!(
                 "{:.2}% ok, p99 {:.0} ms",
                 after.success_percent, after.latency_ms.p99

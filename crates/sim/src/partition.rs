@@ -111,11 +111,12 @@ pub fn run(partition: &Partition) -> PartitionReport {
         new_items.extend(fresh);
     }
     for s in 0..2 {
+        // The side's updated signed items and its new ones.
         let own: Vec<&Published> = items
             .iter()
+            .filter(|item| item.name.is_some())
             .chain(&new_items)
             .filter(|item| side[item.publisher] == (s == 1))
-            .filter(|item| item.name.is_some() || new_items.iter().any(|n| n.key == item.key))
             .collect();
         let (samples, _) = get_from(&mut sim, &own, &members[s]);
         during[s] = Operations::of(&samples);
@@ -123,22 +124,20 @@ pub fn run(partition: &Partition) -> PartitionReport {
     sim.run_for((cut_at + partition.cut).since(sim.now()));
     sim.heal();
 
+    // Every item from each side: how many gets succeeded, and how many found an old version.
     let all: Vec<&Published> = items.iter().chain(&new_items).collect();
-    let mut healed: [Operations; 2] = Default::default();
-    let mut healed_stale = [0; 2];
-    for s in 0..2 {
-        let (samples, stale) = get_from(&mut sim, &all, &members[s]);
-        healed[s] = Operations::of(&samples);
-        healed_stale[s] = stale;
-    }
+    let round = |sim: &mut Sim| {
+        let (mut ops, mut stale): ([Operations; 2], [usize; 2]) = Default::default();
+        for s in 0..2 {
+            let (samples, old) = get_from(sim, &all, &members[s]);
+            ops[s] = Operations::of(&samples);
+            stale[s] = old;
+        }
+        (ops, stale)
+    };
+    let (healed, healed_stale) = round(&mut sim);
     sim.run_for(partition.settle);
-    let mut settled: [Operations; 2] = Default::default();
-    let mut settled_stale = [0; 2];
-    for s in 0..2 {
-        let (samples, stale) = get_from(&mut sim, &all, &members[s]);
-        settled[s] = Operations::of(&samples);
-        settled_stale[s] = stale;
-    }
+    let (settled, settled_stale) = round(&mut sim);
     PartitionReport {
         network,
         sides: [members[0].len(), members[1].len()],
@@ -160,6 +159,9 @@ pub fn run(partition: &Partition) -> PartitionReport {
 /// Returns each get's sample (a success returned the newest version) and how many returned
 /// an older version.
 fn get_from(sim: &mut Sim, items: &[&Published], readers: &[usize]) -> (Vec<Sample>, usize) {
+    if readers.is_empty() {
+        return (Vec::new(), 0);
+    }
     let mut tickets = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let node = loop {

@@ -127,6 +127,7 @@ fn the_binary_refuses_bad_options_with_a_one_line_reason() {
     for (args, says) in [
         (&["churn", "--hours", "0"][..], "--hours"),
         (&["partition", "--minutes", "0"][..], "--minutes"),
+        (&["partition", "--nodes", "1"][..], "--nodes"),
         (&["kill", "--kill", "2"][..], "--kill"),
         (&["--nodes", "0"][..], "--nodes"),
     ] {
@@ -141,4 +142,19 @@ fn the_binary_refuses_bad_options_with_a_one_line_reason() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn a_goal_is_never_met_by_a_run_that_measured_nothing() {
+    // One node has nobody to get from but its own items' publisher: no get runs.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-sim"))
+        .args(["churn", "--nodes", "1", "--items", "1", "--hours", "0.1"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("NOT met") && text.contains("0 gets in all"),
+        "{text}"
+    );
 }
