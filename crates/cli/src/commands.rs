@@ -1,4 +1,5 @@
-//! The client commands: `put`, `get`, `status` and `id`, over the node's local HTTP API.
+//! The client commands: `put`, `get`, `delete`, `watch`, `status` and `id`, over the node's
+//! local HTTP API.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -46,6 +47,33 @@ pub struct GetArgs {
     /// Write the value to this file instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Arguments of `cairn delete`.
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// The NAME of an item this node published.
+    name: String,
+    /// How long the deletion is kept: seconds, or a number with s, m, h or d. Without it, for
+    /// ever. A deletion that expires stops keeping old copies out, so give one only if it
+    /// outlives every copy of the item (say, the item's own ttl).
+    #[arg(long, value_parser = parse_duration)]
+    ttl: Option<u64>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Arguments of `cairn watch`.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// PUBLIC_KEY/NAME for a signed item, or a 128-digit hex KEY for any item.
+    target: String,
+    /// Print each version as one JSON object per line (key, kind, seq, expires, value as hex,
+    /// text when UTF-8).
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -147,6 +175,48 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cairn delete`.
+pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
+    let deleted = ApiClient::new(args.api.api)
+        .delete(&args.name, args.ttl)
+        .await?;
+    let public_key = deleted.public_key.unwrap_or_default();
+    println!("{public_key}/{}", args.name);
+    eprintln!(
+        "deleted (seq {}); the deletion is stored on {} node(s)",
+        deleted.seq.unwrap_or(0),
+        deleted.replicas
+    );
+    Ok(())
+}
+
+/// `cairn watch`: prints each new version as it arrives, until interrupted or the node stops.
+pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
+    let mut stream = ApiClient::new(args.api.api).watch(&args.target).await?;
+    eprintln!("watching {} (Ctrl-C to stop)", args.target);
+    while let Some(update) = stream.next().await {
+        let update = update?;
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&update)?)?;
+        } else if update.kind == "tombstone" {
+            writeln!(out, "(deleted, seq {})", update.seq.unwrap_or(0))?;
+        } else {
+            match &update.text {
+                Some(text) => writeln!(out, "{text}")?,
+                None => writeln!(
+                    out,
+                    "({} bytes, hex {})",
+                    update.value.len() / 2,
+                    update.value
+                )?,
+            }
+        }
+        out.flush()?;
+    }
+    bail!("the node closed the watch (it stopped?)")
+}
+
 /// `cairn status`.
 pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
     let s = ApiClient::new(args.api).status().await?;
@@ -154,9 +224,14 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
     println!("network    {}", s.network);
     println!("listen     {}", s.listen);
     println!("peers      {}", s.peers);
+    println!("network    ~{} nodes (estimated)", s.network_size);
     println!("items      {}", s.items);
     println!("uptime_s   {}", s.uptime_s);
     println!("version    {}", s.version);
+    println!(
+        "listen     {} subscriptions held for peers, {} keys watched",
+        s.subscriptions, s.watches
+    );
     // What the defences of SECURITY.md turned away since start.
     println!(
         "refused    {} connections (host limit), {} evicted, {} handshakes too slow",

@@ -17,8 +17,8 @@ pub const DEFAULT_API: &str = "127.0.0.1:7401";
 
 /// cairn: a peer-to-peer distributed hash table (Kademlia over TCP, signed items).
 ///
-/// Run `cairn node` to start a node; `cairn put`, `cairn get`, `cairn status` and `cairn id`
-/// talk to a running node through its local HTTP API. `cairn testnet` starts a whole network
+/// Run `cairn node` to start a node; `cairn put`, `cairn get`, `cairn delete`, `cairn watch`,
+/// `cairn status` and `cairn id` talk to a running node through its local HTTP API. `cairn testnet` starts a whole network
 /// on loopback addresses (127.a.b.1, one per node) and measures it.
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, propagate_version = true)]
@@ -43,7 +43,26 @@ enum Cmd {
     #[command(verbatim_doc_comment)]
     Put(commands::PutArgs),
     /// Fetch a value by PUBLIC_KEY/NAME (a signed item) or by KEY (any item), to stdout or -o FILE.
+    ///
+    /// Exits 1 with "deleted" when the item was deleted by its publisher.
     Get(commands::GetArgs),
+    /// Delete an item this node published (a signed tombstone that stale copies cannot undo).
+    ///
+    /// A later `cairn put` of the same NAME brings it back. Immutable items cannot be deleted.
+    ///
+    /// Example:
+    ///   cairn delete greeting
+    #[command(verbatim_doc_comment)]
+    Delete(commands::DeleteArgs),
+    /// Print each new version of PUBLIC_KEY/NAME or KEY as it arrives (the newest first).
+    ///
+    /// Subscribes at the nodes closest to the key and follows them as the network changes.
+    /// A deletion prints "(deleted, seq N)". Runs until Ctrl-C.
+    ///
+    /// Example:
+    ///   cairn watch 03a1...b8/greeting
+    #[command(verbatim_doc_comment)]
+    Watch(commands::WatchArgs),
     /// Show the running node's state.
     Status(commands::ApiArgs),
     /// Print the running node's id and public key.
@@ -108,6 +127,8 @@ fn main() -> ExitCode {
             Cmd::Node(args) => node::run(args).await,
             Cmd::Put(args) => commands::put(args).await,
             Cmd::Get(args) => commands::get(args).await,
+            Cmd::Delete(args) => commands::delete(args).await,
+            Cmd::Watch(args) => commands::watch(args).await,
             Cmd::Status(args) => commands::status(args).await,
             Cmd::Id(args) => commands::id(args).await,
             Cmd::Testnet(args) => testnet::run(args).await,

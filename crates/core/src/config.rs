@@ -44,6 +44,18 @@ pub struct Config {
     /// How many routing-table places one network (IPv4 /24, IPv6 /48) may hold: 2 per bucket
     /// and 10 in all by default.
     pub diversity: Diversity,
+    /// Live `listen` subscriptions this node keeps for its peers, all connections together;
+    /// more are answered 429. Default 10,000. (One connection may hold at most 64.)
+    pub max_subscriptions: usize,
+    /// How long a subscription lasts unless renewed: the `ttl` of `listening` answers. At most
+    /// 600 s, the protocol's limit. Default 600 s.
+    pub listen_ttl: Duration,
+    /// At how many of the nodes closest to a key a watch subscribes. Default 3.
+    pub watch_width: NonZeroUsize,
+    /// How often a watch looks its key up again, to move to closer nodes and renew its
+    /// subscriptions (sooner when a `ttl` asks for it, or when a subscription is lost).
+    /// Default 5 min.
+    pub watch_refresh: Duration,
 }
 
 impl Default for Config {
@@ -65,6 +77,10 @@ impl Default for Config {
             expire_interval: Duration::from_secs(60),
             max_housekeeping: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
             diversity: Diversity::default(),
+            max_subscriptions: 10_000,
+            listen_ttl: Duration::from_secs(600),
+            watch_width: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+            watch_refresh: Duration::from_secs(300),
         }
     }
 }

@@ -17,6 +17,9 @@ use crate::time::Time;
 /// Domain separation tag at the start of every item signature preimage.
 pub const ITEM_SIGNATURE_TAG: &[u8] = b"cairn-item-v1";
 
+/// Domain separation tag at the start of every tombstone signature preimage.
+pub const TOMBSTONE_SIGNATURE_TAG: &[u8] = b"cairn-tombstone-v1";
+
 /// The longest item name, in bytes of UTF-8.
 pub const MAX_NAME_LEN: usize = 255;
 
@@ -39,13 +42,50 @@ pub struct ImmutableItem {
     value: Bytes,
 }
 
-/// A verified item of either kind.
+/// The publisher's word that its signed item under `name` is deleted, as of `seq`: it competes
+/// with the signed item's versions by `seq`, so that a stale replica cannot bring the item back
+/// (`docs/protocol.md`, "Tombstones").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tombstone {
+    key: Key,
+    public_key: [u8; 32],
+    name: String,
+    seq: u64,
+    expires: u64,
+    signature: [u8; 64],
+}
+
+/// A verified item of any kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
     /// Mutable, owned by a key pair.
     Signed(SignedItem),
     /// Content-addressed.
     Immutable(ImmutableItem),
+    /// A deleted signed item.
+    Tombstone(Tombstone),
+}
+
+/// The kinds of item, as the wire names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `"signed"`.
+    Signed,
+    /// `"immutable"`.
+    Immutable,
+    /// `"tombstone"`.
+    Tombstone,
+}
+
+impl Kind {
+    /// The name the wire and the HTTP API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Signed => "signed",
+            Kind::Immutable => "immutable",
+            Kind::Tombstone => "tombstone",
+        }
+    }
 }
 
 /// Why parts do not make a valid item.
@@ -81,6 +121,28 @@ pub fn signature_preimage(key: &Key, seq: u64, expires: u64, value: &[u8]) -> Ve
     out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
     out.extend_from_slice(value);
     out
+}
+
+/// The bytes a tombstone's signature covers.
+pub fn tombstone_preimage(key: &Key, seq: u64, expires: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(TOMBSTONE_SIGNATURE_TAG.len() + 64 + 8 + 8);
+    out.extend_from_slice(TOMBSTONE_SIGNATURE_TAG);
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&expires.to_be_bytes());
+    out
+}
+
+/// Checks `signature` over `preimage` under `public_key` with `verify_strict`.
+fn verify_signature(
+    public_key: &[u8; 32],
+    preimage: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), ItemError> {
+    VerifyingKey::from_bytes(public_key)
+        .map_err(|_| ItemError::BadPublicKey)?
+        .verify_strict(preimage, &Signature::from_bytes(signature))
+        .map_err(|_| ItemError::BadSignature)
 }
 
 fn check_name(name: &str) -> Result<(), ItemError> {
@@ -149,14 +211,8 @@ impl SignedItem {
         signature: [u8; 64],
     ) -> Result<Self, ItemError> {
         let item = Self::unverified(public_key, name, value, seq, expires, signature)?;
-        let verifying_key =
-            VerifyingKey::from_bytes(&public_key).map_err(|_| ItemError::BadPublicKey)?;
-        verifying_key
-            .verify_strict(
-                &signature_preimage(&item.key, seq, expires, &item.value),
-                &Signature::from_bytes(&signature),
-            )
-            .map_err(|_| ItemError::BadSignature)?;
+        let preimage = signature_preimage(&item.key, seq, expires, &item.value);
+        verify_signature(&public_key, &preimage, &signature)?;
         Ok(item)
     }
 
@@ -190,6 +246,90 @@ impl SignedItem {
     }
 }
 
+impl Tombstone {
+    /// Signs a tombstone for the item `name` of `signing_key`'s owner, as of `seq`.
+    pub fn sign(
+        signing_key: &SigningKey,
+        name: &str,
+        seq: u64,
+        expires: u64,
+    ) -> Result<Self, ItemError> {
+        check_name(name)?;
+        let public_key = signing_key.verifying_key().to_bytes();
+        let key = signed_key(&public_key, name);
+        let signature = signing_key
+            .sign(&tombstone_preimage(&key, seq, expires))
+            .to_bytes();
+        Ok(Tombstone {
+            key,
+            public_key,
+            name: name.to_owned(),
+            seq,
+            expires,
+            signature,
+        })
+    }
+
+    /// Makes a tombstone of parts without checking the signature (see
+    /// [`SignedItem::unverified`]).
+    pub(crate) fn unverified(
+        public_key: [u8; 32],
+        name: String,
+        seq: u64,
+        expires: u64,
+        signature: [u8; 64],
+    ) -> Result<Self, ItemError> {
+        check_name(&name)?;
+        Ok(Tombstone {
+            key: signed_key(&public_key, &name),
+            public_key,
+            name,
+            seq,
+            expires,
+            signature,
+        })
+    }
+
+    /// Checks parts received from elsewhere and makes a tombstone of them.
+    pub fn verify(
+        public_key: [u8; 32],
+        name: String,
+        seq: u64,
+        expires: u64,
+        signature: [u8; 64],
+    ) -> Result<Self, ItemError> {
+        let tombstone = Self::unverified(public_key, name, seq, expires, signature)?;
+        let preimage = tombstone_preimage(&tombstone.key, seq, expires);
+        verify_signature(&public_key, &preimage, &signature)?;
+        Ok(tombstone)
+    }
+
+    /// The derived key: the deleted item's.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+    /// The publisher's ed25519 public key.
+    pub fn public_key(&self) -> &[u8; 32] {
+        &self.public_key
+    }
+    /// The name of the deleted item.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The publisher's sequence number; it competes with the item's versions.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// Unix seconds after which the tombstone is dropped; 0 means never.
+    pub fn expires(&self) -> u64 {
+        self.expires
+    }
+    /// The ed25519 signature over [`tombstone_preimage`].
+    pub fn signature(&self) -> &[u8; 64] {
+        &self.signature
+    }
+}
+
 impl ImmutableItem {
     /// The immutable item holding `value`; its key is `SHA-512(value)`.
     pub fn new(value: Bytes) -> Self {
@@ -214,21 +354,39 @@ impl Item {
         match self {
             Item::Signed(item) => item.key(),
             Item::Immutable(item) => item.key(),
+            Item::Tombstone(item) => item.key(),
         }
     }
 
-    /// The value bytes.
+    /// The kind of item.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Item::Signed(_) => Kind::Signed,
+            Item::Immutable(_) => Kind::Immutable,
+            Item::Tombstone(_) => Kind::Tombstone,
+        }
+    }
+
+    /// Whether this is a tombstone: the item under its key is deleted.
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self, Item::Tombstone(_))
+    }
+
+    /// The value bytes (none for a tombstone).
     pub fn value(&self) -> &Bytes {
+        static NONE: Bytes = Bytes::new();
         match self {
             Item::Signed(item) => item.value(),
             Item::Immutable(item) => item.value(),
+            Item::Tombstone(_) => &NONE,
         }
     }
 
-    /// The sequence number of a signed item; immutable items have none.
+    /// The sequence number of a signed item or tombstone; immutable items have none.
     pub fn seq(&self) -> Option<u64> {
         match self {
             Item::Signed(item) => Some(item.seq),
+            Item::Tombstone(item) => Some(item.seq),
             Item::Immutable(_) => None,
         }
     }
@@ -237,6 +395,7 @@ impl Item {
     pub fn expires(&self) -> u64 {
         match self {
             Item::Signed(item) => item.expires,
+            Item::Tombstone(item) => item.expires,
             Item::Immutable(_) => 0,
         }
     }
@@ -252,7 +411,14 @@ impl Item {
         match self {
             Item::Signed(item) => 64 + 32 + item.name.len() + item.value.len() + 8 + 8 + 64,
             Item::Immutable(item) => 64 + item.value.len(),
+            Item::Tombstone(item) => 64 + 32 + item.name.len() + 8 + 8 + 64,
         }
+    }
+}
+
+impl From<Tombstone> for Item {
+    fn from(item: Tombstone) -> Self {
+        Item::Tombstone(item)
     }
 }
 
@@ -302,8 +468,10 @@ pub enum Refusal {
 /// What the which-copy-wins rules need to know of the copy a node holds: a whole [`Item`], or
 /// a [`Summary`] of one whose value lives on disk.
 pub trait Held {
-    /// The `seq` of a signed copy; `None` for an immutable one.
+    /// The `seq` of a signed copy or tombstone; `None` for an immutable one.
     fn seq(&self) -> Option<u64>;
+    /// The kind of the copy.
+    fn kind(&self) -> Kind;
     /// Unix seconds of expiry, 0 for never.
     fn expires(&self) -> u64;
     /// Whether `item` carries the same value as this copy.
@@ -320,6 +488,9 @@ pub trait Held {
 impl Held for Item {
     fn seq(&self) -> Option<u64> {
         Item::seq(self)
+    }
+    fn kind(&self) -> Kind {
+        Item::kind(self)
     }
     fn expires(&self) -> u64 {
         Item::expires(self)
@@ -339,6 +510,7 @@ impl Held for Item {
 /// [`crate::wire::decode_known_item`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Summary {
+    kind: Kind,
     seq: Option<u64>,
     expires: u64,
     size: u32,
@@ -352,15 +524,18 @@ impl Summary {
         let hash = Id::hash(item.value());
         let mut value_hash = [0u8; 32];
         value_hash.copy_from_slice(&hash.as_bytes()[..32]);
-        let signature_tag = match item {
-            Item::Signed(s) => {
-                let mut tag = [0u8; 8];
-                tag.copy_from_slice(&Id::hash(s.signature()).as_bytes()[..8]);
-                u64::from_be_bytes(tag)
-            }
-            Item::Immutable(_) => 0,
+        let signature = match item {
+            Item::Signed(s) => Some(s.signature()),
+            Item::Tombstone(t) => Some(t.signature()),
+            Item::Immutable(_) => None,
         };
+        let signature_tag = signature.map_or(0, |signature| {
+            let mut tag = [0u8; 8];
+            tag.copy_from_slice(&Id::hash(signature).as_bytes()[..8]);
+            u64::from_be_bytes(tag)
+        });
         Summary {
+            kind: item.kind(),
             seq: item.seq(),
             expires: item.expires(),
             size: u32::try_from(item.size()).unwrap_or(u32::MAX),
@@ -380,6 +555,9 @@ impl Held for Summary {
     fn seq(&self) -> Option<u64> {
         self.seq
     }
+    fn kind(&self) -> Kind {
+        self.kind
+    }
     fn expires(&self) -> u64 {
         self.expires
     }
@@ -393,9 +571,10 @@ impl Held for Summary {
 
 /// Decides whether `incoming` may be stored over `held` (the copy held for the same key).
 ///
-/// The rules of `docs/protocol.md` ("Which copy wins"): higher `seq` wins; equal `seq` with an
-/// equal value replaces only to extend `expires` (0 counts as never); equal `seq` with another
-/// value is a conflict; an expired item is refused whatever is held.
+/// The rules of `docs/protocol.md` ("Which copy wins"): higher `seq` wins, whether the copies
+/// are signed items or tombstones; equal `seq` with an equal kind and value replaces only to
+/// extend `expires` (0 counts as never); equal `seq` with another kind or value is a conflict;
+/// an expired item is refused whatever is held.
 pub fn resolve<H: Held>(
     held: Option<&H>,
     incoming: &Item,
@@ -414,7 +593,7 @@ pub fn resolve<H: Held>(
                 Ok(Resolution::Replace)
             } else if new < old {
                 Err(Refusal::Stale { held: old })
-            } else if !held.same_value(incoming) {
+            } else if held.kind() != incoming.kind() || !held.same_value(incoming) {
                 Err(Refusal::Conflict { seq: old })
             } else if expiry_order(incoming.expires()) > expiry_order(held.expires()) {
                 Ok(Resolution::Replace)

@@ -19,7 +19,7 @@ pub mod wire;
 
 pub use config::Config;
 pub use id::{Distance, Id, Key, NodeId};
-pub use item::{ImmutableItem, Item, SignedItem};
+pub use item::{ImmutableItem, Item, SignedItem, Tombstone};
 pub use message::{Contact, ErrorCode, Message, Request, Response};
 pub use node::{Event, Node, QueryId};
 pub use store::{MemoryStore, Store};

@@ -162,6 +162,18 @@ pub enum Request {
         /// The verified item.
         item: Item,
     },
+    /// Tell me, on this connection, of every copy of `key` newer than `seq`.
+    Listen {
+        /// The key to watch.
+        key: Key,
+        /// The newest `seq` the dialer has; 0 for none.
+        seq: u64,
+    },
+    /// End the subscription made by the `listen` request with id `listen`.
+    Unlisten {
+        /// The id of that `listen` request.
+        listen: u64,
+    },
 }
 
 /// A response, sent only by the side that listened.
@@ -175,6 +187,13 @@ pub enum Response {
     Value(Item),
     /// The item of a `store` is durably kept.
     Stored,
+    /// The `listen` is in force for `ttl` seconds.
+    Listening {
+        /// Seconds until the subscription ends unless renewed; at most [`MAX_LISTEN_TTL`].
+        ttl: u32,
+    },
+    /// The `unlisten` is done.
+    Unlistened,
     /// The request failed.
     Error(ErrorReply),
 }
@@ -211,6 +230,12 @@ impl fmt::Display for ErrorCode {
         write!(f, "{}", self.0)
     }
 }
+
+/// The longest a subscription may last before it is renewed, in seconds.
+pub const MAX_LISTEN_TTL: u32 = 600;
+
+/// The most live subscriptions one connection may hold.
+pub const MAX_LISTENS_PER_CONNECTION: usize = 64;
 
 /// The longest error message sent, in bytes.
 pub const MAX_ERROR_MESSAGE: usize = 256;
@@ -261,5 +286,12 @@ pub enum Message {
         id: u64,
         /// The answer.
         response: Response,
+    },
+    /// A newer copy of a key the dialer listens to, sent by the listener at any time.
+    Notify {
+        /// The id of the `listen` request that made the subscription.
+        id: u64,
+        /// The newer copy.
+        item: Item,
     },
 }

@@ -202,6 +202,35 @@ impl RoutingTable {
         all.into_iter().map(|(_, c)| c).collect()
     }
 
+    /// How many nodes the network has, estimated from the contacts closest to the own id.
+    ///
+    /// In a network of `N` uniformly random ids, the `i`-th closest to any point lies about
+    /// `i / N` of the keyspace away. The estimate fits that line to the (up to k) closest
+    /// contacts' distances by least squares: `N = sum(i^2) / sum(i * d_i)`, with `d_i` the
+    /// distance as a fraction of the keyspace (its top 64 bits). A node's own neighbourhood
+    /// is the part of the table its lookups keep fullest (every join and refresh looks itself
+    /// up), so no other buckets are needed. The same own-neighbourhood density idea underlies
+    /// the estimates of mainline DHT clients and OpenDHT. 0 with no contact; the node itself is
+    /// counted.
+    pub fn network_size(&self) -> u64 {
+        let closest = self.closest(&self.own_id, self.k);
+        let (mut sum_ii, mut sum_id) = (0.0f64, 0.0f64);
+        for (i, contact) in closest.iter().enumerate() {
+            let distance = self.own_id.distance(&contact.id);
+            let mut top = [0u8; 8];
+            top.copy_from_slice(&distance.as_bytes()[..8]);
+            let fraction = (u64::from_be_bytes(top) as f64 + 1.0) / 18_446_744_073_709_551_616.0;
+            let rank = (i + 1) as f64;
+            sum_ii += rank * rank;
+            sum_id += rank * fraction;
+        }
+        if closest.is_empty() || sum_id <= 0.0 {
+            return 0;
+        }
+        // The fit counts the others; the node itself is one more.
+        (sum_ii / sum_id).round() as u64 + 1
+    }
+
     /// Records that `contact` answered a request or sent a verified one.
     pub fn seen(&mut self, contact: Contact, now: Time) -> Insertion {
         let Some(index) = self.bucket_of(&contact.id) else {

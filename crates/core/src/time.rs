@@ -46,6 +46,12 @@ impl Add<Duration> for Time {
     }
 }
 
+impl std::ops::AddAssign<Duration> for Time {
+    fn add_assign(&mut self, rhs: Duration) {
+        *self = *self + rhs;
+    }
+}
+
 impl Sub<Duration> for Time {
     type Output = Time;
     fn sub(self, rhs: Duration) -> Time {

@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use cairn_core::message::ErrorCode;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::dht::Dht;
-use crate::outcome::{GetError, PutError, PutReceipt};
+use crate::outcome::{DeleteError, GetError, PutError, PutReceipt};
 
 /// The answer to a publish (`PUT /v1/items/{name}` or `POST /v1/blobs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +48,8 @@ pub struct Published {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// The tombstone's `seq` of a 410 (sent as the `cairn-seq` header).
+    seq: Option<u64>,
 }
 
 impl ApiError {
@@ -54,14 +57,30 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            seq: None,
+        }
+    }
+
+    /// 410 Gone for an item deleted by a tombstone with this `seq`.
+    fn deleted(message: String, seq: u64) -> Self {
+        ApiError {
+            seq: Some(seq),
+            ..ApiError::new(StatusCode::GONE, message)
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.status.as_u16(), "message": self.message } });
-        (self.status, axum::Json(body)).into_response()
+        let mut error =
+            serde_json::json!({ "code": self.status.as_u16(), "message": self.message });
+        let mut headers = HeaderMap::new();
+        if let Some(seq) = self.seq {
+            error["seq"] = seq.into();
+            headers.insert("cairn-seq", HeaderValue::from(seq));
+        }
+        let body = serde_json::json!({ "error": error });
+        (self.status, headers, axum::Json(body)).into_response()
     }
 }
 
@@ -105,20 +124,33 @@ impl From<GetError> for ApiError {
     fn from(e: GetError) -> Self {
         let status = match e {
             GetError::NotFound { .. } => StatusCode::NOT_FOUND,
+            GetError::Deleted { seq, .. } => return ApiError::deleted(e.to_string(), seq),
             GetError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())
     }
 }
 
+impl From<DeleteError> for ApiError {
+    fn from(e: DeleteError) -> Self {
+        match e {
+            DeleteError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            DeleteError::AlreadyDeleted { seq, .. } => ApiError::deleted(e.to_string(), seq),
+            DeleteError::Put(e) => e.into(),
+        }
+    }
+}
+
 /// The API's routes over `dht`.
 pub fn router(dht: Dht) -> Router {
     Router::new()
-        .route("/v1/items/{name}", put(put_item))
+        .route("/v1/items/{name}", put(put_item).delete(delete_item))
         .route("/v1/items/{public_key}/{name}", get(get_item))
         .route("/v1/blobs", post(post_blob))
         .route("/v1/blobs/{key}", get(get_blob))
         .route("/v1/keys/{key}", get(get_key))
+        .route("/v1/watch/{key}", get(watch_key))
+        .route("/v1/watch/{public_key}/{name}", get(watch_item))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .fallback(|| async {
@@ -175,6 +207,22 @@ async fn put_item(
     }))
 }
 
+async fn delete_item(
+    State(dht): State<Dht>,
+    name: Result<Path<String>, PathRejection>,
+    params: Result<Query<PutParams>, QueryRejection>,
+) -> Result<axum::Json<Published>, ApiError> {
+    let (Path(name), Query(params)) = (name?, params?);
+    let ttl = params.ttl.map(Duration::from_secs);
+    let receipt = dht.delete(&name, ttl).await?;
+    let public_key = dht.status().await.map(|s| s.public_key);
+    Ok(axum::Json(Published {
+        public_key,
+        name: Some(name),
+        ..published(&receipt)
+    }))
+}
+
 fn published(receipt: &PutReceipt) -> Published {
     Published {
         key: receipt.key.to_hex(),
@@ -213,20 +261,107 @@ fn value_response(item: &Item) -> Response {
     (headers, item.value().clone()).into_response()
 }
 
+fn parse_public_key(text: &str) -> Result<[u8; 32], ApiError> {
+    let bytes = cairn_core::id::from_hex(text).unwrap_or_default();
+    bytes.try_into().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("bad public key {text:?}: expected 64 hex digits"),
+        )
+    })
+}
+
 async fn get_item(
     State(dht): State<Dht>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path((public_key, name)) = path?;
-    let bytes = cairn_core::id::from_hex(&public_key).unwrap_or_default();
-    let public_key: [u8; 32] = bytes.try_into().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("bad public key {public_key:?}: expected 64 hex digits"),
-        )
-    })?;
+    let public_key = parse_public_key(&public_key)?;
     let found = dht.get_signed(&public_key, &name).await?;
     Ok(value_response(&found.item))
+}
+
+/// One version of a watched key, as the data of a Server-Sent Event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchUpdate {
+    /// Hex key.
+    pub key: String,
+    /// `signed`, `immutable` or `tombstone` (deleted).
+    pub kind: String,
+    /// The version's `seq` (signed items and tombstones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Unix seconds of expiry, 0 for never.
+    pub expires: u64,
+    /// The value as hex (empty for a tombstone).
+    pub value: String,
+    /// The value as text, when it is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl WatchUpdate {
+    /// The update describing `item`.
+    pub fn of(item: &Item) -> Self {
+        WatchUpdate {
+            key: item.key().to_hex(),
+            kind: item.kind().as_str().to_owned(),
+            seq: item.seq(),
+            expires: item.expires(),
+            value: cairn_core::id::to_hex(item.value()),
+            text: std::str::from_utf8(item.value()).ok().map(str::to_owned),
+        }
+    }
+}
+
+async fn watch_key(
+    State(dht): State<Dht>,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    watch_stream(dht, parse_key(&key?.0)?).await
+}
+
+async fn watch_item(
+    State(dht): State<Dht>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((public_key, name)) = path?;
+    let public_key = parse_public_key(&public_key)?;
+    if name.is_empty() || name.len() > cairn_core::item::MAX_NAME_LEN {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "an item name is 1 to 255 bytes",
+        ));
+    }
+    watch_stream(dht, cairn_core::item::signed_key(&public_key, &name)).await
+}
+
+/// Server-Sent Events, one per version: `event: value` for a value, `event: deleted` for a
+/// tombstone, each with a [`WatchUpdate`] as JSON data and the `seq` as the event id.
+async fn watch_stream(dht: Dht, key: Id) -> Result<Response, ApiError> {
+    let watch = dht
+        .watch(key)
+        .await
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node has stopped"))?;
+    let events = futures_util::stream::unfold(watch, |mut watch| async move {
+        let item = watch.next().await?;
+        let name = if item.is_tombstone() {
+            "deleted"
+        } else {
+            "value"
+        };
+        let mut event = SseEvent::default().event(name);
+        if let Some(seq) = item.seq() {
+            event = event.id(seq.to_string());
+        }
+        let event = event
+            .json_data(WatchUpdate::of(&item))
+            .unwrap_or_else(|_| SseEvent::default().event("error"));
+        Some((Ok::<_, std::convert::Infallible>(event), watch))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn get_blob(
@@ -236,7 +371,7 @@ async fn get_blob(
     let key = parse_key(&key?.0)?;
     match dht.get(key).await?.item {
         item @ Item::Immutable(_) => Ok(value_response(&item)),
-        Item::Signed(_) => Err(ApiError::new(
+        Item::Signed(_) | Item::Tombstone(_) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "that key holds a signed item; use /v1/keys",
         )),

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
-use crate::api::Published;
+use crate::api::{Published, WatchUpdate};
 use crate::outcome::Status;
 
 /// Why an API call failed.
@@ -28,6 +28,14 @@ pub enum ClientError {
         addr: SocketAddr,
         /// Why.
         error: std::io::Error,
+    },
+    /// The item asked for was deleted by its publisher (HTTP 410).
+    #[error("{message}")]
+    Deleted {
+        /// The tombstone's `seq`.
+        seq: Option<u64>,
+        /// The API's message.
+        message: String,
     },
     /// The API answered with an error.
     #[error("{message}")]
@@ -93,12 +101,14 @@ impl ApiClient {
         ApiClient { addr }
     }
 
-    async fn call(
+    /// Sends one request and returns the response with its body still to read; an error
+    /// status is read and turned into its [`ClientError`].
+    async fn send(
         &self,
         method: Method,
         path: &str,
         body: Bytes,
-    ) -> Result<hyper::Response<Bytes>, ClientError> {
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let addr = self.addr;
         let protocol = |message: String| ClientError::Protocol { addr, message };
         let stream = TcpStream::connect(addr)
@@ -119,21 +129,48 @@ impl ApiClient {
             .await
             .map_err(|_| protocol("no answer within 60 s".into()))?
             .map_err(|e| protocol(e.to_string()))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
         let (parts, body) = response.into_parts();
         let bytes = body
             .collect()
             .await
             .map_err(|e| protocol(e.to_string()))?
             .to_bytes();
-        if !parts.status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error.message)
-                .unwrap_or_else(|_| format!("HTTP {}", parts.status));
-            return Err(ClientError::Api {
-                status: parts.status,
-                message,
-            });
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| format!("HTTP {}", parts.status));
+        if parts.status == StatusCode::GONE {
+            let seq = parts
+                .headers
+                .get("cairn-seq")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.parse().ok());
+            return Err(ClientError::Deleted { seq, message });
         }
+        Err(ClientError::Api {
+            status: parts.status,
+            message,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<Bytes>, ClientError> {
+        let response = self.send(method, path, body).await?;
+        let (parts, body) = response.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| ClientError::Protocol {
+                addr: self.addr,
+                message: e.to_string(),
+            })?
+            .to_bytes();
         Ok(hyper::Response::from_parts(parts, bytes))
     }
 
@@ -182,6 +219,35 @@ impl ApiClient {
         self.json(Method::PUT, &path, value).await
     }
 
+    /// Deletes the item `name` the node published; the tombstone lives `ttl` seconds, for
+    /// ever without one.
+    pub async fn delete(&self, name: &str, ttl: Option<u64>) -> Result<Published, ClientError> {
+        let mut path = format!("/v1/items/{}", encode_segment(name));
+        if let Some(ttl) = ttl {
+            path.push_str(&format!("?ttl={ttl}"));
+        }
+        self.json(Method::DELETE, &path, Bytes::new()).await
+    }
+
+    /// Watches the signed item `name` of `public_key` (both as given), or with `name` `None`,
+    /// any item by its hex key `public_key`: a stream of Server-Sent Events.
+    pub async fn watch(&self, target: &str) -> Result<WatchStream, ClientError> {
+        let path = match target.split_once('/') {
+            Some((public_key, name)) => format!(
+                "/v1/watch/{}/{}",
+                encode_segment(public_key),
+                encode_segment(name)
+            ),
+            None => format!("/v1/watch/{}", encode_segment(target)),
+        };
+        let response = self.send(Method::GET, &path, Bytes::new()).await?;
+        Ok(WatchStream {
+            addr: self.addr,
+            body: response.into_body(),
+            buffer: Vec::new(),
+        })
+    }
+
     /// Publishes an immutable item.
     pub async fn put_immutable(&self, value: Bytes) -> Result<Published, ClientError> {
         self.json(Method::POST, "/v1/blobs", value).await
@@ -206,6 +272,55 @@ impl ApiClient {
     /// The node's status.
     pub async fn status(&self) -> Result<Status, ClientError> {
         self.json(Method::GET, "/v1/status", Bytes::new()).await
+    }
+}
+
+/// The versions of a watched key, read from the API's Server-Sent Events.
+#[derive(Debug)]
+pub struct WatchStream {
+    addr: SocketAddr,
+    body: hyper::body::Incoming,
+    buffer: Vec<u8>,
+}
+
+impl WatchStream {
+    /// The next version (a `tombstone` kind when the item was deleted); `None` when the node
+    /// closed the stream.
+    pub async fn next(&mut self) -> Option<Result<WatchUpdate, ClientError>> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&event);
+                let data: String = text
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some(
+                    serde_json::from_str(&data).map_err(|e| ClientError::Protocol {
+                        addr: self.addr,
+                        message: format!("unexpected event: {e}"),
+                    }),
+                );
+            }
+            match self.body.frame().await? {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+                Err(e) => {
+                    return Some(Err(ClientError::Protocol {
+                        addr: self.addr,
+                        message: e.to_string(),
+                    }));
+                }
+            }
+        }
     }
 }
 

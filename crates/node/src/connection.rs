@@ -91,6 +91,10 @@ pub(crate) enum ConnError {
 /// How long a connection may take, once the node shuts down, to answer what it was asked.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// How many `notify` frames may wait to be written on one incoming connection; past that the
+/// driver drops them (the dialer, not reading, will get the newest at its next renewal).
+pub(crate) const NOTIFY_QUEUE: usize = 64;
+
 /// How much the reader asks the socket for at a time.
 const READ_CHUNK: usize = 2 * 1024;
 
@@ -100,6 +104,9 @@ struct FrameReader {
     buf: BytesMut,
     decoder: NetstringDecoder,
     last_read: Instant,
+    /// Set while the connection carries a `listen` subscription: silence is then expected for
+    /// up to the subscription's ttl, and the idle limit is this instead of `idle_timeout`.
+    quiet: Option<Duration>,
 }
 
 impl FrameReader {
@@ -109,6 +116,7 @@ impl FrameReader {
             buf: BytesMut::new(),
             decoder: NetstringDecoder::new(max_frame),
             last_read: Instant::now(),
+            quiet: None,
         }
     }
 
@@ -142,7 +150,7 @@ impl FrameReader {
                 // Between frames the connection holds no buffer at all: wait for readiness
                 // first and allocate only for bytes that are there.
                 self.buf = BytesMut::new();
-                shared.config.idle_timeout
+                self.quiet.unwrap_or(shared.config.idle_timeout)
             } else {
                 shared.config.read_timeout
             };
@@ -181,6 +189,12 @@ async fn write_within(
         .map_err(|_| ConnError::Timeout)?
 }
 
+/// How long a connection carrying subscriptions may stay silent: until they all ran out
+/// (`listen_ttl`), plus the usual idle time.
+fn quiet_limit(shared: &Shared) -> Duration {
+    shared.config.protocol.listen_ttl + shared.config.idle_timeout
+}
+
 fn nonce() -> [u8; 32] {
     let mut nonce = [0u8; 32];
     rand::rng().fill_bytes(&mut nonce);
@@ -196,10 +210,19 @@ pub(crate) async fn serve_inbound(
     place: Place,
     shared: Arc<Shared>,
 ) {
+    let mut listened = false;
     let result = tokio::select! {
-        result = serve_inbound_inner(stream, peer, &place, &shared) => result,
+        result = serve_inbound_inner(stream, peer, &place, &shared, &mut listened) => result,
         () = place.evicted() => Err(ConnError::Evicted),
     };
+    if listened {
+        // Its subscriptions end with it.
+        let _ = shared
+            .tell(ToDriver::InboundClosed {
+                connection: place.id(),
+            })
+            .await;
+    }
     match result {
         Err(ConnError::HandshakeTimeout) => {
             shared
@@ -221,6 +244,7 @@ type Accepted<'a> = (FrameReader, OwnedWriteHalf, Transcript<'a>, Requester);
 async fn accept_handshake(
     stream: TcpStream,
     peer: SocketAddr,
+    connection: u64,
     shared: &Shared,
 ) -> Result<Accepted<'_>, ConnError> {
     let (read, mut write) = stream.into_split();
@@ -275,6 +299,7 @@ async fn accept_handshake(
         addr: (hello.port != 0).then(|| SocketAddr::new(peer.ip(), hello.port)),
         verified: false,
         source: peer.ip(),
+        connection,
     };
     Ok((reader, write, transcript, requester))
 }
@@ -292,6 +317,8 @@ struct Inbound<'a> {
     invalid: u32,
     /// Requests handed to the driver and not yet answered.
     outstanding: usize,
+    /// Whether the dialer ever sent `listen`: the connection may then carry subscriptions.
+    listened: bool,
 }
 
 impl Inbound<'_> {
@@ -340,6 +367,7 @@ impl Inbound<'_> {
                 if let Some(refusal) = self.over_rate(id, &request, shared) {
                     return write_within(&mut self.write, &refusal, shared).await;
                 }
+                self.listened |= matches!(request, Request::Listen { .. });
                 let up = ToDriver::Request {
                     requester: self.requester,
                     id,
@@ -379,6 +407,7 @@ async fn serve_inbound_inner(
     peer: SocketAddr,
     place: &Place,
     shared: &Shared,
+    listened: &mut bool,
 ) -> Result<(), ConnError> {
     // `hello` and a verified `auth` must both arrive by this deadline.
     let handshake_deadline = Instant::now() + shared.config.handshake_timeout;
@@ -386,13 +415,14 @@ async fn serve_inbound_inner(
     // task that may idle for a minute.
     let (mut reader, write, transcript, requester) = timeout_at(
         handshake_deadline,
-        Box::pin(accept_handshake(stream, peer, shared)),
+        Box::pin(accept_handshake(stream, peer, place.id(), shared)),
     )
     .await
     .map_err(|_| ConnError::HandshakeTimeout)??;
-    // Room for every answer owed: the driver never finds this queue full.
+    // Room for every answer owed, so the driver never finds this queue full of answers, and
+    // for `NOTIFY_QUEUE` notifications on top (the driver leaves the answers' room free).
     let in_service = shared.config.max_requests_per_connection.max(1);
-    let (reply, mut replies) = mpsc::channel::<Box<Message>>(in_service);
+    let (reply, mut replies) = mpsc::channel::<Box<Message>>(in_service + NOTIFY_QUEUE);
     let mut conn = Inbound {
         place,
         ip: peer.ip(),
@@ -402,6 +432,7 @@ async fn serve_inbound_inner(
         reply,
         invalid: 0,
         outstanding: 0,
+        listened: false,
     };
     let Some(mut shutdown) = shared.shutdown_signal() else {
         return Ok(());
@@ -436,12 +467,18 @@ async fn serve_inbound_inner(
                 return Ok(());
             }
             Some(message) = replies.recv() => {
-                conn.outstanding = conn.outstanding.saturating_sub(1);
+                if !matches!(*message, Message::Notify { .. }) {
+                    conn.outstanding = conn.outstanding.saturating_sub(1);
+                }
                 write_within(&mut conn.write, &message, shared).await?;
             }
             // At `in_service` requests in service, reading stops: backpressure, not drops.
             frame = reader.next(shared), if draining.is_none() && conn.outstanding < in_service => {
                 conn.on_frame(&frame?, shared).await?;
+                if conn.listened && !*listened {
+                    *listened = true;
+                    reader.quiet = Some(quiet_limit(shared));
+                }
             }
         }
     }
@@ -454,6 +491,7 @@ fn kind(message: &Message) -> &'static str {
         Message::Auth(_) => "auth",
         Message::Request { .. } => "request",
         Message::Response { .. } => "response",
+        Message::Notify { .. } => "notify",
     }
 }
 
@@ -467,6 +505,7 @@ pub(crate) async fn dial(
     shared: Arc<Shared>,
 ) {
     let mut in_flight = HashSet::new();
+    let mut subscriptions = Subscriptions::default();
     let permit = match &shared.config.connection_budget {
         None => None,
         Some(budget) => match timeout(
@@ -502,11 +541,22 @@ pub(crate) async fn dial(
                     .counters
                     .connections_opened
                     .fetch_add(1, Ordering::Relaxed);
-                if let Err(e) =
-                    carry(reader, write, peer, &mut requests, &mut in_flight, &shared).await
-                {
+                let carried = carry(
+                    reader,
+                    write,
+                    peer,
+                    &mut requests,
+                    &mut in_flight,
+                    &mut subscriptions,
+                    &shared,
+                )
+                .await;
+                if let Err(e) = carried {
                     tracing::debug!(%addr, "outbound connection closed: {e}");
                 }
+                // The subscriptions it carried are lost with it: the node hears of them as
+                // failed `listen` requests.
+                in_flight.extend(subscriptions.live.into_keys());
             }
             Err(e) => {
                 shared
@@ -625,13 +675,50 @@ async fn connect(
     Ok((reader, write, Contact::new(id, addr)))
 }
 
-/// Sends requests and hands responses up until the pool lets go and nothing is in flight.
+/// The subscriptions a dialed connection carries: the `listen` requests answered
+/// `listening`, one per key (a renewal replaces the one before), and those still in flight.
+#[derive(Default)]
+struct Subscriptions {
+    live: std::collections::HashMap<u64, cairn_core::Key>,
+    asked: std::collections::HashMap<u64, cairn_core::Key>,
+}
+
+impl Subscriptions {
+    fn sent(&mut self, id: u64, request: &Request) {
+        match request {
+            Request::Listen { key, .. } => {
+                self.asked.insert(id, *key);
+            }
+            Request::Unlisten { listen } => {
+                self.live.remove(listen);
+            }
+            _ => {}
+        }
+    }
+
+    fn answered(&mut self, id: u64, response: &Response) {
+        if let Some(key) = self.asked.remove(&id) {
+            if matches!(response, Response::Listening { .. }) {
+                self.live.retain(|_, k| *k != key);
+                self.live.insert(id, key);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+}
+
+/// Sends requests and hands responses (and `notify` frames) up until the pool lets go and
+/// nothing is in flight or subscribed.
 async fn carry(
     mut reader: FrameReader,
     mut write: OwnedWriteHalf,
     peer: Contact,
     requests: &mut mpsc::Receiver<Outgoing>,
     in_flight: &mut HashSet<u64>,
+    subscriptions: &mut Subscriptions,
     shared: &Shared,
 ) -> Result<(), ConnError> {
     let mut released = false;
@@ -639,19 +726,29 @@ async fn carry(
         return Ok(());
     };
     loop {
+        // Silence is expected while a subscription waits for news.
+        reader.quiet = (!subscriptions.is_empty()).then(|| quiet_limit(shared));
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
             next = requests.recv(), if !released => match next {
                 Some((id, request)) => {
                     in_flight.insert(id);
+                    subscriptions.sent(id, &request);
                     write_message(&mut write, &Message::Request { id, request: *request }).await?;
                 }
-                None if in_flight.is_empty() => return Ok(()),
+                None if in_flight.is_empty() && subscriptions.is_empty() => return Ok(()),
                 None => released = true,
             },
             frame = reader.next(shared) => {
                 let (id, response) = match wire::decode(&frame?) {
                     Ok(Message::Response { id, response }) => (id, response),
+                    Ok(Message::Notify { id, item }) => {
+                        if subscriptions.live.contains_key(&id) {
+                            let up = ToDriver::Notify { from: peer, id, item: Box::new(item) };
+                            let _ = shared.tell(up).await;
+                        }
+                        continue;
+                    }
                     Ok(other) => return Err(ConnError::NotAResponse(kind(&other))),
                     // An answer that fails to decode (say, a forged item) fails its request.
                     Err(e) => match e.id {
@@ -663,9 +760,10 @@ async fn carry(
                     },
                 };
                 if in_flight.remove(&id) {
+                    subscriptions.answered(id, &response);
                     let _ = shared.tell(ToDriver::Response { from: peer, id, response: Box::new(response) }).await;
                 }
-                if released && in_flight.is_empty() {
+                if released && in_flight.is_empty() && subscriptions.is_empty() {
                     return Ok(());
                 }
             }

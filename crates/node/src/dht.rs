@@ -12,7 +12,9 @@ use cairn_core::{Item, Key, NodeId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::inbox::Command;
-use crate::outcome::{BootstrapError, Found, GetError, PeerInfo, PutError, PutReceipt, Status};
+use crate::outcome::{
+    BootstrapError, DeleteError, Found, GetError, PeerInfo, PutError, PutReceipt, Status,
+};
 
 /// A handle to a running node. Clone it freely; the node runs until [`Dht::shutdown`] or until
 /// every handle is dropped.
@@ -73,6 +75,41 @@ impl Dht {
             .await
     }
 
+    /// Deletes the item `name` this node published: publishes a tombstone whose `seq` beats
+    /// the newest version held here or, if none is, found by a get. Gets of the item then
+    /// answer [`GetError::Deleted`], and no stale copy can come back. The tombstone lives `ttl`
+    /// (for ever without one: it must outlive every copy of the item to keep them out).
+    /// A later [`Dht::put_signed`] of the name brings it back.
+    pub async fn delete(
+        &self,
+        name: &str,
+        ttl: Option<Duration>,
+    ) -> Result<PutReceipt, DeleteError> {
+        let name = name.to_owned();
+        self.call(|reply| Command::Delete { name, ttl, reply })
+            .await
+            .unwrap_or(Err(DeleteError::Put(PutError::Stopped)))
+    }
+
+    /// Watches `key` across the network: the returned [`Watch`] yields the newest version
+    /// the closest nodes hold (if any), then every newer one, each `seq` once and in order; a
+    /// tombstone means the item was deleted. Dropping the watch ends it.
+    pub async fn watch(&self, key: Key) -> Option<Watch> {
+        let (updates, receiver) = mpsc::unbounded_channel();
+        let id = self
+            .call(|reply| Command::Watch {
+                key,
+                updates,
+                reply,
+            })
+            .await?;
+        Some(Watch {
+            id,
+            updates: receiver,
+            commands: self.commands.clone(),
+        })
+    }
+
     /// The k nodes closest to `target` that answered.
     pub async fn find_node(&self, target: NodeId) -> Vec<Contact> {
         self.call(|reply| Command::FindNode { target, reply })
@@ -103,5 +140,30 @@ impl Dht {
     /// lookup timeout), closes connections. Returns once the node has stopped.
     pub async fn shutdown(&self) {
         let _ = self.call(|reply| Command::Shutdown { reply }).await;
+    }
+}
+
+/// A running watch of one key ([`Dht::watch`]).
+#[derive(Debug)]
+pub struct Watch {
+    id: cairn_core::node::WatchId,
+    updates: mpsc::UnboundedReceiver<Item>,
+    commands: mpsc::Sender<Box<Command>>,
+}
+
+impl Watch {
+    /// The next newer version (a tombstone when the item was deleted); `None` once the node
+    /// has stopped.
+    pub async fn next(&mut self) -> Option<Item> {
+        self.updates.recv().await
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // If the queue is full the driver notices the closed channel at the next update.
+        let _ = self
+            .commands
+            .try_send(Box::new(Command::Unwatch { watch: self.id }));
     }
 }

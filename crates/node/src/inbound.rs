@@ -169,6 +169,11 @@ pub(crate) struct Place {
 }
 
 impl Place {
+    /// The connection's number, unique among this node's incoming connections.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Resolves when a newcomer evicted this connection.
     pub(crate) async fn evicted(&self) {
         self.evict.notified().await;

@@ -44,9 +44,11 @@ use tokio::sync::{mpsc, watch};
 
 pub use cairn_core;
 pub use config::{Config, FileConfig};
-pub use dht::Dht;
+pub use dht::{Dht, Watch};
 pub use identity::Identity;
-pub use outcome::{BootstrapError, Found, GetError, PeerInfo, PutError, PutReceipt, Status};
+pub use outcome::{
+    BootstrapError, DeleteError, Found, GetError, PeerInfo, PutError, PutReceipt, Status,
+};
 pub use ratelimit::Rate;
 
 /// Why a node could not start.

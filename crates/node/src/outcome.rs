@@ -69,9 +69,39 @@ pub enum GetError {
         /// How many nodes answered the lookup.
         asked: usize,
     },
+    /// The newest copy found is a tombstone: its publisher deleted the item.
+    #[error("deleted: the item under {key} was deleted by its publisher (seq {seq})")]
+    Deleted {
+        /// The key sought.
+        key: Key,
+        /// The tombstone's `seq`.
+        seq: u64,
+    },
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+}
+
+/// Why a delete failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeleteError {
+    /// Neither this node nor the network holds an item of that name published by this node.
+    #[error("nothing to delete: no item named {name:?} published by this node was found")]
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// The item is deleted already.
+    #[error("the item named {name:?} is deleted already (seq {seq})")]
+    AlreadyDeleted {
+        /// The name.
+        name: String,
+        /// The tombstone's `seq`.
+        seq: u64,
+    },
+    /// Publishing the tombstone failed.
+    #[error(transparent)]
+    Put(#[from] PutError),
 }
 
 /// Why joining failed.
@@ -101,6 +131,9 @@ pub struct Status {
     pub listen: SocketAddr,
     /// Contacts in the routing table.
     pub peers: usize,
+    /// How many nodes the network has, estimated from the routing table (see
+    /// `cairn_core::routing::RoutingTable::network_size`); 0 while no contact is known.
+    pub network_size: u64,
     /// Items in the store.
     pub items: usize,
     /// Seconds since start.
@@ -141,6 +174,10 @@ pub struct Status {
     pub stores_rate_limited: u64,
     /// Stores answered 429 because their network (IPv4 /24, IPv6 /48) held its share.
     pub stores_over_share: u64,
+    /// `listen` subscriptions peers hold at this node.
+    pub subscriptions: usize,
+    /// Keys this node watches.
+    pub watches: usize,
 }
 
 /// A routing-table contact, as `GET /v1/peers` shows it.

@@ -4,7 +4,8 @@
 //! answers with the k malicious nodes closest to the target, so that a lookup which trusts it
 //! walks only among adversaries (an eclipse attempt); asked for a value it holds from before it
 //! turned, it serves that copy, which is stale once the item is updated. Asked to store, it
-//! acknowledges and keeps nothing, so a put counts replicas that do not exist. It answers
+//! acknowledges and keeps nothing, so a put counts replicas that do not exist; asked to listen,
+//! it accepts and never notifies. It answers
 //! pings, so honest nodes keep it in their tables.
 
 use cairn_core::Item;
@@ -17,6 +18,9 @@ pub(crate) fn answer(adversaries: &[Contact], held: Option<Item>, request: &Requ
     let target = match request {
         Request::Ping => return Response::Pong,
         Request::Store { .. } => return Response::Stored,
+        // It takes subscriptions and never notifies.
+        Request::Listen { .. } => return Response::Listening { ttl: 600 },
+        Request::Unlisten { .. } => return Response::Unlistened,
         Request::FindNode { target } => *target,
         Request::FindValue { key } => match held {
             Some(stale) => return Response::Value(stale),

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_core::message::{Contact, Request, Response};
-use cairn_core::node::{Requester, Transmit};
+use cairn_core::node::{Requester, Transmit, WatchId};
 use cairn_core::store::StoreLimits;
 use cairn_core::{Config, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Store, Time};
 use ed25519_dalek::SigningKey;
@@ -194,6 +194,8 @@ enum Action {
 enum Delivery {
     Request(Request),
     Response(Response),
+    /// A `notify` for the `listen` request with the action's id.
+    Notify(Item),
 }
 
 struct SimNode {
@@ -237,6 +239,8 @@ pub struct Sim {
     outcomes: HashMap<Ticket, Event>,
     next_ticket: u64,
     delivered: u64,
+    /// What each watch reported, when.
+    watched: HashMap<(usize, WatchId), Vec<(Time, Item)>>,
 }
 
 /// The simulated time at which every run starts: 2026-01-01T00:00:00Z.
@@ -263,6 +267,7 @@ impl Sim {
             outcomes: HashMap::new(),
             next_ticket: 0,
             delivered: 0,
+            watched: HashMap::new(),
         }
     }
 
@@ -384,6 +389,28 @@ impl Sim {
         self.nodes[index].alive = false;
         self.nodes[index].host_up = false;
         self.nodes[index].pool.clear();
+        // Its subscribers hear nothing: a host that vanished sends no FIN.
+        self.close_subscriptions(index, false);
+    }
+
+    /// Ends the subscriptions peers held at node `index` (its connections are gone); with
+    /// `tell`, each subscriber learns after a one-way delay, as from a FIN.
+    fn close_subscriptions(&mut self, index: usize, tell: bool) {
+        let subscribers: Vec<(u64, u64)> = self.nodes[index].node.subscribers().collect();
+        for (connection, listen) in subscribers {
+            self.nodes[index].node.connection_closed(connection);
+            let dialer = connection as usize;
+            if tell && dialer < self.nodes.len() {
+                let at = self.now + self.base_latency(index, dialer);
+                self.push(
+                    at,
+                    Action::Refused {
+                        node: dialer,
+                        id: listen,
+                    },
+                );
+            }
+        }
     }
 
     /// Stops node `index` while its host stays up: it neither answers nor sends, its
@@ -392,6 +419,22 @@ impl Sim {
         self.nodes[index].alive = false;
         self.nodes[index].host_up = true;
         self.nodes[index].pool.clear();
+        self.close_subscriptions(index, true);
+    }
+
+    /// Starts watching `key` on node `node` now ([`Node::watch`]); what it reports is kept
+    /// for [`Sim::watched`].
+    pub fn watch(&mut self, node: usize, key: Key) -> WatchId {
+        let now = self.now;
+        let watch = self.nodes[node].node.watch(now, key);
+        self.watched.entry((node, watch)).or_default();
+        self.drain(node);
+        watch
+    }
+
+    /// What watch `watch` of node `node` has reported so far, with when.
+    pub fn watched(&self, node: usize, watch: WatchId) -> &[(Time, Item)] {
+        self.watched.get(&(node, watch)).map_or(&[], Vec::as_slice)
     }
 
     /// Node `index`'s region, an index into [`REGIONS`] (0 unless [`Latency::Regions`]).
@@ -600,6 +643,11 @@ impl Sim {
                             .handle_response(now, contact, id, response);
                         self.drain(to);
                     }
+                    Delivery::Notify(item) => {
+                        let contact = self.nodes[from].contact;
+                        self.nodes[to].node.handle_notify(now, contact, id, item);
+                        self.drain(to);
+                    }
                 }
             }
         }
@@ -635,6 +683,8 @@ impl Sim {
             addr: Some(contact.addr),
             verified: true,
             source: contact.addr.ip(),
+            // One connection per pair of nodes: the dialer's index names it.
+            connection: from as u64,
         };
         if self.nodes[to].malicious {
             let held = match &request {
@@ -648,7 +698,7 @@ impl Sim {
         // Simulated nodes keep items in memory: every answer is final at once.
         let answer = self.nodes[to]
             .node
-            .handle_request(self.now, requester, request);
+            .handle_request(self.now, requester, id, request);
         self.send(to, from, id, Delivery::Response(answer.response));
         self.drain(to);
     }
@@ -743,6 +793,11 @@ impl Sim {
 
     /// Drains a node's outputs after an input, as a driver would.
     fn drain(&mut self, index: usize) {
+        while let Some(n) = self.nodes[index].node.poll_notification() {
+            // Simulated stores are in memory: every copy is durable at once.
+            let dialer = n.connection as usize;
+            self.send(index, dialer, n.id, Delivery::Notify(n.item));
+        }
         while let Some(Transmit { id, to, request }) = self.nodes[index].node.poll_transmit() {
             // An address nobody has is a host that never answers: the request times out.
             if let Some(&target) = self.by_addr.get(&to.addr) {
@@ -750,6 +805,13 @@ impl Sim {
             }
         }
         while let Some(event) = self.nodes[index].node.poll_event() {
+            if let Event::WatchUpdate { watch, item } = event {
+                self.watched
+                    .entry((index, watch))
+                    .or_default()
+                    .push((self.now, item));
+                continue;
+            }
             let Some(query) = event.query() else {
                 continue;
             };

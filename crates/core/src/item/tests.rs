@@ -19,6 +19,12 @@ fn signed(seq: u64, value: &'static [u8], expires: u64) -> Item {
     .into()
 }
 
+fn tombstone(seq: u64, expires: u64) -> Item {
+    Tombstone::sign(&golden_key(), "hello", seq, expires)
+        .expect("valid name")
+        .into()
+}
+
 const NOW: Time = Time::from_secs(1_800_000_000);
 
 #[test]
@@ -223,6 +229,10 @@ fn a_summary_decides_exactly_as_the_whole_item_does() {
         signed(6, b"a", later),
         signed(5, b"a", past),
         blob,
+        tombstone(5, 0),
+        tombstone(5, later),
+        tombstone(6, 0),
+        tombstone(4, past),
     ];
     for held in &copies {
         for incoming in &copies {
@@ -234,4 +244,174 @@ fn a_summary_decides_exactly_as_the_whole_item_does() {
         }
     }
     assert_eq!(Summary::of(&copies[0]).size(), copies[0].size());
+}
+
+#[test]
+fn tombstone_golden_vectors() {
+    let Item::Tombstone(t) = tombstone(8, 1_900_000_000) else {
+        unreachable!()
+    };
+    let hex = crate::id::to_hex;
+    assert_eq!(
+        t.key().to_hex(),
+        GOLDEN_SIGNED_KEY,
+        "the deleted item's key"
+    );
+    assert_eq!(
+        hex(&tombstone_preimage(t.key(), 8, 1_900_000_000)),
+        GOLDEN_TOMBSTONE_PREIMAGE
+    );
+    assert_eq!(hex(t.signature()), GOLDEN_TOMBSTONE_SIGNATURE);
+    assert_eq!(t.name(), "hello");
+    assert_eq!((t.seq(), t.expires()), (8, 1_900_000_000));
+}
+
+const GOLDEN_TOMBSTONE_PREIMAGE: &str = "636169726e2d746f6d6273746f6e652d763161a218b17af39a96c595416ba1e08bd446fab1886826372a0a02d88783046d1706003b9b3a917d22396c42425d58716993bbb9e51e211b5807e958250be62124000000000000000800000000713fb300";
+const GOLDEN_TOMBSTONE_SIGNATURE: &str = "ccce75ac8933d3f65ba7a128740d957223f4bc1c8da1d52a3af499578b9e7d36d632418b9c24f70b27cef2bbccca37be6cbf093f7a837d4384c9720e14c68d0f";
+
+#[test]
+fn a_tombstone_verifies_and_any_changed_field_breaks_it() {
+    let Item::Tombstone(t) = tombstone(8, 1_900_000_000) else {
+        unreachable!()
+    };
+    let ok = Tombstone::verify(t.public_key, t.name.clone(), 8, 1_900_000_000, t.signature);
+    assert_eq!(ok, Ok(t.clone()));
+    let other = SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
+    let broken = [
+        Tombstone::verify(other, t.name.clone(), 8, 1_900_000_000, t.signature),
+        Tombstone::verify(t.public_key, "hellp".into(), 8, 1_900_000_000, t.signature),
+        Tombstone::verify(t.public_key, t.name.clone(), 9, 1_900_000_000, t.signature),
+        Tombstone::verify(t.public_key, t.name.clone(), 8, 0, t.signature),
+    ];
+    for result in broken {
+        assert_eq!(result, Err(ItemError::BadSignature));
+    }
+    // A signed item's signature over the same key, seq and expiry is not a tombstone's: the
+    // tags keep the two apart.
+    let Item::Signed(item) = signed(8, b"", 1_900_000_000) else {
+        unreachable!()
+    };
+    assert_eq!(
+        Tombstone::verify(
+            t.public_key,
+            t.name.clone(),
+            8,
+            1_900_000_000,
+            item.signature
+        ),
+        Err(ItemError::BadSignature)
+    );
+    assert_eq!(
+        Tombstone::sign(&golden_key(), "", 1, 0),
+        Err(ItemError::NameLength(0))
+    );
+}
+
+/// Every case of section "Which copy wins" between signed items and tombstones of one key.
+#[test]
+fn tombstones_and_signed_items_compete_by_seq() {
+    let later = NOW.as_secs() + 3600;
+    let past = NOW.as_secs() - 1;
+    let cases: &[(Item, Item, Result<Resolution, Refusal>, &str)] = &[
+        (
+            signed(5, b"a", 0),
+            tombstone(6, 0),
+            Ok(Resolution::Replace),
+            "a delete replaces an older version",
+        ),
+        (
+            tombstone(6, 0),
+            signed(5, b"a", 0),
+            Err(Refusal::Stale { held: 6 }),
+            "a stale replica is refused",
+        ),
+        (
+            tombstone(6, 0),
+            signed(7, b"b", 0),
+            Ok(Resolution::Replace),
+            "a later put brings it back",
+        ),
+        (
+            signed(7, b"a", 0),
+            tombstone(6, 0),
+            Err(Refusal::Stale { held: 7 }),
+            "an old delete is stale",
+        ),
+        (
+            signed(6, b"", 0),
+            tombstone(6, 0),
+            Err(Refusal::Conflict { seq: 6 }),
+            "same seq, other kind",
+        ),
+        (
+            tombstone(6, 0),
+            signed(6, b"", 0),
+            Err(Refusal::Conflict { seq: 6 }),
+            "same seq, other kind",
+        ),
+        (
+            tombstone(6, later),
+            tombstone(6, 0),
+            Ok(Resolution::Replace),
+            "a tombstone refreshed",
+        ),
+        (
+            tombstone(6, 0),
+            tombstone(6, later),
+            Ok(Resolution::Unchanged),
+            "an earlier expiry changes nothing",
+        ),
+        (
+            tombstone(6, 0),
+            tombstone(6, 0),
+            Ok(Resolution::Unchanged),
+            "the same tombstone again",
+        ),
+        (
+            tombstone(6, 0),
+            tombstone(5, 0),
+            Err(Refusal::Stale { held: 6 }),
+            "an older tombstone",
+        ),
+        (
+            tombstone(5, 0),
+            tombstone(6, 0),
+            Ok(Resolution::Replace),
+            "a newer tombstone",
+        ),
+        (
+            tombstone(9, past),
+            signed(1, b"a", 0),
+            Ok(Resolution::Insert),
+            "an expired tombstone protects nothing",
+        ),
+        (
+            signed(5, b"a", 0),
+            tombstone(6, past),
+            Err(Refusal::Expired),
+            "an expired tombstone is refused",
+        ),
+    ];
+    for (held, incoming, expected, why) in cases {
+        assert_eq!(resolve(Some(held), incoming, NOW), *expected, "{why}");
+        let summary = Summary::of(held);
+        assert_eq!(
+            resolve(Some(&summary), incoming, NOW),
+            *expected,
+            "{why}, by summary"
+        );
+    }
+    assert_eq!(
+        resolve::<Item>(None, &tombstone(1, 0), NOW),
+        Ok(Resolution::Insert)
+    );
+    let blob: Item = ImmutableItem::new(Bytes::from_static(b"a")).into();
+    assert_eq!(
+        resolve(Some(&blob), &tombstone(1, 0), NOW),
+        Err(Refusal::Conflict { seq: 1 }),
+        "an immutable item cannot be deleted"
+    );
+    let t = tombstone(1, 0);
+    assert!(t.is_tombstone() && t.value().is_empty() && t.kind() == Kind::Tombstone);
+    assert_eq!(t.size(), 64 + 32 + 5 + 8 + 8 + 64);
 }

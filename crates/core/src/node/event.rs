@@ -116,6 +116,13 @@ pub enum Event {
         /// Its cost.
         stats: QueryStats,
     },
+    /// A watch learned of a newer version of its key (or of its deletion, as a tombstone).
+    WatchUpdate {
+        /// The watch.
+        watch: super::WatchId,
+        /// The newer copy.
+        item: Item,
+    },
     /// A contact entered the routing table.
     ContactAdded(Contact),
     /// A contact left the routing table.
@@ -130,7 +137,7 @@ impl Event {
             | Event::GetDone { query, .. }
             | Event::PutDone { query, .. }
             | Event::BootstrapDone { query, .. } => Some(*query),
-            Event::ContactAdded(_) | Event::ContactRemoved(_) => None,
+            Event::ContactAdded(_) | Event::ContactRemoved(_) | Event::WatchUpdate { .. } => None,
         }
     }
 }

@@ -21,9 +21,11 @@
 
 mod event;
 mod housekeeping;
+mod listen;
 mod publish;
 mod query;
 mod serve;
+mod watch;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -40,7 +42,9 @@ use crate::time::Time;
 
 pub use crate::message::Peer;
 pub use event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
+pub use listen::Notification;
 pub use publish::{expiry, next_seq};
+pub use watch::WatchId;
 
 /// The answer to a peer's request, and when it may be sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +80,9 @@ pub struct Requester {
     /// The address its connection comes from: what its stores count against (its network's
     /// share of the store).
     pub source: std::net::IpAddr,
+    /// The connection the request came on, as the driver numbers its incoming connections:
+    /// what a `listen` subscription belongs to ([`Node::connection_closed`]).
+    pub connection: u64,
 }
 
 /// Counters since the node started.
@@ -106,6 +113,8 @@ enum Purpose {
     Liveness,
     /// A write-back or replication store nobody waits for.
     Unattended,
+    /// A watch's `listen`.
+    Listen(WatchId),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -151,6 +160,11 @@ pub struct Node<S> {
     /// Round-trip estimates of the contacts this node has asked.
     rtt: RttTable,
     housekeeping: housekeeping::Housekeeping,
+    /// Subscriptions peers hold here.
+    subscriptions: listen::Subscriptions,
+    notifications: VecDeque<Notification>,
+    /// This node's own watches.
+    watches: watch::Watches,
 }
 
 impl<S: Store> Node<S> {
@@ -171,6 +185,9 @@ impl<S: Store> Node<S> {
             stats: Stats::default(),
             rtt: RttTable::default(),
             housekeeping: housekeeping::Housekeeping::default(),
+            subscriptions: listen::Subscriptions::default(),
+            notifications: VecDeque::new(),
+            watches: watch::Watches::default(),
         }
     }
 
@@ -233,8 +250,14 @@ impl<S: Store> Node<S> {
     pub fn poll_timeout(&self) -> Option<Time> {
         let requests = self.pending.values().filter_map(|p| p.next_deadline());
         let queries = self.queries.values().map(|q| q.deadline);
+        let watches = self
+            .watches
+            .watches
+            .values()
+            .filter_map(|w| w.next_deadline());
         requests
             .chain(queries)
+            .chain(watches)
             .chain(self.housekeeping.next_deadline())
             .min()
     }
@@ -251,7 +274,7 @@ impl<S: Store> Node<S> {
                     self.config.request_timeout,
                 )
             }
-            Purpose::Liveness | Purpose::Unattended => deadline,
+            Purpose::Liveness | Purpose::Unattended | Purpose::Listen(_) => deadline,
         };
         let pending = Pending {
             to,
@@ -314,35 +337,43 @@ impl<S: Store> Node<S> {
             return;
         };
         if pending.to.id.is_some_and(|expected| expected != from.id) {
-            self.fail_pending(now, *pending);
+            self.fail_pending(now, request_id, *pending);
             return;
         }
         self.rtt.sample(&from.id, now.since(pending.sent));
         self.saw(now, from);
         match pending.purpose {
             Purpose::Query(query) => self.on_query_response(now, query, pending.to, from, response),
+            Purpose::Listen(watch) => {
+                self.on_listen_response(now, watch, from, request_id, response);
+            }
             Purpose::Liveness | Purpose::Unattended => {}
         }
     }
 
     /// Request `request_id` failed: the connection could not be made or broke, or the peer was
-    /// not who it should be.
+    /// not who it should be. For a `listen` already answered, its subscription is lost (the
+    /// connection carrying it closed).
     pub fn handle_failure(&mut self, now: Time, request_id: u64) {
         self.start_housekeeping(now);
         if let Some(pending) = self.pending.remove(&request_id) {
-            self.fail_pending(now, *pending);
+            self.fail_pending(now, request_id, *pending);
+        } else if self.is_subscription(request_id) {
+            self.subscription_lost(now, request_id);
         }
         self.pump_housekeeping(now);
     }
 
-    fn fail_pending(&mut self, now: Time, pending: Pending) {
+    fn fail_pending(&mut self, now: Time, request_id: u64, pending: Pending) {
         if !pending.timed_out {
             if let Some(id) = pending.to.id {
                 self.failed(&id);
             }
         }
-        if let Purpose::Query(query) = pending.purpose {
-            self.on_query_failure(now, query, pending.to);
+        match pending.purpose {
+            Purpose::Query(query) => self.on_query_failure(now, query, pending.to),
+            Purpose::Listen(watch) => self.drop_sub(now, watch, request_id, true),
+            Purpose::Liveness | Purpose::Unattended => {}
         }
     }
 
@@ -391,6 +422,10 @@ impl<S: Store> Node<S> {
                         query.stage.on_timeout(&pending.to);
                     }
                 }
+                Purpose::Listen(watch) => {
+                    self.pending.remove(&request_id);
+                    self.drop_sub(now, watch, request_id, true);
+                }
                 Purpose::Liveness | Purpose::Unattended => {
                     self.pending.remove(&request_id);
                 }
@@ -400,18 +435,27 @@ impl<S: Store> Node<S> {
         for query in ids {
             self.step(now, query);
         }
+        self.watch_rounds(now);
         self.housekeep(now);
     }
 
-    /// Answers a request from `from`. A verified requester that accepts connections is added
-    /// to the routing table. A `stored` answer may carry a commit to wait for ([`Answer`]).
-    pub fn handle_request(&mut self, now: Time, from: Requester, request: Request) -> Answer {
+    /// Answers request `id` from `from`. A verified requester that accepts connections is
+    /// added to the routing table. A `stored` answer may carry a commit to wait for
+    /// ([`Answer`]); a `listening` answer may be followed by notifications
+    /// ([`Node::poll_notification`]), which go out after it.
+    pub fn handle_request(
+        &mut self,
+        now: Time,
+        from: Requester,
+        id: u64,
+        request: Request,
+    ) -> Answer {
         self.start_housekeeping(now);
         self.stats.requests_handled += 1;
         if let (true, Some(addr)) = (from.verified, from.addr) {
             self.saw(now, Contact::new(from.id, addr));
         }
-        self.serve(now, &from, request)
+        self.serve(now, &from, id, request)
     }
 
     /// A durable store's commit ended. On failure the store undoes that commit's writes; the

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 
 use super::{Node, QueryId};
-use crate::item::{ItemError, SignedItem, signed_key};
+use crate::item::{ItemError, SignedItem, Tombstone, signed_key};
 use crate::store::Store;
 use crate::time::Time;
 
@@ -44,6 +44,25 @@ impl<S: Store> Node<S> {
         let held = self.store.get(&item_key, now).and_then(|item| item.seq());
         let item = SignedItem::sign(key, name, value, next_seq(now, held), expiry(now, ttl))?;
         Ok(self.put(now, item.into()))
+    }
+
+    /// Deletes the item `name` of `key`'s owner: signs a tombstone whose `seq` beats both the
+    /// copy held here and `found` (the `seq` a get found in the network, if any), and puts it.
+    /// The tombstone lives `ttl`, for ever without one: a tombstone that expires stops
+    /// refusing older copies, so it should outlive every copy of the item it deletes.
+    pub fn delete(
+        &mut self,
+        now: Time,
+        key: &SigningKey,
+        name: &str,
+        found: Option<u64>,
+        ttl: Option<Duration>,
+    ) -> Result<QueryId, ItemError> {
+        let item_key = signed_key(&key.verifying_key().to_bytes(), name);
+        let local = self.store.get(&item_key, now).and_then(|item| item.seq());
+        let held = local.max(found);
+        let tombstone = Tombstone::sign(key, name, next_seq(now, held), expiry(now, ttl))?;
+        Ok(self.put(now, tombstone.into()))
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
-use super::{Node, Purpose};
+use super::{Node, Purpose, WatchId};
 use crate::id::{Key, NodeId};
 use crate::item::Item;
 use crate::lookup::{FixedPeers, Lookup, Next};
@@ -153,6 +153,8 @@ pub(super) enum QueryKind {
         /// Whether the seeds are done and the self-lookup runs.
         seeded: bool,
     },
+    /// A round of a watch: a lookup of its key, whose closest nodes it subscribes at.
+    Watch(WatchId),
 }
 
 /// A command about to start: what it is for and its first stage.
@@ -193,6 +195,10 @@ impl QueryKind {
             storing: false,
         };
         (kind, Stage::Closest(lookup))
+    }
+
+    pub(super) fn watch(watch: WatchId, lookup: Lookup) -> Plan {
+        (QueryKind::Watch(watch), Stage::Closest(lookup))
     }
 
     pub(super) fn bootstrap(seeds: &[SocketAddr]) -> Plan {
@@ -302,16 +308,20 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// After a signed get: stores the winner at the closest answering nodes that lacked it.
+    /// After a get of a signed key: stores the winner (a signed item or a tombstone) at the
+    /// closest answering nodes that lacked it.
     fn write_back(&mut self, now: Time, query: &Query) -> u32 {
         let QueryKind::Get {
-            best: Some(best @ Item::Signed(_)),
+            best: Some(best),
             held,
             ..
         } = &query.kind
         else {
             return 0;
         };
+        if best.seq().is_none() {
+            return 0;
+        }
         let mut sent = 0;
         for contact in query.stage.closest_succeeded(self.config.k.get()) {
             let had = held.get(&contact.id).copied().flatten();
@@ -327,6 +337,11 @@ impl<S: Store> Node<S> {
     /// Emits a command's completion event.
     fn finish(&mut self, now: Time, id: QueryId, query: Query) {
         self.forget_requests(id);
+        if let QueryKind::Watch(watch) = query.kind {
+            let closest = query.stage.closest_succeeded(self.config.k.get());
+            self.watch_found(now, watch, closest);
+            return;
+        }
         if query.internal {
             self.housekeeping.running = self.housekeeping.running.saturating_sub(1);
             return;
@@ -374,6 +389,7 @@ impl<S: Store> Node<S> {
                     stats,
                 }
             }
+            QueryKind::Watch(_) => return,
             QueryKind::Bootstrap { .. } => {
                 let contacts = self.table.len();
                 let result = if contacts == 0 {

@@ -2,7 +2,7 @@
 
 use super::{Answer, Node, PutError, Requester};
 use crate::id::NodeId;
-use crate::item::Item;
+use crate::item::{Item, Resolution};
 use crate::message::{ErrorCode, ErrorReply, Request, Response};
 use crate::store::{CommitId, Origin, Store, StoreError};
 use crate::subnet::Prefix;
@@ -10,7 +10,13 @@ use crate::time::Time;
 
 impl<S: Store> Node<S> {
     /// The answer to one request from the node `requester`.
-    pub(super) fn serve(&mut self, now: Time, from: &Requester, request: Request) -> Answer {
+    pub(super) fn serve(
+        &mut self,
+        now: Time,
+        from: &Requester,
+        id: u64,
+        request: Request,
+    ) -> Answer {
         let requester = &from.id;
         let k = self.config.k.get();
         let response = match request {
@@ -41,6 +47,8 @@ impl<S: Store> Node<S> {
                     }
                 }
             }
+            Request::Listen { key, seq } => self.listen(now, from, id, key, seq),
+            Request::Unlisten { listen } => self.unlisten(from, listen),
         };
         Answer {
             response,
@@ -73,7 +81,15 @@ impl<S: Store> Node<S> {
         if size > max {
             return Err(PutError::TooLarge { size, max });
         }
-        Ok(self.store.put(item, now, origin)?.commit)
+        // Only a key someone listens to (a peer, or this node's own watch) needs the copy kept.
+        let watched = self.has_subscribers(item.key()) || self.watch_count() > 0;
+        let copy = watched.then(|| item.clone());
+        let written = self.store.put(item, now, origin)?;
+        if let Some(item) = copy.filter(|_| written.resolution != Resolution::Unchanged) {
+            self.notify_subscribers(now, &item, written.commit);
+            self.watch_local(&item);
+        }
+        Ok(written.commit)
     }
 }
 

@@ -27,6 +27,15 @@ fn addr(n: u8) -> SocketAddr {
     SocketAddr::from(([127, n, 0, 1], 7400))
 }
 
+/// The connection number node `n`'s requests arrive on: `n`, so that a notification finds
+/// its way back.
+fn connection_of(from: SocketAddr) -> u64 {
+    match from.ip() {
+        std::net::IpAddr::V4(ip) => u64::from(ip.octets()[1]),
+        std::net::IpAddr::V6(_) => 0,
+    }
+}
+
 fn contact(n: u8) -> Contact {
     Contact::new(node_id(n), addr(n))
 }
@@ -88,17 +97,30 @@ impl Net {
                         addr: Some(from),
                         verified: true,
                         source: std::net::IpAddr::from([127, 0, 0, 1]),
+                        connection: connection_of(from),
                     };
                     let Some(target) = self.nodes.get_mut(&t.to.addr) else {
                         continue;
                     };
                     let answer = target
-                        .handle_request(self.now, requester, t.request)
+                        .handle_request(self.now, requester, t.id, t.request)
                         .response;
                     let from_contact = Contact::new(target.id, t.to.addr);
                     let now = self.now;
                     if let Some(sender) = self.nodes.get_mut(&from) {
                         sender.handle_response(now, from_contact, t.id, answer);
+                    }
+                }
+                while let Some(n) = self.nodes.get_mut(&from).and_then(Node::poll_notification) {
+                    moved = true;
+                    let dialer = addr(n.connection as u8);
+                    let notifier = Contact::new(self.nodes[&from].id, from);
+                    let now = self.now;
+                    if self.down.contains(&from) {
+                        continue;
+                    }
+                    if let Some(dialer) = self.nodes.get_mut(&dialer) {
+                        dialer.handle_notify(now, notifier, n.id, n.item);
                     }
                 }
                 while let Some(e) = self.nodes.get_mut(&from).and_then(Node::poll_event) {
@@ -231,10 +253,11 @@ fn a_get_returns_the_highest_seq_and_writes_it_back() {
             addr: None,
             verified: false,
             source: std::net::IpAddr::from([127, 0, 0, 1]),
+            connection: 0,
         };
         let answer = net
             .node(n)
-            .handle_request(now, planter, Request::Store { item });
+            .handle_request(now, planter, 1, Request::Store { item });
         assert_eq!(answer.response, Response::Stored);
     }
     assert_eq!(net.get(1, *old.key()), Ok(new.clone()));
@@ -265,9 +288,10 @@ fn store_refusals_carry_the_right_codes() {
         addr: None,
         verified: false,
         source: std::net::IpAddr::from([127, 0, 0, 1]),
+        connection: 0,
     };
     let store = |node: &mut Node<MemoryStore>, item: Item| match node
-        .handle_request(T0, from, Request::Store { item })
+        .handle_request(T0, from, 1, Request::Store { item })
         .response
     {
         Response::Stored => None,
@@ -301,7 +325,7 @@ fn store_refusals_carry_the_right_codes() {
     // A full node still serves what it holds.
     let key_a = *signed(2, "a", b"x", 5).key();
     assert!(matches!(
-        node.handle_request(T0, from, Request::FindValue { key: key_a })
+        node.handle_request(T0, from, 1, Request::FindValue { key: key_a })
             .response,
         Response::Value(_)
     ));
@@ -318,10 +342,11 @@ fn find_node_never_returns_the_requester() {
         addr: Some(addr(2)),
         verified: true,
         source: std::net::IpAddr::from([127, 0, 0, 1]),
+        connection: 0,
     };
     let response = net
         .node(1)
-        .handle_request(T0, from, Request::FindNode { target: node_id(2) })
+        .handle_request(T0, from, 1, Request::FindNode { target: node_id(2) })
         .response;
     let Response::Nodes(nodes) = response else {
         panic!("expected nodes")
@@ -399,9 +424,10 @@ fn a_full_bucket_pings_its_oldest_contact_and_keeps_it_when_it_answers() {
         addr: Some(addr(n)),
         verified: true,
         source: std::net::IpAddr::from([127, 0, 0, 1]),
+        connection: 0,
     };
-    let _ = node.handle_request(T0, req(a), Request::Ping);
-    let _ = node.handle_request(T0, req(b), Request::Ping);
+    let _ = node.handle_request(T0, req(a), 1, Request::Ping);
+    let _ = node.handle_request(T0, req(b), 1, Request::Ping);
     let ping = node.poll_transmit().expect("the oldest is pinged");
     assert_eq!(
         (ping.to.id, &ping.request),
@@ -415,7 +441,7 @@ fn a_full_bucket_pings_its_oldest_contact_and_keeps_it_when_it_answers() {
     assert!(node.routing_table().entry(&node_id(b)).is_none());
 
     // Next time the oldest stays silent, and the newcomer takes its place.
-    let _ = node.handle_request(T0, req(b), Request::Ping);
+    let _ = node.handle_request(T0, req(b), 1, Request::Ping);
     let ping = node.poll_transmit().expect("pinged again");
     node.handle_timeout(T0 + Duration::from_secs(2));
     assert_eq!(node.pending_requests(), 0, "ping {} timed out", ping.id);
@@ -492,4 +518,296 @@ fn a_dead_contact_frees_its_lookup_slot_at_its_round_trip_timeout_and_still_coun
         net.node(1).routing_table().entry(&gone).is_some(),
         "one failure is not three"
     );
+}
+
+fn tombstone(n: u8, name: &str, seq: u64) -> Item {
+    crate::item::Tombstone::sign(&key(n), name, seq, 0)
+        .expect("valid")
+        .into()
+}
+
+#[test]
+fn a_delete_wins_everywhere_and_a_stale_replica_cannot_undo_it() {
+    let mut net = Net::new(8);
+    net.join_all();
+    let v1 = signed(2, "doc", b"v1", 5);
+    assert!(net.put(2, v1.clone()).is_ok());
+    let now = net.now;
+    let query = net
+        .node(2)
+        .delete(now, &key(2), "doc", None, None)
+        .expect("valid name");
+    net.run_timers();
+    let Some(Event::PutDone { seq, result, .. }) = net.done(2, query).cloned() else {
+        panic!("delete did not finish")
+    };
+    assert!(result.expect("stored") > 1, "the tombstone reached peers");
+    assert!(seq > Some(5), "the tombstone's seq beats the item's");
+    for n in 1..=8 {
+        let got = net.get(n, *v1.key()).expect("the tombstone is found");
+        assert!(got.is_tombstone(), "node {n} sees the delete, got {got:?}");
+    }
+    // Every holder refuses the stale replica with 409.
+    let stale = Requester {
+        id: node_id(3),
+        addr: None,
+        verified: false,
+        source: std::net::IpAddr::from([127, 3, 0, 1]),
+        connection: 3,
+    };
+    for n in 1..=8 {
+        if net.node(n).store().get(v1.key(), now).is_some() {
+            let answer =
+                net.node(n)
+                    .handle_request(now, stale, 9, Request::Store { item: v1.clone() });
+            assert!(
+                matches!(
+                    answer.response,
+                    Response::Error(ErrorReply {
+                        code: ErrorCode::CONFLICT,
+                        ..
+                    })
+                ),
+                "node {n} took the stale copy: {answer:?}"
+            );
+        }
+    }
+    // A later put brings the name back.
+    let now = net.now;
+    let query = net
+        .node(2)
+        .publish(now, &key(2), "doc", Bytes::from_static(b"v3"), None)
+        .expect("valid");
+    net.run_timers();
+    assert!(matches!(
+        net.done(2, query),
+        Some(Event::PutDone { result: Ok(_), .. })
+    ));
+    let back = net.get(5, *v1.key()).expect("found");
+    assert_eq!(back.value().as_ref(), b"v3");
+}
+
+fn listener() -> Node<MemoryStore> {
+    Node::new(node_id(1), Config::default(), MemoryStore::default())
+}
+
+fn on(connection: u64) -> Requester {
+    Requester {
+        id: node_id(2),
+        addr: None,
+        verified: true,
+        source: std::net::IpAddr::from([127, 2, 0, 1]),
+        connection,
+    }
+}
+
+fn notifications(node: &mut Node<MemoryStore>) -> Vec<Notification> {
+    std::iter::from_fn(|| node.poll_notification()).collect()
+}
+
+#[test]
+fn a_listener_notifies_each_newer_seq_once_until_unlisten() {
+    let mut node = listener();
+    let item = |seq| signed(3, "doc", b"v", seq);
+    let key = *item(1).key();
+    let _ = node.handle_request(T0, on(7), 1, Request::Store { item: item(5) });
+    // Listening with seq 0 sends the held copy at once; with seq 5 it does not.
+    let answer = node.handle_request(T0, on(7), 10, Request::Listen { key, seq: 0 });
+    assert_eq!(answer.response, Response::Listening { ttl: 600 });
+    let first = notifications(&mut node);
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].connection, first[0].id, first[0].item.seq()),
+        (7, 10, Some(5))
+    );
+    let answer = node.handle_request(T0, on(8), 11, Request::Listen { key, seq: 5 });
+    assert_eq!(answer.response, Response::Listening { ttl: 600 });
+    assert!(notifications(&mut node).is_empty(), "the dialer has seq 5");
+
+    // A newer copy goes to both; the same copy again, or an older one, to nobody.
+    let _ = node.handle_request(T0, on(9), 2, Request::Store { item: item(6) });
+    let sent: Vec<(u64, u64, Option<u64>)> = notifications(&mut node)
+        .iter()
+        .map(|n| (n.connection, n.id, n.item.seq()))
+        .collect();
+    assert_eq!(sent, vec![(7, 10, Some(6)), (8, 11, Some(6))]);
+    let _ = node.handle_request(T0, on(9), 3, Request::Store { item: item(6) });
+    let _ = node.handle_request(T0, on(9), 4, Request::Store { item: item(4) });
+    assert!(notifications(&mut node).is_empty());
+
+    // Unlisten ends one; a closed connection the other; a deletion then reaches nobody.
+    let answer = node.handle_request(T0, on(7), 12, Request::Unlisten { listen: 10 });
+    assert_eq!(answer.response, Response::Unlistened);
+    let again = node.handle_request(T0, on(7), 13, Request::Unlisten { listen: 10 });
+    assert_eq!(
+        again.response,
+        Response::Unlistened,
+        "ending an ended one is no error"
+    );
+    let _ = node.handle_request(T0, on(9), 5, Request::Store { item: item(7) });
+    let sent = notifications(&mut node);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].connection, 8);
+    node.connection_closed(8);
+    assert_eq!(node.subscription_count(), 0);
+    let _ = node.handle_request(
+        T0,
+        on(9),
+        6,
+        Request::Store {
+            item: tombstone(3, "doc", 8),
+        },
+    );
+    assert!(notifications(&mut node).is_empty());
+}
+
+#[test]
+fn subscriptions_end_at_their_ttl_and_a_renewal_replaces_them() {
+    let mut node = listener();
+    let item = |seq| signed(3, "doc", b"v", seq);
+    let key = *item(1).key();
+    let _ = node.handle_request(T0, on(7), 1, Request::Listen { key, seq: 0 });
+    // Renewed on the same connection under a new id: one subscription, under the new id.
+    let later = T0 + Duration::from_secs(300);
+    let _ = node.handle_request(later, on(7), 2, Request::Listen { key, seq: 0 });
+    assert_eq!(node.subscription_count(), 1);
+    let _ = node.handle_request(later, on(9), 3, Request::Store { item: item(1) });
+    let sent = notifications(&mut node);
+    assert_eq!(sent.iter().map(|n| n.id).collect::<Vec<_>>(), vec![2]);
+    // Past the renewal's ttl, nothing more is sent.
+    let expired = later + Duration::from_secs(600);
+    let _ = node.handle_request(expired, on(9), 4, Request::Store { item: item(2) });
+    assert!(notifications(&mut node).is_empty());
+    assert_eq!(node.subscription_count(), 0, "the expired one is dropped");
+}
+
+#[test]
+fn an_immutable_key_is_notified_once() {
+    let mut node = listener();
+    let blob: Item = ImmutableItem::new(Bytes::from_static(b"blob")).into();
+    let key = *blob.key();
+    let _ = node.handle_request(T0, on(7), 1, Request::Listen { key, seq: 0 });
+    assert!(notifications(&mut node).is_empty(), "not held yet");
+    let _ = node.handle_request(T0, on(9), 2, Request::Store { item: blob.clone() });
+    let _ = node.handle_request(T0, on(9), 3, Request::Store { item: blob.clone() });
+    let sent = notifications(&mut node);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].item, blob);
+}
+
+#[test]
+fn listens_over_the_limits_are_refused_429_and_others_still_served() {
+    let config = Config {
+        max_subscriptions: 70,
+        ..Config::default()
+    };
+    let mut node = Node::new(node_id(1), config, MemoryStore::default());
+    let listen = |node: &mut Node<MemoryStore>, connection: u64, n: u64| {
+        let key = Id::hash(&n.to_be_bytes());
+        node.handle_request(T0, on(connection), n, Request::Listen { key, seq: 0 })
+            .response
+    };
+    for n in 0..64 {
+        assert_eq!(listen(&mut node, 1, n), Response::Listening { ttl: 600 });
+    }
+    let Response::Error(refused) = listen(&mut node, 1, 64) else {
+        panic!("the 65th subscription of one connection was taken")
+    };
+    assert_eq!(refused.code, ErrorCode::OVER_LIMIT);
+    for n in 100..106 {
+        assert_eq!(listen(&mut node, 2, n), Response::Listening { ttl: 600 });
+    }
+    let Response::Error(refused) = listen(&mut node, 3, 200) else {
+        panic!("the node-wide cap was passed")
+    };
+    assert_eq!(refused.code, ErrorCode::OVER_LIMIT);
+    assert!(refused.message.contains("70"), "{}", refused.message);
+    // Once subscriptions expire, there is room again.
+    let later = T0 + Duration::from_secs(601);
+    let key = Id::hash(b"later");
+    let answer = node.handle_request(later, on(3), 1, Request::Listen { key, seq: 0 });
+    assert_eq!(answer.response, Response::Listening { ttl: 600 });
+}
+
+fn watch_updates(net: &Net, at: u8, watch: WatchId) -> Vec<Item> {
+    net.events
+        .iter()
+        .filter_map(|(a, e)| match e {
+            Event::WatchUpdate { watch: w, item } if *a == addr(at) && *w == watch => {
+                Some(item.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_watch_sees_each_version_once_in_order_and_the_delete() {
+    let mut net = Net::new(12);
+    net.join_all();
+    let key_ = *signed(2, "doc", b"", 1).key();
+    let now = net.now;
+    let watch = net.node(7).watch(now, key_);
+    net.run_timers();
+    assert_eq!(
+        net.node(7).watch_peers(watch).len(),
+        3,
+        "subscribed at three nodes"
+    );
+    for value in [&b"one"[..], b"two", b"three"] {
+        net.now += Duration::from_secs(1);
+        let now = net.now;
+        let _ = net
+            .node(2)
+            .publish(now, &key(2), "doc", Bytes::copy_from_slice(value), None);
+        net.run_timers();
+    }
+    net.now += Duration::from_secs(1);
+    let now = net.now;
+    let _ = net.node(2).delete(now, &key(2), "doc", None, None);
+    net.run_timers();
+    let seen = watch_updates(&net, 7, watch);
+    let values: Vec<&[u8]> = seen.iter().map(|i| i.value().as_ref()).collect();
+    assert_eq!(values, vec![&b"one"[..], b"two", b"three", b""]);
+    assert!(seen[3].is_tombstone());
+    assert!(seen.windows(2).all(|w| w[0].seq() < w[1].seq()), "in order");
+
+    // The nodes it listened at go down: the next round moves it, and it keeps seeing.
+    let gone = net.node(7).watch_peers(watch);
+    for c in &gone {
+        net.down.push(c.addr);
+        let dialer = 7u64;
+        if let Some(node) = net.nodes.get_mut(&c.addr) {
+            node.connection_closed(dialer);
+        }
+    }
+    // The driver reports the lost connections: the subscriptions fail.
+    let listens: Vec<u64> = net.node(7).watches.watches[&watch]
+        .subs
+        .iter()
+        .map(|s| s.listen)
+        .collect();
+    let now = net.now;
+    for listen in listens {
+        net.node(7).handle_failure(now, listen);
+    }
+    net.now += Duration::from_secs(2);
+    let now = net.now;
+    net.node(7).handle_timeout(now);
+    net.run_timers();
+    let moved = net.node(7).watch_peers(watch);
+    assert_eq!(moved.len(), 3);
+    assert!(
+        moved.iter().all(|c| !gone.contains(c)),
+        "subscribed elsewhere"
+    );
+    net.now += Duration::from_secs(1);
+    let now = net.now;
+    let _ = net
+        .node(2)
+        .publish(now, &key(2), "doc", Bytes::from_static(b"four"), None);
+    net.run_timers();
+    let seen = watch_updates(&net, 7, watch);
+    assert_eq!(seen.last().map(|i| i.value().as_ref()), Some(&b"four"[..]));
+    assert_eq!(seen.len(), 5, "each version once");
 }

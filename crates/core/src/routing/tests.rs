@@ -267,3 +267,23 @@ fn one_network_holds_at_most_its_share_of_a_bucket_and_of_the_table() {
     }
     assert_eq!(added, 10, "the whole table");
 }
+
+#[test]
+fn network_size_is_estimated_from_the_closest_contacts() {
+    let own = Id::hash(b"me");
+    let empty = RoutingTable::new(own, 20, 3);
+    assert_eq!(empty.network_size(), 0);
+    for n in [100u32, 1_000, 10_000] {
+        let mut table = RoutingTable::new(own, 20, 3);
+        for i in 0..n {
+            let id = Id::hash(&i.to_be_bytes());
+            let _ = table.seen(contact(id), t(0));
+        }
+        let estimate = table.network_size() as f64;
+        let actual = f64::from(n + 1);
+        assert!(
+            estimate > actual / 2.0 && estimate < actual * 2.0,
+            "{n} others: estimated {estimate}"
+        );
+    }
+}

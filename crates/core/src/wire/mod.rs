@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::id::{Id, Key};
-use crate::item::{ImmutableItem, Item, ItemError, SignedItem, Summary};
+use crate::item::{ImmutableItem, Item, ItemError, SignedItem, Summary, Tombstone};
 use crate::message::{
     Auth, Contact, ErrorCode, ErrorReply, Hello, Message, NetworkName, Request, Response, Welcome,
 };
@@ -51,6 +51,12 @@ struct WireMessage {
     target: Option<ByteBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key: Option<ByteBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    listen: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     item: Option<WireItem>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,27 +158,32 @@ pub fn decode_known_item(bytes: &[u8], key: &Key, summary: &Summary) -> Result<I
     depth::check(bytes, MAX_DEPTH).map_err(|e| DecodeError::bad(None, format!("{e:?}")))?;
     let wire: WireItem = rmp_serde::from_slice(bytes)
         .map_err(|e| DecodeError::bad(None, format!("malformed item: {e}")))?;
-    if wire.kind == "signed" {
-        if let (Some(public_key), Some(name), Some(value), Some(seq), Some(expires), Some(sig)) = (
-            wire.public_key
-                .as_deref()
-                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()),
-            wire.name.clone(),
-            wire.value.as_deref(),
-            wire.seq,
-            wire.expires,
-            wire.signature
-                .as_deref()
-                .and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok()),
-        ) {
-            let value = Bytes::copy_from_slice(value);
-            if let Ok(candidate) =
+    if let (Some(public_key), Some(name), Some(seq), Some(expires), Some(sig)) = (
+        wire.public_key
+            .as_deref()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()),
+        wire.name.clone(),
+        wire.seq,
+        wire.expires,
+        wire.signature
+            .as_deref()
+            .and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok()),
+    ) {
+        let candidate = match (wire.kind.as_str(), wire.value.as_deref()) {
+            ("signed", Some(value)) => {
+                let value = Bytes::copy_from_slice(value);
                 SignedItem::unverified(public_key, name, value, seq, expires, sig)
-            {
-                let candidate = Item::from(candidate);
-                if candidate.key() == key && summary.describes(&candidate) {
-                    return Ok(candidate);
-                }
+                    .ok()
+                    .map(Item::from)
+            }
+            ("tombstone", _) => Tombstone::unverified(public_key, name, seq, expires, sig)
+                .ok()
+                .map(Item::from),
+            _ => None,
+        };
+        if let Some(candidate) = candidate {
+            if candidate.key() == key && summary.describes(&candidate) {
+                return Ok(candidate);
             }
         }
     }
@@ -234,6 +245,15 @@ fn to_wire(message: &Message) -> WireMessage {
                     wire.kind = "store".into();
                     wire.item = Some(item_to_wire(item));
                 }
+                Request::Listen { key, seq } => {
+                    wire.kind = "listen".into();
+                    wire.key = bin(key.as_bytes());
+                    wire.seq = Some(*seq);
+                }
+                Request::Unlisten { listen } => {
+                    wire.kind = "unlisten".into();
+                    wire.listen = Some(*listen);
+                }
             }
             wire
         }
@@ -245,6 +265,11 @@ fn to_wire(message: &Message) -> WireMessage {
             match response {
                 Response::Pong => wire.kind = "pong".into(),
                 Response::Stored => wire.kind = "stored".into(),
+                Response::Unlistened => wire.kind = "unlistened".into(),
+                Response::Listening { ttl } => {
+                    wire.kind = "listening".into();
+                    wire.ttl = Some(*ttl);
+                }
                 Response::Nodes(nodes) => {
                     wire.kind = "nodes".into();
                     wire.nodes = Some(
@@ -266,6 +291,12 @@ fn to_wire(message: &Message) -> WireMessage {
             }
             wire
         }
+        Message::Notify { id, item } => WireMessage {
+            kind: "notify".into(),
+            id: Some(*id),
+            item: Some(item_to_wire(item)),
+            ..Default::default()
+        },
     }
 }
 
@@ -284,6 +315,15 @@ fn item_to_wire(item: &Item) -> WireItem {
         Item::Immutable(i) => WireItem {
             kind: "immutable".into(),
             value: bin(i.value()),
+            ..Default::default()
+        },
+        Item::Tombstone(t) => WireItem {
+            kind: "tombstone".into(),
+            public_key: bin(t.public_key()),
+            name: Some(t.name().to_owned()),
+            seq: Some(t.seq()),
+            expires: Some(t.expires()),
+            signature: bin(t.signature()),
             ..Default::default()
         },
     }
@@ -353,6 +393,33 @@ fn from_wire(w: WireMessage) -> Result<Message, DecodeError> {
                 item: item_from_wire(field(w.item, id, "item")?, id)?,
             },
         },
+        "listen" => Message::Request {
+            id: need_id()?,
+            request: Request::Listen {
+                key: Id::from_bytes(fixed(w.key, id, "key")?),
+                seq: field(w.seq, id, "seq")?,
+            },
+        },
+        "unlisten" => Message::Request {
+            id: need_id()?,
+            request: Request::Unlisten {
+                listen: field(w.listen, id, "listen")?,
+            },
+        },
+        "listening" => Message::Response {
+            id: need_id()?,
+            response: Response::Listening {
+                ttl: field(w.ttl, id, "ttl")?,
+            },
+        },
+        "unlistened" => Message::Response {
+            id: need_id()?,
+            response: Response::Unlistened,
+        },
+        "notify" => Message::Notify {
+            id: need_id()?,
+            item: item_from_wire(field(w.item, id, "item")?, id)?,
+        },
         "pong" => Message::Response {
             id: need_id()?,
             response: Response::Pong,
@@ -410,28 +477,39 @@ fn nodes_from_wire(
 }
 
 fn item_from_wire(w: WireItem, id: Option<u64>) -> Result<Item, DecodeError> {
-    let value = Bytes::from(field(w.value, id, "item.value")?.into_vec());
-    match w.kind.as_str() {
-        "immutable" => Ok(ImmutableItem::new(value).into()),
+    let value = |value: Option<ByteBuf>| -> Result<Bytes, DecodeError> {
+        Ok(Bytes::from(field(value, id, "item.value")?.into_vec()))
+    };
+    let verified = match w.kind.as_str() {
+        "immutable" => return Ok(ImmutableItem::new(value(w.value)?).into()),
         "signed" => SignedItem::verify(
             fixed(w.public_key, id, "item.public_key")?,
             field(w.name, id, "item.name")?,
-            value,
+            value(w.value)?,
             field(w.seq, id, "item.seq")?,
             field(w.expires, id, "item.expires")?,
             fixed(w.signature, id, "item.signature")?,
         )
-        .map(Item::from)
-        .map_err(|e| match e {
-            ItemError::BadSignature | ItemError::BadPublicKey => DecodeError {
-                id,
-                code: ErrorCode::BAD_SIGNATURE,
-                reason: e.to_string(),
-            },
-            ItemError::NameLength(_) => DecodeError::bad(id, e.to_string()),
-        }),
-        other => Err(DecodeError::bad(id, format!("unknown item kind `{other}`"))),
-    }
+        .map(Item::from),
+        // A `value` on a tombstone is an unknown key to it, and ignored like any other.
+        "tombstone" => Tombstone::verify(
+            fixed(w.public_key, id, "item.public_key")?,
+            field(w.name, id, "item.name")?,
+            field(w.seq, id, "item.seq")?,
+            field(w.expires, id, "item.expires")?,
+            fixed(w.signature, id, "item.signature")?,
+        )
+        .map(Item::from),
+        other => return Err(DecodeError::bad(id, format!("unknown item kind `{other}`"))),
+    };
+    verified.map_err(|e| match e {
+        ItemError::BadSignature | ItemError::BadPublicKey => DecodeError {
+            id,
+            code: ErrorCode::BAD_SIGNATURE,
+            reason: e.to_string(),
+        },
+        ItemError::NameLength(_) => DecodeError::bad(id, e.to_string()),
+    })
 }
 
 #[cfg(test)]

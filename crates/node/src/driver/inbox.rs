@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_core::message::{Contact, Message, Request, Response};
-use cairn_core::node::Requester;
+use cairn_core::node::{Requester, WatchId};
 use cairn_core::{Item, Key, NodeId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::outcome::{BootstrapError, Found, GetError, PeerInfo, PutError, PutReceipt, Status};
+use crate::outcome::{
+    BootstrapError, DeleteError, Found, GetError, PeerInfo, PutError, PutReceipt, Status,
+};
 
 /// A command for the driver, with the channel its answer goes back on.
 pub(crate) enum Command {
@@ -29,6 +31,19 @@ pub(crate) enum Command {
     Get {
         key: Key,
         reply: oneshot::Sender<Result<Found, GetError>>,
+    },
+    Delete {
+        name: String,
+        ttl: Option<Duration>,
+        reply: oneshot::Sender<Result<PutReceipt, DeleteError>>,
+    },
+    Watch {
+        key: Key,
+        updates: mpsc::UnboundedSender<Item>,
+        reply: oneshot::Sender<WatchId>,
+    },
+    Unwatch {
+        watch: WatchId,
     },
     FindNode {
         target: NodeId,
@@ -68,6 +83,14 @@ pub(crate) enum ToDriver {
     Failed { ids: Vec<u64> },
     /// A dialed connection ended; the pool may forget it.
     Closed { addr: SocketAddr, conn: u64 },
+    /// A `notify` for this node's `listen` request `id` arrived from a verified peer.
+    Notify {
+        from: Contact,
+        id: u64,
+        item: Box<Item>,
+    },
+    /// An incoming connection that had sent `listen` closed: its subscriptions end.
+    InboundClosed { connection: u64 },
 }
 
 /// A request for a dialed connection to send.

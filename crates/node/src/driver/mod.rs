@@ -18,15 +18,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cairn_core::node::Transmit;
+use std::collections::HashMap;
+
+use cairn_core::message::{Message, Request};
+use cairn_core::node::{Event, Transmit, WatchId};
 use cairn_core::store::CommitOutcome;
-use cairn_core::{Node, Store};
+use cairn_core::{Item, Node, QueryId, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::clock::Clock;
 use crate::connection;
-use crate::outcome::{PeerInfo, PutError, Status};
+use crate::outcome::{DeleteError, PeerInfo, PutError, PutReceipt, Status};
 use crate::shared::Shared;
 use crate::store::{CommitReceiver, Committed, NodeStore};
 use inbox::{Command, ToDriver};
@@ -47,6 +50,19 @@ pub(crate) struct Driver {
     stopping: Option<(Vec<oneshot::Sender<()>>, Instant)>,
     /// When the routing table is next saved (nodes with a data directory).
     snapshot_due: Instant,
+    /// Incoming connections that sent `listen`, by number: where their `notify` frames go.
+    subscribers: HashMap<u64, mpsc::Sender<Box<Message>>>,
+    /// Where each watch's updates go.
+    watchers: HashMap<WatchId, mpsc::UnboundedSender<Item>>,
+    /// Deletes looking for the item's newest `seq` before they sign a tombstone.
+    deletes: HashMap<QueryId, PendingDelete>,
+}
+
+/// A delete whose item was not held here: the get that finds its `seq` runs.
+struct PendingDelete {
+    name: String,
+    ttl: Option<Duration>,
+    reply: oneshot::Sender<Result<PutReceipt, DeleteError>>,
 }
 
 /// How often the routing table is saved while the node runs.
@@ -82,6 +98,9 @@ impl Driver {
             waiters: Waiters::default(),
             stopping: None,
             snapshot_due: Instant::now() + SNAPSHOT_INTERVAL,
+            subscribers: HashMap::new(),
+            watchers: HashMap::new(),
+            deletes: HashMap::new(),
         }
     }
 
@@ -203,6 +222,25 @@ impl Driver {
             }
             Command::PutItem { item, reply } => (self.node.put(now, item), Waiter::Put(reply)),
             Command::Get { key, reply } => (self.node.get(now, key), Waiter::Get(reply)),
+            Command::Delete { name, ttl, reply } => {
+                self.delete(PendingDelete { name, ttl, reply }, None);
+                return;
+            }
+            Command::Watch {
+                key,
+                updates,
+                reply,
+            } => {
+                let watch = self.node.watch(now, key);
+                self.watchers.insert(watch, updates);
+                let _ = reply.send(watch);
+                return;
+            }
+            Command::Unwatch { watch } => {
+                self.watchers.remove(&watch);
+                self.node.unwatch(now, watch);
+                return;
+            }
             Command::FindNode { target, reply } => {
                 (self.node.find_node(now, target), Waiter::FindNode(reply))
             }
@@ -236,7 +274,12 @@ impl Driver {
                 request,
                 reply,
             } => {
-                let answer = self.node.handle_request(now, requester, *request);
+                if let Request::Listen { .. } = *request {
+                    self.subscribers
+                        .entry(requester.connection)
+                        .or_insert_with(|| reply.clone());
+                }
+                let answer = self.node.handle_request(now, requester, id, *request);
                 self.waiters.answer(id, answer, reply);
             }
             ToDriver::Response { from, id, response } => {
@@ -248,6 +291,59 @@ impl Driver {
                 }
             }
             ToDriver::Closed { addr, conn } => self.pool.closed(addr, conn),
+            ToDriver::Notify { from, id, item } => self.node.handle_notify(now, from, id, *item),
+            ToDriver::InboundClosed { connection } => {
+                self.subscribers.remove(&connection);
+                self.node.connection_closed(connection);
+            }
+        }
+    }
+
+    /// Deletes the item `pending.name` of this node: with the `seq` held here, or else with
+    /// the one a get found (`found`, once it ran); refuses when nothing is found or it is
+    /// deleted already.
+    fn delete(&mut self, pending: PendingDelete, found: Option<Result<Item, ()>>) {
+        let now = self.clock.now();
+        let public_key = self.shared.identity.public_key();
+        let key = cairn_core::item::signed_key(&public_key, &pending.name);
+        let newest = match found {
+            Some(found) => found.ok(),
+            None => match self.node.store().get(&key, now) {
+                Some(item) => Some(item),
+                None => {
+                    let query = self.node.get(now, key);
+                    self.deletes.insert(query, pending);
+                    return;
+                }
+            },
+        };
+        let PendingDelete { name, ttl, reply } = pending;
+        let seq = match newest {
+            None => {
+                let _ = reply.send(Err(DeleteError::NotFound { name }));
+                return;
+            }
+            Some(Item::Tombstone(t)) => {
+                let seq = t.seq();
+                let _ = reply.send(Err(DeleteError::AlreadyDeleted { name, seq }));
+                return;
+            }
+            Some(item) => item.seq(),
+        };
+        let signing_key = self.shared.identity.signing_key();
+        match self.node.delete(now, signing_key, &name, seq, ttl) {
+            Ok(query) => {
+                // The tombstone's put reports like any put; its caller hears a delete's error.
+                let (put_reply, receipt) = oneshot::channel();
+                self.waiters.insert(query, Waiter::Put(put_reply));
+                tokio::spawn(async move {
+                    let result = receipt.await.unwrap_or(Err(PutError::Stopped));
+                    let _ = reply.send(result.map_err(DeleteError::Put));
+                });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(DeleteError::Put(PutError::Invalid(e))));
+            }
         }
     }
 
@@ -258,21 +354,57 @@ impl Driver {
             Ok(()) => CommitOutcome::Durable,
             Err(_) => CommitOutcome::Failed,
         };
+        let room = self.shared.config.max_requests_per_connection.max(1);
         for commit in done.commits {
             self.node.handle_commit(commit, outcome);
-            self.waiters.committed(commit, &done.result);
+            self.waiters.committed(commit, &done.result, room);
         }
     }
 
-    /// Drains every output of the node.
+    /// Drains every output of the node, until an event handled here starts nothing more.
     fn drain(&mut self) {
-        while let Some(Transmit { id, to, request }) = self.node.poll_transmit() {
-            if !self.pool.send(to, (id, Box::new(request))) {
-                self.node.handle_failure(self.clock.now(), id);
+        let room = self.shared.config.max_requests_per_connection.max(1);
+        loop {
+            while let Some(Transmit { id, to, request }) = self.node.poll_transmit() {
+                if !self.pool.send(to, (id, Box::new(request))) {
+                    self.node.handle_failure(self.clock.now(), id);
+                }
             }
-        }
-        while let Some(event) = self.node.poll_event() {
-            self.waiters.event(event);
+            while let Some(n) = self.node.poll_notification() {
+                if let Some(reply) = self.subscribers.get(&n.connection) {
+                    let message = Box::new(Message::Notify {
+                        id: n.id,
+                        item: n.item,
+                    });
+                    self.waiters.notify(n.commit, reply.clone(), message, room);
+                }
+            }
+            let mut again = false;
+            while let Some(event) = self.node.poll_event() {
+                match event {
+                    Event::WatchUpdate { watch, item } => {
+                        let gone = self
+                            .watchers
+                            .get(&watch)
+                            .is_none_or(|updates| updates.send(item).is_err());
+                        if gone {
+                            self.watchers.remove(&watch);
+                            self.node.unwatch(self.clock.now(), watch);
+                            again = true;
+                        }
+                    }
+                    Event::GetDone { query, result, .. } if self.deletes.contains_key(&query) => {
+                        if let Some(pending) = self.deletes.remove(&query) {
+                            self.delete(pending, Some(result.map_err(|_| ())));
+                            again = true;
+                        }
+                    }
+                    event => self.waiters.event(event),
+                }
+            }
+            if !again {
+                return;
+            }
         }
     }
 
@@ -286,6 +418,7 @@ impl Driver {
             network: self.shared.config.network.to_string(),
             listen: SocketAddr::new(self.shared.config.listen.ip(), self.shared.listen_port),
             peers: self.node.routing_table().len(),
+            network_size: self.node.routing_table().network_size(),
             items: self.node.store().len(),
             uptime_s: self.clock.uptime().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -305,6 +438,8 @@ impl Driver {
             handshake_timeouts: count(&counters.handshake_timeouts),
             requests_rate_limited: count(&counters.requests_rate_limited),
             stores_rate_limited: count(&counters.stores_rate_limited),
+            subscriptions: self.node.subscription_count(),
+            watches: self.node.watch_count(),
         }
     }
 

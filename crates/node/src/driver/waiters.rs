@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use cairn_core::message::{ErrorCode, ErrorReply, Message, Response};
 use cairn_core::node::{Answer, Event};
 use cairn_core::store::CommitId;
-use cairn_core::{Contact, QueryId};
+use cairn_core::{Contact, Item, QueryId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::outcome::{BootstrapError, Found, GetError, PutError, PutReceipt};
@@ -39,6 +39,11 @@ enum Held {
     Put {
         reply: oneshot::Sender<Result<PutReceipt, PutError>>,
         receipt: Result<PutReceipt, PutError>,
+    },
+    /// A `notify` of a copy not durable yet; dropped if the commit fails.
+    Notify {
+        reply: mpsc::Sender<Box<Message>>,
+        message: Box<Message>,
     },
 }
 
@@ -74,6 +79,24 @@ impl Waiters {
                 .or_default()
                 .push(Held::Stored { id, reply }),
             None => send_now(&reply, id, answer.response),
+        }
+    }
+
+    /// Sends a `notify` on an incoming connection, or holds it until its copy is durable.
+    pub(super) fn notify(
+        &mut self,
+        commit: Option<CommitId>,
+        reply: mpsc::Sender<Box<Message>>,
+        message: Box<Message>,
+        room: usize,
+    ) {
+        match commit {
+            Some(commit) => self
+                .held
+                .entry(commit)
+                .or_default()
+                .push(Held::Notify { reply, message }),
+            None => send_notify(&reply, message, room),
         }
     }
 
@@ -121,12 +144,13 @@ impl Waiters {
                 },
                 Waiter::Get(reply),
             ) => {
-                let found = result.map(|item| Found { item, stats }).map_err(
-                    |cairn_core::node::GetError::NotFound { asked, .. }| GetError::NotFound {
-                        key,
-                        asked,
-                    },
-                );
+                let found = match result {
+                    Ok(Item::Tombstone(t)) => Err(GetError::Deleted { key, seq: t.seq() }),
+                    Ok(item) => Ok(Found { item, stats }),
+                    Err(cairn_core::node::GetError::NotFound { asked, .. }) => {
+                        Err(GetError::NotFound { key, asked })
+                    }
+                };
                 let _ = reply.send(found);
             }
             (Event::FindNodeDone { closest, .. }, Waiter::FindNode(reply)) => {
@@ -139,8 +163,14 @@ impl Waiters {
         }
     }
 
-    /// The store reported `commit`: releases whatever waited on it.
-    pub(super) fn committed(&mut self, commit: CommitId, result: &Result<(), CommitError>) {
+    /// The store reported `commit`: releases whatever waited on it (`room`: the answers'
+    /// room a `notify` must leave in a connection's queue).
+    pub(super) fn committed(
+        &mut self,
+        commit: CommitId,
+        result: &Result<(), CommitError>,
+        room: usize,
+    ) {
         for held in self.held.remove(&commit).unwrap_or_default() {
             match (held, result) {
                 (Held::Stored { id, reply }, Ok(())) => {
@@ -159,6 +189,8 @@ impl Waiters {
                 (Held::Put { reply, .. }, Err(e)) => {
                     let _ = reply.send(Err(PutError::NotDurable(e.clone())));
                 }
+                (Held::Notify { reply, message }, Ok(())) => send_notify(&reply, message, room),
+                (Held::Notify { .. }, Err(_)) => {}
             }
         }
     }
@@ -171,6 +203,15 @@ fn send_now(reply: &mpsc::Sender<Box<Message>>, id: u64, response: Response) {
         .is_err()
     {
         tracing::debug!("a connection's reply queue is full; dropping a response");
+    }
+}
+
+/// Sends a `notify` if the connection's queue has room beyond the `room` kept for answers;
+/// otherwise the dialer is not reading, and it is dropped (the dialer's next renewal brings the
+/// newest copy).
+fn send_notify(reply: &mpsc::Sender<Box<Message>>, message: Box<Message>, room: usize) {
+    if reply.capacity() <= room || reply.try_send(message).is_err() {
+        tracing::debug!("a connection's notify queue is full; dropping a notify");
     }
 }
 
