@@ -262,3 +262,70 @@ fn bench_measures_every_kind_of_request_and_says_what_it_needs() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("is not one of handshake, ping"));
 }
+
+#[test]
+fn delete_get_and_watch_as_a_user_does() {
+    use std::io::BufRead;
+
+    let first = NodeProcess::start("del-a", None);
+    let second = NodeProcess::start("del-b", Some(first.listen));
+    first.wait_until(|s| peers(s) >= 1);
+    let put = first.cairn(&["put", "greeting", "one"]);
+    assert!(put.status.success());
+    let address = String::from_utf8_lossy(&put.stdout).trim().to_owned();
+
+    // `cairn watch` on the other node prints each version as it arrives.
+    let mut watch = Command::new(CAIRN)
+        .args(["watch", &address, "--api", &second.api.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch runs");
+    let (lines, printed) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        printed
+            .recv_timeout(Duration::from_secs(20))
+            .expect("watch printed a line within 20 s")
+    };
+    assert_eq!(next(), "one", "the newest version first");
+
+    let deleted = first.cairn(&["delete", "greeting"]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&deleted.stdout).trim(), address);
+    assert!(next().starts_with("(deleted, seq "));
+
+    let got = second.cairn(&["get", &address]);
+    assert_eq!(got.status.code(), Some(1));
+    assert!(got.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&got.stderr);
+    assert!(stderr.contains("deleted"), "{stderr}");
+
+    let again = first.cairn(&["delete", "greeting"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("deleted already"));
+    let never = first.cairn(&["delete", "never-published"]);
+    assert!(!never.status.success());
+    assert!(String::from_utf8_lossy(&never.stderr).contains("nothing to delete"));
+    let bad = second.cairn(&["watch", "not-a-key"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad key"));
+
+    // A later put brings the name back, and the watch sees it.
+    assert!(first.cairn(&["put", "greeting", "two"]).status.success());
+    assert_eq!(next(), "two");
+    assert_eq!(second.cairn(&["get", &address]).stdout, b"two");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}

@@ -239,3 +239,82 @@ async fn raw_request(addr: std::net::SocketAddr, request: &str) -> (u16, String)
         .to_owned();
     (status, body)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_sees_puts_and_a_delete_from_another_node_and_outlives_its_listeners() {
+    use cairn_node::testnet::{Silent, Testnet};
+    use rand::SeedableRng;
+
+    let seed = 51;
+    println!("seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let net = Testnet::start(50).await.expect("nodes start");
+    assert_eq!(
+        net.join(&mut rng, 8, &Silent).await,
+        0,
+        "every join succeeds"
+    );
+    let mut ids = Vec::new();
+    for dht in &net.nodes {
+        let status = dht.status().await.expect("running");
+        ids.push(cairn_core::Id::from_hex(&status.node_id).expect("hex id"));
+    }
+    let publisher = 1;
+    let public_key = cairn_core::id::from_hex(
+        &net.nodes[publisher]
+            .status()
+            .await
+            .expect("running")
+            .public_key,
+    )
+    .expect("hex");
+    let public_key: [u8; 32] = public_key.try_into().expect("32 bytes");
+    // A name whose closest nodes are neither the publisher nor the watcher, so that both
+    // outlive the nodes the watch listens at.
+    let watcher = 2;
+    let (name, closest) = (0..)
+        .map(|n| {
+            let name = format!("news-{n}");
+            let key = cairn_core::item::signed_key(&public_key, &name);
+            let mut order: Vec<usize> = (0..ids.len()).collect();
+            order.sort_by_key(|i| ids[*i].distance(&key));
+            (name, order)
+        })
+        .find(|(_, order)| !order[..5].contains(&publisher) && !order[..5].contains(&watcher))
+        .expect("some name");
+    let key = cairn_core::item::signed_key(&public_key, &name);
+    let mut watch = net.nodes[watcher].watch(key).await.expect("running");
+    let next = async |watch: &mut cairn_node::Watch| {
+        tokio::time::timeout(Duration::from_secs(20), watch.next())
+            .await
+            .expect("an update within 20 s")
+            .expect("the watch runs")
+    };
+    for value in ["one", "two", "three"] {
+        net.nodes[publisher]
+            .put_signed(&name, value.into(), None)
+            .await
+            .expect("put");
+        assert_eq!(next(&mut watch).await.value().as_ref(), value.as_bytes());
+    }
+    net.nodes[publisher]
+        .delete(&name, None)
+        .await
+        .expect("deleted");
+    assert!(next(&mut watch).await.is_tombstone(), "the delete is seen");
+
+    // The three nodes closest to the key, where the watch listens, stop.
+    for i in &closest[..3] {
+        net.nodes[*i].shutdown().await;
+    }
+    net.nodes[publisher]
+        .put_signed(&name, "four".into(), None)
+        .await
+        .expect("put after the listeners stopped");
+    let update = next(&mut watch).await;
+    assert_eq!(update.value().as_ref(), b"four", "the watch moved on");
+    let status = net.nodes[watcher].status().await.expect("running");
+    assert_eq!(status.watches, 1);
+    drop(watch);
+    net.shutdown().await;
+}
