@@ -159,6 +159,16 @@ pub enum Command {
         /// How long it lives; `None` for ever.
         ttl: Option<Duration>,
     },
+    /// Delete the item `name` of `key`'s owner, as a real node does ([`Node::delete`]): a
+    /// tombstone whose `seq` beats the copy held (or `found`, a `seq` a get found).
+    Delete {
+        /// The publisher's key pair.
+        key: Box<SigningKey>,
+        /// The item's name.
+        name: String,
+        /// The newest `seq` known from elsewhere.
+        found: Option<u64>,
+    },
     /// Look a key up.
     Get(Key),
     /// Find the nodes closest to an id.
@@ -671,6 +681,7 @@ impl Sim {
                 value,
                 ttl,
             } => n.publish(now, &key, &name, value, ttl).ok()?,
+            Command::Delete { key, name, found } => n.delete(now, &key, &name, found, None).ok()?,
             Command::Get(key) => n.get(now, key),
             Command::FindNode(target) => n.find_node(now, target),
         })

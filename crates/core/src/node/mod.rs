@@ -115,6 +115,8 @@ enum Purpose {
     Unattended,
     /// A watch's `listen`.
     Listen(WatchId),
+    /// Fetching the copy that made a peer refuse this node's `store` as stale.
+    Repair,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -127,6 +129,8 @@ struct Pending {
     deadline: Time,
     /// Past its slot deadline: its slot is freed, its answer still awaited.
     slow: bool,
+    /// The key of the item a `store` carries, or that a repair fetches.
+    key: Option<Key>,
     /// Timed out already: counted as a failure, but a late answer is still taken.
     timed_out: bool,
 }
@@ -274,7 +278,14 @@ impl<S: Store> Node<S> {
                     self.config.request_timeout,
                 )
             }
-            Purpose::Liveness | Purpose::Unattended | Purpose::Listen(_) => deadline,
+            Purpose::Liveness | Purpose::Unattended | Purpose::Listen(_) | Purpose::Repair => {
+                deadline
+            }
+        };
+        let key = match &request {
+            Request::Store { item } => Some(*item.key()),
+            Request::FindValue { key } if purpose == Purpose::Repair => Some(*key),
+            _ => None,
         };
         let pending = Pending {
             to,
@@ -284,6 +295,7 @@ impl<S: Store> Node<S> {
             deadline,
             slow: false,
             timed_out: false,
+            key,
         };
         self.pending.insert(id, Box::new(pending));
         self.transmits.push_back(Transmit { id, to, request });
@@ -342,10 +354,30 @@ impl<S: Store> Node<S> {
         }
         self.rtt.sample(&from.id, now.since(pending.sent));
         self.saw(now, from);
+        if let (Some(key), Response::Error(e)) = (pending.key, &response) {
+            if e.code == crate::message::ErrorCode::CONFLICT {
+                // The peer holds a copy that beats this node's: fetch it, so that a stale
+                // copy (say, of a deleted item) is not replicated again.
+                self.send(
+                    now,
+                    from.into(),
+                    Request::FindValue { key },
+                    Purpose::Repair,
+                );
+            }
+        }
         match pending.purpose {
             Purpose::Query(query) => self.on_query_response(now, query, pending.to, from, response),
             Purpose::Listen(watch) => {
                 self.on_listen_response(now, watch, from, request_id, response);
+            }
+            Purpose::Repair => {
+                if let (Some(key), Response::Value(item)) = (pending.key, response) {
+                    if *item.key() == key {
+                        // Kept only if it wins over the copy held; a refusal changes nothing.
+                        let _ = self.store_checked(now, item, Origin::Unknown);
+                    }
+                }
             }
             Purpose::Liveness | Purpose::Unattended => {}
         }
@@ -373,7 +405,7 @@ impl<S: Store> Node<S> {
         match pending.purpose {
             Purpose::Query(query) => self.on_query_failure(now, query, pending.to),
             Purpose::Listen(watch) => self.drop_sub(now, watch, request_id, true),
-            Purpose::Liveness | Purpose::Unattended => {}
+            Purpose::Liveness | Purpose::Unattended | Purpose::Repair => {}
         }
     }
 
@@ -426,7 +458,7 @@ impl<S: Store> Node<S> {
                     self.pending.remove(&request_id);
                     self.drop_sub(now, watch, request_id, true);
                 }
-                Purpose::Liveness | Purpose::Unattended => {
+                Purpose::Liveness | Purpose::Unattended | Purpose::Repair => {
                     self.pending.remove(&request_id);
                 }
             }
