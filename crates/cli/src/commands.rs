@@ -222,14 +222,15 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
     let s = ApiClient::new(args.api).status().await?;
     println!("node_id    {}", s.node_id);
     println!("network    {}", s.network);
-    println!("listen     {}", s.listen);
+    let listen: Vec<String> = s.listen_addrs.iter().map(ToString::to_string).collect();
+    println!("listen     {}", listen.join(" "));
     println!("peers      {}", s.peers);
     println!("network    ~{} nodes (estimated)", s.network_size);
     println!("items      {}", s.items);
     println!("uptime_s   {}", s.uptime_s);
     println!("version    {}", s.version);
     println!(
-        "listen     {} subscriptions held for peers, {} keys watched",
+        "watching   {} subscriptions held for peers, {} keys watched here",
         s.subscriptions, s.watches
     );
     // What the defences of SECURITY.md turned away since start.

@@ -85,7 +85,7 @@ enum Cmd {
 /// Parses an address, with a message that says what was expected.
 pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     text.parse()
-        .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:7401"))
+        .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:7401 or [::1]:7401"))
 }
 
 /// The platform data directory for a node's files.

@@ -18,9 +18,11 @@ pub struct NodeArgs {
     /// saved routing table (routing.snapshot) [default: the platform data directory + /cairn].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Address to accept peers on [default: 0.0.0.0:7400].
+    /// Address to accept peers on [default: 0.0.0.0:7400]. Repeat it to listen on more, say
+    /// `--listen 0.0.0.0:7400 --listen [::]:7400` for IPv4 and IPv6 (dual stack); every
+    /// address takes the first one's port (port 0 in the others means "the same").
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-    listen: Option<SocketAddr>,
+    listen: Vec<SocketAddr>,
     /// Address of the local HTTP API [default: 127.0.0.1:7401].
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     api: Option<SocketAddr>,
@@ -102,7 +104,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         bootstrap = own.bootstrap.unwrap_or_default();
     }
     config.data_dir = args.data_dir.or(config.data_dir);
-    config.listen = args.listen.unwrap_or(config.listen);
+    if let Some((first, more)) = args.listen.split_first() {
+        config.listen = *first;
+        config.also_listen = more.to_vec();
+    }
     if let Some(network) = args.network {
         config.network = network;
     }

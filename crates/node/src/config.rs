@@ -18,6 +18,10 @@ use tokio::sync::Semaphore;
 pub struct Config {
     /// Where to accept peer connections. Default `0.0.0.0:7400`.
     pub listen: SocketAddr,
+    /// More addresses to accept peer connections on, say an IPv6 one beside an IPv4 `listen`
+    /// (dual stack). A node announces one port, so each must have `listen`'s port, or port 0
+    /// for the port `listen` got. Default none.
+    pub also_listen: Vec<SocketAddr>,
     /// The network name; nodes of other networks are refused. Default `"cairn"`.
     pub network: NetworkName,
     /// Where the key pair (and later the store) live. `None` keeps the identity in memory
@@ -69,6 +73,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 7400)),
+            also_listen: Vec::new(),
             network: NetworkName::default(),
             data_dir: None,
             protocol: cairn_core::Config::default(),
@@ -115,6 +120,8 @@ impl Default for Config {
 pub struct FileConfig {
     /// See [`Config::listen`].
     pub listen: Option<SocketAddr>,
+    /// See [`Config::also_listen`].
+    pub also_listen: Option<Vec<SocketAddr>>,
     /// See [`Config::network`].
     pub network: Option<NetworkName>,
     /// See [`Config::data_dir`].
@@ -259,6 +266,9 @@ impl FileConfig {
         let p = &mut config.protocol;
         if let Some(v) = self.listen {
             config.listen = v;
+        }
+        if let Some(v) = &self.also_listen {
+            config.also_listen = v.clone();
         }
         if let Some(v) = &self.network {
             config.network = v.clone();

@@ -580,15 +580,22 @@ pub(crate) async fn dial(
 }
 
 /// Opens a TCP connection to `addr`. A node that listens on a specific address dials from it
-/// too (when both are loopback, or both not), so that its peers see it at the host it
-/// announces: on a host with several addresses, and in a test network of many loopback
-/// addresses, its connections then count against its own address, not another's.
-async fn open(addr: SocketAddr, listen: IpAddr) -> std::io::Result<TcpStream> {
-    let same_kind =
-        listen.is_loopback() == addr.ip().is_loopback() && listen.is_ipv4() == addr.ip().is_ipv4();
-    if listen.is_unspecified() || !same_kind {
+/// too (from the one of its listen addresses of the same family, when both are loopback or
+/// both not), so that its peers see it at the host it announces: on a host with several
+/// addresses, and in a test network of many loopback addresses, its connections then count
+/// against its own address, not another's. A dual-stack node dials IPv6 peers from its IPv6
+/// address, so that they store it under that address.
+async fn open(addr: SocketAddr, listening: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let same_kind = |listen: &IpAddr| {
+        listen.is_loopback() == addr.ip().is_loopback() && listen.is_ipv4() == addr.ip().is_ipv4()
+    };
+    let Some(listen) = listening
+        .iter()
+        .map(SocketAddr::ip)
+        .find(|ip| same_kind(ip) && !ip.is_unspecified())
+    else {
         return TcpStream::connect(addr).await;
-    }
+    };
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -612,7 +619,7 @@ async fn connect(
 ) -> Result<(FrameReader, OwnedWriteHalf, Contact), ConnError> {
     let stream = timeout(
         shared.config.protocol.request_timeout,
-        open(addr, shared.config.listen.ip()),
+        open(addr, &shared.listening),
     )
     .await
     .map_err(|_| ConnError::Timeout)??;

@@ -126,6 +126,31 @@ pub async fn start_with_storage(
         addr: config.listen,
         error,
     })?;
+    let mut listeners = vec![listener];
+    let mut listening = vec![local];
+    for &addr in &config.also_listen {
+        let addr = match addr.port() {
+            0 => SocketAddr::new(addr.ip(), local.port()),
+            port if port == local.port() => addr,
+            _ => {
+                return Err(StartError::Bind {
+                    addr,
+                    error: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!(
+                            "every listen address needs the same port ({}): a node announces one",
+                            local.port()
+                        ),
+                    ),
+                });
+            }
+        };
+        let extra = TcpListener::bind(addr)
+            .await
+            .map_err(|error| StartError::Bind { addr, error })?;
+        listeners.push(extra);
+        listening.push(addr);
+    }
     let (store, commits) = match storage {
         Storage::Memory => (NodeStore::Memory(MemoryStore::new(config.limits)), None),
         Storage::Durable(store, commits) => (NodeStore::Redb(store), Some(commits)),
@@ -152,6 +177,7 @@ pub async fn start_with_storage(
         config,
         identity,
         listen_port: local.port(),
+        listening: listening.clone(),
         to_driver,
         shutdown: watch::channel(false).0,
         counters: shared::Counters::default(),
@@ -159,10 +185,12 @@ pub async fn start_with_storage(
         request_limit: ratelimit::Limiter::new(config_rates.0),
         store_limit: ratelimit::Limiter::new(config_rates.1),
     });
-    tokio::spawn(listener::accept_loop(listener, shared.clone()));
+    for listener in listeners {
+        tokio::spawn(listener::accept_loop(listener, shared.clone()));
+    }
     let driver = driver::Driver::new(node, shared, commands, inbound, commits);
     tokio::spawn(driver.run());
-    tracing::info!(addr = %local, "node listening");
+    tracing::info!(addrs = ?listening, "node listening");
     Ok(Dht {
         commands: commands_tx,
     })

@@ -129,6 +129,9 @@ pub struct Status {
     pub network: String,
     /// The address peers connect to.
     pub listen: SocketAddr,
+    /// Every address peers may connect to (`listen` first; more with dual stack).
+    #[serde(default)]
+    pub listen_addrs: Vec<SocketAddr>,
     /// Contacts in the routing table.
     pub peers: usize,
     /// How many nodes the network has, estimated from the routing table (see

@@ -15,6 +15,8 @@ pub(crate) struct Shared {
     pub(crate) identity: Identity,
     /// The port this node accepts connections on, announced in handshakes.
     pub(crate) listen_port: u16,
+    /// Every address the node accepts connections on (`listen` first, its port resolved).
+    pub(crate) listening: Vec<std::net::SocketAddr>,
     pub(crate) to_driver: mpsc::Sender<Box<ToDriver>>,
     /// Flips to `true` once, when the node shuts down.
     pub(crate) shutdown: watch::Sender<bool>,

@@ -318,3 +318,78 @@ async fn a_watch_sees_puts_and_a_delete_from_another_node_and_outlives_its_liste
     drop(watch);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_only_node_and_a_dual_stack_node_interoperate() {
+    let dual = cairn_node::start(Config {
+        also_listen: vec!["[::1]:0".parse().expect("valid")],
+        ..loopback()
+    })
+    .await
+    .expect("the dual-stack node starts");
+    let addrs = dual.status().await.expect("running").listen_addrs;
+    assert_eq!(addrs.len(), 2, "{addrs:?}");
+    assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6());
+    assert_eq!(
+        addrs[0].port(),
+        addrs[1].port(),
+        "one port, announced in hello"
+    );
+
+    let v6 = cairn_node::start(Config {
+        listen: "[::1]:0".parse().expect("valid"),
+        ..Config::default()
+    })
+    .await
+    .expect("the IPv6-only node starts");
+    let v4 = cairn_node::start(loopback())
+        .await
+        .expect("the IPv4 node starts");
+    assert_eq!(
+        v6.bootstrap(vec![addrs[1]]).await.expect("joins over IPv6"),
+        1
+    );
+    assert!(v4.bootstrap(vec![addrs[0]]).await.expect("joins over IPv4") >= 1);
+
+    // Each is stored under the address family it came over.
+    let v6_addr = listen_addr(&v6).await;
+    let v4_addr = listen_addr(&v4).await;
+    let seen: Vec<std::net::SocketAddr> = dual.peers().await.into_iter().map(|p| p.addr).collect();
+    assert!(seen.contains(&v6_addr), "{seen:?} lacks {v6_addr}");
+    assert!(seen.contains(&v4_addr), "{seen:?} lacks {v4_addr}");
+    let from_v6: Vec<std::net::SocketAddr> = v6.peers().await.into_iter().map(|p| p.addr).collect();
+    assert!(
+        from_v6.contains(&addrs[1]),
+        "the IPv6 node knows the dual one by IPv6: {from_v6:?}"
+    );
+
+    let receipt = v6
+        .put_signed("six", "over ipv6".into(), None)
+        .await
+        .expect("put");
+    assert_eq!(
+        dual.get(receipt.key)
+            .await
+            .expect("found")
+            .item
+            .value()
+            .as_ref(),
+        b"over ipv6"
+    );
+    let receipt = dual
+        .put_signed("dual", "both".into(), None)
+        .await
+        .expect("put");
+    assert_eq!(
+        v6.get(receipt.key)
+            .await
+            .expect("found")
+            .item
+            .value()
+            .as_ref(),
+        b"both"
+    );
+    for node in [&dual, &v6, &v4] {
+        node.shutdown().await;
+    }
+}

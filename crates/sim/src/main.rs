@@ -350,6 +350,12 @@ fn goals_kill(report: &scenario::Report, latency: Latency) -> Vec<Goal> {
                 after.success_percent, after.latency_ms.p99
             ),
         },
+        Goal {
+            what: "network-size estimate within 25% at the median node".into(),
+            met: report.size_estimate.nodes > 1
+                && report.size_estimate.median_error_percent <= 25.0,
+            measured: report.size_estimate.to_string(),
+        },
     ]
 }
 

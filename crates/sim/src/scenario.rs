@@ -80,6 +80,9 @@ pub struct Report {
     pub get_latencies_ms: Vec<f64>,
     /// Every successful get's latency after the kill, in milliseconds, ascending.
     pub after_kill_latencies_ms: Vec<f64>,
+    /// How far each node's network-size estimate (from its routing table, after the puts) was
+    /// from the true number of nodes.
+    pub size_estimate: SizeEstimate,
     /// Messages delivered in the whole run.
     pub messages: u64,
     /// Connections opened in the whole run (with a transport).
@@ -87,6 +90,58 @@ pub struct Report {
     /// Real time the run took (the only figure that varies between runs of one seed).
     #[serde(skip)]
     pub wall: Duration,
+}
+
+/// The error of the nodes' network-size estimates
+/// ([`cairn_core::routing::RoutingTable::network_size`]), as percentages of the true size.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SizeEstimate {
+    /// The true number of nodes.
+    pub nodes: usize,
+    /// The median node's estimate.
+    pub median_estimate: u64,
+    /// The median of `|estimate - nodes| / nodes`, in percent.
+    pub median_error_percent: f64,
+    /// The 90th percentile of the same.
+    pub p90_error_percent: f64,
+}
+
+impl SizeEstimate {
+    /// The estimates of every live node of `sim`.
+    pub fn of(sim: &Sim) -> Self {
+        let live: Vec<usize> = (0..sim.len()).filter(|i| sim.is_alive(*i)).collect();
+        let nodes = live.len();
+        let mut estimates: Vec<u64> = live
+            .iter()
+            .map(|i| sim.node(*i).routing_table().network_size())
+            .collect();
+        estimates.sort_unstable();
+        let mut errors: Vec<f64> = estimates
+            .iter()
+            .map(|e| (*e as f64 - nodes as f64).abs() / nodes.max(1) as f64 * 100.0)
+            .collect();
+        errors.sort_by(f64::total_cmp);
+        let at = |v: &[f64], q: f64| {
+            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+        };
+        SizeEstimate {
+            nodes,
+            median_estimate: estimates.get(estimates.len() / 2).copied().unwrap_or(0),
+            median_error_percent: at(&errors, 0.5).unwrap_or(0.0),
+            p90_error_percent: at(&errors, 0.9).unwrap_or(0.0),
+        }
+    }
+}
+
+impl fmt::Display for SizeEstimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "median node estimates {} of {} nodes; error median {:.1}%, p90 {:.1}%",
+            self.median_estimate, self.nodes, self.median_error_percent, self.p90_error_percent
+        )
+    }
 }
 
 /// An item put during the run: its key, its value, the node that published it, and its
@@ -181,6 +236,7 @@ pub fn run(scenario: &Scenario) -> Report {
     }
     let gets = get_round(&mut sim, &items);
     network.gets = Operations::of(&gets);
+    let size_estimate = SizeEstimate::of(&sim);
 
     let alive: Vec<usize> = (0..sim.len()).collect();
     let killed = (scenario.nodes as f64 * scenario.kill_fraction).round() as usize;
@@ -195,6 +251,7 @@ pub fn run(scenario: &Scenario) -> Report {
         after_kill: Operations::of(&after),
         get_latencies_ms: latencies_ms(&gets),
         after_kill_latencies_ms: latencies_ms(&after),
+        size_estimate,
         messages: sim.delivered(),
         connections: sim.connections_opened(),
         wall: started.elapsed(),
@@ -405,6 +462,7 @@ impl fmt::Display for Report {
             )?;
         }
         write!(f, "{}", self.network)?;
+        writeln!(f, "  network size     {}", self.size_estimate)?;
         writeln!(f, "after killing {} nodes:", self.killed)?;
         writeln!(f, "  gets             {}", self.after_kill)?;
         write_totals(f, self.messages, self.connections, self.wall)

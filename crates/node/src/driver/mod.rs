@@ -417,6 +417,7 @@ impl Driver {
             public_key: cairn_core::id::to_hex(&self.shared.identity.public_key()),
             network: self.shared.config.network.to_string(),
             listen: SocketAddr::new(self.shared.config.listen.ip(), self.shared.listen_port),
+            listen_addrs: self.shared.listening.clone(),
             peers: self.node.routing_table().len(),
             network_size: self.node.routing_table().network_size(),
             items: self.node.store().len(),
