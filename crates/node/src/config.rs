@@ -186,6 +186,12 @@ pub struct FileConfig {
     pub replicate_interval_secs: Option<f64>,
     /// See `cairn_core::Config::refresh_interval`.
     pub refresh_interval_secs: Option<f64>,
+    /// See `cairn_core::Config::max_subscriptions`.
+    pub max_subscriptions: Option<usize>,
+    /// See `cairn_core::Config::listen_ttl` (at most 600).
+    pub listen_ttl_secs: Option<f64>,
+    /// See `cairn_core::Config::watch_refresh`.
+    pub watch_refresh_secs: Option<f64>,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -370,6 +376,18 @@ impl FileConfig {
         if let Some(v) = self.max_requests_per_connection {
             config.max_requests_per_connection = v.max(1);
         }
+        if let Some(v) = self.max_subscriptions {
+            config.protocol.max_subscriptions = v;
+        }
+        if let Some(v) = self.listen_ttl_secs {
+            let ttl = secs("listen_ttl_secs", v)?;
+            if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(600) {
+                return Err(ConfigError::Invalid(
+                    "listen_ttl_secs must be 1 to 600 (the protocol's limit)".into(),
+                ));
+            }
+            config.protocol.listen_ttl = ttl;
+        }
         for (value, name, field) in [
             (
                 self.republish_interval_secs,
@@ -385,6 +403,11 @@ impl FileConfig {
                 self.refresh_interval_secs,
                 "refresh_interval_secs",
                 &mut config.protocol.refresh_interval,
+            ),
+            (
+                self.watch_refresh_secs,
+                "watch_refresh_secs",
+                &mut config.protocol.watch_refresh,
             ),
         ] {
             if let Some(v) = value {
