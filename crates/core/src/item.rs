@@ -400,6 +400,16 @@ impl Item {
         }
     }
 
+    /// Whether this copy is news to someone whose newest `seq` is `last` (`None`: nothing
+    /// yet; for an immutable key, any `Some` once its one copy was seen).
+    pub fn is_news_after(&self, last: Option<u64>) -> bool {
+        match (self.seq(), last) {
+            (_, None) => true,
+            (Some(seq), Some(last)) => seq > last,
+            (None, Some(_)) => false,
+        }
+    }
+
     /// Whether the item has expired at `now`: its expiry is set and not after `now`.
     pub fn is_expired(&self, now: Time) -> bool {
         let expires = self.expires();

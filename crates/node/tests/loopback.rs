@@ -47,12 +47,11 @@ async fn two_nodes_put_and_get() {
     assert!(a.status().await.is_none(), "a stopped");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_nodes_find_a_hundred_items_and_the_latest_update() {
+/// Fifty nodes on loopback addresses, joined, and the seeded RNG that joined them.
+async fn fifty_joined(seed: u64) -> (cairn_node::testnet::Testnet, rand::rngs::StdRng) {
     use cairn_node::testnet::{Silent, Testnet};
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
 
-    let seed = 50;
     println!("seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let net = Testnet::start(50).await.expect("nodes start");
@@ -61,6 +60,14 @@ async fn fifty_nodes_find_a_hundred_items_and_the_latest_update() {
         0,
         "every join succeeds"
     );
+    (net, rng)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_nodes_find_a_hundred_items_and_the_latest_update() {
+    use rand::Rng;
+
+    let (net, mut rng) = fifty_joined(50).await;
 
     // 100 items, half signed, half immutable, each put from a random node.
     let mut items = Vec::new();
@@ -242,18 +249,7 @@ async fn raw_request(addr: std::net::SocketAddr, request: &str) -> (u16, String)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_sees_puts_and_a_delete_from_another_node_and_outlives_its_listeners() {
-    use cairn_node::testnet::{Silent, Testnet};
-    use rand::SeedableRng;
-
-    let seed = 51;
-    println!("seed {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let net = Testnet::start(50).await.expect("nodes start");
-    assert_eq!(
-        net.join(&mut rng, 8, &Silent).await,
-        0,
-        "every join succeeds"
-    );
+    let (net, _) = fifty_joined(51).await;
     let mut ids = Vec::new();
     for dht in &net.nodes {
         let status = dht.status().await.expect("running");

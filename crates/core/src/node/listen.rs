@@ -42,11 +42,7 @@ struct Subscription {
 impl Subscription {
     /// Whether `item` is news to this subscription.
     fn wants(&self, item: &Item) -> bool {
-        match (item.seq(), self.reported) {
-            (_, None) => true,
-            (Some(seq), Some(reported)) => seq > reported,
-            (None, Some(_)) => false,
-        }
+        item.is_news_after(self.reported)
     }
 }
 

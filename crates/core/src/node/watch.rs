@@ -51,11 +51,7 @@ pub(super) struct Watch {
 impl Watch {
     /// Whether `item` is news.
     fn wants(&self, item: &Item) -> bool {
-        match (item.seq(), self.last) {
-            (_, None) => true,
-            (Some(seq), Some(last)) => seq > last,
-            (None, Some(_)) => false,
-        }
+        item.is_news_after(self.last)
     }
 
     pub(super) fn next_deadline(&self) -> Option<Time> {
