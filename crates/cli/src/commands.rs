@@ -225,7 +225,10 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
     let listen: Vec<String> = s.listen_addrs.iter().map(ToString::to_string).collect();
     println!("listen     {}", listen.join(" "));
     println!("peers      {}", s.peers);
-    println!("size       ~{} nodes in the network (estimated)", s.network_size);
+    println!(
+        "size       ~{} nodes in the network (estimated)",
+        s.network_size
+    );
     println!("items      {}", s.items);
     println!("uptime_s   {}", s.uptime_s);
     println!("version    {}", s.version);
