@@ -32,9 +32,15 @@ pub struct TestnetArgs {
     /// Print the report as one JSON object on stdout (no progress bars).
     #[arg(long)]
     json: bool,
-    /// Keep the network running afterwards, with node 0's API on 127.0.0.1:7401.
+    /// Watch it work: serve a live dashboard of the whole network (every node on the ring,
+    /// their items, each lookup as it hops) from the moment the nodes start, then keep the
+    /// network busy with a put or a get every half second until Ctrl-C. Node 0's API, its
+    /// metrics included, is served at the same address. Runs every node in this process.
     #[arg(long)]
     serve: bool,
+    /// Where --serve serves the dashboard and node 0's API.
+    #[arg(long, value_name = "ADDR", default_value = crate::DEFAULT_API)]
+    api: std::net::SocketAddr,
 }
 
 /// Arguments of the hidden `cairn testnet-worker`.
@@ -123,6 +129,10 @@ fn print_report(t: &TestnetReport) {
 pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
     anyhow::ensure!(args.processes != Some(0), "--processes must be at least 1");
+    anyhow::ensure!(
+        !args.serve || args.processes.is_none_or(|p| p == 1),
+        "--serve runs every node in this process, so that the dashboard can show them all; drop --processes"
+    );
     let program = std::env::current_exe().context("cannot find this program to start workers")?;
     let plan = Plan {
         nodes: args.nodes,
@@ -134,12 +144,20 @@ pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
             program,
             args: vec!["testnet-worker".into()],
         }),
+        serve: args.serve.then_some(args.api),
     };
+    if args.serve {
+        // Printed first: the dashboard is live from the moment the nodes start.
+        eprintln!(
+            "dashboard: http://{}/ (live as soon as the nodes start)",
+            args.api
+        );
+    }
     let bars = Bars {
         current: Mutex::new(None),
         hidden: args.json,
     };
-    let (net, report) = testnet::run(&plan, &bars)
+    let (mut net, report) = testnet::run(&plan, &bars)
         .await
         .context("cannot start the test network")?;
     if args.json {
@@ -148,17 +166,19 @@ pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
         print_report(&report);
     }
     if args.serve {
-        let api = crate::DEFAULT_API.parse()?;
-        let server = cairn_node::api::serve(net.local.nodes[0].clone(), api)
-            .await
-            .with_context(|| format!("cannot serve node 0's API on {api}"))?;
-        eprintln!("serving node 0's API on {api}; press Ctrl-C to stop");
-        let _ = tokio::signal::ctrl_c().await;
-        net.shutdown().await;
-        let _ = server.await;
-    } else {
-        net.shutdown().await;
+        eprintln!(
+            "dashboard: http://{0}/ · metrics: http://{0}/metrics · a put or a get every 0.5 s; press Ctrl-C to stop",
+            args.api
+        );
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let ran = net
+            .keep_busy(args.seed, std::time::Duration::from_millis(500), stop)
+            .await;
+        eprintln!("stopping after {ran} more operations");
     }
+    net.shutdown().await;
     Ok(())
 }
 

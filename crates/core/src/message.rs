@@ -176,6 +176,21 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The request's `type` on the wire (`ping`, `find_node`, `find_value`, `store`, `listen`,
+    /// `unlisten`): the name logs and metrics use.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::FindNode { .. } => "find_node",
+            Request::FindValue { .. } => "find_value",
+            Request::Store { .. } => "store",
+            Request::Listen { .. } => "listen",
+            Request::Unlisten { .. } => "unlisten",
+        }
+    }
+}
+
 /// A response, sent only by the side that listened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {

@@ -148,6 +148,31 @@ pub trait Store {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bytes of the items held, as counted against `max_store_bytes`.
+    fn bytes(&self) -> usize;
+
+    /// What is held, in key order: at most `limit` entries, from the first key after `after`
+    /// (from the start with `None`). Values are not read.
+    fn list(&self, after: Option<&Key>, limit: usize) -> Vec<Listed>;
+}
+
+/// One item held, as a listing shows it: everything but its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key.
+    pub key: Key,
+    /// Signed, immutable or tombstone.
+    pub kind: crate::item::Kind,
+    /// Its `seq` (signed items and tombstones).
+    pub seq: Option<u64>,
+    /// Unix seconds of expiry, 0 for never.
+    pub expires: u64,
+    /// Bytes it takes in the store, as counted against `max_store_bytes` (its value, name
+    /// and signature).
+    pub size: usize,
+    /// Whether this node published it.
+    pub own: bool,
 }
 
 /// The bookkeeping every store shares: what is held per key (a whole item, or a [`Summary`](crate::item::Summary)
@@ -196,6 +221,24 @@ impl<T: Held + Clone> Ledger<T> {
     /// The keys of every item held.
     pub fn keys(&self) -> Vec<Key> {
         self.entries.keys().copied().collect()
+    }
+
+    /// A listing of what is held ([`Store::list`]).
+    pub fn list(&self, after: Option<&Key>, limit: usize) -> Vec<Listed> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.entries
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(key, held)| Listed {
+                key: *key,
+                kind: held.kind(),
+                seq: held.seq(),
+                expires: held.expires(),
+                size: held.size(),
+                own: self.own.contains(key),
+            })
+            .collect()
     }
 
     /// The keys of the items this node published itself.
@@ -460,6 +503,14 @@ impl Store for MemoryStore {
 
     fn own_keys(&self) -> Vec<Key> {
         self.ledger.own_keys()
+    }
+
+    fn bytes(&self) -> usize {
+        self.ledger.bytes()
+    }
+
+    fn list(&self, after: Option<&Key>, limit: usize) -> Vec<Listed> {
+        self.ledger.list(after, limit)
     }
 }
 

@@ -10,7 +10,6 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -225,10 +224,7 @@ pub(crate) async fn serve_inbound(
     }
     match result {
         Err(ConnError::HandshakeTimeout) => {
-            shared
-                .counters
-                .handshake_timeouts
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.handshake_timeouts.inc();
             tracing::debug!(%peer, "inbound connection closed: handshake not done in time");
         }
         Err(e) => tracing::debug!(%peer, "inbound connection closed: {e}"),
@@ -327,19 +323,19 @@ impl Inbound<'_> {
         let (limit, counter, what) = if !shared.request_limit.allow(self.ip) {
             (
                 shared.config.request_rate,
-                &shared.counters.requests_rate_limited,
+                &shared.metrics.requests_rate_limited,
                 "requests",
             )
         } else if matches!(request, Request::Store { .. }) && !shared.store_limit.allow(self.ip) {
             (
                 shared.config.store_rate,
-                &shared.counters.stores_rate_limited,
+                &shared.metrics.stores_rate_limited,
                 "stores",
             )
         } else {
             return None;
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
         let message = format!(
             "over the limit of {} {what} per second from one host; slow down",
             limit.per_second
@@ -390,10 +386,7 @@ impl Inbound<'_> {
             Err(e) => e,
         };
         self.invalid += 1;
-        shared
-            .counters
-            .invalid_messages
-            .fetch_add(1, Ordering::Relaxed);
+        shared.metrics.invalid_messages.inc();
         write_within(&mut self.write, &answer.reply(), shared).await?;
         if self.invalid >= shared.config.max_invalid_messages {
             return Err(ConnError::TooManyInvalid(self.invalid));
@@ -516,10 +509,7 @@ pub(crate) async fn dial(
         {
             Ok(Ok(permit)) => Some(permit),
             _ => {
-                shared
-                    .counters
-                    .budget_exhausted
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.metrics.budget_exhausted.inc();
                 tracing::warn!(%addr, "connection budget exhausted: request fails instead of opening a connection");
                 None
             }
@@ -537,10 +527,7 @@ pub(crate) async fn dial(
         .await
         {
             Ok((reader, write, peer)) => {
-                shared
-                    .counters
-                    .connections_opened
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.metrics.connections_opened.inc();
                 let carried = carry(
                     reader,
                     write,
@@ -559,10 +546,7 @@ pub(crate) async fn dial(
                 in_flight.extend(subscriptions.live.into_keys());
             }
             Err(e) => {
-                shared
-                    .counters
-                    .dial_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.metrics.dial_failures.inc();
                 tracing::debug!(%addr, "cannot connect: {e}");
             }
         }

@@ -21,6 +21,8 @@ use crate::outcome::{
 #[derive(Clone, Debug)]
 pub struct Dht {
     pub(crate) commands: mpsc::Sender<Box<Command>>,
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub(crate) activity: std::sync::Arc<crate::activity::Hub>,
 }
 
 impl Dht {
@@ -134,6 +136,45 @@ impl Dht {
         self.call(|reply| Command::Peers { reply })
             .await
             .unwrap_or_default()
+    }
+
+    /// The ring as this node sees it ([`crate::view::Ring`]); empty once the node stopped.
+    pub async fn ring(&self) -> crate::view::Ring {
+        self.call(|reply| Command::Ring { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The items held, in key order: at most `limit` (capped at [`crate::view::MAX_LISTED`])
+    /// from the first key after `after`.
+    pub async fn items(&self, after: Option<Key>, limit: usize) -> Vec<crate::view::HeldItem> {
+        let limit = limit.min(crate::view::MAX_LISTED);
+        self.call(|reply| Command::Items {
+            after,
+            limit,
+            reply,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Every metric of the node as OpenMetrics text (what `GET /metrics` serves).
+    pub async fn metrics(&self) -> String {
+        // The status brings the gauges up to date first.
+        let _ = self.status().await;
+        self.metrics.encode()
+    }
+
+    /// The node's work as it happens: the last finished user operations (oldest first),
+    /// then the live events ([`crate::Activity`]). A reader more than
+    /// [`crate::activity::ACTIVITY_QUEUE`] events behind misses the oldest.
+    pub fn activity(
+        &self,
+    ) -> (
+        Vec<std::sync::Arc<crate::Activity>>,
+        tokio::sync::broadcast::Receiver<std::sync::Arc<crate::Activity>>,
+    ) {
+        self.activity.subscribe()
     }
 
     /// Stops the node gracefully: stops accepting, lets running commands finish (up to the

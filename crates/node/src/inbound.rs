@@ -79,6 +79,11 @@ impl Inbound {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Incoming connections holding a place.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
     /// Gives a connection from `ip` a place, evicting an idle or unauthenticated one if all are
     /// taken.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {

@@ -17,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod api;
 pub mod client;
 mod clock;
@@ -27,12 +28,14 @@ mod driver;
 pub mod identity;
 mod inbound;
 mod listener;
+mod metrics;
 mod outcome;
 mod ratelimit;
 mod shared;
 pub mod snapshot;
 pub mod store;
 pub mod testnet;
+pub mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +45,7 @@ use store::{NodeStore, RedbStore};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+pub use activity::Activity;
 pub use cairn_core;
 pub use config::{Config, FileConfig};
 pub use dht::{Dht, Watch};
@@ -173,6 +177,8 @@ pub async fn start_with_storage(
         config.max_inbound,
         config.max_inbound_per_host,
     ));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let activity = Arc::new(activity::Hub::new());
     let shared = Arc::new(shared::Shared {
         config,
         identity,
@@ -180,7 +186,8 @@ pub async fn start_with_storage(
         listening: listening.clone(),
         to_driver,
         shutdown: watch::channel(false).0,
-        counters: shared::Counters::default(),
+        metrics: metrics.clone(),
+        activity: activity.clone(),
         inbound: connections,
         request_limit: ratelimit::Limiter::new(config_rates.0),
         store_limit: ratelimit::Limiter::new(config_rates.1),
@@ -193,5 +200,7 @@ pub async fn start_with_storage(
     tracing::info!(addrs = ?listening, "node listening");
     Ok(Dht {
         commands: commands_tx,
+        metrics,
+        activity,
     })
 }

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -32,8 +31,8 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
-    let counters = &shared.counters;
-    let count = |counter: &AtomicU64| counter.fetch_add(1, Ordering::Relaxed);
+    let counters = &shared.metrics;
+    let count = |counter: &prometheus_client::metrics::counter::Counter| counter.inc();
     // Under a shared budget, the accepted end of a connection holds a permit too.
     let permit = match &shared.config.connection_budget {
         None => None,

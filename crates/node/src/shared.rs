@@ -1,7 +1,5 @@
 //! What every task of one node shares: configuration, identity, the channel to the driver,
-//! the shutdown signal and counters.
-
-use std::sync::atomic::AtomicU64;
+//! the shutdown signal, metrics and the activity feed.
 
 use tokio::sync::{mpsc, watch};
 
@@ -20,29 +18,16 @@ pub(crate) struct Shared {
     pub(crate) to_driver: mpsc::Sender<Box<ToDriver>>,
     /// Flips to `true` once, when the node shuts down.
     pub(crate) shutdown: watch::Sender<bool>,
-    pub(crate) counters: Counters,
+    /// What the node counts; `GET /metrics` and `GET /v1/status` read it.
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The node's work as it happens, for the dashboard.
+    pub(crate) activity: std::sync::Arc<crate::activity::Hub>,
     /// Requests per host, every kind.
     pub(crate) request_limit: crate::ratelimit::Limiter,
     /// Stores per host.
     pub(crate) store_limit: crate::ratelimit::Limiter,
     /// The incoming connections being served, within their bounds.
     pub(crate) inbound: std::sync::Arc<crate::inbound::Inbound>,
-}
-
-/// Transport counters, readable while the node runs.
-#[derive(Default, Debug)]
-pub(crate) struct Counters {
-    pub(crate) connections_opened: AtomicU64,
-    pub(crate) connections_accepted: AtomicU64,
-    pub(crate) connections_refused: AtomicU64,
-    pub(crate) connections_refused_per_host: AtomicU64,
-    pub(crate) connections_evicted: AtomicU64,
-    pub(crate) handshake_timeouts: AtomicU64,
-    pub(crate) requests_rate_limited: AtomicU64,
-    pub(crate) stores_rate_limited: AtomicU64,
-    pub(crate) dial_failures: AtomicU64,
-    pub(crate) invalid_messages: AtomicU64,
-    pub(crate) budget_exhausted: AtomicU64,
 }
 
 impl Shared {

@@ -21,6 +21,7 @@ fn plan(worker: WorkerCommand) -> Plan {
         concurrency: 4,
         processes: Some(2),
         worker: Some(worker),
+        serve: None,
     }
 }
 
@@ -41,7 +42,7 @@ async fn a_worker_that_exits_before_starting_stops_the_run_with_its_reason() {
 async fn a_worker_that_dies_fails_its_operations_and_the_run_finishes() {
     // It announces three nodes (at an address where nothing listens) and exits at once.
     let script = r#"echo '{"Listening":["127.0.0.9:9","127.0.0.9:9","127.0.0.9:9"]}'"#;
-    let (net, report) = testnet::run(&plan(shell(script)), &Silent)
+    let (mut net, report) = testnet::run(&plan(shell(script)), &Silent)
         .await
         .expect("the run finishes");
     assert_eq!(report.processes, 2);

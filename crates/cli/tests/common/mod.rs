@@ -21,6 +21,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// Starts `cairn node` on these addresses with this data directory, plus `extra` arguments.
+#[allow(dead_code)]
 pub fn spawn_node(dir: &Path, listen: SocketAddr, api: SocketAddr, extra: &[&str]) -> Child {
     Command::new(CAIRN)
         .args([

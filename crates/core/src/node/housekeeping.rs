@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::Node;
 use super::query::QueryKind;
+use super::trace::{Duty, Trace};
 use crate::id::{Distance, Id, Key};
 use crate::store::Store;
 use crate::time::Time;
@@ -103,13 +104,22 @@ impl<S: Store> Node<S> {
         let c = self.config.clone();
         if due.expire <= now {
             due.expire = now + c.expire_interval;
-            self.store.expire(now);
+            let count = self.store.expire(now);
+            self.traces.push(|| Trace::Housekeeping {
+                duty: Duty::Expire,
+                count,
+            });
             let since = now - c.replicate_interval;
             self.housekeeping.received.retain(|_, at| *at > since);
         }
         if due.republish <= now {
             due.republish = now + c.republish_interval;
             let own = self.store.own_keys();
+            let count = own.len();
+            self.traces.push(|| Trace::Housekeeping {
+                duty: Duty::Republish,
+                count,
+            });
             self.housekeeping
                 .queue
                 .extend(own.into_iter().map(Task::Store));
@@ -123,11 +133,23 @@ impl<S: Store> Node<S> {
             let held = self.store.keys().into_iter().filter(|key| {
                 !own.contains(key) && received.get(key).is_none_or(|at| *at <= since)
             });
+            let queued = self.housekeeping.queue.len();
             self.housekeeping.queue.extend(held.map(Task::Store));
+            let count = self.housekeeping.queue.len() - queued;
+            self.traces.push(|| Trace::Housekeeping {
+                duty: Duty::Replicate,
+                count,
+            });
         }
         if due.refresh <= now {
             due.refresh = now + c.refresh_interval;
-            for index in self.table.stale_buckets(now - c.bucket_idle) {
+            let stale = self.table.stale_buckets(now - c.bucket_idle);
+            let count = stale.len();
+            self.traces.push(|| Trace::Housekeeping {
+                duty: Duty::Refresh,
+                count,
+            });
+            for index in stale {
                 let seed = [
                     self.id.as_bytes().as_slice(),
                     &now.as_millis().to_be_bytes(),

@@ -25,6 +25,7 @@ mod listen;
 mod publish;
 mod query;
 mod serve;
+mod trace;
 mod watch;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -44,6 +45,7 @@ pub use crate::message::Peer;
 pub use event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
 pub use listen::Notification;
 pub use publish::{expiry, next_seq};
+pub use trace::{Duty, MAX_TRACES, Operation, QueryOutcome, RequestOutcome, Trace};
 pub use watch::WatchId;
 
 /// The answer to a peer's request, and when it may be sent.
@@ -131,6 +133,8 @@ struct Pending {
     slow: bool,
     /// The key of the item a `store` carries, or that a repair fetches.
     key: Option<Key>,
+    /// The request's `type` ([`Request::name`]), for its trace.
+    request: &'static str,
     /// Timed out already: counted as a failure, but a late answer is still taken.
     timed_out: bool,
 }
@@ -169,6 +173,8 @@ pub struct Node<S> {
     notifications: VecDeque<Notification>,
     /// This node's own watches.
     watches: watch::Watches,
+    /// Step-by-step records, when tracing is on.
+    traces: trace::Traces,
 }
 
 impl<S: Store> Node<S> {
@@ -192,6 +198,7 @@ impl<S: Store> Node<S> {
             subscriptions: listen::Subscriptions::default(),
             notifications: VecDeque::new(),
             watches: watch::Watches::default(),
+            traces: trace::Traces::default(),
         }
     }
 
@@ -296,6 +303,7 @@ impl<S: Store> Node<S> {
             slow: false,
             timed_out: false,
             key,
+            request: request.name(),
         };
         self.pending.insert(id, Box::new(pending));
         self.transmits.push_back(Transmit { id, to, request });
@@ -353,6 +361,10 @@ impl<S: Store> Node<S> {
             return;
         }
         self.rtt.sample(&from.id, now.since(pending.sent));
+        if !pending.timed_out {
+            let outcome = trace::outcome_of(&response);
+            self.trace_request(&pending, outcome, Some(now.since(pending.sent)));
+        }
         self.saw(now, from);
         if let (Some(key), Response::Error(e)) = (pending.key, &response) {
             if e.code == crate::message::ErrorCode::CONFLICT {
@@ -398,6 +410,7 @@ impl<S: Store> Node<S> {
 
     fn fail_pending(&mut self, now: Time, request_id: u64, pending: Pending) {
         if !pending.timed_out {
+            self.trace_request(&pending, RequestOutcome::Failed, None);
             if let Some(id) = pending.to.id {
                 self.failed(&id);
             }
@@ -443,6 +456,7 @@ impl<S: Store> Node<S> {
             };
             pending.timed_out = true;
             let pending = **pending;
+            self.trace_request(&pending, RequestOutcome::TimedOut, None);
             if let Some(id) = pending.to.id {
                 self.failed(&id);
             }
@@ -544,7 +558,16 @@ impl<S: Store> Node<S> {
     fn start_lookup(&mut self, now: Time, target: &NodeId) -> crate::lookup::Lookup {
         self.table.touch(target, now);
         let seeds = self.table.closest(target, self.config.k.get());
-        crate::lookup::Lookup::new(*target, self.lookup_params(), seeds)
+        self.new_lookup(*target, seeds)
+    }
+
+    /// A lookup of `target` from `seeds`, recording referrers when tracing is on.
+    fn new_lookup(&self, target: NodeId, seeds: Vec<Contact>) -> crate::lookup::Lookup {
+        let mut lookup = crate::lookup::Lookup::new(target, self.lookup_params(), seeds);
+        if self.traces.on {
+            lookup.record_referrers();
+        }
+        lookup
     }
 
     fn start(&mut self, now: Time, plan: Plan) -> QueryId {
@@ -560,12 +583,23 @@ impl<S: Store> Node<S> {
         let id = QueryId(self.next_query);
         self.next_query += 1;
         let deadline = now + self.config.lookup_timeout;
+        let target = match &stage {
+            query::Stage::Closest(lookup) => *lookup.target(),
+            query::Stage::Fixed(_) => self.id,
+        };
+        let operation = kind.operation(internal);
+        self.traces.push(|| Trace::QueryStarted {
+            query: id,
+            operation,
+            target,
+        });
         let query = Query {
             kind,
             stage,
             started: now,
             deadline,
             requests: 0,
+            hops: 0,
             internal,
         };
         self.queries.insert(id, Box::new(query));

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
+use super::trace::{QueryOutcome, Trace};
 use super::{Node, Purpose, WatchId};
 use crate::id::{Key, NodeId};
 use crate::item::Item;
@@ -27,6 +28,8 @@ pub(super) struct Query {
     /// When the current stage is ended, whatever it still waits for.
     pub(super) deadline: Time,
     pub(super) requests: u32,
+    /// Round trips to the farthest of the k closest nodes the last lookup stage reached.
+    pub(super) hops: u32,
     /// Started by housekeeping: no event is reported when it ends.
     pub(super) internal: bool,
 }
@@ -252,6 +255,13 @@ impl<S: Store> Node<S> {
         loop {
             match query.stage.next(&self.rtt) {
                 Next::Send(peer) => {
+                    let (via, hop) = query.stage.route_to(peer.id.as_ref());
+                    self.traces.push(|| Trace::Asked {
+                        query: id,
+                        to: peer.id,
+                        via,
+                        hop,
+                    });
                     let request = query.request(&self.id);
                     self.send(now, peer, request, Purpose::Query(id));
                     query.requests += 1;
@@ -259,6 +269,9 @@ impl<S: Store> Node<S> {
                 Next::Wait => break,
                 Next::Finished => {
                     self.forget_requests(id);
+                    if let Stage::Closest(lookup) = &query.stage {
+                        query.hops = lookup.hops(self.config.k.get());
+                    }
                     match self.next_stage(now, &mut query) {
                         Some(stage) => {
                             query.stage = stage;
@@ -298,11 +311,7 @@ impl<S: Store> Node<S> {
                 seeds.extend(found.drain(..).filter(|c| c.id != self.id));
                 let target = self.id;
                 self.table.touch(&target, now);
-                Some(Stage::Closest(Lookup::new(
-                    target,
-                    self.lookup_params(),
-                    seeds,
-                )))
+                Some(Stage::Closest(self.new_lookup(target, seeds)))
             }
             _ => None,
         }
@@ -337,6 +346,7 @@ impl<S: Store> Node<S> {
     /// Emits a command's completion event.
     fn finish(&mut self, now: Time, id: QueryId, query: Query) {
         self.forget_requests(id);
+        self.trace_finish(now, id, &query);
         if let QueryKind::Watch(watch) = query.kind {
             let closest = query.stage.closest_succeeded(self.config.k.get());
             self.watch_found(now, watch, closest);
@@ -346,11 +356,7 @@ impl<S: Store> Node<S> {
             self.housekeeping.running = self.housekeeping.running.saturating_sub(1);
             return;
         }
-        let mut stats = QueryStats {
-            requests: query.requests,
-            hops: 0,
-            duration: now.since(query.started),
-        };
+        let mut stats = query.stats(now);
         let event = match query.kind {
             QueryKind::FindNode => Event::FindNodeDone {
                 query: id,
@@ -483,6 +489,44 @@ impl<S: Store> Node<S> {
             query.stage.on_failure(&peer);
             self.step(now, id);
         }
+    }
+}
+
+impl Query {
+    /// What the command cost up to `now` (a get's hops are those to its winning copy).
+    fn stats(&self, now: Time) -> QueryStats {
+        QueryStats {
+            requests: self.requests,
+            hops: self.hops,
+            duration: now.since(self.started),
+        }
+    }
+
+    fn outcome(&self, contacts: usize) -> QueryOutcome {
+        match &self.kind {
+            QueryKind::Get { best: None, .. } => QueryOutcome::NotFound,
+            QueryKind::Put { local: Err(_), .. } => QueryOutcome::Failed,
+            QueryKind::Bootstrap { .. } if contacts == 0 => QueryOutcome::Failed,
+            _ => QueryOutcome::Ok,
+        }
+    }
+}
+
+impl<S: Store> Node<S> {
+    fn trace_finish(&mut self, now: Time, id: QueryId, query: &Query) {
+        let contacts = self.table.len();
+        self.traces.push(|| {
+            let mut stats = query.stats(now);
+            if let QueryKind::Get { hops, .. } = &query.kind {
+                stats.hops = *hops;
+            }
+            Trace::QueryFinished {
+                query: id,
+                operation: query.kind.operation(query.internal),
+                outcome: query.outcome(contacts),
+                stats,
+            }
+        });
     }
 }
 

@@ -229,31 +229,19 @@ fn to_wire(message: &Message) -> WireMessage {
         Message::Request { id, request } => {
             let mut wire = WireMessage {
                 id: Some(*id),
+                kind: request.name().into(),
                 ..Default::default()
             };
             match request {
-                Request::Ping => wire.kind = "ping".into(),
-                Request::FindNode { target } => {
-                    wire.kind = "find_node".into();
-                    wire.target = bin(target.as_bytes());
-                }
-                Request::FindValue { key } => {
-                    wire.kind = "find_value".into();
-                    wire.key = bin(key.as_bytes());
-                }
-                Request::Store { item } => {
-                    wire.kind = "store".into();
-                    wire.item = Some(item_to_wire(item));
-                }
+                Request::Ping => {}
+                Request::FindNode { target } => wire.target = bin(target.as_bytes()),
+                Request::FindValue { key } => wire.key = bin(key.as_bytes()),
+                Request::Store { item } => wire.item = Some(item_to_wire(item)),
                 Request::Listen { key, seq } => {
-                    wire.kind = "listen".into();
                     wire.key = bin(key.as_bytes());
                     wire.seq = Some(*seq);
                 }
-                Request::Unlisten { listen } => {
-                    wire.kind = "unlisten".into();
-                    wire.listen = Some(*listen);
-                }
+                Request::Unlisten { listen } => wire.listen = Some(*listen),
             }
             wire
         }

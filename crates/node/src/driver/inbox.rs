@@ -59,6 +59,14 @@ pub(crate) enum Command {
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
     },
+    Ring {
+        reply: oneshot::Sender<crate::view::Ring>,
+    },
+    Items {
+        after: Option<Key>,
+        limit: usize,
+        reply: oneshot::Sender<Vec<crate::view::HeldItem>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },

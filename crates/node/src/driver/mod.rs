@@ -10,12 +10,12 @@
 //! - `waiters`: callers of running commands, and answers held until their commit lands.
 
 pub(crate) mod inbox;
+mod observe;
 mod pool;
 mod waiters;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use std::collections::HashMap;
@@ -56,6 +56,8 @@ pub(crate) struct Driver {
     watchers: HashMap<WatchId, mpsc::UnboundedSender<Item>>,
     /// Deletes looking for the item's newest `seq` before they sign a tombstone.
     deletes: HashMap<QueryId, PendingDelete>,
+    /// Metrics, lookup spans and activity from the core's traces.
+    observer: observe::Observer,
 }
 
 /// A delete whose item was not held here: the get that finds its `seq` runs.
@@ -87,7 +89,12 @@ impl Driver {
         inbound: mpsc::Receiver<Box<ToDriver>>,
         commits: Option<CommitReceiver>,
     ) -> Self {
+        let mut node = node;
+        node.set_tracing(true);
+        let observer =
+            observe::Observer::new(shared.metrics.clone(), shared.activity.clone(), node.id());
         Driver {
+            observer,
             node,
             pool: Pool::new(shared.clone()),
             shared,
@@ -257,6 +264,19 @@ impl Driver {
                 let _ = reply.send(self.peers());
                 return;
             }
+            Command::Ring { reply } => {
+                let _ = reply.send(self.ring());
+                return;
+            }
+            Command::Items {
+                after,
+                limit,
+                reply,
+            } => {
+                let listed = self.node.store().list(after.as_ref(), limit);
+                let _ = reply.send(listed.into_iter().map(Into::into).collect());
+                return;
+            }
             Command::Shutdown { reply } => {
                 self.begin_shutdown(Some(reply));
                 return;
@@ -279,7 +299,13 @@ impl Driver {
                         .entry(requester.connection)
                         .or_insert_with(|| reply.clone());
                 }
+                let name = request.name();
                 let answer = self.node.handle_request(now, requester, id, *request);
+                let error = match &answer.response {
+                    cairn_core::Response::Error(e) => Some(e.code.0),
+                    _ => None,
+                };
+                self.observer.request_received(name, error);
                 self.waiters.answer(id, answer, reply);
             }
             ToDriver::Response { from, id, response } => {
@@ -350,10 +376,16 @@ impl Driver {
     /// The store reported a group commit: the node learns each write's outcome (undoing failed
     /// ones), then whoever waited on them is answered.
     fn on_commit(&mut self, done: Committed) {
-        let outcome = match done.result {
-            Ok(()) => CommitOutcome::Durable,
-            Err(_) => CommitOutcome::Failed,
+        let (outcome, label) = match done.result {
+            Ok(()) => (CommitOutcome::Durable, "ok"),
+            Err(_) => (CommitOutcome::Failed, "failed"),
         };
+        let metrics = &self.shared.metrics;
+        metrics
+            .commits
+            .get_or_create(&crate::metrics::OutcomeLabel { outcome: label })
+            .inc();
+        metrics.commit_duration.observe(done.took.as_secs_f64());
         let room = self.shared.config.max_requests_per_connection.max(1);
         for commit in done.commits {
             self.node.handle_commit(commit, outcome);
@@ -378,6 +410,10 @@ impl Driver {
                     });
                     self.waiters.notify(n.commit, reply.clone(), message, room);
                 }
+            }
+            let now = self.clock.now();
+            while let Some(trace) = self.node.poll_trace() {
+                self.observer.record(now, trace);
             }
             let mut again = false;
             while let Some(event) = self.node.poll_event() {
@@ -410,8 +446,9 @@ impl Driver {
 
     fn status(&self) -> Status {
         let stats = self.node.stats();
-        let counters = &self.shared.counters;
-        let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let counters = &*self.shared.metrics;
+        self.update_gauges();
+        let count = |counter: &prometheus_client::metrics::counter::Counter| counter.get();
         Status {
             node_id: self.node.id().to_hex(),
             public_key: cairn_core::id::to_hex(&self.shared.identity.public_key()),
@@ -441,6 +478,72 @@ impl Driver {
             stores_rate_limited: count(&counters.stores_rate_limited),
             subscriptions: self.node.subscription_count(),
             watches: self.node.watch_count(),
+        }
+    }
+
+    /// Brings the metrics that mirror the node's state up to date (before a scrape).
+    fn update_gauges(&self) {
+        let m = &self.shared.metrics;
+        let table = self.node.routing_table();
+        let store = self.node.store();
+        let gauge = |g: &prometheus_client::metrics::gauge::Gauge, v: usize| {
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        gauge(&m.items, store.len());
+        gauge(&m.item_bytes, store.bytes());
+        gauge(&m.contacts, table.len());
+        gauge(&m.network_size, table.network_size() as usize);
+        gauge(&m.subscriptions, self.node.subscription_count());
+        gauge(&m.watches, self.node.watch_count());
+        gauge(&m.uptime, self.clock.uptime().as_secs() as usize);
+        for (direction, open) in [
+            ("outbound", self.pool.len()),
+            ("inbound", self.shared.inbound.len()),
+        ] {
+            let labels = crate::metrics::DirectionLabel { direction };
+            gauge(&m.connections_open.get_or_create(&labels), open);
+        }
+        // The core counts these itself; the metrics catch up.
+        let stats = self.node.stats();
+        let behind = |counter: &prometheus_client::metrics::counter::Counter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        behind(&m.stores_over_share, stats.stores_over_share);
+        behind(&m.traces_dropped, self.node.traces_dropped());
+    }
+
+    /// The ring as this node sees it: itself, its contacts by bucket, and what it holds.
+    fn ring(&self) -> crate::view::Ring {
+        use crate::view::{MAX_LISTED, Ring, RingItem, RingNode};
+        let own = *self.node.id();
+        let store = self.node.store();
+        let listen = SocketAddr::new(self.shared.config.listen.ip(), self.shared.listen_port);
+        let mut nodes = vec![RingNode {
+            id: own.to_hex(),
+            addr: listen,
+            bucket: None,
+            items: Some(store.len()),
+        }];
+        nodes.extend(self.node.routing_table().entries().map(|e| RingNode {
+            id: e.contact.id.to_hex(),
+            addr: e.contact.addr,
+            bucket: own.distance(&e.contact.id).bucket_index(),
+            items: None,
+        }));
+        let items = store
+            .list(None, MAX_LISTED)
+            .into_iter()
+            .map(|l| RingItem {
+                key: l.key.to_hex(),
+                kind: l.kind.as_str().to_owned(),
+                holders: 1,
+            })
+            .collect();
+        Ring {
+            center: Some(own.to_hex()),
+            nodes,
+            items,
+            truncated: store.len() > MAX_LISTED,
         }
     }
 

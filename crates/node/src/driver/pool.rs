@@ -47,6 +47,11 @@ impl Pool {
         }
     }
 
+    /// Connections open or being dialed.
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Hands a request to the connection for `to`, dialing one if there is none. Returns
     /// false if it could not be queued: the request has failed.
     pub(super) fn send(&mut self, to: Peer, outgoing: Outgoing) -> bool {

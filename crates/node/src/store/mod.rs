@@ -5,7 +5,7 @@
 
 mod redb;
 
-use cairn_core::store::{CommitId, CommitOutcome, Origin, StoreError, Written};
+use cairn_core::store::{CommitId, CommitOutcome, Listed, Origin, StoreError, Written};
 use cairn_core::{Item, Key, MemoryStore, Store, Time};
 
 pub use self::redb::{CommitError, CommitReceiver, Committed, OpenError, RedbStore, STORE_FILE};
@@ -49,5 +49,14 @@ impl Store for NodeStore {
     }
     fn own_keys(&self) -> Vec<Key> {
         delegate!(self, s => s.own_keys())
+    }
+    fn bytes(&self) -> usize {
+        match self {
+            NodeStore::Memory(s) => Store::bytes(s),
+            NodeStore::Redb(s) => Store::bytes(s.as_ref()),
+        }
+    }
+    fn list(&self, after: Option<&Key>, limit: usize) -> Vec<Listed> {
+        delegate!(self, s => s.list(after, limit))
     }
 }

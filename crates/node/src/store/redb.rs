@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use ::redb::{Database, ReadableTable, StorageBackend, TableDefinition};
 use cairn_core::item::{Resolution, Summary};
 use cairn_core::store::{
-    CommitId, CommitOutcome, Ledger, Origin, StoreError, StoreLimits, Written,
+    CommitId, CommitOutcome, Ledger, Listed, Origin, StoreError, StoreLimits, Written,
 };
 use cairn_core::subnet::Prefix;
 use cairn_core::{Item, Key, Store, Time, wire};
@@ -77,6 +77,8 @@ pub struct Committed {
     pub commits: Vec<CommitId>,
     /// Whether they are on disk.
     pub result: Result<(), CommitError>,
+    /// How long the transaction took to write and sync.
+    pub took: std::time::Duration,
 }
 
 /// Where a durable store reports its commits. Unbounded, but it holds at most one message per
@@ -231,6 +233,7 @@ impl RedbStore {
                 let _ = self.notify.send(Committed {
                     commits: vec![commit],
                     result: Err(CommitError::Stopped),
+                    took: std::time::Duration::ZERO,
                 });
             }
         }
@@ -412,13 +415,19 @@ fn write_loop(
                 break;
             }
         }
+        let began = std::time::Instant::now();
         let result = commit(db, &group);
+        let took = began.elapsed();
         if let Err(e) = &result {
             tracing::error!("store commit failed: {e}");
         }
         let commits: Vec<CommitId> = group.iter().filter_map(|b| b.commit).collect();
         if !commits.is_empty() {
-            let _ = report.send(Committed { commits, result });
+            let _ = report.send(Committed {
+                commits,
+                result,
+                took,
+            });
         }
     }
 }
@@ -540,6 +549,14 @@ impl Store for RedbStore {
 
     fn own_keys(&self) -> Vec<Key> {
         self.ledger.own_keys()
+    }
+
+    fn bytes(&self) -> usize {
+        self.ledger.bytes()
+    }
+
+    fn list(&self, after: Option<&Key>, limit: usize) -> Vec<Listed> {
+        self.ledger.list(after, limit)
     }
 }
 

@@ -12,6 +12,7 @@
 //! `i % P`, this one being process 0 and the others worker processes that this one starts and
 //! drives over their standard input and output. The workload and the report are the same either way.
 
+mod show;
 pub mod spread;
 
 use std::net::SocketAddr;
@@ -66,6 +67,9 @@ pub struct Plan {
     /// How to start a worker process; needed only when the nodes are spread over more than
     /// one process.
     pub worker: Option<WorkerCommand>,
+    /// Where to serve the dashboard of the whole network (node 0's API), from the moment the
+    /// nodes start; needs every node in this process.
+    pub serve: Option<SocketAddr>,
 }
 
 impl Default for Plan {
@@ -77,6 +81,7 @@ impl Default for Plan {
             concurrency: 32,
             processes: Some(1),
             worker: None,
+            serve: None,
         }
     }
 }
@@ -425,6 +430,8 @@ pub struct Network {
     workers: Vec<Arc<spread::Worker>>,
     members: Vec<Member>,
     addrs: Vec<SocketAddr>,
+    /// The dashboard's server, when the plan asked for one; it stops with node 0.
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Network {
@@ -471,6 +478,7 @@ impl Network {
             workers,
             members,
             addrs,
+            server: None,
         })
     }
 
@@ -499,12 +507,16 @@ impl Network {
         totals
     }
 
-    /// Stops every node, in this process and in the workers (which then exit).
-    pub async fn shutdown(&self) {
+    /// Stops every node, in this process and in the workers (which then exit), and the
+    /// dashboard's server with them.
+    pub async fn shutdown(&mut self) {
         for worker in &self.workers {
             worker.stop().await;
         }
         self.local.shutdown().await;
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
     }
 }
 
@@ -559,7 +571,10 @@ pub async fn run(
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(plan.seed);
     progress.stage("starting nodes", 1);
-    let net = Network::start(plan).await?;
+    let mut net = Network::start(plan).await?;
+    if let Some(addr) = plan.serve {
+        net.serve(addr).await?;
+    }
     progress.finish();
     let failed_joins = join(
         &net.members,

@@ -2,6 +2,12 @@
 //!
 //! Bound to loopback by default: it signs with the node's key, so whoever reaches it can
 //! publish as this node. Errors are JSON: `{"error": {"code": 404, "message": "..."}}`.
+//!
+//! - this file: the items, watches, status and peers (`/v1/...`);
+//! - [`dashboard`]: the web dashboard at `/`, what it draws from (`/v1/ring`, `/v1/items`,
+//!   `/v1/events`) and the Prometheus metrics at `/metrics`.
+
+pub mod dashboard;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -141,8 +147,35 @@ impl From<DeleteError> for ApiError {
     }
 }
 
+/// What the API's handlers share: the node they act through, and the nodes whose ring and
+/// activity the dashboard shows (that node alone, or a whole test network).
+#[derive(Clone, Debug)]
+pub struct Api {
+    dht: Dht,
+    network: Option<std::sync::Arc<[Dht]>>,
+}
+
+impl axum::extract::FromRef<Api> for Dht {
+    fn from_ref(api: &Api) -> Dht {
+        api.dht.clone()
+    }
+}
+
 /// The API's routes over `dht`.
 pub fn router(dht: Dht) -> Router {
+    routes(Api { dht, network: None })
+}
+
+/// The API's routes over `dht`, with a dashboard that shows every node of `network` (a test
+/// network in this process) rather than `dht`'s view alone.
+pub fn network_router(dht: Dht, network: Vec<Dht>) -> Router {
+    routes(Api {
+        dht,
+        network: Some(network.into()),
+    })
+}
+
+fn routes(api: Api) -> Router {
     Router::new()
         .route("/v1/items/{name}", put(put_item).delete(delete_item))
         .route("/v1/items/{public_key}/{name}", get(get_item))
@@ -153,6 +186,7 @@ pub fn router(dht: Dht) -> Router {
         .route("/v1/watch/{public_key}/{name}", get(watch_item))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
+        .merge(dashboard::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /v1/status")
         })
@@ -162,13 +196,21 @@ pub fn router(dht: Dht) -> Router {
                 "this endpoint does not take that method; see the README's HTTP API",
             )
         })
-        .with_state(dht)
+        .with_state(api)
 }
 
 /// Binds `addr` and serves the API until the node stops.
 pub async fn serve(dht: Dht, addr: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    serve_router(router(dht.clone()), dht, addr).await
+}
+
+/// Binds `addr` and serves `app` until `dht`'s node stops.
+pub async fn serve_router(
+    app: Router,
+    dht: Dht,
+    addr: SocketAddr,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
-    let app = router(dht.clone());
     Ok(tokio::spawn(async move {
         let stopped = async move {
             // The node is gone once status stops answering; poll cheaply.

@@ -811,3 +811,5 @@ fn a_watch_sees_each_version_once_in_order_and_the_delete() {
     assert_eq!(seen.last().map(|i| i.value().as_ref()), Some(&b"four"[..]));
     assert_eq!(seen.len(), 5, "each version once");
 }
+
+mod trace;

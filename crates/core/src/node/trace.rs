@@ -1,0 +1,292 @@
+//! What a node did, step by step, for whoever watches it: the driver's metrics count these
+//! records, its log follows each lookup from start to end, and the dashboard draws lookups
+//! hopping across the ring from them.
+//!
+//! Off by default ([`Node::set_tracing`]): a simulated network of 100,000 nodes has nobody
+//! to read them. Once on, every input may leave records; drain them with
+//! [`Node::poll_trace`] along with the other outputs. The queue holds at most
+//! [`MAX_TRACES`]; past that the oldest are dropped and counted ([`Node::traces_dropped`]).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::event::{QueryId, QueryStats};
+use super::query::{QueryKind, Stage};
+use super::{Node, Pending, Purpose};
+use crate::id::{Id, NodeId};
+use crate::message::{ErrorCode, Response};
+use crate::store::Store;
+
+/// The most records held between two drains.
+pub const MAX_TRACES: usize = 16_384;
+
+/// What a command is doing, as logs and metrics name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    /// A user's `find_node`.
+    FindNode,
+    /// A user's get.
+    Get,
+    /// A user's put (a delete's tombstone included).
+    Put,
+    /// Joining a network.
+    Bootstrap,
+    /// A round of a watch.
+    Watch,
+    /// Housekeeping: storing an item (own or held) at the closest nodes again.
+    Replicate,
+    /// Housekeeping: a lookup refreshing an idle bucket.
+    Refresh,
+}
+
+impl Operation {
+    /// The name in logs, metrics labels and the dashboard's events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::FindNode => "find_node",
+            Operation::Get => "get",
+            Operation::Put => "put",
+            Operation::Bootstrap => "bootstrap",
+            Operation::Watch => "watch",
+            Operation::Replicate => "replicate",
+            Operation::Refresh => "refresh",
+        }
+    }
+}
+
+/// How a command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueryOutcome {
+    /// It did what was asked (a get found a copy, a put was stored here).
+    Ok,
+    /// A get found no copy.
+    NotFound,
+    /// A put was refused here, or a bootstrap reached nobody.
+    Failed,
+}
+
+impl QueryOutcome {
+    /// The name in logs and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryOutcome::Ok => "ok",
+            QueryOutcome::NotFound => "not_found",
+            QueryOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// How one request this node sent ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequestOutcome {
+    /// Answered, not with an error.
+    Answered,
+    /// Answered with an error of this code.
+    Refused(ErrorCode),
+    /// The connection failed, or the peer proved to be someone else.
+    Failed,
+    /// Nobody answered within `request_timeout`.
+    TimedOut,
+}
+
+impl RequestOutcome {
+    /// The name in metrics labels: `ok`, `error_409`, `failed`, `timeout`.
+    pub fn label(self) -> String {
+        match self {
+            RequestOutcome::Answered => "ok".into(),
+            RequestOutcome::Refused(code) => format!("error_{code}"),
+            RequestOutcome::Failed => "failed".into(),
+            RequestOutcome::TimedOut => "timeout".into(),
+        }
+    }
+}
+
+/// A housekeeping duty that fell due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Duty {
+    /// Expired items dropped.
+    Expire,
+    /// Own items queued to be stored again.
+    Republish,
+    /// Held items queued to be stored at the current closest nodes.
+    Replicate,
+    /// Idle buckets queued to be refreshed.
+    Refresh,
+}
+
+impl Duty {
+    /// The name in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Duty::Expire => "expire",
+            Duty::Republish => "republish",
+            Duty::Replicate => "replicate",
+            Duty::Refresh => "refresh",
+        }
+    }
+}
+
+/// One step of the node's work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trace {
+    /// A command started.
+    QueryStarted {
+        /// The command (housekeeping's and watches' included: their ids are never reported
+        /// by an event).
+        query: QueryId,
+        /// What it is.
+        operation: Operation,
+        /// The id or key it looks up (this node's id for a bootstrap).
+        target: Id,
+    },
+    /// A command asked a peer.
+    Asked {
+        /// The command.
+        query: QueryId,
+        /// The peer asked (`None`: a seed known only by its address).
+        to: Option<NodeId>,
+        /// The node whose answer told of the peer (`None`: it came from this node's own
+        /// routing table, or the command is not a lookup).
+        via: Option<NodeId>,
+        /// Round trips from the command's start to reach the peer: 1 for the first ones.
+        hop: u32,
+    },
+    /// A peer a command asked answered, or failed to.
+    Replied {
+        /// The command.
+        query: QueryId,
+        /// The peer.
+        from: Option<NodeId>,
+        /// Whether it answered (an error answer counts as not).
+        ok: bool,
+    },
+    /// A command ended.
+    QueryFinished {
+        /// The command.
+        query: QueryId,
+        /// What it was.
+        operation: Operation,
+        /// How it ended.
+        outcome: QueryOutcome,
+        /// What it cost.
+        stats: QueryStats,
+    },
+    /// A request this node sent ended.
+    RequestEnded {
+        /// Its `type` on the wire ([`crate::message::Request::name`]).
+        request: &'static str,
+        /// How.
+        outcome: RequestOutcome,
+        /// From sending to the answer (answered requests only).
+        round_trip: Option<Duration>,
+    },
+    /// A housekeeping duty ran.
+    Housekeeping {
+        /// Which.
+        duty: Duty,
+        /// Items or buckets it queued, or expired items it dropped.
+        count: usize,
+    },
+}
+
+/// The trace queue of a node.
+#[derive(Debug, Default)]
+pub(super) struct Traces {
+    pub(super) on: bool,
+    queue: VecDeque<Trace>,
+    pub(super) dropped: u64,
+}
+
+impl Traces {
+    /// Queues the record `make` builds, if tracing is on.
+    pub(super) fn push(&mut self, make: impl FnOnce() -> Trace) {
+        if !self.on {
+            return;
+        }
+        if self.queue.len() >= MAX_TRACES {
+            self.queue.pop_front();
+            self.dropped += 1;
+        }
+        self.queue.push_back(make());
+    }
+}
+
+impl QueryKind {
+    /// What the command is, for its traces.
+    pub(super) fn operation(&self, internal: bool) -> Operation {
+        match (self, internal) {
+            (QueryKind::FindNode, false) => Operation::FindNode,
+            (QueryKind::FindNode, true) => Operation::Refresh,
+            (QueryKind::Get { .. }, _) => Operation::Get,
+            (QueryKind::Put { .. }, false) => Operation::Put,
+            (QueryKind::Put { .. }, true) => Operation::Replicate,
+            (QueryKind::Bootstrap { .. }, _) => Operation::Bootstrap,
+            (QueryKind::Watch(_), _) => Operation::Watch,
+        }
+    }
+}
+
+impl<S: Store> Node<S> {
+    /// Turns the step-by-step records of [`Node::poll_trace`] on or off.
+    pub fn set_tracing(&mut self, on: bool) {
+        self.traces.on = on;
+        if !on {
+            self.traces.queue = VecDeque::new();
+        }
+    }
+
+    /// The next record of the node's work, if tracing is on and one is waiting.
+    pub fn poll_trace(&mut self) -> Option<Trace> {
+        let next = self.traces.queue.pop_front();
+        if next.is_none() {
+            super::release(&mut self.traces.queue);
+        }
+        next
+    }
+
+    /// Records dropped because nobody drained the queue in time.
+    pub fn traces_dropped(&self) -> u64 {
+        self.traces.dropped
+    }
+
+    /// Traces a request `pending` ending with `outcome`, and its command's view of it.
+    pub(super) fn trace_request(
+        &mut self,
+        pending: &Pending,
+        outcome: RequestOutcome,
+        round_trip: Option<Duration>,
+    ) {
+        self.traces.push(|| Trace::RequestEnded {
+            request: pending.request,
+            outcome,
+            round_trip,
+        });
+        if let Purpose::Query(query) = pending.purpose {
+            self.traces.push(|| Trace::Replied {
+                query,
+                from: pending.to.id,
+                ok: outcome == RequestOutcome::Answered,
+            });
+        }
+    }
+}
+
+/// How a request ended, from its answer.
+pub(super) fn outcome_of(response: &Response) -> RequestOutcome {
+    match response {
+        Response::Error(e) => RequestOutcome::Refused(e.code),
+        _ => RequestOutcome::Answered,
+    }
+}
+
+impl Stage {
+    /// Who told this command of `peer`, and in how many round trips it was reached.
+    pub(super) fn route_to(&self, peer: Option<&NodeId>) -> (Option<NodeId>, u32) {
+        match (self, peer) {
+            (Stage::Closest(lookup), Some(id)) => {
+                (lookup.referrer(id), lookup.hop(id).unwrap_or(1))
+            }
+            _ => (None, 1),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The node's work as it happens: lookups starting, hopping from node to node and ending,
+//! for the dashboard to draw (`GET /v1/events`, Server-Sent Events).
+//!
+//! The driver publishes [`Activity`] on a [`Hub`]: a broadcast channel of
+//! [`ACTIVITY_QUEUE`] events (a reader that falls further behind misses the oldest and is
+//! told how many), and the last [`RECENT_OPERATIONS`] finished user operations, which a new
+//! reader gets first. Nothing is built while nobody listens, beyond those few.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+/// Events a reader may fall behind by before it misses some.
+pub const ACTIVITY_QUEUE: usize = 4_096;
+
+/// Finished user operations kept for readers that arrive later.
+pub const RECENT_OPERATIONS: usize = 32;
+
+/// One step of a node's work. Ids and keys are hex; `node` is the node doing the work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Activity {
+    /// A command started looking up `target`.
+    Lookup {
+        /// The node running it.
+        node: String,
+        /// The command's number on that node.
+        query: u64,
+        /// `get`, `put`, `find_node`, `bootstrap`, `watch`, `replicate` or `refresh`.
+        operation: String,
+        /// The id or key sought.
+        target: String,
+    },
+    /// A command asked `to`, having heard of it from `from` (the running node itself when
+    /// `None`: a contact from its own table).
+    Hop {
+        /// The node running the command.
+        node: String,
+        /// The command's number.
+        query: u64,
+        /// Who told of `to`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// The node asked.
+        to: String,
+        /// Round trips from the command's start: 1 for the first nodes asked.
+        hop: u32,
+    },
+    /// A node a command asked answered (`ok`) or failed to.
+    Reply {
+        /// The node running the command.
+        node: String,
+        /// The command's number.
+        query: u64,
+        /// The node that answered or failed.
+        from: String,
+        /// Whether it answered.
+        ok: bool,
+    },
+    /// A command ended.
+    Done {
+        /// The node that ran it.
+        node: String,
+        /// The command's number.
+        query: u64,
+        /// What it was.
+        operation: String,
+        /// The id or key it sought.
+        target: String,
+        /// `ok`, `not_found` or `failed`.
+        outcome: String,
+        /// Round trips on the longest chain that led to the result.
+        hops: u32,
+        /// Requests it sent.
+        requests: u32,
+        /// Its duration in milliseconds.
+        ms: f64,
+        /// Unix milliseconds when it ended.
+        at: u64,
+    },
+}
+
+impl Activity {
+    /// Whether this is the end of an operation a user asked for (not housekeeping's).
+    pub fn is_user_operation(&self) -> bool {
+        matches!(self, Activity::Done { operation, .. }
+            if matches!(operation.as_str(), "get" | "put" | "find_node" | "bootstrap"))
+    }
+}
+
+/// Where a node's activity goes.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    sender: broadcast::Sender<Arc<Activity>>,
+    recent: Mutex<VecDeque<Arc<Activity>>>,
+}
+
+impl Hub {
+    pub(crate) fn new() -> Self {
+        Hub {
+            sender: broadcast::channel(ACTIVITY_QUEUE).0,
+            recent: Mutex::default(),
+        }
+    }
+
+    /// Whether anyone reads the live events (if not, only finished operations are kept).
+    pub(crate) fn is_watched(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
+    pub(crate) fn publish(&self, activity: Activity) {
+        let activity = Arc::new(activity);
+        if activity.is_user_operation() {
+            let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            if recent.len() >= RECENT_OPERATIONS {
+                recent.pop_front();
+            }
+            recent.push_back(activity.clone());
+        }
+        // Nobody listening is no error.
+        let _ = self.sender.send(activity);
+    }
+
+    /// The recent finished operations, oldest first, and the live events from now on.
+    pub(crate) fn subscribe(&self) -> (Vec<Arc<Activity>>, broadcast::Receiver<Arc<Activity>>) {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        (recent.iter().cloned().collect(), self.sender.subscribe())
+    }
+}

@@ -1,0 +1,348 @@
+//! The node's Prometheus metrics, served as OpenMetrics text at `GET /metrics` on the API.
+//!
+//! [`Metrics`] is the one place a node counts: the transport tasks count connections and
+//! refusals here as they happen, the driver counts requests, lookups, commits and
+//! housekeeping from the core's traces, and the gauges (items, bytes, contacts, network size,
+//! subscriptions, watches, connections open) are set from the node's status just before each
+//! scrape. `GET /v1/status` reads the same counters, so the two never disagree.
+//!
+//! Every metric is named `cairn_*`; the list, with what each label means, is in the README
+//! ("Watch it work").
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A request type (its `type` on the wire) and how it ended: `ok`, `error_<code>`, `failed`
+/// or `timeout`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RequestLabels {
+    pub(crate) request: &'static str,
+    pub(crate) outcome: String,
+}
+
+/// A request type.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RequestLabel {
+    pub(crate) request: &'static str,
+}
+
+/// A command (`get`, `put`, `find_node`, `bootstrap`, `watch`, `replicate`, `refresh`) and how
+/// it ended (`ok`, `not_found`, `failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct LookupLabels {
+    pub(crate) operation: &'static str,
+    pub(crate) outcome: &'static str,
+}
+
+/// A command.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OperationLabel {
+    pub(crate) operation: &'static str,
+}
+
+/// Why something was refused or closed, or which way a connection goes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabel {
+    pub(crate) reason: &'static str,
+}
+
+/// Which way a connection goes: `outbound` (dialed) or `inbound` (accepted).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DirectionLabel {
+    pub(crate) direction: &'static str,
+}
+
+/// How a store commit ended: `ok` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    pub(crate) outcome: &'static str,
+}
+
+/// A housekeeping duty: `expire`, `republish`, `replicate`, `refresh`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DutyLabel {
+    pub(crate) duty: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Seconds, from 1 ms to about 33 s.
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Hops, 1 to 12.
+fn hops() -> Histogram {
+    Histogram::new((1..=12).map(f64::from))
+}
+
+/// A node's metrics. Each field is a handle on the registered metric: cloning one shares it.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) requests_received: Family<RequestLabels, Counter>,
+    pub(crate) requests_sent: Family<RequestLabels, Counter>,
+    pub(crate) request_duration: Histograms<RequestLabel>,
+    pub(crate) lookups: Family<LookupLabels, Counter>,
+    pub(crate) lookup_duration: Histograms<OperationLabel>,
+    pub(crate) lookup_hops: Histograms<OperationLabel>,
+    /// Outgoing connections opened (TCP and cairn handshake).
+    pub(crate) connections_opened: Counter,
+    /// Incoming connections accepted.
+    pub(crate) connections_accepted: Counter,
+    /// Outgoing connections that could not be made.
+    pub(crate) dial_failures: Counter,
+    /// Connections not opened or not kept because the process's connection budget was spent.
+    pub(crate) budget_exhausted: Counter,
+    /// Incoming connections refused: `max_inbound` busy ones were served.
+    pub(crate) connections_refused: Counter,
+    /// Incoming connections refused: their host held `max_inbound_per_host`.
+    pub(crate) connections_refused_per_host: Counter,
+    /// Incoming connections closed to make room for a newcomer.
+    pub(crate) connections_evicted: Counter,
+    /// Incoming connections closed: no handshake within `handshake_timeout`.
+    pub(crate) handshake_timeouts: Counter,
+    /// Requests answered 429 because their host passed `request_rate`.
+    pub(crate) requests_rate_limited: Counter,
+    /// Stores answered 429 because their host passed `store_rate`.
+    pub(crate) stores_rate_limited: Counter,
+    /// Stores answered 429 because their network held its share of the store.
+    pub(crate) stores_over_share: Counter,
+    /// Frames that were not valid messages.
+    pub(crate) invalid_messages: Counter,
+    pub(crate) connections_open: Family<DirectionLabel, Gauge>,
+    pub(crate) items: Gauge,
+    pub(crate) item_bytes: Gauge,
+    pub(crate) commits: Family<OutcomeLabel, Counter>,
+    pub(crate) commit_duration: Histogram,
+    pub(crate) contacts: Gauge,
+    pub(crate) network_size: Gauge,
+    pub(crate) subscriptions: Gauge,
+    pub(crate) watches: Gauge,
+    pub(crate) uptime: Gauge,
+    pub(crate) housekeeping: Family<DutyLabel, Counter>,
+    /// Trace records the core dropped because the driver fell behind.
+    pub(crate) traces_dropped: Counter,
+    /// Incoming connections refused, by reason (the counters above are its members).
+    refused: Family<ReasonLabel, Counter>,
+    /// Requests refused by a rate limit or quota, by reason (likewise).
+    limited: Family<ReasonLabel, Counter>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("cairn");
+        // A member of a family is a handle on the family's own counter.
+        let refused = Family::<ReasonLabel, Counter>::default();
+        let limited = Family::<ReasonLabel, Counter>::default();
+        let member = |family: &Family<ReasonLabel, Counter>, reason| {
+            family.get_or_create_owned(&ReasonLabel { reason })
+        };
+        let m = Metrics {
+            requests_received: Family::default(),
+            requests_sent: Family::default(),
+            request_duration: Family::new_with_constructor(seconds),
+            lookups: Family::default(),
+            lookup_duration: Family::new_with_constructor(seconds),
+            lookup_hops: Family::new_with_constructor(hops),
+            connections_opened: Counter::default(),
+            connections_accepted: Counter::default(),
+            dial_failures: Counter::default(),
+            budget_exhausted: Counter::default(),
+            connections_refused: member(&refused, "max_inbound"),
+            connections_refused_per_host: member(&refused, "per_host"),
+            connections_evicted: Counter::default(),
+            handshake_timeouts: member(&refused, "handshake_timeout"),
+            requests_rate_limited: member(&limited, "request_rate"),
+            stores_rate_limited: member(&limited, "store_rate"),
+            stores_over_share: member(&limited, "store_share"),
+            invalid_messages: Counter::default(),
+            connections_open: Family::default(),
+            items: Gauge::default(),
+            item_bytes: Gauge::default(),
+            commits: Family::default(),
+            commit_duration: seconds(),
+            contacts: Gauge::default(),
+            network_size: Gauge::default(),
+            subscriptions: Gauge::default(),
+            watches: Gauge::default(),
+            uptime: Gauge::default(),
+            housekeeping: Family::default(),
+            traces_dropped: Counter::default(),
+            refused,
+            limited,
+            registry: Registry::default(),
+        };
+        m.register(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "requests_received",
+            "Requests from peers answered, by type and outcome",
+            self.requests_received.clone(),
+        );
+        r.register(
+            "requests_sent",
+            "Requests to peers, by type and how they ended",
+            self.requests_sent.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "Round trip of requests to peers that were answered",
+            self.request_duration.clone(),
+        );
+        r.register(
+            "lookups",
+            "Commands finished, by operation and outcome (housekeeping's included)",
+            self.lookups.clone(),
+        );
+        r.register(
+            "lookup_duration_seconds",
+            "Time from a command's start to its end",
+            self.lookup_duration.clone(),
+        );
+        r.register(
+            "lookup_hops",
+            "Round trips on the longest chain that led to a command's result",
+            self.lookup_hops.clone(),
+        );
+        self.register_connections(r);
+        r.register(
+            "items",
+            "Items held (tombstones included)",
+            self.items.clone(),
+        );
+        r.register(
+            "item_bytes",
+            "Bytes of the items held, as counted against max_store_bytes",
+            self.item_bytes.clone(),
+        );
+        r.register(
+            "commits",
+            "Group commits of the durable store, by outcome",
+            self.commits.clone(),
+        );
+        r.register(
+            "commit_duration_seconds",
+            "Time to write and sync one group commit",
+            self.commit_duration.clone(),
+        );
+        r.register(
+            "routing_table_contacts",
+            "Contacts in the routing table",
+            self.contacts.clone(),
+        );
+        r.register(
+            "network_size_estimate",
+            "Nodes in the network, estimated from the closest contacts' distances",
+            self.network_size.clone(),
+        );
+        r.register(
+            "subscriptions",
+            "listen subscriptions peers hold here",
+            self.subscriptions.clone(),
+        );
+        r.register("watches", "Keys this node watches", self.watches.clone());
+        r.register(
+            "uptime_seconds",
+            "Seconds since the node started",
+            self.uptime.clone(),
+        );
+        r.register(
+            "housekeeping_runs",
+            "Housekeeping duties run, by duty",
+            self.housekeeping.clone(),
+        );
+        r.register(
+            "traces_dropped",
+            "Trace records dropped because the driver fell behind (metrics undercount)",
+            self.traces_dropped.clone(),
+        );
+    }
+
+    fn register_connections(&self, r: &mut Registry) {
+        let counters = [
+            (
+                "connections_opened",
+                "Outgoing connections opened (TCP and handshake)",
+                &self.connections_opened,
+            ),
+            (
+                "connections_accepted",
+                "Incoming connections accepted",
+                &self.connections_accepted,
+            ),
+            (
+                "connections_failed",
+                "Outgoing connections that could not be made",
+                &self.dial_failures,
+            ),
+            (
+                "connection_budget_exhausted",
+                "Connections not opened or not kept: the process's connection budget was spent",
+                &self.budget_exhausted,
+            ),
+            (
+                "connections_evicted",
+                "Incoming connections closed to make room for a newcomer",
+                &self.connections_evicted,
+            ),
+            (
+                "invalid_messages",
+                "Frames from peers that were not valid messages",
+                &self.invalid_messages,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        r.register(
+            "connections_refused",
+            "Incoming connections refused or closed before use, by reason",
+            self.refused.clone(),
+        );
+        r.register(
+            "refusals",
+            "Requests answered 429 by a rate limit or a quota, by reason",
+            self.limited.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Connections open now, by direction",
+            self.connections_open.clone(),
+        );
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub(crate) fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// A request sent to a peer ended.
+    pub(crate) fn request_ended(
+        &self,
+        request: &'static str,
+        outcome: String,
+        rtt: Option<Duration>,
+    ) {
+        self.requests_sent
+            .get_or_create(&RequestLabels { request, outcome })
+            .inc();
+        if let Some(rtt) = rtt {
+            self.request_duration
+                .get_or_create(&RequestLabel { request })
+                .observe(rtt.as_secs_f64());
+        }
+    }
+}
