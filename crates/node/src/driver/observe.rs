@@ -60,7 +60,7 @@ impl Observer {
                 hop,
             } => {
                 if let (Some(running), Some(to)) = (self.running.get(&query), to) {
-                    tracing::trace!(parent: &running.span, to = short(&to), via = via.as_ref().map(short), hop, "asked");
+                    tracing::trace!(target: "cairn::lookup", parent: &running.span, to = short(&to), via = via.as_ref().map(short), hop, "asked");
                 }
                 if let (true, Some(to)) = (self.hub.is_watched(), to) {
                     self.hub.publish(Activity::Hop {
