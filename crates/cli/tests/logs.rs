@@ -15,7 +15,13 @@ fn a_lookup_is_logged_from_start_to_end_in_its_span() {
     std::fs::create_dir_all(&dir).expect("a temp dir");
     let log = dir.join("stderr.log");
     let mut node = Command::new(CAIRN)
-        .args(["node", "--listen", &listen.to_string(), "--api", &api.to_string()])
+        .args([
+            "node",
+            "--listen",
+            &listen.to_string(),
+            "--api",
+            &api.to_string(),
+        ])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .env("RUST_LOG", "cairn::lookup=debug")
@@ -36,15 +42,24 @@ fn a_lookup_is_logged_from_start_to_end_in_its_span() {
     let text = std::fs::read_to_string(&log).expect("the log");
     let started = text
         .lines()
-        .find(|l| l.contains("lookup{") && l.contains("operation=\"put\"") && l.ends_with("started"))
+        .find(|l| {
+            l.contains("lookup{") && l.contains("operation=\"put\"") && l.ends_with("started")
+        })
         .unwrap_or_else(|| panic!("no start of the put's lookup in:\n{text}"));
-    let span = &started[started.find("lookup{").expect("a span")..started.find('}').expect("its end")];
+    let span =
+        &started[started.find("lookup{").expect("a span")..started.find('}').expect("its end")];
     assert!(span.contains("query=") && span.contains("key=\""), "{span}");
     let finished = text
         .lines()
         .find(|l| l.contains(span) && l.contains("finished"))
         .unwrap_or_else(|| panic!("no end of {span} in:\n{text}"));
-    assert!(finished.contains("hops=") && finished.contains("outcome=\"ok\""), "{finished}");
-    assert!(finished.contains("requests=") && finished.contains("ms="), "{finished}");
+    assert!(
+        finished.contains("hops=") && finished.contains("outcome=\"ok\""),
+        "{finished}"
+    );
+    assert!(
+        finished.contains("requests=") && finished.contains("ms="),
+        "{finished}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
