@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{CAIRN, free_addr, temp_dir};
 
@@ -14,21 +14,15 @@ fn a_lookup_is_logged_from_start_to_end_in_its_span() {
     let dir = temp_dir("logs");
     std::fs::create_dir_all(&dir).expect("a temp dir");
     let log = dir.join("stderr.log");
-    let mut node = Command::new(CAIRN)
-        .args([
-            "node",
-            "--listen",
-            &listen.to_string(),
-            "--api",
-            &api.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "cairn::lookup=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("a log file"))
-        .spawn()
-        .expect("cairn node starts");
+    let stderr = std::fs::File::create(&log).expect("a log file");
+    let mut node = common::spawn_node_logging(
+        &dir.join("data"),
+        listen,
+        api,
+        &[],
+        "cairn::lookup=debug",
+        stderr.into(),
+    );
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     common::wait_for_api(&rt, api);
     let put = Command::new(CAIRN)

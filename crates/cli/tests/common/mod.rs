@@ -23,6 +23,18 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// Starts `cairn node` on these addresses with this data directory, plus `extra` arguments.
 #[allow(dead_code)]
 pub fn spawn_node(dir: &Path, listen: SocketAddr, api: SocketAddr, extra: &[&str]) -> Child {
+    spawn_node_logging(dir, listen, api, extra, "warn", Stdio::null())
+}
+
+/// Starts `cairn node` as [`spawn_node`] does, logging by `rust_log` to `stderr`.
+pub fn spawn_node_logging(
+    dir: &Path,
+    listen: SocketAddr,
+    api: SocketAddr,
+    extra: &[&str],
+    rust_log: &str,
+    stderr: Stdio,
+) -> Child {
     Command::new(CAIRN)
         .args([
             "node",
@@ -34,9 +46,9 @@ pub fn spawn_node(dir: &Path, listen: SocketAddr, api: SocketAddr, extra: &[&str
         .arg("--data-dir")
         .arg(dir)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("cairn node starts")
 }

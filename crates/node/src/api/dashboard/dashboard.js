@@ -289,38 +289,37 @@ async function call(method, path, body) {
 
 const isKey = (text) => /^[0-9a-f]{128}$/i.test(text);
 
-async function put(event) {
+/** Runs one of the form's actions on the name typed: `verb` names it while it runs and in
+ *  its error, `act` does it and returns the text to show. */
+async function act(verb, act) {
+  const name = $("name").value.trim();
+  if (!name) { $("name").focus(); return; }
+  show(`${verb}…`);
+  try { show(await act(name)); } catch (error) { show(`${verb} failed: ${error.message}`, true); }
+}
+
+function put(event) {
   event.preventDefault();
-  const name = $("name").value.trim();
-  if (!name) return;
-  show("putting…");
-  try {
+  return act("putting", async (name) => {
     const done = await call("PUT", `/v1/items/${encodeURIComponent(name)}`, $("value").value);
-    show(`stored “${name}” on ${done.replicas} nodes\nkey ${done.key}\nseq ${done.seq}`);
     refresh();
-  } catch (error) { show(`put failed: ${error.message}`, true); }
+    return `stored “${name}” on ${done.replicas} nodes\nkey ${done.key}\nseq ${done.seq}`;
+  });
 }
 
-async function get() {
-  const name = $("name").value.trim();
-  if (!name) { $("name").focus(); return; }
-  show("getting…");
-  try {
+function get() {
+  return act("getting", async (name) => {
     const path = isKey(name) ? `/v1/keys/${name}` : `/v1/items/${state.status.public_key}/${encodeURIComponent(name)}`;
-    const value = await call("GET", path);
-    show(`found: ${value}`);
-  } catch (error) { show(`get failed: ${error.message}`, true); }
+    return `found: ${await call("GET", path)}`;
+  });
 }
 
-async function remove() {
-  const name = $("name").value.trim();
-  if (!name) { $("name").focus(); return; }
-  show("deleting…");
-  try {
+function remove() {
+  return act("deleting", async (name) => {
     const done = await call("DELETE", `/v1/items/${encodeURIComponent(name)}`);
-    show(`deleted “${name}” (tombstone seq ${done.seq}, on ${done.replicas} nodes)`);
     refresh();
-  } catch (error) { show(`delete failed: ${error.message}`, true); }
+    return `deleted “${name}” (tombstone seq ${done.seq}, on ${done.replicas} nodes)`;
+  });
 }
 
 // ---- theme -------------------------------------------------------------------------------
