@@ -376,3 +376,39 @@ async fn the_feed_follows_a_lookup_from_start_through_its_hops_to_its_end() {
         Activity::Done { query: q, outcome, .. } if *q == query && outcome == "ok")));
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_node_counts_its_commits_and_their_duration() {
+    let dir = std::env::temp_dir().join(format!("cairn-observe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("valid"),
+        data_dir: Some(dir.clone()),
+        ..Config::default()
+    };
+    let dht = cairn_node::start(config).await.expect("starts");
+    let api = free_addr();
+    cairn_node::api::serve(dht.clone(), api)
+        .await
+        .expect("binds");
+    for name in ["one", "two", "three"] {
+        dht.put_signed(name, "v".into(), None).await.expect("put");
+    }
+    let samples = scrape(api).await;
+    let commits = value(&samples, "cairn_commits_total", &[("outcome", "ok")]);
+    assert!(
+        (1.0..=3.0).contains(&commits),
+        "three puts, in one to three group commits: {commits}"
+    );
+    assert_eq!(
+        value(&samples, "cairn_commit_duration_seconds_count", &[]),
+        commits
+    );
+    assert_eq!(
+        value(&samples, "cairn_commits_total", &[("outcome", "failed")]),
+        0.0
+    );
+    assert_eq!(value(&samples, "cairn_items", &[]), 3.0);
+    dht.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
