@@ -7,7 +7,7 @@
 //! reader gets first. Nothing is built while nobody listens, beyond those few.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -93,21 +93,23 @@ impl Activity {
 /// Where a node's activity goes.
 #[derive(Debug)]
 pub(crate) struct Hub {
-    sender: broadcast::Sender<Arc<Activity>>,
+    /// Made when the first reader subscribes: its buffer is a few hundred KiB, which the
+    /// thousands of nodes of a test network nobody watches should not pay for.
+    sender: OnceLock<broadcast::Sender<Arc<Activity>>>,
     recent: Mutex<VecDeque<Arc<Activity>>>,
 }
 
 impl Hub {
     pub(crate) fn new() -> Self {
         Hub {
-            sender: broadcast::channel(ACTIVITY_QUEUE).0,
+            sender: OnceLock::new(),
             recent: Mutex::default(),
         }
     }
 
     /// Whether anyone reads the live events (if not, only finished operations are kept).
     pub(crate) fn is_watched(&self) -> bool {
-        self.sender.receiver_count() > 0
+        self.sender.get().is_some_and(|s| s.receiver_count() > 0)
     }
 
     pub(crate) fn publish(&self, activity: Activity) {
@@ -119,13 +121,18 @@ impl Hub {
             }
             recent.push_back(activity.clone());
         }
-        // Nobody listening is no error.
-        let _ = self.sender.send(activity);
+        if let Some(sender) = self.sender.get() {
+            // Nobody listening is no error.
+            let _ = sender.send(activity);
+        }
     }
 
     /// The recent finished operations, oldest first, and the live events from now on.
     pub(crate) fn subscribe(&self) -> (Vec<Arc<Activity>>, broadcast::Receiver<Arc<Activity>>) {
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        (recent.iter().cloned().collect(), self.sender.subscribe())
+        let sender = self
+            .sender
+            .get_or_init(|| broadcast::channel(ACTIVITY_QUEUE).0);
+        (recent.iter().cloned().collect(), sender.subscribe())
     }
 }

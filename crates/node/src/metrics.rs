@@ -23,7 +23,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RequestLabels {
     pub(crate) request: &'static str,
-    pub(crate) outcome: String,
+    pub(crate) outcome: std::borrow::Cow<'static, str>,
 }
 
 /// A request type.
@@ -333,7 +333,7 @@ impl Metrics {
     pub(crate) fn request_ended(
         &self,
         request: &'static str,
-        outcome: String,
+        outcome: std::borrow::Cow<'static, str>,
         rtt: Option<Duration>,
     ) {
         self.requests_sent

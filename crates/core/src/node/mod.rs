@@ -45,7 +45,7 @@ pub use crate::message::Peer;
 pub use event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
 pub use listen::Notification;
 pub use publish::{expiry, next_seq};
-pub use trace::{Duty, MAX_TRACES, Operation, QueryOutcome, RequestOutcome, Trace};
+pub use trace::{Duty, MAX_TRACES, Operation, QueryOutcome, RequestOutcome, Trace, error_label};
 pub use watch::WatchId;
 
 /// The answer to a peer's request, and when it may be sent.

@@ -7,6 +7,7 @@
 //! [`Node::poll_trace`] along with the other outputs. The queue holds at most
 //! [`MAX_TRACES`]; past that the oldest are dropped and counted ([`Node::traces_dropped`]).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -91,14 +92,29 @@ pub enum RequestOutcome {
 
 impl RequestOutcome {
     /// The name in metrics labels: `ok`, `error_409`, `failed`, `timeout`.
-    pub fn label(self) -> String {
+    pub fn label(self) -> Cow<'static, str> {
         match self {
-            RequestOutcome::Answered => "ok".into(),
-            RequestOutcome::Refused(code) => format!("error_{code}"),
-            RequestOutcome::Failed => "failed".into(),
-            RequestOutcome::TimedOut => "timeout".into(),
+            RequestOutcome::Answered => Cow::Borrowed("ok"),
+            RequestOutcome::Refused(code) => error_label(code.0),
+            RequestOutcome::Failed => Cow::Borrowed("failed"),
+            RequestOutcome::TimedOut => Cow::Borrowed("timeout"),
         }
     }
+}
+
+/// `error_<code>`, without an allocation for the codes the protocol defines (labels are made
+/// for every request, so they should cost nothing).
+pub fn error_label(code: u16) -> Cow<'static, str> {
+    Cow::Borrowed(match code {
+        400 => "error_400",
+        403 => "error_403",
+        409 => "error_409",
+        413 => "error_413",
+        426 => "error_426",
+        429 => "error_429",
+        500 => "error_500",
+        other => return Cow::Owned(format!("error_{other}")),
+    })
 }
 
 /// A housekeeping duty that fell due.

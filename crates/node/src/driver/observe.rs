@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cairn_core::node::{Operation, QueryOutcome, QueryStats, Trace};
+use cairn_core::node::{Operation, QueryOutcome, QueryStats, Trace, error_label};
 use cairn_core::{Id, QueryId, Time};
 use tracing::Span;
 
@@ -182,7 +182,7 @@ impl Observer {
 
     /// A request from a peer was answered: `error` is the error code it was answered with.
     pub(super) fn request_received(&self, request: &'static str, error: Option<u16>) {
-        let outcome = error.map_or_else(|| "ok".to_owned(), |code| format!("error_{code}"));
+        let outcome = error.map_or(std::borrow::Cow::Borrowed("ok"), error_label);
         self.metrics
             .requests_received
             .get_or_create(&RequestLabels { request, outcome })
