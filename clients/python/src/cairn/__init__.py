@@ -1,0 +1,47 @@
+"""cairn: an asyncio client for the cairn distributed hash table.
+
+It talks to a running node's HTTP API; no Rust toolchain and no C extension are needed::
+
+    import asyncio, cairn
+
+    async def main():
+        async with cairn.Client("http://127.0.0.1:7401") as c:
+            published = await c.put("greeting", b"hello")
+            print(await c.get(published.public_key, "greeting"))
+
+    asyncio.run(main())
+"""
+
+from .client import DEFAULT_URL, Client, Peer, Published, Status, Version
+from .errors import (
+    CairnError,
+    Deleted,
+    InvalidRequest,
+    NotFound,
+    Stale,
+    Stopping,
+    StoreFull,
+    TooLarge,
+    Unreachable,
+)
+from .local import LocalNetwork, find_binary
+
+__all__ = [
+    "DEFAULT_URL",
+    "CairnError",
+    "Client",
+    "Deleted",
+    "InvalidRequest",
+    "LocalNetwork",
+    "NotFound",
+    "Peer",
+    "Published",
+    "Stale",
+    "Status",
+    "Stopping",
+    "StoreFull",
+    "TooLarge",
+    "Unreachable",
+    "Version",
+    "find_binary",
+]
