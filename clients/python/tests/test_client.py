@@ -1,7 +1,10 @@
 """cairn.Client against real nodes: every call, every error, watches across nodes."""
 
 import asyncio
+import os
+import pathlib
 import socket
+import sys
 
 import pytest
 
@@ -131,7 +134,7 @@ async def test_the_network_stops_cleanly():
         directory = net._dir
         urls = list(net.urls)
     assert all(p.returncode == 0 for p in processes), [p.returncode for p in processes]
-    assert directory is not None and not __import__("os").path.exists(directory)
+    assert directory is not None and not os.path.exists(directory)
     for url in urls:
         async with cairn.Client(url) as c:
             with pytest.raises(cairn.Unreachable):
@@ -142,3 +145,16 @@ def test_a_missing_binary_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("CAIRN_BIN", "/nonexistent/cairn")
     with pytest.raises(cairn.CairnError, match="CAIRN_BIN"):
         cairn.LocalNetwork(1)
+
+
+async def test_the_breakfast_example_runs():
+    example = pathlib.Path(__file__).parent.parent / "examples" / "breakfast.py"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(example),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    text = out.decode()
+    assert "the washing machine is done" in text and "breakfast: butter the toast" in text
+    assert text.rstrip().endswith("all stopped")
