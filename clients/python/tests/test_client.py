@@ -154,7 +154,7 @@ async def test_the_breakfast_example_runs():
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
+    assert process.returncode == 0, out.decode() + err.decode()
     text = out.decode()
     assert "the washing machine is done" in text and "breakfast: butter the toast" in text
     assert text.rstrip().endswith("all stopped")

@@ -357,6 +357,14 @@ impl Inbound<'_> {
                 }
                 self.requester.verified = true;
                 self.place.authenticated();
+                // The requests it pipelined ahead of `auth` were answered unverified, so it
+                // did not enter the routing table then; it does now.
+                if self.requester.addr.is_some() {
+                    let verified = ToDriver::Verified {
+                        requester: self.requester,
+                    };
+                    let _ = shared.tell(verified).await;
+                }
                 return Ok(());
             }
             Ok(Message::Request { id, request }) => {

@@ -440,3 +440,30 @@ async fn requests_pipelined_behind_hello_fail_cleanly_on_a_refusal_or_a_forged_w
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialer_whose_requests_came_before_auth_enters_the_table_when_auth_verifies() {
+    let (dht, addr) = common::node().await;
+    let mut c = Client::connect(addr).await;
+    c.port = 7999; // it accepts connections, so it may enter a routing table
+    c.hello_welcome().await;
+    // Pipelined ahead of `auth`: answered, but the dialer is not proved yet.
+    assert_eq!(c.ping(1).await, common::pong(1));
+    assert!(dht.peers().await.is_empty(), "not before auth");
+    c.auth().await;
+    let id = cairn_core::NodeId::of_public_key(&c.key.verifying_key().to_bytes()).to_hex();
+    let mut known = false;
+    for _ in 0..100 {
+        let peers = dht.peers().await;
+        if peers
+            .iter()
+            .any(|p| p.node_id == id && p.addr.port() == 7999)
+        {
+            known = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(known, "the verified dialer is in the table");
+    dht.shutdown().await;
+}

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 from types import TracebackType
 from typing import List, Optional, Sequence, Type
@@ -31,9 +32,19 @@ def find_binary(binary: Optional[str] = None) -> str:
     return candidate
 
 
-def _free_port() -> int:
+# On Linux every 127.x.y.z is this machine: each node gets a /24 of its own (127.a.b.1), as
+# nodes on the internet have, since a node keeps at most two contacts of one /24 per bucket.
+# Elsewhere only 127.0.0.1 is sure to work, and a node may know only some of the others.
+_OWN_HOSTS = sys.platform.startswith("linux")
+
+
+def _host(i: int) -> str:
+    return f"127.{1 + i // 256}.{i % 256}.1" if _OWN_HOSTS else "127.0.0.1"
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -83,10 +94,10 @@ class LocalNetwork:
             for i in range(1, self.n):
                 await self._start(i)
             # Joined: every node knows a peer, and the first knows every other (or, past
-            # k = 20 of them, a table's worth).
+            # k = 20 of them, a table's worth) where each node has a host of its own.
             for i in range(1, self.n):
                 await self._wait(i, peers=1)
-            await self._wait(0, peers=min(self.n - 1, 20))
+            await self._wait(0, peers=min(self.n - 1, 20) if _OWN_HOSTS else 1)
         except BaseException:
             await self.stop()
             raise
@@ -102,7 +113,8 @@ class LocalNetwork:
 
     async def _start(self, i: int) -> None:
         assert self._dir is not None
-        listen, api = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+        host = _host(i)
+        listen, api = f"{host}:{_free_port(host)}", f"127.0.0.1:{_free_port()}"
         args = ["node", "--listen", listen, "--api", api,
                 "--data-dir", os.path.join(self._dir, f"node-{i}")]
         if self.listen:

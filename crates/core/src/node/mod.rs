@@ -5,8 +5,8 @@
 //! - **getters** (`&self`): [`Node::id`], [`Node::routing_table`], [`Node::store`],
 //!   [`Node::stats`];
 //! - **inputs**: [`Node::handle_request`] (answers at once), [`Node::handle_response`],
-//!   [`Node::handle_failure`], [`Node::handle_timeout`] and [`Node::handle_commit`] (a durable
-//!   store's commit ended);
+//!   [`Node::handle_failure`], [`Node::handle_timeout`], [`Node::handle_commit`] (a durable
+//!   store's commit ended) and [`Node::handle_verified`] (a dialer's `auth` verified);
 //! - **commands**, each returning a [`QueryId`] that its completion event echoes:
 //!   [`Node::find_node`], [`Node::get`], [`Node::put`], [`Node::bootstrap`];
 //! - **outputs**: [`Node::poll_transmit`] (a request to send), [`Node::poll_event`] (a finished
@@ -502,6 +502,17 @@ impl<S: Store> Node<S> {
             self.saw(now, Contact::new(from.id, addr));
         }
         self.serve(now, &from, id, request)
+    }
+
+    /// A dialer proved its identity (its `auth` verified) after the requests it pipelined
+    /// ahead of `auth` were answered unverified: if it accepts connections, it enters the
+    /// routing table now, as a verified requester does.
+    pub fn handle_verified(&mut self, now: Time, from: Requester) {
+        self.start_housekeeping(now);
+        if let (true, Some(addr)) = (from.verified, from.addr) {
+            self.saw(now, Contact::new(from.id, addr));
+        }
+        self.pump_housekeeping(now);
     }
 
     /// A durable store's commit ended. On failure the store undoes that commit's writes; the

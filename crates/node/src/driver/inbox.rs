@@ -99,6 +99,8 @@ pub(crate) enum ToDriver {
     },
     /// An incoming connection that had sent `listen` closed: its subscriptions end.
     InboundClosed { connection: u64 },
+    /// A dialer's `auth` verified on an incoming connection.
+    Verified { requester: Requester },
 }
 
 /// A request for a dialed connection to send.

@@ -318,6 +318,7 @@ impl Driver {
             }
             ToDriver::Closed { addr, conn } => self.pool.closed(addr, conn),
             ToDriver::Notify { from, id, item } => self.node.handle_notify(now, from, id, *item),
+            ToDriver::Verified { requester } => self.node.handle_verified(now, requester),
             ToDriver::InboundClosed { connection } => {
                 self.subscribers.remove(&connection);
                 self.node.connection_closed(connection);
