@@ -149,8 +149,9 @@ pub struct Status {
     pub requests_handled: u64,
     /// Requests to peers that failed or timed out.
     pub requests_failed: u64,
-    /// Verified contacts kept out of the routing table because their network (IPv4 /24, IPv6
-    /// /48) held its share of places.
+    /// Times a verified contact was kept out of the routing table because its network (IPv4
+    /// /24, IPv6 /48) held its share of places (each sighting counts: its `auth`, its
+    /// requests, its answers).
     pub contacts_crowded_out: u64,
     /// Outgoing connections opened.
     pub connections_opened: u64,
