@@ -379,14 +379,7 @@ async fn the_feed_follows_a_lookup_from_start_through_its_hops_to_its_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_node_counts_its_commits_and_their_duration() {
-    let dir = std::env::temp_dir().join(format!("cairn-observe-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        data_dir: Some(dir.clone()),
-        ..Config::default()
-    };
-    let dht = cairn_node::start(config).await.expect("starts");
+    let (dht, dir) = common::durable_node("observe").await;
     let api = free_addr();
     cairn_node::api::serve(dht.clone(), api)
         .await

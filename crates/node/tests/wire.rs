@@ -319,14 +319,7 @@ async fn a_connection_idle_past_the_idle_timeout_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_in_flight_at_shutdown_is_still_answered() {
-    let dir = std::env::temp_dir().join(format!("cairn-wire-shutdown-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        data_dir: Some(dir.clone()),
-        ..Config::default()
-    };
-    let dht = cairn_node::start(config).await.expect("starts");
+    let (dht, dir) = durable_node("wire-shutdown").await;
     let addr = dht.status().await.expect("running").listen;
     let mut c = Client::connect(addr).await;
     c.handshake().await;

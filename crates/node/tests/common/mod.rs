@@ -136,6 +136,19 @@ pub async fn node() -> (Dht, std::net::SocketAddr) {
     (dht, addr)
 }
 
+/// A node on a free loopback port with a durable store in a fresh temporary directory named
+/// after `name` (the caller removes it).
+pub async fn durable_node(name: &str) -> (Dht, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("cairn-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("valid"),
+        data_dir: Some(dir.clone()),
+        ..Config::default()
+    };
+    (cairn_node::start(config).await.expect("starts"), dir)
+}
+
 impl Client {
     pub async fn connect(addr: std::net::SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connects");
