@@ -356,7 +356,7 @@ impl<S: Store> Node<S> {
             self.housekeeping.running = self.housekeeping.running.saturating_sub(1);
             return;
         }
-        let mut stats = query.stats(now);
+        let stats = query.stats(now);
         let event = match query.kind {
             QueryKind::FindNode => Event::FindNodeDone {
                 query: id,
@@ -364,13 +364,8 @@ impl<S: Store> Node<S> {
                 stats,
             },
             QueryKind::Get {
-                key,
-                best,
-                hops,
-                held,
-                ..
+                key, best, held, ..
             } => {
-                stats.hops = hops;
                 let asked = held.len();
                 Event::GetDone {
                     query: id,
@@ -493,11 +488,16 @@ impl<S: Store> Node<S> {
 }
 
 impl Query {
-    /// What the command cost up to `now` (a get's hops are those to its winning copy).
+    /// What the command cost up to `now`: a get's hops are those to its winning copy, any
+    /// other lookup's those to the farthest of the k closest nodes it reached.
     fn stats(&self, now: Time) -> QueryStats {
+        let hops = match &self.kind {
+            QueryKind::Get { hops, .. } => *hops,
+            _ => self.hops,
+        };
         QueryStats {
             requests: self.requests,
-            hops: self.hops,
+            hops,
             duration: now.since(self.started),
         }
     }
@@ -515,17 +515,11 @@ impl Query {
 impl<S: Store> Node<S> {
     fn trace_finish(&mut self, now: Time, id: QueryId, query: &Query) {
         let contacts = self.table.len();
-        self.traces.push(|| {
-            let mut stats = query.stats(now);
-            if let QueryKind::Get { hops, .. } = &query.kind {
-                stats.hops = *hops;
-            }
-            Trace::QueryFinished {
-                query: id,
-                operation: query.kind.operation(query.internal),
-                outcome: query.outcome(contacts),
-                stats,
-            }
+        self.traces.push(|| Trace::QueryFinished {
+            query: id,
+            operation: query.kind.operation(query.internal),
+            outcome: query.outcome(contacts),
+            stats: query.stats(now),
         });
     }
 }
