@@ -64,4 +64,16 @@ fn a_worker_is_not_for_use_by_hand_and_a_bad_process_count_is_one_line() {
         stderr.contains("--processes must be at least 1"),
         "{stderr}"
     );
+
+    // The dashboard shows a network run in one process: asking for more is refused up front.
+    let spread = Command::new(CAIRN)
+        .args(["testnet", "--serve", "--processes", "2"])
+        .output()
+        .expect("runs");
+    assert!(!spread.status.success());
+    let stderr = String::from_utf8_lossy(&spread.stderr);
+    assert!(
+        stderr.contains("--serve runs every node in this process"),
+        "{stderr}"
+    );
 }

@@ -92,10 +92,8 @@ impl Ring {
         let mut items: BTreeMap<String, RingItem> = BTreeMap::new();
         for ring in rings {
             whole.truncated |= ring.truncated;
-            if let Some(mut own) = ring.nodes.into_iter().next() {
-                own.bucket = None;
-                whole.nodes.push(own);
-            }
+            // A node's own ring lists itself first.
+            whole.nodes.extend(ring.nodes.into_iter().next());
             for item in ring.items {
                 items
                     .entry(item.key.clone())
@@ -105,5 +103,48 @@ impl Ring {
         }
         whole.items = items.into_values().collect();
         whole
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(id: &str, keys: &[&str]) -> Ring {
+        let node = |id: &str, bucket| RingNode {
+            id: id.into(),
+            addr: "127.0.0.1:1".parse().expect("valid"),
+            bucket,
+            items: Some(keys.len()),
+        };
+        Ring {
+            center: Some(id.into()),
+            // Its own place first, then a contact, which a whole network's ring leaves out.
+            nodes: vec![node(id, None), node("ff", Some(511))],
+            items: keys
+                .iter()
+                .map(|k| RingItem {
+                    key: (*k).into(),
+                    kind: "signed".into(),
+                    holders: 1,
+                })
+                .collect(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn a_network_ring_has_every_node_once_and_counts_each_items_holders() {
+        let whole = Ring::of_network([ring("a1", &["k1", "k2"]), ring("b2", &["k2"])]);
+        assert_eq!(whole.center, None);
+        let ids: Vec<&str> = whole.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["a1", "b2"]);
+        let holders: Vec<(&str, usize)> = whole
+            .items
+            .iter()
+            .map(|i| (i.key.as_str(), i.holders))
+            .collect();
+        assert_eq!(holders, [("k1", 1), ("k2", 2)]);
+        assert!(!whole.truncated);
     }
 }
