@@ -9,7 +9,6 @@ pub mod lookup;
 pub mod message;
 pub mod netstring;
 pub mod node;
-pub mod report;
 pub mod routing;
 pub mod rtt;
 pub mod store;

@@ -14,7 +14,7 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use cairn_core::report::{Operations, Sample};
+use cairn_report::{Operations, Sample};
 use cairn_core::store::StoreLimits;
 use cairn_core::{Event, Id, Time};
 use rand::Rng;
@@ -90,7 +90,7 @@ pub struct Window {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ChurnReport {
     /// The network before churn: setup and puts (`gets` is left empty).
-    pub network: cairn_core::report::Report,
+    pub network: cairn_report::Report,
     /// Virtual minutes of churn.
     pub minutes: u64,
     /// The median and shape of session lengths.

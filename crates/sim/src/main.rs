@@ -164,7 +164,7 @@ struct PlotArgs {
 /// Resident memory of this process, in bytes (0 where `/proc` is missing).
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    cairn_core::report::resident_bytes_from_statm(&statm)
+    cairn_report::resident_bytes_from_statm(&statm)
 }
 
 impl Common {

@@ -13,7 +13,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use cairn_core::Event;
-use cairn_core::report::{Operations, Sample};
+use cairn_report::{Operations, Sample};
 use rand::Rng;
 use rand::seq::index::sample;
 use serde::Serialize;
@@ -47,7 +47,7 @@ impl Default for Partition {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PartitionReport {
     /// The network before the cut: setup and puts (`gets` is left empty).
-    pub network: cairn_core::report::Report,
+    pub network: cairn_report::Report,
     /// Nodes on each side.
     pub sides: [usize; 2],
     /// Minutes the network was cut.

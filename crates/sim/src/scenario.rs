@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cairn_core::item::signed_key;
 use cairn_core::node::QueryStats;
-use cairn_core::report::{Operations, Sample, reader};
+use cairn_report::{Operations, Sample, reader};
 use cairn_core::store::StoreLimits;
 use cairn_core::{Config, Event, Id, ImmutableItem, Item, Key};
 use ed25519_dalek::SigningKey;
@@ -69,7 +69,7 @@ impl Default for Scenario {
 pub struct Report {
     /// The shared figures. `setup_s` is virtual time; `memory_per_node_bytes` is left 0 (the
     /// process's memory is the caller's to measure, as `cairn-sim` does).
-    pub network: cairn_core::report::Report,
+    pub network: cairn_report::Report,
     /// Nodes that turned malicious after joining.
     pub malicious: usize,
     /// Nodes killed.
@@ -190,10 +190,10 @@ pub(crate) fn populated(
     Sim,
     Vec<SigningKey>,
     Vec<Published>,
-    cairn_core::report::Report,
+    cairn_report::Report,
 ) {
     let (mut sim, keys, failed_joins) = network(scenario);
-    let mut report = cairn_core::report::Report {
+    let mut report = cairn_report::Report {
         nodes: scenario.nodes,
         seed: scenario.seed,
         failed_joins,
@@ -209,7 +209,7 @@ pub(crate) fn populated(
 pub fn run(scenario: &Scenario) -> Report {
     let started = Instant::now();
     let (mut sim, keys, failed_joins) = network(scenario);
-    let mut network = cairn_core::report::Report {
+    let mut network = cairn_report::Report {
         nodes: scenario.nodes,
         seed: scenario.seed,
         failed_joins,
@@ -278,7 +278,7 @@ fn put(
     scenario: &Scenario,
     keys: &[SigningKey],
     honest: &[usize],
-    report: &mut cairn_core::report::Report,
+    report: &mut cairn_report::Report,
 ) -> Vec<Published> {
     let (items, samples, replicas) = put_from(sim, scenario.items, keys, honest, "item");
     report.puts = Operations::of(&samples);
@@ -472,7 +472,7 @@ impl fmt::Display for Report {
 /// The setup and puts lines of a report whose gets are its own.
 pub(crate) fn write_setup(
     f: &mut fmt::Formatter<'_>,
-    network: &cairn_core::report::Report,
+    network: &cairn_report::Report,
 ) -> fmt::Result {
     writeln!(
         f,

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use cairn_core::report::{Operations, Report, Sample, reader, resident_bytes_from_statm};
+use cairn_report::{Operations, Report, Sample, reader, resident_bytes_from_statm};
 
 use crate::{Config, Dht, StartError};
 pub use spread::{WorkerCommand, serve_worker};

@@ -1,6 +1,8 @@
-//! One measuring vocabulary for every cairn experiment: the real test network (`cairn
-//! testnet`) and the simulator (`cairn-sim`) report the same fields, computed the same way,
-//! so their figures can be set side by side.
+//! cairn-report: one measuring vocabulary for every cairn experiment. The real test network
+//! (`cairn-testnet`, `cairn testnet`) and the simulator (`cairn-sim`) report the same fields,
+//! computed the same way, so their figures can be set side by side. A crate of its own, apart
+//! from the protocol and from the test network, so that the simulator can use it without
+//! linking the tokio node.
 //!
 //! - [`quantile`] is the one quantile rule (nearest rank on the sorted samples);
 //! - [`Operations`] sums up one kind of operation (puts or gets) from its [`Sample`]s;
@@ -8,7 +10,9 @@
 //! - [`reader`] is the one rule for choosing the node that gets an item: any live node but
 //!   its publisher, so that no get is answered from the publisher's own store.
 //!
-//! Pure arithmetic: no clock, no file. Callers measure, this module only summarises.
+//! Pure arithmetic: no clock, no file. Callers measure, this crate only summarises.
+
+#![deny(missing_docs)]
 
 use std::fmt;
 use std::time::Duration;
