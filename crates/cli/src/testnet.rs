@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use anyhow::Context;
-use cairn_node::testnet::{self, Plan, Progress, TestnetReport, WorkerCommand};
+use cairn_testnet::{self as testnet, Plan, Progress, TestnetReport, WorkerCommand};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn_core::ImmutableItem;
-use cairn_node::testnet::{Silent, Testnet};
+use cairn_testnet::{Silent, Testnet};
 use rand::{Rng, SeedableRng};
 
 const NODES: usize = 200;

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::message::NetworkName;
@@ -10,7 +9,6 @@ use cairn_core::message::NetworkName;
 use crate::ratelimit::Rate;
 use cairn_core::store::StoreLimits;
 use serde::Deserialize;
-use tokio::sync::Semaphore;
 
 /// Everything a node needs to run. `Config::default()` is the documented default of every
 /// field; a TOML file ([`FileConfig`]) overrides any of them.
@@ -63,10 +61,6 @@ pub struct Config {
     pub max_requests_per_connection: usize,
     /// Commands from [`crate::Dht`] handles that may wait for the node at once. Default 1,024.
     pub command_queue: usize,
-    /// A process-wide cap on open connection ends shared by several nodes (a test network):
-    /// each dialed connection holds one permit, and so does each accepted one, which is
-    /// refused when none is left. Default `None` (no shared cap).
-    pub connection_budget: Option<Arc<Semaphore>>,
 }
 
 impl Default for Config {
@@ -96,7 +90,6 @@ impl Default for Config {
             max_invalid_messages: 16,
             max_requests_per_connection: 32,
             command_queue: 1_024,
-            connection_budget: None,
         }
     }
 }

@@ -507,7 +507,7 @@ pub(crate) async fn dial(
 ) {
     let mut in_flight = HashSet::new();
     let mut subscriptions = Subscriptions::default();
-    let permit = match &shared.config.connection_budget {
+    let permit = match &shared.connection_budget {
         None => None,
         Some(budget) => match timeout(
             shared.config.protocol.request_timeout,
@@ -523,7 +523,7 @@ pub(crate) async fn dial(
             }
         },
     };
-    let budget_ok = permit.is_some() || shared.config.connection_budget.is_none();
+    let budget_ok = permit.is_some() || shared.connection_budget.is_none();
     if budget_ok {
         match Box::pin(connect(
             addr,

@@ -34,7 +34,6 @@ mod ratelimit;
 mod shared;
 pub mod snapshot;
 pub mod store;
-pub mod testnet;
 pub mod view;
 
 use std::net::SocketAddr;
@@ -75,9 +74,6 @@ pub enum StartError {
     /// The routing-table snapshot exists but could not be read.
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
-    /// A worker process of a test network spread over several processes did not start.
-    #[error("test network: {0}")]
-    Worker(String),
 }
 
 /// Starts a node with the identity in `config.data_dir` (or a fresh one) and returns its
@@ -119,6 +115,28 @@ pub async fn start_with_storage(
     config: Config,
     identity: Identity,
     storage: Storage,
+) -> Result<Dht, StartError> {
+    launch(config, identity, storage, None).await
+}
+
+/// Starts a node like [`start_with_storage`] that shares `budget`, a cap on open connection
+/// ends, with other nodes of this process (a test network of many nodes): each connection it
+/// dials or accepts holds one permit while open; an accepted one is refused when none is
+/// left, and a dial waits for one up to the request timeout, else its requests fail.
+pub async fn start_with_budget(
+    config: Config,
+    identity: Identity,
+    storage: Storage,
+    budget: Arc<tokio::sync::Semaphore>,
+) -> Result<Dht, StartError> {
+    launch(config, identity, storage, Some(budget)).await
+}
+
+async fn launch(
+    config: Config,
+    identity: Identity,
+    storage: Storage,
+    connection_budget: Option<Arc<tokio::sync::Semaphore>>,
 ) -> Result<Dht, StartError> {
     let listener = TcpListener::bind(config.listen)
         .await
@@ -189,6 +207,7 @@ pub async fn start_with_storage(
         metrics: metrics.clone(),
         activity: activity.clone(),
         inbound: connections,
+        connection_budget,
         request_limit: ratelimit::Limiter::new(config_rates.0),
         store_limit: ratelimit::Limiter::new(config_rates.1),
     });

@@ -34,7 +34,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let counters = &shared.metrics;
     let count = |counter: &prometheus_client::metrics::counter::Counter| counter.inc();
     // Under a shared budget, the accepted end of a connection holds a permit too.
-    let permit = match &shared.config.connection_budget {
+    let permit = match &shared.connection_budget {
         None => None,
         Some(budget) => match budget.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),

@@ -28,6 +28,10 @@ pub(crate) struct Shared {
     pub(crate) store_limit: crate::ratelimit::Limiter,
     /// The incoming connections being served, within their bounds.
     pub(crate) inbound: std::sync::Arc<crate::inbound::Inbound>,
+    /// A cap on open connection ends shared with other nodes of this process, if the node was
+    /// started with one ([`crate::start_with_budget`]): each dialed or accepted connection holds
+    /// a permit while open.
+    pub(crate) connection_budget: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl Shared {

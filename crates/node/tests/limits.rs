@@ -376,11 +376,16 @@ async fn one_network_fills_only_its_share_of_the_store() {
 async fn under_a_spent_connection_budget_a_connection_is_refused_and_served_once_a_permit_frees() {
     // A test network's nodes share a budget of connection ends; here it has two permits.
     let budget = Arc::new(tokio::sync::Semaphore::new(2));
-    let (dht, addr) = node_with(Config {
-        connection_budget: Some(budget.clone()),
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("valid"),
         ..Config::default()
-    })
-    .await;
+    };
+    let identity = cairn_node::Identity::generate();
+    let storage = cairn_node::Storage::Memory;
+    let dht = cairn_node::start_with_budget(config, identity, storage, budget.clone())
+        .await
+        .expect("starts");
+    let addr = dht.status().await.expect("running").listen;
     // Other nodes of the process hold both permits: a newcomer is closed at once.
     let held = budget.clone().acquire_many_owned(2).await.expect("open");
     let mut refused = Client::connect(addr).await;

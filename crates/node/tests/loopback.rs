@@ -48,8 +48,8 @@ async fn two_nodes_put_and_get() {
 }
 
 /// Fifty nodes on loopback addresses, joined, and the seeded RNG that joined them.
-async fn fifty_joined(seed: u64) -> (cairn_node::testnet::Testnet, rand::rngs::StdRng) {
-    use cairn_node::testnet::{Silent, Testnet};
+async fn fifty_joined(seed: u64) -> (cairn_testnet::Testnet, rand::rngs::StdRng) {
+    use cairn_testnet::{Silent, Testnet};
     use rand::SeedableRng;
 
     println!("seed {seed}");

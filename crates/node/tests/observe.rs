@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cairn_node::testnet::{Silent, Testnet};
+use cairn_testnet::{Silent, Testnet};
 use cairn_node::view::{HeldItem, Ring};
 use cairn_node::{Activity, Config, Dht};
 use common::Client;

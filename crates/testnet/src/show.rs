@@ -6,30 +6,28 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_core::Key;
+use cairn_node::cairn_core::Key;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::Network;
-use crate::StartError;
+use crate::TestnetError;
 
 impl Network {
     /// Serves node 0's API at `addr`, with a dashboard that shows every node of the network.
     /// Every node must run in this process (the dashboard reads each one's ring and activity).
-    pub(super) async fn serve(&mut self, addr: SocketAddr) -> Result<(), StartError> {
+    pub(super) async fn serve(&mut self, addr: SocketAddr) -> Result<(), TestnetError> {
         if !self.workers.is_empty() {
-            return Err(StartError::Worker(
-                "the dashboard shows a network run in one process; do not spread it".into(),
-            ));
+            return Err(TestnetError::DashboardSpread);
         }
         let nodes = self.local.nodes.clone();
         let Some(entry) = nodes.first().cloned() else {
             return Ok(());
         };
-        let app = crate::api::network_router(entry.clone(), nodes);
-        let server = crate::api::serve_router(app, entry, addr)
+        let app = cairn_node::api::network_router(entry.clone(), nodes);
+        let server = cairn_node::api::serve_router(app, entry, addr)
             .await
-            .map_err(|error| StartError::Bind { addr, error })?;
+            .map_err(|error| TestnetError::Dashboard { addr, error })?;
         self.server = Some(server);
         Ok(())
     }

@@ -2,8 +2,7 @@
 //! before its nodes start stops the run with a clear error, and one that dies during the run
 //! fails the operations sent to it while the rest of the network carries on.
 
-use cairn_node::StartError;
-use cairn_node::testnet::{self, Plan, Silent, WorkerCommand};
+use cairn_testnet::{self as testnet, Plan, Silent, TestnetError, WorkerCommand};
 
 fn shell(script: &str) -> WorkerCommand {
     WorkerCommand {
@@ -29,7 +28,7 @@ fn plan(worker: WorkerCommand) -> Plan {
 async fn a_worker_that_exits_before_starting_stops_the_run_with_its_reason() {
     let result = testnet::run(&plan(shell("exit 3")), &Silent).await;
     match result {
-        Err(StartError::Worker(why)) => {
+        Err(TestnetError::Worker(why)) => {
             assert!(why.contains("worker 1"), "{why}");
             assert!(why.contains("exited before its nodes started"), "{why}");
         }

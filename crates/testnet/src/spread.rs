@@ -24,14 +24,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_core::Key;
+use cairn_node::cairn_core::Key;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Member, PutDone, Testnet, Totals, WireSample, get_local, put_local};
-use crate::StartError;
+use crate::TestnetError;
 
 /// Each node of a process should be able to keep at least this many connections open: a
 /// put's lookup talks to about this many nodes, and its stores reuse the connections the
@@ -142,8 +142,8 @@ impl Worker {
         index: usize,
         stride: usize,
         count: usize,
-    ) -> Result<(std::sync::Arc<Worker>, Vec<SocketAddr>), StartError> {
-        let failed = |why: String| StartError::Worker(format!("worker {index}: {why}"));
+    ) -> Result<(std::sync::Arc<Worker>, Vec<SocketAddr>), TestnetError> {
+        let failed = |why: String| TestnetError::Worker(format!("worker {index}: {why}"));
         let mut child = Command::new(&command.program)
             .args(&command.args)
             .args([

@@ -1,5 +1,7 @@
-//! A test network of real nodes, each on a loopback address of its own (127.a.b.1), and the
-//! workload `cairn testnet` runs on it.
+//! cairn-testnet: a test network of real nodes, each on a loopback address of its own
+//! (127.a.b.1), and the workload `cairn testnet` runs on it. Test tooling, kept out of the
+//! node library: it starts processes, reads `/proc`, and has errors of its own
+//! ([`TestnetError`]); the `cairn` binary and the node's many-node tests use it.
 //!
 //! Every node is a full node: its own listener, driver and connections over loopback TCP. A
 //! connection between two nodes of one process costs two file descriptors, so the nodes of one
@@ -12,6 +14,9 @@
 //! `i % P`, this one being process 0 and the others worker processes that this one starts and
 //! drives over their standard input and output. The workload and the report are the same either way.
 
+#![deny(missing_docs)]
+
+mod error;
 mod show;
 pub mod spread;
 
@@ -20,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_core::Key;
+use cairn_node::cairn_core::Key;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -29,7 +34,8 @@ use tokio::task::JoinSet;
 
 use cairn_report::{Operations, Report, Sample, reader, resident_bytes_from_statm};
 
-use crate::{Config, Dht, StartError};
+use cairn_node::{Config, Dht, Identity, Storage};
+pub use error::TestnetError;
 pub use spread::{WorkerCommand, serve_worker};
 
 /// Reports progress of the stages of a run (the CLI draws progress bars with it).
@@ -169,13 +175,17 @@ fn spare_descriptors(nodes: usize) -> usize {
 impl Testnet {
     /// Starts `count` nodes, each on its own loopback address (not yet joined), sharing a
     /// connection budget sized from the open-file limit.
-    pub async fn start(count: usize) -> Result<Self, StartError> {
+    pub async fn start(count: usize) -> Result<Self, TestnetError> {
         Self::start_at(0, 1, count).await
     }
 
     /// Starts `count` nodes of a network, numbers `first`, `first + stride`, ...: node `i`
     /// listens on [`loopback_host`]`(i)`.
-    pub async fn start_at(first: usize, stride: usize, count: usize) -> Result<Self, StartError> {
+    pub async fn start_at(
+        first: usize,
+        stride: usize,
+        count: usize,
+    ) -> Result<Self, TestnetError> {
         let rss_before = resident_bytes();
         // A permit per connection end, dialed or accepted: a descriptor each. A node's pool
         // may fill a third of its share: as many connections come in as go out on average,
@@ -194,10 +204,15 @@ impl Testnet {
                 // A node's pool is bounded by its share of the budget, so connections can stay
                 // open between operations rather than be set up again for the next one.
                 idle_timeout: Duration::from_secs(30),
-                connection_budget: Some(shared.clone()),
                 ..Config::default()
             };
-            let dht = crate::start(config).await?;
+            let dht = cairn_node::start_with_budget(
+                config,
+                Identity::generate(),
+                Storage::Memory,
+                shared.clone(),
+            )
+            .await?;
             let addr = dht
                 .status()
                 .await
@@ -436,7 +451,7 @@ pub struct Network {
 
 impl Network {
     /// Starts `plan.nodes` nodes over the processes the plan asks for.
-    async fn start(plan: &Plan) -> Result<Self, StartError> {
+    async fn start(plan: &Plan) -> Result<Self, TestnetError> {
         let nodes = plan.nodes.max(1);
         let processes = plan
             .processes
@@ -456,9 +471,10 @@ impl Network {
         ];
         let mut workers = Vec::new();
         if processes > 1 {
-            let command = plan.worker.as_ref().ok_or(StartError::Worker(
-                "spreading nodes over processes needs a worker command".into(),
-            ))?;
+            let command = plan
+                .worker
+                .as_ref()
+                .ok_or(TestnetError::NoWorkerCommand)?;
             for (p, &count) in shares.iter().enumerate().skip(1) {
                 let (worker, addrs) = spread::Worker::spawn(command, p, processes, count).await?;
                 placed.push(
@@ -567,7 +583,7 @@ struct Put {
 pub async fn run(
     plan: &Plan,
     progress: &dyn Progress,
-) -> Result<(Network, TestnetReport), StartError> {
+) -> Result<(Network, TestnetReport), TestnetError> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(plan.seed);
     progress.stage("starting nodes", 1);
