@@ -17,167 +17,31 @@
 
 mod adversary;
 pub mod churn;
+mod command;
+mod latency;
 pub mod partition;
 pub mod plot;
 pub mod scenario;
+mod scheduler;
+mod transport;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use bytes::Bytes;
 use cairn_core::message::{Contact, Request, Response};
 use cairn_core::node::{Requester, Transmit, WatchId};
 use cairn_core::store::StoreLimits;
 use cairn_core::{Config, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Store, Time};
-use ed25519_dalek::SigningKey;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// How long a message takes to arrive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Latency {
-    /// Every message takes this long.
-    Fixed(Duration),
-    /// Each message takes a time drawn uniformly from this range (inclusive).
-    Uniform(Duration, Duration),
-    /// Nodes are placed in the regions of [`REGIONS`] (by their shares) with an access delay
-    /// of 1 to 10 ms each; a message takes half its regions' round trip plus both access
-    /// delays, plus up to 10% jitter.
-    Regions,
-}
-
-impl Latency {
-    /// The mean round trip between two nodes drawn at random (without jitter): the yardstick
-    /// a lookup's latency is measured against.
-    pub fn mean_round_trip(&self) -> Duration {
-        match *self {
-            Latency::Fixed(d) => d * 2,
-            Latency::Uniform(lo, hi) => lo + hi,
-            Latency::Regions => {
-                let mut ms = 0.0;
-                for (a, from) in REGIONS.iter().enumerate() {
-                    for (b, to) in REGIONS.iter().enumerate() {
-                        ms += from.share * to.share * REGION_RTT_MS[a][b] as f64;
-                    }
-                }
-                // Both ends' access delays (1 to 10 ms each, 5.5 on average), both ways.
-                Duration::from_secs_f64((ms + 4.0 * 5.5) / 1_000.0)
-            }
-        }
-    }
-}
-
-/// A region of the geographic latency model: its name and share of the nodes.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Region {
-    /// Where.
-    pub name: &'static str,
-    /// Fraction of the nodes placed there.
-    pub share: f64,
-}
-
-/// The regions of [`Latency::Regions`]; see `docs/simulation.md` for where the figures come
-/// from.
-pub const REGIONS: [Region; 5] = [
-    Region {
-        name: "North America east",
-        share: 0.25,
-    },
-    Region {
-        name: "North America west",
-        share: 0.15,
-    },
-    Region {
-        name: "Europe",
-        share: 0.35,
-    },
-    Region {
-        name: "Asia",
-        share: 0.20,
-    },
-    Region {
-        name: "South America",
-        share: 0.05,
-    },
-];
-
-/// Round trips between the [`REGIONS`], in milliseconds (within a region: 10 ms).
-pub const REGION_RTT_MS: [[u64; 5]; 5] = [
-    [10, 62, 90, 215, 115],
-    [62, 10, 145, 170, 175],
-    [90, 145, 10, 160, 200],
-    [215, 170, 160, 10, 320],
-    [115, 175, 200, 320, 10],
-];
-
-/// How requests reach their peer, as the real transport charges it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transport {
-    /// Connections a node keeps open at most (the driver's `max_outbound`); past it, the least
-    /// recently used closes.
-    pub pool: usize,
-    /// A connection unused this long is closed (the driver's `idle_timeout`).
-    pub idle: Duration,
-    /// Requests go out right after `hello`, without waiting for `welcome`: a new connection
-    /// costs one round trip (TCP's handshake) before the request, not two.
-    pub pipelining: bool,
-    /// How long a lost segment takes to be sent again (TCP's retransmission timeout; Linux's
-    /// least is 200 ms). Added to the message's latency, never less than its round trip.
-    pub retransmission: Duration,
-}
-
-impl Default for Transport {
-    fn default() -> Self {
-        Transport {
-            pool: 256,
-            idle: Duration::from_secs(60),
-            pipelining: true,
-            retransmission: Duration::from_millis(200),
-        }
-    }
-}
-
-/// A command to run on one node.
-#[derive(Clone, Debug)]
-pub enum Command {
-    /// Join through these nodes (by index).
-    Bootstrap(Vec<usize>),
-    /// Publish an item.
-    Put(Item),
-    /// Sign `value` under `name` with `key` and publish it, choosing `seq` and expiry as a
-    /// real node does ([`Node::publish`]). An invalid item (a name over 255 bytes) starts
-    /// nothing, so its ticket never completes.
-    Publish {
-        /// The publisher's key pair.
-        key: Box<SigningKey>,
-        /// The item's name.
-        name: String,
-        /// The value.
-        value: Bytes,
-        /// How long it lives; `None` for ever.
-        ttl: Option<Duration>,
-    },
-    /// Delete the item `name` of `key`'s owner, as a real node does ([`Node::delete`]): a
-    /// tombstone whose `seq` beats the copy held (or `found`, a `seq` a get found).
-    Delete {
-        /// The publisher's key pair.
-        key: Box<SigningKey>,
-        /// The item's name.
-        name: String,
-        /// The newest `seq` known from elsewhere.
-        found: Option<u64>,
-    },
-    /// Look a key up.
-    Get(Key),
-    /// Find the nodes closest to an id.
-    FindNode(NodeId),
-}
-
-/// A handle on a scheduled command, to find its completion with [`Sim::outcome`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ticket(u64);
+pub use latency::{Latency, REGION_RTT_MS, REGIONS, Region};
+use latency::Place;
+use scheduler::Scheduler;
+use transport::Pool;
+pub use command::{Command, Ticket};
+pub use transport::Transport;
 
 enum Action {
     Deliver {
@@ -214,14 +78,10 @@ struct SimNode {
     alive: bool,
     /// Whether the node's host is up (a stopped node's is; a killed node's is not).
     host_up: bool,
-    /// Index into [`REGIONS`].
-    region: usize,
-    /// One-way delay between the node and its region's backbone.
-    access: Duration,
-    /// Open connections to peers (by index), with when each was last used.
-    pool: HashMap<usize, Time>,
-    /// When connections idle past the transport's limit were last closed.
-    pruned: Time,
+    /// Where it sits in the latency model.
+    place: Place,
+    /// Its open connections to peers (with a [`Transport`]).
+    pool: Pool,
     /// Answers as an adversary instead of by the protocol ([`Sim::make_malicious`]).
     malicious: bool,
     /// The deadline the node's one timer is armed for.
@@ -232,10 +92,8 @@ struct SimNode {
 pub struct Sim {
     nodes: Vec<SimNode>,
     by_addr: HashMap<SocketAddr, usize>,
-    queue: BinaryHeap<Reverse<(Time, u64)>>,
-    actions: HashMap<u64, Action>,
-    next_action: u64,
-    now: Time,
+    /// The virtual clock and what is due on it.
+    scheduler: Scheduler<Action>,
     rng: StdRng,
     latency: Latency,
     transport: Option<Transport>,
@@ -262,10 +120,7 @@ impl Sim {
         Sim {
             nodes: Vec::new(),
             by_addr: HashMap::new(),
-            queue: BinaryHeap::new(),
-            actions: HashMap::new(),
-            next_action: 0,
-            now: EPOCH,
+            scheduler: Scheduler::new(EPOCH),
             rng: StdRng::seed_from_u64(seed),
             latency,
             transport: None,
@@ -305,7 +160,7 @@ impl Sim {
 
     /// The virtual time.
     pub fn now(&self) -> Time {
-        self.now
+        self.scheduler.now()
     }
 
     /// Messages delivered so far.
@@ -346,30 +201,14 @@ impl Sim {
         let addr = SocketAddr::new(ip.into(), 7400);
         self.by_addr.insert(addr, index);
         let node = Node::new(id, config, MemoryStore::new(limits));
-        let (region, access) = match self.latency {
-            Latency::Regions => {
-                let draw: f64 = self.rng.random_range(0.0..1.0);
-                let mut sum = 0.0;
-                let region = REGIONS
-                    .iter()
-                    .position(|r| {
-                        sum += r.share;
-                        draw < sum
-                    })
-                    .unwrap_or(REGIONS.len() - 1);
-                (region, Duration::from_millis(self.rng.random_range(1..=10)))
-            }
-            _ => (0, Duration::ZERO),
-        };
+        let place = self.latency.place(&mut self.rng);
         self.nodes.push(SimNode {
             node,
             contact: Contact::new(id, addr),
             alive: true,
             host_up: true,
-            region,
-            access,
-            pool: HashMap::new(),
-            pruned: self.now,
+            place,
+            pool: Pool::new(self.now()),
             malicious: false,
             timer: None,
         });
@@ -411,7 +250,7 @@ impl Sim {
             self.nodes[index].node.connection_closed(connection);
             let dialer = connection as usize;
             if tell && dialer < self.nodes.len() {
-                let at = self.now + self.base_latency(index, dialer);
+                let at = self.now() + self.base_latency(index, dialer);
                 self.push(
                     at,
                     Action::Refused {
@@ -435,7 +274,7 @@ impl Sim {
     /// Starts watching `key` on node `node` now ([`Node::watch`]); what it reports is kept
     /// for [`Sim::watched`].
     pub fn watch(&mut self, node: usize, key: Key) -> WatchId {
-        let now = self.now;
+        let now = self.now();
         let watch = self.nodes[node].node.watch(now, key);
         self.watched.entry((node, watch)).or_default();
         self.drain(node);
@@ -449,7 +288,7 @@ impl Sim {
 
     /// Node `index`'s region, an index into [`REGIONS`] (0 unless [`Latency::Regions`]).
     pub fn region(&self, index: usize) -> usize {
-        self.nodes[index].region
+        self.nodes[index].place.region
     }
 
     /// Cuts the network in two: from now on nothing crosses between the nodes for which
@@ -462,7 +301,7 @@ impl Sim {
             let here = side.get(from).copied().unwrap_or(false);
             self.nodes[from]
                 .pool
-                .retain(|to, _| side.get(*to).copied().unwrap_or(false) == here);
+                .retain(|to| side.get(to).copied().unwrap_or(false) == here);
         }
         self.sides = Some(side);
     }
@@ -485,14 +324,14 @@ impl Sim {
         self.nodes[index].alive = true;
         self.nodes[index].host_up = true;
         self.nodes[index].timer = None;
-        let now = self.now;
+        let now = self.now();
         self.nodes[index].node.handle_timeout(now);
         self.drain(index);
     }
 
     /// Whether node `index` holds a valid copy of `key` now.
     pub fn holds(&self, index: usize, key: &Key) -> bool {
-        self.nodes[index].node.store().get(key, self.now).is_some()
+        self.nodes[index].node.store().get(key, self.now()).is_some()
     }
 
     /// The indices of the `n` live nodes closest to `key`.
@@ -507,10 +346,10 @@ impl Sim {
 
     /// Schedules `command` on node `node` at `at` (or now, if that has passed).
     pub fn schedule(&mut self, at: Time, node: usize, command: Command) -> Ticket {
-        let ticket = Ticket(self.next_ticket);
+        let ticket = Ticket::new(self.next_ticket);
         self.next_ticket += 1;
         self.push(
-            at.max(self.now),
+            at.max(self.now()),
             Action::Run {
                 node,
                 command,
@@ -532,13 +371,10 @@ impl Sim {
             if done(self) {
                 return true;
             }
-            let Some(Reverse((at, key))) = self.queue.pop() else {
+            let Some(action) = self.scheduler.pop() else {
                 return false;
             };
-            self.now = self.now.max(at);
-            if let Some(action) = self.actions.remove(&key) {
-                self.apply(action);
-            }
+            self.apply(action);
         }
     }
 
@@ -563,47 +399,29 @@ impl Sim {
 
     /// Advances the clock to `until`, processing everything due before it.
     pub fn run_for(&mut self, duration: Duration) {
-        let until = self.now + duration;
-        self.run_until(|sim| sim.queue.peek().is_none_or(|Reverse((at, _))| *at > until));
-        self.now = self.now.max(until);
+        let until = self.now() + duration;
+        self.run_until(|sim| sim.scheduler.next_due().is_none_or(|at| at > until));
+        self.scheduler.advance_to(until);
     }
 
     fn push(&mut self, at: Time, action: Action) {
-        let key = self.next_action;
-        self.next_action += 1;
-        self.actions.insert(key, action);
-        self.queue.push(Reverse((at, key)));
+        self.scheduler.push(at, action);
     }
 
-    /// The one-way latency from `from` to `to` without jitter (the uniform model's draws are
-    /// all jitter).
+    /// The one-way latency from `from` to `to` without jitter.
     fn base_latency(&self, from: usize, to: usize) -> Duration {
-        match self.latency {
-            Latency::Fixed(d) => d,
-            Latency::Uniform(lo, hi) => (lo + hi) / 2,
-            Latency::Regions => {
-                let (a, b) = (&self.nodes[from], &self.nodes[to]);
-                Duration::from_millis(REGION_RTT_MS[a.region][b.region]) / 2 + a.access + b.access
-            }
-        }
+        let (a, b) = (self.nodes[from].place, self.nodes[to].place);
+        self.latency.base(a, b)
     }
 
     /// The latency of one message from `from` to `to`.
     fn delay(&mut self, from: usize, to: usize) -> Duration {
-        match self.latency {
-            Latency::Fixed(d) => d,
-            Latency::Uniform(lo, hi) if hi > lo => self.rng.random_range(lo..=hi),
-            Latency::Uniform(lo, _) => lo,
-            Latency::Regions => {
-                let base = self.base_latency(from, to);
-                let jitter = self.rng.random_range(0..=base.as_micros() as u64 / 10);
-                base + Duration::from_micros(jitter)
-            }
-        }
+        let (a, b) = (self.nodes[from].place, self.nodes[to].place);
+        self.latency.draw(a, b, &mut self.rng)
     }
 
     fn apply(&mut self, action: Action) {
-        let now = self.now;
+        let now = self.now();
         match action {
             Action::Run {
                 node,
@@ -664,27 +482,14 @@ impl Sim {
     }
 
     fn run_command(&mut self, node: usize, command: Command) -> Option<QueryId> {
-        let now = self.now;
+        let now = self.now();
         let seeds: Vec<SocketAddr> = match &command {
             Command::Bootstrap(seeds) => {
                 seeds.iter().map(|s| self.nodes[*s].contact.addr).collect()
             }
             _ => Vec::new(),
         };
-        let n = &mut self.nodes[node].node;
-        Some(match command {
-            Command::Bootstrap(_) => n.bootstrap(now, &seeds),
-            Command::Put(item) => n.put(now, item),
-            Command::Publish {
-                key,
-                name,
-                value,
-                ttl,
-            } => n.publish(now, &key, &name, value, ttl).ok()?,
-            Command::Delete { key, name, found } => n.delete(now, &key, &name, found, None).ok()?,
-            Command::Get(key) => n.get(now, key),
-            Command::FindNode(target) => n.find_node(now, target),
-        })
+        command.start(&mut self.nodes[node].node, now, &seeds)
     }
 
     fn on_request(&mut self, to: usize, from: usize, id: u64, request: Request) {
@@ -699,7 +504,7 @@ impl Sim {
         };
         if self.nodes[to].malicious {
             let held = match &request {
-                Request::FindValue { key } => self.nodes[to].node.store().get(key, self.now),
+                Request::FindValue { key } => self.nodes[to].node.store().get(key, self.now()),
                 _ => None,
             };
             let response = adversary::answer(&self.adversaries, held, &request);
@@ -707,9 +512,10 @@ impl Sim {
             return;
         }
         // Simulated nodes keep items in memory: every answer is final at once.
+        let now = self.now();
         let answer = self.nodes[to]
             .node
-            .handle_request(self.now, requester, id, request);
+            .handle_request(now, requester, id, request);
         self.send(to, from, id, Delivery::Response(answer.response));
         self.drain(to);
     }
@@ -724,10 +530,10 @@ impl Sim {
         if self.loss > 0.0 && self.rng.random_bool(self.loss) {
             match self.transport {
                 None => return,
-                Some(t) => delay += t.retransmission.max(self.base_latency(from, to) * 2),
+                Some(t) => delay += t.resend_after(self.base_latency(from, to) * 2),
             }
         }
-        let at = self.now + setup + delay;
+        let at = self.now() + setup + delay;
         self.push(
             at,
             Action::Deliver {
@@ -747,29 +553,15 @@ impl Sim {
             self.send(from, to, id, Delivery::Request(request));
             return;
         };
-        let now = self.now;
-        // Close the connections idle too long, once per idle period (as the driver's idle
-        // timers would have), so that a pool holds what a real one would.
-        let sender = &mut self.nodes[from];
-        if now.since(sender.pruned) > transport.idle {
-            sender
-                .pool
-                .retain(|_, last| now.since(*last) <= transport.idle);
-            if sender.pool.capacity() > 2 * sender.pool.len() + 16 {
-                sender.pool.shrink_to_fit();
-            }
-            sender.pruned = now;
-        }
-        let pooled = self.nodes[from]
-            .pool
-            .get(&to)
-            .is_some_and(|last| now.since(*last) <= transport.idle);
+        let now = self.now();
+        self.nodes[from].pool.prune(now, transport.idle);
+        let pooled = self.nodes[from].pool.is_open(to, now, transport.idle);
         if pooled && self.nodes[to].alive && !self.is_cut(from, to) {
-            self.nodes[from].pool.insert(to, now);
+            self.nodes[from].pool.touch(to, now);
             self.send(from, to, id, Delivery::Request(request));
             return;
         }
-        self.nodes[from].pool.remove(&to);
+        self.nodes[from].pool.remove(to);
         let round_trip = self.base_latency(from, to) * 2;
         if self.is_cut(from, to) {
             // Nothing comes back across a cut: the connection is never answered.
@@ -781,24 +573,9 @@ impl Sim {
             }
             return;
         }
-        // TCP's handshake, then (without pipelining) hello and welcome, before the request.
-        let setup = if transport.pipelining {
-            round_trip
-        } else {
-            round_trip * 2
-        };
-        let pool = &mut self.nodes[from].pool;
-        if pool.len() >= transport.pool.max(1) {
-            let lru = pool
-                .iter()
-                .min_by_key(|(peer, last)| (**last, **peer))
-                .map(|(p, _)| *p);
-            if let Some(lru) = lru {
-                pool.remove(&lru);
-            }
-        }
-        pool.insert(to, now);
+        self.nodes[from].pool.open(to, now, transport.pool);
         self.connections_opened += 1;
+        let setup = transport.setup(round_trip);
         self.send_after(from, to, id, Delivery::Request(request), setup);
     }
 
@@ -817,10 +594,11 @@ impl Sim {
         }
         while let Some(event) = self.nodes[index].node.poll_event() {
             if let Event::WatchUpdate { watch, item } = event {
+                let now = self.now();
                 self.watched
                     .entry((index, watch))
                     .or_default()
-                    .push((self.now, item));
+                    .push((now, item));
                 continue;
             }
             let Some(query) = event.query() else {
