@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cairn_testnet::{Silent, Testnet};
 use cairn_node::view::{HeldItem, Ring};
 use cairn_node::{Activity, Config, Dht};
+use cairn_testnet::{Silent, Testnet};
 use common::Client;
 use prometheus_parse::{Sample, Scrape, Value};
 use rand::SeedableRng;

@@ -14,9 +14,9 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use cairn_report::{Operations, Sample};
 use cairn_core::store::StoreLimits;
 use cairn_core::{Event, Id, Time};
+use cairn_report::{Operations, Sample};
 use rand::Rng;
 use rand::seq::index::sample;
 use serde::Serialize;

@@ -44,7 +44,7 @@ pub enum Command {
     FindNode(NodeId),
 }
 
-/// A handle on a scheduled command, to find its completion with [`Sim::outcome`].
+/// A handle on a scheduled command, to find its completion with [`crate::Sim::outcome`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
@@ -54,7 +54,6 @@ impl Ticket {
         Ticket(n)
     }
 }
-
 
 impl Command {
     /// Starts this command on `node` at `now` (a bootstrap through `seeds`, the addresses of

@@ -36,11 +36,11 @@ use cairn_core::{Config, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryI
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use latency::{Latency, REGION_RTT_MS, REGIONS, Region};
+pub use command::{Command, Ticket};
 use latency::Place;
+pub use latency::{Latency, REGION_RTT_MS, REGIONS, Region};
 use scheduler::Scheduler;
 use transport::Pool;
-pub use command::{Command, Ticket};
 pub use transport::Transport;
 
 enum Action {
@@ -331,7 +331,11 @@ impl Sim {
 
     /// Whether node `index` holds a valid copy of `key` now.
     pub fn holds(&self, index: usize, key: &Key) -> bool {
-        self.nodes[index].node.store().get(key, self.now()).is_some()
+        self.nodes[index]
+            .node
+            .store()
+            .get(key, self.now())
+            .is_some()
     }
 
     /// The indices of the `n` live nodes closest to `key`.

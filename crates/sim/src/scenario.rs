@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cairn_core::item::signed_key;
 use cairn_core::node::QueryStats;
-use cairn_report::{Operations, Sample, reader};
 use cairn_core::store::StoreLimits;
 use cairn_core::{Config, Event, Id, ImmutableItem, Item, Key};
+use cairn_report::{Operations, Sample, reader};
 use ed25519_dalek::SigningKey;
 use rand::Rng;
 use rand::seq::index::sample;
@@ -186,12 +186,7 @@ pub fn network(scenario: &Scenario) -> (Sim, Vec<SigningKey>, usize) {
 /// key pair, the items, and the report of the setup and the puts (its gets left empty).
 pub(crate) fn populated(
     scenario: &Scenario,
-) -> (
-    Sim,
-    Vec<SigningKey>,
-    Vec<Published>,
-    cairn_report::Report,
-) {
+) -> (Sim, Vec<SigningKey>, Vec<Published>, cairn_report::Report) {
     let (mut sim, keys, failed_joins) = network(scenario);
     let mut report = cairn_report::Report {
         nodes: scenario.nodes,

@@ -161,6 +161,9 @@ mod tests {
         };
         assert_eq!(slow.setup(rtt), 2 * rtt);
         assert_eq!(t.resend_after(rtt), Duration::from_millis(200));
-        assert_eq!(t.resend_after(Duration::from_millis(300)), Duration::from_millis(300));
+        assert_eq!(
+            t.resend_after(Duration::from_millis(300)),
+            Duration::from_millis(300)
+        );
     }
 }

@@ -10,28 +10,29 @@ use cairn_node::cairn_core::Key;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::Network;
-use crate::TestnetError;
+use cairn_node::Dht;
+use tokio::task::JoinHandle;
+
+use crate::{Network, TestnetError};
+
+/// Serves the API of `nodes[0]` at `addr`, with a dashboard that shows every one of `nodes`
+/// (it reads each one's ring and activity, so they must all run in this process). Returns the
+/// server's task, which ends when node 0 stops; `None` with no nodes.
+pub(crate) async fn serve_dashboard(
+    nodes: &[Dht],
+    addr: SocketAddr,
+) -> Result<Option<JoinHandle<()>>, TestnetError> {
+    let Some(entry) = nodes.first().cloned() else {
+        return Ok(None);
+    };
+    let app = cairn_node::api::network_router(entry.clone(), nodes.to_vec());
+    let server = cairn_node::api::serve_router(app, entry, addr)
+        .await
+        .map_err(|error| TestnetError::Dashboard { addr, error })?;
+    Ok(Some(server))
+}
 
 impl Network {
-    /// Serves node 0's API at `addr`, with a dashboard that shows every node of the network.
-    /// Every node must run in this process (the dashboard reads each one's ring and activity).
-    pub(super) async fn serve(&mut self, addr: SocketAddr) -> Result<(), TestnetError> {
-        if !self.workers.is_empty() {
-            return Err(TestnetError::DashboardSpread);
-        }
-        let nodes = self.local.nodes.clone();
-        let Some(entry) = nodes.first().cloned() else {
-            return Ok(());
-        };
-        let app = cairn_node::api::network_router(entry.clone(), nodes);
-        let server = cairn_node::api::serve_router(app, entry, addr)
-            .await
-            .map_err(|error| TestnetError::Dashboard { addr, error })?;
-        self.server = Some(server);
-        Ok(())
-    }
-
     /// Until `stop` resolves, every `every` a random node puts a signed item (`live-N`, a
     /// new version of one of eight names) or gets one put before. Returns the operations run.
     pub async fn keep_busy(

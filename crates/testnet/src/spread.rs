@@ -30,8 +30,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Member, PutDone, Testnet, Totals, WireSample, get_local, put_local};
 use crate::TestnetError;
+use crate::local::{Testnet, Totals, spare_descriptors};
+use crate::member::{Member, PutDone, WireSample, get_local, put_local};
 
 /// Each node of a process should be able to keep at least this many connections open: a
 /// put's lookup talks to about this many nodes, and its stores reuse the connections the
@@ -51,11 +52,10 @@ pub struct WorkerCommand {
 }
 
 /// The processes `nodes` nodes need when each process may hold `open_files` files: as many as
-/// let every node keep a listener and a pool of [`MIN_POOL`] connections, which may be a third
-/// of its descriptors (see [`super::Testnet::start_at`]).
+/// let every node keep a listener and a pool of `MIN_POOL` (48) connections, which may be a third
+/// of its descriptors (see [`Testnet::start_at`]).
 pub fn processes_for(nodes: usize, open_files: usize) -> usize {
-    let per_process =
-        (open_files.saturating_sub(super::spare_descriptors(0)) / (1 + 3 * MIN_POOL)).max(1);
+    let per_process = (open_files.saturating_sub(spare_descriptors(0)) / (1 + 3 * MIN_POOL)).max(1);
     nodes.div_ceil(per_process).max(1)
 }
 

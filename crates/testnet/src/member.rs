@@ -1,0 +1,190 @@
+//! One node of a run as the workload sees it, in this process or in a worker process: how it
+//! joins, puts and gets, and what its operations measured (the samples cross from a worker as
+//! JSON, hence their wire forms).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_node::Dht;
+use cairn_node::cairn_core::Key;
+use cairn_report::Sample;
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+use crate::{Progress, spread};
+
+/// What a put left to get back: its key, and a sample of what it cost.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PutDone {
+    /// The key, when the put succeeded.
+    pub(crate) key: Option<String>,
+    pub(crate) replicas: usize,
+    pub(crate) sample: WireSample,
+}
+
+/// A [`Sample`] as it crosses from a worker process: the latency in microseconds.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct WireSample {
+    pub(crate) ok: bool,
+    pub(crate) micros: u64,
+    pub(crate) hops: u32,
+    pub(crate) requests: u32,
+}
+
+impl From<WireSample> for Sample {
+    fn from(w: WireSample) -> Sample {
+        Sample {
+            ok: w.ok,
+            latency: Duration::from_micros(w.micros),
+            hops: w.hops,
+            requests: w.requests,
+        }
+    }
+}
+
+/// One node of a run, in this process or in a worker.
+#[derive(Clone)]
+pub(crate) enum Member {
+    Local(Dht),
+    Remote(Arc<spread::Worker>, usize),
+}
+
+impl Member {
+    pub(crate) async fn join(self, seeds: Vec<SocketAddr>) -> bool {
+        match self {
+            Member::Local(dht) => dht.bootstrap(seeds).await.is_ok(),
+            Member::Remote(worker, node) => {
+                matches!(
+                    worker.call(spread::Op::Join { node, seeds }).await,
+                    Some(spread::Reply::Joined(true))
+                )
+            }
+        }
+    }
+
+    /// Puts `value`, signed under `name` if there is one, else immutable.
+    pub(crate) async fn put(self, name: Option<String>, value: Bytes) -> PutDone {
+        match self {
+            Member::Local(dht) => put_local(&dht, name, value).await,
+            Member::Remote(worker, node) => {
+                let value = value.to_vec();
+                match worker.call(spread::Op::Put { node, name, value }).await {
+                    Some(spread::Reply::Put(done)) => done,
+                    _ => PutDone {
+                        key: None,
+                        replicas: 0,
+                        sample: worker_gone(),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Gets `key` and checks the value is `expect`.
+    pub(crate) async fn get(self, key: Key, expect: Bytes) -> WireSample {
+        match self {
+            Member::Local(dht) => get_local(&dht, key, &expect).await,
+            Member::Remote(worker, node) => {
+                let (key, expect) = (key.to_hex(), expect.to_vec());
+                match worker.call(spread::Op::Get { node, key, expect }).await {
+                    Some(spread::Reply::Got(sample)) => sample,
+                    _ => worker_gone(),
+                }
+            }
+        }
+    }
+}
+
+/// The sample of an operation whose worker process is gone.
+fn worker_gone() -> WireSample {
+    WireSample {
+        ok: false,
+        micros: 0,
+        hops: 0,
+        requests: 0,
+    }
+}
+
+pub(crate) async fn put_local(dht: &Dht, name: Option<String>, value: Bytes) -> PutDone {
+    let start = Instant::now();
+    let receipt = match name {
+        Some(name) => dht.put_signed(&name, value, None).await,
+        None => dht.put_immutable(value).await,
+    };
+    let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match receipt {
+        Ok(r) => PutDone {
+            key: Some(r.key.to_hex()),
+            replicas: r.replicas,
+            sample: WireSample {
+                ok: true,
+                micros,
+                hops: r.stats.hops,
+                requests: r.stats.requests,
+            },
+        },
+        Err(_) => PutDone {
+            key: None,
+            replicas: 0,
+            sample: WireSample {
+                ok: false,
+                micros,
+                hops: 0,
+                requests: 0,
+            },
+        },
+    }
+}
+
+pub(crate) async fn get_local(dht: &Dht, key: Key, expect: &[u8]) -> WireSample {
+    let start = Instant::now();
+    let found = dht.get(key).await;
+    let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let stats = found.as_ref().map(|f| f.stats).unwrap_or_default();
+    WireSample {
+        ok: found.is_ok_and(|f| f.item.value()[..] == *expect),
+        micros,
+        hops: stats.hops,
+        requests: stats.requests,
+    }
+}
+
+/// Joins every node but the first through up to three random nodes that joined before it,
+/// `concurrency` joins at a time. Returns how many failed.
+pub(crate) async fn join(
+    members: &[Member],
+    addrs: &[SocketAddr],
+    rng: &mut StdRng,
+    concurrency: usize,
+    progress: &dyn Progress,
+) -> usize {
+    progress.stage("joining", members.len().saturating_sub(1) as u64);
+    let mut failed = 0;
+    let mut running = JoinSet::new();
+    for (i, member) in members.iter().enumerate().skip(1) {
+        if running.len() >= concurrency.max(1) {
+            failed += usize::from(
+                !running
+                    .join_next()
+                    .await
+                    .is_some_and(|r| r.is_ok_and(|ok| ok)),
+            );
+            progress.step();
+        }
+        // Seeds are earlier nodes: joined, or at least joining, and so answering.
+        let seeds: Vec<SocketAddr> = (0..3.min(i))
+            .map(|_| addrs[rng.random_range(0..i)])
+            .collect();
+        running.spawn(member.clone().join(seeds));
+    }
+    while let Some(result) = running.join_next().await {
+        failed += usize::from(!result.is_ok_and(|ok| ok));
+        progress.step();
+    }
+    progress.finish();
+    failed
+}
