@@ -99,23 +99,11 @@ impl Housekeeping {
         };
         if due.expire <= now {
             due.expire = now + config.expire_interval;
-            let count = store.expire(now);
-            traces.push(|| Trace::Housekeeping {
-                duty: Duty::Expire,
-                count,
-            });
-            let since = now - config.replicate_interval;
-            self.received.retain(|_, at| *at > since);
+            self.expire(now, now - config.replicate_interval, store, traces);
         }
         if due.republish <= now {
             due.republish = now + config.republish_interval;
-            let own = store.own_keys();
-            let count = own.len();
-            traces.push(|| Trace::Housekeeping {
-                duty: Duty::Republish,
-                count,
-            });
-            self.queue.extend(own.into_iter().map(Task::Store));
+            self.queue_republish(store, traces);
         }
         if due.replicate <= now {
             due.replicate = now + config.replicate_interval;
@@ -131,6 +119,27 @@ impl Housekeeping {
             );
         }
         self.schedule = Some(due);
+    }
+
+    /// Drops the items of `store` expired at `now`, and forgets stores received before `since`.
+    fn expire<S: Store>(&mut self, now: Time, since: Time, store: &mut S, traces: &mut Traces) {
+        let count = store.expire(now);
+        traces.push(|| Trace::Housekeeping {
+            duty: Duty::Expire,
+            count,
+        });
+        self.received.retain(|_, at| *at > since);
+    }
+
+    /// Queues every item of this node's own.
+    fn queue_republish<S: Store>(&mut self, store: &S, traces: &mut Traces) {
+        let own = store.own_keys();
+        let count = own.len();
+        traces.push(|| Trace::Housekeeping {
+            duty: Duty::Republish,
+            count,
+        });
+        self.queue.extend(own.into_iter().map(Task::Store));
     }
 
     /// Queues every item held but not owned, except those a peer stored `since`.

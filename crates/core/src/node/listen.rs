@@ -147,22 +147,27 @@ impl Subscriptions {
             reported: (seq != 0).then_some(seq),
             expires: now + Duration::from_secs(u64::from(ttl)),
         };
-        // A copy newer than the dialer's goes out at once (after the `listening` answer: the
-        // driver sends answers before notifications).
-        if let Some(item) = store.get(&key, now) {
-            if sub.wants(&item) {
-                sub.reported = Some(item.seq().unwrap_or(0));
-                self.notifications.push(Notification {
-                    connection,
-                    id,
-                    item,
-                    commit: None,
-                });
-            }
-        }
+        self.catch_up(now, (connection, id), &mut sub, store);
         self.by_id.insert((connection, id), sub);
         self.by_key.entry(key).or_default().insert((connection, id));
         Response::Listening { ttl }
+    }
+
+    /// A copy in `store` newer than the one `sub` (named `name`) has seen goes out at once
+    /// (after the `listening` answer: the driver sends answers before notifications).
+    fn catch_up<S: Store>(&mut self, now: Time, name: Name, sub: &mut Subscription, store: &S) {
+        let Some(item) = store.get(&sub.key, now) else {
+            return;
+        };
+        if sub.wants(&item) {
+            sub.reported = Some(item.seq().unwrap_or(0));
+            self.notifications.push(Notification {
+                connection: name.0,
+                id: name.1,
+                item,
+                commit: None,
+            });
+        }
     }
 
     /// Why `connection`, or this node (at most `max`), may not hold one more subscription, if

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::event::{BootstrapError, Event, GetError, QueryId, QueryStats, WatchId};
+use super::event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats, WatchId};
 use super::requests::{Purpose, Requests};
 use super::stage::{Plan, QueryKind, Stage};
 use super::trace::{QueryOutcome, Trace, Traces};
@@ -403,15 +403,7 @@ impl Query {
                     Stage::Fixed(stores) => stores.succeeded(),
                     Stage::Closest(_) => 0,
                 };
-                Event::PutDone {
-                    query: id,
-                    key: *item.key(),
-                    seq: item.seq(),
-                    expires: item.expires(),
-                    commit: local.as_ref().ok().copied().flatten(),
-                    result: local.map(|_| acks + 1),
-                    stats,
-                }
+                put_done(id, item, local, acks, stats)
             }
             QueryKind::Bootstrap { .. } => Event::BootstrapDone {
                 query: id,
@@ -424,6 +416,26 @@ impl Query {
             },
         };
         Some(event)
+    }
+}
+
+/// The event of put `id` of `item` whose local copy ended as `local` and which `acks` other
+/// nodes stored.
+fn put_done(
+    id: QueryId,
+    item: Item,
+    local: Result<Option<CommitId>, PutError>,
+    acks: usize,
+    stats: QueryStats,
+) -> Event {
+    Event::PutDone {
+        query: id,
+        key: *item.key(),
+        seq: item.seq(),
+        expires: item.expires(),
+        commit: local.as_ref().ok().copied().flatten(),
+        result: local.map(|_| acks + 1),
+        stats,
     }
 }
 
