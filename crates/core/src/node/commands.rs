@@ -8,13 +8,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 
+use super::Node;
+use super::event::{QueryId, WatchId};
 use super::housekeeping::Task;
 use super::publish::{expiry, next_seq};
 use super::query::Done;
 use super::stage::{Plan, QueryKind};
-use super::{Node, QueryId, WatchId};
 use crate::id::{Key, NodeId};
 use crate::item::{Item, ItemError, SignedItem, Tombstone, signed_key};
+use crate::lookup::Lookup;
 use crate::store::{Origin, Store};
 use crate::time::Time;
 
@@ -22,7 +24,7 @@ impl<S: Store> Node<S> {
     /// Starts a lookup of the k nodes closest to `target`.
     pub fn find_node(&mut self, now: Time, target: NodeId) -> QueryId {
         self.start_housekeeping(now);
-        let lookup = self.queries_and_env(now).1.start_lookup(&target);
+        let lookup = self.start_lookup(now, &target);
         self.start_query(now, QueryKind::find_node(lookup), false)
     }
 
@@ -30,7 +32,7 @@ impl<S: Store> Node<S> {
     pub fn get(&mut self, now: Time, key: Key) -> QueryId {
         self.start_housekeeping(now);
         let local = self.store.get(&key, now);
-        let lookup = self.queries_and_env(now).1.start_lookup(&key);
+        let lookup = self.start_lookup(now, &key);
         self.start_query(now, QueryKind::get(key, lookup, local), false)
     }
 
@@ -39,7 +41,7 @@ impl<S: Store> Node<S> {
         self.start_housekeeping(now);
         let local = self.store_checked(now, item.clone(), Origin::Own);
         let key = *item.key();
-        let lookup = self.queries_and_env(now).1.start_lookup(&key);
+        let lookup = self.start_lookup(now, &key);
         self.start_query(now, QueryKind::put(item, lookup, local), false)
     }
 
@@ -102,6 +104,11 @@ impl<S: Store> Node<S> {
         self.watches.remove(now, watch, &mut self.requests);
     }
 
+    /// A lookup of `target` from the closest contacts known.
+    fn start_lookup(&mut self, now: Time, target: &NodeId) -> Lookup {
+        self.queries_and_env(now).1.start_lookup(target)
+    }
+
     /// Starts `plan` (`internal`: for housekeeping) and routes its end if it ends at once.
     fn start_query(&mut self, now: Time, plan: Plan, internal: bool) -> QueryId {
         let (queries, mut env) = self.queries_and_env(now);
@@ -128,7 +135,7 @@ impl<S: Store> Node<S> {
         let Some(key) = self.watches.key(watch) else {
             return;
         };
-        let lookup = self.queries_and_env(now).1.start_lookup(&key);
+        let lookup = self.start_lookup(now, &key);
         let query = self.start_query(now, QueryKind::watch(watch, lookup), false);
         // The lookup may have ended at once (a node alone) and already been routed.
         if self.queries.contains(query) {
@@ -168,13 +175,13 @@ impl<S: Store> Node<S> {
             let plan = match task {
                 Task::Store(key) => match self.store.get(&key, now) {
                     Some(item) => {
-                        let lookup = self.queries_and_env(now).1.start_lookup(&key);
+                        let lookup = self.start_lookup(now, &key);
                         QueryKind::put(item, lookup, Ok(None))
                     }
                     None => continue,
                 },
                 Task::Refresh(target) => {
-                    let lookup = self.queries_and_env(now).1.start_lookup(&target);
+                    let lookup = self.start_lookup(now, &target);
                     QueryKind::find_node(lookup)
                 }
             };

@@ -2,7 +2,7 @@
 //! report is collected. Answering a peer's request, and the checks every stored item passes
 //! wherever it came from, are here too.
 
-use super::event::PutError;
+use super::event::{Event, PutError};
 use super::requests::{Pending, Purpose};
 use super::trace::{RequestOutcome, outcome_of};
 use super::{Answer, Node, Requester};
@@ -102,7 +102,7 @@ impl<S: Store> Node<S> {
 
     /// A durable store's commit ended. On failure the store undoes that commit's writes; the
     /// caller answers whoever waits on the commit (an [`Answer`] or a
-    /// [`super::Event::PutDone`]).
+    /// [`Event::PutDone`]).
     pub fn handle_commit(&mut self, commit: CommitId, outcome: CommitOutcome) {
         self.store.committed(commit, outcome);
         self.queries.committed(commit, outcome);
@@ -118,7 +118,7 @@ impl<S: Store> Node<S> {
     pub fn restore_contacts(&mut self, now: Time, contacts: impl IntoIterator<Item = Contact>) {
         for contact in contacts {
             if self.table.restore(contact, now) {
-                self.events.push(super::Event::ContactAdded(contact));
+                self.events.push(Event::ContactAdded(contact));
             }
         }
     }

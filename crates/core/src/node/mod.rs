@@ -1,6 +1,6 @@
 //! The node state machine: routing table, store and running commands, with no I/O.
 //!
-//! [`Node`] has four kinds of methods:
+//! [`Node::new`] makes a node; then it has four kinds of methods:
 //!
 //! - **getters** (`&self`): [`Node::id`], [`Node::config`], [`Node::routing_table`],
 //!   [`Node::store`], [`Node::stats`], [`Node::running_queries`], [`Node::pending_requests`],
@@ -15,7 +15,7 @@
 //! - **commands**: [`Node::find_node`], [`Node::get`], [`Node::put`], [`Node::bootstrap`],
 //!   [`Node::publish`] and [`Node::delete`], each returning a [`QueryId`] that its completion
 //!   event echoes; [`Node::watch`], returning a [`WatchId`] that its updates carry, and
-//!   [`Node::unwatch`]; [`Node::set_tracing`];
+//!   [`Node::unwatch`]; and the switch [`Node::set_tracing`];
 //! - **outputs**: [`Node::poll_transmit`] (a request to send), [`Node::poll_notification`]
 //!   (a `notify` to send on an incoming connection), [`Node::poll_event`] (a finished
 //!   command, a watch's update or a routing-table change), [`Node::poll_trace`] (a record of
