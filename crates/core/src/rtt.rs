@@ -8,8 +8,10 @@
 //! a late answer is still used (`docs/design.md`, "Lookups"). A contact never heard from gets
 //! the estimate over all contacts; before any answer at all, the full `request_timeout`.
 //!
-//! The table is bounded: past [`RttTable::CAPACITY`] contacts, the one with the smallest id is
-//! forgotten (any choice would do; this one is deterministic, as the simulator needs).
+//! The table is bounded: past [`RttTable::CAPACITY`] contacts, the one heard from least
+//! recently (whose last answer is the oldest) is forgotten, so that the contacts a node keeps
+//! asking keep their estimates. Recency is counted in samples, not read from a clock, so the
+//! choice is deterministic, as the simulator needs.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -68,26 +70,43 @@ fn slot(id: &NodeId) -> u64 {
     u64::from_be_bytes(prefix)
 }
 
+/// A contact's estimate, and when it was last sampled.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    estimate: Estimate,
+    /// The table's sample count at this contact's last sample.
+    last: u64,
+}
+
 /// Estimates per contact, and one over every sample.
 #[derive(Clone, Debug, Default)]
 pub struct RttTable {
-    contacts: BTreeMap<u64, Estimate>,
+    contacts: BTreeMap<u64, Entry>,
     overall: Option<Estimate>,
+    /// Samples taken: the clock that orders contacts by their last answer.
+    samples: u64,
 }
 
 impl RttTable {
     /// Contacts whose estimates are kept.
     pub const CAPACITY: usize = 4_096;
 
-    /// Records that a request to `id` was answered after `sample`.
+    /// Records that a request to `id` was answered after `sample`. A contact new to a full
+    /// table takes the place of the one heard from least recently.
     pub fn sample(&mut self, id: &NodeId, sample: Duration) {
+        self.samples += 1;
+        let last = self.samples;
         match self.contacts.get_mut(&slot(id)) {
-            Some(estimate) => estimate.update(sample),
+            Some(entry) => {
+                entry.estimate.update(sample);
+                entry.last = last;
+            }
             None => {
                 if self.contacts.len() >= Self::CAPACITY {
-                    self.contacts.pop_first();
+                    self.forget_least_recent();
                 }
-                self.contacts.insert(slot(id), Estimate::first(sample));
+                let estimate = Estimate::first(sample);
+                self.contacts.insert(slot(id), Entry { estimate, last });
             }
         }
         match &mut self.overall {
@@ -96,16 +115,34 @@ impl RttTable {
         }
     }
 
+    /// Forgets the contact whose last answer is the oldest. A scan of the table: it runs only
+    /// when a new contact answers a full table, and an index ordered by recency would cost
+    /// another 16 bytes and more per contact.
+    fn forget_least_recent(&mut self) {
+        let oldest = self
+            .contacts
+            .iter()
+            .min_by_key(|(_, entry)| entry.last)
+            .map(|(slot, _)| *slot);
+        if let Some(slot) = oldest {
+            self.contacts.remove(&slot);
+        }
+    }
+
     /// The estimate for `id`, if it has answered before.
     pub fn of(&self, id: &NodeId) -> Option<&Estimate> {
-        self.contacts.get(&slot(id))
+        self.estimate(id)
+    }
+
+    fn estimate(&self, id: &NodeId) -> Option<&Estimate> {
+        self.contacts.get(&slot(id)).map(|entry| &entry.estimate)
     }
 
     /// How long a request to `id` (or to a peer of unknown id) may run before it counts as
     /// slow: its contact's timeout, else the one over all contacts, else `max`; never below
     /// `min` nor above `max`.
     pub fn timeout(&self, id: Option<&NodeId>, min: Duration, max: Duration) -> Duration {
-        id.and_then(|id| self.contacts.get(&slot(id)))
+        id.and_then(|id| self.estimate(id))
             .or(self.overall.as_ref())
             .map_or(max, Estimate::timeout)
             .clamp(min, max.max(min))
@@ -115,8 +152,7 @@ impl RttTable {
     /// (zero before any answer), so that contacts known to be fast rank before unknown ones
     /// and unknown ones before contacts known to be slow.
     pub fn expected(&self, id: &NodeId) -> Duration {
-        self.contacts
-            .get(&slot(id))
+        self.estimate(id)
             .or(self.overall.as_ref())
             .map_or(Duration::ZERO, Estimate::srtt)
     }
@@ -207,6 +243,22 @@ mod tests {
         for n in 0..(RttTable::CAPACITY as u64 + 100) {
             table.sample(&id(n), Duration::from_millis(10));
         }
+        assert_eq!(table.len(), RttTable::CAPACITY);
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_contact_heard_from_least_recently() {
+        let mut table = RttTable::default();
+        let full = RttTable::CAPACITY as u64;
+        for n in 0..full {
+            table.sample(&id(n), Duration::from_millis(10));
+        }
+        // Contact 0 answers again: contact 1 is now the least recent, whatever its id.
+        table.sample(&id(0), Duration::from_millis(10));
+        table.sample(&id(full), Duration::from_millis(10));
+        assert!(table.of(&id(0)).is_some(), "heard from recently");
+        assert!(table.of(&id(1)).is_none(), "heard from least recently");
+        assert!(table.of(&id(full)).is_some(), "the newcomer");
         assert_eq!(table.len(), RttTable::CAPACITY);
     }
 }

@@ -1,5 +1,5 @@
-//! What the node reports: command ids, completion events with their costs, and the errors
-//! of each command.
+//! What the node reports: command and watch ids, completion events with their costs, and the
+//! errors of each command. Records only: nothing here knows the node.
 
 use std::time::Duration;
 
@@ -11,6 +11,10 @@ use crate::store::{CommitId, StoreError};
 /// The id of a running command; its completion [`Event`] carries the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct QueryId(pub u64);
+
+/// The id of a watch; its [`Event::WatchUpdate`]s carry it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatchId(pub u64);
 
 /// What a finished command cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,7 +123,7 @@ pub enum Event {
     /// A watch learned of a newer version of its key (or of its deletion, as a tombstone).
     WatchUpdate {
         /// The watch.
-        watch: super::WatchId,
+        watch: WatchId,
         /// The newer copy.
         item: Item,
     },

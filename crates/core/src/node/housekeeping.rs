@@ -1,18 +1,20 @@
-//! Housekeeping (see `docs/design.md`, "Storage and housekeeping"), driven by `now` like everything else: republishing own items,
-//! replicating held items to the current k closest nodes, refreshing idle buckets, and
-//! dropping expired items.
+//! Housekeeping (see `docs/design.md`, "Storage and housekeeping"), driven by `now` like
+//! everything else: republishing own items, replicating held items to the current k closest
+//! nodes, refreshing idle buckets, and dropping expired items.
 //!
 //! Each duty has a deadline that `poll_timeout` reports. When one falls due, its work is put
 //! in a queue of tasks, and at most `max_housekeeping` of them run as lookups at once, so a
 //! node holding many items never floods its peers. The queue holds at most one task per item
-//! held plus one per bucket.
+//! held plus one per bucket. This part keeps the schedule, the queue and the count of
+//! lookups running; the node starts each task's lookup and reports when it ends.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
-use super::Node;
-use super::query::QueryKind;
-use super::trace::{Duty, Trace};
-use crate::id::{Distance, Id, Key};
+use super::trace::{Duty, Trace, Traces};
+use crate::config::Config;
+use crate::id::{Distance, Id, Key, NodeId};
+use crate::routing::RoutingTable;
 use crate::store::Store;
 use crate::time::Time;
 
@@ -43,7 +45,7 @@ pub(super) struct Housekeeping {
     received: BTreeMap<Key, Time>,
     queue: VecDeque<Task>,
     /// Housekeeping lookups running.
-    pub(super) running: usize,
+    running: usize,
 }
 
 impl Housekeeping {
@@ -53,12 +55,142 @@ impl Housekeeping {
             .map(|s| s.republish.min(s.replicate).min(s.refresh).min(s.expire))
     }
 
+    /// A peer stored `key` here at `now`.
     pub(super) fn received(&mut self, key: Key, now: Time) {
         self.received.insert(key, now);
     }
 
+    /// Forgets who stored what, so that the next replication skips nothing.
     pub(super) fn forget_received(&mut self) {
         self.received.clear();
+    }
+
+    /// Starts the clock at the first input the node (`own`) sees; later calls do nothing.
+    pub(super) fn start(&mut self, now: Time, own: &NodeId, config: &Config) {
+        if self.schedule.is_some() {
+            return;
+        }
+        // Nodes started together must not replicate together: each starts its rhythm at a
+        // phase of its own, from half an interval to one and a half.
+        let phase = f64::from(u16::from_be_bytes([own.as_bytes()[0], own.as_bytes()[1]]));
+        let first = |interval: Duration| now + interval.mul_f64(0.5 + phase / 65_536.0);
+        self.schedule = Some(Schedule {
+            republish: first(config.republish_interval),
+            replicate: first(config.replicate_interval),
+            refresh: first(config.refresh_interval),
+            expire: now + config.expire_interval,
+        });
+    }
+
+    /// Runs every duty due at `now`: expires items of `store`, and queues the items and the
+    /// idle buckets of `table` to be stored or refreshed. The node (`own`) starts the queued
+    /// tasks ([`Housekeeping::next_task`]).
+    pub(super) fn run_due<S: Store>(
+        &mut self,
+        now: Time,
+        own: &NodeId,
+        config: &Config,
+        store: &mut S,
+        table: &RoutingTable,
+        traces: &mut Traces,
+    ) {
+        let Some(mut due) = self.schedule else {
+            return;
+        };
+        if due.expire <= now {
+            due.expire = now + config.expire_interval;
+            self.expire(now, now - config.replicate_interval, store, traces);
+        }
+        if due.republish <= now {
+            due.republish = now + config.republish_interval;
+            self.queue_republish(store, traces);
+        }
+        if due.replicate <= now {
+            due.replicate = now + config.replicate_interval;
+            self.queue_replication(now - config.replicate_interval, store, traces);
+        }
+        if due.refresh <= now {
+            due.refresh = now + config.refresh_interval;
+            self.queue_refresh(
+                now,
+                own,
+                table.stale_buckets(now - config.bucket_idle),
+                traces,
+            );
+        }
+        self.schedule = Some(due);
+    }
+
+    /// Drops the items of `store` expired at `now`, and forgets stores received before `since`.
+    fn expire<S: Store>(&mut self, now: Time, since: Time, store: &mut S, traces: &mut Traces) {
+        let count = store.expire(now);
+        traces.push(|| Trace::Housekeeping {
+            duty: Duty::Expire,
+            count,
+        });
+        self.received.retain(|_, at| *at > since);
+    }
+
+    /// Queues every item of this node's own.
+    fn queue_republish<S: Store>(&mut self, store: &S, traces: &mut Traces) {
+        let own = store.own_keys();
+        let count = own.len();
+        traces.push(|| Trace::Housekeeping {
+            duty: Duty::Republish,
+            count,
+        });
+        self.queue.extend(own.into_iter().map(Task::Store));
+    }
+
+    /// Queues every item held but not owned, except those a peer stored `since`.
+    fn queue_replication<S: Store>(&mut self, since: Time, store: &S, traces: &mut Traces) {
+        // A set: a node may hold 100,000 items, and this runs on the driver's thread.
+        let own: BTreeSet<Key> = store.own_keys().into_iter().collect();
+        let received = &self.received;
+        let held = store
+            .keys()
+            .into_iter()
+            .filter(|key| !own.contains(key) && received.get(key).is_none_or(|at| *at <= since));
+        let queued = self.queue.len();
+        self.queue.extend(held.map(Task::Store));
+        let count = self.queue.len() - queued;
+        traces.push(|| Trace::Housekeeping {
+            duty: Duty::Replicate,
+            count,
+        });
+    }
+
+    /// Queues a lookup of an id in each of the `stale` buckets of `own`.
+    fn queue_refresh(&mut self, now: Time, own: &NodeId, stale: Vec<usize>, traces: &mut Traces) {
+        let count = stale.len();
+        traces.push(|| Trace::Housekeeping {
+            duty: Duty::Refresh,
+            count,
+        });
+        for index in stale {
+            let seed = [own.as_bytes().as_slice(), &now.as_millis().to_be_bytes()].concat();
+            let target = id_in_bucket(own, index, &seed);
+            self.queue.push_back(Task::Refresh(target));
+        }
+    }
+
+    /// The next queued task, while fewer than `max` run. The caller reports it with
+    /// [`Housekeeping::started`] if it starts a lookup for it.
+    pub(super) fn next_task(&mut self, max: usize) -> Option<Task> {
+        if self.running >= max {
+            return None;
+        }
+        self.queue.pop_front()
+    }
+
+    /// A task's lookup started.
+    pub(super) fn started(&mut self) {
+        self.running += 1;
+    }
+
+    /// A task's lookup ended.
+    pub(super) fn finished(&mut self) {
+        self.running = self.running.saturating_sub(1);
     }
 }
 
@@ -72,114 +204,6 @@ fn id_in_bucket(own: &Id, index: usize, seed: &[u8]) -> Id {
     // Keep the bits below `bit`, set `bit`, clear the ones above it.
     bytes[byte] = (bytes[byte] & ((1u8 << bit) - 1)) | (1 << bit);
     own.at_distance(&Distance::from_bytes(bytes))
-}
-
-impl<S: Store> Node<S> {
-    /// Starts the housekeeping clock at the first input the node sees.
-    pub(super) fn start_housekeeping(&mut self, now: Time) {
-        if self.housekeeping.schedule.is_none() {
-            // Nodes started together must not replicate together: each starts its rhythm at
-            // a phase of its own, from half an interval to one and a half.
-            let phase = f64::from(u16::from_be_bytes([
-                self.id.as_bytes()[0],
-                self.id.as_bytes()[1],
-            ]));
-            let first =
-                |interval: std::time::Duration| now + interval.mul_f64(0.5 + phase / 65_536.0);
-            let c = &self.config;
-            self.housekeeping.schedule = Some(Schedule {
-                republish: first(c.republish_interval),
-                replicate: first(c.replicate_interval),
-                refresh: first(c.refresh_interval),
-                expire: now + c.expire_interval,
-            });
-        }
-    }
-
-    /// Runs every duty due at `now`, then starts queued tasks.
-    pub(super) fn housekeep(&mut self, now: Time) {
-        let Some(mut due) = self.housekeeping.schedule else {
-            return;
-        };
-        let c = self.config.clone();
-        if due.expire <= now {
-            due.expire = now + c.expire_interval;
-            let count = self.store.expire(now);
-            self.traces.push(|| Trace::Housekeeping {
-                duty: Duty::Expire,
-                count,
-            });
-            let since = now - c.replicate_interval;
-            self.housekeeping.received.retain(|_, at| *at > since);
-        }
-        if due.republish <= now {
-            due.republish = now + c.republish_interval;
-            let own = self.store.own_keys();
-            let count = own.len();
-            self.traces.push(|| Trace::Housekeeping {
-                duty: Duty::Republish,
-                count,
-            });
-            self.housekeeping
-                .queue
-                .extend(own.into_iter().map(Task::Store));
-        }
-        if due.replicate <= now {
-            due.replicate = now + c.replicate_interval;
-            let since = now - c.replicate_interval;
-            // A set: a node may hold 100,000 items, and this runs on the driver's thread.
-            let own: BTreeSet<Key> = self.store.own_keys().into_iter().collect();
-            let received = &self.housekeeping.received;
-            let held = self.store.keys().into_iter().filter(|key| {
-                !own.contains(key) && received.get(key).is_none_or(|at| *at <= since)
-            });
-            let queued = self.housekeeping.queue.len();
-            self.housekeeping.queue.extend(held.map(Task::Store));
-            let count = self.housekeeping.queue.len() - queued;
-            self.traces.push(|| Trace::Housekeeping {
-                duty: Duty::Replicate,
-                count,
-            });
-        }
-        if due.refresh <= now {
-            due.refresh = now + c.refresh_interval;
-            let stale = self.table.stale_buckets(now - c.bucket_idle);
-            let count = stale.len();
-            self.traces.push(|| Trace::Housekeeping {
-                duty: Duty::Refresh,
-                count,
-            });
-            for index in stale {
-                let seed = [
-                    self.id.as_bytes().as_slice(),
-                    &now.as_millis().to_be_bytes(),
-                ]
-                .concat();
-                let target = id_in_bucket(&self.id, index, &seed);
-                self.housekeeping.queue.push_back(Task::Refresh(target));
-            }
-        }
-        self.housekeeping.schedule = Some(due);
-        self.pump_housekeeping(now);
-    }
-
-    /// Starts queued housekeeping tasks while fewer than `max_housekeeping` run.
-    pub(super) fn pump_housekeeping(&mut self, now: Time) {
-        while self.housekeeping.running < self.config.max_housekeeping.get() {
-            let Some(task) = self.housekeeping.queue.pop_front() else {
-                return;
-            };
-            let plan = match task {
-                Task::Store(key) => match self.store.get(&key, now) {
-                    Some(item) => QueryKind::put(item, self.start_lookup(now, &key), Ok(None)),
-                    None => continue,
-                },
-                Task::Refresh(target) => QueryKind::find_node(self.start_lookup(now, &target)),
-            };
-            self.housekeeping.running += 1;
-            self.start_internal(now, plan);
-        }
-    }
 }
 
 #[cfg(test)]

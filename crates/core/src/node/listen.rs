@@ -5,11 +5,17 @@
 //! each incoming connection, [`super::Requester::connection`]) and the id of its `listen`
 //! request. It ends at its ttl, on `unlisten`, when its connection closes
 //! ([`Node::connection_closed`]), or when the same connection listens to the same key again
-//! (a renewal replaces it).
+//! (a renewal replaces it). The `notify` frames wait here until the driver polls them
+//! ([`Node::poll_notification`]).
+//!
+//! [`Node::connection_closed`]: super::Node::connection_closed
+//! [`Node::poll_notification`]: super::Node::poll_notification
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
-use super::{Node, Requester};
+use super::outbox::Outbox;
+use crate::config::Config;
 use crate::id::Key;
 use crate::item::Item;
 use crate::message::{ErrorCode, ErrorReply, MAX_LISTEN_TTL, MAX_LISTENS_PER_CONNECTION, Response};
@@ -19,7 +25,7 @@ use crate::time::Time;
 /// A `notify` frame the driver must send on an incoming connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notification {
-    /// The connection, as the driver named it in [`Requester::connection`].
+    /// The connection, as the driver named it in [`super::Requester::connection`].
     pub connection: u64,
     /// The id of the `listen` request that made the subscription.
     pub id: u64,
@@ -29,6 +35,9 @@ pub struct Notification {
     /// it fails.
     pub commit: Option<CommitId>,
 }
+
+/// A subscription's name: its connection and the id of its `listen` request.
+type Name = (u64, u64);
 
 #[derive(Clone, Copy, Debug)]
 struct Subscription {
@@ -46,15 +55,16 @@ impl Subscription {
     }
 }
 
-/// Every subscription peers hold at this node.
+/// Every subscription peers hold at this node, and the `notify` frames owed to them.
 #[derive(Debug, Default)]
 pub(super) struct Subscriptions {
-    by_id: BTreeMap<(u64, u64), Subscription>,
-    by_key: HashMap<Key, BTreeSet<(u64, u64)>>,
+    by_id: BTreeMap<Name, Subscription>,
+    by_key: HashMap<Key, BTreeSet<Name>>,
+    notifications: Outbox<Notification>,
 }
 
 impl Subscriptions {
-    fn remove(&mut self, name: (u64, u64)) -> Option<Subscription> {
+    fn remove(&mut self, name: Name) -> Option<Subscription> {
         let sub = self.by_id.remove(&name)?;
         if let Some(names) = self.by_key.get_mut(&sub.key) {
             names.remove(&name);
@@ -65,12 +75,12 @@ impl Subscriptions {
         Some(sub)
     }
 
-    fn of_connection(&self, connection: u64) -> impl Iterator<Item = (&(u64, u64), &Subscription)> {
+    fn of_connection(&self, connection: u64) -> impl Iterator<Item = (&Name, &Subscription)> {
         self.by_id.range((connection, 0)..=(connection, u64::MAX))
     }
 
     fn drop_expired(&mut self, now: Time) {
-        let expired: Vec<(u64, u64)> = self
+        let expired: Vec<Name> = self
             .by_id
             .iter()
             .filter(|(_, s)| s.expires <= now)
@@ -85,50 +95,49 @@ impl Subscriptions {
     pub(super) fn len(&self) -> usize {
         self.by_id.len()
     }
-}
 
-impl<S: Store> Node<S> {
-    /// Answers `listen` request `id` for `key` from `from`: `listening`, or 429 past the limits.
-    pub(super) fn listen(
+    /// The names of every subscription, in order.
+    pub(super) fn names(&self) -> impl Iterator<Item = Name> + '_ {
+        self.by_id.keys().copied()
+    }
+
+    /// Whether any peer listens to `key` here.
+    pub(super) fn has_subscribers(&self, key: &Key) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// The next `notify` to send.
+    pub(super) fn pop_notification(&mut self) -> Option<Notification> {
+        self.notifications.pop()
+    }
+
+    /// Answers `listen` request `id` for `key` (the dialer holds `seq`) on `connection`:
+    /// `listening`, or 429 past the limits of `config`. A copy in `store` newer than the
+    /// dialer's is owed at once.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn listen<S: Store>(
         &mut self,
         now: Time,
-        from: &Requester,
+        connection: u64,
         id: u64,
         key: Key,
         seq: u64,
+        config: &Config,
+        store: &S,
     ) -> Response {
-        let connection = from.connection;
         // A renewal (the same key again on the same connection) replaces its subscription.
-        let renewed: Vec<(u64, u64)> = self
-            .subscriptions
+        let renewed: Vec<Name> = self
             .of_connection(connection)
             .filter(|(_, s)| s.key == key)
             .map(|(name, _)| *name)
             .collect();
         for name in renewed {
-            self.subscriptions.remove(name);
+            self.remove(name);
         }
-        let live_here = self
-            .subscriptions
-            .of_connection(connection)
-            .filter(|(_, s)| s.expires > now)
-            .count();
-        if live_here >= MAX_LISTENS_PER_CONNECTION {
-            return over_limit(format!(
-                "this connection holds {MAX_LISTENS_PER_CONNECTION} subscriptions, the most allowed"
-            ));
+        if let Some(refusal) = self.refusal(now, connection, config.max_subscriptions) {
+            return over_limit(refusal);
         }
-        if self.subscriptions.len() >= self.config.max_subscriptions {
-            self.subscriptions.drop_expired(now);
-            if self.subscriptions.len() >= self.config.max_subscriptions {
-                return over_limit(format!(
-                    "this node holds {} subscriptions, the most it keeps",
-                    self.config.max_subscriptions
-                ));
-            }
-        }
-        let ttl = self
-            .config
+        let ttl = config
             .listen_ttl
             .as_secs()
             .clamp(1, u64::from(MAX_LISTEN_TTL));
@@ -136,55 +145,79 @@ impl<S: Store> Node<S> {
         let mut sub = Subscription {
             key,
             reported: (seq != 0).then_some(seq),
-            expires: now + std::time::Duration::from_secs(u64::from(ttl)),
+            expires: now + Duration::from_secs(u64::from(ttl)),
         };
-        // A copy newer than the dialer's goes out at once (after the `listening` answer: the
-        // driver sends answers before notifications).
-        if let Some(item) = self.store.get(&key, now) {
-            if sub.wants(&item) {
-                sub.reported = Some(item.seq().unwrap_or(0));
-                self.notifications.push_back(Notification {
-                    connection,
-                    id,
-                    item,
-                    commit: None,
-                });
-            }
-        }
-        self.subscriptions.by_id.insert((connection, id), sub);
-        self.subscriptions
-            .by_key
-            .entry(key)
-            .or_default()
-            .insert((connection, id));
+        self.catch_up(now, (connection, id), &mut sub, store);
+        self.by_id.insert((connection, id), sub);
+        self.by_key.entry(key).or_default().insert((connection, id));
         Response::Listening { ttl }
     }
 
-    /// Answers `unlisten`: ends the subscription `listen` of the requester's connection, if
-    /// it is there. Ending one that is not (already ended, or never made) is not an error.
-    pub(super) fn unlisten(&mut self, from: &Requester, listen: u64) -> Response {
-        self.subscriptions.remove((from.connection, listen));
+    /// A copy in `store` newer than the one `sub` (named `name`) has seen goes out at once
+    /// (after the `listening` answer: the driver sends answers before notifications).
+    fn catch_up<S: Store>(&mut self, now: Time, name: Name, sub: &mut Subscription, store: &S) {
+        let Some(item) = store.get(&sub.key, now) else {
+            return;
+        };
+        if sub.wants(&item) {
+            sub.reported = Some(item.seq().unwrap_or(0));
+            self.notifications.push(Notification {
+                connection: name.0,
+                id: name.1,
+                item,
+                commit: None,
+            });
+        }
+    }
+
+    /// Why `connection`, or this node (at most `max`), may not hold one more subscription, if
+    /// it may not.
+    fn refusal(&mut self, now: Time, connection: u64, max: usize) -> Option<String> {
+        let live_here = self
+            .of_connection(connection)
+            .filter(|(_, s)| s.expires > now)
+            .count();
+        if live_here >= MAX_LISTENS_PER_CONNECTION {
+            return Some(format!(
+                "this connection holds {MAX_LISTENS_PER_CONNECTION} subscriptions, the most allowed"
+            ));
+        }
+        if self.len() >= max {
+            self.drop_expired(now);
+            if self.len() >= max {
+                return Some(format!(
+                    "this node holds {max} subscriptions, the most it keeps"
+                ));
+            }
+        }
+        None
+    }
+
+    /// Answers `unlisten`: ends the subscription `listen` of `connection`, if it is there.
+    /// Ending one that is not (already ended, or never made) is not an error.
+    pub(super) fn unlisten(&mut self, connection: u64, listen: u64) -> Response {
+        self.remove((connection, listen));
         Response::Unlistened
     }
 
     /// A copy of `item`'s key was accepted here: every subscription to that key that has not
     /// seen its `seq` is owed a `notify`.
-    pub(super) fn notify_subscribers(&mut self, now: Time, item: &Item, commit: Option<CommitId>) {
-        let Some(names) = self.subscriptions.by_key.get(item.key()) else {
+    pub(super) fn notify(&mut self, now: Time, item: &Item, commit: Option<CommitId>) {
+        let Some(names) = self.by_key.get(item.key()) else {
             return;
         };
-        let names: Vec<(u64, u64)> = names.iter().copied().collect();
+        let names: Vec<Name> = names.iter().copied().collect();
         for name in names {
-            let Some(sub) = self.subscriptions.by_id.get_mut(&name) else {
+            let Some(sub) = self.by_id.get_mut(&name) else {
                 continue;
             };
             if sub.expires <= now {
-                self.subscriptions.remove(name);
+                self.remove(name);
                 continue;
             }
             if sub.wants(item) {
                 sub.reported = Some(item.seq().unwrap_or(0));
-                self.notifications.push_back(Notification {
+                self.notifications.push(Notification {
                     connection: name.0,
                     id: name.1,
                     item: item.clone(),
@@ -195,39 +228,14 @@ impl<S: Store> Node<S> {
     }
 
     /// Incoming connection `connection` closed: its subscriptions end.
-    pub fn connection_closed(&mut self, connection: u64) {
-        let names: Vec<(u64, u64)> = self
-            .subscriptions
+    pub(super) fn connection_closed(&mut self, connection: u64) {
+        let names: Vec<Name> = self
             .of_connection(connection)
             .map(|(name, _)| *name)
             .collect();
         for name in names {
-            self.subscriptions.remove(name);
+            self.remove(name);
         }
-    }
-
-    /// The next `notify` to send, if any. Drain it with the other outputs.
-    pub fn poll_notification(&mut self) -> Option<Notification> {
-        let next = self.notifications.pop_front();
-        if next.is_none() {
-            super::release(&mut self.notifications);
-        }
-        next
-    }
-
-    /// Whether any peer listens to `key` here.
-    pub(super) fn has_subscribers(&self, key: &Key) -> bool {
-        self.subscriptions.by_key.contains_key(key)
-    }
-
-    /// Subscriptions peers hold here now (expired ones not yet dropped included).
-    pub fn subscription_count(&self) -> usize {
-        self.subscriptions.len()
-    }
-
-    /// The connections holding subscriptions here, with the ids of their `listen` requests.
-    pub fn subscribers(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.subscriptions.by_id.keys().copied()
     }
 }
 

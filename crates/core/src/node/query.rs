@@ -1,493 +1,357 @@
-//! The node's commands: what each one runs, how answers move it on, and what it reports.
+//! The running commands ([`QueryPool`]): how answers move each one on, and what each reports
+//! when it ends.
 //!
-//! Every command runs one stage at a time, and every stage has the same interface ([`Stage`]):
-//! `find_node` is one lookup; `get` is one lookup that also watches for values (stopping at the
-//! first immutable copy or at `get_quorum` signed copies) and writes the winner back; `put` is
-//! a lookup of the key, then a fixed stage that stores at the closest nodes the lookup found;
-//! `bootstrap` is a fixed stage that asks its seed addresses, then a lookup of the node itself.
-//! Each stage gets `lookup_timeout` to finish.
+//! A command runs one stage at a time (`stage.rs`); each stage gets `lookup_timeout` to
+//! finish. `get` stops at the first immutable copy or at `get_quorum` signed copies and writes
+//! the winner back. The pool sends through the node's request table, which the node lends it
+//! with the rest of an [`Env`]; when a command ends, the pool hands back a [`Done`] for the
+//! node to route: an event for the driver, or news for the housekeeping or the watch that
+//! started it.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
-use super::event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats};
-use super::trace::{QueryOutcome, Trace};
-use super::{Node, Purpose, WatchId};
-use crate::id::{Key, NodeId};
+use super::event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats, WatchId};
+use super::requests::{Purpose, Requests};
+use super::stage::{Plan, QueryKind, Stage};
+use super::trace::{QueryOutcome, Trace, Traces};
+use crate::config::Config;
+use crate::id::NodeId;
 use crate::item::Item;
-use crate::lookup::{FixedPeers, Lookup, Next};
+use crate::lookup::{FixedPeers, Lookup, LookupParams, Next};
 use crate::message::{Contact, Peer, Request, Response};
-use crate::rtt::RttTable;
-use crate::store::{CommitId, CommitOutcome, Store};
+use crate::routing::RoutingTable;
+use crate::store::{CommitId, CommitOutcome};
 use crate::time::Time;
 
-pub(super) struct Query {
-    pub(super) kind: QueryKind,
-    pub(super) stage: Stage,
-    pub(super) started: Time,
+/// What the commands borrow from their node while an input or a command runs.
+pub(super) struct Env<'a> {
+    pub(super) now: Time,
+    /// This node's id.
+    pub(super) own: NodeId,
+    pub(super) config: &'a Config,
+    pub(super) table: &'a mut RoutingTable,
+    pub(super) requests: &'a mut Requests,
+    pub(super) traces: &'a mut Traces,
+}
+
+impl Env<'_> {
+    /// A lookup of `target` from the k closest contacts known; `target`'s bucket counts as
+    /// used.
+    pub(super) fn start_lookup(&mut self, target: &NodeId) -> Lookup {
+        self.table.touch(target, self.now);
+        let seeds = self.table.closest(target, self.config.k.get());
+        self.new_lookup(*target, seeds)
+    }
+
+    /// A lookup of `target` from `seeds`, recording referrers when tracing is on.
+    fn new_lookup(&self, target: NodeId, seeds: Vec<Contact>) -> Lookup {
+        let params = LookupParams {
+            k: self.config.k.get(),
+            alpha: self.config.alpha.get(),
+            paths: self.config.disjoint_paths.get(),
+        };
+        let mut lookup = Lookup::new(target, params, seeds);
+        if self.traces.is_on() {
+            lookup.record_referrers();
+        }
+        lookup
+    }
+}
+
+/// A command that ended, for the node to route.
+// Routed as soon as it is made, one per finished command: boxing the event would cost an
+// allocation for no gain (as for `Event` itself).
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Done {
+    /// A user's command: report this event.
+    Reported(Event),
+    /// A housekeeping command: one fewer runs.
+    Housekeeping,
+    /// A watch's round found the closest nodes to its key (closest first).
+    Watch {
+        watch: WatchId,
+        closest: Vec<Contact>,
+    },
+}
+
+/// One running command.
+struct Query {
+    kind: QueryKind,
+    stage: Stage,
+    started: Time,
     /// When the current stage is ended, whatever it still waits for.
-    pub(super) deadline: Time,
-    pub(super) requests: u32,
+    deadline: Time,
+    requests: u32,
     /// Round trips to the farthest of the k closest nodes the last lookup stage reached.
-    pub(super) hops: u32,
+    hops: u32,
     /// Started by housekeeping: no event is reported when it ends.
-    pub(super) internal: bool,
+    internal: bool,
 }
 
-/// The stage a command is in: an iterative lookup or a fixed set of peers.
-pub(super) enum Stage {
-    Closest(Lookup),
-    Fixed(FixedPeers),
+/// Every command running, by id.
+#[derive(Default)]
+pub(super) struct QueryPool {
+    /// Boxed: a map node holds 11 values inline, and a query is a few hundred bytes.
+    queries: BTreeMap<QueryId, Box<Query>>,
+    /// The id of the last command started.
+    last: u64,
 }
 
-impl Stage {
-    /// Whom to ask next; a lookup asks, among equally close candidates, the one `rtt` expects
-    /// to answer first.
-    fn next(&mut self, rtt: &RttTable) -> Next {
-        match self {
-            Stage::Closest(lookup) => lookup.next_by(|id| rtt.expected(id)),
-            Stage::Fixed(fixed) => fixed.next(),
-        }
+impl QueryPool {
+    /// Commands running.
+    pub(super) fn len(&self) -> usize {
+        self.queries.len()
     }
 
-    fn on_success(&mut self, peer: &Peer, closer: Vec<Contact>) -> bool {
-        match (self, peer.id) {
-            (Stage::Closest(lookup), Some(id)) => lookup.on_success(&id, closer),
-            (Stage::Fixed(fixed), _) => fixed.on_success(peer),
-            (Stage::Closest(_), None) => false,
-        }
+    /// Whether command `id` still runs.
+    pub(super) fn contains(&self, id: QueryId) -> bool {
+        self.queries.contains_key(&id)
     }
 
-    fn on_failure(&mut self, peer: &Peer) -> bool {
-        match (self, peer.id) {
-            (Stage::Closest(lookup), Some(id)) => lookup.on_failure(&id),
-            (Stage::Fixed(fixed), _) => fixed.on_failure(peer),
-            (Stage::Closest(_), None) => false,
-        }
+    /// The ids of the commands running, in order.
+    pub(super) fn ids(&self) -> Vec<QueryId> {
+        self.queries.keys().copied().collect()
     }
 
-    /// `peer`'s request ran past its round-trip timeout. A lookup frees its slot (a late answer
-    /// still counts); a fixed set of peers (stores, seeds) keeps waiting for it, since each of
-    /// its answers matters.
-    pub(super) fn on_slow(&mut self, peer: &Peer) -> bool {
-        match (self, peer.id) {
-            (Stage::Closest(lookup), Some(id)) => lookup.on_timeout(&id),
-            (Stage::Fixed(_), _) | (Stage::Closest(_), None) => false,
-        }
+    /// When the earliest stage must be ended.
+    pub(super) fn next_deadline(&self) -> Option<Time> {
+        self.queries.values().map(|q| q.deadline).min()
     }
 
-    pub(super) fn on_timeout(&mut self, peer: &Peer) -> bool {
-        match (self, peer.id) {
-            (Stage::Closest(lookup), Some(id)) => lookup.on_timeout(&id),
-            (Stage::Fixed(fixed), _) => fixed.on_timeout(peer),
-            (Stage::Closest(_), None) => false,
-        }
-    }
-
-    fn finish(&mut self) {
-        match self {
-            Stage::Closest(lookup) => lookup.finish(),
-            Stage::Fixed(fixed) => fixed.finish(),
-        }
-    }
-
-    /// Whether every path of a lookup has had a copy from one of its nodes (always, for a
-    /// fixed stage). `paths_with_copy` has a bit set per path that did.
-    fn every_path_has(&self, paths_with_copy: u64) -> bool {
-        match self {
-            Stage::Closest(lookup) => {
-                let all = lookup.paths().min(64);
-                paths_with_copy.count_ones() as usize >= all
-            }
-            Stage::Fixed(_) => true,
-        }
-    }
-
-    /// The path `peer` belongs to (lookups only).
-    fn path(&self, peer: &NodeId) -> Option<usize> {
-        match self {
-            Stage::Closest(lookup) => lookup.path(peer),
-            Stage::Fixed(_) => None,
-        }
-    }
-
-    /// The round trips it took to reach `peer` (lookups only).
-    fn hop(&self, peer: &NodeId) -> Option<u32> {
-        match self {
-            Stage::Closest(lookup) => lookup.hop(peer),
-            Stage::Fixed(_) => None,
-        }
-    }
-
-    fn closest_succeeded(&self, n: usize) -> Vec<Contact> {
-        match self {
-            Stage::Closest(lookup) => lookup.closest_succeeded(n),
-            Stage::Fixed(_) => Vec::new(),
-        }
-    }
-}
-
-/// What a command is for, beyond the stage it is in.
-pub(super) enum QueryKind {
-    FindNode,
-    Get {
-        key: Key,
-        best: Option<Item>,
-        /// Valid copies seen, the local one included.
-        copies: usize,
-        /// The `seq` each answering node held (`None`: it answered with nodes).
-        held: BTreeMap<NodeId, Option<u64>>,
-        hops: u32,
-        /// A bit per lookup path that has brought a valid copy. With disjoint paths a signed
-        /// get ends early only once every path has, so that adversaries serving stale copies
-        /// on one path cannot end it before the others are heard.
-        paths_with_copy: u64,
-    },
-    Put {
-        item: Item,
-        /// The local copy's outcome: the commit that makes it durable, or why it was refused.
-        local: Result<Option<CommitId>, PutError>,
-        /// Whether the lookup is over and the stores are out.
-        storing: bool,
-    },
-    Bootstrap {
-        /// Nodes the seeds told of, the seeds included.
-        found: Vec<Contact>,
-        /// Whether the seeds are done and the self-lookup runs.
-        seeded: bool,
-    },
-    /// A round of a watch: a lookup of its key, whose closest nodes it subscribes at.
-    Watch(WatchId),
-}
-
-/// A command about to start: what it is for and its first stage.
-pub(super) type Plan = (QueryKind, Stage);
-
-impl QueryKind {
-    pub(super) fn find_node(lookup: Lookup) -> Plan {
-        (QueryKind::FindNode, Stage::Closest(lookup))
-    }
-
-    pub(super) fn get(key: Key, mut lookup: Lookup, local: Option<Item>) -> Plan {
-        let copies = usize::from(local.is_some());
-        if matches!(local, Some(Item::Immutable(_))) {
-            lookup.finish();
-        }
-        let kind = QueryKind::Get {
-            key,
-            best: local,
-            copies,
-            held: BTreeMap::new(),
+    /// Starts `plan` (`internal`: for housekeeping, reported by no event) and sends its first
+    /// requests. It may end at once (nobody to ask), and then comes back [`Done`].
+    pub(super) fn start(
+        &mut self,
+        env: &mut Env,
+        (kind, stage): Plan,
+        internal: bool,
+    ) -> (QueryId, Option<Done>) {
+        self.last += 1;
+        let id = QueryId(self.last);
+        let target = match &stage {
+            Stage::Closest(lookup) => *lookup.target(),
+            Stage::Fixed(_) => env.own,
+        };
+        let operation = kind.operation(internal);
+        env.traces.push(|| Trace::QueryStarted {
+            query: id,
+            operation,
+            target,
+        });
+        let query = Query {
+            kind,
+            stage,
+            started: env.now,
+            deadline: env.now + env.config.lookup_timeout,
+            requests: 0,
             hops: 0,
-            paths_with_copy: 0,
+            internal,
         };
-        (kind, Stage::Closest(lookup))
+        self.queries.insert(id, Box::new(query));
+        (id, self.step(env, id))
     }
 
-    pub(super) fn put(
-        item: Item,
-        mut lookup: Lookup,
-        local: Result<Option<CommitId>, PutError>,
-    ) -> Plan {
-        if local.is_err() {
-            lookup.finish();
-        }
-        let kind = QueryKind::Put {
-            item,
-            local,
-            storing: false,
-        };
-        (kind, Stage::Closest(lookup))
-    }
-
-    pub(super) fn watch(watch: WatchId, lookup: Lookup) -> Plan {
-        (QueryKind::Watch(watch), Stage::Closest(lookup))
-    }
-
-    pub(super) fn bootstrap(seeds: &[SocketAddr]) -> Plan {
-        let seeds = seeds.iter().map(|&addr| Peer { id: None, addr });
-        let kind = QueryKind::Bootstrap {
-            found: Vec::new(),
-            seeded: false,
-        };
-        (kind, Stage::Fixed(FixedPeers::new(seeds, usize::MAX)))
-    }
-}
-
-impl QueryKind {
-    /// The store reported `commit`: a put whose local copy waited on it is durable, or failed.
-    pub(super) fn committed(&mut self, commit: CommitId, outcome: CommitOutcome) {
-        if let QueryKind::Put { local, .. } = self {
-            if *local == Ok(Some(commit)) {
-                *local = match outcome {
-                    CommitOutcome::Durable => Ok(None),
-                    CommitOutcome::Failed => Err(PutError::NotDurable),
-                };
-            }
-        }
-    }
-}
-
-impl Query {
-    /// The request the current stage sends to each peer it asks.
-    fn request(&self, own: &NodeId) -> Request {
-        match (&self.kind, &self.stage) {
-            (QueryKind::Get { key, .. }, _) => Request::FindValue { key: *key },
-            (QueryKind::Put { item, .. }, Stage::Fixed(_)) => Request::Store { item: item.clone() },
-            (_, Stage::Closest(lookup)) => Request::FindNode {
-                target: *lookup.target(),
-            },
-            (_, Stage::Fixed(_)) => Request::FindNode { target: *own },
-        }
-    }
-}
-
-impl<S: Store> Node<S> {
-    /// Moves a command on: sends what its stage asks for, starts its next stage when one
+    /// Moves command `id` on: sends what its stage asks for, starts its next stage when one
     /// ends, and finishes it after the last.
-    pub(super) fn step(&mut self, now: Time, id: QueryId) {
-        let Some(mut query) = self.queries.remove(&id) else {
-            return;
-        };
-        if now >= query.deadline {
+    pub(super) fn step(&mut self, env: &mut Env, id: QueryId) -> Option<Done> {
+        let mut query = self.queries.remove(&id)?;
+        if env.now >= query.deadline {
             query.stage.finish();
         }
         loop {
-            match query.stage.next(&self.rtt) {
+            match query.stage.next(env.requests.rtt()) {
                 Next::Send(peer) => {
                     let (via, hop) = query.stage.route_to(peer.id.as_ref());
-                    self.traces.push(|| Trace::Asked {
+                    env.traces.push(|| Trace::Asked {
                         query: id,
                         to: peer.id,
                         via,
                         hop,
                     });
-                    let request = query.request(&self.id);
-                    self.send(now, peer, request, Purpose::Query(id));
+                    let request = query.kind.request(&query.stage, &env.own);
+                    env.requests
+                        .send(env.now, peer, request, Purpose::Query(id));
                     query.requests += 1;
                 }
                 Next::Wait => break,
                 Next::Finished => {
-                    self.forget_requests(id);
+                    env.requests.forget(id);
                     if let Stage::Closest(lookup) = &query.stage {
-                        query.hops = lookup.hops(self.config.k.get());
+                        query.hops = lookup.hops(env.config.k.get());
                     }
-                    match self.next_stage(now, &mut query) {
-                        Some(stage) => {
-                            query.stage = stage;
-                            query.deadline = now + self.config.lookup_timeout;
-                        }
-                        None => {
-                            query.requests += self.write_back(now, &query);
-                            self.finish(now, id, *query);
-                            return;
-                        }
-                    }
+                    let Some(stage) = next_stage(env, &mut query.kind, &query.stage) else {
+                        query.requests += write_back(env, &query);
+                        return finish(env, id, *query);
+                    };
+                    query.stage = stage;
+                    query.deadline = env.now + env.config.lookup_timeout;
                 }
             }
         }
         self.queries.insert(id, query);
-    }
-
-    /// The stage that follows the one just finished, if the command has one.
-    fn next_stage(&mut self, now: Time, query: &mut Query) -> Option<Stage> {
-        let k = self.config.k.get();
-        match &mut query.kind {
-            QueryKind::Put {
-                local: Ok(_),
-                storing: storing @ false,
-                ..
-            } => {
-                *storing = true;
-                let targets = query.stage.closest_succeeded(k).into_iter().map(Peer::from);
-                Some(Stage::Fixed(FixedPeers::new(targets, usize::MAX)))
-            }
-            QueryKind::Bootstrap {
-                found,
-                seeded: seeded @ false,
-            } => {
-                *seeded = true;
-                let mut seeds = self.table.closest(&self.id, k);
-                seeds.extend(found.drain(..).filter(|c| c.id != self.id));
-                let target = self.id;
-                self.table.touch(&target, now);
-                Some(Stage::Closest(self.new_lookup(target, seeds)))
-            }
-            _ => None,
-        }
-    }
-
-    /// After a get of a signed key: stores the winner (a signed item or a tombstone) at the
-    /// closest answering nodes that lacked it.
-    fn write_back(&mut self, now: Time, query: &Query) -> u32 {
-        let QueryKind::Get {
-            best: Some(best),
-            held,
-            ..
-        } = &query.kind
-        else {
-            return 0;
-        };
-        if best.seq().is_none() {
-            return 0;
-        }
-        let mut sent = 0;
-        for contact in query.stage.closest_succeeded(self.config.k.get()) {
-            let had = held.get(&contact.id).copied().flatten();
-            if had.is_none_or(|seq| Some(seq) < best.seq()) {
-                let request = Request::Store { item: best.clone() };
-                self.send(now, contact.into(), request, Purpose::Unattended);
-                sent += 1;
-            }
-        }
-        sent
-    }
-
-    /// Emits a command's completion event.
-    fn finish(&mut self, now: Time, id: QueryId, query: Query) {
-        self.forget_requests(id);
-        self.trace_finish(now, id, &query);
-        if let QueryKind::Watch(watch) = query.kind {
-            let closest = query.stage.closest_succeeded(self.config.k.get());
-            self.watch_found(now, watch, closest);
-            return;
-        }
-        if query.internal {
-            self.housekeeping.running = self.housekeeping.running.saturating_sub(1);
-            return;
-        }
-        let stats = query.stats(now);
-        let event = match query.kind {
-            QueryKind::FindNode => Event::FindNodeDone {
-                query: id,
-                closest: query.stage.closest_succeeded(self.config.k.get()),
-                stats,
-            },
-            QueryKind::Get {
-                key, best, held, ..
-            } => {
-                let asked = held.len();
-                Event::GetDone {
-                    query: id,
-                    key,
-                    result: best.ok_or(GetError::NotFound { key, asked }),
-                    stats,
-                }
-            }
-            QueryKind::Put { item, local, .. } => {
-                let acks = match &query.stage {
-                    Stage::Fixed(stores) => stores.succeeded(),
-                    Stage::Closest(_) => 0,
-                };
-                let commit = local.as_ref().ok().copied().flatten();
-                Event::PutDone {
-                    query: id,
-                    key: *item.key(),
-                    seq: item.seq(),
-                    expires: item.expires(),
-                    result: local.map(|_| acks + 1),
-                    commit,
-                    stats,
-                }
-            }
-            QueryKind::Watch(_) => return,
-            QueryKind::Bootstrap { .. } => {
-                let contacts = self.table.len();
-                let result = if contacts == 0 {
-                    Err(BootstrapError::NoContact)
-                } else {
-                    Ok(contacts)
-                };
-                Event::BootstrapDone {
-                    query: id,
-                    result,
-                    stats,
-                }
-            }
-        };
-        self.events.push_back(event);
+        None
     }
 
     /// `peer` (proved to be `from`) answered one of command `id`'s requests.
-    pub(super) fn on_query_response(
+    pub(super) fn on_response(
         &mut self,
-        now: Time,
+        env: &mut Env,
         id: QueryId,
         peer: Peer,
         from: Contact,
         response: Response,
-    ) {
-        let own = self.id;
-        let quorum = self.config.get_quorum.get();
-        let Some(query) = self.queries.get_mut(&id) else {
-            return;
-        };
-        let stage = &mut query.stage;
-        match (&mut query.kind, response) {
-            (QueryKind::Put { storing: true, .. }, Response::Stored) => {
-                stage.on_success(&peer, Vec::new());
-            }
-            (QueryKind::Bootstrap { found, .. }, Response::Nodes(nodes)) if !is_lookup(stage) => {
-                found.push(from);
-                found.extend(nodes);
-                stage.on_success(&peer, Vec::new());
-            }
-            (
-                QueryKind::Get {
-                    key,
-                    best,
-                    copies,
-                    held,
-                    hops,
-                    paths_with_copy,
-                },
-                Response::Value(item),
-            ) => {
-                if item.key() != key {
-                    stage.on_failure(&peer);
-                } else {
-                    let hop = stage.hop(&from.id).unwrap_or(1);
-                    if let Some(path) = stage.path(&from.id) {
-                        *paths_with_copy |= 1u64 << path.min(63);
-                    }
-                    stage.on_success(&peer, Vec::new());
-                    held.insert(from.id, item.seq());
-                    *copies += 1;
-                    if best.as_ref().is_none_or(|b| item.seq() > b.seq()) {
-                        *best = Some(item);
-                        *hops = hop;
-                    }
-                    let immutable = matches!(best, Some(Item::Immutable(_)));
-                    let heard = stage.every_path_has(*paths_with_copy);
-                    if immutable || (*copies >= quorum && heard) {
-                        stage.finish();
-                    }
-                }
-            }
-            (kind, Response::Nodes(nodes)) if is_lookup(stage) => {
-                if let QueryKind::Get { held, .. } = kind {
-                    held.insert(from.id, None);
-                }
-                let closer = nodes.into_iter().filter(|c| c.id != own).collect();
-                stage.on_success(&peer, closer);
-            }
-            _ => {
-                stage.on_failure(&peer);
-            }
-        }
-        self.step(now, id);
+    ) -> Option<Done> {
+        let quorum = env.config.get_quorum.get();
+        let query = self.queries.get_mut(&id)?;
+        query.take(&env.own, quorum, &peer, from, response);
+        self.step(env, id)
     }
 
     /// One of command `id`'s requests, to `peer`, failed.
-    pub(super) fn on_query_failure(&mut self, now: Time, id: QueryId, peer: Peer) {
+    pub(super) fn on_failure(&mut self, env: &mut Env, id: QueryId, peer: Peer) -> Option<Done> {
+        let query = self.queries.get_mut(&id)?;
+        query.stage.on_failure(&peer);
+        self.step(env, id)
+    }
+
+    /// One of command `id`'s requests, to `peer`, ran past its round-trip timeout: whether
+    /// that freed a lookup slot.
+    pub(super) fn on_slow(&mut self, id: QueryId, peer: &Peer) -> bool {
+        self.queries
+            .get_mut(&id)
+            .is_some_and(|query| query.stage.on_slow(peer))
+    }
+
+    /// One of command `id`'s requests, to `peer`, timed out: its stage frees the slot it held.
+    pub(super) fn on_timeout(&mut self, id: QueryId, peer: &Peer) {
         if let Some(query) = self.queries.get_mut(&id) {
-            query.stage.on_failure(&peer);
-            self.step(now, id);
+            query.stage.on_timeout(peer);
+        }
+    }
+
+    /// The store reported `commit`: a put still running learns it now, so that its event
+    /// reports no commit to wait for.
+    pub(super) fn committed(&mut self, commit: CommitId, outcome: CommitOutcome) {
+        for query in self.queries.values_mut() {
+            query.kind.committed(commit, outcome);
         }
     }
 }
 
+/// The stage that follows `finished`, if the command has one.
+fn next_stage(env: &mut Env, kind: &mut QueryKind, finished: &Stage) -> Option<Stage> {
+    let k = env.config.k.get();
+    match kind {
+        QueryKind::Put {
+            local: Ok(_),
+            storing: storing @ false,
+            ..
+        } => {
+            *storing = true;
+            let targets = finished.closest_succeeded(k).into_iter().map(Peer::from);
+            Some(Stage::Fixed(FixedPeers::new(targets, usize::MAX)))
+        }
+        QueryKind::Bootstrap {
+            found,
+            seeded: seeded @ false,
+        } => {
+            *seeded = true;
+            let own = env.own;
+            let mut seeds = env.table.closest(&own, k);
+            seeds.extend(found.drain(..).filter(|c| c.id != own));
+            env.table.touch(&own, env.now);
+            Some(Stage::Closest(env.new_lookup(own, seeds)))
+        }
+        _ => None,
+    }
+}
+
+/// After a get of a signed key: stores the winner (a signed item or a tombstone) at the
+/// closest answering nodes that lacked it. Returns the stores sent.
+fn write_back(env: &mut Env, query: &Query) -> u32 {
+    let QueryKind::Get {
+        best: Some(best),
+        held,
+        ..
+    } = &query.kind
+    else {
+        return 0;
+    };
+    if best.seq().is_none() {
+        return 0;
+    }
+    let mut sent = 0;
+    for contact in query.stage.closest_succeeded(env.config.k.get()) {
+        let had = held.get(&contact.id).copied().flatten();
+        if had.is_none_or(|seq| Some(seq) < best.seq()) {
+            let request = Request::Store { item: best.clone() };
+            env.requests
+                .send(env.now, contact.into(), request, Purpose::Unattended);
+            sent += 1;
+        }
+    }
+    sent
+}
+
+/// Ends command `id`: detaches its requests, traces its end, and says whom to tell.
+fn finish(env: &mut Env, id: QueryId, query: Query) -> Option<Done> {
+    env.requests.forget(id);
+    let contacts = env.table.len();
+    env.traces.push(|| Trace::QueryFinished {
+        query: id,
+        operation: query.kind.operation(query.internal),
+        outcome: query.outcome(contacts),
+        stats: query.stats(env.now),
+    });
+    let k = env.config.k.get();
+    if let QueryKind::Watch(watch) = query.kind {
+        let closest = query.stage.closest_succeeded(k);
+        return Some(Done::Watch { watch, closest });
+    }
+    if query.internal {
+        return Some(Done::Housekeeping);
+    }
+    query
+        .into_event(id, env.now, k, contacts)
+        .map(Done::Reported)
+}
+
 impl Query {
+    /// Takes `peer`'s answer `response` (`peer` proved to be `from`) into the command.
+    fn take(
+        &mut self,
+        own: &NodeId,
+        quorum: usize,
+        peer: &Peer,
+        from: Contact,
+        response: Response,
+    ) {
+        let stage = &mut self.stage;
+        match (&mut self.kind, response) {
+            (QueryKind::Put { storing: true, .. }, Response::Stored) => {
+                stage.on_success(peer, Vec::new());
+            }
+            (QueryKind::Bootstrap { found, .. }, Response::Nodes(nodes)) if !stage.is_lookup() => {
+                found.push(from);
+                found.extend(nodes);
+                stage.on_success(peer, Vec::new());
+            }
+            (kind @ QueryKind::Get { .. }, Response::Value(item)) => {
+                take_value(kind, stage, quorum, peer, &from, item);
+            }
+            (kind, Response::Nodes(nodes)) if stage.is_lookup() => {
+                if let QueryKind::Get { held, .. } = kind {
+                    held.insert(from.id, None);
+                }
+                let closer = nodes.into_iter().filter(|c| c.id != *own).collect();
+                stage.on_success(peer, closer);
+            }
+            _ => {
+                stage.on_failure(peer);
+            }
+        }
+    }
+
     /// What the command cost up to `now`: a get's hops are those to its winning copy, any
     /// other lookup's those to the farthest of the k closest nodes it reached.
     fn stats(&self, now: Time) -> QueryStats {
@@ -502,6 +366,7 @@ impl Query {
         }
     }
 
+    /// How the command ended, for its trace (`contacts`: the routing table's size).
     fn outcome(&self, contacts: usize) -> QueryOutcome {
         match &self.kind {
             QueryKind::Get { best: None, .. } => QueryOutcome::NotFound,
@@ -510,20 +375,109 @@ impl Query {
             _ => QueryOutcome::Ok,
         }
     }
-}
 
-impl<S: Store> Node<S> {
-    fn trace_finish(&mut self, now: Time, id: QueryId, query: &Query) {
-        let contacts = self.table.len();
-        self.traces.push(|| Trace::QueryFinished {
-            query: id,
-            operation: query.kind.operation(query.internal),
-            outcome: query.outcome(contacts),
-            stats: query.stats(now),
-        });
+    /// The completion event of a user's command `id` ended at `now` (`contacts`: the
+    /// routing table's size); a watch's round has none.
+    fn into_event(self, id: QueryId, now: Time, k: usize, contacts: usize) -> Option<Event> {
+        let stats = self.stats(now);
+        let event = match self.kind {
+            QueryKind::Watch(_) => return None,
+            QueryKind::FindNode => Event::FindNodeDone {
+                query: id,
+                closest: self.stage.closest_succeeded(k),
+                stats,
+            },
+            QueryKind::Get {
+                key, best, held, ..
+            } => Event::GetDone {
+                query: id,
+                key,
+                result: best.ok_or(GetError::NotFound {
+                    key,
+                    asked: held.len(),
+                }),
+                stats,
+            },
+            QueryKind::Put { item, local, .. } => {
+                let acks = match &self.stage {
+                    Stage::Fixed(stores) => stores.succeeded(),
+                    Stage::Closest(_) => 0,
+                };
+                put_done(id, item, local, acks, stats)
+            }
+            QueryKind::Bootstrap { .. } => Event::BootstrapDone {
+                query: id,
+                result: if contacts == 0 {
+                    Err(BootstrapError::NoContact)
+                } else {
+                    Ok(contacts)
+                },
+                stats,
+            },
+        };
+        Some(event)
     }
 }
 
-fn is_lookup(stage: &Stage) -> bool {
-    matches!(stage, Stage::Closest(_))
+/// The event of put `id` of `item` whose local copy ended as `local` and which `acks` other
+/// nodes stored.
+fn put_done(
+    id: QueryId,
+    item: Item,
+    local: Result<Option<CommitId>, PutError>,
+    acks: usize,
+    stats: QueryStats,
+) -> Event {
+    Event::PutDone {
+        query: id,
+        key: *item.key(),
+        seq: item.seq(),
+        expires: item.expires(),
+        commit: local.as_ref().ok().copied().flatten(),
+        result: local.map(|_| acks + 1),
+        stats,
+    }
+}
+
+/// A copy `item` came from `peer` (proved to be `from`) for the get `kind`: the best copy so
+/// far is kept, and the lookup ends at an immutable copy or once `quorum` copies came in
+/// from every path.
+fn take_value(
+    kind: &mut QueryKind,
+    stage: &mut Stage,
+    quorum: usize,
+    peer: &Peer,
+    from: &Contact,
+    item: Item,
+) {
+    let QueryKind::Get {
+        key,
+        best,
+        copies,
+        held,
+        hops,
+        paths_with_copy,
+    } = kind
+    else {
+        return;
+    };
+    if item.key() != key {
+        stage.on_failure(peer);
+        return;
+    }
+    let hop = stage.hop(&from.id).unwrap_or(1);
+    if let Some(path) = stage.path(&from.id) {
+        *paths_with_copy |= 1u64 << path.min(63);
+    }
+    stage.on_success(peer, Vec::new());
+    held.insert(from.id, item.seq());
+    *copies += 1;
+    if best.as_ref().is_none_or(|b| item.seq() > b.seq()) {
+        *best = Some(item);
+        *hops = hop;
+    }
+    let immutable = matches!(best, Some(Item::Immutable(_)));
+    if immutable || (*copies >= quorum && stage.every_path_has(*paths_with_copy)) {
+        stage.finish();
+    }
 }

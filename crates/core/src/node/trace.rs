@@ -6,17 +6,21 @@
 //! to read them. Once on, every input may leave records; drain them with
 //! [`Node::poll_trace`] along with the other outputs. The queue holds at most
 //! [`MAX_TRACES`]; past that the oldest are dropped and counted ([`Node::traces_dropped`]).
+//!
+//! A leaf: the record types and their queue. The parts of the node build the records; this
+//! file knows none of them (only the ids and costs of `event.rs`).
+//!
+//! [`Node::set_tracing`]: super::Node::set_tracing
+//! [`Node::poll_trace`]: super::Node::poll_trace
+//! [`Node::traces_dropped`]: super::Node::traces_dropped
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::event::{QueryId, QueryStats};
-use super::query::{QueryKind, Stage};
-use super::{Node, Pending, Purpose};
 use crate::id::{Id, NodeId};
 use crate::message::{ErrorCode, Response};
-use crate::store::Store;
 
 /// The most records held between two drains.
 pub const MAX_TRACES: usize = 16_384;
@@ -205,12 +209,12 @@ pub enum Trace {
     },
 }
 
-/// The trace queue of a node.
+/// The trace queue of a node: off until [`Traces::set_on`], bounded by [`MAX_TRACES`].
 #[derive(Debug, Default)]
 pub(super) struct Traces {
-    pub(super) on: bool,
+    on: bool,
     queue: VecDeque<Trace>,
-    pub(super) dropped: u64,
+    dropped: u64,
 }
 
 impl Traces {
@@ -225,65 +229,33 @@ impl Traces {
         }
         self.queue.push_back(make());
     }
-}
 
-impl QueryKind {
-    /// What the command is, for its traces.
-    pub(super) fn operation(&self, internal: bool) -> Operation {
-        match (self, internal) {
-            (QueryKind::FindNode, false) => Operation::FindNode,
-            (QueryKind::FindNode, true) => Operation::Refresh,
-            (QueryKind::Get { .. }, _) => Operation::Get,
-            (QueryKind::Put { .. }, false) => Operation::Put,
-            (QueryKind::Put { .. }, true) => Operation::Replicate,
-            (QueryKind::Bootstrap { .. }, _) => Operation::Bootstrap,
-            (QueryKind::Watch(_), _) => Operation::Watch,
-        }
-    }
-}
-
-impl<S: Store> Node<S> {
-    /// Turns the step-by-step records of [`Node::poll_trace`] on or off.
-    pub fn set_tracing(&mut self, on: bool) {
-        self.traces.on = on;
+    /// Turns recording on or off; off also drops what is queued.
+    pub(super) fn set_on(&mut self, on: bool) {
+        self.on = on;
         if !on {
-            self.traces.queue = VecDeque::new();
+            self.queue = VecDeque::new();
         }
     }
 
-    /// The next record of the node's work, if tracing is on and one is waiting.
-    pub fn poll_trace(&mut self) -> Option<Trace> {
-        let next = self.traces.queue.pop_front();
-        if next.is_none() {
-            super::release(&mut self.traces.queue);
+    /// Whether records are being kept.
+    pub(super) fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// The oldest record. A drained queue gives its buffer back, as the node's other output
+    /// queues do.
+    pub(super) fn pop(&mut self) -> Option<Trace> {
+        let next = self.queue.pop_front();
+        if next.is_none() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
         }
         next
     }
 
     /// Records dropped because nobody drained the queue in time.
-    pub fn traces_dropped(&self) -> u64 {
-        self.traces.dropped
-    }
-
-    /// Traces a request `pending` ending with `outcome`, and its command's view of it.
-    pub(super) fn trace_request(
-        &mut self,
-        pending: &Pending,
-        outcome: RequestOutcome,
-        round_trip: Option<Duration>,
-    ) {
-        self.traces.push(|| Trace::RequestEnded {
-            request: pending.request,
-            outcome,
-            round_trip,
-        });
-        if let Purpose::Query(query) = pending.purpose {
-            self.traces.push(|| Trace::Replied {
-                query,
-                from: pending.to.id,
-                ok: outcome == RequestOutcome::Answered,
-            });
-        }
+    pub(super) fn dropped(&self) -> u64 {
+        self.dropped
     }
 }
 
@@ -292,17 +264,5 @@ pub(super) fn outcome_of(response: &Response) -> RequestOutcome {
     match response {
         Response::Error(e) => RequestOutcome::Refused(e.code),
         _ => RequestOutcome::Answered,
-    }
-}
-
-impl Stage {
-    /// Who told this command of `peer`, and in how many round trips it was reached.
-    pub(super) fn route_to(&self, peer: Option<&NodeId>) -> (Option<NodeId>, u32) {
-        match (self, peer) {
-            (Stage::Closest(lookup), Some(id)) => {
-                (lookup.referrer(id), lookup.hop(id).unwrap_or(1))
-            }
-            _ => (None, 1),
-        }
     }
 }

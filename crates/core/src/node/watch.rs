@@ -9,41 +9,41 @@
 //! closer ones it moves there (and `unlisten`s the nodes it leaves). It reports each `seq`
 //! once, in increasing order, whichever node it came from: [`Event::WatchUpdate`], whose item
 //! may be a tombstone (the item was deleted).
+//!
+//! This part keeps the watches and their subscriptions and sends their `listen` and
+//! `unlisten` requests; the node runs each round's lookup and hands its result back
+//! ([`Watches::found`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::query::QueryKind;
-use super::{Event, Node, Purpose};
+use super::event::{Event, QueryId, WatchId};
+use super::requests::{Purpose, Requests};
+use crate::config::Config;
 use crate::id::Key;
 use crate::item::Item;
 use crate::message::{Contact, Peer, Request, Response};
-use crate::store::Store;
 use crate::time::Time;
-
-/// The id of a watch; its [`Event::WatchUpdate`]s carry it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WatchId(pub u64);
 
 /// How soon a watch looks again after losing a subscription: soon, but not in a loop.
 const RETRY: Duration = Duration::from_secs(1);
 
 /// One subscription of a watch: at `peer`, made by the `listen` request `listen`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Sub {
+struct Sub {
     peer: Contact,
-    pub(super) listen: u64,
+    listen: u64,
     /// Whether `listening` came back (else the `listen` is in flight).
     active: bool,
 }
 
-pub(super) struct Watch {
+struct Watch {
     key: Key,
     /// The newest `seq` reported; for an immutable key, `Some(0)` once it was.
     last: Option<u64>,
-    pub(super) subs: Vec<Sub>,
+    subs: Vec<Sub>,
     /// The lookup of the current round, if one runs.
-    lookup: Option<super::QueryId>,
+    lookup: Option<QueryId>,
     /// When the next round starts.
     next_round: Time,
 }
@@ -54,7 +54,13 @@ impl Watch {
         item.is_news_after(self.last)
     }
 
-    pub(super) fn next_deadline(&self) -> Option<Time> {
+    /// Takes `item` as the newest version: the update to report.
+    fn update(&mut self, id: WatchId, item: Item) -> Event {
+        self.last = Some(item.seq().unwrap_or(0));
+        Event::WatchUpdate { watch: id, item }
+    }
+
+    fn next_deadline(&self) -> Option<Time> {
         self.lookup.is_none().then_some(self.next_round)
     }
 }
@@ -62,187 +68,181 @@ impl Watch {
 /// The watches of one node, and which `listen` request belongs to which.
 #[derive(Default)]
 pub(super) struct Watches {
-    pub(super) watches: BTreeMap<WatchId, Watch>,
+    watches: BTreeMap<WatchId, Watch>,
     /// Every `listen` request id whose `notify` frames are taken, by watch.
     listens: BTreeMap<u64, WatchId>,
-    next: u64,
+    /// The id of the last watch started.
+    last: u64,
 }
 
-impl<S: Store> Node<S> {
-    /// Starts watching `key`: from now on every newer version the nodes closest to it accept
-    /// (and the newest they hold already) is reported once, as an [`Event::WatchUpdate`].
-    pub fn watch(&mut self, now: Time, key: Key) -> WatchId {
-        self.start_housekeeping(now);
-        self.watches.next += 1;
-        let id = WatchId(self.watches.next);
-        // The node's own copy counts, as it does for a get.
-        let mut last = None;
-        if let Some(item) = self.store.get(&key, now) {
-            last = Some(item.seq().unwrap_or(0));
-            self.events
-                .push_back(Event::WatchUpdate { watch: id, item });
-        }
-        let watch = Watch {
-            key,
-            last,
-            subs: Vec::new(),
-            lookup: None,
-            next_round: now,
-        };
-        self.watches.watches.insert(id, watch);
-        self.round(now, id);
-        id
-    }
-
-    /// Ends a watch: its subscriptions are ended with `unlisten`.
-    pub fn unwatch(&mut self, now: Time, watch: WatchId) {
-        let Some(w) = self.watches.watches.remove(&watch) else {
-            return;
-        };
-        for sub in w.subs {
-            self.watches.listens.remove(&sub.listen);
-            if sub.active {
-                let request = Request::Unlisten { listen: sub.listen };
-                self.send(now, sub.peer.into(), request, Purpose::Unattended);
-            }
-        }
-        self.watches.listens.retain(|_, w| *w != watch);
-    }
-
+impl Watches {
     /// Watches running.
-    pub fn watch_count(&self) -> usize {
-        self.watches.watches.len()
+    pub(super) fn len(&self) -> usize {
+        self.watches.len()
     }
 
-    /// The nodes a watch is subscribed at now (their `listening` came back).
-    pub fn watch_peers(&self, watch: WatchId) -> Vec<Contact> {
-        self.watches.watches.get(&watch).map_or_else(Vec::new, |w| {
+    /// The nodes `watch` is subscribed at now (their `listening` came back).
+    pub(super) fn peers(&self, watch: WatchId) -> Vec<Contact> {
+        self.watches.get(&watch).map_or_else(Vec::new, |w| {
             w.subs.iter().filter(|s| s.active).map(|s| s.peer).collect()
         })
     }
 
-    /// A `notify` arrived from `from` for this node's `listen` request `listen`.
-    pub fn handle_notify(&mut self, now: Time, from: Contact, listen: u64, item: Item) {
-        self.start_housekeeping(now);
-        let Some(&watch) = self.watches.listens.get(&listen) else {
+    /// The ids of `watch`'s `listen` requests, answered or not.
+    #[cfg(test)]
+    pub(super) fn listens_of(&self, watch: WatchId) -> Vec<u64> {
+        self.watches
+            .get(&watch)
+            .map_or_else(Vec::new, |w| w.subs.iter().map(|s| s.listen).collect())
+    }
+
+    /// When the earliest round not yet running is due.
+    pub(super) fn next_deadline(&self) -> Option<Time> {
+        self.watches.values().filter_map(Watch::next_deadline).min()
+    }
+
+    /// The key `watch` watches, if it runs.
+    pub(super) fn key(&self, watch: WatchId) -> Option<Key> {
+        self.watches.get(&watch).map(|w| w.key)
+    }
+
+    /// Starts a watch of `key`, its first round due at `now`. The node's own copy (`local`)
+    /// counts, as it does for a get: the update it makes comes back.
+    pub(super) fn add(
+        &mut self,
+        now: Time,
+        key: Key,
+        local: Option<Item>,
+    ) -> (WatchId, Option<Event>) {
+        self.last += 1;
+        let id = WatchId(self.last);
+        let mut watch = Watch {
+            key,
+            last: None,
+            subs: Vec::new(),
+            lookup: None,
+            next_round: now,
+        };
+        let update = local.map(|item| watch.update(id, item));
+        self.watches.insert(id, watch);
+        (id, update)
+    }
+
+    /// Ends `watch`: its subscriptions are ended with `unlisten`.
+    pub(super) fn remove(&mut self, now: Time, watch: WatchId, requests: &mut Requests) {
+        let Some(w) = self.watches.remove(&watch) else {
             return;
         };
-        let Some(w) = self.watches.watches.get_mut(&watch) else {
-            return;
-        };
+        for sub in w.subs {
+            self.leave(now, sub, requests);
+        }
+        self.listens.retain(|_, w| *w != watch);
+    }
+
+    /// Forgets `sub`, and ends it with `unlisten` if it was made.
+    fn leave(&mut self, now: Time, sub: Sub, requests: &mut Requests) {
+        self.listens.remove(&sub.listen);
+        if sub.active {
+            let request = Request::Unlisten { listen: sub.listen };
+            requests.send(now, sub.peer.into(), request, Purpose::Unattended);
+        }
+    }
+
+    /// The watches whose round is due at `now` and not running.
+    pub(super) fn due(&self, now: Time) -> Vec<WatchId> {
+        self.watches
+            .iter()
+            .filter(|(_, w)| w.lookup.is_none() && w.next_round <= now)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// `watch`'s round runs as lookup `query`.
+    pub(super) fn round_started(&mut self, watch: WatchId, query: QueryId) {
+        if let Some(w) = self.watches.get_mut(&watch) {
+            w.lookup = Some(query);
+        }
+    }
+
+    /// A `notify` arrived from `from` for this node's `listen` request `listen`: the update
+    /// to report, if it is news from a node the watch is subscribed at.
+    pub(super) fn notify(&mut self, from: &Contact, listen: u64, item: Item) -> Option<Event> {
+        let watch = *self.listens.get(&listen)?;
+        let w = self.watches.get_mut(&watch)?;
         let from_sub = w
             .subs
             .iter()
             .any(|s| s.listen == listen && s.peer.id == from.id);
         if !from_sub || item.key() != &w.key || !w.wants(&item) {
-            return;
+            return None;
         }
-        w.last = Some(item.seq().unwrap_or(0));
-        self.events.push_back(Event::WatchUpdate { watch, item });
+        Some(w.update(watch, item))
     }
 
-    /// This node's own store accepted `item`: its own watches of that key hear of it too (a
-    /// node may be one of the closest to a key it watches, or publish it itself).
-    pub(super) fn watch_local(&mut self, item: &Item) {
-        for (id, w) in &mut self.watches.watches {
-            if w.key == *item.key() && w.wants(item) {
-                w.last = Some(item.seq().unwrap_or(0));
-                self.events.push_back(Event::WatchUpdate {
-                    watch: *id,
-                    item: item.clone(),
-                });
-            }
-        }
-    }
-
-    /// Starts a round of `watch`: a lookup of its key.
-    fn round(&mut self, now: Time, watch: WatchId) {
-        let Some(key) = self.watches.watches.get(&watch).map(|w| w.key) else {
-            return;
-        };
-        let plan = QueryKind::watch(watch, self.start_lookup(now, &key));
-        let query = self.start(now, plan);
-        // The lookup may have ended at once (a node alone) and already run `found`.
-        if let Some(w) = self.watches.watches.get_mut(&watch) {
-            if self.queries.contains_key(&query) {
-                w.lookup = Some(query);
-            }
-        }
-    }
-
-    /// Starts the rounds that are due.
-    pub(super) fn watch_rounds(&mut self, now: Time) {
-        let due: Vec<WatchId> = self
-            .watches
-            .watches
-            .iter()
-            .filter(|(_, w)| w.lookup.is_none() && w.next_round <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for watch in due {
-            self.round(now, watch);
-        }
+    /// This node's own store accepted `item`: the updates of the watches of its key (a node
+    /// may be one of the closest to a key it watches, or publish it itself).
+    pub(super) fn local(&mut self, item: &Item) -> Vec<Event> {
+        self.watches
+            .iter_mut()
+            .filter(|(_, w)| w.key == *item.key() && w.wants(item))
+            .map(|(id, w)| w.update(*id, item.clone()))
+            .collect()
     }
 
     /// A round's lookup found `closest` (closest first): subscribe at the `watch_width`
     /// closest, renewing where the watch is subscribed already, and leave the others.
-    pub(super) fn watch_found(&mut self, now: Time, watch: WatchId, closest: Vec<Contact>) {
-        let width = self.config.watch_width.get();
-        let refresh = self.config.watch_refresh;
-        let Some(w) = self.watches.watches.get_mut(&watch) else {
+    pub(super) fn found(
+        &mut self,
+        now: Time,
+        watch: WatchId,
+        closest: Vec<Contact>,
+        config: &Config,
+        requests: &mut Requests,
+    ) {
+        let Some(w) = self.watches.get_mut(&watch) else {
             return;
         };
         w.lookup = None;
-        w.next_round = now + refresh;
+        w.next_round = now + config.watch_refresh;
         let key = w.key;
         let seq = w.last.unwrap_or(0);
-        let targets: Vec<Contact> = closest.into_iter().take(width).collect();
+        let targets: Vec<Contact> = closest.into_iter().take(config.watch_width.get()).collect();
         let (keep, leave): (Vec<Sub>, Vec<Sub>) = std::mem::take(&mut w.subs)
             .into_iter()
             .partition(|s| targets.iter().any(|t| t.id == s.peer.id));
         for sub in leave {
-            self.watches.listens.remove(&sub.listen);
-            if sub.active {
-                let request = Request::Unlisten { listen: sub.listen };
-                self.send(now, sub.peer.into(), request, Purpose::Unattended);
-            }
+            self.leave(now, sub, requests);
         }
         // Subscriptions being renewed keep taking `notify` frames under their old id until
         // the new `listening` comes back.
         let mut subs = Vec::with_capacity(targets.len());
         for peer in targets {
             let old = keep.iter().find(|s| s.peer.id == peer.id).copied();
-            let listen = self.send(
-                now,
-                Peer::from(peer),
-                Request::Listen { key, seq },
-                Purpose::Listen(watch),
-            );
-            self.watches.listens.insert(listen, watch);
+            let request = Request::Listen { key, seq };
+            let listen = requests.send(now, Peer::from(peer), request, Purpose::Listen(watch));
+            self.listens.insert(listen, watch);
             subs.push(Sub {
                 peer,
                 listen,
                 active: false,
             });
-            if let Some(old) = old.filter(|o| o.active) {
-                subs.push(old);
-            }
+            subs.extend(old.filter(|o| o.active));
         }
-        if let Some(w) = self.watches.watches.get_mut(&watch) {
+        if let Some(w) = self.watches.get_mut(&watch) {
             w.subs = subs;
         }
     }
 
-    /// The answer to a watch's `listen` request `listen`, from `from`.
+    /// The answer to `watch`'s `listen` request `listen`, from `from`.
     pub(super) fn on_listen_response(
         &mut self,
         now: Time,
         watch: WatchId,
-        from: Contact,
+        from: &Contact,
         listen: u64,
         response: Response,
     ) {
-        let Some(w) = self.watches.watches.get_mut(&watch) else {
+        let Some(w) = self.watches.get_mut(&watch) else {
             return;
         };
         match response {
@@ -261,7 +261,7 @@ impl<S: Store> Node<S> {
                 let renew = now + Duration::from_secs(u64::from(ttl)) / 2;
                 w.next_round = w.next_round.min(renew);
                 for old in replaced {
-                    self.watches.listens.remove(&old);
+                    self.listens.remove(&old);
                 }
             }
             // Refused (an older node's 400, a 429) or a wrong answer: the next round tries
@@ -272,14 +272,14 @@ impl<S: Store> Node<S> {
 
     /// Whether `request` is a subscription of a watch (its `listen` was answered).
     pub(super) fn is_subscription(&self, request: u64) -> bool {
-        self.watches.listens.contains_key(&request)
+        self.listens.contains_key(&request)
     }
 
-    /// A watch's `listen` failed, or the connection carrying its subscription closed: it is
+    /// `watch`'s `listen` failed, or the connection carrying its subscription closed: it is
     /// gone, and the watch looks for the closest nodes again soon if `lost`.
     pub(super) fn drop_sub(&mut self, now: Time, watch: WatchId, listen: u64, lost: bool) {
-        self.watches.listens.remove(&listen);
-        let Some(w) = self.watches.watches.get_mut(&watch) else {
+        self.listens.remove(&listen);
+        let Some(w) = self.watches.get_mut(&watch) else {
             return;
         };
         w.subs.retain(|s| s.listen != listen);
@@ -290,7 +290,7 @@ impl<S: Store> Node<S> {
 
     /// The subscription made by `listen` was lost (its connection closed).
     pub(super) fn subscription_lost(&mut self, now: Time, listen: u64) {
-        if let Some(&watch) = self.watches.listens.get(&listen) {
+        if let Some(&watch) = self.listens.get(&listen) {
             self.drop_sub(now, watch, listen, true);
         }
     }

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 
 use super::*;
-use crate::id::Id;
-use crate::item::{ImmutableItem, SignedItem};
+use crate::id::{Id, Key};
+use crate::item::{ImmutableItem, Item, SignedItem, signed_key};
 use crate::message::{ErrorCode, ErrorReply};
 use crate::store::{MemoryStore, StoreLimits};
 
@@ -782,11 +782,7 @@ fn a_watch_sees_each_version_once_in_order_and_the_delete() {
         }
     }
     // The driver reports the lost connections: the subscriptions fail.
-    let listens: Vec<u64> = net.node(7).watches.watches[&watch]
-        .subs
-        .iter()
-        .map(|s| s.listen)
-        .collect();
+    let listens: Vec<u64> = net.node(7).watches.listens_of(watch);
     let now = net.now;
     for listen in listens {
         net.node(7).handle_failure(now, listen);
@@ -810,6 +806,30 @@ fn a_watch_sees_each_version_once_in_order_and_the_delete() {
     let seen = watch_updates(&net, 7, watch);
     assert_eq!(seen.last().map(|i| i.value().as_ref()), Some(&b"four"[..]));
     assert_eq!(seen.len(), 5, "each version once");
+}
+
+#[test]
+fn a_second_publish_replaces_the_first_and_bad_names_are_refused() {
+    const NOW: Time = Time::from_millis(1_800_000_000_123);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let mut node = Node::new(
+        NodeId::hash(b"me"),
+        Default::default(),
+        MemoryStore::default(),
+    );
+    let first = node.publish(NOW, &key, "doc", Bytes::from_static(b"a"), None);
+    let second = node.publish(NOW, &key, "doc", Bytes::from_static(b"b"), None);
+    assert!(first.is_ok() && second.is_ok());
+    let item_key = signed_key(&key.verifying_key().to_bytes(), "doc");
+    let held = node.store().get(&item_key, NOW).expect("stored locally");
+    assert_eq!(held.value().as_ref(), b"b");
+    assert_eq!(held.seq(), Some(1_800_000_000_124));
+    let done: Vec<_> = std::iter::from_fn(|| node.poll_event())
+        .filter(|e| matches!(e, Event::PutDone { .. }))
+        .collect();
+    assert_eq!(done.len(), 2, "alone in its network, each put ends at once");
+    let long = "n".repeat(256);
+    assert!(node.publish(NOW, &key, &long, Bytes::new(), None).is_err());
 }
 
 mod trace;

@@ -139,6 +139,7 @@ fn requests_that_time_out_or_are_refused_are_recorded_so() {
         item: signed(2, "n", b"old", 1),
     };
     net.node(3)
+        .requests
         .send(now, contact(1).into(), stale, Purpose::Unattended);
     net.settle();
     let records = traces(&mut net, 3);

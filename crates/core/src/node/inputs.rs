@@ -1,0 +1,313 @@
+//! The node's inputs (`handle_*`): each is routed to the parts it concerns, and what they
+//! report is collected. Answering a peer's request, and the checks every stored item passes
+//! wherever it came from, are here too.
+
+use super::event::{Event, PutError};
+use super::requests::{Pending, Purpose};
+use super::trace::{RequestOutcome, outcome_of};
+use super::{Answer, Node, Requester};
+use crate::id::NodeId;
+use crate::item::{Item, Resolution};
+use crate::message::{Contact, ErrorCode, ErrorReply, Request, Response};
+use crate::store::{CommitId, CommitOutcome, Origin, Store, StoreError};
+use crate::subnet::Prefix;
+use crate::time::Time;
+
+impl<S: Store> Node<S> {
+    /// Answers request `id` from `from`. A verified requester that accepts connections is
+    /// added to the routing table. A `stored` answer may carry a commit to wait for
+    /// ([`Answer`]); a `listening` answer may be followed by notifications
+    /// ([`Node::poll_notification`]), which go out after it.
+    pub fn handle_request(
+        &mut self,
+        now: Time,
+        from: Requester,
+        id: u64,
+        request: Request,
+    ) -> Answer {
+        self.start_housekeeping(now);
+        self.stats.requests_handled += 1;
+        if let (true, Some(addr)) = (from.verified, from.addr) {
+            self.saw(now, Contact::new(from.id, addr));
+        }
+        self.serve(now, &from, id, request)
+    }
+
+    /// An answer to request `request_id` arrived from `from`, whose identity the connection's
+    /// handshake proved.
+    pub fn handle_response(
+        &mut self,
+        now: Time,
+        from: Contact,
+        request_id: u64,
+        response: Response,
+    ) {
+        self.start_housekeeping(now);
+        self.take_response(now, from, request_id, response);
+        self.pump_housekeeping(now);
+    }
+
+    /// Request `request_id` failed: the connection could not be made or broke, or the peer was
+    /// not who it should be. For a `listen` already answered, its subscription is lost (the
+    /// connection carrying it closed).
+    pub fn handle_failure(&mut self, now: Time, request_id: u64) {
+        self.start_housekeeping(now);
+        if let Some(pending) = self.requests.take(request_id) {
+            self.fail_pending(now, request_id, pending);
+        } else if self.watches.is_subscription(request_id) {
+            self.watches.subscription_lost(now, request_id);
+        }
+        self.pump_housekeeping(now);
+    }
+
+    /// Time has reached `now`: time out overdue requests and commands.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.start_housekeeping(now);
+        // Lookup requests past their contact's round-trip timeout give up their slot.
+        for pending in self.requests.mark_slow(now) {
+            if let Purpose::Query(query) = pending.purpose {
+                if self.queries.on_slow(query, &pending.to) {
+                    self.stats.requests_slow += 1;
+                }
+            }
+        }
+        for (request_id, pending) in self.requests.time_out(now) {
+            self.time_out(now, request_id, pending);
+        }
+        for query in self.queries.ids() {
+            let (queries, mut env) = self.queries_and_env(now);
+            let done = queries.step(&mut env, query);
+            self.route(now, done);
+        }
+        self.watch_rounds(now);
+        self.housekeep(now);
+    }
+
+    /// A `notify` arrived from `from` for this node's `listen` request `listen`.
+    pub fn handle_notify(&mut self, now: Time, from: Contact, listen: u64, item: Item) {
+        self.start_housekeeping(now);
+        self.events.extend(self.watches.notify(&from, listen, item));
+    }
+
+    /// A dialer proved its identity (its `auth` verified) after the requests it pipelined
+    /// ahead of `auth` were answered unverified: if it accepts connections, it enters the
+    /// routing table now, as a verified requester does.
+    pub fn handle_verified(&mut self, now: Time, from: Requester) {
+        self.start_housekeeping(now);
+        if let (true, Some(addr)) = (from.verified, from.addr) {
+            self.saw(now, Contact::new(from.id, addr));
+        }
+        self.pump_housekeeping(now);
+    }
+
+    /// A durable store's commit ended. On failure the store undoes that commit's writes; the
+    /// caller answers whoever waits on the commit (an [`Answer`] or a
+    /// [`Event::PutDone`]).
+    pub fn handle_commit(&mut self, commit: CommitId, outcome: CommitOutcome) {
+        self.store.committed(commit, outcome);
+        self.queries.committed(commit, outcome);
+    }
+
+    /// Incoming connection `connection` closed: its subscriptions end.
+    pub fn connection_closed(&mut self, connection: u64) {
+        self.subscriptions.connection_closed(connection);
+    }
+
+    /// Puts contacts verified in an earlier run (a saved routing table) back in the table.
+    /// Their liveness is unknown: the next lookups and `bootstrap(now, &[])` find out.
+    pub fn restore_contacts(&mut self, now: Time, contacts: impl IntoIterator<Item = Contact>) {
+        for contact in contacts {
+            if self.table.restore(contact, now) {
+                self.events.push(Event::ContactAdded(contact));
+            }
+        }
+    }
+
+    /// Takes the answer to request `request_id` from `from` to whoever sent the request.
+    fn take_response(&mut self, now: Time, from: Contact, request_id: u64, response: Response) {
+        let Some(pending) = self.requests.take(request_id) else {
+            // Late for a finished command: the peer is still alive.
+            self.saw(now, from);
+            return;
+        };
+        if pending.to.id.is_some_and(|expected| expected != from.id) {
+            self.fail_pending(now, request_id, pending);
+            return;
+        }
+        let round_trip = now.since(pending.sent);
+        self.requests.sample(&from.id, round_trip);
+        if !pending.timed_out {
+            let outcome = outcome_of(&response);
+            pending.trace(&mut self.traces, outcome, Some(round_trip));
+        }
+        self.saw(now, from);
+        if let (Some(key), Response::Error(e)) = (pending.key, &response) {
+            if e.code == ErrorCode::CONFLICT {
+                // The peer holds a copy that beats this node's: fetch it, so that a stale
+                // copy (say, of a deleted item) is not replicated again.
+                let request = Request::FindValue { key };
+                self.requests
+                    .send(now, from.into(), request, Purpose::Repair);
+            }
+        }
+        self.route_response(now, from, request_id, pending, response);
+    }
+
+    /// Hands an answer to the part whose request it was.
+    fn route_response(
+        &mut self,
+        now: Time,
+        from: Contact,
+        request_id: u64,
+        pending: Pending,
+        response: Response,
+    ) {
+        match pending.purpose {
+            Purpose::Query(query) => {
+                let (queries, mut env) = self.queries_and_env(now);
+                let done = queries.on_response(&mut env, query, pending.to, from, response);
+                self.route(now, done);
+            }
+            Purpose::Listen(watch) => {
+                let watches = &mut self.watches;
+                watches.on_listen_response(now, watch, &from, request_id, response);
+            }
+            Purpose::Repair => {
+                if let (Some(key), Response::Value(item)) = (pending.key, response) {
+                    if *item.key() == key {
+                        // Kept only if it wins over the copy held; a refusal changes nothing.
+                        let _ = self.store_checked(now, item, Origin::Unknown);
+                    }
+                }
+            }
+            Purpose::Liveness | Purpose::Unattended => {}
+        }
+    }
+
+    /// Request `request_id` (`pending`) failed.
+    fn fail_pending(&mut self, now: Time, request_id: u64, pending: Pending) {
+        if !pending.timed_out {
+            pending.trace(&mut self.traces, RequestOutcome::Failed, None);
+            if let Some(id) = pending.to.id {
+                self.failed(&id);
+            }
+        }
+        match pending.purpose {
+            Purpose::Query(query) => {
+                let (queries, mut env) = self.queries_and_env(now);
+                let done = queries.on_failure(&mut env, query, pending.to);
+                self.route(now, done);
+            }
+            Purpose::Listen(watch) => self.watches.drop_sub(now, watch, request_id, true),
+            Purpose::Liveness | Purpose::Unattended | Purpose::Repair => {}
+        }
+    }
+
+    /// Request `request_id` (`pending`) timed out. A command's request stays known, so that
+    /// a late answer is still used; its stage frees the slot it held.
+    fn time_out(&mut self, now: Time, request_id: u64, pending: Pending) {
+        pending.trace(&mut self.traces, RequestOutcome::TimedOut, None);
+        if let Some(id) = pending.to.id {
+            self.failed(&id);
+        }
+        match pending.purpose {
+            Purpose::Query(query) => self.queries.on_timeout(query, &pending.to),
+            Purpose::Listen(watch) => self.watches.drop_sub(now, watch, request_id, true),
+            Purpose::Liveness | Purpose::Unattended | Purpose::Repair => {}
+        }
+    }
+
+    /// The answer to one request from the node `from`.
+    fn serve(&mut self, now: Time, from: &Requester, id: u64, request: Request) -> Answer {
+        let requester = &from.id;
+        let response = match request {
+            Request::Ping => Response::Pong,
+            Request::FindNode { target } => {
+                Response::Nodes(self.closest_except(&target, requester))
+            }
+            Request::FindValue { key } => match self.store.get(&key, now) {
+                Some(item) => Response::Value(item),
+                None => Response::Nodes(self.closest_except(&key, requester)),
+            },
+            Request::Store { item } => return self.serve_store(now, from, item),
+            Request::Listen { key, seq } => {
+                let (config, store) = (&self.config, &self.store);
+                let connection = from.connection;
+                self.subscriptions
+                    .listen(now, connection, id, key, seq, config, store)
+            }
+            Request::Unlisten { listen } => self.subscriptions.unlisten(from.connection, listen),
+        };
+        Answer {
+            response,
+            commit: None,
+        }
+    }
+
+    /// Answers a `store` of `item` from `from`.
+    fn serve_store(&mut self, now: Time, from: &Requester, item: Item) -> Answer {
+        let key = *item.key();
+        let origin = Origin::Network(Prefix::network(from.source));
+        match self.store_checked(now, item, origin) {
+            Ok(commit) => {
+                self.housekeeping.received(key, now);
+                Answer {
+                    response: Response::Stored,
+                    commit,
+                }
+            }
+            Err(e) => {
+                if let PutError::Local(StoreError::NetworkFull { .. }) = e {
+                    self.stats.stores_over_share += 1;
+                }
+                Answer {
+                    response: reply(&e),
+                    commit: None,
+                }
+            }
+        }
+    }
+
+    /// The k closest contacts to `target`, never including the requester.
+    fn closest_except(&self, target: &NodeId, requester: &NodeId) -> Vec<Contact> {
+        let k = self.config.k.get();
+        let mut closest = self.table.closest(target, k + 1);
+        closest.retain(|c| c.id != *requester);
+        closest.truncate(k);
+        closest
+    }
+
+    /// Stores an item in this node's store after the size check, and tells the subscribers
+    /// and watches of its key. Returns the commit that makes it durable, if it is not durable
+    /// yet.
+    pub(super) fn store_checked(
+        &mut self,
+        now: Time,
+        item: Item,
+        origin: Origin,
+    ) -> Result<Option<CommitId>, PutError> {
+        let (size, max) = (item.value().len(), self.config.max_value_size);
+        if size > max {
+            return Err(PutError::TooLarge { size, max });
+        }
+        // Only a key someone listens to (a peer, or this node's own watch) needs the copy kept.
+        let watched = self.subscriptions.has_subscribers(item.key()) || self.watches.len() > 0;
+        let copy = watched.then(|| item.clone());
+        let written = self.store.put(item, now, origin)?;
+        if let Some(item) = copy.filter(|_| written.resolution != Resolution::Unchanged) {
+            self.subscriptions.notify(now, &item, written.commit);
+            self.events.extend(self.watches.local(&item));
+        }
+        Ok(written.commit)
+    }
+}
+
+/// The `error` response a peer's `store` gets for the refusal `error`.
+fn reply(error: &PutError) -> Response {
+    let (code, message) = match error {
+        PutError::TooLarge { .. } => (ErrorCode::TOO_LARGE, error.to_string()),
+        PutError::NotDurable => (ErrorCode::INTERNAL, error.to_string()),
+        PutError::Local(e) => (e.code(), e.to_string()),
+    };
+    Response::Error(ErrorReply::new(code, message))
+}
