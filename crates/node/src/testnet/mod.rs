@@ -188,15 +188,13 @@ impl Testnet {
         let mut nodes = Vec::with_capacity(count);
         let mut addrs = Vec::with_capacity(count);
         for i in (0..count).map(|n| first + n * stride.max(1)) {
-            let config = Config {
-                listen: SocketAddr::new(loopback_host(i), 0),
-                max_outbound: per_node,
+            let config = Config::default()
+                .listen(SocketAddr::new(loopback_host(i), 0))
+                .max_outbound(per_node)
                 // A node's pool is bounded by its share of the budget, so connections can stay
                 // open between operations rather than be set up again for the next one.
-                idle_timeout: Duration::from_secs(30),
-                connection_budget: Some(shared.clone()),
-                ..Config::default()
-            };
+                .idle_timeout(Duration::from_secs(30))
+                .connection_budget(shared.clone());
             let dht = crate::start(config).await?;
             let addr = dht
                 .status()
@@ -247,7 +245,7 @@ impl Testnet {
             ..Totals::default()
         };
         for dht in &self.nodes {
-            if let Some(s) = dht.status().await {
+            if let Ok(s) = dht.status().await {
                 totals.requests_sent += s.requests_sent;
                 totals.connections_opened += s.connections_opened;
                 totals.budget_exhausted += s.connection_budget_exhausted;
