@@ -22,6 +22,7 @@ pub const RECENT_OPERATIONS: usize = 32;
 /// One step of a node's work. Ids and keys are hex; `node` is the node doing the work.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Activity {
     /// A command started looking up `target`.
     Lookup {

@@ -272,6 +272,7 @@ fn parse_error(path: &Path, error: toml::de::Error) -> ConfigError {
 
 /// Why a configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {error}")]

@@ -60,6 +60,7 @@ pub use ratelimit::Rate;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {error}")]

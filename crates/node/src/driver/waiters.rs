@@ -272,3 +272,80 @@ fn send_held(reply: mpsc::Sender<Box<Message>>, id: u64, response: Response) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_core::Key;
+    use cairn_core::node::QueryStats;
+
+    use super::*;
+
+    fn put_done(
+        query: u64,
+        result: Result<usize, cairn_core::node::PutError>,
+        commit: Option<CommitId>,
+    ) -> Event {
+        Event::PutDone {
+            query: QueryId(query),
+            key: Key::hash(b"a key"),
+            seq: None,
+            expires: 0,
+            result,
+            commit,
+            stats: QueryStats::default(),
+        }
+    }
+
+    fn disk_failure() -> CommitError {
+        CommitError::Database(Arc::new(::redb::Error::Io(std::io::Error::other(
+            "the disk is on fire",
+        ))))
+    }
+
+    fn not_durable_reason(answer: Result<PutReceipt, PutError>) -> String {
+        match answer {
+            Err(PutError::NotDurable(reason)) => reason.to_string(),
+            other => panic!("expected NotDurable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_is_not_durable_with_its_reason_whenever_it_is_reported() {
+        let mut waiters = Waiters::default();
+        // Reported after the lookup: the receipt waited on the commit.
+        let (reply, mut after) = oneshot::channel();
+        waiters.insert(QueryId(1), Waiter::Put(reply));
+        waiters.event(put_done(1, Ok(3), Some(CommitId(10))));
+        waiters.committed(CommitId(10), &Err(disk_failure()), 1);
+        let after = not_durable_reason(after.try_recv().expect("answered"));
+        // Reported while the lookup ran: the core says only that the commit failed.
+        let (reply, mut during) = oneshot::channel();
+        waiters.insert(QueryId(2), Waiter::Put(reply));
+        waiters.committed(CommitId(11), &Err(disk_failure()), 1);
+        let failed = Err(cairn_core::node::PutError::NotDurable);
+        waiters.event(put_done(2, failed, None));
+        let during = not_durable_reason(during.try_recv().expect("answered"));
+        assert_eq!(during, after);
+        assert!(during.contains("the disk is on fire"), "{during}");
+    }
+
+    #[test]
+    fn a_command_ended_by_another_kinds_event_tells_its_caller_why() {
+        let mut waiters = Waiters::default();
+        let (reply, mut answer) = oneshot::channel();
+        waiters.insert(QueryId(7), Waiter::Get(reply));
+        waiters.event(put_done(7, Ok(1), None));
+        let bug = MismatchedEvent {
+            query: 7,
+            expected: "get",
+            event: "put",
+        };
+        assert_eq!(
+            answer.try_recv().expect("answered"),
+            Err(GetError::Internal(bug))
+        );
+        assert!(waiters.is_empty());
+    }
+}
