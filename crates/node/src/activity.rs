@@ -1,7 +1,7 @@
 //! The node's work as it happens: lookups starting, hopping from node to node and ending,
 //! for the dashboard to draw (`GET /v1/events`, Server-Sent Events).
 //!
-//! The driver publishes [`Activity`] on a [`Hub`]: a broadcast channel of
+//! The driver publishes [`Activity`] on a `Hub`: a broadcast channel of
 //! [`ACTIVITY_QUEUE`] events (a reader that falls further behind misses the oldest and is
 //! told how many), and the last [`RECENT_OPERATIONS`] finished user operations, which a new
 //! reader gets first. Nothing is built while nobody listens, beyond those few. A reader holds

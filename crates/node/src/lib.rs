@@ -3,6 +3,11 @@
 //! [`start`] binds a listener, loads or creates the node's identity, and spawns two tasks: the
 //! accept loop and the driver that owns the protocol state machine. It returns a [`Dht`]
 //! handle; the local HTTP API ([`api`]) and the `cairn` binary are built on that handle.
+//! [`start_with_store`] runs the node on any [`cairn_core::Store`].
+//!
+//! Each call of the handle has its own error ([`PutError`], [`GetError`], ... in [`error`]),
+//! each converting into the umbrella [`Error`]; a stopped node answers every call with
+//! [`Stopped`] (or the call's `Stopped` variant), and [`Dht::closed`] resolves when it stops.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a successful put did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PutReceipt {
     /// The item's key.
     #[serde(serialize_with = "hex_id::serialize")]
@@ -26,6 +27,7 @@ pub struct PutReceipt {
 
 /// An item found by a get, and what finding it cost.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Found {
     /// The verified item (the highest `seq` seen, for a signed one).
     pub item: Item,
@@ -35,6 +37,7 @@ pub struct Found {
 
 /// A node's state, as `GET /v1/status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Status {
     /// The node's id (hex in JSON).
     #[serde(with = "hex_id")]
@@ -103,6 +106,7 @@ pub struct Status {
 
 /// A routing-table contact, as `GET /v1/peers` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PeerInfo {
     /// Its id (hex in JSON).
     #[serde(with = "hex_id")]

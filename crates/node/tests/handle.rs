@@ -21,7 +21,11 @@ async fn a_watch_is_a_stream_of_versions() {
     assert_eq!(first.expect("within the bound"), Some(receipt.seq));
     dht.shutdown().await;
     let last = tokio::time::timeout(BOUND, versions.next()).await;
-    assert_eq!(last.expect("within the bound"), None, "the stream ends with the node");
+    assert_eq!(
+        last.expect("within the bound"),
+        None,
+        "the stream ends with the node"
+    );
 }
 
 #[tokio::test]
