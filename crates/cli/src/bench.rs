@@ -96,20 +96,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (target, own) = match args.target {
         Some(addr) => (addr, None),
         None => {
-            let config = Config {
-                listen: "127.0.0.1:0".parse()?,
-                request_rate: Rate::UNLIMITED,
-                store_rate: Rate::UNLIMITED,
-                max_inbound_per_host: args.connections.max(16) * 2,
+            let config = Config::default()
+                .listen("127.0.0.1:0".parse()?)
+                .request_rate(Rate::UNLIMITED)
+                .store_rate(Rate::UNLIMITED)
+                .max_inbound_per_host(args.connections.max(16) * 2)
                 // Room for every store the workloads make, all from one loopback network.
-                limits: StoreLimits {
+                .limits(StoreLimits {
                     max_items: 10_000_000,
                     max_bytes: 4 << 30,
                     max_items_per_network: 10_000_000,
                     max_bytes_per_network: 4 << 30,
-                },
-                ..Config::default()
-            };
+                });
             let dht = cairn_node::start(config).await.context("starting a node")?;
             let status = dht.status().await.context("the node stopped")?;
             (status.listen, Some(dht))

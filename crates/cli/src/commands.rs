@@ -252,7 +252,10 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
 pub async fn id(args: ApiArgs) -> anyhow::Result<()> {
     let s = ApiClient::new(args.api).status().await?;
     println!("node_id    {}", s.node_id);
-    println!("public_key {}", s.public_key);
+    println!(
+        "public_key {}",
+        cairn_node::cairn_core::id::to_hex(&s.public_key)
+    );
     Ok(())
 }
 

@@ -90,10 +90,7 @@ async fn stop_signal() {
 
 /// `cairn node`.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let mut config = Config {
-        data_dir: Some(default_data_dir()),
-        ..Config::default()
-    };
+    let mut config = Config::default().data_dir(default_data_dir());
     let mut api: SocketAddr = DEFAULT_API.parse()?;
     let mut bootstrap = Vec::new();
     if let Some(path) = &args.config {

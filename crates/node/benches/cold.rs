@@ -46,7 +46,7 @@ async fn main() {
             let before = opened(&net).await;
             let start = Instant::now();
             if step < 2 {
-                dht.find_node(key).await;
+                dht.find_node(key).await.expect("running");
             } else {
                 dht.put_immutable(value.clone())
                     .await

@@ -1,10 +1,11 @@
 //! The node's work as it happens: lookups starting, hopping from node to node and ending,
 //! for the dashboard to draw (`GET /v1/events`, Server-Sent Events).
 //!
-//! The driver publishes [`Activity`] on a [`Hub`]: a broadcast channel of
+//! The driver publishes [`Activity`] on a `Hub`: a broadcast channel of
 //! [`ACTIVITY_QUEUE`] events (a reader that falls further behind misses the oldest and is
 //! told how many), and the last [`RECENT_OPERATIONS`] finished user operations, which a new
-//! reader gets first. Nothing is built while nobody listens, beyond those few.
+//! reader gets first. Nothing is built while nobody listens, beyond those few. A reader holds
+//! an [`ActivityFeed`] ([`crate::Dht::activity`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -21,6 +22,7 @@ pub const RECENT_OPERATIONS: usize = 32;
 /// One step of a node's work. Ids and keys are hex; `node` is the node doing the work.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Activity {
     /// A command started looking up `target`.
     Lookup {
@@ -128,11 +130,55 @@ impl Hub {
     }
 
     /// The recent finished operations, oldest first, and the live events from now on.
-    pub(crate) fn subscribe(&self) -> (Vec<Arc<Activity>>, broadcast::Receiver<Arc<Activity>>) {
+    pub(crate) fn subscribe(&self) -> ActivityFeed {
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         let sender = self
             .sender
             .get_or_init(|| broadcast::channel(ACTIVITY_QUEUE).0);
-        (recent.iter().cloned().collect(), sender.subscribe())
+        ActivityFeed {
+            recent: recent.iter().cloned().collect(),
+            live: sender.subscribe(),
+        }
+    }
+}
+
+/// A reader of one node's activity ([`crate::Dht::activity`]): the finished user operations
+/// of just before it subscribed ([`ActivityFeed::recent`]), then every event from then on
+/// ([`ActivityFeed::recv`]). Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct ActivityFeed {
+    recent: Vec<Arc<Activity>>,
+    live: broadcast::Receiver<Arc<Activity>>,
+}
+
+/// Why [`ActivityFeed::recv`] returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActivityError {
+    /// The reader fell more than [`ACTIVITY_QUEUE`] events behind and missed the oldest;
+    /// the next `recv` returns the oldest event still queued.
+    #[error("missed {missed} events")]
+    Lagged {
+        /// How many events it missed.
+        missed: u64,
+    },
+    /// The node has stopped and every handle on it is gone: no event will come.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+impl ActivityFeed {
+    /// The last [`RECENT_OPERATIONS`] (at most) finished user operations before subscribing,
+    /// oldest first. [`ActivityFeed::recv`] does not repeat them.
+    pub fn recent(&self) -> &[Arc<Activity>] {
+        &self.recent
+    }
+
+    /// The next live event.
+    pub async fn recv(&mut self) -> Result<Arc<Activity>, ActivityError> {
+        self.live.recv().await.map_err(|e| match e {
+            broadcast::error::RecvError::Lagged(missed) => ActivityError::Lagged { missed },
+            broadcast::error::RecvError::Closed => ActivityError::Stopped,
+        })
     }
 }

@@ -18,6 +18,7 @@ use crate::outcome::Status;
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// Nothing answers at the address.
     #[error(

@@ -11,8 +11,17 @@ use cairn_core::store::StoreLimits;
 use serde::Deserialize;
 
 /// Everything a node needs to run. `Config::default()` is the documented default of every
-/// field; a TOML file ([`FileConfig`]) overrides any of them.
+/// field; a TOML file ([`FileConfig`]) overrides any of them. Fields are read directly; set
+/// them with the setter of the same name, which a later field does not break:
+///
+/// ```
+/// let config = cairn_node::Config::default()
+///     .listen("127.0.0.1:0".parse().expect("an address"))
+///     .max_inbound(64);
+/// assert_eq!(config.max_inbound, 64);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Where to accept peer connections. Default `0.0.0.0:7400`.
     pub listen: SocketAddr,
@@ -91,6 +100,52 @@ impl Default for Config {
             max_requests_per_connection: 32,
             command_queue: 1_024,
         }
+    }
+}
+
+/// Setters that take and return the [`Config`], one per field, named after it.
+macro_rules! setters {
+    ($($field:ident: $type:ty),* $(,)?) => {
+        impl Config {
+            $(
+                #[doc = concat!("Sets [`Config::", stringify!($field), "`].")]
+                #[must_use]
+                pub fn $field(mut self, value: $type) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters!(
+    listen: SocketAddr,
+    also_listen: Vec<SocketAddr>,
+    network: NetworkName,
+    protocol: cairn_core::Config,
+    limits: StoreLimits,
+    max_frame: usize,
+    idle_timeout: Duration,
+    read_timeout: Duration,
+    max_outbound: usize,
+    max_inbound: usize,
+    max_inbound_per_host: usize,
+    request_rate: Rate,
+    store_rate: Rate,
+    handshake_timeout: Duration,
+    max_invalid_messages: u32,
+    max_requests_per_connection: usize,
+    command_queue: usize,
+);
+
+impl Config {
+    /// Sets [`Config::data_dir`]: keeps the identity, the items and the routing-table
+    /// snapshot in `dir`.
+    #[must_use]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
     }
 }
 
@@ -203,6 +258,7 @@ fn parse_error(path: &Path, error: toml::de::Error) -> ConfigError {
 
 /// Why a configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {error}")]

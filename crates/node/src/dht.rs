@@ -1,9 +1,12 @@
 //! [`Dht`]: the cheap, cloneable handle to a running node.
 //!
 //! Every call sends one command to the node's driver task over a bounded channel and awaits
-//! the answer on a oneshot channel. When the node has stopped, calls return `Stopped` errors.
+//! the answer on a oneshot channel. Once the node has stopped, every call returns
+//! [`Stopped`] (or its operation's `Stopped` variant), and [`Dht::closed`] resolves.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,10 +14,12 @@ use cairn_core::message::Contact;
 use cairn_core::{Item, Key, NodeId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::activity::ActivityFeed;
 use crate::driver::inbox::Command;
-use crate::outcome::{
-    BootstrapError, DeleteError, Found, GetError, PeerInfo, PutError, PutReceipt, Status,
+use crate::error::{
+    BootstrapError, DeleteError, FindNodeError, GetError, PutError, Stopped, WatchError,
 };
+use crate::outcome::{Found, PeerInfo, PutReceipt, Status};
 
 /// A handle to a running node. Clone it freely; the node runs until [`Dht::shutdown`] or until
 /// every handle is dropped.
@@ -26,10 +31,18 @@ pub struct Dht {
 }
 
 impl Dht {
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+    /// Sends a command and waits for its answer; the node has stopped if either channel
+    /// is closed.
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Stopped> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Box::new(make(reply))).await.ok()?;
-        answer.await.ok()
+        self.commands
+            .send(Box::new(make(reply)))
+            .await
+            .map_err(|_| Stopped)?;
+        answer.await.map_err(|_| Stopped)
     }
 
     /// Signs `value` under `name` with this node's key and publishes it. `seq` is the current
@@ -47,8 +60,7 @@ impl Dht {
             ttl,
             reply,
         })
-        .await
-        .unwrap_or(Err(PutError::Stopped))
+        .await?
     }
 
     /// Publishes an immutable item; its key is `SHA-512(value)`.
@@ -59,16 +71,12 @@ impl Dht {
 
     /// Publishes an item signed elsewhere (or an immutable one).
     pub async fn put_item(&self, item: Item) -> Result<PutReceipt, PutError> {
-        self.call(|reply| Command::PutItem { item, reply })
-            .await
-            .unwrap_or(Err(PutError::Stopped))
+        self.call(|reply| Command::PutItem { item, reply }).await?
     }
 
     /// Finds the item under `key`.
     pub async fn get(&self, key: Key) -> Result<Found, GetError> {
-        self.call(|reply| Command::Get { key, reply })
-            .await
-            .unwrap_or(Err(GetError::Stopped))
+        self.call(|reply| Command::Get { key, reply }).await?
     }
 
     /// Finds the signed item `name` of the publisher with `public_key`.
@@ -89,14 +97,13 @@ impl Dht {
     ) -> Result<PutReceipt, DeleteError> {
         let name = name.to_owned();
         self.call(|reply| Command::Delete { name, ttl, reply })
-            .await
-            .unwrap_or(Err(DeleteError::Put(PutError::Stopped)))
+            .await?
     }
 
     /// Watches `key` across the network: the returned [`Watch`] yields the newest version
     /// the closest nodes hold (if any), then every newer one, each `seq` once and in order; a
     /// tombstone means the item was deleted. Dropping the watch ends it.
-    pub async fn watch(&self, key: Key) -> Option<Watch> {
+    pub async fn watch(&self, key: Key) -> Result<Watch, WatchError> {
         let (updates, receiver) = mpsc::unbounded_channel();
         let id = self
             .call(|reply| Command::Watch {
@@ -105,7 +112,7 @@ impl Dht {
                 reply,
             })
             .await?;
-        Some(Watch {
+        Ok(Watch {
             id,
             updates: receiver,
             commands: self.commands.clone(),
@@ -113,41 +120,39 @@ impl Dht {
     }
 
     /// The k nodes closest to `target` that answered.
-    pub async fn find_node(&self, target: NodeId) -> Vec<Contact> {
+    pub async fn find_node(&self, target: NodeId) -> Result<Vec<Contact>, FindNodeError> {
         self.call(|reply| Command::FindNode { target, reply })
-            .await
-            .unwrap_or_default()
+            .await?
     }
 
     /// Joins the network through `seeds` (or, with none, through the contacts already known).
     pub async fn bootstrap(&self, seeds: Vec<SocketAddr>) -> Result<usize, BootstrapError> {
         self.call(|reply| Command::Bootstrap { seeds, reply })
-            .await
-            .unwrap_or(Err(BootstrapError::Stopped))
+            .await?
     }
 
-    /// The node's state, or `None` if it has stopped.
-    pub async fn status(&self) -> Option<Status> {
+    /// The node's state.
+    pub async fn status(&self) -> Result<Status, Stopped> {
         self.call(|reply| Command::Status { reply }).await
     }
 
     /// The routing table's contacts.
-    pub async fn peers(&self) -> Vec<PeerInfo> {
-        self.call(|reply| Command::Peers { reply })
-            .await
-            .unwrap_or_default()
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, Stopped> {
+        self.call(|reply| Command::Peers { reply }).await
     }
 
-    /// The ring as this node sees it ([`crate::view::Ring`]); empty once the node stopped.
-    pub async fn ring(&self) -> crate::view::Ring {
-        self.call(|reply| Command::Ring { reply })
-            .await
-            .unwrap_or_default()
+    /// The ring as this node sees it ([`crate::view::Ring`]).
+    pub async fn ring(&self) -> Result<crate::view::Ring, Stopped> {
+        self.call(|reply| Command::Ring { reply }).await
     }
 
     /// The items held, in key order: at most `limit` (capped at [`crate::view::MAX_LISTED`])
     /// from the first key after `after`.
-    pub async fn items(&self, after: Option<Key>, limit: usize) -> Vec<crate::view::HeldItem> {
+    pub async fn items(
+        &self,
+        after: Option<Key>,
+        limit: usize,
+    ) -> Result<Vec<crate::view::HeldItem>, Stopped> {
         let limit = limit.min(crate::view::MAX_LISTED);
         self.call(|reply| Command::Items {
             after,
@@ -155,36 +160,40 @@ impl Dht {
             reply,
         })
         .await
-        .unwrap_or_default()
     }
 
     /// Every metric of the node as OpenMetrics text (what `GET /metrics` serves).
-    pub async fn metrics(&self) -> String {
-        // The status brings the gauges up to date first.
-        let _ = self.status().await;
-        self.metrics.encode()
+    pub async fn metrics(&self) -> Result<String, Stopped> {
+        // The driver brings the gauges that mirror its state up to date first.
+        self.call(|reply| Command::UpdateGauges { reply }).await?;
+        Ok(self.metrics.encode())
     }
 
-    /// The node's work as it happens: the last finished user operations (oldest first),
-    /// then the live events ([`crate::Activity`]). A reader more than
-    /// [`crate::activity::ACTIVITY_QUEUE`] events behind misses the oldest.
-    pub fn activity(
-        &self,
-    ) -> (
-        Vec<std::sync::Arc<crate::Activity>>,
-        tokio::sync::broadcast::Receiver<std::sync::Arc<crate::Activity>>,
-    ) {
+    /// The node's work as it happens ([`crate::Activity`]): the last finished user operations,
+    /// then the live events. A reader more than [`crate::activity::ACTIVITY_QUEUE`] events
+    /// behind misses the oldest.
+    pub fn activity(&self) -> ActivityFeed {
         self.activity.subscribe()
     }
 
     /// Stops the node gracefully: stops accepting, lets running commands finish (up to the
-    /// lookup timeout), closes connections. Returns once the node has stopped.
+    /// lookup timeout), closes connections. Returns once the node has stopped (at once if it
+    /// had).
     pub async fn shutdown(&self) {
+        // A node that had stopped is what the caller asks for.
         let _ = self.call(|reply| Command::Shutdown { reply }).await;
+    }
+
+    /// Resolves once the node has stopped, whoever stopped it: a [`Dht::shutdown`], every
+    /// handle dropped, or its driver ending.
+    pub async fn closed(&self) {
+        // The driver owns the receiving end of the commands until its very end.
+        self.commands.closed().await;
     }
 }
 
-/// A running watch of one key ([`Dht::watch`]).
+/// A running watch of one key ([`Dht::watch`]): a [`futures_util::Stream`] of its versions,
+/// which ends once the node has stopped.
 #[derive(Debug)]
 pub struct Watch {
     id: cairn_core::node::WatchId,
@@ -194,9 +203,17 @@ pub struct Watch {
 
 impl Watch {
     /// The next newer version (a tombstone when the item was deleted); `None` once the node
-    /// has stopped.
+    /// has stopped. The same as `StreamExt::next`, without the import.
     pub async fn next(&mut self) -> Option<Item> {
         self.updates.recv().await
+    }
+}
+
+impl futures_util::Stream for Watch {
+    type Item = Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        self.updates.poll_recv(cx)
     }
 }
 

@@ -3,6 +3,11 @@
 //! [`start`] binds a listener, loads or creates the node's identity, and spawns two tasks: the
 //! accept loop and the driver that owns the protocol state machine. It returns a [`Dht`]
 //! handle; the local HTTP API ([`api`]) and the `cairn` binary are built on that handle.
+//! [`start_with_store`] runs the node on any [`cairn_core::Store`].
+//!
+//! Each call of the handle has its own error ([`PutError`], [`GetError`], ... in [`error`]),
+//! each converting into the umbrella [`Error`]; a stopped node answers every call with
+//! [`Stopped`] (or the call's `Stopped` variant), and [`Dht::closed`] resolves when it stops.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,6 +30,7 @@ pub mod config;
 mod connection;
 mod dht;
 mod driver;
+pub mod error;
 pub mod identity;
 mod inbound;
 mod listener;
@@ -39,23 +45,26 @@ pub mod view;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cairn_core::{MemoryStore, Node};
-use store::{NodeStore, RedbStore};
+use cairn_core::{MemoryStore, Node, Store};
+use store::{CommitReceiver, RedbStore};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-pub use activity::Activity;
+pub use activity::{Activity, ActivityError, ActivityFeed};
 pub use cairn_core;
 pub use config::{Config, FileConfig};
 pub use dht::{Dht, Watch};
-pub use identity::Identity;
-pub use outcome::{
-    BootstrapError, DeleteError, Found, GetError, PeerInfo, PutError, PutReceipt, Status,
+pub use error::{
+    BootstrapError, DeleteError, Error, FindNodeError, GetError, MismatchedEvent, PutError,
+    Stopped, WatchError,
 };
+pub use identity::Identity;
+pub use outcome::{Found, PeerInfo, PutReceipt, Status};
 pub use ratelimit::Rate;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {error}")]
@@ -86,58 +95,67 @@ pub async fn start(config: Config) -> Result<Dht, StartError> {
     start_with_identity(config, identity).await
 }
 
-/// Starts a node with the given identity, keeping items in `config.data_dir` (durable) or, with
-/// none, in memory.
+/// Starts a node with the given identity, keeping items in `config.data_dir` (durable, a
+/// [`RedbStore`]) or, with none, in memory (a [`MemoryStore`]).
 pub async fn start_with_identity(config: Config, identity: Identity) -> Result<Dht, StartError> {
-    let store = match &config.data_dir {
+    match &config.data_dir {
         Some(dir) => {
             let opened = std::time::Instant::now();
             let (store, commits) = RedbStore::open(dir, config.limits)?;
-            tracing::info!(items = cairn_core::Store::len(&store), took = ?opened.elapsed(), "store opened");
-            Storage::Durable(Box::new(store), commits)
+            tracing::info!(items = store.len(), took = ?opened.elapsed(), "store opened");
+            start_with_store(config, identity, store, Some(commits)).await
         }
-        None => Storage::Memory,
-    };
-    start_with_storage(config, identity, store).await
+        None => {
+            let store = MemoryStore::new(config.limits);
+            start_with_store(config, identity, store, None).await
+        }
+    }
 }
 
-/// Where a node started with [`start_with_storage`] keeps its items.
-pub enum Storage {
-    /// In memory, lost at exit.
-    Memory,
-    /// In an open durable store, with the receiver of its commit reports.
-    Durable(Box<RedbStore>, store::CommitReceiver),
-}
-
-/// Starts a node with the given identity and store (say, a [`RedbStore`] opened on a storage
-/// backend of the caller's). The routing-table snapshot still comes from `config.data_dir`.
-pub async fn start_with_storage(
+/// Starts a node with the given identity on any [`Store`]: say, a [`RedbStore`] opened on a
+/// storage backend of the caller's, or a store of the caller's own. A store whose writes
+/// return a commit ([`cairn_core::store::Written::commit`]) reports each commit's outcome on
+/// `commits`; one whose writes are durable at once passes `None`. The routing-table snapshot
+/// still comes from `config.data_dir`.
+pub async fn start_with_store<S>(
     config: Config,
     identity: Identity,
-    storage: Storage,
-) -> Result<Dht, StartError> {
-    launch(config, identity, storage, None).await
+    store: S,
+    commits: Option<CommitReceiver>,
+) -> Result<Dht, StartError>
+where
+    S: Store + Send + 'static,
+{
+    launch(config, identity, store, commits, None).await
 }
 
-/// Starts a node like [`start_with_storage`] that shares `budget`, a cap on open connection
+/// Starts a node like [`start_with_store`] that shares `budget`, a cap on open connection
 /// ends, with other nodes of this process (a test network of many nodes): each connection it
 /// dials or accepts holds one permit while open; an accepted one is refused when none is
 /// left, and a dial waits for one up to the request timeout, else its requests fail.
-pub async fn start_with_budget(
+pub async fn start_with_budget<S>(
     config: Config,
     identity: Identity,
-    storage: Storage,
+    store: S,
+    commits: Option<CommitReceiver>,
     budget: Arc<tokio::sync::Semaphore>,
-) -> Result<Dht, StartError> {
-    launch(config, identity, storage, Some(budget)).await
+) -> Result<Dht, StartError>
+where
+    S: Store + Send + 'static,
+{
+    launch(config, identity, store, commits, Some(budget)).await
 }
 
-async fn launch(
+async fn launch<S>(
     config: Config,
     identity: Identity,
-    storage: Storage,
+    store: S,
+    commits: Option<CommitReceiver>,
     connection_budget: Option<Arc<tokio::sync::Semaphore>>,
-) -> Result<Dht, StartError> {
+) -> Result<Dht, StartError>
+where
+    S: Store + Send + 'static,
+{
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|error| StartError::Bind {
@@ -173,10 +191,6 @@ async fn launch(
         listeners.push(extra);
         listening.push(addr);
     }
-    let (store, commits) = match storage {
-        Storage::Memory => (NodeStore::Memory(MemoryStore::new(config.limits)), None),
-        Storage::Durable(store, commits) => (NodeStore::Redb(store), Some(commits)),
-    };
     let mut node = Node::new(identity.node_id(), config.protocol.clone(), store);
     if let Some(dir) = &config.data_dir {
         let contacts = snapshot::load(dir)?;

@@ -1,20 +1,18 @@
 //! What the [`crate::Dht`] handle's calls return: receipts, found items, the node's status and
-//! peers, and the errors of each call.
+//! peers (their errors are in [`crate::error`]).
 
 use std::net::SocketAddr;
 
-use cairn_core::item::ItemError;
 use cairn_core::node::QueryStats;
-use cairn_core::{Item, Key};
+use cairn_core::{Item, Key, NodeId};
 use serde::{Deserialize, Serialize};
-
-use crate::store::CommitError;
 
 /// What a successful put did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PutReceipt {
     /// The item's key.
-    #[serde(serialize_with = "hex_key")]
+    #[serde(serialize_with = "hex_id::serialize")]
     pub key: Key,
     /// The `seq` a signed item was published with.
     pub seq: Option<u64>,
@@ -27,12 +25,9 @@ pub struct PutReceipt {
     pub stats: QueryStats,
 }
 
-fn hex_key<S: serde::Serializer>(key: &Key, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&key.to_hex())
-}
-
 /// An item found by a get, and what finding it cost.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Found {
     /// The verified item (the highest `seq` seen, for a signed one).
     pub item: Item,
@@ -40,91 +35,16 @@ pub struct Found {
     pub stats: QueryStats,
 }
 
-/// Why a put failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PutError {
-    /// The item itself is invalid (say, a name of more than 255 bytes).
-    #[error("invalid item: {0}")]
-    Invalid(#[from] ItemError),
-    /// The node refused the item: too large, stale, conflicting or over a limit.
-    #[error(transparent)]
-    Refused(#[from] cairn_core::node::PutError),
-    /// The local store failed to commit the item, so the put is not acknowledged and this
-    /// node does not hold it.
-    #[error("the item could not be stored durably: {0}")]
-    NotDurable(#[from] CommitError),
-    /// The node has stopped.
-    #[error("the node has stopped")]
-    Stopped,
-}
-
-/// Why a get failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GetError {
-    /// No node reached holds a valid copy.
-    #[error("not found: no node holds a valid copy of {key} ({asked} nodes answered)")]
-    NotFound {
-        /// The key sought.
-        key: Key,
-        /// How many nodes answered the lookup.
-        asked: usize,
-    },
-    /// The newest copy found is a tombstone: its publisher deleted the item.
-    #[error("deleted: the item under {key} was deleted by its publisher (seq {seq})")]
-    Deleted {
-        /// The key sought.
-        key: Key,
-        /// The tombstone's `seq`.
-        seq: u64,
-    },
-    /// The node has stopped.
-    #[error("the node has stopped")]
-    Stopped,
-}
-
-/// Why a delete failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum DeleteError {
-    /// Neither this node nor the network holds an item of that name published by this node.
-    #[error("nothing to delete: no item named {name:?} published by this node was found")]
-    NotFound {
-        /// The name.
-        name: String,
-    },
-    /// The item is deleted already.
-    #[error("the item named {name:?} is deleted already (seq {seq})")]
-    AlreadyDeleted {
-        /// The name.
-        name: String,
-        /// The tombstone's `seq`.
-        seq: u64,
-    },
-    /// Publishing the tombstone failed.
-    #[error(transparent)]
-    Put(#[from] PutError),
-}
-
-/// Why joining failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BootstrapError {
-    /// No bootstrap node answered and no contact is known.
-    #[error("no bootstrap node answered ({tried} tried) and no other node is known")]
-    NoContact {
-        /// How many addresses were tried.
-        tried: usize,
-    },
-    /// The node has stopped.
-    #[error("the node has stopped")]
-    Stopped,
-}
-
 /// A node's state, as `GET /v1/status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Status {
-    /// Hex node id.
-    pub node_id: String,
-    /// Hex ed25519 public key.
-    pub public_key: String,
+    /// The node's id (hex in JSON).
+    #[serde(with = "hex_id")]
+    pub node_id: NodeId,
+    /// The node's ed25519 public key (hex in JSON).
+    #[serde(with = "hex_public_key")]
+    pub public_key: [u8; 32],
     /// Network name.
     pub network: String,
     /// The address peers connect to.
@@ -186,13 +106,69 @@ pub struct Status {
 
 /// A routing-table contact, as `GET /v1/peers` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PeerInfo {
-    /// Hex node id.
-    pub node_id: String,
+    /// Its id (hex in JSON).
+    #[serde(with = "hex_id")]
+    pub node_id: NodeId,
     /// Where it listens.
     pub addr: SocketAddr,
     /// Seconds since it last answered or sent a verified request.
     pub last_seen_s: u64,
     /// Failed requests in a row.
     pub failures: u32,
+}
+
+/// An id as the hex string every text interface shows.
+mod hex_id {
+    use cairn_core::Id;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(id: &Id, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&id.to_hex())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Id::from_hex(&text).map_err(D::Error::custom)
+    }
+}
+
+/// An ed25519 public key as hex.
+mod hex_public_key {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(key: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&cairn_core::id::to_hex(key))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        cairn_core::id::from_hex(&text)
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| D::Error::custom("expected a public key of 64 hex digits"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_hex_in_json_both_ways() {
+        let peer = PeerInfo {
+            node_id: NodeId::hash(b"a node"),
+            addr: "127.0.0.1:7400".parse().expect("valid"),
+            last_seen_s: 3,
+            failures: 0,
+        };
+        let json = serde_json::to_string(&peer).expect("serializes");
+        let expected = format!(
+            "{{\"node_id\":\"{}\",\"addr\":\"127.0.0.1:7400\",\"last_seen_s\":3,\"failures\":0}}",
+            peer.node_id.to_hex()
+        );
+        assert_eq!(json, expected);
+        let back: PeerInfo = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, peer);
+    }
 }

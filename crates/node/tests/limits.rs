@@ -13,10 +13,7 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 
 async fn node_with(config: Config) -> (Dht, std::net::SocketAddr) {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        ..config
-    };
+    let config = config.listen("127.0.0.1:0".parse().expect("valid"));
     let dht = cairn_node::start(config).await.expect("starts");
     let addr = dht.status().await.expect("running").listen;
     (dht, addr)
@@ -29,10 +26,7 @@ fn ping(id: u64) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_pipelined_requests_all_get_their_answers() {
     // Rate limits aside (their own tests are below), no request may go unanswered.
-    let config = Config {
-        request_rate: cairn_node::Rate::UNLIMITED,
-        ..Config::default()
-    };
+    let config = Config::default().request_rate(cairn_node::Rate::UNLIMITED);
     let (_dht, addr) = node_with(config).await;
     let mut c = Client::connect(addr).await;
     c.handshake().await;
@@ -56,10 +50,7 @@ async fn five_thousand_pipelined_requests_all_get_their_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_slowed_down_not_buffered() {
-    let config = Config {
-        request_rate: cairn_node::Rate::UNLIMITED,
-        ..Config::default()
-    };
+    let config = Config::default().request_rate(cairn_node::Rate::UNLIMITED);
     let (dht, addr) = node_with(config).await;
     let mut greedy = Client::connect(addr).await;
     greedy.handshake().await;
@@ -142,11 +133,7 @@ async fn one_host_holding_1500_idle_connections_does_not_keep_others_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_max_inbound_a_newcomer_evicts_the_unauthenticated_not_the_busy() {
-    let config = Config {
-        max_inbound: 8,
-        max_inbound_per_host: 1_000,
-        ..Config::default()
-    };
+    let config = Config::default().max_inbound(8).max_inbound_per_host(1_000);
     let (dht, addr) = node_with(config).await;
     // An authenticated peer from another host, then silent connections that fill the node.
     let mut early = Client::connect_from("127.0.0.3", addr).await;
@@ -183,10 +170,7 @@ async fn at_max_inbound_a_newcomer_evicts_the_unauthenticated_not_the_busy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshake_not_done_in_time_closes_the_connection() {
-    let config = Config {
-        handshake_timeout: Duration::from_millis(500),
-        ..Config::default()
-    };
+    let config = Config::default().handshake_timeout(Duration::from_millis(500));
     let (dht, addr) = node_with(config).await;
     // `hello` but never `auth`: pipelined requests are answered, but only until the deadline.
     let mut slow = Client::connect(addr).await;
@@ -201,11 +185,9 @@ async fn a_handshake_not_done_in_time_closes_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_busy_serving_requests_are_not_evicted() {
-    let config = Config {
-        max_inbound: 1,
-        request_rate: cairn_node::Rate::UNLIMITED,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .max_inbound(1)
+        .request_rate(cairn_node::Rate::UNLIMITED);
     let (dht, addr) = node_with(config).await;
     // A peer with requests in service (it pipelines and does not read yet).
     let mut busy = Client::connect_from("127.0.0.2", addr).await;
@@ -228,10 +210,7 @@ async fn connections_busy_serving_requests_are_not_evicted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_identities_from_one_address_get_few_places_in_the_table() {
-    let config = Config {
-        max_inbound_per_host: 1_000,
-        ..Config::default()
-    };
+    let config = Config::default().max_inbound_per_host(1_000);
     let (dht, addr) = node_with(config).await;
     for i in 0..300u16 {
         let mut sybil = Client::connect(addr).await;
@@ -246,7 +225,7 @@ async fn three_hundred_identities_from_one_address_get_few_places_in_the_table()
     assert_eq!(status.peers, 10, "one /24 holds 10 places in all");
     // Counted each time one is seen: when its `auth` verifies, and at its ping.
     assert_eq!(status.contacts_crowded_out, 2 * 290);
-    let peers = dht.peers().await;
+    let peers = dht.peers().await.expect("running");
     assert!(peers.iter().all(|p| p.addr.ip().to_string() == "127.0.0.1"));
     // A peer from another network still gets in.
     let mut other = Client::connect_from("127.0.9.1", addr).await;
@@ -336,14 +315,12 @@ async fn a_host_flooding_requests_is_refused_429_and_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_network_fills_only_its_share_of_the_store() {
-    let config = Config {
-        store_rate: cairn_node::Rate::UNLIMITED,
-        limits: cairn_core::store::StoreLimits {
+    let config = Config::default()
+        .store_rate(cairn_node::Rate::UNLIMITED)
+        .limits(cairn_core::store::StoreLimits {
             max_items_per_network: 50,
             ..Default::default()
-        },
-        ..Config::default()
-    };
+        });
     let (dht, addr) = node_with(config).await;
     let mut flood = Client::connect(addr).await;
     flood.handshake().await;
@@ -376,13 +353,10 @@ async fn one_network_fills_only_its_share_of_the_store() {
 async fn under_a_spent_connection_budget_a_connection_is_refused_and_served_once_a_permit_frees() {
     // A test network's nodes share a budget of connection ends; here it has two permits.
     let budget = Arc::new(tokio::sync::Semaphore::new(2));
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        ..Config::default()
-    };
+    let config = Config::default().listen("127.0.0.1:0".parse().expect("valid"));
     let identity = cairn_node::Identity::generate();
-    let storage = cairn_node::Storage::Memory;
-    let dht = cairn_node::start_with_budget(config, identity, storage, budget.clone())
+    let store = cairn_node::cairn_core::MemoryStore::new(config.limits);
+    let dht = cairn_node::start_with_budget(config, identity, store, None, budget.clone())
         .await
         .expect("starts");
     let addr = dht.status().await.expect("running").listen;

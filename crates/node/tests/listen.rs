@@ -96,11 +96,9 @@ async fn nothing_pending(client: &mut Client, ping: u64) {
 }
 
 async fn node_with(protocol: cairn_core::Config) -> (cairn_node::Dht, std::net::SocketAddr) {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        protocol,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .listen("127.0.0.1:0".parse().expect("valid"))
+        .protocol(protocol);
     let dht = cairn_node::start(config).await.expect("starts");
     let addr = dht.status().await.expect("running").listen;
     (dht, addr)
@@ -168,9 +166,7 @@ async fn answer_message(client: &mut Client) -> Message {
 #[tokio::test]
 async fn listen_notifies_each_newer_version_then_unlisten_ends_it() {
     let (dht, addr) = common::node().await;
-    let public_key =
-        cairn_core::id::from_hex(&dht.status().await.expect("running").public_key).expect("hex");
-    let public_key: [u8; 32] = public_key.try_into().expect("32 bytes");
+    let public_key = dht.status().await.expect("running").public_key;
     let key = item_key(&public_key, "doc");
     let first = dht.put_signed("doc", "v1".into(), None).await.expect("put");
 

@@ -5,10 +5,7 @@ use std::time::Duration;
 use cairn_node::{Config, Dht};
 
 fn loopback() -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        ..Config::default()
-    }
+    Config::default().listen("127.0.0.1:0".parse().expect("valid"))
 }
 
 async fn listen_addr(dht: &Dht) -> std::net::SocketAddr {
@@ -44,7 +41,7 @@ async fn two_nodes_put_and_get() {
     assert_eq!(a.status().await.expect("running").peers, 1);
     a.shutdown().await;
     b.shutdown().await;
-    assert!(a.status().await.is_none(), "a stopped");
+    assert!(a.status().await.is_err(), "a stopped");
 }
 
 /// Fifty nodes on loopback addresses, joined, and the seeded RNG that joined them.
@@ -253,18 +250,14 @@ async fn a_watch_sees_puts_and_a_delete_from_another_node_and_outlives_its_liste
     let mut ids = Vec::new();
     for dht in &net.nodes {
         let status = dht.status().await.expect("running");
-        ids.push(cairn_core::Id::from_hex(&status.node_id).expect("hex id"));
+        ids.push(status.node_id);
     }
     let publisher = 1;
-    let public_key = cairn_core::id::from_hex(
-        &net.nodes[publisher]
-            .status()
-            .await
-            .expect("running")
-            .public_key,
-    )
-    .expect("hex");
-    let public_key: [u8; 32] = public_key.try_into().expect("32 bytes");
+    let public_key = net.nodes[publisher]
+        .status()
+        .await
+        .expect("running")
+        .public_key;
     // A name whose closest nodes are neither the publisher nor the watcher, so that both
     // outlive the nodes the watch listens at.
     let watcher = 2;
@@ -317,12 +310,9 @@ async fn a_watch_sees_puts_and_a_delete_from_another_node_and_outlives_its_liste
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ipv6_only_node_and_a_dual_stack_node_interoperate() {
-    let dual = cairn_node::start(Config {
-        also_listen: vec!["[::1]:0".parse().expect("valid")],
-        ..loopback()
-    })
-    .await
-    .expect("the dual-stack node starts");
+    let dual = cairn_node::start(loopback().also_listen(vec!["[::1]:0".parse().expect("valid")]))
+        .await
+        .expect("the dual-stack node starts");
     let addrs = dual.status().await.expect("running").listen_addrs;
     assert_eq!(addrs.len(), 2, "{addrs:?}");
     assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6());
@@ -332,12 +322,9 @@ async fn an_ipv6_only_node_and_a_dual_stack_node_interoperate() {
         "one port, announced in hello"
     );
 
-    let v6 = cairn_node::start(Config {
-        listen: "[::1]:0".parse().expect("valid"),
-        ..Config::default()
-    })
-    .await
-    .expect("the IPv6-only node starts");
+    let v6 = cairn_node::start(Config::default().listen("[::1]:0".parse().expect("valid")))
+        .await
+        .expect("the IPv6-only node starts");
     let v4 = cairn_node::start(loopback())
         .await
         .expect("the IPv4 node starts");
@@ -350,10 +337,22 @@ async fn an_ipv6_only_node_and_a_dual_stack_node_interoperate() {
     // Each is stored under the address family it came over.
     let v6_addr = listen_addr(&v6).await;
     let v4_addr = listen_addr(&v4).await;
-    let seen: Vec<std::net::SocketAddr> = dual.peers().await.into_iter().map(|p| p.addr).collect();
+    let seen: Vec<std::net::SocketAddr> = dual
+        .peers()
+        .await
+        .expect("running")
+        .into_iter()
+        .map(|p| p.addr)
+        .collect();
     assert!(seen.contains(&v6_addr), "{seen:?} lacks {v6_addr}");
     assert!(seen.contains(&v4_addr), "{seen:?} lacks {v4_addr}");
-    let from_v6: Vec<std::net::SocketAddr> = v6.peers().await.into_iter().map(|p| p.addr).collect();
+    let from_v6: Vec<std::net::SocketAddr> = v6
+        .peers()
+        .await
+        .expect("running")
+        .into_iter()
+        .map(|p| p.addr)
+        .collect();
     assert!(
         from_v6.contains(&addrs[1]),
         "the IPv6 node knows the dual one by IPv6: {from_v6:?}"

@@ -178,14 +178,12 @@ async fn metrics_count_what_the_node_did_and_agree_with_its_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_host_is_counted_and_an_honest_one_is_not() {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        request_rate: cairn_node::Rate {
+    let config = Config::default()
+        .listen("127.0.0.1:0".parse().expect("valid"))
+        .request_rate(cairn_node::Rate {
             per_second: 0.001,
             burst: 3.0,
-        },
-        ..Config::default()
-    };
+        });
     let dht = cairn_node::start(config).await.expect("starts");
     let addr = dht.status().await.expect("running").listen;
     let api = free_addr();
@@ -243,9 +241,12 @@ async fn the_ring_items_and_page_show_what_the_node_knows_and_holds() {
     let (code, _, body) = http_get(api, "/v1/ring").await;
     assert_eq!(code, 200);
     let ring: Ring = serde_json::from_str(&body).expect("a ring");
-    assert_eq!(ring.center.as_deref(), Some(status.node_id.as_str()));
+    assert_eq!(
+        ring.center.as_deref(),
+        Some(status.node_id.to_hex().as_str())
+    );
     assert_eq!(ring.nodes.len(), 5, "itself and its four contacts");
-    assert_eq!(ring.nodes[0].id, status.node_id);
+    assert_eq!(ring.nodes[0].id, status.node_id.to_hex());
     assert!(ring.nodes[1..].iter().all(|n| n.bucket.is_some()));
     assert!(
         ring.items
@@ -325,11 +326,11 @@ async fn the_feed_follows_a_lookup_from_start_through_its_hops_to_its_end() {
     let ids: HashMap<String, usize> = {
         let mut ids = HashMap::new();
         for (i, node) in net.nodes.iter().enumerate() {
-            ids.insert(node.status().await.expect("running").node_id, i);
+            ids.insert(node.status().await.expect("running").node_id.to_hex(), i);
         }
         ids
     };
-    let own = dht.status().await.expect("running").node_id;
+    let own = dht.status().await.expect("running").node_id.to_hex();
     let (started, ready) = tokio::sync::oneshot::channel();
     let reader = tokio::spawn(read_events(api, started, |seen| {
         seen.iter()
@@ -339,7 +340,7 @@ async fn the_feed_follows_a_lookup_from_start_through_its_hops_to_its_end() {
     let _ = tokio::time::timeout(Duration::from_secs(10), ready).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let target = cairn_core::Id::hash(b"somewhere");
-    dht.find_node(target).await;
+    dht.find_node(target).await.expect("running");
     let seen = reader.await.expect("the reader ends");
 
     let query = seen

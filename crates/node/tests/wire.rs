@@ -287,12 +287,10 @@ async fn a_listener_with_a_forged_welcome_is_not_joined() {
 }
 
 async fn node_with(read_timeout: Duration, idle_timeout: Duration) -> (Dht, std::net::SocketAddr) {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        read_timeout,
-        idle_timeout,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .listen("127.0.0.1:0".parse().expect("valid"))
+        .read_timeout(read_timeout)
+        .idle_timeout(idle_timeout);
     let dht = cairn_node::start(config).await.expect("starts");
     let addr = dht.status().await.expect("running").listen;
     (dht, addr)
@@ -356,11 +354,9 @@ async fn a_store_in_flight_at_shutdown_is_still_answered() {
 
 #[tokio::test]
 async fn at_max_inbound_an_idle_connection_makes_way_and_is_counted() {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        max_inbound: 1,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .listen("127.0.0.1:0".parse().expect("valid"))
+        .max_inbound(1);
     let dht = cairn_node::start(config).await.expect("starts");
     let addr = dht.status().await.expect("running").listen;
     let mut first = Client::connect(addr).await;
@@ -442,12 +438,15 @@ async fn a_dialer_whose_requests_came_before_auth_enters_the_table_when_auth_ver
     c.hello_welcome().await;
     // Pipelined ahead of `auth`: answered, but the dialer is not proved yet.
     assert_eq!(c.ping(1).await, common::pong(1));
-    assert!(dht.peers().await.is_empty(), "not before auth");
+    assert!(
+        dht.peers().await.expect("running").is_empty(),
+        "not before auth"
+    );
     c.auth().await;
-    let id = cairn_core::NodeId::of_public_key(&c.key.verifying_key().to_bytes()).to_hex();
+    let id = cairn_core::NodeId::of_public_key(&c.key.verifying_key().to_bytes());
     let mut known = false;
     for _ in 0..100 {
-        let peers = dht.peers().await;
+        let peers = dht.peers().await.expect("running");
         if peers
             .iter()
             .any(|p| p.node_id == id && p.addr.port() == 7999)

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_node::{Config, Dht, Identity, Storage};
+use cairn_node::cairn_core::MemoryStore;
+use cairn_node::{Config, Dht, Identity};
 use cairn_report::resident_bytes_from_statm;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -77,18 +78,18 @@ impl Testnet {
         let mut nodes = Vec::with_capacity(count);
         let mut addrs = Vec::with_capacity(count);
         for i in (0..count).map(|n| first + n * stride.max(1)) {
-            let config = Config {
-                listen: SocketAddr::new(loopback_host(i), 0),
-                max_outbound: per_node,
+            let config = Config::default()
+                .listen(SocketAddr::new(loopback_host(i), 0))
+                .max_outbound(per_node)
                 // A node's pool is bounded by its share of the budget, so connections can stay
                 // open between operations rather than be set up again for the next one.
-                idle_timeout: Duration::from_secs(30),
-                ..Config::default()
-            };
+                .idle_timeout(Duration::from_secs(30));
+            let store = MemoryStore::new(config.limits);
             let dht = cairn_node::start_with_budget(
                 config,
                 Identity::generate(),
-                Storage::Memory,
+                store,
+                None,
                 shared.clone(),
             )
             .await?;
@@ -141,7 +142,7 @@ impl Testnet {
             ..Totals::default()
         };
         for dht in &self.nodes {
-            if let Some(s) = dht.status().await {
+            if let Ok(s) = dht.status().await {
                 totals.requests_sent += s.requests_sent;
                 totals.connections_opened += s.connections_opened;
                 totals.budget_exhausted += s.connection_budget_exhausted;

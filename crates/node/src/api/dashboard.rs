@@ -10,7 +10,6 @@
 //! - `GET /metrics`: every metric in the OpenMetrics text format.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -22,10 +21,9 @@ use axum::routing::get;
 use futures_util::Stream;
 use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{Api, ApiError, parse_key};
-use crate::activity::{Activity, RECENT_OPERATIONS};
+use crate::activity::{Activity, ActivityError, ActivityFeed, RECENT_OPERATIONS};
 use crate::view::{HeldItem, MAX_LISTED, Ring};
 
 const INDEX: &str = include_str!("dashboard/index.html");
@@ -64,14 +62,14 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
-async fn metrics(State(api): State<Api>) -> Response {
-    let text = api.dht.metrics().await;
+async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+    let text = api.dht.metrics().await?;
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    (
+    Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
         text,
     )
-        .into_response()
+        .into_response())
 }
 
 /// The nodes whose ring and activity the dashboard shows.
@@ -82,15 +80,16 @@ fn shown(api: &Api) -> Vec<crate::Dht> {
     }
 }
 
-async fn ring(State(api): State<Api>) -> axum::Json<Ring> {
+async fn ring(State(api): State<Api>) -> Result<axum::Json<Ring>, ApiError> {
     if api.network.is_none() {
-        return axum::Json(api.dht.ring().await);
+        return Ok(axum::Json(api.dht.ring().await?));
     }
     let mut rings = Vec::new();
     for dht in shown(&api) {
-        rings.push(dht.ring().await);
+        // A node of the network that stopped is no longer on the ring.
+        rings.extend(dht.ring().await.ok());
     }
-    axum::Json(Ring::of_network(rings))
+    Ok(axum::Json(Ring::of_network(rings)))
 }
 
 #[derive(Deserialize)]
@@ -106,20 +105,18 @@ async fn items(
     let Query(params) = params?;
     let after = params.after.as_deref().map(parse_key).transpose()?;
     let limit = params.limit.unwrap_or(MAX_LISTED);
-    Ok(axum::Json(api.dht.items(after, limit).await))
+    Ok(axum::Json(api.dht.items(after, limit).await?))
 }
 
-type Feed = broadcast::Receiver<Arc<Activity>>;
-
 /// One node's live events as a stream; a lag becomes one `lagged` event.
-fn live(feed: Feed) -> impl Stream<Item = SseEvent> + Send {
+fn live(feed: ActivityFeed) -> impl Stream<Item = SseEvent> + Send {
     stream::unfold(feed, |mut feed| async move {
         let event = match feed.recv().await {
             Ok(activity) => data(&activity),
-            Err(RecvError::Lagged(missed)) => SseEvent::default()
+            Err(ActivityError::Lagged { missed }) => SseEvent::default()
                 .event("lagged")
                 .data(format!("{{\"missed\":{missed}}}")),
-            Err(RecvError::Closed) => return None,
+            Err(_) => return None,
         };
         Some((event, feed))
     })
@@ -135,8 +132,8 @@ async fn events(State(api): State<Api>) -> Response {
     let mut recent = Vec::new();
     let mut feeds = Vec::new();
     for dht in shown(&api) {
-        let (done, feed) = dht.activity();
-        recent.extend(done);
+        let feed = dht.activity();
+        recent.extend(feed.recent().iter().cloned());
         feeds.push(live(feed).boxed());
     }
     recent.sort_by_key(|a| match **a {

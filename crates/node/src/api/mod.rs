@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::dht::Dht;
-use crate::outcome::{DeleteError, GetError, PutError, PutReceipt};
+use crate::error::{DeleteError, GetError, PutError, Stopped, WatchError};
+use crate::outcome::PutReceipt;
 
 /// The answer to a publish (`PUT /v1/items/{name}` or `POST /v1/blobs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,18 +109,14 @@ impl From<PutError> for ApiError {
     fn from(e: PutError) -> Self {
         let status = match &e {
             PutError::Invalid(_) => StatusCode::BAD_REQUEST,
-            PutError::Refused(cairn_core::node::PutError::TooLarge { .. }) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            PutError::Refused(cairn_core::node::PutError::Local(e)) => match e.code() {
+            PutError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PutError::Refused(e) => match e.code() {
                 ErrorCode::CONFLICT => StatusCode::CONFLICT,
                 ErrorCode::OVER_LIMIT => StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::BAD_REQUEST => StatusCode::BAD_REQUEST,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            PutError::NotDurable(_) | PutError::Refused(cairn_core::node::PutError::NotDurable) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            PutError::NotDurable(_) | PutError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PutError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())
@@ -132,6 +129,7 @@ impl From<GetError> for ApiError {
             GetError::NotFound { .. } => StatusCode::NOT_FOUND,
             GetError::Deleted { seq, .. } => return ApiError::deleted(e.to_string(), seq),
             GetError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            GetError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
     }
@@ -143,7 +141,22 @@ impl From<DeleteError> for ApiError {
             DeleteError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             DeleteError::AlreadyDeleted { seq, .. } => ApiError::deleted(e.to_string(), seq),
             DeleteError::Put(e) => e.into(),
+            DeleteError::Stopped => Stopped.into(),
         }
+    }
+}
+
+impl From<WatchError> for ApiError {
+    fn from(e: WatchError) -> Self {
+        match e {
+            WatchError::Stopped => Stopped.into(),
+        }
+    }
+}
+
+impl From<Stopped> for ApiError {
+    fn from(e: Stopped) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
     }
 }
 
@@ -212,12 +225,7 @@ pub async fn serve_router(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
     Ok(tokio::spawn(async move {
-        let stopped = async move {
-            // The node is gone once status stops answering; poll cheaply.
-            while dht.status().await.is_some() {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        };
+        let stopped = async move { dht.closed().await };
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stopped)
             .await
@@ -241,7 +249,7 @@ async fn put_item(
     let (Path(name), Query(params), body) = (name?, params?, body?);
     let ttl = params.ttl.map(Duration::from_secs);
     let receipt = dht.put_signed(&name, body, ttl).await?;
-    let public_key = dht.status().await.map(|s| s.public_key);
+    let public_key = publisher(&dht).await;
     Ok(axum::Json(Published {
         public_key,
         name: Some(name),
@@ -257,12 +265,18 @@ async fn delete_item(
     let (Path(name), Query(params)) = (name?, params?);
     let ttl = params.ttl.map(Duration::from_secs);
     let receipt = dht.delete(&name, ttl).await?;
-    let public_key = dht.status().await.map(|s| s.public_key);
+    let public_key = publisher(&dht).await;
     Ok(axum::Json(Published {
         public_key,
         name: Some(name),
         ..published(&receipt)
     }))
+}
+
+/// The hex public key this node signs with, if it still runs.
+async fn publisher(dht: &Dht) -> Option<String> {
+    let status = dht.status().await.ok()?;
+    Some(cairn_core::id::to_hex(&status.public_key))
 }
 
 fn published(receipt: &PutReceipt) -> Published {
@@ -381,10 +395,7 @@ async fn watch_item(
 /// Server-Sent Events, one per version: `event: value` for a value, `event: deleted` for a
 /// tombstone, each with a [`WatchUpdate`] as JSON data and the `seq` as the event id.
 async fn watch_stream(dht: Dht, key: Id) -> Result<Response, ApiError> {
-    let watch = dht
-        .watch(key)
-        .await
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node has stopped"))?;
+    let watch = dht.watch(key).await?;
     let events = futures_util::stream::unfold(watch, |mut watch| async move {
         let item = watch.next().await?;
         let name = if item.is_tombstone() {
@@ -429,13 +440,9 @@ async fn get_key(
 }
 
 async fn status(State(dht): State<Dht>) -> Result<Response, ApiError> {
-    let status = dht
-        .status()
-        .await
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node has stopped"))?;
-    Ok(axum::Json(status).into_response())
+    Ok(axum::Json(dht.status().await?).into_response())
 }
 
-async fn peers(State(dht): State<Dht>) -> Response {
-    axum::Json(dht.peers().await).into_response()
+async fn peers(State(dht): State<Dht>) -> Result<Response, ApiError> {
+    Ok(axum::Json(dht.peers().await?).into_response())
 }

@@ -12,9 +12,8 @@ use cairn_core::node::{Requester, WatchId};
 use cairn_core::{Item, Key, NodeId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::outcome::{
-    BootstrapError, DeleteError, Found, GetError, PeerInfo, PutError, PutReceipt, Status,
-};
+use crate::error::{BootstrapError, DeleteError, FindNodeError, GetError, PutError};
+use crate::outcome::{Found, PeerInfo, PutReceipt, Status};
 
 /// A command for the driver, with the channel its answer goes back on.
 pub(crate) enum Command {
@@ -47,7 +46,7 @@ pub(crate) enum Command {
     },
     FindNode {
         target: NodeId,
-        reply: oneshot::Sender<Vec<Contact>>,
+        reply: oneshot::Sender<Result<Vec<Contact>, FindNodeError>>,
     },
     Bootstrap {
         seeds: Vec<SocketAddr>,
@@ -55,6 +54,10 @@ pub(crate) enum Command {
     },
     Status {
         reply: oneshot::Sender<Status>,
+    },
+    /// Bring the metrics that mirror the node's state up to date (before a scrape).
+    UpdateGauges {
+        reply: oneshot::Sender<()>,
     },
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,

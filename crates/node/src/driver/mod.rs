@@ -29,15 +29,17 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::clock::Clock;
 use crate::connection;
-use crate::outcome::{DeleteError, PeerInfo, PutError, PutReceipt, Status};
+use crate::error::{DeleteError, PutError};
+use crate::outcome::{PeerInfo, PutReceipt, Status};
 use crate::shared::Shared;
-use crate::store::{CommitReceiver, Committed, NodeStore};
+use crate::store::{CommitReceiver, Committed};
 use inbox::{Command, ToDriver};
 use pool::Pool;
 use waiters::{Waiter, Waiters};
 
-pub(crate) struct Driver {
-    node: Node<NodeStore>,
+/// The driver of a node keeping its items in `S`.
+pub(crate) struct Driver<S: Store> {
+    node: Node<S>,
     shared: Arc<Shared>,
     clock: Clock,
     commands: mpsc::Receiver<Box<Command>>,
@@ -81,9 +83,9 @@ async fn next_commit(commits: &mut Option<CommitReceiver>) -> Option<Committed> 
     }
 }
 
-impl Driver {
+impl<S: Store> Driver<S> {
     pub(crate) fn new(
-        node: Node<NodeStore>,
+        node: Node<S>,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Box<Command>>,
         inbound: mpsc::Receiver<Box<ToDriver>>,
@@ -260,6 +262,11 @@ impl Driver {
                 let _ = reply.send(self.status());
                 return;
             }
+            Command::UpdateGauges { reply } => {
+                self.update_gauges();
+                let _ = reply.send(());
+                return;
+            }
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers());
                 return;
@@ -365,7 +372,7 @@ impl Driver {
                 self.waiters.insert(query, Waiter::Put(put_reply));
                 tokio::spawn(async move {
                     let result = receipt.await.unwrap_or(Err(PutError::Stopped));
-                    let _ = reply.send(result.map_err(DeleteError::Put));
+                    let _ = reply.send(result.map_err(DeleteError::from));
                 });
             }
             Err(e) => {
@@ -448,11 +455,10 @@ impl Driver {
     fn status(&self) -> Status {
         let stats = self.node.stats();
         let counters = &*self.shared.metrics;
-        self.update_gauges();
         let count = |counter: &prometheus_client::metrics::counter::Counter| counter.get();
         Status {
-            node_id: self.node.id().to_hex(),
-            public_key: cairn_core::id::to_hex(&self.shared.identity.public_key()),
+            node_id: *self.node.id(),
+            public_key: self.shared.identity.public_key(),
             network: self.shared.config.network.to_string(),
             listen: SocketAddr::new(self.shared.config.listen.ip(), self.shared.listen_port),
             listen_addrs: self.shared.listening.clone(),
@@ -554,7 +560,7 @@ impl Driver {
             .routing_table()
             .entries()
             .map(|e| PeerInfo {
-                node_id: e.contact.id.to_hex(),
+                node_id: e.contact.id,
                 addr: e.contact.addr,
                 last_seen_s: now.since(e.last_seen).as_secs(),
                 failures: e.failures,

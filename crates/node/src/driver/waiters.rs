@@ -4,28 +4,70 @@
 //! A command's completion event becomes its caller's reply here. A `stored` answer to a peer
 //! or a put's receipt whose local copy is not yet durable is held under its [`CommitId`] and
 //! released when the store reports that commit: as it was if the commit is durable, as an
-//! error 500 (peer) or [`PutError::NotDurable`] (caller) if it failed.
+//! error 500 (peer) or [`PutError::NotDurable`] (caller) if it failed. The core's outcomes
+//! become the caller's errors in [`crate::error`].
 
 use std::collections::HashMap;
 
 use cairn_core::message::{ErrorCode, ErrorReply, Message, Response};
 use cairn_core::node::{Answer, Event};
 use cairn_core::store::CommitId;
-use cairn_core::{Contact, Item, QueryId};
+use cairn_core::{Contact, QueryId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::outcome::{BootstrapError, Found, GetError, PutError, PutReceipt};
+use crate::error::{
+    BootstrapError, FindNodeError, GetError, MismatchedEvent, PutError, bootstrap_outcome,
+    get_outcome, mismatched, put_error,
+};
+use crate::outcome::{Found, PutReceipt};
 use crate::store::CommitError;
 
 /// Who is waiting for a command to finish.
 pub(super) enum Waiter {
     Put(oneshot::Sender<Result<PutReceipt, PutError>>),
     Get(oneshot::Sender<Result<Found, GetError>>),
-    FindNode(oneshot::Sender<Vec<Contact>>),
+    FindNode(oneshot::Sender<Result<Vec<Contact>, FindNodeError>>),
     Bootstrap {
         reply: oneshot::Sender<Result<usize, BootstrapError>>,
         tried: usize,
     },
+}
+
+impl Waiter {
+    /// The kind of command waited for.
+    fn kind(&self) -> &'static str {
+        match self {
+            Waiter::Put(_) => "put",
+            Waiter::Get(_) => "get",
+            Waiter::FindNode(_) => "find_node",
+            Waiter::Bootstrap { .. } => "bootstrap",
+        }
+    }
+
+    /// Tells the caller that its command ended with another command's kind of event.
+    fn mismatched(self, bug: MismatchedEvent) {
+        tracing::error!("{bug}");
+        // A caller that gave up hears nothing, as with any reply.
+        match self {
+            Waiter::Put(reply) => drop(reply.send(Err(PutError::Internal(bug)))),
+            Waiter::Get(reply) => drop(reply.send(Err(GetError::Internal(bug)))),
+            Waiter::FindNode(reply) => drop(reply.send(Err(FindNodeError::Internal(bug)))),
+            Waiter::Bootstrap { reply, .. } => {
+                drop(reply.send(Err(BootstrapError::Internal(bug))));
+            }
+        }
+    }
+}
+
+/// The kind of command an event completes.
+fn event_kind(event: &Event) -> &'static str {
+    match event {
+        Event::PutDone { .. } => "put",
+        Event::GetDone { .. } => "get",
+        Event::FindNodeDone { .. } => "find_node",
+        Event::BootstrapDone { .. } => "bootstrap",
+        _ => "other",
+    }
 }
 
 /// An answer that may go out only once a commit is durable.
@@ -53,6 +95,9 @@ pub(super) struct Waiters {
     /// Several answers may wait on one commit: a copy stored again before its first commit
     /// landed waits on that commit.
     held: HashMap<CommitId, Vec<Held>>,
+    /// Why the store's latest failed commit failed: the reason of a put whose commit failed
+    /// while its lookup ran (the core reports that failure without one).
+    failed_commit: Option<CommitError>,
 }
 
 impl Waiters {
@@ -102,7 +147,10 @@ impl Waiters {
 
     /// Turns a command's completion event into its caller's reply.
     pub(super) fn event(&mut self, event: Event) {
-        let Some(waiter) = event.query().and_then(|q| self.commands.remove(&q)) else {
+        let Some((query, waiter)) = event
+            .query()
+            .and_then(|q| self.commands.remove(&q).map(|w| (q, w)))
+        else {
             return;
         };
         match (event, waiter) {
@@ -126,7 +174,7 @@ impl Waiters {
                         replicas,
                         stats,
                     })
-                    .map_err(PutError::from);
+                    .map_err(|e| put_error(e, self.failed_commit.as_ref()));
                 match commit {
                     Some(commit) => self
                         .held
@@ -144,22 +192,18 @@ impl Waiters {
                 },
                 Waiter::Get(reply),
             ) => {
-                let found = match result {
-                    Ok(Item::Tombstone(t)) => Err(GetError::Deleted { key, seq: t.seq() }),
-                    Ok(item) => Ok(Found { item, stats }),
-                    Err(cairn_core::node::GetError::NotFound { asked, .. }) => {
-                        Err(GetError::NotFound { key, asked })
-                    }
-                };
-                let _ = reply.send(found);
+                let _ = reply.send(get_outcome(key, result, stats));
             }
             (Event::FindNodeDone { closest, .. }, Waiter::FindNode(reply)) => {
-                let _ = reply.send(closest);
+                let _ = reply.send(Ok(closest));
             }
             (Event::BootstrapDone { result, .. }, Waiter::Bootstrap { reply, tried }) => {
-                let _ = reply.send(result.map_err(|_| BootstrapError::NoContact { tried }));
+                let _ = reply.send(bootstrap_outcome(result, tried));
             }
-            _ => tracing::error!("a command finished with an event of another kind"),
+            (event, waiter) => {
+                let bug = mismatched(query, waiter.kind(), event_kind(&event));
+                waiter.mismatched(bug);
+            }
         }
     }
 
@@ -171,6 +215,9 @@ impl Waiters {
         result: &Result<(), CommitError>,
         room: usize,
     ) {
+        if let Err(e) = result {
+            self.failed_commit = Some(e.clone());
+        }
         for held in self.held.remove(&commit).unwrap_or_default() {
             match (held, result) {
                 (Held::Stored { id, reply }, Ok(())) => {
@@ -223,5 +270,82 @@ fn send_held(reply: mpsc::Sender<Box<Message>>, id: u64, response: Response) {
         tokio::spawn(async move {
             let _ = reply.send(message).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_core::Key;
+    use cairn_core::node::QueryStats;
+
+    use super::*;
+
+    fn put_done(
+        query: u64,
+        result: Result<usize, cairn_core::node::PutError>,
+        commit: Option<CommitId>,
+    ) -> Event {
+        Event::PutDone {
+            query: QueryId(query),
+            key: Key::hash(b"a key"),
+            seq: None,
+            expires: 0,
+            result,
+            commit,
+            stats: QueryStats::default(),
+        }
+    }
+
+    fn disk_failure() -> CommitError {
+        CommitError::Database(Arc::new(::redb::Error::Io(std::io::Error::other(
+            "the disk is on fire",
+        ))))
+    }
+
+    fn not_durable_reason(answer: Result<PutReceipt, PutError>) -> String {
+        match answer {
+            Err(PutError::NotDurable(reason)) => reason.to_string(),
+            other => panic!("expected NotDurable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_is_not_durable_with_its_reason_whenever_it_is_reported() {
+        let mut waiters = Waiters::default();
+        // Reported after the lookup: the receipt waited on the commit.
+        let (reply, mut after) = oneshot::channel();
+        waiters.insert(QueryId(1), Waiter::Put(reply));
+        waiters.event(put_done(1, Ok(3), Some(CommitId(10))));
+        waiters.committed(CommitId(10), &Err(disk_failure()), 1);
+        let after = not_durable_reason(after.try_recv().expect("answered"));
+        // Reported while the lookup ran: the core says only that the commit failed.
+        let (reply, mut during) = oneshot::channel();
+        waiters.insert(QueryId(2), Waiter::Put(reply));
+        waiters.committed(CommitId(11), &Err(disk_failure()), 1);
+        let failed = Err(cairn_core::node::PutError::NotDurable);
+        waiters.event(put_done(2, failed, None));
+        let during = not_durable_reason(during.try_recv().expect("answered"));
+        assert_eq!(during, after);
+        assert!(during.contains("the disk is on fire"), "{during}");
+    }
+
+    #[test]
+    fn a_command_ended_by_another_kinds_event_tells_its_caller_why() {
+        let mut waiters = Waiters::default();
+        let (reply, mut answer) = oneshot::channel();
+        waiters.insert(QueryId(7), Waiter::Get(reply));
+        waiters.event(put_done(7, Ok(1), None));
+        let bug = MismatchedEvent {
+            query: 7,
+            expected: "get",
+            event: "put",
+        };
+        assert_eq!(
+            answer.try_recv().expect("answered"),
+            Err(GetError::Internal(bug))
+        );
+        assert!(waiters.is_empty());
     }
 }

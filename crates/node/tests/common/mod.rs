@@ -127,10 +127,7 @@ pub struct Client {
 }
 
 pub async fn node() -> (Dht, std::net::SocketAddr) {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        ..Config::default()
-    };
+    let config = Config::default().listen("127.0.0.1:0".parse().expect("valid"));
     let dht = cairn_node::start(config).await.expect("starts");
     let addr = dht.status().await.expect("running").listen;
     (dht, addr)
@@ -141,11 +138,9 @@ pub async fn node() -> (Dht, std::net::SocketAddr) {
 pub async fn durable_node(name: &str) -> (Dht, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("cairn-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("valid"),
-        data_dir: Some(dir.clone()),
-        ..Config::default()
-    };
+    let config = Config::default()
+        .listen("127.0.0.1:0".parse().expect("valid"))
+        .data_dir(dir.clone());
     (cairn_node::start(config).await.expect("starts"), dir)
 }
 
