@@ -492,7 +492,10 @@ impl Sim {
 
     /// Whether node `index` holds a valid copy of `key` now.
     pub fn holds(&self, index: usize, key: &Key) -> bool {
-        self.nodes[index].node.store().get(key, self.now).is_some()
+        matches!(
+            self.nodes[index].node.store().get(key, self.now),
+            Ok(Some(_))
+        )
     }
 
     /// The indices of the `n` live nodes closest to `key`.
@@ -699,7 +702,12 @@ impl Sim {
         };
         if self.nodes[to].malicious {
             let held = match &request {
-                Request::FindValue { key } => self.nodes[to].node.store().get(key, self.now),
+                Request::FindValue { key } => self.nodes[to]
+                    .node
+                    .store()
+                    .get(key, self.now)
+                    .ok()
+                    .flatten(),
                 _ => None,
             };
             let response = adversary::answer(&self.adversaries, held, &request);

@@ -170,7 +170,7 @@ impl<S: Store> Node<S> {
                 return;
             };
             let plan = match task {
-                Task::Store(key) => match self.store.get(&key, now) {
+                Task::Store(key) => match self.store.get(&key, now).ok().flatten() {
                     Some(item) => QueryKind::put(item, self.start_lookup(now, &key), Ok(None)),
                     None => continue,
                 },

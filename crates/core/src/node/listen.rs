@@ -140,7 +140,7 @@ impl<S: Store> Node<S> {
         };
         // A copy newer than the dialer's goes out at once (after the `listening` answer: the
         // driver sends answers before notifications).
-        if let Some(item) = self.store.get(&key, now) {
+        if let Some(item) = self.store.get(&key, now).ok().flatten() {
             if sub.wants(&item) {
                 sub.reported = Some(item.seq().unwrap_or(0));
                 self.notifications.push_back(Notification {

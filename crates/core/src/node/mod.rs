@@ -545,7 +545,7 @@ impl<S: Store> Node<S> {
     /// Starts a get of the item under `key`.
     pub fn get(&mut self, now: Time, key: Key) -> QueryId {
         self.start_housekeeping(now);
-        let local = self.store.get(&key, now);
+        let local = self.store.get(&key, now).ok().flatten();
         let plan = QueryKind::get(key, self.start_lookup(now, &key), local);
         self.start(now, plan)
     }

@@ -41,7 +41,12 @@ impl<S: Store> Node<S> {
         ttl: Option<Duration>,
     ) -> Result<QueryId, ItemError> {
         let item_key = signed_key(&key.verifying_key().to_bytes(), name);
-        let held = self.store.get(&item_key, now).and_then(|item| item.seq());
+        let held = self
+            .store
+            .get(&item_key, now)
+            .ok()
+            .flatten()
+            .and_then(|item| item.seq());
         let item = SignedItem::sign(key, name, value, next_seq(now, held), expiry(now, ttl))?;
         Ok(self.put(now, item.into()))
     }
@@ -59,7 +64,12 @@ impl<S: Store> Node<S> {
         ttl: Option<Duration>,
     ) -> Result<QueryId, ItemError> {
         let item_key = signed_key(&key.verifying_key().to_bytes(), name);
-        let local = self.store.get(&item_key, now).and_then(|item| item.seq());
+        let local = self
+            .store
+            .get(&item_key, now)
+            .ok()
+            .flatten()
+            .and_then(|item| item.seq());
         let held = local.max(found);
         let tombstone = Tombstone::sign(key, name, next_seq(now, held), expiry(now, ttl))?;
         Ok(self.put(now, tombstone.into()))
@@ -115,7 +125,11 @@ mod tests {
         let second = node.publish(NOW, &key, "doc", Bytes::from_static(b"b"), None);
         assert!(first.is_ok() && second.is_ok());
         let item_key = signed_key(&key.verifying_key().to_bytes(), "doc");
-        let held = node.store().get(&item_key, NOW).expect("stored locally");
+        let held = node
+            .store()
+            .get(&item_key, NOW)
+            .expect("readable")
+            .expect("stored locally");
         assert_eq!(held.value().as_ref(), b"b");
         assert_eq!(held.seq(), Some(1_800_000_000_124));
         let done: Vec<_> = std::iter::from_fn(|| node.poll_event())

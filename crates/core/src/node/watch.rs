@@ -77,7 +77,7 @@ impl<S: Store> Node<S> {
         let id = WatchId(self.watches.next);
         // The node's own copy counts, as it does for a get.
         let mut last = None;
-        if let Some(item) = self.store.get(&key, now) {
+        if let Some(item) = self.store.get(&key, now).ok().flatten() {
             last = Some(item.seq().unwrap_or(0));
             self.events
                 .push_back(Event::WatchUpdate { watch: id, item });

@@ -21,7 +21,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use cairn_core::message::{Message, Request};
-use cairn_core::node::{Event, Transmit, WatchId};
+use cairn_core::node::{Event, GetError, Transmit, WatchId};
 use cairn_core::store::CommitOutcome;
 use cairn_core::{Item, Node, QueryId, Store};
 use tokio::sync::{mpsc, oneshot};
@@ -329,15 +329,19 @@ impl Driver {
     /// Deletes the item `pending.name` of this node: with the `seq` held here, or else with
     /// the one a get found (`found`, once it ran); refuses when nothing is found or it is
     /// deleted already.
-    fn delete(&mut self, pending: PendingDelete, found: Option<Result<Item, ()>>) {
+    fn delete(&mut self, pending: PendingDelete, found: Option<Result<Item, GetError>>) {
         let now = self.clock.now();
         let public_key = self.shared.identity.public_key();
         let key = cairn_core::item::signed_key(&public_key, &pending.name);
         let newest = match found {
+            // The get's only failure is that no node holds a copy.
             Some(found) => found.ok(),
             None => match self.node.store().get(&key, now) {
-                Some(item) => Some(item),
-                None => {
+                Ok(Some(item)) => Some(item),
+                held => {
+                    if let Err(e) = held {
+                        tracing::warn!("delete of {:?}: {e}; asking the network", pending.name);
+                    }
                     let query = self.node.get(now, key);
                     self.deletes.insert(query, pending);
                     return;
@@ -432,7 +436,7 @@ impl Driver {
                     }
                     Event::GetDone { query, result, .. } if self.deletes.contains_key(&query) => {
                         if let Some(pending) = self.deletes.remove(&query) {
-                            self.delete(pending, Some(result.map_err(|_| ())));
+                            self.delete(pending, Some(result));
                             again = true;
                         }
                     }

@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use ::redb::{Database, ReadableTable, StorageBackend, TableDefinition};
 use cairn_core::item::{Resolution, Summary};
 use cairn_core::store::{
-    CommitId, CommitOutcome, Ledger, Listed, Origin, StoreError, StoreLimits, Written,
+    CommitId, CommitOutcome, Holdings, Ledger, Origin, ReadError, StoreError, StoreLimits, Written,
 };
 use cairn_core::subnet::Prefix;
 use cairn_core::{Item, Key, Store, Time, wire};
@@ -251,25 +251,27 @@ impl RedbStore {
     /// The item under `key` as committed on disk: the copy `summary` describes, which was
     /// verified when it was stored or when the store opened, is recognised by hashes; any other
     /// bytes are verified again, and not served unless they verify.
-    fn read(&self, key: &Key, summary: &Summary) -> Option<Item> {
-        let found = (|| -> Result<Option<Vec<u8>>, String> {
-            let read = self.db.begin_read().map_err(db_text)?;
-            let table = read.open_table(ITEMS).map_err(db_text)?;
-            let value = table.get(key.as_bytes().as_slice()).map_err(db_text)?;
+    fn read(&self, key: &Key, summary: &Summary) -> Result<Option<Item>, ReadError> {
+        let found = (|| -> Result<Option<Vec<u8>>, ::redb::Error> {
+            let read = self.db.begin_read()?;
+            let table = read.open_table(ITEMS)?;
+            let value = table.get(key.as_bytes().as_slice())?;
             Ok(value.map(|v| v.value().to_vec()))
         })();
-        match found {
-            Ok(Some(bytes)) => match wire::decode_known_item(&bytes, key, summary) {
-                Ok(item) if item.key() == key && summary.describes(&item) => Some(item),
-                _ => {
-                    tracing::warn!(%key, "an item on disk no longer verifies; not served");
-                    None
-                }
-            },
-            Ok(None) => None,
+        let bytes = match found {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
             Err(e) => {
                 tracing::warn!(%key, "cannot read an item from the store: {e}");
-                None
+                let source = Arc::new(e);
+                return Err(ReadError::Storage { key: *key, source });
+            }
+        };
+        match wire::decode_known_item(&bytes, key, summary) {
+            Ok(item) if item.key() == key && summary.describes(&item) => Ok(Some(item)),
+            _ => {
+                tracing::warn!(%key, "an item on disk no longer verifies; not served");
+                Ok(None)
             }
         }
     }
@@ -466,10 +468,12 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), CommitError> {
 }
 
 impl Store for RedbStore {
-    fn get(&self, key: &Key, now: Time) -> Option<Item> {
-        let summary = *self.ledger.live(key, now)?;
+    fn get(&self, key: &Key, now: Time) -> Result<Option<Item>, ReadError> {
+        let Some(summary) = self.ledger.live(key, now).copied() else {
+            return Ok(None);
+        };
         match self.pending.get(key) {
-            Some(item) => Some(item.clone()),
+            Some(item) => Ok(Some(item.clone())),
             None => self.read(key, &summary),
         }
     }
@@ -522,14 +526,6 @@ impl Store for RedbStore {
         }
     }
 
-    fn len(&self) -> usize {
-        self.ledger.len()
-    }
-
-    fn keys(&self) -> Vec<Key> {
-        self.ledger.keys()
-    }
-
     fn expire(&mut self, now: Time) -> usize {
         let gone = self.ledger.drain_expired(now);
         let count = gone.len();
@@ -547,16 +543,8 @@ impl Store for RedbStore {
         count
     }
 
-    fn own_keys(&self) -> Vec<Key> {
-        self.ledger.own_keys()
-    }
-
-    fn bytes(&self) -> usize {
-        self.ledger.bytes()
-    }
-
-    fn list(&self, after: Option<&Key>, limit: usize) -> Vec<Listed> {
-        self.ledger.list(after, limit)
+    fn holdings(&self) -> &dyn Holdings {
+        &self.ledger
     }
 }
 

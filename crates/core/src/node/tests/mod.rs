@@ -265,7 +265,7 @@ fn a_get_returns_the_highest_seq_and_writes_it_back() {
     let now = net.now;
     for n in 2..=6 {
         assert_eq!(
-            net.node(n).store().get(old.key(), now),
+            net.node(n).store().get(old.key(), now).expect("readable"),
             Some(new.clone()),
             "node {n} was written back"
         );
@@ -556,7 +556,13 @@ fn a_delete_wins_everywhere_and_a_stale_replica_cannot_undo_it() {
         connection: 3,
     };
     for n in 1..=8 {
-        if net.node(n).store().get(v1.key(), now).is_some() {
+        if net
+            .node(n)
+            .store()
+            .get(v1.key(), now)
+            .expect("readable")
+            .is_some()
+        {
             let answer =
                 net.node(n)
                     .handle_request(now, stale, 9, Request::Store { item: v1.clone() });

@@ -69,10 +69,12 @@ fn items_survive_a_reopen_and_the_highest_seq_still_wins() {
     let (mut store, _commits) = RedbStore::open(&dir, StoreLimits::default()).expect("reopens");
     assert_eq!(store.len(), 2);
     assert_eq!(
-        store.get(signed(5, b"five", 0).key(), NOW),
+        store
+            .get(signed(5, b"five", 0).key(), NOW)
+            .expect("readable"),
         Some(signed(5, b"five", 0))
     );
-    assert_eq!(store.get(blob.key(), NOW), Some(blob));
+    assert_eq!(store.get(blob.key(), NOW).expect("readable"), Some(blob));
     assert_eq!(store.own_keys(), vec![*signed(5, b"five", 0).key()]);
     assert_eq!(
         resolution(store.put(signed(4, b"four", 0), NOW, Origin::Unknown)),
@@ -176,10 +178,13 @@ fn a_failed_commit_is_undone_and_a_later_write_of_the_key_inherits_the_undo() {
     );
     // The first commit fails: the second write, still pending, keeps the key.
     store.committed(c1, CommitOutcome::Failed);
-    assert_eq!(store.get(&key, NOW), Some(signed(2, b"b", 0)));
+    assert_eq!(
+        store.get(&key, NOW).expect("readable"),
+        Some(signed(2, b"b", 0))
+    );
     // The second fails too: the store is as it was before both, own mark included.
     store.committed(c2, CommitOutcome::Failed);
-    assert_eq!(store.get(&key, NOW), None);
+    assert_eq!(store.get(&key, NOW).expect("readable"), None);
     assert!(store.own_keys().is_empty());
     assert_eq!(store.len(), 0);
 
@@ -195,8 +200,11 @@ fn a_failed_commit_is_undone_and_a_later_write_of_the_key_inherits_the_undo() {
         store.pending.is_empty(),
         "nothing is held in memory any more"
     );
-    assert_eq!(store.get(&key, NOW), Some(signed(3, b"c", 0)));
-    assert_eq!(store.get(blob.key(), NOW), Some(blob));
+    assert_eq!(
+        store.get(&key, NOW).expect("readable"),
+        Some(signed(3, b"c", 0))
+    );
+    assert_eq!(store.get(blob.key(), NOW).expect("readable"), Some(blob));
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -222,19 +230,27 @@ fn a_copy_changed_on_disk_after_it_was_verified_is_not_served() {
     assert!(store.put(item.clone(), NOW, Origin::Unknown).is_ok());
     committed(&mut store, &mut commits);
     // Served from disk, recognised as the copy verified when it was stored.
-    assert_eq!(store.get(&key, NOW), Some(item.clone()));
+    assert_eq!(store.get(&key, NOW).expect("readable"), Some(item.clone()));
 
     // Someone flips a bit of the signature in the file while the node runs.
     let mut bytes = wire::encode_item(&item).expect("encodes");
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     overwrite(&store, &key, &bytes);
-    assert_eq!(store.get(&key, NOW), None, "a copy that does not verify");
+    assert_eq!(
+        store.get(&key, NOW).expect("readable"),
+        None,
+        "a copy that does not verify"
+    );
 
     // A copy that verifies but is not the one held (an older seq) is not served either.
     let older = wire::encode_item(&signed(4, b"four", 0)).expect("encodes");
     overwrite(&store, &key, &older);
-    assert_eq!(store.get(&key, NOW), None, "a copy other than the one held");
+    assert_eq!(
+        store.get(&key, NOW).expect("readable"),
+        None,
+        "a copy other than the one held"
+    );
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
