@@ -250,3 +250,6 @@ pub struct Listed {
     /// Whether this node published it.
     pub own: bool,
 }
+
+#[cfg(test)]
+mod tests;
