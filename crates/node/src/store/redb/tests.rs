@@ -5,6 +5,10 @@ use cairn_core::item::Refusal;
 use cairn_core::{ImmutableItem, SignedItem};
 use ed25519_dalek::SigningKey;
 
+use std::path::PathBuf;
+
+use ::redb::ReadableTable;
+
 use super::*;
 
 const NOW: Time = Time::from_secs(1_800_000_000);
@@ -253,4 +257,71 @@ fn a_copy_changed_on_disk_after_it_was_verified_is_not_served() {
     );
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An in-memory backend whose sync panics once `armed` is set.
+#[derive(Debug)]
+struct PanicOnSync {
+    inner: ::redb::backends::InMemoryBackend,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StorageBackend for PanicOnSync {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.inner.read(offset, len)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self, eventual: bool) -> std::io::Result<()> {
+        assert!(
+            !self.armed.load(std::sync::atomic::Ordering::SeqCst),
+            "injected fault: sync panics"
+        );
+        self.inner.sync_data(eventual)
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write(offset, data)
+    }
+}
+
+#[test]
+fn a_commit_that_panics_is_reported_failed_and_later_writes_are_refused() {
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backend = PanicOnSync {
+        inner: ::redb::backends::InMemoryBackend::new(),
+        armed: armed.clone(),
+    };
+    let name = Path::new("panicking");
+    let (mut store, mut commits) =
+        RedbStore::open_with_backend(name, backend, StoreLimits::default()).expect("opens");
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let first = store
+        .put(signed(1, b"a", 0), NOW, Origin::Own)
+        .expect("accepted");
+    let done = commits
+        .blocking_recv()
+        .expect("the panicked commit is reported");
+    assert_eq!(done.commits, vec![first.commit.expect("queued")]);
+    assert!(
+        matches!(done.result, Err(CommitError::Panicked(_))),
+        "{:?}",
+        done.result
+    );
+    store.committed(done.commits[0], CommitOutcome::Failed);
+    assert_eq!(store.len(), 0, "the failed write is undone");
+
+    let blob: Item = ImmutableItem::new(Bytes::from_static(b"later")).into();
+    let later = store.put(blob, NOW, Origin::Own).expect("accepted");
+    let done = commits.blocking_recv().expect("a later write is reported");
+    assert_eq!(done.commits, vec![later.commit.expect("queued")]);
+    assert!(
+        matches!(done.result, Err(CommitError::Stopped)),
+        "{:?}",
+        done.result
+    );
+    armed.store(false, std::sync::atomic::Ordering::SeqCst);
 }
