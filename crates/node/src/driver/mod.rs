@@ -3,7 +3,10 @@
 //! Run loop (the order the core asks for): wait for a command, a message from a connection,
 //! a commit reported by the store, or the timer; feed it to the node with the current time;
 //! then drain every output (requests go to the [`pool`], finished commands to the
-//! [`waiters`]) and re-arm the timer at `poll_timeout`. Nothing here blocks.
+//! [`waiters`]) and re-arm the timer at `poll_timeout`. Nothing here blocks on a file: the
+//! routing-table snapshot is saved on a blocking task. The one disk access left on the driver
+//! is a durable store's read of an item it serves (one redb read transaction, mostly from
+//! cache; measured in `benches/store.rs`).
 //!
 //! - `inbox`: the types that reach the driver and that it hands to connections;
 //! - `pool`: dialed connections, LRU and bounded;
@@ -25,6 +28,7 @@ use cairn_core::node::{Event, GetError, Transmit, WatchId};
 use cairn_core::store::CommitOutcome;
 use cairn_core::{Item, Node, QueryId, Store};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::clock::Clock;
@@ -50,6 +54,8 @@ pub(crate) struct Driver {
     stopping: Option<(Vec<oneshot::Sender<()>>, Instant)>,
     /// When the routing table is next saved (nodes with a data directory).
     snapshot_due: Instant,
+    /// The routing-table save under way on a blocking task, if any.
+    snapshot_task: Option<JoinHandle<()>>,
     /// Incoming connections that sent `listen`, by number: where their `notify` frames go.
     subscribers: HashMap<u64, mpsc::Sender<Box<Message>>>,
     /// Where each watch's updates go.
@@ -105,6 +111,7 @@ impl Driver {
             waiters: Waiters::default(),
             stopping: None,
             snapshot_due: Instant::now() + SNAPSHOT_INTERVAL,
+            snapshot_task: None,
             subscribers: HashMap::new(),
             watchers: HashMap::new(),
             deletes: HashMap::new(),
@@ -158,7 +165,7 @@ impl Driver {
     async fn finish_shutdown(mut self) {
         let _ = self.shared.shutdown.send(true);
         self.pool.clear();
-        self.save_snapshot();
+        self.save_last_snapshot().await;
         let inbound = self.shared.inbound.clone();
         let closed = inbound.all_closed();
         tokio::pin!(closed);
@@ -194,19 +201,49 @@ impl Driver {
         tracing::info!(node = %id, "node stopped");
     }
 
-    fn save_snapshot(&self) {
-        let Some(dir) = &self.shared.config.data_dir else {
+    /// Starts saving the routing table on a blocking task, so that the file I/O and its
+    /// `fsync` never hold up the driver; skipped while the previous save still runs.
+    fn save_snapshot(&mut self) {
+        if self
+            .snapshot_task
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+        {
+            tracing::debug!("the previous routing-table save still runs; this one is skipped");
             return;
-        };
+        }
+        self.snapshot_task = self.spawn_snapshot();
+    }
+
+    /// At shutdown: waits for a save under way, then saves the table as it is now and waits
+    /// for that too, so the node stops with its last table on disk.
+    async fn save_last_snapshot(&mut self) {
+        let running = self.snapshot_task.take();
+        for task in [running, self.spawn_snapshot()].into_iter().flatten() {
+            if let Err(e) = task.await {
+                self.shared.metrics.snapshot_failures.inc();
+                tracing::warn!("the routing-table save did not finish: {e}");
+            }
+        }
+    }
+
+    /// A blocking task that saves the routing table in the data directory (none without one);
+    /// a failure is logged and counted (`cairn_snapshot_failures`).
+    fn spawn_snapshot(&self) -> Option<JoinHandle<()>> {
+        let dir = self.shared.config.data_dir.clone()?;
         let contacts: Vec<_> = self
             .node
             .routing_table()
             .entries()
             .map(|e| e.contact)
             .collect();
-        if let Err(e) = crate::snapshot::save(dir, &contacts) {
-            tracing::warn!("cannot save the routing table in {}: {e}", dir.display());
-        }
+        let metrics = self.shared.metrics.clone();
+        Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::snapshot::save(&dir, &contacts) {
+                metrics.snapshot_failures.inc();
+                tracing::warn!("cannot save the routing table in {}: {e}", dir.display());
+            }
+        }))
     }
 
     fn command(&mut self, command: Command) {
