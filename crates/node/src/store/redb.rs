@@ -194,10 +194,10 @@ impl RedbStore {
     /// verified when it was stored or when the store opened, is recognised by hashes; any other
     /// bytes are verified again, and not served unless they verify.
     fn read(&self, key: &Key, summary: &Summary) -> Result<Option<Item>, ReadError> {
-        let found = (|| -> Result<Option<Vec<u8>>, ::redb::Error> {
-            let read = self.db.begin_read()?;
-            let table = read.open_table(ITEMS)?;
-            let value = table.get(key.as_bytes().as_slice())?;
+        let found = (|| -> Result<Option<Vec<u8>>, Box<::redb::Error>> {
+            let read = self.db.begin_read().map_err(boxed)?;
+            let table = read.open_table(ITEMS).map_err(boxed)?;
+            let value = table.get(key.as_bytes().as_slice()).map_err(boxed)?;
             Ok(value.map(|v| v.value().to_vec()))
         })();
         let bytes = match found {
@@ -205,7 +205,7 @@ impl RedbStore {
             Ok(None) => return Ok(None),
             Err(e) => {
                 tracing::warn!(%key, "cannot read an item from the store: {e}");
-                let source = Arc::new(e);
+                let source = Arc::new(*e);
                 return Err(ReadError::Storage { key: *key, source });
             }
         };
@@ -279,6 +279,11 @@ impl RedbStore {
             tracing::error!("the store's writer thread panicked: {panic}");
         }
     }
+}
+
+/// A redb error of any operation, boxed (they are large).
+fn boxed(error: impl Into<::redb::Error>) -> Box<::redb::Error> {
+    Box::new(error.into())
 }
 
 impl Drop for RedbStore {

@@ -32,8 +32,8 @@ pub enum OpenError {
     Database {
         /// The database file.
         path: PathBuf,
-        /// Why.
-        source: ::redb::Error,
+        /// Why (boxed: redb's errors are large).
+        source: Box<::redb::Error>,
     },
     /// Verifying the items read back panicked, so which of them verify is not known.
     #[error("cannot open the store {path}: verifying its items panicked: {message}")]
@@ -58,7 +58,7 @@ impl OpenError {
     pub(super) fn database(path: &Path, error: impl Into<::redb::Error>) -> Self {
         OpenError::Database {
             path: path.to_owned(),
-            source: error.into(),
+            source: Box::new(error.into()),
         }
     }
 }
