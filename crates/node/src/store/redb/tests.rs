@@ -325,3 +325,23 @@ fn a_commit_that_panics_is_reported_failed_and_later_writes_are_refused() {
     );
     armed.store(false, std::sync::atomic::Ordering::SeqCst);
 }
+
+#[test]
+fn an_open_that_fails_keeps_its_typed_cause() {
+    let dir = temp_dir("not-a-dir");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("file");
+    std::fs::write(&file, b"not a directory").expect("written");
+    let Err(error) = RedbStore::open(&file.join("store"), StoreLimits::default()) else {
+        panic!("a data directory under a file cannot be created");
+    };
+    match &error {
+        OpenError::Directory { path, .. } => assert_eq!(path, &file.join("store")),
+        other => panic!("expected a directory error, got {other:?}"),
+    }
+    assert!(
+        std::error::Error::source(&error).is_some(),
+        "the cause is kept"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
