@@ -3,10 +3,11 @@
 //! Run loop (the order the core asks for): wait for a command, a message from a connection,
 //! a commit reported by the store, or the timer; feed it to the node with the current time;
 //! then drain every output (requests go to the [`pool`], finished commands to the
-//! [`waiters`]) and re-arm the timer at `poll_timeout`. Nothing here blocks on a file: the
-//! routing-table snapshot is saved on a blocking task. The one disk access left on the driver
-//! is a durable store's read of an item it serves (one redb read transaction, mostly from
-//! cache; measured in `benches/store.rs`).
+//! [`waiters`]) and re-arm the timer at `poll_timeout`. Nothing here waits on a file: the
+//! routing-table snapshot is saved on a blocking task, and a durable store commits on its own
+//! thread. What stays on the driver is a durable store's read of one item (a `find_value` hit,
+//! a watch's or a subscription's first copy, a republish): one redb read transaction, about
+//! 30 µs (`benches/store.rs` has the figure and the reasons).
 //!
 //! - `inbox`: the types that reach the driver and that it hands to connections;
 //! - `pool`: dialed connections, LRU and bounded;
@@ -371,8 +372,8 @@ impl Driver {
         let public_key = self.shared.identity.public_key();
         let key = cairn_core::item::signed_key(&public_key, &pending.name);
         let newest = match found {
-            // The get's only failure is that no node holds a copy.
-            Some(found) => found.ok(),
+            Some(Ok(item)) => Some(item),
+            Some(Err(GetError::NotFound { .. })) => None,
             None => match self.node.store().get(&key, now) {
                 Ok(Some(item)) => Some(item),
                 held => {
