@@ -6,6 +6,11 @@
 //! [`ImmutableItem::new`] from parts that came from elsewhere. The wire codec calls only the
 //! latter, so nothing unverified can be stored, served or returned.
 //!
+//! A signed item and a tombstone share one [`SignedHeader`] (publisher, name, `seq`, expiry,
+//! signature), which alone signs and verifies; they differ in what the signature covers
+//! besides it (the value, or nothing) and in the domain tag that keeps the two apart.
+//! Which copy of a key wins is in `resolve`.
+//!
 //! Byte layouts are in `docs/protocol.md` ("Items"), with test vectors.
 
 use bytes::Bytes;
@@ -13,6 +18,10 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::id::{Id, Key};
 use crate::time::Time;
+
+mod resolve;
+
+pub use resolve::{Held, Refusal, Resolution, Summary, resolve};
 
 /// Domain separation tag at the start of every item signature preimage.
 pub const ITEM_SIGNATURE_TAG: &[u8] = b"cairn-item-v1";
@@ -23,16 +32,35 @@ pub const TOMBSTONE_SIGNATURE_TAG: &[u8] = b"cairn-tombstone-v1";
 /// The longest item name, in bytes of UTF-8.
 pub const MAX_NAME_LEN: usize = 255;
 
-/// A value published under a key pair and a name; the owner can replace it with a higher `seq`.
+/// What a signed item and a tombstone share: the publisher's key, the name, the `seq`, the
+/// expiry and the signature, with the key derived from the first two. Both dereference to it,
+/// so its getters are theirs; what the signature covers besides the header is the item's value
+/// or, for a tombstone, nothing (`docs/protocol.md`, "Items").
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignedItem {
+pub struct SignedHeader {
     key: Key,
     public_key: [u8; 32],
     name: String,
-    value: Bytes,
     seq: u64,
     expires: u64,
     signature: [u8; 64],
+}
+
+/// What a signature covers besides its [`SignedHeader`]; each has its own domain tag.
+#[derive(Clone, Copy, Debug)]
+enum Payload<'a> {
+    /// A signed item's value ([`signature_preimage`]).
+    Value(&'a [u8]),
+    /// Nothing: the header is a tombstone's ([`tombstone_preimage`]).
+    Deletion,
+}
+
+/// A value published under a key pair and a name; the owner can replace it with a higher `seq`.
+/// Its header's getters ([`SignedHeader`]) are its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedItem {
+    header: SignedHeader,
+    value: Bytes,
 }
 
 /// A value whose key is its own hash, so any copy that hashes to the key is the right one.
@@ -44,15 +72,10 @@ pub struct ImmutableItem {
 
 /// The publisher's word that its signed item under `name` is deleted, as of `seq`: it competes
 /// with the signed item's versions by `seq`, so that a stale replica cannot bring the item back
-/// (`docs/protocol.md`, "Tombstones").
+/// (`docs/protocol.md`, "Tombstones"). It is a [`SignedHeader`] alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tombstone {
-    key: Key,
-    public_key: [u8; 32],
-    name: String,
-    seq: u64,
-    expires: u64,
-    signature: [u8; 64],
+    header: SignedHeader,
 }
 
 /// A verified item of any kind.
@@ -133,23 +156,105 @@ pub fn tombstone_preimage(key: &Key, seq: u64, expires: u64) -> Vec<u8> {
     out
 }
 
-/// Checks `signature` over `preimage` under `public_key` with `verify_strict`.
-fn verify_signature(
-    public_key: &[u8; 32],
-    preimage: &[u8],
-    signature: &[u8; 64],
-) -> Result<(), ItemError> {
-    VerifyingKey::from_bytes(public_key)
-        .map_err(|_| ItemError::BadPublicKey)?
-        .verify_strict(preimage, &Signature::from_bytes(signature))
-        .map_err(|_| ItemError::BadSignature)
-}
-
 fn check_name(name: &str) -> Result<(), ItemError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(ItemError::NameLength(name.len()));
     }
     Ok(())
+}
+
+impl SignedHeader {
+    /// Signs a header for `name` of `signing_key`'s owner over `payload`.
+    fn sign(
+        signing_key: &SigningKey,
+        name: &str,
+        seq: u64,
+        expires: u64,
+        payload: Payload<'_>,
+    ) -> Result<Self, ItemError> {
+        check_name(name)?;
+        let public_key = signing_key.verifying_key().to_bytes();
+        let key = signed_key(&public_key, name);
+        let mut header = SignedHeader {
+            key,
+            public_key,
+            name: name.to_owned(),
+            seq,
+            expires,
+            signature: [0; 64],
+        };
+        header.signature = signing_key.sign(&header.preimage(payload)).to_bytes();
+        Ok(header)
+    }
+
+    /// A header of parts, its signature not checked yet.
+    fn unverified(
+        public_key: [u8; 32],
+        name: String,
+        seq: u64,
+        expires: u64,
+        signature: [u8; 64],
+    ) -> Result<Self, ItemError> {
+        check_name(&name)?;
+        Ok(SignedHeader {
+            key: signed_key(&public_key, &name),
+            public_key,
+            name,
+            seq,
+            expires,
+            signature,
+        })
+    }
+
+    /// Checks the signature over the header and `payload` with `verify_strict`.
+    fn verify(&self, payload: Payload<'_>) -> Result<(), ItemError> {
+        VerifyingKey::from_bytes(&self.public_key)
+            .map_err(|_| ItemError::BadPublicKey)?
+            .verify_strict(
+                &self.preimage(payload),
+                &Signature::from_bytes(&self.signature),
+            )
+            .map_err(|_| ItemError::BadSignature)
+    }
+
+    /// The bytes the signature covers.
+    fn preimage(&self, payload: Payload<'_>) -> Vec<u8> {
+        match payload {
+            Payload::Value(value) => signature_preimage(&self.key, self.seq, self.expires, value),
+            Payload::Deletion => tombstone_preimage(&self.key, self.seq, self.expires),
+        }
+    }
+
+    /// The derived key: `SHA-512(SHA-512(public_key) || SHA-512(name))`.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+    /// The publisher's ed25519 public key.
+    pub fn public_key(&self) -> &[u8; 32] {
+        &self.public_key
+    }
+    /// The name it was published under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The publisher's sequence number: higher replaces lower, whether item or tombstone.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// Unix seconds after which it is dropped; 0 means never.
+    pub fn expires(&self) -> u64 {
+        self.expires
+    }
+    /// The ed25519 signature over [`signature_preimage`] (a signed item) or
+    /// [`tombstone_preimage`] (a tombstone).
+    pub fn signature(&self) -> &[u8; 64] {
+        &self.signature
+    }
+    /// The bytes it counts against `max_store_bytes`: the key, the public key, the name,
+    /// `seq`, `expires` and the signature.
+    fn size(&self) -> usize {
+        64 + 32 + self.name.len() + 8 + 8 + 64
+    }
 }
 
 impl SignedItem {
@@ -161,21 +266,8 @@ impl SignedItem {
         seq: u64,
         expires: u64,
     ) -> Result<Self, ItemError> {
-        check_name(name)?;
-        let public_key = signing_key.verifying_key().to_bytes();
-        let key = signed_key(&public_key, name);
-        let signature = signing_key
-            .sign(&signature_preimage(&key, seq, expires, &value))
-            .to_bytes();
-        Ok(SignedItem {
-            key,
-            public_key,
-            name: name.to_owned(),
-            value,
-            seq,
-            expires,
-            signature,
-        })
+        let header = SignedHeader::sign(signing_key, name, seq, expires, Payload::Value(&value))?;
+        Ok(SignedItem { header, value })
     }
 
     /// Makes an item of parts without checking the signature: only for `wire`, to read back a
@@ -188,16 +280,8 @@ impl SignedItem {
         expires: u64,
         signature: [u8; 64],
     ) -> Result<Self, ItemError> {
-        check_name(&name)?;
-        Ok(SignedItem {
-            key: signed_key(&public_key, &name),
-            public_key,
-            name,
-            value,
-            seq,
-            expires,
-            signature,
-        })
+        let header = SignedHeader::unverified(public_key, name, seq, expires, signature)?;
+        Ok(SignedItem { header, value })
     }
 
     /// Checks parts received from elsewhere and makes an item of them: the only way in for
@@ -211,38 +295,20 @@ impl SignedItem {
         signature: [u8; 64],
     ) -> Result<Self, ItemError> {
         let item = Self::unverified(public_key, name, value, seq, expires, signature)?;
-        let preimage = signature_preimage(&item.key, seq, expires, &item.value);
-        verify_signature(&public_key, &preimage, &signature)?;
+        item.header.verify(Payload::Value(&item.value))?;
         Ok(item)
     }
 
-    /// The derived key.
-    pub fn key(&self) -> &Key {
-        &self.key
-    }
-    /// The publisher's ed25519 public key.
-    pub fn public_key(&self) -> &[u8; 32] {
-        &self.public_key
-    }
-    /// The name it was published under.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
     /// The value bytes.
     pub fn value(&self) -> &Bytes {
         &self.value
     }
-    /// The publisher's sequence number; higher replaces lower.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-    /// Unix seconds after which the item is dropped; 0 means never.
-    pub fn expires(&self) -> u64 {
-        self.expires
-    }
-    /// The ed25519 signature over [`signature_preimage`].
-    pub fn signature(&self) -> &[u8; 64] {
-        &self.signature
+}
+
+impl std::ops::Deref for SignedItem {
+    type Target = SignedHeader;
+    fn deref(&self) -> &SignedHeader {
+        &self.header
     }
 }
 
@@ -254,20 +320,8 @@ impl Tombstone {
         seq: u64,
         expires: u64,
     ) -> Result<Self, ItemError> {
-        check_name(name)?;
-        let public_key = signing_key.verifying_key().to_bytes();
-        let key = signed_key(&public_key, name);
-        let signature = signing_key
-            .sign(&tombstone_preimage(&key, seq, expires))
-            .to_bytes();
-        Ok(Tombstone {
-            key,
-            public_key,
-            name: name.to_owned(),
-            seq,
-            expires,
-            signature,
-        })
+        let header = SignedHeader::sign(signing_key, name, seq, expires, Payload::Deletion)?;
+        Ok(Tombstone { header })
     }
 
     /// Makes a tombstone of parts without checking the signature (see
@@ -279,15 +333,8 @@ impl Tombstone {
         expires: u64,
         signature: [u8; 64],
     ) -> Result<Self, ItemError> {
-        check_name(&name)?;
-        Ok(Tombstone {
-            key: signed_key(&public_key, &name),
-            public_key,
-            name,
-            seq,
-            expires,
-            signature,
-        })
+        let header = SignedHeader::unverified(public_key, name, seq, expires, signature)?;
+        Ok(Tombstone { header })
     }
 
     /// Checks parts received from elsewhere and makes a tombstone of them.
@@ -299,34 +346,15 @@ impl Tombstone {
         signature: [u8; 64],
     ) -> Result<Self, ItemError> {
         let tombstone = Self::unverified(public_key, name, seq, expires, signature)?;
-        let preimage = tombstone_preimage(&tombstone.key, seq, expires);
-        verify_signature(&public_key, &preimage, &signature)?;
+        tombstone.header.verify(Payload::Deletion)?;
         Ok(tombstone)
     }
+}
 
-    /// The derived key: the deleted item's.
-    pub fn key(&self) -> &Key {
-        &self.key
-    }
-    /// The publisher's ed25519 public key.
-    pub fn public_key(&self) -> &[u8; 32] {
-        &self.public_key
-    }
-    /// The name of the deleted item.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    /// The publisher's sequence number; it competes with the item's versions.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-    /// Unix seconds after which the tombstone is dropped; 0 means never.
-    pub fn expires(&self) -> u64 {
-        self.expires
-    }
-    /// The ed25519 signature over [`tombstone_preimage`].
-    pub fn signature(&self) -> &[u8; 64] {
-        &self.signature
+impl std::ops::Deref for Tombstone {
+    type Target = SignedHeader;
+    fn deref(&self) -> &SignedHeader {
+        &self.header
     }
 }
 
@@ -382,22 +410,23 @@ impl Item {
         }
     }
 
-    /// The sequence number of a signed item or tombstone; immutable items have none.
-    pub fn seq(&self) -> Option<u64> {
+    /// The signed header of a signed item or tombstone; immutable items have none.
+    pub fn header(&self) -> Option<&SignedHeader> {
         match self {
-            Item::Signed(item) => Some(item.seq),
-            Item::Tombstone(item) => Some(item.seq),
+            Item::Signed(item) => Some(&item.header),
+            Item::Tombstone(item) => Some(&item.header),
             Item::Immutable(_) => None,
         }
     }
 
+    /// The sequence number of a signed item or tombstone; immutable items have none.
+    pub fn seq(&self) -> Option<u64> {
+        self.header().map(SignedHeader::seq)
+    }
+
     /// Unix seconds of expiry, 0 for never (immutable items never expire).
     pub fn expires(&self) -> u64 {
-        match self {
-            Item::Signed(item) => item.expires,
-            Item::Tombstone(item) => item.expires,
-            Item::Immutable(_) => 0,
-        }
+        self.header().map_or(0, SignedHeader::expires)
     }
 
     /// Whether this copy is news to someone whose newest `seq` is `last` (`None`: nothing
@@ -419,9 +448,9 @@ impl Item {
     /// The number of bytes the item occupies, as counted against `max_store_bytes`.
     pub fn size(&self) -> usize {
         match self {
-            Item::Signed(item) => 64 + 32 + item.name.len() + item.value.len() + 8 + 8 + 64,
+            Item::Signed(item) => item.header.size() + item.value.len(),
             Item::Immutable(item) => 64 + item.value.len(),
-            Item::Tombstone(item) => 64 + 32 + item.name.len() + 8 + 8 + 64,
+            Item::Tombstone(item) => item.header.size(),
         }
     }
 }
@@ -442,186 +471,6 @@ impl From<ImmutableItem> for Item {
     fn from(item: ImmutableItem) -> Self {
         Item::Immutable(item)
     }
-}
-
-/// What storing an item does to the copy already held for its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
-    /// No copy was held; the new one is stored.
-    Insert,
-    /// The new copy replaces the held one (higher `seq`, or a refresh of the same one).
-    Replace,
-    /// The held copy is at least as good and equal in content; nothing changes.
-    Unchanged,
-}
-
-/// Why a copy is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// The held copy has a higher `seq`.
-    #[error("stale: a copy with seq {held} is held")]
-    Stale {
-        /// The `seq` of the held copy.
-        held: u64,
-    },
-    /// Same `seq` as the held copy, different value.
-    #[error("conflict: a different value with the same seq {seq} is held")]
-    Conflict {
-        /// The `seq` both copies carry.
-        seq: u64,
-    },
-    /// The item's expiry has passed.
-    #[error("the item has expired")]
-    Expired,
-}
-
-/// What the which-copy-wins rules need to know of the copy a node holds: a whole [`Item`], or
-/// a [`Summary`] of one whose value lives on disk.
-pub trait Held {
-    /// The `seq` of a signed copy or tombstone; `None` for an immutable one.
-    fn seq(&self) -> Option<u64>;
-    /// The kind of the copy.
-    fn kind(&self) -> Kind;
-    /// Unix seconds of expiry, 0 for never.
-    fn expires(&self) -> u64;
-    /// Whether `item` carries the same value as this copy.
-    fn same_value(&self, item: &Item) -> bool;
-    /// The bytes counted against `max_store_bytes`.
-    fn size(&self) -> usize;
-    /// Whether the copy has expired at `now`.
-    fn is_expired(&self, now: Time) -> bool {
-        let expires = self.expires();
-        expires != 0 && Time::from_secs(expires) <= now
-    }
-}
-
-impl Held for Item {
-    fn seq(&self) -> Option<u64> {
-        Item::seq(self)
-    }
-    fn kind(&self) -> Kind {
-        Item::kind(self)
-    }
-    fn expires(&self) -> u64 {
-        Item::expires(self)
-    }
-    fn same_value(&self, item: &Item) -> bool {
-        self.value() == item.value()
-    }
-    fn size(&self) -> usize {
-        Item::size(self)
-    }
-}
-
-/// What the rules need of an item, without its value: about 70 bytes whatever the value's
-/// size. The value is compared by a 256-bit prefix of its SHA-512; the signature of a signed
-/// item is remembered by a 64-bit prefix of its SHA-512, so that a copy read back from the
-/// node's own disk can be recognised as the one verified ([`Summary::describes`],
-/// [`crate::wire::decode_known_item`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Summary {
-    kind: Kind,
-    seq: Option<u64>,
-    expires: u64,
-    size: u32,
-    value_hash: [u8; 32],
-    signature_tag: u64,
-}
-
-impl Summary {
-    /// The summary of `item`.
-    pub fn of(item: &Item) -> Self {
-        let hash = Id::hash(item.value());
-        let mut value_hash = [0u8; 32];
-        value_hash.copy_from_slice(&hash.as_bytes()[..32]);
-        let signature = match item {
-            Item::Signed(s) => Some(s.signature()),
-            Item::Tombstone(t) => Some(t.signature()),
-            Item::Immutable(_) => None,
-        };
-        let signature_tag = signature.map_or(0, |signature| {
-            let mut tag = [0u8; 8];
-            tag.copy_from_slice(&Id::hash(signature).as_bytes()[..8]);
-            u64::from_be_bytes(tag)
-        });
-        Summary {
-            kind: item.kind(),
-            seq: item.seq(),
-            expires: item.expires(),
-            size: u32::try_from(item.size()).unwrap_or(u32::MAX),
-            value_hash,
-            signature_tag,
-        }
-    }
-
-    /// Whether `item` is the item this summary was made of: the same `seq`, `expires`, value
-    /// and (for a signed item) signature, by their hashes.
-    pub fn describes(&self, item: &Item) -> bool {
-        Summary::of(item) == *self
-    }
-}
-
-impl Held for Summary {
-    fn seq(&self) -> Option<u64> {
-        self.seq
-    }
-    fn kind(&self) -> Kind {
-        self.kind
-    }
-    fn expires(&self) -> u64 {
-        self.expires
-    }
-    fn same_value(&self, item: &Item) -> bool {
-        Summary::of(item).value_hash == self.value_hash
-    }
-    fn size(&self) -> usize {
-        self.size as usize
-    }
-}
-
-/// Decides whether `incoming` may be stored over `held` (the copy held for the same key).
-///
-/// The rules of `docs/protocol.md` ("Which copy wins"): higher `seq` wins, whether the copies
-/// are signed items or tombstones; equal `seq` with an equal kind and value replaces only to
-/// extend `expires` (0 counts as never); equal `seq` with another kind or value is a conflict;
-/// an expired item is refused whatever is held.
-pub fn resolve<H: Held>(
-    held: Option<&H>,
-    incoming: &Item,
-    now: Time,
-) -> Result<Resolution, Refusal> {
-    if incoming.is_expired(now) {
-        return Err(Refusal::Expired);
-    }
-    let held = match held {
-        Some(held) if !held.is_expired(now) => held,
-        _ => return Ok(Resolution::Insert),
-    };
-    match (held.seq(), incoming.seq()) {
-        (Some(old), Some(new)) => {
-            if new > old {
-                Ok(Resolution::Replace)
-            } else if new < old {
-                Err(Refusal::Stale { held: old })
-            } else if held.kind() != incoming.kind() || !held.same_value(incoming) {
-                Err(Refusal::Conflict { seq: old })
-            } else if expiry_order(incoming.expires()) > expiry_order(held.expires()) {
-                Ok(Resolution::Replace)
-            } else {
-                Ok(Resolution::Unchanged)
-            }
-        }
-        (None, None) => Ok(Resolution::Unchanged),
-        // A signed and an immutable item under one key would need a SHA-512 collision.
-        _ => Err(Refusal::Conflict {
-            seq: incoming.seq().unwrap_or(0),
-        }),
-    }
-}
-
-/// Orders expiry times so that 0 ("never") is the latest.
-fn expiry_order(expires: u64) -> u64 {
-    if expires == 0 { u64::MAX } else { expires }
 }
 
 #[cfg(test)]

@@ -129,6 +129,8 @@ pub(crate) struct Metrics {
     pub(crate) housekeeping: Family<DutyLabel, Counter>,
     /// Trace records the core dropped because the driver fell behind.
     pub(crate) traces_dropped: Counter,
+    /// Routing-table snapshots that could not be saved.
+    pub(crate) snapshot_failures: Counter,
     /// Incoming connections refused, by reason (the counters above are its members).
     refused: Family<ReasonLabel, Counter>,
     /// Requests refused by a rate limit or quota, by reason (likewise).
@@ -175,6 +177,7 @@ impl Metrics {
             uptime: Gauge::default(),
             housekeeping: Family::default(),
             traces_dropped: Counter::default(),
+            snapshot_failures: Counter::default(),
             refused,
             limited,
             registry: Registry::default(),
@@ -229,6 +232,11 @@ impl Metrics {
             "commits",
             "Group commits of the durable store, by outcome",
             self.commits.clone(),
+        );
+        r.register(
+            "snapshot_failures",
+            "Routing-table snapshots that could not be saved to the data directory",
+            self.snapshot_failures.clone(),
         );
         r.register(
             "commit_duration_seconds",

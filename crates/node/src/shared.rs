@@ -44,7 +44,15 @@ impl Shared {
 
     /// Sends a message to the driver, waiting for room; fails once the driver has stopped.
     /// Messages are boxed so that the channel's buffer stays small while it is idle.
-    pub(crate) async fn tell(&self, message: ToDriver) -> Result<(), ()> {
-        self.to_driver.send(Box::new(message)).await.map_err(|_| ())
+    pub(crate) async fn tell(&self, message: ToDriver) -> Result<(), DriverStopped> {
+        self.to_driver
+            .send(Box::new(message))
+            .await
+            .map_err(|_| DriverStopped)
     }
 }
+
+/// The driver has stopped: the node is shutting down and takes no more messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the node's driver has stopped")]
+pub(crate) struct DriverStopped;

@@ -2,7 +2,9 @@
 //!
 //! `routing.snapshot` is text, one contact a line: the node id in hex, a space, the address.
 //! It is written to a temporary file and renamed over the old one, so a crash leaves either
-//! the old snapshot or the new one. Lines that do not parse are skipped.
+//! the old snapshot or the new one. Lines that do not parse are skipped, counted and logged.
+//!
+//! Both functions block (file I/O, `fsync`): the driver runs them on a blocking task.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,7 @@ pub struct SnapshotError {
 }
 
 /// The contacts saved in `dir`: none if there is no snapshot, an error if there is one that
-/// cannot be read.
+/// cannot be read. Lines that do not parse are skipped with a warning that counts them.
 pub fn load(dir: &Path) -> Result<Vec<Contact>, SnapshotError> {
     let path = dir.join(SNAPSHOT_FILE);
     let text = match std::fs::read_to_string(&path) {
@@ -32,16 +34,47 @@ pub fn load(dir: &Path) -> Result<Vec<Contact>, SnapshotError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(SnapshotError { path, error }),
     };
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let (id, addr) = line.split_once(' ')?;
-            Some(Contact::new(
-                NodeId::from_hex(id).ok()?,
-                addr.trim().parse().ok()?,
-            ))
-        })
-        .collect())
+    let parsed = parse(&text);
+    if parsed.skipped > 0 {
+        tracing::warn!(
+            skipped = parsed.skipped,
+            kept = parsed.contacts.len(),
+            "lines of the routing-table snapshot {} do not parse and were skipped",
+            path.display()
+        );
+    }
+    Ok(parsed.contacts)
+}
+
+/// A snapshot's text, read.
+#[derive(Debug, PartialEq, Eq)]
+struct Parsed {
+    /// The contacts of the lines that parse, in file order.
+    contacts: Vec<Contact>,
+    /// How many lines did not parse (an id that is not hex, an address that is not one).
+    skipped: usize,
+}
+
+fn parse(text: &str) -> Parsed {
+    let mut parsed = Parsed {
+        contacts: Vec::new(),
+        skipped: 0,
+    };
+    for line in text.lines() {
+        match parse_line(line) {
+            Some(contact) => parsed.contacts.push(contact),
+            None => parsed.skipped += 1,
+        }
+    }
+    parsed
+}
+
+fn parse_line(line: &str) -> Option<Contact> {
+    let (id, addr) = line.split_once(' ')?;
+    Some(Contact::new(
+        NodeId::from_hex(id).ok()?,
+        addr.trim().parse().ok()?,
+    ))
 }
 
 /// Saves `contacts` in `dir`, replacing the previous snapshot atomically.
@@ -72,6 +105,13 @@ mod tests {
         assert_eq!(load(&dir).expect("readable"), contacts);
         std::fs::write(dir.join(SNAPSHOT_FILE), "garbage\nzz 1.2.3.4:5\n").expect("written");
         assert!(load(&dir).expect("readable").is_empty());
+        // Skipped lines are counted; the good ones around them are kept.
+        let text = format!(
+            "garbage\n{} {}\nzz 1.2.3.4:5\n",
+            contacts[0].id, contacts[0].addr
+        );
+        let parsed = parse(&text);
+        assert_eq!((parsed.contacts, parsed.skipped), (vec![contacts[0]], 2));
         // A snapshot that cannot be read is an error, not an empty table.
         std::fs::write(dir.join(SNAPSHOT_FILE), [0xff, 0xfe, 0x00]).expect("written");
         let error = load(&dir).expect_err("not UTF-8");

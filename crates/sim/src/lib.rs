@@ -335,7 +335,7 @@ impl Sim {
             .node
             .store()
             .get(key, self.now())
-            .is_some()
+            .is_ok_and(|item| item.is_some())
     }
 
     /// The indices of the `n` live nodes closest to `key`.
@@ -508,7 +508,12 @@ impl Sim {
         };
         if self.nodes[to].malicious {
             let held = match &request {
-                Request::FindValue { key } => self.nodes[to].node.store().get(key, self.now()),
+                Request::FindValue { key } => self.nodes[to]
+                    .node
+                    .store()
+                    .get(key, self.now())
+                    .ok()
+                    .flatten(),
                 _ => None,
             };
             let response = adversary::answer(&self.adversaries, held, &request);

@@ -95,7 +95,13 @@ fn a_delete_survives_30_percent_of_nodes_dying_and_a_stale_replica() {
         .map(|(_, item)| {
             (0..sim.len())
                 .filter(|n| sim.is_alive(*n))
-                .filter(|n| sim.node(*n).store().get(item.key(), now).is_some())
+                .filter(|n| {
+                    sim.node(*n)
+                        .store()
+                        .get(item.key(), now)
+                        .expect("readable")
+                        .is_some()
+                })
                 .collect()
         })
         .collect();
@@ -113,13 +119,17 @@ fn a_delete_survives_30_percent_of_nodes_dying_and_a_stale_replica() {
     let now = sim.now();
     for (((_, item), holders), replayer) in published.iter().zip(&holders).zip(&replayers) {
         for n in holders {
-            let held = sim.node(*n).store().get(item.key(), now);
+            let held = sim.node(*n).store().get(item.key(), now).expect("readable");
             assert!(
                 held.is_some_and(|h| h.is_tombstone()),
                 "node {n} took the stale copy"
             );
         }
-        let held = sim.node(*replayer).store().get(item.key(), now);
+        let held = sim
+            .node(*replayer)
+            .store()
+            .get(item.key(), now)
+            .expect("readable");
         assert!(
             held.is_some_and(|h| h.is_tombstone()),
             "the replaying node {replayer} learned of the delete"

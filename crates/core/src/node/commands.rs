@@ -31,7 +31,7 @@ impl<S: Store> Node<S> {
     /// Starts a get of the item under `key`.
     pub fn get(&mut self, now: Time, key: Key) -> QueryId {
         self.start_housekeeping(now);
-        let local = self.store.get(&key, now);
+        let local = self.store.get(&key, now).ok().flatten();
         let lookup = self.start_lookup(now, &key);
         self.start_query(now, QueryKind::get(key, lookup, local), false)
     }
@@ -64,7 +64,12 @@ impl<S: Store> Node<S> {
         ttl: Option<Duration>,
     ) -> Result<QueryId, ItemError> {
         let item_key = signed_key(&key.verifying_key().to_bytes(), name);
-        let held = self.store.get(&item_key, now).and_then(|item| item.seq());
+        let held = self
+            .store
+            .get(&item_key, now)
+            .ok()
+            .flatten()
+            .and_then(|item| item.seq());
         let item = SignedItem::sign(key, name, value, next_seq(now, held), expiry(now, ttl))?;
         Ok(self.put(now, item.into()))
     }
@@ -82,7 +87,12 @@ impl<S: Store> Node<S> {
         ttl: Option<Duration>,
     ) -> Result<QueryId, ItemError> {
         let item_key = signed_key(&key.verifying_key().to_bytes(), name);
-        let local = self.store.get(&item_key, now).and_then(|item| item.seq());
+        let local = self
+            .store
+            .get(&item_key, now)
+            .ok()
+            .flatten()
+            .and_then(|item| item.seq());
         let held = local.max(found);
         let tombstone = Tombstone::sign(key, name, next_seq(now, held), expiry(now, ttl))?;
         Ok(self.put(now, tombstone.into()))
@@ -92,7 +102,7 @@ impl<S: Store> Node<S> {
     /// (and the newest they hold already) is reported once, as an [`super::Event::WatchUpdate`].
     pub fn watch(&mut self, now: Time, key: Key) -> WatchId {
         self.start_housekeeping(now);
-        let local = self.store.get(&key, now);
+        let local = self.store.get(&key, now).ok().flatten();
         let (id, update) = self.watches.add(now, key, local);
         self.events.extend(update);
         self.round(now, id);
@@ -173,7 +183,7 @@ impl<S: Store> Node<S> {
         let max = self.config.max_housekeeping.get();
         while let Some(task) = self.housekeeping.next_task(max) {
             let plan = match task {
-                Task::Store(key) => match self.store.get(&key, now) {
+                Task::Store(key) => match self.store.get(&key, now).ok().flatten() {
                     Some(item) => {
                         let lookup = self.start_lookup(now, &key);
                         QueryKind::put(item, lookup, Ok(None))

@@ -226,8 +226,11 @@ impl<S: Store> Node<S> {
                 Response::Nodes(self.closest_except(&target, requester))
             }
             Request::FindValue { key } => match self.store.get(&key, now) {
-                Some(item) => Response::Value(item),
-                None => Response::Nodes(self.closest_except(&key, requester)),
+                Ok(Some(item)) => Response::Value(item),
+                Ok(None) => Response::Nodes(self.closest_except(&key, requester)),
+                // Held but unreadable: "not found" would send the asker on to nodes that may
+                // not hold it; an error tells it this node failed.
+                Err(e) => Response::Error(ErrorReply::new(e.code(), "the store cannot read it")),
             },
             Request::Store { item } => return self.serve_store(now, from, item),
             Request::Listen { key, seq } => {

@@ -156,7 +156,7 @@ impl Subscriptions {
     /// A copy in `store` newer than the one `sub` (named `name`) has seen goes out at once
     /// (after the `listening` answer: the driver sends answers before notifications).
     fn catch_up<S: Store>(&mut self, now: Time, name: Name, sub: &mut Subscription, store: &S) {
-        let Some(item) = store.get(&sub.key, now) else {
+        let Some(item) = store.get(&sub.key, now).ok().flatten() else {
             return;
         };
         if sub.wants(&item) {

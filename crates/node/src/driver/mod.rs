@@ -3,7 +3,11 @@
 //! Run loop (the order the core asks for): wait for a command, a message from a connection,
 //! a commit reported by the store, or the timer; feed it to the node with the current time;
 //! then drain every output (requests go to the [`pool`], finished commands to the
-//! [`waiters`]) and re-arm the timer at `poll_timeout`. Nothing here blocks.
+//! [`waiters`]) and re-arm the timer at `poll_timeout`. Nothing here waits on a file: the
+//! routing-table snapshot is saved on a blocking task, and a durable store commits on its own
+//! thread. What stays on the driver is a durable store's read of one item (a `find_value` hit,
+//! a watch's or a subscription's first copy, a republish): one redb read transaction, about
+//! 30 µs (`benches/store.rs` has the figure and the reasons).
 //!
 //! - `inbox`: the types that reach the driver and that it hands to connections;
 //! - `pool`: dialed connections, LRU and bounded;
@@ -21,10 +25,11 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use cairn_core::message::{Message, Request};
-use cairn_core::node::{Event, Transmit, WatchId};
+use cairn_core::node::{Event, GetError, Transmit, WatchId};
 use cairn_core::store::CommitOutcome;
 use cairn_core::{Item, Node, QueryId, Store};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::clock::Clock;
@@ -52,6 +57,8 @@ pub(crate) struct Driver<S: Store> {
     stopping: Option<(Vec<oneshot::Sender<()>>, Instant)>,
     /// When the routing table is next saved (nodes with a data directory).
     snapshot_due: Instant,
+    /// The routing-table save under way on a blocking task, if any.
+    snapshot_task: Option<JoinHandle<()>>,
     /// Incoming connections that sent `listen`, by number: where their `notify` frames go.
     subscribers: HashMap<u64, mpsc::Sender<Box<Message>>>,
     /// Where each watch's updates go.
@@ -107,6 +114,7 @@ impl<S: Store> Driver<S> {
             waiters: Waiters::default(),
             stopping: None,
             snapshot_due: Instant::now() + SNAPSHOT_INTERVAL,
+            snapshot_task: None,
             subscribers: HashMap::new(),
             watchers: HashMap::new(),
             deletes: HashMap::new(),
@@ -160,7 +168,7 @@ impl<S: Store> Driver<S> {
     async fn finish_shutdown(mut self) {
         let _ = self.shared.shutdown.send(true);
         self.pool.clear();
-        self.save_snapshot();
+        self.save_last_snapshot().await;
         let inbound = self.shared.inbound.clone();
         let closed = inbound.all_closed();
         tokio::pin!(closed);
@@ -196,19 +204,49 @@ impl<S: Store> Driver<S> {
         tracing::info!(node = %id, "node stopped");
     }
 
-    fn save_snapshot(&self) {
-        let Some(dir) = &self.shared.config.data_dir else {
+    /// Starts saving the routing table on a blocking task, so that the file I/O and its
+    /// `fsync` never hold up the driver; skipped while the previous save still runs.
+    fn save_snapshot(&mut self) {
+        if self
+            .snapshot_task
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+        {
+            tracing::debug!("the previous routing-table save still runs; this one is skipped");
             return;
-        };
+        }
+        self.snapshot_task = self.spawn_snapshot();
+    }
+
+    /// At shutdown: waits for a save under way, then saves the table as it is now and waits
+    /// for that too, so the node stops with its last table on disk.
+    async fn save_last_snapshot(&mut self) {
+        let running = self.snapshot_task.take();
+        for task in [running, self.spawn_snapshot()].into_iter().flatten() {
+            if let Err(e) = task.await {
+                self.shared.metrics.snapshot_failures.inc();
+                tracing::warn!("the routing-table save did not finish: {e}");
+            }
+        }
+    }
+
+    /// A blocking task that saves the routing table in the data directory (none without one);
+    /// a failure is logged and counted (`cairn_snapshot_failures`).
+    fn spawn_snapshot(&self) -> Option<JoinHandle<()>> {
+        let dir = self.shared.config.data_dir.clone()?;
         let contacts: Vec<_> = self
             .node
             .routing_table()
             .entries()
             .map(|e| e.contact)
             .collect();
-        if let Err(e) = crate::snapshot::save(dir, &contacts) {
-            tracing::warn!("cannot save the routing table in {}: {e}", dir.display());
-        }
+        let metrics = self.shared.metrics.clone();
+        Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::snapshot::save(&dir, &contacts) {
+                metrics.snapshot_failures.inc();
+                tracing::warn!("cannot save the routing table in {}: {e}", dir.display());
+            }
+        }))
     }
 
     fn command(&mut self, command: Command) {
@@ -336,15 +374,19 @@ impl<S: Store> Driver<S> {
     /// Deletes the item `pending.name` of this node: with the `seq` held here, or else with
     /// the one a get found (`found`, once it ran); refuses when nothing is found or it is
     /// deleted already.
-    fn delete(&mut self, pending: PendingDelete, found: Option<Result<Item, ()>>) {
+    fn delete(&mut self, pending: PendingDelete, found: Option<Result<Item, GetError>>) {
         let now = self.clock.now();
         let public_key = self.shared.identity.public_key();
         let key = cairn_core::item::signed_key(&public_key, &pending.name);
         let newest = match found {
-            Some(found) => found.ok(),
+            Some(Ok(item)) => Some(item),
+            Some(Err(GetError::NotFound { .. })) => None,
             None => match self.node.store().get(&key, now) {
-                Some(item) => Some(item),
-                None => {
+                Ok(Some(item)) => Some(item),
+                held => {
+                    if let Err(e) = held {
+                        tracing::warn!("delete of {:?}: {e}; asking the network", pending.name);
+                    }
                     let query = self.node.get(now, key);
                     self.deletes.insert(query, pending);
                     return;
@@ -439,7 +481,7 @@ impl<S: Store> Driver<S> {
                     }
                     Event::GetDone { query, result, .. } if self.deletes.contains_key(&query) => {
                         if let Some(pending) = self.deletes.remove(&query) {
-                            self.delete(pending, Some(result.map_err(|_| ())));
+                            self.delete(pending, Some(result));
                             again = true;
                         }
                     }

@@ -5,7 +5,9 @@
 
 mod redb;
 
-use cairn_core::store::{CommitId, CommitOutcome, Listed, Origin, StoreError, Written};
+use cairn_core::store::{
+    CommitId, CommitOutcome, Holdings, Origin, ReadError, StoreError, Written,
+};
 use cairn_core::{Item, Key, MemoryStore, Store, Time};
 
 pub use self::redb::{CommitError, CommitReceiver, Committed, OpenError, RedbStore, STORE_FILE};
@@ -29,7 +31,7 @@ macro_rules! delegate {
 }
 
 impl Store for NodeStore {
-    fn get(&self, key: &Key, now: Time) -> Option<Item> {
+    fn get(&self, key: &Key, now: Time) -> Result<Option<Item>, ReadError> {
         delegate!(self, s => s.get(key, now))
     }
     fn put(&mut self, item: Item, now: Time, origin: Origin) -> Result<Written, StoreError> {
@@ -38,25 +40,10 @@ impl Store for NodeStore {
     fn committed(&mut self, commit: CommitId, outcome: CommitOutcome) {
         delegate!(self, s => s.committed(commit, outcome))
     }
-    fn len(&self) -> usize {
-        delegate!(self, s => s.len())
-    }
-    fn keys(&self) -> Vec<Key> {
-        delegate!(self, s => s.keys())
-    }
     fn expire(&mut self, now: Time) -> usize {
         delegate!(self, s => s.expire(now))
     }
-    fn own_keys(&self) -> Vec<Key> {
-        delegate!(self, s => s.own_keys())
-    }
-    fn bytes(&self) -> usize {
-        match self {
-            NodeStore::Memory(s) => Store::bytes(s),
-            NodeStore::Redb(s) => Store::bytes(s.as_ref()),
-        }
-    }
-    fn list(&self, after: Option<&Key>, limit: usize) -> Vec<Listed> {
-        delegate!(self, s => s.list(after, limit))
+    fn holdings(&self) -> &dyn Holdings {
+        delegate!(self, s => s.holdings())
     }
 }

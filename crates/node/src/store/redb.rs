@@ -22,21 +22,33 @@
 //!   is dropped with a warning, never served.
 //! - redb's own page cache is bounded ([`CACHE_BYTES`]); the operating system's file cache
 //!   does the rest.
+//! - A read on the driver's thread (a `find_value` hit) costs one redb read transaction; see
+//!   `benches/store.rs` for its measured cost and why it stays on the driver.
+//!
+//! Files: `open` reads and verifies the store at open, `writer` is the writer thread.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+mod open;
+mod writer;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
-use ::redb::{Database, ReadableTable, StorageBackend, TableDefinition};
+use ::redb::{Database, StorageBackend, TableDefinition};
 use cairn_core::item::{Resolution, Summary};
 use cairn_core::store::{
-    CommitId, CommitOutcome, Ledger, Listed, Origin, StoreError, StoreLimits, Written,
+    CommitId, CommitOutcome, Holdings, Ledger, Origin, ReadError, StoreError, StoreLimits, Written,
 };
 use cairn_core::subnet::Prefix;
 use cairn_core::{Item, Key, Store, Time, wire};
 use tokio::sync::mpsc;
+
+pub use self::open::OpenError;
+pub use self::writer::{CommitError, CommitReceiver, Committed};
+use open::read_ledger;
+use writer::{Batch, Op, write_loop};
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
 const OWN: TableDefinition<&[u8], ()> = TableDefinition::new("own");
@@ -46,66 +58,6 @@ pub const STORE_FILE: &str = "items.redb";
 
 /// The most memory redb's page cache takes (its default is 1 GiB).
 pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
-
-/// Items read and verified at a time when opening a store.
-const OPEN_CHUNK: usize = 4_096;
-
-/// Why a commit failed. Every write of that commit was undone in memory.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum CommitError {
-    /// The database refused the transaction (an I/O error, a full disk).
-    #[error("the database failed: {0}")]
-    Database(Arc<::redb::Error>),
-    /// An item could not be encoded for disk.
-    #[error("an item could not be encoded: {0}")]
-    Encode(Arc<wire::EncodeError>),
-    /// The writer thread has stopped; nothing more can be made durable.
-    #[error("the store's writer has stopped")]
-    Stopped,
-}
-
-impl<E: Into<::redb::Error>> From<E> for CommitError {
-    fn from(error: E) -> Self {
-        CommitError::Database(Arc::new(error.into()))
-    }
-}
-
-/// The outcome of one group commit: every write in `commits` is durable, or none is.
-#[derive(Clone, Debug)]
-pub struct Committed {
-    /// The writes the commit carried.
-    pub commits: Vec<CommitId>,
-    /// Whether they are on disk.
-    pub result: Result<(), CommitError>,
-    /// How long the transaction took to write and sync.
-    pub took: std::time::Duration,
-}
-
-/// Where a durable store reports its commits. Unbounded, but it holds at most one message per
-/// write the store has accepted and not yet reported, and each of those writes is held in
-/// memory (the undo log) until then anyway.
-pub type CommitReceiver = mpsc::UnboundedReceiver<Committed>;
-
-enum Op {
-    /// Write an item, with its own mark.
-    Put {
-        key: Key,
-        item: Box<Item>,
-        own: bool,
-    },
-    /// Set or clear the own mark of an item already written.
-    Own {
-        key: Key,
-        own: bool,
-    },
-    Delete(Key),
-}
-
-struct Batch {
-    /// `None` for writes nobody waits on (expiry).
-    commit: Option<CommitId>,
-    ops: Vec<Op>,
-}
 
 /// What a write replaced, to put back if its commit fails.
 struct Undo {
@@ -117,19 +69,6 @@ struct Undo {
     own: bool,
     /// The network the replaced copy counted against.
     stored_by: Option<Prefix>,
-}
-
-/// Why the store could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// redb refused the file.
-    #[error("cannot open the store {path}: {error}")]
-    Database {
-        /// The database file.
-        path: PathBuf,
-        /// Why.
-        error: String,
-    },
 }
 
 /// Items in redb, with their summaries in memory.
@@ -149,23 +88,19 @@ pub struct RedbStore {
     pub dropped_at_open: usize,
 }
 
-fn db_error(path: &Path, e: impl std::fmt::Display) -> OpenError {
-    OpenError::Database {
-        path: path.to_owned(),
-        error: e.to_string(),
-    }
-}
-
 impl RedbStore {
     /// Opens (or creates) `dir/items.redb` and reads every item's summary. Commit outcomes
     /// arrive on the returned receiver.
     pub fn open(dir: &Path, limits: StoreLimits) -> Result<(Self, CommitReceiver), OpenError> {
-        std::fs::create_dir_all(dir).map_err(|e| db_error(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
+            path: dir.to_owned(),
+            source,
+        })?;
         let path = dir.join(STORE_FILE);
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(&path)
-            .map_err(|e| db_error(&path, e))?;
+            .map_err(|e| OpenError::database(&path, e))?;
         Self::with_database(&path, db, limits)
     }
 
@@ -179,7 +114,7 @@ impl RedbStore {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create_with_backend(backend)
-            .map_err(|e| db_error(name, e))?;
+            .map_err(|e| OpenError::database(name, e))?;
         Self::with_database(name, db, limits)
     }
 
@@ -188,12 +123,16 @@ impl RedbStore {
         db: Database,
         limits: StoreLimits,
     ) -> Result<(Self, CommitReceiver), OpenError> {
-        let setup = db.begin_write().map_err(|e| db_error(path, e))?;
-        setup.open_table(ITEMS).map_err(|e| db_error(path, e))?;
-        setup.open_table(OWN).map_err(|e| db_error(path, e))?;
-        setup.commit().map_err(|e| db_error(path, e))?;
+        let setup = db.begin_write().map_err(|e| OpenError::database(path, e))?;
+        setup
+            .open_table(ITEMS)
+            .map_err(|e| OpenError::database(path, e))?;
+        setup
+            .open_table(OWN)
+            .map_err(|e| OpenError::database(path, e))?;
+        setup.commit().map_err(|e| OpenError::database(path, e))?;
 
-        let (ledger, dropped) = read_ledger(&db, limits).map_err(|e| db_error(path, e))?;
+        let (ledger, dropped) = read_ledger(path, &db, limits)?;
         if dropped > 0 {
             tracing::warn!(
                 dropped,
@@ -207,7 +146,10 @@ impl RedbStore {
         let thread = std::thread::Builder::new()
             .name("cairn-store".into())
             .spawn(move || write_loop(&writes, batches, report))
-            .map_err(|e| db_error(path, e))?;
+            .map_err(|source| OpenError::Writer {
+                path: path.to_owned(),
+                source,
+            })?;
         let store = RedbStore {
             ledger,
             pending: HashMap::new(),
@@ -251,25 +193,27 @@ impl RedbStore {
     /// The item under `key` as committed on disk: the copy `summary` describes, which was
     /// verified when it was stored or when the store opened, is recognised by hashes; any other
     /// bytes are verified again, and not served unless they verify.
-    fn read(&self, key: &Key, summary: &Summary) -> Option<Item> {
-        let found = (|| -> Result<Option<Vec<u8>>, String> {
-            let read = self.db.begin_read().map_err(db_text)?;
-            let table = read.open_table(ITEMS).map_err(db_text)?;
-            let value = table.get(key.as_bytes().as_slice()).map_err(db_text)?;
+    fn read(&self, key: &Key, summary: &Summary) -> Result<Option<Item>, ReadError> {
+        let found = (|| -> Result<Option<Vec<u8>>, Box<::redb::Error>> {
+            let read = self.db.begin_read().map_err(boxed)?;
+            let table = read.open_table(ITEMS).map_err(boxed)?;
+            let value = table.get(key.as_bytes().as_slice()).map_err(boxed)?;
             Ok(value.map(|v| v.value().to_vec()))
         })();
-        match found {
-            Ok(Some(bytes)) => match wire::decode_known_item(&bytes, key, summary) {
-                Ok(item) if item.key() == key && summary.describes(&item) => Some(item),
-                _ => {
-                    tracing::warn!(%key, "an item on disk no longer verifies; not served");
-                    None
-                }
-            },
-            Ok(None) => None,
+        let bytes = match found {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
             Err(e) => {
                 tracing::warn!(%key, "cannot read an item from the store: {e}");
-                None
+                let source = Arc::new(*e);
+                return Err(ReadError::Storage { key: *key, source });
+            }
+        };
+        match wire::decode_known_item(&bytes, key, summary) {
+            Ok(item) if item.key() == key && summary.describes(&item) => Ok(Some(item)),
+            _ => {
+                tracing::warn!(%key, "an item on disk no longer verifies; not served");
+                Ok(None)
             }
         }
     }
@@ -327,10 +271,19 @@ impl RedbStore {
     /// Finishes every queued write and stops the writer thread.
     pub fn close(&mut self) {
         self.writer.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(thread) = self.thread.take()
+            && let Err(panic) = thread.join()
+        {
+            // The writer reports a commit that panics; this is a panic outside of one.
+            let panic = writer::panic_text(panic.as_ref());
+            tracing::error!("the store's writer thread panicked: {panic}");
         }
     }
+}
+
+/// A redb error of any operation, boxed (they are large).
+fn boxed(error: impl Into<::redb::Error>) -> Box<::redb::Error> {
+    Box::new(error.into())
 }
 
 impl Drop for RedbStore {
@@ -339,137 +292,13 @@ impl Drop for RedbStore {
     }
 }
 
-/// A redb error as text, for open errors (which only a person reads).
-fn db_text(error: impl Into<::redb::Error>) -> String {
-    error.into().to_string()
-}
-
-/// Reads every item back, verifying them in chunks on all cores, into a ledger of summaries.
-/// Returns the ledger and how many items failed.
-fn read_ledger(db: &Database, limits: StoreLimits) -> Result<(Ledger<Summary>, usize), String> {
-    let read = db.begin_read().map_err(db_text)?;
-    let own_table = read.open_table(OWN).map_err(db_text)?;
-    let mut own = HashSet::new();
-    for entry in own_table.iter().map_err(db_text)? {
-        let (key, _) = entry.map_err(db_text)?;
-        if let Some(key) = Key::from_slice(key.value()) {
-            own.insert(key);
-        }
-    }
-    let mut ledger = Ledger::new(limits);
-    let mut dropped = 0;
-    let mut absorb = |chunk: Vec<Vec<u8>>, ledger: &mut Ledger<Summary>| {
-        let (items, failed) = verify_all(chunk);
-        dropped += failed;
-        for item in items {
-            let key = *item.key();
-            ledger.restore(key, Summary::of(&item), own.contains(&key));
-        }
-    };
-    let items = read.open_table(ITEMS).map_err(db_text)?;
-    let mut chunk = Vec::with_capacity(OPEN_CHUNK);
-    for entry in items.iter().map_err(db_text)? {
-        let (_, value) = entry.map_err(db_text)?;
-        chunk.push(value.value().to_vec());
-        if chunk.len() == OPEN_CHUNK {
-            absorb(std::mem::take(&mut chunk), &mut ledger);
-        }
-    }
-    absorb(chunk, &mut ledger);
-    Ok((ledger, dropped))
-}
-
-/// Decodes and verifies stored items on every core. Returns the good ones and how many failed.
-fn verify_all(records: Vec<Vec<u8>>) -> (Vec<Item>, usize) {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = records.len().div_ceil(threads).max(1);
-    let results: Vec<Vec<Option<Item>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = records
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(|r| wire::decode_item(r).ok()).collect())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    let total = records.len();
-    let items: Vec<Item> = results.into_iter().flatten().flatten().collect();
-    let dropped = total - items.len();
-    (items, dropped)
-}
-
-/// The writer thread: one transaction and one commit for everything queued, then one report.
-fn write_loop(
-    db: &Database,
-    batches: std_mpsc::Receiver<Batch>,
-    report: mpsc::UnboundedSender<Committed>,
-) {
-    while let Ok(first) = batches.recv() {
-        let mut group = vec![first];
-        while let Ok(more) = batches.try_recv() {
-            group.push(more);
-            if group.len() >= 4_096 {
-                break;
-            }
-        }
-        let began = std::time::Instant::now();
-        let result = commit(db, &group);
-        let took = began.elapsed();
-        if let Err(e) = &result {
-            tracing::error!("store commit failed: {e}");
-        }
-        let commits: Vec<CommitId> = group.iter().filter_map(|b| b.commit).collect();
-        if !commits.is_empty() {
-            let _ = report.send(Committed {
-                commits,
-                result,
-                took,
-            });
-        }
-    }
-}
-
-fn commit(db: &Database, group: &[Batch]) -> Result<(), CommitError> {
-    let txn = db.begin_write()?;
-    {
-        let mut items = txn.open_table(ITEMS)?;
-        let mut own = txn.open_table(OWN)?;
-        let mut mark = |key: &Key, mine: bool| -> Result<(), CommitError> {
-            if mine {
-                own.insert(key.as_bytes().as_slice(), ())?;
-            } else {
-                own.remove(key.as_bytes().as_slice())?;
-            }
-            Ok(())
-        };
-        for op in group.iter().flat_map(|b| &b.ops) {
-            match op {
-                Op::Put { key, item, own } => {
-                    let bytes =
-                        wire::encode_item(item).map_err(|e| CommitError::Encode(Arc::new(e)))?;
-                    items.insert(key.as_bytes().as_slice(), bytes.as_slice())?;
-                    mark(key, *own)?;
-                }
-                Op::Own { key, own } => mark(key, *own)?,
-                Op::Delete(key) => {
-                    items.remove(key.as_bytes().as_slice())?;
-                    mark(key, false)?;
-                }
-            }
-        }
-    }
-    txn.commit()?;
-    Ok(())
-}
-
 impl Store for RedbStore {
-    fn get(&self, key: &Key, now: Time) -> Option<Item> {
-        let summary = *self.ledger.live(key, now)?;
+    fn get(&self, key: &Key, now: Time) -> Result<Option<Item>, ReadError> {
+        let Some(summary) = self.ledger.live(key, now).copied() else {
+            return Ok(None);
+        };
         match self.pending.get(key) {
-            Some(item) => Some(item.clone()),
+            Some(item) => Ok(Some(item.clone())),
             None => self.read(key, &summary),
         }
     }
@@ -522,14 +351,6 @@ impl Store for RedbStore {
         }
     }
 
-    fn len(&self) -> usize {
-        self.ledger.len()
-    }
-
-    fn keys(&self) -> Vec<Key> {
-        self.ledger.keys()
-    }
-
     fn expire(&mut self, now: Time) -> usize {
         let gone = self.ledger.drain_expired(now);
         let count = gone.len();
@@ -547,16 +368,8 @@ impl Store for RedbStore {
         count
     }
 
-    fn own_keys(&self) -> Vec<Key> {
-        self.ledger.own_keys()
-    }
-
-    fn bytes(&self) -> usize {
-        self.ledger.bytes()
-    }
-
-    fn list(&self, after: Option<&Key>, limit: usize) -> Vec<Listed> {
-        self.ledger.list(after, limit)
+    fn holdings(&self) -> &dyn Holdings {
+        &self.ledger
     }
 }
 

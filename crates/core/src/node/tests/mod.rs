@@ -265,7 +265,7 @@ fn a_get_returns_the_highest_seq_and_writes_it_back() {
     let now = net.now;
     for n in 2..=6 {
         assert_eq!(
-            net.node(n).store().get(old.key(), now),
+            net.node(n).store().get(old.key(), now).expect("readable"),
             Some(new.clone()),
             "node {n} was written back"
         );
@@ -556,7 +556,13 @@ fn a_delete_wins_everywhere_and_a_stale_replica_cannot_undo_it() {
         connection: 3,
     };
     for n in 1..=8 {
-        if net.node(n).store().get(v1.key(), now).is_some() {
+        if net
+            .node(n)
+            .store()
+            .get(v1.key(), now)
+            .expect("readable")
+            .is_some()
+        {
             let answer =
                 net.node(n)
                     .handle_request(now, stale, 9, Request::Store { item: v1.clone() });
@@ -821,7 +827,11 @@ fn a_second_publish_replaces_the_first_and_bad_names_are_refused() {
     let second = node.publish(NOW, &key, "doc", Bytes::from_static(b"b"), None);
     assert!(first.is_ok() && second.is_ok());
     let item_key = signed_key(&key.verifying_key().to_bytes(), "doc");
-    let held = node.store().get(&item_key, NOW).expect("stored locally");
+    let held = node
+        .store()
+        .get(&item_key, NOW)
+        .expect("readable")
+        .expect("stored locally");
     assert_eq!(held.value().as_ref(), b"b");
     assert_eq!(held.seq(), Some(1_800_000_000_124));
     let done: Vec<_> = std::iter::from_fn(|| node.poll_event())

@@ -5,6 +5,10 @@ use cairn_core::item::Refusal;
 use cairn_core::{ImmutableItem, SignedItem};
 use ed25519_dalek::SigningKey;
 
+use std::path::PathBuf;
+
+use ::redb::ReadableTable;
+
 use super::*;
 
 const NOW: Time = Time::from_secs(1_800_000_000);
@@ -69,10 +73,12 @@ fn items_survive_a_reopen_and_the_highest_seq_still_wins() {
     let (mut store, _commits) = RedbStore::open(&dir, StoreLimits::default()).expect("reopens");
     assert_eq!(store.len(), 2);
     assert_eq!(
-        store.get(signed(5, b"five", 0).key(), NOW),
+        store
+            .get(signed(5, b"five", 0).key(), NOW)
+            .expect("readable"),
         Some(signed(5, b"five", 0))
     );
-    assert_eq!(store.get(blob.key(), NOW), Some(blob));
+    assert_eq!(store.get(blob.key(), NOW).expect("readable"), Some(blob));
     assert_eq!(store.own_keys(), vec![*signed(5, b"five", 0).key()]);
     assert_eq!(
         resolution(store.put(signed(4, b"four", 0), NOW, Origin::Unknown)),
@@ -176,10 +182,13 @@ fn a_failed_commit_is_undone_and_a_later_write_of_the_key_inherits_the_undo() {
     );
     // The first commit fails: the second write, still pending, keeps the key.
     store.committed(c1, CommitOutcome::Failed);
-    assert_eq!(store.get(&key, NOW), Some(signed(2, b"b", 0)));
+    assert_eq!(
+        store.get(&key, NOW).expect("readable"),
+        Some(signed(2, b"b", 0))
+    );
     // The second fails too: the store is as it was before both, own mark included.
     store.committed(c2, CommitOutcome::Failed);
-    assert_eq!(store.get(&key, NOW), None);
+    assert_eq!(store.get(&key, NOW).expect("readable"), None);
     assert!(store.own_keys().is_empty());
     assert_eq!(store.len(), 0);
 
@@ -195,8 +204,11 @@ fn a_failed_commit_is_undone_and_a_later_write_of_the_key_inherits_the_undo() {
         store.pending.is_empty(),
         "nothing is held in memory any more"
     );
-    assert_eq!(store.get(&key, NOW), Some(signed(3, b"c", 0)));
-    assert_eq!(store.get(blob.key(), NOW), Some(blob));
+    assert_eq!(
+        store.get(&key, NOW).expect("readable"),
+        Some(signed(3, b"c", 0))
+    );
+    assert_eq!(store.get(blob.key(), NOW).expect("readable"), Some(blob));
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -222,19 +234,114 @@ fn a_copy_changed_on_disk_after_it_was_verified_is_not_served() {
     assert!(store.put(item.clone(), NOW, Origin::Unknown).is_ok());
     committed(&mut store, &mut commits);
     // Served from disk, recognised as the copy verified when it was stored.
-    assert_eq!(store.get(&key, NOW), Some(item.clone()));
+    assert_eq!(store.get(&key, NOW).expect("readable"), Some(item.clone()));
 
     // Someone flips a bit of the signature in the file while the node runs.
     let mut bytes = wire::encode_item(&item).expect("encodes");
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     overwrite(&store, &key, &bytes);
-    assert_eq!(store.get(&key, NOW), None, "a copy that does not verify");
+    assert_eq!(
+        store.get(&key, NOW).expect("readable"),
+        None,
+        "a copy that does not verify"
+    );
 
     // A copy that verifies but is not the one held (an older seq) is not served either.
     let older = wire::encode_item(&signed(4, b"four", 0)).expect("encodes");
     overwrite(&store, &key, &older);
-    assert_eq!(store.get(&key, NOW), None, "a copy other than the one held");
+    assert_eq!(
+        store.get(&key, NOW).expect("readable"),
+        None,
+        "a copy other than the one held"
+    );
     drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An in-memory backend whose sync panics once `armed` is set.
+#[derive(Debug)]
+struct PanicOnSync {
+    inner: ::redb::backends::InMemoryBackend,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StorageBackend for PanicOnSync {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.inner.read(offset, len)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self, eventual: bool) -> std::io::Result<()> {
+        assert!(
+            !self.armed.load(std::sync::atomic::Ordering::SeqCst),
+            "injected fault: sync panics"
+        );
+        self.inner.sync_data(eventual)
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write(offset, data)
+    }
+}
+
+#[test]
+fn a_commit_that_panics_is_reported_failed_and_later_writes_are_refused() {
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backend = PanicOnSync {
+        inner: ::redb::backends::InMemoryBackend::new(),
+        armed: armed.clone(),
+    };
+    let name = Path::new("panicking");
+    let (mut store, mut commits) =
+        RedbStore::open_with_backend(name, backend, StoreLimits::default()).expect("opens");
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let first = store
+        .put(signed(1, b"a", 0), NOW, Origin::Own)
+        .expect("accepted");
+    let done = commits
+        .blocking_recv()
+        .expect("the panicked commit is reported");
+    assert_eq!(done.commits, vec![first.commit.expect("queued")]);
+    assert!(
+        matches!(done.result, Err(CommitError::Panicked(_))),
+        "{:?}",
+        done.result
+    );
+    store.committed(done.commits[0], CommitOutcome::Failed);
+    assert_eq!(store.len(), 0, "the failed write is undone");
+
+    let blob: Item = ImmutableItem::new(Bytes::from_static(b"later")).into();
+    let later = store.put(blob, NOW, Origin::Own).expect("accepted");
+    let done = commits.blocking_recv().expect("a later write is reported");
+    assert_eq!(done.commits, vec![later.commit.expect("queued")]);
+    assert!(
+        matches!(done.result, Err(CommitError::Stopped)),
+        "{:?}",
+        done.result
+    );
+    armed.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn an_open_that_fails_keeps_its_typed_cause() {
+    let dir = temp_dir("not-a-dir");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("file");
+    std::fs::write(&file, b"not a directory").expect("written");
+    let Err(error) = RedbStore::open(&file.join("store"), StoreLimits::default()) else {
+        panic!("a data directory under a file cannot be created");
+    };
+    match &error {
+        OpenError::Directory { path, .. } => assert_eq!(path, &file.join("store")),
+        other => panic!("expected a directory error, got {other:?}"),
+    }
+    assert!(
+        std::error::Error::source(&error).is_some(),
+        "the cause is kept"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
