@@ -105,8 +105,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .limits(StoreLimits {
                     max_items: 10_000_000,
                     max_bytes: 4 << 30,
-                    max_items_per_network: 10_000_000,
-                    max_bytes_per_network: 4 << 30,
+                    max_items_per_subnet: 10_000_000,
+                    max_bytes_per_subnet: 4 << 30,
                 });
             let dht = cairn_node::start(config).await.context("starting a node")?;
             let status = dht.status().await.context("the node stopped")?;

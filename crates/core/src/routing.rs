@@ -1,7 +1,7 @@
 //! The routing table: 512 k-buckets of verified contacts (`docs/design.md`, "Routing table").
 //!
 //! Implementation notes:
-//! - Buckets are kept sparsely (a map from bucket index to bucket): a node of a network of N
+//! - Buckets are kept sparsely (a map from bucket index to bucket): a node among N
 //!   nodes fills about log2(N) of the 512, and a dense array would cost every node several
 //!   kilobytes for nothing.
 //! - Within a bucket, contacts are ordered least recently seen first. A contact that is seen
@@ -10,7 +10,7 @@
 //!   pinged, [`RoutingTable::seen`] says so in its [`Insertion`] and the caller sends the ping,
 //!   reporting the answer with `seen` or the silence with [`RoutingTable::failed`].
 //! - Only verified contacts enter: callers pass contacts whose identity a handshake proved.
-//! - Diversity: one network (an IPv4 /24, an IPv6 /48) holds at most
+//! - Diversity: one subnet (an IPv4 /24, an IPv6 /48) holds at most
 //!   [`Diversity::per_bucket`] places in a bucket and [`Diversity::per_table`] in the whole
 //!   table, replacement caches included. Identities are free to make, addresses are not: this
 //!   keeps one host or one subnet from filling a node's view of the network (the limits of
@@ -63,11 +63,11 @@ pub enum Insertion {
     },
     /// The contact is this node itself, which is never stored.
     OwnId,
-    /// The contact's network already holds as many places as [`Diversity`] allows.
+    /// The contact's subnet already holds as many places as [`Diversity`] allows.
     Crowded,
 }
 
-/// How many places one network (an IPv4 /24, an IPv6 /48) may hold in a routing table.
+/// How many places one subnet (an IPv4 /24, an IPv6 /48) may hold in a routing table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Diversity {
     /// In one bucket (entries and replacements). Default 2.
@@ -127,11 +127,11 @@ impl RoutingTable {
         RoutingTable { diversity, ..self }
     }
 
-    /// Whether `contact`, new to bucket `index`, would put its network over a limit.
+    /// Whether `contact`, new to bucket `index`, would put its subnet over a limit.
     fn crowded(&self, index: usize, contact: &Contact) -> bool {
-        let network = Prefix::network(contact.addr.ip());
+        let subnet = Prefix::subnet(contact.addr.ip());
         let same = |e: &&Entry| {
-            e.contact.id != contact.id && Prefix::network(e.contact.addr.ip()) == network
+            e.contact.id != contact.id && Prefix::subnet(e.contact.addr.ip()) == subnet
         };
         let places = |b: &KBucket| b.entries.iter().chain(&b.replacements).filter(same).count();
         let in_bucket = self.buckets.get(&index).map_or(0, places);

@@ -1,4 +1,4 @@
-//! Address prefixes: the unit in which cairn counts one host or one network's share of
+//! Address prefixes: the unit in which cairn counts one host or one subnet's share of
 //! anything (connections per host, stores per subnet, contacts per subnet in the routing
 //! table). An attacker can make many identities cheaply, but addresses cost more, and
 //! prefixes cost more still.
@@ -40,9 +40,9 @@ impl Prefix {
         Prefix::of(ip, 32, 64)
     }
 
-    /// One network: an IPv4 /24, or an IPv6 /48 (what one site or one provider's customer
+    /// One subnet: an IPv4 /24, or an IPv6 /48 (what one site or one provider's customer
     /// gets).
-    pub fn network(ip: IpAddr) -> Self {
+    pub fn subnet(ip: IpAddr) -> Self {
         Prefix::of(ip, 24, 48)
     }
 }
@@ -66,12 +66,12 @@ mod tests {
         assert_eq!(Prefix::host(ip("192.0.2.7")), Prefix::host(ip("192.0.2.7")));
         assert_ne!(Prefix::host(ip("192.0.2.7")), Prefix::host(ip("192.0.2.8")));
         assert_eq!(
-            Prefix::network(ip("192.0.2.7")),
-            Prefix::network(ip("192.0.2.200"))
+            Prefix::subnet(ip("192.0.2.7")),
+            Prefix::subnet(ip("192.0.2.200"))
         );
         assert_ne!(
-            Prefix::network(ip("192.0.2.7")),
-            Prefix::network(ip("192.0.3.7"))
+            Prefix::subnet(ip("192.0.2.7")),
+            Prefix::subnet(ip("192.0.3.7"))
         );
         assert_eq!(
             Prefix::host(ip("2001:db8:1:2:aaaa::1")),
@@ -82,15 +82,15 @@ mod tests {
             Prefix::host(ip("2001:db8:1:3::1"))
         );
         assert_eq!(
-            Prefix::network(ip("2001:db8:1:2::1")),
-            Prefix::network(ip("2001:db8:1:ffff::1"))
+            Prefix::subnet(ip("2001:db8:1:2::1")),
+            Prefix::subnet(ip("2001:db8:1:ffff::1"))
         );
         assert_eq!(
             Prefix::host(ip("::ffff:192.0.2.7")),
             Prefix::host(ip("192.0.2.7")),
             "a mapped address is the IPv4 one"
         );
-        assert_eq!(Prefix::network(ip("192.0.2.7")).to_string(), "192.0.2.0/24");
+        assert_eq!(Prefix::subnet(ip("192.0.2.7")).to_string(), "192.0.2.0/24");
         assert_eq!(Prefix::of(ip("192.0.2.7"), 0, 0).to_string(), "0.0.0.0/0");
     }
 }

@@ -196,10 +196,13 @@ pub struct FileConfig {
     pub max_items: Option<usize>,
     /// See [`StoreLimits::max_bytes`].
     pub max_store_bytes: Option<usize>,
-    /// See [`StoreLimits::max_items_per_network`].
-    pub max_items_per_network: Option<usize>,
-    /// See [`StoreLimits::max_bytes_per_network`].
-    pub max_store_bytes_per_network: Option<usize>,
+    /// See [`StoreLimits::max_items_per_subnet`]. Files may still say `max_items_per_network`.
+    #[serde(alias = "max_items_per_network")]
+    pub max_items_per_subnet: Option<usize>,
+    /// See [`StoreLimits::max_bytes_per_subnet`]. Files may still say
+    /// `max_store_bytes_per_network`.
+    #[serde(alias = "max_store_bytes_per_network")]
+    pub max_store_bytes_per_subnet: Option<usize>,
     /// See [`Config::max_frame`].
     pub max_frame: Option<usize>,
     /// See [`Config::idle_timeout`].
@@ -364,11 +367,11 @@ impl FileConfig {
         if let Some(v) = self.max_store_bytes {
             config.limits.max_bytes = v;
         }
-        if let Some(v) = self.max_items_per_network {
-            config.limits.max_items_per_network = v;
+        if let Some(v) = self.max_items_per_subnet {
+            config.limits.max_items_per_subnet = v;
         }
-        if let Some(v) = self.max_store_bytes_per_network {
-            config.limits.max_bytes_per_network = v;
+        if let Some(v) = self.max_store_bytes_per_subnet {
+            config.limits.max_bytes_per_subnet = v;
         }
         if let Some(v) = self.max_frame {
             config.max_frame = v;

@@ -506,7 +506,7 @@ pub(crate) async fn dial(
     shared: Arc<Shared>,
 ) {
     let mut in_flight = HashSet::new();
-    let mut subscriptions = Subscriptions::default();
+    let mut subscriptions = DialedSubscriptions::default();
     let permit = match &shared.connection_budget {
         None => None,
         Some(budget) => match timeout(
@@ -677,12 +677,12 @@ async fn connect(
 /// The subscriptions a dialed connection carries: the `listen` requests answered
 /// `listening`, one per key (a renewal replaces the one before), and those still in flight.
 #[derive(Default)]
-struct Subscriptions {
+struct DialedSubscriptions {
     live: std::collections::HashMap<u64, cairn_core::Key>,
     asked: std::collections::HashMap<u64, cairn_core::Key>,
 }
 
-impl Subscriptions {
+impl DialedSubscriptions {
     fn sent(&mut self, id: u64, request: &Request) {
         match request {
             Request::Listen { key, .. } => {
@@ -717,7 +717,7 @@ async fn carry(
     peer: Contact,
     requests: &mut mpsc::Receiver<Outgoing>,
     in_flight: &mut HashSet<u64>,
-    subscriptions: &mut Subscriptions,
+    subscriptions: &mut DialedSubscriptions,
     shared: &Shared,
 ) -> Result<(), ConnError> {
     let mut released = false;

@@ -10,7 +10,7 @@
 use cairn_core::Item;
 use cairn_core::item::ItemError;
 use cairn_core::node::QueryStats;
-use cairn_core::store::StoreError;
+use cairn_core::store::{CommitId, StoreError};
 use cairn_core::{Key, QueryId};
 
 use crate::outcome::Found;
@@ -275,20 +275,18 @@ impl From<WatchError> for Error {
 
 // The one place where the core's outcomes of a command become the node's errors.
 
-/// A put the core refused or failed. `failed_commit` is why the store's last failed commit
-/// failed: the core reports a commit that failed while the put's lookup ran without its
-/// reason, and the driver knows it.
+/// A put the core refused or failed. `failed_commit` tells why a commit failed: the core
+/// names a commit that failed while the put's lookup ran, and the driver kept its reason.
 pub(crate) fn put_error(
-    error: cairn_core::node::PutError,
-    failed_commit: Option<&CommitError>,
+    error: cairn_core::node::PutFailure,
+    failed_commit: impl FnOnce(CommitId) -> Option<CommitError>,
 ) -> PutError {
-    use cairn_core::node::PutError as Core;
+    use cairn_core::node::PutFailure as Core;
     match error {
         Core::Local(refusal) => PutError::Refused(refusal),
         Core::TooLarge { size, max } => PutError::TooLarge { size, max },
-        Core::NotDurable => PutError::NotDurable(
-            failed_commit
-                .cloned()
+        Core::NotDurable(commit) => PutError::NotDurable(
+            failed_commit(commit)
                 // The core learns of a failed commit only from the driver, which keeps its
                 // reason first; a reason-less failure would be a bug, told as a stopped writer.
                 .unwrap_or(CommitError::Stopped),
@@ -299,13 +297,13 @@ pub(crate) fn put_error(
 /// A finished get: the item found, a tombstone (deleted), or nothing.
 pub(crate) fn get_outcome(
     key: Key,
-    result: Result<Item, cairn_core::node::GetError>,
+    result: Result<Item, cairn_core::node::GetFailure>,
     stats: QueryStats,
 ) -> Result<Found, GetError> {
     match result {
         Ok(Item::Tombstone(t)) => Err(GetError::Deleted { key, seq: t.seq() }),
         Ok(item) => Ok(Found { item, stats }),
-        Err(cairn_core::node::GetError::NotFound { asked, .. }) => {
+        Err(cairn_core::node::GetFailure::NotFound { asked, .. }) => {
             Err(GetError::NotFound { key, asked })
         }
     }
@@ -313,11 +311,12 @@ pub(crate) fn get_outcome(
 
 /// A finished bootstrap that tried `tried` seeds.
 pub(crate) fn bootstrap_outcome(
-    result: Result<usize, cairn_core::node::BootstrapError>,
+    result: Result<usize, cairn_core::node::BootstrapFailure>,
     tried: usize,
 ) -> Result<usize, BootstrapError> {
-    result
-        .map_err(|cairn_core::node::BootstrapError::NoContact| BootstrapError::NoContact { tried })
+    result.map_err(
+        |cairn_core::node::BootstrapFailure::NoContact| BootstrapError::NoContact { tried },
+    )
 }
 
 /// The mismatch of command `query`, which waited for an `expected` event and got `event`.

@@ -40,7 +40,7 @@ struct Table {
 
 /// Why a connection was not given a place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub(crate) enum NoPlace {
     /// Its host already holds `max_inbound_per_host` connections.
     Host,
     /// Every place is taken by a connection that is serving requests.
@@ -86,15 +86,15 @@ impl Inbound {
 
     /// Gives a connection from `ip` a place, evicting an idle or unauthenticated one if all are
     /// taken.
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, NoPlace> {
         let host = Prefix::host(ip);
         let mut table = self.lock();
         if table.per_host.get(&host).copied().unwrap_or(0) >= self.max_per_host {
-            return Err(Refusal::Host);
+            return Err(NoPlace::Host);
         }
         let mut evicted = false;
         if table.entries.len() >= self.max {
-            let victim = table.victim().ok_or(Refusal::Full)?;
+            let victim = table.victim().ok_or(NoPlace::Full)?;
             if let Some(entry) = table.remove(victim) {
                 entry.evict.notify_one();
                 evicted = true;
@@ -224,7 +224,7 @@ mod tests {
         let inbound = Arc::new(Inbound::new(3, 2));
         let a1 = inbound.admit(ip("192.0.2.1")).expect("room");
         let a2 = inbound.admit(ip("192.0.2.1")).expect("room");
-        assert_eq!(inbound.admit(ip("192.0.2.1")).err(), Some(Refusal::Host));
+        assert_eq!(inbound.admit(ip("192.0.2.1")).err(), Some(NoPlace::Host));
         a1.place.authenticated();
         a1.place.active(1);
         a2.place.authenticated();
@@ -237,7 +237,7 @@ mod tests {
         c.place.authenticated();
         c.place.active(1);
         // Every place serves requests: nobody is evicted, the newcomer is refused.
-        assert_eq!(inbound.admit(ip("192.0.2.4")).err(), Some(Refusal::Full));
+        assert_eq!(inbound.admit(ip("192.0.2.4")).err(), Some(NoPlace::Full));
         // Once one is idle it can be evicted.
         a2.place.active(0);
         assert!(inbound.admit(ip("192.0.2.4")).expect("evicts a2").evicted);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::connection;
-use crate::inbound::{Admitted, Refusal};
+use crate::inbound::{Admitted, NoPlace};
 use crate::shared::Shared;
 
 /// Accepts connections until shutdown, serving each in its own task within the bounds of
@@ -58,11 +58,11 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
                 drop(permit);
             });
         }
-        Err(Refusal::Host) => {
+        Err(NoPlace::Host) => {
             count(&counters.connections_refused_per_host);
             tracing::debug!(%peer, "refusing a connection: its host holds max_inbound_per_host");
         }
-        Err(Refusal::Full) => {
+        Err(NoPlace::Full) => {
             count(&counters.connections_refused);
             tracing::debug!(%peer, "refusing a connection: max_inbound busy connections");
         }

@@ -318,7 +318,7 @@ async fn one_network_fills_only_its_share_of_the_store() {
     let config = Config::default()
         .store_rate(cairn_node::Rate::UNLIMITED)
         .limits(cairn_core::store::StoreLimits {
-            max_items_per_network: 50,
+            max_items_per_subnet: 50,
             ..Default::default()
         });
     let (dht, addr) = node_with(config).await;

@@ -13,7 +13,7 @@ use super::event::{QueryId, WatchId};
 use super::housekeeping::Task;
 use super::publish::{expiry, next_seq};
 use super::query::Done;
-use super::stage::{Plan, QueryKind};
+use super::stage::{QueryKind, QueryStart};
 use crate::id::{Key, NodeId};
 use crate::item::{Item, ItemError, SignedItem, Tombstone, signed_key};
 use crate::lookup::Lookup;
@@ -120,7 +120,7 @@ impl<S: Store> Node<S> {
     }
 
     /// Starts `plan` (`internal`: for housekeeping) and routes its end if it ends at once.
-    fn start_query(&mut self, now: Time, plan: Plan, internal: bool) -> QueryId {
+    fn start_query(&mut self, now: Time, plan: QueryStart, internal: bool) -> QueryId {
         let (queries, mut env) = self.queries_and_env(now);
         let (id, done) = queries.start(&mut env, plan, internal);
         self.route(now, done);

@@ -29,7 +29,7 @@ pub struct QueryStats {
 
 /// Why a get found nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GetError {
+pub enum GetFailure {
     /// No node reached holds a valid copy.
     #[error("no valid copy of {key} was found ({asked} nodes answered)")]
     NotFound {
@@ -42,13 +42,14 @@ pub enum GetError {
 
 /// Why a put failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PutError {
+pub enum PutFailure {
     /// The local store refused the item, so it was not published.
     #[error("not stored locally: {0}")]
     Local(#[from] StoreError),
-    /// The local store accepted the item but could not make it durable, and undid it.
+    /// The local store accepted the item but could not make it durable, and undid it: this
+    /// commit failed (the store reported why with it).
     #[error("the local store failed to commit the item; this node does not hold it")]
-    NotDurable,
+    NotDurable(CommitId),
     /// The value is above `max_value_size`.
     #[error("value of {size} bytes is above the {max}-byte limit")]
     TooLarge {
@@ -61,7 +62,7 @@ pub enum PutError {
 
 /// Why a bootstrap failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BootstrapError {
+pub enum BootstrapFailure {
     /// No seed answered and the routing table is empty.
     #[error("no bootstrap node answered and no contact is known")]
     NoContact,
@@ -89,7 +90,7 @@ pub enum Event {
         /// The key sought.
         key: Key,
         /// The item with the highest `seq` seen, or why none.
-        result: Result<Item, GetError>,
+        result: Result<Item, GetFailure>,
         /// Its cost.
         stats: QueryStats,
     },
@@ -104,7 +105,7 @@ pub enum Event {
         /// The item's expiry, Unix seconds (0: never).
         expires: u64,
         /// How many nodes acknowledged, this one included when it stored the item.
-        result: Result<usize, PutError>,
+        result: Result<usize, PutFailure>,
         /// The commit that makes the local copy durable, if it is not yet: the put may be
         /// reported as done only once it is.
         commit: Option<CommitId>,
@@ -116,7 +117,7 @@ pub enum Event {
         /// The command.
         query: QueryId,
         /// The number of contacts in the table afterwards, or why joining failed.
-        result: Result<usize, BootstrapError>,
+        result: Result<usize, BootstrapFailure>,
         /// Its cost.
         stats: QueryStats,
     },

@@ -2,7 +2,7 @@
 //! report is collected. Answering a peer's request, and the checks every stored item passes
 //! wherever it came from, are here too.
 
-use super::event::{Event, PutError};
+use super::event::{Event, PutFailure};
 use super::requests::{Pending, Purpose};
 use super::trace::{RequestOutcome, outcome_of};
 use super::{Answer, Node, Requester};
@@ -250,7 +250,7 @@ impl<S: Store> Node<S> {
     /// Answers a `store` of `item` from `from`.
     fn serve_store(&mut self, now: Time, from: &Requester, item: Item) -> Answer {
         let key = *item.key();
-        let origin = Origin::Network(Prefix::network(from.source));
+        let origin = Origin::Subnet(Prefix::subnet(from.source));
         match self.store_checked(now, item, origin) {
             Ok(commit) => {
                 self.housekeeping.received(key, now);
@@ -260,7 +260,7 @@ impl<S: Store> Node<S> {
                 }
             }
             Err(e) => {
-                if let PutError::Local(StoreError::NetworkFull { .. }) = e {
+                if let PutFailure::Local(StoreError::SubnetFull { .. }) = e {
                     self.stats.stores_over_share += 1;
                 }
                 Answer {
@@ -288,10 +288,10 @@ impl<S: Store> Node<S> {
         now: Time,
         item: Item,
         origin: Origin,
-    ) -> Result<Option<CommitId>, PutError> {
+    ) -> Result<Option<CommitId>, PutFailure> {
         let (size, max) = (item.value().len(), self.config.max_value_size);
         if size > max {
-            return Err(PutError::TooLarge { size, max });
+            return Err(PutFailure::TooLarge { size, max });
         }
         // Only a key someone listens to (a peer, or this node's own watch) needs the copy kept.
         let watched = self.subscriptions.has_subscribers(item.key()) || self.watches.len() > 0;
@@ -306,11 +306,11 @@ impl<S: Store> Node<S> {
 }
 
 /// The `error` response a peer's `store` gets for the refusal `error`.
-fn reply(error: &PutError) -> Response {
+fn reply(error: &PutFailure) -> Response {
     let (code, message) = match error {
-        PutError::TooLarge { .. } => (ErrorCode::TOO_LARGE, error.to_string()),
-        PutError::NotDurable => (ErrorCode::INTERNAL, error.to_string()),
-        PutError::Local(e) => (e.code(), e.to_string()),
+        PutFailure::TooLarge { .. } => (ErrorCode::TOO_LARGE, error.to_string()),
+        PutFailure::NotDurable(_) => (ErrorCode::INTERNAL, error.to_string()),
+        PutFailure::Local(e) => (e.code(), e.to_string()),
     };
     Response::Error(ErrorReply::new(code, message))
 }

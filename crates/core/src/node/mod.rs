@@ -60,7 +60,7 @@ use crate::store::{CommitId, Store};
 use crate::time::Time;
 
 pub use crate::message::Peer;
-pub use event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats, WatchId};
+pub use event::{BootstrapFailure, Event, GetFailure, PutFailure, QueryId, QueryStats, WatchId};
 pub use listen::Notification;
 pub use publish::{expiry, next_seq};
 pub use requests::Transmit;
@@ -93,7 +93,7 @@ pub struct Requester {
     pub addr: Option<SocketAddr>,
     /// Whether the requester's `auth` has verified. Only verified requesters enter the table.
     pub verified: bool,
-    /// The address its connection comes from: what its stores count against (its network's
+    /// The address its connection comes from: what its stores count against (its subnet's
     /// share of the store).
     pub source: std::net::IpAddr,
     /// The connection the request came on, as the driver numbers its incoming connections:
@@ -113,10 +113,10 @@ pub struct Stats {
     /// Lookup requests that ran past their contact's round-trip timeout and gave up their
     /// slot (answered late, or later failed).
     pub requests_slow: u64,
-    /// Verified contacts kept out of the routing table because their network (IPv4 /24,
+    /// Verified contacts kept out of the routing table because their subnet (IPv4 /24,
     /// IPv6 /48) held as many places as it may.
     pub contacts_crowded_out: u64,
-    /// Stores refused because the requester's network held its share of the store.
+    /// Stores refused because the requester's subnet held its share of the store.
     pub stores_over_share: u64,
 }
 

@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use super::event::{BootstrapError, Event, GetError, PutError, QueryId, QueryStats, WatchId};
+use super::event::{BootstrapFailure, Event, GetFailure, PutFailure, QueryId, QueryStats, WatchId};
 use super::requests::{Purpose, Requests};
-use super::stage::{Plan, QueryKind, Stage};
+use super::stage::{QueryKind, QueryStart, Stage};
 use super::trace::{QueryOutcome, Trace, Traces};
 use crate::config::Config;
 use crate::id::NodeId;
@@ -123,7 +123,7 @@ impl QueryPool {
     pub(super) fn start(
         &mut self,
         env: &mut Env,
-        (kind, stage): Plan,
+        (kind, stage): QueryStart,
         internal: bool,
     ) -> (QueryId, Option<Done>) {
         self.last += 1;
@@ -392,7 +392,7 @@ impl Query {
             } => Event::GetDone {
                 query: id,
                 key,
-                result: best.ok_or(GetError::NotFound {
+                result: best.ok_or(GetFailure::NotFound {
                     key,
                     asked: held.len(),
                 }),
@@ -408,7 +408,7 @@ impl Query {
             QueryKind::Bootstrap { .. } => Event::BootstrapDone {
                 query: id,
                 result: if contacts == 0 {
-                    Err(BootstrapError::NoContact)
+                    Err(BootstrapFailure::NoContact)
                 } else {
                     Ok(contacts)
                 },
@@ -424,7 +424,7 @@ impl Query {
 fn put_done(
     id: QueryId,
     item: Item,
-    local: Result<Option<CommitId>, PutError>,
+    local: Result<Option<CommitId>, PutFailure>,
     acks: usize,
     stats: QueryStats,
 ) -> Event {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::event::{PutError, WatchId};
+use super::event::{PutFailure, WatchId};
 use super::trace::Operation;
 use crate::id::{Key, NodeId};
 use crate::item::Item;
@@ -145,7 +145,7 @@ pub(super) enum QueryKind {
     Put {
         item: Item,
         /// The local copy's outcome: the commit that makes it durable, or why it was refused.
-        local: Result<Option<CommitId>, PutError>,
+        local: Result<Option<CommitId>, PutFailure>,
         /// Whether the lookup is over and the stores are out.
         storing: bool,
     },
@@ -160,14 +160,14 @@ pub(super) enum QueryKind {
 }
 
 /// A command about to start: what it is for and its first stage.
-pub(super) type Plan = (QueryKind, Stage);
+pub(super) type QueryStart = (QueryKind, Stage);
 
 impl QueryKind {
-    pub(super) fn find_node(lookup: Lookup) -> Plan {
+    pub(super) fn find_node(lookup: Lookup) -> QueryStart {
         (QueryKind::FindNode, Stage::Closest(lookup))
     }
 
-    pub(super) fn get(key: Key, mut lookup: Lookup, local: Option<Item>) -> Plan {
+    pub(super) fn get(key: Key, mut lookup: Lookup, local: Option<Item>) -> QueryStart {
         let copies = usize::from(local.is_some());
         if matches!(local, Some(Item::Immutable(_))) {
             lookup.finish();
@@ -186,8 +186,8 @@ impl QueryKind {
     pub(super) fn put(
         item: Item,
         mut lookup: Lookup,
-        local: Result<Option<CommitId>, PutError>,
-    ) -> Plan {
+        local: Result<Option<CommitId>, PutFailure>,
+    ) -> QueryStart {
         if local.is_err() {
             lookup.finish();
         }
@@ -199,11 +199,11 @@ impl QueryKind {
         (kind, Stage::Closest(lookup))
     }
 
-    pub(super) fn watch(watch: WatchId, lookup: Lookup) -> Plan {
+    pub(super) fn watch(watch: WatchId, lookup: Lookup) -> QueryStart {
         (QueryKind::Watch(watch), Stage::Closest(lookup))
     }
 
-    pub(super) fn bootstrap(seeds: &[SocketAddr]) -> Plan {
+    pub(super) fn bootstrap(seeds: &[SocketAddr]) -> QueryStart {
         let seeds = seeds.iter().map(|&addr| Peer { id: None, addr });
         let kind = QueryKind::Bootstrap {
             found: Vec::new(),
@@ -218,7 +218,7 @@ impl QueryKind {
             if *local == Ok(Some(commit)) {
                 *local = match outcome {
                     CommitOutcome::Durable => Ok(None),
-                    CommitOutcome::Failed => Err(PutError::NotDurable),
+                    CommitOutcome::Failed => Err(PutFailure::NotDurable(commit)),
                 };
             }
         }

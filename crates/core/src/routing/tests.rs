@@ -220,7 +220,7 @@ fn restored_contacts_fill_free_places_only_and_start_no_ping() {
 }
 
 #[test]
-fn one_network_holds_at_most_its_share_of_a_bucket_and_of_the_table() {
+fn one_subnet_holds_at_most_its_share_of_a_bucket_and_of_the_table() {
     let mut table = RoutingTable::new(OWN, 20, 3);
     let from = |id: Id, ip: &str| Contact::new(id, format!("{ip}:7400").parse().expect("valid"));
     // Bucket 511: ids differing from OWN (all zeros) in the top bit.

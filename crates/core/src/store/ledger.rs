@@ -1,5 +1,5 @@
 //! The bookkeeping every store shares: what is held per key, the own marks, the bytes held,
-//! each network's share, and the limits; the which-copy-wins rules run here.
+//! each subnet's share, and the limits; the which-copy-wins rules run here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -10,7 +10,7 @@ use crate::subnet::Prefix;
 use crate::time::Time;
 
 /// The bookkeeping every store shares: what is held per key (a whole item, or a [`Summary`](crate::item::Summary)
-/// of one whose value lives elsewhere), the own marks, the bytes held, each network's share,
+/// of one whose value lives elsewhere), the own marks, the bytes held, each subnet's share,
 /// and the limits. The which-copy-wins rules run here, on whatever is held.
 #[derive(Clone, Debug)]
 pub struct Ledger<T> {
@@ -18,9 +18,9 @@ pub struct Ledger<T> {
     own: BTreeSet<Key>,
     bytes: usize,
     limits: StoreLimits,
-    /// The network whose peer stored each item that counts against a share.
+    /// The subnet whose peer stored each item that counts against a share.
     stored_by: BTreeMap<Key, Prefix>,
-    /// Items and bytes each network's peers stored.
+    /// Items and bytes each subnet's peers stored.
     usage: HashMap<Prefix, (usize, usize)>,
 }
 
@@ -52,14 +52,14 @@ impl<T: Held + Clone> Ledger<T> {
         self.own.contains(key)
     }
 
-    /// The network whose peer stored the item under `key`, if it counts against a share.
+    /// The subnet whose peer stored the item under `key`, if it counts against a share.
     pub fn stored_by(&self, key: &Key) -> Option<Prefix> {
         self.stored_by.get(key).copied()
     }
 
-    /// Items and bytes the peers of `network` stored.
-    pub fn usage(&self, network: &Prefix) -> (usize, usize) {
-        self.usage.get(network).copied().unwrap_or((0, 0))
+    /// Items and bytes the peers of `subnet` stored.
+    pub fn usage(&self, subnet: &Prefix) -> (usize, usize) {
+        self.usage.get(subnet).copied().unwrap_or((0, 0))
     }
 
     /// Applies the which-copy-wins rules, the limits and `origin`'s share to `item`, and if
@@ -76,8 +76,8 @@ impl<T: Held + Clone> Ledger<T> {
         let mut resolution = resolve(held, item, now)?;
         if resolution != Resolution::Unchanged {
             let (freed, is_new) = (held.map_or(0, Held::size), held.is_none());
-            if let Origin::Network(network) = origin {
-                self.check_share(network, &key, freed, item.size())?;
+            if let Origin::Subnet(subnet) = origin {
+                self.check_share(subnet, &key, freed, item.size())?;
             }
             let items_after = self.entries.len() + usize::from(is_new);
             let bytes_after = self.bytes - freed + item.size();
@@ -90,8 +90,8 @@ impl<T: Held + Clone> Ledger<T> {
             self.bytes = bytes_after;
             self.detach(&key);
             self.entries.insert(key, entry());
-            if let Origin::Network(network) = origin {
-                self.attach(key, item.size(), network);
+            if let Origin::Subnet(subnet) = origin {
+                self.attach(key, item.size(), subnet);
             }
             resolution = if is_new {
                 Resolution::Insert
@@ -131,14 +131,14 @@ impl<T: Held + Clone> Ledger<T> {
     }
 
     /// Puts the ledger back as it was for `key`: `previous` held (or nothing), with that own
-    /// mark and counted against that network. Undoes a write whose commit failed.
-    pub fn revert(&mut self, key: Key, previous: Option<T>, own: bool, network: Option<Prefix>) {
+    /// mark and counted against that subnet. Undoes a write whose commit failed.
+    pub fn revert(&mut self, key: Key, previous: Option<T>, own: bool, subnet: Option<Prefix>) {
         self.remove(&key);
         if let Some(entry) = previous {
             let size = entry.size();
             self.restore(key, entry, own);
-            if let Some(network) = network {
-                self.attach(key, size, network);
+            if let Some(subnet) = subnet {
+                self.attach(key, size, subnet);
             }
         }
     }
@@ -151,51 +151,51 @@ impl<T: Held + Clone> Ledger<T> {
         self.own.remove(key);
     }
 
-    /// Counts the item under `key` (of `size` bytes) against `network`'s share.
-    fn attach(&mut self, key: Key, size: usize, network: Prefix) {
+    /// Counts the item under `key` (of `size` bytes) against `subnet`'s share.
+    fn attach(&mut self, key: Key, size: usize, subnet: Prefix) {
         self.detach(&key);
-        self.stored_by.insert(key, network);
-        let usage = self.usage.entry(network).or_default();
+        self.stored_by.insert(key, subnet);
+        let usage = self.usage.entry(subnet).or_default();
         usage.0 += 1;
         usage.1 += size;
     }
 
     /// Stops counting the item under `key` against any share.
     fn detach(&mut self, key: &Key) {
-        let Some(network) = self.stored_by.remove(key) else {
+        let Some(subnet) = self.stored_by.remove(key) else {
             return;
         };
         let size = self.entries.get(key).map_or(0, Held::size);
-        if let Some(usage) = self.usage.get_mut(&network) {
+        if let Some(usage) = self.usage.get_mut(&subnet) {
             usage.0 = usage.0.saturating_sub(1);
             usage.1 = usage.1.saturating_sub(size);
             if usage.0 == 0 {
-                self.usage.remove(&network);
+                self.usage.remove(&subnet);
             }
         }
     }
 
-    /// Whether `network` may store an item of `size` bytes under `key`, replacing one of
+    /// Whether `subnet` may store an item of `size` bytes under `key`, replacing one of
     /// `freed` bytes: its share is counted with the replaced item taken out if it was its.
     fn check_share(
         &self,
-        network: Prefix,
+        subnet: Prefix,
         key: &Key,
         freed: usize,
         size: usize,
     ) -> Result<(), StoreError> {
-        let (items, bytes) = self.usage(&network);
-        let replaces_own = self.stored_by.get(key) == Some(&network);
+        let (items, bytes) = self.usage(&subnet);
+        let replaces_own = self.stored_by.get(key) == Some(&subnet);
         let (items_after, bytes_after) = if replaces_own {
             (items, bytes - freed + size)
         } else {
             (items + 1, bytes + size)
         };
-        if items_after > self.limits.max_items_per_network
-            || bytes_after > self.limits.max_bytes_per_network
+        if items_after > self.limits.max_items_per_subnet
+            || bytes_after > self.limits.max_bytes_per_subnet
         {
-            return Err(StoreError::NetworkFull {
-                network,
+            return Err(StoreError::SubnetFull {
+                subnet,
                 items,
                 bytes,
             });
@@ -252,26 +252,26 @@ mod tests {
     #[test]
     fn one_network_fills_only_its_share_and_others_still_store() {
         let mut store = MemoryStore::new(StoreLimits {
-            max_items_per_network: 3,
+            max_items_per_subnet: 3,
             ..StoreLimits::default()
         });
-        let greedy = Prefix::network("192.0.2.9".parse().expect("ip"));
-        let other = Prefix::network("198.51.100.9".parse().expect("ip"));
+        let greedy = Prefix::subnet("192.0.2.9".parse().expect("ip"));
+        let other = Prefix::subnet("198.51.100.9".parse().expect("ip"));
         let blob = |n: u8| -> Item { ImmutableItem::new(Bytes::from(vec![n; 8])).into() };
         for n in 0..3 {
-            assert!(store.put(blob(n), NOW, Origin::Network(greedy)).is_ok());
+            assert!(store.put(blob(n), NOW, Origin::Subnet(greedy)).is_ok());
         }
         let refused = store
-            .put(blob(3), NOW, Origin::Network(greedy))
+            .put(blob(3), NOW, Origin::Subnet(greedy))
             .expect_err("over its share");
-        assert!(matches!(refused, StoreError::NetworkFull { items: 3, .. }));
+        assert!(matches!(refused, StoreError::SubnetFull { items: 3, .. }));
         assert_eq!(refused.code(), ErrorCode::OVER_LIMIT);
-        assert!(store.put(blob(3), NOW, Origin::Network(other)).is_ok());
+        assert!(store.put(blob(3), NOW, Origin::Subnet(other)).is_ok());
         assert!(store.put(blob(4), NOW, Origin::Own).is_ok());
         assert_eq!(store.usage(&greedy).0, 3);
         // Dropping one of its items gives the share back.
         store.revert(*blob(0).key(), None, false, None);
         assert_eq!(store.usage(&greedy).0, 2);
-        assert!(store.put(blob(5), NOW, Origin::Network(greedy)).is_ok());
+        assert!(store.put(blob(5), NOW, Origin::Subnet(greedy)).is_ok());
     }
 }

@@ -54,19 +54,19 @@ impl MemoryStore {
         self.ledger.is_own(key)
     }
 
-    /// The network whose peer stored the item under `key`, if it counts against a share.
+    /// The subnet whose peer stored the item under `key`, if it counts against a share.
     pub fn stored_by(&self, key: &Key) -> Option<Prefix> {
         self.ledger.stored_by(key)
     }
 
-    /// Items and bytes the peers of `network` stored.
-    pub fn usage(&self, network: &Prefix) -> (usize, usize) {
-        self.ledger.usage(network)
+    /// Items and bytes the peers of `subnet` stored.
+    pub fn usage(&self, subnet: &Prefix) -> (usize, usize) {
+        self.ledger.usage(subnet)
     }
 
     /// Puts the store back as it was for `key` (see [`Ledger::revert`]).
-    pub fn revert(&mut self, key: Key, previous: Option<Item>, own: bool, network: Option<Prefix>) {
-        self.ledger.revert(key, previous, own, network);
+    pub fn revert(&mut self, key: Key, previous: Option<Item>, own: bool, subnet: Option<Prefix>) {
+        self.ledger.revert(key, previous, own, subnet);
     }
 }
 

@@ -31,7 +31,7 @@ use crate::time::Time;
 pub use ledger::Ledger;
 pub use memory::MemoryStore;
 
-/// The most a store may hold. Defaults: 100,000 items and 256 MiB, of which one network
+/// The most a store may hold. Defaults: 100,000 items and 256 MiB, of which one subnet
 /// (IPv4 /24, IPv6 /48) may have stored a tenth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreLimits {
@@ -39,10 +39,10 @@ pub struct StoreLimits {
     pub max_items: usize,
     /// The most bytes of items ([`Item::size`]) held at once.
     pub max_bytes: usize,
-    /// The most items stored by peers of one network held at once. Default 10,000.
-    pub max_items_per_network: usize,
-    /// The most bytes stored by peers of one network held at once. Default 25.6 MiB.
-    pub max_bytes_per_network: usize,
+    /// The most items stored by peers of one subnet held at once. Default 10,000.
+    pub max_items_per_subnet: usize,
+    /// The most bytes stored by peers of one subnet held at once. Default 25.6 MiB.
+    pub max_bytes_per_subnet: usize,
 }
 
 impl Default for StoreLimits {
@@ -50,8 +50,8 @@ impl Default for StoreLimits {
         StoreLimits {
             max_items: 100_000,
             max_bytes: 256 * 1024 * 1024,
-            max_items_per_network: 10_000,
-            max_bytes_per_network: 256 * 1024 * 1024 / 10,
+            max_items_per_subnet: 10_000,
+            max_bytes_per_subnet: 256 * 1024 * 1024 / 10,
         }
     }
 }
@@ -61,10 +61,10 @@ impl Default for StoreLimits {
 pub enum Origin {
     /// This node published it (and republishes it).
     Own,
-    /// A peer of this network (IPv4 /24, IPv6 /48) stored it: it counts against that
-    /// network's share.
-    Network(Prefix),
-    /// A peer whose network is not known (and items read back from disk): no share.
+    /// A peer of this subnet (IPv4 /24, IPv6 /48) stored it: it counts against that
+    /// subnet's share.
+    Subnet(Prefix),
+    /// A peer whose subnet is not known (and items read back from disk): no share.
     Unknown,
 }
 
@@ -82,11 +82,11 @@ pub enum StoreError {
         /// Bytes held.
         bytes: usize,
     },
-    /// Keeping it would pass the share of the store one network may fill.
-    #[error("peers of {network} hold their share of this store ({items} items, {bytes} bytes)")]
-    NetworkFull {
-        /// The network (IPv4 /24, IPv6 /48).
-        network: Prefix,
+    /// Keeping it would pass the share of the store one subnet may fill.
+    #[error("peers of {subnet} hold their share of this store ({items} items, {bytes} bytes)")]
+    SubnetFull {
+        /// The subnet (IPv4 /24, IPv6 /48).
+        subnet: Prefix,
         /// Items its peers stored.
         items: usize,
         /// Bytes its peers stored.
@@ -100,7 +100,7 @@ impl StoreError {
         match self {
             StoreError::Refused(Refusal::Expired) => ErrorCode::BAD_REQUEST,
             StoreError::Refused(_) => ErrorCode::CONFLICT,
-            StoreError::Full { .. } | StoreError::NetworkFull { .. } => ErrorCode::OVER_LIMIT,
+            StoreError::Full { .. } | StoreError::SubnetFull { .. } => ErrorCode::OVER_LIMIT,
         }
     }
 }
@@ -161,7 +161,7 @@ pub trait Store {
     /// cannot be read.
     fn get(&self, key: &Key, now: Time) -> Result<Option<Item>, ReadError>;
 
-    /// Keeps `item` if the rules and limits allow (the share of `origin`'s network included),
+    /// Keeps `item` if the rules and limits allow (the share of `origin`'s subnet included),
     /// marking it as this node's own for [`Origin::Own`] (a mark that later copies from peers
     /// keep). The item is served at once; it is durable once the returned commit (if any) is
     /// reported [`CommitOutcome::Durable`].

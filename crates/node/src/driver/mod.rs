@@ -25,7 +25,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use cairn_core::message::{Message, Request};
-use cairn_core::node::{Event, GetError, Transmit, WatchId};
+use cairn_core::node::{Event, GetFailure, Transmit, WatchId};
 use cairn_core::store::CommitOutcome;
 use cairn_core::{Item, Node, QueryId, Store};
 use tokio::sync::{mpsc, oneshot};
@@ -374,13 +374,13 @@ impl<S: Store> Driver<S> {
     /// Deletes the item `pending.name` of this node: with the `seq` held here, or else with
     /// the one a get found (`found`, once it ran); refuses when nothing is found or it is
     /// deleted already.
-    fn delete(&mut self, pending: PendingDelete, found: Option<Result<Item, GetError>>) {
+    fn delete(&mut self, pending: PendingDelete, found: Option<Result<Item, GetFailure>>) {
         let now = self.clock.now();
         let public_key = self.shared.identity.public_key();
         let key = cairn_core::item::signed_key(&public_key, &pending.name);
         let newest = match found {
             Some(Ok(item)) => Some(item),
-            Some(Err(GetError::NotFound { .. })) => None,
+            Some(Err(GetFailure::NotFound { .. })) => None,
             None => match self.node.store().get(&key, now) {
                 Ok(Some(item)) => Some(item),
                 held => {

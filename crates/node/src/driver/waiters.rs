@@ -7,7 +7,7 @@
 //! error 500 (peer) or [`PutError::NotDurable`] (caller) if it failed. The core's outcomes
 //! become the caller's errors in [`crate::error`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use cairn_core::message::{ErrorCode, ErrorReply, Message, Response};
 use cairn_core::node::{Answer, Event};
@@ -21,6 +21,10 @@ use crate::error::{
 };
 use crate::outcome::{Found, PutReceipt};
 use crate::store::CommitError;
+
+/// How many failed commits' reasons are kept for the puts that learn of them from the core: a
+/// put's lookup would have to outlast this many failed commits to be told a stopped writer.
+const FAILED_COMMITS_KEPT: usize = 64;
 
 /// Who is waiting for a command to finish.
 pub(super) enum Waiter {
@@ -95,9 +99,9 @@ pub(super) struct Waiters {
     /// Several answers may wait on one commit: a copy stored again before its first commit
     /// landed waits on that commit.
     held: HashMap<CommitId, Vec<Held>>,
-    /// Why the store's latest failed commit failed: the reason of a put whose commit failed
-    /// while its lookup ran (the core reports that failure without one).
-    failed_commit: Option<CommitError>,
+    /// The reasons of the latest failed commits (at most [`FAILED_COMMITS_KEPT`]): a put whose
+    /// commit failed while its lookup ran learns it from the core by the commit's id alone.
+    failed_commits: VecDeque<(CommitId, CommitError)>,
 }
 
 impl Waiters {
@@ -174,7 +178,7 @@ impl Waiters {
                         replicas,
                         stats,
                     })
-                    .map_err(|e| put_error(e, self.failed_commit.as_ref()));
+                    .map_err(|e| put_error(e, |commit| self.failure_of(commit)));
                 match commit {
                     Some(commit) => self
                         .held
@@ -207,6 +211,12 @@ impl Waiters {
         }
     }
 
+    /// Why `commit` failed, if it is among the latest failed commits.
+    fn failure_of(&self, commit: CommitId) -> Option<CommitError> {
+        let mut kept = self.failed_commits.iter();
+        kept.find(|(c, _)| *c == commit).map(|(_, e)| e.clone())
+    }
+
     /// The store reported `commit`: releases whatever waited on it (`room`: the answers'
     /// room a `notify` must leave in a connection's queue).
     pub(super) fn committed(
@@ -216,7 +226,10 @@ impl Waiters {
         room: usize,
     ) {
         if let Err(e) = result {
-            self.failed_commit = Some(e.clone());
+            if self.failed_commits.len() == FAILED_COMMITS_KEPT {
+                self.failed_commits.pop_front();
+            }
+            self.failed_commits.push_back((commit, e.clone()));
         }
         for held in self.held.remove(&commit).unwrap_or_default() {
             match (held, result) {
@@ -284,7 +297,7 @@ mod tests {
 
     fn put_done(
         query: u64,
-        result: Result<usize, cairn_core::node::PutError>,
+        result: Result<usize, cairn_core::node::PutFailure>,
         commit: Option<CommitId>,
     ) -> Event {
         Event::PutDone {
@@ -324,7 +337,7 @@ mod tests {
         let (reply, mut during) = oneshot::channel();
         waiters.insert(QueryId(2), Waiter::Put(reply));
         waiters.committed(CommitId(11), &Err(disk_failure()), 1);
-        let failed = Err(cairn_core::node::PutError::NotDurable);
+        let failed = Err(cairn_core::node::PutFailure::NotDurable(CommitId(11)));
         waiters.event(put_done(2, failed, None));
         let during = not_durable_reason(during.try_recv().expect("answered"));
         assert_eq!(during, after);

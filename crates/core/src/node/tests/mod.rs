@@ -168,7 +168,7 @@ impl Net {
             .map(|(_, e)| e)
     }
 
-    fn get(&mut self, at: u8, key: Key) -> Result<Item, GetError> {
+    fn get(&mut self, at: u8, key: Key) -> Result<Item, GetFailure> {
         let now = self.now;
         let query = self.node(at).get(now, key);
         self.run_timers();
@@ -178,7 +178,7 @@ impl Net {
         }
     }
 
-    fn put(&mut self, at: u8, item: Item) -> Result<usize, PutError> {
+    fn put(&mut self, at: u8, item: Item) -> Result<usize, PutFailure> {
         let now = self.now;
         let query = self.node(at).put(now, item);
         self.run_timers();
@@ -198,7 +198,7 @@ fn a_lone_node_puts_and_gets_from_its_own_store() {
     let missing = Id::hash(b"nothing");
     assert_eq!(
         net.get(1, missing),
-        Err(GetError::NotFound {
+        Err(GetFailure::NotFound {
             key: missing,
             asked: 0
         })
@@ -397,7 +397,7 @@ fn a_bootstrap_with_no_answer_fails_clearly() {
     assert!(matches!(
         net.done(1, query),
         Some(Event::BootstrapDone {
-            result: Err(BootstrapError::NoContact),
+            result: Err(BootstrapFailure::NoContact),
             ..
         })
     ));
@@ -482,7 +482,7 @@ fn a_value_under_the_wrong_key_is_not_taken() {
     assert!(matches!(
         net.done(1, query),
         Some(Event::GetDone {
-            result: Err(GetError::NotFound { .. }),
+            result: Err(GetFailure::NotFound { .. }),
             ..
         })
     ));
