@@ -70,19 +70,18 @@ async fn a_client_that_never_reads_is_slowed_down_not_buffered() {
         true
     });
     // Wait until neither side moves: the node takes nothing more in, the writer is stuck.
+    // Filling the sockets' buffers takes a debug build a few seconds (some 200,000 pings on
+    // loopback). A node that took everything in fails either way: still moving at the bound,
+    // or, once still, with the writer done.
     let status = |dht: &Dht| {
         let dht = dht.clone();
         async move { dht.status().await.expect("running").requests_handled }
     };
-    let mut last = (status(&dht).await, written.load(Ordering::SeqCst));
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = (status(&dht).await, written.load(Ordering::SeqCst));
-        if now == last || writer.is_finished() {
-            break;
-        }
-        last = now;
-    }
+    let moving = "requests handled and pings written";
+    let last = until_still(moving, Duration::from_secs(120), || async {
+        (status(&dht).await, written.load(Ordering::SeqCst))
+    })
+    .await;
     assert!(
         !writer.is_finished() || !writer.await.expect("writer ran"),
         "the node took 2,000,000 pipelined requests it could not answer"
@@ -100,14 +99,15 @@ async fn a_client_that_never_reads_is_slowed_down_not_buffered() {
 
 /// Waits until the node has dealt with `count` connections (accepted or refused).
 async fn until_seen(dht: &Dht, count: u64) -> cairn_node::Status {
-    loop {
-        let s = dht.status().await.expect("running");
-        let seen = s.connections_accepted + s.connections_refused + s.connections_refused_per_host;
-        if seen >= count {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the node deals with {count} connections");
+    wait_for(
+        &what,
+        || async { dht.status().await.expect("running") },
+        |s| {
+            s.connections_accepted + s.connections_refused + s.connections_refused_per_host >= count
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,11 +192,20 @@ async fn connections_busy_serving_requests_are_not_evicted() {
     // A peer with requests in service (it pipelines and does not read yet).
     let mut busy = Client::connect_from("127.0.0.2", addr).await;
     busy.handshake().await;
+    // It writes until a write no longer goes through: the node has stopped reading.
     let chunk: Vec<u8> = (1..=1_000).flat_map(ping).collect();
-    while tokio::time::timeout(Duration::from_secs(1), busy.stream.write_all(&chunk))
-        .await
-        .is_ok_and(|written| written.is_ok())
-    {}
+    let mut stopped = false;
+    for _ in 0..2_000 {
+        let written = tokio::time::timeout(QUIET, busy.stream.write_all(&chunk)).await;
+        if !written.is_ok_and(|written| written.is_ok()) {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(
+        stopped,
+        "the node took 2,000,000 pings in from a peer that reads nothing"
+    );
     // The one place is busy: a newcomer is refused rather than cutting it off.
     let mut newcomer = Client::connect(addr).await;
     assert!(
@@ -384,12 +393,11 @@ async fn under_a_spent_connection_budget_a_connection_is_refused_and_served_once
         "the connection holds the last permit"
     );
     drop(honest);
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while budget.available_permits() == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the permit comes back when the connection closes");
+    wait_for(
+        "the permit comes back when the connection closes",
+        || async { budget.available_permits() },
+        |&available| available > 0,
+    )
+    .await;
     dht.shutdown().await;
 }

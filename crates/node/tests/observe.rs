@@ -288,12 +288,13 @@ async fn the_ring_items_and_page_show_what_the_node_knows_and_holds() {
     net.shutdown().await;
 }
 
-/// Reads Server-Sent Events from `/v1/events` until `enough` says so (at most 30 s).
+/// Reads Server-Sent Events from `/v1/events` until `enough` says so; what it read, as an
+/// error if `enough` never said so within 30 s.
 async fn read_events(
     api: SocketAddr,
     started: tokio::sync::oneshot::Sender<()>,
     enough: impl Fn(&[Activity]) -> bool,
-) -> Vec<Activity> {
+) -> Result<Vec<Activity>, Vec<Activity>> {
     let mut stream = TcpStream::connect(api).await.expect("connects");
     let request = format!("GET /v1/events HTTP/1.1\r\nHost: {api}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("writes");
@@ -310,13 +311,18 @@ async fn read_events(
             if let Some(data) = line.strip_prefix("data: ") {
                 seen.push(serde_json::from_str(data).expect("an activity"));
                 if enough(&seen) {
-                    return;
+                    return true;
                 }
             }
         }
+        false
     };
-    let _ = tokio::time::timeout(Duration::from_secs(30), read).await;
-    seen
+    let read = tokio::time::timeout(Duration::from_secs(30), read).await;
+    if matches!(read, Ok(true)) {
+        Ok(seen)
+    } else {
+        Err(seen)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,17 +337,25 @@ async fn the_feed_follows_a_lookup_from_start_through_its_hops_to_its_end() {
         ids
     };
     let own = dht.status().await.expect("running").node_id.to_hex();
-    let (started, ready) = tokio::sync::oneshot::channel();
-    let reader = tokio::spawn(read_events(api, started, |seen| {
-        seen.iter()
-            .any(|a| matches!(a, Activity::Done { operation, .. } if operation == "find_node"))
-    }));
-    // The response head arrives before any event: wait for it, then look up.
-    let _ = tokio::time::timeout(Duration::from_secs(10), ready).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let target = cairn_core::Id::hash(b"somewhere");
+    let (started, ready) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(read_events(api, started, move |seen| {
+        seen.iter().any(|a| {
+            matches!(a, Activity::Done { operation, target: t, .. }
+                if operation == "find_node" && *t == target.to_hex())
+        })
+    }));
+    // The feed subscribes before it sends its response head: once the head is here, every
+    // event of the lookup will be too.
+    tokio::time::timeout(Duration::from_secs(10), ready)
+        .await
+        .expect("the feed's response head within 10 s")
+        .expect("the reader reads the head");
     dht.find_node(target).await.expect("running");
-    let seen = reader.await.expect("the reader ends");
+    let seen = reader
+        .await
+        .expect("the reader ends")
+        .unwrap_or_else(|seen| panic!("the lookup's end not in the feed within 30 s: {seen:?}"));
 
     let query = seen
         .iter()

@@ -9,7 +9,7 @@ use cairn_core::item::{signature_preimage, signed_key};
 use cairn_node::{Config, Dht};
 use common::*;
 use ed25519_dalek::{Signer, SigningKey};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn handshake_ping_store_and_find_by_hand() {
@@ -337,9 +337,12 @@ async fn a_store_in_flight_at_shutdown_is_still_answered() {
     .await;
     // Shut down once the node has the request (its bytes may otherwise still be in transit,
     // and a request that never arrived cannot be answered), while its commit is under way.
-    while dht.status().await.expect("running").requests_handled == handled {
-        tokio::task::yield_now().await;
-    }
+    common::wait_for(
+        "the node has the store",
+        || async { dht.status().await.expect("running").requests_handled },
+        |&now| now > handled,
+    )
+    .await;
     let stopping = tokio::spawn(async move { dht.shutdown().await });
     assert_eq!(
         read_message(&mut c.stream).await,
@@ -397,8 +400,10 @@ async fn fake_listener(
         };
         let _ = seen.send(kind);
         let _ = stream.write_all(&answer).await;
-        // Answer nothing else: a dialer must not wait on this connection any more.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        // Answer nothing else, and hold the connection until the dialer drops it: a dialer
+        // must not wait on this connection any more.
+        let mut rest = [0; 256];
+        while stream.read(&mut rest).await.is_ok_and(|n| n > 0) {}
     });
     (addr, report)
 }
@@ -444,18 +449,19 @@ async fn a_dialer_whose_requests_came_before_auth_enters_the_table_when_auth_ver
     );
     c.auth().await;
     let id = cairn_core::NodeId::of_public_key(&c.key.verifying_key().to_bytes());
-    let mut known = false;
-    for _ in 0..100 {
-        let peers = dht.peers().await.expect("running");
-        if peers
-            .iter()
-            .any(|p| p.node_id == id && p.addr.port() == 7999)
-        {
-            known = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(known, "the verified dialer is in the table");
+    let is_known = |peers: &Result<Vec<cairn_node::PeerInfo>, cairn_node::Stopped>| {
+        peers.as_ref().is_ok_and(|peers| {
+            peers
+                .iter()
+                .any(|p| p.node_id == id && p.addr.port() == 7999)
+        })
+    };
+    let peers = common::wait_for(
+        "the verified dialer enters the table",
+        || dht.peers(),
+        is_known,
+    )
+    .await;
+    assert!(is_known(&peers), "the verified dialer is in the table");
     dht.shutdown().await;
 }

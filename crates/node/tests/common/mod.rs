@@ -1,9 +1,12 @@
 //! A client of the wire protocol written from `docs/protocol.md` alone: frames and MessagePack
 //! are built by hand here (not with cairn's codec), so the tests that use it check the contract
-//! itself. Shared by the wire tests.
+//! itself. Shared by the wire tests, with the waits they share: for a condition
+//! ([`wait_for`]) and for things to stop moving ([`until_still`]), each with a bound.
 
 #![allow(dead_code)]
 
+use std::fmt::Debug;
+use std::future::Future;
 use std::time::Duration;
 
 use cairn_core::handshake::{Role, Transcript};
@@ -116,6 +119,70 @@ pub async fn closed(stream: &mut TcpStream) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+/// How long a test waits for a condition before it fails: far beyond what a condition takes
+/// on a loaded machine, so that only a hang reaches it.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// How often [`wait_for`] looks again: the node offers no event for its counters and
+/// tables, so a wait on them looks at them.
+const LOOK_AGAIN: Duration = Duration::from_millis(10);
+
+/// How long a value must stay the same for [`until_still`] to call it still. Stillness is the
+/// one condition that can only be seen over time; this is far beyond the node's reaction to a
+/// byte that can move (microseconds), so a scheduler's pause on a loaded machine is not
+/// mistaken for it.
+pub const QUIET: Duration = Duration::from_secs(1);
+
+/// Looks at `sample` until `done` holds for what it gives, and returns that; fails the test,
+/// naming `what` and the last value seen, if it does not within [`PATIENCE`].
+pub async fn wait_for<S, Fut>(
+    what: &str,
+    mut sample: impl FnMut() -> Fut,
+    done: impl Fn(&S) -> bool,
+) -> S
+where
+    S: Debug,
+    Fut: Future<Output = S>,
+{
+    let mut last = None;
+    let waited = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let value = sample().await;
+            if done(&value) {
+                return value;
+            }
+            last = Some(value);
+            tokio::time::sleep(LOOK_AGAIN).await;
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("{what}: not within {PATIENCE:?}; last seen {last:?}"))
+}
+
+/// Waits until `sample` gives the same value twice [`QUIET`] apart, and returns it; fails the
+/// test, naming `what` and its last move, if it still moves after `within`.
+pub async fn until_still<S, Fut>(what: &str, within: Duration, mut sample: impl FnMut() -> Fut) -> S
+where
+    S: Debug + PartialEq,
+    Fut: Future<Output = S>,
+{
+    let mut moves = None;
+    let waited = tokio::time::timeout(within, async {
+        let mut before = sample().await;
+        loop {
+            tokio::time::sleep(QUIET).await;
+            let now = sample().await;
+            if now == before {
+                return now;
+            }
+            moves = Some(format!("{before:?} -> {now:?}"));
+            before = now;
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("{what}: still moving after {within:?}; last {moves:?}"))
 }
 
 pub struct Client {
