@@ -13,8 +13,7 @@ mod peer;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_node::cairn_core::message::Message;
-use cairn_node::cairn_core::{ImmutableItem, Request, Response};
+use cairn_node::cairn_core::{ImmutableItem, Message, Request, Response};
 use cairn_node::client::ApiClient;
 use common::{free_addr, spawn_node, temp_dir, wait_for_api};
 use peer::Peer;

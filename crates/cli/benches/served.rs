@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_node::cairn_core::message::Message;
-use cairn_node::cairn_core::store::{Origin, StoreLimits};
-use cairn_node::cairn_core::{ImmutableItem, Item, Key, Request, Response, Store, Time};
+use cairn_node::cairn_core::{
+    ImmutableItem, Item, Key, Message, Origin, Request, Response, Store, StoreLimits, Time,
+};
 use cairn_node::store::RedbStore;
 use common::{free_addr, spawn_node, temp_dir, wait_for_api};
 use peer::Peer;

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use cairn_node::cairn_core::message::Message;
-use cairn_node::cairn_core::store::StoreLimits;
-use cairn_node::cairn_core::{Id, ImmutableItem, Item, Key, Request, Response, SignedItem};
+use cairn_node::cairn_core::{
+    Id, ImmutableItem, Item, Key, Message, Request, Response, SignedItem, StoreLimits,
+};
 use cairn_node::{Config, Rate};
 use cairn_report::Quantiles;
 use clap::Args;

@@ -254,7 +254,7 @@ pub async fn id(args: ApiArgs) -> anyhow::Result<()> {
     println!("node_id    {}", s.node_id);
     println!(
         "public_key {}",
-        cairn_node::cairn_core::id::to_hex(&s.public_key)
+        cairn_node::cairn_core::to_hex(&s.public_key)
     );
     Ok(())
 }

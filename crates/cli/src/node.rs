@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use cairn_node::cairn_core::message::NetworkName;
+use cairn_node::cairn_core::NetworkName;
 use cairn_node::{Config, Dht, FileConfig};
 use clap::Args;
 

@@ -6,10 +6,11 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use bytes::BytesMut;
-use cairn_node::cairn_core::handshake::{Role, Transcript};
-use cairn_node::cairn_core::message::{Auth, Hello, Message, NetworkName, PROTOCOL_VERSION};
 use cairn_node::cairn_core::netstring::{self, NetstringDecoder};
 use cairn_node::cairn_core::wire;
+use cairn_node::cairn_core::{
+    Auth, Hello, Message, NetworkName, PROTOCOL_VERSION, Role, Transcript,
+};
 use ed25519_dalek::SigningKey;
 
 /// A connection past the handshake.

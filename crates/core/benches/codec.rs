@@ -10,8 +10,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::Bytes;
-use cairn_core::message::{Contact, Message, Request, Response};
-use cairn_core::{Id, ImmutableItem, SignedItem, wire};
+use cairn_core::wire;
+use cairn_core::{Contact, Id, ImmutableItem, Message, Request, Response, SignedItem};
 use ed25519_dalek::SigningKey;
 
 fn measure(name: &str, iterations: u32, mut f: impl FnMut()) {

@@ -21,8 +21,8 @@ pub struct Config {
     /// How long a lookup may run in all. Default 30 s.
     pub lookup_timeout: Duration,
     /// A lookup's request that has run past its contact's round-trip timeout
-    /// (`srtt + 4 * rttvar`, see [`crate::rtt`]) stops holding one of the lookup's alpha slots,
-    /// while its answer is still awaited until `request_timeout`; never sooner than this.
+    /// (`srtt + 4 * rttvar`, as RFC 6298 computes it) stops holding one of the lookup's alpha
+    /// slots, while its answer is still awaited until `request_timeout`; never sooner than this.
     /// Default 100 ms.
     pub min_slot_timeout: Duration,
     /// The largest item value accepted, in bytes. Default 65,536.

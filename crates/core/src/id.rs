@@ -12,9 +12,6 @@ use sha2::{Digest, Sha512};
 /// Length in bytes of an id, a key and a distance.
 pub const ID_LEN: usize = 64;
 
-/// Number of bits in the keyspace, and so the number of k-buckets.
-pub const ID_BITS: usize = ID_LEN * 8;
-
 /// A point in the 512-bit keyspace.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Id([u8; ID_LEN]);
@@ -180,6 +177,9 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Number of bits in the keyspace, and so the number of k-buckets.
+    const ID_BITS: usize = ID_LEN * 8;
 
     fn id() -> impl Strategy<Value = Id> {
         prop::array::uniform32(any::<u8>()).prop_flat_map(|a| {

@@ -131,7 +131,7 @@ pub struct Welcome {
     pub nonce: [u8; 32],
     /// Where the listener accepts connections.
     pub port: u16,
-    /// The listener's signature over `L` and the transcript ([`crate::handshake`]).
+    /// The listener's signature over `L` and the transcript ([`Transcript`](crate::Transcript)).
     pub signature: [u8; 64],
 }
 

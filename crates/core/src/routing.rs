@@ -99,7 +99,8 @@ pub enum Failure {
     },
 }
 
-/// The k-buckets of one node.
+/// The k-buckets of one node. Outside the core it is read through
+/// [`Node::routing_table`](crate::Node::routing_table); only the node changes it.
 #[derive(Clone, Debug)]
 pub struct RoutingTable {
     own_id: NodeId,
@@ -112,7 +113,7 @@ pub struct RoutingTable {
 impl RoutingTable {
     /// An empty table for the node `own_id`, with buckets of `k` contacts, removing a contact
     /// after `max_failures` failed requests in a row.
-    pub fn new(own_id: NodeId, k: usize, max_failures: u32) -> Self {
+    pub(crate) fn new(own_id: NodeId, k: usize, max_failures: u32) -> Self {
         RoutingTable {
             own_id,
             k: k.max(1),
@@ -123,7 +124,7 @@ impl RoutingTable {
     }
 
     /// The same table with other diversity limits.
-    pub fn with_diversity(self, diversity: Diversity) -> Self {
+    pub(crate) fn with_diversity(self, diversity: Diversity) -> Self {
         RoutingTable { diversity, ..self }
     }
 
@@ -232,7 +233,7 @@ impl RoutingTable {
     }
 
     /// Records that `contact` answered a request or sent a verified one.
-    pub fn seen(&mut self, contact: Contact, now: Time) -> Insertion {
+    pub(crate) fn seen(&mut self, contact: Contact, now: Time) -> Insertion {
         let Some(index) = self.bucket_of(&contact.id) else {
             return Insertion::OwnId;
         };
@@ -284,7 +285,7 @@ impl RoutingTable {
 
     /// Puts back a contact verified in an earlier run, if its bucket has room; never starts a
     /// liveness check. Returns whether it was added.
-    pub fn restore(&mut self, contact: Contact, now: Time) -> bool {
+    pub(crate) fn restore(&mut self, contact: Contact, now: Time) -> bool {
         let Some(index) = self.bucket_of(&contact.id) else {
             return false;
         };
@@ -295,7 +296,7 @@ impl RoutingTable {
 
     /// Records that `id` failed a request. The contact pinged for a full bucket is evicted at
     /// its first failure; any other after `max_failures` in a row.
-    pub fn failed(&mut self, id: &NodeId) -> Failure {
+    pub(crate) fn failed(&mut self, id: &NodeId) -> Failure {
         let Some(index) = self.bucket_of(id) else {
             return Failure::Unknown;
         };
@@ -328,7 +329,7 @@ impl RoutingTable {
     }
 
     /// Records that a lookup for `target` ran, so its bucket does not need a refresh.
-    pub fn touch(&mut self, target: &Id, now: Time) {
+    pub(crate) fn touch(&mut self, target: &Id, now: Time) {
         if let Some(index) = self.bucket_of(target) {
             if let Some(bucket) = self.buckets.get_mut(&index) {
                 bucket.last_lookup = Some(now);

@@ -130,6 +130,7 @@ impl RttTable {
     }
 
     /// The estimate for `id`, if it has answered before.
+    #[cfg(test)]
     pub fn of(&self, id: &NodeId) -> Option<&Estimate> {
         self.estimate(id)
     }
@@ -158,13 +159,9 @@ impl RttTable {
     }
 
     /// Contacts with an estimate.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.contacts.len()
-    }
-
-    /// Whether no contact has an estimate.
-    pub fn is_empty(&self) -> bool {
-        self.contacts.is_empty()
     }
 }
 

@@ -21,8 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_core::store::{CommitId, Origin, StoreLimits};
-use cairn_core::{ImmutableItem, Item, SignedItem, Store, Time};
+use cairn_core::{CommitId, ImmutableItem, Item, Origin, SignedItem, Store, StoreLimits, Time};
 use cairn_node::store::RedbStore;
 use ed25519_dalek::SigningKey;
 use tokio::sync::oneshot;

@@ -4,10 +4,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cairn_core::message::NetworkName;
+use cairn_core::{NetworkName, StoreLimits};
 
 use crate::ratelimit::Rate;
-use cairn_core::store::StoreLimits;
 use serde::Deserialize;
 
 /// Everything a node needs to run. `Config::default()` is the documented default of every
@@ -213,9 +212,9 @@ pub struct FileConfig {
     pub max_outbound: Option<usize>,
     /// See [`Config::max_inbound`].
     pub max_inbound: Option<usize>,
-    /// See `cairn_core::routing::Diversity::per_bucket`.
+    /// See `cairn_core::Diversity::per_bucket`.
     pub max_subnet_contacts_per_bucket: Option<usize>,
-    /// See `cairn_core::routing::Diversity::per_table`.
+    /// See `cairn_core::Diversity::per_table`.
     pub max_subnet_contacts: Option<usize>,
     /// See [`Config::max_inbound_per_host`].
     pub max_inbound_per_host: Option<usize>,

@@ -13,14 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use cairn_core::handshake::{Role, Transcript};
-use cairn_core::message::{
-    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, NetworkName, PROTOCOL_VERSION, Request,
-    Response, Welcome,
-};
 use cairn_core::netstring::{self, NetstringDecoder};
-use cairn_core::node::Requester;
-use cairn_core::{NodeId, wire};
+use cairn_core::wire;
+use cairn_core::{
+    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, NetworkName, NodeId, PROTOCOL_VERSION,
+    Request, Requester, Response, Role, Transcript, Welcome,
+};
 use rand::RngCore;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};

@@ -10,8 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_core::message::Contact;
-use cairn_core::{Item, Key, NodeId};
+use cairn_core::{Contact, Item, Key, NodeId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::activity::ActivityFeed;
@@ -81,8 +80,7 @@ impl Dht {
 
     /// Finds the signed item `name` of the publisher with `public_key`.
     pub async fn get_signed(&self, public_key: &[u8; 32], name: &str) -> Result<Found, GetError> {
-        self.get(cairn_core::item::signed_key(public_key, name))
-            .await
+        self.get(cairn_core::signed_key(public_key, name)).await
     }
 
     /// Deletes the item `name` this node published: publishes a tombstone whose `seq` beats
@@ -196,7 +194,7 @@ impl Dht {
 /// which ends once the node has stopped.
 #[derive(Debug)]
 pub struct Watch {
-    id: cairn_core::node::WatchId,
+    id: cairn_core::WatchId,
     updates: mpsc::UnboundedReceiver<Item>,
     commands: mpsc::Sender<Box<Command>>,
 }

@@ -7,11 +7,7 @@
 //! [`PutError::NotDurable`] whether the store reported it while the put's lookup ran or after.
 //! Callers never match the core's own outcome enums.
 
-use cairn_core::Item;
-use cairn_core::item::ItemError;
-use cairn_core::node::QueryStats;
-use cairn_core::store::{CommitId, StoreError};
-use cairn_core::{Key, QueryId};
+use cairn_core::{CommitId, Item, ItemError, Key, QueryId, QueryStats, StoreError};
 
 use crate::outcome::Found;
 use crate::store::CommitError;
@@ -278,10 +274,10 @@ impl From<WatchError> for Error {
 /// A put the core refused or failed. `failed_commit` tells why a commit failed: the core
 /// names a commit that failed while the put's lookup ran, and the driver kept its reason.
 pub(crate) fn put_error(
-    error: cairn_core::node::PutFailure,
+    error: cairn_core::PutFailure,
     failed_commit: impl FnOnce(CommitId) -> Option<CommitError>,
 ) -> PutError {
-    use cairn_core::node::PutFailure as Core;
+    use cairn_core::PutFailure as Core;
     match error {
         Core::Local(refusal) => PutError::Refused(refusal),
         Core::TooLarge { size, max } => PutError::TooLarge { size, max },
@@ -297,13 +293,13 @@ pub(crate) fn put_error(
 /// A finished get: the item found, a tombstone (deleted), or nothing.
 pub(crate) fn get_outcome(
     key: Key,
-    result: Result<Item, cairn_core::node::GetFailure>,
+    result: Result<Item, cairn_core::GetFailure>,
     stats: QueryStats,
 ) -> Result<Found, GetError> {
     match result {
         Ok(Item::Tombstone(t)) => Err(GetError::Deleted { key, seq: t.seq() }),
         Ok(item) => Ok(Found { item, stats }),
-        Err(cairn_core::node::GetFailure::NotFound { asked, .. }) => {
+        Err(cairn_core::GetFailure::NotFound { asked, .. }) => {
             Err(GetError::NotFound { key, asked })
         }
     }
@@ -311,12 +307,10 @@ pub(crate) fn get_outcome(
 
 /// A finished bootstrap that tried `tried` seeds.
 pub(crate) fn bootstrap_outcome(
-    result: Result<usize, cairn_core::node::BootstrapFailure>,
+    result: Result<usize, cairn_core::BootstrapFailure>,
     tried: usize,
 ) -> Result<usize, BootstrapError> {
-    result.map_err(
-        |cairn_core::node::BootstrapFailure::NoContact| BootstrapError::NoContact { tried },
-    )
+    result.map_err(|cairn_core::BootstrapFailure::NoContact| BootstrapError::NoContact { tried })
 }
 
 /// The mismatch of command `query`, which waited for an `expected` event and got `event`.

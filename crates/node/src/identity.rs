@@ -69,7 +69,7 @@ impl Identity {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let bytes = cairn_core::id::from_hex(text.trim())
+                let bytes = cairn_core::from_hex(text.trim())
                     .ok_or_else(|| IdentityError::Corrupt { path: path.clone() })?;
                 let seed: [u8; 32] = bytes
                     .try_into()
@@ -109,7 +109,7 @@ fn write_private(path: &Path, seed: &[u8; 32]) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
-    writeln!(file, "{}", cairn_core::id::to_hex(seed))?;
+    writeln!(file, "{}", cairn_core::to_hex(seed))?;
     file.sync_all()
 }
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use cairn_core::subnet::Prefix;
+use cairn_core::Prefix;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 

@@ -114,7 +114,7 @@ pub async fn start_with_identity(config: Config, identity: Identity) -> Result<D
 
 /// Starts a node with the given identity on any [`Store`]: say, a [`RedbStore`] opened on a
 /// storage backend of the caller's, or a store of the caller's own. A store whose writes
-/// return a commit ([`cairn_core::store::Written::commit`]) reports each commit's outcome on
+/// return a commit ([`cairn_core::Written::commit`]) reports each commit's outcome on
 /// `commits`; one whose writes are durable at once passes `None`. The routing-table snapshot
 /// still comes from `config.data_dir`.
 pub async fn start_with_store<S>(

@@ -3,8 +3,7 @@
 
 use std::net::SocketAddr;
 
-use cairn_core::node::QueryStats;
-use cairn_core::{Item, Key, NodeId};
+use cairn_core::{Item, Key, NodeId, QueryStats};
 use serde::{Deserialize, Serialize};
 
 /// What a successful put did.
@@ -55,7 +54,7 @@ pub struct Status {
     /// Contacts in the routing table.
     pub peers: usize,
     /// How many nodes the network has, estimated from the routing table (see
-    /// `cairn_core::routing::RoutingTable::network_size`); 0 while no contact is known.
+    /// `cairn_core::RoutingTable::network_size`); 0 while no contact is known.
     pub network_size: u64,
     /// Items in the store.
     pub items: usize,
@@ -139,12 +138,12 @@ mod hex_public_key {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub(super) fn serialize<S: Serializer>(key: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&cairn_core::id::to_hex(key))
+        s.serialize_str(&cairn_core::to_hex(key))
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        cairn_core::id::from_hex(&text)
+        cairn_core::from_hex(&text)
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or_else(|| D::Error::custom("expected a public key of 64 hex digits"))
     }

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 
-use cairn_core::subnet::Prefix;
+use cairn_core::Prefix;
 use tokio::time::Instant;
 
 /// Hosts tracked at most; past it, idle ones are forgotten.

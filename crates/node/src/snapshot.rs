@@ -9,8 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use cairn_core::NodeId;
-use cairn_core::message::Contact;
+use cairn_core::{Contact, NodeId};
 
 /// The snapshot's file name inside the data directory.
 pub const SNAPSHOT_FILE: &str = "routing.snapshot";

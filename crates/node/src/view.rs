@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use cairn_core::store::Listed;
+use cairn_core::Listed;
 use serde::{Deserialize, Serialize};
 
 /// The most items a ring or a page of `GET /v1/items` lists.

@@ -9,9 +9,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cairn_core::Message;
-use cairn_core::Response;
-use cairn_core::store::StoreLimits;
+use cairn_core::{Message, Response, StoreLimits};
 use cairn_node::store::RedbStore;
 use cairn_node::{Config, GetError, Identity, PutError};
 use common::*;
@@ -132,7 +130,7 @@ async fn a_failed_commit_is_refused_to_peers_and_callers_and_never_served() {
         frame.push(b',');
         frame
     };
-    let doc = cairn_core::item::signed_key(&publisher.verifying_key().to_bytes(), "doc");
+    let doc = cairn_core::signed_key(&publisher.verifying_key().to_bytes(), "doc");
     c.send(&version(10, b"first")).await;
     assert_eq!(code_of(read_message(&mut c.stream).await), 0);
 

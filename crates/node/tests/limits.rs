@@ -326,7 +326,7 @@ async fn a_host_flooding_requests_is_refused_429_and_others_are_served() {
 async fn one_network_fills_only_its_share_of_the_store() {
     let config = Config::default()
         .store_rate(cairn_node::Rate::UNLIMITED)
-        .limits(cairn_core::store::StoreLimits {
+        .limits(cairn_core::StoreLimits {
             max_items_per_subnet: 50,
             ..Default::default()
         });

@@ -264,14 +264,14 @@ async fn a_watch_sees_puts_and_a_delete_from_another_node_and_outlives_its_liste
     let (name, closest) = (0..)
         .map(|n| {
             let name = format!("news-{n}");
-            let key = cairn_core::item::signed_key(&public_key, &name);
+            let key = cairn_core::signed_key(&public_key, &name);
             let mut order: Vec<usize> = (0..ids.len()).collect();
             order.sort_by_key(|i| ids[*i].distance(&key));
             (name, order)
         })
         .find(|(_, order)| !order[..5].contains(&publisher) && !order[..5].contains(&watcher))
         .expect("some name");
-    let key = cairn_core::item::signed_key(&public_key, &name);
+    let key = cairn_core::signed_key(&public_key, &name);
     let mut watch = net.nodes[watcher].watch(key).await.expect("running");
     let next = async |watch: &mut cairn_node::Watch| {
         tokio::time::timeout(Duration::from_secs(20), watch.next())

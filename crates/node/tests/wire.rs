@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use cairn_core::item::{signature_preimage, signed_key};
+use cairn_core::{signature_preimage, signed_key};
 use cairn_node::{Config, Dht};
 use common::*;
 use ed25519_dalek::{Signer, SigningKey};

@@ -8,9 +8,8 @@
 //! it accepts and never notifies. It answers
 //! pings, so honest nodes keep it in their tables.
 
-use cairn_core::Item;
-use cairn_core::message::{Contact, Request, Response};
 use cairn_core::wire::MAX_NODES;
+use cairn_core::{Contact, Item, Request, Response};
 
 /// The answer of an adversary, knowing every adversary in `adversaries` and holding `held`
 /// (its copy of the key asked for, from before it turned), to `request`.

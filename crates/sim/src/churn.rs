@@ -14,8 +14,7 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use cairn_core::store::StoreLimits;
-use cairn_core::{Event, Id, Time};
+use cairn_core::{Event, Id, StoreLimits, Time};
 use cairn_report::{Operations, Sample};
 use rand::Rng;
 use rand::seq::index::sample;

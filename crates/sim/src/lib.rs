@@ -29,10 +29,10 @@ use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use cairn_core::message::{Contact, Request, Response};
-use cairn_core::node::{Requester, Transmit, WatchId};
-use cairn_core::store::StoreLimits;
-use cairn_core::{Config, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Store, Time};
+use cairn_core::{
+    Config, Contact, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Request, Requester,
+    Response, Store, StoreLimits, Time, Transmit, WatchId,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -7,10 +7,9 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_core::item::signed_key;
-use cairn_core::node::QueryStats;
-use cairn_core::store::StoreLimits;
-use cairn_core::{Config, Event, Id, ImmutableItem, Item, Key};
+use cairn_core::{
+    Config, Event, Id, ImmutableItem, Item, Key, QueryStats, StoreLimits, signed_key,
+};
 use cairn_report::{Operations, Sample, reader};
 use ed25519_dalek::SigningKey;
 use rand::Rng;
@@ -93,7 +92,7 @@ pub struct Report {
 }
 
 /// The error of the nodes' network-size estimates
-/// ([`cairn_core::routing::RoutingTable::network_size`]), as percentages of the true size.
+/// ([`cairn_core::RoutingTable::network_size`]), as percentages of the true size.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SizeEstimate {
     /// The true number of nodes.

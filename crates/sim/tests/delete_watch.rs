@@ -186,7 +186,7 @@ fn a_watch_follows_its_key_through_churn_and_the_loss_of_its_listeners() {
     assert_eq!(failed, 0);
     let (publisher, watcher) = (0, 1);
     let name = "news";
-    let key = cairn_core::item::signed_key(&keys[publisher].verifying_key().to_bytes(), name);
+    let key = cairn_core::signed_key(&keys[publisher].verifying_key().to_bytes(), name);
     let watch = sim.watch(watcher, key);
     sim.run_for(Duration::from_secs(5));
     let first_peers = sim.node(watcher).watch_peers(watch);

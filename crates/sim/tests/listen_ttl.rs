@@ -8,8 +8,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_core::node::{Notification, Requester};
-use cairn_core::{Config, Id, ImmutableItem, Item, MemoryStore, Node, Request, Response};
+use cairn_core::{
+    Config, Id, ImmutableItem, Item, MemoryStore, Node, Notification, Request, Requester, Response,
+};
 use cairn_sim::EPOCH;
 
 /// A verified peer on incoming connection `connection`.

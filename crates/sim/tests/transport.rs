@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use cairn_core::store::StoreLimits;
-use cairn_core::{Config, Event, Id};
+use cairn_core::{Config, Event, Id, StoreLimits};
 use cairn_sim::{Command, EPOCH, Latency, Sim, Transport};
 
 const ONE_WAY: Duration = Duration::from_millis(10);

@@ -101,11 +101,13 @@ impl FixedPeers {
     }
 
     /// Whether the stage has finished.
+    #[cfg(test)]
     pub fn is_finished(&self) -> bool {
         self.finished
     }
 
     /// Requests in flight (not timed out).
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }

@@ -142,16 +142,19 @@ impl Lookup {
     }
 
     /// Requests in flight (not timed out).
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
 
     /// Requests sent so far.
+    #[cfg(test)]
     pub fn requests(&self) -> u32 {
         self.requests
     }
 
     /// Whether the lookup has finished.
+    #[cfg(test)]
     pub fn is_finished(&self) -> bool {
         self.finished
     }
@@ -207,6 +210,7 @@ impl Lookup {
     /// Whom to query next, closest first.
     // Not an iterator: `Wait` is no end. The name follows the lookup literature.
     #[allow(clippy::should_implement_trait)]
+    #[cfg(test)]
     pub fn next(&mut self) -> Next {
         self.next_by(|_| Duration::ZERO)
     }

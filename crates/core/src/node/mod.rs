@@ -59,12 +59,11 @@ use crate::routing::{Failure, Insertion, RoutingTable};
 use crate::store::{CommitId, Store};
 use crate::time::Time;
 
-pub use crate::message::Peer;
 pub use event::{BootstrapFailure, Event, GetFailure, PutFailure, QueryId, QueryStats, WatchId};
 pub use listen::Notification;
 pub use publish::{expiry, next_seq};
 pub use requests::Transmit;
-pub use trace::{Duty, MAX_TRACES, Operation, QueryOutcome, RequestOutcome, Trace, error_label};
+pub use trace::{Duty, Operation, QueryOutcome, RequestOutcome, Trace, error_label};
 
 use housekeeping::Housekeeping;
 use listen::Subscriptions;

@@ -193,7 +193,7 @@ pub enum Trace {
     },
     /// A request this node sent ended.
     RequestEnded {
-        /// Its `type` on the wire ([`crate::message::Request::name`]).
+        /// Its `type` on the wire ([`crate::Request::name`]).
         request: &'static str,
         /// How.
         outcome: RequestOutcome,

@@ -9,7 +9,7 @@ use crate::item::{Held, Item, Resolution, resolve};
 use crate::subnet::Prefix;
 use crate::time::Time;
 
-/// The bookkeeping every store shares: what is held per key (a whole item, or a [`Summary`](crate::item::Summary)
+/// The bookkeeping every store shares: what is held per key (a whole item, or a [`Summary`](crate::Summary)
 /// of one whose value lives elsewhere), the own marks, the bytes held, each subnet's share,
 /// and the limits. The which-copy-wins rules run here, on whatever is held.
 #[derive(Clone, Debug)]

@@ -22,12 +22,10 @@ use crate::message::{
 };
 
 /// The deepest nesting a payload may have; the top-level map is level 1.
-pub const MAX_DEPTH: usize = 16;
+const MAX_DEPTH: usize = 16;
 
 /// The most contacts a `nodes` answer may carry (k).
 pub const MAX_NODES: usize = 20;
-
-pub use crate::message::MAX_NETWORK_LEN;
 
 #[derive(Serialize, Deserialize, Default)]
 struct WireMessage {

@@ -20,8 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use cairn_core::message::ErrorCode;
-use cairn_core::{Id, Item};
+use cairn_core::{ErrorCode, Id, Item};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -276,7 +275,7 @@ async fn delete_item(
 /// The hex public key this node signs with, if it still runs.
 async fn publisher(dht: &Dht) -> Option<String> {
     let status = dht.status().await.ok()?;
-    Some(cairn_core::id::to_hex(&status.public_key))
+    Some(cairn_core::to_hex(&status.public_key))
 }
 
 fn published(receipt: &PutReceipt) -> Published {
@@ -318,7 +317,7 @@ fn value_response(item: &Item) -> Response {
 }
 
 fn parse_public_key(text: &str) -> Result<[u8; 32], ApiError> {
-    let bytes = cairn_core::id::from_hex(text).unwrap_or_default();
+    let bytes = cairn_core::from_hex(text).unwrap_or_default();
     bytes.try_into().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -364,7 +363,7 @@ impl WatchUpdate {
             kind: item.kind().as_str().to_owned(),
             seq: item.seq(),
             expires: item.expires(),
-            value: cairn_core::id::to_hex(item.value()),
+            value: cairn_core::to_hex(item.value()),
             text: std::str::from_utf8(item.value()).ok().map(str::to_owned),
         }
     }
@@ -383,13 +382,13 @@ async fn watch_item(
 ) -> Result<Response, ApiError> {
     let Path((public_key, name)) = path?;
     let public_key = parse_public_key(&public_key)?;
-    if name.is_empty() || name.len() > cairn_core::item::MAX_NAME_LEN {
+    if name.is_empty() || name.len() > cairn_core::MAX_NAME_LEN {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "an item name is 1 to 255 bytes",
         ));
     }
-    watch_stream(dht, cairn_core::item::signed_key(&public_key, &name)).await
+    watch_stream(dht, cairn_core::signed_key(&public_key, &name)).await
 }
 
 /// Server-Sent Events, one per version: `event: value` for a value, `event: deleted` for a

@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_core::message::{Contact, Message, Request, Response};
-use cairn_core::node::{Requester, WatchId};
-use cairn_core::{Item, Key, NodeId};
+use cairn_core::{Contact, Item, Key, Message, NodeId, Request, Requester, Response, WatchId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{BootstrapError, DeleteError, FindNodeError, GetError, PutError};

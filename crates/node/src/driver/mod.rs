@@ -24,10 +24,10 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use cairn_core::message::{Message, Request};
-use cairn_core::node::{Event, GetFailure, Transmit, WatchId};
-use cairn_core::store::CommitOutcome;
-use cairn_core::{Item, Node, QueryId, Store};
+use cairn_core::{
+    CommitOutcome, Event, GetFailure, Item, Message, Node, QueryId, Request, Store, Transmit,
+    WatchId,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -377,7 +377,7 @@ impl<S: Store> Driver<S> {
     fn delete(&mut self, pending: PendingDelete, found: Option<Result<Item, GetFailure>>) {
         let now = self.clock.now();
         let public_key = self.shared.identity.public_key();
-        let key = cairn_core::item::signed_key(&public_key, &pending.name);
+        let key = cairn_core::signed_key(&public_key, &pending.name);
         let newest = match found {
             Some(Ok(item)) => Some(item),
             Some(Err(GetFailure::NotFound { .. })) => None,

@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cairn_core::node::{Operation, QueryOutcome, QueryStats, Trace, error_label};
-use cairn_core::{Id, QueryId, Time};
+use cairn_core::{Id, Operation, QueryId, QueryOutcome, QueryStats, Time, Trace, error_label};
 use tracing::Span;
 
 use crate::activity::{Activity, Hub};

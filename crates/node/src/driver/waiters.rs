@@ -9,10 +9,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use cairn_core::message::{ErrorCode, ErrorReply, Message, Response};
-use cairn_core::node::{Answer, Event};
-use cairn_core::store::CommitId;
-use cairn_core::{Contact, QueryId};
+use cairn_core::{
+    Answer, CommitId, Contact, ErrorCode, ErrorReply, Event, Message, QueryId, Response,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{
@@ -290,14 +289,13 @@ fn send_held(reply: mpsc::Sender<Box<Message>>, id: u64, response: Response) {
 mod tests {
     use std::sync::Arc;
 
-    use cairn_core::Key;
-    use cairn_core::node::QueryStats;
+    use cairn_core::{Key, QueryStats};
 
     use super::*;
 
     fn put_done(
         query: u64,
-        result: Result<usize, cairn_core::node::PutFailure>,
+        result: Result<usize, cairn_core::PutFailure>,
         commit: Option<CommitId>,
     ) -> Event {
         Event::PutDone {
@@ -337,7 +335,7 @@ mod tests {
         let (reply, mut during) = oneshot::channel();
         waiters.insert(QueryId(2), Waiter::Put(reply));
         waiters.committed(CommitId(11), &Err(disk_failure()), 1);
-        let failed = Err(cairn_core::node::PutFailure::NotDurable(CommitId(11)));
+        let failed = Err(cairn_core::PutFailure::NotDurable(CommitId(11)));
         waiters.event(put_done(2, failed, None));
         let during = not_durable_reason(during.try_recv().expect("answered"));
         assert_eq!(during, after);

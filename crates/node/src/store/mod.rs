@@ -5,10 +5,10 @@
 
 mod redb;
 
-use cairn_core::store::{
-    CommitId, CommitOutcome, Holdings, Origin, ReadError, StoreError, Written,
+use cairn_core::{
+    CommitId, CommitOutcome, Holdings, Item, Key, MemoryStore, Origin, ReadError, Store,
+    StoreError, Time, Written,
 };
-use cairn_core::{Item, Key, MemoryStore, Store, Time};
 
 pub use self::redb::{CommitError, CommitReceiver, Committed, OpenError, RedbStore, STORE_FILE};
 

@@ -37,12 +37,11 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
 use ::redb::{Database, StorageBackend, TableDefinition};
-use cairn_core::item::{Resolution, Summary};
-use cairn_core::store::{
-    CommitId, CommitOutcome, Holdings, Ledger, Origin, ReadError, StoreError, StoreLimits, Written,
+use cairn_core::wire;
+use cairn_core::{
+    CommitId, CommitOutcome, Holdings, Item, Key, Ledger, Origin, Prefix, ReadError, Resolution,
+    Store, StoreError, StoreLimits, Summary, Time, Written,
 };
-use cairn_core::subnet::Prefix;
-use cairn_core::{Item, Key, Store, Time, wire};
 use tokio::sync::mpsc;
 
 pub use self::open::OpenError;

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::time::Duration;
 
-use cairn_core::handshake::{Role, Transcript};
+use cairn_core::{Role, Transcript};
 use cairn_node::{Config, Dht};
 use ed25519_dalek::{Signer, SigningKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

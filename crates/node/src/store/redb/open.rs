@@ -5,9 +5,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use ::redb::{Database, ReadableTable};
-use cairn_core::item::Summary;
-use cairn_core::store::{Ledger, StoreLimits};
-use cairn_core::{Item, Key, wire};
+use cairn_core::wire;
+use cairn_core::{Item, Key, Ledger, StoreLimits, Summary};
 
 use super::writer::panic_text;
 use super::{ITEMS, OWN};

@@ -1,8 +1,7 @@
 //! The durable store: what is committed survives a reopen, with its rules intact.
 
 use bytes::Bytes;
-use cairn_core::item::Refusal;
-use cairn_core::{ImmutableItem, SignedItem};
+use cairn_core::{ImmutableItem, Refusal, SignedItem};
 use ed25519_dalek::SigningKey;
 
 use std::path::PathBuf;

@@ -12,8 +12,8 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use ::redb::Database;
-use cairn_core::store::CommitId;
-use cairn_core::{Item, Key, wire};
+use cairn_core::wire;
+use cairn_core::{CommitId, Item, Key};
 use tokio::sync::mpsc;
 
 use super::{ITEMS, OWN};
