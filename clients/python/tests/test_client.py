@@ -99,16 +99,18 @@ async def test_a_watch_on_one_node_sees_every_version_put_on_another(network):
     async with network.client(0) as writer, network.client(2) as watcher:
         first = await writer.put("news", b"v1")
         seen = []
+        first_seen = asyncio.Event()
 
         async def watch():
             async for version in watcher.watch(f"{first.public_key}/news"):
                 seen.append(version)
+                first_seen.set()
                 if version.deleted:
                     return
 
         task = asyncio.create_task(watch())
-        while not seen:  # the newest version comes first
-            await asyncio.sleep(0.05)
+        # The newest version comes first: wait for it (bounded), so that the next puts follow it.
+        await asyncio.wait_for(first_seen.wait(), 30)
         for value in (b"v2", b"v3"):
             await writer.put("news", value)
         await writer.delete("news")

@@ -1,4 +1,4 @@
-//! The stages of a command: the iterative, concurrent Kademlia lookup ([`Lookup`], see
+//! The stages of a query: the iterative, concurrent Kademlia lookup ([`Lookup`], see
 //! `docs/design.md`, "Lookups") and a fixed set of peers asked once each ([`FixedPeers`]).
 //!
 //! Both have one interface. The caller asks `next` whom to query, sends the request, and

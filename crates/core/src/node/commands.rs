@@ -1,5 +1,5 @@
 //! The node's commands, and the commands it starts itself (housekeeping's, a watch's
-//! rounds): each becomes a plan the query pool runs, and each command's end is routed to
+//! rounds): each starts a query the query pool runs, and each query's end is routed to
 //! whoever waits on it.
 
 use std::net::SocketAddr;
@@ -127,7 +127,7 @@ impl<S: Store> Node<S> {
         id
     }
 
-    /// Tells whoever waits on a command that it ended: the driver, housekeeping, or a watch.
+    /// Tells whoever waits on a query that it ended: the driver, housekeeping, or a watch.
     pub(super) fn route(&mut self, now: Time, done: Option<Done>) {
         match done {
             None => {}

@@ -1,5 +1,5 @@
-//! What the node reports: command and watch ids, completion events with their costs, and the
-//! errors of each command. Records only: nothing here knows the node.
+//! What the node reports: query and watch ids, completion events with their costs, and the
+//! failures of each query. Records only: nothing here knows the node.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use crate::item::Item;
 use crate::message::Contact;
 use crate::store::{CommitId, StoreError};
 
-/// The id of a running command; its completion [`Event`] carries the same id.
+/// The id of a running query; its completion [`Event`] carries the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct QueryId(pub u64);
 
@@ -16,7 +16,7 @@ pub struct QueryId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WatchId(pub u64);
 
-/// What a finished command cost.
+/// What a finished query cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueryStats {
     /// Requests sent, write-back and store requests included.
@@ -69,14 +69,14 @@ pub enum BootstrapFailure {
 }
 
 /// Something the driver should know.
-// Events are few and short-lived (one per finished command); boxing the large ones would
+// Events are few and short-lived (one per finished query); boxing the large ones would
 // cost an allocation each for no gain.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A `find_node` finished with the closest nodes that answered.
     FindNodeDone {
-        /// The command.
+        /// The query.
         query: QueryId,
         /// Closest first, at most k.
         closest: Vec<Contact>,
@@ -85,7 +85,7 @@ pub enum Event {
     },
     /// A `get` finished.
     GetDone {
-        /// The command.
+        /// The query.
         query: QueryId,
         /// The key sought.
         key: Key,
@@ -96,7 +96,7 @@ pub enum Event {
     },
     /// A `put` finished.
     PutDone {
-        /// The command.
+        /// The query.
         query: QueryId,
         /// The item's key.
         key: Key,
@@ -114,7 +114,7 @@ pub enum Event {
     },
     /// A `bootstrap` finished.
     BootstrapDone {
-        /// The command.
+        /// The query.
         query: QueryId,
         /// The number of contacts in the table afterwards, or why joining failed.
         result: Result<usize, BootstrapFailure>,
@@ -135,7 +135,7 @@ pub enum Event {
 }
 
 impl Event {
-    /// The command this event completes, if it completes one.
+    /// The query this event completes, if it completes one.
     pub fn query(&self) -> Option<QueryId> {
         match self {
             Event::FindNodeDone { query, .. }

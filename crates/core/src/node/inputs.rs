@@ -60,7 +60,7 @@ impl<S: Store> Node<S> {
         self.pump_housekeeping(now);
     }
 
-    /// Time has reached `now`: time out overdue requests and commands.
+    /// Time has reached `now`: time out overdue requests and queries.
     pub fn handle_timeout(&mut self, now: Time) {
         self.start_housekeeping(now);
         // Lookup requests past their contact's round-trip timeout give up their slot.
@@ -126,7 +126,7 @@ impl<S: Store> Node<S> {
     /// Takes the answer to request `request_id` from `from` to whoever sent the request.
     fn take_response(&mut self, now: Time, from: Contact, request_id: u64, response: Response) {
         let Some(pending) = self.requests.take(request_id) else {
-            // Late for a finished command: the peer is still alive.
+            // Late for a finished query: the peer is still alive.
             self.saw(now, from);
             return;
         };
@@ -203,7 +203,7 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Request `request_id` (`pending`) timed out. A command's request stays known, so that
+    /// Request `request_id` (`pending`) timed out. A query's request stays known, so that
     /// a late answer is still used; its stage frees the slot it held.
     fn time_out(&mut self, now: Time, request_id: u64, pending: Pending) {
         pending.trace(&mut self.traces, RequestOutcome::TimedOut, None);

@@ -1,4 +1,4 @@
-//! The node state machine: routing table, store and running commands, with no I/O.
+//! The node state machine: routing table, store and running queries, with no I/O.
 //!
 //! [`Node::new`] makes a node; then it has four kinds of methods:
 //!
@@ -18,7 +18,7 @@
 //!   [`Node::unwatch`]; and the switch [`Node::set_tracing`];
 //! - **outputs**: [`Node::poll_transmit`] (a request to send), [`Node::poll_notification`]
 //!   (a `notify` to send on an incoming connection), [`Node::poll_event`] (a finished
-//!   command, a watch's update or a routing-table change), [`Node::poll_trace`] (a record of
+//!   query, a watch's update or a routing-table change), [`Node::poll_trace`] (a record of
 //!   the node's work, when tracing is on) and [`Node::poll_timeout`] (when to call
 //!   `handle_timeout` next).
 //!
@@ -31,7 +31,7 @@
 //! Requests nobody answers are timed out by the node itself.
 //!
 //! Each concern is a part that owns its state: the requests in flight (`requests.rs`), the
-//! running commands (`query.rs`, their stages in `stage.rs`), housekeeping
+//! running queries (`query.rs`, their stages in `stage.rs`), housekeeping
 //! (`housekeeping.rs`), the subscriptions peers hold here (`listen.rs`), this node's watches
 //! (`watch.rs`) and the trace records (`trace.rs`). `Node` routes each input to the parts it
 //! concerns and collects what they report (`inputs.rs`, `commands.rs`); no part touches
@@ -223,7 +223,7 @@ impl<S: Store> Node<S> {
         self.subscriptions.pop_notification()
     }
 
-    /// The next finished command, watch update or routing-table change, if any.
+    /// The next finished query, watch update or routing-table change, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop()
     }
@@ -251,7 +251,7 @@ impl<S: Store> Node<S> {
         self.traces.set_on(on);
     }
 
-    /// The query pool, and the rest of the node it borrows while commands move on at `now`.
+    /// The query pool, and the rest of the node it borrows while queries move on at `now`.
     fn queries_and_env(&mut self, now: Time) -> (&mut QueryPool, Env<'_>) {
         let env = Env {
             now,

@@ -1,10 +1,10 @@
-//! The running commands ([`QueryPool`]): how answers move each one on, and what each reports
+//! The running queries ([`QueryPool`]): how answers move each one on, and what each reports
 //! when it ends.
 //!
-//! A command runs one stage at a time (`stage.rs`); each stage gets `lookup_timeout` to
+//! A query runs one stage at a time (`stage.rs`); each stage gets `lookup_timeout` to
 //! finish. `get` stops at the first immutable copy or at `get_quorum` signed copies and writes
 //! the winner back. The pool sends through the node's request table, which the node lends it
-//! with the rest of an [`Env`]; when a command ends, the pool hands back a [`Done`] for the
+//! with the rest of an [`Env`]; when a query ends, the pool hands back a [`Done`] for the
 //! node to route: an event for the driver, or news for the housekeeping or the watch that
 //! started it.
 
@@ -23,7 +23,7 @@ use crate::routing::RoutingTable;
 use crate::store::{CommitId, CommitOutcome};
 use crate::time::Time;
 
-/// What the commands borrow from their node while an input or a command runs.
+/// What the queries borrow from their node while an input or a command runs.
 pub(super) struct Env<'a> {
     pub(super) now: Time,
     /// This node's id.
@@ -74,7 +74,7 @@ pub(super) enum Done {
     },
 }
 
-/// One running command.
+/// One running query.
 struct Query {
     kind: QueryKind,
     stage: Stage,
@@ -238,7 +238,7 @@ impl QueryPool {
     }
 }
 
-/// The stage that follows `finished`, if the command has one.
+/// The stage that follows `finished`, if the query has one.
 fn next_stage(env: &mut Env, kind: &mut QueryKind, finished: &Stage) -> Option<Stage> {
     let k = env.config.k.get();
     match kind {
@@ -317,7 +317,7 @@ fn finish(env: &mut Env, id: QueryId, query: Query) -> Option<Done> {
 }
 
 impl Query {
-    /// Takes `peer`'s answer `response` (`peer` proved to be `from`) into the command.
+    /// Takes `peer`'s answer `response` (`peer` proved to be `from`) into the query.
     fn take(
         &mut self,
         own: &NodeId,
@@ -352,7 +352,7 @@ impl Query {
         }
     }
 
-    /// What the command cost up to `now`: a get's hops are those to its winning copy, any
+    /// What the query cost up to `now`: a get's hops are those to its winning copy, any
     /// other lookup's those to the farthest of the k closest nodes it reached.
     fn stats(&self, now: Time) -> QueryStats {
         let hops = match &self.kind {

@@ -213,7 +213,7 @@ impl Requests {
     }
 
     /// Marks the requests whose deadline passed at `now` as timed out and returns them, in id
-    /// order. A command's request stays known, so that a late answer is still used; the
+    /// order. A query's request stays known, so that a late answer is still used; the
     /// others are forgotten.
     pub(super) fn time_out(&mut self, now: Time) -> Vec<(u64, Pending)> {
         let overdue: Vec<(u64, Pending)> = self

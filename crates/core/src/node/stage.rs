@@ -159,7 +159,7 @@ pub(super) enum QueryKind {
     Watch(WatchId),
 }
 
-/// A command about to start: what it is for and its first stage.
+/// A query about to start: what it is for and its first stage.
 pub(super) type QueryStart = (QueryKind, Stage);
 
 impl QueryKind {
@@ -224,7 +224,7 @@ impl QueryKind {
         }
     }
 
-    /// What the command is, for its traces.
+    /// What the query is, for its traces.
     pub(super) fn operation(&self, internal: bool) -> Operation {
         match (self, internal) {
             (QueryKind::FindNode, false) => Operation::FindNode,

@@ -151,7 +151,7 @@ impl Duty {
 pub enum Trace {
     /// A command started.
     QueryStarted {
-        /// The command (housekeeping's and watches' included: their ids are never reported
+        /// The query (housekeeping's and watches' included: their ids are never reported
         /// by an event).
         query: QueryId,
         /// What it is.
@@ -161,19 +161,19 @@ pub enum Trace {
     },
     /// A command asked a peer.
     Asked {
-        /// The command.
+        /// The query.
         query: QueryId,
         /// The peer asked (`None`: a seed known only by its address).
         to: Option<NodeId>,
         /// The node whose answer told of the peer (`None`: it came from this node's own
-        /// routing table, or the command is not a lookup).
+        /// routing table, or the query is not a lookup).
         via: Option<NodeId>,
-        /// Round trips from the command's start to reach the peer: 1 for the first ones.
+        /// Round trips from the query's start to reach the peer: 1 for the first ones.
         hop: u32,
     },
     /// A peer a command asked answered, or failed to.
     Replied {
-        /// The command.
+        /// The query.
         query: QueryId,
         /// The peer.
         from: Option<NodeId>,
@@ -182,7 +182,7 @@ pub enum Trace {
     },
     /// A command ended.
     QueryFinished {
-        /// The command.
+        /// The query.
         query: QueryId,
         /// What it was.
         operation: Operation,
