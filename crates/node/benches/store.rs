@@ -6,15 +6,14 @@
 //! `cargo bench -p cairn-node --bench store -- read` runs only the read.
 //!
 //! Why a read stays on the driver: a `find_value` hit reads one item in one redb read
-//! transaction, and measured it is cheap. With `cargo bench --profile dev -p cairn-node --bench
-//! store -- read` (the dev profile builds dependencies, redb and the hashes included, at
-//! opt-level 2; cairn's own code unoptimized), on 2 cores shared with other builds (load 5), a
-//! read of a held 256-byte item from a store of 100,000 took 30 to 37 µs, in the first pass
-//! after a reopen as in the second (the file was in the operating system's cache). That is
-//! under 4% of a core at 1,000 hits a second, and moving the read to a blocking task would add
-//! a thread hop and a channel round trip of a similar cost, and make serving asynchronous in
-//! the sans-IO core. A store far larger than memory pays a disk read here: that is the case
-//! in which to measure again.
+//! transaction, and measured it is cheap. With `cargo bench -p cairn-node --bench store --
+//! read` (release build, 2 cores shared with other builds), a read of a held 256-byte item
+//! from a store of 100,000 took 13.23 µs in a first pass after a reopen and 13.22 µs in a
+//! second (the file was in the operating system's cache). That is about 1.3% of a core at
+//! 1,000 hits a second, and moving the read to a blocking task would add a thread hop and a
+//! channel round trip of a similar cost, and make serving asynchronous in the sans-IO core. A
+//! store far larger than memory pays a disk read here: that is the case in which to measure
+//! again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
