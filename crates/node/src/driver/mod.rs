@@ -7,7 +7,7 @@
 //! routing-table snapshot is saved on a blocking task, and a durable store commits on its own
 //! thread. What stays on the driver is a durable store's read of one item (a `find_value` hit,
 //! a watch's or a subscription's first copy, a republish): one redb read transaction, about
-//! 30 µs (`benches/store.rs` has the figure and the reasons).
+//! 13 µs in a release build (`benches/store.rs` has the figure and the reasons).
 //!
 //! - `inbox`: the types that reach the driver and that it hands to connections;
 //! - `pool`: dialed connections, LRU and bounded;
