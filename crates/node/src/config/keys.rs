@@ -57,7 +57,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "data_dir",
-        doc: "Where the node keeps its key (node.key: its identity), its items (items.redb)\nand its routing table (routing.snapshot). Unset: a new identity every start.",
+        doc: "Where the node keeps its key (node.key: its identity), its items (items.redb)\nand its routing table (routing.snapshot). Unset: `cairn node` uses the platform data\ndirectory; a node started as a library keeps none (a new identity every start).",
         value: |c| {
             c.data_dir
                 .as_ref()
