@@ -114,10 +114,9 @@ async fn a_directory_of_a_newer_format_is_refused_and_left_alone() {
     std::fs::write(dir.join(FORMAT_FILE), format!("{newer}\n")).expect("written");
     let before = std::fs::read(dir.join("items.redb")).expect("readable");
 
-    let error = cairn_node::start(config(&dir))
-        .await
-        .err()
-        .expect("a newer format is refused");
+    let Err(error) = cairn_node::start(config(&dir)).await else {
+        panic!("a newer format is refused");
+    };
     assert!(
         matches!(error, StartError::Format(FormatError::Newer { found, .. }) if found == newer),
         "{error}"
