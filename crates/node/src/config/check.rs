@@ -31,7 +31,7 @@ pub fn check_with<T: DeserializeOwned>(path: &Path, own: &[&str]) -> Vec<Problem
             return vec![problem(
                 None,
                 None,
-                format!("cannot read {}: {error}", path.display()),
+                format!("cannot read the file: {error}"),
             )];
         }
     };
