@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod logging;
 mod node;
 mod peer;
 mod testnet;
@@ -25,12 +26,23 @@ pub const DEFAULT_API: &str = "127.0.0.1:7401";
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// How log lines on standard error are written: `text` for a person, `json` for a log
+    /// system (one object a line; every line carries `node_id` once the node has started).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run a node in the foreground until SIGINT or SIGTERM.
     Node(node::NodeArgs),
+    /// Print a complete, commented config file with every key set to its default (or to its
+    /// value in --config FILE), for `cairn node --config`.
+    ///
+    /// Example:
+    ///   cairn config > cairn.toml
+    #[command(verbatim_doc_comment)]
+    Config(node::ConfigArgs),
     /// Publish a value: signed under NAME with the node's key, or --immutable (keyed by hash).
     ///
     /// The value is VALUE, the contents of --file PATH, or standard input when VALUE is `-`
@@ -95,23 +107,21 @@ pub fn default_data_dir() -> PathBuf {
         .join("cairn")
 }
 
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(if matches!(cli.command, Cmd::Node(_)) {
-        "info"
-    } else {
-        "warn"
-    });
+    if let Cmd::Node(args) = &cli.command
+        && let Some(path) = args.check_config()
+    {
+        return node::check_config(path);
+    }
+    logging::init(
+        if matches!(cli.command, Cmd::Node(_)) {
+            "info"
+        } else {
+            "warn"
+        },
+        cli.log_format,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -125,6 +135,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Cmd::Node(args) => node::run(args).await,
+            Cmd::Config(args) => node::print_config(args),
             Cmd::Put(args) => commands::put(args).await,
             Cmd::Get(args) => commands::get(args).await,
             Cmd::Delete(args) => commands::delete(args).await,

@@ -1,7 +1,8 @@
 //! `cairn node`: runs one node with its local HTTP API until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -32,7 +33,27 @@ pub struct NodeArgs {
     /// Network name, 1 to 64 bytes; nodes of other networks are refused [default: cairn].
     #[arg(long, value_name = "NAME")]
     network: Option<NetworkName>,
-    /// A TOML config file (see the README for its fields).
+    /// A TOML config file; `cairn config` prints one with every key and its default.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the config file FILE, print "ok" or one line per problem, and exit (0 when it
+    /// is valid, 1 when not) without starting the node.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// The file `--check-config` names, if given.
+    pub fn check_config(&self) -> Option<&Path> {
+        self.check_config.as_deref()
+    }
+}
+
+/// Arguments of `cairn config`.
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Print this file's values (every key it does not set at its default), as `cairn node
+    /// --config FILE` would run with them.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -45,6 +66,99 @@ struct BinaryKeys {
     api: Option<SocketAddr>,
     /// Nodes to join through, as `host:port`.
     bootstrap: Option<Vec<String>>,
+}
+
+/// The binary's own keys, named as [`BinaryKeys`] names them, with the comment `cairn config`
+/// prints above each (the node's keys have theirs in `cairn_node::config::KEYS`).
+const BINARY_KEYS: [(&str, &str); 2] = [
+    (
+        "api",
+        "The local HTTP API (the CLI, the dashboard, /metrics). It signs with the node's key:\n\
+         keep it on a loopback address.",
+    ),
+    (
+        "bootstrap",
+        "Nodes to join through, as \"host:port\"; none rejoins through the saved routing table.",
+    ),
+];
+
+/// What a node runs with: the defaults, then the config file, then the flags.
+struct Settings {
+    config: Config,
+    api: SocketAddr,
+    bootstrap: Vec<String>,
+}
+
+impl Settings {
+    /// The defaults of the `cairn` binary: the node's, with the platform data directory.
+    fn defaults() -> anyhow::Result<Self> {
+        Ok(Settings {
+            config: Config::default().data_dir(default_data_dir()),
+            api: DEFAULT_API.parse()?,
+            bootstrap: Vec::new(),
+        })
+    }
+
+    /// The defaults with the values of the config file `path` on top.
+    fn from_file(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut settings = Self::defaults()?;
+        if let Some(path) = path {
+            let (file, own): (FileConfig, BinaryKeys) =
+                FileConfig::load_with(path, &["api", "bootstrap"])?;
+            file.apply(&mut settings.config)?;
+            settings.api = own.api.unwrap_or(settings.api);
+            settings.bootstrap = own.bootstrap.unwrap_or_default();
+        }
+        Ok(settings)
+    }
+
+    /// The whole config file of these settings, commented.
+    fn template(&self) -> String {
+        let bootstrap = self
+            .bootstrap
+            .iter()
+            .map(|seed| toml::Value::String(seed.clone()))
+            .collect();
+        let own = [
+            toml::Value::String(self.api.to_string()),
+            toml::Value::Array(bootstrap),
+        ];
+        let mut out = String::from(
+            "# cairn node configuration: every key with its default, printed by `cairn config`.\n\
+             # Use it with `cairn node --config FILE`; check it with `cairn node --check-config FILE`.\n\
+             # Flags override the file. Delete a key to follow the default of later versions.\n\
+             # Durations are in seconds (fractions allowed).\n\n",
+        );
+        for ((name, doc), value) in BINARY_KEYS.iter().zip(own) {
+            out.push_str(&cairn_node::config::render(name, doc, Some(value)));
+            out.push('\n');
+        }
+        out.push_str(&cairn_node::config::template(&self.config));
+        out
+    }
+}
+
+/// `cairn config`: prints the commented config file of the defaults (or of `--config FILE`).
+pub fn print_config(args: ConfigArgs) -> anyhow::Result<()> {
+    print!(
+        "{}",
+        Settings::from_file(args.config.as_deref())?.template()
+    );
+    Ok(())
+}
+
+/// `cairn node --check-config FILE`: "ok" and 0, or one line per problem on standard error
+/// and 1.
+pub fn check_config(path: &Path) -> ExitCode {
+    let problems = cairn_node::config::check_with::<BinaryKeys>(path, &["api", "bootstrap"]);
+    if problems.is_empty() {
+        println!("ok");
+        return ExitCode::SUCCESS;
+    }
+    for problem in problems {
+        eprintln!("cairn: {}: {problem}", path.display());
+    }
+    ExitCode::FAILURE
 }
 
 /// Resolves `host:port` strings, failing on the first that does not resolve.
@@ -90,16 +204,11 @@ async fn stop_signal() {
 
 /// `cairn node`.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let mut config = Config::default().data_dir(default_data_dir());
-    let mut api: SocketAddr = DEFAULT_API.parse()?;
-    let mut bootstrap = Vec::new();
-    if let Some(path) = &args.config {
-        let (file, own): (FileConfig, BinaryKeys) =
-            FileConfig::load_with(path, &["api", "bootstrap"])?;
-        file.apply(&mut config)?;
-        api = own.api.unwrap_or(api);
-        bootstrap = own.bootstrap.unwrap_or_default();
-    }
+    let Settings {
+        mut config,
+        mut api,
+        mut bootstrap,
+    } = Settings::from_file(args.config.as_deref())?;
     config.data_dir = args.data_dir.or(config.data_dir);
     if let Some((first, more)) = args.listen.split_first() {
         config.listen = *first;
@@ -114,6 +223,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
 
     let dht = cairn_node::start(config).await?;
     let status = dht.status().await.context("the node stopped at once")?;
+    crate::logging::set_node_id(status.node_id);
     let server = cairn_node::api::serve(dht.clone(), api)
         .await
         .with_context(|| format!("cannot serve the API on {api}"))?;

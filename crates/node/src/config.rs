@@ -9,6 +9,12 @@ use cairn_core::{NetworkName, StoreLimits};
 use crate::ratelimit::Rate;
 use serde::Deserialize;
 
+mod check;
+mod keys;
+
+pub use check::{Problem, check_with};
+pub use keys::{ALIASES, KEYS, Key, render, template};
+
 /// Everything a node needs to run. `Config::default()` is the documented default of every
 /// field; a TOML file ([`FileConfig`]) overrides any of them. Fields are read directly; set
 /// them with the setter of the same name, which a later field does not break:
@@ -149,7 +155,9 @@ impl Config {
 }
 
 /// The TOML form of [`Config`]: every field optional, unknown fields refused. Durations are
-/// in seconds (fractions allowed). A program built on cairn-node can keep keys of its own in
+/// in seconds (fractions allowed). Each field has its entry, with the comment an operator
+/// reads, in [`KEYS`]; [`template`] prints them all with their values (`cairn config`), and
+/// [`check_with`] reports every problem of a file. A program built on cairn-node can keep keys of its own in
 /// the same file with [`FileConfig::load_with`] (the `cairn` binary keeps `api` and
 /// `bootstrap` there).
 ///

@@ -28,6 +28,7 @@ pub mod client;
 mod clock;
 pub mod config;
 mod connection;
+pub mod datadir;
 mod dht;
 mod driver;
 pub mod error;
@@ -83,13 +84,20 @@ pub enum StartError {
     /// The routing-table snapshot exists but could not be read.
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
+    /// The data directory has a format this version does not read (a newer one), or its
+    /// version could not be read or written.
+    #[error(transparent)]
+    Format(#[from] datadir::FormatError),
 }
 
 /// Starts a node with the identity in `config.data_dir` (or a fresh one) and returns its
 /// handle. The node does not join any network until [`Dht::bootstrap`] is called.
 pub async fn start(config: Config) -> Result<Dht, StartError> {
     let identity = match &config.data_dir {
-        Some(dir) => Identity::load_or_create(dir)?,
+        Some(dir) => {
+            datadir::prepare(dir)?;
+            Identity::load_or_create(dir)?
+        }
         None => Identity::generate(),
     };
     start_with_identity(config, identity).await
@@ -100,6 +108,7 @@ pub async fn start(config: Config) -> Result<Dht, StartError> {
 pub async fn start_with_identity(config: Config, identity: Identity) -> Result<Dht, StartError> {
     match &config.data_dir {
         Some(dir) => {
+            datadir::prepare(dir)?;
             let opened = std::time::Instant::now();
             let (store, commits) = RedbStore::open(dir, config.limits)?;
             tracing::info!(items = store.len(), took = ?opened.elapsed(), "store opened");
