@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use cairn_core::{Duty, Operation, QueryOutcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -69,6 +70,16 @@ pub(crate) struct OutcomeLabel {
 pub(crate) struct DutyLabel {
     pub(crate) duty: &'static str,
 }
+
+/// Every request's `type` on the wire ([`cairn_core::Request::name`]).
+const REQUESTS: [&str; 6] = [
+    "ping",
+    "find_node",
+    "find_value",
+    "store",
+    "listen",
+    "unlisten",
+];
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -183,7 +194,51 @@ impl Metrics {
             registry: Registry::default(),
         };
         m.register(&mut registry);
+        m.precreate();
         Metrics { registry, ..m }
+    }
+
+    /// Makes every labelled series whose labels are known ahead of time, at zero: a fresh
+    /// node's scrape then lists every family the README documents, and an alert on a rate or
+    /// a ratio has a series to work on before the first event (Prometheus has no series for
+    /// a family without samples). Labels that are not a closed set (a request's `error_<code>`
+    /// outcomes) appear when first seen.
+    fn precreate(&self) {
+        for operation in Operation::ALL.map(Operation::as_str) {
+            for outcome in QueryOutcome::ALL.map(QueryOutcome::as_str) {
+                drop(
+                    self.lookups
+                        .get_or_create(&LookupLabels { operation, outcome }),
+                );
+            }
+            let label = OperationLabel { operation };
+            drop(self.lookup_duration.get_or_create(&label));
+            drop(self.lookup_hops.get_or_create(&label));
+        }
+        for request in REQUESTS {
+            let ok = || RequestLabels {
+                request,
+                outcome: std::borrow::Cow::Borrowed("ok"),
+            };
+            drop(self.requests_received.get_or_create(&ok()));
+            drop(self.requests_sent.get_or_create(&ok()));
+            drop(
+                self.request_duration
+                    .get_or_create(&RequestLabel { request }),
+            );
+        }
+        for direction in ["inbound", "outbound"] {
+            drop(
+                self.connections_open
+                    .get_or_create(&DirectionLabel { direction }),
+            );
+        }
+        for outcome in ["ok", "failed"] {
+            drop(self.commits.get_or_create(&OutcomeLabel { outcome }));
+        }
+        for duty in Duty::ALL.map(Duty::as_str) {
+            drop(self.housekeeping.get_or_create(&DutyLabel { duty }));
+        }
     }
 
     fn register(&self, r: &mut Registry) {
