@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use cairn_core::{Duty, Operation, QueryOutcome};
+use cairn_core::{Duty, Operation, QueryOutcome, StoreLimits};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -130,6 +130,10 @@ pub(crate) struct Metrics {
     pub(crate) connections_open: Family<DirectionLabel, Gauge>,
     pub(crate) items: Gauge,
     pub(crate) item_bytes: Gauge,
+    /// The store's `max_items`, set once: `cairn_items` over it is how full the store is.
+    store_max_items: Gauge,
+    /// The store's `max_store_bytes`, set once.
+    store_max_bytes: Gauge,
     pub(crate) commits: Family<OutcomeLabel, Counter>,
     pub(crate) commit_duration: Histogram,
     pub(crate) contacts: Gauge,
@@ -149,7 +153,8 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    /// The metrics of a node whose store has these `limits`.
+    pub(crate) fn new(limits: &StoreLimits) -> Self {
         let mut registry = Registry::with_prefix("cairn");
         // A member of a family is a handle on the family's own counter.
         let refused = Family::<ReasonLabel, Counter>::default();
@@ -179,6 +184,8 @@ impl Metrics {
             connections_open: Family::default(),
             items: Gauge::default(),
             item_bytes: Gauge::default(),
+            store_max_items: Gauge::default(),
+            store_max_bytes: Gauge::default(),
             commits: Family::default(),
             commit_duration: seconds(),
             contacts: Gauge::default(),
@@ -193,6 +200,9 @@ impl Metrics {
             limited,
             registry: Registry::default(),
         };
+        let limit = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        m.store_max_items.set(limit(limits.max_items));
+        m.store_max_bytes.set(limit(limits.max_bytes));
         m.register(&mut registry);
         m.precreate();
         Metrics { registry, ..m }
@@ -282,6 +292,16 @@ impl Metrics {
             "item_bytes",
             "Bytes of the items held, as counted against max_store_bytes",
             self.item_bytes.clone(),
+        );
+        r.register(
+            "store_max_items",
+            "Items the store holds at most (max_items)",
+            self.store_max_items.clone(),
+        );
+        r.register(
+            "store_max_bytes",
+            "Bytes of items the store holds at most (max_store_bytes)",
+            self.store_max_bytes.clone(),
         );
         r.register(
             "commits",
