@@ -241,8 +241,7 @@ impl Prometheus {
                 .as_array()
                 .expect("values")
                 .iter()
-                .filter(|v| v[0].as_f64().is_some_and(|at| at > after))
-                .next_back();
+                .rfind(|v| v[0].as_f64().is_some_and(|at| at > after));
             if let Some(sample) = newest {
                 let value = sample[1]
                     .as_str()
