@@ -16,6 +16,10 @@ use common::{CAIRN, free_addr, temp_dir};
 
 const NODES: usize = 12;
 
+#[cfg_attr(
+    cairn_no_chromium,
+    ignore = "needs Chromium (Debian's `chromium`, or CAIRN_CHROMIUM); CAIRN_REQUIRE_BROWSER=1 fails instead"
+)]
 #[test]
 fn the_dashboard_shows_the_network_and_puts_through_its_form() {
     let Some(chromium) = cdp::find_chromium() else {

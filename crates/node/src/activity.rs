@@ -88,7 +88,7 @@ impl Activity {
     /// Whether this is the end of an operation a user asked for (not housekeeping's).
     pub fn is_user_operation(&self) -> bool {
         matches!(self, Activity::Done { operation, .. }
-            if matches!(operation.as_str(), "get" | "put" | "find_node" | "bootstrap"))
+            if matches!(operation.as_str(), "get" | "put" | "delete" | "find_node" | "bootstrap"))
     }
 }
 

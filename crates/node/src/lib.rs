@@ -218,7 +218,7 @@ where
         config.max_inbound,
         config.max_inbound_per_host,
     ));
-    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::new(&config.limits));
     let activity = Arc::new(activity::Hub::new());
     let shared = Arc::new(shared::Shared {
         config,

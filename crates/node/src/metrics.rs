@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use cairn_core::{Duty, Operation, QueryOutcome, StoreLimits};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -70,6 +71,16 @@ pub(crate) struct DutyLabel {
     pub(crate) duty: &'static str,
 }
 
+/// Every request's `type` on the wire ([`cairn_core::Request::name`]).
+const REQUESTS: [&str; 6] = [
+    "ping",
+    "find_node",
+    "find_value",
+    "store",
+    "listen",
+    "unlisten",
+];
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Seconds, from 1 ms to about 33 s.
@@ -119,6 +130,10 @@ pub(crate) struct Metrics {
     pub(crate) connections_open: Family<DirectionLabel, Gauge>,
     pub(crate) items: Gauge,
     pub(crate) item_bytes: Gauge,
+    /// The store's `max_items`, set once: `cairn_items` over it is how full the store is.
+    store_max_items: Gauge,
+    /// The store's `max_store_bytes`, set once.
+    store_max_bytes: Gauge,
     pub(crate) commits: Family<OutcomeLabel, Counter>,
     pub(crate) commit_duration: Histogram,
     pub(crate) contacts: Gauge,
@@ -138,7 +153,8 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    /// The metrics of a node whose store has these `limits`.
+    pub(crate) fn new(limits: &StoreLimits) -> Self {
         let mut registry = Registry::with_prefix("cairn");
         // A member of a family is a handle on the family's own counter.
         let refused = Family::<ReasonLabel, Counter>::default();
@@ -168,6 +184,8 @@ impl Metrics {
             connections_open: Family::default(),
             items: Gauge::default(),
             item_bytes: Gauge::default(),
+            store_max_items: Gauge::default(),
+            store_max_bytes: Gauge::default(),
             commits: Family::default(),
             commit_duration: seconds(),
             contacts: Gauge::default(),
@@ -182,8 +200,55 @@ impl Metrics {
             limited,
             registry: Registry::default(),
         };
+        let limit = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        m.store_max_items.set(limit(limits.max_items));
+        m.store_max_bytes.set(limit(limits.max_bytes));
         m.register(&mut registry);
+        m.precreate();
         Metrics { registry, ..m }
+    }
+
+    /// Makes every labelled series whose labels are known ahead of time, at zero: a fresh
+    /// node's scrape then lists every family the README documents, and an alert on a rate or
+    /// a ratio has a series to work on before the first event (Prometheus has no series for
+    /// a family without samples). Labels that are not a closed set (a request's `error_<code>`
+    /// outcomes) appear when first seen.
+    fn precreate(&self) {
+        for operation in Operation::ALL.map(Operation::as_str) {
+            for outcome in QueryOutcome::ALL.map(QueryOutcome::as_str) {
+                drop(
+                    self.lookups
+                        .get_or_create(&LookupLabels { operation, outcome }),
+                );
+            }
+            let label = OperationLabel { operation };
+            drop(self.lookup_duration.get_or_create(&label));
+            drop(self.lookup_hops.get_or_create(&label));
+        }
+        for request in REQUESTS {
+            let ok = || RequestLabels {
+                request,
+                outcome: std::borrow::Cow::Borrowed("ok"),
+            };
+            drop(self.requests_received.get_or_create(&ok()));
+            drop(self.requests_sent.get_or_create(&ok()));
+            drop(
+                self.request_duration
+                    .get_or_create(&RequestLabel { request }),
+            );
+        }
+        for direction in ["inbound", "outbound"] {
+            drop(
+                self.connections_open
+                    .get_or_create(&DirectionLabel { direction }),
+            );
+        }
+        for outcome in ["ok", "failed"] {
+            drop(self.commits.get_or_create(&OutcomeLabel { outcome }));
+        }
+        for duty in Duty::ALL.map(Duty::as_str) {
+            drop(self.housekeeping.get_or_create(&DutyLabel { duty }));
+        }
     }
 
     fn register(&self, r: &mut Registry) {
@@ -227,6 +292,16 @@ impl Metrics {
             "item_bytes",
             "Bytes of the items held, as counted against max_store_bytes",
             self.item_bytes.clone(),
+        );
+        r.register(
+            "store_max_items",
+            "Items the store holds at most (max_items)",
+            self.store_max_items.clone(),
+        );
+        r.register(
+            "store_max_bytes",
+            "Bytes of items the store holds at most (max_store_bytes)",
+            self.store_max_bytes.clone(),
         );
         r.register(
             "commits",

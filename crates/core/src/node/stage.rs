@@ -230,6 +230,7 @@ impl QueryKind {
             (QueryKind::FindNode, false) => Operation::FindNode,
             (QueryKind::FindNode, true) => Operation::Refresh,
             (QueryKind::Get { .. }, _) => Operation::Get,
+            (QueryKind::Put { item, .. }, false) if item.is_tombstone() => Operation::Delete,
             (QueryKind::Put { .. }, false) => Operation::Put,
             (QueryKind::Put { .. }, true) => Operation::Replicate,
             (QueryKind::Bootstrap { .. }, _) => Operation::Bootstrap,

@@ -32,8 +32,10 @@ pub enum Operation {
     FindNode,
     /// A user's get.
     Get,
-    /// A user's put (a delete's tombstone included).
+    /// A user's put.
     Put,
+    /// A user's delete: the put of a tombstone.
+    Delete,
     /// Joining a network.
     Bootstrap,
     /// A round of a watch.
@@ -45,12 +47,25 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation, for whoever lists them ahead of time (the driver's metrics do).
+    pub const ALL: [Operation; 8] = [
+        Operation::FindNode,
+        Operation::Get,
+        Operation::Put,
+        Operation::Delete,
+        Operation::Bootstrap,
+        Operation::Watch,
+        Operation::Replicate,
+        Operation::Refresh,
+    ];
+
     /// The name in logs, metrics labels and the dashboard's events.
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::FindNode => "find_node",
             Operation::Get => "get",
             Operation::Put => "put",
+            Operation::Delete => "delete",
             Operation::Bootstrap => "bootstrap",
             Operation::Watch => "watch",
             Operation::Replicate => "replicate",
@@ -71,6 +86,13 @@ pub enum QueryOutcome {
 }
 
 impl QueryOutcome {
+    /// Every outcome.
+    pub const ALL: [QueryOutcome; 3] = [
+        QueryOutcome::Ok,
+        QueryOutcome::NotFound,
+        QueryOutcome::Failed,
+    ];
+
     /// The name in logs and metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -135,6 +157,14 @@ pub enum Duty {
 }
 
 impl Duty {
+    /// Every duty.
+    pub const ALL: [Duty; 4] = [
+        Duty::Expire,
+        Duty::Republish,
+        Duty::Replicate,
+        Duty::Refresh,
+    ];
+
     /// The name in metrics labels.
     pub fn as_str(self) -> &'static str {
         match self {

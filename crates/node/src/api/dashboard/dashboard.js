@@ -131,7 +131,7 @@ function endQuery(event) {
   const key = `${event.node}/${event.query}`;
   const mark = state.queries.get(key);
   if (mark) { mark.remove(); state.queries.delete(key); }
-  if (["get", "put", "find_node", "bootstrap"].includes(event.operation)) addOperation(event);
+  if (["get", "put", "delete", "find_node", "bootstrap"].includes(event.operation)) addOperation(event);
 }
 
 function addOperation(event) {
