@@ -2,22 +2,54 @@
 //! local HTTP API.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use cairn_node::client::{ApiClient, Fetched};
+use cairn_node::identity::ApiToken;
 use clap::Args;
 
-use crate::{DEFAULT_API, parse_addr};
+use crate::DEFAULT_API;
 
-/// Where the node's API is.
+/// Where the node's API is, and the token it may need.
 #[derive(Args, Debug)]
 pub struct ApiArgs {
-    /// Address of the node's local HTTP API.
-    #[arg(long, default_value = DEFAULT_API, value_parser = parse_addr)]
-    pub api: SocketAddr,
+    /// Address of the node's local HTTP API, host:port.
+    #[arg(long, default_value = DEFAULT_API)]
+    pub api: String,
+    /// The API token (needed for changes when the node's API is bound beyond loopback)
+    /// [default: the contents of DATA_DIR/api.token].
+    #[arg(
+        long,
+        env = "CAIRN_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// The node's data directory, to read its api.token from [default: the platform data
+    /// directory + /cairn, read only when --api is a loopback address].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// A client of the API these arguments name, with its token if one is found: --token
+    /// or CAIRN_API_TOKEN, else DIR/api.token of --data-dir, else the default data
+    /// directory's when the API is on loopback (a token of this machine's node is not sent
+    /// to another machine unless asked for).
+    pub async fn client(&self) -> anyhow::Result<ApiClient> {
+        let addr = crate::resolve_addr(&self.api, "--api").await?;
+        let token = match (&self.token, &self.data_dir) {
+            (Some(token), _) => Some(ApiToken::new(token)),
+            (None, Some(dir)) => ApiToken::load(dir)?,
+            (None, None) if addr.ip().to_canonical().is_loopback() => {
+                ApiToken::load(&crate::default_data_dir()).unwrap_or(None)
+            }
+            (None, None) => None,
+        };
+        Ok(ApiClient::new(addr).with_token(token))
+    }
 }
 
 /// Arguments of `cairn put`.
@@ -124,7 +156,7 @@ fn read_value(value: Option<&str>, file: Option<&PathBuf>) -> anyhow::Result<Byt
 
 /// `cairn put`.
 pub async fn put(args: PutArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(args.api.api);
+    let client = args.api.client().await?;
     let published = if args.immutable {
         if args.args.len() > 1 {
             bail!("--immutable takes one VALUE (or --file, or stdin), not a name");
@@ -157,7 +189,7 @@ pub async fn put(args: PutArgs) -> anyhow::Result<()> {
 
 /// `cairn get`.
 pub async fn get(args: GetArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(args.api.api);
+    let client = args.api.client().await?;
     let fetched: Fetched = match args.target.split_once('/') {
         Some((public_key, name)) => client.get_signed(public_key, name).await?,
         None => client.get_key(&args.target).await?,
@@ -177,7 +209,10 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
 
 /// `cairn delete`.
 pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
-    let deleted = ApiClient::new(args.api.api)
+    let deleted = args
+        .api
+        .client()
+        .await?
         .delete(&args.name, args.ttl)
         .await?;
     let public_key = deleted.public_key.unwrap_or_default();
@@ -192,7 +227,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
 
 /// `cairn watch`: prints each new version as it arrives, until interrupted or the node stops.
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
-    let mut stream = ApiClient::new(args.api.api).watch(&args.target).await?;
+    let mut stream = args.api.client().await?.watch(&args.target).await?;
     eprintln!("watching {} (Ctrl-C to stop)", args.target);
     while let Some(update) = stream.next().await {
         let update = update?;
@@ -219,7 +254,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
 
 /// `cairn status`.
 pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
-    let s = ApiClient::new(args.api).status().await?;
+    let s = args.client().await?.status().await?;
     println!("node_id    {}", s.node_id);
     println!("network    {}", s.network);
     let listen: Vec<String> = s.listen_addrs.iter().map(ToString::to_string).collect();
@@ -250,7 +285,7 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
 
 /// `cairn id`.
 pub async fn id(args: ApiArgs) -> anyhow::Result<()> {
-    let s = ApiClient::new(args.api).status().await?;
+    let s = args.client().await?.status().await?;
     println!("node_id    {}", s.node_id);
     println!(
         "public_key {}",

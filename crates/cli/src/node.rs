@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cairn_node::cairn_core::NetworkName;
+use cairn_node::identity::ApiToken;
 use cairn_node::{Config, Dht, FileConfig};
 use clap::Args;
 
-use crate::{DEFAULT_API, default_data_dir, parse_addr};
+use crate::{DEFAULT_API, default_data_dir, resolve_addr};
 
 /// Arguments of `cairn node`. Flags override the config file, which overrides the defaults.
 #[derive(Args, Debug)]
@@ -20,12 +21,19 @@ pub struct NodeArgs {
     data_dir: Option<PathBuf>,
     /// Address to accept peers on [default: 0.0.0.0:7400]. Repeat it to listen on more, say
     /// `--listen 0.0.0.0:7400 --listen [::]:7400` for IPv4 and IPv6 (dual stack); every
-    /// address takes the first one's port (port 0 in the others means "the same").
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-    listen: Vec<SocketAddr>,
-    /// Address of the local HTTP API [default: 127.0.0.1:7401].
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-    api: Option<SocketAddr>,
+    /// address takes the first one's port (port 0 in the others means "the same"). A host
+    /// name is resolved at start (to its first IPv4 address, else its first).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Address of the local HTTP API [default: 127.0.0.1:7401]. A host name is resolved at
+    /// start (as for --listen). Beyond loopback (say 0.0.0.0:7401) every change needs the
+    /// token in DATA_DIR/api.token, made on first run.
+    #[arg(long, value_name = "ADDR")]
+    api: Option<String>,
+    /// Also serve GET /metrics alone on this address, for a Prometheus elsewhere: it shows
+    /// the counters and changes nothing, so the API itself can stay on loopback.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// A node to join through, as host:port; repeat for more.
     #[arg(long, value_name = "ADDR")]
     bootstrap: Vec<String>,
@@ -41,10 +49,35 @@ pub struct NodeArgs {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BinaryKeys {
-    /// The local HTTP API's address. Default `127.0.0.1:7401`.
-    api: Option<SocketAddr>,
+    /// The local HTTP API's address, `host:port`. Default `127.0.0.1:7401`.
+    api: Option<String>,
     /// Nodes to join through, as `host:port`.
     bootstrap: Option<Vec<String>>,
+    /// Web origins whose pages may change things through the API (see
+    /// `cairn_node::api::Access`). Default none.
+    api_allowed_origins: Option<Vec<String>>,
+    /// Host names the API answers to besides loopback ones and its own. Default none.
+    api_allowed_hosts: Option<Vec<String>>,
+    /// Where to serve `/metrics` alone, `host:port`. Default nowhere.
+    metrics: Option<String>,
+}
+
+/// The config file keys of [`BinaryKeys`].
+const BINARY_KEYS: &[&str] = &[
+    "api",
+    "bootstrap",
+    "api_allowed_origins",
+    "api_allowed_hosts",
+    "metrics",
+];
+
+/// The host part of `host:port` when it is a name rather than an IP address.
+fn host_name(text: &str) -> Option<String> {
+    let (host, _) = text.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<std::net::IpAddr>()
+        .is_err()
+        .then(|| host.to_ascii_lowercase())
 }
 
 /// Resolves `host:port` strings, failing on the first that does not resolve.
@@ -91,32 +124,64 @@ async fn stop_signal() {
 /// `cairn node`.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = Config::default().data_dir(default_data_dir());
-    let mut api: SocketAddr = DEFAULT_API.parse()?;
-    let mut bootstrap = Vec::new();
+    let mut own = BinaryKeys::default();
     if let Some(path) = &args.config {
-        let (file, own): (FileConfig, BinaryKeys) =
-            FileConfig::load_with(path, &["api", "bootstrap"])?;
+        let file: FileConfig;
+        (file, own) = FileConfig::load_with(path, BINARY_KEYS)?;
         file.apply(&mut config)?;
-        api = own.api.unwrap_or(api);
-        bootstrap = own.bootstrap.unwrap_or_default();
     }
     config.data_dir = args.data_dir.or(config.data_dir);
-    if let Some((first, more)) = args.listen.split_first() {
+    let mut listen = Vec::new();
+    for text in &args.listen {
+        listen.push(resolve_addr(text, "--listen").await?);
+    }
+    if let Some((first, more)) = listen.split_first() {
         config.listen = *first;
         config.also_listen = more.to_vec();
     }
     if let Some(network) = args.network {
         config.network = network;
     }
-    api = args.api.unwrap_or(api);
+    let api_text = args
+        .api
+        .or(own.api)
+        .unwrap_or_else(|| DEFAULT_API.to_owned());
+    let api = resolve_addr(&api_text, "--api").await?;
+    let metrics = match args.metrics.or(own.metrics) {
+        Some(text) => Some(resolve_addr(&text, "--metrics").await?),
+        None => None,
+    };
+    let mut bootstrap = own.bootstrap.unwrap_or_default();
     bootstrap.extend(args.bootstrap);
     let seeds = resolve(&bootstrap).await?;
+    let mut access = cairn_node::api::Access {
+        token: None,
+        allowed_origins: own.api_allowed_origins.unwrap_or_default(),
+        allowed_hosts: own.api_allowed_hosts.unwrap_or_default(),
+    };
+    access.allowed_hosts.extend(host_name(&api_text));
+    if let Some(dir) = &config.data_dir {
+        access.token = Some(ApiToken::load_or_create(dir)?);
+    }
 
     let dht = cairn_node::start(config).await?;
     let status = dht.status().await.context("the node stopped at once")?;
-    let server = cairn_node::api::serve(dht.clone(), api)
+    let app = cairn_node::api::router(dht.clone());
+    let server = cairn_node::api::serve_with(app, dht.clone(), api, access)
         .await
         .with_context(|| format!("cannot serve the API on {api}"))?;
+    if let Some(addr) = metrics {
+        cairn_node::api::serve_metrics(dht.clone(), addr)
+            .await
+            .with_context(|| format!("cannot serve /metrics on {addr}"))?;
+        tracing::info!(%addr, "serving /metrics");
+    }
+    if cairn_node::api::beyond_loopback(api) {
+        tracing::warn!(
+            %api,
+            "the API is reachable beyond loopback: changes need the token in DATA_DIR/api.token"
+        );
+    }
     tracing::info!(node_id = %status.node_id, listen = %status.listen, %api, "node running");
     if !seeds.is_empty() {
         tokio::spawn(keep_joining(dht.clone(), seeds));

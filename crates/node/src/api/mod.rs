@@ -1,15 +1,22 @@
 //! The local HTTP API (see the README), served with axum on top of a [`Dht`] handle.
 //!
 //! Bound to loopback by default: it signs with the node's key, so whoever reaches it can
-//! publish as this node. Errors are JSON: `{"error": {"code": 404, "message": "..."}}`.
+//! publish as this node, and [`access`] decides who reaches it. Errors are JSON:
+//! `{"error": {"code": 404, "message": "..."}}`.
 //!
 //! - this file: the items, watches, status and peers (`/v1/...`);
+//! - [`access`]: the Host, Origin and token checks in front of every route;
+//! - [`serve`]: binding and serving, the API or `/metrics` alone;
 //! - [`dashboard`]: the web dashboard at `/`, what it draws from (`/v1/ring`, `/v1/items`,
 //!   `/v1/events`) and the Prometheus metrics at `/metrics`.
 
+mod access;
 pub mod dashboard;
+mod serve;
 
-use std::net::SocketAddr;
+pub use access::{Access, beyond_loopback};
+pub use serve::{serve, serve_metrics, serve_router, serve_with};
+
 use std::time::Duration;
 
 use axum::Router;
@@ -22,7 +29,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use cairn_core::{ErrorCode, Id, Item};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 
 use crate::dht::Dht;
 use crate::error::{DeleteError, GetError, PutError, Stopped, WatchError};
@@ -209,29 +215,6 @@ fn routes(api: Api) -> Router {
             )
         })
         .with_state(api)
-}
-
-/// Binds `addr` and serves the API until the node stops.
-pub async fn serve(dht: Dht, addr: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    serve_router(router(dht.clone()), dht, addr).await
-}
-
-/// Binds `addr` and serves `app` until `dht`'s node stops.
-pub async fn serve_router(
-    app: Router,
-    dht: Dht,
-    addr: SocketAddr,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr).await?;
-    Ok(tokio::spawn(async move {
-        let stopped = async move { dht.closed().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!("HTTP API failed: {e}");
-        }
-    }))
 }
 
 #[derive(Deserialize)]
