@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use cairn_node::api::MAX_TTL_SECS;
 use cairn_node::client::{ApiClient, Fetched};
 use cairn_node::identity::ApiToken;
 use clap::Args;
@@ -64,8 +65,13 @@ pub struct PutArgs {
     /// Read the value from this file.
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
-    /// How long the item lives: seconds, or a number with s, m, h or d (signed items only).
-    #[arg(long, value_parser = parse_duration)]
+    /// Publish an empty value on purpose (with no VALUE, standard input is then not read).
+    /// Without it an empty value is refused, unless VALUE is `-`.
+    #[arg(long)]
+    empty: bool,
+    /// How long the item lives: seconds, or a number with s, m, h or d, at most 3650d (ten
+    /// years) (signed items only).
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     ttl: Option<u64>,
     #[command(flatten)]
     api: ApiArgs,
@@ -90,8 +96,8 @@ pub struct DeleteArgs {
     name: String,
     /// How long the deletion is kept: seconds, or a number with s, m, h or d. Without it, for
     /// ever. A deletion that expires stops keeping old copies out, so give one only if it
-    /// outlives every copy of the item (say, the item's own ttl).
-    #[arg(long, value_parser = parse_duration)]
+    /// outlives every copy of the item (say, the item's own ttl). At most 3650d.
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     ttl: Option<u64>,
     #[command(flatten)]
     api: ApiArgs,
@@ -110,7 +116,7 @@ pub struct WatchArgs {
     api: ApiArgs,
 }
 
-/// Parses `90`, `90s`, `15m`, `2h` or `7d` into seconds.
+/// Parses `90`, `90s`, `15m`, `2h` or `7d` into seconds, at most [`MAX_TTL_SECS`].
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),
@@ -130,28 +136,52 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             ));
         }
     };
-    n.checked_mul(scale)
-        .filter(|s| *s > 0)
-        .ok_or_else(|| format!("{text:?} is out of range"))
+    match n.checked_mul(scale) {
+        Some(0) => Err(format!("{text:?}: a ttl is at least 1 second")),
+        Some(secs) if secs <= MAX_TTL_SECS => Ok(secs),
+        _ => Err(format!(
+            "{text:?} is longer than the longest ttl, 3650d (ten years); for an item that never \
+             expires, give no --ttl"
+        )),
+    }
 }
 
-fn read_value(value: Option<&str>, file: Option<&PathBuf>) -> anyhow::Result<Bytes> {
-    match (value, file) {
+/// The value to publish: VALUE, --file, or standard input (for `-` or no VALUE). An empty
+/// one is refused unless `empty` (--empty) or VALUE `-` asked for it: a forgotten VALUE must
+/// not publish nothing over the real value.
+fn read_value(value: Option<&str>, file: Option<&PathBuf>, empty: bool) -> anyhow::Result<Bytes> {
+    let bytes: Bytes = match (value, file) {
         (Some(_), Some(_)) => bail!("give the value as an argument or with --file, not both"),
-        (None, Some(path)) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Ok(bytes.into())
-        }
-        (Some(text), None) if text != "-" => Ok(Bytes::copy_from_slice(text.as_bytes())),
+        (None, Some(path)) => std::fs::read(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .into(),
+        (Some(text), None) if text != "-" => Bytes::copy_from_slice(text.as_bytes()),
+        (None, None) if empty => Bytes::new(),
         _ => {
+            let stdin = std::io::stdin();
+            if std::io::IsTerminal::is_terminal(&stdin) {
+                eprintln!("cairn: reading the value from standard input; end it with Ctrl-D");
+            }
             let mut bytes = Vec::new();
-            std::io::stdin()
+            stdin
+                .lock()
                 .read_to_end(&mut bytes)
                 .context("cannot read standard input")?;
-            Ok(bytes.into())
+            bytes.into()
         }
+    };
+    if bytes.is_empty() && !empty && value != Some("-") {
+        bail!(
+            "the value is empty{}: give VALUE, --file PATH or `-` for standard input, or \
+             --empty to publish an empty value on purpose",
+            if value.is_none() && file.is_none() {
+                " (no VALUE, and nothing on standard input)"
+            } else {
+                ""
+            }
+        );
     }
+    Ok(bytes)
 }
 
 /// `cairn put`.
@@ -164,7 +194,11 @@ pub async fn put(args: PutArgs) -> anyhow::Result<()> {
         if args.ttl.is_some() {
             bail!("--ttl applies to signed items only: immutable items never expire");
         }
-        let value = read_value(args.args.first().map(String::as_str), args.file.as_ref())?;
+        let value = read_value(
+            args.args.first().map(String::as_str),
+            args.file.as_ref(),
+            args.empty,
+        )?;
         client.put_immutable(value).await?
     } else {
         let (name, value) = match args.args.as_slice() {
@@ -173,7 +207,7 @@ pub async fn put(args: PutArgs) -> anyhow::Result<()> {
             [] => bail!("missing NAME: cairn put NAME [VALUE | --file PATH | -], or --immutable"),
             _ => bail!("too many arguments: cairn put NAME [VALUE | --file PATH | -]"),
         };
-        let value = read_value(value, args.file.as_ref())?;
+        let value = read_value(value, args.file.as_ref(), args.empty)?;
         client.put(name, value, args.ttl).await?
     };
     match (&published.public_key, &published.name) {
@@ -307,5 +341,9 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("h").is_err());
+        assert_eq!(parse_duration("3650d"), Ok(MAX_TTL_SECS));
+        assert!(parse_duration("3651d").is_err());
+        assert!(parse_duration("99999999999d").is_err());
+        assert!(parse_duration("-5").is_err());
     }
 }
