@@ -244,3 +244,52 @@ fn a_node_does_not_serve_its_api_beyond_loopback_without_a_token() {
     assert!(stderr.contains("api.token"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_origin_the_config_allows_may_change_things_with_cors() {
+    let (listen, api) = (free_addr(), free_addr());
+    let dir = temp_dir("access-origins");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("cairn.toml");
+    std::fs::write(
+        &config,
+        "api_allowed_origins = [\"https://app.example\"]\napi_allowed_hosts = [\"node.lan\"]\n",
+    )
+    .expect("written");
+    let config = config.to_string_lossy().into_owned();
+    let _node = Node(spawn_node(
+        &dir.join("data"),
+        listen,
+        api,
+        &["--config", &config],
+    ));
+    wait_for(api);
+
+    // The browser's preflight, then the write itself: allowed, with the CORS headers.
+    let head = format!(
+        "OPTIONS /v1/items/x HTTP/1.1\r\nHost: {api}\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: PUT"
+    );
+    let (status, answer) = request(api, &head, "");
+    assert_eq!(status, 204, "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.contains("access-control-allow-origin: https://app.example"),
+        "{answer}"
+    );
+    assert!(lower.contains("access-control-allow-methods"), "{answer}");
+    let head = format!("PUT /v1/items/x HTTP/1.1\r\nHost: {api}\r\nOrigin: https://app.example");
+    let (status, answer) = request(api, &head, "v");
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin: https://app.example")
+    );
+    // Another origin still is not, and gets no CORS header.
+    let head = format!("PUT /v1/items/x HTTP/1.1\r\nHost: {api}\r\nOrigin: https://other.example");
+    assert_eq!(request(api, &head, "v").0, 403);
+    // A host name the config lists is served.
+    let head = format!("GET /v1/status HTTP/1.1\r\nHost: node.lan:{}", api.port());
+    assert_eq!(request(api, &head, "").0, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}

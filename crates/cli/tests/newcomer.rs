@@ -106,9 +106,17 @@ fn host_names_empty_values_and_names_and_ttl_limits() {
         let out = put(&["greeting", "v", "--ttl", ttl], b"");
         assert_eq!(out.status.code(), Some(2), "{ttl}: {out:?}");
         assert!(stderr(&out).contains("--ttl"), "{ttl}: {}", stderr(&out));
-        assert!(!stderr(&out).contains("unexpected argument"), "{}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("unexpected argument"),
+            "{}",
+            stderr(&out)
+        );
     }
-    assert!(put(&["greeting", "v", "--ttl", "3650d"], b"").status.success());
+    assert!(
+        put(&["greeting", "v", "--ttl", "3650d"], b"")
+            .status
+            .success()
+    );
 }
 
 #[test]
