@@ -198,10 +198,7 @@ fn an_api_bound_beyond_loopback_takes_changes_with_its_token_only() {
     assert_eq!(request(api, &head, "").0, 200);
 
     // With it: by header, and from the CLI by --data-dir, --token and CAIRN_API_TOKEN.
-    let right = format!(
-        "{head_put}\r\nAuthorization: Bearer {token}",
-        head_put = format!("PUT /v1/items/x HTTP/1.1\r\nHost: {api}")
-    );
+    let right = format!("PUT /v1/items/x HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}");
     assert_eq!(request(api, &right, "v").0, 200);
     let api_text = api.to_string();
     let dir_text = dir.to_string_lossy().into_owned();

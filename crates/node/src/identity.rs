@@ -241,7 +241,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(dir.join(TOKEN_FILE), "short\n").expect("written");
-        let err = ApiToken::load_or_create(&dir).err().expect("refused");
+        let err = ApiToken::load_or_create(&dir).expect_err("refused");
         assert!(matches!(err, IdentityError::CorruptToken { .. }), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
