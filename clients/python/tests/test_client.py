@@ -160,3 +160,14 @@ async def test_the_breakfast_example_runs():
     text = out.decode()
     assert "the washing machine is done" in text and "breakfast: butter the toast" in text
     assert text.rstrip().endswith("all stopped")
+
+
+async def test_an_empty_name_is_an_invalid_request(network):
+    async with network.client(0) as c:
+        published = await c.put("named", b"v")
+        with pytest.raises(cairn.InvalidRequest):
+            await c.put("", b"v")
+        with pytest.raises(cairn.InvalidRequest):
+            await c.get(published.public_key, "")
+        with pytest.raises(cairn.InvalidRequest):
+            await c.put("named", b"v", ttl=10 * 366 * 86400)

@@ -2,22 +2,55 @@
 //! local HTTP API.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use cairn_node::api::MAX_TTL_SECS;
 use cairn_node::client::{ApiClient, Fetched};
+use cairn_node::identity::ApiToken;
 use clap::Args;
 
-use crate::{DEFAULT_API, parse_addr};
+use crate::DEFAULT_API;
 
-/// Where the node's API is.
+/// Where the node's API is, and the token it may need.
 #[derive(Args, Debug)]
 pub struct ApiArgs {
-    /// Address of the node's local HTTP API.
-    #[arg(long, default_value = DEFAULT_API, value_parser = parse_addr)]
-    pub api: SocketAddr,
+    /// Address of the node's local HTTP API, host:port.
+    #[arg(long, default_value = DEFAULT_API)]
+    pub api: String,
+    /// The API token (needed for changes when the node's API is bound beyond loopback)
+    /// [default: the contents of DATA_DIR/api.token].
+    #[arg(
+        long,
+        env = "CAIRN_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// The node's data directory, to read its api.token from [default: the platform data
+    /// directory + /cairn, read only when --api is a loopback address].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// A client of the API these arguments name, with its token if one is found: --token
+    /// or CAIRN_API_TOKEN, else DIR/api.token of --data-dir, else the default data
+    /// directory's when the API is on loopback (a token of this machine's node is not sent
+    /// to another machine unless asked for).
+    pub async fn client(&self) -> anyhow::Result<ApiClient> {
+        let addr = crate::resolve_addr(&self.api, "--api").await?;
+        let token = match (&self.token, &self.data_dir) {
+            (Some(token), _) => Some(ApiToken::new(token)),
+            (None, Some(dir)) => ApiToken::load(dir)?,
+            (None, None) if addr.ip().to_canonical().is_loopback() => {
+                ApiToken::load(&crate::default_data_dir()).unwrap_or(None)
+            }
+            (None, None) => None,
+        };
+        Ok(ApiClient::new(addr).with_token(token))
+    }
 }
 
 /// Arguments of `cairn put`.
@@ -32,8 +65,13 @@ pub struct PutArgs {
     /// Read the value from this file.
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
-    /// How long the item lives: seconds, or a number with s, m, h or d (signed items only).
-    #[arg(long, value_parser = parse_duration)]
+    /// Publish an empty value on purpose (with no VALUE, standard input is then not read).
+    /// Without it an empty value is refused, unless VALUE is `-`.
+    #[arg(long)]
+    empty: bool,
+    /// How long the item lives: seconds, or a number with s, m, h or d, at most 3650d (ten
+    /// years) (signed items only).
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     ttl: Option<u64>,
     #[command(flatten)]
     api: ApiArgs,
@@ -58,8 +96,8 @@ pub struct DeleteArgs {
     name: String,
     /// How long the deletion is kept: seconds, or a number with s, m, h or d. Without it, for
     /// ever. A deletion that expires stops keeping old copies out, so give one only if it
-    /// outlives every copy of the item (say, the item's own ttl).
-    #[arg(long, value_parser = parse_duration)]
+    /// outlives every copy of the item (say, the item's own ttl). At most 3650d.
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     ttl: Option<u64>,
     #[command(flatten)]
     api: ApiArgs,
@@ -78,7 +116,7 @@ pub struct WatchArgs {
     api: ApiArgs,
 }
 
-/// Parses `90`, `90s`, `15m`, `2h` or `7d` into seconds.
+/// Parses `90`, `90s`, `15m`, `2h` or `7d` into seconds, at most [`MAX_TTL_SECS`].
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),
@@ -98,33 +136,57 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             ));
         }
     };
-    n.checked_mul(scale)
-        .filter(|s| *s > 0)
-        .ok_or_else(|| format!("{text:?} is out of range"))
+    match n.checked_mul(scale) {
+        Some(0) => Err(format!("{text:?}: a ttl is at least 1 second")),
+        Some(secs) if secs <= MAX_TTL_SECS => Ok(secs),
+        _ => Err(format!(
+            "{text:?} is longer than the longest ttl, 3650d (ten years); for an item that never \
+             expires, give no --ttl"
+        )),
+    }
 }
 
-fn read_value(value: Option<&str>, file: Option<&PathBuf>) -> anyhow::Result<Bytes> {
-    match (value, file) {
+/// The value to publish: VALUE, --file, or standard input (for `-` or no VALUE). An empty
+/// one is refused unless `empty` (--empty) or VALUE `-` asked for it: a forgotten VALUE must
+/// not publish nothing over the real value.
+fn read_value(value: Option<&str>, file: Option<&PathBuf>, empty: bool) -> anyhow::Result<Bytes> {
+    let bytes: Bytes = match (value, file) {
         (Some(_), Some(_)) => bail!("give the value as an argument or with --file, not both"),
-        (None, Some(path)) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Ok(bytes.into())
-        }
-        (Some(text), None) if text != "-" => Ok(Bytes::copy_from_slice(text.as_bytes())),
+        (None, Some(path)) => std::fs::read(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .into(),
+        (Some(text), None) if text != "-" => Bytes::copy_from_slice(text.as_bytes()),
+        (None, None) if empty => Bytes::new(),
         _ => {
+            let stdin = std::io::stdin();
+            if std::io::IsTerminal::is_terminal(&stdin) {
+                eprintln!("cairn: reading the value from standard input; end it with Ctrl-D");
+            }
             let mut bytes = Vec::new();
-            std::io::stdin()
+            stdin
+                .lock()
                 .read_to_end(&mut bytes)
                 .context("cannot read standard input")?;
-            Ok(bytes.into())
+            bytes.into()
         }
+    };
+    if bytes.is_empty() && !empty && value != Some("-") {
+        bail!(
+            "the value is empty{}: give VALUE, --file PATH or `-` for standard input, or \
+             --empty to publish an empty value on purpose",
+            if value.is_none() && file.is_none() {
+                " (no VALUE, and nothing on standard input)"
+            } else {
+                ""
+            }
+        );
     }
+    Ok(bytes)
 }
 
 /// `cairn put`.
 pub async fn put(args: PutArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(args.api.api);
+    let client = args.api.client().await?;
     let published = if args.immutable {
         if args.args.len() > 1 {
             bail!("--immutable takes one VALUE (or --file, or stdin), not a name");
@@ -132,7 +194,11 @@ pub async fn put(args: PutArgs) -> anyhow::Result<()> {
         if args.ttl.is_some() {
             bail!("--ttl applies to signed items only: immutable items never expire");
         }
-        let value = read_value(args.args.first().map(String::as_str), args.file.as_ref())?;
+        let value = read_value(
+            args.args.first().map(String::as_str),
+            args.file.as_ref(),
+            args.empty,
+        )?;
         client.put_immutable(value).await?
     } else {
         let (name, value) = match args.args.as_slice() {
@@ -141,7 +207,7 @@ pub async fn put(args: PutArgs) -> anyhow::Result<()> {
             [] => bail!("missing NAME: cairn put NAME [VALUE | --file PATH | -], or --immutable"),
             _ => bail!("too many arguments: cairn put NAME [VALUE | --file PATH | -]"),
         };
-        let value = read_value(value, args.file.as_ref())?;
+        let value = read_value(value, args.file.as_ref(), args.empty)?;
         client.put(name, value, args.ttl).await?
     };
     match (&published.public_key, &published.name) {
@@ -157,7 +223,7 @@ pub async fn put(args: PutArgs) -> anyhow::Result<()> {
 
 /// `cairn get`.
 pub async fn get(args: GetArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(args.api.api);
+    let client = args.api.client().await?;
     let fetched: Fetched = match args.target.split_once('/') {
         Some((public_key, name)) => client.get_signed(public_key, name).await?,
         None => client.get_key(&args.target).await?,
@@ -177,7 +243,10 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
 
 /// `cairn delete`.
 pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
-    let deleted = ApiClient::new(args.api.api)
+    let deleted = args
+        .api
+        .client()
+        .await?
         .delete(&args.name, args.ttl)
         .await?;
     let public_key = deleted.public_key.unwrap_or_default();
@@ -192,7 +261,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
 
 /// `cairn watch`: prints each new version as it arrives, until interrupted or the node stops.
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
-    let mut stream = ApiClient::new(args.api.api).watch(&args.target).await?;
+    let mut stream = args.api.client().await?.watch(&args.target).await?;
     eprintln!("watching {} (Ctrl-C to stop)", args.target);
     while let Some(update) = stream.next().await {
         let update = update?;
@@ -219,7 +288,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
 
 /// `cairn status`.
 pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
-    let s = ApiClient::new(args.api).status().await?;
+    let s = args.client().await?.status().await?;
     println!("node_id    {}", s.node_id);
     println!("network    {}", s.network);
     let listen: Vec<String> = s.listen_addrs.iter().map(ToString::to_string).collect();
@@ -250,7 +319,7 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
 
 /// `cairn id`.
 pub async fn id(args: ApiArgs) -> anyhow::Result<()> {
-    let s = ApiClient::new(args.api).status().await?;
+    let s = args.client().await?.status().await?;
     println!("node_id    {}", s.node_id);
     println!(
         "public_key {}",
@@ -272,5 +341,9 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("h").is_err());
+        assert_eq!(parse_duration("3650d"), Ok(MAX_TTL_SECS));
+        assert!(parse_duration("3651d").is_err());
+        assert!(parse_duration("99999999999d").is_err());
+        assert!(parse_duration("-5").is_err());
     }
 }

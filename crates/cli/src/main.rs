@@ -100,6 +100,27 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:7401 or [::1]:7401"))
 }
 
+/// Resolves `host:port` (or takes an IP address as it is). A name with several addresses
+/// gives its first IPv4 one (the API's default, 127.0.0.1, is IPv4, and `localhost` lists
+/// `::1` first on many systems), else its first: one socket, one address, so that what the
+/// log says is where the node is. `what` names the flag in the error.
+pub async fn resolve_addr(text: &str, what: &str) -> anyhow::Result<SocketAddr> {
+    use anyhow::Context;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host(text)
+        .await
+        .with_context(|| format!("cannot resolve {what} {text:?} (expected host:port)"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .with_context(|| format!("{what} {text:?} resolves to no address"))
+}
+
 /// The platform data directory for a node's files.
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()

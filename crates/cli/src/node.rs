@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cairn_node::cairn_core::NetworkName;
+use cairn_node::identity::ApiToken;
 use cairn_node::{Config, Dht, FileConfig};
 use clap::Args;
 
-use crate::{DEFAULT_API, default_data_dir, parse_addr};
+use crate::{DEFAULT_API, default_data_dir, resolve_addr};
 
 /// Arguments of `cairn node`. Flags override the config file, which overrides the defaults.
 #[derive(Args, Debug)]
@@ -21,12 +22,19 @@ pub struct NodeArgs {
     data_dir: Option<PathBuf>,
     /// Address to accept peers on [default: 0.0.0.0:7400]. Repeat it to listen on more, say
     /// `--listen 0.0.0.0:7400 --listen [::]:7400` for IPv4 and IPv6 (dual stack); every
-    /// address takes the first one's port (port 0 in the others means "the same").
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-    listen: Vec<SocketAddr>,
-    /// Address of the local HTTP API [default: 127.0.0.1:7401].
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
-    api: Option<SocketAddr>,
+    /// address takes the first one's port (port 0 in the others means "the same"). A host
+    /// name is resolved at start (to its first IPv4 address, else its first).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Address of the local HTTP API [default: 127.0.0.1:7401]. A host name is resolved at
+    /// start (as for --listen). Beyond loopback (say 0.0.0.0:7401) every change needs the
+    /// token in DATA_DIR/api.token, made on first run.
+    #[arg(long, value_name = "ADDR")]
+    api: Option<String>,
+    /// Also serve GET /metrics alone on this address, for a Prometheus elsewhere: it shows
+    /// the counters and changes nothing, so the API itself can stay on loopback.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// A node to join through, as host:port; repeat for more.
     #[arg(long, value_name = "ADDR")]
     bootstrap: Vec<String>,
@@ -62,66 +70,134 @@ pub struct ConfigArgs {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BinaryKeys {
-    /// The local HTTP API's address. Default `127.0.0.1:7401`.
-    api: Option<SocketAddr>,
+    /// The local HTTP API's address, `host:port`. Default `127.0.0.1:7401`.
+    api: Option<HostPort>,
     /// Nodes to join through, as `host:port`.
-    bootstrap: Option<Vec<String>>,
+    bootstrap: Option<Vec<HostPort>>,
+    /// Web origins whose pages may change things through the API (see
+    /// `cairn_node::api::Access`). Default none.
+    api_allowed_origins: Option<Vec<String>>,
+    /// Host names the API answers to besides loopback ones and its own. Default none.
+    api_allowed_hosts: Option<Vec<String>>,
+    /// Where to serve `/metrics` alone, `host:port`. Default nowhere.
+    metrics: Option<HostPort>,
+}
+
+/// An address as a config file gives it, `host:port` (a name or an IP address, and a port),
+/// checked when the file is read, so that `--check-config` names the key and line of a bad
+/// one; names are resolved only when the node starts.
+#[derive(Debug, Clone)]
+struct HostPort(String);
+
+impl<'de> serde::Deserialize<'de> for HostPort {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let valid = text
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if valid {
+            Ok(HostPort(text))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "expected host:port (a name or an IP address, and a port), got {text:?}"
+            )))
+        }
+    }
+}
+
+/// The host part of `host:port` when it is a name rather than an IP address.
+fn host_name(text: &str) -> Option<String> {
+    let (host, _) = text.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<std::net::IpAddr>()
+        .is_err()
+        .then(|| host.to_ascii_lowercase())
 }
 
 /// The binary's own keys, named as [`BinaryKeys`] names them, with the comment `cairn config`
 /// prints above each (the node's keys have theirs in `cairn_node::config::KEYS`).
-const BINARY_KEYS: [(&str, &str); 2] = [
+const BINARY_KEYS: [(&str, &str); 5] = [
     (
         "api",
         "The local HTTP API (the CLI, the dashboard, /metrics). It signs with the node's key:\n\
-         keep it on a loopback address.",
+         keep it on a loopback address. Beyond loopback, changes need the token in\n\
+         DATA_DIR/api.token.",
     ),
     (
         "bootstrap",
         "Nodes to join through, as \"host:port\"; none rejoins through the saved routing table.",
+    ),
+    (
+        "api_allowed_origins",
+        "Web origins whose pages may change things through the API, e.g.\n\
+         [\"https://app.example\"]; other origins are refused.",
+    ),
+    (
+        "api_allowed_hosts",
+        "Host names the API answers to besides loopback ones and its own (a reverse proxy's).",
+    ),
+    (
+        "metrics",
+        "Serve GET /metrics alone on this address, e.g. \"0.0.0.0:9401\", so a Prometheus\n\
+         elsewhere can scrape the node while the API stays on loopback. Unset: nowhere.",
     ),
 ];
 
 /// What a node runs with: the defaults, then the config file, then the flags.
 struct Settings {
     config: Config,
-    api: SocketAddr,
+    api: String,
     bootstrap: Vec<String>,
+    api_allowed_origins: Vec<String>,
+    api_allowed_hosts: Vec<String>,
+    metrics: Option<String>,
 }
 
 impl Settings {
     /// The defaults of the `cairn` binary: the node's, with the platform data directory.
-    fn defaults() -> anyhow::Result<Self> {
-        Ok(Settings {
+    fn defaults() -> Self {
+        Settings {
             config: Config::default().data_dir(default_data_dir()),
-            api: DEFAULT_API.parse()?,
+            api: DEFAULT_API.to_owned(),
             bootstrap: Vec::new(),
-        })
+            api_allowed_origins: Vec::new(),
+            api_allowed_hosts: Vec::new(),
+            metrics: None,
+        }
     }
 
     /// The defaults with the values of the config file `path` on top.
     fn from_file(path: Option<&Path>) -> anyhow::Result<Self> {
-        let mut settings = Self::defaults()?;
+        let mut settings = Self::defaults();
         if let Some(path) = path {
             let (file, own): (FileConfig, BinaryKeys) =
-                FileConfig::load_with(path, &["api", "bootstrap"])?;
+                FileConfig::load_with(path, &BINARY_KEYS.map(|(name, _)| name))?;
             file.apply(&mut settings.config)?;
-            settings.api = own.api.unwrap_or(settings.api);
-            settings.bootstrap = own.bootstrap.unwrap_or_default();
+            settings.api = own.api.map_or(settings.api, |api| api.0);
+            settings.bootstrap = own
+                .bootstrap
+                .unwrap_or_default()
+                .into_iter()
+                .map(|seed| seed.0)
+                .collect();
+            settings.api_allowed_origins = own.api_allowed_origins.unwrap_or_default();
+            settings.api_allowed_hosts = own.api_allowed_hosts.unwrap_or_default();
+            settings.metrics = own.metrics.map(|metrics| metrics.0);
         }
         Ok(settings)
     }
 
     /// The whole config file of these settings, commented.
     fn template(&self) -> String {
-        let bootstrap = self
-            .bootstrap
-            .iter()
-            .map(|seed| toml::Value::String(seed.clone()))
-            .collect();
+        let strings = |list: &[String]| {
+            toml::Value::Array(list.iter().cloned().map(toml::Value::String).collect())
+        };
         let own = [
-            toml::Value::String(self.api.to_string()),
-            toml::Value::Array(bootstrap),
+            Some(toml::Value::String(self.api.clone())),
+            Some(strings(&self.bootstrap)),
+            Some(strings(&self.api_allowed_origins)),
+            Some(strings(&self.api_allowed_hosts)),
+            self.metrics.clone().map(toml::Value::String),
         ];
         let mut out = String::from(
             "# cairn node configuration: every key with its default, printed by `cairn config`.\n\
@@ -130,7 +206,7 @@ impl Settings {
              # Durations are in seconds (fractions allowed).\n\n",
         );
         for ((name, doc), value) in BINARY_KEYS.iter().zip(own) {
-            out.push_str(&cairn_node::config::render(name, doc, Some(value)));
+            out.push_str(&cairn_node::config::render(name, doc, value));
             out.push('\n');
         }
         out.push_str(&cairn_node::config::template(&self.config));
@@ -150,7 +226,8 @@ pub fn print_config(args: ConfigArgs) -> anyhow::Result<()> {
 /// `cairn node --check-config FILE`: "ok" and 0, or one line per problem on standard error
 /// and 1.
 pub fn check_config(path: &Path) -> ExitCode {
-    let problems = cairn_node::config::check_with::<BinaryKeys>(path, &["api", "bootstrap"]);
+    let problems =
+        cairn_node::config::check_with::<BinaryKeys>(path, &BINARY_KEYS.map(|(name, _)| name));
     if problems.is_empty() {
         println!("ok");
         return ExitCode::SUCCESS;
@@ -206,27 +283,61 @@ async fn stop_signal() {
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let Settings {
         mut config,
-        mut api,
+        api: own_api,
         mut bootstrap,
+        api_allowed_origins,
+        api_allowed_hosts,
+        metrics: own_metrics,
     } = Settings::from_file(args.config.as_deref())?;
     config.data_dir = args.data_dir.or(config.data_dir);
-    if let Some((first, more)) = args.listen.split_first() {
+    let mut listen = Vec::new();
+    for text in &args.listen {
+        listen.push(resolve_addr(text, "--listen").await?);
+    }
+    if let Some((first, more)) = listen.split_first() {
         config.listen = *first;
         config.also_listen = more.to_vec();
     }
     if let Some(network) = args.network {
         config.network = network;
     }
-    api = args.api.unwrap_or(api);
+    let api_text = args.api.unwrap_or(own_api);
+    let api = resolve_addr(&api_text, "--api").await?;
+    let metrics = match args.metrics.or(own_metrics) {
+        Some(text) => Some(resolve_addr(&text, "--metrics").await?),
+        None => None,
+    };
     bootstrap.extend(args.bootstrap);
     let seeds = resolve(&bootstrap).await?;
+    let mut access = cairn_node::api::Access {
+        token: None,
+        allowed_origins: api_allowed_origins,
+        allowed_hosts: api_allowed_hosts,
+    };
+    access.allowed_hosts.extend(host_name(&api_text));
+    if let Some(dir) = &config.data_dir {
+        access.token = Some(ApiToken::load_or_create(dir)?);
+    }
 
     let dht = cairn_node::start(config).await?;
     let status = dht.status().await.context("the node stopped at once")?;
     crate::logging::set_node_id(status.node_id);
-    let server = cairn_node::api::serve(dht.clone(), api)
+    let app = cairn_node::api::router(dht.clone());
+    let server = cairn_node::api::serve_with(app, dht.clone(), api, access)
         .await
         .with_context(|| format!("cannot serve the API on {api}"))?;
+    if let Some(addr) = metrics {
+        cairn_node::api::serve_metrics(dht.clone(), addr)
+            .await
+            .with_context(|| format!("cannot serve /metrics on {addr}"))?;
+        tracing::info!(%addr, "serving /metrics");
+    }
+    if cairn_node::api::beyond_loopback(api) {
+        tracing::warn!(
+            %api,
+            "the API is reachable beyond loopback: changes need the token in DATA_DIR/api.token"
+        );
+    }
     tracing::info!(node_id = %status.node_id, listen = %status.listen, %api, "node running");
     if !seeds.is_empty() {
         tokio::spawn(keep_joining(dht.clone(), seeds));

@@ -29,8 +29,15 @@ fn the_printed_defaults_are_complete_commented_and_load_back_unchanged() {
         .filter(|line| !line.starts_with('#') && !line.is_empty())
         .filter_map(|line| line.split(" = ").next())
         .collect();
-    // The binary's own keys, then every node key of the one table, each once, each commented.
-    let mut expected = vec!["api", "bootstrap"];
+    // The binary's own keys, then every node key of the one table, each once, each commented
+    // (`metrics` is unset by default: it is shown commented out).
+    assert!(text.contains("\n# metrics =\n"), "{text}");
+    let mut expected = vec![
+        "api",
+        "bootstrap",
+        "api_allowed_origins",
+        "api_allowed_hosts",
+    ];
     expected.extend(cairn_node::config::KEYS.iter().map(|key| key.name));
     assert_eq!(keys, expected, "{text}");
     for key in &keys {

@@ -120,6 +120,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_put() {
         let writers: Vec<_> = (0..4)
             .map(|w| {
                 let (stop, acked, attempts) = (stop.clone(), acked.clone(), attempts.clone());
+                let client = client.clone();
                 rt.spawn(async move {
                     let mut n = 0;
                     while !stop.load(Ordering::Relaxed) {

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use crate::api::{Published, WatchUpdate};
+use crate::identity::ApiToken;
 use crate::outcome::Status;
 
 /// Why an API call failed.
@@ -68,9 +69,11 @@ pub struct Fetched {
 }
 
 /// A client of one node's API.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiClient {
     addr: SocketAddr,
+    /// Sent as `Authorization: Bearer` on every request when set.
+    token: Option<ApiToken>,
 }
 
 #[derive(Deserialize)]
@@ -99,7 +102,15 @@ fn encode_segment(text: &str) -> String {
 impl ApiClient {
     /// A client of the API at `addr`.
     pub fn new(addr: SocketAddr) -> Self {
-        ApiClient { addr }
+        ApiClient { addr, token: None }
+    }
+
+    /// This client, sending `token` with every request (an API bound beyond loopback takes
+    /// changes only with it; one on loopback does not look at it).
+    #[must_use]
+    pub fn with_token(mut self, token: Option<ApiToken>) -> Self {
+        self.token = token;
+        self
     }
 
     /// Sends one request and returns the response with its body still to read; an error
@@ -119,10 +130,17 @@ impl ApiClient {
             .await
             .map_err(|e| protocol(e.to_string()))?;
         tokio::spawn(connection);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header(hyper::header::HOST, addr.to_string())
+            .header(hyper::header::HOST, addr.to_string());
+        if let Some(token) = &self.token {
+            request = request.header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", token.as_str()),
+            );
+        }
+        let request = request
             .body(Full::new(body))
             .map_err(|e| protocol(e.to_string()))?;
         // Lookups end within the node's lookup timeout (30 s by default); allow some slack.

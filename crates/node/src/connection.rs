@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::driver::inbox::{Outgoing, ToDriver};
+use crate::error::SeedFailure;
 use crate::inbound::Place;
 use crate::shared::Shared;
 
@@ -83,6 +84,31 @@ pub(crate) enum ConnError {
     /// A response that could not be decoded and whose request id is unknown.
     #[error("undecodable response: {0}")]
     BadResponse(wire::DecodeError),
+}
+
+impl ConnError {
+    /// What a dial that failed with this error tells a bootstrap about its address.
+    fn seed_failure(&self) -> SeedFailure {
+        match self {
+            ConnError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                SeedFailure::Refused
+            }
+            ConnError::Timeout | ConnError::HandshakeTimeout => SeedFailure::TimedOut,
+            ConnError::Refused { code, message } if *code == ErrorCode::MISMATCH => {
+                SeedFailure::WrongNetwork(message.clone())
+            }
+            ConnError::WrongNetwork(network) => {
+                SeedFailure::WrongNetwork(format!("it is on network {network:?}"))
+            }
+            ConnError::Frame(_)
+            | ConnError::NotWelcome
+            | ConnError::BadWelcome
+            | ConnError::NotAResponse(_)
+            | ConnError::BadResponse(_)
+            | ConnError::Eof => SeedFailure::NotCairn(self.to_string()),
+            other => SeedFailure::Other(other.to_string()),
+        }
+    }
 }
 
 /// How long a connection may take, once the node shuts down, to answer what it was asked.
@@ -522,6 +548,7 @@ pub(crate) async fn dial(
         },
     };
     let budget_ok = permit.is_some() || shared.connection_budget.is_none();
+    let mut failure = None;
     if budget_ok {
         match Box::pin(connect(
             addr,
@@ -554,6 +581,7 @@ pub(crate) async fn dial(
             Err(e) => {
                 shared.metrics.dial_failures.inc();
                 tracing::debug!(%addr, "cannot connect: {e}");
+                failure = Some(e.seed_failure());
             }
         }
     }
@@ -562,7 +590,12 @@ pub(crate) async fn dial(
     while let Ok((id, _)) = requests.try_recv() {
         in_flight.insert(id);
     }
-    let _ = shared.tell(ToDriver::Closed { addr, conn }).await;
+    let closed = ToDriver::Closed {
+        addr,
+        conn,
+        failure,
+    };
+    let _ = shared.tell(closed).await;
     if !in_flight.is_empty() {
         let ids = in_flight.into_iter().collect();
         let _ = shared.tell(ToDriver::Failed { ids }).await;

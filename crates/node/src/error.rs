@@ -8,6 +8,7 @@
 //! Callers never match the core's own outcome enums.
 
 use cairn_core::{CommitId, Item, ItemError, Key, QueryId, QueryStats, StoreError};
+use std::net::SocketAddr;
 
 use crate::outcome::Found;
 use crate::store::CommitError;
@@ -123,11 +124,16 @@ pub enum DeleteError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BootstrapError {
-    /// No bootstrap node answered and no contact is known.
-    #[error("no bootstrap node answered ({tried} tried) and no other node is known")]
+    /// No bootstrap address gave a contact, and no contact is known.
+    #[error(
+        "cannot join through {tried} bootstrap address(es), and no other node is known{}",
+        seed_failures(failures)
+    )]
     NoContact {
         /// How many addresses were tried.
         tried: usize,
+        /// Each address tried, and why it gave no contact.
+        failures: Vec<(SocketAddr, SeedFailure)>,
     },
     /// The node has stopped.
     #[error("the node has stopped")]
@@ -135,6 +141,40 @@ pub enum BootstrapError {
     /// A bug in cairn (see [`MismatchedEvent`]).
     #[error(transparent)]
     Internal(MismatchedEvent),
+}
+
+/// Why one bootstrap address gave no contact.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SeedFailure {
+    /// Nothing listens there: the connection was refused.
+    #[error("refused the connection (is a node running there?)")]
+    Refused,
+    /// No answer in time: the connection or the handshake timed out.
+    #[error("timed out")]
+    TimedOut,
+    /// A cairn node answered, but it runs another network or protocol version (426).
+    #[error("is on another network or version: {0}")]
+    WrongNetwork(String),
+    /// Something answered that does not speak cairn's protocol.
+    #[error("is not a cairn node ({0})")]
+    NotCairn(String),
+    /// Any other failure: the connection's error.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// `; tried ADDR (WHY), ...` for an error message, or nothing.
+fn seed_failures(failures: &[(SocketAddr, SeedFailure)]) -> String {
+    let each: Vec<String> = failures
+        .iter()
+        .map(|(addr, why)| format!("{addr} {why}"))
+        .collect();
+    if each.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", each.join("; "))
+    }
 }
 
 /// Why a [`crate::Dht::find_node`] failed.
@@ -305,12 +345,28 @@ pub(crate) fn get_outcome(
     }
 }
 
-/// A finished bootstrap that tried `tried` seeds.
+/// A finished bootstrap through `seeds`, with the reasons heard for those that failed (a
+/// seed without one gave no answer in time).
 pub(crate) fn bootstrap_outcome(
     result: Result<usize, cairn_core::BootstrapFailure>,
-    tried: usize,
+    seeds: &[SocketAddr],
+    mut heard: Vec<(SocketAddr, SeedFailure)>,
 ) -> Result<usize, BootstrapError> {
-    result.map_err(|cairn_core::BootstrapFailure::NoContact| BootstrapError::NoContact { tried })
+    result.map_err(|cairn_core::BootstrapFailure::NoContact| {
+        let failures = seeds
+            .iter()
+            .map(
+                |seed| match heard.iter().position(|(addr, _)| addr == seed) {
+                    Some(at) => heard.swap_remove(at),
+                    None => (*seed, SeedFailure::TimedOut),
+                },
+            )
+            .collect();
+        BootstrapError::NoContact {
+            tried: seeds.len(),
+            failures,
+        }
+    })
 }
 
 /// The mismatch of command `query`, which waited for an `expected` event and got `event`.

@@ -3,6 +3,9 @@
 //! The file `node.key` holds the 32-byte ed25519 secret seed as 64 hex digits and a newline.
 //! A file that exists but cannot be read or parsed is an error: replacing it would silently
 //! give the node a new identity.
+//!
+//! Beside it, `api.token` ([`ApiToken`]) holds the HTTP API's bearer token, made the same
+//! way on first run: 32 random bytes as 64 hex digits, mode 0600.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,9 @@ use rand::RngCore;
 
 /// The name of the key file inside the data directory.
 pub const KEY_FILE: &str = "node.key";
+
+/// The name of the API token file inside the data directory.
+pub const TOKEN_FILE: &str = "api.token";
 
 /// A node's key pair and the id derived from it.
 #[derive(Clone)]
@@ -40,6 +46,77 @@ pub enum IdentityError {
         /// The key file.
         path: PathBuf,
     },
+    /// The API token file is not 64 hex digits.
+    #[error(
+        "API token file {path} is corrupt (expected 64 hex digits); delete it and start the node again to make a new one"
+    )]
+    CorruptToken {
+        /// The token file.
+        path: PathBuf,
+    },
+}
+
+/// The HTTP API's bearer token: whoever sends it may change things through a node whose API
+/// is bound beyond loopback. Its `Debug` form hides it, so it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(..)")
+    }
+}
+
+impl ApiToken {
+    /// A token given by the operator (say, from `CAIRN_API_TOKEN`), surrounding blanks
+    /// removed.
+    pub fn new(text: &str) -> Self {
+        ApiToken(text.trim().to_owned())
+    }
+
+    /// The token's text, for an `Authorization: Bearer` header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `offered` is this token, compared in time independent of where they differ.
+    pub fn matches(&self, offered: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), offered.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// Reads `dir/api.token`, if it exists.
+    pub fn load(dir: &Path) -> Result<Option<Self>, IdentityError> {
+        let path = dir.join(TOKEN_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let text = text.trim();
+                if text.len() != 64 || cairn_core::from_hex(text).is_none() {
+                    return Err(IdentityError::CorruptToken { path });
+                }
+                Ok(Some(ApiToken(text.to_owned())))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(IdentityError::Io { path, error }),
+        }
+    }
+
+    /// Loads `dir/api.token`, or creates it (and `dir`) with a fresh random token.
+    pub fn load_or_create(dir: &Path) -> Result<Self, IdentityError> {
+        if let Some(token) = Self::load(dir)? {
+            return Ok(token);
+        }
+        let path = dir.join(TOKEN_FILE);
+        let io = |error| IdentityError::Io {
+            path: path.clone(),
+            error,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        write_private(&path, &bytes).map_err(io)?;
+        Ok(ApiToken(cairn_core::to_hex(&bytes)))
+    }
 }
 
 impl Identity {
@@ -139,6 +216,33 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_api_token_is_made_once_with_mode_0600_and_compared_whole() {
+        let dir = temp_dir("token");
+        assert_eq!(ApiToken::load(&dir).expect("no file is no token"), None);
+        let first = ApiToken::load_or_create(&dir).expect("created");
+        let second = ApiToken::load_or_create(&dir).expect("loaded");
+        assert_eq!(first, second);
+        assert_eq!(first.as_str().len(), 64);
+        assert!(first.matches(second.as_str()));
+        assert!(!first.matches(&first.as_str()[1..]));
+        assert!(!first.matches(""));
+        assert_eq!(format!("{first:?}"), "ApiToken(..)");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(TOKEN_FILE))
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(dir.join(TOKEN_FILE), "short\n").expect("written");
+        let err = ApiToken::load_or_create(&dir).expect_err("refused");
+        assert!(matches!(err, IdentityError::CorruptToken { .. }), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -57,7 +57,7 @@ pub use config::{Config, FileConfig};
 pub use dht::{Dht, Watch};
 pub use error::{
     BootstrapError, DeleteError, Error, FindNodeError, GetError, MismatchedEvent, PutError,
-    Stopped, WatchError,
+    SeedFailure, Stopped, WatchError,
 };
 pub use identity::Identity;
 pub use outcome::{Found, PeerInfo, PutReceipt, Status};

@@ -226,7 +226,7 @@ async fn raw_request(addr: std::net::SocketAddr, request: &str) -> (u16, String)
         .await
         .expect("connects");
     let text = format!(
-        "{request} HTTP/1.1\r\nHost: cairn\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv"
+        "{request} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv"
     );
     stream.write_all(text.as_bytes()).await.expect("sends");
     let mut answer = Vec::new();

@@ -12,7 +12,7 @@ It talks to a running node's HTTP API; no Rust toolchain and no C extension are 
     asyncio.run(main())
 """
 
-from .client import DEFAULT_URL, Client, Peer, Published, Status, Version
+from .client import DEFAULT_URL, Client, Peer, Published, Status, Version, read_token
 from .errors import (
     CairnError,
     Deleted,
@@ -22,6 +22,7 @@ from .errors import (
     Stopping,
     StoreFull,
     TooLarge,
+    Unauthorized,
     Unreachable,
 )
 from .local import LocalNetwork, find_binary
@@ -41,7 +42,9 @@ __all__ = [
     "Stopping",
     "StoreFull",
     "TooLarge",
+    "Unauthorized",
     "Unreachable",
     "Version",
     "find_binary",
+    "read_token",
 ]

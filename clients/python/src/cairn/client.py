@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, AsyncIterator, Dict, List, Optional, Type
@@ -14,6 +15,18 @@ from .errors import CairnError, Unreachable, from_response
 
 #: The API address a node uses unless told otherwise.
 DEFAULT_URL = "http://127.0.0.1:7401"
+
+#: The file in a node's data directory that holds its API token.
+TOKEN_FILE = "api.token"
+
+
+def read_token(data_dir: "os.PathLike[str] | str") -> Optional[str]:
+    """The API token a node keeps in ``data_dir/api.token``, or None if there is none."""
+    try:
+        with open(os.path.join(data_dir, TOKEN_FILE), encoding="ascii") as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -90,15 +103,31 @@ class Client:
         async with cairn.Client("http://127.0.0.1:7401") as c:
             published = await c.put("greeting", b"hello")
             value = await c.get(published.public_key, "greeting")
+
+    A node whose API is bound beyond loopback takes changes only with its token: pass
+    ``token=``, or ``data_dir=`` (the node's data directory, whose ``api.token`` is read), or
+    set ``$CAIRN_API_TOKEN``. A node on loopback needs none.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        timeout: float = 60.0,
+        token: Optional[str] = None,
+        data_dir: "Optional[os.PathLike[str] | str]" = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: Optional[aiohttp.ClientSession] = None
+        if token is None and data_dir is not None:
+            token = read_token(data_dir)
+        if token is None:
+            token = os.environ.get("CAIRN_API_TOKEN") or None
+        self._headers = {"Authorization": f"Bearer {token.strip()}"} if token else {}
 
     async def __aenter__(self) -> "Client":
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         return self
 
     async def __aexit__(

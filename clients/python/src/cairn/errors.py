@@ -30,6 +30,11 @@ class InvalidRequest(CairnError):
     """The node refused the request as malformed (a bad key, name or ttl): HTTP 400."""
 
 
+class Unauthorized(CairnError):
+    """The node's API is bound beyond loopback and wants its token (``token=`` or
+    ``data_dir=``), or refused this request's origin or host: HTTP 401 or 403."""
+
+
 class NotFound(CairnError):
     """No node holds a valid copy, or there is nothing to delete: HTTP 404."""
 
@@ -60,6 +65,8 @@ class Stopping(CairnError):
 
 _BY_STATUS = {
     400: InvalidRequest,
+    401: Unauthorized,
+    403: Unauthorized,
     404: NotFound,
     409: Stale,
     413: TooLarge,

@@ -62,7 +62,7 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
-async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+pub(super) async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
     let text = api.dht.metrics().await?;
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok((

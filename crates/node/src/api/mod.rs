@@ -1,15 +1,22 @@
 //! The local HTTP API (see the README), served with axum on top of a [`Dht`] handle.
 //!
 //! Bound to loopback by default: it signs with the node's key, so whoever reaches it can
-//! publish as this node. Errors are JSON: `{"error": {"code": 404, "message": "..."}}`.
+//! publish as this node, and [`access`] decides who reaches it. Errors are JSON:
+//! `{"error": {"code": 404, "message": "..."}}`.
 //!
 //! - this file: the items, watches, status and peers (`/v1/...`);
+//! - [`access`]: the Host, Origin and token checks in front of every route;
+//! - [`serve`]: binding and serving, the API or `/metrics` alone;
 //! - [`dashboard`]: the web dashboard at `/`, what it draws from (`/v1/ring`, `/v1/items`,
 //!   `/v1/events`) and the Prometheus metrics at `/metrics`.
 
+mod access;
 pub mod dashboard;
+mod serve;
 
-use std::net::SocketAddr;
+pub use access::{Access, beyond_loopback};
+pub use serve::{serve, serve_metrics, serve_router, serve_with};
+
 use std::time::Duration;
 
 use axum::Router;
@@ -22,7 +29,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use cairn_core::{ErrorCode, Id, Item};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 
 use crate::dht::Dht;
 use crate::error::{DeleteError, GetError, PutError, Stopped, WatchError};
@@ -191,6 +197,9 @@ fn routes(api: Api) -> Router {
     Router::new()
         .route("/v1/items/{name}", put(put_item).delete(delete_item))
         .route("/v1/items/{public_key}/{name}", get(get_item))
+        .route("/v1/items/", put(empty_name).delete(empty_name))
+        .route("/v1/items/{public_key}/", get(empty_name))
+        .route("/v1/watch/{public_key}/", get(empty_name))
         .route("/v1/blobs", post(post_blob))
         .route("/v1/blobs/{key}", get(get_blob))
         .route("/v1/keys/{key}", get(get_key))
@@ -211,32 +220,40 @@ fn routes(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Binds `addr` and serves the API until the node stops.
-pub async fn serve(dht: Dht, addr: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    serve_router(router(dht.clone()), dht, addr).await
-}
-
-/// Binds `addr` and serves `app` until `dht`'s node stops.
-pub async fn serve_router(
-    app: Router,
-    dht: Dht,
-    addr: SocketAddr,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr).await?;
-    Ok(tokio::spawn(async move {
-        let stopped = async move { dht.closed().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!("HTTP API failed: {e}");
-        }
-    }))
-}
+/// The longest `ttl` a put or a delete takes: ten years (3650 days), in seconds. An item
+/// meant to live longer should never expire (no `ttl`).
+pub const MAX_TTL_SECS: u64 = 3_650 * 86_400;
 
 #[derive(Deserialize)]
 struct PutParams {
     ttl: Option<u64>,
+}
+
+impl PutParams {
+    fn ttl(&self) -> Result<Option<Duration>, ApiError> {
+        match self.ttl {
+            Some(0) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "a ttl is at least 1 second",
+            )),
+            Some(ttl) if ttl > MAX_TTL_SECS => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "ttl {ttl} is longer than the longest, {MAX_TTL_SECS} s (ten years); for \
+                     an item that never expires, give no ttl"
+                ),
+            )),
+            ttl => Ok(ttl.map(Duration::from_secs)),
+        }
+    }
+}
+
+/// The answer to a path whose item name is empty (`/v1/items/`, `/v1/items/PUBLIC_KEY/`).
+async fn empty_name() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "the item name is empty: a name is 1 to 255 bytes",
+    )
 }
 
 async fn put_item(
@@ -246,7 +263,7 @@ async fn put_item(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Published>, ApiError> {
     let (Path(name), Query(params), body) = (name?, params?, body?);
-    let ttl = params.ttl.map(Duration::from_secs);
+    let ttl = params.ttl()?;
     let receipt = dht.put_signed(&name, body, ttl).await?;
     let public_key = publisher(&dht).await;
     Ok(axum::Json(Published {
@@ -262,7 +279,7 @@ async fn delete_item(
     params: Result<Query<PutParams>, QueryRejection>,
 ) -> Result<axum::Json<Published>, ApiError> {
     let (Path(name), Query(params)) = (name?, params?);
-    let ttl = params.ttl.map(Duration::from_secs);
+    let ttl = params.ttl()?;
     let receipt = dht.delete(&name, ttl).await?;
     let public_key = publisher(&dht).await;
     Ok(axum::Json(Published {

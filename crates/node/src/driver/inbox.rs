@@ -90,8 +90,12 @@ pub(crate) enum ToDriver {
     },
     /// These requests will never be answered.
     Failed { ids: Vec<u64> },
-    /// A dialed connection ended; the pool may forget it.
-    Closed { addr: SocketAddr, conn: u64 },
+    /// A dialed connection ended; the pool may forget it. `failure`: why it never opened.
+    Closed {
+        addr: SocketAddr,
+        conn: u64,
+        failure: Option<crate::error::SeedFailure>,
+    },
     /// A `notify` for this node's `listen` request `id` arrived from a verified peer.
     Notify {
         from: Contact,

@@ -292,9 +292,16 @@ impl<S: Store> Driver<S> {
                 (self.node.find_node(now, target), Waiter::FindNode(reply))
             }
             Command::Bootstrap { seeds, reply } => {
-                let tried = seeds.len();
                 let query = self.node.bootstrap(now, &seeds);
-                (query, Waiter::Bootstrap { reply, tried })
+                let heard = Vec::new();
+                (
+                    query,
+                    Waiter::Bootstrap {
+                        reply,
+                        seeds,
+                        heard,
+                    },
+                )
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
@@ -361,7 +368,16 @@ impl<S: Store> Driver<S> {
                     self.node.handle_failure(now, id);
                 }
             }
-            ToDriver::Closed { addr, conn } => self.pool.closed(addr, conn),
+            ToDriver::Closed {
+                addr,
+                conn,
+                failure,
+            } => {
+                if let Some(failure) = failure {
+                    self.waiters.dial_failed(addr, &failure);
+                }
+                self.pool.closed(addr, conn);
+            }
             ToDriver::Notify { from, id, item } => self.node.handle_notify(now, from, id, *item),
             ToDriver::Verified { requester } => self.node.handle_verified(now, requester),
             ToDriver::InboundClosed { connection } => {

@@ -8,6 +8,7 @@
 //! become the caller's errors in [`crate::error`].
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 
 use cairn_core::{
     Answer, CommitId, Contact, ErrorCode, ErrorReply, Event, Message, QueryId, Response,
@@ -15,8 +16,8 @@ use cairn_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{
-    BootstrapError, FindNodeError, GetError, MismatchedEvent, PutError, bootstrap_outcome,
-    get_outcome, mismatched, put_error,
+    BootstrapError, FindNodeError, GetError, MismatchedEvent, PutError, SeedFailure,
+    bootstrap_outcome, get_outcome, mismatched, put_error,
 };
 use crate::outcome::{Found, PutReceipt};
 use crate::store::CommitError;
@@ -32,7 +33,9 @@ pub(super) enum Waiter {
     FindNode(oneshot::Sender<Result<Vec<Contact>, FindNodeError>>),
     Bootstrap {
         reply: oneshot::Sender<Result<usize, BootstrapError>>,
-        tried: usize,
+        seeds: Vec<SocketAddr>,
+        /// Why seeds failed, as their connections ended.
+        heard: Vec<(SocketAddr, SeedFailure)>,
     },
 }
 
@@ -106,6 +109,17 @@ pub(super) struct Waiters {
 impl Waiters {
     pub(super) fn insert(&mut self, query: QueryId, waiter: Waiter) {
         self.commands.insert(query, waiter);
+    }
+
+    /// A connection to `addr` could not be opened: a bootstrap through it says why.
+    pub(super) fn dial_failed(&mut self, addr: SocketAddr, failure: &SeedFailure) {
+        for waiter in self.commands.values_mut() {
+            if let Waiter::Bootstrap { seeds, heard, .. } = waiter {
+                if seeds.contains(&addr) && !heard.iter().any(|(a, _)| *a == addr) {
+                    heard.push((addr, failure.clone()));
+                }
+            }
+        }
     }
 
     /// Whether nobody waits, for a command or for a commit.
@@ -200,8 +214,15 @@ impl Waiters {
             (Event::FindNodeDone { closest, .. }, Waiter::FindNode(reply)) => {
                 let _ = reply.send(Ok(closest));
             }
-            (Event::BootstrapDone { result, .. }, Waiter::Bootstrap { reply, tried }) => {
-                let _ = reply.send(bootstrap_outcome(result, tried));
+            (
+                Event::BootstrapDone { result, .. },
+                Waiter::Bootstrap {
+                    reply,
+                    seeds,
+                    heard,
+                },
+            ) => {
+                let _ = reply.send(bootstrap_outcome(result, &seeds, heard));
             }
             (event, waiter) => {
                 let bug = mismatched(query, waiter.kind(), event_kind(&event));
