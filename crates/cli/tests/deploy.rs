@@ -2,10 +2,12 @@
 //! passes `systemd-analyze verify` and its offline security review, and the command lines of
 //! the unit and of the `Dockerfile` start a real node that answers `cairn status` (the
 //! container's health check) and stops cleanly, within the unit's stop timeout, on the signal
-//! each sends.
+//! each sends. No systemd runs here to start the unit itself, so its sandbox is checked
+//! where it can be: the node, traced by strace through a put and a get, makes no system
+//! call the unit's SystemCallFilter= refuses.
 //!
-//! Without `systemd-analyze` (Debian's `systemd` package) the systemd checks say so and do
-//! nothing; set `CAIRN_REQUIRE_SYSTEMD=1` (as `.ci/run` does) to make that a failure. The
+//! Without `systemd-analyze` (Debian's `systemd` package), or strace for the last check, the
+//! systemd checks say so and do nothing; set `CAIRN_REQUIRE_SYSTEMD=1` (as `.ci/run` does) to make that a failure. The
 //! Dockerfile cannot be built here (no container engine): what can be checked without one is.
 
 mod common;
@@ -142,6 +144,12 @@ impl Deployed {
     /// Runs `args` (a deployment file's, after the program) with this test's own data
     /// directory and loopback addresses in place of the file's or added to them.
     fn start(args: &[&str], test: &str) -> Self {
+        Self::start_under(Path::new(CAIRN), &[], args, test)
+    }
+
+    /// As [`Deployed::start`], but run by `program` with `before` ahead of the arguments
+    /// (`strace ... cairn`).
+    fn start_under(program: &Path, before: &[String], args: &[&str], test: &str) -> Self {
         let dir = temp_dir(test);
         let api = free_addr().to_string();
         let args = with_values(
@@ -152,7 +160,8 @@ impl Deployed {
                 ("--api", &api),
             ],
         );
-        let child = Command::new(CAIRN)
+        let child = Command::new(program)
+            .args(before)
             .args(&args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -316,4 +325,169 @@ fn exec_form_signal(dockerfile: &str) -> &str {
         .lines()
         .find_map(|line| line.strip_prefix("STOPSIGNAL "))
         .expect("the Dockerfile names its STOPSIGNAL")
+}
+
+/// The members of every `@group` systemd-analyze knows, as it prints them.
+fn syscall_groups(analyze: &Path) -> std::collections::HashMap<String, Vec<String>> {
+    let output = Command::new(analyze)
+        .arg("syscall-filter")
+        .output()
+        .expect("systemd-analyze runs");
+    let mut groups = std::collections::HashMap::new();
+    let mut current: Option<String> = None;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let word = line.trim();
+        if line.starts_with('@') {
+            current = Some(word.to_owned());
+        } else if let Some(group) = &current
+            && !word.is_empty()
+            && !word.starts_with('#')
+        {
+            let members: &mut Vec<String> = groups.entry(group.clone()).or_default();
+            members.push(word.to_owned());
+        }
+    }
+    groups
+}
+
+/// `names` with every `@group` replaced by its system calls, recursively.
+fn expand(
+    names: &[&str],
+    groups: &std::collections::HashMap<String, Vec<String>>,
+) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for name in names {
+        match groups.get(*name) {
+            Some(members) => out.extend(expand(
+                &members.iter().map(String::as_str).collect::<Vec<_>>(),
+                groups,
+            )),
+            None => {
+                assert!(
+                    !name.starts_with('@'),
+                    "systemd-analyze has no group {name}"
+                );
+                out.insert((*name).to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The system calls the unit's SystemCallFilter= lines allow: the first lists what is
+/// allowed, each `~` line takes some away.
+fn allowed_syscalls(unit: &str, analyze: &Path) -> std::collections::BTreeSet<String> {
+    let groups = syscall_groups(analyze);
+    let mut allowed = std::collections::BTreeSet::new();
+    for filter in unit
+        .lines()
+        .filter_map(|line| line.strip_prefix("SystemCallFilter="))
+    {
+        match filter.strip_prefix('~') {
+            Some(denied) => {
+                let denied = expand(&denied.split_whitespace().collect::<Vec<_>>(), &groups);
+                allowed.retain(|call| !denied.contains(call));
+            }
+            None => allowed.extend(expand(
+                &filter.split_whitespace().collect::<Vec<_>>(),
+                &groups,
+            )),
+        }
+    }
+    assert!(!allowed.is_empty(), "the unit filters no system call");
+    allowed
+}
+
+#[test]
+fn the_node_makes_only_system_calls_the_units_filter_allows() {
+    let test = "the_node_makes_only_system_calls_the_units_filter_allows";
+    let Some(analyze) = systemd_analyze(test) else {
+        return;
+    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(strace) = std::env::split_paths(&path)
+        .map(|dir| dir.join("strace"))
+        .find(|candidate| candidate.is_file())
+    else {
+        assert!(
+            std::env::var_os("CAIRN_REQUIRE_SYSTEMD").is_none(),
+            "CAIRN_REQUIRE_SYSTEMD is set but strace is not on the PATH"
+        );
+        eprintln!("SKIPPED {test}: no strace on the PATH (Debian's strace package)");
+        return;
+    };
+    let unit = read("deploy/cairn.service");
+    let allowed = allowed_syscalls(&unit, &analyze);
+
+    // A peer for the traced node to join, so that it dials, accepts, stores and answers.
+    let peer = Deployed::start(&["node"], "syscalls-peer");
+    peer.wait_healthy();
+    let peer_listen = Command::new(CAIRN)
+        .args(["status", "--api", &peer.api])
+        .output()
+        .expect("cairn status runs");
+    let peer_listen = String::from_utf8_lossy(&peer_listen.stdout)
+        .lines()
+        .find_map(|line| {
+            Some(
+                line.strip_prefix("listen")?
+                    .split_whitespace()
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .expect("cairn status names the listen address");
+
+    let trace = temp_dir("syscalls-trace");
+    std::fs::create_dir_all(&trace).expect("creates the directory");
+    let trace_file = trace.join("trace");
+    let exec_start: Vec<&str> = unit_value(&unit, "ExecStart").split_whitespace().collect();
+    let mut args = vec!["-f".to_owned(), "-qq".to_owned(), "-o".to_owned()];
+    args.push(trace_file.to_string_lossy().into_owned());
+    args.push(CAIRN.to_owned());
+    let mut node_args: Vec<&str> = exec_start[1..].to_vec();
+    node_args.extend(["--bootstrap", &peer_listen]);
+    let mut traced = Deployed::start_under(&strace, &args, &node_args, "syscalls-node");
+    traced.wait_healthy();
+    let put = Command::new(CAIRN)
+        .args(["put", "greeting", "hello", "--api", &traced.api])
+        .output()
+        .expect("cairn put runs");
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let key = String::from_utf8_lossy(&put.stdout).trim().to_owned();
+    let got = Command::new(CAIRN)
+        .args(["get", &key, "--api", &peer.api])
+        .output()
+        .expect("cairn get runs");
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "hello");
+    let node_pid =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", traced.child.id()))
+            .expect("strace's children");
+    let status = Command::new("kill")
+        .args(["-TERM", node_pid.trim()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = traced.child.wait().expect("strace ends with the node");
+    assert!(exit.success(), "the traced node stopped with {exit}");
+
+    let calls: std::collections::BTreeSet<String> = std::fs::read_to_string(&trace_file)
+        .expect("the trace")
+        .lines()
+        .filter_map(|line| {
+            let call = line.split_whitespace().nth(1)?;
+            let name = &call[..call.find('(')?];
+            Some(name.to_owned())
+        })
+        .collect();
+    println!("{} system calls made: {calls:?}", calls.len());
+    let forbidden: Vec<&String> = calls.difference(&allowed).collect();
+    assert!(
+        forbidden.is_empty(),
+        "under the unit's SystemCallFilter these fail with EPERM: {forbidden:?}"
+    );
 }
