@@ -7,8 +7,9 @@
 //! call the unit's SystemCallFilter= refuses.
 //!
 //! Without `systemd-analyze` (Debian's `systemd` package), or strace for the last check, the
-//! systemd checks say so and do nothing; set `CAIRN_REQUIRE_SYSTEMD=1` (as `.ci/run` does) to make that a failure. The
-//! Dockerfile cannot be built here (no container engine): what can be checked without one is.
+//! systemd checks say so and do nothing; set `CAIRN_REQUIRE_SYSTEMD=1` (as `.ci/run` does) to
+//! make that a failure. The Dockerfile cannot be built here (no container engine): what can
+//! be checked without one is.
 
 mod common;
 
