@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod docs;
 mod logging;
 mod node;
 mod peer;
@@ -92,6 +93,18 @@ enum Cmd {
     /// Load one node (its own, or --target ADDR) over many connections and report requests/s
     /// and latency for each kind of request, and handshakes/s.
     Bench(bench::BenchArgs),
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish or powershell).
+    ///
+    /// Example:
+    ///   cairn completions bash > ~/.local/share/bash-completion/completions/cairn
+    #[command(verbatim_doc_comment)]
+    Completions(docs::CompletionsArgs),
+    /// Print the man page, in roff: cairn(1), or cairn-SUBCOMMAND(1) with that one's options.
+    ///
+    /// Example:
+    ///   cairn man > cairn.1 && cairn man node > cairn-node.1 && man ./cairn.1
+    #[command(verbatim_doc_comment)]
+    Man(docs::ManArgs),
 }
 
 /// Parses an address, with a message that says what was expected.
@@ -166,6 +179,8 @@ fn main() -> ExitCode {
             Cmd::Testnet(args) => testnet::run(args).await,
             Cmd::TestnetWorker(args) => testnet::worker(args).await,
             Cmd::Bench(args) => bench::run(args).await,
+            Cmd::Completions(args) => docs::completions(args),
+            Cmd::Man(args) => docs::man(args),
         }
     });
     match result {
