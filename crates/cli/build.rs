@@ -1,5 +1,5 @@
 //! Finds the external tools some of the `cairn` package's tests drive (Chromium, Python,
-//! Prometheus) and, for each one missing, sets a `cfg` that marks its tests `#[ignore]` with
+//! Prometheus, systemd-analyze and strace) and, for each one missing, sets a `cfg` that marks its tests `#[ignore]` with
 //! the reason. `cargo test` then shows the skip in its normal output
 //! (`test … ignored, needs Chromium: …`) and counts it in the summary line, instead of a pass
 //! whose reason only `--nocapture` shows.
@@ -22,7 +22,7 @@ struct Tool {
     found: fn(&[PathBuf]) -> bool,
 }
 
-const TOOLS: [Tool; 3] = [
+const TOOLS: [Tool; 4] = [
     Tool {
         missing_cfg: "cairn_no_chromium",
         require: "CAIRN_REQUIRE_BROWSER",
@@ -58,6 +58,11 @@ const TOOLS: [Tool; 3] = [
         missing_cfg: "cairn_no_prometheus",
         require: "CAIRN_REQUIRE_PROMETHEUS",
         found: |path| on_path(path, &["prometheus"]) && on_path(path, &["promtool"]),
+    },
+    Tool {
+        missing_cfg: "cairn_no_systemd",
+        require: "CAIRN_REQUIRE_SYSTEMD",
+        found: |path| on_path(path, &["systemd-analyze"]) && on_path(path, &["strace"]),
     },
 ];
 
