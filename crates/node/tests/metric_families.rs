@@ -2,12 +2,14 @@
 //! documents is in a fresh node's first scrape (an alert needs a series before the first
 //! event), and a delete is counted and shown as a `delete`, not as the put of its tombstone.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use cairn_testnet::{Silent, Testnet};
-use prometheus_parse::{Sample, Scrape, Value};
+use common::{samples, value};
 use rand::SeedableRng;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -28,25 +30,6 @@ async fn metrics_text(api: SocketAddr) -> String {
     let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     body.to_owned()
-}
-
-fn samples(text: &str) -> Vec<Sample> {
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    Scrape::parse(lines).expect("Prometheus text").samples
-}
-
-/// The value of the sample `name` whose labels include `labels` (0 if there is none).
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-            Value::Summary(_) => 0.0,
-        })
-        .sum()
 }
 
 /// Every `cairn_*` name in the README's metrics table (the rows that start with one).

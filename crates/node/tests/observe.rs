@@ -12,7 +12,8 @@ use cairn_node::view::{HeldItem, Ring};
 use cairn_node::{Activity, Config, Dht};
 use cairn_testnet::{Silent, Testnet};
 use common::Client;
-use prometheus_parse::{Sample, Scrape, Value};
+use common::value;
+use prometheus_parse::Sample;
 use rand::SeedableRng;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -44,22 +45,7 @@ async fn scrape(api: SocketAddr) -> Vec<Sample> {
     let (status, content_type, body) = http_get(api, "/metrics").await;
     assert_eq!(status, 200);
     assert!(content_type.starts_with("application/openmetrics-text"));
-    let lines = body.lines().map(|l| Ok(l.to_owned()));
-    Scrape::parse(lines).expect("Prometheus text").samples
-}
-
-/// The value of the sample `name` whose labels include `labels` (0 if there is none).
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-            Value::Summary(_) => 0.0,
-        })
-        .sum()
+    common::samples(&body)
 }
 
 async fn five_joined() -> (Testnet, SocketAddr) {

@@ -330,3 +330,27 @@ pub fn store_message(id: u64, value: &[u8]) -> Vec<u8> {
         ("item", item),
     ])
 }
+
+/// The samples of a `/metrics` answer in Prometheus's text format.
+pub fn samples(text: &str) -> Vec<prometheus_parse::Sample> {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    prometheus_parse::Scrape::parse(lines)
+        .expect("Prometheus text")
+        .samples
+}
+
+/// The value of the sample `name` whose labels include `labels`, summed over the samples that
+/// match (0 if there is none); a histogram counts its observations.
+pub fn value(samples: &[prometheus_parse::Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    use prometheus_parse::Value;
+    samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
