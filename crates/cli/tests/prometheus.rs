@@ -256,10 +256,12 @@ impl Prometheus {
 }
 
 /// What the test compares, read from the nodes themselves: each node's `cairn_lookups_total`
-/// series from its own `/metrics`, and its `/v1/status` `peers`.
+/// series from its own `/metrics`, and its `/v1/status` `lookups` (every command ended) and
+/// `peers`.
 #[derive(Debug, PartialEq)]
 struct Reading {
     lookups: BTreeMap<String, BTreeMap<Series, f64>>,
+    status_lookups: BTreeMap<String, f64>,
     peers: BTreeMap<String, f64>,
 }
 
@@ -268,6 +270,13 @@ fn read_nodes(apis: &[SocketAddr]) -> Reading {
         lookups: apis
             .iter()
             .map(|api| (api.to_string(), own_samples(*api, "cairn_lookups_total")))
+            .collect(),
+        status_lookups: apis
+            .iter()
+            .map(|api| {
+                let lookups = status(*api)["lookups"].as_f64().expect("lookups");
+                (api.to_string(), lookups)
+            })
             .collect(),
         peers: apis
             .iter()
@@ -340,6 +349,14 @@ fn prometheus_scrapes_three_nodes_and_agrees_with_their_status() {
     assert_eq!(
         scraped, reading.lookups,
         "cairn_lookups_total in Prometheus is what the nodes serve"
+    );
+    let lookups: BTreeMap<String, f64> = scraped
+        .iter()
+        .map(|(instance, series)| (instance.clone(), series.values().sum()))
+        .collect();
+    assert_eq!(
+        lookups, reading.status_lookups,
+        "cairn_lookups_total in Prometheus, summed, is each node's /v1/status lookups"
     );
     let peers: BTreeMap<String, f64> = peers
         .into_iter()

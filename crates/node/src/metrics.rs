@@ -101,6 +101,9 @@ pub(crate) struct Metrics {
     pub(crate) requests_sent: Family<RequestLabels, Counter>,
     pub(crate) request_duration: Histograms<RequestLabel>,
     pub(crate) lookups: Family<LookupLabels, Counter>,
+    /// Every command ended, whatever its operation and outcome: the sum of [`Self::lookups`],
+    /// kept apart for `/v1/status` (not registered: the family is what a scrape shows).
+    pub(crate) lookups_ended: Counter,
     pub(crate) lookup_duration: Histograms<OperationLabel>,
     pub(crate) lookup_hops: Histograms<OperationLabel>,
     /// Outgoing connections opened (TCP and cairn handshake).
@@ -123,7 +126,7 @@ pub(crate) struct Metrics {
     pub(crate) requests_rate_limited: Counter,
     /// Stores answered 429 because their host passed `store_rate`.
     pub(crate) stores_rate_limited: Counter,
-    /// Stores answered 429 because their network held its share of the store.
+    /// Stores answered 429 because their subnet held its share of the store.
     pub(crate) stores_over_share: Counter,
     /// Frames that were not valid messages.
     pub(crate) invalid_messages: Counter,
@@ -167,6 +170,7 @@ impl Metrics {
             requests_sent: Family::default(),
             request_duration: Family::new_with_constructor(seconds),
             lookups: Family::default(),
+            lookups_ended: Counter::default(),
             lookup_duration: Family::new_with_constructor(seconds),
             lookup_hops: Family::new_with_constructor(hops),
             connections_opened: Counter::default(),

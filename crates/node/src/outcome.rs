@@ -62,6 +62,9 @@ pub struct Status {
     pub uptime_s: u64,
     /// cairn's version.
     pub version: String,
+    /// Commands (lookups) ended since start, whatever their operation and outcome: the sum
+    /// of `cairn_lookups_total`.
+    pub lookups: u64,
     /// Requests sent to peers.
     pub requests_sent: u64,
     /// Requests from peers answered.

@@ -525,6 +525,7 @@ impl<S: Store> Driver<S> {
             items: self.node.store().len(),
             uptime_s: self.clock.uptime().as_secs(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            lookups: count(&counters.lookups_ended),
             requests_sent: stats.requests_sent,
             requests_handled: stats.requests_handled,
             requests_failed: stats.requests_failed,

@@ -146,6 +146,7 @@ impl Observer {
                 outcome: outcome.as_str(),
             })
             .inc();
+        m.lookups_ended.inc();
         m.lookup_duration
             .get_or_create(&labels)
             .observe(stats.duration.as_secs_f64());
