@@ -143,9 +143,11 @@ pub fn default_data_dir() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Cmd::Node(args) = &cli.command
-        && let Some(path) = args.check_config()
-    {
+    let check = match &cli.command {
+        Cmd::Node(args) => args.check_config(),
+        _ => None,
+    };
+    if let Some(path) = check {
         return node::check_config(path);
     }
     logging::init(

@@ -134,7 +134,8 @@ const BINARY_KEYS: [(&str, &str); 5] = [
     ),
     (
         "api_allowed_hosts",
-        "Host names the API answers to besides loopback ones and its own (a reverse proxy's).",
+        "Names of reverse proxies the API answers to besides loopback ones and its own;\n\
+         a change through one needs the token in DATA_DIR/api.token.",
     ),
     (
         "metrics",
@@ -242,12 +243,8 @@ pub fn check_config(path: &Path) -> ExitCode {
 async fn resolve(addrs: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
     let mut out = Vec::new();
     for addr in addrs {
-        let found = tokio::net::lookup_host(addr.as_str())
-            .await
-            .with_context(|| {
-                format!("cannot resolve bootstrap address {addr:?} (expected host:port)")
-            })?;
-        out.extend(found.take(1));
+        // One rule for every address the binary takes (a name's first IPv4 address first).
+        out.push(crate::resolve_addr(addr, "bootstrap address").await?);
     }
     Ok(out)
 }
@@ -313,13 +310,16 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         token: None,
         allowed_origins: api_allowed_origins,
         allowed_hosts: api_allowed_hosts,
+        own_host: host_name(&api_text),
     };
-    access.allowed_hosts.extend(host_name(&api_text));
-    if let Some(dir) = &config.data_dir {
+    let data_dir = config.data_dir.clone();
+
+    // The node checks the data directory's format before it reads a file of it; the API's
+    // token comes after.
+    let dht = cairn_node::start(config).await?;
+    if let Some(dir) = &data_dir {
         access.token = Some(ApiToken::load_or_create(dir)?);
     }
-
-    let dht = cairn_node::start(config).await?;
     let status = dht.status().await.context("the node stopped at once")?;
     crate::logging::set_node_id(status.node_id);
     let app = cairn_node::api::router(dht.clone());

@@ -219,8 +219,10 @@ fn an_api_bound_beyond_loopback_takes_changes_with_its_token_only() {
 }
 
 #[test]
-fn a_node_does_not_serve_its_api_beyond_loopback_without_a_token() {
-    // A corrupt token file leaves the node without one: it refuses to start, and says why.
+fn a_corrupt_token_file_stops_the_node_and_is_named() {
+    // A corrupt token file is never replaced (it may be the one clients hold): the node stops
+    // and names it. That an API beyond loopback will not start without any token is the
+    // guard's own test (`beyond_loopback_needs_a_token_to_start` in the node's api/access.rs).
     let dir = temp_dir("access-no-token");
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("api.token"), "not a token\n").expect("written");
@@ -285,8 +287,22 @@ fn an_origin_the_config_allows_may_change_things_with_cors() {
     // Another origin still is not, and gets no CORS header.
     let head = format!("PUT /v1/items/x HTTP/1.1\r\nHost: {api}\r\nOrigin: https://other.example");
     assert_eq!(request(api, &head, "v").0, 403);
-    // A host name the config lists is served.
-    let head = format!("GET /v1/status HTTP/1.1\r\nHost: node.lan:{}", api.port());
+    // A host name the config lists (a reverse proxy's) is served...
+    let head = format!("GET /v1/status HTTP/1.1\r\nHost: NODE.lan.:{}", api.port());
     assert_eq!(request(api, &head, "").0, 200);
+    // ...but a change through it needs the token, though the API is on loopback: the proxy
+    // passes on requests from anywhere.
+    let head = format!("PUT /v1/items/x HTTP/1.1\r\nHost: node.lan:{}", api.port());
+    assert_eq!(request(api, &head, "v").0, 401);
+    let token = std::fs::read_to_string(dir.join("data").join("api.token")).expect("a token");
+    let head = format!(
+        "PUT /v1/items/x HTTP/1.1\r\nHost: node.lan:{}\r\nAuthorization: Bearer {}",
+        api.port(),
+        token.trim()
+    );
+    assert_eq!(request(api, &head, "v").0, 200);
+    // Addressed to the API itself, a change on loopback needs none.
+    let head = format!("PUT /v1/items/y HTTP/1.1\r\nHost: {api}");
+    assert_eq!(request(api, &head, "v").0, 200);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,8 +16,10 @@
 //!    headers their pages need, preflight included.
 //! 3. **Token.** When the API is bound beyond loopback, a request that changes anything must
 //!    carry `Authorization: Bearer TOKEN` with the node's [`ApiToken`], or is refused with
-//!    401. On loopback the token is not needed, and not checked: whoever reaches a loopback
-//!    API is on this machine already.
+//!    401. So must a change addressed to a name of [`Access::allowed_hosts`] wherever the API
+//!    is bound: those are the names of reverse proxies, which pass on requests from beyond this
+//!    machine to a loopback API. Otherwise, on loopback, the token is not needed, and not
+//!    checked: whoever reaches a loopback API directly is on this machine already.
 //!
 //! Reads need no token: what they show (items, peers, counters) is what the network shares
 //! anyway. The dashboard is same-origin, so it passes all three on loopback.
@@ -42,9 +44,22 @@ pub struct Access {
     /// Web origins (`scheme://host[:port]`, say `https://app.example`) whose pages may
     /// change things through the API, besides its own. Default none.
     pub allowed_origins: Vec<String>,
-    /// Host names, besides the loopback ones, that requests may be addressed to (say the
-    /// name given in `--api`, or a reverse proxy's). Default none.
+    /// Names of reverse proxies that requests may be addressed to. A change addressed to one
+    /// needs the token wherever the API is bound (a proxy passes on requests from beyond this
+    /// machine), and is refused when there is no token. Default none.
     pub allowed_hosts: Vec<String>,
+    /// The name the API's own address was given by (`--api NAME:PORT`), which requests may be
+    /// addressed to as to the address itself. Default none.
+    pub own_host: Option<String>,
+}
+
+/// How a request's `Host` was let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Addressed {
+    /// To this API itself: a loopback name, its address, or its own name.
+    Directly,
+    /// To a reverse proxy's name ([`Access::allowed_hosts`]).
+    ThroughProxy,
 }
 
 /// Whether an API bound to `addr` is reachable from beyond this machine.
@@ -63,7 +78,15 @@ pub(super) struct Guard {
 
 impl Guard {
     /// The guard of a server bound to `bound`, or why it must not start.
-    pub(super) fn new(access: Access, bound: SocketAddr) -> std::io::Result<Self> {
+    pub(super) fn new(mut access: Access, bound: SocketAddr) -> std::io::Result<Self> {
+        // Compared as `host_name` leaves a Host: lower case, no final dot.
+        for name in access
+            .allowed_hosts
+            .iter_mut()
+            .chain(access.own_host.as_mut())
+        {
+            *name = host_name(name);
+        }
         let required = if beyond_loopback(bound) {
             let token = access.token.clone().ok_or_else(|| {
                 std::io::Error::new(
@@ -87,22 +110,28 @@ impl Guard {
         })
     }
 
+    #[cfg(test)]
     fn host_allowed(&self, host: &str) -> bool {
+        self.addressed(host).is_some()
+    }
+
+    /// How a request addressed to `host` is let through, if it is.
+    fn addressed(&self, host: &str) -> Option<Addressed> {
         let name = host_name(host);
-        if name == "localhost" || self.access.allowed_hosts.iter().any(|h| h == &name) {
-            return true;
+        if name == "localhost" || self.access.own_host.as_ref() == Some(&name) {
+            return Some(Addressed::Directly);
         }
-        match name
+        if self.access.allowed_hosts.contains(&name) {
+            return Some(Addressed::ThroughProxy);
+        }
+        let ip = name
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse::<IpAddr>()
-        {
-            Ok(ip) => {
-                let ip = ip.to_canonical();
-                ip.is_loopback() || ip == self.bound || self.bound.is_unspecified()
-            }
-            Err(_) => false,
-        }
+            .ok()?
+            .to_canonical();
+        (ip.is_loopback() || ip == self.bound || self.bound.is_unspecified())
+            .then_some(Addressed::Directly)
     }
 
     fn origin_allowed(&self, origin: &str, host: &str) -> bool {
@@ -132,7 +161,7 @@ impl Guard {
         let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
             return Some(forbidden("a request needs a Host header".into()).into_response());
         };
-        if !self.host_allowed(host) {
+        let Some(addressed) = self.addressed(host) else {
             return Some(
                 forbidden(format!(
                     "requests addressed to {host:?} are refused (a defence against DNS \
@@ -141,7 +170,7 @@ impl Guard {
                 ))
                 .into_response(),
             );
-        }
+        };
         if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
             return None;
         }
@@ -155,13 +184,26 @@ impl Guard {
                 .into_response(),
             );
         }
-        match &self.required {
+        let required = match addressed {
+            Addressed::Directly => self.required.as_ref(),
+            Addressed::ThroughProxy => self.access.token.as_ref(),
+        };
+        if addressed == Addressed::ThroughProxy && required.is_none() {
+            return Some(
+                forbidden(format!(
+                    "a change through {host:?}, a reverse proxy's name, needs the node's token, \
+                     and this node has none"
+                ))
+                .into_response(),
+            );
+        }
+        match required {
             Some(token) if !self.token_offered(headers, token) => {
                 let mut response = ApiError::new(
                     StatusCode::UNAUTHORIZED,
-                    "this API is reachable beyond loopback and takes changes only with its \
-                     token: send `Authorization: Bearer TOKEN`, TOKEN being the contents of \
-                     the node's DATA_DIR/api.token (the cairn CLI reads it there, or takes \
+                    "this API is reachable beyond this machine and takes changes only with \
+                     its token: send `Authorization: Bearer TOKEN`, TOKEN being the contents \
+                     of the node's DATA_DIR/api.token (the cairn CLI reads it there, or takes \
                      --token or CAIRN_API_TOKEN)",
                 )
                 .into_response();

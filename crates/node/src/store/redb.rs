@@ -270,9 +270,7 @@ impl RedbStore {
     /// Finishes every queued write and stops the writer thread.
     pub fn close(&mut self) {
         self.writer.take();
-        if let Some(thread) = self.thread.take()
-            && let Err(panic) = thread.join()
-        {
+        if let Some(Err(panic)) = self.thread.take().map(|thread| thread.join()) {
             // The writer reports a commit that panics; this is a panic outside of one.
             let panic = writer::panic_text(panic.as_ref());
             tracing::error!("the store's writer thread panicked: {panic}");
