@@ -462,16 +462,7 @@ fn the_node_makes_only_system_calls_the_units_filter_allows() {
     node_args.extend(["--bootstrap", &peer_listen]);
     let mut traced = Deployed::start_under(&strace, &args, &node_args, "syscalls-node");
     traced.wait_healthy();
-    let put = Command::new(CAIRN)
-        .args(["put", "greeting", "hello", "--api", &traced.api])
-        .output()
-        .expect("cairn put runs");
-    assert!(
-        put.status.success(),
-        "{}",
-        String::from_utf8_lossy(&put.stderr)
-    );
-    let key = String::from_utf8_lossy(&put.stdout).trim().to_owned();
+    let key = common::put(&traced.api, "greeting", "hello");
     let got = Command::new(CAIRN)
         .args(["get", &key, "--api", &peer.api])
         .output()

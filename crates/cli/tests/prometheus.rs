@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{CAIRN, free_addr, spawn_node, temp_dir};
+use common::{free_addr, spawn_node, temp_dir};
 use serde_json::Value;
 
 /// How long any one wait in these tests may take.
@@ -308,15 +308,7 @@ fn prometheus_scrapes_three_nodes_and_agrees_with_their_status() {
             .then_some(())
     });
     // The workload: one put through b's API, then nothing more.
-    let put = Command::new(CAIRN)
-        .args(["put", "greeting", "hello", "--api", &b.to_string()])
-        .output()
-        .expect("cairn put runs");
-    assert!(
-        put.status.success(),
-        "{}",
-        String::from_utf8_lossy(&put.stderr)
-    );
+    common::put(&b.to_string(), "greeting", "hello");
 
     let prometheus = Prometheus::start(&binary, &apis);
     wait_for("every target to be up", || {

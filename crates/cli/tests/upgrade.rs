@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{CAIRN, free_addr, temp_dir};
+use common::{free_addr, temp_dir};
 
 fn copy_of_fixture(name: &str) -> PathBuf {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/tests/fixtures/v0-datadir");
@@ -45,16 +45,7 @@ fn the_binary_refuses_a_newer_format_naming_both_versions() {
     let dir = copy_of_fixture("upgrade-newer");
     std::fs::write(dir.join("format"), "2\n").expect("written");
     let (listen, api) = (free_addr(), free_addr());
-    let output = Command::new(CAIRN)
-        .args([
-            "node",
-            "--listen",
-            &listen.to_string(),
-            "--api",
-            &api.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(&dir)
+    let output = common::node_command(&dir, listen, api)
         .stdin(Stdio::null())
         .output()
         .expect("cairn node runs");

@@ -26,6 +26,34 @@ pub fn spawn_node(dir: &Path, listen: SocketAddr, api: SocketAddr, extra: &[&str
     spawn_node_logging(dir, listen, api, extra, "warn", Stdio::null())
 }
 
+/// `cairn node` on `dir`, listening for peers on `listen` and serving its API on `api`, not
+/// yet run.
+pub fn node_command(dir: &Path, listen: SocketAddr, api: SocketAddr) -> Command {
+    let mut command = Command::new(CAIRN);
+    command
+        .args(["node", "--listen", &listen.to_string()])
+        .args(["--api", &api.to_string()])
+        .arg("--data-dir")
+        .arg(dir);
+    command
+}
+
+/// `cairn put NAME VALUE` through the API at `api`; returns what it printed (the item's
+/// `PUBLIC_KEY/NAME`), failing the test if it failed.
+#[allow(dead_code)]
+pub fn put(api: &str, name: &str, value: &str) -> String {
+    let put = Command::new(CAIRN)
+        .args(["put", name, value, "--api", api])
+        .output()
+        .expect("cairn put runs");
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    String::from_utf8_lossy(&put.stdout).trim().to_owned()
+}
+
 /// Starts `cairn node` as [`spawn_node`] does, logging by `rust_log` to `stderr`.
 pub fn spawn_node_logging(
     dir: &Path,
@@ -35,16 +63,7 @@ pub fn spawn_node_logging(
     rust_log: &str,
     stderr: Stdio,
 ) -> Child {
-    Command::new(CAIRN)
-        .args([
-            "node",
-            "--listen",
-            &listen.to_string(),
-            "--api",
-            &api.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir)
+    node_command(dir, listen, api)
         .args(extra)
         .env("RUST_LOG", rust_log)
         .stdout(Stdio::null())
