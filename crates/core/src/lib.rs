@@ -31,10 +31,13 @@
 //!
 //! - [`wire`]: messages and items to and from MessagePack payloads, the one path from
 //!   untrusted bytes to a verified [`Message`] or [`Item`];
-//! - [`netstring`]: the framing of payloads on a byte stream.
+//! - [`netstring`]: the framing of payloads on a byte stream;
+//! - [`datagram`]: the datagram plane, [`datagram::Plane`], with its settings, events and the
+//!   layouts of its five datagrams (whose constants would crowd the root).
 #![deny(missing_docs)]
 
 mod config;
+pub mod datagram;
 mod handshake;
 mod id;
 mod item;

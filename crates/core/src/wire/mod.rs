@@ -7,6 +7,7 @@
 //! shape without recursion (the `depth` module), deserializes, then converts field by field, verifying
 //! every item's signature on the way.
 
+mod datagram;
 mod depth;
 
 use std::net::SocketAddr;
@@ -26,6 +27,8 @@ const MAX_DEPTH: usize = 16;
 
 /// The most contacts a `nodes` answer may carry (k).
 pub const MAX_NODES: usize = 20;
+
+pub use datagram::{Body, MAX_PARTS, decode_body, encode_body};
 
 #[derive(Serialize, Deserialize, Default)]
 struct WireMessage {
@@ -63,6 +66,12 @@ struct WireMessage {
     code: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     message: Option<String>,
+    /// Datagrams only: which part of a split `nodes` answer this is, from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    part: Option<u8>,
+    /// Datagrams only: how many parts a split `nodes` answer has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parts: Option<u8>,
 }
 
 #[derive(Serialize, Deserialize, Default)]

@@ -1,0 +1,1447 @@
+//! The datagram plane (`docs/protocol.md`, "Datagrams"): requests and answers over UDP, in
+//! sessions whose first exchange is one round trip, as a state machine with no I/O.
+//!
+//! A [`Plane`] sits between a [`Node`](crate::Node) and a UDP socket. It takes the node's
+//! requests ([`Plane::send`]), the datagrams that arrive ([`Plane::handle_datagram`]), the
+//! node's answers to peers ([`Plane::answer`]) and the time ([`Plane::handle_timeout`]); it
+//! hands back datagrams to send ([`Plane::poll_datagram`]), and what the node must hear
+//! ([`Plane::poll_event`]): a peer's request, an answer, a failure, a peer whose address is
+//! now proven, or a request the plane cannot carry and that must go over TCP.
+//!
+//! The rules, each in one place:
+//! - a first exchange is an `initial` (padded to 1,200 bytes, signed, carrying the request in
+//!   the clear) answered by an `accept` (signed, carrying the answer sealed): one round trip,
+//!   after which both sides hold two ChaCha20-Poly1305 keys from an X25519 agreement and no
+//!   further public-key operation is needed;
+//! - an address is proven when its node shows it read what was sent there: the responder's by
+//!   its `accept`, the initiator's by its first `data`. Until then the responder sends at most
+//!   three times the bytes it received (RFC 9000, section 8), takes no `store`, and the
+//!   initiator enters no routing table ([`PlaneEvent::Verified`] marks the moment);
+//! - every `data` has a packet number; a number seen before, or older than the last 64, is
+//!   refused, so a replayed datagram does nothing;
+//! - a request unanswered after its contact's retransmission timeout is sent again, a bounded
+//!   number of times; a retransmitted request is answered from the answers kept, never handled
+//!   twice;
+//! - an address that never answers an `initial` goes over TCP for a while ([`PlaneEvent::Fallback`]),
+//!   as do requests that need a stream (`listen`) or do not fit in a datagram.
+
+mod packet;
+mod session;
+mod suite;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sha2::{Digest, Sha512};
+
+use crate::id::NodeId;
+use crate::message::{Contact, ErrorCode, ErrorReply, Message, NetworkName, Request, Response};
+use crate::node::{Requester, Transmit};
+use crate::rtt::RttTable;
+use crate::time::Time;
+use crate::wire::{self, Body, MAX_PARTS};
+
+pub use packet::{
+    ACCEPT, ACCEPT_HEADER, DATA, DATA_HEADER, FLAG_ANNOUNCE, INITIAL, MAX_DATAGRAM, REFUSE,
+    UNKNOWN, VERSION,
+};
+pub use suite::{Real, Simulated, Suite, TAG_LEN};
+
+use packet::{Accept, Initial};
+use session::{ANSWERS_KEPT, Open, Sent, Session, State, Window, derive_keys};
+
+/// The plane's settings.
+#[derive(Clone, Debug)]
+pub struct PlaneConfig {
+    /// The network name, as in the TCP handshake.
+    pub network: NetworkName,
+    /// Whether this node takes requests at the address it sends from (a node that listens):
+    /// peers add it to their routing tables only if so.
+    pub announce: bool,
+    /// Sessions kept at most; past it, the one idle longest is dropped.
+    pub max_sessions: usize,
+    /// A session with no datagram either way for this long is dropped.
+    pub session_idle: Duration,
+    /// How many times a request is sent in all before it fails.
+    pub tries: u32,
+    /// How many times an `initial` is sent before its address is taken for one that does not
+    /// speak datagrams, and its requests go over TCP.
+    pub initial_tries: u32,
+    /// The retransmission timeout of a contact with no round-trip estimate.
+    pub initial_rto: Duration,
+    /// The least and most retransmission timeout.
+    pub min_rto: Duration,
+    /// The most retransmission timeout.
+    pub max_rto: Duration,
+    /// How long an address that never answered on UDP is reached over TCP only.
+    pub fallback_for: Duration,
+    /// How long an answer is kept for a retransmitted request.
+    pub answers_for: Duration,
+}
+
+impl PlaneConfig {
+    /// cairn's defaults on `network`. Why each: `docs/design.md`, "Datagrams".
+    pub fn new(network: NetworkName) -> Self {
+        PlaneConfig {
+            network,
+            announce: true,
+            max_sessions: 4_096,
+            session_idle: Duration::from_secs(300),
+            tries: 3,
+            initial_tries: 3,
+            initial_rto: Duration::from_millis(400),
+            min_rto: Duration::from_millis(100),
+            max_rto: Duration::from_secs(2),
+            fallback_for: Duration::from_secs(600),
+            answers_for: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where an answer goes: the session a request came in and the request's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Reply {
+    /// The session (this node's id for it).
+    pub session: u64,
+    /// The request's id.
+    pub id: u64,
+}
+
+/// Why a request over datagrams failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatagramFailure {
+    /// No answer after every try.
+    NoAnswer,
+    /// The node at the address is not the one expected.
+    UnexpectedPeer(NodeId),
+    /// The peer refused the `initial` (426: another version or network).
+    Refused {
+        /// The code.
+        code: ErrorCode,
+        /// The peer's message.
+        message: String,
+    },
+}
+
+/// What the plane reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlaneEvent {
+    /// A peer's request: answer it with [`Plane::answer`] and `reply`.
+    Request {
+        /// Where the answer goes.
+        reply: Reply,
+        /// Who asked: `verified` once its address is proven, `addr` if it announces one.
+        from: Requester,
+        /// The request.
+        request: Request,
+    },
+    /// The answer to this node's request `id`, from a peer whose key and address are proven.
+    Response {
+        /// The peer.
+        from: Contact,
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        response: Response,
+    },
+    /// This node's request `id` failed.
+    Failed {
+        /// The request's id.
+        id: u64,
+        /// Why.
+        reason: DatagramFailure,
+    },
+    /// A request to send over TCP instead: it needs a stream, does not fit, or its peer does
+    /// not answer datagrams.
+    Fallback(Transmit),
+    /// A peer proved its address (and it announces one): it may enter the routing table.
+    Verified(Requester),
+}
+
+/// Counters since the plane started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlaneStats {
+    /// Datagrams handed in.
+    pub datagrams_in: u64,
+    /// Datagrams handed out.
+    pub datagrams_out: u64,
+    /// Bytes handed in.
+    pub bytes_in: u64,
+    /// Bytes handed out.
+    pub bytes_out: u64,
+    /// Sessions this node opened (its `initial` was accepted).
+    pub sessions_initiated: u64,
+    /// Sessions peers opened (this node sent an `accept`).
+    pub sessions_accepted: u64,
+    /// Sessions held now.
+    pub sessions: u64,
+    /// Datagrams refused as malformed: a bad layout, an `initial` not padded to 1,200 bytes,
+    /// a body that is not a message.
+    pub malformed: u64,
+    /// `initial`s and `accept`s whose signature did not verify.
+    pub bad_signature: u64,
+    /// `data`s whose tag did not verify.
+    pub bad_tag: u64,
+    /// `data`s refused as replayed (a packet number seen, or too old).
+    pub replayed: u64,
+    /// Datagrams for a session from another address than the session's, or for a session
+    /// this node does not hold.
+    pub stray: u64,
+    /// Datagrams not sent because the peer's address is not proven and they would exceed
+    /// three times what it sent.
+    pub amplification_limited: u64,
+    /// Requests sent again.
+    pub retransmits: u64,
+    /// Retransmitted requests answered from the answers kept.
+    pub duplicates: u64,
+    /// Requests handed to TCP.
+    pub fallbacks: u64,
+    /// `store`s refused because they came in an `initial` (the address is not proven).
+    pub unproven_stores: u64,
+}
+
+/// A request of this node's out over datagrams.
+#[derive(Debug)]
+struct Outgoing {
+    transmit: Transmit,
+    /// Its body (MessagePack), sent again as it is.
+    body: Vec<u8>,
+    /// The session it went on (this node's id), `None` while it waits for one.
+    session: Option<u64>,
+    tries: u32,
+    rto: Duration,
+    /// When it was last sent.
+    sent: Time,
+    /// When to send it again or give up.
+    next: Time,
+    /// The parts of a split `nodes` answer received so far.
+    parts: Vec<Option<Vec<Contact>>>,
+    /// A `ping` the plane sent itself to open a session for a `store`.
+    internal: bool,
+}
+
+/// The datagram plane of one node.
+pub struct Plane<C: Suite> {
+    suite: C,
+    public_key: [u8; 32],
+    id: NodeId,
+    config: PlaneConfig,
+    random: Random,
+    sessions: HashMap<u64, Session>,
+    /// The open session requests to an address go on, else the one being opened.
+    by_addr: HashMap<SocketAddr, u64>,
+    /// Requests out, by id.
+    pending: BTreeMap<u64, Outgoing>,
+    /// Addresses that did not answer an `initial`, and until when they are reached over TCP.
+    tcp_only: HashMap<SocketAddr, Time>,
+    datagrams: Vec<(SocketAddr, Vec<u8>)>,
+    events: Vec<PlaneEvent>,
+    rtt: RttTable,
+    stats: PlaneStats,
+    /// Ids of the plane's own `ping`s: counting down from `u64::MAX`, far from the node's.
+    next_internal: u64,
+    /// When idle sessions and old answers were last dropped.
+    swept: Time,
+}
+
+/// How often idle sessions and kept answers are swept.
+const SWEEP: Duration = Duration::from_secs(5);
+
+impl<C: Suite> Plane<C> {
+    /// A plane for the node whose keys `suite` holds; `seed` (32 random bytes from the
+    /// operating system, or the simulator's seed) makes its session ids and ephemeral keys.
+    pub fn new(suite: C, config: PlaneConfig, seed: [u8; 32], now: Time) -> Self {
+        let public_key = suite.public_key();
+        Plane {
+            id: NodeId::of_public_key(&public_key),
+            public_key,
+            suite,
+            config,
+            random: Random::new(seed),
+            sessions: HashMap::new(),
+            by_addr: HashMap::new(),
+            pending: BTreeMap::new(),
+            tcp_only: HashMap::new(),
+            datagrams: Vec::new(),
+            events: Vec::new(),
+            rtt: RttTable::default(),
+            stats: PlaneStats::default(),
+            next_internal: u64::MAX,
+            swept: now,
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> PlaneStats {
+        PlaneStats {
+            sessions: self.sessions.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PlaneConfig {
+        &self.config
+    }
+
+    /// Requests out and not yet answered.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The next datagram to send, and where.
+    pub fn poll_datagram(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        if self.datagrams.is_empty() {
+            self.datagrams = Vec::new();
+            return None;
+        }
+        Some(self.datagrams.remove(0))
+    }
+
+    /// The next thing the node must hear.
+    pub fn poll_event(&mut self) -> Option<PlaneEvent> {
+        if self.events.is_empty() {
+            self.events = Vec::new();
+            return None;
+        }
+        Some(self.events.remove(0))
+    }
+
+    /// When to call [`Plane::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let next = self.pending.values().map(|p| p.next).min();
+        let sweep =
+            (!self.sessions.is_empty() || !self.tcp_only.is_empty()).then(|| self.swept + SWEEP);
+        next.into_iter().chain(sweep).min()
+    }
+
+    /// A peer at `addr` was found not to speak datagrams (it dialed over TCP without saying it
+    /// does): reach it over TCP for a while.
+    pub fn speaks_tcp_only(&mut self, now: Time, addr: SocketAddr) {
+        self.tcp_only.insert(addr, now + self.config.fallback_for);
+    }
+
+    /// Sends `transmit` (a request of the node's, from `poll_transmit`) over datagrams, or
+    /// hands it back as a [`PlaneEvent::Fallback`] when it cannot go that way.
+    pub fn send(&mut self, now: Time, transmit: Transmit) {
+        let body = match &transmit.request {
+            Request::Listen { .. } | Request::Unlisten { .. } => None,
+            _ => wire::encode_body(&Body::Message(Message::Request {
+                id: transmit.id,
+                request: transmit.request.clone(),
+            }))
+            .ok()
+            .filter(|body| body.len() <= data_room()),
+        };
+        let tcp_only = self
+            .tcp_only
+            .get(&transmit.to.addr)
+            .is_some_and(|until| *until > now);
+        match body {
+            Some(body) if !tcp_only => {
+                let rto = self.rto(transmit.to.id.as_ref());
+                let outgoing = Outgoing {
+                    body,
+                    session: None,
+                    tries: 0,
+                    rto,
+                    sent: now,
+                    next: now,
+                    parts: Vec::new(),
+                    internal: false,
+                    transmit,
+                };
+                let id = outgoing.transmit.id;
+                self.pending.insert(id, outgoing);
+                self.dispatch(now, id);
+            }
+            _ => self.fall_back(transmit),
+        }
+    }
+
+    /// Answers the request `reply` names with `response`. An answer to a session that is gone
+    /// is dropped (the peer will ask again or give up).
+    pub fn answer(&mut self, now: Time, reply: Reply, response: Response) {
+        let Some(session) = self.sessions.get_mut(&reply.session) else {
+            return;
+        };
+        session.last = now;
+        let addr = session.addr;
+        let Some(open) = session.open() else {
+            return;
+        };
+        open.serving.retain(|id| *id != reply.id);
+        let first_in_accept = open.accept_for == Some(reply.id);
+        let first_room = if first_in_accept {
+            accept_room()
+        } else {
+            data_room()
+        };
+        let bodies = answer_bodies(reply.id, response, first_room);
+        if open.answers.len() >= ANSWERS_KEPT {
+            open.answers.pop_front();
+        }
+        open.answers.push_back(Sent {
+            id: reply.id,
+            bodies: bodies.clone(),
+            at: now,
+            repeats: 0,
+        });
+        let mut bodies = bodies.into_iter();
+        if first_in_accept {
+            open.accept_for = None;
+            if let Some(body) = bodies.next() {
+                let accept = self.seal_accept(reply.session, &body);
+                self.send_limited(reply.session, addr, accept.clone());
+                if let Some(open) = self.open_mut(reply.session) {
+                    open.accept = Some(accept);
+                }
+            }
+        }
+        for body in bodies {
+            self.send_data(reply.session, &body);
+        }
+    }
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        match bytes.first() {
+            Some(&INITIAL) => self.on_initial(now, from, bytes),
+            Some(&ACCEPT) => self.on_accept(now, from, bytes),
+            Some(&DATA) => self.on_data(now, from, bytes),
+            Some(&UNKNOWN) => self.on_unknown(now, from, bytes),
+            Some(&REFUSE) => self.on_refuse(from, bytes),
+            _ => self.stats.malformed += 1,
+        }
+    }
+
+    /// Time has reached `now`: requests past their timeout are sent again or given up, idle
+    /// sessions and old answers dropped.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let due: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.next <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.retry(now, id);
+        }
+        if now >= self.swept + SWEEP {
+            self.swept = now;
+            self.sweep(now);
+        }
+    }
+
+    // --- sending --------------------------------------------------------------------------
+
+    /// Sends pending request `id` on its address's session, opening one if there is none.
+    fn dispatch(&mut self, now: Time, id: u64) {
+        let Some(outgoing) = self.pending.get(&id) else {
+            return;
+        };
+        let to = outgoing.transmit.to;
+        let is_store = matches!(outgoing.transmit.request, Request::Store { .. });
+        match self.by_addr.get(&to.addr).copied() {
+            Some(sid) if self.sessions.get(&sid).is_some_and(Session::is_open) => {
+                let peer = self.sessions.get(&sid).and_then(|s| s.peer);
+                if let (Some(expected), Some(peer)) = (to.id, peer) {
+                    if expected != peer {
+                        self.pending.remove(&id);
+                        self.events.push(PlaneEvent::Failed {
+                            id,
+                            reason: DatagramFailure::UnexpectedPeer(peer),
+                        });
+                        return;
+                    }
+                }
+                let body = self
+                    .pending
+                    .get(&id)
+                    .map(|p| p.body.clone())
+                    .unwrap_or_default();
+                self.send_data(sid, &body);
+                self.armed(now, id, Some(sid));
+            }
+            Some(sid) => {
+                // An `initial` is on its way: this request follows once it is accepted, and
+                // shares its fate until then.
+                let next = self
+                    .pending
+                    .values()
+                    .filter(|p| p.session == Some(sid))
+                    .map(|p| p.next)
+                    .min();
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.session = Some(sid);
+                    p.next = next.unwrap_or(now + p.rto);
+                }
+            }
+            None if is_store => {
+                // A `store` needs a proven address: open the session with a `ping` first.
+                let ping = self.next_internal;
+                self.next_internal -= 1;
+                let transmit = Transmit {
+                    id: ping,
+                    to,
+                    request: Request::Ping,
+                };
+                let body = wire::encode_body(&Body::Message(Message::Request {
+                    id: ping,
+                    request: Request::Ping,
+                }))
+                .unwrap_or_default();
+                let rto = self.rto(to.id.as_ref());
+                self.pending.insert(
+                    ping,
+                    Outgoing {
+                        transmit,
+                        body,
+                        session: None,
+                        tries: 0,
+                        rto,
+                        sent: now,
+                        next: now,
+                        parts: Vec::new(),
+                        internal: true,
+                    },
+                );
+                self.dispatch(now, ping);
+                self.dispatch(now, id);
+            }
+            None => self.initiate(now, id),
+        }
+    }
+
+    /// Opens a session to request `id`'s address with an `initial` carrying it.
+    fn initiate(&mut self, now: Time, id: u64) {
+        let Some(outgoing) = self.pending.get(&id) else {
+            return;
+        };
+        let (to, body) = (outgoing.transmit.to, outgoing.body.clone());
+        let network = self.config.network.as_str().as_bytes().to_vec();
+        if body.len() > Initial::room(network.len()) {
+            let outgoing = self.pending.remove(&id);
+            if let Some(outgoing) = outgoing {
+                self.fall_back(outgoing.transmit);
+            }
+            return;
+        }
+        let secret = self.random.bytes32();
+        let sid = self.fresh_sid();
+        let mut initial = Initial {
+            flags: if self.config.announce {
+                FLAG_ANNOUNCE
+            } else {
+                0
+            },
+            sid,
+            ephemeral: C::ephemeral_public(&secret),
+            public_key: self.public_key,
+            network,
+            body,
+            signature: [0; 64],
+        };
+        initial.signature = self
+            .suite
+            .sign(&Initial::signed_message(&initial.signed_part()));
+        let bytes = initial.encode();
+        self.make_room();
+        self.sessions.insert(
+            sid,
+            Session {
+                addr: to.addr,
+                peer: None,
+                announce: true,
+                state: State::Initiating {
+                    secret,
+                    initial: bytes.clone(),
+                    expected: to.id,
+                    carried: id,
+                },
+                last: now,
+            },
+        );
+        self.by_addr.insert(to.addr, sid);
+        self.push_datagram(to.addr, bytes);
+        self.armed(now, id, Some(sid));
+    }
+
+    /// Request `id` went out (again) on session `sid`: when to try again.
+    fn armed(&mut self, now: Time, id: u64, sid: Option<u64>) {
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.tries += 1;
+            p.session = sid;
+            p.sent = now;
+            p.next = now + p.rto;
+            p.rto = (p.rto * 2).min(self.config.max_rto);
+        }
+    }
+
+    /// Request `id`'s time ran out: send it again, or give up.
+    fn retry(&mut self, now: Time, id: u64) {
+        let Some(p) = self.pending.get(&id) else {
+            return;
+        };
+        let (tries, session, addr) = (p.tries, p.session, p.transmit.to.addr);
+        let state = session.and_then(|sid| self.sessions.get(&sid).map(|s| (sid, s.is_open())));
+        match state {
+            Some((sid, false)) => {
+                // Still opening: the `initial` carried this request, or it waits behind it.
+                if tries >= self.config.initial_tries {
+                    self.no_datagrams(now, sid, addr);
+                } else if self.carried_by(sid) == Some(id) {
+                    if let Some(Session {
+                        state: State::Initiating { initial, .. },
+                        ..
+                    }) = self.sessions.get(&sid)
+                    {
+                        let bytes = initial.clone();
+                        self.push_datagram(addr, bytes);
+                        self.stats.retransmits += 1;
+                    }
+                    self.armed(now, id, Some(sid));
+                } else if let Some(p) = self.pending.get_mut(&id) {
+                    p.next = now + p.rto;
+                }
+            }
+            Some((sid, true)) if tries >= self.config.tries => {
+                // Out of tries. The parts of a split `nodes` answer that did arrive are an
+                // answer still: any of a peer's closest contacts help a lookup.
+                let partial = self.pending.get_mut(&id).and_then(|p| {
+                    let nodes: Vec<Contact> = p.parts.drain(..).flatten().flatten().collect();
+                    (!nodes.is_empty()).then_some(nodes)
+                });
+                match partial {
+                    Some(nodes) => self.deliver(now, sid, id, Response::Nodes(nodes)),
+                    None => self.give_up(id),
+                }
+            }
+            _ if tries >= self.config.tries => self.give_up(id),
+            Some((sid, true)) => {
+                let body = self
+                    .pending
+                    .get(&id)
+                    .map(|p| p.body.clone())
+                    .unwrap_or_default();
+                self.send_data(sid, &body);
+                self.stats.retransmits += 1;
+                self.armed(now, id, Some(sid));
+            }
+            None => {
+                // Its session is gone (the peer forgot it): open another.
+                self.stats.retransmits += 1;
+                self.dispatch(now, id);
+            }
+        }
+    }
+
+    /// Request `id` had no answer after every try.
+    fn give_up(&mut self, id: u64) {
+        if self.pending.remove(&id).is_some_and(|p| !p.internal) {
+            self.events.push(PlaneEvent::Failed {
+                id,
+                reason: DatagramFailure::NoAnswer,
+            });
+        }
+    }
+
+    /// The request an opening session's `initial` carries.
+    fn carried_by(&self, sid: u64) -> Option<u64> {
+        match self.sessions.get(&sid) {
+            Some(Session {
+                state: State::Initiating { carried, .. },
+                ..
+            }) => Some(*carried),
+            _ => None,
+        }
+    }
+
+    /// `addr` never answered session `sid`'s `initial`: it is reached over TCP for a while,
+    /// and every request waiting on the session goes there now.
+    fn no_datagrams(&mut self, now: Time, sid: u64, addr: SocketAddr) {
+        self.remove_session(sid);
+        self.tcp_only.insert(addr, now + self.config.fallback_for);
+        let waiting: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.session == Some(sid))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if let Some(p) = self.pending.remove(&id) {
+                if !p.internal {
+                    self.fall_back(p.transmit);
+                }
+            }
+        }
+    }
+
+    fn fall_back(&mut self, transmit: Transmit) {
+        self.stats.fallbacks += 1;
+        self.events.push(PlaneEvent::Fallback(transmit));
+    }
+
+    /// Seals `body` into a `data` on open session `sid` and sends it, within the
+    /// amplification limit.
+    fn send_data(&mut self, sid: u64, body: &[u8]) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let addr = session.addr;
+        let Some(open) = session.open() else {
+            return;
+        };
+        let pn = open.next_pn;
+        open.next_pn += 1;
+        let header = packet::data_header(open.peer_sid, pn);
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(&C::seal(&open.send_key, pn, &header, body));
+        self.send_limited(sid, addr, bytes);
+    }
+
+    /// The `accept` of responder session `sid`, carrying `body`.
+    fn seal_accept(&mut self, sid: u64, body: &[u8]) -> Vec<u8> {
+        let Some(open) = self.open_mut(sid) else {
+            return Vec::new();
+        };
+        let pn = open.next_pn;
+        open.next_pn += 1;
+        let (header, key) = (open_accept_header(open), open.send_key);
+        let mut bytes = header.clone();
+        bytes.extend_from_slice(&C::seal(&key, pn, &header, body));
+        bytes
+    }
+
+    /// Sends `bytes` on session `sid` if the amplification limit allows it.
+    fn send_limited(&mut self, sid: u64, addr: SocketAddr, bytes: Vec<u8>) {
+        if let Some(open) = self.open_mut(sid) {
+            if !open.may_send(bytes.len()) {
+                self.stats.amplification_limited += 1;
+                return;
+            }
+            if !open.proven {
+                open.sent += bytes.len();
+            }
+        }
+        self.push_datagram(addr, bytes);
+    }
+
+    fn push_datagram(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += bytes.len() as u64;
+        self.datagrams.push((to, bytes));
+    }
+
+    // --- receiving ------------------------------------------------------------------------
+
+    fn on_initial(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        if bytes.len() != MAX_DATAGRAM {
+            // Not padded: answering it could amplify; not even a refusal goes back.
+            self.stats.malformed += 1;
+            return;
+        }
+        let Some(initial) =
+            Initial::parse(bytes).filter(|_| packet::version(bytes) == Some(VERSION))
+        else {
+            let sid = bytes
+                .get(3..11)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            let refusal = packet::refuse(
+                sid,
+                ErrorCode::MISMATCH,
+                "this node speaks datagram version 2",
+            );
+            self.stats.malformed += 1;
+            self.push_datagram(from, refusal);
+            return;
+        };
+        if initial.network != self.config.network.as_str().as_bytes() {
+            let message = format!("this node is on network {:?}", self.config.network.as_str());
+            self.push_datagram(
+                from,
+                packet::refuse(initial.sid, ErrorCode::MISMATCH, &message),
+            );
+            return;
+        }
+        // A repeat of an `initial` already accepted: the `accept` went missing.
+        if let Some(sid) = self.repeated_initial(from, &initial) {
+            let accept = self.sessions.get_mut(&sid).and_then(|s| {
+                s.last = now;
+                let open = s.open()?;
+                open.received += bytes.len();
+                open.accept.clone()
+            });
+            if let Some(accept) = accept {
+                self.stats.duplicates += 1;
+                self.send_limited(sid, from, accept);
+            }
+            return;
+        }
+        let signed = Initial::signed_message(&initial.signed_part());
+        if !C::verify(&initial.public_key, &signed, &initial.signature) {
+            self.stats.bad_signature += 1;
+            return;
+        }
+        let Ok(body) = wire::decode_body(&initial.body) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let Body::Message(Message::Request { id, request }) = body else {
+            self.stats.malformed += 1;
+            return;
+        };
+        // Open the session.
+        let secret = self.random.bytes32();
+        let ephemeral = C::ephemeral_public(&secret);
+        let shared = C::agree(&secret, &initial.ephemeral);
+        let (forward, back) = derive_keys(
+            &shared,
+            (&initial.ephemeral, &initial.public_key),
+            (&ephemeral, &self.public_key),
+        );
+        let sid = self.fresh_sid();
+        let network = initial.network.clone();
+        let signature = self.suite.sign(&Accept::signed_message(
+            &network,
+            (initial.sid, &initial.ephemeral, &initial.public_key),
+            (sid, &ephemeral, &self.public_key),
+        ));
+        let header = Accept {
+            initiator_sid: initial.sid,
+            sid,
+            ephemeral,
+            public_key: self.public_key,
+            signature,
+        }
+        .header();
+        let peer = NodeId::of_public_key(&initial.public_key);
+        let announce = initial.flags & FLAG_ANNOUNCE != 0;
+        self.make_room();
+        self.sessions.insert(
+            sid,
+            Session {
+                addr: from,
+                peer: Some(peer),
+                announce,
+                state: State::Open(Box::new(Open {
+                    peer_sid: initial.sid,
+                    send_key: back,
+                    recv_key: forward,
+                    next_pn: 0,
+                    window: Window::default(),
+                    proven: false,
+                    received: bytes.len(),
+                    sent: 0,
+                    accept_for: Some(id),
+                    accept: None,
+                    initial_key: Some(initial.ephemeral),
+                    serving: vec![id],
+                    answers: Default::default(),
+                    header: Some(header),
+                })),
+                last: now,
+            },
+        );
+        self.stats.sessions_accepted += 1;
+        let from_requester = requester(peer, from, announce, false, sid);
+        let reply = Reply { session: sid, id };
+        match request {
+            Request::Ping | Request::FindNode { .. } | Request::FindValue { .. } => {
+                self.events.push(PlaneEvent::Request {
+                    reply,
+                    from: from_requester,
+                    request,
+                });
+            }
+            Request::Store { .. } => {
+                self.stats.unproven_stores += 1;
+                let refusal = ErrorReply::new(
+                    ErrorCode::BAD_REQUEST,
+                    "a store needs a session: send it after the accept",
+                );
+                self.answer(now, reply, Response::Error(refusal));
+            }
+            Request::Listen { .. } | Request::Unlisten { .. } => {
+                let refusal = ErrorReply::new(ErrorCode::BAD_REQUEST, "listen goes over TCP");
+                self.answer(now, reply, Response::Error(refusal));
+            }
+        }
+    }
+
+    /// The responder session an `initial` repeats, if any: same address, session id and key.
+    fn repeated_initial(&self, from: SocketAddr, initial: &Initial) -> Option<u64> {
+        self.sessions.iter().find_map(|(sid, s)| match &s.state {
+            State::Open(open)
+                if s.addr == from
+                    && open.peer_sid == initial.sid
+                    && open.initial_key == Some(initial.ephemeral) =>
+            {
+                Some(*sid)
+            }
+            _ => None,
+        })
+    }
+
+    fn on_accept(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        let Some((accept, header, sealed)) = Accept::parse(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let sid = accept.initiator_sid;
+        let Some(session) = self.sessions.get(&sid).filter(|s| s.addr == from) else {
+            self.stats.stray += 1;
+            return;
+        };
+        let State::Initiating {
+            secret, expected, ..
+        } = &session.state
+        else {
+            // Accepted already: a repeat.
+            self.stats.stray += 1;
+            return;
+        };
+        let (secret, expected) = (*secret, *expected);
+        let ephemeral = C::ephemeral_public(&secret);
+        let network = self.config.network.as_str().as_bytes();
+        let signed = Accept::signed_message(
+            network,
+            (sid, &ephemeral, &self.public_key),
+            (accept.sid, &accept.ephemeral, &accept.public_key),
+        );
+        if !C::verify(&accept.public_key, &signed, &accept.signature) {
+            self.stats.bad_signature += 1;
+            return;
+        }
+        let peer = NodeId::of_public_key(&accept.public_key);
+        let shared = C::agree(&secret, &accept.ephemeral);
+        let (forward, back) = derive_keys(
+            &shared,
+            (&ephemeral, &self.public_key),
+            (&accept.ephemeral, &accept.public_key),
+        );
+        let Some(body) = C::open(&back, 0, header, sealed) else {
+            self.stats.bad_tag += 1;
+            return;
+        };
+        if expected.is_some_and(|e| e != peer) {
+            self.fail_session(sid, DatagramFailure::UnexpectedPeer(peer));
+            return;
+        }
+        let mut window = Window::default();
+        window.mark(0);
+        if let Some(session) = self.sessions.get_mut(&sid) {
+            session.peer = Some(peer);
+            session.last = now;
+            session.state = State::Open(Box::new(Open {
+                peer_sid: accept.sid,
+                send_key: forward,
+                recv_key: back,
+                next_pn: 1,
+                window,
+                proven: true,
+                received: 0,
+                sent: 0,
+                accept_for: None,
+                accept: None,
+                initial_key: None,
+                serving: Vec::new(),
+                answers: Default::default(),
+                header: None,
+            }));
+        }
+        self.stats.sessions_initiated += 1;
+        self.by_addr.insert(from, sid);
+        self.on_body(now, sid, &body);
+        // The requests that waited for the session go now; if none, a `confirm` proves this
+        // node's address, so that the peer may add it to its table.
+        let waiting: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.session == Some(sid) && p.tries == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        if waiting.is_empty() && self.config.announce {
+            self.send_data(sid, &[]);
+        }
+        for id in waiting {
+            self.dispatch(now, id);
+        }
+    }
+
+    fn on_data(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        let Some((sid, pn, header, sealed)) = packet::parse_data(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            self.stats.stray += 1;
+            self.push_datagram(from, packet::unknown(sid));
+            return;
+        };
+        if session.addr != from {
+            self.stats.stray += 1;
+            return;
+        }
+        let (peer, announce) = (session.peer, session.announce);
+        let Some(open) = session.open() else {
+            self.stats.stray += 1;
+            return;
+        };
+        if !open.window.fresh(pn) {
+            self.stats.replayed += 1;
+            return;
+        }
+        let Some(body) = C::open(&open.recv_key, pn, header, sealed) else {
+            self.stats.bad_tag += 1;
+            return;
+        };
+        open.window.mark(pn);
+        let newly_proven = !open.proven;
+        if newly_proven {
+            open.proven = true;
+            open.accept = None;
+            open.header = None;
+        }
+        session.last = now;
+        if newly_proven {
+            self.by_addr.entry(from).or_insert(sid);
+            if let (Some(peer), true) = (peer, announce) {
+                self.events
+                    .push(PlaneEvent::Verified(requester(peer, from, true, true, sid)));
+            }
+        }
+        if !body.is_empty() {
+            self.on_body(now, sid, &body);
+        }
+    }
+
+    /// A body that arrived in open session `sid`.
+    fn on_body(&mut self, now: Time, sid: u64, body: &[u8]) {
+        let Ok(body) = wire::decode_body(body) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        match body {
+            Body::Message(Message::Request { id, request }) => {
+                self.on_request(now, sid, id, request)
+            }
+            Body::Message(Message::Response { id, response }) => {
+                self.on_response(now, sid, id, response)
+            }
+            Body::NodesPart {
+                id,
+                part,
+                parts,
+                nodes,
+            } => self.on_part(now, sid, id, part, parts, nodes),
+            Body::Held { id } => {
+                if self.answered_on(sid, id) {
+                    if let Some(p) = self.pending.remove(&id) {
+                        self.fall_back(p.transmit);
+                    }
+                }
+            }
+            Body::Message(_) => self.stats.malformed += 1,
+        }
+    }
+
+    fn on_request(&mut self, now: Time, sid: u64, id: u64, request: Request) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let (peer, addr, announce) = (session.peer, session.addr, session.announce);
+        let Some(open) = session.open() else {
+            return;
+        };
+        if open.serving.contains(&id) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if let Some(sent) = open.answers.iter_mut().find(|s| s.id == id) {
+            sent.repeats += 1;
+            let mut bodies = sent.bodies.clone();
+            let turn = sent.repeats % bodies.len().max(1);
+            bodies.rotate_left(turn);
+            self.stats.duplicates += 1;
+            for body in bodies {
+                self.send_data(sid, &body);
+            }
+            return;
+        }
+        let Some(peer) = peer else {
+            return;
+        };
+        let reply = Reply { session: sid, id };
+        match request {
+            Request::Listen { .. } | Request::Unlisten { .. } => {
+                open.serving.push(id);
+                let refusal = ErrorReply::new(ErrorCode::BAD_REQUEST, "listen goes over TCP");
+                self.answer(now, reply, Response::Error(refusal));
+            }
+            request => {
+                open.serving.push(id);
+                self.events.push(PlaneEvent::Request {
+                    reply,
+                    from: requester(peer, addr, announce, true, sid),
+                    request,
+                });
+            }
+        }
+    }
+
+    /// Whether request `id` is out on the session `sid` (so an answer there is its answer).
+    fn answered_on(&self, sid: u64, id: u64) -> bool {
+        let Some(p) = self.pending.get(&id) else {
+            return false;
+        };
+        self.sessions
+            .get(&sid)
+            .is_some_and(|s| s.addr == p.transmit.to.addr)
+    }
+
+    fn on_response(&mut self, now: Time, sid: u64, id: u64, response: Response) {
+        if !self.answered_on(sid, id) {
+            self.stats.stray += 1;
+            return;
+        }
+        self.deliver(now, sid, id, response);
+    }
+
+    fn on_part(&mut self, now: Time, sid: u64, id: u64, part: u8, parts: u8, nodes: Vec<Contact>) {
+        if !self.answered_on(sid, id) {
+            self.stats.stray += 1;
+            return;
+        }
+        let Some(p) = self.pending.get_mut(&id) else {
+            return;
+        };
+        if p.parts.len() != usize::from(parts) {
+            p.parts = vec![None; usize::from(parts)];
+        }
+        p.parts[usize::from(part)] = Some(nodes);
+        if p.parts.iter().all(Option::is_some) {
+            let all: Vec<Contact> = p
+                .parts
+                .drain(..)
+                .flatten()
+                .flatten()
+                .take(wire::MAX_NODES)
+                .collect();
+            self.deliver(now, sid, id, Response::Nodes(all));
+        }
+    }
+
+    /// Request `id` was answered on session `sid`.
+    fn deliver(&mut self, now: Time, sid: u64, id: u64, response: Response) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
+        let (Some(peer), addr) = (session.peer, session.addr) else {
+            return;
+        };
+        if p.tries == 1 {
+            // Karn's rule: only a request sent once times its round trip.
+            self.rtt.sample(&peer, now.since(p.sent));
+        }
+        if !p.internal {
+            self.events.push(PlaneEvent::Response {
+                from: Contact::new(peer, addr),
+                id,
+                response,
+            });
+        }
+    }
+
+    fn on_unknown(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        let Some(peer_sid) = packet::parse_unknown(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        // Only a session to that address, under the id the peer chose, can be named: an
+        // off-path attacker does not know the id.
+        let gone = self.sessions.iter().find_map(|(sid, s)| match &s.state {
+            State::Open(open) if s.addr == from && open.peer_sid == peer_sid => Some(*sid),
+            _ => None,
+        });
+        if let Some(sid) = gone {
+            self.remove_session(sid);
+            for p in self.pending.values_mut().filter(|p| p.session == Some(sid)) {
+                // Sent again at once, in a new session.
+                p.session = None;
+                p.next = now;
+            }
+        }
+    }
+
+    fn on_refuse(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let Some((sid, code, message)) = packet::parse_refuse(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let opening = self
+            .sessions
+            .get(&sid)
+            .is_some_and(|s| s.addr == from && !s.is_open());
+        if opening {
+            self.fail_session(sid, DatagramFailure::Refused { code, message });
+        } else {
+            self.stats.stray += 1;
+        }
+    }
+
+    /// Fails every request on session `sid` with `reason` and drops the session.
+    fn fail_session(&mut self, sid: u64, reason: DatagramFailure) {
+        self.remove_session(sid);
+        let ids: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.session == Some(sid))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(p) = self.pending.remove(&id) {
+                if !p.internal {
+                    self.events.push(PlaneEvent::Failed {
+                        id,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    // --- bookkeeping ----------------------------------------------------------------------
+
+    fn open_mut(&mut self, sid: u64) -> Option<&mut Open> {
+        self.sessions.get_mut(&sid).and_then(Session::open)
+    }
+
+    fn remove_session(&mut self, sid: u64) {
+        if let Some(session) = self.sessions.remove(&sid) {
+            if self.by_addr.get(&session.addr) == Some(&sid) {
+                self.by_addr.remove(&session.addr);
+                // Another open session to the address, if any, takes over.
+                let other = self
+                    .sessions
+                    .iter()
+                    .find(|(_, s)| s.addr == session.addr && s.is_open())
+                    .map(|(sid, _)| *sid);
+                if let Some(other) = other {
+                    self.by_addr.insert(session.addr, other);
+                }
+            }
+        }
+    }
+
+    /// Makes room for one more session: drops the one idle longest when the table is full.
+    fn make_room(&mut self) {
+        if self.sessions.len() < self.config.max_sessions {
+            return;
+        }
+        let oldest = self
+            .sessions
+            .iter()
+            .min_by_key(|(_, s)| s.last)
+            .map(|(sid, _)| *sid);
+        if let Some(sid) = oldest {
+            self.remove_session(sid);
+        }
+    }
+
+    /// Drops idle sessions, old answers and expired TCP-only marks.
+    fn sweep(&mut self, now: Time) {
+        let idle = self.config.session_idle;
+        let busy: std::collections::HashSet<u64> =
+            self.pending.values().filter_map(|p| p.session).collect();
+        let stale: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(sid, s)| now.since(s.last) >= idle && !busy.contains(sid))
+            .map(|(sid, _)| *sid)
+            .collect();
+        for sid in stale {
+            self.remove_session(sid);
+        }
+        let keep = self.config.answers_for;
+        for session in self.sessions.values_mut() {
+            if let Some(open) = session.open() {
+                open.answers.retain(|a| now.since(a.at) < keep);
+                if open.answers.is_empty() {
+                    open.answers = Default::default();
+                }
+            }
+        }
+        self.tcp_only.retain(|_, until| *until > now);
+    }
+
+    fn fresh_sid(&mut self) -> u64 {
+        loop {
+            let sid = self.random.u64();
+            if sid != 0 && !self.sessions.contains_key(&sid) {
+                return sid;
+            }
+        }
+    }
+
+    /// The retransmission timeout of a request to `id`.
+    fn rto(&self, id: Option<&NodeId>) -> Duration {
+        let known = id.is_some_and(|id| {
+            self.rtt.timeout(Some(id), Duration::ZERO, Duration::MAX) < Duration::MAX
+        });
+        if known {
+            self.rtt
+                .timeout(id, self.config.min_rto, self.config.max_rto)
+        } else {
+            self.config.initial_rto
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+}
+
+/// The header of responder session `open`'s `accept`.
+fn open_accept_header(open: &Open) -> Vec<u8> {
+    open.header.clone().unwrap_or_default()
+}
+
+/// A requester as the node sees it.
+fn requester(id: NodeId, from: SocketAddr, announce: bool, verified: bool, sid: u64) -> Requester {
+    Requester {
+        id,
+        addr: announce.then_some(from),
+        verified,
+        source: from.ip(),
+        connection: sid,
+    }
+}
+
+/// Bytes of body a `data` can carry.
+fn data_room() -> usize {
+    MAX_DATAGRAM - DATA_HEADER - TAG_LEN
+}
+
+/// Bytes of body an `accept` can carry.
+fn accept_room() -> usize {
+    MAX_DATAGRAM - ACCEPT_HEADER - TAG_LEN
+}
+
+/// The bodies answering request `id` with `response`: one, or the parts of a `nodes` answer
+/// too large for one datagram, or `held` for an item that does not fit. The first body must
+/// fit `first_room` bytes (an `accept`'s), the others a `data`'s.
+fn answer_bodies(id: u64, response: Response, first_room: usize) -> Vec<Vec<u8>> {
+    let encode = |body: &Body| wire::encode_body(body).unwrap_or_default();
+    let whole = encode(&Body::Message(Message::Response {
+        id,
+        response: response.clone(),
+    }));
+    if whole.len() <= first_room {
+        return vec![whole];
+    }
+    match response {
+        Response::Nodes(nodes) => {
+            let mut parts: Vec<Vec<Contact>> = Vec::new();
+            let mut current: Vec<Contact> = Vec::new();
+            for contact in nodes {
+                let room = if parts.is_empty() {
+                    first_room
+                } else {
+                    data_room()
+                };
+                current.push(contact);
+                let size = encode(&Body::NodesPart {
+                    id,
+                    part: MAX_PARTS - 1,
+                    parts: MAX_PARTS,
+                    nodes: current.clone(),
+                })
+                .len();
+                if size > room && current.len() > 1 {
+                    let last = current.pop();
+                    parts.push(std::mem::take(&mut current));
+                    current.extend(last);
+                }
+            }
+            if !current.is_empty() {
+                parts.push(current);
+            }
+            parts.truncate(usize::from(MAX_PARTS));
+            let count = u8::try_from(parts.len()).unwrap_or(MAX_PARTS);
+            if count == 1 {
+                let nodes = parts.pop().unwrap_or_default();
+                return vec![encode(&Body::Message(Message::Response {
+                    id,
+                    response: Response::Nodes(nodes),
+                }))];
+            }
+            parts
+                .into_iter()
+                .enumerate()
+                .map(|(i, nodes)| {
+                    encode(&Body::NodesPart {
+                        id,
+                        part: u8::try_from(i).unwrap_or(0),
+                        parts: count,
+                        nodes,
+                    })
+                })
+                .collect()
+        }
+        Response::Value(_) => vec![encode(&Body::Held { id })],
+        _ => {
+            let refusal =
+                ErrorReply::new(ErrorCode::INTERNAL, "the answer does not fit in a datagram");
+            vec![encode(&Body::Message(Message::Response {
+                id,
+                response: Response::Error(refusal),
+            }))]
+        }
+    }
+}
+
+/// Random bytes from a 32-byte seed: SHA-512 over the seed and a counter. The driver seeds it
+/// from the operating system, the simulator from its run's seed.
+struct Random {
+    seed: [u8; 32],
+    counter: u64,
+}
+
+impl Random {
+    fn new(seed: [u8; 32]) -> Self {
+        Random { seed, counter: 0 }
+    }
+
+    fn block(&mut self) -> [u8; 64] {
+        self.counter += 1;
+        let mut h = Sha512::new();
+        h.update(self.seed);
+        h.update(self.counter.to_be_bytes());
+        h.finalize().into()
+    }
+
+    fn bytes32(&mut self) -> [u8; 32] {
+        let mut out = [0; 32];
+        out.copy_from_slice(&self.block()[..32]);
+        out
+    }
+
+    fn u64(&mut self) -> u64 {
+        let block = self.block();
+        let mut out = [0; 8];
+        out.copy_from_slice(&block[..8]);
+        u64::from_be_bytes(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! One session: the keys two nodes agreed on in their first exchange, the packet numbers each
+//! side has used and seen, and what the responder may still send to an address that has not
+//! proven itself.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use sha2::{Digest, Sha512};
+
+use super::packet::SESSION_TAG;
+use crate::id::NodeId;
+use crate::time::Time;
+
+/// The two keys of a session: from initiator to responder, and back.
+pub(super) fn derive_keys(
+    shared: &[u8; 32],
+    initiator: (&[u8; 32], &[u8; 32]),
+    responder: (&[u8; 32], &[u8; 32]),
+) -> ([u8; 32], [u8; 32]) {
+    let mut h = Sha512::new();
+    h.update(SESSION_TAG);
+    h.update(shared);
+    h.update(initiator.0);
+    h.update(responder.0);
+    h.update(initiator.1);
+    h.update(responder.1);
+    let okm: [u8; 64] = h.finalize().into();
+    let mut forward = [0; 32];
+    let mut back = [0; 32];
+    forward.copy_from_slice(&okm[..32]);
+    back.copy_from_slice(&okm[32..]);
+    (forward, back)
+}
+
+/// Which packet numbers have arrived: the highest, and the 64 below it. Anything older than
+/// the window, or seen already, is a replay (or too late to matter) and is refused.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Window {
+    highest: Option<u64>,
+    /// Bit i set: `highest - i` arrived.
+    seen: u64,
+}
+
+impl Window {
+    /// Whether `pn` may be taken (not seen, not older than the window).
+    pub(super) fn fresh(&self, pn: u64) -> bool {
+        match self.highest {
+            None => true,
+            Some(h) if pn > h => true,
+            Some(h) => {
+                let back = h - pn;
+                back < 64 && self.seen & (1 << back) == 0
+            }
+        }
+    }
+
+    /// Records `pn` as arrived (after its tag verified).
+    pub(super) fn mark(&mut self, pn: u64) {
+        match self.highest {
+            None => {
+                self.highest = Some(pn);
+                self.seen = 1;
+            }
+            Some(h) if pn > h => {
+                let shift = pn - h;
+                self.seen = if shift >= 64 { 0 } else { self.seen << shift };
+                self.seen |= 1;
+                self.highest = Some(pn);
+            }
+            Some(h) => self.seen |= 1 << (h - pn),
+        }
+    }
+}
+
+/// An answer sent in a session, kept a short while so that a retransmitted request is
+/// answered again without being handled twice.
+#[derive(Clone, Debug)]
+pub(super) struct Sent {
+    pub(super) id: u64,
+    pub(super) bodies: Vec<Vec<u8>>,
+    pub(super) at: Time,
+    /// How many times it was sent again: each time the parts go in another order, so that a
+    /// link that loses the same position every time still delivers each part.
+    pub(super) repeats: usize,
+}
+
+/// A session's state.
+#[derive(Debug)]
+pub(super) enum State {
+    /// This node sent an `initial` and waits for the `accept`.
+    Initiating {
+        /// The ephemeral secret.
+        secret: [u8; 32],
+        /// The `initial`'s bytes, sent again as they are.
+        initial: Vec<u8>,
+        /// The node id the initiator means to reach, if it knows one.
+        expected: Option<NodeId>,
+        /// The request the `initial` carries.
+        carried: u64,
+    },
+    /// Keys agreed: `data` flows both ways.
+    Open(Box<Open>),
+}
+
+/// An open session.
+#[derive(Debug)]
+pub(super) struct Open {
+    /// The session id the peer receives under: what this node's `data` carries.
+    pub(super) peer_sid: u64,
+    pub(super) send_key: [u8; 32],
+    pub(super) recv_key: [u8; 32],
+    /// The next packet number to send.
+    pub(super) next_pn: u64,
+    pub(super) window: Window,
+    /// Whether the peer's address is proven: the initiator's by its first `data` (it read the
+    /// `accept` there); the responder's by its `accept` (it answered a fresh key sent there).
+    pub(super) proven: bool,
+    /// Until the peer's address is proven: bytes received from it and sent to it. At most three
+    /// times the first may be sent.
+    pub(super) received: usize,
+    pub(super) sent: usize,
+    /// Responder only: the request its `accept` answers, until the answer is given.
+    pub(super) accept_for: Option<u64>,
+    /// Responder only, until the initiator's address is proven: the `accept` sent, to send
+    /// again when the `initial` comes again.
+    pub(super) accept: Option<Vec<u8>>,
+    /// The peer's ephemeral key and session id from its `initial` (responder only): how a
+    /// repeated `initial` is recognised.
+    pub(super) initial_key: Option<[u8; 32]>,
+    /// Responder only, until its `accept` is sent: that `accept`'s header.
+    pub(super) header: Option<Vec<u8>>,
+    /// Requests received and not yet answered.
+    pub(super) serving: Vec<u64>,
+    /// Answers sent lately.
+    pub(super) answers: VecDeque<Sent>,
+}
+
+/// Answers kept per session for retransmitted requests.
+pub(super) const ANSWERS_KEPT: usize = 8;
+
+/// One session with one peer at one address.
+#[derive(Debug)]
+pub(super) struct Session {
+    pub(super) addr: SocketAddr,
+    /// The peer's id, once its signature verified.
+    pub(super) peer: Option<NodeId>,
+    /// The peer takes requests at `addr` and may enter routing tables.
+    pub(super) announce: bool,
+    pub(super) state: State,
+    /// When a datagram of this session last arrived or left.
+    pub(super) last: Time,
+}
+
+impl Session {
+    /// The open session's state, if it is open.
+    pub(super) fn open(&mut self) -> Option<&mut Open> {
+        match &mut self.state {
+            State::Open(open) => Some(open),
+            State::Initiating { .. } => None,
+        }
+    }
+
+    /// Whether this session is open.
+    pub(super) fn is_open(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+}
+
+impl Open {
+    /// Whether `len` more bytes may go to the peer: always once its address is proven, else
+    /// while the total stays within three times what it sent (RFC 9000, section 8).
+    pub(super) fn may_send(&self, len: usize) -> bool {
+        self.proven || self.sent + len <= 3 * self.received
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_refuses_repeats_and_the_too_old() {
+        let mut w = Window::default();
+        assert!(w.fresh(5));
+        w.mark(5);
+        assert!(!w.fresh(5));
+        assert!(w.fresh(4));
+        w.mark(4);
+        assert!(!w.fresh(4));
+        w.mark(100);
+        assert!(!w.fresh(100));
+        assert!(w.fresh(99));
+        assert!(w.fresh(37));
+        assert!(!w.fresh(36), "64 below the highest is out of the window");
+        assert!(!w.fresh(5));
+        w.mark(99);
+        assert!(!w.fresh(99));
+        w.mark(300);
+        assert!(w.fresh(299) && !w.fresh(300) && !w.fresh(99));
+    }
+}

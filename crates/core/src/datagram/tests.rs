@@ -1,0 +1,599 @@
+//! The plane between two or three nodes, datagrams carried by hand: what each rule lets
+//! through and what it stops.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+
+use super::*;
+use crate::item::{ImmutableItem, Item};
+use crate::message::Peer;
+
+const T0: Time = Time::from_millis(1_000_000);
+
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, n], 4000))
+}
+
+fn plane(n: u8, network: &str) -> Plane<Real> {
+    let key = SigningKey::from_bytes(&[n; 32]);
+    let config = PlaneConfig::new(NetworkName::new(network).unwrap_or_else(|_| unreachable!()));
+    Plane::new(Real::new(key), config, [n; 32], T0)
+}
+
+fn id_of(n: u8) -> NodeId {
+    NodeId::of_public_key(&SigningKey::from_bytes(&[n; 32]).verifying_key().to_bytes())
+}
+
+fn transmit(id: u64, to: u8, expected: bool, request: Request) -> Transmit {
+    Transmit {
+        id,
+        to: Peer {
+            id: expected.then(|| id_of(to)),
+            addr: addr(to),
+        },
+        request,
+    }
+}
+
+fn find_node(id: u64, to: u8) -> Transmit {
+    transmit(id, to, true, Request::FindNode { target: id_of(99) })
+}
+
+fn drain<C: Suite>(p: &mut Plane<C>) -> (Vec<(SocketAddr, Vec<u8>)>, Vec<PlaneEvent>) {
+    let mut datagrams = Vec::new();
+    while let Some(d) = p.poll_datagram() {
+        datagrams.push(d);
+    }
+    let mut events = Vec::new();
+    while let Some(e) = p.poll_event() {
+        events.push(e);
+    }
+    (datagrams, events)
+}
+
+/// Two nodes, 1 and 2, and what went between them.
+struct Pair {
+    a: Plane<Real>,
+    b: Plane<Real>,
+    now: Time,
+    /// Every datagram carried, as (from, to, bytes).
+    log: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Datagrams each node sent so far: the `drop` predicate sees the sender's count.
+    count_a: usize,
+    count_b: usize,
+    events_a: Vec<PlaneEvent>,
+}
+
+impl Pair {
+    fn new() -> Self {
+        Pair {
+            a: plane(1, "cairn"),
+            b: plane(2, "cairn"),
+            now: T0,
+            log: Vec::new(),
+            count_a: 0,
+            count_b: 0,
+            events_a: Vec::new(),
+        }
+    }
+
+    /// Carries datagrams both ways until none is left; node 2 answers every request with
+    /// `answer`; `drop(n)` drops the n-th datagram a node sends.
+    fn run(
+        &mut self,
+        answer: &dyn Fn(&Request) -> Response,
+        drop: &dyn Fn(usize) -> bool,
+    ) -> Vec<PlaneEvent> {
+        let mut events_b = Vec::new();
+        loop {
+            let (out_a, ev_a) = drain(&mut self.a);
+            let (out_b, ev_b) = drain(&mut self.b);
+            self.events_a.extend(ev_a);
+            let mut moved = false;
+            for e in ev_b {
+                if let PlaneEvent::Request { reply, request, .. } = &e {
+                    let response = answer(request);
+                    self.b.answer(self.now, *reply, response);
+                    moved = true;
+                }
+                events_b.push(e);
+            }
+            for (to, bytes) in out_a {
+                moved = true;
+                self.count_a += 1;
+                self.log.push((addr(1), to, bytes.clone()));
+                if to == addr(2) && !drop(self.count_a) {
+                    self.b.handle_datagram(self.now, addr(1), &bytes);
+                }
+            }
+            for (to, bytes) in out_b {
+                moved = true;
+                self.count_b += 1;
+                self.log.push((addr(2), to, bytes.clone()));
+                if to == addr(1) && !drop(self.count_b) {
+                    self.a.handle_datagram(self.now, addr(2), &bytes);
+                }
+            }
+            if moved {
+                continue;
+            }
+            // Nothing in flight: let time pass to the next timer.
+            let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if self.a.pending() > 0 && t < T0 + Duration::from_secs(30) => {
+                    self.now = t.max(self.now);
+                    self.a.handle_timeout(self.now);
+                    self.b.handle_timeout(self.now);
+                }
+                _ => return events_b,
+            }
+        }
+    }
+
+    fn responses(&self) -> Vec<(u64, Response)> {
+        self.events_a
+            .iter()
+            .filter_map(|e| match e {
+                PlaneEvent::Response { id, response, .. } => Some((*id, response.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn twenty_contacts() -> Vec<Contact> {
+    (0..20u8)
+        .map(|i| {
+            let ip = std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0xffff,
+                0xffff,
+                0xffff,
+                0xffff,
+                0xffff,
+                u16::from(i),
+            );
+            Contact::new(id_of(100 + i), SocketAddr::from((ip, 65535)))
+        })
+        .collect()
+}
+
+fn nodes(_: &Request) -> Response {
+    Response::Nodes(twenty_contacts())
+}
+
+fn never(_: usize) -> bool {
+    false
+}
+
+#[test]
+fn a_first_exchange_is_one_round_trip_and_a_split_answer_arrives_whole() {
+    let mut pair = Pair::new();
+    pair.a.send(T0, find_node(7, 2));
+    let events_b = pair.run(&nodes, &never);
+    assert_eq!(
+        pair.responses(),
+        vec![(7, Response::Nodes(twenty_contacts()))]
+    );
+    // One `initial` out; an `accept` and the answer's other part back; a `confirm` out.
+    // Twenty IPv6 contacts of the longest form take three datagrams.
+    let kinds: Vec<(SocketAddr, u8)> = pair.log.iter().map(|(from, _, b)| (*from, b[0])).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (addr(1), INITIAL),
+            (addr(2), ACCEPT),
+            (addr(2), DATA),
+            (addr(2), DATA),
+            (addr(1), DATA)
+        ]
+    );
+    assert!(pair.log.iter().all(|(_, _, b)| b.len() <= MAX_DATAGRAM));
+    assert_eq!(pair.log[0].2.len(), MAX_DATAGRAM, "an initial is padded");
+    // Node 2 answered node 1 unverified, then learned its address was proven.
+    let verified: Vec<bool> = events_b
+        .iter()
+        .filter_map(|e| match e {
+            PlaneEvent::Request { from, .. } => Some(from.verified),
+            PlaneEvent::Verified(from) => Some(from.verified && from.addr == Some(addr(1))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(verified, vec![false, true]);
+}
+
+#[test]
+fn later_requests_go_in_data_only_with_no_signature() {
+    let mut pair = Pair::new();
+    pair.a.send(T0, find_node(7, 2));
+    pair.run(&nodes, &never);
+    let before = pair.log.len();
+    pair.a.send(pair.now, transmit(8, 2, true, Request::Ping));
+    pair.run(&|_| Response::Pong, &never);
+    assert_eq!(pair.responses().last(), Some(&(8, Response::Pong)));
+    let later: Vec<u8> = pair.log[before..].iter().map(|(_, _, b)| b[0]).collect();
+    assert_eq!(later, vec![DATA, DATA]);
+    assert_eq!(pair.a.stats().sessions_initiated, 1);
+}
+
+#[test]
+fn an_unproven_address_gets_at_most_three_times_what_it_sent() {
+    // Node 1's `initial`, replayed by an attacker from a victim's address (127.0.0.9), to a
+    // node whose answer is as large as an answer gets.
+    let mut pair = Pair::new();
+    pair.a.send(T0, find_node(7, 2));
+    let (out, _) = drain(&mut pair.a);
+    let initial = out[0].1.clone();
+    let mut b = plane(2, "cairn");
+    let victim = addr(9);
+    let mut to_victim = 0;
+    for round in 0..3 {
+        b.handle_datagram(T0, victim, &initial);
+        let (out, events) = drain(&mut b);
+        for e in events {
+            if let PlaneEvent::Request { reply, .. } = e {
+                b.answer(T0, reply, Response::Nodes(twenty_contacts()));
+            }
+        }
+        let (more, _) = drain(&mut b);
+        to_victim += out
+            .iter()
+            .chain(&more)
+            .filter(|(to, _)| *to == victim)
+            .map(|(_, b)| b.len())
+            .sum::<usize>();
+        assert!(
+            to_victim <= 3 * MAX_DATAGRAM * (round + 1),
+            "round {round}: {to_victim} bytes"
+        );
+    }
+    // And the victim never enters the table: nothing proves its address.
+    assert!(
+        drain(&mut b)
+            .1
+            .iter()
+            .all(|e| !matches!(e, PlaneEvent::Verified(_)))
+    );
+    // A short `initial` (not padded) gets nothing at all.
+    b.handle_datagram(T0, victim, &initial[..600]);
+    assert!(drain(&mut b).0.is_empty());
+}
+
+#[test]
+fn the_budget_stops_what_would_exceed_it() {
+    let mut b = plane(2, "cairn");
+    let mut a = plane(1, "cairn");
+    a.send(T0, find_node(7, 2));
+    let (out, _) = drain(&mut a);
+    b.handle_datagram(T0, addr(1), &out[0].1);
+    let reply = match drain(&mut b).1.pop() {
+        Some(PlaneEvent::Request { reply, .. }) => reply,
+        other => panic!("{other:?}"),
+    };
+    b.answer(T0, reply, Response::Nodes(twenty_contacts()));
+    let (sent, _) = drain(&mut b);
+    let total: usize = sent.iter().map(|(_, d)| d.len()).sum();
+    assert!(total <= 3 * MAX_DATAGRAM);
+    // Repeats of an unproven session's answer spend the same budget: a retransmitted request
+    // in `data` cannot come from an unproven address, so only repeated `initial`s can ask,
+    // and each adds its 1,200 bytes.
+    for _ in 0..10 {
+        b.handle_datagram(T0, addr(1), &out[0].1);
+    }
+    let repeats: usize = drain(&mut b).0.iter().map(|(_, d)| d.len()).sum();
+    assert!(total + repeats <= 3 * MAX_DATAGRAM * 11);
+    assert!(b.stats().duplicates >= 10);
+}
+
+#[test]
+fn a_replayed_data_is_refused_and_handled_once() {
+    let mut pair = Pair::new();
+    pair.a.send(T0, find_node(7, 2));
+    pair.run(&nodes, &never);
+    pair.a.send(pair.now, transmit(8, 2, true, Request::Ping));
+    let events = pair.run(&|_| Response::Pong, &never);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, PlaneEvent::Request { .. }))
+            .count(),
+        1
+    );
+    // The ping's `data`, sent again by an attacker.
+    let ping = pair
+        .log
+        .iter()
+        .rev()
+        .find(|(from, _, b)| *from == addr(1) && b[0] == DATA)
+        .map(|(_, _, b)| b.clone());
+    let ping = ping.unwrap_or_default();
+    pair.b.handle_datagram(pair.now, addr(1), &ping);
+    let (out, events) = drain(&mut pair.b);
+    assert!(out.is_empty() && events.is_empty());
+    assert_eq!(pair.b.stats().replayed, 1);
+}
+
+#[test]
+fn forged_answers_never_reach_the_node() {
+    let mut pair = Pair::new();
+    pair.a.send(T0, find_node(7, 2));
+    pair.run(&nodes, &never);
+    pair.a.send(pair.now, transmit(8, 2, true, Request::Ping));
+    let (out, _) = drain(&mut pair.a);
+    pair.b.handle_datagram(pair.now, addr(1), &out[0].1);
+    let reply = match drain(&mut pair.b).1.pop() {
+        Some(PlaneEvent::Request { reply, .. }) => reply,
+        other => panic!("{other:?}"),
+    };
+    pair.b.answer(pair.now, reply, Response::Pong);
+    let (answer, _) = drain(&mut pair.b);
+    let answer = answer[0].1.clone();
+    // From another address.
+    pair.a.handle_datagram(pair.now, addr(3), &answer);
+    // With a flipped bit.
+    let mut flipped = answer.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    pair.a.handle_datagram(pair.now, addr(2), &flipped);
+    assert!(drain(&mut pair.a).1.is_empty());
+    assert_eq!(pair.a.stats().stray, 1);
+    assert_eq!(pair.a.stats().bad_tag, 1);
+    // The real one still arrives.
+    pair.a.handle_datagram(pair.now, addr(2), &answer);
+    assert!(matches!(
+        drain(&mut pair.a).1.as_slice(),
+        [PlaneEvent::Response { id: 8, .. }]
+    ));
+}
+
+#[test]
+fn a_node_that_is_not_the_one_expected_fails_the_request() {
+    let mut a = plane(1, "cairn");
+    let mut b = plane(2, "cairn");
+    // Node 1 expects node 3 at node 2's address.
+    a.send(T0, transmit(7, 2, false, Request::Ping));
+    let mut t = transmit(8, 2, false, Request::Ping);
+    t.to.id = Some(id_of(3));
+    let (out, _) = drain(&mut a);
+    b.handle_datagram(T0, addr(1), &out[0].1);
+    if let Some(PlaneEvent::Request { reply, .. }) = drain(&mut b).1.pop() {
+        b.answer(T0, reply, Response::Pong);
+    }
+    for (_, d) in drain(&mut b).0 {
+        a.handle_datagram(T0, addr(2), &d);
+    }
+    a.send(T0, t);
+    let events = drain(&mut a).1;
+    assert!(
+        events.contains(&PlaneEvent::Failed {
+            id: 8,
+            reason: DatagramFailure::UnexpectedPeer(id_of(2))
+        }),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_store_waits_for_a_proven_session_and_an_initial_cannot_carry_one() {
+    let item = Item::from(ImmutableItem::new(Bytes::from_static(b"hello")));
+    let mut pair = Pair::new();
+    pair.a.send(
+        T0,
+        transmit(7, 2, true, Request::Store { item: item.clone() }),
+    );
+    let events = pair.run(
+        &|r| match r {
+            Request::Store { .. } => Response::Stored,
+            _ => Response::Pong,
+        },
+        &never,
+    );
+    assert_eq!(pair.responses(), vec![(7, Response::Stored)]);
+    let store = events.iter().find_map(|e| match e {
+        PlaneEvent::Request {
+            from,
+            request: Request::Store { .. },
+            ..
+        } => Some(from.verified),
+        _ => None,
+    });
+    assert_eq!(
+        store,
+        Some(true),
+        "the store came once the address was proven"
+    );
+    // An `initial` that carries a store anyway (another implementation's) is refused.
+    let mut c = plane(3, "cairn");
+    let body = wire::encode_body(&Body::Message(Message::Request {
+        id: 1,
+        request: Request::Store { item },
+    }))
+    .unwrap_or_default();
+    let mut initial = Initial {
+        flags: FLAG_ANNOUNCE,
+        sid: 5,
+        ephemeral: Real::ephemeral_public(&[4; 32]),
+        public_key: SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes(),
+        network: b"cairn".to_vec(),
+        body,
+        signature: [0; 64],
+    };
+    initial.signature = Real::new(SigningKey::from_bytes(&[1; 32]))
+        .sign(&Initial::signed_message(&initial.signed_part()));
+    c.handle_datagram(T0, addr(1), &initial.encode());
+    let (out, events) = drain(&mut c);
+    assert!(events.is_empty(), "the node never sees it");
+    assert_eq!(out.len(), 1);
+    assert_eq!(c.stats().unproven_stores, 1);
+}
+
+#[test]
+fn lookups_complete_when_every_other_datagram_is_lost() {
+    let mut pair = Pair::new();
+    for id in 1..=5 {
+        pair.a.send(T0, find_node(id, 2));
+    }
+    pair.run(&nodes, &|n| n % 2 == 0);
+    // Every request is answered, some with the parts of the answer that got through.
+    let mut answered: Vec<u64> = pair.responses().iter().map(|(id, _)| *id).collect();
+    answered.sort_unstable();
+    assert_eq!(answered, vec![1, 2, 3, 4, 5]);
+    let all = twenty_contacts();
+    for (_, response) in pair.responses() {
+        let Response::Nodes(got) = response else {
+            panic!("{response:?}")
+        };
+        assert!(!got.is_empty() && got.iter().all(|c| all.contains(c)));
+    }
+    assert!(pair.a.stats().retransmits > 0);
+}
+
+#[test]
+fn a_retransmitted_request_is_answered_but_handled_once() {
+    let mut pair = Pair::new();
+    pair.a.send(T0, find_node(1, 2));
+    pair.run(&nodes, &never);
+    let sent_b = pair.count_b;
+    pair.a.send(pair.now, transmit(2, 2, true, Request::Ping));
+    // The ping arrives, its answer is lost: node 1 sends it again.
+    let events = pair.run(&|_| Response::Pong, &|n| n == sent_b + 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, PlaneEvent::Request { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(pair.responses().last(), Some(&(2, Response::Pong)));
+    assert_eq!(pair.b.stats().duplicates, 1);
+}
+
+#[test]
+fn an_address_that_never_answers_goes_over_tcp() {
+    let mut a = plane(1, "cairn");
+    a.send(T0, find_node(1, 2));
+    let mut now = T0;
+    let mut fallbacks = Vec::new();
+    while let Some(t) = a.poll_timeout().filter(|_| a.pending() > 0) {
+        now = t;
+        a.handle_timeout(now);
+        let (_, events) = drain(&mut a);
+        fallbacks.extend(events);
+    }
+    assert_eq!(fallbacks, vec![PlaneEvent::Fallback(find_node(1, 2))]);
+    assert_eq!(a.stats().retransmits, 2, "three initials in all");
+    // The next request to it goes over TCP at once.
+    a.send(now, find_node(2, 2));
+    assert_eq!(
+        drain(&mut a),
+        (vec![], vec![PlaneEvent::Fallback(find_node(2, 2))])
+    );
+    // Listening always does.
+    let listen = transmit(
+        3,
+        3,
+        true,
+        Request::Listen {
+            key: id_of(5),
+            seq: 0,
+        },
+    );
+    a.send(now, listen.clone());
+    assert_eq!(drain(&mut a).1, vec![PlaneEvent::Fallback(listen)]);
+}
+
+#[test]
+fn an_item_too_large_for_a_datagram_is_fetched_over_tcp() {
+    let big = Item::from(ImmutableItem::new(Bytes::from(vec![7u8; 2_000])));
+    let mut pair = Pair::new();
+    let request = transmit(1, 2, true, Request::FindValue { key: *big.key() });
+    pair.a.send(T0, request.clone());
+    pair.run(&|_| Response::Value(big.clone()), &never);
+    assert!(pair.events_a.contains(&PlaneEvent::Fallback(request)));
+    let small = Item::from(ImmutableItem::new(Bytes::from(vec![7u8; 900])));
+    pair.a.send(
+        pair.now,
+        transmit(2, 2, true, Request::FindValue { key: *small.key() }),
+    );
+    pair.run(&|_| Response::Value(small.clone()), &never);
+    assert_eq!(
+        pair.responses().last(),
+        Some(&(2, Response::Value(small.clone())))
+    );
+}
+
+#[test]
+fn another_network_is_refused_with_its_reason() {
+    let mut a = plane(1, "cairn");
+    let mut b = plane(2, "other");
+    a.send(T0, find_node(1, 2));
+    for (_, d) in drain(&mut a).0 {
+        b.handle_datagram(T0, addr(1), &d);
+    }
+    let (out, events) = drain(&mut b);
+    assert!(events.is_empty());
+    for (_, d) in out {
+        a.handle_datagram(T0, addr(2), &d);
+    }
+    match drain(&mut a).1.as_slice() {
+        [
+            PlaneEvent::Failed {
+                id: 1,
+                reason: DatagramFailure::Refused { code, message },
+            },
+        ] => {
+            assert_eq!(*code, ErrorCode::MISMATCH);
+            assert!(message.contains("other"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_peer_that_forgot_the_session_is_reached_in_a_new_one() {
+    let mut pair = Pair::new();
+    pair.a.send(T0, find_node(1, 2));
+    pair.run(&nodes, &never);
+    pair.b = plane(2, "cairn"); // restarted: no session
+    pair.a.send(pair.now, transmit(2, 2, true, Request::Ping));
+    pair.run(&|_| Response::Pong, &never);
+    assert_eq!(pair.responses().last(), Some(&(2, Response::Pong)));
+    assert_eq!(pair.a.stats().sessions_initiated, 2);
+}
+
+#[test]
+fn the_simulated_suite_interoperates_with_itself_at_the_same_sizes() {
+    let pk = |n: u8| SigningKey::from_bytes(&[n; 32]).verifying_key().to_bytes();
+    let config = || PlaneConfig::new(NetworkName::new("cairn").unwrap_or_else(|_| unreachable!()));
+    let mut a = Plane::new(Simulated::new(pk(1)), config(), [1; 32], T0);
+    let mut b = Plane::new(Simulated::new(pk(2)), config(), [2; 32], T0);
+    a.send(T0, find_node(1, 2));
+    let mut sizes = Vec::new();
+    for _ in 0..4 {
+        for (_, d) in drain(&mut a).0 {
+            sizes.push(d.len());
+            b.handle_datagram(T0, addr(1), &d);
+        }
+        let (out, events) = drain(&mut b);
+        for e in events {
+            if let PlaneEvent::Request { reply, .. } = e {
+                b.answer(T0, reply, Response::Nodes(twenty_contacts()));
+            }
+        }
+        for (_, d) in out.into_iter().chain(drain(&mut b).0) {
+            sizes.push(d.len());
+            a.handle_datagram(T0, addr(2), &d);
+        }
+    }
+    let mut real = Pair::new();
+    real.a.send(T0, find_node(1, 2));
+    real.run(&nodes, &never);
+    let real_sizes: Vec<usize> = real.log.iter().map(|(_, _, b)| b.len()).collect();
+    assert_eq!(sizes, real_sizes);
+}
