@@ -744,20 +744,18 @@ impl<C: Suite> Plane<C> {
             self.stats.malformed += 1;
             return;
         }
-        let Some(initial) =
-            Initial::parse(bytes).filter(|_| packet::version(bytes) == Some(VERSION))
-        else {
+        if packet::version(bytes) != Some(VERSION) {
+            // Another version: say which this node speaks (the refusal is small).
             let sid = bytes
                 .get(3..11)
                 .and_then(|b| b.try_into().ok())
                 .map_or(0, u64::from_be_bytes);
-            let refusal = packet::refuse(
-                sid,
-                ErrorCode::MISMATCH,
-                "this node speaks datagram version 2",
-            );
+            let message = "this node speaks datagram version 2";
+            self.push_datagram(from, packet::refuse(sid, ErrorCode::MISMATCH, message));
+            return;
+        }
+        let Some(initial) = Initial::parse(bytes) else {
             self.stats.malformed += 1;
-            self.push_datagram(from, refusal);
             return;
         };
         if initial.network != self.config.network.as_str().as_bytes() {
