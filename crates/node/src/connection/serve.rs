@@ -2,9 +2,11 @@
 //! `welcome` out, then `auth`), then requests in and answers out until the dialer leaves, the
 //! connection is evicted, or the node shuts down.
 //!
-//! Each request first meets its host's rate limits; one over them is answered 429 here and
-//! never reaches the driver. The rest go to the driver with a reply channel, at most
-//! `max_requests_per_connection` at a time: at that many, reading stops (backpressure).
+//! Each request first meets its host's rate limits ([`over_rate`]); one over them is answered
+//! 429 here and never reaches the driver. The rest go to the driver with a reply channel, at
+//! most `max_requests_per_connection` at a time: at that many, reading stops (backpressure).
+//! [`over_rate`] needs no connection, so requests that arrive by any other transport meet the
+//! same limits through it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -24,6 +26,37 @@ use super::{ConnError, NOTIFY_QUEUE, SHUTDOWN_GRACE, kind, nonce};
 use crate::driver::inbox::ToDriver;
 use crate::inbound::Place;
 use crate::shared::Shared;
+
+/// The 429 a request from `host` earns when the host is over one of its rate limits (every
+/// request counts against `request_rate`, a `store` also against `store_rate`), counted in the
+/// metrics; `None` when the request may be served. Every request, whatever transport brought
+/// it, goes through here once, so that one host meets the same limits on all of them.
+pub(crate) fn over_rate(shared: &Shared, host: IpAddr, request: &Request) -> Option<Response> {
+    let (limit, counter, what) = if !shared.request_limit.allow(host) {
+        (
+            shared.config.request_rate,
+            &shared.metrics.requests_rate_limited,
+            "requests",
+        )
+    } else if matches!(request, Request::Store { .. }) && !shared.store_limit.allow(host) {
+        (
+            shared.config.store_rate,
+            &shared.metrics.stores_rate_limited,
+            "stores",
+        )
+    } else {
+        return None;
+    };
+    counter.inc();
+    let message = format!(
+        "over the limit of {} {what} per second from one host; slow down",
+        limit.per_second
+    );
+    Some(Response::Error(ErrorReply::new(
+        ErrorCode::OVER_LIMIT,
+        message,
+    )))
+}
 
 /// Serves one accepted connection until it closes, is evicted, or misses its handshake
 /// deadline; `place` is its place in the inbound table, freed when this ends.
@@ -142,35 +175,6 @@ struct Inbound<'a> {
 }
 
 impl Inbound<'_> {
-    /// The 429 a request earns when its host is over a rate limit, counted.
-    fn over_rate(&self, id: u64, request: &Request, shared: &Shared) -> Option<Message> {
-        let (limit, counter, what) = if !shared.request_limit.allow(self.ip) {
-            (
-                shared.config.request_rate,
-                &shared.metrics.requests_rate_limited,
-                "requests",
-            )
-        } else if matches!(request, Request::Store { .. }) && !shared.store_limit.allow(self.ip) {
-            (
-                shared.config.store_rate,
-                &shared.metrics.stores_rate_limited,
-                "stores",
-            )
-        } else {
-            return None;
-        };
-        counter.inc();
-        let message = format!(
-            "over the limit of {} {what} per second from one host; slow down",
-            limit.per_second
-        );
-        let reply = ErrorReply::new(ErrorCode::OVER_LIMIT, message);
-        Some(Message::Response {
-            id,
-            response: Response::Error(reply),
-        })
-    }
-
     /// Handles one frame from the dialer: `auth`, a request (handed to the driver), or
     /// something invalid (answered 400, counted).
     async fn on_frame(&mut self, frame: &[u8], shared: &Shared) -> Result<(), ConnError> {
@@ -192,7 +196,8 @@ impl Inbound<'_> {
                 return Ok(());
             }
             Ok(Message::Request { id, request }) => {
-                if let Some(refusal) = self.over_rate(id, &request, shared) {
+                if let Some(response) = over_rate(shared, self.ip, &request) {
+                    let refusal = Message::Response { id, response };
                     return write_within(&mut self.write, &refusal, shared).await;
                 }
                 self.listened |= matches!(request, Request::Listen { .. });
@@ -306,5 +311,89 @@ async fn serve_inbound_inner(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_core::{ImmutableItem, NodeId};
+    use tokio::sync::{mpsc, watch};
+
+    use super::*;
+    use crate::Config;
+    use crate::ratelimit::{Limiter, Rate};
+
+    /// A node's shared state with no socket, driver or listener behind it.
+    fn shared(request_rate: Rate, store_rate: Rate) -> Shared {
+        let config = Config {
+            request_rate,
+            store_rate,
+            ..Config::default()
+        };
+        Shared {
+            metrics: Arc::new(crate::metrics::Metrics::new(&config.limits)),
+            config,
+            identity: crate::Identity::from_seed([7; 32]),
+            listen_port: 0,
+            listening: Vec::new(),
+            to_driver: mpsc::channel(1).0,
+            shutdown: watch::channel(false).0,
+            activity: Arc::new(crate::activity::Hub::new()),
+            request_limit: Limiter::new(request_rate),
+            store_limit: Limiter::new(store_rate),
+            inbound: Arc::new(crate::inbound::Inbound::new(1, 1)),
+            connection_budget: None,
+        }
+    }
+
+    /// A rate that never refills within a test: `burst` requests, then none.
+    fn only(burst: f64) -> Rate {
+        Rate {
+            per_second: 1e-9,
+            burst,
+        }
+    }
+
+    fn refused(response: Option<Response>) -> bool {
+        matches!(response, Some(Response::Error(e)) if e.code == ErrorCode::OVER_LIMIT)
+    }
+
+    #[tokio::test]
+    async fn one_request_from_one_host_meets_the_limits_without_a_connection() {
+        let shared = shared(only(2.0), Rate::UNLIMITED);
+        let (flood, other) = (
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        );
+        let ping = Request::Ping;
+        assert!(over_rate(&shared, flood, &ping).is_none());
+        assert!(over_rate(&shared, flood, &ping).is_none());
+        assert!(refused(over_rate(&shared, flood, &ping)));
+        assert!(refused(over_rate(&shared, flood, &ping)));
+        assert!(
+            over_rate(&shared, other, &ping).is_none(),
+            "another host is served"
+        );
+        assert_eq!(shared.metrics.requests_rate_limited.get(), 2);
+        assert_eq!(shared.metrics.stores_rate_limited.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn stores_meet_their_own_limit_and_other_requests_do_not() {
+        let shared = shared(Rate::UNLIMITED, only(1.0));
+        let host = "192.0.2.1".parse().unwrap();
+        let store = Request::Store {
+            item: ImmutableItem::new("value".into()).into(),
+        };
+        let find = Request::FindNode {
+            target: NodeId::from_bytes([1; 64]),
+        };
+        assert!(over_rate(&shared, host, &store).is_none());
+        assert!(refused(over_rate(&shared, host, &store)));
+        assert!(over_rate(&shared, host, &find).is_none());
+        assert_eq!(shared.metrics.stores_rate_limited.get(), 1);
+        assert_eq!(shared.metrics.requests_rate_limited.get(), 0);
     }
 }
