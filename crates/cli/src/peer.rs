@@ -46,6 +46,7 @@ impl Peer {
             public_key: key.verifying_key().to_bytes(),
             nonce: [seed; 32],
             port: 0,
+            datagrams: false,
         };
         peer.send(&Message::Hello(hello.clone()))?;
         let welcome = match peer.receive()? {

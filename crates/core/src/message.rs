@@ -116,6 +116,9 @@ pub struct Hello {
     pub nonce: [u8; 32],
     /// Where the dialer accepts connections, 0 if nowhere.
     pub port: u16,
+    /// Whether the dialer also speaks datagrams (`docs/protocol.md` section 11): the key
+    /// `datagrams: true`, absent from a version-1 node's `hello`.
+    pub datagrams: bool,
 }
 
 /// The listener's answer to [`Hello`].
@@ -131,6 +134,8 @@ pub struct Welcome {
     pub nonce: [u8; 32],
     /// Where the listener accepts connections.
     pub port: u16,
+    /// Whether the listener also speaks datagrams (the key `datagrams: true`).
+    pub datagrams: bool,
     /// The listener's signature over `L` and the transcript ([`Transcript`](crate::Transcript)).
     pub signature: [u8; 64],
 }

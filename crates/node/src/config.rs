@@ -75,6 +75,14 @@ pub struct Config {
     pub max_requests_per_connection: usize,
     /// Commands from [`crate::Dht`] handles that may wait for the node at once. Default 1,024.
     pub command_queue: usize,
+    /// Whether the node speaks datagrams (protocol version 2, `docs/protocol.md` section
+    /// 11): binds UDP beside each TCP listener and sends lookups over it. Off, it is a
+    /// version-1 node: TCP only. Default on.
+    pub datagrams: bool,
+    /// Datagram `initial`s taken per host (an IPv4 address, an IPv6 /64); past it they are
+    /// dropped unread. Default 64/s, bursts of 256: an honest node opens a session to one
+    /// host once per peer there every few minutes.
+    pub handshake_rate: Rate,
 }
 
 impl Default for Config {
@@ -104,6 +112,11 @@ impl Default for Config {
             max_invalid_messages: 16,
             max_requests_per_connection: 32,
             command_queue: 1_024,
+            datagrams: true,
+            handshake_rate: Rate {
+                per_second: 64.0,
+                burst: 256.0,
+            },
         }
     }
 }
@@ -142,6 +155,8 @@ setters!(
     max_invalid_messages: u32,
     max_requests_per_connection: usize,
     command_queue: usize,
+    datagrams: bool,
+    handshake_rate: Rate,
 );
 
 impl Config {
@@ -250,6 +265,12 @@ pub struct FileConfig {
     pub listen_ttl_secs: Option<f64>,
     /// See `cairn_core::Config::watch_refresh`.
     pub watch_refresh_secs: Option<f64>,
+    /// See [`Config::datagrams`].
+    pub datagrams: Option<bool>,
+    /// See [`Config::handshake_rate`] (datagram `initial`s per second).
+    pub handshakes_per_host_per_sec: Option<f64>,
+    /// See [`Config::handshake_rate`] (burst; default twice the rate).
+    pub handshakes_per_host_burst: Option<f64>,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -432,6 +453,15 @@ impl FileConfig {
             self.stores_per_host_burst,
             config.store_rate,
         )?;
+        config.handshake_rate = rate(
+            "handshakes_per_host_per_sec",
+            self.handshakes_per_host_per_sec,
+            self.handshakes_per_host_burst,
+            config.handshake_rate,
+        )?;
+        if let Some(v) = self.datagrams {
+            config.datagrams = v;
+        }
         if let Some(v) = self.max_requests_per_connection {
             config.max_requests_per_connection = v.max(1);
         }

@@ -41,6 +41,7 @@ mod ratelimit;
 mod shared;
 pub mod snapshot;
 pub mod store;
+mod udp;
 pub mod view;
 
 use std::net::SocketAddr;
@@ -60,7 +61,7 @@ pub use error::{
     SeedFailure, Stopped, WatchError,
 };
 pub use identity::Identity;
-pub use outcome::{Found, PeerInfo, PutReceipt, Status};
+pub use outcome::{DatagramStatus, Found, PeerInfo, PutReceipt, Status};
 pub use ratelimit::Rate;
 
 /// Why a node could not start.
@@ -200,6 +201,15 @@ where
         listeners.push(extra);
         listening.push(addr);
     }
+    // Datagrams on each address the node listens on, same port (`docs/protocol.md` 11).
+    let udp = if config.datagrams {
+        let sockets = udp::Sockets::bind(&listening)
+            .await
+            .map_err(|(addr, error)| StartError::Bind { addr, error })?;
+        Some(Arc::new(sockets))
+    } else {
+        None
+    };
     let mut node = Node::new(identity.node_id(), config.protocol.clone(), store);
     if let Some(dir) = &config.data_dir {
         let contacts = snapshot::load(dir)?;
@@ -213,7 +223,11 @@ where
     }
     let (commands_tx, commands) = mpsc::channel(config.command_queue.max(1));
     let (to_driver, inbound) = mpsc::channel(4_096);
-    let config_rates = (config.request_rate, config.store_rate);
+    let config_rates = (
+        config.request_rate,
+        config.store_rate,
+        config.handshake_rate,
+    );
     let connections = Arc::new(inbound::Inbound::new(
         config.max_inbound,
         config.max_inbound_per_host,
@@ -233,9 +247,14 @@ where
         connection_budget,
         request_limit: ratelimit::Limiter::new(config_rates.0),
         store_limit: ratelimit::Limiter::new(config_rates.1),
+        handshake_limit: ratelimit::Limiter::new(config_rates.2),
+        udp,
     });
     for listener in listeners {
         tokio::spawn(listener::accept_loop(listener, shared.clone()));
+    }
+    if let Some(udp) = &shared.udp {
+        udp.spawn_readers(&shared);
     }
     let driver = driver::Driver::new(node, shared, commands, inbound, commits);
     tokio::spawn(driver.run());

@@ -93,8 +93,22 @@ fn hops() -> Histogram {
     Histogram::new((1..=12).map(f64::from))
 }
 
+/// Why datagrams are dropped: the reader's checks (`too_large`, `handshake_rate`), then the
+/// plane's (`cairn_core::datagram::PlaneStats`).
+pub(crate) const DATAGRAM_REFUSALS: [&str; 8] = [
+    "too_large",
+    "handshake_rate",
+    "malformed",
+    "bad_signature",
+    "bad_tag",
+    "replayed",
+    "stray",
+    "amplification_limit",
+];
+
 /// A node's metrics. Each field is a handle on the registered metric: cloning one shares it.
 #[derive(Debug)]
+
 pub(crate) struct Metrics {
     registry: Registry,
     pub(crate) requests_received: Family<RequestLabels, Counter>,
@@ -153,6 +167,15 @@ pub(crate) struct Metrics {
     refused: Family<ReasonLabel, Counter>,
     /// Requests refused by a rate limit or quota, by reason (likewise).
     limited: Family<ReasonLabel, Counter>,
+    /// Datagrams in and out, by direction.
+    pub(crate) datagrams: Family<DirectionLabel, Counter>,
+    /// Datagrams dropped, by reason (`docs/protocol.md` section 11; `SECURITY.md`).
+    pub(crate) datagrams_refused: Family<ReasonLabel, Counter>,
+    /// Requests sent again over datagrams, and requests handed to TCP instead.
+    pub(crate) datagram_retransmits: Counter,
+    pub(crate) datagram_fallbacks: Counter,
+    /// Datagram sessions held now.
+    pub(crate) sessions: Gauge,
 }
 
 impl Metrics {
@@ -202,6 +225,11 @@ impl Metrics {
             snapshot_failures: Counter::default(),
             refused,
             limited,
+            datagrams: Family::default(),
+            datagrams_refused: Family::default(),
+            datagram_retransmits: Counter::default(),
+            datagram_fallbacks: Counter::default(),
+            sessions: Gauge::default(),
             registry: Registry::default(),
         };
         let limit = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
@@ -245,6 +273,15 @@ impl Metrics {
             drop(
                 self.connections_open
                     .get_or_create(&DirectionLabel { direction }),
+            );
+        }
+        for direction in ["inbound", "outbound"] {
+            drop(self.datagrams.get_or_create(&DirectionLabel { direction }));
+        }
+        for reason in DATAGRAM_REFUSALS {
+            drop(
+                self.datagrams_refused
+                    .get_or_create(&ReasonLabel { reason }),
             );
         }
         for outcome in ["ok", "failed"] {
@@ -406,6 +443,38 @@ impl Metrics {
             "Connections open now, by direction",
             self.connections_open.clone(),
         );
+        r.register(
+            "datagrams",
+            "Datagrams received (inbound) and sent (outbound)",
+            self.datagrams.clone(),
+        );
+        r.register(
+            "datagrams_refused",
+            "Datagrams dropped, by reason",
+            self.datagrams_refused.clone(),
+        );
+        r.register(
+            "datagram_retransmits",
+            "Requests sent again over datagrams after their retransmission timeout",
+            self.datagram_retransmits.clone(),
+        );
+        r.register(
+            "datagram_fallbacks",
+            "Requests sent over TCP instead of datagrams (a stream needed, too large, or a peer that does not answer datagrams)",
+            self.datagram_fallbacks.clone(),
+        );
+        r.register(
+            "sessions",
+            "Datagram sessions held now",
+            self.sessions.clone(),
+        );
+    }
+
+    /// A datagram was dropped for `reason`.
+    pub(crate) fn datagram_refused(&self, reason: &'static str) {
+        self.datagrams_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// The OpenMetrics text of every metric.

@@ -104,6 +104,54 @@ pub struct Status {
     pub subscriptions: usize,
     /// Keys this node watches.
     pub watches: usize,
+    /// The datagram plane: traffic, sessions and what it refused (all zero when datagrams
+    /// are off).
+    #[serde(default)]
+    pub datagrams: DatagramStatus,
+}
+
+/// The datagram plane's counters, as `GET /v1/status` shows them (`docs/protocol.md`
+/// section 11; each refusal's reason is in `SECURITY.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DatagramStatus {
+    /// Whether the node speaks datagrams.
+    pub enabled: bool,
+    /// Datagrams received.
+    pub received: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Sessions held now.
+    pub sessions: u64,
+    /// Sessions this node opened, and peers opened with it.
+    pub sessions_initiated: u64,
+    /// Sessions peers opened with this node.
+    pub sessions_accepted: u64,
+    /// Requests sent again after their retransmission timeout.
+    pub retransmits: u64,
+    /// Requests repeated by a peer and answered from the answers kept (not handled again).
+    pub duplicates: u64,
+    /// Requests sent over TCP instead (a stream needed, too large, a peer without datagrams).
+    pub fallbacks: u64,
+    /// Refused: larger than 1,200 bytes.
+    pub too_large: u64,
+    /// Refused: an `initial` from a host past `handshake_rate`.
+    pub handshake_rate: u64,
+    /// Refused: not a valid datagram, an `initial` not padded, a body that is not a message.
+    pub malformed: u64,
+    /// Refused: an `initial` or `accept` whose signature does not verify.
+    pub bad_signature: u64,
+    /// Refused: a `data` whose tag does not verify.
+    pub bad_tag: u64,
+    /// Refused: a `data` replayed (its packet number seen, or too old).
+    pub replayed: u64,
+    /// Refused: for a session this node does not hold, or from another address than the
+    /// session's.
+    pub stray: u64,
+    /// Not sent: it would have taken more than three times what an unproven address sent.
+    pub amplification_limit: u64,
+    /// `store`s refused because they came before the sender's address was proven.
+    pub unproven_stores: u64,
 }
 
 /// A routing-table contact, as `GET /v1/peers` shows it.

@@ -26,6 +26,10 @@ pub(crate) struct Shared {
     pub(crate) request_limit: crate::ratelimit::Limiter,
     /// Stores per host.
     pub(crate) store_limit: crate::ratelimit::Limiter,
+    /// Datagram `initial`s per host: each costs a signature check and a key agreement.
+    pub(crate) handshake_limit: crate::ratelimit::Limiter,
+    /// The UDP sockets (none when datagrams are off).
+    pub(crate) udp: Option<std::sync::Arc<crate::udp::Sockets>>,
     /// The incoming connections being served, within their bounds.
     pub(crate) inbound: std::sync::Arc<crate::inbound::Inbound>,
     /// A cap on open connection ends shared with other nodes of this process, if the node was

@@ -48,8 +48,12 @@ async fn scrape(api: SocketAddr) -> Vec<Sample> {
     common::samples(&body)
 }
 
+/// Five nodes of version 1 (TCP only): what these tests count is the connections' work;
+/// `datagrams.rs` counts the datagram plane's.
 async fn five_joined() -> (Testnet, SocketAddr) {
-    let net = Testnet::start(5).await.expect("nodes start");
+    let net = Testnet::start_configured(0, 1, 5, |c| c.datagrams(false))
+        .await
+        .expect("nodes start");
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     assert_eq!(net.join(&mut rng, 4, &Silent).await, 0);
     let api = free_addr();

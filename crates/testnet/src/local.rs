@@ -53,7 +53,8 @@ pub fn resident_bytes() -> u64 {
 /// Descriptors a process keeps aside from its nodes' connections: its own files and pipes,
 /// plus one listener per node.
 pub(crate) fn spare_descriptors(nodes: usize) -> usize {
-    256 + nodes
+    // Each node holds a TCP listener and a UDP socket outside the budget.
+    256 + 2 * nodes
 }
 
 impl Testnet {
@@ -66,6 +67,17 @@ impl Testnet {
     /// Starts `count` nodes of a network, numbers `first`, `first + stride`, ...: node `i`
     /// listens on [`loopback_host`]`(i)`.
     pub async fn start_at(first: usize, stride: usize, count: usize) -> Result<Self, TestnetError> {
+        Self::start_configured(first, stride, count, |config| config).await
+    }
+
+    /// Starts nodes as [`Testnet::start_at`] does, each with the configuration `configure`
+    /// makes of the default one (say, `|c| c.datagrams(false)` for version-1 nodes).
+    pub async fn start_configured(
+        first: usize,
+        stride: usize,
+        count: usize,
+        configure: impl Fn(Config) -> Config,
+    ) -> Result<Self, TestnetError> {
         let rss_before = resident_bytes();
         // A permit per connection end, dialed or accepted: a descriptor each. A node's pool
         // may fill a third of its share: as many connections come in as go out on average,
@@ -84,6 +96,7 @@ impl Testnet {
                 // A node's pool is bounded by its share of the budget, so connections can stay
                 // open between operations rather than be set up again for the next one.
                 .idle_timeout(Duration::from_secs(30));
+            let config = configure(config);
             let store = MemoryStore::new(config.limits);
             let dht = cairn_node::start_with_budget(
                 config,

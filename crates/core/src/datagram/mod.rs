@@ -149,6 +149,8 @@ pub enum PlaneEvent {
     Failed {
         /// The request's id.
         id: u64,
+        /// Where it went.
+        to: SocketAddr,
         /// Why.
         reason: DatagramFailure,
     },
@@ -334,10 +336,13 @@ impl<C: Suite> Plane<C> {
             .ok()
             .filter(|body| body.len() <= data_room()),
         };
-        let tcp_only = self
-            .tcp_only
-            .get(&transmit.to.addr)
-            .is_some_and(|until| *until > now);
+        // A bootstrap address (no node id known) goes over TCP: it is asked once, and TCP
+        // tells a closed port, another network or something that is not cairn apart at once.
+        let tcp_only = transmit.to.id.is_none()
+            || self
+                .tcp_only
+                .get(&transmit.to.addr)
+                .is_some_and(|until| *until > now);
         match body {
             Some(body) if !tcp_only => {
                 let rto = self.rto(transmit.to.id.as_ref());
@@ -453,6 +458,7 @@ impl<C: Suite> Plane<C> {
                         self.pending.remove(&id);
                         self.events.push(PlaneEvent::Failed {
                             id,
+                            to: to.addr,
                             reason: DatagramFailure::UnexpectedPeer(peer),
                         });
                         return;
@@ -641,9 +647,10 @@ impl<C: Suite> Plane<C> {
 
     /// Request `id` had no answer after every try.
     fn give_up(&mut self, id: u64) {
-        if self.pending.remove(&id).is_some_and(|p| !p.internal) {
+        if let Some(p) = self.pending.remove(&id).filter(|p| !p.internal) {
             self.events.push(PlaneEvent::Failed {
                 id,
+                to: p.transmit.to.addr,
                 reason: DatagramFailure::NoAnswer,
             });
         }
@@ -1209,6 +1216,7 @@ impl<C: Suite> Plane<C> {
                 if !p.internal {
                     self.events.push(PlaneEvent::Failed {
                         id,
+                        to: p.transmit.to.addr,
                         reason: reason.clone(),
                     });
                 }

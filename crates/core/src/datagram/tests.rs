@@ -357,8 +357,8 @@ fn a_node_that_is_not_the_one_expected_fails_the_request() {
     let mut a = plane(1, "cairn");
     let mut b = plane(2, "cairn");
     // Node 1 expects node 3 at node 2's address.
-    a.send(T0, transmit(7, 2, false, Request::Ping));
-    let mut t = transmit(8, 2, false, Request::Ping);
+    a.send(T0, transmit(7, 2, true, Request::Ping));
+    let mut t = transmit(8, 2, true, Request::Ping);
     t.to.id = Some(id_of(3));
     let (out, _) = drain(&mut a);
     b.handle_datagram(T0, addr(1), &out[0].1);
@@ -373,6 +373,7 @@ fn a_node_that_is_not_the_one_expected_fails_the_request() {
     assert!(
         events.contains(&PlaneEvent::Failed {
             id: 8,
+            to: addr(2),
             reason: DatagramFailure::UnexpectedPeer(id_of(2))
         }),
         "{events:?}"
@@ -494,6 +495,10 @@ fn an_address_that_never_answers_goes_over_tcp() {
         drain(&mut a),
         (vec![], vec![PlaneEvent::Fallback(find_node(2, 2))])
     );
+    // So does a bootstrap address, whose node id is unknown.
+    let seed = transmit(4, 5, false, Request::FindNode { target: id_of(1) });
+    a.send(now, seed.clone());
+    assert_eq!(drain(&mut a).1, vec![PlaneEvent::Fallback(seed)]);
     // Listening always does.
     let listen = transmit(
         3,
@@ -546,6 +551,7 @@ fn another_network_is_refused_with_its_reason() {
             PlaneEvent::Failed {
                 id: 1,
                 reason: DatagramFailure::Refused { code, message },
+                ..
             },
         ] => {
             assert_eq!(*code, ErrorCode::MISMATCH);

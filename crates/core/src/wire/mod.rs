@@ -46,6 +46,9 @@ struct WireMessage {
     nonce: Option<ByteBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
+    /// `hello` and `welcome` of a node that speaks datagrams: `true`; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    datagrams: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     signature: Option<ByteBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +219,7 @@ fn to_wire(message: &Message) -> WireMessage {
             public_key: bin(&h.public_key),
             nonce: bin(&h.nonce),
             port: Some(h.port),
+            datagrams: h.datagrams.then_some(true),
             ..Default::default()
         },
         Message::Welcome(w) => WireMessage {
@@ -225,6 +229,7 @@ fn to_wire(message: &Message) -> WireMessage {
             public_key: bin(&w.public_key),
             nonce: bin(&w.nonce),
             port: Some(w.port),
+            datagrams: w.datagrams.then_some(true),
             signature: bin(&w.signature),
             ..Default::default()
         },
@@ -354,6 +359,7 @@ fn from_wire(w: WireMessage) -> Result<Message, DecodeError> {
             public_key: fixed(w.public_key, id, "public_key")?,
             nonce: fixed(w.nonce, id, "nonce")?,
             port: field(w.port, id, "port")?,
+            datagrams: w.datagrams == Some(true),
         }),
         "welcome" => Message::Welcome(Welcome {
             version: field(w.version, id, "version")?,
@@ -361,6 +367,7 @@ fn from_wire(w: WireMessage) -> Result<Message, DecodeError> {
             public_key: fixed(w.public_key, id, "public_key")?,
             nonce: fixed(w.nonce, id, "nonce")?,
             port: field(w.port, id, "port")?,
+            datagrams: w.datagrams == Some(true),
             signature: fixed(w.signature, id, "signature")?,
         }),
         "auth" => Message::Auth(Auth {

@@ -34,6 +34,7 @@ fn every_message() -> Vec<Message> {
         public_key: [1; 32],
         nonce: [2; 32],
         port: 7400,
+        datagrams: true,
     };
     let welcome = Welcome {
         version: 1,
@@ -41,6 +42,7 @@ fn every_message() -> Vec<Message> {
         public_key: [3; 32],
         nonce: [4; 32],
         port: 0,
+        datagrams: false,
         signature: [5; 64],
     };
     let request = |id, request| Message::Request { id, request };

@@ -195,6 +195,21 @@ pub const KEYS: &[Key] = &[
         value: |c| Some(toml::Value::Float(c.store_rate.burst)),
     },
     Key {
+        name: "datagrams",
+        doc: "Speak datagrams (protocol version 2): bind UDP beside each TCP listener and send\nlookups over it. false makes a version-1 node, TCP only.",
+        value: |c| Some(toml::Value::Boolean(c.datagrams)),
+    },
+    Key {
+        name: "handshakes_per_host_per_sec",
+        doc: "Datagram sessions one host may open per second; past it its initials are dropped\nunread (each costs a signature check and a key agreement).",
+        value: |c| Some(toml::Value::Float(c.handshake_rate.per_second)),
+    },
+    Key {
+        name: "handshakes_per_host_burst",
+        doc: "Datagram sessions one host may open at once (unset: twice the rate).",
+        value: |c| Some(toml::Value::Float(c.handshake_rate.burst)),
+    },
+    Key {
         name: "max_requests_per_connection",
         doc: "Requests from one incoming connection served at once; past it the connection\nis read no further until an answer goes out.",
         value: |c| count(c.max_requests_per_connection),

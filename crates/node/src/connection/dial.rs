@@ -164,6 +164,7 @@ async fn connect(
         public_key: shared.identity.public_key(),
         nonce: nonce(),
         port: shared.listen_port,
+        datagrams: shared.udp.is_some(),
     };
     let mut burst = BytesMut::new();
     netstring::encode(&wire::encode(&Message::Hello(hello.clone()))?, &mut burst);
@@ -211,5 +212,9 @@ async fn connect(
     }
     let signature = transcript.sign(Role::Dialer, shared.identity.signing_key());
     write_message(&mut write, &Message::Auth(Auth { signature })).await?;
+    if shared.udp.is_some() && !welcome.datagrams {
+        // A version-1 listener: datagrams to it would go unanswered.
+        let _ = shared.tell(ToDriver::TcpOnly { addr }).await;
+    }
     Ok((reader, write, Contact::new(id, addr)))
 }

@@ -37,10 +37,6 @@ use rand::RngCore;
 use crate::error::SeedFailure;
 
 pub(crate) use dial::dial;
-#[expect(
-    unused_imports,
-    reason = "for the driver's datagram path (issue 21), which has yet to call it"
-)]
 pub(crate) use serve::over_rate;
 pub(crate) use serve::serve_inbound;
 

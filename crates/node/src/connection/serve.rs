@@ -143,9 +143,15 @@ async fn accept_handshake(
         public_key: transcript.listener_key,
         nonce: transcript.listener_nonce,
         port: shared.listen_port,
+        datagrams: shared.udp.is_some(),
         signature: transcript.sign(Role::Listener, shared.identity.signing_key()),
     };
     write_message(&mut write, &Message::Welcome(welcome)).await?;
+    if shared.udp.is_some() && !hello.datagrams && hello.port != 0 {
+        // A version-1 dialer: datagrams to it would go unanswered.
+        let addr = SocketAddr::new(peer.ip(), hello.port);
+        let _ = shared.tell(ToDriver::TcpOnly { addr }).await;
+    }
 
     let requester = Requester {
         id: NodeId::of_public_key(&hello.public_key),
@@ -343,6 +349,8 @@ mod tests {
             activity: Arc::new(crate::activity::Hub::new()),
             request_limit: Limiter::new(request_rate),
             store_limit: Limiter::new(store_rate),
+            handshake_limit: Limiter::new(Rate::UNLIMITED),
+            udp: None,
             inbound: Arc::new(crate::inbound::Inbound::new(1, 1)),
             connection_budget: None,
         }

@@ -106,6 +106,11 @@ pub(crate) enum ToDriver {
     InboundClosed { connection: u64 },
     /// A dialer's `auth` verified on an incoming connection.
     Verified { requester: Requester },
+    /// A datagram arrived on a UDP socket.
+    Datagram { from: SocketAddr, bytes: Vec<u8> },
+    /// An incoming connection's dialer does not speak datagrams (its `hello` did not say so):
+    /// its address is reached over TCP.
+    TcpOnly { addr: SocketAddr },
 }
 
 /// A request for a dialed connection to send.

@@ -13,6 +13,7 @@
 //! - `pool`: dialed connections, LRU and bounded;
 //! - `waiters`: callers of running commands, and answers held until their commit lands.
 
+mod datagrams;
 pub(crate) mod inbox;
 mod observe;
 mod pool;
@@ -25,8 +26,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use cairn_core::{
-    CommitOutcome, Event, GetFailure, Item, Message, Node, QueryId, Request, Store, Transmit,
-    WatchId,
+    CommitOutcome, Event, GetFailure, Item, Message, Node, QueryId, Request, Store, WatchId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -67,6 +67,8 @@ pub(crate) struct Driver<S: Store> {
     deletes: HashMap<QueryId, PendingDelete>,
     /// Metrics, lookup spans and activity from the core's traces.
     observer: observe::Observer,
+    /// The datagram plane, when the node speaks datagrams.
+    plane: Option<cairn_core::datagram::Plane<cairn_core::datagram::Real>>,
 }
 
 /// A delete whose item was not held here: the get that finds its `seq` runs.
@@ -102,12 +104,15 @@ impl<S: Store> Driver<S> {
         node.set_tracing(true);
         let observer =
             observe::Observer::new(shared.metrics.clone(), shared.activity.clone(), node.id());
+        let clock = Clock::new();
+        let plane = datagrams::plane(&shared, clock.now());
         Driver {
+            plane,
             observer,
             node,
             pool: Pool::new(shared.clone()),
             shared,
-            clock: Clock::new(),
+            clock,
             commands,
             inbound,
             commits,
@@ -124,6 +129,11 @@ impl<S: Store> Driver<S> {
     pub(crate) async fn run(mut self) {
         loop {
             let timer = self.node.poll_timeout().map(|t| self.clock.instant(t));
+            let plane_timer = self
+                .plane
+                .as_ref()
+                .and_then(|p| p.poll_timeout())
+                .map(|t| self.clock.instant(t));
             tokio::select! {
                 command = self.commands.recv(), if self.stopping.is_none() => match command {
                     Some(command) => self.command(*command),
@@ -133,6 +143,11 @@ impl<S: Store> Driver<S> {
                 Some(done) = next_commit(&mut self.commits) => self.on_commit(done),
                 () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                     self.node.handle_timeout(self.clock.now());
+                }
+                () = sleep_until(plane_timer.unwrap_or_else(Instant::now)), if plane_timer.is_some() => {
+                    if let Some(plane) = &mut self.plane {
+                        plane.handle_timeout(self.clock.now());
+                    }
                 }
                 () = sleep_until(self.snapshot_due), if self.shared.config.data_dir.is_some() => {
                     self.snapshot_due = Instant::now() + SNAPSHOT_INTERVAL;
@@ -384,6 +399,16 @@ impl<S: Store> Driver<S> {
                 self.subscribers.remove(&connection);
                 self.node.connection_closed(connection);
             }
+            ToDriver::Datagram { from, bytes } => {
+                if let Some(plane) = &mut self.plane {
+                    plane.handle_datagram(now, from, &bytes);
+                }
+            }
+            ToDriver::TcpOnly { addr } => {
+                if let Some(plane) = &mut self.plane {
+                    plane.speaks_tcp_only(now, addr);
+                }
+            }
         }
     }
 
@@ -455,7 +480,8 @@ impl<S: Store> Driver<S> {
         let room = self.shared.config.max_requests_per_connection.max(1);
         for commit in done.commits {
             self.node.handle_commit(commit, outcome);
-            self.waiters.committed(commit, &done.result, room);
+            let datagrams = self.waiters.committed(commit, &done.result, room);
+            self.answer_datagrams(datagrams);
         }
     }
 
@@ -463,11 +489,10 @@ impl<S: Store> Driver<S> {
     fn drain(&mut self) {
         let room = self.shared.config.max_requests_per_connection.max(1);
         loop {
-            while let Some(Transmit { id, to, request }) = self.node.poll_transmit() {
-                if !self.pool.send(to, (id, Box::new(request))) {
-                    self.node.handle_failure(self.clock.now(), id);
-                }
+            while let Some(transmit) = self.node.poll_transmit() {
+                self.transmit(transmit);
             }
+            let mut again = self.drain_plane();
             while let Some(n) = self.node.poll_notification() {
                 if let Some(reply) = self.subscribers.get(&n.connection) {
                     let message = Box::new(Message::Notify {
@@ -481,7 +506,6 @@ impl<S: Store> Driver<S> {
             while let Some(trace) = self.node.poll_trace() {
                 self.observer.record(now, trace);
             }
-            let mut again = false;
             while let Some(event) = self.node.poll_event() {
                 match event {
                     Event::WatchUpdate { watch, item } => {
@@ -544,6 +568,7 @@ impl<S: Store> Driver<S> {
             stores_rate_limited: count(&counters.stores_rate_limited),
             subscriptions: self.node.subscription_count(),
             watches: self.node.watch_count(),
+            datagrams: self.datagram_status(),
         }
     }
 
@@ -576,6 +601,7 @@ impl<S: Store> Driver<S> {
         };
         behind(&m.stores_over_share, stats.stores_over_share);
         behind(&m.traces_dropped, self.node.traces_dropped());
+        self.update_datagram_metrics();
     }
 
     /// The ring as this node sees it: itself, its contacts by bucket, and what it holds.

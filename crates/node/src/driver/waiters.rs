@@ -10,6 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
+use cairn_core::datagram::Reply;
 use cairn_core::{
     Answer, CommitId, Contact, ErrorCode, ErrorReply, Event, Message, QueryId, Response,
 };
@@ -88,6 +89,8 @@ enum Held {
         reply: oneshot::Sender<Result<PutReceipt, PutError>>,
         receipt: Result<PutReceipt, PutError>,
     },
+    /// A `stored` answer to a peer's request over datagrams.
+    Datagram { reply: Reply },
     /// A `notify` of a copy not durable yet; dropped if the commit fails.
     Notify {
         reply: mpsc::Sender<Box<Message>>,
@@ -142,6 +145,14 @@ impl Waiters {
                 .push(Held::Stored { id, reply }),
             None => send_now(&reply, id, answer.response),
         }
+    }
+
+    /// Holds the answer to a peer's request over datagrams until `commit` lands.
+    pub(super) fn hold_datagram(&mut self, commit: CommitId, reply: Reply) {
+        self.held
+            .entry(commit)
+            .or_default()
+            .push(Held::Datagram { reply });
     }
 
     /// Sends a `notify` on an incoming connection, or holds it until its copy is durable.
@@ -238,13 +249,15 @@ impl Waiters {
     }
 
     /// The store reported `commit`: releases whatever waited on it (`room`: the answers'
-    /// room a `notify` must leave in a connection's queue).
+    /// room a `notify` must leave in a connection's queue), and returns the answers to
+    /// requests over datagrams, for the plane to send.
     pub(super) fn committed(
         &mut self,
         commit: CommitId,
         result: &Result<(), CommitError>,
         room: usize,
-    ) {
+    ) -> Vec<(Reply, Response)> {
+        let mut datagrams = Vec::new();
         if let Err(e) = result {
             if self.failed_commits.len() == FAILED_COMMITS_KEPT {
                 self.failed_commits.pop_front();
@@ -271,8 +284,17 @@ impl Waiters {
                 }
                 (Held::Notify { reply, message }, Ok(())) => send_notify(&reply, message, room),
                 (Held::Notify { .. }, Err(_)) => {}
+                (Held::Datagram { reply }, Ok(())) => datagrams.push((reply, Response::Stored)),
+                (Held::Datagram { reply }, Err(_)) => {
+                    let error = ErrorReply::new(
+                        ErrorCode::INTERNAL,
+                        "the store failed to commit; nothing was stored",
+                    );
+                    datagrams.push((reply, Response::Error(error)));
+                }
             }
         }
+        datagrams
     }
 }
 

@@ -1,0 +1,90 @@
+//! The node's UDP sockets: one on each address it listens on with TCP, same port. They only
+//! move bytes: a reader task per socket hands each datagram to the driver, whose
+//! [`Plane`](cairn_core::datagram::Plane) does everything else; the driver sends what the plane
+//! hands back through [`Sockets::send`].
+//!
+//! Before anything costs a public-key operation, the reader drops an `initial` from a host past
+//! its handshake rate (`handshake_rate`), counted in `cairn_datagrams_refused_total{reason=
+//! "handshake_rate"}`. Datagrams larger than the protocol's 1,200 bytes are dropped unread.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cairn_core::datagram::{INITIAL, MAX_DATAGRAM};
+use tokio::net::UdpSocket;
+
+use crate::driver::inbox::ToDriver;
+use crate::shared::Shared;
+
+/// The sockets, one per listen address.
+pub(crate) struct Sockets {
+    sockets: Vec<Arc<UdpSocket>>,
+}
+
+impl Sockets {
+    /// Binds UDP on each of `addrs` (the TCP listeners' addresses, ports resolved).
+    pub(crate) async fn bind(
+        addrs: &[SocketAddr],
+    ) -> Result<Sockets, (SocketAddr, std::io::Error)> {
+        let mut sockets = Vec::with_capacity(addrs.len());
+        for &addr in addrs {
+            let socket = UdpSocket::bind(addr).await.map_err(|e| (addr, e))?;
+            sockets.push(Arc::new(socket));
+        }
+        Ok(Sockets { sockets })
+    }
+
+    /// Starts one reader task per socket; each ends when the node shuts down.
+    pub(crate) fn spawn_readers(&self, shared: &Arc<Shared>) {
+        for socket in &self.sockets {
+            tokio::spawn(read_loop(socket.clone(), shared.clone()));
+        }
+    }
+
+    /// Sends `bytes` to `to` from the socket of `to`'s address family (the first one if none
+    /// matches). A full socket buffer drops the datagram: the plane's retransmission covers
+    /// it, as it covers a loss on the way.
+    pub(crate) fn send(&self, to: SocketAddr, bytes: &[u8]) -> bool {
+        let socket = self
+            .sockets
+            .iter()
+            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()))
+            .or_else(|| self.sockets.first());
+        socket.is_some_and(|s| s.try_send_to(bytes, to).is_ok())
+    }
+}
+
+async fn read_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
+    let Some(mut shutdown) = shared.shutdown_signal() else {
+        return;
+    };
+    // One byte more than a datagram may hold, to see one that is too large.
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let (len, from) = tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                // An ICMP error for an earlier send (port unreachable) surfaces here on some
+                // systems; it says nothing about the next datagram.
+                Err(_) => continue,
+            },
+            _ = shutdown.changed() => return,
+        };
+        if len > MAX_DATAGRAM {
+            shared.metrics.datagram_refused("too_large");
+            continue;
+        }
+        let bytes = &buf[..len];
+        if bytes.first() == Some(&INITIAL) && !shared.handshake_limit.allow(from.ip()) {
+            shared.metrics.datagram_refused("handshake_rate");
+            continue;
+        }
+        let message = ToDriver::Datagram {
+            from,
+            bytes: bytes.to_vec(),
+        };
+        if shared.tell(message).await.is_err() {
+            return;
+        }
+    }
+}
