@@ -1443,3 +1443,5 @@ impl Random {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;
