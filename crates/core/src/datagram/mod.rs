@@ -1451,3 +1451,5 @@ impl Random {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;
