@@ -804,6 +804,11 @@ impl<C: Suite> Plane<C> {
         let secret = self.random.bytes32();
         let ephemeral = C::ephemeral_public(&secret);
         let shared = C::agree(&secret, &initial.ephemeral);
+        if shared == [0; 32] {
+            // A low-order ephemeral key: the session's keys would be known to anyone.
+            self.stats.malformed += 1;
+            return;
+        }
         let (forward, back) = derive_keys(
             &shared,
             (&initial.ephemeral, &initial.public_key),
@@ -924,6 +929,10 @@ impl<C: Suite> Plane<C> {
         }
         let peer = NodeId::of_public_key(&accept.public_key);
         let shared = C::agree(&secret, &accept.ephemeral);
+        if shared == [0; 32] {
+            self.stats.malformed += 1;
+            return;
+        }
         let (forward, back) = derive_keys(
             &shared,
             (&ephemeral, &self.public_key),

@@ -603,3 +603,30 @@ fn the_simulated_suite_interoperates_with_itself_at_the_same_sizes() {
     let real_sizes: Vec<usize> = real.log.iter().map(|(_, _, b)| b.len()).collect();
     assert_eq!(sizes, real_sizes);
 }
+
+#[test]
+fn a_low_order_ephemeral_key_opens_no_session() {
+    // An initial whose ephemeral key is all zeros (a low-order point): X25519 gives an
+    // all-zero secret, which anyone knows. It is dropped, not answered.
+    let key = SigningKey::from_bytes(&[1; 32]);
+    let body = wire::encode_body(&Body::Message(Message::Request {
+        id: 1,
+        request: Request::Ping,
+    }))
+    .unwrap_or_default();
+    let mut initial = Initial {
+        flags: FLAG_ANNOUNCE,
+        sid: 5,
+        ephemeral: [0; 32],
+        public_key: key.verifying_key().to_bytes(),
+        network: b"cairn".to_vec(),
+        body,
+        signature: [0; 64],
+    };
+    initial.signature = Real::new(key).sign(&Initial::signed_message(&initial.signed_part()));
+    let mut b = plane(2, "cairn");
+    b.handle_datagram(T0, addr(1), &initial.encode());
+    assert_eq!(drain(&mut b), (vec![], vec![]));
+    assert_eq!(b.stats().malformed, 1);
+    assert_eq!(b.stats().sessions, 0);
+}
