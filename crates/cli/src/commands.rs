@@ -314,6 +314,27 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
         "           {} requests and {} stores over rate, {} stores over share, {} contacts crowded out",
         s.requests_rate_limited, s.stores_rate_limited, s.stores_over_share, s.contacts_crowded_out
     );
+    let d = &s.datagrams;
+    if d.enabled {
+        println!(
+            "datagrams  {} sessions; {} received, {} sent; {} retransmitted, {} over TCP instead",
+            d.sessions, d.received, d.sent, d.retransmits, d.fallbacks
+        );
+        let refused = d.too_large
+            + d.handshake_rate
+            + d.malformed
+            + d.bad_signature
+            + d.bad_tag
+            + d.replayed
+            + d.stray;
+        println!(
+            "           {refused} refused ({} over the handshake rate, {} replayed, {} bad tags), \
+             {} not sent (amplification limit)",
+            d.handshake_rate, d.replayed, d.bad_tag, d.amplification_limit
+        );
+    } else {
+        println!("datagrams  off (TCP only, protocol version 1)");
+    }
     Ok(())
 }
 

@@ -41,6 +41,10 @@ pub struct TestnetArgs {
     /// Where --serve serves the dashboard and node 0's API.
     #[arg(long, value_name = "ADDR", default_value = crate::DEFAULT_API)]
     api: std::net::SocketAddr,
+    /// How the nodes reach each other: `datagrams` (protocol version 2: lookups over UDP, TCP
+    /// for what needs a stream) or `tcp` (version-1 nodes, TCP only), to compare the two.
+    #[arg(long, value_name = "TRANSPORT", default_value = "datagrams", value_parser = ["datagrams", "tcp"])]
+    transport: String,
 }
 
 /// Arguments of the hidden `cairn testnet-worker`.
@@ -55,6 +59,9 @@ pub struct WorkerArgs {
     /// Nodes the worker runs.
     #[arg(long)]
     count: usize,
+    /// The nodes speak TCP only (version 1).
+    #[arg(long)]
+    tcp_only: bool,
 }
 
 /// Progress bars on stderr, one per stage.
@@ -142,9 +149,14 @@ pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
         processes: args.processes,
         worker: Some(WorkerCommand {
             program,
-            args: vec!["testnet-worker".into()],
+            args: if args.transport == "tcp" {
+                vec!["testnet-worker".into(), "--tcp-only".into()]
+            } else {
+                vec!["testnet-worker".into()]
+            },
         }),
         serve: args.serve.then_some(args.api),
+        datagrams: args.transport != "tcp",
     };
     if args.serve {
         // Printed first: the dashboard is live from the moment the nodes start.
@@ -185,7 +197,7 @@ pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
 /// `cairn testnet-worker`: serves one share of a spread test network until its input closes.
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.count >= 1, "--count must be at least 1");
-    testnet::serve_worker(args.first, args.stride, args.count)
+    testnet::serve_worker(args.first, args.stride, args.count, !args.tcp_only)
         .await
         .context("testnet worker")
 }

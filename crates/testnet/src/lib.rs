@@ -73,6 +73,9 @@ pub struct Plan {
     /// Where to serve the dashboard of the whole network (node 0's API), from the moment the
     /// nodes start; needs every node in this process.
     pub serve: Option<SocketAddr>,
+    /// Whether the nodes speak datagrams (protocol version 2); `false` makes a network of
+    /// version-1 nodes, TCP only.
+    pub datagrams: bool,
 }
 
 impl Default for Plan {
@@ -85,6 +88,7 @@ impl Default for Plan {
             processes: Some(1),
             worker: None,
             serve: None,
+            datagrams: true,
         }
     }
 }

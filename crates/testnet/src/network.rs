@@ -30,7 +30,9 @@ impl Network {
             .unwrap_or_else(|| spread::processes_for(nodes, open_file_limit()))
             .clamp(1, nodes);
         let shares = spread::shares(nodes, processes);
-        let local = Testnet::start_at(0, processes, shares[0]).await?;
+        let datagrams = plan.datagrams;
+        let local =
+            Testnet::start_configured(0, processes, shares[0], |c| c.datagrams(datagrams)).await?;
         // Node i runs in process i % P, as number i / P there.
         let mut placed: Vec<Vec<(Member, SocketAddr)>> = vec![
             local

@@ -268,11 +268,18 @@ async fn hand_out_answers(
     pending.waiting.clear();
 }
 
-/// The worker's side: starts `count` nodes, numbers `first`, `first + stride`, ..., prints
-/// their addresses, and carries out requests from standard input until it closes.
-pub async fn serve_worker(first: usize, stride: usize, count: usize) -> std::io::Result<()> {
+/// The worker's side: starts `count` nodes, numbers `first`, `first + stride`, ..., (speaking
+/// datagrams if `datagrams`), prints their addresses, and carries out requests from standard
+/// input until it closes.
+pub async fn serve_worker(
+    first: usize,
+    stride: usize,
+    count: usize,
+    datagrams: bool,
+) -> std::io::Result<()> {
     let mut stdout = tokio::io::stdout();
-    let net = match Testnet::start_at(first, stride, count).await {
+    let started = Testnet::start_configured(first, stride, count, |c| c.datagrams(datagrams));
+    let net = match started.await {
         Ok(net) => net,
         Err(e) => {
             write_line(&mut stdout, &Started::Failed(e.to_string())).await?;

@@ -21,6 +21,7 @@ fn plan(worker: WorkerCommand) -> Plan {
         processes: Some(2),
         worker: Some(worker),
         serve: None,
+        datagrams: true,
     }
 }
 

@@ -49,7 +49,7 @@ pub use packet::{
 pub use suite::{Real, Simulated, Suite, TAG_LEN};
 
 use packet::{Accept, Initial};
-use session::{ANSWERS_KEPT, Open, Sent, Session, State, Window, derive_keys};
+use session::{ANSWERS_KEPT, Check, Open, Sent, Session, State, Window, derive_keys};
 
 /// The plane's settings.
 #[derive(Clone, Debug)]
@@ -537,6 +537,7 @@ impl<C: Suite> Plane<C> {
             return;
         }
         let secret = self.random.bytes32();
+        let ephemeral = C::ephemeral_public(&secret);
         let sid = self.fresh_sid();
         let mut initial = Initial {
             flags: if self.config.announce {
@@ -545,7 +546,7 @@ impl<C: Suite> Plane<C> {
                 0
             },
             sid,
-            ephemeral: C::ephemeral_public(&secret),
+            ephemeral,
             public_key: self.public_key,
             network,
             body,
@@ -564,6 +565,7 @@ impl<C: Suite> Plane<C> {
                 announce: true,
                 state: State::Initiating {
                     secret,
+                    ephemeral,
                     initial: bytes.clone(),
                     expected: to.id,
                     carried: id,
@@ -787,11 +789,14 @@ impl<C: Suite> Plane<C> {
             }
             return;
         }
-        let signed = Initial::signed_message(&initial.signed_part());
-        if !C::verify(&initial.public_key, &signed, &initial.signature) {
-            self.stats.bad_signature += 1;
-            return;
-        }
+        // The signature is checked once the initiator proves its address (its first `data`),
+        // off the first request's path: until then its identity counts for nothing (no table
+        // place, no store), exactly as a TCP request pipelined before `auth`.
+        let check = Box::new(Check {
+            public_key: initial.public_key,
+            message: Initial::signed_message(&initial.signed_part()),
+            signature: initial.signature,
+        });
         let Ok(body) = wire::decode_body(&initial.body) else {
             self.stats.malformed += 1;
             return;
@@ -850,6 +855,7 @@ impl<C: Suite> Plane<C> {
                     accept_for: Some(id),
                     accept: None,
                     initial_key: Some(initial.ephemeral),
+                    check: Some(check),
                     serving: vec![id],
                     answers: Default::default(),
                     header: Some(header),
@@ -908,15 +914,17 @@ impl<C: Suite> Plane<C> {
             return;
         };
         let State::Initiating {
-            secret, expected, ..
+            secret,
+            ephemeral,
+            expected,
+            ..
         } = &session.state
         else {
             // Accepted already: a repeat.
             self.stats.stray += 1;
             return;
         };
-        let (secret, expected) = (*secret, *expected);
-        let ephemeral = C::ephemeral_public(&secret);
+        let (secret, ephemeral, expected) = (*secret, *ephemeral, *expected);
         let network = self.config.network.as_str().as_bytes();
         let signed = Accept::signed_message(
             network,
@@ -963,6 +971,7 @@ impl<C: Suite> Plane<C> {
                 accept_for: None,
                 accept: None,
                 initial_key: None,
+                check: None,
                 serving: Vec::new(),
                 answers: Default::default(),
                 header: None,
@@ -1014,8 +1023,17 @@ impl<C: Suite> Plane<C> {
             self.stats.bad_tag += 1;
             return;
         };
-        open.window.mark(pn);
         let newly_proven = !open.proven;
+        if newly_proven {
+            if let Some(check) = open.check.take() {
+                if !C::verify(&check.public_key, &check.message, &check.signature) {
+                    self.stats.bad_signature += 1;
+                    self.remove_session(sid);
+                    return;
+                }
+            }
+        }
+        open.window.mark(pn);
         if newly_proven {
             open.proven = true;
             open.accept = None;

@@ -91,6 +91,8 @@ pub(super) enum State {
     Initiating {
         /// The ephemeral secret.
         secret: [u8; 32],
+        /// Its public key.
+        ephemeral: [u8; 32],
         /// The `initial`'s bytes, sent again as they are.
         initial: Vec<u8>,
         /// The node id the initiator means to reach, if it knows one.
@@ -129,10 +131,21 @@ pub(super) struct Open {
     pub(super) initial_key: Option<[u8; 32]>,
     /// Responder only, until its `accept` is sent: that `accept`'s header.
     pub(super) header: Option<Vec<u8>>,
+    /// Responder only, until the initiator's address is proven: its `initial`'s signature,
+    /// checked then.
+    pub(super) check: Option<Box<Check>>,
     /// Requests received and not yet answered.
     pub(super) serving: Vec<u64>,
     /// Answers sent lately.
     pub(super) answers: VecDeque<Sent>,
+}
+
+/// A signature to check later: by `public_key`, over `message`.
+#[derive(Debug)]
+pub(super) struct Check {
+    pub(super) public_key: [u8; 32],
+    pub(super) message: Vec<u8>,
+    pub(super) signature: [u8; 64],
 }
 
 /// Answers kept per session for retransmitted requests.

@@ -630,3 +630,75 @@ fn a_low_order_ephemeral_key_opens_no_session() {
     assert_eq!(b.stats().malformed, 1);
     assert_eq!(b.stats().sessions, 0);
 }
+
+/// A node that claims another's public key but cannot sign for it.
+struct Liar(Real, [u8; 32]);
+
+impl Suite for Liar {
+    fn public_key(&self) -> [u8; 32] {
+        self.1
+    }
+    fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message)
+    }
+    fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+        Real::verify(public_key, message, signature)
+    }
+    fn ephemeral_public(secret: &[u8; 32]) -> [u8; 32] {
+        Real::ephemeral_public(secret)
+    }
+    fn agree(secret: &[u8; 32], public: &[u8; 32]) -> [u8; 32] {
+        Real::agree(secret, public)
+    }
+    fn seal(key: &[u8; 32], pn: u64, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        Real::seal(key, pn, aad, plaintext)
+    }
+    fn open(key: &[u8; 32], pn: u64, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        Real::open(key, pn, aad, sealed)
+    }
+}
+
+#[test]
+fn a_forged_initial_is_answered_as_unverified_and_its_sender_never_proven() {
+    // Node 1 claims node 3's key. Its lookup is answered (as any unverified request is),
+    // but when it proves its address the signature is checked, fails, and the session ends:
+    // it never enters a table and can never store.
+    let claimed = SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes();
+    let liar = Liar(Real::new(SigningKey::from_bytes(&[1; 32])), claimed);
+    let config = PlaneConfig::new(NetworkName::new("cairn").unwrap_or_else(|_| unreachable!()));
+    let mut a = Plane::new(liar, config, [1; 32], T0);
+    let mut b = plane(2, "cairn");
+    let item = Item::from(ImmutableItem::new(Bytes::from_static(b"x")));
+    a.send(T0, find_node(1, 2));
+    a.send(T0, transmit(2, 2, true, Request::Store { item }));
+    let mut b_events = Vec::new();
+    for _ in 0..4 {
+        for (_, d) in drain(&mut a).0 {
+            b.handle_datagram(T0, addr(1), &d);
+        }
+        let (out, events) = drain(&mut b);
+        for e in events {
+            if let PlaneEvent::Request { reply, .. } = &e {
+                b.answer(T0, *reply, Response::Stored);
+            }
+            b_events.push(e);
+        }
+        for (_, d) in out.into_iter().chain(drain(&mut b).0) {
+            a.handle_datagram(T0, addr(2), &d);
+        }
+    }
+    let seen: Vec<(bool, &'static str)> = b_events
+        .iter()
+        .map(|e| match e {
+            PlaneEvent::Request { from, request, .. } => (from.verified, request.name()),
+            PlaneEvent::Verified(_) => (true, "verified"),
+            _ => (false, "other"),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(false, "find_node")],
+        "the store never reached the node"
+    );
+    assert_eq!(b.stats().bad_signature, 1);
+}

@@ -363,12 +363,16 @@ fn use_the_vectors_session(a: &mut Plane<Real>) {
         panic!("no session opened");
     };
     let State::Initiating {
-        secret, initial, ..
+        secret,
+        ephemeral,
+        initial,
+        ..
     } = &mut session.state
     else {
         panic!("the session is not opening");
     };
     *secret = EPH_I_SECRET;
+    *ephemeral = Real::ephemeral_public(&EPH_I_SECRET);
     *initial = python_initial();
     a.sessions.insert(SID_I, session);
     a.by_addr.insert(addr(2), SID_I);
