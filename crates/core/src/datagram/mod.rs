@@ -376,7 +376,8 @@ impl<C: Suite> Plane<C> {
         let Some(open) = session.open() else {
             return;
         };
-        open.serving.retain(|id| *id != reply.id);
+        let kept = open.serving.iter().any(|s| *s == (reply.id, true));
+        open.serving.retain(|(id, _)| *id != reply.id);
         let first_in_accept = open.accept_for == Some(reply.id);
         let first_room = if first_in_accept {
             accept_room()
@@ -384,15 +385,17 @@ impl<C: Suite> Plane<C> {
             data_room()
         };
         let bodies = answer_bodies(reply.id, response, first_room);
-        if open.answers.len() >= ANSWERS_KEPT {
-            open.answers.pop_front();
+        if kept {
+            if open.answers.len() >= ANSWERS_KEPT {
+                open.answers.pop_front();
+            }
+            open.answers.push_back(Sent {
+                id: reply.id,
+                bodies: bodies.clone(),
+                at: now,
+                repeats: 0,
+            });
         }
-        open.answers.push_back(Sent {
-            id: reply.id,
-            bodies: bodies.clone(),
-            at: now,
-            repeats: 0,
-        });
         let mut bodies = bodies.into_iter();
         if first_in_accept {
             open.accept_for = None;
@@ -856,7 +859,7 @@ impl<C: Suite> Plane<C> {
                     accept: None,
                     initial_key: Some(initial.ephemeral),
                     check: Some(check),
-                    serving: vec![id],
+                    serving: vec![(id, false)],
                     answers: Default::default(),
                     header: Some(header),
                 })),
@@ -1090,7 +1093,7 @@ impl<C: Suite> Plane<C> {
         let Some(open) = session.open() else {
             return;
         };
-        if open.serving.contains(&id) {
+        if open.serving.iter().any(|(s, _)| *s == id) {
             self.stats.duplicates += 1;
             return;
         }
@@ -1111,12 +1114,16 @@ impl<C: Suite> Plane<C> {
         let reply = Reply { session: sid, id };
         match request {
             Request::Listen { .. } | Request::Unlisten { .. } => {
-                open.serving.push(id);
+                open.serving.push((id, false));
                 let refusal = ErrorReply::new(ErrorCode::BAD_REQUEST, "listen goes over TCP");
                 self.answer(now, reply, Response::Error(refusal));
             }
             request => {
-                open.serving.push(id);
+                // Only a `store` changes what the node holds: its answer is kept, so that a
+                // repeat is answered without being stored again. A repeated lookup request is
+                // simply answered again, and keeps nothing in memory.
+                let store = matches!(request, Request::Store { .. });
+                open.serving.push((id, store));
                 self.events.push(PlaneEvent::Request {
                     reply,
                     from: requester(peer, addr, announce, true, sid),

@@ -134,8 +134,9 @@ pub(super) struct Open {
     /// Responder only, until the initiator's address is proven: its `initial`'s signature,
     /// checked then.
     pub(super) check: Option<Box<Check>>,
-    /// Requests received and not yet answered.
-    pub(super) serving: Vec<u64>,
+    /// Requests received and not yet answered, and whether each one's answer is kept (a
+    /// `store`'s).
+    pub(super) serving: Vec<(u64, bool)>,
     /// Answers sent lately.
     pub(super) answers: VecDeque<Sent>,
 }

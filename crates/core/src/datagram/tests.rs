@@ -456,23 +456,38 @@ fn lookups_complete_when_every_other_datagram_is_lost() {
 }
 
 #[test]
-fn a_retransmitted_request_is_answered_but_handled_once() {
+fn a_retransmitted_store_is_answered_but_stored_once() {
+    let item = Item::from(ImmutableItem::new(Bytes::from_static(b"once")));
     let mut pair = Pair::new();
     pair.a.send(T0, find_node(1, 2));
     pair.run(&nodes, &never);
     let sent_b = pair.count_b;
-    pair.a.send(pair.now, transmit(2, 2, true, Request::Ping));
-    // The ping arrives, its answer is lost: node 1 sends it again.
-    let events = pair.run(&|_| Response::Pong, &|n| n == sent_b + 1);
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| matches!(e, PlaneEvent::Request { .. }))
-            .count(),
-        1
-    );
-    assert_eq!(pair.responses().last(), Some(&(2, Response::Pong)));
+    pair.a.send(pair.now, transmit(2, 2, true, Request::Store { item }));
+    // The store arrives, its answer is lost: node 1 sends it again, and node 2 answers it
+    // from the answers it kept, without handing it to its node a second time.
+    let answer = |r: &Request| match r {
+        Request::Store { .. } => Response::Stored,
+        _ => Response::Pong,
+    };
+    let events = pair.run(&answer, &|n| n == sent_b + 1);
+    let stores = events
+        .iter()
+        .filter(|e| matches!(e, PlaneEvent::Request { request: Request::Store { .. }, .. }))
+        .count();
+    assert_eq!(stores, 1);
+    assert_eq!(pair.responses().last(), Some(&(2, Response::Stored)));
     assert_eq!(pair.b.stats().duplicates, 1);
+    // A repeated lookup request is answered again by the node: it changes nothing, and the
+    // plane keeps no answer for it.
+    let sent_b = pair.count_b;
+    pair.a.send(pair.now, transmit(3, 2, true, Request::Ping));
+    let events = pair.run(&answer, &|n| n == sent_b + 1);
+    let pings = events
+        .iter()
+        .filter(|e| matches!(e, PlaneEvent::Request { request: Request::Ping, .. }))
+        .count();
+    assert_eq!(pings, 2);
+    assert_eq!(pair.responses().last(), Some(&(3, Response::Pong)));
 }
 
 #[test]
