@@ -741,9 +741,10 @@ async fn lookups_through_a_relay(protocol: cairn_core::Config, to_far: Loss, to_
 /// The protocol settings of a node whose lookups wait on a request as long as the plane's
 /// tries take (their timeouts are 400, 800 and 1,600 ms for a contact with no estimate).
 fn patient_lookups() -> cairn_core::Config {
-    let mut protocol = cairn_core::Config::default();
-    protocol.min_slot_timeout = Duration::from_secs(5);
-    protocol
+    cairn_core::Config {
+        min_slot_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
