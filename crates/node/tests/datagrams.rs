@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -629,6 +629,8 @@ type Loss = fn(u64) -> bool;
 /// Datagrams a relay moved, and those it dropped, one way.
 struct Way {
     loss: Loss,
+    /// Set by a test: the next datagram is dropped, whatever `loss` says.
+    drop_next: AtomicBool,
     forwarded: AtomicU64,
     dropped: AtomicU64,
 }
@@ -637,6 +639,7 @@ impl Way {
     fn new(loss: Loss) -> Arc<Way> {
         Arc::new(Way {
             loss,
+            drop_next: AtomicBool::new(false),
             forwarded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         })
@@ -645,7 +648,7 @@ impl Way {
     /// Whether the next datagram goes through.
     fn pass(&self) -> bool {
         let n = self.forwarded.load(Ordering::SeqCst) + self.dropped.load(Ordering::SeqCst) + 1;
-        let pass = !(self.loss)(n);
+        let pass = !(self.loss)(n) && !self.drop_next.swap(false, Ordering::SeqCst);
         let counter = if pass { &self.forwarded } else { &self.dropped };
         counter.fetch_add(1, Ordering::SeqCst);
         pass
@@ -695,47 +698,75 @@ impl Relay {
     }
 }
 
-/// Gets, one after another, from a node whose one contact is the far node reached through a
-/// relay losing what `to_far` and `to_near` say, of items only the far node holds, then a put
-/// through the link: each must succeed, over datagrams only. The near node runs with
-/// `protocol`.
-async fn lookups_through_a_relay(protocol: cairn_core::Config, to_far: Loss, to_near: Loss) {
-    let (far, far_addr) = node_on("127.0.0.1", Config::default()).await;
-    let far_id = far.status().await.expect("running").node_id;
-    let relay = Relay::start(far_addr, to_far, to_near).await;
-    // The near node's one contact is the far node at the relay's address, restored from a
-    // routing-table snapshot so that even the first request goes over datagrams (a bootstrap
-    // address would be asked over TCP).
-    let dir = std::env::temp_dir().join(format!(
-        "cairn-relay-{}-{}",
-        std::process::id(),
-        relay.near_side.port()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    let contact = cairn_core::Contact::new(far_id, relay.near_side);
-    cairn_node::snapshot::save(&dir, &[contact]).expect("saves");
-    let config = Config::default().data_dir(dir.clone()).protocol(protocol);
-    let (near, _) = node_on("127.0.0.2", config).await;
+/// A far node, and a near node whose one contact is the far node at a relay's address,
+/// restored from a routing-table snapshot so that even the first request goes over datagrams
+/// (a bootstrap address would be asked over TCP). The near node runs with `protocol`.
+struct Link {
+    far: Dht,
+    near: Dht,
+    relay: Relay,
+    /// The near node's data directory, removed at the end.
+    dir: std::path::PathBuf,
+}
 
-    for n in 0..3 {
-        let value = format!("far item {n}");
-        let put = far.put_immutable(value.clone().into()).await.expect("put");
-        let found = near.get(put.key).await.expect("found through the relay");
+impl Link {
+    async fn start(protocol: cairn_core::Config, to_far: Loss, to_near: Loss) -> Link {
+        let (far, far_addr) = node_on("127.0.0.1", Config::default()).await;
+        let far_id = far.status().await.expect("running").node_id;
+        let relay = Relay::start(far_addr, to_far, to_near).await;
+        let port = relay.near_side.port();
+        let dir = std::env::temp_dir().join(format!("cairn-link-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let contact = cairn_core::Contact::new(far_id, relay.near_side);
+        cairn_node::snapshot::save(&dir, &[contact]).expect("saves");
+        let config = Config::default().data_dir(dir.clone()).protocol(protocol);
+        let (near, _) = node_on("127.0.0.2", config).await;
+        Link {
+            far,
+            near,
+            relay,
+            dir,
+        }
+    }
+
+    /// Puts an item at the far node alone and gets it from the near one.
+    async fn far_item_found(&self, value: &str) {
+        let put = self.far.put_immutable(value.to_owned().into()).await;
+        let key = put.expect("put").key;
+        let found = self.near.get(key).await.expect("found through the relay");
         assert_eq!(found.item.value().as_ref(), value.as_bytes());
     }
-    let put = near.put_immutable("near item".into()).await.expect("put");
-    assert_eq!(put.replicas, 2, "stored at the far node too");
 
-    let status = near.status().await.expect("running");
-    let dropped = |way: &Way| way.dropped.load(Ordering::SeqCst);
-    if dropped(&relay.to_far) + dropped(&relay.to_near) > 0 {
-        assert!(status.datagrams.retransmits > 0, "{:?}", status.datagrams);
+    /// Checks that nothing went over TCP, that what was lost was sent again, and stops.
+    async fn stop(self) {
+        let status = self.near.status().await.expect("running");
+        let dropped = |way: &Way| way.dropped.load(Ordering::SeqCst);
+        if dropped(&self.relay.to_far) + dropped(&self.relay.to_near) > 0 {
+            let d = &status.datagrams;
+            assert!(d.retransmits + d.duplicates > 0, "{d:?}");
+        }
+        assert_eq!(status.connections_opened, 0, "nothing went over TCP");
+        self.shutdown().await;
     }
-    assert_eq!(status.connections_opened, 0, "nothing went over TCP");
-    near.shutdown().await;
-    far.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
+
+    async fn shutdown(self) {
+        self.near.shutdown().await;
+        self.far.shutdown().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Gets, one after another, of items only the far node holds, then a put, through a relay
+/// losing what `to_far` and `to_near` say: each must succeed, over datagrams only.
+async fn lookups_through_a_relay(protocol: cairn_core::Config, to_far: Loss, to_near: Loss) {
+    let link = Link::start(protocol, to_far, to_near).await;
+    for n in 0..3 {
+        link.far_item_found(&format!("far item {n}")).await;
+    }
+    let put = link.near.put_immutable("near item".into()).await;
+    assert_eq!(put.expect("put").replicas, 2, "stored at the far node too");
+    link.stop().await;
 }
 
 /// The protocol settings of a node whose lookups wait on a request as long as the plane's
@@ -748,23 +779,50 @@ fn patient_lookups() -> cairn_core::Config {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_exchange_survives_losing_the_first_datagram_each_way() {
-    // The `initial` is lost; its repeat arrives and the `accept` is lost; the third `initial`
-    // is answered with the `accept` again: all on the plane's three tries through the
-    // nodes' real sockets. The slot timeout is raised: at its default a lookup stops waiting
-    // before a retransmission is answered (the ignored test below).
-    lookups_through_a_relay(patient_lookups(), |n| n == 1, |n| n == 1).await;
+async fn lookups_complete_over_a_link_that_loses_one_datagram_in_four_each_way() {
+    // The first `initial` is lost; its repeat arrives and the `accept` is lost; the third
+    // `initial` is answered with the `accept` again. Later requests and answers are lost one
+    // in four and sent again. All on the plane's three tries, through the nodes' real
+    // sockets. The slot timeout is raised: at its default a lookup stops waiting before a
+    // retransmission is answered (the ignored test below).
+    let one_in_four: Loss = |n| n % 4 == 1;
+    lookups_through_a_relay(patient_lookups(), one_in_four, one_in_four).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a lookup stops waiting on a request at its slot deadline (srtt + 4 rttvar, \
-            >= 100 ms), no later than the plane's first retransmission (same estimate, >= 100 \
-            ms): with one contact, one lost datagram ends a get NotFound { asked: 0 }; and at \
-            one loss in two each way, three tries do not carry every request (try 1 lost, \
-            try 2's answer lost, try 3 lost)"]
+#[ignore = "bug: a lookup stops waiting on a request at its slot deadline (srtt + 4 rttvar, at \
+            least min_slot_timeout, 100 ms), and the plane sends a lost request again at the \
+            same estimate with the same 100 ms floor: the two timers race, and when the slot's \
+            fires first a get whose one contact lost the request ends NotFound { asked: 0 } \
+            while the retransmission's answer is on its way"]
+async fn a_get_survives_a_lost_request_with_the_default_slot_timeout() {
+    // Fifty fresh pairs: in each the session opens at once, the round-trip estimate is a
+    // millisecond or so and both timers sit at their 100 ms floor; then one request is lost.
+    // (After a loss the node's estimate grows, the plane's does not: only the first races.)
+    let mut lost = 0;
+    for n in 0..50 {
+        let link = Link::start(cairn_core::Config::default(), |_| false, |_| false).await;
+        link.far_item_found("first").await;
+        link.relay.to_far.drop_next.store(true, Ordering::SeqCst);
+        let put = link
+            .far
+            .put_immutable(format!("lost once, {n}").into())
+            .await;
+        if link.near.get(put.expect("put").key).await.is_err() {
+            lost += 1;
+        }
+        link.shutdown().await;
+    }
+    assert_eq!(lost, 0, "gets that failed after one lost request, of 50");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "limit: with every other datagram lost each way, three tries do not carry every \
+            request (try 1 lost, try 2 delivered and its answer lost, try 3 lost), and a \
+            lookup does not ask its one contact again"]
 async fn lookups_complete_over_a_link_that_loses_every_other_datagram_each_way() {
     let every_other: Loss = |n| n % 2 == 0;
-    lookups_through_a_relay(cairn_core::Config::default(), every_other, every_other).await;
+    lookups_through_a_relay(patient_lookups(), every_other, every_other).await;
 }
 
 // --- 6. floods ----------------------------------------------------------------------------
@@ -817,7 +875,12 @@ async fn ten_thousand_requests_from_one_host_meet_its_rate_and_another_host_is_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_initials_from_one_host_meet_its_handshake_rate() {
-    let (dht, _) = node_on("127.0.0.1", Config::default()).await;
+    // A burst of 50 and next to no refill, as above.
+    let rate = Rate {
+        per_second: 0.001,
+        burst: 50.0,
+    };
+    let (dht, _) = node_on("127.0.0.1", Config::default().handshake_rate(rate)).await;
     let node = peer_of(&dht).await;
     let flood = Sink::bind("127.0.0.7").await;
     let signer = SigningKey::from_bytes(&[8; 32]);
@@ -836,14 +899,28 @@ async fn ten_thousand_initials_from_one_host_meet_its_handshake_rate() {
     })
     .await;
     let d = until_still("the flood read", PATIENCE, || datagrams(&dht)).await;
-    // The default burst is 256: what got past is the burst, plus what a second refilled.
-    assert!(d.received <= 256 + 64 * 60, "{d:?}");
-    assert_eq!(d.sessions_accepted, 1, "repeats of one initial: {d:?}");
+    // The burst reached the plane (one session, its repeats answered again); the rest was
+    // dropped unread, or by the kernel when the socket's buffer was full.
+    assert_eq!((d.received, d.sessions_accepted), (50, 1), "{d:?}");
+    assert!(d.handshake_rate <= 10_000 - 50, "{d:?}");
     let refused = [("reason", "handshake_rate")];
     let counted = metric(&dht, "cairn_datagrams_refused_total", &refused).await;
     assert_eq!(counted, d.handshake_rate as f64);
-    // Another host opens a session at once.
+    // A fresh `initial` from the same host is dropped too; another host opens a session.
+    let fresh = initial(pk, &signer, 2, "cairn", &ping);
+    flood
+        .socket
+        .send_to(&fresh, node.addr)
+        .await
+        .expect("sends");
+    let again = d.handshake_rate + 1;
+    until_datagrams(&dht, "the fresh initial is dropped", |d| {
+        d.handshake_rate == again
+    })
+    .await;
     let mut other = Client::bind("127.0.0.6", 7).await;
     assert_eq!(other.request(node, 1, Request::Ping).await, Response::Pong);
+    let d = datagrams(&dht).await;
+    assert_eq!(d.sessions_accepted, 2, "{d:?}");
     dht.shutdown().await;
 }
