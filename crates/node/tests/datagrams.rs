@@ -783,8 +783,8 @@ async fn lookups_complete_over_a_link_that_loses_one_datagram_in_four_each_way()
     // The first `initial` is lost; its repeat arrives and the `accept` is lost; the third
     // `initial` is answered with the `accept` again. Later requests and answers are lost one
     // in four and sent again. All on the plane's three tries, through the nodes' real
-    // sockets. The slot timeout is raised: at its default a lookup stops waiting before a
-    // retransmission is answered (the ignored test below).
+    // sockets. The slot timeout is raised: at its default it races the plane's
+    // retransmission, and a lookup may stop waiting first (the ignored test below).
     let one_in_four: Loss = |n| n % 4 == 1;
     lookups_through_a_relay(patient_lookups(), one_in_four, one_in_four).await;
 }
