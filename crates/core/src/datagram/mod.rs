@@ -70,7 +70,7 @@ pub struct PlaneConfig {
     pub initial_tries: u32,
     /// The retransmission timeout of a contact with no round-trip estimate.
     pub initial_rto: Duration,
-    /// The least and most retransmission timeout.
+    /// The least retransmission timeout (cairn: half the node's `min_slot_timeout`).
     pub min_rto: Duration,
     /// The most retransmission timeout.
     pub max_rto: Duration,
@@ -88,10 +88,10 @@ impl PlaneConfig {
             announce: true,
             max_sessions: 4_096,
             session_idle: Duration::from_secs(300),
-            tries: 3,
-            initial_tries: 3,
+            tries: 4,
+            initial_tries: 4,
             initial_rto: Duration::from_millis(400),
-            min_rto: Duration::from_millis(100),
+            min_rto: Duration::from_millis(50),
             max_rto: Duration::from_secs(2),
             fallback_for: Duration::from_secs(600),
             answers_for: Duration::from_secs(10),
@@ -1332,16 +1332,16 @@ impl<C: Suite> Plane<C> {
     }
 
     /// The retransmission timeout of a request to `id`.
+    ///
+    /// Half the contact's RFC 6298 timeout (`srtt + 4 x rttvar`, or the one over all contacts
+    /// for a new one): a lookup stops waiting on a request at that full timeout (its slot
+    /// deadline, at least 100 ms), so a lost request must go again, and be answered, before.
     fn rto(&self, id: Option<&NodeId>) -> Duration {
-        let known = id.is_some_and(|id| {
-            self.rtt.timeout(Some(id), Duration::ZERO, Duration::MAX) < Duration::MAX
-        });
-        if known {
-            self.rtt
-                .timeout(id, self.config.min_rto, self.config.max_rto)
-        } else {
-            self.config.initial_rto
+        let full = self.rtt.timeout(id, Duration::ZERO, Duration::MAX);
+        if full == Duration::MAX {
+            return self.config.initial_rto;
         }
+        (full / 2).clamp(self.config.min_rto, self.config.max_rto)
     }
 
     /// This node's id.

@@ -462,7 +462,8 @@ fn a_retransmitted_store_is_answered_but_stored_once() {
     pair.a.send(T0, find_node(1, 2));
     pair.run(&nodes, &never);
     let sent_b = pair.count_b;
-    pair.a.send(pair.now, transmit(2, 2, true, Request::Store { item }));
+    pair.a
+        .send(pair.now, transmit(2, 2, true, Request::Store { item }));
     // The store arrives, its answer is lost: node 1 sends it again, and node 2 answers it
     // from the answers it kept, without handing it to its node a second time.
     let answer = |r: &Request| match r {
@@ -472,7 +473,15 @@ fn a_retransmitted_store_is_answered_but_stored_once() {
     let events = pair.run(&answer, &|n| n == sent_b + 1);
     let stores = events
         .iter()
-        .filter(|e| matches!(e, PlaneEvent::Request { request: Request::Store { .. }, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                PlaneEvent::Request {
+                    request: Request::Store { .. },
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(stores, 1);
     assert_eq!(pair.responses().last(), Some(&(2, Response::Stored)));
@@ -484,7 +493,15 @@ fn a_retransmitted_store_is_answered_but_stored_once() {
     let events = pair.run(&answer, &|n| n == sent_b + 1);
     let pings = events
         .iter()
-        .filter(|e| matches!(e, PlaneEvent::Request { request: Request::Ping, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                PlaneEvent::Request {
+                    request: Request::Ping,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(pings, 2);
     assert_eq!(pair.responses().last(), Some(&(3, Response::Pong)));
@@ -503,7 +520,7 @@ fn an_address_that_never_answers_goes_over_tcp() {
         fallbacks.extend(events);
     }
     assert_eq!(fallbacks, vec![PlaneEvent::Fallback(find_node(1, 2))]);
-    assert_eq!(a.stats().retransmits, 2, "three initials in all");
+    assert_eq!(a.stats().retransmits, 3, "four initials in all");
     // The next request to it goes over TCP at once.
     a.send(now, find_node(2, 2));
     assert_eq!(

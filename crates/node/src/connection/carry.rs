@@ -29,7 +29,7 @@ pub(super) struct DialedSubscriptions {
 }
 
 impl DialedSubscriptions {
-    fn sent(&mut self, id: u64, request: &Request) {
+    pub(super) fn sent(&mut self, id: u64, request: &Request) {
         match request {
             Request::Listen { key, .. } => {
                 self.asked.insert(id, *key);

@@ -64,6 +64,7 @@ pub(crate) async fn dial(
             expected,
             &mut requests,
             &mut in_flight,
+            &mut subscriptions,
             &shared,
         ))
         .await
@@ -147,6 +148,7 @@ async fn connect(
     expected: Option<NodeId>,
     requests: &mut mpsc::Receiver<Outgoing>,
     in_flight: &mut HashSet<u64>,
+    subscriptions: &mut DialedSubscriptions,
     shared: &Shared,
 ) -> Result<(FrameReader, OwnedWriteHalf, Contact), ConnError> {
     let stream = timeout(
@@ -169,6 +171,9 @@ async fn connect(
     let mut burst = BytesMut::new();
     netstring::encode(&wire::encode(&Message::Hello(hello.clone()))?, &mut burst);
     while let Ok((id, request)) = requests.try_recv() {
+        // A `listen` sent here is a subscription like one sent later: its `notify` frames are
+        // taken once it is answered.
+        subscriptions.sent(id, &request);
         let message = Message::Request {
             id,
             request: *request,
