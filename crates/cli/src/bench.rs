@@ -121,6 +121,8 @@ struct Tally {
     latencies_ms: Vec<f64>,
     /// Requests that got no answer (over datagrams, after every try).
     lost: u64,
+    /// Datagrams sent again for want of an answer in time (`initial`s and requests).
+    resent: u64,
 }
 
 impl Tally {
@@ -133,6 +135,7 @@ impl Tally {
     fn merge(&mut self, other: Tally) {
         self.latencies_ms.extend(other.latencies_ms);
         self.lost += other.lost;
+        self.resent += other.resent;
     }
 }
 
@@ -144,6 +147,7 @@ struct Measured {
     at_once: usize,
     answered: u64,
     lost: u64,
+    resent: u64,
     per_second: f64,
     latency_ms: Quantiles,
 }
@@ -161,6 +165,7 @@ impl Measured {
             at_once,
             answered,
             lost: tally.lost,
+            resent: tally.resent,
             per_second: answered as f64 / seconds,
             latency_ms: Quantiles::of(tally.latencies_ms),
         }
@@ -173,13 +178,14 @@ impl Measured {
             "requests/s"
         };
         println!(
-            "  {:<16} {:<9} {:>9.0} {unit:<12} ({} answered, {} lost, {} at once)  \
+            "  {:<16} {:<9} {:>9.0} {unit:<12} ({} answered, {} lost, {} resent, {} at once)  \
              latency p50 {:.2} ms  p99 {:.2} ms",
             self.name,
             self.transport.name(),
             self.per_second,
             self.answered,
             self.lost,
+            self.resent,
             self.at_once,
             self.latency_ms.p50,
             self.latency_ms.p99
@@ -219,7 +225,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let seconds = Duration::from_secs_f64(args.seconds);
     let header = format!(
-        "cairn bench: {target}, {} clients per transport, {} in flight each, {} s per workload",
+        "cairn bench: {target}; per transport, clients: {}, in flight each: {}; seconds each: {}",
         args.connections, args.in_flight, args.seconds
     );
     let result = tokio::task::spawn_blocking(move || measure(target, &args, seconds)).await?;

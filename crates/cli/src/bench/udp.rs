@@ -41,6 +41,10 @@ enum Outcome {
     Lost,
 }
 
+/// How long a client waits for a datagram before it looks at its planes' timers: set once,
+/// rather than before every receive, since the plane's timeouts are 100 ms or more.
+const TICK: Duration = Duration::from_millis(5);
+
 /// A client's socket and the clock its planes read.
 struct Socket {
     udp: UdpSocket,
@@ -60,8 +64,10 @@ impl Socket {
             IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         };
+        let udp = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        udp.set_read_timeout(Some(TICK))?;
         Ok(Socket {
-            udp: UdpSocket::bind(SocketAddr::new(ip, 0))?,
+            udp,
             start: Instant::now(),
             buf: vec![0; MAX_DATAGRAM + 1],
         })
@@ -81,11 +87,8 @@ impl Socket {
         }
     }
 
-    /// The next datagram, waiting at most until `deadline` (a plane's next timer).
-    fn receive(&mut self, deadline: Option<Time>) -> io::Result<Option<(SocketAddr, &[u8])>> {
-        let wait = deadline.map_or(Duration::from_secs(1), |t| t.since(self.now()));
-        self.udp
-            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+    /// The next datagram, if one comes within [`TICK`].
+    fn receive(&mut self) -> io::Result<Option<(SocketAddr, &[u8])>> {
         match self.udp.recv_from(&mut self.buf) {
             Ok((len, from)) => Ok(Some((from, &self.buf[..len]))),
             Err(e)
@@ -178,7 +181,7 @@ impl Warm {
         while left > 0 {
             self.socket.flush(&mut self.plane);
             let now = self.socket.now();
-            if let Some((from, bytes)) = self.socket.receive(self.plane.poll_timeout())? {
+            if let Some((from, bytes)) = self.socket.receive()? {
                 self.plane.handle_datagram(now, from, bytes);
             }
             self.plane.handle_timeout(self.socket.now());
@@ -225,6 +228,7 @@ pub(super) fn warm_client(
             );
         }
     }
+    tally.resent = warm.plane.stats().retransmits;
     Ok(tally)
 }
 
@@ -252,13 +256,8 @@ pub(super) fn handshake_client(
     let mut slots: Vec<Option<(Plane<Real>, Instant)>> =
         (0..in_flight).map(|_| Some(open(&socket))).collect();
     while slots.iter().any(Option::is_some) {
-        let deadline = slots
-            .iter()
-            .flatten()
-            .filter_map(|(p, _)| p.poll_timeout())
-            .min();
         let now = socket.now();
-        if let Some((from, bytes)) = socket.receive(deadline)? {
+        if let Some((from, bytes)) = socket.receive()? {
             // Every plane in a slot waits on its one request: the one that took the
             // datagram has none left. A datagram none takes (a repeated `accept`) is dropped.
             let _taken = slots.iter_mut().flatten().any(|(plane, _)| {
@@ -284,6 +283,7 @@ pub(super) fn handshake_client(
                     Outcome::Lost => tally.lost += 1,
                 }
             }
+            tally.resent += plane.stats().retransmits;
             *slot = (started.elapsed() < seconds).then(|| open(&socket));
         }
     }
