@@ -1,13 +1,18 @@
-//! `cairn bench`: a load generator. It drives one node over loopback TCP with many
-//! connections and reports, for each kind of request, how many the node answered per second
-//! and how long they took.
+//! `cairn bench`: a load generator. It drives one node over loopback with many clients, over
+//! TCP and over datagrams, and reports, for each kind of request and each transport, how many
+//! the node answered per second and how long they took.
 //!
 //! Without `--target` it starts a node of its own in this process, in memory, with rate limits
-//! and store shares out of the way, so that the figures are the node's speed rather than its
-//! limits; with `--target` it measures a running node, whose limits then apply. It first stores the items it will look up
-//! (half signed, half immutable), then runs each workload in turn for `--seconds`: every
-//! connection keeps `--in-flight` requests outstanding, sending a batch and reading its
-//! answers. A request's latency is the time from its batch going out to its answer.
+//! (requests, stores, datagram handshakes) and store shares out of the way, so that the figures
+//! are the node's speed rather than its limits; with `--target` it measures a running node,
+//! whose limits then apply. It first stores the items it will look up (half signed, half
+//! immutable), then runs each workload in turn for `--seconds`, on each transport of
+//! `--transport`: every client keeps `--in-flight` requests outstanding, sending a batch and
+//! reading its answers. A request's latency is the time from its batch going out to its
+//! answer. How each transport's clients work: [`tcp`] and [`udp`].
+
+mod tcp;
+mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,10 +37,11 @@ pub struct BenchArgs {
     /// rate limits off.
     #[arg(long, value_name = "ADDR", value_parser = crate::parse_addr)]
     target: Option<SocketAddr>,
-    /// Connections, each on a thread of its own.
+    /// Clients per transport (a TCP connection, or a datagram session), each on a thread of
+    /// its own.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// Requests each connection keeps in flight.
+    /// Requests each client keeps in flight.
     #[arg(long, default_value_t = 32)]
     in_flight: usize,
     /// Seconds each workload runs.
@@ -48,6 +54,38 @@ pub struct BenchArgs {
     /// find_value_hit, find_value_miss, store_immutable or store_signed.
     #[arg(long, value_name = "WORKLOAD", value_parser = parse_workload)]
     only: Option<String>,
+    /// Which transports to measure each workload over.
+    #[arg(long, value_enum, default_value_t = Transport::Both)]
+    transport: Transport,
+}
+
+/// The transports a request can go over, as `--transport` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Transport {
+    /// TCP connections past the handshake.
+    Tcp,
+    /// Datagram sessions (protocol version 2).
+    Datagrams,
+    /// Both, each workload over TCP and then over datagrams.
+    Both,
+}
+
+impl Transport {
+    /// The transports a run over `self` measures.
+    fn each(self) -> Vec<Transport> {
+        match self {
+            Transport::Both => vec![Transport::Tcp, Transport::Datagrams],
+            one => vec![one],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Datagrams => "datagrams",
+            Transport::Both => "both",
+        }
+    }
 }
 
 /// The workloads, as `--only` names them.
@@ -76,15 +114,86 @@ fn wanted(args: &BenchArgs, name: &str) -> bool {
         .is_none_or(|only| only == name.replace(' ', "_"))
 }
 
-/// One workload's figures.
+/// What the clients of one workload saw.
+#[derive(Default)]
+struct Tally {
+    /// Each answered request's latency, in milliseconds.
+    latencies_ms: Vec<f64>,
+    /// Requests that got no answer (over datagrams, after every try).
+    lost: u64,
+    /// Datagrams sent again for want of an answer in time (`initial`s and requests).
+    resent: u64,
+}
+
+impl Tally {
+    /// A request sent at `sent` was answered now.
+    fn answered(&mut self, sent: Instant) {
+        self.latencies_ms
+            .push(sent.elapsed().as_secs_f64() * 1_000.0);
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.latencies_ms.extend(other.latencies_ms);
+        self.lost += other.lost;
+        self.resent += other.resent;
+    }
+}
+
+/// One workload's figures over one transport.
 struct Measured {
     name: &'static str,
+    transport: Transport,
+    /// Requests the clients kept outstanding at once, all together.
+    at_once: usize,
     answered: u64,
+    lost: u64,
+    resent: u64,
     per_second: f64,
     latency_ms: Quantiles,
 }
 
-/// What a workload sends: the `n`th request of connection `c`.
+impl Measured {
+    fn new(
+        (name, transport, at_once): (&'static str, Transport, usize),
+        tally: Tally,
+        seconds: f64,
+    ) -> Self {
+        let answered = tally.latencies_ms.len() as u64;
+        Measured {
+            name,
+            transport,
+            at_once,
+            answered,
+            lost: tally.lost,
+            resent: tally.resent,
+            per_second: answered as f64 / seconds,
+            latency_ms: Quantiles::of(tally.latencies_ms),
+        }
+    }
+
+    fn print(&self) {
+        let unit = if self.name == "handshake" {
+            "handshakes/s"
+        } else {
+            "requests/s"
+        };
+        println!(
+            "  {:<16} {:<9} {:>9.0} {unit:<12} ({} answered, {} lost, {} resent, {} at once)  \
+             latency p50 {:.2} ms  p99 {:.2} ms",
+            self.name,
+            self.transport.name(),
+            self.per_second,
+            self.answered,
+            self.lost,
+            self.resent,
+            self.at_once,
+            self.latency_ms.p50,
+            self.latency_ms.p99
+        );
+    }
+}
+
+/// What a workload sends: the `n`th request of client `c`.
 type Workload = dyn Fn(usize, u64) -> Request + Send + Sync;
 
 /// `cairn bench`.
@@ -100,6 +209,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .listen("127.0.0.1:0".parse()?)
                 .request_rate(Rate::UNLIMITED)
                 .store_rate(Rate::UNLIMITED)
+                .handshake_rate(Rate::UNLIMITED)
                 .max_inbound_per_host(args.connections.max(16) * 2)
                 // Room for every store the workloads make, all from one loopback network.
                 .limits(StoreLimits {
@@ -114,20 +224,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let seconds = Duration::from_secs_f64(args.seconds);
+    let header = format!(
+        "cairn bench: {target}; per transport, clients: {}, in flight each: {}; seconds each: {}",
+        args.connections, args.in_flight, args.seconds
+    );
     let result = tokio::task::spawn_blocking(move || measure(target, &args, seconds)).await?;
     if let Some(dht) = own {
         dht.shutdown().await;
     }
-    let (handshakes, measured) = result?;
-    match handshakes {
-        Some(rate) => println!("cairn bench: {target}, {rate:.0} handshakes/s"),
-        None => println!("cairn bench: {target}"),
-    }
+    let measured = result?;
+    println!("{header}");
     for m in measured {
-        println!(
-            "  {:<18} {:>9.0}/s  ({} answered)  latency p50 {:.2} ms  p99 {:.2} ms",
-            m.name, m.per_second, m.answered, m.latency_ms.p50, m.latency_ms.p99
-        );
+        m.print();
     }
     Ok(())
 }
@@ -145,17 +253,12 @@ fn item(n: usize) -> Item {
     }
 }
 
-/// Stores the items, then runs every workload; returns handshakes/s and the figures.
+/// Stores the items, then runs every workload over each transport; returns the figures.
 fn measure(
     target: SocketAddr,
     args: &BenchArgs,
     seconds: Duration,
-) -> anyhow::Result<(Option<f64>, Vec<Measured>)> {
-    let handshakes = if wanted(args, "handshake") {
-        Some(handshake_rate(target, seconds)?)
-    } else {
-        None
-    };
+) -> anyhow::Result<Vec<Measured>> {
     let items: Vec<Item> = (0..args.items.max(1)).map(item).collect();
     let mut loader = Peer::connect(target, None, 200).context("connecting")?;
     for (n, item) in items.iter().enumerate() {
@@ -168,14 +271,46 @@ fn measure(
             bail!("the node did not store item {n}");
         }
     }
+    let node = udp::Node {
+        addr: target,
+        id: loader.node_id(),
+    };
+    let transports = args.transport.each();
+    let mut measured = Vec::new();
+    if wanted(args, "handshake") {
+        for &transport in &transports {
+            measured.push(handshakes(node, args, seconds, transport)?);
+        }
+    }
     let keys: Arc<Vec<Key>> = Arc::new(items.iter().map(|i| *i.key()).collect());
-    let hits = keys.clone();
+    for (name, workload) in workloads(keys).into_iter().filter(|(n, _)| wanted(args, n)) {
+        let workload: Arc<Workload> = Arc::from(workload);
+        for &transport in &transports {
+            let run = (name, transport, args.connections * args.in_flight);
+            let (tally, elapsed) = clients(args, name, transport, |c| {
+                let (in_flight, workload) = (args.in_flight, workload.clone());
+                move || match transport {
+                    Transport::Datagrams => {
+                        udp::warm_client(node, c, in_flight, seconds, name, &*workload)
+                    }
+                    _ => tcp::client(target, c, in_flight, seconds, name, &*workload),
+                }
+            })?;
+            measured.push(Measured::new(run, tally, elapsed));
+        }
+    }
+    Ok(measured)
+}
+
+/// The workloads after `handshake`, by name as printed; `hits` are the keys of the items stored
+/// first.
+fn workloads(hits: Arc<Vec<Key>>) -> Vec<(&'static str, Box<Workload>)> {
     let fresh = |c: usize, n: u64| -> Item {
         let value = Bytes::from([c.to_be_bytes(), n.to_be_bytes()].concat());
         ImmutableItem::new(value).into()
     };
     let signer = SigningKey::from_bytes(&[8; 32]);
-    let workloads: Vec<(&'static str, Box<Workload>)> = vec![
+    vec![
         ("ping", Box::new(|_, _| Request::Ping)),
         (
             "find_node",
@@ -209,18 +344,7 @@ fn measure(
                 }
             }),
         ),
-    ];
-    let mut measured = Vec::new();
-    for (name, workload) in workloads.into_iter().filter(|(n, _)| wanted(args, n)) {
-        measured.push(run_workload(
-            target,
-            args,
-            seconds,
-            name,
-            Arc::from(workload),
-        )?);
-    }
-    Ok((handshakes, measured))
+    ]
 }
 
 fn answer(message: Message) -> Option<Response> {
@@ -230,73 +354,56 @@ fn answer(message: Message) -> Option<Response> {
     }
 }
 
-/// Connections with full handshakes opened one after another for `seconds`.
-fn handshake_rate(target: SocketAddr, seconds: Duration) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let mut done = 0u64;
-    while started.elapsed() < seconds {
-        // A ping proves the handshake completed before the connection closes.
-        let mut peer = Peer::connect(target, None, 100).context("a handshake failed")?;
-        peer.send(&Message::Request {
-            id: 1,
-            request: Request::Ping,
-        })?;
-        peer.receive()?;
-        done += 1;
-    }
-    Ok(done as f64 / started.elapsed().as_secs_f64())
-}
-
-fn run_workload(
-    target: SocketAddr,
+/// The `handshake` workload over `transport`: over TCP, connections one after another; over
+/// datagrams, every client keeps `--in-flight` first exchanges going.
+fn handshakes(
+    node: udp::Node,
     args: &BenchArgs,
     seconds: Duration,
-    name: &'static str,
-    workload: Arc<Workload>,
+    transport: Transport,
 ) -> anyhow::Result<Measured> {
+    let name = "handshake";
+    if transport != Transport::Datagrams {
+        let started = Instant::now();
+        let tally = tcp::handshakes(node.addr, seconds)?;
+        let elapsed = started.elapsed().as_secs_f64();
+        return Ok(Measured::new((name, transport, 1), tally, elapsed));
+    }
     let in_flight = args.in_flight;
-    let threads: Vec<_> = (0..args.connections)
-        .map(|c| {
-            let workload = workload.clone();
-            std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
-                let mut peer = Peer::connect(target, None, c as u8)?;
-                let mut latencies = Vec::new();
-                let started = Instant::now();
-                let mut n = 0u64;
-                while started.elapsed() < seconds {
-                    let sent = Instant::now();
-                    for _ in 0..in_flight {
-                        n += 1;
-                        let request = workload(c, n);
-                        peer.send(&Message::Request { id: n, request })?;
-                    }
-                    for _ in 0..in_flight {
-                        match answer(peer.receive()?) {
-                            Some(Response::Error(e)) => {
-                                bail!("{name}: the node answered {} {}", e.code, e.message)
-                            }
-                            Some(_) => latencies.push(sent.elapsed().as_secs_f64() * 1_000.0),
-                            None => bail!("{name}: the node sent something not an answer"),
-                        }
-                    }
-                }
-                Ok(latencies)
-            })
-        })
+    let (tally, elapsed) = clients(args, name, transport, |c| {
+        move || udp::handshake_client(node, c, in_flight, seconds)
+    })?;
+    let run = (name, transport, args.connections * in_flight);
+    Ok(Measured::new(run, tally, elapsed))
+}
+
+/// Runs `--connections` clients of `transport`, each on a thread of its own, and adds up what
+/// they saw; also returns the seconds they took. `client(c)` makes client `c`'s work. The
+/// datagram clients are numbered after the TCP ones, so that their stores are items of
+/// their own.
+fn clients<F>(
+    args: &BenchArgs,
+    name: &str,
+    transport: Transport,
+    client: impl Fn(usize) -> F,
+) -> anyhow::Result<(Tally, f64)>
+where
+    F: FnOnce() -> anyhow::Result<Tally> + Send + 'static,
+{
+    let first = match transport {
+        Transport::Datagrams => args.connections,
+        _ => 0,
+    };
+    let threads: Vec<_> = (first..first + args.connections)
+        .map(|c| std::thread::spawn(client(c)))
         .collect();
     let started = Instant::now();
-    let mut all = Vec::new();
+    let mut all = Tally::default();
     for thread in threads {
-        let latencies = thread
+        let tally = thread
             .join()
-            .map_err(|_| anyhow::anyhow!("{name}: a connection's thread panicked"))??;
-        all.extend(latencies);
+            .map_err(|_| anyhow::anyhow!("{name}: a client's thread panicked"))??;
+        all.merge(tally);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    Ok(Measured {
-        name,
-        answered: all.len() as u64,
-        per_second: all.len() as f64 / elapsed,
-        latency_ms: Quantiles::of(all),
-    })
+    Ok((all, started.elapsed().as_secs_f64()))
 }

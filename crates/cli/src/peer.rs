@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use cairn_node::cairn_core::netstring::{self, NetstringDecoder};
 use cairn_node::cairn_core::wire;
 use cairn_node::cairn_core::{
-    Auth, Hello, Message, NetworkName, PROTOCOL_VERSION, Role, Transcript,
+    Auth, Hello, Message, NetworkName, NodeId, PROTOCOL_VERSION, Role, Transcript,
 };
 use ed25519_dalek::SigningKey;
 
@@ -18,6 +18,8 @@ pub struct Peer {
     stream: TcpStream,
     decoder: NetstringDecoder,
     buf: BytesMut,
+    /// The node's public key, from its `welcome`.
+    node_key: [u8; 32],
 }
 
 fn invalid(what: impl std::fmt::Display) -> io::Error {
@@ -37,6 +39,7 @@ impl Peer {
             stream,
             decoder: NetstringDecoder::new(1 << 20),
             buf: BytesMut::new(),
+            node_key: [0; 32],
         };
         let key = SigningKey::from_bytes(&[seed; 32]);
         let network = NetworkName::default();
@@ -65,7 +68,14 @@ impl Peer {
         }
         let signature = transcript.sign(Role::Dialer, &key);
         peer.send(&Message::Auth(Auth { signature }))?;
+        peer.node_key = welcome.public_key;
         Ok(peer)
+    }
+
+    /// The id of the node at the other end, as its `welcome` proved it.
+    #[allow(dead_code, reason = "the benches that include this file do not ask")]
+    pub fn node_id(&self) -> NodeId {
+        NodeId::of_public_key(&self.node_key)
     }
 
     /// Sends one message.

@@ -264,6 +264,81 @@ fn bench_measures_every_kind_of_request_and_says_what_it_needs() {
 }
 
 #[test]
+fn bench_measures_over_datagrams_beside_tcp() {
+    let run = |transport: &str, only: &str| {
+        let out = Command::new(CAIRN)
+            .args(["bench", "--seconds", "0.2", "--items", "10"])
+            .args(["--transport", transport, "--only", only])
+            .output()
+            .expect("cairn bench runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    // The row of `workload` over `transport`, and how many requests it says were answered.
+    let answered = |stdout: &str, workload: &str, transport: &str| -> u64 {
+        let line = stdout
+            .lines()
+            .find(|l| {
+                let mut words = l.split_whitespace();
+                l.trim_start().starts_with(workload)
+                    && words.nth(workload.split(' ').count()) == Some(transport)
+            })
+            .unwrap_or_else(|| panic!("no {workload} {transport} row in {stdout}"));
+        assert!(line.contains("/s") && line.contains("p99"), "{line}");
+        let count = line.split('(').nth(1).and_then(|r| r.split(' ').next());
+        count
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {line}"))
+    };
+
+    let datagrams = run("datagrams", "ping");
+    assert!(answered(&datagrams, "ping", "datagrams") > 0, "{datagrams}");
+    assert!(!datagrams.contains(" tcp "), "{datagrams}");
+
+    // A first exchange each time, and stores, which need the client's address proven.
+    let handshakes = run("datagrams", "handshake");
+    assert!(
+        answered(&handshakes, "handshake", "datagrams") > 0,
+        "{handshakes}"
+    );
+    assert!(handshakes.contains("handshakes/s"), "{handshakes}");
+    let stores = run("datagrams", "store_signed");
+    assert!(
+        answered(&stores, "store signed", "datagrams") > 0,
+        "{stores}"
+    );
+
+    // Both by default, in one table.
+    let both = Command::new(CAIRN)
+        .args([
+            "bench",
+            "--seconds",
+            "0.2",
+            "--items",
+            "10",
+            "--only",
+            "find_value_hit",
+        ])
+        .output()
+        .expect("cairn bench runs");
+    let both = String::from_utf8_lossy(&both.stdout);
+    assert!(answered(&both, "find_value hit", "tcp") > 0, "{both}");
+    assert!(answered(&both, "find_value hit", "datagrams") > 0, "{both}");
+
+    let unknown = Command::new(CAIRN)
+        .args(["bench", "--transport", "pigeons"])
+        .output()
+        .expect("cairn bench runs");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("datagrams"));
+}
+
+#[test]
 fn delete_get_and_watch_as_a_user_does() {
     use std::io::BufRead;
 
