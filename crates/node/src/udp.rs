@@ -28,7 +28,7 @@ impl Sockets {
     ) -> Result<Sockets, (SocketAddr, std::io::Error)> {
         let mut sockets = Vec::with_capacity(addrs.len());
         for &addr in addrs {
-            let socket = UdpSocket::bind(addr).await.map_err(|e| (addr, e))?;
+            let socket = bind(addr).map_err(|e| (addr, e))?;
             sockets.push(Arc::new(socket));
         }
         Ok(Sockets { sockets })
@@ -52,6 +52,27 @@ impl Sockets {
             .or_else(|| self.sockets.first());
         socket.is_some_and(|s| s.try_send_to(bytes, to).is_ok())
     }
+}
+
+/// The receive buffer asked for: room for about 800 full datagrams, so that a burst of
+/// `initial`s (a put meets twenty new contacts at once; a node answers many) is not dropped by
+/// the kernel while the driver is busy. Linux caps it at `net.core.rmem_max`.
+const RECEIVE_BUFFER: usize = 1 << 20;
+
+/// A non-blocking UDP socket bound to `addr`, with a larger receive buffer (and, for an IPv6
+/// address, the system's default dual-stack setting, as the TCP listener beside it has).
+fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer only means more loss under bursts, which the plane's
+    // retransmission covers.
+    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 async fn read_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {

@@ -376,7 +376,7 @@ impl<C: Suite> Plane<C> {
         let Some(open) = session.open() else {
             return;
         };
-        let kept = open.serving.iter().any(|s| *s == (reply.id, true));
+        let kept = open.serving.contains(&(reply.id, true));
         open.serving.retain(|(id, _)| *id != reply.id);
         let first_in_accept = open.accept_for == Some(reply.id);
         let first_room = if first_in_accept {
