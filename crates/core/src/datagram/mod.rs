@@ -675,21 +675,26 @@ impl<C: Suite> Plane<C> {
     /// `addr` never answered session `sid`'s `initial`: it is reached over TCP for a while,
     /// and every request waiting on the session goes there now.
     fn no_datagrams(&mut self, now: Time, sid: u64, addr: SocketAddr) {
-        self.remove_session(sid);
         self.tcp_only.insert(addr, now + self.config.fallback_for);
-        let waiting: Vec<u64> = self
+        for p in self.end_session(sid) {
+            self.fall_back(p.transmit);
+        }
+    }
+
+    /// Drops session `sid` and hands back the node's requests that went on it (the plane's
+    /// own `ping`s end with it).
+    fn end_session(&mut self, sid: u64) -> Vec<Outgoing> {
+        self.remove_session(sid);
+        let ids: Vec<u64> = self
             .pending
             .iter()
             .filter(|(_, p)| p.session == Some(sid))
             .map(|(id, _)| *id)
             .collect();
-        for id in waiting {
-            if let Some(p) = self.pending.remove(&id) {
-                if !p.internal {
-                    self.fall_back(p.transmit);
-                }
-            }
-        }
+        ids.into_iter()
+            .filter_map(|id| self.pending.remove(&id))
+            .filter(|p| !p.internal)
+            .collect()
     }
 
     fn fall_back(&mut self, transmit: Transmit) {
@@ -1238,23 +1243,12 @@ impl<C: Suite> Plane<C> {
 
     /// Fails every request on session `sid` with `reason` and drops the session.
     fn fail_session(&mut self, sid: u64, reason: DatagramFailure) {
-        self.remove_session(sid);
-        let ids: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.session == Some(sid))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            if let Some(p) = self.pending.remove(&id) {
-                if !p.internal {
-                    self.events.push(PlaneEvent::Failed {
-                        id,
-                        to: p.transmit.to.addr,
-                        reason: reason.clone(),
-                    });
-                }
-            }
+        for p in self.end_session(sid) {
+            self.events.push(PlaneEvent::Failed {
+                id: p.transmit.id,
+                to: p.transmit.to.addr,
+                reason: reason.clone(),
+            });
         }
     }
 
