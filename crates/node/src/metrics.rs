@@ -95,7 +95,7 @@ fn hops() -> Histogram {
 
 /// Why datagrams are dropped: the reader's checks (`too_large`, `handshake_rate`), then the
 /// plane's (`cairn_core::datagram::PlaneStats`).
-pub(crate) const DATAGRAM_REFUSALS: [&str; 8] = [
+pub(crate) const DATAGRAM_REFUSALS: [&str; 9] = [
     "too_large",
     "handshake_rate",
     "malformed",
@@ -104,6 +104,7 @@ pub(crate) const DATAGRAM_REFUSALS: [&str; 8] = [
     "replayed",
     "stray",
     "amplification_limit",
+    "unproven_store",
 ];
 
 /// A node's metrics. Each field is a handle on the registered metric: cloning one shares it.

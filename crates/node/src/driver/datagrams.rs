@@ -184,6 +184,7 @@ impl<S: Store> Driver<S> {
             ("replayed", s.replayed),
             ("stray", s.stray),
             ("amplification_limit", s.amplification_limited),
+            ("unproven_store", s.unproven_stores),
         ] {
             let label = crate::metrics::ReasonLabel { reason };
             behind(&m.datagrams_refused.get_or_create(&label), total);
