@@ -29,7 +29,7 @@ mod packet;
 mod session;
 mod suite;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -237,8 +237,8 @@ pub struct Plane<C: Suite> {
     pending: BTreeMap<u64, Outgoing>,
     /// Addresses that did not answer an `initial`, and until when they are reached over TCP.
     tcp_only: HashMap<SocketAddr, Time>,
-    datagrams: Vec<(SocketAddr, Vec<u8>)>,
-    events: Vec<PlaneEvent>,
+    datagrams: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<PlaneEvent>,
     rtt: RttTable,
     stats: PlaneStats,
     /// Ids of the plane's own `ping`s: counting down from `u64::MAX`, far from the node's.
@@ -265,8 +265,8 @@ impl<C: Suite> Plane<C> {
             by_addr: HashMap::new(),
             pending: BTreeMap::new(),
             tcp_only: HashMap::new(),
-            datagrams: Vec::new(),
-            events: Vec::new(),
+            datagrams: VecDeque::new(),
+            events: VecDeque::new(),
             rtt: RttTable::default(),
             stats: PlaneStats::default(),
             next_internal: u64::MAX,
@@ -294,20 +294,22 @@ impl<C: Suite> Plane<C> {
 
     /// The next datagram to send, and where.
     pub fn poll_datagram(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
-        if self.datagrams.is_empty() {
-            self.datagrams = Vec::new();
-            return None;
+        let next = self.datagrams.pop_front();
+        if next.is_none() {
+            // A drained queue gives its buffer back: thousands of idle simulated nodes should
+            // not keep the room of their busiest moment.
+            self.datagrams = VecDeque::new();
         }
-        Some(self.datagrams.remove(0))
+        next
     }
 
     /// The next thing the node must hear.
     pub fn poll_event(&mut self) -> Option<PlaneEvent> {
-        if self.events.is_empty() {
-            self.events = Vec::new();
-            return None;
+        let next = self.events.pop_front();
+        if next.is_none() {
+            self.events = VecDeque::new();
         }
-        Some(self.events.remove(0))
+        next
     }
 
     /// When to call [`Plane::handle_timeout`] next.
@@ -459,7 +461,7 @@ impl<C: Suite> Plane<C> {
                 if let (Some(expected), Some(peer)) = (to.id, peer) {
                     if expected != peer {
                         self.pending.remove(&id);
-                        self.events.push(PlaneEvent::Failed {
+                        self.events.push_back(PlaneEvent::Failed {
                             id,
                             to: to.addr,
                             reason: DatagramFailure::UnexpectedPeer(peer),
@@ -653,7 +655,7 @@ impl<C: Suite> Plane<C> {
     /// Request `id` had no answer after every try.
     fn give_up(&mut self, id: u64) {
         if let Some(p) = self.pending.remove(&id).filter(|p| !p.internal) {
-            self.events.push(PlaneEvent::Failed {
+            self.events.push_back(PlaneEvent::Failed {
                 id,
                 to: p.transmit.to.addr,
                 reason: DatagramFailure::NoAnswer,
@@ -699,7 +701,7 @@ impl<C: Suite> Plane<C> {
 
     fn fall_back(&mut self, transmit: Transmit) {
         self.stats.fallbacks += 1;
-        self.events.push(PlaneEvent::Fallback(transmit));
+        self.events.push_back(PlaneEvent::Fallback(transmit));
     }
 
     /// Seals `body` into a `data` on open session `sid` and sends it, within the
@@ -750,7 +752,7 @@ impl<C: Suite> Plane<C> {
     fn push_datagram(&mut self, to: SocketAddr, bytes: Vec<u8>) {
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += bytes.len() as u64;
-        self.datagrams.push((to, bytes));
+        self.datagrams.push_back((to, bytes));
     }
 
     // --- receiving ------------------------------------------------------------------------
@@ -876,7 +878,7 @@ impl<C: Suite> Plane<C> {
         let reply = Reply { session: sid, id };
         match request {
             Request::Ping | Request::FindNode { .. } | Request::FindValue { .. } => {
-                self.events.push(PlaneEvent::Request {
+                self.events.push_back(PlaneEvent::Request {
                     reply,
                     from: from_requester,
                     request,
@@ -1052,7 +1054,7 @@ impl<C: Suite> Plane<C> {
             self.by_addr.entry(from).or_insert(sid);
             if let (Some(peer), true) = (peer, announce) {
                 self.events
-                    .push(PlaneEvent::Verified(requester(peer, from, true, true, sid)));
+                    .push_back(PlaneEvent::Verified(requester(peer, from, true, true, sid)));
             }
         }
         if !body.is_empty() {
@@ -1129,7 +1131,7 @@ impl<C: Suite> Plane<C> {
                 // simply answered again, and keeps nothing in memory.
                 let store = matches!(request, Request::Store { .. });
                 open.serving.push((id, store));
-                self.events.push(PlaneEvent::Request {
+                self.events.push_back(PlaneEvent::Request {
                     reply,
                     from: requester(peer, addr, announce, true, sid),
                     request,
@@ -1196,7 +1198,7 @@ impl<C: Suite> Plane<C> {
             self.rtt.sample(&peer, now.since(p.sent));
         }
         if !p.internal {
-            self.events.push(PlaneEvent::Response {
+            self.events.push_back(PlaneEvent::Response {
                 from: Contact::new(peer, addr),
                 id,
                 response,
@@ -1244,7 +1246,7 @@ impl<C: Suite> Plane<C> {
     /// Fails every request on session `sid` with `reason` and drops the session.
     fn fail_session(&mut self, sid: u64, reason: DatagramFailure) {
         for p in self.end_session(sid) {
-            self.events.push(PlaneEvent::Failed {
+            self.events.push_back(PlaneEvent::Failed {
                 id: p.transmit.id,
                 to: p.transmit.to.addr,
                 reason: reason.clone(),
