@@ -49,7 +49,9 @@ pub use packet::{
 pub use suite::{Real, Simulated, Suite, TAG_LEN};
 
 use packet::{Accept, Initial};
-use session::{ANSWERS_KEPT, Check, Open, Sent, Session, State, Window, derive_keys};
+use session::{
+    ANSWERS_KEPT, Check, Initiating, Open, Sent, Session, State, Unproven, Window, derive_keys,
+};
 
 /// The plane's settings.
 #[derive(Clone, Debug)]
@@ -380,7 +382,10 @@ impl<C: Suite> Plane<C> {
         };
         let kept = open.serving.contains(&(reply.id, true));
         open.serving.retain(|(id, _)| *id != reply.id);
-        let first_in_accept = open.accept_for == Some(reply.id);
+        let first_in_accept = open
+            .unproven
+            .as_ref()
+            .is_some_and(|u| u.accept_for == Some(reply.id));
         let first_room = if first_in_accept {
             accept_room()
         } else {
@@ -400,12 +405,17 @@ impl<C: Suite> Plane<C> {
         }
         let mut bodies = bodies.into_iter();
         if first_in_accept {
-            open.accept_for = None;
+            if let Some(u) = open.unproven.as_mut() {
+                u.accept_for = None;
+            }
             if let Some(body) = bodies.next() {
                 let accept = self.seal_accept(reply.session, &body);
                 self.send_limited(reply.session, addr, accept.clone());
-                if let Some(open) = self.open_mut(reply.session) {
-                    open.accept = Some(accept);
+                if let Some(u) = self
+                    .open_mut(reply.session)
+                    .and_then(|o| o.unproven.as_mut())
+                {
+                    u.accept = Some(accept);
                 }
             }
         }
@@ -568,13 +578,13 @@ impl<C: Suite> Plane<C> {
                 addr: to.addr,
                 peer: None,
                 announce: true,
-                state: State::Initiating {
+                state: State::Initiating(Box::new(Initiating {
                     secret,
                     ephemeral,
                     initial: bytes.clone(),
                     expected: to.id,
                     carried: id,
-                },
+                })),
                 last: now,
             },
         );
@@ -608,11 +618,11 @@ impl<C: Suite> Plane<C> {
                     self.no_datagrams(now, sid, addr);
                 } else if self.carried_by(sid) == Some(id) {
                     if let Some(Session {
-                        state: State::Initiating { initial, .. },
+                        state: State::Initiating(opening),
                         ..
                     }) = self.sessions.get(&sid)
                     {
-                        let bytes = initial.clone();
+                        let bytes = opening.initial.clone();
                         self.push_datagram(addr, bytes);
                         self.stats.retransmits += 1;
                     }
@@ -667,9 +677,9 @@ impl<C: Suite> Plane<C> {
     fn carried_by(&self, sid: u64) -> Option<u64> {
         match self.sessions.get(&sid) {
             Some(Session {
-                state: State::Initiating { carried, .. },
+                state: State::Initiating(opening),
                 ..
-            }) => Some(*carried),
+            }) => Some(opening.carried),
             _ => None,
         }
     }
@@ -729,7 +739,12 @@ impl<C: Suite> Plane<C> {
         };
         let pn = open.next_pn;
         open.next_pn += 1;
-        let (header, key) = (open_accept_header(open), open.send_key);
+        let header = open
+            .unproven
+            .as_ref()
+            .map(|u| u.header.clone())
+            .unwrap_or_default();
+        let key = open.send_key;
         let mut bytes = header.clone();
         bytes.extend_from_slice(&C::seal(&key, pn, &header, body));
         bytes
@@ -742,8 +757,8 @@ impl<C: Suite> Plane<C> {
                 self.stats.amplification_limited += 1;
                 return;
             }
-            if !open.proven {
-                open.sent += bytes.len();
+            if let Some(u) = open.unproven.as_mut() {
+                u.sent += bytes.len();
             }
         }
         self.push_datagram(addr, bytes);
@@ -789,9 +804,9 @@ impl<C: Suite> Plane<C> {
         if let Some(sid) = self.repeated_initial(from, &initial) {
             let accept = self.sessions.get_mut(&sid).and_then(|s| {
                 s.last = now;
-                let open = s.open()?;
-                open.received += bytes.len();
-                open.accept.clone()
+                let unproven = s.open()?.unproven.as_mut()?;
+                unproven.received += bytes.len();
+                unproven.accept.clone()
             });
             if let Some(accept) = accept {
                 self.stats.duplicates += 1;
@@ -802,11 +817,11 @@ impl<C: Suite> Plane<C> {
         // The signature is checked once the initiator proves its address (its first `data`),
         // off the first request's path: until then its identity counts for nothing (no table
         // place, no store), exactly as a TCP request pipelined before `auth`.
-        let check = Box::new(Check {
+        let check = Check {
             public_key: initial.public_key,
             message: Initial::signed_message(&initial.signed_part()),
             signature: initial.signature,
-        });
+        };
         let Ok(body) = wire::decode_body(&initial.body) else {
             self.stats.malformed += 1;
             return;
@@ -859,16 +874,17 @@ impl<C: Suite> Plane<C> {
                     recv_key: forward,
                     next_pn: 0,
                     window: Window::default(),
-                    proven: false,
-                    received: bytes.len(),
-                    sent: 0,
-                    accept_for: Some(id),
-                    accept: None,
+                    unproven: Some(Box::new(Unproven {
+                        received: bytes.len(),
+                        sent: 0,
+                        accept_for: Some(id),
+                        header,
+                        accept: None,
+                        check,
+                    })),
                     initial_key: Some(initial.ephemeral),
-                    check: Some(check),
                     serving: vec![(id, false)],
                     answers: Default::default(),
-                    header: Some(header),
                 })),
                 last: now,
             },
@@ -923,18 +939,12 @@ impl<C: Suite> Plane<C> {
             self.stats.stray += 1;
             return;
         };
-        let State::Initiating {
-            secret,
-            ephemeral,
-            expected,
-            ..
-        } = &session.state
-        else {
+        let State::Initiating(opening) = &session.state else {
             // Accepted already: a repeat.
             self.stats.stray += 1;
             return;
         };
-        let (secret, ephemeral, expected) = (*secret, *ephemeral, *expected);
+        let (secret, ephemeral, expected) = (opening.secret, opening.ephemeral, opening.expected);
         let network = self.config.network.as_str().as_bytes();
         let signed = Accept::signed_message(
             network,
@@ -975,16 +985,10 @@ impl<C: Suite> Plane<C> {
                 recv_key: back,
                 next_pn: 1,
                 window,
-                proven: true,
-                received: 0,
-                sent: 0,
-                accept_for: None,
-                accept: None,
+                unproven: None,
                 initial_key: None,
-                check: None,
                 serving: Vec::new(),
                 answers: Default::default(),
-                header: None,
             }));
         }
         self.stats.sessions_initiated += 1;
@@ -1033,22 +1037,16 @@ impl<C: Suite> Plane<C> {
             self.stats.bad_tag += 1;
             return;
         };
-        let newly_proven = !open.proven;
-        if newly_proven {
-            if let Some(check) = open.check.take() {
-                if !C::verify(&check.public_key, &check.message, &check.signature) {
-                    self.stats.bad_signature += 1;
-                    self.remove_session(sid);
-                    return;
-                }
+        let newly_proven = !open.proven();
+        if let Some(check) = open.unproven.as_ref().map(|u| &u.check) {
+            if !C::verify(&check.public_key, &check.message, &check.signature) {
+                self.stats.bad_signature += 1;
+                self.remove_session(sid);
+                return;
             }
         }
         open.window.mark(pn);
-        if newly_proven {
-            open.proven = true;
-            open.accept = None;
-            open.header = None;
-        }
+        open.unproven = None;
         session.last = now;
         if newly_proven {
             self.by_addr.entry(from).or_insert(sid);
@@ -1344,11 +1342,6 @@ impl<C: Suite> Plane<C> {
     pub fn id(&self) -> &NodeId {
         &self.id
     }
-}
-
-/// The header of responder session `open`'s `accept`.
-fn open_accept_header(open: &Open) -> Vec<u8> {
-    open.header.clone().unwrap_or_default()
 }
 
 /// A requester as the node sees it.

@@ -87,21 +87,26 @@ pub(super) struct Sent {
 /// A session's state.
 #[derive(Debug)]
 pub(super) enum State {
-    /// This node sent an `initial` and waits for the `accept`.
-    Initiating {
-        /// The ephemeral secret.
-        secret: [u8; 32],
-        /// Its public key.
-        ephemeral: [u8; 32],
-        /// The `initial`'s bytes, sent again as they are.
-        initial: Vec<u8>,
-        /// The node id the initiator means to reach, if it knows one.
-        expected: Option<NodeId>,
-        /// The request the `initial` carries.
-        carried: u64,
-    },
+    /// This node sent an `initial` and waits for the `accept` (boxed: a session spends most
+    /// of its life open, and the `initial` kept here is 1,200 bytes).
+    Initiating(Box<Initiating>),
     /// Keys agreed: `data` flows both ways.
     Open(Box<Open>),
+}
+
+/// A session this node is opening.
+#[derive(Debug)]
+pub(super) struct Initiating {
+    /// The ephemeral secret.
+    pub(super) secret: [u8; 32],
+    /// Its public key.
+    pub(super) ephemeral: [u8; 32],
+    /// The `initial`'s bytes, sent again as they are.
+    pub(super) initial: Vec<u8>,
+    /// The node id the initiator means to reach, if it knows one.
+    pub(super) expected: Option<NodeId>,
+    /// The request the `initial` carries.
+    pub(super) carried: u64,
 }
 
 /// An open session.
@@ -114,31 +119,36 @@ pub(super) struct Open {
     /// The next packet number to send.
     pub(super) next_pn: u64,
     pub(super) window: Window,
-    /// Whether the peer's address is proven: the initiator's by its first `data` (it read the
-    /// `accept` there); the responder's by its `accept` (it answered a fresh key sent there).
-    pub(super) proven: bool,
-    /// Until the peer's address is proven: bytes received from it and sent to it. At most three
-    /// times the first may be sent.
-    pub(super) received: usize,
-    pub(super) sent: usize,
-    /// Responder only: the request its `accept` answers, until the answer is given.
-    pub(super) accept_for: Option<u64>,
-    /// Responder only, until the initiator's address is proven: the `accept` sent, to send
-    /// again when the `initial` comes again.
-    pub(super) accept: Option<Vec<u8>>,
-    /// The peer's ephemeral key and session id from its `initial` (responder only): how a
-    /// repeated `initial` is recognised.
+    /// What a responder keeps until the initiator's address is proven (by its first `data`:
+    /// it read the `accept` there); `None` once it is, and always for the initiator, whose
+    /// `accept` proved the responder's address (it answered a fresh key sent there). Boxed:
+    /// most sessions are proven within a round trip.
+    pub(super) unproven: Option<Box<Unproven>>,
+    /// The peer's ephemeral key from its `initial` (responder only): how a repeated `initial`
+    /// is recognised.
     pub(super) initial_key: Option<[u8; 32]>,
-    /// Responder only, until its `accept` is sent: that `accept`'s header.
-    pub(super) header: Option<Vec<u8>>,
-    /// Responder only, until the initiator's address is proven: its `initial`'s signature,
-    /// checked then.
-    pub(super) check: Option<Box<Check>>,
     /// Requests received and not yet answered, and whether each one's answer is kept (a
     /// `store`'s).
     pub(super) serving: Vec<(u64, bool)>,
     /// Answers sent lately.
     pub(super) answers: VecDeque<Sent>,
+}
+
+/// A responder's session before the initiator's address is proven.
+#[derive(Debug)]
+pub(super) struct Unproven {
+    /// Bytes received from the address and sent to it: at most three times the first may be
+    /// sent.
+    pub(super) received: usize,
+    pub(super) sent: usize,
+    /// The request the `accept` answers, until the answer is given.
+    pub(super) accept_for: Option<u64>,
+    /// That `accept`'s header, until it is sent.
+    pub(super) header: Vec<u8>,
+    /// The `accept` sent, to send again when the `initial` comes again.
+    pub(super) accept: Option<Vec<u8>>,
+    /// The `initial`'s signature, checked when the address is proven.
+    pub(super) check: Check,
 }
 
 /// A signature to check later: by `public_key`, over `message`.
@@ -170,7 +180,7 @@ impl Session {
     pub(super) fn open(&mut self) -> Option<&mut Open> {
         match &mut self.state {
             State::Open(open) => Some(open),
-            State::Initiating { .. } => None,
+            State::Initiating(_) => None,
         }
     }
 
@@ -181,10 +191,17 @@ impl Session {
 }
 
 impl Open {
+    /// Whether the peer's address is proven.
+    pub(super) fn proven(&self) -> bool {
+        self.unproven.is_none()
+    }
+
     /// Whether `len` more bytes may go to the peer: always once its address is proven, else
     /// while the total stays within three times what it sent (RFC 9000, section 8).
     pub(super) fn may_send(&self, len: usize) -> bool {
-        self.proven || self.sent + len <= 3 * self.received
+        self.unproven
+            .as_ref()
+            .is_none_or(|u| u.sent + len <= 3 * u.received)
     }
 }
 

@@ -362,18 +362,12 @@ fn use_the_vectors_session(a: &mut Plane<Real>) {
     let Some(mut session) = a.sessions.remove(&sid) else {
         panic!("no session opened");
     };
-    let State::Initiating {
-        secret,
-        ephemeral,
-        initial,
-        ..
-    } = &mut session.state
-    else {
+    let State::Initiating(opening) = &mut session.state else {
         panic!("the session is not opening");
     };
-    *secret = EPH_I_SECRET;
-    *ephemeral = Real::ephemeral_public(&EPH_I_SECRET);
-    *initial = python_initial();
+    opening.secret = EPH_I_SECRET;
+    opening.ephemeral = Real::ephemeral_public(&EPH_I_SECRET);
+    opening.initial = python_initial();
     a.sessions.insert(SID_I, session);
     a.by_addr.insert(addr(2), SID_I);
     for pending in a.pending.values_mut() {
