@@ -818,7 +818,17 @@ async fn lookups_complete_over_a_link_that_loses_every_other_datagram_each_way()
     // Try 1 lost; try 2 arrives and its answer is lost; try 3 lost; try 4 answered: the
     // plane's four tries carry each request, the `initial`s included.
     let every_other: Loss = |n| n % 2 == 0;
-    lookups_through_a_relay(cairn_core::Config::default(), every_other, every_other).await;
+    lookups_through_a_relay(patient_lookups(), every_other, every_other).await;
+}
+
+/// The protocol settings of a node whose lookups wait on a request as long as the plane's four
+/// tries take (50, 100, 200 ms apart): with one contact a lookup has nobody else to ask, and
+/// at the default it stops waiting on a request after 100 ms.
+fn patient_lookups() -> cairn_core::Config {
+    cairn_core::Config {
+        min_slot_timeout: Duration::from_secs(1),
+        ..Default::default()
+    }
 }
 
 // --- 6. floods ----------------------------------------------------------------------------

@@ -48,9 +48,6 @@ pub struct LookupParams {
 enum State {
     NotContacted,
     Waiting,
-    /// Past its round-trip timeout: its slot is free for another candidate, but its answer is
-    /// still awaited (a datagram sent again may bring it).
-    Slow,
     /// Timed out: counts as failed, but a late answer is still taken.
     Unresponsive,
     Succeeded,
@@ -63,7 +60,7 @@ impl State {
     fn settle(&mut self, outcome: State) -> Option<bool> {
         let held_slot = match *self {
             State::Waiting => true,
-            State::Slow | State::Unresponsive => false,
+            State::Unresponsive => false,
             _ => return None,
         };
         *self = outcome;
@@ -105,8 +102,6 @@ pub struct Lookup {
     path_in_flight: Vec<usize>,
     requests: u32,
     finished: bool,
-    /// Whether any candidate answered.
-    answered: bool,
     /// Who told of each candidate, once [`Lookup::record_referrers`] asked for it: what a
     /// dashboard draws a hop from. Boxed and off by default, so that the lookups of a
     /// simulated network of 100,000 nodes do not pay for it.
@@ -131,7 +126,6 @@ impl Lookup {
             path_in_flight: vec![0; paths],
             requests: 0,
             finished: false,
-            answered: false,
             referrers: None,
         };
         let mut seeds: Vec<Contact> = seeds.into_iter().collect();
@@ -234,7 +228,6 @@ impl Lookup {
         // Walk each path's shortlist closest first, over its k closest candidates not known to
         // fail; ask the first not yet asked (or its fastest equal) while the path has a slot.
         let mut all_answered = true;
-        let mut slow = false;
         let target = self.target;
         for path in 0..self.params.paths {
             let mut considered = 0;
@@ -248,10 +241,7 @@ impl Lookup {
                     if distance.bucket_index() != first.bucket_index() {
                         break;
                     }
-                    if matches!(
-                        candidate.state,
-                        State::Failed | State::Unresponsive | State::Slow
-                    ) {
+                    if matches!(candidate.state, State::Failed | State::Unresponsive) {
                         continue;
                     }
                     if candidate.state == State::NotContacted {
@@ -263,10 +253,6 @@ impl Lookup {
                 } else {
                     match candidate.state {
                         State::Failed | State::Unresponsive => continue,
-                        State::Slow => {
-                            slow = true;
-                            continue;
-                        }
                         State::Succeeded => {}
                         State::Waiting => all_answered = false,
                         State::NotContacted if self.path_in_flight[path] < self.params.alpha => {
@@ -297,10 +283,8 @@ impl Lookup {
             }
         }
         // No candidate among any path's k closest is left to ask (or the shortlists ran out);
-        // if none of them is still awaited either, every path has converged. A lookup that no
-        // candidate has answered yet waits for its slow requests: one of them may still
-        // answer, and ending would report nothing found.
-        if all_answered && (self.answered || !slow) {
+        // if none of them is still awaited either, every path has converged.
+        if all_answered {
             self.finished = true;
             return Next::Finished;
         }
@@ -313,7 +297,6 @@ impl Lookup {
         let Some((hop, path)) = self.settle(peer, State::Succeeded) else {
             return false;
         };
-        self.answered = true;
         if !self.finished {
             for contact in closer {
                 if self.add(contact, hop + 1, path) {
@@ -334,26 +317,12 @@ impl Lookup {
     /// Records that `peer`'s request passed its deadline: it counts as failed and frees its
     /// slot, but a late answer is still taken. Returns false if it was not waiting.
     pub fn on_timeout(&mut self, peer: &NodeId) -> bool {
-        self.free_slot(peer, State::Unresponsive)
-    }
-
-    /// Records that `peer`'s request passed its round-trip timeout: it frees its slot for
-    /// another candidate but is still awaited. Returns false if it was not waiting.
-    pub fn on_slow(&mut self, peer: &NodeId) -> bool {
-        self.free_slot(peer, State::Slow)
-    }
-
-    fn free_slot(&mut self, peer: &NodeId, to: State) -> bool {
         let key = peer.distance(&self.target);
         match self.candidates.get_mut(&key) {
             Some(candidate) if candidate.state == State::Waiting => {
-                candidate.state = to;
+                candidate.state = State::Unresponsive;
                 self.in_flight -= 1;
                 self.path_in_flight[candidate.path] -= 1;
-                true
-            }
-            Some(candidate) if candidate.state == State::Slow && to == State::Unresponsive => {
-                candidate.state = to;
                 true
             }
             _ => false,

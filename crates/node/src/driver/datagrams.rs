@@ -21,8 +21,11 @@ pub(super) fn plane(shared: &Shared, now: cairn_core::Time) -> Option<Plane<Real
     shared.udp.as_ref()?;
     let mut config = PlaneConfig::new(shared.config.network.clone());
     config.max_rto = shared.config.protocol.request_timeout;
-    // A lost request goes again before a lookup stops waiting on it (its slot deadline).
-    config.min_rto = shared.config.protocol.min_slot_timeout / 2;
+    // A lost request goes again, and is answered, before a lookup stops waiting on it (its
+    // slot deadline, at least `min_slot_timeout`).
+    config.min_rto = config
+        .min_rto
+        .min(shared.config.protocol.min_slot_timeout / 2);
     let mut seed = [0; 32];
     rand::rng().fill_bytes(&mut seed);
     let suite = Real::new(shared.identity.signing_key().clone());
