@@ -1,9 +1,9 @@
-# cairn in a container: one node, its data in a volume, peers on TCP 7400.
+# cairn in a container: one node, its data in a volume, peers on 7400 (TCP and UDP).
 #
 # There is no container engine on the machines cairn is developed on, so this file has been
 # reviewed, not built: keep it simple enough to review. Build and run:
 #   docker build -t cairn .
-#   docker run -d --name cairn -p 7400:7400 -v cairn-data:/var/lib/cairn cairn
+#   docker run -d --name cairn -p 7400:7400/tcp -p 7400:7400/udp -v cairn-data:/var/lib/cairn cairn
 #   docker exec cairn cairn status
 # `docker stop` waits 10 s before SIGKILL; cairn's graceful stop can take about 10 s (see
 # deploy/cairn.service), so give it 20: `docker stop -t 20 cairn` (compose: stop_grace_period).
@@ -27,8 +27,8 @@ COPY --from=build /src/target/release/cairn /usr/local/bin/cairn
 USER cairn
 # node.key (the node's identity), items.redb and routing.snapshot: keep them across upgrades.
 VOLUME /var/lib/cairn
-# Peers, over TCP (and UDP too, once cairn speaks it: then add 7400/udp).
-EXPOSE 7400/tcp
+# Peers: lookups in UDP datagrams, subscriptions and large values over TCP.
+EXPOSE 7400/tcp 7400/udp
 # The API on the container's own loopback, on purpose, and not exposed: it signs, publishes
 # and deletes with the node's key and has no authentication, so whoever reaches it acts as the
 # node. Use it from inside (`docker exec cairn cairn put ...`), or run with --network host to
