@@ -28,7 +28,8 @@ USER cairn
 # node.key (the node's identity), items.redb and routing.snapshot: keep them across upgrades.
 VOLUME /var/lib/cairn
 # Peers: lookups in UDP datagrams, subscriptions and large values over TCP.
-EXPOSE 7400/tcp 7400/udp
+EXPOSE 7400/tcp
+EXPOSE 7400/udp
 # The API on the container's own loopback, on purpose, and not exposed: it signs, publishes
 # and deletes with the node's key and has no authentication, so whoever reaches it acts as the
 # node. Use it from inside (`docker exec cairn cairn put ...`), or run with --network host to
