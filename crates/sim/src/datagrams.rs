@@ -16,9 +16,14 @@
 //!   into the plane (the id a request expects), plane ids to node ids on the way out (who
 //!   asked, who answered). The translation is one-to-one, so the plane's check that the
 //!   expected node answered means what it means on a real network.
+//! - Datagrams between two nodes arrive in the order sent ([`Paths`]); loss is the only
+//!   disorder modelled.
 //! - A node that stops or dies loses its plane with its process (its sessions were in
 //!   memory); it gets a fresh one, seeded anew, when it comes back. Its peers' sessions to it
 //!   are then unknown to it, and the plane's `unknown` reply makes them open new ones.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use cairn_core::datagram::{Plane, PlaneConfig, PlaneEvent, PlaneStats, Simulated};
 use cairn_core::{Contact, Id, NetworkName, NodeId, Peer, Requester, Time, Transmit};
@@ -55,6 +60,41 @@ impl DatagramTotals {
         self.duplicates += stats.duplicates;
         self.fallbacks += stats.fallbacks;
         self.amplification_limited += stats.amplification_limited;
+    }
+}
+
+/// The last arrival on each directed path that has had datagrams lately: datagrams one node
+/// sends another arrive in the order sent, as on one network path. (The latency model draws
+/// its jitter per message; without this, an answer's parts sent back to back would overtake
+/// each other far more often than on a real path.)
+pub(crate) struct Paths {
+    last: HashMap<(usize, usize), Time>,
+    /// When arrivals already past were last forgotten.
+    pruned: Time,
+}
+
+/// How often the arrivals already past are forgotten.
+const PRUNE_PATHS: Duration = Duration::from_secs(5);
+
+impl Paths {
+    /// No datagram in flight, as of `now`.
+    pub(crate) fn new(now: Time) -> Self {
+        Paths {
+            last: HashMap::new(),
+            pruned: now,
+        }
+    }
+
+    /// When a datagram from `from` to `to`, due at `due`, arrives: no earlier than the one
+    /// sent before it on the same path.
+    fn arrival(&mut self, from: usize, to: usize, due: Time, now: Time) -> Time {
+        if now.since(self.pruned) >= PRUNE_PATHS {
+            self.last.retain(|_, at| *at > now);
+            self.pruned = now;
+        }
+        let last = self.last.entry((from, to)).or_insert(due);
+        *last = due.max(*last);
+        *last
     }
 }
 
@@ -194,7 +234,8 @@ impl Sim {
             self.datagrams.lost += 1;
             return;
         }
-        let at = self.now() + delay;
+        let now = self.now();
+        let at = self.paths.arrival(from, to, now + delay, now);
         self.push(at, Action::Datagram { to, from, bytes });
     }
 

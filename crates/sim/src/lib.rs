@@ -138,6 +138,8 @@ pub struct Sim {
     plane_ids: HashMap<NodeId, usize>,
     /// The datagram counters of the network, and of the planes that are gone.
     datagrams: DatagramTotals,
+    /// The order of the datagrams in flight on each path.
+    paths: datagrams::Paths,
 }
 
 /// The simulated time at which every run starts: 2026-01-01T00:00:00Z.
@@ -165,6 +167,7 @@ impl Sim {
             watched: HashMap::new(),
             plane_ids: HashMap::new(),
             datagrams: DatagramTotals::default(),
+            paths: datagrams::Paths::new(EPOCH),
         }
     }
 
