@@ -21,7 +21,7 @@ use rand::seq::index::sample;
 use serde::Serialize;
 
 use crate::scenario::{self, FAILED, Scenario, got, latencies_ms};
-use crate::{Command, DatagramTotals, Sim, Ticket};
+use crate::{Command, DatagramTotals, RequestTotals, Sim, Ticket};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -116,6 +116,8 @@ pub struct ChurnReport {
     pub connections: u64,
     /// What the datagram planes did (all zero unless requests went over datagrams).
     pub datagrams: DatagramTotals,
+    /// The nodes' requests in the whole run.
+    pub requests: RequestTotals,
     /// Real time the run took.
     #[serde(skip)]
     pub wall: Duration,
@@ -266,6 +268,7 @@ pub fn run(churn: &Churn) -> ChurnReport {
         messages: sim.delivered(),
         connections: sim.connections_opened(),
         datagrams: sim.datagram_totals(),
+        requests: sim.request_totals(),
         wall: started.elapsed(),
     }
 }
@@ -357,7 +360,7 @@ impl fmt::Display for ChurnReport {
             f,
             self.messages,
             self.connections,
-            &self.datagrams,
+            (&self.requests, &self.datagrams),
             self.wall,
         )
     }

@@ -111,6 +111,17 @@ struct SimNode {
     lives: u64,
 }
 
+/// The requests of every node, dead ones included: where a run's time went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestTotals {
+    /// Requests the nodes sent.
+    pub sent: u64,
+    /// Requests that failed or timed out.
+    pub failed: u64,
+    /// Lookup requests that gave up their slot before their answer came (or never did).
+    pub slow: u64,
+}
+
 /// A simulated network.
 pub struct Sim {
     nodes: Vec<SimNode>,
@@ -188,6 +199,18 @@ impl Sim {
     /// Connections opened so far (with a [`Transport`]).
     pub fn connections_opened(&self) -> u64 {
         self.connections_opened
+    }
+
+    /// The requests of every node so far, dead ones included.
+    pub fn request_totals(&self) -> RequestTotals {
+        let mut totals = RequestTotals::default();
+        for n in &self.nodes {
+            let stats = n.node.stats();
+            totals.sent += stats.requests_sent;
+            totals.failed += stats.requests_failed;
+            totals.slow += stats.requests_slow;
+        }
+        totals
     }
 
     /// The simulation's RNG, for scenarios that need randomness of the same seed.

@@ -19,7 +19,7 @@ use rand::seq::index::sample;
 use serde::Serialize;
 
 use crate::scenario::{self, FAILED, Published, Scenario, got};
-use crate::{Command, DatagramTotals, Sim};
+use crate::{Command, DatagramTotals, RequestTotals, Sim};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -73,6 +73,8 @@ pub struct PartitionReport {
     pub connections: u64,
     /// What the datagram planes did (all zero unless requests went over datagrams).
     pub datagrams: DatagramTotals,
+    /// The nodes' requests in the whole run.
+    pub requests: RequestTotals,
     /// Real time the run took.
     #[serde(skip)]
     pub wall: Duration,
@@ -154,6 +156,7 @@ pub fn run(partition: &Partition) -> PartitionReport {
         messages: sim.delivered(),
         connections: sim.connections_opened(),
         datagrams: sim.datagram_totals(),
+        requests: sim.request_totals(),
         wall: started.elapsed(),
     }
 }
@@ -228,7 +231,7 @@ impl fmt::Display for PartitionReport {
             f,
             self.messages,
             self.connections,
-            &self.datagrams,
+            (&self.requests, &self.datagrams),
             self.wall,
         )
     }

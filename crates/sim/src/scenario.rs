@@ -16,7 +16,7 @@ use rand::Rng;
 use rand::seq::index::sample;
 use serde::Serialize;
 
-use crate::{Command, DatagramTotals, EPOCH, Latency, Sim, Ticket, Transport};
+use crate::{Command, DatagramTotals, EPOCH, Latency, RequestTotals, Sim, Ticket, Transport};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -88,6 +88,8 @@ pub struct Report {
     pub connections: u64,
     /// What the datagram planes did (all zero unless requests went over datagrams).
     pub datagrams: DatagramTotals,
+    /// The nodes' requests in the whole run.
+    pub requests: RequestTotals,
     /// Real time the run took (the only figure that varies between runs of one seed).
     #[serde(skip)]
     pub wall: Duration,
@@ -251,6 +253,7 @@ pub fn run(scenario: &Scenario) -> Report {
         messages: sim.delivered(),
         connections: sim.connections_opened(),
         datagrams: sim.datagram_totals(),
+        requests: sim.request_totals(),
         wall: started.elapsed(),
     }
 }
@@ -466,7 +469,7 @@ impl fmt::Display for Report {
             f,
             self.messages,
             self.connections,
-            &self.datagrams,
+            (&self.requests, &self.datagrams),
             self.wall,
         )
     }
@@ -490,12 +493,17 @@ pub(crate) fn write_totals(
     f: &mut fmt::Formatter<'_>,
     messages: u64,
     connections: u64,
-    datagrams: &DatagramTotals,
+    (requests, datagrams): (&RequestTotals, &DatagramTotals),
     wall: Duration,
 ) -> fmt::Result {
     writeln!(
         f,
         "  messages         {messages} delivered, {connections} connections opened in the whole run"
+    )?;
+    writeln!(
+        f,
+        "  requests         {} sent, {} failed, {} slow (gave up their lookup slot)",
+        requests.sent, requests.failed, requests.slow
     )?;
     if datagrams.sent > 0 {
         let d = datagrams;

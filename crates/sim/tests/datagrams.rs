@@ -197,3 +197,43 @@ fn a_seed_replays_identically_over_datagrams() {
         first
     );
 }
+
+#[test]
+fn gets_succeed_through_churn_and_a_partition_over_datagrams() {
+    use cairn_sim::churn::{self, Churn};
+    use cairn_sim::partition::{self, Partition};
+    let seed = 15;
+    println!("seed {seed}");
+    // Half an hour of churn in 150 nodes, sessions of 20 minutes at the median; half the
+    // leavers' hosts stay up, which a datagram cannot tell from a dead one.
+    let churned = churn::run(&Churn {
+        base: datagram_scenario(150, 10, seed),
+        duration: Duration::from_secs(1_800),
+        median_session: Duration::from_secs(1_200),
+        gets_per_minute: 10,
+        ..Churn::default()
+    });
+    print!("{churned}");
+    assert!(churned.left >= 20, "a good part of the network left");
+    assert_eq!(churned.failed_joins, 0);
+    assert_eq!(
+        churned.gets.succeeded, churned.gets.attempted,
+        "every get that ran to its end found its item"
+    );
+    assert!(churned.datagrams.sent > 0 && churned.datagrams.lost > 0);
+
+    let cut = partition::run(&Partition {
+        base: datagram_scenario(100, 10, seed),
+        cut: Duration::from_secs(600),
+        settle: Duration::from_secs(3_700),
+    });
+    print!("{cut}");
+    for side in 0..2 {
+        assert_eq!(cut.during[side].succeeded, cut.during[side].attempted);
+        assert_eq!(cut.settled[side].succeeded, cut.settled[side].attempted);
+        assert_eq!(
+            cut.settled_stale[side], 0,
+            "side {side} finds the newest versions"
+        );
+    }
+}
