@@ -237,3 +237,39 @@ fn gets_succeed_through_churn_and_a_partition_over_datagrams() {
         );
     }
 }
+
+#[test]
+fn a_watch_listens_over_tcp_while_lookups_go_over_datagrams() {
+    let seed = 16;
+    println!("seed {seed}");
+    let (mut sim, keys, failed) = scenario::network(&datagram_scenario(100, 0, seed));
+    assert_eq!(failed, 0);
+    let (publisher, watcher) = (0, 1);
+    let key = cairn_core::signed_key(&keys[publisher].verifying_key().to_bytes(), "news");
+    let watch = sim.watch(watcher, key);
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.node(watcher).watch_peers(watch).len(), 3, "subscribed");
+    let before = sim.connections_opened();
+    assert!(before > 0, "`listen` needs a stream: it went over TCP");
+    for round in 0..3u32 {
+        let command = Command::Publish {
+            key: Box::new(keys[publisher].clone()),
+            name: "news".to_owned(),
+            value: Bytes::from(format!("version {round}")),
+            ttl: None,
+        };
+        let ticket = sim.schedule(sim.now(), publisher, command);
+        assert!(sim.run_until_done(&[ticket]));
+        sim.run_for(Duration::from_secs(5));
+    }
+    let seen: Vec<Bytes> = sim
+        .watched(watcher, watch)
+        .iter()
+        .map(|(_, item)| item.value().clone())
+        .collect();
+    assert_eq!(
+        seen.last(),
+        Some(&Bytes::from("version 2")),
+        "the watch saw the newest version: {seen:?}"
+    );
+}
