@@ -29,7 +29,8 @@ pub struct Scenario {
     pub seed: u64,
     /// Message latency.
     pub latency: Latency,
-    /// How connections are charged (`None`: as if every connection were open already).
+    /// How requests travel and connections are charged (`None`: as if every connection were
+    /// open already; [`Transport::datagrams`]: over datagrams). Default: TCP, pipelined.
     pub transport: Option<Transport>,
     /// Time between one node starting to join and the next.
     pub join_interval: Duration,
