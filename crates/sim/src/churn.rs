@@ -21,7 +21,7 @@ use rand::seq::index::sample;
 use serde::Serialize;
 
 use crate::scenario::{self, FAILED, Scenario, got, latencies_ms};
-use crate::{Command, Sim, Ticket};
+use crate::{Command, DatagramTotals, RequestTotals, Sim, Ticket};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -114,6 +114,10 @@ pub struct ChurnReport {
     pub messages: u64,
     /// Connections opened in the whole run.
     pub connections: u64,
+    /// What the datagram planes did (all zero unless requests went over datagrams).
+    pub datagrams: DatagramTotals,
+    /// The nodes' requests in the whole run.
+    pub requests: RequestTotals,
     /// Real time the run took.
     #[serde(skip)]
     pub wall: Duration,
@@ -263,6 +267,8 @@ pub fn run(churn: &Churn) -> ChurnReport {
         failed_joins: failed_churn_joins,
         messages: sim.delivered(),
         connections: sim.connections_opened(),
+        datagrams: sim.datagram_totals(),
+        requests: sim.request_totals(),
         wall: started.elapsed(),
     }
 }
@@ -350,6 +356,12 @@ impl fmt::Display for ChurnReport {
             "  churn            {} left, {} joined ({} joins failed)",
             self.left, self.joined, self.failed_joins
         )?;
-        scenario::write_totals(f, self.messages, self.connections, self.wall)
+        scenario::write_totals(
+            f,
+            self.messages,
+            self.connections,
+            (&self.requests, &self.datagrams),
+            self.wall,
+        )
     }
 }

@@ -7,8 +7,11 @@
 //! (the TCP handshake, and the cairn handshake unless requests are pipelined behind `hello`).
 //! A killed node's host is gone: its messages vanish, and its peers learn of its death by
 //! timeouts. A stopped node's host is up: a new connection to it is refused after one round
-//! trip. A lost message is retransmitted, as TCP would, after a retransmission timeout. There
-//! is no socket and no thread; the same seed replays the same run event for event.
+//! trip. A lost message is retransmitted, as TCP would, after a retransmission timeout. In the
+//! datagram mode ([`Transport::datagrams`]) each node runs the real datagram plane: requests
+//! travel as datagrams, a new contact costs no connection, a lost datagram is lost and the
+//! plane sends the request again. There is no socket and no thread; the same seed replays the
+//! same run event for event.
 //!
 //! The loop is the one every cairn driver runs: feed one input into a node, drain its
 //! `poll_transmit` and `poll_event`, re-arm its timer at `poll_timeout`.
@@ -18,6 +21,7 @@
 mod adversary;
 pub mod churn;
 mod command;
+mod datagrams;
 mod latency;
 pub mod partition;
 pub mod plot;
@@ -29,14 +33,16 @@ use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use cairn_core::datagram::{Plane, Simulated};
 use cairn_core::{
     Config, Contact, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Request, Requester,
-    Response, Store, StoreLimits, Time, Transmit, WatchId,
+    Response, Store, StoreLimits, Time, WatchId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use command::{Command, Ticket};
+pub use datagrams::DatagramTotals;
 use latency::Place;
 pub use latency::{Latency, REGION_RTT_MS, REGIONS, Region};
 use scheduler::Scheduler;
@@ -56,6 +62,16 @@ enum Action {
         id: u64,
     },
     Timer {
+        node: usize,
+    },
+    /// A datagram reaches node `to`'s host.
+    Datagram {
+        to: usize,
+        from: usize,
+        bytes: Vec<u8>,
+    },
+    /// Node `node`'s datagram plane's timer.
+    PlaneTimer {
         node: usize,
     },
     Run {
@@ -86,6 +102,24 @@ struct SimNode {
     malicious: bool,
     /// The deadline the node's one timer is armed for.
     timer: Option<Time>,
+    /// Its datagram plane (in the datagram mode), started at its first datagram; dropped when
+    /// the node stops or dies, as its process's memory is.
+    plane: Option<Plane<Simulated>>,
+    /// The deadline the plane's timer is armed for.
+    plane_timer: Option<Time>,
+    /// How many planes it has started (each life's is seeded apart).
+    lives: u64,
+}
+
+/// The requests of every node, dead ones included: where a run's time went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestTotals {
+    /// Requests the nodes sent.
+    pub sent: u64,
+    /// Requests that failed or timed out.
+    pub failed: u64,
+    /// Lookup requests that gave up their slot before their answer came (or never did).
+    pub slow: u64,
 }
 
 /// A simulated network.
@@ -95,6 +129,8 @@ pub struct Sim {
     /// The virtual clock and what is due on it.
     scheduler: Scheduler<Action>,
     rng: StdRng,
+    /// The run's seed (the datagram planes are seeded from it, apart from `rng`).
+    seed: u64,
     latency: Latency,
     transport: Option<Transport>,
     connections_opened: u64,
@@ -109,6 +145,12 @@ pub struct Sim {
     delivered: u64,
     /// What each watch reported, when.
     watched: HashMap<(usize, WatchId), Vec<(Time, Item)>>,
+    /// Each node by the id its datagram plane has (see `datagrams.rs`).
+    plane_ids: HashMap<NodeId, usize>,
+    /// The datagram counters of the network, and of the planes that are gone.
+    datagrams: DatagramTotals,
+    /// The order of the datagrams in flight on each path.
+    paths: datagrams::Paths,
 }
 
 /// The simulated time at which every run starts: 2026-01-01T00:00:00Z.
@@ -122,6 +164,7 @@ impl Sim {
             by_addr: HashMap::new(),
             scheduler: Scheduler::new(EPOCH),
             rng: StdRng::seed_from_u64(seed),
+            seed,
             latency,
             transport: None,
             connections_opened: 0,
@@ -133,17 +176,22 @@ impl Sim {
             next_ticket: 0,
             delivered: 0,
             watched: HashMap::new(),
+            plane_ids: HashMap::new(),
+            datagrams: DatagramTotals::default(),
+            paths: datagrams::Paths::new(EPOCH),
         }
     }
 
     /// Loses each message with probability `loss` (0 to 1). Without a [`Transport`] a lost
-    /// message is gone; with one it arrives a retransmission timeout late, as over TCP.
+    /// message is gone; with one it arrives a retransmission timeout late, as over TCP; in the
+    /// datagram mode a lost datagram is gone (the plane sends its request again).
     pub fn set_loss(&mut self, loss: f64) {
         self.loss = loss.clamp(0.0, 1.0);
     }
 
     /// Charges connections as `transport` says; `None` (the default) makes every request travel
-    /// as if a connection were already open.
+    /// as if a connection were already open. [`Transport::datagrams`] sends requests over the
+    /// nodes' datagram planes. Set it before the nodes start sending.
     pub fn set_transport(&mut self, transport: Option<Transport>) {
         self.transport = transport;
     }
@@ -151,6 +199,18 @@ impl Sim {
     /// Connections opened so far (with a [`Transport`]).
     pub fn connections_opened(&self) -> u64 {
         self.connections_opened
+    }
+
+    /// The requests of every node so far, dead ones included.
+    pub fn request_totals(&self) -> RequestTotals {
+        let mut totals = RequestTotals::default();
+        for n in &self.nodes {
+            let stats = n.node.stats();
+            totals.sent += stats.requests_sent;
+            totals.failed += stats.requests_failed;
+            totals.slow += stats.requests_slow;
+        }
+        totals
     }
 
     /// The simulation's RNG, for scenarios that need randomness of the same seed.
@@ -211,6 +271,9 @@ impl Sim {
             pool: Pool::new(self.now()),
             malicious: false,
             timer: None,
+            plane: None,
+            plane_timer: None,
+            lives: 0,
         });
         index
     }
@@ -238,6 +301,7 @@ impl Sim {
         self.nodes[index].alive = false;
         self.nodes[index].host_up = false;
         self.nodes[index].pool.clear();
+        self.drop_plane(index);
         // Its subscribers hear nothing: a host that vanished sends no FIN.
         self.close_subscriptions(index, false);
     }
@@ -268,6 +332,7 @@ impl Sim {
         self.nodes[index].alive = false;
         self.nodes[index].host_up = true;
         self.nodes[index].pool.clear();
+        self.drop_plane(index);
         self.close_subscriptions(index, true);
     }
 
@@ -449,6 +514,8 @@ impl Sim {
                 sim_node.node.handle_timeout(now);
                 self.drain(node);
             }
+            Action::Datagram { to, from, bytes } => self.on_datagram(to, from, &bytes),
+            Action::PlaneTimer { node } => self.on_plane_timer(node),
             Action::Refused { node, id } => {
                 if !self.nodes[node].alive {
                     return;
@@ -507,16 +574,7 @@ impl Sim {
             connection: from as u64,
         };
         if self.nodes[to].malicious {
-            let held = match &request {
-                Request::FindValue { key } => self.nodes[to]
-                    .node
-                    .store()
-                    .get(key, self.now())
-                    .ok()
-                    .flatten(),
-                _ => None,
-            };
-            let response = adversary::answer(&self.adversaries, held, &request);
+            let response = self.adversary_answer(to, &request);
             self.send(to, from, id, Delivery::Response(response));
             return;
         }
@@ -527,6 +585,20 @@ impl Sim {
             .handle_request(now, requester, id, request);
         self.send(to, from, id, Delivery::Response(answer.response));
         self.drain(to);
+    }
+
+    /// What adversary `index` answers `request` with.
+    fn adversary_answer(&self, index: usize, request: &Request) -> Response {
+        let held = match request {
+            Request::FindValue { key } => self.nodes[index]
+                .node
+                .store()
+                .get(key, self.now())
+                .ok()
+                .flatten(),
+            _ => None,
+        };
+        adversary::answer(&self.adversaries, held, request)
     }
 
     fn send(&mut self, from: usize, to: usize, id: u64, message: Delivery) {
@@ -588,17 +660,39 @@ impl Sim {
         self.send_after(from, to, id, Delivery::Request(request), setup);
     }
 
-    /// Drains a node's outputs after an input, as a driver would.
+    /// Drains a node's outputs after an input, as a driver would (and, in the datagram mode,
+    /// its plane's, until neither has anything left).
     fn drain(&mut self, index: usize) {
+        self.drain_node(index);
+        if self.datagram_mode() {
+            while self.drain_plane(index) {
+                self.drain_node(index);
+            }
+            self.arm_plane_timer(index);
+        }
+        let next = self.nodes[index].node.poll_timeout();
+        if next.is_some() && next != self.nodes[index].timer {
+            self.nodes[index].timer = next;
+            if let Some(at) = next {
+                self.push(at, Action::Timer { node: index });
+            }
+        }
+    }
+
+    /// Moves a node's notifications, requests and events where they go.
+    fn drain_node(&mut self, index: usize) {
         while let Some(n) = self.nodes[index].node.poll_notification() {
             // Simulated stores are in memory: every copy is durable at once.
             let dialer = n.connection as usize;
             self.send(index, dialer, n.id, Delivery::Notify(n.item));
         }
-        while let Some(Transmit { id, to, request }) = self.nodes[index].node.poll_transmit() {
-            // An address nobody has is a host that never answers: the request times out.
-            if let Some(&target) = self.by_addr.get(&to.addr) {
-                self.send_request(index, target, id, request);
+        let datagrams = self.datagram_mode();
+        while let Some(transmit) = self.nodes[index].node.poll_transmit() {
+            if datagrams {
+                self.send_over_plane(index, transmit);
+            } else if let Some(&target) = self.by_addr.get(&transmit.to.addr) {
+                // An address nobody has is a host that never answers: the request times out.
+                self.send_request(index, target, transmit.id, transmit.request);
             }
         }
         while let Some(event) = self.nodes[index].node.poll_event() {
@@ -615,13 +709,6 @@ impl Sim {
             };
             if let Some(ticket) = self.tickets.remove(&(index, query)) {
                 self.outcomes.insert(ticket, event);
-            }
-        }
-        let next = self.nodes[index].node.poll_timeout();
-        if next.is_some() && next != self.nodes[index].timer {
-            self.nodes[index].timer = next;
-            if let Some(at) = next {
-                self.push(at, Action::Timer { node: index });
             }
         }
     }

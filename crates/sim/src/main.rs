@@ -65,10 +65,13 @@ struct Common {
     /// lowest for a fixed one).
     #[arg(long, default_value_t = 100)]
     latency_max_ms: u64,
-    /// How connections are charged: `pipelined` (a new contact costs the TCP handshake's round
-    /// trip before its first request, as cairn's driver does), `handshake` (also the
-    /// hello/welcome round trip, without pipelining) or `free` (every connection already open).
-    #[arg(long, default_value = "pipelined", value_parser = ["pipelined", "handshake", "free"])]
+    /// How requests travel: `datagrams` (over each node's datagram plane, protocol version 2:
+    /// a new contact costs no connection, a lost datagram is sent again by the plane; what
+    /// needs a stream or does not fit goes over TCP as `pipelined`), `pipelined` (over TCP: a
+    /// new contact costs the TCP handshake's round trip before its first request, as cairn's
+    /// version-1 driver does), `handshake` (also the hello/welcome round trip, without
+    /// pipelining) or `free` (every connection already open).
+    #[arg(long, default_value = "datagrams", value_parser = ["datagrams", "pipelined", "handshake", "free"])]
     connections: String,
     /// Connections each node keeps open at most (the driver's max_outbound).
     #[arg(long, default_value_t = 256)]
@@ -190,7 +193,8 @@ impl Common {
                 "free" => None,
                 mode => Some(Transport {
                     pool: self.pool.max(1),
-                    pipelining: mode == "pipelined",
+                    pipelining: mode != "handshake",
+                    datagrams: mode == "datagrams",
                     ..Transport::default()
                 }),
             },

@@ -19,7 +19,7 @@ use rand::seq::index::sample;
 use serde::Serialize;
 
 use crate::scenario::{self, FAILED, Published, Scenario, got};
-use crate::{Command, Sim};
+use crate::{Command, DatagramTotals, RequestTotals, Sim};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -71,6 +71,10 @@ pub struct PartitionReport {
     pub messages: u64,
     /// Connections opened in the whole run.
     pub connections: u64,
+    /// What the datagram planes did (all zero unless requests went over datagrams).
+    pub datagrams: DatagramTotals,
+    /// The nodes' requests in the whole run.
+    pub requests: RequestTotals,
     /// Real time the run took.
     #[serde(skip)]
     pub wall: Duration,
@@ -151,6 +155,8 @@ pub fn run(partition: &Partition) -> PartitionReport {
         settled_stale,
         messages: sim.delivered(),
         connections: sim.connections_opened(),
+        datagrams: sim.datagram_totals(),
+        requests: sim.request_totals(),
         wall: started.elapsed(),
     }
 }
@@ -221,6 +227,12 @@ impl fmt::Display for PartitionReport {
             "  stale later      {} and {} gets returned an older version",
             self.settled_stale[0], self.settled_stale[1]
         )?;
-        scenario::write_totals(f, self.messages, self.connections, self.wall)
+        scenario::write_totals(
+            f,
+            self.messages,
+            self.connections,
+            (&self.requests, &self.datagrams),
+            self.wall,
+        )
     }
 }

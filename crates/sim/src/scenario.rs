@@ -16,7 +16,7 @@ use rand::Rng;
 use rand::seq::index::sample;
 use serde::Serialize;
 
-use crate::{Command, EPOCH, Latency, Sim, Ticket, Transport};
+use crate::{Command, DatagramTotals, EPOCH, Latency, RequestTotals, Sim, Ticket, Transport};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -29,7 +29,8 @@ pub struct Scenario {
     pub seed: u64,
     /// Message latency.
     pub latency: Latency,
-    /// How connections are charged (`None`: as if every connection were open already).
+    /// How requests travel and connections are charged (`None`: as if every connection were
+    /// open already; [`Transport::datagrams`]: over datagrams). Default: TCP, pipelined.
     pub transport: Option<Transport>,
     /// Time between one node starting to join and the next.
     pub join_interval: Duration,
@@ -86,6 +87,10 @@ pub struct Report {
     pub messages: u64,
     /// Connections opened in the whole run (with a transport).
     pub connections: u64,
+    /// What the datagram planes did (all zero unless requests went over datagrams).
+    pub datagrams: DatagramTotals,
+    /// The nodes' requests in the whole run.
+    pub requests: RequestTotals,
     /// Real time the run took (the only figure that varies between runs of one seed).
     #[serde(skip)]
     pub wall: Duration,
@@ -248,6 +253,8 @@ pub fn run(scenario: &Scenario) -> Report {
         size_estimate,
         messages: sim.delivered(),
         connections: sim.connections_opened(),
+        datagrams: sim.datagram_totals(),
+        requests: sim.request_totals(),
         wall: started.elapsed(),
     }
 }
@@ -459,7 +466,13 @@ impl fmt::Display for Report {
         writeln!(f, "  network size     {}", self.size_estimate)?;
         writeln!(f, "after killing {} nodes:", self.killed)?;
         writeln!(f, "  gets             {}", self.after_kill)?;
-        write_totals(f, self.messages, self.connections, self.wall)
+        write_totals(
+            f,
+            self.messages,
+            self.connections,
+            (&self.requests, &self.datagrams),
+            self.wall,
+        )
     }
 }
 
@@ -481,11 +494,31 @@ pub(crate) fn write_totals(
     f: &mut fmt::Formatter<'_>,
     messages: u64,
     connections: u64,
+    (requests, datagrams): (&RequestTotals, &DatagramTotals),
     wall: Duration,
 ) -> fmt::Result {
     writeln!(
         f,
         "  messages         {messages} delivered, {connections} connections opened in the whole run"
     )?;
+    writeln!(
+        f,
+        "  requests         {} sent, {} failed, {} slow (gave up their lookup slot)",
+        requests.sent, requests.failed, requests.slow
+    )?;
+    if datagrams.sent > 0 {
+        let d = datagrams;
+        writeln!(
+            f,
+            "  datagrams        {} sent, {} lost; {} sessions, {} retransmits, {} duplicates, {} fallbacks to TCP, {} held back (3x limit)",
+            d.sent,
+            d.lost,
+            d.sessions,
+            d.retransmits,
+            d.duplicates,
+            d.fallbacks,
+            d.amplification_limited
+        )?;
+    }
     writeln!(f, "  wall time        {wall:.2?}")
 }

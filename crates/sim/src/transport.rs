@@ -2,7 +2,9 @@
 //! connections charge it. Each node keeps a [`Pool`] of open connections, bounded and pruned
 //! of idle ones as the driver's is; a request to a peer outside it first opens a connection
 //! (TCP's handshake, and cairn's unless requests are pipelined behind `hello`). Without a
-//! [`Transport`] every request travels as if a connection were already open.
+//! [`Transport`] every request travels as if a connection were already open. With
+//! [`Transport::datagrams`], requests go over each node's datagram plane instead
+//! (`datagrams.rs`), and only what the plane hands back to TCP pays for connections.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,6 +25,12 @@ pub struct Transport {
     /// How long a lost segment takes to be sent again (TCP's retransmission timeout; Linux's
     /// least is 200 ms). Added to the message's latency, never less than its round trip.
     pub retransmission: Duration,
+    /// Requests go over datagrams, through each node's [`cairn_core::datagram::Plane`]: a new
+    /// contact costs no connection, a lost datagram is lost (the plane sends the request
+    /// again), and only what the plane cannot carry (`listen`, items too large for a
+    /// datagram, a peer that never answers datagrams) goes over a connection as above.
+    /// Default `false`.
+    pub datagrams: bool,
 }
 
 impl Default for Transport {
@@ -32,11 +40,20 @@ impl Default for Transport {
             idle: Duration::from_secs(60),
             pipelining: true,
             retransmission: Duration::from_millis(200),
+            datagrams: false,
         }
     }
 }
 
 impl Transport {
+    /// The datagram mode with the default connection pool for what falls back to TCP.
+    pub fn datagrams() -> Self {
+        Transport {
+            datagrams: true,
+            ..Transport::default()
+        }
+    }
+
     /// How long a new connection takes before its first request can leave, given the round
     /// trip to the peer: TCP's handshake, then (without pipelining) `hello` and `welcome`.
     pub(crate) fn setup(&self, round_trip: Duration) -> Duration {
