@@ -129,6 +129,11 @@ impl RttTable {
         }
     }
 
+    /// Whether `id` has an estimate of its own (it answered a request sent once).
+    pub fn knows(&self, id: &NodeId) -> bool {
+        self.estimate(id).is_some()
+    }
+
     /// The estimate for `id`, if it has answered before.
     #[cfg(test)]
     pub fn of(&self, id: &NodeId) -> Option<&Estimate> {

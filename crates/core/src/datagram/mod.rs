@@ -1327,15 +1327,19 @@ impl<C: Suite> Plane<C> {
 
     /// The retransmission timeout of a request to `id`.
     ///
-    /// Half the contact's RFC 6298 timeout (`srtt + 4 x rttvar`, or the one over all contacts
-    /// for a new one): a lookup stops waiting on a request at that full timeout (its slot
-    /// deadline, at least 100 ms), so a lost request must go again, and be answered, before.
+    /// Half the contact's RFC 6298 timeout (`srtt + 4 x rttvar`): a lookup stops waiting on a
+    /// request at that full timeout (its slot deadline, at least 100 ms), so a lost request
+    /// must go again, and be answered, before. A contact with no estimate of its own gets
+    /// `initial_rto`: the estimate over all contacts would send a far contact's every request
+    /// twice, and a request sent twice never gives it an estimate (Karn's rule).
     fn rto(&self, id: Option<&NodeId>) -> Duration {
-        let full = self.rtt.timeout(id, Duration::ZERO, Duration::MAX);
-        if full == Duration::MAX {
-            return self.config.initial_rto;
+        match id.filter(|id| self.rtt.knows(id)) {
+            Some(id) => {
+                let full = self.rtt.timeout(Some(id), Duration::ZERO, Duration::MAX);
+                (full / 2).clamp(self.config.min_rto, self.config.max_rto)
+            }
+            None => self.config.initial_rto,
         }
-        (full / 2).clamp(self.config.min_rto, self.config.max_rto)
     }
 
     /// This node's id.
@@ -1379,27 +1383,33 @@ fn answer_bodies(id: u64, response: Response, first_room: usize) -> Vec<Vec<u8>>
     }
     match response {
         Response::Nodes(nodes) => {
+            // Each contact's share of a part's bytes, measured once (a part's size is its
+            // empty form, its contacts' entries, and at most 2 bytes more for the array's
+            // header once it holds 16): linear, where encoding the growing part after each
+            // contact was quadratic.
+            let part = |nodes: Vec<Contact>| Body::NodesPart {
+                id,
+                part: MAX_PARTS - 1,
+                parts: MAX_PARTS,
+                nodes,
+            };
+            let empty = encode(&part(Vec::new())).len();
             let mut parts: Vec<Vec<Contact>> = Vec::new();
             let mut current: Vec<Contact> = Vec::new();
+            let mut size = empty + 2;
             for contact in nodes {
                 let room = if parts.is_empty() {
                     first_room
                 } else {
                     data_room()
                 };
-                current.push(contact);
-                let size = encode(&Body::NodesPart {
-                    id,
-                    part: MAX_PARTS - 1,
-                    parts: MAX_PARTS,
-                    nodes: current.clone(),
-                })
-                .len();
-                if size > room && current.len() > 1 {
-                    let last = current.pop();
+                let entry = encode(&part(vec![contact])).len().saturating_sub(empty);
+                if size + entry > room && !current.is_empty() {
                     parts.push(std::mem::take(&mut current));
-                    current.extend(last);
+                    size = empty + 2;
                 }
+                current.push(contact);
+                size += entry;
             }
             if !current.is_empty() {
                 parts.push(current);
