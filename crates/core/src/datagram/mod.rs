@@ -833,17 +833,15 @@ impl<C: Suite> Plane<C> {
         // Open the session.
         let secret = self.random.bytes32();
         let ephemeral = C::ephemeral_public(&secret);
-        let shared = C::agree(&secret, &initial.ephemeral);
-        if shared == [0; 32] {
-            // A low-order ephemeral key: the session's keys would be known to anyone.
-            self.stats.malformed += 1;
-            return;
-        }
-        let (forward, back) = derive_keys(
-            &shared,
+        let Some((forward, back)) = session_keys::<C>(
+            &secret,
+            &initial.ephemeral,
             (&initial.ephemeral, &initial.public_key),
             (&ephemeral, &self.public_key),
-        );
+        ) else {
+            self.stats.malformed += 1;
+            return;
+        };
         let sid = self.fresh_sid();
         let network = initial.network.clone();
         let signature = self.suite.sign(&Accept::signed_message(
@@ -956,16 +954,15 @@ impl<C: Suite> Plane<C> {
             return;
         }
         let peer = NodeId::of_public_key(&accept.public_key);
-        let shared = C::agree(&secret, &accept.ephemeral);
-        if shared == [0; 32] {
-            self.stats.malformed += 1;
-            return;
-        }
-        let (forward, back) = derive_keys(
-            &shared,
+        let Some((forward, back)) = session_keys::<C>(
+            &secret,
+            &accept.ephemeral,
             (&ephemeral, &self.public_key),
             (&accept.ephemeral, &accept.public_key),
-        );
+        ) else {
+            self.stats.malformed += 1;
+            return;
+        };
         let Some(body) = C::open(&back, 0, header, sealed) else {
             self.stats.bad_tag += 1;
             return;
@@ -1346,6 +1343,19 @@ impl<C: Suite> Plane<C> {
     pub fn id(&self) -> &NodeId {
         &self.id
     }
+}
+
+/// A session's two keys (initiator to responder, and back) from this side's ephemeral `secret`
+/// and the peer's ephemeral key `theirs`; `None` when the agreement is all zeros (a low-order
+/// key: anyone could compute the keys).
+fn session_keys<C: Suite>(
+    secret: &[u8; 32],
+    theirs: &[u8; 32],
+    initiator: (&[u8; 32], &[u8; 32]),
+    responder: (&[u8; 32], &[u8; 32]),
+) -> Option<([u8; 32], [u8; 32])> {
+    let shared = C::agree(secret, theirs);
+    (shared != [0; 32]).then(|| derive_keys(&shared, initiator, responder))
 }
 
 /// A requester as the node sees it.
