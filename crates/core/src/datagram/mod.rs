@@ -225,6 +225,23 @@ struct Outgoing {
     internal: bool,
 }
 
+impl Outgoing {
+    /// A request not sent yet: due now, with `rto` as its first retransmission timeout.
+    fn new(transmit: Transmit, body: Vec<u8>, rto: Duration, now: Time, internal: bool) -> Self {
+        Outgoing {
+            transmit,
+            body,
+            session: None,
+            tries: 0,
+            rto,
+            sent: now,
+            next: now,
+            parts: Vec::new(),
+            internal,
+        }
+    }
+}
+
 /// The datagram plane of one node.
 pub struct Plane<C: Suite> {
     suite: C,
@@ -350,18 +367,8 @@ impl<C: Suite> Plane<C> {
         match body {
             Some(body) if !tcp_only => {
                 let rto = self.rto(transmit.to.id.as_ref());
-                let outgoing = Outgoing {
-                    body,
-                    session: None,
-                    tries: 0,
-                    rto,
-                    sent: now,
-                    next: now,
-                    parts: Vec::new(),
-                    internal: false,
-                    transmit,
-                };
-                let id = outgoing.transmit.id;
+                let id = transmit.id;
+                let outgoing = Outgoing::new(transmit, body, rto, now, false);
                 self.pending.insert(id, outgoing);
                 self.dispatch(now, id);
             }
@@ -516,20 +523,8 @@ impl<C: Suite> Plane<C> {
                 }))
                 .unwrap_or_default();
                 let rto = self.rto(to.id.as_ref());
-                self.pending.insert(
-                    ping,
-                    Outgoing {
-                        transmit,
-                        body,
-                        session: None,
-                        tries: 0,
-                        rto,
-                        sent: now,
-                        next: now,
-                        parts: Vec::new(),
-                        internal: true,
-                    },
-                );
+                let outgoing = Outgoing::new(transmit, body, rto, now, true);
+                self.pending.insert(ping, outgoing);
                 self.dispatch(now, ping);
                 self.dispatch(now, id);
             }
