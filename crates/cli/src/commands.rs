@@ -335,7 +335,36 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
     } else {
         println!("datagrams  off (TCP only, protocol version 1)");
     }
+    if let Some(line) = storage_line(&s.storage) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// What `cairn status` says of the node's storage when it is not ok: its state, since when,
+/// and the last error.
+fn storage_line(storage: &cairn_node::store::StorageStatus) -> Option<String> {
+    use cairn_node::store::StorageState;
+    let what = match storage.state {
+        StorageState::Ok => return None,
+        StorageState::Full => "FULL: the disk is full; stores are refused until space is freed",
+        StorageState::Failed => "FAILED: the store cannot write or read; it is reopened on a schedule",
+        StorageState::Recovering => "RECOVERING: the store is being reopened",
+        _ => "not ok",
+    };
+    let since = storage
+        .since
+        .map(|s| format!(" since unix time {s}"))
+        .unwrap_or_default();
+    let error = storage
+        .last_error
+        .as_deref()
+        .map(|e| format!("\n           last error: {e}"))
+        .unwrap_or_default();
+    Some(format!(
+        "storage    {what}{since} ({} reopens so far){error}",
+        storage.reopens
+    ))
 }
 
 /// `cairn id`.
@@ -366,5 +395,20 @@ mod tests {
         assert!(parse_duration("3651d").is_err());
         assert!(parse_duration("99999999999d").is_err());
         assert!(parse_duration("-5").is_err());
+    }
+
+    #[test]
+    fn status_names_a_storage_that_is_not_ok_and_its_last_error() {
+        let ok: cairn_node::store::StorageStatus =
+            serde_json::from_str(r#"{"state": "ok"}"#).expect("parses");
+        assert_eq!(storage_line(&ok), None);
+        let full: cairn_node::store::StorageStatus = serde_json::from_str(
+            r#"{"state": "full", "since": 1800000000, "last_error": "commit: the disk is full"}"#,
+        )
+        .expect("parses");
+        let line = storage_line(&full).expect("shown");
+        assert!(line.contains("FULL"), "{line}");
+        assert!(line.contains("since unix time 1800000000"), "{line}");
+        assert!(line.contains("commit: the disk is full"), "{line}");
     }
 }

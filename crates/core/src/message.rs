@@ -237,6 +237,11 @@ impl ErrorCode {
     pub const OVER_LIMIT: ErrorCode = ErrorCode(429);
     /// The node failed internally; nothing was stored.
     pub const INTERNAL: ErrorCode = ErrorCode(500);
+    /// The node's storage cannot serve now: it holds the item asked for but cannot read it,
+    /// or its disk is full, so nothing was stored. The condition is expected to pass; ask
+    /// another replica, or again later. A node that does not know this code takes it as any
+    /// other error: this replica failed.
+    pub const UNAVAILABLE: ErrorCode = ErrorCode(503);
 }
 
 impl fmt::Debug for ErrorCode {

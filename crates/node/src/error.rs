@@ -85,6 +85,18 @@ pub enum GetError {
         /// The tombstone's `seq`.
         seq: u64,
     },
+    /// No copy was found, but replicas that hold the item (this node's store, or peers that
+    /// answered 503) cannot read it now: the item is not known to be absent. Try again later.
+    #[error(
+        "unavailable: {replicas} replica(s) hold {key} but their storage cannot read it now \
+         (a full or failed disk); try again later"
+    )]
+    Unavailable {
+        /// The key sought.
+        key: Key,
+        /// How many replicas holding it could not read it.
+        replicas: usize,
+    },
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
@@ -110,6 +122,16 @@ pub enum DeleteError {
         name: String,
         /// The tombstone's `seq`.
         seq: u64,
+    },
+    /// The item's newest `seq` is not known: replicas hold it but cannot read it now (see
+    /// [`GetError::Unavailable`]), so no tombstone that surely beats it can be signed.
+    #[error(
+        "cannot delete {name:?} now: replicas hold it but their storage cannot read it; \
+         try again later"
+    )]
+    Unavailable {
+        /// The name.
+        name: String,
     },
     /// Publishing the tombstone failed (never with [`PutError::Stopped`]: a stopped node is
     /// [`DeleteError::Stopped`]).
@@ -341,6 +363,9 @@ pub(crate) fn get_outcome(
         Ok(item) => Ok(Found { item, stats }),
         Err(cairn_core::GetFailure::NotFound { asked, .. }) => {
             Err(GetError::NotFound { key, asked })
+        }
+        Err(cairn_core::GetFailure::Unavailable { replicas, .. }) => {
+            Err(GetError::Unavailable { key, replicas })
         }
     }
 }

@@ -108,6 +108,10 @@ pub struct Status {
     /// are off).
     #[serde(default)]
     pub datagrams: DatagramStatus,
+    /// The durable store's storage: `ok`, `full`, `failed` or `recovering`, the last error
+    /// and since when, errors by kind and reopens (always `ok` without a data directory).
+    #[serde(default)]
+    pub storage: crate::store::StorageStatus,
 }
 
 /// The datagram plane's counters, as `GET /v1/status` shows them (`docs/protocol.md`

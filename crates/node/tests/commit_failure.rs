@@ -1,57 +1,18 @@
 //! A store whose disk fails: nothing that failed to commit is acknowledged or served.
 //!
 //! The node runs on a redb storage backend that fails every write and sync on demand (the
-//! fault injection redb's own crash tests use), through the real TCP path and the `Dht` handle.
+//! fault injection redb's own crash tests use, `faulty`), through the real TCP path and the
+//! `Dht` handle.
 
 mod common;
-
-use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod faulty;
 
 use cairn_core::{Message, Response, StoreLimits};
-use cairn_node::store::RedbStore;
+use cairn_node::store::{RedbStore, StorageState};
 use cairn_node::{Config, GetError, Identity, PutError};
 use common::*;
-use redb::StorageBackend;
-use redb::backends::FileBackend;
-
-/// A file backend whose writes fail while `fail` is set.
-#[derive(Debug)]
-struct Faulty {
-    inner: FileBackend,
-    fail: Arc<AtomicBool>,
-}
-
-impl Faulty {
-    fn check(&self) -> io::Result<()> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(io::Error::other("injected fault: the disk refuses writes"));
-        }
-        Ok(())
-    }
-}
-
-impl StorageBackend for Faulty {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        self.inner.read(offset, len)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.check()?;
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self, eventual: bool) -> io::Result<()> {
-        self.check()?;
-        self.inner.sync_data(eventual)
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.check()?;
-        self.inner.write(offset, data)
-    }
-}
+use faulty::{Disk, backends};
+use std::sync::atomic::Ordering;
 
 fn find_value(id: u64, key: &cairn_core::Key) -> Vec<u8> {
     msg(vec![
@@ -82,20 +43,11 @@ async fn a_failed_commit_is_refused_to_peers_and_callers_and_never_served() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("items.redb");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .expect("file");
-    let fail = Arc::new(AtomicBool::new(false));
-    let backend = Faulty {
-        inner: FileBackend::new(file).expect("backend"),
-        fail: fail.clone(),
-    };
+    let disk = Disk::new(&path);
+    let fail = disk.broken.clone();
     let (store, commits) =
-        RedbStore::open_with_backend(&path, backend, StoreLimits::default()).expect("opens");
+        RedbStore::open_with_backend(&path, backends(&disk), StoreLimits::default())
+            .expect("opens");
     let config = Config::default().listen("127.0.0.1:0".parse().expect("valid"));
     let dht = cairn_node::start_with_store(config, Identity::generate(), store, Some(commits))
         .await
@@ -138,13 +90,20 @@ async fn a_failed_commit_is_refused_to_peers_and_callers_and_never_served() {
     // A newer version that cannot be committed is refused, and the first is still served.
     c.send(&version(11, b"second")).await;
     assert_eq!(code_of(read_message(&mut c.stream).await), 500);
+    // While the disk fails the store may not be able to read it back (redb refuses every
+    // transaction after an I/O error until it is reopened): then it says so, 503, never
+    // "not found" and never the second version.
     c.send(&find_value(12, &doc)).await;
     match read_message(&mut c.stream).await {
         Some(Message::Response {
             response: Response::Value(item),
             ..
         }) => assert_eq!(item.value().as_ref(), b"first"),
-        other => panic!("expected the first version, got {other:?}"),
+        Some(Message::Response {
+            response: Response::Error(e),
+            ..
+        }) => assert_eq!(e.code, cairn_core::ErrorCode::UNAVAILABLE, "{e:?}"),
+        other => panic!("expected the first version or 503, got {other:?}"),
     }
     // A peer's store that cannot be committed is answered 500, not `stored`.
     c.send(&store_message(2, b"during the fault")).await;
@@ -168,7 +127,15 @@ async fn a_failed_commit_is_refused_to_peers_and_callers_and_never_served() {
     ));
     let got = dht.get(key_of(b"a local put")).await;
     assert!(matches!(got, Err(GetError::NotFound { .. })), "{got:?}");
-    // What was committed before the fault is still served.
+    // Once the disk works again the store reopens by itself, and what was committed before
+    // the fault is served: the first version, not the second.
+    fail.store(false, Ordering::SeqCst);
+    wait_for(
+        "the store reopens",
+        || async { dht.status().await.expect("running").storage.state },
+        |state| *state == StorageState::Ok,
+    )
+    .await;
     c.send(&find_value(4, &key_of(b"before the fault"))).await;
     assert!(matches!(
         read_message(&mut c.stream).await,
@@ -177,6 +144,14 @@ async fn a_failed_commit_is_refused_to_peers_and_callers_and_never_served() {
             response: Response::Value(_)
         })
     ));
+    c.send(&find_value(13, &doc)).await;
+    match read_message(&mut c.stream).await {
+        Some(Message::Response {
+            response: Response::Value(item),
+            ..
+        }) => assert_eq!(item.value().as_ref(), b"first"),
+        other => panic!("expected the first version, got {other:?}"),
+    }
     dht.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

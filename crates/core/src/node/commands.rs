@@ -31,9 +31,11 @@ impl<S: Store> Node<S> {
     /// Starts a get of the item under `key`.
     pub fn get(&mut self, now: Time, key: Key) -> QueryId {
         self.start_housekeeping(now);
-        let local = self.store.get(&key, now).ok().flatten();
+        let local = self.store.get(&key, now);
+        let unreadable = local.is_err();
         let lookup = self.start_lookup(now, &key);
-        self.start_query(now, QueryKind::get(key, lookup, local), false)
+        let plan = QueryKind::get(key, lookup, local.ok().flatten(), unreadable);
+        self.start_query(now, plan, false)
     }
 
     /// Stores `item` here, then at the k nodes closest to its key.

@@ -38,6 +38,16 @@ pub enum GetFailure {
         /// How many nodes answered.
         asked: usize,
     },
+    /// No copy was found, but replicas that hold the item could not read it (this node's
+    /// store, or peers that answered [`crate::ErrorCode::UNAVAILABLE`]): the item is not
+    /// known to be absent.
+    #[error("{key} is held by {replicas} replica(s) whose storage cannot read it now")]
+    Unavailable {
+        /// The key sought.
+        key: Key,
+        /// How many replicas holding it could not read it.
+        replicas: usize,
+    },
 }
 
 /// Why a put failed.

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::id::NodeId;
 use crate::item::Item;
 use crate::lookup::{FixedPeers, Lookup, LookupParams, Next};
-use crate::message::{Contact, Peer, Request, Response};
+use crate::message::{Contact, ErrorCode, Peer, Request, Response};
 use crate::routing::RoutingTable;
 use crate::store::{CommitId, CommitOutcome};
 use crate::time::Time;
@@ -339,6 +339,14 @@ impl Query {
             (kind @ QueryKind::Get { .. }, Response::Value(item)) => {
                 take_value(kind, stage, quorum, peer, &from, item);
             }
+            (QueryKind::Get { unreadable, .. }, Response::Error(e))
+                if e.code == ErrorCode::UNAVAILABLE || e.code == ErrorCode::INTERNAL =>
+            {
+                // It holds the item but cannot read it (503; a node of before 503 answers a
+                // `find_value` 500 only for that): a failed replica, not an absent copy.
+                *unreadable += 1;
+                stage.on_failure(peer);
+            }
             (kind, Response::Nodes(nodes)) if stage.is_lookup() => {
                 if let QueryKind::Get { held, .. } = kind {
                     held.insert(from.id, None);
@@ -369,7 +377,12 @@ impl Query {
     /// How the command ended, for its trace (`contacts`: the routing table's size).
     fn outcome(&self, contacts: usize) -> QueryOutcome {
         match &self.kind {
-            QueryKind::Get { best: None, .. } => QueryOutcome::NotFound,
+            QueryKind::Get {
+                best: None,
+                unreadable: 0,
+                ..
+            } => QueryOutcome::NotFound,
+            QueryKind::Get { best: None, .. } => QueryOutcome::Failed,
             QueryKind::Put { local: Err(_), .. } => QueryOutcome::Failed,
             QueryKind::Bootstrap { .. } if contacts == 0 => QueryOutcome::Failed,
             _ => QueryOutcome::Ok,
@@ -388,13 +401,24 @@ impl Query {
                 stats,
             },
             QueryKind::Get {
-                key, best, held, ..
+                key,
+                best,
+                held,
+                unreadable,
+                ..
             } => Event::GetDone {
                 query: id,
                 key,
-                result: best.ok_or(GetFailure::NotFound {
-                    key,
-                    asked: held.len(),
+                result: best.ok_or(if unreadable > 0 {
+                    GetFailure::Unavailable {
+                        key,
+                        replicas: unreadable,
+                    }
+                } else {
+                    GetFailure::NotFound {
+                        key,
+                        asked: held.len(),
+                    }
                 }),
                 stats,
             },
@@ -457,6 +481,7 @@ fn take_value(
         held,
         hops,
         paths_with_copy,
+        ..
     } = kind
     else {
         return;

@@ -141,6 +141,10 @@ pub(super) enum QueryKind {
         /// get ends early only once every path has, so that adversaries serving stale copies
         /// on one path cannot end it before the others are heard.
         paths_with_copy: u64,
+        /// Replicas that hold the item but could not read it: this node's store, and peers
+        /// that answered [`crate::ErrorCode::UNAVAILABLE`]. Each counts as a failed replica,
+        /// never as one without a copy.
+        unreadable: usize,
     },
     Put {
         item: Item,
@@ -167,7 +171,14 @@ impl QueryKind {
         (QueryKind::FindNode, Stage::Closest(lookup))
     }
 
-    pub(super) fn get(key: Key, mut lookup: Lookup, local: Option<Item>) -> QueryStart {
+    /// A get whose local copy is `local` (`unreadable`: this node holds the item but its
+    /// store cannot read it now).
+    pub(super) fn get(
+        key: Key,
+        mut lookup: Lookup,
+        local: Option<Item>,
+        unreadable: bool,
+    ) -> QueryStart {
         let copies = usize::from(local.is_some());
         if matches!(local, Some(Item::Immutable(_))) {
             lookup.finish();
@@ -179,6 +190,7 @@ impl QueryKind {
             held: BTreeMap::new(),
             hops: 0,
             paths_with_copy: 0,
+            unreadable: usize::from(unreadable),
         };
         (kind, Stage::Closest(lookup))
     }

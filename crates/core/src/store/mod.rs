@@ -131,7 +131,8 @@ pub struct Written {
 
 /// Why a store could not read an item it holds. The item is not lost from the store's
 /// bookkeeping, only unreadable for now; a peer that asked for it is answered
-/// [`ErrorCode::INTERNAL`], not "not found".
+/// [`ErrorCode::UNAVAILABLE`], not "not found", and a get of the node's own ends
+/// [`crate::GetFailure::Unavailable`] unless another replica has a copy.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {
@@ -148,7 +149,7 @@ pub enum ReadError {
 impl ReadError {
     /// The wire error code a peer is answered with.
     pub fn code(&self) -> ErrorCode {
-        ErrorCode::INTERNAL
+        ErrorCode::UNAVAILABLE
     }
 }
 

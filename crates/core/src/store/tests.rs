@@ -42,7 +42,7 @@ impl Store for Unreadable {
 }
 
 #[test]
-fn a_find_value_the_store_cannot_read_is_answered_500_not_nodes() {
+fn a_find_value_the_store_cannot_read_is_answered_503_not_nodes() {
     let item: Item = ImmutableItem::new(Bytes::from_static(b"held")).into();
     let mut store = MemoryStore::default();
     assert!(store.put(item.clone(), NOW, Origin::Own).is_ok());
@@ -63,9 +63,50 @@ fn a_find_value_the_store_cannot_read_is_answered_500_not_nodes() {
             .response
     };
     match ask(&mut node, *item.key()) {
-        Response::Error(e) => assert_eq!(e.code, ErrorCode::INTERNAL),
-        other => panic!("expected an error 500, got {other:?}"),
+        Response::Error(e) => assert_eq!(e.code, ErrorCode::UNAVAILABLE),
+        other => panic!("expected an error 503, got {other:?}"),
     }
     let missing = *ImmutableItem::new(Bytes::from_static(b"not held")).key();
     assert!(matches!(ask(&mut node, missing), Response::Nodes(_)));
+}
+
+#[test]
+fn a_get_of_an_item_held_but_unreadable_is_unavailable_not_not_found() {
+    let item: Item = ImmutableItem::new(Bytes::from_static(b"held")).into();
+    let mut store = MemoryStore::default();
+    assert!(store.put(item.clone(), NOW, Origin::Own).is_ok());
+    let mut node = Node::new(
+        NodeId::hash(b"alone"),
+        Config::default(),
+        Unreadable(store),
+    );
+    let key = *item.key();
+    let query = node.get(NOW, key);
+    let mut result = None;
+    while let Some(event) = node.poll_event() {
+        if let crate::Event::GetDone { query: q, result: r, .. } = event {
+            if q == query {
+                result = Some(r);
+            }
+        }
+    }
+    assert_eq!(
+        result,
+        Some(Err(crate::GetFailure::Unavailable { key, replicas: 1 }))
+    );
+    // A key not held is still not found.
+    let missing = *ImmutableItem::new(Bytes::from_static(b"not held")).key();
+    let query = node.get(NOW, missing);
+    let mut missing_result = None;
+    while let Some(event) = node.poll_event() {
+        if let crate::Event::GetDone { query: q, result: r, .. } = event {
+            if q == query {
+                missing_result = Some(r);
+            }
+        }
+    }
+    assert!(
+        matches!(missing_result, Some(Err(crate::GetFailure::NotFound { .. }))),
+        "{missing_result:?}"
+    );
 }

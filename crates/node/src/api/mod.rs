@@ -121,6 +121,7 @@ impl From<PutError> for ApiError {
                 ErrorCode::BAD_REQUEST => StatusCode::BAD_REQUEST,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            PutError::NotDurable(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
             PutError::NotDurable(_) | PutError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             PutError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -132,6 +133,7 @@ impl From<GetError> for ApiError {
     fn from(e: GetError) -> Self {
         let status = match e {
             GetError::NotFound { .. } => StatusCode::NOT_FOUND,
+            GetError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GetError::Deleted { seq, .. } => return ApiError::deleted(e.to_string(), seq),
             GetError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             GetError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,6 +146,9 @@ impl From<DeleteError> for ApiError {
     fn from(e: DeleteError) -> Self {
         match e {
             DeleteError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            DeleteError::Unavailable { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             DeleteError::AlreadyDeleted { seq, .. } => ApiError::deleted(e.to_string(), seq),
             DeleteError::Put(e) => e.into(),
             DeleteError::Stopped => Stopped.into(),

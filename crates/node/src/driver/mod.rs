@@ -37,7 +37,7 @@ use crate::connection;
 use crate::error::{DeleteError, PutError};
 use crate::outcome::{PeerInfo, PutReceipt, Status};
 use crate::shared::Shared;
-use crate::store::{CommitReceiver, Committed};
+use crate::store::{CommitReceiver, Committed, StorageHealth, StorageStatus};
 use inbox::{Command, ToDriver};
 use pool::Pool;
 use waiters::{Waiter, Waiters};
@@ -51,6 +51,8 @@ pub(crate) struct Driver<S: Store> {
     inbound: mpsc::Receiver<Box<ToDriver>>,
     /// Commit outcomes of a durable store (`None` for an in-memory one).
     commits: Option<CommitReceiver>,
+    /// The durable store's health (`None` for an in-memory one, which is always ok).
+    storage: Option<StorageHealth>,
     pool: Pool,
     waiters: Waiters,
     /// Set once shutdown began: who to tell when done, and the latest moment to stop.
@@ -115,6 +117,7 @@ impl<S: Store> Driver<S> {
             clock,
             commands,
             inbound,
+            storage: commits.as_ref().map(CommitReceiver::health),
             commits,
             waiters: Waiters::default(),
             stopping: None,
@@ -422,6 +425,11 @@ impl<S: Store> Driver<S> {
         let newest = match found {
             Some(Ok(item)) => Some(item),
             Some(Err(GetFailure::NotFound { .. })) => None,
+            Some(Err(GetFailure::Unavailable { .. })) => {
+                let name = pending.name;
+                let _ = pending.reply.send(Err(DeleteError::Unavailable { name }));
+                return;
+            }
             None => match self.node.store().get(&key, now) {
                 Ok(Some(item)) => Some(item),
                 held => {
@@ -569,7 +577,16 @@ impl<S: Store> Driver<S> {
             subscriptions: self.node.subscription_count(),
             watches: self.node.watch_count(),
             datagrams: self.datagram_status(),
+            storage: self.storage_status(),
         }
+    }
+
+    /// The durable store's health now (ok for an in-memory store).
+    fn storage_status(&self) -> StorageStatus {
+        self.storage
+            .as_ref()
+            .map(StorageHealth::status)
+            .unwrap_or_default()
     }
 
     /// Brings the metrics that mirror the node's state up to date (before a scrape).
@@ -601,6 +618,7 @@ impl<S: Store> Driver<S> {
         };
         behind(&m.stores_over_share, stats.stores_over_share);
         behind(&m.traces_dropped, self.node.traces_dropped());
+        m.update_storage(&self.storage_status());
         self.update_datagram_metrics();
     }
 

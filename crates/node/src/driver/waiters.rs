@@ -269,12 +269,8 @@ impl Waiters {
                 (Held::Stored { id, reply }, Ok(())) => {
                     send_held(reply, id, Response::Stored);
                 }
-                (Held::Stored { id, reply }, Err(_)) => {
-                    let error = ErrorReply::new(
-                        ErrorCode::INTERNAL,
-                        "the store failed to commit; nothing was stored",
-                    );
-                    send_held(reply, id, Response::Error(error));
+                (Held::Stored { id, reply }, Err(e)) => {
+                    send_held(reply, id, Response::Error(commit_failed(e)));
                 }
                 (Held::Put { reply, receipt }, Ok(())) => {
                     let _ = reply.send(receipt);
@@ -285,16 +281,28 @@ impl Waiters {
                 (Held::Notify { reply, message }, Ok(())) => send_notify(&reply, message, room),
                 (Held::Notify { .. }, Err(_)) => {}
                 (Held::Datagram { reply }, Ok(())) => datagrams.push((reply, Response::Stored)),
-                (Held::Datagram { reply }, Err(_)) => {
-                    let error = ErrorReply::new(
-                        ErrorCode::INTERNAL,
-                        "the store failed to commit; nothing was stored",
-                    );
-                    datagrams.push((reply, Response::Error(error)));
+                (Held::Datagram { reply }, Err(e)) => {
+                    datagrams.push((reply, Response::Error(commit_failed(e))));
                 }
             }
         }
         datagrams
+    }
+}
+
+/// The answer to a peer's `store` whose commit failed: 503 saying so when the disk is full,
+/// else 500 as for any failed commit.
+fn commit_failed(error: &CommitError) -> ErrorReply {
+    if error.is_disk_full() {
+        ErrorReply::new(
+            ErrorCode::UNAVAILABLE,
+            "the disk is full; nothing was stored",
+        )
+    } else {
+        ErrorReply::new(
+            ErrorCode::INTERNAL,
+            "the store failed to commit; nothing was stored",
+        )
     }
 }
 
@@ -383,6 +391,29 @@ mod tests {
         let during = not_durable_reason(during.try_recv().expect("answered"));
         assert_eq!(during, after);
         assert!(during.contains("the disk is on fire"), "{during}");
+    }
+
+    #[test]
+    fn a_store_refused_for_a_full_disk_is_answered_503_saying_so_and_other_failures_500() {
+        let full = CommitError::DiskFull(Arc::new(::redb::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "no space left on device",
+        ))));
+        let refused = CommitError::Unavailable(crate::store::StorageDown::DiskFull);
+        for error in [full, refused] {
+            let reply = commit_failed(&error);
+            assert_eq!(reply.code, ErrorCode::UNAVAILABLE);
+            assert!(reply.message.contains("the disk is full"), "{}", reply.message);
+        }
+        let reopening = CommitError::Unavailable(crate::store::StorageDown::Failed);
+        for error in [disk_failure(), reopening] {
+            let other = commit_failed(&error);
+            assert_eq!(other.code, ErrorCode::INTERNAL);
+            assert_eq!(
+                other.message,
+                "the store failed to commit; nothing was stored"
+            );
+        }
     }
 
     #[test]

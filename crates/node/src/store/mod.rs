@@ -3,6 +3,7 @@
 //! [`NodeStore`] is the one store type the driver runs with, so a node's store is chosen at
 //! start (a data directory or not) without making the driver generic.
 
+mod health;
 mod redb;
 
 use cairn_core::{
@@ -10,6 +11,7 @@ use cairn_core::{
     StoreError, Time, Written,
 };
 
+pub use self::health::{ERROR_KINDS, StorageDown, StorageHealth, StorageState, StorageStatus};
 pub use self::redb::{CommitError, CommitReceiver, Committed, OpenError, RedbStore, STORE_FILE};
 
 /// The store a node runs with: in memory (tests, the test network, nodes without a data

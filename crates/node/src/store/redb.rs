@@ -25,6 +25,12 @@
 //! - A read on the driver's thread (a `find_value` hit) costs one redb read transaction; see
 //!   `benches/store.rs` for its measured cost and why it stays on the driver.
 //!
+//! - After an I/O error (a full disk among them) redb refuses every transaction until the
+//!   database is reopened. The writer thread reopens it on a schedule (see `writer`); while
+//!   it is down, every commit fails ([`CommitError::Unavailable`], which says whether the
+//!   disk is full) and an item held that cannot be read is an error ([`ReadError`]), never
+//!   "not found". The state is in [`StorageHealth`].
+//!
 //! Files: `open` reads and verifies the store at open, `writer` is the writer thread.
 
 mod open;
@@ -32,8 +38,8 @@ mod writer;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use ::redb::{Database, StorageBackend, TableDefinition};
@@ -44,10 +50,18 @@ use cairn_core::{
 };
 use tokio::sync::mpsc;
 
+use crate::store::health::{StorageDown, StorageHealth};
 pub use self::open::OpenError;
 pub use self::writer::{CommitError, CommitReceiver, Committed};
 use open::read_ledger;
-use writer::{Batch, Op, write_loop};
+use writer::{Batch, Op, Work, Writer, write_loop};
+
+/// The database, shared by the store's reads and the writer thread; `None` while the writer
+/// has closed it to reopen it.
+type SharedDatabase = Arc<RwLock<Option<Database>>>;
+
+/// Opens the database (again): at start, and after a failure.
+type Opener = Box<dyn Fn() -> Result<Database, ::redb::Error> + Send>;
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
 const OWN: TableDefinition<&[u8], ()> = TableDefinition::new("own");
@@ -75,8 +89,10 @@ pub struct RedbStore {
     ledger: Ledger<Summary>,
     /// Items accepted whose commit has not been reported: served from here until then.
     pending: HashMap<Key, Item>,
-    db: Arc<Database>,
-    writer: Option<std_mpsc::Sender<Batch>>,
+    db: SharedDatabase,
+    writer: Option<std_mpsc::Sender<Work>>,
+    /// Whether the storage works; the writer thread and the reads report to it.
+    health: StorageHealth,
     thread: Option<JoinHandle<()>>,
     /// Where commit outcomes go; the writer thread holds a clone.
     notify: mpsc::UnboundedSender<Committed>,
@@ -96,32 +112,42 @@ impl RedbStore {
             source,
         })?;
         let path = dir.join(STORE_FILE);
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| OpenError::database(&path, e))?;
-        Self::with_database(&path, db, limits)
+        let file = path.clone();
+        let opener: Opener = Box::new(move || {
+            Ok(Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&file)?)
+        });
+        Self::with_opener(&path, opener, limits)
     }
 
-    /// Opens a store kept in `backend` instead of a file (fault injection, tests); `name` is
-    /// what errors call it.
-    pub fn open_with_backend(
+    /// Opens a store kept in a storage backend instead of a file (fault injection, tests):
+    /// `backend` makes one, at open and again whenever the store reopens its database after
+    /// a failure (the database holding the previous one is dropped first). `name` is what
+    /// errors call it.
+    pub fn open_with_backend<B, F>(
         name: &Path,
-        backend: impl StorageBackend,
+        backend: F,
         limits: StoreLimits,
-    ) -> Result<(Self, CommitReceiver), OpenError> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create_with_backend(backend)
-            .map_err(|e| OpenError::database(name, e))?;
-        Self::with_database(name, db, limits)
+    ) -> Result<(Self, CommitReceiver), OpenError>
+    where
+        B: StorageBackend,
+        F: Fn() -> std::io::Result<B> + Send + 'static,
+    {
+        let opener: Opener = Box::new(move || {
+            Ok(Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create_with_backend(backend()?)?)
+        });
+        Self::with_opener(name, opener, limits)
     }
 
-    fn with_database(
+    fn with_opener(
         path: &Path,
-        db: Database,
+        opener: Opener,
         limits: StoreLimits,
     ) -> Result<(Self, CommitReceiver), OpenError> {
+        let db = opener().map_err(|e| OpenError::database(path, e))?;
         let setup = db.begin_write().map_err(|e| OpenError::database(path, e))?;
         setup
             .open_table(ITEMS)
@@ -138,13 +164,19 @@ impl RedbStore {
                 "items in the store no longer verify and were dropped"
             );
         }
-        let db = Arc::new(db);
+        let db = Arc::new(RwLock::new(Some(db)));
+        let health = StorageHealth::default();
         let (notify, commits) = mpsc::unbounded_channel();
         let (writer, batches) = std_mpsc::channel();
-        let (report, writes) = (notify.clone(), db.clone());
+        let work = Writer {
+            db: db.clone(),
+            opener,
+            report: notify.clone(),
+            health: health.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("cairn-store".into())
-            .spawn(move || write_loop(&writes, batches, report))
+            .spawn(move || write_loop(&work, batches))
             .map_err(|source| OpenError::Writer {
                 path: path.to_owned(),
                 source,
@@ -154,20 +186,29 @@ impl RedbStore {
             pending: HashMap::new(),
             db,
             writer: Some(writer),
+            health: health.clone(),
             thread: Some(thread),
             notify,
             next_commit: 1,
             undo: VecDeque::new(),
             dropped_at_open: dropped,
         };
-        Ok((store, commits))
+        Ok((store, CommitReceiver::new(commits, health)))
+    }
+
+    /// The storage's health: what `/v1/status` and `/metrics` show.
+    pub fn health(&self) -> StorageHealth {
+        self.health.clone()
     }
 
     /// Queues a batch for the writer. If the writer has stopped, the commit is reported
     /// failed at once, so nobody waits for it.
     fn submit(&mut self, batch: Batch) {
         let commit = batch.commit;
-        let sent = self.writer.as_ref().is_some_and(|w| w.send(batch).is_ok());
+        let sent = self
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.send(Work::Batch(batch)).is_ok());
         if !sent {
             tracing::error!("the store's writer has stopped; a write was not made durable");
             if let Some(commit) = commit {
@@ -193,20 +234,9 @@ impl RedbStore {
     /// verified when it was stored or when the store opened, is recognised by hashes; any other
     /// bytes are verified again, and not served unless they verify.
     fn read(&self, key: &Key, summary: &Summary) -> Result<Option<Item>, ReadError> {
-        let found = (|| -> Result<Option<Vec<u8>>, Box<::redb::Error>> {
-            let read = self.db.begin_read().map_err(boxed)?;
-            let table = read.open_table(ITEMS).map_err(boxed)?;
-            let value = table.get(key.as_bytes().as_slice()).map_err(boxed)?;
-            Ok(value.map(|v| v.value().to_vec()))
-        })();
-        let bytes = match found {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(None),
-            Err(e) => {
-                tracing::warn!(%key, "cannot read an item from the store: {e}");
-                let source = Arc::new(*e);
-                return Err(ReadError::Storage { key: *key, source });
-            }
+        let bytes = match self.read_bytes(key)? {
+            Some(bytes) => bytes,
+            None => return Ok(None),
         };
         match wire::decode_known_item(&bytes, key, summary) {
             Ok(item) if item.key() == key && summary.describes(&item) => Ok(Some(item)),
@@ -215,6 +245,41 @@ impl RedbStore {
                 Ok(None)
             }
         }
+    }
+
+    /// The bytes stored under `key`. While the writer reopens the database (or waits to), the
+    /// item cannot be read; a read that fails tells the health and has the writer check
+    /// whether the database must be reopened.
+    fn read_bytes(&self, key: &Key) -> Result<Option<Vec<u8>>, ReadError> {
+        let unavailable = |down: StorageDown| ReadError::Storage {
+            key: *key,
+            source: Arc::new(down),
+        };
+        // Never wait on the writer's reopen: the driver's thread reads.
+        let Ok(db) = self.db.try_read() else {
+            return Err(unavailable(StorageDown::Failed));
+        };
+        let Some(db) = db.as_ref() else {
+            let down = self.health.state().down().unwrap_or(StorageDown::Failed);
+            return Err(unavailable(down));
+        };
+        let found = (|| -> Result<Option<Vec<u8>>, Box<::redb::Error>> {
+            let read = db.begin_read().map_err(boxed)?;
+            let table = read.open_table(ITEMS).map_err(boxed)?;
+            let value = table.get(key.as_bytes().as_slice()).map_err(boxed)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })();
+        found.map_err(|e| {
+            tracing::debug!(%key, "cannot read an item from the store: {e}");
+            self.health.failed("read", &e, false);
+            if let Some(writer) = &self.writer {
+                let _ = writer.send(Work::Check);
+            }
+            ReadError::Storage {
+                key: *key,
+                source: Arc::new(*e),
+            }
+        })
     }
 
     /// A commit is durable: its writes are on disk, so their items are served from there.

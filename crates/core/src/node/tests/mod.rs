@@ -46,10 +46,12 @@ fn signed(n: u8, name: &str, value: &'static [u8], seq: u64) -> Item {
         .into()
 }
 
-/// Nodes that deliver every message at once, in order; `down` nodes never answer.
+/// Nodes that deliver every message at once, in order; `down` nodes never answer, and
+/// `unreadable` nodes answer every `find_value` as a node whose disk cannot read does.
 struct Net {
     nodes: HashMap<SocketAddr, Node<MemoryStore>>,
     down: Vec<SocketAddr>,
+    unreadable: Vec<SocketAddr>,
     now: Time,
     events: Vec<(SocketAddr, Event)>,
 }
@@ -71,6 +73,7 @@ impl Net {
         Net {
             nodes,
             down: Vec::new(),
+            unreadable: Vec::new(),
             now: T0,
             events: Vec::new(),
         }
@@ -102,9 +105,18 @@ impl Net {
                     let Some(target) = self.nodes.get_mut(&t.to.addr) else {
                         continue;
                     };
+                    let unreadable = self.unreadable.contains(&t.to.addr)
+                        && matches!(t.request, Request::FindValue { .. });
                     let answer = target
                         .handle_request(self.now, requester, t.id, t.request)
                         .response;
+                    let answer = match answer {
+                        Response::Value(_) if unreadable => Response::Error(ErrorReply::new(
+                            ErrorCode::UNAVAILABLE,
+                            "the store cannot read it",
+                        )),
+                        answer => answer,
+                    };
                     let from_contact = Contact::new(target.id, t.to.addr);
                     let now = self.now;
                     if let Some(sender) = self.nodes.get_mut(&from) {
@@ -230,6 +242,40 @@ fn bootstrap_fills_tables_and_items_are_found_from_other_nodes() {
     let update = signed(3, "doc", b"two", 2);
     assert_eq!(net.put(3, update.clone()), Ok(12));
     assert_eq!(net.get(11, *signed_item.key()), Ok(update));
+}
+
+#[test]
+fn a_get_takes_an_unreadable_replica_as_failed_and_goes_on_to_the_others() {
+    let mut net = Net::new(12);
+    net.join_all();
+    // Every node but the getter, node 1, holds the item.
+    let item = signed(3, "doc", b"one", 1);
+    let key = *item.key();
+    for n in 2..=12 {
+        let now = net.now;
+        let requester = Requester {
+            id: node_id(3),
+            addr: Some(addr(3)),
+            verified: true,
+            source: std::net::IpAddr::from([127, 0, 0, 1]),
+            connection: 3,
+        };
+        let request = Request::Store { item: item.clone() };
+        let answer = net.node(n).handle_request(now, requester, 1, request);
+        assert_eq!(answer.response, Response::Stored);
+    }
+    // No replica can read it: the get says so, never "not found".
+    net.unreadable = (2..=12).map(addr).collect();
+    match net.get(1, key) {
+        Err(GetFailure::Unavailable { key: k, replicas }) => {
+            assert_eq!(k, key);
+            assert!(replicas >= 1, "{replicas}");
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    // Node 12 can: the get goes on past the failed replicas until it reaches it.
+    net.unreadable.retain(|a| *a != addr(12));
+    assert_eq!(net.get(1, key), Ok(item));
 }
 
 #[test]

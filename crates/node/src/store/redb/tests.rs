@@ -214,7 +214,8 @@ fn a_failed_commit_is_undone_and_a_later_write_of_the_key_inherits_the_undo() {
 
 /// Writes `bytes` under `key` in the store's file behind its back.
 fn overwrite(store: &RedbStore, key: &Key, bytes: &[u8]) {
-    let write = store.db.begin_write().expect("writes");
+    let db = store.db.read().expect("not poisoned");
+    let write = db.as_ref().expect("open").begin_write().expect("writes");
     {
         let mut table = write.open_table(ITEMS).expect("opens");
         table
@@ -295,6 +296,11 @@ fn a_commit_that_panics_is_reported_failed_and_later_writes_are_refused() {
         armed: armed.clone(),
     };
     let name = Path::new("panicking");
+    let once = std::sync::Mutex::new(Some(backend));
+    let backend = move || {
+        let taken = once.lock().expect("not poisoned").take();
+        taken.ok_or_else(|| std::io::Error::other("this backend opens once"))
+    };
     let (mut store, mut commits) =
         RedbStore::open_with_backend(name, backend, StoreLimits::default()).expect("opens");
     armed.store(true, std::sync::atomic::Ordering::SeqCst);
