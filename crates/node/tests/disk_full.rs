@@ -170,15 +170,24 @@ async fn a_full_disk_refuses_stores_saying_so_and_the_node_serves_again_once_spa
         );
     }
 
-    // Space again: the node reopens its store by itself.
-    disk.free();
-    let recovered = wait_for("the store reopens", || storage(&dht), |s| {
-        s.state == StorageState::Ok
+    // The store tries to reopen while the disk is full, and fails, on its schedule.
+    let tried = wait_for("a reopen fails on the full disk", || storage(&dht), |s| {
+        s.reopens_failed >= 1
     })
     .await;
-    assert!(recovered.reopens >= 1, "{recovered:?}");
-    assert!(metric(&dht, "cairn_storage_state", &[("state", "ok")]).await == 1.0);
+    assert_eq!(tried.state, StorageState::Full, "{tried:?}");
+
+    // Space again: the node reopens its store by itself; it serves reads, and the next
+    // commit shows there is space.
+    disk.free();
+    let reopened = wait_for("the store reopens", || storage(&dht), |s| {
+        s.state == StorageState::Recovering
+    })
+    .await;
+    assert!(reopened.reopens >= 1, "{reopened:?}");
+    assert!(metric(&dht, "cairn_storage_state", &[("state", "recovering")]).await == 1.0);
     assert!(metric(&dht, "cairn_storage_reopens_total", &[("outcome", "ok")]).await >= 1.0);
+    assert!(metric(&dht, "cairn_storage_reopens_total", &[("outcome", "failed")]).await >= 1.0);
 
     // Every acknowledged item is served, and new stores are taken, without a restart.
     for (name, value) in &acknowledged {
@@ -192,6 +201,8 @@ async fn a_full_disk_refuses_stores_saying_so_and_the_node_serves_again_once_spa
     api.put("after space came back", Bytes::from_static(b"new"), None)
         .await
         .expect("a new put succeeds");
+    assert_eq!(storage(&dht).await.state, StorageState::Ok);
+    assert!(metric(&dht, "cairn_storage_state", &[("state", "ok")]).await == 1.0);
     c.send(&store_message(2, b"from a peer, later")).await;
     assert_eq!(
         read_message(&mut c.stream).await,

@@ -35,7 +35,8 @@ pub enum StorageState {
     Full,
     /// The storage failed (an I/O error): it is reopened on a schedule.
     Failed,
-    /// The store is being reopened.
+    /// The store was reopened after a full disk and serves reads; the next commit that
+    /// succeeds shows there is space again.
     Recovering,
 }
 
@@ -61,9 +62,9 @@ impl StorageState {
     /// Why the storage is down in this state, if it is.
     pub fn down(self) -> Option<StorageDown> {
         match self {
-            StorageState::Ok => None,
+            StorageState::Ok | StorageState::Recovering => None,
             StorageState::Full => Some(StorageDown::DiskFull),
-            StorageState::Failed | StorageState::Recovering => Some(StorageDown::Failed),
+            StorageState::Failed => Some(StorageDown::Failed),
         }
     }
 }
@@ -164,20 +165,26 @@ impl StorageHealth {
         status.state
     }
 
-    /// A reopen is starting.
-    pub(crate) fn recovering(&self) {
-        let mut status = self.lock();
-        if status.state == StorageState::Failed {
+    /// The store was reopened after a failure: it reads again. After a full disk it is
+    /// `recovering` until a commit shows there is space; after another failure it is ok.
+    pub(crate) fn reopened(&self) {
+        let full = {
+            let mut status = self.lock();
+            status.reopens += 1;
+            status.state == StorageState::Full
+        };
+        if full {
+            let mut status = self.lock();
             status.state = StorageState::Recovering;
+            status.since = Some(unix_now());
+        } else {
+            self.recovered();
         }
     }
 
-    /// The store was reopened (`reopened`) or found working: it serves again.
-    pub(crate) fn recovered(&self, reopened: bool) {
+    /// A commit succeeded (or the store works again): it is ok, and says so once.
+    pub(crate) fn recovered(&self) {
         let mut status = self.lock();
-        if reopened {
-            status.reopens += 1;
-        }
         if status.state != StorageState::Ok {
             let down_for = status
                 .since
@@ -226,19 +233,21 @@ mod tests {
         assert_eq!(status.errors, [1, 0, 1, 0]);
         assert!(status.last_error.expect("kept").contains("commit"));
         assert_eq!(status.state.down(), Some(StorageDown::DiskFull));
-        health.recovered(true);
+        health.reopened();
         let status = health.status();
-        assert_eq!((status.state, status.reopens), (StorageState::Ok, 1));
+        assert_eq!((status.state, status.reopens), (StorageState::Recovering, 1));
+        health.recovered();
+        assert_eq!(health.state(), StorageState::Ok);
     }
 
     #[test]
-    fn another_io_error_fails_the_storage_and_a_reopen_marks_it_recovering() {
+    fn another_io_error_fails_the_storage_until_it_is_reopened() {
         let health = StorageHealth::default();
         let broken = io(std::io::ErrorKind::Other);
         assert_eq!(health.failed("commit", &broken, true), StorageState::Failed);
-        health.recovering();
-        assert_eq!(health.state(), StorageState::Recovering);
         assert_eq!(health.state().down(), Some(StorageDown::Failed));
+        health.reopened();
+        assert_eq!(health.state(), StorageState::Ok);
         // An error that leaves redb working changes nothing.
         let health = StorageHealth::default();
         assert_eq!(health.failed("read", &broken, false), StorageState::Ok);

@@ -219,7 +219,10 @@ pub(super) fn write_loop(writer: &Writer, batches: std_mpsc::Receiver<Work>) {
         });
         let took = began.elapsed();
         match &result {
-            Ok(()) => attempts = 0,
+            Ok(()) => {
+                attempts = 0;
+                writer.health.recovered();
+            }
             Err(e) => {
                 tracing::error!("store commit failed: {e}");
                 writer.failed(e);
@@ -320,11 +323,10 @@ impl Writer {
 
     /// Opens the database again; redb repairs it back to its last commit.
     fn reopen(&self) {
-        self.health.recovering();
         match (self.opener)() {
             Ok(db) => {
                 *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(db);
-                self.health.recovered(true);
+                self.health.reopened();
             }
             Err(e) => {
                 tracing::debug!("reopening the store failed: {e}");
