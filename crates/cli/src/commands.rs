@@ -348,7 +348,9 @@ fn storage_line(storage: &cairn_node::store::StorageStatus) -> Option<String> {
     let what = match storage.state {
         StorageState::Ok => return None,
         StorageState::Full => "FULL: the disk is full; stores are refused until space is freed",
-        StorageState::Failed => "FAILED: the store cannot write or read; it is reopened on a schedule",
+        StorageState::Failed => {
+            "FAILED: the store cannot write or read; it is reopened on a schedule"
+        }
         StorageState::Recovering => {
             "RECOVERING: reopened after a full disk; it serves reads, and the next store \
              shows whether there is space"

@@ -330,11 +330,16 @@ impl Metrics {
             counter.inc_by(total.saturating_sub(counter.get()));
         };
         for (kind, total) in ERROR_KINDS.into_iter().zip(status.errors) {
-            behind(&self.storage_errors.get_or_create(&KindLabel { kind }), total);
+            behind(
+                &self.storage_errors.get_or_create(&KindLabel { kind }),
+                total,
+            );
         }
         for (outcome, total) in [("ok", status.reopens), ("failed", status.reopens_failed)] {
             behind(
-                &self.storage_reopens.get_or_create(&OutcomeLabel { outcome }),
+                &self
+                    .storage_reopens
+                    .get_or_create(&OutcomeLabel { outcome }),
                 total,
             );
         }

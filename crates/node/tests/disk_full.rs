@@ -33,7 +33,11 @@ async fn storage(dht: &Dht) -> StorageStatus {
 }
 
 async fn metric(dht: &Dht, name: &str, labels: &[(&str, &str)]) -> f64 {
-    value(&samples(&dht.metrics().await.expect("running")), name, labels)
+    value(
+        &samples(&dht.metrics().await.expect("running")),
+        name,
+        labels,
+    )
 }
 
 /// A node joined to `seed` (with datagrams or over TCP only).
@@ -101,7 +105,10 @@ async fn a_full_disk_refuses_stores_saying_so_and_the_node_serves_again_once_spa
     // The node alone takes puts until its disk is full.
     disk.fill_after(1024 * 1024);
     let (acknowledged, refused) = fill(&api).await;
-    println!("{} items acknowledged before the disk filled", acknowledged.len());
+    println!(
+        "{} items acknowledged before the disk filled",
+        acknowledged.len()
+    );
     assert!(!acknowledged.is_empty(), "the disk filled at the first put");
     assert_disk_full(&refused);
     // Not a byte more: the store stays down until space is back.
@@ -111,9 +118,11 @@ async fn a_full_disk_refuses_stores_saying_so_and_the_node_serves_again_once_spa
         .await
         .expect_err("refused");
     assert_disk_full(&refused);
-    let full = wait_for("the store reports a full disk", || storage(&dht), |s| {
-        s.state == StorageState::Full
-    })
+    let full = wait_for(
+        "the store reports a full disk",
+        || storage(&dht),
+        |s| s.state == StorageState::Full,
+    )
     .await;
     assert!(full.since.is_some(), "{full:?}");
     let last_error = full.last_error.clone().unwrap_or_default();
@@ -171,23 +180,35 @@ async fn a_full_disk_refuses_stores_saying_so_and_the_node_serves_again_once_spa
     }
 
     // The store tries to reopen while the disk is full, and fails, on its schedule.
-    let tried = wait_for("a reopen fails on the full disk", || storage(&dht), |s| {
-        s.reopens_failed >= 1
-    })
+    let tried = wait_for(
+        "a reopen fails on the full disk",
+        || storage(&dht),
+        |s| s.reopens_failed >= 1,
+    )
     .await;
     assert_eq!(tried.state, StorageState::Full, "{tried:?}");
 
     // Space again: the node reopens its store by itself; it serves reads, and the next
     // commit shows there is space.
     disk.free();
-    let reopened = wait_for("the store reopens", || storage(&dht), |s| {
-        s.state == StorageState::Recovering
-    })
+    let reopened = wait_for(
+        "the store reopens",
+        || storage(&dht),
+        |s| s.state == StorageState::Recovering,
+    )
     .await;
     assert!(reopened.reopens >= 1, "{reopened:?}");
     assert!(metric(&dht, "cairn_storage_state", &[("state", "recovering")]).await == 1.0);
     assert!(metric(&dht, "cairn_storage_reopens_total", &[("outcome", "ok")]).await >= 1.0);
-    assert!(metric(&dht, "cairn_storage_reopens_total", &[("outcome", "failed")]).await >= 1.0);
+    assert!(
+        metric(
+            &dht,
+            "cairn_storage_reopens_total",
+            &[("outcome", "failed")]
+        )
+        .await
+            >= 1.0
+    );
 
     // Every acknowledged item is served, and new stores are taken, without a restart.
     for (name, value) in &acknowledged {

@@ -30,7 +30,10 @@ struct Mounted {
 impl Mounted {
     /// Mounts a tmpfs of `size` (mount's syntax: `3m`), or says why it cannot.
     fn tmpfs(size: &str) -> Result<Self, String> {
-        let uid = Command::new("id").arg("-u").output().map_err(|e| e.to_string())?;
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| e.to_string())?;
         if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
             return Err("not root: mounting a tmpfs needs root".into());
         }
@@ -111,7 +114,10 @@ async fn a_node_on_a_full_tmpfs_serves_again_once_space_is_freed_without_a_resta
             }
         }
     }
-    println!("{} items acknowledged before the tmpfs filled", acknowledged.len());
+    println!(
+        "{} items acknowledged before the tmpfs filled",
+        acknowledged.len()
+    );
     match refusal {
         Some(ClientError::Api { status, message }) => {
             assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{message}");

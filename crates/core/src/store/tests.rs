@@ -75,16 +75,17 @@ fn a_get_of_an_item_held_but_unreadable_is_unavailable_not_not_found() {
     let item: Item = ImmutableItem::new(Bytes::from_static(b"held")).into();
     let mut store = MemoryStore::default();
     assert!(store.put(item.clone(), NOW, Origin::Own).is_ok());
-    let mut node = Node::new(
-        NodeId::hash(b"alone"),
-        Config::default(),
-        Unreadable(store),
-    );
+    let mut node = Node::new(NodeId::hash(b"alone"), Config::default(), Unreadable(store));
     let key = *item.key();
     let query = node.get(NOW, key);
     let mut result = None;
     while let Some(event) = node.poll_event() {
-        if let crate::Event::GetDone { query: q, result: r, .. } = event {
+        if let crate::Event::GetDone {
+            query: q,
+            result: r,
+            ..
+        } = event
+        {
             if q == query {
                 result = Some(r);
             }
@@ -99,14 +100,22 @@ fn a_get_of_an_item_held_but_unreadable_is_unavailable_not_not_found() {
     let query = node.get(NOW, missing);
     let mut missing_result = None;
     while let Some(event) = node.poll_event() {
-        if let crate::Event::GetDone { query: q, result: r, .. } = event {
+        if let crate::Event::GetDone {
+            query: q,
+            result: r,
+            ..
+        } = event
+        {
             if q == query {
                 missing_result = Some(r);
             }
         }
     }
     assert!(
-        matches!(missing_result, Some(Err(crate::GetFailure::NotFound { .. }))),
+        matches!(
+            missing_result,
+            Some(Err(crate::GetFailure::NotFound { .. }))
+        ),
         "{missing_result:?}"
     );
 }

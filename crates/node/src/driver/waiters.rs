@@ -403,7 +403,11 @@ mod tests {
         for error in [full, refused] {
             let reply = commit_failed(&error);
             assert_eq!(reply.code, ErrorCode::UNAVAILABLE);
-            assert!(reply.message.contains("the disk is full"), "{}", reply.message);
+            assert!(
+                reply.message.contains("the disk is full"),
+                "{}",
+                reply.message
+            );
         }
         let reopening = CommitError::Unavailable(crate::store::StorageDown::Failed);
         for error in [disk_failure(), reopening] {

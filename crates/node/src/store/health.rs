@@ -235,7 +235,10 @@ mod tests {
         assert_eq!(status.state.down(), Some(StorageDown::DiskFull));
         health.reopened();
         let status = health.status();
-        assert_eq!((status.state, status.reopens), (StorageState::Recovering, 1));
+        assert_eq!(
+            (status.state, status.reopens),
+            (StorageState::Recovering, 1)
+        );
         health.recovered();
         assert_eq!(health.state(), StorageState::Ok);
     }

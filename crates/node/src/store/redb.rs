@@ -50,9 +50,9 @@ use cairn_core::{
 };
 use tokio::sync::mpsc;
 
-use crate::store::health::{StorageDown, StorageHealth};
 pub use self::open::OpenError;
 pub use self::writer::{CommitError, CommitReceiver, Committed};
+use crate::store::health::{StorageDown, StorageHealth};
 use open::read_ledger;
 use writer::{Batch, Op, Work, Writer, write_loop};
 

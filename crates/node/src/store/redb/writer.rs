@@ -25,8 +25,8 @@ use cairn_core::wire;
 use cairn_core::{CommitId, Item, Key};
 use tokio::sync::mpsc;
 
-use crate::store::health::{StorageDown, StorageHealth};
 use super::{ITEMS, OWN, Opener, SharedDatabase};
+use crate::store::health::{StorageDown, StorageHealth};
 
 /// The most batches one group commit takes.
 const MAX_GROUP: usize = 4_096;
@@ -223,10 +223,7 @@ pub(super) fn write_loop(writer: &Writer, batches: std_mpsc::Receiver<Work>) {
                 attempts = 0;
                 writer.health.recovered();
             }
-            Err(e) => {
-                tracing::error!("store commit failed: {e}");
-                writer.failed(e);
-            }
+            Err(e) => writer.failed(e),
         }
         let panicked = matches!(result, Err(CommitError::Panicked(_)));
         send_report(&writer.report, &group, result, took);
@@ -261,21 +258,26 @@ impl Writer {
     }
 
     /// A commit failed: if redb now refuses every transaction, the database is closed, to be
-    /// reopened. Other failures (an item that does not encode) leave it working.
+    /// reopened, and the health logs the change of state once (not every failed commit of a
+    /// full disk). Other failures (an item that does not encode) leave it working, and are
+    /// logged each.
     fn failed(&self, error: &CommitError) {
-        let redb_error = match error {
-            CommitError::Database(e) | CommitError::DiskFull(e) => e,
-            _ => return,
+        let (CommitError::Database(redb_error) | CommitError::DiskFull(redb_error)) = error else {
+            tracing::error!("store commit failed: {error}");
+            return;
         };
         let poisoned = self.poisoned();
         self.health.failed("commit", redb_error, poisoned);
         if poisoned {
+            tracing::debug!("store commit failed: {error}");
             self.close();
+        } else {
+            tracing::error!("store commit failed: {error}");
         }
     }
 
     /// A read failed on the store's side: the database is closed, to be reopened, if redb
-    /// now refuses every transaction; otherwise it works, and the health says so.
+    /// now refuses every transaction.
     fn check(&self) {
         if self.poisoned() {
             // The read's own error was counted where it failed.
@@ -290,7 +292,9 @@ impl Writer {
         db.as_ref().is_some_and(|db| {
             matches!(
                 db.begin_write(),
-                Err(::redb::TransactionError::Storage(::redb::StorageError::PreviousIo))
+                Err(::redb::TransactionError::Storage(
+                    ::redb::StorageError::PreviousIo
+                ))
             )
         })
     }
@@ -298,7 +302,11 @@ impl Writer {
     /// Takes the database away from readers and drops it (it must be closed before it is
     /// opened again: the file is locked while open).
     fn close(&self) {
-        let old = self.db.write().unwrap_or_else(PoisonError::into_inner).take();
+        let old = self
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         drop(old);
     }
 
@@ -412,5 +420,17 @@ fn commit_error(error: ::redb::Error) -> CommitError {
             CommitError::DiskFull(Arc::new(error))
         }
         _ => CommitError::Database(Arc::new(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reopen_schedule_doubles_from_a_quarter_second_up_to_thirty() {
+        let ms = |attempt| reopen_delay(attempt).as_millis();
+        assert_eq!([ms(0), ms(1), ms(2), ms(6)], [250, 500, 1_000, 16_000]);
+        assert_eq!([ms(7), ms(20), ms(u32::MAX)], [30_000; 3]);
     }
 }
