@@ -61,7 +61,7 @@ use writer::{Batch, Op, Work, Writer, write_loop};
 type SharedDatabase = Arc<RwLock<Option<Database>>>;
 
 /// Opens the database (again): at start, and after a failure.
-type Opener = Box<dyn Fn() -> Result<Database, ::redb::Error> + Send>;
+type Opener = Box<dyn Fn() -> Result<Database, Box<::redb::Error>> + Send>;
 
 const ITEMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("items");
 const OWN: TableDefinition<&[u8], ()> = TableDefinition::new("own");
@@ -114,9 +114,10 @@ impl RedbStore {
         let path = dir.join(STORE_FILE);
         let file = path.clone();
         let opener: Opener = Box::new(move || {
-            Ok(Database::builder()
+            Database::builder()
                 .set_cache_size(CACHE_BYTES)
-                .create(&file)?)
+                .create(&file)
+                .map_err(boxed)
         });
         Self::with_opener(&path, opener, limits)
     }
@@ -135,9 +136,11 @@ impl RedbStore {
         F: Fn() -> std::io::Result<B> + Send + 'static,
     {
         let opener: Opener = Box::new(move || {
-            Ok(Database::builder()
+            let backend = backend().map_err(boxed)?;
+            Database::builder()
                 .set_cache_size(CACHE_BYTES)
-                .create_with_backend(backend()?)?)
+                .create_with_backend(backend)
+                .map_err(boxed)
         });
         Self::with_opener(name, opener, limits)
     }
@@ -147,7 +150,7 @@ impl RedbStore {
         opener: Opener,
         limits: StoreLimits,
     ) -> Result<(Self, CommitReceiver), OpenError> {
-        let db = opener().map_err(|e| OpenError::database(path, e))?;
+        let db = opener().map_err(|e| OpenError::database(path, *e))?;
         let setup = db.begin_write().map_err(|e| OpenError::database(path, e))?;
         setup
             .open_table(ITEMS)
