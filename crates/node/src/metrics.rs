@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use cairn_core::{Duty, Operation, QueryOutcome, StoreLimits};
+mod storage;
 
-use crate::store::{ERROR_KINDS, StorageState, StorageStatus};
+use cairn_core::{Duty, Operation, QueryOutcome, StoreLimits};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -65,19 +65,6 @@ pub(crate) struct DirectionLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct OutcomeLabel {
     pub(crate) outcome: &'static str,
-}
-
-/// A storage state (`ok`, `full`, `failed`, `recovering`) or error kind (`full`, `io`,
-/// `previous_io`, `other`).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct StorageLabel {
-    pub(crate) state: &'static str,
-}
-
-/// A storage error's kind.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct KindLabel {
-    pub(crate) kind: &'static str,
 }
 
 /// A housekeeping duty: `expire`, `republish`, `replicate`, `refresh`.
@@ -169,11 +156,8 @@ pub(crate) struct Metrics {
     store_max_bytes: Gauge,
     pub(crate) commits: Family<OutcomeLabel, Counter>,
     pub(crate) commit_duration: Histogram,
-    /// 1 for the durable store's storage state now, 0 for the others.
-    storage_state: Family<StorageLabel, Gauge>,
-    /// Storage errors, by kind; store reopens, by outcome.
-    storage_errors: Family<KindLabel, Counter>,
-    storage_reopens: Family<OutcomeLabel, Counter>,
+    /// The durable store's storage health.
+    pub(crate) storage: storage::StorageMetrics,
     pub(crate) contacts: Gauge,
     pub(crate) network_size: Gauge,
     pub(crate) subscriptions: Gauge,
@@ -236,9 +220,7 @@ impl Metrics {
             store_max_bytes: Gauge::default(),
             commits: Family::default(),
             commit_duration: seconds(),
-            storage_state: Family::default(),
-            storage_errors: Family::default(),
-            storage_reopens: Family::default(),
+            storage: storage::StorageMetrics::default(),
             contacts: Gauge::default(),
             network_size: Gauge::default(),
             subscriptions: Gauge::default(),
@@ -314,35 +296,7 @@ impl Metrics {
         for duty in Duty::ALL.map(Duty::as_str) {
             drop(self.housekeeping.get_or_create(&DutyLabel { duty }));
         }
-        self.update_storage(&StorageStatus::default());
-    }
-
-    /// Brings the storage's metrics up to `status` (before a scrape).
-    pub(crate) fn update_storage(&self, status: &StorageStatus) {
-        for state in StorageState::ALL {
-            let label = StorageLabel {
-                state: state.as_str(),
-            };
-            let now = i64::from(state == status.state);
-            self.storage_state.get_or_create(&label).set(now);
-        }
-        let behind = |counter: &Counter, total: u64| {
-            counter.inc_by(total.saturating_sub(counter.get()));
-        };
-        for (kind, total) in ERROR_KINDS.into_iter().zip(status.errors) {
-            behind(
-                &self.storage_errors.get_or_create(&KindLabel { kind }),
-                total,
-            );
-        }
-        for (outcome, total) in [("ok", status.reopens), ("failed", status.reopens_failed)] {
-            behind(
-                &self
-                    .storage_reopens
-                    .get_or_create(&OutcomeLabel { outcome }),
-                total,
-            );
-        }
+        self.storage.update(&crate::store::StorageStatus::default());
     }
 
     fn register(&self, r: &mut Registry) {
@@ -402,21 +356,7 @@ impl Metrics {
             "Group commits of the durable store, by outcome",
             self.commits.clone(),
         );
-        r.register(
-            "storage_state",
-            "1 for the durable store's storage state (ok, full, failed, recovering), 0 else",
-            self.storage_state.clone(),
-        );
-        r.register(
-            "storage_errors",
-            "Storage errors of the durable store, by kind (full, io, previous_io, other)",
-            self.storage_errors.clone(),
-        );
-        r.register(
-            "storage_reopens",
-            "Reopens of the durable store's database after an error, by outcome",
-            self.storage_reopens.clone(),
-        );
+        self.storage.register(r);
         r.register(
             "snapshot_failures",
             "Routing-table snapshots that could not be saved to the data directory",

@@ -618,7 +618,7 @@ impl<S: Store> Driver<S> {
         };
         behind(&m.stores_over_share, stats.stores_over_share);
         behind(&m.traces_dropped, self.node.traces_dropped());
-        m.update_storage(&self.storage_status());
+        m.storage.update(&self.storage_status());
         self.update_datagram_metrics();
     }
 
