@@ -125,6 +125,7 @@ async fn a_full_disk_refuses_stores_saying_so_and_the_node_serves_again_once_spa
     )
     .await;
     assert!(full.since.is_some(), "{full:?}");
+    assert!(full.errors.full >= 1, "{full:?}");
     let last_error = full.last_error.clone().unwrap_or_default();
     assert!(last_error.contains("no space left"), "{full:?}");
     assert!(metric(&dht, "cairn_storage_state", &[("state", "full")]).await == 1.0);

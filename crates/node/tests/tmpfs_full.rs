@@ -134,7 +134,10 @@ async fn a_node_on_a_full_tmpfs_serves_again_once_space_is_freed_without_a_resta
         |s| s.reopens + s.reopens_failed >= 1,
     )
     .await;
-    println!("storage when full, after a reopen was tried: {tried:?}");
+    println!(
+        "storage when full, after a reopen was tried: {}",
+        serde_json::to_string(&tried).expect("serializes")
+    );
     let public_hex = cairn_core::to_hex(&dht.status().await.expect("running").public_key);
     let mut unavailable = 0;
     for (name, value) in &acknowledged {

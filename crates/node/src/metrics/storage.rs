@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::OutcomeLabel;
-use crate::store::{ERROR_KINDS, StorageState, StorageStatus};
+use crate::store::{StorageState, StorageStatus};
 
 /// A storage state: `ok`, `full`, `failed`, `recovering`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,7 +65,7 @@ impl StorageMetrics {
         let behind = |counter: &Counter, total: u64| {
             counter.inc_by(total.saturating_sub(counter.get()));
         };
-        for (kind, total) in ERROR_KINDS.into_iter().zip(status.errors) {
+        for (kind, total) in status.errors.by_kind() {
             behind(&self.errors.get_or_create(&KindLabel { kind }), total);
         }
         for (outcome, total) in [("ok", status.reopens), ("failed", status.reopens_failed)] {

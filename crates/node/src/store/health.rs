@@ -102,9 +102,49 @@ pub struct StorageStatus {
     /// Reopens that failed (the disk still full or failing); each is tried again later.
     #[serde(default)]
     pub reopens_failed: u64,
-    /// Storage errors seen, by kind ([`ERROR_KINDS`]), in that order.
+    /// Storage errors seen, by kind.
     #[serde(default)]
-    pub errors: [u64; 4],
+    pub errors: StorageErrors,
+}
+
+/// Storage errors seen since start, by kind ([`ERROR_KINDS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StorageErrors {
+    /// The disk was full (`ENOSPC`).
+    #[serde(default)]
+    pub full: u64,
+    /// Another I/O error.
+    #[serde(default)]
+    pub io: u64,
+    /// redb refused because of an earlier I/O error (until the database was reopened).
+    #[serde(default)]
+    pub previous_io: u64,
+    /// Anything else (a damaged database, say).
+    #[serde(default)]
+    pub other: u64,
+}
+
+impl StorageErrors {
+    /// Each kind's name ([`ERROR_KINDS`]) and count.
+    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
+        [
+            ("full", self.full),
+            ("io", self.io),
+            ("previous_io", self.previous_io),
+            ("other", self.other),
+        ]
+    }
+
+    fn count(&mut self, kind: &str) {
+        let counter = match kind {
+            "full" => &mut self.full,
+            "io" => &mut self.io,
+            "previous_io" => &mut self.previous_io,
+            _ => &mut self.other,
+        };
+        *counter += 1;
+    }
 }
 
 /// A handle on one store's health; clones share it.
@@ -134,9 +174,7 @@ impl StorageHealth {
     ) -> StorageState {
         let kind = error_kind(error);
         let mut status = self.lock();
-        if let Some(at) = ERROR_KINDS.iter().position(|k| *k == kind) {
-            status.errors[at] += 1;
-        }
+        status.errors.count(kind);
         if what == "reopen" {
             status.reopens_failed += 1;
         }
@@ -230,7 +268,12 @@ mod tests {
             StorageState::Full
         );
         let status = health.status();
-        assert_eq!(status.errors, [1, 0, 1, 0]);
+        assert_eq!(
+            status.errors.by_kind().map(|(_, n)| n),
+            [1, 0, 1, 0],
+            "{:?}",
+            status.errors
+        );
         assert!(status.last_error.expect("kept").contains("commit"));
         assert_eq!(status.state.down(), Some(StorageDown::DiskFull));
         health.reopened();

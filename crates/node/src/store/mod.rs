@@ -11,7 +11,9 @@ use cairn_core::{
     StoreError, Time, Written,
 };
 
-pub use self::health::{ERROR_KINDS, StorageDown, StorageHealth, StorageState, StorageStatus};
+pub use self::health::{
+    ERROR_KINDS, StorageDown, StorageErrors, StorageHealth, StorageState, StorageStatus,
+};
 pub use self::redb::{CommitError, CommitReceiver, Committed, OpenError, RedbStore, STORE_FILE};
 
 /// The store a node runs with: in memory (tests, the test network, nodes without a data
