@@ -48,6 +48,16 @@ pub use packet::{
 };
 pub use suite::{Real, Simulated, Suite, TAG_LEN};
 
+/// The five layouts' builders and parsers, for the fuzz targets in `fuzz/` (feature
+/// `fuzzing`): what a node needs of them is the plane.
+#[cfg(feature = "fuzzing")]
+pub mod layouts {
+    pub use super::packet::{
+        Accept, Initial, data_header, parse_data, parse_refuse, parse_unknown, refuse, unknown,
+        version,
+    };
+}
+
 use packet::{Accept, Initial};
 use session::{
     ANSWERS_KEPT, Check, Initiating, Open, Sent, Session, State, Unproven, Window, derive_keys,
