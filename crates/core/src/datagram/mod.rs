@@ -513,9 +513,11 @@ impl<C: Suite> Plane<C> {
                     .filter(|p| p.session == Some(sid))
                     .map(|p| p.next)
                     .min();
+                // A due time already past is the carrier's own, about to be renewed in the
+                // same `handle_timeout` (a late timer): this one takes its own rto instead.
                 if let Some(p) = self.pending.get_mut(&id) {
                     p.session = Some(sid);
-                    p.next = next.unwrap_or(now + p.rto);
+                    p.next = next.filter(|next| *next > now).unwrap_or(now + p.rto);
                 }
             }
             None if is_store => {
