@@ -13,7 +13,8 @@
 //! - every request of A's ends exactly once (an answer, a failure or a fallback to TCP), and
 //!   an answer comes from B, at B's address, and is of the kind the request asked for;
 //! - A holds at most `max_sessions` sessions; once the network goes quiet every request ends
-//!   and every session is dropped.
+//!   and every session is dropped, and a node woken at its timeout never asks to be woken
+//!   again at once.
 #![no_main]
 
 use std::collections::{BTreeMap, VecDeque};
@@ -21,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_core::datagram::{INITIAL, Plane, PlaneEvent, Real, Reply};
+use cairn_core::datagram::{INITIAL, Plane, PlaneEvent, Reply, Simulated};
 use cairn_core::{Contact, ImmutableItem, Item, NodeId, Peer, Request, Response, Time, Transmit};
 use cairn_fuzz::op;
 use libfuzzer_sys::fuzz_target;
@@ -90,8 +91,8 @@ fn allowed(kind: Kind, response: &Response) -> bool {
 /// What went through the network between A (1) and B (2).
 struct World {
     now: Time,
-    a: Plane<Real>,
-    b: Plane<Real>,
+    a: Plane<Simulated>,
+    b: Plane<Simulated>,
     b_id: NodeId,
     /// A's datagrams to B not yet delivered.
     to_b: VecDeque<Vec<u8>>,
@@ -313,11 +314,24 @@ impl World {
     /// The network goes quiet for longer than every timeout: every request of A's must end,
     /// and every session go.
     fn quiesce(&mut self) {
-        for _ in 0..700 {
+        let end = self.now + Duration::from_secs(700);
+        // From timeout to timeout (each node's next, every sweep included), not by the tick.
+        while let Some(next) = [self.a.poll_timeout(), self.b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .filter(|next| *next <= end)
+        {
             self.to_a.clear();
             self.to_b.clear();
-            self.tick(1_000);
+            self.tick(next.since(self.now).as_millis() as u64);
+            for timeout in [self.a.poll_timeout(), self.b.poll_timeout()] {
+                assert!(timeout.is_none_or(|t| t > self.now), "a timeout due at once, again");
+            }
         }
+        self.to_a.clear();
+        self.to_b.clear();
+        self.tick(end.since(self.now).as_millis() as u64);
         assert!(
             self.outstanding.is_empty(),
             "never ended: {:?}",
