@@ -228,7 +228,7 @@ impl World {
 
     /// A takes `bytes` from `from`; `legit`: B sent them and A has not yet reported anything
     /// authenticated on taking them.
-    fn to_a(&mut self, from: SocketAddr, bytes: &[u8], legit: bool) {
+    fn a_takes(&mut self, from: SocketAddr, bytes: &[u8], legit: bool) {
         if self.trace {
             let kind = bytes.first().copied().unwrap_or_default();
             eprintln!(
@@ -244,7 +244,7 @@ impl World {
     fn deliver_captured(&mut self, index: usize) {
         let (bytes, spent) = self.captured[index].clone();
         let before = self.authenticated;
-        self.to_a(addr(2), &bytes, !spent);
+        self.a_takes(addr(2), &bytes, !spent);
         if self.authenticated > before {
             self.captured[index].1 = true;
         }
@@ -326,7 +326,10 @@ impl World {
             self.to_b.clear();
             self.tick(next.since(self.now).as_millis() as u64);
             for timeout in [self.a.poll_timeout(), self.b.poll_timeout()] {
-                assert!(timeout.is_none_or(|t| t > self.now), "a timeout due at once, again");
+                assert!(
+                    timeout.is_none_or(|t| t > self.now),
+                    "a timeout due at once, again"
+                );
             }
         }
         self.to_a.clear();
@@ -388,7 +391,7 @@ fuzz_target!(|data: &[u8]| {
                 match known {
                     Some(index) if from == addr(2) => world.deliver_captured(index),
                     _ if bytes.is_empty() => {}
-                    _ => world.to_a(from, &bytes, false),
+                    _ => world.a_takes(from, &bytes, false),
                 }
             }
             op::Op::Mutate { index, at, xor } => {
@@ -403,7 +406,7 @@ fuzz_target!(|data: &[u8]| {
                 if bytes == world.captured[index].0 {
                     world.deliver_captured(index);
                 } else {
-                    world.to_a(addr(2), &bytes, false);
+                    world.a_takes(addr(2), &bytes, false);
                 }
             }
             op::Op::Replay(index) => {

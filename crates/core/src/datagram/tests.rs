@@ -761,5 +761,8 @@ fn a_request_behind_a_new_session_is_never_due_in_the_past() {
     let late = pair.now + Duration::from_secs(1);
     pair.a.handle_timeout(late);
     let next = pair.a.poll_timeout();
-    assert!(next.is_some_and(|t| t > late), "due at {next:?}, woken at {late:?}");
+    assert!(
+        next.is_some_and(|t| t > late),
+        "due at {next:?}, woken at {late:?}"
+    );
 }
