@@ -48,6 +48,16 @@ pub use packet::{
 };
 pub use suite::{Real, Simulated, Suite, TAG_LEN};
 
+/// The five layouts' builders and parsers, for the fuzz targets in `fuzz/` (feature
+/// `fuzzing`): what a node needs of them is the plane.
+#[cfg(feature = "fuzzing")]
+pub mod layouts {
+    pub use super::packet::{
+        Accept, Initial, data_header, parse_data, parse_refuse, parse_unknown, refuse, unknown,
+        version,
+    };
+}
+
 use packet::{Accept, Initial};
 use session::{
     ANSWERS_KEPT, Check, Initiating, Open, Sent, Session, State, Unproven, Window, derive_keys,
@@ -503,9 +513,11 @@ impl<C: Suite> Plane<C> {
                     .filter(|p| p.session == Some(sid))
                     .map(|p| p.next)
                     .min();
+                // A due time already past is the carrier's own, about to be renewed in the
+                // same `handle_timeout` (a late timer): this one takes its own rto instead.
                 if let Some(p) = self.pending.get_mut(&id) {
                     p.session = Some(sid);
-                    p.next = next.unwrap_or(now + p.rto);
+                    p.next = next.filter(|next| *next > now).unwrap_or(now + p.rto);
                 }
             }
             None if is_store => {

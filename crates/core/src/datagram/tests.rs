@@ -734,3 +734,35 @@ fn a_forged_initial_is_answered_as_unverified_and_its_sender_never_proven() {
     );
     assert_eq!(b.stats().bad_signature, 1);
 }
+
+/// Fuzz finding (target `plane`, input `crash-e1a266bb92091fafb48642dad0b5b19229ac141e`): a
+/// request whose session had been dropped, retried in the same `handle_timeout` as the
+/// request opening its address's next session, took that request's due time, already past,
+/// as its own; `poll_timeout` then asked to be woken at once, again.
+#[test]
+fn a_request_behind_a_new_session_is_never_due_in_the_past() {
+    let mut pair = Pair::new();
+    pair.a.config.max_sessions = 1;
+    pair.a.send(T0, find_node(1, 2));
+    pair.run(&nodes, &never);
+    // Request 2 goes out on the open session and is lost.
+    pair.a.send(pair.now, find_node(2, 2));
+    drain(&mut pair.a);
+    // A third node's `initial` takes the only session place, request 2's.
+    let mut c = plane(3, "cairn");
+    c.send(pair.now, find_node(9, 1));
+    let (out_c, _) = drain(&mut c);
+    pair.a.handle_datagram(pair.now, addr(3), &out_c[0].1);
+    drain(&mut pair.a);
+    // Request 3 opens a new session to node 2; its `initial` is lost too.
+    pair.a.send(pair.now, find_node(3, 2));
+    drain(&mut pair.a);
+    // A late timer: both requests are due at once.
+    let late = pair.now + Duration::from_secs(1);
+    pair.a.handle_timeout(late);
+    let next = pair.a.poll_timeout();
+    assert!(
+        next.is_some_and(|t| t > late),
+        "due at {next:?}, woken at {late:?}"
+    );
+}
