@@ -16,11 +16,13 @@
 
 #![deny(missing_docs)]
 
+mod durable;
 mod error;
 mod local;
 mod member;
 mod network;
 mod show;
+pub mod soak;
 pub mod spread;
 mod workload;
 

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use cairn_node::Dht;
 use cairn_node::cairn_core::Key;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -32,7 +33,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::TestnetError;
 use crate::local::{Testnet, Totals, spare_descriptors};
-use crate::member::{Member, PutDone, WireSample, get_local, put_local};
+use crate::durable::DurableShare;
+use crate::member::{
+    Fetched, Member, PutDone, WireSample, delete_local, fetch_local, get_local, put_local,
+    watch_local,
+};
 
 /// Each node of a process should be able to keep at least this many connections open: a
 /// put's lookup talks to about this many nodes, and its stores reuse the connections the
@@ -86,6 +91,21 @@ pub(super) enum Op {
     },
     /// The counters of the worker's nodes, added up.
     Totals,
+    /// Get `key` (hex) from `node` and say what was found (the soak's checks).
+    Fetch { node: usize, key: String },
+    /// Delete the item `name` that `node` published.
+    Delete { node: usize, name: String },
+    /// Watch `key` (hex) from `node` for `millis` milliseconds and count what it reports.
+    Watch {
+        node: usize,
+        key: String,
+        millis: u64,
+    },
+    /// Stop `node` gracefully (a soak worker's nodes only).
+    Stop { node: usize },
+    /// Start `node` again on its data directory, emptied first if `wipe` (a soak worker's
+    /// nodes only).
+    Start { node: usize, wipe: bool },
 }
 
 /// A worker's answer.
@@ -95,6 +115,16 @@ pub(super) enum Reply {
     Put(PutDone),
     Got(WireSample),
     Totals(Totals),
+    /// What a get found, and how long it took.
+    Fetched { found: Fetched, micros: u64 },
+    /// Whether the delete was acknowledged, and how long it took.
+    Deleted { ok: bool, micros: u64 },
+    /// Versions a watch reported, and whether they came in order, each once.
+    Watched { notifications: u64, in_order: bool },
+    /// Whether a node stopped (it ran).
+    Stopped(bool),
+    /// Where a restarted node listens, or why it did not start.
+    Started(Result<SocketAddr, String>),
     /// The request made no sense (a node index out of range, a bad key).
     Refused(String),
 }
@@ -221,6 +251,14 @@ impl Worker {
         rx.await.ok()
     }
 
+    /// Kills the worker with SIGKILL, as a crash would, and waits for it to be gone.
+    pub(super) async fn kill(&self) {
+        let mut child = self.child.lock().await;
+        if let Err(e) = child.kill().await {
+            tracing::warn!("cannot kill worker {}: {e}", self.index);
+        }
+    }
+
     /// Closes the worker's input, so that it stops its nodes and exits; kills it if it takes
     /// longer than [`STOP_GRACE`].
     pub(super) async fn stop(&self) {
@@ -268,26 +306,60 @@ async fn hand_out_answers(
     pending.waiting.clear();
 }
 
+/// What a worker runs: nodes in memory, or nodes on data directories under a root (a soak).
+pub(crate) enum Share {
+    Memory(Testnet),
+    Durable(DurableShare),
+}
+
+impl Share {
+    async fn node(&self, n: usize) -> Option<Dht> {
+        match self {
+            Share::Memory(net) => net.nodes.get(n).cloned(),
+            Share::Durable(share) => share.node(n).await,
+        }
+    }
+
+    async fn shutdown(&self) {
+        match self {
+            Share::Memory(net) => net.shutdown().await,
+            Share::Durable(share) => share.shutdown().await,
+        }
+    }
+}
+
 /// The worker's side: starts `count` nodes, numbers `first`, `first + stride`, ..., (speaking
-/// datagrams if `datagrams`), prints their addresses, and carries out requests from standard
-/// input until it closes.
+/// datagrams if `datagrams`; on data directories under `data`, if given), prints their
+/// addresses, and carries out requests from standard input until it closes.
 pub async fn serve_worker(
     first: usize,
     stride: usize,
     count: usize,
     datagrams: bool,
+    data: Option<PathBuf>,
 ) -> std::io::Result<()> {
     let mut stdout = tokio::io::stdout();
-    let started = Testnet::start_configured(first, stride, count, |c| c.datagrams(datagrams));
-    let net = match started.await {
-        Ok(net) => net,
+    let started = match data {
+        Some(root) => DurableShare::start(root, first, stride, count, datagrams)
+            .await
+            .map(Share::Durable),
+        None => Testnet::start_configured(first, stride, count, |c| c.datagrams(datagrams))
+            .await
+            .map(Share::Memory),
+    };
+    let share = match started {
+        Ok(share) => share,
         Err(e) => {
             write_line(&mut stdout, &Started::Failed(e.to_string())).await?;
             return Err(std::io::Error::other(e.to_string()));
         }
     };
-    write_line(&mut stdout, &Started::Listening(net.addrs.clone())).await?;
-    let net = std::sync::Arc::new(net);
+    let addrs = match &share {
+        Share::Memory(net) => net.addrs.clone(),
+        Share::Durable(share) => share.addrs().await,
+    };
+    write_line(&mut stdout, &Started::Listening(addrs)).await?;
+    let share = std::sync::Arc::new(share);
     let (answers, mut to_write) = mpsc::unbounded_channel::<Response>();
     let writer = tokio::spawn(async move {
         while let Some(response) = to_write.recv().await {
@@ -302,50 +374,80 @@ pub async fn serve_worker(
             tracing::warn!("testnet worker: unreadable request line");
             continue;
         };
-        let (net, answers) = (net.clone(), answers.clone());
+        let (share, answers) = (share.clone(), answers.clone());
         tokio::spawn(async move {
-            let reply = carry_out(&net, op).await;
+            let reply = carry_out(&share, op).await;
             let _ = answers.send(Response { id, reply });
         });
     }
-    net.shutdown().await;
+    share.shutdown().await;
     drop(answers);
     let _ = tokio::time::timeout(STOP_GRACE, writer).await;
     Ok(())
 }
 
-async fn carry_out(net: &Testnet, op: Op) -> Reply {
-    let node = |i: usize| {
-        net.nodes
-            .get(i)
-            .cloned()
-            .ok_or(Reply::Refused(format!("no node {i}")))
+async fn carry_out(share: &Share, op: Op) -> Reply {
+    let i = match &op {
+        Op::Totals => {
+            return Reply::Totals(match share {
+                Share::Memory(net) => net.totals().await,
+                Share::Durable(share) => share.totals().await,
+            });
+        }
+        Op::Stop { node } | Op::Start { node, .. } => {
+            let Share::Durable(durable) = share else {
+                return Reply::Refused("only a soak worker stops and starts nodes".into());
+            };
+            return match op {
+                Op::Start { wipe, .. } => Reply::Started(durable.restart(*node, wipe).await),
+                _ => Reply::Stopped(durable.stop(*node).await),
+            };
+        }
+        Op::Join { node, .. }
+        | Op::Put { node, .. }
+        | Op::Get { node, .. }
+        | Op::Fetch { node, .. }
+        | Op::Delete { node, .. }
+        | Op::Watch { node, .. } => *node,
     };
-    let result = match op {
-        Op::Join { node: i, seeds } => match node(i) {
-            Ok(dht) => Ok(Reply::Joined(Member::Local(dht).join(seeds).await)),
-            Err(refused) => Err(refused),
-        },
-        Op::Put {
-            node: i,
-            name,
-            value,
-        } => match node(i) {
-            Ok(dht) => Ok(Reply::Put(put_local(&dht, name, Bytes::from(value)).await)),
-            Err(refused) => Err(refused),
-        },
-        Op::Get {
-            node: i,
-            key,
-            expect,
-        } => match (node(i), Key::from_hex(&key)) {
-            (Ok(dht), Ok(key)) => Ok(Reply::Got(get_local(&dht, key, &expect).await)),
-            (Err(refused), _) => Err(refused),
-            (_, Err(e)) => Err(Reply::Refused(format!("bad key: {e}"))),
-        },
-        Op::Totals => Ok(Reply::Totals(net.totals().await)),
+    let Some(dht) = share.node(i).await else {
+        return Reply::Refused(format!("no node {i} running"));
     };
-    result.unwrap_or_else(|refused| refused)
+    let bad_key = |e| Reply::Refused(format!("bad key: {e}"));
+    match op {
+        Op::Join { seeds, .. } => Reply::Joined(Member::Local(dht).join(seeds).await),
+        Op::Put { name, value, .. } => {
+            Reply::Put(put_local(&dht, name, Bytes::from(value)).await)
+        }
+        Op::Get { key, expect, .. } => match Key::from_hex(&key) {
+            Ok(key) => Reply::Got(get_local(&dht, key, &expect).await),
+            Err(e) => bad_key(e),
+        },
+        Op::Fetch { key, .. } => match Key::from_hex(&key) {
+            Ok(key) => {
+                let (found, micros) = fetch_local(&dht, key).await;
+                Reply::Fetched { found, micros }
+            }
+            Err(e) => bad_key(e),
+        },
+        Op::Delete { name, .. } => {
+            let (ok, micros) = delete_local(&dht, &name).await;
+            Reply::Deleted { ok, micros }
+        }
+        Op::Watch { key, millis, .. } => match Key::from_hex(&key) {
+            Ok(key) => {
+                let watched = watch_local(&dht, key, Duration::from_millis(millis)).await;
+                Reply::Watched {
+                    notifications: watched.0,
+                    in_order: watched.1,
+                }
+            }
+            Err(e) => bad_key(e),
+        },
+        Op::Totals | Op::Stop { .. } | Op::Start { .. } => {
+            Reply::Refused("answered above".into())
+        }
+    }
 }
 
 async fn write_line<T: Serialize>(out: &mut tokio::io::Stdout, value: &T) -> std::io::Result<()> {
@@ -393,7 +495,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let net = Testnet::start_at(3, 1, 1).await.expect("starts");
+            let net = Share::Memory(Testnet::start_at(3, 1, 1).await.expect("starts"));
             let reply = carry_out(
                 &net,
                 Op::Join {
