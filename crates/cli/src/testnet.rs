@@ -238,6 +238,6 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         !args.tcp_only,
         args.data,
     )
-        .await
-        .context("testnet worker")
+    .await
+    .context("testnet worker")
 }

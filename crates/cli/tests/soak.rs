@@ -13,9 +13,25 @@ const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 #[test]
 fn a_short_soak_with_kills_and_stops_loses_nothing() {
     let output = Command::new(CAIRN)
-        .args(["testnet", "--soak", "8s", "--nodes", "20", "--processes", "2"])
+        .args([
+            "testnet",
+            "--soak",
+            "8s",
+            "--nodes",
+            "20",
+            "--processes",
+            "2",
+        ])
         .args(["--items", "30", "--concurrency", "8", "--chaos-every", "1s"])
-        .args(["--downtime", "1s", "--report-every", "4s", "--settle", "2s", "--json"])
+        .args([
+            "--downtime",
+            "1s",
+            "--report-every",
+            "4s",
+            "--settle",
+            "2s",
+            "--json",
+        ])
         .output()
         .expect("cairn runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -31,9 +47,15 @@ fn a_short_soak_with_kills_and_stops_loses_nothing() {
     assert_eq!(total["restarts"], total["kills"], "{total}");
     assert!(total["stops"].as_u64().unwrap_or(0) >= 1, "{total}");
     assert_eq!(total["starts"], total["stops"], "{total}");
-    assert!(report["acknowledged_puts"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert!(
+        report["acknowledged_puts"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
     assert!(report["swept"].as_u64().unwrap_or(0) > 0, "{report}");
-    assert!(total["get"]["attempted"].as_u64().unwrap_or(0) > 0, "{total}");
+    assert!(
+        total["get"]["attempted"].as_u64().unwrap_or(0) > 0,
+        "{total}"
+    );
     // A line per interval, on stderr with --json.
     assert!(stderr.contains("minute   1:"), "{stderr}");
 }

@@ -137,7 +137,9 @@ impl DurableShare {
             Some(addr) => match self.start_node(&dir, addr).await {
                 Ok(started) => Ok(started),
                 Err(e) => {
-                    tracing::warn!("node {i} cannot listen on {addr} again ({e}): takes a new port");
+                    tracing::warn!(
+                        "node {i} cannot listen on {addr} again ({e}): takes a new port"
+                    );
                     self.start_node(&dir, fresh).await
                 }
             },

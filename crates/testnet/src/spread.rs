@@ -23,21 +23,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use cairn_node::Dht;
-use cairn_node::cairn_core::Key;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::TestnetError;
-use crate::local::{Testnet, Totals, spare_descriptors};
-use crate::durable::DurableShare;
-use crate::member::{
-    Fetched, Member, PutDone, WireSample, delete_local, fetch_local, get_local, put_local,
-    watch_local,
-};
+use crate::local::{Totals, spare_descriptors};
+use crate::member::{Fetched, PutDone, WireSample};
 
 /// Each node of a process should be able to keep at least this many connections open: a
 /// put's lookup talks to about this many nodes, and its stores reuse the connections the
@@ -45,7 +38,7 @@ use crate::member::{
 const MIN_POOL: usize = 48;
 
 /// How long a stopping worker may take to close its nodes before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How to start a worker process: `program args... --first F --stride S --count C`.
 #[derive(Clone, Debug)]
@@ -116,11 +109,20 @@ pub(super) enum Reply {
     Got(WireSample),
     Totals(Totals),
     /// What a get found, and how long it took.
-    Fetched { found: Fetched, micros: u64 },
+    Fetched {
+        found: Fetched,
+        micros: u64,
+    },
     /// Whether the delete was acknowledged, and how long it took.
-    Deleted { ok: bool, micros: u64 },
+    Deleted {
+        ok: bool,
+        micros: u64,
+    },
     /// Versions a watch reported, and whether they came in order, each once.
-    Watched { notifications: u64, in_order: bool },
+    Watched {
+        notifications: u64,
+        in_order: bool,
+    },
     /// Whether a node stopped (it ran).
     Stopped(bool),
     /// Where a restarted node listens, or why it did not start.
@@ -130,20 +132,20 @@ pub(super) enum Reply {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Request {
-    id: u64,
-    op: Op,
+pub(crate) struct Request {
+    pub(crate) id: u64,
+    pub(crate) op: Op,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Response {
-    id: u64,
-    reply: Reply,
+pub(crate) struct Response {
+    pub(crate) id: u64,
+    pub(crate) reply: Reply,
 }
 
 /// A worker's first line: where its nodes listen, or why they could not start.
 #[derive(Serialize, Deserialize)]
-enum Started {
+pub(crate) enum Started {
     Listening(Vec<SocketAddr>),
     Failed(String),
 }
@@ -306,157 +308,6 @@ async fn hand_out_answers(
     pending.waiting.clear();
 }
 
-/// What a worker runs: nodes in memory, or nodes on data directories under a root (a soak).
-pub(crate) enum Share {
-    Memory(Testnet),
-    Durable(DurableShare),
-}
-
-impl Share {
-    async fn node(&self, n: usize) -> Option<Dht> {
-        match self {
-            Share::Memory(net) => net.nodes.get(n).cloned(),
-            Share::Durable(share) => share.node(n).await,
-        }
-    }
-
-    async fn shutdown(&self) {
-        match self {
-            Share::Memory(net) => net.shutdown().await,
-            Share::Durable(share) => share.shutdown().await,
-        }
-    }
-}
-
-/// The worker's side: starts `count` nodes, numbers `first`, `first + stride`, ..., (speaking
-/// datagrams if `datagrams`; on data directories under `data`, if given), prints their
-/// addresses, and carries out requests from standard input until it closes.
-pub async fn serve_worker(
-    first: usize,
-    stride: usize,
-    count: usize,
-    datagrams: bool,
-    data: Option<PathBuf>,
-) -> std::io::Result<()> {
-    let mut stdout = tokio::io::stdout();
-    let started = match data {
-        Some(root) => DurableShare::start(root, first, stride, count, datagrams)
-            .await
-            .map(Share::Durable),
-        None => Testnet::start_configured(first, stride, count, |c| c.datagrams(datagrams))
-            .await
-            .map(Share::Memory),
-    };
-    let share = match started {
-        Ok(share) => share,
-        Err(e) => {
-            write_line(&mut stdout, &Started::Failed(e.to_string())).await?;
-            return Err(std::io::Error::other(e.to_string()));
-        }
-    };
-    let addrs = match &share {
-        Share::Memory(net) => net.addrs.clone(),
-        Share::Durable(share) => share.addrs().await,
-    };
-    write_line(&mut stdout, &Started::Listening(addrs)).await?;
-    let share = std::sync::Arc::new(share);
-    let (answers, mut to_write) = mpsc::unbounded_channel::<Response>();
-    let writer = tokio::spawn(async move {
-        while let Some(response) = to_write.recv().await {
-            if write_line(&mut stdout, &response).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let Ok(Request { id, op }) = serde_json::from_str::<Request>(&line) else {
-            tracing::warn!("testnet worker: unreadable request line");
-            continue;
-        };
-        let (share, answers) = (share.clone(), answers.clone());
-        tokio::spawn(async move {
-            let reply = carry_out(&share, op).await;
-            let _ = answers.send(Response { id, reply });
-        });
-    }
-    share.shutdown().await;
-    drop(answers);
-    let _ = tokio::time::timeout(STOP_GRACE, writer).await;
-    Ok(())
-}
-
-async fn carry_out(share: &Share, op: Op) -> Reply {
-    let i = match &op {
-        Op::Totals => {
-            return Reply::Totals(match share {
-                Share::Memory(net) => net.totals().await,
-                Share::Durable(share) => share.totals().await,
-            });
-        }
-        Op::Stop { node } | Op::Start { node, .. } => {
-            let Share::Durable(durable) = share else {
-                return Reply::Refused("only a soak worker stops and starts nodes".into());
-            };
-            return match op {
-                Op::Start { wipe, .. } => Reply::Started(durable.restart(*node, wipe).await),
-                _ => Reply::Stopped(durable.stop(*node).await),
-            };
-        }
-        Op::Join { node, .. }
-        | Op::Put { node, .. }
-        | Op::Get { node, .. }
-        | Op::Fetch { node, .. }
-        | Op::Delete { node, .. }
-        | Op::Watch { node, .. } => *node,
-    };
-    let Some(dht) = share.node(i).await else {
-        return Reply::Refused(format!("no node {i} running"));
-    };
-    let bad_key = |e| Reply::Refused(format!("bad key: {e}"));
-    match op {
-        Op::Join { seeds, .. } => Reply::Joined(Member::Local(dht).join(seeds).await),
-        Op::Put { name, value, .. } => {
-            Reply::Put(put_local(&dht, name, Bytes::from(value)).await)
-        }
-        Op::Get { key, expect, .. } => match Key::from_hex(&key) {
-            Ok(key) => Reply::Got(get_local(&dht, key, &expect).await),
-            Err(e) => bad_key(e),
-        },
-        Op::Fetch { key, .. } => match Key::from_hex(&key) {
-            Ok(key) => {
-                let (found, micros) = fetch_local(&dht, key).await;
-                Reply::Fetched { found, micros }
-            }
-            Err(e) => bad_key(e),
-        },
-        Op::Delete { name, .. } => {
-            let (ok, micros) = delete_local(&dht, &name).await;
-            Reply::Deleted { ok, micros }
-        }
-        Op::Watch { key, millis, .. } => match Key::from_hex(&key) {
-            Ok(key) => {
-                let watched = watch_local(&dht, key, Duration::from_millis(millis)).await;
-                Reply::Watched {
-                    notifications: watched.0,
-                    in_order: watched.1,
-                }
-            }
-            Err(e) => bad_key(e),
-        },
-        Op::Totals | Op::Stop { .. } | Op::Start { .. } => {
-            Reply::Refused("answered above".into())
-        }
-    }
-}
-
-async fn write_line<T: Serialize>(out: &mut tokio::io::Stdout, value: &T) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    out.write_all(&line).await?;
-    out.flush().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,36 +337,5 @@ mod tests {
                 "{nodes} nodes in {p}"
             );
         }
-    }
-
-    #[test]
-    fn a_worker_refuses_a_node_it_does_not_have() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let net = Share::Memory(Testnet::start_at(3, 1, 1).await.expect("starts"));
-            let reply = carry_out(
-                &net,
-                Op::Join {
-                    node: 1,
-                    seeds: vec![],
-                },
-            )
-            .await;
-            assert!(matches!(reply, Reply::Refused(_)), "{reply:?}");
-            let bad_key = carry_out(
-                &net,
-                Op::Get {
-                    node: 0,
-                    key: "zz".into(),
-                    expect: vec![],
-                },
-            )
-            .await;
-            assert!(matches!(bad_key, Reply::Refused(_)), "{bad_key:?}");
-            net.shutdown().await;
-        });
     }
 }

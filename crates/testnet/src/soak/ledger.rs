@@ -208,9 +208,18 @@ mod tests {
         let accept = ledger.claim(&mut rng, |_| true).expect("free").accept;
         let v = |b: &Vec<u8>| Fetched::Value(b.clone());
         assert_eq!(ledger.judge(0, &accept, &v(&first)), Verdict::Good);
-        assert!(matches!(ledger.judge(0, &accept, &Fetched::NotFound), Verdict::Miss(_)));
-        assert!(matches!(ledger.judge(0, &accept, &Fetched::Deleted), Verdict::Miss(_)));
-        assert_eq!(ledger.judge(0, &accept, &Fetched::Failed("x".into())), Verdict::Failed);
+        assert!(matches!(
+            ledger.judge(0, &accept, &Fetched::NotFound),
+            Verdict::Miss(_)
+        ));
+        assert!(matches!(
+            ledger.judge(0, &accept, &Fetched::Deleted),
+            Verdict::Miss(_)
+        ));
+        assert_eq!(
+            ledger.judge(0, &accept, &Fetched::Failed("x".into())),
+            Verdict::Failed
+        );
         // An unacknowledged newer put: either version is fine until the next acknowledgement.
         let second = ledger.new_value(0, &mut rng);
         ledger.put_done(0, second.clone(), None);
@@ -221,13 +230,18 @@ mod tests {
         let third = ledger.new_value(0, &mut rng);
         ledger.put_done(0, third, Some(key));
         let accept = ledger.claim(&mut rng, |_| true).expect("free").accept;
-        assert!(matches!(ledger.judge(0, &accept, &v(&first)), Verdict::Miss(m) if m.contains("stale")));
+        assert!(
+            matches!(ledger.judge(0, &accept, &v(&first)), Verdict::Miss(m) if m.contains("stale"))
+        );
         // An acknowledged delete: the tombstone or nothing, never a value.
         ledger.delete_done(0, true);
         let accept = ledger.claim(&mut rng, |_| true).expect("free").accept;
         assert_eq!(ledger.judge(0, &accept, &Fetched::NotFound), Verdict::Good);
         assert_eq!(ledger.judge(0, &accept, &Fetched::Deleted), Verdict::Good);
-        assert!(matches!(ledger.judge(0, &accept, &v(&second)), Verdict::Miss(_)));
+        assert!(matches!(
+            ledger.judge(0, &accept, &v(&second)),
+            Verdict::Miss(_)
+        ));
     }
 
     #[test]

@@ -65,13 +65,19 @@ impl Shared {
             tried.push(node);
             let start = Instant::now();
             let key = key.clone();
-            let (found, micros) = match self.cluster.call(node, |n| Op::Fetch { node: n, key }).await {
+            let (found, micros) = match self
+                .cluster
+                .call(node, |n| Op::Fetch { node: n, key })
+                .await
+            {
                 Some(Reply::Fetched { found, micros }) => (found, micros),
                 other => (Fetched::Failed(format!("{other:?}")), micros_since(start)),
             };
             let verdict = lock(&self.ledger).judge(claim.slot, &claim.accept, &found);
             if record {
-                lock(&self.tally).get.record(verdict == Verdict::Good, micros);
+                lock(&self.tally)
+                    .get
+                    .record(verdict == Verdict::Good, micros);
             }
             match verdict {
                 Verdict::Good => return Verdict::Good,
@@ -136,7 +142,9 @@ impl Shared {
         };
         let start = Instant::now();
         let name = claim.name.clone();
-        let reply = self.cluster.call(claim.publisher, |node| Op::Delete { node, name });
+        let reply = self
+            .cluster
+            .call(claim.publisher, |node| Op::Delete { node, name });
         let (ok, micros) = match reply.await {
             Some(Reply::Deleted { ok, micros }) => (ok, micros),
             _ => (false, micros_since(start)),
@@ -160,7 +168,9 @@ impl Shared {
         };
         let millis = u64::try_from(self.watch_for.as_millis()).unwrap_or(u64::MAX);
         let start = Instant::now();
-        let reply = self.cluster.call(node, |node| Op::Watch { node, key, millis });
+        let reply = self
+            .cluster
+            .call(node, |node| Op::Watch { node, key, millis });
         let (notifications, in_order) = match reply.await {
             Some(Reply::Watched {
                 notifications,

@@ -142,13 +142,15 @@ pub async fn soak(
         Some(dir) => (dir.clone(), Scratch(None)),
         None => {
             let nanos = started.elapsed().as_nanos() ^ u128::from(plan.seed);
-            let dir = std::env::temp_dir()
-                .join(format!("cairn-soak-{}-{nanos}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("cairn-soak-{}-{nanos}", std::process::id()));
             (dir.clone(), Scratch(Some(dir)))
         }
     };
     let mut command = plan.worker.clone();
-    command.args.extend(["--data".into(), root.display().to_string()]);
+    command
+        .args
+        .extend(["--data".into(), root.display().to_string()]);
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let concurrency = plan.concurrency.max(1);
     let (cluster, failed_joins) =
