@@ -23,6 +23,9 @@ pub(crate) struct PutDone {
     /// The key, when the put succeeded.
     pub(crate) key: Option<String>,
     pub(crate) replicas: usize,
+    /// The `seq` a signed item was published with.
+    #[serde(default)]
+    pub(crate) seq: Option<u64>,
     pub(crate) sample: WireSample,
 }
 
@@ -77,6 +80,7 @@ impl Member {
                     _ => PutDone {
                         key: None,
                         replicas: 0,
+                        seq: None,
                         sample: worker_gone(),
                     },
                 }
@@ -120,6 +124,7 @@ pub(crate) async fn put_local(dht: &Dht, name: Option<String>, value: Bytes) -> 
         Ok(r) => PutDone {
             key: Some(r.key.to_hex()),
             replicas: r.replicas,
+            seq: r.seq,
             sample: WireSample {
                 ok: true,
                 micros,
@@ -130,6 +135,7 @@ pub(crate) async fn put_local(dht: &Dht, name: Option<String>, value: Bytes) -> 
         Err(_) => PutDone {
             key: None,
             replicas: 0,
+            seq: None,
             sample: WireSample {
                 ok: false,
                 micros,
@@ -196,8 +202,8 @@ pub(crate) enum Fetched {
     Value(Vec<u8>),
     /// No node reached holds a copy.
     NotFound,
-    /// The newest copy found is a tombstone.
-    Deleted,
+    /// The newest copy found is a tombstone, of this `seq`.
+    Deleted(u64),
     /// The get failed for another reason (the node stopped, say): it says nothing of the item.
     Failed(String),
 }
@@ -207,7 +213,7 @@ pub(crate) async fn fetch_local(dht: &Dht, key: Key) -> (Fetched, u64) {
     let found = match dht.get(key).await {
         Ok(found) => Fetched::Value(found.item.value().to_vec()),
         Err(cairn_node::GetError::NotFound { .. }) => Fetched::NotFound,
-        Err(cairn_node::GetError::Deleted { .. }) => Fetched::Deleted,
+        Err(cairn_node::GetError::Deleted { seq, .. }) => Fetched::Deleted(seq),
         Err(e) => Fetched::Failed(e.to_string()),
     };
     (found, micros_since(start))

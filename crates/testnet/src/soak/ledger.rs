@@ -41,6 +41,16 @@ struct Slot {
     /// Every value ever put under the name, to tell a stale version from garbage.
     history: Vec<Vec<u8>>,
     acknowledged: bool,
+    /// The last acknowledged put's `seq` and replicas, to say what a miss missed.
+    last_put: Option<(Option<u64>, usize)>,
+}
+
+/// An acknowledged put: its key, `seq` and the replicas that took it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ack {
+    pub(super) key: Key,
+    pub(super) seq: Option<u64>,
+    pub(super) replicas: usize,
 }
 
 /// A slot taken by one operation; give it back with [`Ledger::release`] or a `*_done`.
@@ -77,6 +87,7 @@ impl Ledger {
                 accept: Vec::new(),
                 history: Vec::new(),
                 acknowledged: false,
+                last_put: None,
             })
             .collect();
         Ledger {
@@ -123,13 +134,14 @@ impl Ledger {
         value
     }
 
-    /// A put to `slot` of `value` ended: acknowledged under `key`, or not.
-    pub(super) fn put_done(&mut self, slot: usize, value: Vec<u8>, key: Option<Key>) {
+    /// A put to `slot` of `value` ended: acknowledged, or not.
+    pub(super) fn put_done(&mut self, slot: usize, value: Vec<u8>, ack: Option<Ack>) {
         let s = &mut self.slots[slot];
         s.busy = false;
-        match key {
-            Some(key) => {
-                s.key = Some(key);
+        match ack {
+            Some(ack) => {
+                s.key = Some(ack.key);
+                s.last_put = Some((ack.seq, ack.replicas));
                 s.accept = vec![Expect::Value(value)];
                 s.acknowledged = true;
                 self.acknowledged_puts += 1;
@@ -178,6 +190,11 @@ impl Ledger {
     /// How `found` compares with what `slot` allows.
     pub(super) fn judge(&self, slot: usize, accept: &[Expect], found: &Fetched) -> Verdict {
         let history = &self.slots[slot].history;
+        let put = match self.slots[slot].last_put {
+            Some((Some(seq), replicas)) => format!("seq {seq}, {replicas} replicas"),
+            Some((None, replicas)) => format!("{replicas} replicas"),
+            None => "none acknowledged".into(),
+        };
         let deleted_ok = accept.contains(&Expect::Deleted);
         match found {
             Fetched::Failed(_) => Verdict::Failed,
@@ -186,9 +203,11 @@ impl Ledger {
                 Verdict::Miss("an older version (stale)".into())
             }
             Fetched::Value(_) => Verdict::Miss("a value never put".into()),
-            Fetched::NotFound | Fetched::Deleted if deleted_ok => Verdict::Good,
-            Fetched::NotFound => Verdict::Miss("not found".into()),
-            Fetched::Deleted => Verdict::Miss("deleted, though its put was acknowledged".into()),
+            Fetched::NotFound | Fetched::Deleted(_) if deleted_ok => Verdict::Good,
+            Fetched::NotFound => Verdict::Miss(format!("not found (last put: {put})")),
+            Fetched::Deleted(seq) => Verdict::Miss(format!(
+                "deleted (tombstone seq {seq}), though a put was acknowledged after (last put: {put})"
+            )),
         }
     }
 }
@@ -203,8 +222,13 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let mut ledger = Ledger::new(1, 1);
         let key = Key::from_slice(&[7; 64]).expect("a key");
+        let ack = |key| Ack {
+            key,
+            seq: Some(1),
+            replicas: 20,
+        };
         let first = ledger.new_value(0, &mut rng);
-        ledger.put_done(0, first.clone(), Some(key));
+        ledger.put_done(0, first.clone(), Some(ack(key)));
         let accept = ledger.claim(&mut rng, |_| true).expect("free").accept;
         let v = |b: &Vec<u8>| Fetched::Value(b.clone());
         assert_eq!(ledger.judge(0, &accept, &v(&first)), Verdict::Good);
@@ -213,7 +237,7 @@ mod tests {
             Verdict::Miss(_)
         ));
         assert!(matches!(
-            ledger.judge(0, &accept, &Fetched::Deleted),
+            ledger.judge(0, &accept, &Fetched::Deleted(1)),
             Verdict::Miss(_)
         ));
         assert_eq!(
@@ -228,7 +252,7 @@ mod tests {
         assert_eq!(ledger.judge(0, &accept, &v(&second)), Verdict::Good);
         // Once a third is acknowledged, the first two are stale.
         let third = ledger.new_value(0, &mut rng);
-        ledger.put_done(0, third, Some(key));
+        ledger.put_done(0, third, Some(ack(key)));
         let accept = ledger.claim(&mut rng, |_| true).expect("free").accept;
         assert!(
             matches!(ledger.judge(0, &accept, &v(&first)), Verdict::Miss(m) if m.contains("stale"))
@@ -237,7 +261,10 @@ mod tests {
         ledger.delete_done(0, true);
         let accept = ledger.claim(&mut rng, |_| true).expect("free").accept;
         assert_eq!(ledger.judge(0, &accept, &Fetched::NotFound), Verdict::Good);
-        assert_eq!(ledger.judge(0, &accept, &Fetched::Deleted), Verdict::Good);
+        assert_eq!(
+            ledger.judge(0, &accept, &Fetched::Deleted(1)),
+            Verdict::Good
+        );
         assert!(matches!(
             ledger.judge(0, &accept, &v(&second)),
             Verdict::Miss(_)

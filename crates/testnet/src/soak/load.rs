@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use tokio::sync::watch;
 
 use super::cluster::Cluster;
-use super::ledger::{Claim, Expect, Ledger, Verdict};
+use super::ledger::{Ack, Claim, Expect, Ledger, Verdict};
 use super::tally::Tally;
 use crate::TestnetError;
 use crate::member::Fetched;
@@ -109,16 +109,23 @@ impl Shared {
                 value: sent,
             })
             .await;
-        let (ok, micros, key) = match reply {
+        let (ok, micros, ack) = match reply {
             Some(Reply::Put(done)) => (
                 done.sample.ok,
                 done.sample.micros,
-                done.key.as_deref().and_then(|k| Key::from_hex(k).ok()),
+                done.key
+                    .as_deref()
+                    .and_then(|k| Key::from_hex(k).ok())
+                    .map(|key| Ack {
+                        key,
+                        seq: done.seq,
+                        replicas: done.replicas,
+                    }),
             ),
             _ => (false, micros_since(start), None),
         };
-        lock(&self.tally).put.record(ok && key.is_some(), micros);
-        lock(&self.ledger).put_done(claim.slot, value, key);
+        lock(&self.tally).put.record(ok && ack.is_some(), micros);
+        lock(&self.ledger).put_done(claim.slot, value, ack);
         true
     }
 

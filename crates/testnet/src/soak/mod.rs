@@ -102,7 +102,7 @@ pub struct SoakReport {
     pub intervals: Vec<Interval>,
     /// The whole run.
     pub total: Interval,
-    /// Puts and deletes acknowledged.
+    /// Puts acknowledged.
     pub acknowledged_puts: u64,
     /// Deletes acknowledged.
     pub acknowledged_deletes: u64,
