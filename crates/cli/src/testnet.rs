@@ -1,6 +1,8 @@
 //! `cairn testnet`: a whole network on loopback addresses, in this process or spread over
 //! worker processes, measured.
 
+mod soak;
+
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -45,6 +47,31 @@ pub struct TestnetArgs {
     /// for what needs a stream) or `tcp` (version-1 nodes, TCP only), to compare the two.
     #[arg(long, value_name = "TRANSPORT", default_value = "datagrams", value_parser = ["datagrams", "tcp"])]
     transport: String,
+    /// Soak the network for DURATION (`90s`, `30m`, `2h`) instead of the workload above: every
+    /// node on a data directory of its own, all in worker processes, under a steady load of
+    /// puts, gets, deletes and watches (--items names, --concurrency at once) while workers are
+    /// killed with SIGKILL and started again and single nodes are stopped and started. Prints
+    /// a line of figures every --report-every, then checks every acknowledged write: the run
+    /// fails if any was lost.
+    #[arg(long, value_name = "DURATION", value_parser = crate::commands::parse_duration)]
+    soak: Option<u64>,
+    /// With --soak: keep the nodes' data directories in DIR (`DIR/node-I`) instead of a
+    /// temporary directory removed at the end.
+    #[arg(long, value_name = "DIR", requires = "soak")]
+    data: Option<std::path::PathBuf>,
+    /// With --soak: time between chaos events (a worker killed, or one node stopped).
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = crate::commands::parse_duration)]
+    chaos_every: u64,
+    /// With --soak: how long a killed worker or a stopped node stays down.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::commands::parse_duration)]
+    downtime: u64,
+    /// With --soak: how often a line of figures is printed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::commands::parse_duration)]
+    report_every: u64,
+    /// With --soak: how long the network settles after the chaos stops, before every
+    /// acknowledged write is checked.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = crate::commands::parse_duration)]
+    settle: u64,
 }
 
 /// Arguments of the hidden `cairn testnet-worker`.
@@ -62,6 +89,9 @@ pub struct WorkerArgs {
     /// The nodes speak TCP only (version 1).
     #[arg(long)]
     tcp_only: bool,
+    /// Keep each node's items, key and routing snapshot in `DIR/node-I` (a soak's worker).
+    #[arg(long, value_name = "DIR")]
+    data: Option<std::path::PathBuf>,
 }
 
 /// Progress bars on stderr, one per stage.
@@ -141,6 +171,10 @@ pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
         "--serve runs every node in this process, so that the dashboard can show them all; drop --processes"
     );
     let program = std::env::current_exe().context("cannot find this program to start workers")?;
+    if let Some(seconds) = args.soak {
+        anyhow::ensure!(!args.serve, "--soak and --serve do not go together");
+        return soak::run(&args, program, seconds).await;
+    }
     let plan = Plan {
         nodes: args.nodes,
         items: args.items,
@@ -197,7 +231,13 @@ pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
 /// `cairn testnet-worker`: serves one share of a spread test network until its input closes.
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.count >= 1, "--count must be at least 1");
-    testnet::serve_worker(args.first, args.stride, args.count, !args.tcp_only)
-        .await
-        .context("testnet worker")
+    testnet::serve_worker(
+        args.first,
+        args.stride,
+        args.count,
+        !args.tcp_only,
+        args.data,
+    )
+    .await
+    .context("testnet worker")
 }

@@ -16,11 +16,14 @@
 
 #![deny(missing_docs)]
 
+mod durable;
 mod error;
 mod local;
 mod member;
 mod network;
+mod serve;
 mod show;
+pub mod soak;
 pub mod spread;
 mod workload;
 
@@ -32,7 +35,8 @@ use serde::Serialize;
 pub use error::TestnetError;
 pub use local::{Testnet, loopback_host, open_file_limit, resident_bytes};
 pub use network::Network;
-pub use spread::{WorkerCommand, serve_worker};
+pub use serve::serve_worker;
+pub use spread::WorkerCommand;
 pub use workload::run;
 
 /// Reports progress of the stages of a run (the CLI draws progress bars with it).

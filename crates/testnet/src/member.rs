@@ -23,6 +23,9 @@ pub(crate) struct PutDone {
     /// The key, when the put succeeded.
     pub(crate) key: Option<String>,
     pub(crate) replicas: usize,
+    /// The `seq` a signed item was published with.
+    #[serde(default)]
+    pub(crate) seq: Option<u64>,
     pub(crate) sample: WireSample,
 }
 
@@ -77,6 +80,7 @@ impl Member {
                     _ => PutDone {
                         key: None,
                         replicas: 0,
+                        seq: None,
                         sample: worker_gone(),
                     },
                 }
@@ -120,6 +124,7 @@ pub(crate) async fn put_local(dht: &Dht, name: Option<String>, value: Bytes) -> 
         Ok(r) => PutDone {
             key: Some(r.key.to_hex()),
             replicas: r.replicas,
+            seq: r.seq,
             sample: WireSample {
                 ok: true,
                 micros,
@@ -130,6 +135,7 @@ pub(crate) async fn put_local(dht: &Dht, name: Option<String>, value: Bytes) -> 
         Err(_) => PutDone {
             key: None,
             replicas: 0,
+            seq: None,
             sample: WireSample {
                 ok: false,
                 micros,
@@ -187,4 +193,56 @@ pub(crate) async fn join(
     }
     progress.finish();
     failed
+}
+
+/// What a get found, as the soak's ledger checks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Fetched {
+    /// The newest version found holds this value.
+    Value(Vec<u8>),
+    /// No node reached holds a copy.
+    NotFound,
+    /// The newest copy found is a tombstone, of this `seq`.
+    Deleted(u64),
+    /// The get failed for another reason (the node stopped, say): it says nothing of the item.
+    Failed(String),
+}
+
+pub(crate) async fn fetch_local(dht: &Dht, key: Key) -> (Fetched, u64) {
+    let start = Instant::now();
+    let found = match dht.get(key).await {
+        Ok(found) => Fetched::Value(found.item.value().to_vec()),
+        Err(cairn_node::GetError::NotFound { .. }) => Fetched::NotFound,
+        Err(cairn_node::GetError::Deleted { seq, .. }) => Fetched::Deleted(seq),
+        Err(e) => Fetched::Failed(e.to_string()),
+    };
+    (found, micros_since(start))
+}
+
+/// Deletes `name` published by `dht`: whether it was acknowledged, and in how long.
+pub(crate) async fn delete_local(dht: &Dht, name: &str) -> (bool, u64) {
+    let start = Instant::now();
+    let ok = dht.delete(name, None).await.is_ok();
+    (ok, micros_since(start))
+}
+
+/// Watches `key` for `lasting`: the versions reported, and whether each came once and in
+/// order (`seq` rising).
+pub(crate) async fn watch_local(dht: &Dht, key: Key, lasting: Duration) -> (u64, bool) {
+    let Ok(mut watch) = dht.watch(key).await else {
+        return (0, true);
+    };
+    let (mut count, mut in_order, mut last) = (0, true, None);
+    let until = tokio::time::Instant::now() + lasting;
+    while let Ok(Some(item)) = tokio::time::timeout_at(until, watch.next()).await {
+        count += 1;
+        let seq = item.seq();
+        in_order &= last.is_none_or(|last| seq > last);
+        last = Some(seq);
+    }
+    (count, in_order)
+}
+
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }

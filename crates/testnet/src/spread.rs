@@ -23,16 +23,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use cairn_node::cairn_core::Key;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::TestnetError;
-use crate::local::{Testnet, Totals, spare_descriptors};
-use crate::member::{Member, PutDone, WireSample, get_local, put_local};
+use crate::local::{Totals, spare_descriptors};
+use crate::member::{Fetched, PutDone, WireSample};
 
 /// Each node of a process should be able to keep at least this many connections open: a
 /// put's lookup talks to about this many nodes, and its stores reuse the connections the
@@ -40,7 +38,7 @@ use crate::member::{Member, PutDone, WireSample, get_local, put_local};
 const MIN_POOL: usize = 48;
 
 /// How long a stopping worker may take to close its nodes before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How to start a worker process: `program args... --first F --stride S --count C`.
 #[derive(Clone, Debug)]
@@ -86,6 +84,21 @@ pub(super) enum Op {
     },
     /// The counters of the worker's nodes, added up.
     Totals,
+    /// Get `key` (hex) from `node` and say what was found (the soak's checks).
+    Fetch { node: usize, key: String },
+    /// Delete the item `name` that `node` published.
+    Delete { node: usize, name: String },
+    /// Watch `key` (hex) from `node` for `millis` milliseconds and count what it reports.
+    Watch {
+        node: usize,
+        key: String,
+        millis: u64,
+    },
+    /// Stop `node` gracefully (a soak worker's nodes only).
+    Stop { node: usize },
+    /// Start `node` again on its data directory, emptied first if `wipe` (a soak worker's
+    /// nodes only).
+    Start { node: usize, wipe: bool },
 }
 
 /// A worker's answer.
@@ -95,25 +108,44 @@ pub(super) enum Reply {
     Put(PutDone),
     Got(WireSample),
     Totals(Totals),
+    /// What a get found, and how long it took.
+    Fetched {
+        found: Fetched,
+        micros: u64,
+    },
+    /// Whether the delete was acknowledged, and how long it took.
+    Deleted {
+        ok: bool,
+        micros: u64,
+    },
+    /// Versions a watch reported, and whether they came in order, each once.
+    Watched {
+        notifications: u64,
+        in_order: bool,
+    },
+    /// Whether a node stopped (it ran).
+    Stopped(bool),
+    /// Where a restarted node listens, or why it did not start.
+    Started(Result<SocketAddr, String>),
     /// The request made no sense (a node index out of range, a bad key).
     Refused(String),
 }
 
 #[derive(Serialize, Deserialize)]
-struct Request {
-    id: u64,
-    op: Op,
+pub(crate) struct Request {
+    pub(crate) id: u64,
+    pub(crate) op: Op,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Response {
-    id: u64,
-    reply: Reply,
+pub(crate) struct Response {
+    pub(crate) id: u64,
+    pub(crate) reply: Reply,
 }
 
 /// A worker's first line: where its nodes listen, or why they could not start.
 #[derive(Serialize, Deserialize)]
-enum Started {
+pub(crate) enum Started {
     Listening(Vec<SocketAddr>),
     Failed(String),
 }
@@ -221,6 +253,14 @@ impl Worker {
         rx.await.ok()
     }
 
+    /// Kills the worker with SIGKILL, as a crash would, and waits for it to be gone.
+    pub(super) async fn kill(&self) {
+        let mut child = self.child.lock().await;
+        if let Err(e) = child.kill().await {
+            tracing::warn!("cannot kill worker {}: {e}", self.index);
+        }
+    }
+
     /// Closes the worker's input, so that it stops its nodes and exits; kills it if it takes
     /// longer than [`STOP_GRACE`].
     pub(super) async fn stop(&self) {
@@ -268,93 +308,6 @@ async fn hand_out_answers(
     pending.waiting.clear();
 }
 
-/// The worker's side: starts `count` nodes, numbers `first`, `first + stride`, ..., (speaking
-/// datagrams if `datagrams`), prints their addresses, and carries out requests from standard
-/// input until it closes.
-pub async fn serve_worker(
-    first: usize,
-    stride: usize,
-    count: usize,
-    datagrams: bool,
-) -> std::io::Result<()> {
-    let mut stdout = tokio::io::stdout();
-    let started = Testnet::start_configured(first, stride, count, |c| c.datagrams(datagrams));
-    let net = match started.await {
-        Ok(net) => net,
-        Err(e) => {
-            write_line(&mut stdout, &Started::Failed(e.to_string())).await?;
-            return Err(std::io::Error::other(e.to_string()));
-        }
-    };
-    write_line(&mut stdout, &Started::Listening(net.addrs.clone())).await?;
-    let net = std::sync::Arc::new(net);
-    let (answers, mut to_write) = mpsc::unbounded_channel::<Response>();
-    let writer = tokio::spawn(async move {
-        while let Some(response) = to_write.recv().await {
-            if write_line(&mut stdout, &response).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let Ok(Request { id, op }) = serde_json::from_str::<Request>(&line) else {
-            tracing::warn!("testnet worker: unreadable request line");
-            continue;
-        };
-        let (net, answers) = (net.clone(), answers.clone());
-        tokio::spawn(async move {
-            let reply = carry_out(&net, op).await;
-            let _ = answers.send(Response { id, reply });
-        });
-    }
-    net.shutdown().await;
-    drop(answers);
-    let _ = tokio::time::timeout(STOP_GRACE, writer).await;
-    Ok(())
-}
-
-async fn carry_out(net: &Testnet, op: Op) -> Reply {
-    let node = |i: usize| {
-        net.nodes
-            .get(i)
-            .cloned()
-            .ok_or(Reply::Refused(format!("no node {i}")))
-    };
-    let result = match op {
-        Op::Join { node: i, seeds } => match node(i) {
-            Ok(dht) => Ok(Reply::Joined(Member::Local(dht).join(seeds).await)),
-            Err(refused) => Err(refused),
-        },
-        Op::Put {
-            node: i,
-            name,
-            value,
-        } => match node(i) {
-            Ok(dht) => Ok(Reply::Put(put_local(&dht, name, Bytes::from(value)).await)),
-            Err(refused) => Err(refused),
-        },
-        Op::Get {
-            node: i,
-            key,
-            expect,
-        } => match (node(i), Key::from_hex(&key)) {
-            (Ok(dht), Ok(key)) => Ok(Reply::Got(get_local(&dht, key, &expect).await)),
-            (Err(refused), _) => Err(refused),
-            (_, Err(e)) => Err(Reply::Refused(format!("bad key: {e}"))),
-        },
-        Op::Totals => Ok(Reply::Totals(net.totals().await)),
-    };
-    result.unwrap_or_else(|refused| refused)
-}
-
-async fn write_line<T: Serialize>(out: &mut tokio::io::Stdout, value: &T) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    out.write_all(&line).await?;
-    out.flush().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,36 +337,5 @@ mod tests {
                 "{nodes} nodes in {p}"
             );
         }
-    }
-
-    #[test]
-    fn a_worker_refuses_a_node_it_does_not_have() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let net = Testnet::start_at(3, 1, 1).await.expect("starts");
-            let reply = carry_out(
-                &net,
-                Op::Join {
-                    node: 1,
-                    seeds: vec![],
-                },
-            )
-            .await;
-            assert!(matches!(reply, Reply::Refused(_)), "{reply:?}");
-            let bad_key = carry_out(
-                &net,
-                Op::Get {
-                    node: 0,
-                    key: "zz".into(),
-                    expect: vec![],
-                },
-            )
-            .await;
-            assert!(matches!(bad_key, Reply::Refused(_)), "{bad_key:?}");
-            net.shutdown().await;
-        });
     }
 }
