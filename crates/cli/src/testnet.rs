@@ -50,9 +50,10 @@ pub struct TestnetArgs {
     /// Soak the network for DURATION (`90s`, `30m`, `2h`) instead of the workload above: every
     /// node on a data directory of its own, all in worker processes, under a steady load of
     /// puts, gets, deletes and watches (--items names, --concurrency at once) while workers are
-    /// killed with SIGKILL and started again and single nodes are stopped and started. Prints
-    /// a line of figures every --report-every, then checks every acknowledged write: the run
-    /// fails if any was lost.
+    /// killed with SIGKILL and started again and single nodes are stopped and started (the
+    /// load goes on past DURATION until each has happened once). Prints a line of figures
+    /// every --report-every, then checks every acknowledged write: the run fails if any was
+    /// lost.
     #[arg(long, value_name = "DURATION", value_parser = crate::commands::parse_duration)]
     soak: Option<u64>,
     /// With --soak: keep the nodes' data directories in DIR (`DIR/node-I`) instead of a

@@ -42,7 +42,8 @@ fn a_short_soak_with_kills_and_stops_loses_nothing() {
     assert_eq!(report["processes"], 2);
     assert_eq!(report["lost"], serde_json::json!([]), "{report}");
     let total = &report["total"];
-    // Chaos kills a worker and stops a node in turn, and brings each back before the check.
+    // Chaos kills a worker and stops a node in turn (the load runs until each has happened),
+    // and brings each back before the check.
     assert!(total["kills"].as_u64().unwrap_or(0) >= 1, "{total}");
     assert_eq!(total["restarts"], total["kills"], "{total}");
     assert!(total["stops"].as_u64().unwrap_or(0) >= 1, "{total}");

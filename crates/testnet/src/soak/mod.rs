@@ -50,7 +50,8 @@ pub struct SoakPlan {
     pub seed: u64,
     /// Operations in flight at once.
     pub concurrency: usize,
-    /// How long the load and the chaos run.
+    /// How long the load and the chaos run: at least this long, and, when `chaos_every` is
+    /// not longer, until a worker has been killed and restarted and a node stopped and started.
     pub duration: Duration,
     /// How often a line of figures is reported (a minute in a long run).
     pub interval: Duration,
@@ -228,11 +229,15 @@ async fn run_intervals(
     let begun = Instant::now();
     let mut intervals = Vec::new();
     let mut total = Tally::default();
-    while begun.elapsed() < plan.duration {
+    // With chaos on, the load runs past `duration` until the chaos has killed and restarted a
+    // worker and stopped and started a node at least once: a soak without them proves nothing.
+    let chaos_on = plan.chaos_every <= plan.duration;
+    let chaos_seen = |t: &Tally| t.kills > 0 && t.restarts > 0 && t.stops > 0 && t.starts > 0;
+    while begun.elapsed() < plan.duration || (chaos_on && !chaos_seen(&total)) {
         let span = plan
             .interval
-            .max(Duration::from_millis(100))
-            .min(plan.duration - begun.elapsed());
+            .min(plan.duration.saturating_sub(begun.elapsed()))
+            .max(Duration::from_millis(100));
         let start = Instant::now();
         tokio::time::sleep(span).await;
         let tally = std::mem::take(&mut *lock(&shared.tally));
