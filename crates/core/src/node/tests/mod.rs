@@ -889,3 +889,43 @@ fn a_second_publish_replaces_the_first_and_bad_names_are_refused() {
 }
 
 mod trace;
+
+#[test]
+fn a_node_restarted_on_a_stale_store_replicates_within_minutes_and_is_repaired() {
+    let mut net = Net::new(6);
+    net.join_all();
+    let v1 = signed(1, "doc", b"v1", 1);
+    net.put(1, v1.clone()).expect("stored");
+    let held = |net: &mut Net| {
+        let now = net.now;
+        net.node(3)
+            .store()
+            .get(v1.key(), now)
+            .expect("readable")
+            .map(|item| item.value().clone())
+    };
+    assert_eq!(held(&mut net).as_deref(), Some(&b"v1"[..]));
+    // Node 3 is away while the item is replaced.
+    net.down.push(addr(3));
+    net.put(1, signed(1, "doc", b"v2", 2)).expect("stored");
+    net.down.clear();
+    // It restarts on its store: a new state machine over the same items.
+    let store = net.node(3).store().clone();
+    net.nodes
+        .insert(addr(3), Node::new(node_id(3), Config::default(), store));
+    let now = net.now;
+    let _ = net.node(3).bootstrap(now, &[addr(1)]);
+    net.settle();
+    assert_eq!(
+        held(&mut net).as_deref(),
+        Some(&b"v1"[..]),
+        "stale at first"
+    );
+    // Within a few minutes (not the hour's replication interval) its replication offers the
+    // stale copy, the newer holders refuse it, and it fetches theirs.
+    let later = now + Duration::from_secs(180);
+    net.now = later;
+    net.node(3).handle_timeout(later);
+    net.run_timers();
+    assert_eq!(held(&mut net).as_deref(), Some(&b"v2"[..]));
+}
