@@ -48,7 +48,10 @@ pub struct LookupParams {
 enum State {
     NotContacted,
     Waiting,
-    /// Timed out: counts as failed, but a late answer is still taken.
+    /// Past its round-trip timeout: its slot is freed and it counts as failed, but a late
+    /// answer is still taken, and a lookup with no answer at all waits for it.
+    Slow,
+    /// Past its request timeout: counts as failed, but a late answer is still taken.
     Unresponsive,
     Succeeded,
     Failed,
@@ -60,7 +63,7 @@ impl State {
     fn settle(&mut self, outcome: State) -> Option<bool> {
         let held_slot = match *self {
             State::Waiting => true,
-            State::Unresponsive => false,
+            State::Slow | State::Unresponsive => false,
             _ => return None,
         };
         *self = outcome;
@@ -231,6 +234,9 @@ impl Lookup {
         let target = self.target;
         for path in 0..self.params.paths {
             let mut considered = 0;
+            // A request past its deadline still out (its answer may yet come), and whether any
+            // candidate of the path answered.
+            let (mut slow, mut answered) = (false, false);
             let mut chosen: Option<(Distance, Duration)> = None;
             for (distance, candidate) in self.candidates.iter() {
                 if candidate.path != path {
@@ -241,7 +247,10 @@ impl Lookup {
                     if distance.bucket_index() != first.bucket_index() {
                         break;
                     }
-                    if matches!(candidate.state, State::Failed | State::Unresponsive) {
+                    if matches!(
+                        candidate.state,
+                        State::Failed | State::Slow | State::Unresponsive
+                    ) {
                         continue;
                     }
                     if candidate.state == State::NotContacted {
@@ -253,7 +262,11 @@ impl Lookup {
                 } else {
                     match candidate.state {
                         State::Failed | State::Unresponsive => continue,
-                        State::Succeeded => {}
+                        State::Slow => {
+                            slow = true;
+                            continue;
+                        }
+                        State::Succeeded => answered = true,
                         State::Waiting => all_answered = false,
                         State::NotContacted if self.path_in_flight[path] < self.params.alpha => {
                             let rtt = round_trip(&target.at_distance(distance));
@@ -269,6 +282,12 @@ impl Lookup {
                 if considered == self.params.k {
                     break;
                 }
+            }
+            if slow && !answered {
+                // Nothing answered yet and nothing is left to ask: rather than end with no
+                // answer at all (in a small network whose every contact was slower than its
+                // estimate, say), wait for the slow requests to answer or fail.
+                all_answered = false;
             }
             if let Some((distance, _)) = chosen {
                 let Some(candidate) = self.candidates.get_mut(&distance) else {
@@ -319,8 +338,29 @@ impl Lookup {
     pub fn on_timeout(&mut self, peer: &NodeId) -> bool {
         let key = peer.distance(&self.target);
         match self.candidates.get_mut(&key) {
+            Some(candidate) if candidate.state == State::Slow => {
+                candidate.state = State::Unresponsive;
+                false
+            }
             Some(candidate) if candidate.state == State::Waiting => {
                 candidate.state = State::Unresponsive;
+                self.in_flight -= 1;
+                self.path_in_flight[candidate.path] -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records that `peer`'s request passed its round-trip timeout, before its deadline: as
+    /// [`Lookup::on_timeout`], except that a lookup none of whose candidates answered waits
+    /// for it (to its deadline) rather than end with no answer. Returns false if it was not
+    /// waiting.
+    pub fn on_slow(&mut self, peer: &NodeId) -> bool {
+        let key = peer.distance(&self.target);
+        match self.candidates.get_mut(&key) {
+            Some(candidate) if candidate.state == State::Waiting => {
+                candidate.state = State::Slow;
                 self.in_flight -= 1;
                 self.path_in_flight[candidate.path] -= 1;
                 true

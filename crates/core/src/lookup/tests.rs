@@ -245,3 +245,32 @@ fn equals_are_asked_fastest_first_but_never_before_a_closer_bucket() {
     let mut lookup = Lookup::new(target, params(20, 1), [farther, near, fast]);
     assert_eq!(lookup.next(), Next::Send(near.into()));
 }
+
+#[test]
+fn a_lookup_whose_every_contact_is_slow_waits_for_their_answers() {
+    // Found by the swarm test (seed 196): in a small network whose contacts were all slower
+    // than their round-trip estimates, a get ended with nothing while its requests were still
+    // out, and dropped their answers.
+    let (a, b) = (contact(1), contact(2));
+    let target = contact(3).id;
+    let mut lookup = Lookup::new(target, params(2, 2), [a, b]);
+    let mut asked = Vec::new();
+    while let Next::Send(Peer { id: Some(id), .. }) = lookup.next() {
+        asked.push(id);
+    }
+    assert_eq!(asked.len(), 2);
+    for id in &asked {
+        assert!(lookup.on_slow(id), "its slot is freed");
+    }
+    assert_eq!(lookup.next(), Next::Wait, "no answer yet, and two may come");
+    assert!(lookup.on_success(&asked[0], []), "a late answer is taken");
+    assert_eq!(lookup.next(), Next::Finished, "one answer is enough to end");
+    assert_eq!(lookup.closest_succeeded(2).len(), 1);
+    // Past their request deadline, silent contacts are waited for no more.
+    let mut silent = Lookup::new(target, params(2, 2), [a, b]);
+    while let Next::Send(Peer { id: Some(id), .. }) = silent.next() {
+        assert!(silent.on_slow(&id));
+        assert!(!silent.on_timeout(&id), "its slot was freed already");
+    }
+    assert_eq!(silent.next(), Next::Finished);
+}

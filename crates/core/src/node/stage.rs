@@ -55,7 +55,7 @@ impl Stage {
     /// its answers matters.
     pub(super) fn on_slow(&mut self, peer: &Peer) -> bool {
         match (self, peer.id) {
-            (Stage::Closest(lookup), Some(id)) => lookup.on_timeout(&id),
+            (Stage::Closest(lookup), Some(id)) => lookup.on_slow(&id),
             (Stage::Fixed(_), _) | (Stage::Closest(_), None) => false,
         }
     }
