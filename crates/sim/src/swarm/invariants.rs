@@ -210,6 +210,21 @@ impl Checker<'_> {
         )
     }
 
+    /// The nodes in node `node`'s routing table, to print.
+    fn table_of(&self, node: usize) -> String {
+        let mut known: Vec<usize> = self
+            .sim
+            .node(node)
+            .routing_table()
+            .entries()
+            .filter_map(|e| {
+                (0..self.up_since.len()).find(|n| self.sim.node(*n).id() == &e.contact.id)
+            })
+            .collect();
+        known.sort_unstable();
+        format!("node {node}'s routing table: {known:?}")
+    }
+
     /// Whether one of the k nodes closest to `key`, among those up since `since`, made
     /// version `seq` (or a newer one) of it durable.
     pub fn replica_reachable(&self, key: &Key, seq: u64, since: Time) -> bool {
@@ -253,10 +268,11 @@ impl Checker<'_> {
                     invariant,
                     format!(
                         "node {node}'s get of {key} begun at {since:.3} s found {}, but the \
-                         {what} of seq {} was acknowledged before it; {}",
+                         {what} of seq {} was acknowledged before it; {}; {}",
                         shown(found),
                         acked.seq,
-                        self.holdings(key, started)
+                        self.holdings(key, started),
+                        self.table_of(node)
                     ),
                 ));
             }
@@ -426,7 +442,8 @@ impl Checker<'_> {
         Some(self.violation(
             Invariant::WatchReportsNewest,
             format!(
-                "node {}'s watch of {key} reported {} while seq {} was acknowledged at {:.3} s; {}",
+                "node {}'s watch of {key} reported {} while seq {} was acknowledged at {:.3} s; \
+                 it listens at {:?}; {}; {}",
                 watching.node,
                 watching
                     .newest
@@ -435,7 +452,15 @@ impl Checker<'_> {
                 acked
                     .acknowledged
                     .map_or(0.0, |t| t.since(EPOCH).as_secs_f64()),
-                self.holdings(key, cutoff)
+                self.sim
+                    .node(watching.node)
+                    .watch_peers(watching.watch)
+                    .iter()
+                    .filter_map(|c| (0..self.up_since.len())
+                        .find(|n| self.sim.node(*n).id() == &c.id))
+                    .collect::<Vec<_>>(),
+                self.holdings(key, cutoff),
+                self.table_of(watching.node)
             ),
         ))
     }

@@ -179,18 +179,18 @@ struct Run {
 }
 
 impl Run {
-    /// A run sized and faulted from `seed`: 8 to 14 nodes, k of 3 to 6, 2 hours (sized so
+    /// A run sized and faulted from `seed`: 6 to 12 nodes, k of 3 to 6, 2 hours (sized so
     /// that 10,000 seeds take minutes, not hours: most of a run's time goes to verifying
     /// signatures, as on a real node).
     fn new(seed: u64, options: Options) -> Run {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5ca1_ab1e_5eed_f00d);
-        let nodes = rng.random_range(8..=14);
+        let nodes = rng.random_range(6..=12);
         let k = rng.random_range(3..=6);
         let length = Duration::from_secs(2 * 3_600);
         let config = Config {
             k: NonZeroUsize::new(k).unwrap_or(NonZeroUsize::MIN),
-            replicate_interval: Duration::from_secs(900),
-            republish_interval: Duration::from_secs(900),
+            replicate_interval: Duration::from_secs(1_200),
+            republish_interval: Duration::from_secs(1_200),
             refresh_interval: Duration::from_secs(300),
             bucket_idle: Duration::from_secs(600),
             watch_refresh: Duration::from_secs(120),
@@ -206,7 +206,7 @@ impl Run {
             config.replicate_interval
         };
         let plan = Plan::draw(&mut rng, nodes, length, start_calm, end_calm);
-        let keys = Keys::draw(&mut rng, 3, 3);
+        let keys = Keys::draw(&mut rng, 3, 2);
         let mut sim = Sim::with_stores(seed, Latency::Regions);
         sim.set_transport(Some(Transport::datagrams()));
         sim.set_loss(plan.loss);
@@ -302,9 +302,9 @@ impl Run {
         self.outcome
     }
 
-    /// Time to the next operation: 5 to 90 seconds.
+    /// Time to the next operation: 5 to 120 seconds.
     fn operation_gap(&mut self) -> Duration {
-        Duration::from_millis(self.rng.random_range(5_000..=90_000))
+        Duration::from_millis(self.rng.random_range(5_000..=120_000))
     }
 
     /// Joins every node through node 0 and a random earlier one, 100 ms apart, and lets the
