@@ -105,6 +105,8 @@ pub struct Lookup {
     path_in_flight: Vec<usize>,
     requests: u32,
     finished: bool,
+    /// Waits for slow requests even once some candidate answered ([`Lookup::set_patient`]).
+    patient: bool,
     /// Who told of each candidate, once [`Lookup::record_referrers`] asked for it: what a
     /// dashboard draws a hop from. Boxed and off by default, so that the lookups of a
     /// simulated network of 100,000 nodes do not pay for it.
@@ -129,6 +131,7 @@ impl Lookup {
             path_in_flight: vec![0; paths],
             requests: 0,
             finished: false,
+            patient: false,
             referrers: None,
         };
         let mut seeds: Vec<Contact> = seeds.into_iter().collect();
@@ -283,7 +286,7 @@ impl Lookup {
                     break;
                 }
             }
-            if slow && !answered {
+            if slow && (!answered || self.patient) {
                 // Nothing answered yet and nothing is left to ask: rather than end with no
                 // answer at all (in a small network whose every contact was slower than its
                 // estimate, say), wait for the slow requests to answer or fail.
@@ -379,6 +382,14 @@ impl Lookup {
             self.path_in_flight[candidate.path] -= 1;
         }
         Some((candidate.hop, candidate.path))
+    }
+
+    /// Makes the lookup wait for its slow requests (to their deadline) before it ends, even
+    /// once some candidate answered: a get does while it holds fewer copies than its quorum,
+    /// so that a stale copy from a near node does not decide it while the answers of the
+    /// closest nodes are still on their way.
+    pub fn set_patient(&mut self, patient: bool) {
+        self.patient = patient;
     }
 
     /// Ends the lookup now (its deadline passed, or the caller has what it needs).

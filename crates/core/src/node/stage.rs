@@ -75,6 +75,13 @@ impl Stage {
         }
     }
 
+    /// Makes a lookup wait for its slow requests before it ends ([`Lookup::set_patient`]).
+    pub(super) fn set_patient(&mut self, patient: bool) {
+        if let Stage::Closest(lookup) = self {
+            lookup.set_patient(patient);
+        }
+    }
+
     /// Whether every path of a lookup has had a copy from one of its nodes (always, for a
     /// fixed stage). `paths_with_copy` has a bit set per path that did.
     pub(super) fn every_path_has(&self, paths_with_copy: u64) -> bool {
