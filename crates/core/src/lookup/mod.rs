@@ -49,7 +49,7 @@ enum State {
     NotContacted,
     Waiting,
     /// Past its round-trip timeout: its slot is freed and it counts as failed, but a late
-    /// answer is still taken, and a lookup with no answer at all waits for it.
+    /// answer is still taken, and a patient lookup waits for it.
     Slow,
     /// Past its request timeout: counts as failed, but a late answer is still taken.
     Unresponsive,
@@ -237,9 +237,8 @@ impl Lookup {
         let target = self.target;
         for path in 0..self.params.paths {
             let mut considered = 0;
-            // A request past its deadline still out (its answer may yet come), and whether any
-            // candidate of the path answered.
-            let (mut slow, mut answered) = (false, false);
+            // A request past its round-trip timeout still out: its answer may yet come.
+            let mut slow = false;
             let mut chosen: Option<(Distance, Duration)> = None;
             for (distance, candidate) in self.candidates.iter() {
                 if candidate.path != path {
@@ -269,7 +268,7 @@ impl Lookup {
                             slow = true;
                             continue;
                         }
-                        State::Succeeded => answered = true,
+                        State::Succeeded => {}
                         State::Waiting => all_answered = false,
                         State::NotContacted if self.path_in_flight[path] < self.params.alpha => {
                             let rtt = round_trip(&target.at_distance(distance));
@@ -286,10 +285,9 @@ impl Lookup {
                     break;
                 }
             }
-            if slow && (!answered || self.patient) {
-                // Nothing answered yet and nothing is left to ask: rather than end with no
-                // answer at all (in a small network whose every contact was slower than its
-                // estimate, say), wait for the slow requests to answer or fail.
+            if slow && self.patient {
+                // Nothing is left to ask, but a patient lookup waits for the slow requests to
+                // answer or reach their deadline.
                 all_answered = false;
             }
             if let Some((distance, _)) = chosen {
@@ -356,9 +354,8 @@ impl Lookup {
     }
 
     /// Records that `peer`'s request passed its round-trip timeout, before its deadline: as
-    /// [`Lookup::on_timeout`], except that a lookup none of whose candidates answered waits
-    /// for it (to its deadline) rather than end with no answer. Returns false if it was not
-    /// waiting.
+    /// [`Lookup::on_timeout`], except that a patient lookup ([`Lookup::set_patient`]) waits for
+    /// it to answer or reach its deadline. Returns false if it was not waiting.
     pub fn on_slow(&mut self, peer: &NodeId) -> bool {
         let key = peer.distance(&self.target);
         match self.candidates.get_mut(&key) {

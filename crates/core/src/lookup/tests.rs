@@ -247,30 +247,37 @@ fn equals_are_asked_fastest_first_but_never_before_a_closer_bucket() {
 }
 
 #[test]
-fn a_lookup_whose_every_contact_is_slow_waits_for_their_answers() {
-    // Found by the swarm test (seed 196): in a small network whose contacts were all slower
-    // than their round-trip estimates, a get ended with nothing while its requests were still
-    // out, and dropped their answers.
+fn a_patient_lookup_waits_for_its_slow_requests_until_their_deadline() {
+    // Found by the swarm test (seed 392): a get holding one stale copy ended while the
+    // closest nodes' answers, slower than their estimates, were on their way.
     let (a, b) = (contact(1), contact(2));
     let target = contact(3).id;
-    let mut lookup = Lookup::new(target, params(2, 2), [a, b]);
-    let mut asked = Vec::new();
-    while let Next::Send(Peer { id: Some(id), .. }) = lookup.next() {
-        asked.push(id);
+    let ask_all = |lookup: &mut Lookup| {
+        let mut asked = Vec::new();
+        while let Next::Send(Peer { id: Some(id), .. }) = lookup.next() {
+            asked.push(id);
+        }
+        asked
+    };
+    // Impatient (the default): slow requests end the lookup at once.
+    let mut impatient = Lookup::new(target, params(2, 2), [a, b]);
+    for id in ask_all(&mut impatient) {
+        assert!(impatient.on_slow(&id), "its slot is freed");
     }
+    assert_eq!(impatient.next(), Next::Finished);
+    // Patient: it waits for a late answer...
+    let mut patient = Lookup::new(target, params(2, 2), [a, b]);
+    patient.set_patient(true);
+    let asked = ask_all(&mut patient);
     assert_eq!(asked.len(), 2);
     for id in &asked {
-        assert!(lookup.on_slow(id), "its slot is freed");
+        assert!(patient.on_slow(id));
     }
-    assert_eq!(lookup.next(), Next::Wait, "no answer yet, and two may come");
-    assert!(lookup.on_success(&asked[0], []), "a late answer is taken");
-    assert_eq!(lookup.next(), Next::Finished, "one answer is enough to end");
-    assert_eq!(lookup.closest_succeeded(2).len(), 1);
-    // Past their request deadline, silent contacts are waited for no more.
-    let mut silent = Lookup::new(target, params(2, 2), [a, b]);
-    while let Next::Send(Peer { id: Some(id), .. }) = silent.next() {
-        assert!(silent.on_slow(&id));
-        assert!(!silent.on_timeout(&id), "its slot was freed already");
-    }
-    assert_eq!(silent.next(), Next::Finished);
+    assert_eq!(patient.next(), Next::Wait, "two answers may still come");
+    assert!(patient.on_success(&asked[0], []), "a late answer is taken");
+    assert_eq!(patient.next(), Next::Wait, "one may still come");
+    // ...but not past the deadline.
+    assert!(!patient.on_timeout(&asked[1]), "its slot was freed already");
+    assert_eq!(patient.next(), Next::Finished);
+    assert_eq!(patient.closest_succeeded(2).len(), 1);
 }
