@@ -16,8 +16,13 @@
 //!   keeps one host or one subnet from filling a node's view of the network (the limits of
 //!   geth's discovery table and go-libp2p-kad-dht's diversity filter). Counting scans the
 //!   table, but only when a contact new to its bucket arrives.
+//! - A contact evicted with no replacement to take its place goes dormant (at most
+//!   [`MAX_DORMANT`]): lookups never ask it, but each refresh round pings it, for
+//!   `DORMANT_ROUNDS` rounds, and an answer puts it back. Without this, a partition that lasts
+//!   a few request timeouts left each side with no contact on the other after it healed, and
+//!   nothing brought them together again (found by the swarm test, seed 147).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::id::{Distance, Id, NodeId};
 use crate::message::Contact;
@@ -99,6 +104,13 @@ pub enum Failure {
     },
 }
 
+/// The most contacts kept dormant: evicted with nothing to take their place, and pinged again
+/// at each refresh round so that a partition's two sides find each other once it heals.
+pub const MAX_DORMANT: usize = 64;
+
+/// Refresh rounds a dormant contact is pinged, unanswered, before it is forgotten.
+const DORMANT_ROUNDS: u32 = 6;
+
 /// The k-buckets of one node. Outside the core it is read through
 /// [`Node::routing_table`](crate::Node::routing_table); only the node changes it.
 #[derive(Clone, Debug)]
@@ -108,6 +120,10 @@ pub struct RoutingTable {
     max_failures: u32,
     diversity: Diversity,
     buckets: BTreeMap<usize, KBucket>,
+    /// Contacts evicted with no replacement, newest last, with the refresh rounds they have
+    /// left (at most [`MAX_DORMANT`]). Not asked by lookups; only pinged, so that a contact
+    /// that was cut off rather than dead comes back ([`RoutingTable::dormant_round`]).
+    dormant: VecDeque<(Contact, u32)>,
 }
 
 impl RoutingTable {
@@ -120,6 +136,7 @@ impl RoutingTable {
             max_failures: max_failures.max(1),
             diversity: Diversity::default(),
             buckets: BTreeMap::new(),
+            dormant: VecDeque::new(),
         }
     }
 
@@ -237,6 +254,7 @@ impl RoutingTable {
         let Some(index) = self.bucket_of(&contact.id) else {
             return Insertion::OwnId;
         };
+        self.dormant.retain(|(c, _)| c.id != contact.id);
         let known = self
             .buckets
             .get(&index)
@@ -313,7 +331,7 @@ impl RoutingTable {
         if !was_pinged && bucket.entries[at].failures < max_failures {
             return Failure::Counted;
         }
-        bucket.entries.remove(at);
+        let evicted = bucket.entries.remove(at).contact;
         if was_pinged {
             bucket.pinging = None;
         }
@@ -325,7 +343,32 @@ impl RoutingTable {
         if bucket.entries.is_empty() && bucket.replacements.is_empty() {
             self.buckets.remove(&index);
         }
+        if replaced_by.is_none() {
+            // Nothing took its place: it may be cut off rather than dead (a partition evicts
+            // every contact across it, on both sides), so it is pinged again for a while.
+            if self.dormant.len() == MAX_DORMANT {
+                self.dormant.pop_front();
+            }
+            self.dormant.push_back((evicted, DORMANT_ROUNDS));
+        }
         Failure::Evicted { replaced_by }
+    }
+
+    /// The dormant contacts to ping in this refresh round; each is forgotten once it has been
+    /// pinged [`DORMANT_ROUNDS`] times without answering (an answer puts it back in its
+    /// bucket through [`RoutingTable::seen`]).
+    pub(crate) fn dormant_round(&mut self) -> Vec<Contact> {
+        let due = self.dormant.iter().map(|(c, _)| *c).collect();
+        for (_, rounds) in &mut self.dormant {
+            *rounds -= 1;
+        }
+        self.dormant.retain(|(_, rounds)| *rounds > 0);
+        due
+    }
+
+    /// How many contacts are dormant (at most [`MAX_DORMANT`]).
+    pub fn dormant(&self) -> usize {
+        self.dormant.len()
     }
 
     /// Records that a lookup for `target` ran, so its bucket does not need a refresh.

@@ -163,8 +163,7 @@ impl RttTable {
             .map_or(Duration::ZERO, Estimate::srtt)
     }
 
-    /// Contacts with an estimate.
-    #[cfg(test)]
+    /// Contacts with an estimate (at most [`RttTable::CAPACITY`]).
     pub fn len(&self) -> usize {
         self.contacts.len()
     }

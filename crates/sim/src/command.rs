@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_core::{Item, Key, MemoryStore, Node, NodeId, QueryId, Time};
+use cairn_core::{Item, Key, Node, NodeId, QueryId, Store, Time};
 use ed25519_dalek::SigningKey;
 
 /// A command to run on one node.
@@ -58,9 +58,9 @@ impl Ticket {
 impl Command {
     /// Starts this command on `node` at `now` (a bootstrap through `seeds`, the addresses of
     /// the nodes it names). `None` when it starts nothing (an invalid item).
-    pub(crate) fn start(
+    pub(crate) fn start<S: Store>(
         self,
-        node: &mut Node<MemoryStore>,
+        node: &mut Node<S>,
         now: Time,
         seeds: &[SocketAddr],
     ) -> Option<QueryId> {

@@ -30,7 +30,8 @@ use cairn_core::{Contact, Id, NetworkName, NodeId, Peer, Requester, Time, Transm
 use rand::Rng;
 use serde::Serialize;
 
-use crate::{Action, Sim};
+use crate::disk::Held;
+use crate::{Action, Durable, Sim};
 
 /// What the datagram planes did in a whole run, summed over every node (planes lost when
 /// their node stopped or died included).
@@ -123,7 +124,7 @@ fn start_plane(seed: u64, index: usize, life: u64, id: &NodeId, now: Time) -> Pl
     Plane::new(Simulated::new(public_key(id)), config, plane_seed, now)
 }
 
-impl Sim {
+impl<S: Durable> Sim<S> {
     /// Whether requests go over datagrams.
     pub(crate) fn datagram_mode(&self) -> bool {
         self.transport.is_some_and(|t| t.datagrams)
@@ -139,8 +140,8 @@ impl Sim {
     }
 
     /// Node `index`'s plane, started now if it has none.
-    fn plane(&mut self, index: usize) -> &mut Plane<Simulated> {
-        let (seed, now) = (self.seed, self.now());
+    pub(crate) fn plane(&mut self, index: usize) -> &mut Plane<Simulated> {
+        let (seed, now) = (self.seed, self.node_now(index));
         let node = &mut self.nodes[index];
         if node.plane.is_none() {
             node.lives += 1;
@@ -165,7 +166,7 @@ impl Sim {
             id: transmit.to.id.as_ref().map(plane_id),
             addr: transmit.to.addr,
         };
-        let now = self.now();
+        let now = self.node_now(index);
         self.plane(index).send(now, Transmit { to, ..transmit });
     }
 
@@ -202,6 +203,7 @@ impl Sim {
         if next.is_some() && next != self.nodes[index].plane_timer {
             self.nodes[index].plane_timer = next;
             if let Some(at) = next {
+                let at = at - self.nodes[index].skew;
                 self.push(at, Action::PlaneTimer { node: index });
             }
         }
@@ -209,7 +211,7 @@ impl Sim {
 
     /// Node `index`'s plane timer is due.
     pub(crate) fn on_plane_timer(&mut self, index: usize) {
-        let now = self.now();
+        let now = self.node_now(index);
         let node = &mut self.nodes[index];
         if !node.alive || node.plane_timer.is_none_or(|t| t > now) {
             return;
@@ -235,7 +237,23 @@ impl Sim {
             return;
         }
         let now = self.now();
-        let at = self.paths.arrival(from, to, now + delay, now);
+        let (delay, in_order) = self.faults.disturb(delay, &mut self.rng);
+        let at = if in_order {
+            self.paths.arrival(from, to, now + delay, now)
+        } else {
+            now + delay
+        };
+        if let Some(again) = self.faults.duplicate(delay, &mut self.rng) {
+            let copy = bytes.clone();
+            self.push(
+                now + again,
+                Action::Datagram {
+                    to,
+                    from,
+                    bytes: copy,
+                },
+            );
+        }
         self.push(at, Action::Datagram { to, from, bytes });
     }
 
@@ -246,7 +264,7 @@ impl Sim {
             return;
         }
         self.delivered += 1;
-        let now = self.now();
+        let now = self.node_now(to);
         let addr = self.nodes[from].contact.addr;
         self.plane(to).handle_datagram(now, addr, bytes);
         self.drain(to);
@@ -254,7 +272,7 @@ impl Sim {
 
     /// Feeds one of node `index`'s plane events into the node.
     fn on_plane_event(&mut self, index: usize, event: PlaneEvent) {
-        let now = self.now();
+        let now = self.node_now(index);
         match event {
             PlaneEvent::Request {
                 reply,
@@ -267,12 +285,18 @@ impl Sim {
                 let response = if self.nodes[index].malicious {
                     self.adversary_answer(index, &request)
                 } else {
-                    // In memory, every answer is final at once: no commit to wait for.
                     let id = reply.id;
-                    self.nodes[index]
+                    let answer = self.nodes[index]
                         .node
-                        .handle_request(now, from, id, request)
-                        .response
+                        .handle_request(now, from, id, request);
+                    if let Some(commit) = answer.commit {
+                        // A `stored` from a durable store goes out once its commit is.
+                        self.nodes[index]
+                            .disk
+                            .hold(commit, Held::Datagram { reply });
+                        return;
+                    }
+                    answer.response
                 };
                 self.plane(index).answer(now, reply, response);
             }

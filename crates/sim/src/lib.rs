@@ -22,11 +22,14 @@ mod adversary;
 pub mod churn;
 mod command;
 mod datagrams;
+mod delivery;
+mod disk;
 mod latency;
 pub mod partition;
 pub mod plot;
 pub mod scenario;
 mod scheduler;
+pub mod swarm;
 mod transport;
 
 use std::collections::HashMap;
@@ -36,13 +39,16 @@ use std::time::Duration;
 use cairn_core::datagram::{Plane, Simulated};
 use cairn_core::{
     Config, Contact, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Request, Requester,
-    Response, Store, StoreLimits, Time, WatchId,
+    Response, StoreLimits, Time, WatchId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use command::{Command, Ticket};
 pub use datagrams::DatagramTotals;
+pub use delivery::NetworkFaults;
+pub use disk::Durable;
+use disk::{Disk, Held};
 use latency::Place;
 pub use latency::{Latency, REGION_RTT_MS, REGIONS, Region};
 use scheduler::Scheduler;
@@ -79,6 +85,11 @@ enum Action {
         command: Command,
         ticket: Ticket,
     },
+    /// Node `node`'s store finishes the commits it has pending (in its `life`-th life).
+    Flush {
+        node: usize,
+        life: u64,
+    },
 }
 
 enum Delivery {
@@ -88,8 +99,8 @@ enum Delivery {
     Notify(Item),
 }
 
-struct SimNode {
-    node: Node<MemoryStore>,
+struct SimNode<S> {
+    node: Node<S>,
     contact: Contact,
     alive: bool,
     /// Whether the node's host is up (a stopped node's is; a killed node's is not).
@@ -109,6 +120,10 @@ struct SimNode {
     plane_timer: Option<Time>,
     /// How many planes it has started (each life's is seeded apart).
     lives: u64,
+    /// How far ahead of the simulation's clock this node's clock runs.
+    skew: Duration,
+    /// Its store's commits, and the answers waiting on them.
+    disk: Disk,
 }
 
 /// The requests of every node, dead ones included: where a run's time went.
@@ -122,9 +137,9 @@ pub struct RequestTotals {
     pub slow: u64,
 }
 
-/// A simulated network.
-pub struct Sim {
-    nodes: Vec<SimNode>,
+/// A simulated network of nodes keeping items in stores of type `S`.
+pub struct Sim<S = MemoryStore> {
+    nodes: Vec<SimNode<S>>,
     by_addr: HashMap<SocketAddr, usize>,
     /// The virtual clock and what is due on it.
     scheduler: Scheduler<Action>,
@@ -141,6 +156,8 @@ pub struct Sim {
     /// The contacts of the malicious nodes, which they hand out to each other's victims.
     adversaries: Vec<Contact>,
     outcomes: HashMap<Ticket, Event>,
+    /// When each outcome arrived.
+    finished: HashMap<Ticket, Time>,
     next_ticket: u64,
     delivered: u64,
     /// What each watch reported, when.
@@ -151,14 +168,29 @@ pub struct Sim {
     datagrams: DatagramTotals,
     /// The order of the datagrams in flight on each path.
     paths: datagrams::Paths,
+    /// Duplication, reordering and delay spikes on the network (none by default).
+    faults: NetworkFaults,
 }
 
 /// The simulated time at which every run starts: 2026-01-01T00:00:00Z.
 pub const EPOCH: Time = Time::from_secs(1_767_225_600);
 
-impl Sim {
-    /// An empty network whose randomness all comes from `seed`.
+impl Sim<MemoryStore> {
+    /// An empty network of nodes with in-memory stores, whose randomness all comes from `seed`.
     pub fn new(seed: u64, latency: Latency) -> Self {
+        Sim::with_stores(seed, latency)
+    }
+
+    /// Adds a node with id `id` and an in-memory store of `limits`, and returns its index.
+    pub fn add_node(&mut self, id: NodeId, config: Config, limits: StoreLimits) -> usize {
+        self.add_node_with(id, config, MemoryStore::new(limits))
+    }
+}
+
+impl<S: Durable> Sim<S> {
+    /// An empty network whose randomness all comes from `seed`, of nodes given their stores
+    /// by [`Sim::add_node_with`].
+    pub fn with_stores(seed: u64, latency: Latency) -> Self {
         Sim {
             nodes: Vec::new(),
             by_addr: HashMap::new(),
@@ -173,12 +205,14 @@ impl Sim {
             tickets: HashMap::new(),
             adversaries: Vec::new(),
             outcomes: HashMap::new(),
+            finished: HashMap::new(),
             next_ticket: 0,
             delivered: 0,
             watched: HashMap::new(),
             plane_ids: HashMap::new(),
             datagrams: DatagramTotals::default(),
             paths: datagrams::Paths::new(EPOCH),
+            faults: NetworkFaults::default(),
         }
     }
 
@@ -187,6 +221,16 @@ impl Sim {
     /// datagram mode a lost datagram is gone (the plane sends its request again).
     pub fn set_loss(&mut self, loss: f64) {
         self.loss = loss.clamp(0.0, 1.0);
+    }
+
+    /// Duplicates, reorders and delays messages as `faults` says (nothing by default).
+    pub fn set_network_faults(&mut self, faults: NetworkFaults) {
+        self.faults = faults;
+    }
+
+    /// Sets node `index`'s clock `skew` ahead of the simulation's (for nodes added already).
+    pub fn set_skew(&mut self, index: usize, skew: Duration) {
+        self.nodes[index].skew = skew;
     }
 
     /// Charges connections as `transport` says; `None` (the default) makes every request travel
@@ -239,7 +283,7 @@ impl Sim {
     }
 
     /// Node `index`'s state machine.
-    pub fn node(&self, index: usize) -> &Node<MemoryStore> {
+    pub fn node(&self, index: usize) -> &Node<S> {
         &self.nodes[index].node
     }
 
@@ -248,9 +292,9 @@ impl Sim {
         self.nodes[index].alive
     }
 
-    /// Adds a node with id `id` and returns its index. Its address is a label only: the
-    /// simulator sends nothing anywhere.
-    pub fn add_node(&mut self, id: NodeId, config: Config, limits: StoreLimits) -> usize {
+    /// Adds a node with id `id` keeping items in `store`, and returns its index. Its address
+    /// is a label only: the simulator sends nothing anywhere.
+    pub fn add_node_with(&mut self, id: NodeId, config: Config, store: S) -> usize {
         let index = self.nodes.len();
         // Each node a network of its own (an IPv6 /48 of the unique-local range), as nodes on
         // the internet mostly are, so that the routing table's diversity limits see a network
@@ -260,7 +304,7 @@ impl Sim {
         let ip = Ipv6Addr::new(0xfd00, high, low, 0, 0, 0, 0, 1);
         let addr = SocketAddr::new(ip.into(), 7400);
         self.by_addr.insert(addr, index);
-        let node = Node::new(id, config, MemoryStore::new(limits));
+        let node = Node::new(id, config, store);
         let place = self.latency.place(&mut self.rng);
         self.nodes.push(SimNode {
             node,
@@ -274,6 +318,8 @@ impl Sim {
             plane: None,
             plane_timer: None,
             lives: 0,
+            skew: Duration::ZERO,
+            disk: Disk::default(),
         });
         index
     }
@@ -302,6 +348,7 @@ impl Sim {
         self.nodes[index].host_up = false;
         self.nodes[index].pool.clear();
         self.drop_plane(index);
+        self.nodes[index].disk.stop();
         // Its subscribers hear nothing: a host that vanished sends no FIN.
         self.close_subscriptions(index, false);
     }
@@ -333,13 +380,14 @@ impl Sim {
         self.nodes[index].host_up = true;
         self.nodes[index].pool.clear();
         self.drop_plane(index);
+        self.nodes[index].disk.stop();
         self.close_subscriptions(index, true);
     }
 
     /// Starts watching `key` on node `node` now ([`Node::watch`]); what it reports is kept
     /// for [`Sim::watched`].
     pub fn watch(&mut self, node: usize, key: Key) -> WatchId {
-        let now = self.now();
+        let now = self.node_now(node);
         let watch = self.nodes[node].node.watch(now, key);
         self.watched.entry((node, watch)).or_default();
         self.drain(node);
@@ -389,7 +437,7 @@ impl Sim {
         self.nodes[index].alive = true;
         self.nodes[index].host_up = true;
         self.nodes[index].timer = None;
-        let now = self.now();
+        let now = self.node_now(index);
         self.nodes[index].node.handle_timeout(now);
         self.drain(index);
     }
@@ -399,7 +447,7 @@ impl Sim {
         self.nodes[index]
             .node
             .store()
-            .get(key, self.now())
+            .get(key, self.node_now(index))
             .is_ok_and(|item| item.is_some())
     }
 
@@ -433,9 +481,21 @@ impl Sim {
         self.outcomes.get(&ticket)
     }
 
+    /// When a command's completion event arrived (on the simulation's clock).
+    pub fn finished_at(&self, ticket: Ticket) -> Option<Time> {
+        self.finished.get(&ticket).copied()
+    }
+
+    /// Records the outcome of `ticket`, arrived now.
+    pub(crate) fn finish(&mut self, ticket: Ticket, event: Event) {
+        let now = self.now();
+        self.outcomes.insert(ticket, event);
+        self.finished.insert(ticket, now);
+    }
+
     /// Processes events until `done` says to stop or nothing is left. Returns whether `done`
     /// was met.
-    pub fn run_until(&mut self, mut done: impl FnMut(&Sim) -> bool) -> bool {
+    pub fn run_until(&mut self, mut done: impl FnMut(&Sim<S>) -> bool) -> bool {
         loop {
             if done(self) {
                 return true;
@@ -489,8 +549,12 @@ impl Sim {
         self.latency.draw(a, b, &mut self.rng)
     }
 
+    /// The time on node `index`'s clock.
+    pub(crate) fn node_now(&self, index: usize) -> Time {
+        self.now() + self.nodes[index].skew
+    }
+
     fn apply(&mut self, action: Action) {
-        let now = self.now();
         match action {
             Action::Run {
                 node,
@@ -506,6 +570,7 @@ impl Sim {
                 self.drain(node);
             }
             Action::Timer { node } => {
+                let now = self.node_now(node);
                 let sim_node = &mut self.nodes[node];
                 if !sim_node.alive || sim_node.timer.is_none_or(|t| t > now) {
                     return;
@@ -516,10 +581,12 @@ impl Sim {
             }
             Action::Datagram { to, from, bytes } => self.on_datagram(to, from, &bytes),
             Action::PlaneTimer { node } => self.on_plane_timer(node),
+            Action::Flush { node, life } => self.flush(node, life),
             Action::Refused { node, id } => {
                 if !self.nodes[node].alive {
                     return;
                 }
+                let now = self.node_now(node);
                 self.nodes[node].node.handle_failure(now, id);
                 self.drain(node);
             }
@@ -536,6 +603,7 @@ impl Sim {
                 match message {
                     Delivery::Request(request) => self.on_request(to, from, id, request),
                     Delivery::Response(response) => {
+                        let now = self.node_now(to);
                         let contact = self.nodes[from].contact;
                         self.nodes[to]
                             .node
@@ -543,6 +611,7 @@ impl Sim {
                         self.drain(to);
                     }
                     Delivery::Notify(item) => {
+                        let now = self.node_now(to);
                         let contact = self.nodes[from].contact;
                         self.nodes[to].node.handle_notify(now, contact, id, item);
                         self.drain(to);
@@ -553,7 +622,7 @@ impl Sim {
     }
 
     fn run_command(&mut self, node: usize, command: Command) -> Option<QueryId> {
-        let now = self.now();
+        let now = self.node_now(node);
         let seeds: Vec<SocketAddr> = match &command {
             Command::Bootstrap(seeds) => {
                 seeds.iter().map(|s| self.nodes[*s].contact.addr).collect()
@@ -578,12 +647,17 @@ impl Sim {
             self.send(to, from, id, Delivery::Response(response));
             return;
         }
-        // Simulated nodes keep items in memory: every answer is final at once.
-        let now = self.now();
+        let now = self.node_now(to);
         let answer = self.nodes[to]
             .node
             .handle_request(now, requester, id, request);
-        self.send(to, from, id, Delivery::Response(answer.response));
+        match answer.commit {
+            // A `stored` from a durable store goes out once its commit is.
+            Some(commit) => self.nodes[to]
+                .disk
+                .hold(commit, Held::Stored { to: from, id }),
+            None => self.send(to, from, id, Delivery::Response(answer.response)),
+        }
         self.drain(to);
     }
 
@@ -593,7 +667,7 @@ impl Sim {
             Request::FindValue { key } => self.nodes[index]
                 .node
                 .store()
-                .get(key, self.now())
+                .get(key, self.node_now(index))
                 .ok()
                 .flatten(),
             _ => None,
@@ -601,13 +675,15 @@ impl Sim {
         adversary::answer(&self.adversaries, held, request)
     }
 
-    fn send(&mut self, from: usize, to: usize, id: u64, message: Delivery) {
+    pub(crate) fn send(&mut self, from: usize, to: usize, id: u64, message: Delivery) {
         self.send_after(from, to, id, message, Duration::ZERO);
     }
 
     /// Sends a message that leaves `setup` from now (a connection being opened first).
     fn send_after(&mut self, from: usize, to: usize, id: u64, message: Delivery, setup: Duration) {
-        let mut delay = self.delay(from, to);
+        let delay = self.delay(from, to);
+        // TCP hides duplicates and reordering; only a spike of delay reaches the message.
+        let mut delay = self.faults.spiked(delay, &mut self.rng);
         if self.loss > 0.0 && self.rng.random_bool(self.loss) {
             match self.transport {
                 None => return,
@@ -670,10 +746,12 @@ impl Sim {
             }
             self.arm_plane_timer(index);
         }
+        self.schedule_flush(index);
         let next = self.nodes[index].node.poll_timeout();
         if next.is_some() && next != self.nodes[index].timer {
             self.nodes[index].timer = next;
             if let Some(at) = next {
+                let at = at - self.nodes[index].skew;
                 self.push(at, Action::Timer { node: index });
             }
         }
@@ -682,9 +760,19 @@ impl Sim {
     /// Moves a node's notifications, requests and events where they go.
     fn drain_node(&mut self, index: usize) {
         while let Some(n) = self.nodes[index].node.poll_notification() {
-            // Simulated stores are in memory: every copy is durable at once.
             let dialer = n.connection as usize;
-            self.send(index, dialer, n.id, Delivery::Notify(n.item));
+            match n.commit {
+                // A copy goes out once it is durable.
+                Some(commit) => self.nodes[index].disk.hold(
+                    commit,
+                    Held::Notify {
+                        to: dialer,
+                        id: n.id,
+                        item: n.item,
+                    },
+                ),
+                None => self.send(index, dialer, n.id, Delivery::Notify(n.item)),
+            }
         }
         let datagrams = self.datagram_mode();
         while let Some(transmit) = self.nodes[index].node.poll_transmit() {
@@ -708,7 +796,19 @@ impl Sim {
                 continue;
             };
             if let Some(ticket) = self.tickets.remove(&(index, query)) {
-                self.outcomes.insert(ticket, event);
+                match &event {
+                    // A put is done once its local copy is durable.
+                    Event::PutDone {
+                        commit: Some(commit),
+                        ..
+                    } => {
+                        let commit = *commit;
+                        self.nodes[index]
+                            .disk
+                            .hold(commit, Held::Put { ticket, event });
+                    }
+                    _ => self.finish(ticket, event),
+                }
             }
         }
     }

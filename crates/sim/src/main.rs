@@ -11,6 +11,8 @@ use cairn_sim::partition::{self, Partition};
 use cairn_sim::scenario::{self, Scenario};
 use cairn_sim::{Latency, Transport, plot};
 use clap::{Args, Parser, Subcommand};
+
+mod swarm_cli;
 use serde::Serialize;
 
 /// Runs cairn nodes (the real protocol state machines) on a simulated network with a virtual
@@ -37,6 +39,9 @@ enum Command {
     /// Cuts the network in two halves for a while, puts and updates items on each side, heals
     /// the cut, and checks that every item is found from both sides at its newest version.
     Partition(PartitionArgs),
+    /// The swarm test: the real nodes under random faults with random operations, checking
+    /// invariants all along; `--seed S` replays one seed, `--seeds N` explores many.
+    Swarm(swarm_cli::SwarmArgs),
     /// Draws SVG plots from the JSON reports of earlier runs (`--json`).
     Plot(PlotArgs),
 }
@@ -380,6 +385,11 @@ fn main() -> ExitCode {
         Some(Command::Partition(args)) => partition(args),
         Some(Command::Plot(args)) => plot::draw(&args.kind, &args.out, &args.reports)
             .map(|written| println!("wrote {written}")),
+        Some(Command::Swarm(args)) => match swarm_cli::swarm(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(message) => Err(message),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

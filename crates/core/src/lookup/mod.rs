@@ -48,7 +48,10 @@ pub struct LookupParams {
 enum State {
     NotContacted,
     Waiting,
-    /// Timed out: counts as failed, but a late answer is still taken.
+    /// Past its round-trip timeout: its slot is freed and it counts as failed, but a late
+    /// answer is still taken, and a patient lookup waits for it.
+    Slow,
+    /// Past its request timeout: counts as failed, but a late answer is still taken.
     Unresponsive,
     Succeeded,
     Failed,
@@ -60,7 +63,7 @@ impl State {
     fn settle(&mut self, outcome: State) -> Option<bool> {
         let held_slot = match *self {
             State::Waiting => true,
-            State::Unresponsive => false,
+            State::Slow | State::Unresponsive => false,
             _ => return None,
         };
         *self = outcome;
@@ -102,6 +105,8 @@ pub struct Lookup {
     path_in_flight: Vec<usize>,
     requests: u32,
     finished: bool,
+    /// Waits for slow requests even once some candidate answered ([`Lookup::set_patient`]).
+    patient: bool,
     /// Who told of each candidate, once [`Lookup::record_referrers`] asked for it: what a
     /// dashboard draws a hop from. Boxed and off by default, so that the lookups of a
     /// simulated network of 100,000 nodes do not pay for it.
@@ -126,6 +131,7 @@ impl Lookup {
             path_in_flight: vec![0; paths],
             requests: 0,
             finished: false,
+            patient: false,
             referrers: None,
         };
         let mut seeds: Vec<Contact> = seeds.into_iter().collect();
@@ -231,6 +237,8 @@ impl Lookup {
         let target = self.target;
         for path in 0..self.params.paths {
             let mut considered = 0;
+            // A request past its round-trip timeout still out: its answer may yet come.
+            let mut slow = false;
             let mut chosen: Option<(Distance, Duration)> = None;
             for (distance, candidate) in self.candidates.iter() {
                 if candidate.path != path {
@@ -241,7 +249,10 @@ impl Lookup {
                     if distance.bucket_index() != first.bucket_index() {
                         break;
                     }
-                    if matches!(candidate.state, State::Failed | State::Unresponsive) {
+                    if matches!(
+                        candidate.state,
+                        State::Failed | State::Slow | State::Unresponsive
+                    ) {
                         continue;
                     }
                     if candidate.state == State::NotContacted {
@@ -253,6 +264,10 @@ impl Lookup {
                 } else {
                     match candidate.state {
                         State::Failed | State::Unresponsive => continue,
+                        State::Slow => {
+                            slow = true;
+                            continue;
+                        }
                         State::Succeeded => {}
                         State::Waiting => all_answered = false,
                         State::NotContacted if self.path_in_flight[path] < self.params.alpha => {
@@ -269,6 +284,11 @@ impl Lookup {
                 if considered == self.params.k {
                     break;
                 }
+            }
+            if slow && self.patient {
+                // Nothing is left to ask, but a patient lookup waits for the slow requests to
+                // answer or reach their deadline.
+                all_answered = false;
             }
             if let Some((distance, _)) = chosen {
                 let Some(candidate) = self.candidates.get_mut(&distance) else {
@@ -319,8 +339,28 @@ impl Lookup {
     pub fn on_timeout(&mut self, peer: &NodeId) -> bool {
         let key = peer.distance(&self.target);
         match self.candidates.get_mut(&key) {
+            Some(candidate) if candidate.state == State::Slow => {
+                candidate.state = State::Unresponsive;
+                false
+            }
             Some(candidate) if candidate.state == State::Waiting => {
                 candidate.state = State::Unresponsive;
+                self.in_flight -= 1;
+                self.path_in_flight[candidate.path] -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records that `peer`'s request passed its round-trip timeout, before its deadline: as
+    /// [`Lookup::on_timeout`], except that a patient lookup ([`Lookup::set_patient`]) waits for
+    /// it to answer or reach its deadline. Returns false if it was not waiting.
+    pub fn on_slow(&mut self, peer: &NodeId) -> bool {
+        let key = peer.distance(&self.target);
+        match self.candidates.get_mut(&key) {
+            Some(candidate) if candidate.state == State::Waiting => {
+                candidate.state = State::Slow;
                 self.in_flight -= 1;
                 self.path_in_flight[candidate.path] -= 1;
                 true
@@ -339,6 +379,14 @@ impl Lookup {
             self.path_in_flight[candidate.path] -= 1;
         }
         Some((candidate.hop, candidate.path))
+    }
+
+    /// Makes the lookup wait for its slow requests (to their deadline) before it ends, even
+    /// once some candidate answered: a get does while it holds fewer copies than its quorum,
+    /// so that a stale copy from a near node does not decide it while the answers of the
+    /// closest nodes are still on their way.
+    pub fn set_patient(&mut self, patient: bool) {
+        self.patient = patient;
     }
 
     /// Ends the lookup now (its deadline passed, or the caller has what it needs).

@@ -13,10 +13,12 @@ use super::event::{QueryId, WatchId};
 use super::housekeeping::Task;
 use super::publish::{expiry, next_seq};
 use super::query::Done;
+use super::requests::Purpose;
 use super::stage::{QueryKind, QueryStart};
 use crate::id::{Key, NodeId};
 use crate::item::{Item, ItemError, SignedItem, Tombstone, signed_key};
 use crate::lookup::Lookup;
+use crate::message::Request;
 use crate::store::{Origin, Store};
 use crate::time::Time;
 
@@ -171,7 +173,7 @@ impl<S: Store> Node<S> {
 
     /// Runs every housekeeping duty due at `now`, then starts queued tasks.
     pub(super) fn housekeep(&mut self, now: Time) {
-        self.housekeeping.run_due(
+        let refresh = self.housekeeping.run_due(
             now,
             &self.id,
             &self.config,
@@ -179,6 +181,12 @@ impl<S: Store> Node<S> {
             &self.table,
             &mut self.traces,
         );
+        if refresh {
+            for contact in self.table.dormant_round() {
+                self.requests
+                    .send(now, contact.into(), Request::Ping, Purpose::Liveness);
+            }
+        }
         self.pump_housekeeping(now);
     }
 

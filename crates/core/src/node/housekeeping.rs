@@ -99,7 +99,8 @@ impl Housekeeping {
 
     /// Runs every duty due at `now`: expires items of `store`, and queues the items and the
     /// idle buckets of `table` to be stored or refreshed. The node (`own`) starts the queued
-    /// tasks ([`Housekeeping::next_task`]).
+    /// tasks ([`Housekeeping::next_task`]). Returns whether a refresh round was due (when the
+    /// node pings its dormant contacts).
     pub(super) fn run_due<S: Store>(
         &mut self,
         now: Time,
@@ -108,9 +109,9 @@ impl Housekeeping {
         store: &mut S,
         table: &RoutingTable,
         traces: &mut Traces,
-    ) {
+    ) -> bool {
         let Some(mut due) = self.schedule else {
-            return;
+            return false;
         };
         if due.expire <= now {
             due.expire = now + config.expire_interval;
@@ -124,7 +125,8 @@ impl Housekeeping {
             due.replicate = now + config.replicate_interval;
             self.queue_replication(now - config.replicate_interval, store, traces);
         }
-        if due.refresh <= now {
+        let refresh = due.refresh <= now;
+        if refresh {
             due.refresh = now + config.refresh_interval;
             self.queue_refresh(
                 now,
@@ -134,6 +136,7 @@ impl Housekeeping {
             );
         }
         self.schedule = Some(due);
+        refresh
     }
 
     /// Drops the items of `store` expired at `now`, and forgets stores received before `since`.

@@ -192,6 +192,10 @@ impl<S: Store> Node<S> {
     pub fn pending_requests(&self) -> usize {
         self.requests.len()
     }
+    /// Contacts whose round-trip time is estimated (at most 4,096).
+    pub fn rtt_contacts(&self) -> usize {
+        self.requests.rtt().len()
+    }
     /// Watches running.
     pub fn watch_count(&self) -> usize {
         self.watches.len()

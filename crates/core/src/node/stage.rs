@@ -55,7 +55,7 @@ impl Stage {
     /// its answers matters.
     pub(super) fn on_slow(&mut self, peer: &Peer) -> bool {
         match (self, peer.id) {
-            (Stage::Closest(lookup), Some(id)) => lookup.on_timeout(&id),
+            (Stage::Closest(lookup), Some(id)) => lookup.on_slow(&id),
             (Stage::Fixed(_), _) | (Stage::Closest(_), None) => false,
         }
     }
@@ -72,6 +72,13 @@ impl Stage {
         match self {
             Stage::Closest(lookup) => lookup.finish(),
             Stage::Fixed(fixed) => fixed.finish(),
+        }
+    }
+
+    /// Makes a lookup wait for its slow requests before it ends ([`Lookup::set_patient`]).
+    pub(super) fn set_patient(&mut self, patient: bool) {
+        if let Stage::Closest(lookup) = self {
+            lookup.set_patient(patient);
         }
     }
 

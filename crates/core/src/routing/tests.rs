@@ -106,6 +106,40 @@ fn max_failures_in_a_row_remove_a_contact() {
 }
 
 #[test]
+fn a_contact_evicted_with_no_replacement_is_pinged_for_a_while_and_comes_back_if_it_answers() {
+    let mut table = RoutingTable::new(OWN, 2, 1);
+    let (a, b) = (id_in(400, 1), id_in(300, 1));
+    let _ = table.seen(contact(a), t(1));
+    let _ = table.seen(contact(b), t(1));
+    assert_eq!(table.failed(&a), Failure::Evicted { replaced_by: None });
+    assert_eq!(table.failed(&b), Failure::Evicted { replaced_by: None });
+    assert_eq!(table.dormant(), 2);
+    assert!(
+        table.closest(&a, 2).iter().all(|c| c.id != a),
+        "lookups never ask it"
+    );
+    assert_eq!(table.dormant_round().len(), 2);
+    // `a` answers its ping: back in its bucket, no longer dormant.
+    assert_eq!(table.seen(contact(a), t(2)), Insertion::Added);
+    assert_eq!(table.dormant(), 1);
+    // `b` never answers: forgotten after its rounds.
+    let rounds: usize = (0..10).map(|_| table.dormant_round().len()).sum();
+    assert_eq!(rounds, DORMANT_ROUNDS as usize - 1);
+    assert_eq!(table.dormant(), 0);
+}
+
+#[test]
+fn dormant_contacts_are_bounded() {
+    let mut table = RoutingTable::new(OWN, 1, 1);
+    for n in 0..(MAX_DORMANT as u16 + 10) {
+        let id = id_in(400, n);
+        let _ = table.seen(contact(id), t(1));
+        let _ = table.failed(&id);
+    }
+    assert_eq!(table.dormant(), MAX_DORMANT);
+}
+
+#[test]
 fn closest_is_sorted_and_bounded() {
     let mut table = RoutingTable::new(OWN, 20, 3);
     for bucket in [300, 400, 500, 511] {
