@@ -166,9 +166,7 @@ impl<S: Store> Node<S> {
 
     /// Starts the housekeeping clock at the first input the node sees.
     pub(super) fn start_housekeeping(&mut self, now: Time) {
-        let restarted = self.store.len() > self.store.own_keys().len();
-        self.housekeeping
-            .start(now, &self.id, &self.config, restarted);
+        self.housekeeping.start(now, &self.id, &self.config);
     }
 
     /// Runs every housekeeping duty due at `now`, then starts queued tasks.

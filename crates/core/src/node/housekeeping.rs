@@ -18,10 +18,6 @@ use crate::routing::RoutingTable;
 use crate::store::Store;
 use crate::time::Time;
 
-/// The base of a restarted node's first replication (at its phase, from half of it to one and
-/// a half): a bootstrap fills the table in seconds, and stale copies are served meanwhile.
-const RESTART_REPLICATION: Duration = Duration::from_secs(120);
-
 /// What housekeeping has to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Task {
@@ -70,9 +66,7 @@ impl Housekeeping {
     }
 
     /// Starts the clock at the first input the node (`own`) sees; later calls do nothing.
-    /// `restarted` says the node's store already holds items of others (it restarts on its
-    /// data directory): it replicates them within minutes, not an interval.
-    pub(super) fn start(&mut self, now: Time, own: &NodeId, config: &Config, restarted: bool) {
+    pub(super) fn start(&mut self, now: Time, own: &NodeId, config: &Config) {
         if self.schedule.is_some() {
             return;
         }
@@ -80,18 +74,9 @@ impl Housekeeping {
         // phase of its own, from half an interval to one and a half.
         let phase = f64::from(u16::from_be_bytes([own.as_bytes()[0], own.as_bytes()[1]]));
         let first = |interval: Duration| now + interval.mul_f64(0.5 + phase / 65_536.0);
-        // A node back from a crash or a stop may hold versions that were replaced or deleted
-        // while it was away, and would serve them until its first replication, when the
-        // newer copies' holders refuse its stale ones (409) and it fetches theirs. So it
-        // replicates after the bootstrap has had time to fill its table, still at its phase.
-        let replicate = if restarted {
-            first(config.replicate_interval.min(RESTART_REPLICATION))
-        } else {
-            first(config.replicate_interval)
-        };
         self.schedule = Some(Schedule {
             republish: first(config.republish_interval),
-            replicate,
+            replicate: first(config.replicate_interval),
             refresh: first(config.refresh_interval),
             expire: now + config.expire_interval,
         });
