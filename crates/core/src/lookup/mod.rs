@@ -49,7 +49,7 @@ enum State {
     NotContacted,
     Waiting,
     /// Past its round-trip timeout: its slot is freed and it counts as failed, but a late
-    /// answer is still taken, and a patient lookup waits for it.
+    /// answer is still taken, and a lookup that wants an answer waits for it while none came.
     Slow,
     /// Past its request timeout: counts as failed, but a late answer is still taken.
     Unresponsive,
@@ -105,8 +105,9 @@ pub struct Lookup {
     path_in_flight: Vec<usize>,
     requests: u32,
     finished: bool,
-    /// Waits for slow requests even once some candidate answered ([`Lookup::set_patient`]).
-    patient: bool,
+    /// Waits for slow requests while no candidate has answered
+    /// ([`Lookup::wait_for_an_answer`]).
+    wants_an_answer: bool,
     /// Who told of each candidate, once [`Lookup::record_referrers`] asked for it: what a
     /// dashboard draws a hop from. Boxed and off by default, so that the lookups of a
     /// simulated network of 100,000 nodes do not pay for it.
@@ -131,7 +132,7 @@ impl Lookup {
             path_in_flight: vec![0; paths],
             requests: 0,
             finished: false,
-            patient: false,
+            wants_an_answer: false,
             referrers: None,
         };
         let mut seeds: Vec<Contact> = seeds.into_iter().collect();
@@ -237,8 +238,9 @@ impl Lookup {
         let target = self.target;
         for path in 0..self.params.paths {
             let mut considered = 0;
-            // A request past its round-trip timeout still out: its answer may yet come.
-            let mut slow = false;
+            // A request past its round-trip timeout still out (its answer may yet come), and
+            // whether a candidate of the path answered.
+            let (mut slow, mut answered) = (false, false);
             let mut chosen: Option<(Distance, Duration)> = None;
             for (distance, candidate) in self.candidates.iter() {
                 if candidate.path != path {
@@ -268,7 +270,7 @@ impl Lookup {
                             slow = true;
                             continue;
                         }
-                        State::Succeeded => {}
+                        State::Succeeded => answered = true,
                         State::Waiting => all_answered = false,
                         State::NotContacted if self.path_in_flight[path] < self.params.alpha => {
                             let rtt = round_trip(&target.at_distance(distance));
@@ -285,9 +287,9 @@ impl Lookup {
                     break;
                 }
             }
-            if slow && self.patient {
-                // Nothing is left to ask, but a patient lookup waits for the slow requests to
-                // answer or reach their deadline.
+            if slow && self.wants_an_answer && !answered {
+                // Nothing is left to ask and nothing answered: a lookup that wants an answer
+                // waits for the slow requests to answer or reach their deadline.
                 all_answered = false;
             }
             if let Some((distance, _)) = chosen {
@@ -354,8 +356,9 @@ impl Lookup {
     }
 
     /// Records that `peer`'s request passed its round-trip timeout, before its deadline: as
-    /// [`Lookup::on_timeout`], except that a patient lookup ([`Lookup::set_patient`]) waits for
-    /// it to answer or reach its deadline. Returns false if it was not waiting.
+    /// [`Lookup::on_timeout`], except that a lookup that wants an answer
+    /// ([`Lookup::wait_for_an_answer`]) and has none waits for it to answer or reach its
+    /// deadline. Returns false if it was not waiting.
     pub fn on_slow(&mut self, peer: &NodeId) -> bool {
         let key = peer.distance(&self.target);
         match self.candidates.get_mut(&key) {
@@ -381,12 +384,12 @@ impl Lookup {
         Some((candidate.hop, candidate.path))
     }
 
-    /// Makes the lookup wait for its slow requests (to their deadline) before it ends, even
-    /// once some candidate answered: a get does while it holds fewer copies than its quorum,
-    /// so that a stale copy from a near node does not decide it while the answers of the
-    /// closest nodes are still on their way.
-    pub fn set_patient(&mut self, patient: bool) {
-        self.patient = patient;
+    /// Makes the lookup wait for its slow requests (to their deadline) while none of its
+    /// candidates has answered: a get does, so that it does not end "not found" while the
+    /// answers of contacts slower than their estimates are on their way. (A `find_node` ends
+    /// at their round-trip timeouts, as before.)
+    pub fn wait_for_an_answer(&mut self) {
+        self.wants_an_answer = true;
     }
 
     /// Ends the lookup now (its deadline passed, or the caller has what it needs).

@@ -504,9 +504,5 @@ fn take_value(
     let immutable = matches!(best, Some(Item::Immutable(_)));
     if immutable || (*copies >= quorum && stage.every_path_has(*paths_with_copy)) {
         stage.finish();
-    } else {
-        // With a copy but short of the quorum, the answers still on their way may hold a
-        // newer one: the lookup waits for them (found by the swarm test, seed 392).
-        stage.set_patient(true);
     }
 }
