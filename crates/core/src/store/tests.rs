@@ -77,6 +77,28 @@ fn a_get_of_an_item_held_but_unreadable_is_unavailable_not_not_found() {
     assert!(store.put(item.clone(), NOW, Origin::Own).is_ok());
     let mut node = Node::new(NodeId::hash(b"alone"), Config::default(), Unreadable(store));
     let key = *item.key();
+    let result = get_done(&mut node, key);
+    assert_eq!(
+        result,
+        Some(Err(crate::GetFailure::Unavailable { key, replicas: 1 }))
+    );
+    // A key not held is still not found.
+    let missing = *ImmutableItem::new(Bytes::from_static(b"not held")).key();
+    let missing_result = get_done(&mut node, missing);
+    assert!(
+        matches!(
+            missing_result,
+            Some(Err(crate::GetFailure::NotFound { .. }))
+        ),
+        "{missing_result:?}"
+    );
+}
+
+/// Starts a get of `key` at `node` and returns how it ended, if it ended at once.
+fn get_done<S: Store>(
+    node: &mut Node<S>,
+    key: crate::id::Key,
+) -> Option<Result<Item, crate::GetFailure>> {
     let query = node.get(NOW, key);
     let mut result = None;
     while let Some(event) = node.poll_event() {
@@ -85,37 +107,10 @@ fn a_get_of_an_item_held_but_unreadable_is_unavailable_not_not_found() {
             result: r,
             ..
         } = event
+            && q == query
         {
-            if q == query {
-                result = Some(r);
-            }
+            result = Some(r);
         }
     }
-    assert_eq!(
-        result,
-        Some(Err(crate::GetFailure::Unavailable { key, replicas: 1 }))
-    );
-    // A key not held is still not found.
-    let missing = *ImmutableItem::new(Bytes::from_static(b"not held")).key();
-    let query = node.get(NOW, missing);
-    let mut missing_result = None;
-    while let Some(event) = node.poll_event() {
-        if let crate::Event::GetDone {
-            query: q,
-            result: r,
-            ..
-        } = event
-        {
-            if q == query {
-                missing_result = Some(r);
-            }
-        }
-    }
-    assert!(
-        matches!(
-            missing_result,
-            Some(Err(crate::GetFailure::NotFound { .. }))
-        ),
-        "{missing_result:?}"
-    );
+    result
 }
