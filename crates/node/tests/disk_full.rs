@@ -93,14 +93,7 @@ async fn a_full_disk_refuses_stores_saying_so_and_the_node_serves_again_once_spa
         .await
         .expect("starts");
     let addr = dht.status().await.expect("running").listen;
-    let api_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("binds")
-        .local_addr()
-        .expect("addr");
-    let _server = cairn_node::api::serve(dht.clone(), api_addr)
-        .await
-        .expect("serves");
-    let api = ApiClient::new(api_addr);
+    let (_server, api) = serve_api(&dht).await;
 
     // The node alone takes puts until its disk is full.
     disk.fill_after(1024 * 1024);

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use bytes::Bytes;
 use cairn_node::Config;
-use cairn_node::client::{ApiClient, ClientError};
+use cairn_node::client::ClientError;
 use cairn_node::store::StorageState;
 use common::*;
 use hyper::StatusCode;
@@ -92,14 +92,7 @@ async fn a_node_on_a_full_tmpfs_serves_again_once_space_is_freed_without_a_resta
         .listen("127.0.0.1:0".parse().expect("valid"))
         .data_dir(&data);
     let dht = cairn_node::start(config).await.expect("starts");
-    let api_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("binds")
-        .local_addr()
-        .expect("addr");
-    let _server = cairn_node::api::serve(dht.clone(), api_addr)
-        .await
-        .expect("serves");
-    let api = ApiClient::new(api_addr);
+    let (_server, api) = serve_api(&dht).await;
 
     let mut acknowledged = Vec::new();
     let mut refusal = None;

@@ -354,3 +354,16 @@ pub fn value(samples: &[prometheus_parse::Sample], name: &str, labels: &[(&str, 
         })
         .sum()
 }
+
+/// Serves `dht`'s HTTP API on a free loopback port: the server's task (it stops when the
+/// runtime ends) and a client of it.
+pub async fn serve_api(dht: &Dht) -> (tokio::task::JoinHandle<()>, cairn_node::client::ApiClient) {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binds")
+        .local_addr()
+        .expect("addr");
+    let server = cairn_node::api::serve(dht.clone(), addr)
+        .await
+        .expect("serves");
+    (server, cairn_node::client::ApiClient::new(addr))
+}
