@@ -83,6 +83,24 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A run of `seed` with `nodes` nodes for `simulated`, before it did anything.
+    fn empty(seed: u64, options: Options, nodes: usize, simulated: Duration) -> Self {
+        Outcome {
+            seed,
+            strict_reads: options.strict_reads,
+            violation: None,
+            nodes,
+            simulated,
+            operations: 0,
+            acknowledged: 0,
+            gets: 0,
+            faults: 0,
+            messages: 0,
+            plan: None,
+            wall: Duration::ZERO,
+        }
+    }
+
     /// The failure report: the seed, the invariant and the command that replays it.
     pub fn failure(&self) -> Option<String> {
         let violation = self.violation.as_ref()?;
@@ -117,22 +135,12 @@ pub fn run_with(seed: u64, options: Options) -> Outcome {
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".to_string());
         Outcome {
-            seed,
-            strict_reads: options.strict_reads,
             violation: Some(Violation {
                 invariant: Invariant::NoPanic,
                 at: Duration::ZERO,
                 detail: format!("panicked: {message}"),
             }),
-            nodes: 0,
-            simulated: Duration::ZERO,
-            operations: 0,
-            acknowledged: 0,
-            gets: 0,
-            faults: 0,
-            messages: 0,
-            plan: None,
-            wall: Duration::ZERO,
+            ..Outcome::empty(seed, options, 0, Duration::ZERO)
         }
     });
     outcome.wall = started.elapsed();
@@ -234,20 +242,7 @@ impl Run {
             watches: Vec::new(),
             length,
             settle,
-            outcome: Outcome {
-                seed,
-                strict_reads: options.strict_reads,
-                violation: None,
-                nodes,
-                simulated: length,
-                operations: 0,
-                acknowledged: 0,
-                gets: 0,
-                faults: 0,
-                messages: 0,
-                plan: None,
-                wall: Duration::ZERO,
-            },
+            outcome: Outcome::empty(seed, options, nodes, length),
         }
     }
 
