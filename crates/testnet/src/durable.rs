@@ -185,21 +185,10 @@ impl DurableShare {
 
     /// The counters of the running nodes, added up.
     pub(crate) async fn totals(&self) -> Totals {
-        let mut totals = Totals {
-            budget: self.budget,
-            connections_open: self.budget - self.permits.available_permits(),
-            rss_before: self.rss_before,
-            rss_after: resident_bytes(),
-            ..Totals::default()
-        };
+        let mut totals = Totals::of_process(self.budget, &self.permits, self.rss_before);
         for n in 0..self.nodes.len() {
-            if let Some(dht) = self.node(n).await
-                && let Ok(s) = dht.status().await
-            {
-                totals.requests_sent += s.requests_sent;
-                totals.connections_opened += s.connections_opened;
-                totals.budget_exhausted += s.connection_budget_exhausted;
-                totals.dial_failures += s.dial_failures;
+            if let Some(dht) = self.node(n).await {
+                totals.add_node(&dht).await;
             }
         }
         totals

@@ -147,20 +147,9 @@ impl Testnet {
 
     /// The counters of these nodes, added up.
     pub(crate) async fn totals(&self) -> Totals {
-        let mut totals = Totals {
-            budget: self.budget,
-            connections_open: self.budget - self.permits.available_permits(),
-            rss_before: self.rss_before,
-            rss_after: resident_bytes(),
-            ..Totals::default()
-        };
+        let mut totals = Totals::of_process(self.budget, &self.permits, self.rss_before);
         for dht in &self.nodes {
-            if let Ok(s) = dht.status().await {
-                totals.requests_sent += s.requests_sent;
-                totals.connections_opened += s.connections_opened;
-                totals.budget_exhausted += s.connection_budget_exhausted;
-                totals.dial_failures += s.dial_failures;
-            }
+            totals.add_node(dht).await;
         }
         totals
     }
@@ -177,6 +166,30 @@ pub(crate) struct Totals {
     pub(crate) budget: usize,
     pub(crate) rss_before: u64,
     pub(crate) rss_after: u64,
+}
+
+impl Totals {
+    /// A process's totals before its nodes' counters are added: its connection budget (of
+    /// which `permits` are not in use) and its memory before the nodes started and now.
+    pub(crate) fn of_process(budget: usize, permits: &Semaphore, rss_before: u64) -> Self {
+        Totals {
+            budget,
+            connections_open: budget - permits.available_permits(),
+            rss_before,
+            rss_after: resident_bytes(),
+            ..Totals::default()
+        }
+    }
+
+    /// Adds the counters of a running node (nothing if it does not answer).
+    pub(crate) async fn add_node(&mut self, dht: &Dht) {
+        if let Ok(s) = dht.status().await {
+            self.requests_sent += s.requests_sent;
+            self.connections_opened += s.connections_opened;
+            self.budget_exhausted += s.connection_budget_exhausted;
+            self.dial_failures += s.dial_failures;
+        }
+    }
 }
 
 impl std::ops::Add for Totals {
