@@ -11,7 +11,9 @@
 //!   (among candidates equally far in bits, the caller may rank by expected round trip);
 //! - a request that timed out counts as failed and frees its slot, but a late answer is still
 //!   used (the node reports a lookup request as timed out once it runs past its contact's
-//!   round-trip timeout, [`crate::rtt`], well before the request itself expires);
+//!   round-trip timeout, [`crate::rtt`], well before the request itself expires); a lookup
+//!   that waits for its slow requests ([`Lookup::wait_for_slow_requests`], a get's) still
+//!   frees their slots, but does not end before they answer or reach their deadline;
 //! - the lookup is finished when the k closest candidates that have not failed have all
 //!   answered, or when nobody is left to ask and nothing is in flight.
 //!
@@ -49,7 +51,7 @@ enum State {
     NotContacted,
     Waiting,
     /// Past its round-trip timeout: its slot is freed and it counts as failed, but a late
-    /// answer is still taken, and a lookup that wants an answer waits for it while none came.
+    /// answer is still taken, and a lookup that waits for slow requests waits for it.
     Slow,
     /// Past its request timeout: counts as failed, but a late answer is still taken.
     Unresponsive,
@@ -105,9 +107,9 @@ pub struct Lookup {
     path_in_flight: Vec<usize>,
     requests: u32,
     finished: bool,
-    /// Waits for slow requests while no candidate has answered
-    /// ([`Lookup::wait_for_an_answer`]).
-    wants_an_answer: bool,
+    /// Does not end while a request among the k closest is slow
+    /// ([`Lookup::wait_for_slow_requests`]).
+    waits_for_slow: bool,
     /// Who told of each candidate, once [`Lookup::record_referrers`] asked for it: what a
     /// dashboard draws a hop from. Boxed and off by default, so that the lookups of a
     /// simulated network of 100,000 nodes do not pay for it.
@@ -132,7 +134,7 @@ impl Lookup {
             path_in_flight: vec![0; paths],
             requests: 0,
             finished: false,
-            wants_an_answer: false,
+            waits_for_slow: false,
             referrers: None,
         };
         let mut seeds: Vec<Contact> = seeds.into_iter().collect();
@@ -238,9 +240,8 @@ impl Lookup {
         let target = self.target;
         for path in 0..self.params.paths {
             let mut considered = 0;
-            // A request past its round-trip timeout still out (its answer may yet come), and
-            // whether a candidate of the path answered.
-            let (mut slow, mut answered) = (false, false);
+            // A request past its round-trip timeout still out: its answer may yet come.
+            let mut slow = false;
             let mut chosen: Option<(Distance, Duration)> = None;
             for (distance, candidate) in self.candidates.iter() {
                 if candidate.path != path {
@@ -270,7 +271,7 @@ impl Lookup {
                             slow = true;
                             continue;
                         }
-                        State::Succeeded => answered = true,
+                        State::Succeeded => {}
                         State::Waiting => all_answered = false,
                         State::NotContacted if self.path_in_flight[path] < self.params.alpha => {
                             let rtt = round_trip(&target.at_distance(distance));
@@ -287,9 +288,9 @@ impl Lookup {
                     break;
                 }
             }
-            if slow && self.wants_an_answer && !answered {
-                // Nothing is left to ask and nothing answered: a lookup that wants an answer
-                // waits for the slow requests to answer or reach their deadline.
+            if slow && self.waits_for_slow {
+                // A slow request among the k closest may yet bring what the lookup is for:
+                // a lookup that waits for them does not end before they answer or fail.
                 all_answered = false;
             }
             if let Some((distance, _)) = chosen {
@@ -356,9 +357,9 @@ impl Lookup {
     }
 
     /// Records that `peer`'s request passed its round-trip timeout, before its deadline: as
-    /// [`Lookup::on_timeout`], except that a lookup that wants an answer
-    /// ([`Lookup::wait_for_an_answer`]) and has none waits for it to answer or reach its
-    /// deadline. Returns false if it was not waiting.
+    /// [`Lookup::on_timeout`], except that a lookup that waits for its slow requests
+    /// ([`Lookup::wait_for_slow_requests`]) waits for it to answer or reach its deadline.
+    /// Returns false if it was not waiting.
     pub fn on_slow(&mut self, peer: &NodeId) -> bool {
         let key = peer.distance(&self.target);
         match self.candidates.get_mut(&key) {
@@ -384,12 +385,14 @@ impl Lookup {
         Some((candidate.hop, candidate.path))
     }
 
-    /// Makes the lookup wait for its slow requests (to their deadline) while none of its
-    /// candidates has answered: a get does, so that it does not end "not found" while the
-    /// answers of contacts slower than their estimates are on their way. (A `find_node` ends
-    /// at their round-trip timeouts, as before.)
-    pub fn wait_for_an_answer(&mut self) {
-        self.wants_an_answer = true;
+    /// Makes the lookup wait, before it ends, for the slow requests among its k closest
+    /// candidates to answer or reach their deadline: their slots are freed at their
+    /// round-trip timeouts all the same, so farther candidates are asked meanwhile. A get
+    /// does, so that it neither ends "not found" nor settles on a stale copy while the
+    /// answers of the closest nodes, slower than their estimates, are on their way. (A
+    /// `find_node` ends at their round-trip timeouts.)
+    pub fn wait_for_slow_requests(&mut self) {
+        self.waits_for_slow = true;
     }
 
     /// Ends the lookup now (its deadline passed, or the caller has what it needs).

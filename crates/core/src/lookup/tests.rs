@@ -247,13 +247,14 @@ fn equals_are_asked_fastest_first_but_never_before_a_closer_bucket() {
 }
 
 #[test]
-fn a_lookup_that_wants_an_answer_waits_for_slow_requests_until_one_answers() {
-    // Found by the swarm test (seed 24): a get whose contacts were all slower than their
-    // estimates ended "not found" while their answers were on their way.
+fn a_lookup_that_waits_for_slow_requests_ends_once_each_answered_or_failed() {
+    // Found by the swarm test: a get whose contacts were slower than their estimates ended
+    // "not found" while their answers were on their way (seed 24), or with a stale copy
+    // from a nearer node that had answered (seed 392).
     let (a, b) = (contact(1), contact(2));
     let target = contact(3).id;
     let mut lookup = Lookup::new(target, params(2, 2), [a, b]);
-    lookup.wait_for_an_answer();
+    lookup.wait_for_slow_requests();
     let mut asked = Vec::new();
     while let Next::Send(Peer { id: Some(id), .. }) = lookup.next() {
         asked.push(id);
@@ -263,5 +264,51 @@ fn a_lookup_that_wants_an_answer_waits_for_slow_requests_until_one_answers() {
     }
     assert_eq!(lookup.next(), Next::Wait, "no answer yet, and two may come");
     assert!(lookup.on_success(&asked[0], []), "a late answer is taken");
-    assert_eq!(lookup.next(), Next::Finished, "one answer is enough");
+    assert_eq!(
+        lookup.next(),
+        Next::Wait,
+        "the other slow one may yet answer"
+    );
+    assert!(!lookup.on_timeout(&asked[1]), "it held no slot any more");
+    assert_eq!(lookup.next(), Next::Finished, "each answered or failed");
+
+    // Without the wait, as a `find_node`: the slow requests are given up.
+    let mut lookup = Lookup::new(target, params(2, 2), [a, b]);
+    let mut asked = Vec::new();
+    while let Next::Send(Peer { id: Some(id), .. }) = lookup.next() {
+        asked.push(id);
+    }
+    for id in &asked {
+        assert!(lookup.on_slow(id));
+    }
+    assert_eq!(lookup.next(), Next::Finished);
+}
+
+#[test]
+fn a_lookup_that_waits_for_slow_requests_still_frees_their_slots() {
+    // One slot: the closest is slow, so the next is asked at once, and the lookup ends only
+    // once the slow one is heard from.
+    let (a, b) = (contact(1), contact(2));
+    let target = contact(3).id;
+    let mut lookup = Lookup::new(target, params(2, 1), [a, b]);
+    lookup.wait_for_slow_requests();
+    let Next::Send(Peer {
+        id: Some(first), ..
+    }) = lookup.next()
+    else {
+        panic!("asks one");
+    };
+    assert_eq!(lookup.next(), Next::Wait, "one slot");
+    assert!(lookup.on_slow(&first));
+    let Next::Send(Peer {
+        id: Some(second), ..
+    }) = lookup.next()
+    else {
+        panic!("the slot was freed");
+    };
+    assert_ne!(first, second);
+    assert!(lookup.on_success(&second, []));
+    assert_eq!(lookup.next(), Next::Wait, "the closest may yet answer");
+    assert!(lookup.on_success(&first, []));
+    assert_eq!(lookup.next(), Next::Finished);
 }

@@ -35,11 +35,15 @@ pub(super) struct Env<'a> {
 }
 
 impl Env<'_> {
-    /// A lookup of `target` from the k closest contacts known; `target`'s bucket counts as
+    /// A lookup of `target` from the 2k closest contacts known; `target`'s bucket counts as
     /// used.
     pub(super) fn start_lookup(&mut self, target: &NodeId) -> Lookup {
         self.table.touch(target, self.now);
-        let seeds = self.table.closest(target, self.config.k.get());
+        // Twice k: the lookup asks only the k closest that have not failed, and the next k
+        // stand in for those that fail before anyone answers with closer nodes (found by the
+        // swarm test, seed 9359: a get whose k closest contacts were all down or lost ended
+        // "not found" with reachable replicas in its table).
+        let seeds = self.table.closest(target, 2 * self.config.k.get());
         self.new_lookup(*target, seeds)
     }
 

@@ -179,9 +179,11 @@ impl QueryKind {
         local: Option<Item>,
         unreadable: bool,
     ) -> QueryStart {
-        // Found by the swarm test (seed 24): a get whose contacts were all slower than their
-        // estimates ended "not found" while their answers were on their way.
-        lookup.wait_for_an_answer();
+        // Found by the swarm test: a get whose closest contacts were slower than their
+        // estimates ended "not found" (seed 24), or with a stale copy from a nearer node
+        // (seed 392), while their answers were on their way. It ends at `get_quorum` copies,
+        // or once the slow requests among its k closest have answered or failed.
+        lookup.wait_for_slow_requests();
         let copies = usize::from(local.is_some());
         if matches!(local, Some(Item::Immutable(_))) {
             lookup.finish();

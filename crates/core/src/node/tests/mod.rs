@@ -547,13 +547,13 @@ fn a_dead_contact_frees_its_lookup_slot_at_its_round_trip_timeout_and_still_coun
     let gone = node_id(6);
     net.down.push(addr(6));
     let now = net.now;
-    let query = net.node(1).get(now, Id::hash(b"missing"));
+    let query = net.node(1).find_node(now, Id::hash(b"missing"));
     net.run_timers();
-    let Some(Event::GetDone { result, stats, .. }) = net.done(1, query).cloned() else {
-        panic!("the get did not finish")
+    let Some(Event::FindNodeDone { closest, stats, .. }) = net.done(1, query).cloned() else {
+        panic!("the lookup did not finish")
     };
-    assert!(result.is_err(), "nothing was stored");
-    // The get ended once the dead contact's slot was freed, not at its request timeout...
+    assert!(!closest.iter().any(|c| c.id == gone), "{closest:?}");
+    // The lookup ended once the dead contact's slot was freed, not at its request timeout...
     assert_eq!(stats.duration, Duration::from_millis(100));
     assert_eq!(net.node(1).stats().requests_slow, 1);
     // ...and its request was still awaited to its deadline and counted as a failure.
@@ -564,6 +564,56 @@ fn a_dead_contact_frees_its_lookup_slot_at_its_round_trip_timeout_and_still_coun
         net.node(1).routing_table().entry(&gone).is_some(),
         "one failure is not three"
     );
+}
+
+#[test]
+fn a_get_short_of_its_quorum_waits_for_a_slow_contact_to_its_deadline() {
+    // Found by the swarm test (seeds 24 and 392): a get that gave up its slowest closest
+    // contacts at their round-trip timeouts ended "not found", or with a stale copy, while
+    // their answers were on the way. Its slot is freed at the round-trip timeout all the
+    // same (the others are asked meanwhile), but a get ends short of its quorum only once
+    // each of its k closest answered or failed.
+    let config = Config {
+        min_slot_timeout: Duration::from_millis(100),
+        request_timeout: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let mut net = Net::with_config(6, config);
+    net.join_all();
+    net.down.push(addr(6));
+    let now = net.now;
+    let query = net.node(1).get(now, Id::hash(b"missing"));
+    net.run_timers();
+    let Some(Event::GetDone { result, stats, .. }) = net.done(1, query).cloned() else {
+        panic!("the get did not finish")
+    };
+    assert!(result.is_err(), "nothing was stored");
+    assert_eq!(net.node(1).stats().requests_slow, 1);
+    assert_eq!(stats.duration, Duration::from_secs(2), "its deadline");
+    assert_eq!(net.node(1).stats().requests_failed, 1);
+}
+
+#[test]
+fn a_lookup_whose_k_closest_contacts_are_down_goes_on_to_the_next_ones() {
+    // Found by the swarm test (seed 9359): a get whose k closest contacts were all down
+    // asked nobody else, and ended "not found" with reachable replicas in its table.
+    let config = Config {
+        k: std::num::NonZeroUsize::new(3).expect("not zero"),
+        ..Config::default()
+    };
+    let mut net = Net::with_config(10, config);
+    net.join_all();
+    let item = signed(1, "doc", b"v1", 1);
+    let mut ranked: Vec<u8> = (1..=10).collect();
+    ranked.sort_by_key(|n| node_id(*n).distance(item.key()));
+    let (putter, getter) = (ranked[8], ranked[9]);
+    net.down.extend(ranked[..3].iter().map(|n| addr(*n)));
+    let stored = net.put(putter, item.clone()).expect("stored");
+    assert_eq!(stored, 4, "the putter and the three next closest");
+    let found = net
+        .get(getter, *item.key())
+        .expect("found at the next closest");
+    assert_eq!(found.value(), item.value());
 }
 
 fn tombstone(n: u8, name: &str, seq: u64) -> Item {
