@@ -137,6 +137,13 @@ impl<S: Store> Node<S> {
             None => {}
             Some(Done::Reported(event)) => self.events.push(event),
             Some(Done::Housekeeping) => self.housekeeping.finished(),
+            Some(Done::CaughtUp(newest)) => {
+                self.housekeeping.finished();
+                if let Some(item) = newest {
+                    // Kept only if it beats the copy held; a refusal changes nothing.
+                    let _ = self.store_checked(now, item, Origin::Unknown);
+                }
+            }
             Some(Done::Watch { watch, closest }) => {
                 let (config, requests) = (&self.config, &mut self.requests);
                 self.watches.found(now, watch, closest, config, requests);
@@ -166,7 +173,10 @@ impl<S: Store> Node<S> {
 
     /// Starts the housekeeping clock at the first input the node sees.
     pub(super) fn start_housekeeping(&mut self, now: Time) {
-        self.housekeeping.start(now, &self.id, &self.config);
+        if !self.housekeeping.is_started() {
+            let (id, config) = (self.id, &self.config);
+            self.housekeeping.start(now, &id, config, &self.store);
+        }
     }
 
     /// Runs every housekeeping duty due at `now`, then starts queued tasks.
@@ -197,6 +207,13 @@ impl<S: Store> Node<S> {
                     Some(item) => {
                         let lookup = self.start_lookup(now, &key);
                         QueryKind::put(item, lookup, Ok(None))
+                    }
+                    None => continue,
+                },
+                Task::CatchUp(key) => match self.store.get(&key, now).ok().flatten() {
+                    Some(item) => {
+                        let lookup = self.start_lookup(now, &key);
+                        QueryKind::catch_up(key, lookup, item)
                     }
                     None => continue,
                 },

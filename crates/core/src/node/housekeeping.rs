@@ -1,6 +1,11 @@
 //! Housekeeping (see `docs/design.md`, "Storage and housekeeping"), driven by `now` like
 //! everything else: republishing own items, replicating held items to the current k closest
-//! nodes, refreshing idle buckets, and dropping expired items.
+//! nodes, refreshing idle buckets, and dropping expired items. A node that starts on a store
+//! holding others' items (a restart on its data directory) also catches up on them soon
+//! after it starts, one at a time over [`CATCH_UP_WINDOW`]: a get of each that asks all of
+//! the k closest, keeps the newest copy and writes it back to those that lack it, so that
+//! copies replaced or deleted while the node was away are not served until its first
+//! replication.
 //!
 //! Each duty has a deadline that `poll_timeout` reports. When one falls due, its work is put
 //! in a queue of tasks, and at most `max_housekeeping` of them run as lookups at once, so a
@@ -18,11 +23,24 @@ use crate::routing::RoutingTable;
 use crate::store::Store;
 use crate::time::Time;
 
+/// How long after its start, at its phase (from half of it to one and a half), a restarted
+/// node begins to catch up: its bootstrap has filled its table by then.
+const CATCH_UP_DELAY: Duration = Duration::from_secs(30);
+
+/// Over how long a restarted node spreads its catch-up on what it held (at most half its
+/// replication interval): one item at a time, evenly, so that its peers see a trickle, not
+/// the burst of a replication round (a soak whose restarted nodes replicated everything at
+/// once lost a fifth of its put throughput; see `docs/testing.md`).
+const CATCH_UP_WINDOW: Duration = Duration::from_secs(600);
+
 /// What housekeeping has to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Task {
     /// Store an item (own or held) at the k closest nodes to its key.
     Store(Key),
+    /// Catch up on an item held when a restarted node started: find the newest copy among the
+    /// k closest, keep it, and write it back to those that lack it.
+    CatchUp(Key),
     /// Look up an id to refresh its bucket.
     Refresh(Id),
 }
@@ -34,6 +52,18 @@ struct Schedule {
     replicate: Time,
     refresh: Time,
     expire: Time,
+    /// When the next item of the catch-up is due, while one is left.
+    catch_up: Option<Time>,
+}
+
+/// The items a restarted node held when it started, to be replicated one at a time.
+#[derive(Debug, Default)]
+struct CatchUp {
+    keys: VecDeque<Key>,
+    /// Between two items.
+    every: Duration,
+    /// When the node started: items a peer stored since are fresh and skipped.
+    started: Option<Time>,
 }
 
 /// Housekeeping state of a node.
@@ -46,13 +76,16 @@ pub(super) struct Housekeeping {
     queue: VecDeque<Task>,
     /// Housekeeping lookups running.
     running: usize,
+    catch_up: CatchUp,
 }
 
 impl Housekeeping {
     /// The earliest deadline, once the schedule has started.
     pub(super) fn next_deadline(&self) -> Option<Time> {
-        self.schedule
-            .map(|s| s.republish.min(s.replicate).min(s.refresh).min(s.expire))
+        self.schedule.map(|s| {
+            let next = s.republish.min(s.replicate).min(s.refresh).min(s.expire);
+            s.catch_up.map_or(next, |at| next.min(at))
+        })
     }
 
     /// A peer stored `key` here at `now`.
@@ -65,8 +98,15 @@ impl Housekeeping {
         self.received.clear();
     }
 
+    /// Whether the clock has started.
+    pub(super) fn is_started(&self) -> bool {
+        self.schedule.is_some()
+    }
+
     /// Starts the clock at the first input the node (`own`) sees; later calls do nothing.
-    pub(super) fn start(&mut self, now: Time, own: &NodeId, config: &Config) {
+    /// Items of others already in `store` (the node restarts on its data directory) are
+    /// caught up on soon after.
+    pub(super) fn start<S: Store>(&mut self, now: Time, own: &NodeId, config: &Config, store: &S) {
         if self.schedule.is_some() {
             return;
         }
@@ -79,7 +119,25 @@ impl Housekeeping {
             replicate: first(config.replicate_interval),
             refresh: first(config.refresh_interval),
             expire: now + config.expire_interval,
+            catch_up: None,
         });
+        let mine: BTreeSet<Key> = store.own_keys().into_iter().collect();
+        let held: VecDeque<Key> = store
+            .keys()
+            .into_iter()
+            .filter(|key| !mine.contains(key))
+            .collect();
+        if let Some(count) = u32::try_from(held.len()).ok().filter(|n| *n > 0) {
+            let window = CATCH_UP_WINDOW.min(config.replicate_interval / 2);
+            self.catch_up = CatchUp {
+                keys: held,
+                every: window / count,
+                started: Some(now),
+            };
+            if let Some(schedule) = &mut self.schedule {
+                schedule.catch_up = Some(first(CATCH_UP_DELAY));
+            }
+        }
     }
 
     /// Runs every duty due at `now`: expires items of `store`, and queues the items and the
@@ -109,6 +167,12 @@ impl Housekeeping {
         if due.replicate <= now {
             due.replicate = now + config.replicate_interval;
             self.queue_replication(now - config.replicate_interval, store, traces);
+            // A replication round takes in whatever the catch-up had left.
+            self.catch_up.keys.clear();
+            due.catch_up = None;
+        }
+        if due.catch_up.is_some_and(|at| at <= now) {
+            due.catch_up = self.catch_up_next(now, traces);
         }
         let refresh = due.refresh <= now;
         if refresh {
@@ -163,6 +227,24 @@ impl Housekeeping {
         });
     }
 
+    /// Queues the next item of the catch-up that no peer has stored since the start; returns
+    /// when the one after it is due, if any is left.
+    fn catch_up_next(&mut self, now: Time, traces: &mut Traces) -> Option<Time> {
+        let started = self.catch_up.started?;
+        while let Some(key) = self.catch_up.keys.pop_front() {
+            if self.received.get(&key).is_some_and(|at| *at >= started) {
+                continue;
+            }
+            self.queue.push_back(Task::CatchUp(key));
+            traces.push(|| Trace::Housekeeping {
+                duty: Duty::Replicate,
+                count: 1,
+            });
+            break;
+        }
+        (!self.catch_up.keys.is_empty()).then(|| now + self.catch_up.every)
+    }
+
     /// Queues a lookup of an id in each of the `stale` buckets of `own`.
     fn queue_refresh(&mut self, now: Time, own: &NodeId, stale: Vec<usize>, traces: &mut Traces) {
         let count = stale.len();
@@ -212,6 +294,82 @@ fn id_in_bucket(own: &Id, index: usize, seed: &[u8]) -> Id {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::item::{ImmutableItem, Item};
+    use crate::store::{MemoryStore, StoreLimits};
+
+    /// Runs `housekeeping` from deadline to deadline until `until`, returning when each
+    /// catch-up task was queued and for which key.
+    fn stores_queued(
+        housekeeping: &mut Housekeeping,
+        config: &Config,
+        store: &mut MemoryStore,
+        until: Time,
+    ) -> Vec<(Time, Key)> {
+        let own = Id::hash(b"own");
+        let table = RoutingTable::new(own, config.k.get(), config.max_failures);
+        let mut traces = Traces::default();
+        let mut queued = Vec::new();
+        while let Some(now) = housekeeping.next_deadline().filter(|at| *at <= until) {
+            housekeeping.run_due(now, &own, config, store, &table, &mut traces);
+            while let Some(task) = housekeeping.next_task(usize::MAX) {
+                if let Task::CatchUp(key) = task {
+                    queued.push((now, key));
+                }
+            }
+        }
+        queued
+    }
+
+    #[test]
+    fn a_restarted_node_catches_up_on_what_it_held_one_item_at_a_time() {
+        let config = Config::default();
+        let t0 = Time::from_secs(1_800_000_000);
+        let mut store = MemoryStore::new(StoreLimits::default());
+        let items: Vec<Item> = (0..4u8)
+            .map(|n| ImmutableItem::new(vec![n].into()).into())
+            .collect();
+        for item in &items[..3] {
+            store.restore(item.clone(), false);
+        }
+        store.restore(items[3].clone(), true);
+        let mut housekeeping = Housekeeping::default();
+        housekeeping.start(t0, &Id::hash(b"own"), &config, &store);
+        // A peer stores one of them after the start: it is fresh, and skipped.
+        housekeeping.received(*items[1].key(), t0 + Duration::from_secs(1));
+        let queued = stores_queued(
+            &mut housekeeping,
+            &config,
+            &mut store,
+            t0 + CATCH_UP_WINDOW * 2,
+        );
+        let keys: BTreeSet<Key> = queued.iter().map(|(_, key)| *key).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([*items[0].key(), *items[2].key()]),
+            "the others' items not stored since, and not its own"
+        );
+        assert_eq!(queued.len(), 2, "once each");
+        let (first, second) = (queued[0].0, queued[1].0);
+        assert!(first >= t0 + CATCH_UP_DELAY / 2 && first <= t0 + CATCH_UP_DELAY * 3 / 2);
+        assert_eq!(
+            second.since(first),
+            CATCH_UP_WINDOW / 3,
+            "evenly over the window"
+        );
+    }
+
+    #[test]
+    fn a_node_that_starts_with_only_its_own_items_has_nothing_to_catch_up() {
+        let config = Config::default();
+        let t0 = Time::from_secs(1_800_000_000);
+        let mut store = MemoryStore::new(StoreLimits::default());
+        let item: Item = ImmutableItem::new(b"mine".to_vec().into()).into();
+        store.restore(item, true);
+        let mut housekeeping = Housekeeping::default();
+        housekeeping.start(t0, &Id::hash(b"own"), &config, &store);
+        let until = t0 + config.replicate_interval / 4;
+        assert!(stores_queued(&mut housekeeping, &config, &mut store, until).is_empty());
+    }
 
     #[test]
     fn refresh_targets_fall_in_their_bucket() {

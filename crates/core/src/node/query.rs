@@ -71,6 +71,9 @@ pub(super) enum Done {
     Reported(Event),
     /// A housekeeping command: one fewer runs.
     Housekeeping,
+    /// A catch-up ended (one fewer housekeeping command runs) with the newest copy it saw,
+    /// for this node to keep if it beats the one held.
+    CaughtUp(Option<Item>),
     /// A watch's round found the closest nodes to its key (closest first).
     Watch {
         watch: WatchId,
@@ -205,8 +208,12 @@ impl QueryPool {
         from: Contact,
         response: Response,
     ) -> Option<Done> {
-        let quorum = env.config.get_quorum.get();
         let query = self.queries.get_mut(&id)?;
+        let quorum = if query.kind.is_catch_up() {
+            usize::MAX
+        } else {
+            env.config.get_quorum.get()
+        };
         query.take(&env.own, quorum, &peer, from, response);
         self.step(env, id)
     }
@@ -313,6 +320,14 @@ fn finish(env: &mut Env, id: QueryId, query: Query) -> Option<Done> {
         return Some(Done::Watch { watch, closest });
     }
     if query.internal {
+        if let QueryKind::Get {
+            catch_up: true,
+            best,
+            ..
+        } = query.kind
+        {
+            return Some(Done::CaughtUp(best));
+        }
         return Some(Done::Housekeeping);
     }
     query

@@ -145,6 +145,8 @@ pub(super) enum QueryKind {
         /// that answered [`crate::ErrorCode::UNAVAILABLE`]. Each counts as a failed replica,
         /// never as one without a copy.
         unreadable: usize,
+        /// A restarted node's catch-up on an item it held ([`QueryKind::catch_up`]).
+        catch_up: bool,
     },
     Put {
         item: Item,
@@ -196,8 +198,27 @@ impl QueryKind {
             hops: 0,
             paths_with_copy: 0,
             unreadable: usize::from(unreadable),
+            catch_up: false,
         };
         (kind, Stage::Closest(lookup))
+    }
+
+    /// A restarted node's catch-up on `local`, an item of another's that it held when it
+    /// started: a get that asks each of the k closest (no quorum ends it early), writes the
+    /// newest copy back to those that lack it or hold an older one, and hands it to this node
+    /// to keep if it beats `local`. A push of `local` (a replication) would instead give a
+    /// stale copy to the nodes that lack the item.
+    pub(super) fn catch_up(key: Key, lookup: Lookup, local: Item) -> QueryStart {
+        let (mut kind, stage) = Self::get(key, lookup, Some(local), false);
+        if let QueryKind::Get { catch_up, .. } = &mut kind {
+            *catch_up = true;
+        }
+        (kind, stage)
+    }
+
+    /// Whether this is a catch-up ([`QueryKind::catch_up`]).
+    pub(super) fn is_catch_up(&self) -> bool {
+        matches!(self, QueryKind::Get { catch_up: true, .. })
     }
 
     pub(super) fn put(
@@ -246,7 +267,8 @@ impl QueryKind {
         match (self, internal) {
             (QueryKind::FindNode, false) => Operation::FindNode,
             (QueryKind::FindNode, true) => Operation::Refresh,
-            (QueryKind::Get { .. }, _) => Operation::Get,
+            (QueryKind::Get { .. }, false) => Operation::Get,
+            (QueryKind::Get { .. }, true) => Operation::Replicate,
             (QueryKind::Put { item, .. }, false) if item.is_tombstone() => Operation::Delete,
             (QueryKind::Put { .. }, false) => Operation::Put,
             (QueryKind::Put { .. }, true) => Operation::Replicate,
