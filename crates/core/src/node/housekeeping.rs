@@ -30,8 +30,9 @@ const CATCH_UP_DELAY: Duration = Duration::from_secs(30);
 /// Over how long a restarted node spreads its catch-up on what it held (at most half its
 /// replication interval): one item at a time, evenly, so that its peers see a trickle, not
 /// the burst of a replication round (a soak whose restarted nodes replicated everything at
-/// once lost a fifth of its put throughput; see `docs/testing.md`).
-const CATCH_UP_WINDOW: Duration = Duration::from_secs(600);
+/// once lost a fifth of its put throughput; see `docs/testing.md`), yet short enough to end
+/// before the next restart of a node that restarts every few minutes.
+const CATCH_UP_WINDOW: Duration = Duration::from_secs(120);
 
 /// What housekeeping has to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
