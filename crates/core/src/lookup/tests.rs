@@ -255,13 +255,7 @@ fn a_lookup_that_waits_for_slow_requests_ends_once_each_answered_or_failed() {
     let target = contact(3).id;
     let mut lookup = Lookup::new(target, params(2, 2), [a, b]);
     lookup.wait_for_slow_requests();
-    let mut asked = Vec::new();
-    while let Next::Send(Peer { id: Some(id), .. }) = lookup.next() {
-        asked.push(id);
-    }
-    for id in &asked {
-        assert!(lookup.on_slow(id));
-    }
+    let asked = all_asked_and_slow(&mut lookup);
     assert_eq!(lookup.next(), Next::Wait, "no answer yet, and two may come");
     assert!(lookup.on_success(&asked[0], []), "a late answer is taken");
     assert_eq!(
@@ -274,6 +268,12 @@ fn a_lookup_that_waits_for_slow_requests_ends_once_each_answered_or_failed() {
 
     // Without the wait, as a `find_node`: the slow requests are given up.
     let mut lookup = Lookup::new(target, params(2, 2), [a, b]);
+    all_asked_and_slow(&mut lookup);
+    assert_eq!(lookup.next(), Next::Finished);
+}
+
+/// Sends every request `lookup` asks for, then passes each one's round-trip timeout.
+fn all_asked_and_slow(lookup: &mut Lookup) -> Vec<NodeId> {
     let mut asked = Vec::new();
     while let Next::Send(Peer { id: Some(id), .. }) = lookup.next() {
         asked.push(id);
@@ -281,7 +281,7 @@ fn a_lookup_that_waits_for_slow_requests_ends_once_each_answered_or_failed() {
     for id in &asked {
         assert!(lookup.on_slow(id));
     }
-    assert_eq!(lookup.next(), Next::Finished);
+    asked
 }
 
 #[test]

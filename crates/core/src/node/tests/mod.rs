@@ -534,8 +534,10 @@ fn a_value_under_the_wrong_key_is_not_taken() {
     ));
 }
 
-#[test]
-fn a_dead_contact_frees_its_lookup_slot_at_its_round_trip_timeout_and_still_counts_as_failed() {
+/// Six nodes joined with a slot timeout floor of 100 ms and a request timeout of 2 s, node 6
+/// then dead. Every contact answered at once during the joins: the round-trip timeout is the
+/// floor.
+fn six_nodes_and_one_dead() -> Net {
     let config = Config {
         min_slot_timeout: Duration::from_millis(100),
         request_timeout: Duration::from_secs(2),
@@ -543,9 +545,14 @@ fn a_dead_contact_frees_its_lookup_slot_at_its_round_trip_timeout_and_still_coun
     };
     let mut net = Net::with_config(6, config);
     net.join_all();
-    // Every contact answered at once during the joins: the round-trip timeout is the floor.
-    let gone = node_id(6);
     net.down.push(addr(6));
+    net
+}
+
+#[test]
+fn a_dead_contact_frees_its_lookup_slot_at_its_round_trip_timeout_and_still_counts_as_failed() {
+    let mut net = six_nodes_and_one_dead();
+    let gone = node_id(6);
     let now = net.now;
     let query = net.node(1).find_node(now, Id::hash(b"missing"));
     net.run_timers();
@@ -573,14 +580,7 @@ fn a_get_short_of_its_quorum_waits_for_a_slow_contact_to_its_deadline() {
     // their answers were on the way. Its slot is freed at the round-trip timeout all the
     // same (the others are asked meanwhile), but a get ends short of its quorum only once
     // each of its k closest answered or failed.
-    let config = Config {
-        min_slot_timeout: Duration::from_millis(100),
-        request_timeout: Duration::from_secs(2),
-        ..Config::default()
-    };
-    let mut net = Net::with_config(6, config);
-    net.join_all();
-    net.down.push(addr(6));
+    let mut net = six_nodes_and_one_dead();
     let now = net.now;
     let query = net.node(1).get(now, Id::hash(b"missing"));
     net.run_timers();
