@@ -57,6 +57,14 @@ fn a_short_soak_with_kills_and_stops_loses_nothing() {
         total["get"]["attempted"].as_u64().unwrap_or(0) > 0,
         "{total}"
     );
+    // Every failed get attempt is counted under one reason.
+    let count = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("a count: {total}"));
+    let failures = &total["get_failures"];
+    assert_eq!(
+        count(&failures["wrong_copy"]) + count(&failures["not_found"]) + count(&failures["errors"]),
+        count(&total["get"]["attempted"]) - count(&total["get"]["succeeded"]),
+        "{total}"
+    );
     // A line per interval, on stderr with --json.
     assert!(stderr.contains("minute   1:"), "{stderr}");
 }

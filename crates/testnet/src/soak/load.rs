@@ -75,9 +75,15 @@ impl Shared {
             };
             let verdict = lock(&self.ledger).judge(claim.slot, &claim.accept, &found);
             if record {
-                lock(&self.tally)
-                    .get
-                    .record(verdict == Verdict::Good, micros);
+                let mut tally = lock(&self.tally);
+                tally.get.record(verdict == Verdict::Good, micros);
+                let failures = &mut tally.get_failures;
+                match (&verdict, &found) {
+                    (Verdict::Good, _) => {}
+                    (Verdict::Failed, _) => failures.errors += 1,
+                    (Verdict::Miss(_), Fetched::NotFound) => failures.not_found += 1,
+                    (Verdict::Miss(_), _) => failures.wrong_copy += 1,
+                }
             }
             match verdict {
                 Verdict::Good => return Verdict::Good,

@@ -33,7 +33,7 @@ use self::cluster::Cluster;
 use self::ledger::{Ledger, Verdict};
 use self::load::{Shared, chaos, load, lock};
 use self::tally::Tally;
-pub use self::tally::{Interval, KindFigures};
+pub use self::tally::{GetFailures, Interval, KindFigures};
 use crate::local::open_file_limit;
 use crate::{TestnetError, WorkerCommand, spread};
 

@@ -52,8 +52,30 @@ pub(super) struct Tally {
     pub(super) stops: u64,
     pub(super) starts: u64,
     pub(super) missed: Vec<String>,
+    /// Get attempts that failed, by why ([`GetFailures`]).
+    pub(super) get_failures: GetFailures,
     pub(super) notifications: u64,
     pub(super) out_of_order: u64,
+}
+
+/// Why get attempts failed, counted apart: a wrong answer is evidence, an error is not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GetFailures {
+    /// The node found a copy the ledger rules out: an older version, or a tombstone a later
+    /// put replaced.
+    pub wrong_copy: u64,
+    /// The node found nothing, though the ledger says a version lives.
+    pub not_found: u64,
+    /// The get itself failed (its node stopped, its worker killed, a timeout).
+    pub errors: u64,
+}
+
+impl GetFailures {
+    fn merge(&mut self, other: &GetFailures) {
+        self.wrong_copy += other.wrong_copy;
+        self.not_found += other.not_found;
+        self.errors += other.errors;
+    }
 }
 
 impl Tally {
@@ -67,6 +89,7 @@ impl Tally {
         self.stops += other.stops;
         self.starts += other.starts;
         self.missed.extend_from_slice(&other.missed);
+        self.get_failures.merge(&other.get_failures);
         self.notifications += other.notifications;
         self.out_of_order += other.out_of_order;
     }
@@ -85,6 +108,7 @@ impl Tally {
             starts: self.starts,
             missed: self.missed.len() as u64,
             missed_keys: self.missed.clone(),
+            get_failures: self.get_failures,
             notifications: self.notifications,
             out_of_order: self.out_of_order,
         }
@@ -133,6 +157,8 @@ pub struct Interval {
     pub missed: u64,
     /// What each miss sought and found: key, name, publisher, what the gets found.
     pub missed_keys: Vec<String>,
+    /// Why the get attempts that failed did.
+    pub get_failures: GetFailures,
     /// Versions the watches reported.
     pub notifications: u64,
     /// Watches that reported a version twice or out of order.
@@ -150,9 +176,12 @@ impl fmt::Display for Interval {
         };
         write!(
             f,
-            "{} | {} | {} | {} | kills {} restarts {} stops {} starts {} | missed {} | notifications {} (out of order {})",
+            "{} | {} (wrong copy {}, not found {}, errors {}) | {} | {} | kills {} restarts {} stops {} starts {} | missed {} | notifications {} (out of order {})",
             kind("put", &self.put),
             kind("get", &self.get),
+            self.get_failures.wrong_copy,
+            self.get_failures.not_found,
+            self.get_failures.errors,
             kind("del", &self.delete),
             kind("watch", &self.watch),
             self.kills,
