@@ -35,7 +35,12 @@ fn a_short_soak_with_kills_and_stops_loses_nothing() {
         .output()
         .expect("cairn runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "stderr: {stderr}");
+    // The report (stdout) names what was lost, if anything was.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stderr: {stderr}\nreport: {stdout}"
+    );
     let report: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("the report is JSON");
     assert_eq!(report["nodes"], 20);
