@@ -77,8 +77,8 @@ fn a_store_that_drops_acknowledged_items_is_caught() {
 #[test]
 fn the_seeds_of_fixed_findings_break_no_invariant() {
     // 81: a get whose contacts were all slower than their round-trip estimates ended "not
-    // found" while their answers were on their way (fixed in `lookup/mod.rs`: a get waits for
-    // a first answer).
+    // found" while their answers were on their way (fixed in 79c3c61: a get waited for a first
+    // answer; widened in 88e88fb, below).
     // 24 and 392: once one contact had answered "not found" (24) or an older version (392),
     // a get gave up its slower closest contacts and ended (fixed in 88e88fb: a get short of
     // its quorum waits for the slow requests among its k closest).

@@ -173,10 +173,8 @@ impl<S: Store> Node<S> {
 
     /// Starts the housekeeping clock at the first input the node sees.
     pub(super) fn start_housekeeping(&mut self, now: Time) {
-        if !self.housekeeping.is_started() {
-            let (id, config) = (self.id, &self.config);
-            self.housekeeping.start(now, &id, config, &self.store);
-        }
+        self.housekeeping
+            .start(now, &self.id, &self.config, &self.store);
     }
 
     /// Runs every housekeeping duty due at `now`, then starts queued tasks.

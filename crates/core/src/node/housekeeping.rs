@@ -99,11 +99,6 @@ impl Housekeeping {
         self.received.clear();
     }
 
-    /// Whether the clock has started.
-    pub(super) fn is_started(&self) -> bool {
-        self.schedule.is_some()
-    }
-
     /// Starts the clock at the first input the node (`own`) sees; later calls do nothing.
     /// Items of others already in `store` (the node restarts on its data directory) are
     /// caught up on soon after.
