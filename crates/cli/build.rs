@@ -1,8 +1,8 @@
 //! Finds the external tools some of the `cairn` package's tests drive (Chromium, Python,
-//! Prometheus, systemd-analyze and strace) and, for each one missing, sets a `cfg` that marks its tests `#[ignore]` with
-//! the reason. `cargo test` then shows the skip in its normal output
-//! (`test … ignored, needs Chromium: …`) and counts it in the summary line, instead of a pass
-//! whose reason only `--nocapture` shows.
+//! Prometheus, systemd-analyze and strace, ip and nft) and, for each one missing, sets a `cfg`
+//! that marks its tests `#[ignore]` with the reason. `cargo test` then shows the skip in its
+//! normal output (`test … ignored, needs Chromium: …`) and counts it in the summary line,
+//! instead of a pass whose reason only `--nocapture` shows.
 //!
 //! A tool's `CAIRN_REQUIRE_*` variable (set by `.ci/run`) keeps its tests from being ignored:
 //! they run, and fail saying what is missing. The tests keep their own check at run time too,
@@ -22,7 +22,7 @@ struct Tool {
     found: fn(&[PathBuf]) -> bool,
 }
 
-const TOOLS: [Tool; 4] = [
+const TOOLS: [Tool; 5] = [
     Tool {
         missing_cfg: "cairn_no_chromium",
         require: "CAIRN_REQUIRE_BROWSER",
@@ -63,6 +63,11 @@ const TOOLS: [Tool; 4] = [
         missing_cfg: "cairn_no_systemd",
         require: "CAIRN_REQUIRE_SYSTEMD",
         found: |path| on_path(path, &["systemd-analyze"]) && on_path(path, &["strace"]),
+    },
+    Tool {
+        missing_cfg: "cairn_no_netns",
+        require: "CAIRN_REQUIRE_NETNS",
+        found: |path| on_path(path, &["ip"]) && on_path(path, &["nft"]),
     },
 ];
 

@@ -1,0 +1,283 @@
+//! cairn behind real NATs (issue 22, point 6): the `cairn` binary in Linux network
+//! namespaces, on a public segment and behind `nft` masquerading NATs of both kinds (see
+//! `netns/topology.rs` for the layout). The harness itself is tested too: it builds the NATs
+//! the later tests rely on (one keeps ports for every destination, one picks a new port for
+//! each) and removes everything it made, even when a test panics.
+//!
+//! Each test builds its own topology (namespaces are cheap; its names carry a prefix of its
+//! own), so the tests run side by side. They need root, `ip`, `nft` and `python3`; without
+//! them each prints `skipped: <reason>` and passes, unless `CAIRN_REQUIRE_NETNS=1` (set by
+//! `.ci/run`), which makes that a failure. See docs/testing.md, "NAT (network namespaces)".
+
+mod netns;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use netns::guard::{Netns, namespaces};
+use netns::nodes::Network;
+use netns::probe::{self, Listener};
+use netns::topology::{self, Mapping, NATS, PRIVATE, PUBLIC, Topology, nat};
+
+/// Ports the probes send from: one for UDP, one for TCP.
+const SOURCE: (u16, u16) = (9100, 9101);
+
+#[cfg_attr(
+    cairn_no_netns,
+    ignore = "needs ip (iproute2) and nft (nftables), and root; CAIRN_REQUIRE_NETNS=1 fails instead"
+)]
+#[test]
+fn every_private_host_reaches_the_public_segment_only_through_its_nat() {
+    let Some(topology) = netns::start() else {
+        return;
+    };
+    let listener = Listener::start(&topology, &PUBLIC[0]);
+    for host in &PRIVATE {
+        probe::send(&topology, host, SOURCE, host.name, &[listener.addr]);
+        let nat = nat(host.nat.expect("behind a NAT"));
+        for (tcp, port) in [(false, SOURCE.0), (true, SOURCE.1)] {
+            for seen in listener.from(&topology, tcp, host.name) {
+                assert_eq!(seen.source.ip(), &nat.wan, "{host:?} seen as {seen:?}");
+                if nat.mapping == Mapping::Preserving {
+                    assert_eq!(seen.source.port(), port, "{host:?} seen as {seen:?}");
+                }
+            }
+        }
+    }
+    // nat1 now maps p1's UDP port towards pub1 only: the same port from pub2 is unsolicited,
+    // dropped in nat1's input chain, neither forwarded to p1 nor answered.
+    let nat1 = nat("nat1");
+    let before = topology.unsolicited(nat1);
+    let mapped = SocketAddrV4::new(nat1.wan, SOURCE.0);
+    netns::wait_for(
+        "nat1 to drop a datagram from pub2 to p1's mapping",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            probe::fire(&topology, &PUBLIC[1], "unsolicited", mapped);
+            let now = topology.unsolicited(nat1);
+            if now > before {
+                Ok(())
+            } else {
+                Err(format!("{now} dropped"))
+            }
+        },
+    );
+}
+
+#[cfg_attr(
+    cairn_no_netns,
+    ignore = "needs ip (iproute2) and nft (nftables), and root; CAIRN_REQUIRE_NETNS=1 fails instead"
+)]
+#[test]
+fn masquerade_random_maps_each_destination_to_a_port_of_its_own() {
+    let Some(topology) = netns::start() else {
+        return;
+    };
+    let listeners: Vec<Listener> = PUBLIC[..3]
+        .iter()
+        .map(|host| Listener::start(&topology, host))
+        .collect();
+    let to: Vec<SocketAddrV4> = listeners.iter().map(|l| l.addr).collect();
+    for host in &PRIVATE {
+        probe::send(&topology, host, (SOURCE.0, 0), host.name, &to);
+        let nat = nat(host.nat.expect("behind a NAT"));
+        let sources: BTreeSet<SocketAddrV4> = listeners
+            .iter()
+            .flat_map(|l| l.from(&topology, false, host.name))
+            .map(|seen| seen.source)
+            .collect();
+        let ports: BTreeSet<u16> = sources.iter().map(|s| s.port()).collect();
+        assert!(sources.iter().all(|s| s.ip() == &nat.wan), "{sources:?}");
+        match nat.mapping {
+            // One mapping for every destination, on the host's own port: punchable.
+            Mapping::Preserving => assert_eq!(ports, BTreeSet::from([SOURCE.0]), "{host:?}"),
+            // A mapping per destination. Two of three random ports agree by chance about
+            // once in 20,000 runs, all three about once in 4 billion.
+            Mapping::Random => assert!(ports.len() >= 2, "{host:?}: {sources:?}"),
+        }
+    }
+}
+
+#[cfg_attr(
+    cairn_no_netns,
+    ignore = "needs ip (iproute2) and nft (nftables), and root; CAIRN_REQUIRE_NETNS=1 fails instead"
+)]
+#[test]
+fn nodes_behind_each_nat_put_get_delete_and_watch_across_the_network() {
+    let Some(topology) = netns::start() else {
+        return;
+    };
+    let network = Network::start(topology);
+    let value = |host: &topology::Host| format!("from {}", host.name);
+    let public_item = network.put(&PUBLIC[4], "item", &value(&PUBLIC[4]));
+    let items: Vec<String> = PRIVATE
+        .iter()
+        .map(|host| network.put(host, "item", &value(host)))
+        .collect();
+    for (i, host) in PRIVATE.iter().enumerate() {
+        let other = (i + 1) % PRIVATE.len();
+        let got = network.get(host, &items[other]);
+        assert_eq!(
+            got,
+            Ok(value(&PRIVATE[other])),
+            "{}'s item on {}",
+            PRIVATE[other].name,
+            host.name
+        );
+        let got = network.get(host, &public_item);
+        assert_eq!(got, Ok(value(&PUBLIC[4])), "pub5's item on {}", host.name);
+        let got = network.get(&PUBLIC[3], &items[i]);
+        assert_eq!(got, Ok(value(host)), "{}'s item on pub4", host.name);
+    }
+    for (i, owner) in PRIVATE.iter().enumerate() {
+        let watcher = &PRIVATE[(i + 1) % PRIVATE.len()];
+        watch_an_update_and_a_delete(&network, owner, watcher, &items[i]);
+    }
+    // Whatever the public nodes learnt, they learnt it from what reached them: only addresses
+    // on the public segment (a NAT's, never one behind it).
+    for host in &PUBLIC {
+        let peers = network.peers(host).expect("the API answers");
+        for (id, addr) in &peers {
+            let addr: SocketAddrV4 = addr.parse().expect("an IPv4 address");
+            assert!(
+                PUBLIC
+                    .iter()
+                    .chain(&PRIVATE)
+                    .any(|h| topology::public_addr(h) == *addr.ip()),
+                "{} holds {id} at {addr}, not an address of the public segment",
+                host.name
+            );
+        }
+    }
+}
+
+/// `watcher` watches `owner`'s `item`: it sees the value, then the update `owner` puts, then
+/// its deletion; a get on the watcher and on a public node then says the item was deleted.
+fn watch_an_update_and_a_delete(
+    network: &Network,
+    owner: &topology::Host,
+    watcher: &topology::Host,
+    item: &str,
+) {
+    let subscriptions = || -> u64 {
+        PUBLIC
+            .iter()
+            .map(|host| {
+                let status = network.api(host, "/v1/status").expect("the API answers");
+                status["subscriptions"].as_u64().expect("a count")
+            })
+            .sum()
+    };
+    let before = subscriptions();
+    let watch = network.watch(watcher, item);
+    let first = format!("from {}", owner.name);
+    watch.until(network, "the watch to print the value", |v| {
+        v.first().is_some_and(|v| v.text == first)
+    });
+    // The watch has subscribed at some public node: a new version reaches it from there.
+    netns::wait_for(
+        "the watch to subscribe",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            if subscriptions() > before {
+                Ok(())
+            } else {
+                Err("none yet".into())
+            }
+        },
+    );
+    let update = format!("from {}, updated", owner.name);
+    network.put(owner, "item", &update);
+    watch.until(network, "the watch to print the update", |v| {
+        v.iter().any(|v| v.text == update)
+    });
+    network.delete(owner, "item");
+    let versions = watch.until(network, "the watch to print the deletion", |v| {
+        v.last().is_some_and(|v| v.tombstone)
+    });
+    let seqs: Vec<u64> = versions.iter().map(|v| v.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    for host in [watcher, &PUBLIC[1]] {
+        let got = network.get(host, item);
+        assert!(
+            got.as_ref().is_err_and(|e| e.contains("deleted")),
+            "a get of {}'s deleted item on {}: {got:?}",
+            owner.name,
+            host.name
+        );
+    }
+}
+
+#[cfg_attr(
+    cairn_no_netns,
+    ignore = "needs ip (iproute2) and nft (nftables), and root; CAIRN_REQUIRE_NETNS=1 fails instead"
+)]
+#[test]
+fn the_harness_removes_what_it_made_even_when_a_test_panics() {
+    let Some(topology) = netns::start() else {
+        return;
+    };
+    let prefix = topology.netns().prefix().to_owned();
+    let made: Vec<String> = namespaces()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    // sw, five public hosts, three NATs, three private hosts.
+    assert_eq!(
+        made.len(),
+        1 + PUBLIC.len() + NATS.len() + PRIVATE.len(),
+        "{made:?}"
+    );
+    let listener = Listener::start(&topology, &PUBLIC[0]);
+    let pid = topology.netns().pid(listener.process());
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _topology: Topology = topology;
+        panic!("a test failing while its network runs (this panic is the test's own)");
+    }));
+    assert!(failed.is_err());
+    let left: Vec<String> = namespaces()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the listener (pid {pid}) still runs"
+    );
+
+    // A namespace of a run whose process is gone is removed by the next run; one of a run
+    // still going (this process's) is not.
+    let gone = std::process::Command::new("true")
+        .spawn()
+        .expect("true runs");
+    let gone_pid = gone.id();
+    let mut gone = gone;
+    gone.wait().expect("true ends");
+    let stale = Stale(format!("cn{gone_pid}-0-sw"));
+    netns::guard::run_ok(std::process::Command::new("ip").args(["netns", "add", &stale.0]))
+        .expect("ip netns add");
+    let mut live = Netns::new();
+    live.add("sw").expect("ip netns add");
+    let live_name = live.name("sw");
+    drop(Netns::new());
+    let now = namespaces();
+    assert!(!now.contains(&stale.0), "{} was left: {now:?}", stale.0);
+    assert!(now.contains(&live_name), "{live_name} was removed: {now:?}");
+}
+
+/// A namespace made by hand to look like a dead run's; deleted on drop if still there.
+struct Stale(String);
+
+impl Drop for Stale {
+    fn drop(&mut self) {
+        if namespaces().contains(&self.0) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+}
