@@ -109,7 +109,12 @@ fn nodes_behind_each_nat_put_get_delete_and_watch_across_the_network() {
     let Some(topology) = netns::start() else {
         return;
     };
+    let started = std::time::Instant::now();
     let network = Network::start(topology);
+    println!(
+        "the network is up, its tables filled, in {:?}",
+        started.elapsed()
+    );
     let value = |host: &topology::Host| format!("from {}", host.name);
     let public_item = network.put(&PUBLIC[4], "item", &value(&PUBLIC[4]));
     let items: Vec<String> = PRIVATE
@@ -131,9 +136,16 @@ fn nodes_behind_each_nat_put_get_delete_and_watch_across_the_network() {
         let got = network.get(&PUBLIC[3], &items[i]);
         assert_eq!(got, Ok(value(host)), "{}'s item on pub4", host.name);
     }
+    println!("puts and gets done at {:?}", started.elapsed());
     for (i, owner) in PRIVATE.iter().enumerate() {
         let watcher = &PRIVATE[(i + 1) % PRIVATE.len()];
         watch_an_update_and_a_delete(&network, owner, watcher, &items[i]);
+        println!(
+            "{} watched {}'s item to its deletion by {:?}",
+            watcher.name,
+            owner.name,
+            started.elapsed()
+        );
     }
     // Whatever the public nodes learnt, they learnt it from what reached them: only addresses
     // on the public segment (a NAT's, never one behind it).
