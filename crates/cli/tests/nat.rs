@@ -261,35 +261,47 @@ fn the_harness_removes_what_it_made_even_when_a_test_panics() {
         "the listener (pid {pid}) still runs"
     );
 
-    // A namespace of a run whose process is gone is removed by the next run; one of a run
-    // still going (this process's) is not.
-    let gone = std::process::Command::new("true")
+    // A namespace and a scratch directory of a run whose process is gone are removed by the
+    // next run; a namespace of a run still going (this process's) is not.
+    let mut gone = std::process::Command::new("true")
         .spawn()
         .expect("true runs");
-    let gone_pid = gone.id();
-    let mut gone = gone;
     gone.wait().expect("true ends");
-    let stale = Stale(format!("cn{gone_pid}-0-sw"));
-    netns::guard::run_ok(std::process::Command::new("ip").args(["netns", "add", &stale.0]))
+    let stale = Stale {
+        namespace: format!("cn{}-0-sw", gone.id()),
+        dir: std::env::temp_dir().join(format!("cairn-cn{}-0-netns", gone.id())),
+    };
+    netns::guard::run_ok(std::process::Command::new("ip").args(["netns", "add", &stale.namespace]))
         .expect("ip netns add");
+    std::fs::create_dir_all(&stale.dir).expect("creates a directory");
     let mut live = Netns::new();
     live.add("sw").expect("ip netns add");
     let live_name = live.name("sw");
     drop(Netns::new());
     let now = namespaces();
-    assert!(!now.contains(&stale.0), "{} was left: {now:?}", stale.0);
+    assert!(
+        !now.contains(&stale.namespace),
+        "{} was left: {now:?}",
+        stale.namespace
+    );
+    assert!(!stale.dir.exists(), "{} was left", stale.dir.display());
     assert!(now.contains(&live_name), "{live_name} was removed: {now:?}");
 }
 
-/// A namespace made by hand to look like a dead run's; deleted on drop if still there.
-struct Stale(String);
+/// A namespace and a scratch directory made by hand to look like a dead run's; removed on
+/// drop if still there.
+struct Stale {
+    namespace: String,
+    dir: std::path::PathBuf,
+}
 
 impl Drop for Stale {
     fn drop(&mut self) {
-        if namespaces().contains(&self.0) {
+        if namespaces().contains(&self.namespace) {
             let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
+                .args(["netns", "del", &self.namespace])
                 .status();
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -4,7 +4,8 @@
 //! those namespaces (their veths and bridges go with them) and removes the directory.
 //!
 //! Creating one first removes what earlier runs left behind: namespaces named `cn<pid>-…`
-//! whose pid no longer runs (a run killed before its guard could drop).
+//! whose pid no longer runs (a run killed before its guard could drop), with the processes
+//! still in them, and those runs' scratch directories.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -187,7 +188,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let mut processes = std::mem::take(self.processes.get_mut().expect("not poisoned"));
+        // A panic while the lock was held poisons it; the processes must go all the same.
+        let held = self.processes.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut processes = std::mem::take(held);
         if std::thread::panicking() {
             self.print_tails(&processes);
         }
@@ -253,16 +256,33 @@ fn run_pid(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// Deletes every harness namespace whose run's pid no longer exists.
+/// Whether the run of pid `pid` is over.
+fn gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Deletes every harness namespace, and scratch directory, whose run's pid no longer exists.
 fn remove_leftovers() {
     for name in namespaces() {
-        let Some(pid) = run_pid(&name) else { continue };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        let Some(pid) = run_pid(&name).filter(|pid| gone(*pid)) else {
             continue;
-        }
+        };
         match delete_namespace(&name) {
             Ok(()) => eprintln!("removed {name}, left by an earlier run (pid {pid} is gone)"),
             Err(why) => eprintln!("cannot remove {name}, left by an earlier run: {why}"),
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let dead = name
+            .strip_prefix("cairn-")
+            .and_then(run_pid)
+            .is_some_and(gone);
+        if dead && name.ends_with("-netns") {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
