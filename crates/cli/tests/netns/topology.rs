@@ -51,7 +51,7 @@ pub struct Nat {
 /// A host with one address: on the public segment, or on a NAT's LAN.
 #[derive(Debug)]
 pub struct Host {
-    /// Its namespace's short name (at most 5 bytes: it names a veth too).
+    /// Its namespace's short name; it names a veth too, so at most 15 bytes (IFNAMSIZ).
     pub name: &'static str,
     pub addr: Ipv4Addr,
     /// The NAT it sits behind, by name; `None` on the public segment.
