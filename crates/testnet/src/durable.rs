@@ -86,6 +86,11 @@ impl DurableShare {
         addrs
     }
 
+    /// Nodes in this share, running or not.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Node `n` of this share, if it exists and runs.
     pub(crate) async fn node(&self, n: usize) -> Option<Dht> {
         self.nodes.get(n)?.lock().await.0.clone()

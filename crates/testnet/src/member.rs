@@ -15,6 +15,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
+use crate::spread::Held;
 use crate::{Progress, spread};
 
 /// What a put left to get back: its key, and a sample of what it cost.
@@ -217,6 +218,32 @@ pub(crate) async fn fetch_local(dht: &Dht, key: Key) -> (Fetched, u64) {
         Err(e) => Fetched::Failed(e.to_string()),
     };
     (found, micros_since(start))
+}
+
+/// `dht`'s id (hex) and its local copy of `key`, if it holds one; `None` if it stopped.
+pub(crate) async fn census_local(dht: &Dht, key: Key) -> Option<(String, Option<Held>)> {
+    let id = dht.status().await.ok()?.node_id.to_hex();
+    // The listing starts after a key: the one just before `key` (none before the first).
+    let mut before = *key.as_bytes();
+    let after = before.iter().any(|&b| b != 0).then(|| {
+        for b in before.iter_mut().rev() {
+            let (low, borrow) = b.overflowing_sub(1);
+            *b = low;
+            if !borrow {
+                break;
+            }
+        }
+        Key::from_bytes(before)
+    });
+    let listed = dht.items(after, 1).await.ok()?;
+    let held = listed
+        .into_iter()
+        .find(|item| item.key == key.to_hex())
+        .map(|item| Held {
+            kind: item.kind,
+            seq: item.seq,
+        });
+    Some((id, held))
 }
 
 /// Deletes `name` published by `dht`: whether it was acknowledged, and in how long.

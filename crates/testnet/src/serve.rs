@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 
 use crate::durable::DurableShare;
 use crate::local::Testnet;
-use crate::member::{Member, delete_local, fetch_local, get_local, put_local, watch_local};
+use crate::member::{
+    Member, census_local, delete_local, fetch_local, get_local, put_local, watch_local,
+};
 use crate::spread::{Op, Reply, Request, Response, STOP_GRACE, Started};
 
 /// What a worker runs: nodes in memory, or nodes on data directories under a root (a soak).
@@ -28,6 +30,20 @@ impl Share {
         match self {
             Share::Memory(net) => net.nodes.get(n).cloned(),
             Share::Durable(share) => share.node(n).await,
+        }
+    }
+
+    /// Every node of the share that runs, with its number in the share.
+    async fn running(&self) -> Vec<(usize, Dht)> {
+        match self {
+            Share::Memory(net) => net.nodes.iter().cloned().enumerate().collect(),
+            Share::Durable(share) => {
+                let mut running = Vec::new();
+                for n in 0..share.len() {
+                    running.extend(share.node(n).await.map(|dht| (n, dht)));
+                }
+                running
+            }
         }
     }
 
@@ -105,6 +121,18 @@ async fn carry_out(share: &Share, op: Op) -> Reply {
                 Share::Durable(share) => share.totals().await,
             });
         }
+        Op::Census { key } => {
+            let Ok(key) = Key::from_hex(key) else {
+                return Reply::Refused(format!("bad key: {key}"));
+            };
+            let mut held = Vec::new();
+            for (n, dht) in share.running().await {
+                if let Some((id, found)) = census_local(&dht, key).await {
+                    held.push((n, id, found));
+                }
+            }
+            return Reply::Census(held);
+        }
         Op::Stop { node } | Op::Start { node, .. } => {
             let Share::Durable(durable) = share else {
                 return Reply::Refused("only a soak worker stops and starts nodes".into());
@@ -153,7 +181,9 @@ async fn carry_out(share: &Share, op: Op) -> Reply {
             }
             Err(e) => bad_key(e),
         },
-        Op::Totals | Op::Stop { .. } | Op::Start { .. } => Reply::Refused("answered above".into()),
+        Op::Totals | Op::Census { .. } | Op::Stop { .. } | Op::Start { .. } => {
+            Reply::Refused("answered above".into())
+        }
     }
 }
 

@@ -99,6 +99,9 @@ pub(super) enum Op {
     /// Start `node` again on its data directory, emptied first if `wipe` (a soak worker's
     /// nodes only).
     Start { node: usize, wipe: bool },
+    /// What every running node of the worker holds under `key` (hex): the soak's census of
+    /// a key whose get found a wrong copy.
+    Census { key: String },
 }
 
 /// A worker's answer.
@@ -127,8 +130,18 @@ pub(super) enum Reply {
     Stopped(bool),
     /// Where a restarted node listens, or why it did not start.
     Started(Result<SocketAddr, String>),
+    /// Each running node's number in the worker, its id (hex) and the copy it holds of the
+    /// key asked about.
+    Census(Vec<(usize, String, Option<Held>)>),
     /// The request made no sense (a node index out of range, a bad key).
     Refused(String),
+}
+
+/// A node's local copy of a key: its kind (`signed`, `immutable`, `tombstone`) and `seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Held {
+    pub(crate) kind: String,
+    pub(crate) seq: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]

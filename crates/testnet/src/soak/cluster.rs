@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use tokio::task::JoinSet;
 
 use crate::member::{Member, join};
-use crate::spread::{Op, Reply, Worker, shares};
+use crate::spread::{Held, Op, Reply, Worker, shares};
 use crate::{Silent, TestnetError, WorkerCommand};
 
 /// How long the driver waits for a worker's answer before it counts the operation failed
@@ -90,6 +90,22 @@ impl Cluster {
             .await
             .ok()
             .flatten()
+    }
+
+    /// What every running node holds under `key` (hex): its number, its id and its copy.
+    pub(super) async fn census(&self, key: &str) -> Vec<(usize, String, Option<Held>)> {
+        let stride = self.workers.len();
+        let mut all = Vec::new();
+        for (w, worker) in self.workers.iter().enumerate() {
+            let worker = lock(worker).clone();
+            let op = Op::Census { key: key.into() };
+            if let Ok(Some(Reply::Census(held))) =
+                tokio::time::timeout(ANSWER_WITHIN, worker.call(op)).await
+            {
+                all.extend(held.into_iter().map(|(n, id, h)| (w + n * stride, id, h)));
+            }
+        }
+        all
     }
 
     pub(super) fn is_up(&self, i: usize) -> bool {

@@ -162,6 +162,11 @@ impl Ledger {
         }
     }
 
+    /// The `seq` of the last acknowledged put to `slot`, if it said one.
+    pub(super) fn acknowledged_seq(&self, slot: usize) -> Option<u64> {
+        self.slots[slot].last_put.and_then(|(seq, _)| seq)
+    }
+
     /// Gives `slot` back unchanged.
     pub(super) fn release(&mut self, slot: usize) {
         self.slots[slot].busy = false;

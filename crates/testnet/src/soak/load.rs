@@ -2,6 +2,7 @@
 //! from random nodes that are up) and the chaos (a worker killed with SIGKILL and started
 //! again on its data directories, or one node stopped gracefully and started again).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,11 +16,14 @@ use super::ledger::{Ack, Claim, Expect, Ledger, Verdict};
 use super::tally::Tally;
 use crate::TestnetError;
 use crate::member::Fetched;
-use crate::spread::{Op, Reply};
+use crate::spread::{Held, Op, Reply};
 
 /// Nodes that must answer (found or not) before a check counts a miss; a check that finds
 /// what the ledger allows on any of them passes.
 const ANSWERS: usize = 3;
+
+/// Wrong copies whose key the soak takes a census of (each asks every node).
+const CENSUSES: usize = 40;
 
 /// Nodes a check tries at most (some may fail to answer: stopped, killed).
 const ATTEMPTS: usize = 6;
@@ -35,6 +39,7 @@ pub(super) struct Shared {
     pub(super) tally: Mutex<Tally>,
     pub(super) rng: Mutex<StdRng>,
     pub(super) watch_for: Duration,
+    pub(super) censuses: AtomicUsize,
 }
 
 fn micros_since(start: Instant) -> u64 {
@@ -64,10 +69,13 @@ impl Shared {
             };
             tried.push(node);
             let start = Instant::now();
-            let key = key.clone();
+            let asked = key.clone();
             let (found, micros) = match self
                 .cluster
-                .call(node, |n| Op::Fetch { node: n, key })
+                .call(node, |n| Op::Fetch {
+                    node: n,
+                    key: asked,
+                })
                 .await
             {
                 Some(Reply::Fetched { found, micros }) => (found, micros),
@@ -85,6 +93,13 @@ impl Shared {
                     (Verdict::Miss(_), _) => failures.wrong_copy += 1,
                 }
             }
+            if record
+                && matches!(verdict, Verdict::Miss(_))
+                && found != Fetched::NotFound
+                && self.censuses.fetch_add(1, Ordering::Relaxed) < CENSUSES
+            {
+                self.census(claim, node, &key).await;
+            }
             match verdict {
                 Verdict::Good => return Verdict::Good,
                 Verdict::Miss(what) => {
@@ -95,6 +110,41 @@ impl Shared {
             }
         }
         miss.map_or(Verdict::Failed, Verdict::Miss)
+    }
+
+    /// Prints who holds which copy of `key` (hex), by distance: the soak's evidence when a
+    /// get from `getter` found a wrong copy.
+    async fn census(&self, claim: &Claim, getter: usize, key: &str) {
+        let Ok(target) = Key::from_hex(key) else {
+            return;
+        };
+        let acked = lock(&self.ledger).acknowledged_seq(claim.slot);
+        let mut held = self.cluster.census(key).await;
+        held.sort_by_key(|(_, id, _)| Key::from_hex(id).map(|id| id.distance(&target)).ok());
+        let tag = |h: &Option<Held>| match h {
+            None => '.',
+            Some(h) if h.kind == "tombstone" => 'T',
+            Some(h) if h.seq == acked => 'N',
+            Some(h) if h.seq < acked => 'S',
+            Some(_) => 'U',
+        };
+        let line: String = held.iter().take(40).map(|(_, _, h)| tag(h)).collect();
+        let far: String = held
+            .iter()
+            .skip(40)
+            .map(|(_, _, h)| tag(h))
+            .filter(|&t| t != '.')
+            .collect();
+        let rank = held.iter().position(|(i, _, _)| *i == getter);
+        eprintln!(
+            "census {} (node {}'s {}, acked seq {acked:?}): getter {getter} rank {rank:?} holds {:?}; 40 closest running: {line}; farther holders: {far}",
+            &key[..16],
+            claim.publisher,
+            claim.name,
+            held.iter()
+                .find(|(i, _, _)| *i == getter)
+                .map(|(_, _, h)| tag(h)),
+        );
     }
 
     async fn put(&self) -> bool {

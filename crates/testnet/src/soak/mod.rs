@@ -162,6 +162,7 @@ pub async fn soak(
         tally: Mutex::new(Tally::default()),
         rng: Mutex::new(StdRng::seed_from_u64(plan.seed.wrapping_add(1))),
         watch_for: plan.watch_for,
+        censuses: std::sync::atomic::AtomicUsize::new(0),
     });
     let (stop, stopped) = watch::channel(false);
     let mut loads = JoinSet::new();
