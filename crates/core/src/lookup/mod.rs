@@ -60,6 +60,14 @@ enum State {
 }
 
 impl State {
+    /// Not asked yet, awaited, or answered: a node the lookup does not count as failed.
+    fn may_answer(self) -> bool {
+        matches!(
+            self,
+            State::NotContacted | State::Waiting | State::Succeeded
+        )
+    }
+
     /// Moves an outstanding request (waiting or timed out) to `outcome`. Returns whether one
     /// was outstanding, and whether it still held a slot.
     fn settle(&mut self, outcome: State) -> Option<bool> {
@@ -410,6 +418,32 @@ impl Lookup {
             .map(|c| c.hop)
             .max()
             .unwrap_or(0)
+    }
+
+    /// Whether `peer` is among the `n` closest candidates not known to have failed, asked or
+    /// not: fewer than `n` of them are closer. A get counts copies toward its quorum, and
+    /// writes the winner back, only there: a node farther out that answered early may hold a
+    /// copy nobody updates any more.
+    pub fn is_among_closest(&self, peer: &NodeId, n: usize) -> bool {
+        let distance = peer.distance(&self.target);
+        self.candidates
+            .range(..distance)
+            .filter(|(_, c)| c.state.may_answer())
+            .take(n)
+            .count()
+            < n
+    }
+
+    /// The candidates that answered among the `n` closest not known to have failed (asked
+    /// or not), closest first.
+    pub fn succeeded_among_closest(&self, n: usize) -> Vec<Contact> {
+        self.candidates
+            .iter()
+            .filter(|(_, c)| c.state.may_answer())
+            .take(n)
+            .filter(|(_, c)| c.state == State::Succeeded)
+            .map(|(distance, c)| Contact::new(self.target.at_distance(distance), c.addr))
+            .collect()
     }
 
     /// The `n` closest candidates that answered, closest first.

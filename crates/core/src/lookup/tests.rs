@@ -312,3 +312,32 @@ fn a_lookup_that_waits_for_slow_requests_still_frees_their_slots() {
     assert!(lookup.on_success(&first, []));
     assert_eq!(lookup.next(), Next::Finished);
 }
+
+#[test]
+fn the_closest_count_candidates_not_yet_asked_and_skip_those_that_failed() {
+    let target = Id::from_bytes([0; 64]);
+    let mut all: Vec<Contact> = (1..=30).map(contact).collect();
+    all.sort_by_key(|c| c.id.distance(&target));
+    let mut lookup = Lookup::new(target, params(3, 3), all[10..16].to_vec());
+    let asked: Vec<NodeId> = (0..3)
+        .map(|_| match lookup.next() {
+            Next::Send(peer) => peer.id.expect("a lookup asks by id"),
+            other => panic!("expected a request, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(asked, [all[10].id, all[11].id, all[12].id]);
+    // The first to answer names three closer nodes, not asked yet: they are the 3 closest
+    // now, and the nodes that answered are not among them.
+    assert!(lookup.on_success(&all[10].id, all[..3].to_vec()));
+    assert!(lookup.on_success(&all[11].id, Vec::new()));
+    assert_eq!(lookup.closest_succeeded(3), vec![all[10], all[11]]);
+    assert_eq!(lookup.succeeded_among_closest(3), Vec::new());
+    assert!(lookup.is_among_closest(&all[2].id, 3));
+    assert!(!lookup.is_among_closest(&all[10].id, 3));
+    // One of them fails: the closest that answered moves up among the 3.
+    assert!(matches!(lookup.next(), Next::Send(p) if p.id == Some(all[0].id)));
+    assert!(lookup.on_failure(&all[0].id));
+    assert!(lookup.is_among_closest(&all[10].id, 3));
+    assert!(!lookup.is_among_closest(&all[11].id, 3));
+    assert_eq!(lookup.succeeded_among_closest(3), vec![all[10]]);
+}

@@ -214,7 +214,8 @@ impl QueryPool {
         } else {
             env.config.get_quorum.get()
         };
-        query.take(&env.own, quorum, &peer, from, response);
+        let k = env.config.k.get();
+        query.take(&env.own, (quorum, k), &peer, from, response);
         self.step(env, id)
     }
 
@@ -292,7 +293,9 @@ fn write_back(env: &mut Env, query: &Query) -> u32 {
         return 0;
     }
     let mut sent = 0;
-    for contact in query.stage.closest_succeeded(env.config.k.get()) {
+    // Only to the k closest the lookup knows: a copy farther out would not be updated by the
+    // next put, and would answer later gets with a stale version.
+    for contact in query.stage.succeeded_among_closest(env.config.k.get()) {
         let had = held.get(&contact.id).copied().flatten();
         if had.is_none_or(|seq| Some(seq) < best.seq()) {
             let request = Request::Store { item: best.clone() };
@@ -340,7 +343,7 @@ impl Query {
     fn take(
         &mut self,
         own: &NodeId,
-        quorum: usize,
+        (quorum, k): (usize, usize),
         peer: &Peer,
         from: Contact,
         response: Response,
@@ -356,7 +359,13 @@ impl Query {
                 stage.on_success(peer, Vec::new());
             }
             (kind @ QueryKind::Get { .. }, Response::Value(item)) => {
-                take_value(kind, stage, quorum, peer, &from, item);
+                let copy = Copy {
+                    from: &from,
+                    own,
+                    quorum,
+                    k,
+                };
+                take_value(kind, stage, peer, copy, item);
             }
             (QueryKind::Get { unreadable, .. }, Response::Error(e))
                 if e.code == ErrorCode::UNAVAILABLE || e.code == ErrorCode::INTERNAL =>
@@ -482,21 +491,34 @@ fn put_done(
     }
 }
 
-/// A copy `item` came from `peer` (proved to be `from`) for the get `kind`: the best copy so
-/// far is kept, and the lookup ends at an immutable copy or once `quorum` copies came in
-/// from every path.
-fn take_value(
-    kind: &mut QueryKind,
-    stage: &mut Stage,
+/// Where a copy came from, and what a get that takes it counts.
+struct Copy<'a> {
+    /// The node that sent it (proved).
+    from: &'a Contact,
+    /// This node.
+    own: &'a NodeId,
     quorum: usize,
-    peer: &Peer,
-    from: &Contact,
-    item: Item,
-) {
+    k: usize,
+}
+
+/// A copy `item` came from `peer` (proved to be `copy.from`) for the get `kind`: the best copy
+/// so far is kept, and the lookup ends at an immutable copy or once `quorum` copies came in
+/// from every path, counting only the copies of the k closest nodes the lookup knows (this
+/// node's own copy included if it is one of them). Found by the soak: copies held farther out
+/// (where a put reached while the closest were down, or where an earlier get wrote back) are
+/// not updated by later puts, and three of them, answering first, decided gets with an older
+/// version; they still count for the best copy, never for ending early.
+fn take_value(kind: &mut QueryKind, stage: &mut Stage, peer: &Peer, copy: Copy, item: Item) {
+    let Copy {
+        from,
+        own,
+        quorum,
+        k,
+    } = copy;
     let QueryKind::Get {
         key,
         best,
-        copies,
+        local_copy,
         held,
         hops,
         paths_with_copy,
@@ -515,13 +537,18 @@ fn take_value(
     }
     stage.on_success(peer, Vec::new());
     held.insert(from.id, item.seq());
-    *copies += 1;
     if best.as_ref().is_none_or(|b| item.seq() > b.seq()) {
         *best = Some(item);
         *hops = hop;
     }
     let immutable = matches!(best, Some(Item::Immutable(_)));
-    if immutable || (*copies >= quorum && stage.every_path_has(*paths_with_copy)) {
+    let near = |id: &NodeId| stage.is_among_closest(id, k);
+    let copies = held
+        .iter()
+        .filter(|(id, seq)| seq.is_some() && near(id))
+        .count()
+        + usize::from(*local_copy && near(own));
+    if immutable || (copies >= quorum && stage.every_path_has(*paths_with_copy)) {
         stage.finish();
     }
 }

@@ -103,6 +103,24 @@ impl Stage {
         }
     }
 
+    /// Whether `peer` is among a lookup's `n` closest candidates not known to have failed
+    /// (always, for a fixed stage).
+    pub(super) fn is_among_closest(&self, peer: &NodeId, n: usize) -> bool {
+        match self {
+            Stage::Closest(lookup) => lookup.is_among_closest(peer, n),
+            Stage::Fixed(_) => true,
+        }
+    }
+
+    /// The nodes that answered among a lookup's `n` closest candidates not known to have
+    /// failed.
+    pub(super) fn succeeded_among_closest(&self, n: usize) -> Vec<Contact> {
+        match self {
+            Stage::Closest(lookup) => lookup.succeeded_among_closest(n),
+            Stage::Fixed(_) => Vec::new(),
+        }
+    }
+
     pub(super) fn closest_succeeded(&self, n: usize) -> Vec<Contact> {
         match self {
             Stage::Closest(lookup) => lookup.closest_succeeded(n),
@@ -132,8 +150,8 @@ pub(super) enum QueryKind {
     Get {
         key: Key,
         best: Option<Item>,
-        /// Valid copies seen, the local one included.
-        copies: usize,
+        /// Whether this node held a valid copy when the get started.
+        local_copy: bool,
         /// The `seq` each answering node held (`None`: it answered with nodes).
         held: BTreeMap<NodeId, Option<u64>>,
         hops: u32,
@@ -186,14 +204,14 @@ impl QueryKind {
         // (seed 392), while their answers were on their way. It ends at `get_quorum` copies,
         // or once the slow requests among its k closest have answered or failed.
         lookup.wait_for_slow_requests();
-        let copies = usize::from(local.is_some());
+        let local_copy = local.is_some();
         if matches!(local, Some(Item::Immutable(_))) {
             lookup.finish();
         }
         let kind = QueryKind::Get {
             key,
             best: local,
-            copies,
+            local_copy,
             held: BTreeMap::new(),
             hops: 0,
             paths_with_copy: 0,

@@ -1000,3 +1000,74 @@ fn a_node_restarted_on_a_stale_store_catches_up_within_a_minute() {
     assert_eq!(held(&mut net).as_deref(), Some(&b"v2"[..]));
     assert_eq!(newcomer(&mut net).as_deref(), Some(&b"v2"[..]));
 }
+
+#[test]
+fn copies_held_beyond_the_k_closest_do_not_end_a_get_with_an_older_version() {
+    // Found by the soak: nodes beyond the k closest hold copies no later put updates (a put
+    // reached them while closer nodes were down, or a get wrote back to them), and three of
+    // them answering first ended gets with an older version. Here (k = 3, a quorum of 2)
+    // the getter knows a node that names the 3 closest, and farther nodes that hold the old
+    // version, two of which answer first: the get waits for the closest, and returns the new
+    // version.
+    let config = Config {
+        k: std::num::NonZeroUsize::new(3).expect("not zero"),
+        get_quorum: std::num::NonZeroUsize::new(2).expect("not zero"),
+        ..Config::default()
+    };
+    let old = signed(2, "doc", b"old", 1);
+    let new = signed(2, "doc", b"new", 2);
+    let mut ranked: Vec<u8> = (3..=120).collect();
+    ranked.sort_by_key(|n| node_id(*n).distance(old.key()));
+    let (near, names, stale) = (&ranked[..3], ranked[19], &ranked[20..23]);
+    let mut getter = Node::new(node_id(1), config, MemoryStore::default());
+    let now = T0;
+    let known = std::iter::once(names).chain(stale.iter().copied());
+    getter.restore_contacts(now, known.map(contact));
+    let query = getter.get(now, *old.key());
+    // The order in which answers come: a stale copy, the names, then the others.
+    let order: Vec<u8> = [stale[0], names, stale[1], stale[2]]
+        .into_iter()
+        .chain(near.iter().copied())
+        .collect();
+    let mut pending: Vec<Transmit> = Vec::new();
+    let mut stores_to = Vec::new();
+    loop {
+        while let Some(t) = getter.poll_transmit() {
+            pending.push(t);
+        }
+        let Some(next) = order.iter().find_map(|n| {
+            pending
+                .iter()
+                .position(|t| t.to.id == Some(node_id(*n)))
+                .map(|i| (*n, i))
+        }) else {
+            break;
+        };
+        let (n, i) = next;
+        let t = pending.remove(i);
+        let answer = match t.request {
+            Request::Store { .. } => {
+                stores_to.push(n);
+                Response::Stored
+            }
+            _ if n == names => Response::Nodes(near.iter().map(|m| contact(*m)).collect()),
+            _ if stale.contains(&n) => Response::Value(old.clone()),
+            _ => Response::Value(new.clone()),
+        };
+        getter.handle_response(now, contact(n), t.id, answer);
+    }
+    let mut done = None;
+    while let Some(e) = getter.poll_event() {
+        if e.query() == Some(query) {
+            done = Some(e);
+        }
+    }
+    let Some(Event::GetDone { result, .. }) = done else {
+        panic!("the get did not finish: {done:?}")
+    };
+    assert_eq!(result, Ok(new), "the closest nodes' version");
+    assert!(
+        stores_to.iter().all(|n| near.contains(n)),
+        "written back only to the k closest, not to {stores_to:?}"
+    );
+}
