@@ -44,6 +44,8 @@ SID_R = 0x1112131415161718
 EPH_I_SECRET = bytes([0x44] * 32)
 EPH_R_SECRET = bytes([0x55] * 32)
 REFUSE_MESSAGE = 'this node is on network "cairn"'.encode()
+# The address the responder saw the initiator's request come from, for the `observed` key.
+OBSERVED_IP, OBSERVED_PORT = bytes([198, 51, 100, 7]), 7400
 
 
 def raw_public(key):
@@ -106,6 +108,11 @@ def session_keys(shared, eph_i, eph_r, pk_i, pk_r):
     return okm, okm[:32], okm[32:]
 
 
+def compact(ip, port):
+    """Section 11, "Bodies": an address as its 4 (IPv4) or 16 (IPv6) bytes and the port."""
+    return ip + struct.pack(">H", port)
+
+
 def data(receiver_sid, pn, key, body):
     header = bytes([DATA]) + u64(receiver_sid) + u64(pn)
     return header, header + seal(key, pn, header, body)
@@ -163,6 +170,14 @@ def build():
     out += [("body: pong id 2", pong_2), ("data: responder pn 1, pong id 2", data_r)]
     out += [("confirm: initiator pn 2, empty body", confirm)]
 
+    # An answer carrying `observed`: the responder's data pn 2, answering a ping id 3.
+    observed = compact(OBSERVED_IP, OBSERVED_PORT)
+    pong_3 = pack({"type": "pong", "id": 3, "observed": observed})
+    _, data_observed = data(SID_I, 2, key_ri, pong_3)
+    out += [("observed: 198.51.100.7:7400", observed)]
+    out += [("body: pong id 3 with observed", pong_3)]
+    out += [("data: responder pn 2, pong id 3 with observed", data_observed)]
+
     unknown = bytes([UNKNOWN]) + u64(SID_R)
     refuse = (
         bytes([REFUSE, VERSION])
@@ -206,6 +221,9 @@ def check(values, key_ir, key_ri):
         datagram = values[name]
         (pn,) = struct.unpack(">Q", datagram[9:17])
         assert msgpack.unpackb(open_sealed(key, pn, datagram[:17], datagram[17:])) == body
+    datagram = values["data: responder pn 2, pong id 3 with observed"]
+    body = msgpack.unpackb(open_sealed(key_ri, 2, datagram[:17], datagram[17:]))
+    assert body == {"type": "pong", "id": 3, "observed": bytes([198, 51, 100, 7, 0x1C, 0xE8])}
     confirm = values["confirm: initiator pn 2, empty body"]
     assert len(confirm) == 17 + TAG
     assert open_sealed(key_ir, 2, confirm[:17], confirm[17:]) == b""

@@ -338,7 +338,26 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
     if let Some(line) = storage_line(&s.storage) {
         println!("{line}");
     }
+    for (family, r) in [
+        ("ipv4", &s.reachability.ipv4),
+        ("ipv6", &s.reachability.ipv6),
+    ] {
+        println!("{}", reachability_line(family, r));
+    }
     Ok(())
+}
+
+/// What `cairn status` says of one address family: the address peers see, the mapping, and
+/// the votes behind them.
+fn reachability_line(family: &str, r: &cairn_node::FamilyReachability) -> String {
+    let seen = match &r.observed {
+        Some(addr) => format!("seen as {addr}"),
+        None => "not seen yet".to_owned(),
+    };
+    format!(
+        "{family:<10} {seen}, mapping {}, {} votes",
+        r.mapping, r.votes
+    )
 }
 
 /// What `cairn status` says of the node's storage when it is not ok: its state, since when,

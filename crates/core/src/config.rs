@@ -56,6 +56,10 @@ pub struct Config {
     /// subscriptions (sooner when a `ttl` asks for it, or when a subscription is lost).
     /// Default 5 min.
     pub watch_refresh: Duration,
+    /// The IPv4 prefix length that makes one voter's subnet when the node counts votes on its
+    /// address as peers see it (one vote per subnet; IPv6 uses /48). Default 24; a test
+    /// network whose nodes share one /24 sets 32.
+    pub nat_subnet_prefix_v4: u8,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             listen_ttl: Duration::from_secs(600),
             watch_width: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
             watch_refresh: Duration::from_secs(300),
+            nat_subnet_prefix_v4: 24,
         }
     }
 }

@@ -87,6 +87,9 @@ pub use store::{
     StoreError, StoreLimits, Written,
 };
 
+// Behind NATs: the node's address as its peers see it.
+pub use node::{Family, Mapping, ObservedChange, ObservedReport, Seen};
+
 // Routing.
 pub use routing::{Diversity, Entry, RoutingTable};
 pub use subnet::Prefix;

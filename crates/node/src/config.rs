@@ -271,6 +271,8 @@ pub struct FileConfig {
     pub handshakes_per_host_per_sec: Option<f64>,
     /// See [`Config::handshake_rate`] (burst; default twice the rate).
     pub handshakes_per_host_burst: Option<f64>,
+    /// See `cairn_core::Config::nat_subnet_prefix_v4` (1 to 32).
+    pub nat_subnet_prefix_v4: Option<u8>,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -502,6 +504,14 @@ impl FileConfig {
             if let Some(v) = value {
                 *field = secs(name, v)?.max(Duration::from_secs(1));
             }
+        }
+        if let Some(v) = self.nat_subnet_prefix_v4 {
+            if !(1..=32).contains(&v) {
+                return Err(ConfigError::Invalid(
+                    "nat_subnet_prefix_v4 must be 1 to 32 (an IPv4 prefix length)".into(),
+                ));
+            }
+            config.protocol.nat_subnet_prefix_v4 = v;
         }
         Ok(())
     }

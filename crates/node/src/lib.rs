@@ -61,7 +61,9 @@ pub use error::{
     SeedFailure, Stopped, WatchError,
 };
 pub use identity::Identity;
-pub use outcome::{DatagramStatus, Found, PeerInfo, PutReceipt, Status};
+pub use outcome::{
+    DatagramStatus, FamilyReachability, Found, PeerInfo, PutReceipt, Reachability, Status,
+};
 pub use ratelimit::Rate;
 
 /// Why a node could not start.

@@ -67,6 +67,12 @@ pub(crate) struct OutcomeLabel {
     pub(crate) outcome: &'static str,
 }
 
+/// An address family: `ipv4` or `ipv6`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FamilyLabel {
+    pub(crate) family: &'static str,
+}
+
 /// A housekeeping duty: `expire`, `republish`, `replicate`, `refresh`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct DutyLabel {
@@ -181,6 +187,8 @@ pub(crate) struct Metrics {
     pub(crate) datagram_fallbacks: Counter,
     /// Datagram sessions held now.
     pub(crate) sessions: Gauge,
+    /// Times the node's address as its peers see it changed (or became known), by family.
+    pub(crate) observed_changes: Family<FamilyLabel, Counter>,
 }
 
 impl Metrics {
@@ -236,6 +244,7 @@ impl Metrics {
             datagram_retransmits: Counter::default(),
             datagram_fallbacks: Counter::default(),
             sessions: Gauge::default(),
+            observed_changes: Family::default(),
             registry: Registry::default(),
         };
         let limit = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
@@ -289,6 +298,9 @@ impl Metrics {
                 self.datagrams_refused
                     .get_or_create(&ReasonLabel { reason }),
             );
+        }
+        for family in cairn_core::Family::ALL.map(cairn_core::Family::as_str) {
+            drop(self.observed_changes.get_or_create(&FamilyLabel { family }));
         }
         for outcome in ["ok", "failed"] {
             drop(self.commits.get_or_create(&OutcomeLabel { outcome }));
@@ -475,6 +487,11 @@ impl Metrics {
             "sessions",
             "Datagram sessions held now",
             self.sessions.clone(),
+        );
+        r.register(
+            "observed_changes",
+            "Times the node's address as its peers see it changed or became known, by family",
+            self.observed_changes.clone(),
         );
     }
 

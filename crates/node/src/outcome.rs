@@ -112,6 +112,61 @@ pub struct Status {
     /// and since when, errors by kind and reopens (always `ok` without a data directory).
     #[serde(default)]
     pub storage: crate::store::StorageStatus,
+    /// What the node knows of how peers reach it, per address family (the address they see,
+    /// from the `observed` key of datagram answers; `docs/design.md`, "Observed address").
+    #[serde(default)]
+    pub reachability: Reachability,
+}
+
+/// What the node knows of how peers reach it, per address family.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Reachability {
+    /// Over IPv4.
+    #[serde(default)]
+    pub ipv4: FamilyReachability,
+    /// Over IPv6.
+    #[serde(default)]
+    pub ipv6: FamilyReachability,
+}
+
+/// One address family's part of [`Reachability`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FamilyReachability {
+    /// The address peers see this node at (`ip:port`; `ip:*` behind a NAT that maps each
+    /// peer to another port), once enough of them agree; absent until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+    /// How the node's NAT, if any, maps it, as the votes show: `independent`, `dependent`
+    /// or `unknown`.
+    pub mapping: String,
+    /// Votes held now (at most 16; each expires after 10 minutes).
+    pub votes: usize,
+    /// Times the address seen changed, its first becoming known included.
+    pub changes: u64,
+}
+
+impl Default for FamilyReachability {
+    fn default() -> Self {
+        FamilyReachability {
+            observed: None,
+            mapping: cairn_core::Mapping::Unknown.as_str().to_owned(),
+            votes: 0,
+            changes: 0,
+        }
+    }
+}
+
+impl From<cairn_core::ObservedReport> for FamilyReachability {
+    fn from(report: cairn_core::ObservedReport) -> Self {
+        FamilyReachability {
+            observed: report.seen.map(|seen| seen.to_string()),
+            mapping: report.mapping.as_str().to_owned(),
+            votes: report.votes,
+            changes: report.changes,
+        }
+    }
 }
 
 /// The datagram plane's counters, as `GET /v1/status` shows them (`docs/protocol.md`

@@ -321,6 +321,8 @@ impl<S: Durable> Sim<S> {
                     self.nodes[index].node.handle_verified(now, from);
                 }
             }
+            // Votes on a node's address need NATs to say anything; the model has none yet.
+            PlaneEvent::Observed { .. } => {}
         }
     }
 

@@ -40,7 +40,7 @@ use crate::message::{Contact, ErrorCode, ErrorReply, Message, NetworkName, Reque
 use crate::node::{Requester, Transmit};
 use crate::rtt::RttTable;
 use crate::time::Time;
-use crate::wire::{self, Body, MAX_PARTS};
+use crate::wire::{self, Body, Envelope, MAX_PARTS};
 
 pub use packet::{
     ACCEPT, ACCEPT_HEADER, DATA, DATA_HEADER, FLAG_ANNOUNCE, INITIAL, MAX_DATAGRAM, REFUSE,
@@ -171,6 +171,17 @@ pub enum PlaneEvent {
     Fallback(Transmit),
     /// A peer proved its address (and it announces one): it may enter the routing table.
     Verified(Requester),
+    /// An answer to one of this node's requests said from which address the request came
+    /// (`observed`): one vote for the node's address as others see it. Reported just before
+    /// that answer's [`PlaneEvent::Response`]. The peer's key and address are proven (a
+    /// request goes only on a proven session), and it answered a request this node chose to
+    /// send it: an answer nobody asked for is dropped before (`stray`).
+    Observed {
+        /// The peer that answered.
+        by: Contact,
+        /// The address it saw this node's request come from.
+        observed: SocketAddr,
+    },
 }
 
 /// Counters since the plane started.
@@ -408,7 +419,10 @@ impl<C: Suite> Plane<C> {
         } else {
             data_room()
         };
-        let bodies = answer_bodies(reply.id, response, first_room);
+        let envelope = Envelope {
+            observed: Some(addr),
+        };
+        let bodies = answer_bodies(reply.id, response, &envelope, first_room);
         if kept {
             if open.answers.len() >= ANSWERS_KEPT {
                 open.answers.pop_front();
@@ -646,7 +660,10 @@ impl<C: Suite> Plane<C> {
                     (!nodes.is_empty()).then_some(nodes)
                 });
                 match partial {
-                    Some(nodes) => self.deliver(now, sid, id, Response::Nodes(nodes)),
+                    Some(nodes) => {
+                        let nodes = Response::Nodes(nodes);
+                        self.deliver(now, sid, id, nodes, Envelope::default());
+                    }
                     None => self.give_up(id),
                 }
             }
@@ -1066,7 +1083,7 @@ impl<C: Suite> Plane<C> {
 
     /// A body that arrived in open session `sid`.
     fn on_body(&mut self, now: Time, sid: u64, body: &[u8]) {
-        let Ok(body) = wire::decode_body(body) else {
+        let Ok((body, envelope)) = wire::decode_body_with(body) else {
             self.stats.malformed += 1;
             return;
         };
@@ -1075,14 +1092,14 @@ impl<C: Suite> Plane<C> {
                 self.on_request(now, sid, id, request)
             }
             Body::Message(Message::Response { id, response }) => {
-                self.on_response(now, sid, id, response)
+                self.on_response(now, sid, id, response, envelope)
             }
             Body::NodesPart {
                 id,
                 part,
                 parts,
                 nodes,
-            } => self.on_part(now, sid, id, part, parts, nodes),
+            } => self.on_part(now, sid, id, (part, parts), nodes, envelope),
             Body::Held { id } => {
                 if self.answered_on(sid, id) {
                     if let Some(p) = self.pending.remove(&id) {
@@ -1152,15 +1169,30 @@ impl<C: Suite> Plane<C> {
             .is_some_and(|s| s.addr == p.transmit.to.addr)
     }
 
-    fn on_response(&mut self, now: Time, sid: u64, id: u64, response: Response) {
+    fn on_response(
+        &mut self,
+        now: Time,
+        sid: u64,
+        id: u64,
+        response: Response,
+        envelope: Envelope,
+    ) {
         if !self.answered_on(sid, id) {
             self.stats.stray += 1;
             return;
         }
-        self.deliver(now, sid, id, response);
+        self.deliver(now, sid, id, response, envelope);
     }
 
-    fn on_part(&mut self, now: Time, sid: u64, id: u64, part: u8, parts: u8, nodes: Vec<Contact>) {
+    fn on_part(
+        &mut self,
+        now: Time,
+        sid: u64,
+        id: u64,
+        (part, parts): (u8, u8),
+        nodes: Vec<Contact>,
+        envelope: Envelope,
+    ) {
         if !self.answered_on(sid, id) {
             self.stats.stray += 1;
             return;
@@ -1180,12 +1212,12 @@ impl<C: Suite> Plane<C> {
                 .flatten()
                 .take(wire::MAX_NODES)
                 .collect();
-            self.deliver(now, sid, id, Response::Nodes(all));
+            self.deliver(now, sid, id, Response::Nodes(all), envelope);
         }
     }
 
-    /// Request `id` was answered on session `sid`.
-    fn deliver(&mut self, now: Time, sid: u64, id: u64, response: Response) {
+    /// Request `id` was answered on session `sid`, in a body whose envelope was `envelope`.
+    fn deliver(&mut self, now: Time, sid: u64, id: u64, response: Response, envelope: Envelope) {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
@@ -1198,6 +1230,16 @@ impl<C: Suite> Plane<C> {
         if p.tries == 1 {
             // Karn's rule: only a request sent once times its round trip.
             self.rtt.sample(&peer, now.since(p.sent));
+        }
+        if let Some(observed) = envelope.observed {
+            // A request goes only on a session whose peer's key and address are proven (by
+            // its `accept`, or by its first `data` and its `initial`'s signature), and this
+            // node chose whom to ask: the answer's word counts, whoever opened the session.
+            // The plane's own pings count too.
+            self.events.push_back(PlaneEvent::Observed {
+                by: Contact::new(peer, addr),
+                observed,
+            });
         }
         if !p.internal {
             self.events.push_back(PlaneEvent::Response {
@@ -1387,10 +1429,16 @@ fn accept_room() -> usize {
 }
 
 /// The bodies answering request `id` with `response`: one, or the parts of a `nodes` answer
-/// too large for one datagram, or `held` for an item that does not fit. The first body must
-/// fit `first_room` bytes (an `accept`'s), the others a `data`'s.
-fn answer_bodies(id: u64, response: Response, first_room: usize) -> Vec<Vec<u8>> {
-    let encode = |body: &Body| wire::encode_body(body).unwrap_or_default();
+/// too large for one datagram, or `held` for an item that does not fit. Each body carries
+/// `envelope`'s keys (the `observed` address), and is measured with them: the first must fit
+/// `first_room` bytes (an `accept`'s), the others a `data`'s.
+fn answer_bodies(
+    id: u64,
+    response: Response,
+    envelope: &Envelope,
+    first_room: usize,
+) -> Vec<Vec<u8>> {
+    let encode = |body: &Body| wire::encode_body_with(body, envelope).unwrap_or_default();
     let whole = encode(&Body::Message(Message::Response {
         id,
         response: response.clone(),
@@ -1499,6 +1547,8 @@ impl Random {
     }
 }
 
+#[cfg(test)]
+mod observed_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -348,7 +348,10 @@ fn forged_answers_never_reach_the_node() {
     pair.a.handle_datagram(pair.now, addr(2), &answer);
     assert!(matches!(
         drain(&mut pair.a).1.as_slice(),
-        [PlaneEvent::Response { id: 8, .. }]
+        [
+            PlaneEvent::Observed { .. },
+            PlaneEvent::Response { id: 8, .. }
+        ]
     ));
 }
 

@@ -52,6 +52,10 @@ const BODY_PING_2: &str = "82a474797065a470696e67a2696402";
 const DATA_I: &str = "031112131415161718000000000000000100b8576eff0fee02521def71c0cdc99021b844bf114a1a46048aa5a6b07597";
 const BODY_PONG_2: &str = "82a474797065a4706f6e67a2696402";
 const DATA_R: &str = "030102030405060708000000000000000112a8139d910259e9a2aa94d5a2e8f2335219cc271c4919bd8c69ed5e6a258a";
+const OBSERVED: &str = "c63364071ce8";
+const BODY_PONG_3_OBSERVED: &str =
+    "83a474797065a4706f6e67a2696403a86f62736572766564c406c63364071ce8";
+const DATA_R_OBSERVED: &str = "0301020304050607080000000000000002fa90fc4f8dea475955d92f6da0b06bdc2d941e796f65aac07666e9735031f63caddb0484bb223c78cb2c88f1e7c98a1f";
 const CONFIRM: &str = "031112131415161718000000000000000247c476f1d76b3596501541f3aa0491f6";
 const UNKNOWN_VECTOR: &str = "041112131415161718";
 const REFUSE_VECTOR: &str =
@@ -272,8 +276,44 @@ fn a_plane_answers_the_python_initial() {
         (&eph_i, &pk_i),
         (&accept.ephemeral, &accept.public_key),
     );
-    let opened = Real::open(&back, 0, header, sealed);
-    assert_eq!(opened, Some(bytes(BODY_PONG_1)));
+    // The answer carries the address the initial came from (the vectors' pong, plus
+    // `observed`).
+    let opened = Real::open(&back, 0, header, sealed).unwrap_or_default();
+    let envelope = Envelope {
+        observed: Some(addr(1)),
+    };
+    let pong = Body::Message(Message::Response {
+        id: 1,
+        response: Response::Pong,
+    });
+    assert_eq!(
+        wire::decode_body_with(&opened),
+        Ok((pong.clone(), envelope))
+    );
+    assert_eq!(
+        opened,
+        wire::encode_body_with(&pong, &envelope).unwrap_or_default()
+    );
+}
+
+/// The `observed` vectors: the crate writes the same address, body and `data`.
+#[test]
+fn the_crate_builds_the_observed_vectors() {
+    let observed: SocketAddr = "198.51.100.7:7400"
+        .parse()
+        .unwrap_or_else(|_| unreachable!());
+    assert_eq!(to_hex(&wire::compact_addr(observed)), OBSERVED);
+    let envelope = Envelope {
+        observed: Some(observed),
+    };
+    let pong = Body::Message(Message::Response {
+        id: 3,
+        response: Response::Pong,
+    });
+    let body = wire::encode_body_with(&pong, &envelope).unwrap_or_default();
+    assert_eq!(to_hex(&body), BODY_PONG_3_OBSERVED);
+    let (_, back) = keys();
+    assert_eq!(to_hex(&data(SID_I, 2, &back, &body)), DATA_R_OBSERVED);
 }
 
 /// The Python `accept`, taken apart by the crate's own parts: parse, signature, keys, open.
@@ -353,6 +393,35 @@ fn a_plane_takes_the_python_accept_and_data() {
         response: Response::Pong,
     };
     assert_eq!(events, vec![pong]);
+
+    // A third request, answered by the Python `data` that carries `observed`: one vote, then
+    // the answer.
+    let to = Peer {
+        id: Some(responder_id()),
+        addr: addr(2),
+    };
+    let ping = Request::Ping;
+    a.send(
+        T0,
+        Transmit {
+            id: 3,
+            to,
+            request: ping,
+        },
+    );
+    drain(&mut a);
+    a.handle_datagram(T0, addr(2), &bytes(DATA_R_OBSERVED));
+    let (_, events) = drain(&mut a);
+    let by = Contact::new(responder_id(), addr(2));
+    let observed = "198.51.100.7:7400"
+        .parse()
+        .unwrap_or_else(|_| unreachable!());
+    let pong = PlaneEvent::Response {
+        from: by,
+        id: 3,
+        response: Response::Pong,
+    };
+    assert_eq!(events, vec![PlaneEvent::Observed { by, observed }, pong]);
 }
 
 /// Moves the session `a` opened to the vectors' `sid_i` and ephemeral secret, as if its

@@ -142,6 +142,8 @@ pub enum Event {
     ContactAdded(Contact),
     /// A contact left the routing table.
     ContactRemoved(NodeId),
+    /// This node's address as its peers see it changed, or became known.
+    ObservedChanged(super::ObservedChange),
 }
 
 impl Event {
@@ -152,7 +154,10 @@ impl Event {
             | Event::GetDone { query, .. }
             | Event::PutDone { query, .. }
             | Event::BootstrapDone { query, .. } => Some(*query),
-            Event::ContactAdded(_) | Event::ContactRemoved(_) | Event::WatchUpdate { .. } => None,
+            Event::ContactAdded(_)
+            | Event::ContactRemoved(_)
+            | Event::WatchUpdate { .. }
+            | Event::ObservedChanged(_) => None,
         }
     }
 }

@@ -100,6 +100,16 @@ impl<S: Store> Node<S> {
         self.pump_housekeeping(now);
     }
 
+    /// `by` answered one of this node's requests over datagrams, saying the request came from
+    /// `observed` (the plane's [`PlaneEvent::Observed`](crate::datagram::PlaneEvent)):
+    /// one vote on this node's address. A change of the address seen is reported as
+    /// [`Event::ObservedChanged`].
+    pub fn handle_observed(&mut self, now: Time, by: Contact, observed: std::net::SocketAddr) {
+        if let Some(change) = self.observed.vote(now, &by, observed) {
+            self.events.push(Event::ObservedChanged(change));
+        }
+    }
+
     /// A durable store's commit ended. On failure the store undoes that commit's writes; the
     /// caller answers whoever waits on the commit (an [`Answer`] or a
     /// [`Event::PutDone`]).

@@ -5,11 +5,12 @@
 //! - **getters** (`&self`): [`Node::id`], [`Node::config`], [`Node::routing_table`],
 //!   [`Node::store`], [`Node::stats`], [`Node::running_queries`], [`Node::pending_requests`],
 //!   [`Node::watch_count`], [`Node::watch_peers`], [`Node::subscription_count`],
-//!   [`Node::subscribers`] and [`Node::traces_dropped`];
+//!   [`Node::subscribers`], [`Node::traces_dropped`] and [`Node::observed`];
 //! - **inputs**: [`Node::handle_request`] (a peer's request with its id: answered at once),
 //!   [`Node::handle_response`], [`Node::handle_failure`], [`Node::handle_timeout`],
 //!   [`Node::handle_notify`] (a `notify` for one of this node's watches),
-//!   [`Node::handle_verified`] (a dialer's `auth` verified), [`Node::handle_commit`] (a
+//!   [`Node::handle_verified`] (a dialer's `auth` verified), [`Node::handle_observed`] (an
+//!   answer said where this node's request came from), [`Node::handle_commit`] (a
 //!   durable store's commit ended), [`Node::connection_closed`] (an incoming connection's
 //!   subscriptions end) and [`Node::restore_contacts`] (a saved routing table);
 //! - **commands**: [`Node::find_node`], [`Node::get`], [`Node::put`], [`Node::bootstrap`],
@@ -42,6 +43,7 @@ mod event;
 mod housekeeping;
 mod inputs;
 mod listen;
+mod nat;
 mod outbox;
 mod publish;
 mod query;
@@ -61,12 +63,14 @@ use crate::time::Time;
 
 pub use event::{BootstrapFailure, Event, GetFailure, PutFailure, QueryId, QueryStats, WatchId};
 pub use listen::Notification;
+pub use nat::{Family, Mapping, ObservedChange, ObservedReport, Seen};
 pub use publish::{expiry, next_seq};
 pub use requests::Transmit;
 pub use trace::{Duty, Operation, QueryOutcome, RequestOutcome, Trace, error_label};
 
 use housekeeping::Housekeeping;
 use listen::Subscriptions;
+use nat::Observed;
 use outbox::Outbox;
 use query::{Env, QueryPool};
 use requests::{Purpose, Requests};
@@ -139,6 +143,8 @@ pub struct Node<S> {
     watches: Watches,
     /// Step-by-step records, when tracing is on.
     traces: Traces,
+    /// Votes on this node's address as its peers see it.
+    observed: Observed,
 }
 
 impl<S: Store> Node<S> {
@@ -149,6 +155,7 @@ impl<S: Store> Node<S> {
             table: RoutingTable::new(id, config.k.get(), config.max_failures)
                 .with_diversity(config.diversity),
             requests: Requests::new(&config),
+            observed: Observed::new(config.nat_subnet_prefix_v4),
             config,
             store,
             queries: QueryPool::default(),
@@ -211,6 +218,10 @@ impl<S: Store> Node<S> {
     /// The connections holding subscriptions here, with the ids of their `listen` requests.
     pub fn subscribers(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.subscriptions.names()
+    }
+    /// This node's address in `family` as its peers see it, at `now`.
+    pub fn observed(&self, family: Family, now: Time) -> ObservedReport {
+        self.observed.report(family, now)
     }
     /// Records dropped because nobody drained the queue in time.
     pub fn traces_dropped(&self) -> u64 {

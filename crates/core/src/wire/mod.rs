@@ -28,7 +28,10 @@ const MAX_DEPTH: usize = 16;
 /// The most contacts a `nodes` answer may carry (k).
 pub const MAX_NODES: usize = 20;
 
-pub use datagram::{Body, MAX_PARTS, decode_body, encode_body};
+pub use datagram::{
+    Body, Envelope, MAX_PARTS, compact_addr, decode_body, decode_body_with, encode_body,
+    encode_body_with, parse_compact_addr,
+};
 
 #[derive(Serialize, Deserialize, Default)]
 struct WireMessage {
@@ -75,6 +78,10 @@ struct WireMessage {
     /// Datagrams only: how many parts a split `nodes` answer has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parts: Option<u8>,
+    /// Datagram answers: the source address of the session the request came in, compact
+    /// (`docs/protocol.md`, "Bodies"). Written last; a receiver takes it in any place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    observed: Option<ByteBuf>,
 }
 
 #[derive(Serialize, Deserialize, Default)]

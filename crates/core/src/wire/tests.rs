@@ -505,3 +505,71 @@ fn a_known_copy_is_recognised_and_any_other_bytes_are_verified_again() {
     let found = decode_known_item(&bytes, tombstone.key(), &Summary::of(&tombstone));
     assert_eq!(found, Ok(tombstone));
 }
+
+#[test]
+fn observed_addresses_are_compact_and_a_mapped_ipv4_is_sent_as_ipv4() {
+    let v4: SocketAddr = "198.51.100.7:7400".parse().expect("valid");
+    assert_eq!(compact_addr(v4), [198, 51, 100, 7, 0x1c, 0xe8]);
+    let mapped: SocketAddr = "[::ffff:198.51.100.7]:7400".parse().expect("valid");
+    assert_eq!(compact_addr(mapped), compact_addr(v4));
+    let v6: SocketAddr = "[2001:db8::1]:7400".parse().expect("valid");
+    let bytes = compact_addr(v6);
+    assert_eq!(bytes.len(), 18);
+    assert_eq!(parse_compact_addr(&bytes), Some(v6));
+    assert_eq!(parse_compact_addr(&compact_addr(v4)), Some(v4));
+    // 18 bytes holding a mapped address are read as IPv4 too.
+    let mut long = std::net::Ipv4Addr::new(198, 51, 100, 7)
+        .to_ipv6_mapped()
+        .octets()
+        .to_vec();
+    long.extend_from_slice(&7400u16.to_be_bytes());
+    assert_eq!(parse_compact_addr(&long), Some(v4));
+    for len in [0, 1, 5, 7, 17, 19, 64] {
+        assert_eq!(parse_compact_addr(&vec![1; len]), None, "length {len}");
+    }
+}
+
+#[test]
+fn an_answer_with_observed_decodes_on_every_path_and_a_bad_length_is_ignored() {
+    let pong = Message::Response {
+        id: 2,
+        response: Response::Pong,
+    };
+    let observed: SocketAddr = "198.51.100.7:7400".parse().expect("valid");
+    let envelope = Envelope {
+        observed: Some(observed),
+    };
+    let body = encode_body_with(&Body::Message(pong.clone()), &envelope).expect("encodes");
+    // The key is written last, 17 bytes for IPv4: `a8 "observed"`, `c4 06`, the address.
+    let plain = encoded(&pong);
+    assert_eq!(body.len(), plain.len() + 17);
+    assert_eq!(
+        crate::id::to_hex(&body),
+        "83a474797065a4706f6e67a2696402a86f62736572766564c406c63364071ce8"
+    );
+    // A version-2 plane (decode_body) and the TCP decoder both ignore the key.
+    assert_eq!(decode(&body), Ok(pong.clone()));
+    assert_eq!(decode_body(&body), Ok(Body::Message(pong.clone())));
+    assert_eq!(
+        decode_body_with(&body),
+        Ok((Body::Message(pong.clone()), envelope))
+    );
+    // An `observed` of another length is ignored, not refused.
+    #[derive(serde::Serialize)]
+    struct Odd<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        id: u64,
+        observed: serde_bytes::ByteBuf,
+    }
+    let odd = rmp_serde::to_vec_named(&Odd {
+        kind: "pong",
+        id: 2,
+        observed: serde_bytes::ByteBuf::from(vec![1; 7]),
+    })
+    .expect("encodes");
+    assert_eq!(
+        decode_body_with(&odd),
+        Ok((Body::Message(pong), Envelope::default()))
+    );
+}

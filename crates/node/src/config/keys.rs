@@ -244,6 +244,11 @@ pub const KEYS: &[Key] = &[
         doc: "How often (seconds, at least 1) a watch looks its key up again.",
         value: |c| secs(c.protocol.watch_refresh),
     },
+    Key {
+        name: "nat_subnet_prefix_v4",
+        doc: "The IPv4 prefix length of one voter's subnet when the node counts its peers' votes\non the address they see it at (one vote per subnet; IPv6 uses /48). 32 for a test\nnetwork whose nodes share one /24.",
+        value: |c| count(usize::from(c.protocol.nat_subnet_prefix_v4)),
+    },
 ];
 
 /// Old spellings a file may still use, and the key each became; never printed.

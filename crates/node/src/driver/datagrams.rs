@@ -116,6 +116,7 @@ impl<S: Store> Driver<S> {
             }
             PlaneEvent::Fallback(transmit) => self.transmit_tcp(transmit),
             PlaneEvent::Verified(requester) => self.node.handle_verified(now, requester),
+            PlaneEvent::Observed { by, observed } => self.node.handle_observed(now, by, observed),
         }
     }
 

@@ -533,6 +533,7 @@ impl<S: Store> Driver<S> {
                             again = true;
                         }
                     }
+                    Event::ObservedChanged(change) => self.observed_changed(change),
                     event => self.waiters.event(event),
                 }
             }
@@ -540,6 +541,24 @@ impl<S: Store> Driver<S> {
                 return;
             }
         }
+    }
+
+    /// This node's address as its peers see it changed: logged and counted.
+    fn observed_changed(&self, change: cairn_core::ObservedChange) {
+        let family = change.family.as_str();
+        match change.from {
+            Some(from) => tracing::info!(
+                family,
+                "peers now see this node at {} (was {from})",
+                change.to
+            ),
+            None => tracing::info!(family, "peers see this node at {}", change.to),
+        }
+        self.shared
+            .metrics
+            .observed_changes
+            .get_or_create(&crate::metrics::FamilyLabel { family })
+            .inc();
     }
 
     fn status(&self) -> Status {
@@ -578,6 +597,17 @@ impl<S: Store> Driver<S> {
             watches: self.node.watch_count(),
             datagrams: self.datagram_status(),
             storage: self.storage_status(),
+            reachability: self.reachability(),
+        }
+    }
+
+    /// What the node knows of how peers reach it, per family.
+    fn reachability(&self) -> crate::outcome::Reachability {
+        use cairn_core::Family;
+        let now = self.clock.now();
+        crate::outcome::Reachability {
+            ipv4: self.node.observed(Family::Ipv4, now).into(),
+            ipv6: self.node.observed(Family::Ipv6, now).into(),
         }
     }
 
