@@ -358,6 +358,11 @@ impl<S: Durable> Sim<S> {
         self.nats.is_private(index)
     }
 
+    /// The mapping of node `index`'s NAT, if it is behind one.
+    pub fn nat_mapping(&self, index: usize) -> Option<Mapping> {
+        self.nats.nat(index).map(nat::Nat::mapping)
+    }
+
     /// What the NATs did so far, and how often a public node's routing table took a private
     /// node.
     pub fn nat_totals(&self) -> NatTotals {

@@ -127,6 +127,10 @@ struct KillArgs {
     /// mode), to measure what client mode prevents.
     #[arg(long)]
     private_announce: bool,
+    /// Virtual seconds the network runs with nothing asked of it between the puts and the
+    /// first gets (NAT entries die after 30 s unreplied, 120 s replied).
+    #[arg(long, default_value_t = 0)]
+    quiet_s: u64,
 }
 
 #[derive(Args, Debug)]
@@ -251,6 +255,7 @@ fn kill(args: &KillArgs) -> Result<(), String> {
         private_fraction: args.private,
         random_nat_fraction: args.nat_random,
         private_announce: args.private_announce,
+        quiet: Duration::from_secs(args.quiet_s),
         ..args.common.scenario()?
     };
     let before = resident_bytes();

@@ -107,6 +107,11 @@ impl Nat {
         self.external
     }
 
+    /// Its mapping behaviour.
+    pub fn mapping(&self) -> Mapping {
+        self.mapping
+    }
+
     /// A datagram leaves internal endpoint `inside` for `remote` at `now`: the source it
     /// carries on the outside, its entry created or refreshed. `None` if no port is free.
     pub fn outbound(

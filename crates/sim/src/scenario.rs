@@ -59,6 +59,9 @@ pub struct Scenario {
     /// Private nodes announce themselves as public ones do ([`Sim::set_private_announce`]):
     /// what nodes did before client mode. Default `false`.
     pub private_announce: bool,
+    /// How long the network runs with nothing asked of it between the puts and the first
+    /// gets: NAT entries die after 30 s unreplied and 120 s replied. Default 0.
+    pub quiet: Duration,
 }
 
 /// How many nodes, the first ones, are always public: the network's first seeds.
@@ -80,6 +83,7 @@ impl Default for Scenario {
             private_fraction: 0.0,
             random_nat_fraction: 0.25,
             private_announce: false,
+            quiet: Duration::ZERO,
         }
     }
 }
@@ -138,20 +142,30 @@ pub struct NatReport {
     pub after_kill_private: Operations,
     /// Gets after the kill made by public nodes.
     pub after_kill_public: Operations,
+    /// Of the gets before the kill made by private nodes, those made by nodes behind random
+    /// (address-and-port-dependent) mappings.
+    pub gets_private_random: Operations,
+    /// The same after the kill.
+    pub after_kill_private_random: Operations,
 }
 
 impl NatReport {
-    /// Splits `samples`, made by `readers` (in the same order), by the readers' kind.
-    fn split(sim: &Sim, samples: &[Sample], readers: &[usize]) -> (Operations, Operations) {
-        let (mut private, mut public) = (Vec::new(), Vec::new());
+    /// Splits `samples`, made by `readers` (in the same order), by the readers' kind:
+    /// private, public, and private behind a random mapping.
+    fn split(sim: &Sim, samples: &[Sample], readers: &[usize]) -> [Operations; 3] {
+        let (mut private, mut public, mut random) = (Vec::new(), Vec::new(), Vec::new());
         for (sample, reader) in samples.iter().zip(readers) {
-            if sim.is_private(*reader) {
-                private.push(*sample);
-            } else {
-                public.push(*sample);
+            match sim.nat_mapping(*reader) {
+                None => public.push(*sample),
+                Some(mapping) => {
+                    private.push(*sample);
+                    if mapping == Mapping::Dependent {
+                        random.push(*sample);
+                    }
+                }
             }
         }
-        (Operations::of(&private), Operations::of(&public))
+        [private, public, random].map(|samples| Operations::of(&samples))
     }
 }
 
@@ -159,7 +173,7 @@ impl NatReport {
 /// ([`cairn_core::RoutingTable::network_size`]), as percentages of the true size.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SizeEstimate {
-    /// The true number of nodes.
+    /// The true number of nodes that tables can hold (live public nodes).
     pub nodes: usize,
     /// The median node's estimate.
     pub median_estimate: u64,
@@ -170,10 +184,11 @@ pub struct SizeEstimate {
 }
 
 impl SizeEstimate {
-    /// The estimates of every live node of `sim`.
+    /// The estimates of every live node of `sim`, against the number of live public nodes:
+    /// private nodes enter no table, so the tables (and the estimates) count public nodes.
     pub fn of(sim: &Sim) -> Self {
         let live: Vec<usize> = (0..sim.len()).filter(|i| sim.is_alive(*i)).collect();
-        let nodes = live.len();
+        let nodes = live.iter().filter(|i| !sim.is_private(**i)).count();
         let mut estimates: Vec<u64> = live
             .iter()
             .map(|i| sim.node(*i).routing_table().network_size())
@@ -293,9 +308,12 @@ pub fn run(scenario: &Scenario) -> Report {
         }
         update(&mut sim, &keys, &mut items);
     }
+    if !scenario.quiet.is_zero() {
+        sim.run_for(scenario.quiet);
+    }
     let (gets, readers) = get_round(&mut sim, &items);
     network.gets = Operations::of(&gets);
-    let (gets_private, gets_public) = NatReport::split(&sim, &gets, &readers);
+    let [gets_private, gets_public, gets_private_random] = NatReport::split(&sim, &gets, &readers);
     let size_estimate = SizeEstimate::of(&sim);
 
     let alive: Vec<usize> = (0..sim.len()).collect();
@@ -304,7 +322,11 @@ pub fn run(scenario: &Scenario) -> Report {
         sim.kill(alive[at]);
     }
     let (after, readers) = get_round(&mut sim, &items);
-    let (after_kill_private, after_kill_public) = NatReport::split(&sim, &after, &readers);
+    let [
+        after_kill_private,
+        after_kill_public,
+        after_kill_private_random,
+    ] = NatReport::split(&sim, &after, &readers);
     let nat = NatReport {
         public: (0..sim.len()).filter(|n| !sim.is_private(*n)).count(),
         totals: sim.nat_totals(),
@@ -313,6 +335,8 @@ pub fn run(scenario: &Scenario) -> Report {
         gets_public,
         after_kill_private,
         after_kill_public,
+        gets_private_random,
+        after_kill_private_random,
     };
     Report {
         network,
@@ -579,6 +603,11 @@ impl fmt::Display for Report {
         if self.nat.totals.private > 0 {
             writeln!(f, "  gets by private  {}", self.nat.after_kill_private)?;
             writeln!(f, "  gets by public   {}", self.nat.after_kill_public)?;
+            writeln!(
+                f,
+                "    (random NATs   {})",
+                self.nat.after_kill_private_random
+            )?;
         }
         write_totals(
             f,
@@ -596,6 +625,7 @@ impl fmt::Display for NatReport {
         let t = &self.totals;
         writeln!(f, "  gets by private  {}", self.gets_private)?;
         writeln!(f, "  gets by public   {}", self.gets_public)?;
+        writeln!(f, "    (random NATs   {})", self.gets_private_random)?;
         writeln!(
             f,
             "  nat              {} private ({} behind random mappings), {} public; {} datagrams dropped by NATs",

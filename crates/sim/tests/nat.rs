@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cairn_core::{Config, Event, Id, StoreLimits};
 use cairn_sim::scenario::{self, Report, Scenario};
-use cairn_sim::{Command, EPOCH, Latency, Mapping, Sim, Transport};
+use cairn_sim::{Command, EPOCH, Latency, Mapping, REPLIED, Sim, Transport};
 use serde_json::Value;
 
 /// The run the fixture `replay/kill-300-seed-1.json` holds: written by `cairn-sim` at commit
@@ -208,4 +208,21 @@ fn a_private_node_that_announces_itself_enters_the_table_and_is_then_filtered() 
     assert!(sim.run_until_done(&[find]));
     assert!(sim.nat_totals().dropped > dropped);
     assert_eq!(sim.datagram_totals().nat_dropped, sim.nat_totals().dropped);
+}
+
+#[test]
+fn behind_a_port_keeping_nat_a_private_node_is_answered_after_its_entries_died() {
+    // Its NAT's entry to node 0 dies after 120 s quiet; a new one gets the same port back, so
+    // node 0's session with it still matches. (Behind a random mapping the new entry has a
+    // new port, and node 0 drops the session's datagrams from it: see docs/simulation.md.)
+    let mut sim = pair(Mapping::Independent);
+    for round in 0..3u8 {
+        let find = sim.schedule(sim.now(), 1, Command::FindNode(Id::hash(&[round])));
+        assert!(sim.run_until_done(&[find]));
+        match sim.outcome(find) {
+            Some(Event::FindNodeDone { closest, .. }) => assert_eq!(closest.len(), 1, "{round}"),
+            other => panic!("{other:?}"),
+        }
+        sim.run_for(REPLIED + Duration::from_secs(10));
+    }
 }
