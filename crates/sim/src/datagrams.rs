@@ -123,7 +123,7 @@ fn start_plane(
     seed: u64,
     (index, life): (usize, u64),
     id: &NodeId,
-    announce: bool,
+    (announce, session_idle): (bool, Option<Duration>),
     now: Time,
 ) -> Plane<Simulated> {
     let mut input = seed.to_be_bytes().to_vec();
@@ -131,9 +131,11 @@ fn start_plane(
     input.extend_from_slice(&life.to_be_bytes());
     let mut plane_seed = [0; 32];
     plane_seed.copy_from_slice(&Id::hash(&input).as_bytes()[..32]);
+    let default = PlaneConfig::new(NetworkName::default());
     let config = PlaneConfig {
         announce,
-        ..PlaneConfig::new(NetworkName::default())
+        session_idle: session_idle.unwrap_or(default.session_idle),
+        ..default
     };
     Plane::new(Simulated::new(public_key(id)), config, plane_seed, now)
 }
@@ -157,7 +159,7 @@ impl<S: Durable> Sim<S> {
     /// Node `index`'s plane, started now if it has none.
     pub(crate) fn plane(&mut self, index: usize) -> &mut Plane<Simulated> {
         let (seed, now) = (self.seed, self.node_now(index));
-        let announce = self.nats.announces(index);
+        let settings = (self.nats.announces(index), self.nats.session_idle(index));
         let node = &mut self.nodes[index];
         if node.plane.is_none() {
             node.lives += 1;
@@ -165,7 +167,7 @@ impl<S: Durable> Sim<S> {
         }
         let (id, lives) = (node.contact.id, node.lives);
         node.plane
-            .get_or_insert_with(|| start_plane(seed, (index, lives), &id, announce, now))
+            .get_or_insert_with(|| start_plane(seed, (index, lives), &id, settings, now))
     }
 
     /// Node `index` stopped or died: its plane goes with its process.

@@ -353,6 +353,14 @@ impl<S: Durable> Sim<S> {
         self.nats.set_announce(announce);
     }
 
+    /// Makes private nodes' datagram planes drop a session after `idle` with no datagram in
+    /// (`PlaneConfig::session_idle`; `None`, the default, keeps the plane's 300 s). A session
+    /// that dies before its NAT entry is never used from a new port. Set it before the nodes
+    /// start sending.
+    pub fn set_private_session_idle(&mut self, idle: Option<Duration>) {
+        self.nats.set_session_idle(idle);
+    }
+
     /// Whether node `index` is behind a NAT.
     pub fn is_private(&self, index: usize) -> bool {
         self.nats.is_private(index)

@@ -131,6 +131,11 @@ struct KillArgs {
     /// first gets (NAT entries die after 30 s unreplied, 120 s replied).
     #[arg(long, default_value_t = 0)]
     quiet_s: u64,
+    /// Private nodes' datagram planes drop a session after this many seconds with nothing
+    /// received (the plane's default is 300): below a NAT's 120 s, no session outlives its
+    /// mapping. For comparison; not what nodes do today.
+    #[arg(long)]
+    private_session_idle_s: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -256,6 +261,7 @@ fn kill(args: &KillArgs) -> Result<(), String> {
         random_nat_fraction: args.nat_random,
         private_announce: args.private_announce,
         quiet: Duration::from_secs(args.quiet_s),
+        private_session_idle: args.private_session_idle_s.map(Duration::from_secs),
         ..args.common.scenario()?
     };
     let before = resident_bytes();

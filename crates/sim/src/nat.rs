@@ -267,6 +267,9 @@ pub(crate) struct Nats {
     /// Whether private nodes announce themselves as public ones do (they do not by default:
     /// they run as clients).
     announce: bool,
+    /// How long private nodes' planes keep a session with no datagram in, if not the plane's
+    /// default.
+    session_idle: Option<Duration>,
     totals: NatTotals,
 }
 
@@ -281,6 +284,7 @@ impl Nats {
             by_external: HashMap::new(),
             private_ids: BTreeSet::new(),
             announce: false,
+            session_idle: None,
             totals: NatTotals::default(),
         }
     }
@@ -306,6 +310,17 @@ impl Nats {
     /// Makes private nodes announce themselves (or not, the default).
     pub(crate) fn set_announce(&mut self, announce: bool) {
         self.announce = announce;
+    }
+
+    /// Makes private nodes' planes drop a session after `idle` with no datagram in (`None`:
+    /// the plane's default).
+    pub(crate) fn set_session_idle(&mut self, idle: Option<Duration>) {
+        self.session_idle = idle;
+    }
+
+    /// How long node `node`'s plane keeps an idle session, if not the plane's default.
+    pub(crate) fn session_idle(&self, node: usize) -> Option<Duration> {
+        self.session_idle.filter(|_| self.is_private(node))
     }
 
     /// Whether node `node` is behind a NAT.

@@ -62,6 +62,9 @@ pub struct Scenario {
     /// How long the network runs with nothing asked of it between the puts and the first
     /// gets: NAT entries die after 30 s unreplied and 120 s replied. Default 0.
     pub quiet: Duration,
+    /// How long private nodes' datagram planes keep a session with no datagram in, if not the
+    /// plane's default ([`Sim::set_private_session_idle`]). Default `None`.
+    pub private_session_idle: Option<Duration>,
 }
 
 /// How many nodes, the first ones, are always public: the network's first seeds.
@@ -84,6 +87,7 @@ impl Default for Scenario {
             random_nat_fraction: 0.25,
             private_announce: false,
             quiet: Duration::ZERO,
+            private_session_idle: None,
         }
     }
 }
@@ -361,6 +365,7 @@ pub fn run(scenario: &Scenario) -> Report {
 /// and without private nodes.
 fn place_nats(sim: &mut Sim, scenario: &Scenario) {
     sim.set_private_announce(scenario.private_announce);
+    sim.set_private_session_idle(scenario.private_session_idle);
     let eligible = scenario.nodes.saturating_sub(PUBLIC_SEEDS);
     let private = ((scenario.nodes as f64 * scenario.private_fraction.clamp(0.0, 1.0)).round()
         as usize)
