@@ -50,7 +50,8 @@ pub struct Scenario {
     pub config: Config,
     /// Fraction of nodes behind a NAT (0 to 1; see `nat.rs`), chosen at random among all but
     /// the first [`PUBLIC_SEEDS`]. They run as clients and join through public nodes only.
-    /// Default 0.
+    /// Default 0. The kill scenario ([`run`]) is the one measured with it: churn's newcomers
+    /// are public and may pick private nodes as seeds.
     pub private_fraction: f64,
     /// Fraction of the private nodes whose NAT maps each destination to a new random port
     /// (address-and-port-dependent, "random"); the others keep one port (endpoint-independent).
