@@ -23,6 +23,7 @@
 //!   are then unknown to it, and the plane's `unknown` reply makes them open new ones.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use cairn_core::datagram::{Plane, PlaneConfig, PlaneEvent, PlaneStats, Simulated};
@@ -31,6 +32,7 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::disk::Held;
+use crate::nat::Outbound;
 use crate::{Action, Durable, Sim};
 
 /// What the datagram planes did in a whole run, summed over every node (planes lost when
@@ -51,6 +53,8 @@ pub struct DatagramTotals {
     pub fallbacks: u64,
     /// Datagrams held back by the 3x amplification limit.
     pub amplification_limited: u64,
+    /// Datagrams a NAT dropped (its filter found no entry for them, or it had no port left).
+    pub nat_dropped: u64,
 }
 
 impl DatagramTotals {
@@ -112,15 +116,27 @@ fn plane_id(id: &NodeId) -> NodeId {
     NodeId::of_public_key(&public_key(id))
 }
 
-/// A new plane for node `index` (id `id`) in its `life`-th life. Seeded by the run's seed, the
-/// node and its life, never by the sim's RNG, so that starting a plane changes no other draw.
-fn start_plane(seed: u64, index: usize, life: u64, id: &NodeId, now: Time) -> Plane<Simulated> {
+/// A new plane for node `index` (id `id`) in its `life`-th life, announcing its address or
+/// not. Seeded by the run's seed, the node and its life, never by the sim's RNG, so that
+/// starting a plane changes no other draw.
+fn start_plane(
+    seed: u64,
+    (index, life): (usize, u64),
+    id: &NodeId,
+    (announce, session_idle): (bool, Option<Duration>),
+    now: Time,
+) -> Plane<Simulated> {
     let mut input = seed.to_be_bytes().to_vec();
     input.extend_from_slice(&(index as u64).to_be_bytes());
     input.extend_from_slice(&life.to_be_bytes());
     let mut plane_seed = [0; 32];
     plane_seed.copy_from_slice(&Id::hash(&input).as_bytes()[..32]);
-    let config = PlaneConfig::new(NetworkName::default());
+    let default = PlaneConfig::new(NetworkName::default());
+    let config = PlaneConfig {
+        announce,
+        session_idle: session_idle.unwrap_or(default.session_idle),
+        ..default
+    };
     Plane::new(Simulated::new(public_key(id)), config, plane_seed, now)
 }
 
@@ -133,6 +149,7 @@ impl<S: Durable> Sim<S> {
     /// What the datagram planes did so far.
     pub fn datagram_totals(&self) -> DatagramTotals {
         let mut totals = self.datagrams;
+        totals.nat_dropped = self.nats.totals().dropped;
         for plane in self.nodes.iter().filter_map(|n| n.plane.as_ref()) {
             totals.add(&plane.stats());
         }
@@ -142,6 +159,7 @@ impl<S: Durable> Sim<S> {
     /// Node `index`'s plane, started now if it has none.
     pub(crate) fn plane(&mut self, index: usize) -> &mut Plane<Simulated> {
         let (seed, now) = (self.seed, self.node_now(index));
+        let settings = (self.nats.announces(index), self.nats.session_idle(index));
         let node = &mut self.nodes[index];
         if node.plane.is_none() {
             node.lives += 1;
@@ -149,7 +167,7 @@ impl<S: Durable> Sim<S> {
         }
         let (id, lives) = (node.contact.id, node.lives);
         node.plane
-            .get_or_insert_with(|| start_plane(seed, index, lives, &id, now))
+            .get_or_insert_with(|| start_plane(seed, (index, lives), &id, settings, now))
     }
 
     /// Node `index` stopped or died: its plane goes with its process.
@@ -223,11 +241,24 @@ impl<S: Durable> Sim<S> {
         self.drain(index);
     }
 
-    /// Puts a datagram from node `from` on the network to `to`.
-    fn send_datagram(&mut self, from: usize, to: std::net::SocketAddr, bytes: Vec<u8>) {
+    /// Puts a datagram from node `from` on the network to `to`: through its NAT first if it
+    /// is behind one, and to the node behind the NAT if `to` is a NAT's address.
+    fn send_datagram(&mut self, from: usize, to: SocketAddr, bytes: Vec<u8>) {
         self.datagrams.sent += 1;
+        let own = self.nodes[from].contact.addr;
+        let source = match self.nats.outbound(self.now(), from, own, to) {
+            Outbound::Public => own,
+            Outbound::Translated(source) => source,
+            Outbound::Dropped => return,
+        };
+        let port = to.port();
         // An address nobody has is a host that never answers.
-        let Some(&to) = self.by_addr.get(&to) else {
+        let Some(to) = self
+            .by_addr
+            .get(&to)
+            .copied()
+            .or_else(|| self.nats.host_at(&to))
+        else {
             self.datagrams.lost += 1;
             return;
         };
@@ -250,23 +281,48 @@ impl<S: Durable> Sim<S> {
                 Action::Datagram {
                     to,
                     from,
+                    source,
+                    port,
                     bytes: copy,
                 },
             );
         }
-        self.push(at, Action::Datagram { to, from, bytes });
+        self.push(
+            at,
+            Action::Datagram {
+                to,
+                from,
+                source,
+                port,
+                bytes,
+            },
+        );
     }
 
-    /// A datagram from node `from` reaches node `to`'s host.
-    pub(crate) fn on_datagram(&mut self, to: usize, from: usize, bytes: &[u8]) {
-        if !self.nodes[to].alive || self.is_cut(from, to) {
+    /// A datagram from node `from`, sent from `source`, reaches node `to`'s host on `port`
+    /// (through its NAT's filter first, if it is behind one).
+    pub(crate) fn on_datagram(
+        &mut self,
+        to: usize,
+        (from, source): (usize, SocketAddr),
+        port: u16,
+        bytes: &[u8],
+    ) {
+        if self.is_cut(from, to) {
+            self.datagrams.lost += 1;
+            return;
+        }
+        // The NAT filters whether or not its node runs.
+        if !self.nats.inbound(self.now(), to, port, source) {
+            return;
+        }
+        if !self.nodes[to].alive {
             self.datagrams.lost += 1;
             return;
         }
         self.delivered += 1;
         let now = self.node_now(to);
-        let addr = self.nodes[from].contact.addr;
-        self.plane(to).handle_datagram(now, addr, bytes);
+        self.plane(to).handle_datagram(now, source, bytes);
         self.drain(to);
     }
 

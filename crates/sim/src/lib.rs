@@ -25,6 +25,7 @@ mod datagrams;
 mod delivery;
 mod disk;
 mod latency;
+mod nat;
 pub mod partition;
 pub mod plot;
 pub mod scenario;
@@ -33,7 +34,7 @@ pub mod swarm;
 mod transport;
 
 use std::collections::HashMap;
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use cairn_core::datagram::{Plane, Simulated};
@@ -51,6 +52,8 @@ pub use disk::Durable;
 use disk::{Disk, Held};
 use latency::Place;
 pub use latency::{Latency, REGION_RTT_MS, REGIONS, Region};
+use nat::Nats;
+pub use nat::{Mapping, NatTotals, REPLIED, UNREPLIED};
 use scheduler::Scheduler;
 use transport::Pool;
 pub use transport::Transport;
@@ -70,10 +73,13 @@ enum Action {
     Timer {
         node: usize,
     },
-    /// A datagram reaches node `to`'s host.
+    /// A datagram from node `from` reaches node `to`'s host (or its NAT), sent from `source`
+    /// (node `from`'s address, or its NAT's translation of it) to port `port`.
     Datagram {
         to: usize,
         from: usize,
+        source: SocketAddr,
+        port: u16,
         bytes: Vec<u8>,
     },
     /// Node `node`'s datagram plane's timer.
@@ -170,6 +176,8 @@ pub struct Sim<S = MemoryStore> {
     paths: datagrams::Paths,
     /// Duplication, reordering and delay spikes on the network (none by default).
     faults: NetworkFaults,
+    /// The NATs private nodes sit behind (none by default).
+    nats: Nats,
 }
 
 /// The simulated time at which every run starts: 2026-01-01T00:00:00Z.
@@ -213,6 +221,7 @@ impl<S: Durable> Sim<S> {
             datagrams: DatagramTotals::default(),
             paths: datagrams::Paths::new(EPOCH),
             faults: NetworkFaults::default(),
+            nats: Nats::new(seed),
         }
     }
 
@@ -299,10 +308,7 @@ impl<S: Durable> Sim<S> {
         // Each node a network of its own (an IPv6 /48 of the unique-local range), as nodes on
         // the internet mostly are, so that the routing table's diversity limits see a network
         // of many networks. A label only: nothing is ever sent.
-        let [a, b, c, d] = u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes();
-        let (high, low) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
-        let ip = Ipv6Addr::new(0xfd00, high, low, 0, 0, 0, 0, 1);
-        let addr = SocketAddr::new(ip.into(), 7400);
+        let addr = nat::address(0xfd00, index);
         self.by_addr.insert(addr, index);
         let node = Node::new(id, config, store);
         let place = self.latency.place(&mut self.rng);
@@ -322,6 +328,70 @@ impl<S: Durable> Sim<S> {
             disk: Disk::default(),
         });
         index
+    }
+
+    /// Puts node `index` behind a NAT of its own, mapping as `mapping` says (see `nat.rs`).
+    /// Its own address becomes one no node can reach: its datagrams leave with the NAT's
+    /// translated source, datagrams to the NAT's address pass only as replies, and a TCP
+    /// connection to it is never answered. It runs as a client (it announces no address,
+    /// so that no peer adds it to a routing table) unless [`Sim::set_private_announce`] says
+    /// otherwise. Call it before the node sends anything.
+    pub fn put_behind_nat(&mut self, index: usize, mapping: Mapping) {
+        let node = &mut self.nodes[index];
+        assert!(
+            node.plane.is_none() && !self.nats.is_private(index),
+            "node {index} has sent datagrams already, or is behind a NAT already"
+        );
+        self.by_addr.remove(&node.contact.addr);
+        node.contact.addr = self.nats.put_behind(index, node.contact.id, mapping);
+    }
+
+    /// Makes private nodes announce themselves as public nodes do (`initial` flag `0x01` set,
+    /// `hello.port` their port): what every node did before client mode, for comparison.
+    /// Default `false`. Set it before the nodes start sending.
+    pub fn set_private_announce(&mut self, announce: bool) {
+        self.nats.set_announce(announce);
+    }
+
+    /// Makes private nodes' datagram planes drop a session after `idle` with no datagram in
+    /// (`PlaneConfig::session_idle`; `None`, the default, keeps the plane's 300 s). A session
+    /// that dies before its NAT entry is never used from a new port. Set it before the nodes
+    /// start sending.
+    pub fn set_private_session_idle(&mut self, idle: Option<Duration>) {
+        self.nats.set_session_idle(idle);
+    }
+
+    /// Whether node `index` is behind a NAT.
+    pub fn is_private(&self, index: usize) -> bool {
+        self.nats.is_private(index)
+    }
+
+    /// The mapping of node `index`'s NAT, if it is behind one.
+    pub fn nat_mapping(&self, index: usize) -> Option<Mapping> {
+        self.nats.nat(index).map(nat::Nat::mapping)
+    }
+
+    /// What the NATs did so far, and how often a public node's routing table took a private
+    /// node.
+    pub fn nat_totals(&self) -> NatTotals {
+        self.nats.totals()
+    }
+
+    /// How many private nodes the live public nodes' routing tables hold now (a scan of every
+    /// table, to cross-check the count of additions in [`NatTotals`]).
+    pub fn private_in_public_tables_now(&self) -> usize {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| n.alive && !self.nats.is_private(*i))
+            .map(|(_, n)| {
+                n.node
+                    .routing_table()
+                    .entries()
+                    .filter(|e| self.nats.is_private_id(&e.contact.id))
+                    .count()
+            })
+            .sum()
     }
 
     /// Turns node `index` into an adversary colluding with the others: it answers every
@@ -579,7 +649,13 @@ impl<S: Durable> Sim<S> {
                 sim_node.node.handle_timeout(now);
                 self.drain(node);
             }
-            Action::Datagram { to, from, bytes } => self.on_datagram(to, from, &bytes),
+            Action::Datagram {
+                to,
+                from,
+                source,
+                port,
+                bytes,
+            } => self.on_datagram(to, (from, source), port, &bytes),
             Action::PlaneTimer { node } => self.on_plane_timer(node),
             Action::Flush { node, life } => self.flush(node, life),
             Action::Refused { node, id } => {
@@ -634,11 +710,20 @@ impl<S: Durable> Sim<S> {
 
     fn on_request(&mut self, to: usize, from: usize, id: u64, request: Request) {
         let contact = self.nodes[from].contact;
+        // Seen from the other end, a private node's connection comes from its NAT, and a
+        // client announces no port (`hello.port = 0`).
+        let source = self
+            .nats
+            .nat(from)
+            .map_or(contact.addr.ip(), nat::Nat::external);
         let requester = Requester {
             id: contact.id,
-            addr: Some(contact.addr),
+            addr: self
+                .nats
+                .announces(from)
+                .then(|| SocketAddr::new(source, contact.addr.port())),
             verified: true,
-            source: contact.addr.ip(),
+            source,
             // One connection per pair of nodes: the dialer's index names it.
             connection: from as u64,
         };
@@ -784,6 +869,10 @@ impl<S: Durable> Sim<S> {
             }
         }
         while let Some(event) = self.nodes[index].node.poll_event() {
+            if let Event::ContactAdded(contact) = &event {
+                self.nats.contact_added(index, &contact.id);
+                continue;
+            }
             if let Event::WatchUpdate { watch, item } = event {
                 let now = self.now();
                 self.watched

@@ -114,6 +114,28 @@ struct KillArgs {
     /// each other and keep nothing they are asked to store.
     #[arg(long, default_value_t = 0.0)]
     malicious: f64,
+    /// Fraction of nodes behind NATs (0 to 1): private nodes, which run as clients (they
+    /// announce no address) and join through public nodes; the first 5 nodes stay public.
+    /// See docs/simulation.md, "NATs".
+    #[arg(long, default_value_t = 0.0)]
+    private: f64,
+    /// Fraction of the private nodes behind NATs that map each destination to a new random
+    /// port ("masquerade random"); the others keep one port for every destination.
+    #[arg(long, default_value_t = 0.25)]
+    nat_random: f64,
+    /// Private nodes announce themselves as public ones do (as every node did before client
+    /// mode), to measure what client mode prevents.
+    #[arg(long)]
+    private_announce: bool,
+    /// Virtual seconds the network runs with nothing asked of it between the puts and the
+    /// first gets (NAT entries die after 30 s unreplied, 120 s replied).
+    #[arg(long, default_value_t = 0)]
+    quiet_s: u64,
+    /// Private nodes' datagram planes drop a session after this many seconds with nothing
+    /// received (the plane's default is 300): below a NAT's 120 s, no session outlives its
+    /// mapping. For comparison; not what nodes do today.
+    #[arg(long)]
+    private_session_idle_s: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -229,9 +251,17 @@ fn kill(args: &KillArgs) -> Result<(), String> {
     if !(0.0..=1.0).contains(&args.kill) || !(0.0..1.0).contains(&args.malicious) {
         return Err("need 0 <= --kill <= 1 and 0 <= --malicious < 1".into());
     }
+    if !(0.0..=1.0).contains(&args.private) || !(0.0..=1.0).contains(&args.nat_random) {
+        return Err("need 0 <= --private <= 1 and 0 <= --nat-random <= 1".into());
+    }
     let scenario = Scenario {
         kill_fraction: args.kill,
         malicious_fraction: args.malicious,
+        private_fraction: args.private,
+        random_nat_fraction: args.nat_random,
+        private_announce: args.private_announce,
+        quiet: Duration::from_secs(args.quiet_s),
+        private_session_idle: args.private_session_idle_s.map(Duration::from_secs),
         ..args.common.scenario()?
     };
     let before = resident_bytes();
@@ -239,7 +269,11 @@ fn kill(args: &KillArgs) -> Result<(), String> {
     report.network.memory_per_node_bytes =
         resident_bytes().saturating_sub(before) / scenario.nodes as u64;
     print!("{report}");
-    print_goals(&goals_kill(&report, scenario.latency));
+    let mut goals = goals_kill(&report, scenario.latency);
+    if report.nat.totals.private > 0 {
+        goals.extend(goals_nat(&report));
+    }
+    print_goals(&goals);
     args.common.write_json(&report)
 }
 
@@ -364,6 +398,35 @@ fn goals_kill(report: &scenario::Report, latency: Latency) -> Vec<Goal> {
             met: report.size_estimate.nodes > 1
                 && report.size_estimate.median_error_percent <= 25.0,
             measured: report.size_estimate.to_string(),
+        },
+    ]
+}
+
+/// The goals of issue 22 (NATs) a kill run with private nodes speaks to.
+fn goals_nat(report: &scenario::Report) -> Vec<Goal> {
+    let (gets, nat) = (&report.network.gets, &report.nat);
+    vec![
+        Goal {
+            what: format!(
+                "with {} of {} nodes private: 99.9% of gets succeed",
+                nat.totals.private, report.network.nodes
+            ),
+            met: gets.succeeded > 0 && gets.success_percent >= 99.9,
+            measured: format!(
+                "{:.2}% ok ({:.2}% by private nodes, {:.2}% by public)",
+                gets.success_percent,
+                nat.gets_private.success_percent,
+                nat.gets_public.success_percent
+            ),
+        },
+        Goal {
+            what: "no public node's routing table holds a private node, at any time".into(),
+            met: nat.totals.private_in_public_tables == 0
+                && nat.private_in_public_tables_at_end == 0,
+            measured: format!(
+                "{} additions over the run, {} at the end",
+                nat.totals.private_in_public_tables, nat.private_in_public_tables_at_end
+            ),
         },
     ]
 }

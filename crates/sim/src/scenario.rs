@@ -12,11 +12,15 @@ use cairn_core::{
 };
 use cairn_report::{Operations, Sample, reader};
 use ed25519_dalek::SigningKey;
-use rand::Rng;
+use rand::rngs::StdRng;
 use rand::seq::index::sample;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::{Command, DatagramTotals, EPOCH, Latency, RequestTotals, Sim, Ticket, Transport};
+use crate::{
+    Command, DatagramTotals, EPOCH, Latency, Mapping, NatTotals, RequestTotals, Sim, Ticket,
+    Transport,
+};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -44,7 +48,28 @@ pub struct Scenario {
     pub malicious_fraction: f64,
     /// Protocol parameters of every node.
     pub config: Config,
+    /// Fraction of nodes behind a NAT (0 to 1; see `nat.rs`), chosen at random among all but
+    /// the first [`PUBLIC_SEEDS`]. They run as clients and join through public nodes only.
+    /// Default 0. The kill scenario ([`run`]) is the one measured with it: churn's newcomers
+    /// are public and may pick private nodes as seeds.
+    pub private_fraction: f64,
+    /// Fraction of the private nodes whose NAT maps each destination to a new random port
+    /// (address-and-port-dependent, "random"); the others keep one port (endpoint-independent).
+    /// Default 0.25.
+    pub random_nat_fraction: f64,
+    /// Private nodes announce themselves as public ones do ([`Sim::set_private_announce`]):
+    /// what nodes did before client mode. Default `false`.
+    pub private_announce: bool,
+    /// How long the network runs with nothing asked of it between the puts and the first
+    /// gets: NAT entries die after 30 s unreplied and 120 s replied. Default 0.
+    pub quiet: Duration,
+    /// How long private nodes' datagram planes keep a session with no datagram in, if not the
+    /// plane's default ([`Sim::set_private_session_idle`]). Default `None`.
+    pub private_session_idle: Option<Duration>,
 }
+
+/// How many nodes, the first ones, are always public: the network's first seeds.
+pub const PUBLIC_SEEDS: usize = 5;
 
 impl Default for Scenario {
     fn default() -> Self {
@@ -59,6 +84,11 @@ impl Default for Scenario {
             kill_fraction: 0.3,
             malicious_fraction: 0.0,
             config: Config::default(),
+            private_fraction: 0.0,
+            random_nat_fraction: 0.25,
+            private_announce: false,
+            quiet: Duration::ZERO,
+            private_session_idle: None,
         }
     }
 }
@@ -91,16 +121,64 @@ pub struct Report {
     pub datagrams: DatagramTotals,
     /// The nodes' requests in the whole run.
     pub requests: RequestTotals,
+    /// The NATs, and the gets split by the kind of node that asked.
+    pub nat: NatReport,
     /// Real time the run took (the only figure that varies between runs of one seed).
     #[serde(skip)]
     pub wall: Duration,
+}
+
+/// What the NAT model saw in a run: its nodes, its drops, whether a private node ever entered
+/// a public node's routing table, and the gets by the kind of node that made them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NatReport {
+    /// Nodes not behind a NAT.
+    pub public: usize,
+    /// What the NATs did, with `private_in_public_tables` counted at every table addition.
+    pub totals: NatTotals,
+    /// Private nodes in live public nodes' tables at the end of the run (a scan of every
+    /// table, after the kill).
+    pub private_in_public_tables_at_end: usize,
+    /// Gets before the kill made by private nodes.
+    pub gets_private: Operations,
+    /// Gets before the kill made by public nodes.
+    pub gets_public: Operations,
+    /// Gets after the kill made by private nodes.
+    pub after_kill_private: Operations,
+    /// Gets after the kill made by public nodes.
+    pub after_kill_public: Operations,
+    /// Of the gets before the kill made by private nodes, those made by nodes behind random
+    /// (address-and-port-dependent) mappings.
+    pub gets_private_random: Operations,
+    /// The same after the kill.
+    pub after_kill_private_random: Operations,
+}
+
+impl NatReport {
+    /// Splits `samples`, made by `readers` (in the same order), by the readers' kind:
+    /// private, public, and private behind a random mapping.
+    fn split(sim: &Sim, samples: &[Sample], readers: &[usize]) -> [Operations; 3] {
+        let (mut private, mut public, mut random) = (Vec::new(), Vec::new(), Vec::new());
+        for (sample, reader) in samples.iter().zip(readers) {
+            match sim.nat_mapping(*reader) {
+                None => public.push(*sample),
+                Some(mapping) => {
+                    private.push(*sample);
+                    if mapping == Mapping::Dependent {
+                        random.push(*sample);
+                    }
+                }
+            }
+        }
+        [private, public, random].map(|samples| Operations::of(&samples))
+    }
 }
 
 /// The error of the nodes' network-size estimates
 /// ([`cairn_core::RoutingTable::network_size`]), as percentages of the true size.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SizeEstimate {
-    /// The true number of nodes.
+    /// The true number of nodes that tables can hold (live public nodes).
     pub nodes: usize,
     /// The median node's estimate.
     pub median_estimate: u64,
@@ -111,10 +189,11 @@ pub struct SizeEstimate {
 }
 
 impl SizeEstimate {
-    /// The estimates of every live node of `sim`.
+    /// The estimates of every live node of `sim`, against the number of live public nodes:
+    /// private nodes enter no table, so the tables (and the estimates) count public nodes.
     pub fn of(sim: &Sim) -> Self {
         let live: Vec<usize> = (0..sim.len()).filter(|i| sim.is_alive(*i)).collect();
-        let nodes = live.len();
+        let nodes = live.iter().filter(|i| !sim.is_private(**i)).count();
         let mut estimates: Vec<u64> = live
             .iter()
             .map(|i| sim.node(*i).routing_table().network_size())
@@ -173,6 +252,7 @@ pub fn network(scenario: &Scenario) -> (Sim, Vec<SigningKey>, usize) {
         let id = Id::of_public_key(&key.verifying_key().to_bytes());
         sim.add_node(id, scenario.config.clone(), StoreLimits::default());
     }
+    place_nats(&mut sim, scenario);
     let joins = join(&mut sim, scenario);
     let failed = joins
         .iter()
@@ -233,8 +313,12 @@ pub fn run(scenario: &Scenario) -> Report {
         }
         update(&mut sim, &keys, &mut items);
     }
-    let gets = get_round(&mut sim, &items);
+    if !scenario.quiet.is_zero() {
+        sim.run_for(scenario.quiet);
+    }
+    let (gets, readers) = get_round(&mut sim, &items);
     network.gets = Operations::of(&gets);
+    let [gets_private, gets_public, gets_private_random] = NatReport::split(&sim, &gets, &readers);
     let size_estimate = SizeEstimate::of(&sim);
 
     let alive: Vec<usize> = (0..sim.len()).collect();
@@ -242,7 +326,23 @@ pub fn run(scenario: &Scenario) -> Report {
     for at in sample(sim.rng(), alive.len(), killed.min(alive.len())) {
         sim.kill(alive[at]);
     }
-    let after = get_round(&mut sim, &items);
+    let (after, readers) = get_round(&mut sim, &items);
+    let [
+        after_kill_private,
+        after_kill_public,
+        after_kill_private_random,
+    ] = NatReport::split(&sim, &after, &readers);
+    let nat = NatReport {
+        public: (0..sim.len()).filter(|n| !sim.is_private(*n)).count(),
+        totals: sim.nat_totals(),
+        private_in_public_tables_at_end: sim.private_in_public_tables_now(),
+        gets_private,
+        gets_public,
+        after_kill_private,
+        after_kill_public,
+        gets_private_random,
+        after_kill_private_random,
+    };
     Report {
         network,
         malicious,
@@ -255,16 +355,52 @@ pub fn run(scenario: &Scenario) -> Report {
         connections: sim.connections_opened(),
         datagrams: sim.datagram_totals(),
         requests: sim.request_totals(),
+        nat,
         wall: started.elapsed(),
     }
 }
 
-/// Starts node i's join at `i * join_interval`, from up to `seeds_per_join` earlier nodes.
+/// Puts `private_fraction` of the nodes (never the first [`PUBLIC_SEEDS`]) behind NATs,
+/// `random_nat_fraction` of them with dependent mappings. The choice draws from an RNG of its
+/// own, seeded from the scenario's seed, so that the simulation's draws are the same with
+/// and without private nodes.
+fn place_nats(sim: &mut Sim, scenario: &Scenario) {
+    sim.set_private_announce(scenario.private_announce);
+    sim.set_private_session_idle(scenario.private_session_idle);
+    let eligible = scenario.nodes.saturating_sub(PUBLIC_SEEDS);
+    let private = ((scenario.nodes as f64 * scenario.private_fraction.clamp(0.0, 1.0)).round()
+        as usize)
+        .min(eligible);
+    if private == 0 {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(scenario.seed ^ 0x6e61_7420_6e6f_6465);
+    let chosen = sample(&mut rng, eligible, private).into_vec();
+    let random = (private as f64 * scenario.random_nat_fraction.clamp(0.0, 1.0)).round() as usize;
+    for (n, at) in chosen.into_iter().enumerate() {
+        let mapping = if n < random {
+            Mapping::Dependent
+        } else {
+            Mapping::Independent
+        };
+        sim.put_behind_nat(PUBLIC_SEEDS + at, mapping);
+    }
+}
+
+/// Starts node i's join at `i * join_interval`, from up to `seeds_per_join` earlier public
+/// nodes (a private node can be no one's seed: nothing reaches it).
 fn join(sim: &mut Sim, scenario: &Scenario) -> Vec<Ticket> {
     let mut tickets = Vec::new();
+    let mut public: Vec<usize> = Vec::new();
     for i in 1..scenario.nodes {
-        let count = scenario.seeds_per_join.clamp(1, i);
-        let seeds: Vec<usize> = sample(sim.rng(), i, count).into_iter().collect();
+        if !sim.is_private(i - 1) {
+            public.push(i - 1);
+        }
+        let count = scenario.seeds_per_join.clamp(1, public.len());
+        let seeds: Vec<usize> = sample(sim.rng(), public.len(), count)
+            .into_iter()
+            .map(|at| public[at])
+            .collect();
         let at = EPOCH + scenario.join_interval * u32::try_from(i).unwrap_or(u32::MAX);
         tickets.push(sim.schedule(at, i, Command::Bootstrap(seeds)));
     }
@@ -388,7 +524,8 @@ pub(crate) fn measured(ok: bool, stats: &QueryStats) -> Sample {
 }
 
 /// Gets every item from a random live honest node other than its publisher, one every 10 ms.
-fn get_round(sim: &mut Sim, items: &[Published]) -> Vec<Sample> {
+/// Returns each get's sample and the node that made it.
+fn get_round(sim: &mut Sim, items: &[Published]) -> (Vec<Sample>, Vec<usize>) {
     let live: Vec<usize> = (0..sim.len())
         .filter(|i| sim.is_alive(*i) && !sim.is_malicious(*i))
         .collect();
@@ -396,7 +533,7 @@ fn get_round(sim: &mut Sim, items: &[Published]) -> Vec<Sample> {
         .iter()
         .map(|item| reader(item.publisher, &live, |n| sim.rng().random_range(0..n)))
         .collect();
-    get_each(sim, items, &readers)
+    (get_each(sim, items, &readers), readers)
 }
 
 /// Gets each item from the node at the same place in `readers`, one every 10 ms; a get
@@ -464,14 +601,46 @@ impl fmt::Display for Report {
         }
         write!(f, "{}", self.network)?;
         writeln!(f, "  network size     {}", self.size_estimate)?;
+        if self.nat.totals.private > 0 {
+            write!(f, "{}", self.nat)?;
+        }
         writeln!(f, "after killing {} nodes:", self.killed)?;
         writeln!(f, "  gets             {}", self.after_kill)?;
+        if self.nat.totals.private > 0 {
+            writeln!(f, "  gets by private  {}", self.nat.after_kill_private)?;
+            writeln!(f, "  gets by public   {}", self.nat.after_kill_public)?;
+            writeln!(
+                f,
+                "    (random NATs   {})",
+                self.nat.after_kill_private_random
+            )?;
+        }
         write_totals(
             f,
             self.messages,
             self.connections,
             (&self.requests, &self.datagrams),
             self.wall,
+        )
+    }
+}
+
+impl fmt::Display for NatReport {
+    /// The lines of a report with private nodes, but for the gets after the kill.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.totals;
+        writeln!(f, "  gets by private  {}", self.gets_private)?;
+        writeln!(f, "  gets by public   {}", self.gets_public)?;
+        writeln!(f, "    (random NATs   {})", self.gets_private_random)?;
+        writeln!(
+            f,
+            "  nat              {} private ({} behind random mappings), {} public; {} datagrams dropped by NATs",
+            t.private, t.dependent, self.public, t.dropped
+        )?;
+        writeln!(
+            f,
+            "  private in public tables: {} additions over the run, {} at the end",
+            t.private_in_public_tables, self.private_in_public_tables_at_end
         )
     }
 }
