@@ -12,8 +12,10 @@ use cairn_sim::scenario::{self, Report, Scenario};
 use cairn_sim::{Command, EPOCH, Latency, Mapping, REPLIED, Sim, Transport};
 use serde_json::Value;
 
-/// The run the fixture `replay/kill-300-seed-1.json` holds: written by `cairn-sim` at commit
-/// 48b4382, the last before the NAT model, with these arguments and `--json`.
+/// The run the fixture `replay/kill-300-seed-1.json` holds: written by `cairn-sim` with these
+/// arguments and `--json` at commit 67a9b8d, the last before the NAT model (first written at
+/// 48b4382; written again at 67a9b8d since that commit's core, a get's quorum rule and the
+/// `observed` key, changes seeded runs).
 const RECORDED: [&str; 4] = ["--nodes", "300", "--items", "20"];
 
 /// Whether every figure of `recorded` is in `now` with the same value (figures added since
