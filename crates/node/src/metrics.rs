@@ -185,6 +185,8 @@ pub(crate) struct Metrics {
     /// Requests sent again over datagrams, and requests handed to TCP instead.
     pub(crate) datagram_retransmits: Counter,
     pub(crate) datagram_fallbacks: Counter,
+    /// Sessions dropped after a request on them heard nothing back at all.
+    pub(crate) silent_sessions: Counter,
     /// Datagram sessions held now.
     pub(crate) sessions: Gauge,
     /// Times the node's address as its peers see it changed (or became known), by family.
@@ -243,6 +245,7 @@ impl Metrics {
             datagrams_refused: Family::default(),
             datagram_retransmits: Counter::default(),
             datagram_fallbacks: Counter::default(),
+            silent_sessions: Counter::default(),
             sessions: Gauge::default(),
             observed_changes: Family::default(),
             registry: Registry::default(),
@@ -482,6 +485,11 @@ impl Metrics {
             "datagram_fallbacks",
             "Requests sent over TCP instead of datagrams (a stream needed, too large, or a peer that does not answer datagrams)",
             self.datagram_fallbacks.clone(),
+        );
+        r.register(
+            "datagram_silent_sessions",
+            "Datagram sessions dropped because a request on them ran out of tries with nothing heard back (a peer that forgot them, or a NAT that moved this node to another port)",
+            self.silent_sessions.clone(),
         );
         r.register(
             "sessions",

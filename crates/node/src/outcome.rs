@@ -192,6 +192,10 @@ pub struct DatagramStatus {
     pub duplicates: u64,
     /// Requests sent over TCP instead (a stream needed, too large, a peer without datagrams).
     pub fallbacks: u64,
+    /// Sessions dropped because a request on them ran out of tries with nothing heard back
+    /// (the next request opens a new one).
+    #[serde(default)]
+    pub silent_sessions: u64,
     /// Refused: larger than 1,200 bytes.
     pub too_large: u64,
     /// Refused: an `initial` from a host past `handshake_rate`.

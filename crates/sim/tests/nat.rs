@@ -15,7 +15,8 @@ use serde_json::Value;
 /// The run the fixture `replay/kill-300-seed-1.json` holds: written by `cairn-sim` with these
 /// arguments and `--json` at commit 67a9b8d, the last before the NAT model (first written at
 /// 48b4382; written again at 67a9b8d since that commit's core, a get's quorum rule and the
-/// `observed` key, changes seeded runs).
+/// `observed` key, changes seeded runs; and again by `crates/sim` as at 67a9b8d on the core
+/// that drops silent datagram sessions, which changes them too).
 const RECORDED: [&str; 4] = ["--nodes", "300", "--items", "20"];
 
 /// Whether every figure of `recorded` is in `now` with the same value (figures added since
@@ -235,15 +236,22 @@ fn found_after_quiet(sim: &mut Sim, rounds: u8) -> usize {
 }
 
 #[test]
-fn a_private_node_is_answered_after_its_nat_entries_died_if_its_sessions_die_first() {
+fn a_private_node_is_answered_after_its_nat_entries_died() {
     // Behind a port-keeping NAT, a new entry gets the same port back: node 0's session with
     // node 1 still matches.
     let mut keeps = pair(Mapping::Independent);
     assert_eq!(found_after_quiet(&mut keeps, 3), 3);
     // Behind a random mapping the new entry has a new port, and node 0 drops what comes on
-    // the old session from it (docs/simulation.md, "NATs"), unless node 1's plane dropped
-    // that session first and opens a new one.
+    // the old session from it as stray (docs/simulation.md, "NATs"). Found here: every
+    // request on that session failed until the session idled out (300 s). Now a request tried
+    // twice with nothing heard back opens a new session, from the new port: the lookup that
+    // ran into the silent session may end before (a `find_node` ends at its contact's
+    // round-trip timeout, and here it has one contact), the next ones are answered. Before,
+    // 1 round of 3 was.
+    let mut random = pair(Mapping::Dependent);
+    assert!(found_after_quiet(&mut random, 3) >= 2);
+    // A plane whose sessions idle out before the NAT's entries needs no such rescue.
     let idle = REPLIED - Duration::from_secs(20);
-    let mut random = pair_with(Mapping::Dependent, Some(idle));
-    assert_eq!(found_after_quiet(&mut random, 3), 3);
+    let mut short = pair_with(Mapping::Dependent, Some(idle));
+    assert_eq!(found_after_quiet(&mut short, 3), 3);
 }

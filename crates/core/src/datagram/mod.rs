@@ -213,6 +213,10 @@ pub struct PlaneStats {
     /// Datagrams for a session from another address than the session's, or for a session
     /// this node does not hold.
     pub stray: u64,
+    /// Open sessions this node dropped because a request on one ran out of tries with nothing
+    /// heard on it since the first (a peer that forgot it, or a NAT that moved this node to
+    /// another port); the request went on in a new session.
+    pub silent_sessions: u64,
     /// Datagrams not sent because the peer's address is not proven and they would exceed
     /// three times what it sent.
     pub amplification_limited: u64,
@@ -238,6 +242,10 @@ struct Outgoing {
     rto: Duration,
     /// When it was last sent.
     sent: Time,
+    /// When it was first sent, once it was.
+    first_sent: Option<Time>,
+    /// Whether it left a silent session for a new one, after its tries there.
+    reopened: bool,
     /// When to send it again or give up.
     next: Time,
     /// The parts of a split `nodes` answer received so far.
@@ -256,6 +264,8 @@ impl Outgoing {
             tries: 0,
             rto,
             sent: now,
+            first_sent: None,
+            reopened: false,
             next: now,
             parts: Vec::new(),
             internal,
@@ -607,6 +617,7 @@ impl<C: Suite> Plane<C> {
                     carried: id,
                 })),
                 last: now,
+                heard: now,
             },
         );
         self.by_addr.insert(to.addr, sid);
@@ -620,6 +631,7 @@ impl<C: Suite> Plane<C> {
             p.tries += 1;
             p.session = sid;
             p.sent = now;
+            p.first_sent.get_or_insert(now);
             p.next = now + p.rto;
             p.rto = (p.rto * 2).min(self.config.max_rto);
         }
@@ -631,6 +643,7 @@ impl<C: Suite> Plane<C> {
             return;
         };
         let (tries, session, addr) = (p.tries, p.session, p.transmit.to.addr);
+        let (first_sent, reopened) = (p.first_sent, p.reopened);
         let state = session.and_then(|sid| self.sessions.get(&sid).map(|s| (sid, s.is_open())));
         match state {
             Some((sid, false)) => {
@@ -651,6 +664,26 @@ impl<C: Suite> Plane<C> {
                 } else if let Some(p) = self.pending.get_mut(&id) {
                     p.next = now + p.rto;
                 }
+            }
+            Some((sid, true))
+                if tries >= self.config.tries
+                    && !reopened
+                    && self.silent_since(sid, first_sent) =>
+            {
+                // Nothing at all came back on the session since the request first went out:
+                // the peer may have forgotten it, or, behind a NAT whose mapping expired while
+                // the session idled, see this node at a new port and drop what comes from
+                // there as stray, without a word. The session is dropped and the request
+                // opens a new one (from wherever this node now is), once; requests still
+                // waiting on the old session follow it there.
+                self.remove_session(sid);
+                self.stats.silent_sessions += 1;
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.reopened = true;
+                    p.tries = 0;
+                }
+                self.stats.retransmits += 1;
+                self.dispatch(now, id);
             }
             Some((sid, true)) if tries >= self.config.tries => {
                 // Out of tries. The parts of a split `nodes` answer that did arrive are an
@@ -684,6 +717,14 @@ impl<C: Suite> Plane<C> {
                 self.dispatch(now, id);
             }
         }
+    }
+
+    /// Whether nothing arrived on session `sid` since `since` (a request's first sending).
+    fn silent_since(&self, sid: u64, since: Option<Time>) -> bool {
+        self.sessions
+            .get(&sid)
+            .zip(since)
+            .is_some_and(|(s, since)| s.heard < since)
     }
 
     /// Request `id` had no answer after every try.
@@ -828,6 +869,7 @@ impl<C: Suite> Plane<C> {
         if let Some(sid) = self.repeated_initial(from, &initial) {
             let accept = self.sessions.get_mut(&sid).and_then(|s| {
                 s.last = now;
+                s.heard = now;
                 let unproven = s.open()?.unproven.as_mut()?;
                 unproven.received += bytes.len();
                 unproven.accept.clone()
@@ -909,6 +951,7 @@ impl<C: Suite> Plane<C> {
                     answers: Default::default(),
                 })),
                 last: now,
+                heard: now,
             },
         );
         self.stats.sessions_accepted += 1;
@@ -1000,6 +1043,7 @@ impl<C: Suite> Plane<C> {
         if let Some(session) = self.sessions.get_mut(&sid) {
             session.peer = Some(peer);
             session.last = now;
+            session.heard = now;
             session.state = State::Open(Box::new(Open {
                 peer_sid: accept.sid,
                 send_key: forward,
@@ -1069,6 +1113,7 @@ impl<C: Suite> Plane<C> {
         open.window.mark(pn);
         open.unproven = None;
         session.last = now;
+        session.heard = now;
         if newly_proven {
             self.by_addr.entry(from).or_insert(sid);
             if let (Some(peer), true) = (peer, announce) {

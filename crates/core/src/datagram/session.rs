@@ -173,6 +173,8 @@ pub(super) struct Session {
     pub(super) state: State,
     /// When a datagram of this session last arrived or left.
     pub(super) last: Time,
+    /// When a datagram of this session last arrived (its start, for one this node opens).
+    pub(super) heard: Time,
 }
 
 impl Session {

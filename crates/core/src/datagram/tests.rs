@@ -64,6 +64,8 @@ struct Pair {
     count_a: usize,
     count_b: usize,
     events_a: Vec<PlaneEvent>,
+    /// The address node 2 sees node 1's datagrams come from (a NAT may change it).
+    a_seen_as: SocketAddr,
 }
 
 impl Pair {
@@ -76,6 +78,7 @@ impl Pair {
             count_a: 0,
             count_b: 0,
             events_a: Vec::new(),
+            a_seen_as: addr(1),
         }
     }
 
@@ -87,6 +90,7 @@ impl Pair {
         drop: &dyn Fn(usize) -> bool,
     ) -> Vec<PlaneEvent> {
         let mut events_b = Vec::new();
+        let start = self.now;
         loop {
             let (out_a, ev_a) = drain(&mut self.a);
             let (out_b, ev_b) = drain(&mut self.b);
@@ -105,14 +109,14 @@ impl Pair {
                 self.count_a += 1;
                 self.log.push((addr(1), to, bytes.clone()));
                 if to == addr(2) && !drop(self.count_a) {
-                    self.b.handle_datagram(self.now, addr(1), &bytes);
+                    self.b.handle_datagram(self.now, self.a_seen_as, &bytes);
                 }
             }
             for (to, bytes) in out_b {
                 moved = true;
                 self.count_b += 1;
                 self.log.push((addr(2), to, bytes.clone()));
-                if to == addr(1) && !drop(self.count_b) {
+                if to == self.a_seen_as && !drop(self.count_b) {
                     self.a.handle_datagram(self.now, addr(2), &bytes);
                 }
             }
@@ -125,7 +129,7 @@ impl Pair {
                 .flatten()
                 .min();
             match next {
-                Some(t) if self.a.pending() > 0 && t < T0 + Duration::from_secs(30) => {
+                Some(t) if self.a.pending() > 0 && t < start + Duration::from_secs(30) => {
                     self.now = t.max(self.now);
                     self.a.handle_timeout(self.now);
                     self.b.handle_timeout(self.now);
@@ -768,4 +772,49 @@ fn a_request_behind_a_new_session_is_never_due_in_the_past() {
         next.is_some_and(|t| t > late),
         "due at {next:?}, woken at {late:?}"
     );
+}
+
+#[test]
+fn a_request_that_hears_nothing_back_on_its_session_opens_a_new_one() {
+    // Found by the simulator's NAT model: behind a NAT that maps each destination to a new
+    // port, a mapping that expired while the session idled gives this node a new port; the
+    // peer drops what comes from there as stray, without a word, and every request on the
+    // session failed until it idled out (300 s). Now a request out of tries with nothing heard
+    // back on its session goes on in a new one.
+    let mut pair = Pair::new();
+    pair.a.send(T0, find_node(1, 2));
+    pair.run(&nodes, &never);
+    assert_eq!(pair.responses().len(), 1);
+    // Two minutes of quiet, and the NAT moves node 1 to another port.
+    pair.now += Duration::from_secs(120);
+    pair.a_seen_as = SocketAddr::from(([127, 0, 0, 1], 4001));
+    let now = pair.now;
+    pair.a.send(now, find_node(2, 2));
+    pair.run(&nodes, &never);
+    let failed = |pair: &Pair, id| {
+        pair.events_a
+            .iter()
+            .any(|e| matches!(e, PlaneEvent::Failed { id: i, .. } if *i == id))
+    };
+    assert!(
+        pair.b.stats().stray > 0,
+        "the peer drops what comes from the new port"
+    );
+    assert_eq!(pair.a.stats().silent_sessions, 1);
+    assert!(
+        pair.responses().iter().any(|(id, _)| *id == 2),
+        "the request, in a new session from the new port, is answered"
+    );
+    assert!(!failed(&pair, 2));
+    let now = pair.now;
+    pair.a.send(now, find_node(3, 2));
+    pair.run(&nodes, &never);
+    assert!(pair.responses().iter().any(|(id, _)| *id == 3));
+    // A session that is answered is kept: one silent drop, no more.
+    let now = pair.now;
+    pair.a.send(now, find_node(4, 2));
+    pair.run(&nodes, &never);
+    assert!(pair.responses().iter().any(|(id, _)| *id == 4));
+    assert_eq!(pair.a.stats().silent_sessions, 1);
+    assert_eq!(pair.a.stats().sessions_initiated, 2);
 }

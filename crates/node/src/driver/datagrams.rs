@@ -155,6 +155,7 @@ impl<S: Store> Driver<S> {
             retransmits: s.retransmits,
             duplicates: s.duplicates,
             fallbacks: s.fallbacks,
+            silent_sessions: s.silent_sessions,
             too_large: refused("too_large"),
             handshake_rate: refused("handshake_rate"),
             malformed: s.malformed,
@@ -195,6 +196,7 @@ impl<S: Store> Driver<S> {
         }
         behind(&m.datagram_retransmits, s.retransmits);
         behind(&m.datagram_fallbacks, s.fallbacks);
+        behind(&m.silent_sessions, s.silent_sessions);
         m.sessions
             .set(i64::try_from(s.sessions).unwrap_or(i64::MAX));
     }
