@@ -97,6 +97,7 @@ fn a_split_nodes_answer_with_observed_fits_over_ipv4_and_ipv6() {
                     from: Contact::new(id_of(2), b),
                     id: 7,
                     response: Response::Nodes(twenty_long_contacts()),
+                    role: Some(Mode::Server),
                 },
             ]
         );
@@ -108,6 +109,7 @@ fn every_part_carries_observed_and_is_measured_with_it() {
     let observed = SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6), 65535));
     let envelope = Envelope {
         observed: Some(observed),
+        role: None,
     };
     let bodies = answer_bodies(
         3,
@@ -185,6 +187,7 @@ fn answers_in_either_sessions_are_votes_and_unasked_answers_are_not() {
         from: by,
         id: 5,
         response: Response::Pong,
+        role: Some(Mode::Server),
     };
     assert_eq!(at_two, vec![PlaneEvent::Observed { by, observed: b }, pong]);
     // An answer to nothing node 1 asked (node 2 answering request 1 again, as if forged in

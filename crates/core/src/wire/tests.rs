@@ -538,6 +538,7 @@ fn an_answer_with_observed_decodes_on_every_path_and_a_bad_length_is_ignored() {
     let observed: SocketAddr = "198.51.100.7:7400".parse().expect("valid");
     let envelope = Envelope {
         observed: Some(observed),
+        role: None,
     };
     let body = encode_body_with(&Body::Message(pong.clone()), &envelope).expect("encodes");
     // The key is written last, 17 bytes for IPv4: `a8 "observed"`, `c4 06`, the address.
