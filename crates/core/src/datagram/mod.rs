@@ -1580,7 +1580,7 @@ impl Random {
 }
 
 #[cfg(test)]
-mod observed_tests;
+mod envelope_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The `observed` key: every answer carries the address its request came from, the split of a
-//! `nodes` answer still fits with it, and answers to a node's own requests are its votes,
-//! whoever opened the session.
+//! The envelope keys of a body. `observed`: every answer carries the address its request came
+//! from, the split of a `nodes` answer still fits with it, and answers to a node's own requests
+//! are its votes, whoever opened the session. `role`: a peer that says `client` is never
+//! announced, whatever its `initial` flag said.
 
 use std::net::{Ipv6Addr, SocketAddr};
 
@@ -199,4 +200,53 @@ fn answers_in_either_sessions_are_votes_and_unasked_answers_are_not() {
     let stray = one.stats().stray;
     assert!(carry(&mut two, b, &mut one, &mut sizes).is_empty());
     assert_eq!(one.stats().stray, stray + 1);
+}
+
+#[test]
+fn a_peer_that_says_client_is_never_announced_whatever_its_flag() {
+    let (a, b) = (
+        SocketAddr::from(([198, 51, 100, 1], 7400)),
+        SocketAddr::from(([198, 51, 100, 2], 7400)),
+    );
+    for (role, announced) in [(Mode::Server, true), (Mode::Client, false)] {
+        // Node 1 keeps the announce flag set, and says `role` in its bodies.
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let mut config =
+            PlaneConfig::new(NetworkName::new("cairn").unwrap_or_else(|_| unreachable!()));
+        config.role = role;
+        let mut one = Plane::new(Real::new(key), config, [1; 32], T0);
+        let mut two = plane(2);
+        let to = Peer {
+            id: Some(id_of(2)),
+            addr: b,
+        };
+        one.send(
+            T0,
+            Transmit {
+                id: 1,
+                to,
+                request: Request::Ping,
+            },
+        );
+        let mut sizes = Vec::new();
+        let mut at_two = carry(&mut one, a, &mut two, &mut sizes);
+        for event in &at_two {
+            if let PlaneEvent::Request { reply, .. } = event {
+                two.answer(T0, *reply, Response::Pong);
+            }
+        }
+        carry(&mut two, b, &mut one, &mut sizes);
+        // Node 1's confirm proves its address.
+        at_two.extend(carry(&mut one, a, &mut two, &mut sizes));
+        let requests: Vec<(Option<SocketAddr>, Option<Mode>)> = at_two
+            .iter()
+            .filter_map(|e| match e {
+                PlaneEvent::Request { from, role, .. } => Some((from.addr, *role)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(requests, vec![(announced.then_some(a), Some(role))]);
+        let verified = at_two.iter().any(|e| matches!(e, PlaneEvent::Verified(_)));
+        assert_eq!(verified, announced, "{role:?}");
+    }
 }
