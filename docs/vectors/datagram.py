@@ -178,6 +178,12 @@ def build():
     out += [("body: pong id 3 with observed", pong_3)]
     out += [("data: responder pn 2, pong id 3 with observed", data_observed)]
 
+    # The ping of step 3 as a node that knows roles sends it: `role` after its own keys.
+    ping_2_role = pack({"type": "ping", "id": 2, "role": "server"})
+    _, data_role = data(SID_R, 1, key_ir, ping_2_role)
+    out += [("body: ping id 2 with role server", ping_2_role)]
+    out += [("data: initiator pn 1, ping id 2 with role server", data_role)]
+
     unknown = bytes([UNKNOWN]) + u64(SID_R)
     refuse = (
         bytes([REFUSE, VERSION])
@@ -224,6 +230,9 @@ def check(values, key_ir, key_ri):
     datagram = values["data: responder pn 2, pong id 3 with observed"]
     body = msgpack.unpackb(open_sealed(key_ri, 2, datagram[:17], datagram[17:]))
     assert body == {"type": "pong", "id": 3, "observed": bytes([198, 51, 100, 7, 0x1C, 0xE8])}
+    datagram = values["data: initiator pn 1, ping id 2 with role server"]
+    body = msgpack.unpackb(open_sealed(key_ir, 1, datagram[:17], datagram[17:]))
+    assert body == {"type": "ping", "id": 2, "role": "server"}
     confirm = values["confirm: initiator pn 2, empty body"]
     assert len(confirm) == 17 + TAG
     assert open_sealed(key_ir, 2, confirm[:17], confirm[17:]) == b""

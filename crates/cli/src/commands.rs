@@ -293,6 +293,7 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
     println!("network    {}", s.network);
     let listen: Vec<String> = s.listen_addrs.iter().map(ToString::to_string).collect();
     println!("listen     {}", listen.join(" "));
+    println!("mode       {}", s.mode);
     println!("peers      {}", s.peers);
     println!(
         "size       ~{} nodes in the network (estimated)",

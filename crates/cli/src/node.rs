@@ -41,6 +41,12 @@ pub struct NodeArgs {
     /// Network name, 1 to 64 bytes; nodes of other networks are refused [default: cairn].
     #[arg(long, value_name = "NAME")]
     network: Option<NetworkName>,
+    /// server: takes requests, stores items for others, enters routing tables. client: only
+    /// asks (put, get, delete, watch all work), announces no address, so no node adds it to
+    /// its routing table, and stores nothing for others: for a node that cannot be reached
+    /// from outside, say behind a NAT [default: server].
+    #[arg(long, value_name = "MODE", value_parser = ["server", "client"])]
+    mode: Option<String>,
     /// A TOML config file; `cairn config` prints one with every key and its default.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -297,6 +303,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     }
     if let Some(network) = args.network {
         config.network = network;
+    }
+    if let Some(mode) = args
+        .mode
+        .as_deref()
+        .and_then(cairn_node::cairn_core::Mode::parse)
+    {
+        config.mode = mode;
     }
     let api_text = args.api.unwrap_or(own_api);
     let api = resolve_addr(&api_text, "--api").await?;

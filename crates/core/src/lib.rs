@@ -77,7 +77,7 @@ pub use node::{expiry, next_seq};
 pub use handshake::{Role, Transcript};
 pub use message::{
     Auth, Contact, ErrorCode, ErrorReply, Hello, MAX_ERROR_MESSAGE, MAX_LISTEN_TTL,
-    MAX_NETWORK_LEN, Message, NetworkName, NetworkNameError, PROTOCOL_VERSION, Peer, Request,
+    MAX_NETWORK_LEN, Message, Mode, NetworkName, NetworkNameError, PROTOCOL_VERSION, Peer, Request,
     Response, Welcome,
 };
 

@@ -218,6 +218,43 @@ pub enum Response {
     Error(ErrorReply),
 }
 
+/// What a node says it is, in the `role` key of every message it sends (`docs/protocol.md`,
+/// "Roles"): a server takes requests at its address and may enter routing tables; a client
+/// only asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Takes requests, stores items for others, enters routing tables.
+    #[default]
+    Server,
+    /// Asks only: announces no address, stores nothing for others, enters no routing table.
+    Client,
+}
+
+impl Mode {
+    /// `server` or `client`, as on the wire and in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Server => "server",
+            Mode::Client => "client",
+        }
+    }
+
+    /// The mode a `role` value names, if it names one.
+    pub fn parse(text: &str) -> Option<Mode> {
+        match text {
+            "server" => Some(Mode::Server),
+            "client" => Some(Mode::Client),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A numeric error code (`docs/protocol.md`, "Requests and responses").
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ErrorCode(pub u16);

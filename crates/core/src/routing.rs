@@ -354,6 +354,36 @@ impl RoutingTable {
         Failure::Evicted { replaced_by }
     }
 
+    /// Removes `id` from its bucket, its replacement cache and the dormant list at once (a
+    /// node that said it is a client must not be asked as a server). A replacement takes an
+    /// emptied place, as after a failure. What happened, as [`RoutingTable::failed`] says it.
+    pub(crate) fn remove(&mut self, id: &NodeId) -> Failure {
+        self.dormant.retain(|(c, _)| c.id != *id);
+        let Some(index) = self.bucket_of(id) else {
+            return Failure::Unknown;
+        };
+        let Some(bucket) = self.buckets.get_mut(&index) else {
+            return Failure::Unknown;
+        };
+        bucket.replacements.retain(|e| e.contact.id != *id);
+        let Some(at) = bucket.entries.iter().position(|e| e.contact.id == *id) else {
+            return Failure::Unknown;
+        };
+        bucket.entries.remove(at);
+        if bucket.pinging == Some(*id) {
+            bucket.pinging = None;
+        }
+        let replaced_by = bucket.replacements.pop().map(|entry| {
+            let contact = entry.contact;
+            bucket.entries.push(entry);
+            contact
+        });
+        if bucket.entries.is_empty() && bucket.replacements.is_empty() {
+            self.buckets.remove(&index);
+        }
+        Failure::Evicted { replaced_by }
+    }
+
     /// The dormant contacts to ping in this refresh round; each is forgotten once it has been
     /// pinged [`DORMANT_ROUNDS`] times without answering (an answer puts it back in its
     /// bucket through [`RoutingTable::seen`]).

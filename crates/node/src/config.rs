@@ -83,6 +83,12 @@ pub struct Config {
     /// dropped unread. Default 64/s, bursts of 256: an honest node opens a session to one
     /// host once per peer there every few minutes.
     pub handshake_rate: Rate,
+    /// Server (the default) or client (`docs/design.md`, "Client mode"). A client says
+    /// `role: "client"` on every message, announces no address (`hello.port` 0, the datagram
+    /// `initial` flag clear), so no node adds it to its routing table; it refuses `store` and
+    /// `listen` (503, "this node is a client") and does everything its user asks. There is no
+    /// `auto` yet: choosing by itself needs the reachability test, a later step.
+    pub mode: cairn_core::Mode,
 }
 
 impl Default for Config {
@@ -117,6 +123,7 @@ impl Default for Config {
                 per_second: 64.0,
                 burst: 256.0,
             },
+            mode: cairn_core::Mode::Server,
         }
     }
 }
@@ -157,6 +164,7 @@ setters!(
     command_queue: usize,
     datagrams: bool,
     handshake_rate: Rate,
+    mode: cairn_core::Mode,
 );
 
 impl Config {
@@ -273,6 +281,8 @@ pub struct FileConfig {
     pub handshakes_per_host_burst: Option<f64>,
     /// See `cairn_core::Config::nat_subnet_prefix_v4` (1 to 32).
     pub nat_subnet_prefix_v4: Option<u8>,
+    /// See [`Config::mode`]: `"server"` or `"client"`.
+    pub mode: Option<String>,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -512,6 +522,11 @@ impl FileConfig {
                 ));
             }
             config.protocol.nat_subnet_prefix_v4 = v;
+        }
+        if let Some(v) = &self.mode {
+            config.mode = cairn_core::Mode::parse(v).ok_or_else(|| {
+                ConfigError::Invalid(format!("mode must be \"server\" or \"client\", not {v:?}"))
+            })?;
         }
         Ok(())
     }

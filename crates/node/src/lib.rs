@@ -213,6 +213,7 @@ where
         None
     };
     let mut node = Node::new(identity.node_id(), config.protocol.clone(), store);
+    node.set_mode(config.mode);
     if let Some(dir) = &config.data_dir {
         let contacts = snapshot::load(dir)?;
         if !contacts.is_empty() {

@@ -116,6 +116,13 @@ pub struct Status {
     /// from the `observed` key of datagram answers; `docs/design.md`, "Observed address").
     #[serde(default)]
     pub reachability: Reachability,
+    /// `server` or `client` (`docs/design.md`, "Client mode").
+    #[serde(default = "server")]
+    pub mode: String,
+}
+
+fn server() -> String {
+    cairn_core::Mode::Server.as_str().to_owned()
 }
 
 /// What the node knows of how peers reach it, per address family.

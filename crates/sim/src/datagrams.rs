@@ -334,6 +334,7 @@ impl<S: Durable> Sim<S> {
                 reply,
                 from,
                 request,
+                ..
             } => {
                 let Some(from) = self.requester(from) else {
                     return;
@@ -356,7 +357,9 @@ impl<S: Durable> Sim<S> {
                 };
                 self.plane(index).answer(now, reply, response);
             }
-            PlaneEvent::Response { from, id, response } => {
+            PlaneEvent::Response {
+                from, id, response, ..
+            } => {
                 if let Some(&peer) = self.plane_ids.get(&from.id) {
                     let contact = Contact::new(self.nodes[peer].contact.id, from.addr);
                     self.nodes[index]

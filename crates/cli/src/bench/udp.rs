@@ -111,6 +111,7 @@ impl Socket {
 fn plane(key: &SigningKey, now: Time) -> Plane<Real> {
     let mut config = PlaneConfig::new(NetworkName::default());
     config.announce = false;
+    config.role = cairn_node::cairn_core::Mode::Client;
     Plane::new(Real::new(key.clone()), config, rand::random(), now)
 }
 

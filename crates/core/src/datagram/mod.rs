@@ -36,7 +36,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha512};
 
 use crate::id::NodeId;
-use crate::message::{Contact, ErrorCode, ErrorReply, Message, NetworkName, Request, Response};
+use crate::message::{
+    Contact, ErrorCode, ErrorReply, Message, Mode, NetworkName, Request, Response,
+};
 use crate::node::{Requester, Transmit};
 use crate::rtt::RttTable;
 use crate::time::Time;
@@ -71,6 +73,9 @@ pub struct PlaneConfig {
     /// Whether this node takes requests at the address it sends from (a node that listens):
     /// peers add it to their routing tables only if so.
     pub announce: bool,
+    /// What this node says it is in every body it sends (`role`). A client also clears
+    /// `announce`.
+    pub role: Mode,
     /// Sessions kept at most; past it, the one idle longest is dropped.
     pub max_sessions: usize,
     /// A session with no datagram either way for this long is dropped.
@@ -98,6 +103,7 @@ impl PlaneConfig {
         PlaneConfig {
             network,
             announce: true,
+            role: Mode::Server,
             max_sessions: 4_096,
             session_idle: Duration::from_secs(300),
             tries: 4,
@@ -143,10 +149,13 @@ pub enum PlaneEvent {
     Request {
         /// Where the answer goes.
         reply: Reply,
-        /// Who asked: `verified` once its address is proven, `addr` if it announces one.
+        /// Who asked: `verified` once its address is proven, `addr` if it announces one (never
+        /// for a peer that said it is a client).
         from: Requester,
         /// The request.
         request: Request,
+        /// What the asker said it is (`role`), if it said.
+        role: Option<Mode>,
     },
     /// The answer to this node's request `id`, from a peer whose key and address are proven.
     Response {
@@ -156,6 +165,8 @@ pub enum PlaneEvent {
         id: u64,
         /// The answer.
         response: Response,
+        /// What the peer said it is (`role`), if it said: a client must not enter the table.
+        role: Option<Mode>,
     },
     /// This node's request `id` failed.
     Failed {
@@ -381,10 +392,13 @@ impl<C: Suite> Plane<C> {
     pub fn send(&mut self, now: Time, transmit: Transmit) {
         let body = match &transmit.request {
             Request::Listen { .. } | Request::Unlisten { .. } => None,
-            _ => wire::encode_body(&Body::Message(Message::Request {
-                id: transmit.id,
-                request: transmit.request.clone(),
-            }))
+            _ => wire::encode_body_with(
+                &Body::Message(Message::Request {
+                    id: transmit.id,
+                    request: transmit.request.clone(),
+                }),
+                &Envelope::role(self.config.role),
+            )
             .ok()
             .filter(|body| body.len() <= data_room()),
         };
@@ -431,6 +445,7 @@ impl<C: Suite> Plane<C> {
         };
         let envelope = Envelope {
             observed: Some(addr),
+            role: Some(self.config.role),
         };
         let bodies = answer_bodies(reply.id, response, &envelope, first_room);
         if kept {
@@ -553,10 +568,13 @@ impl<C: Suite> Plane<C> {
                     to,
                     request: Request::Ping,
                 };
-                let body = wire::encode_body(&Body::Message(Message::Request {
-                    id: ping,
-                    request: Request::Ping,
-                }))
+                let body = wire::encode_body_with(
+                    &Body::Message(Message::Request {
+                        id: ping,
+                        request: Request::Ping,
+                    }),
+                    &Envelope::role(self.config.role),
+                )
                 .unwrap_or_default();
                 let rto = self.rto(to.id.as_ref());
                 let outgoing = Outgoing::new(transmit, body, rto, now, true);
@@ -888,7 +906,7 @@ impl<C: Suite> Plane<C> {
             message: Initial::signed_message(&initial.signed_part()),
             signature: initial.signature,
         };
-        let Ok(body) = wire::decode_body(&initial.body) else {
+        let Ok((body, envelope)) = wire::decode_body_with(&initial.body) else {
             self.stats.malformed += 1;
             return;
         };
@@ -924,7 +942,8 @@ impl<C: Suite> Plane<C> {
         }
         .header();
         let peer = NodeId::of_public_key(&initial.public_key);
-        let announce = initial.flags & FLAG_ANNOUNCE != 0;
+        // A peer that says it is a client enters no table, whatever its flag says.
+        let announce = initial.flags & FLAG_ANNOUNCE != 0 && envelope.role != Some(Mode::Client);
         self.make_room();
         self.sessions.insert(
             sid,
@@ -963,6 +982,7 @@ impl<C: Suite> Plane<C> {
                     reply,
                     from: from_requester,
                     request,
+                    role: envelope.role,
                 });
             }
             Request::Store { .. } => {
@@ -1134,7 +1154,7 @@ impl<C: Suite> Plane<C> {
         };
         match body {
             Body::Message(Message::Request { id, request }) => {
-                self.on_request(now, sid, id, request)
+                self.on_request(now, sid, id, request, envelope.role)
             }
             Body::Message(Message::Response { id, response }) => {
                 self.on_response(now, sid, id, response, envelope)
@@ -1156,10 +1176,15 @@ impl<C: Suite> Plane<C> {
         }
     }
 
-    fn on_request(&mut self, now: Time, sid: u64, id: u64, request: Request) {
+    fn on_request(&mut self, now: Time, sid: u64, id: u64, request: Request, role: Option<Mode>) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
+        if role == Some(Mode::Client) {
+            // Its last word: it takes no requests here, so it must not enter a table (a
+            // session that announced stops announcing).
+            session.announce = false;
+        }
         let (peer, addr, announce) = (session.peer, session.addr, session.announce);
         let Some(open) = session.open() else {
             return;
@@ -1199,6 +1224,7 @@ impl<C: Suite> Plane<C> {
                     reply,
                     from: requester(peer, addr, announce, true, sid),
                     request,
+                    role,
                 });
             }
         }
@@ -1276,6 +1302,11 @@ impl<C: Suite> Plane<C> {
             // Karn's rule: only a request sent once times its round trip.
             self.rtt.sample(&peer, now.since(p.sent));
         }
+        if envelope.role == Some(Mode::Client) {
+            if let Some(session) = self.sessions.get_mut(&sid) {
+                session.announce = false;
+            }
+        }
         if let Some(observed) = envelope.observed {
             // A request goes only on a session whose peer's key and address are proven (by
             // its `accept`, or by its first `data` and its `initial`'s signature), and this
@@ -1291,6 +1322,7 @@ impl<C: Suite> Plane<C> {
                 from: Contact::new(peer, addr),
                 id,
                 response,
+                role: envelope.role,
             });
         }
     }
@@ -1593,7 +1625,7 @@ impl Random {
 }
 
 #[cfg(test)]
-mod observed_tests;
+mod envelope_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -56,6 +56,8 @@ const OBSERVED: &str = "c63364071ce8";
 const BODY_PONG_3_OBSERVED: &str =
     "83a474797065a4706f6e67a2696403a86f62736572766564c406c63364071ce8";
 const DATA_R_OBSERVED: &str = "0301020304050607080000000000000002fa90fc4f8dea475955d92f6da0b06bdc2d941e796f65aac07666e9735031f63caddb0484bb223c78cb2c88f1e7c98a1f";
+const BODY_PING_2_ROLE: &str = "83a474797065a470696e67a2696402a4726f6c65a6736572766572";
+const DATA_I_ROLE: &str = "031112131415161718000000000000000101b8576eff0fee02521def71c0cdc97ab1ac46aa4c5fa63b4678ae80abd45d3121203e70be06c468892057";
 const CONFIRM: &str = "031112131415161718000000000000000247c476f1d76b3596501541f3aa0491f6";
 const UNKNOWN_VECTOR: &str = "041112131415161718";
 const REFUSE_VECTOR: &str =
@@ -236,6 +238,7 @@ fn a_plane_answers_the_python_initial() {
             reply,
             from,
             request,
+            ..
         },
     ] = events.as_slice()
     else {
@@ -281,6 +284,7 @@ fn a_plane_answers_the_python_initial() {
     let opened = Real::open(&back, 0, header, sealed).unwrap_or_default();
     let envelope = Envelope {
         observed: Some(addr(1)),
+        role: Some(Mode::Server),
     };
     let pong = Body::Message(Message::Response {
         id: 1,
@@ -305,6 +309,7 @@ fn the_crate_builds_the_observed_vectors() {
     assert_eq!(to_hex(&wire::compact_addr(observed)), OBSERVED);
     let envelope = Envelope {
         observed: Some(observed),
+        role: None,
     };
     let pong = Body::Message(Message::Response {
         id: 3,
@@ -312,8 +317,16 @@ fn the_crate_builds_the_observed_vectors() {
     });
     let body = wire::encode_body_with(&pong, &envelope).unwrap_or_default();
     assert_eq!(to_hex(&body), BODY_PONG_3_OBSERVED);
-    let (_, back) = keys();
+    let (forward, back) = keys();
     assert_eq!(to_hex(&data(SID_I, 2, &back, &body)), DATA_R_OBSERVED);
+    // And `role`, written after the message's keys.
+    let ping = Body::Message(Message::Request {
+        id: 2,
+        request: Request::Ping,
+    });
+    let body = wire::encode_body_with(&ping, &Envelope::role(Mode::Server)).unwrap_or_default();
+    assert_eq!(to_hex(&body), BODY_PING_2_ROLE);
+    assert_eq!(to_hex(&data(SID_R, 1, &forward, &body)), DATA_I_ROLE);
 }
 
 /// The Python `accept`, taken apart by the crate's own parts: parse, signature, keys, open.
@@ -380,9 +393,12 @@ fn a_plane_takes_the_python_accept_and_data() {
         from: Contact::new(responder_id(), addr(2)),
         id: 1,
         response: Response::Pong,
+        // The Python side predates roles.
+        role: None,
     };
     assert_eq!(events, vec![pong]);
-    assert_eq!(datagrams, vec![(addr(2), bytes(DATA_I))]);
+    // The waiting ping goes as the vectors' step 3 with `role` (a node that knows roles).
+    assert_eq!(datagrams, vec![(addr(2), bytes(DATA_I_ROLE))]);
 
     a.handle_datagram(T0, addr(2), &bytes(DATA_R));
     let (datagrams, events) = drain(&mut a);
@@ -391,6 +407,8 @@ fn a_plane_takes_the_python_accept_and_data() {
         from: Contact::new(responder_id(), addr(2)),
         id: 2,
         response: Response::Pong,
+        // The Python side predates roles.
+        role: None,
     };
     assert_eq!(events, vec![pong]);
 
@@ -420,6 +438,8 @@ fn a_plane_takes_the_python_accept_and_data() {
         from: by,
         id: 3,
         response: Response::Pong,
+        // The Python side predates roles.
+        role: None,
     };
     assert_eq!(events, vec![PlaneEvent::Observed { by, observed }, pong]);
 }

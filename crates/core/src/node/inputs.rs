@@ -8,7 +8,7 @@ use super::trace::{RequestOutcome, outcome_of};
 use super::{Answer, Node, Requester};
 use crate::id::NodeId;
 use crate::item::{Item, Resolution};
-use crate::message::{Contact, ErrorCode, ErrorReply, Request, Response};
+use crate::message::{Contact, ErrorCode, ErrorReply, Mode, Request, Response};
 use crate::store::{CommitId, CommitOutcome, Origin, Store, StoreError};
 use crate::subnet::Prefix;
 use crate::time::Time;
@@ -34,7 +34,8 @@ impl<S: Store> Node<S> {
     }
 
     /// An answer to request `request_id` arrived from `from`, whose identity the connection's
-    /// handshake proved.
+    /// handshake proved, in a message that said no `role` (a node that predates roles: it
+    /// enters the table as before). See [`Node::handle_response_from`].
     pub fn handle_response(
         &mut self,
         now: Time,
@@ -42,9 +43,36 @@ impl<S: Store> Node<S> {
         request_id: u64,
         response: Response,
     ) {
+        self.handle_response_from(now, from, None, request_id, response);
+    }
+
+    /// An answer to request `request_id` arrived from `from`, whose identity the connection's
+    /// handshake proved, in a message that said `role`. The answer is used whatever the role;
+    /// the peer enters the routing table only if it did not say `client`, and one that said
+    /// `client` leaves it (and its replacement cache and the dormant list).
+    pub fn handle_response_from(
+        &mut self,
+        now: Time,
+        from: Contact,
+        role: Option<Mode>,
+        request_id: u64,
+        response: Response,
+    ) {
         self.start_housekeeping(now);
-        self.take_response(now, from, request_id, response);
+        let server = role != Some(Mode::Client);
+        if !server {
+            self.forget_client(&from.id);
+        }
+        self.take_response(now, from, server, request_id, response);
         self.pump_housekeeping(now);
+    }
+
+    /// A message from `id` said it is a client (`role: "client"`): it leaves the routing
+    /// table, its replacement cache and the dormant list. The driver calls this before
+    /// handing the message's request on, whose requester then carries no address.
+    pub fn handle_client(&mut self, now: Time, id: &NodeId) {
+        self.start_housekeeping(now);
+        self.forget_client(id);
     }
 
     /// Request `request_id` failed: the connection could not be made or broke, or the peer was
@@ -134,10 +162,19 @@ impl<S: Store> Node<S> {
     }
 
     /// Takes the answer to request `request_id` from `from` to whoever sent the request.
-    fn take_response(&mut self, now: Time, from: Contact, request_id: u64, response: Response) {
+    fn take_response(
+        &mut self,
+        now: Time,
+        from: Contact,
+        server: bool,
+        request_id: u64,
+        response: Response,
+    ) {
         let Some(pending) = self.requests.take(request_id) else {
             // Late for a finished query: the peer is still alive.
-            self.saw(now, from);
+            if server {
+                self.saw(now, from);
+            }
             return;
         };
         if pending.to.id.is_some_and(|expected| expected != from.id) {
@@ -150,7 +187,9 @@ impl<S: Store> Node<S> {
             let outcome = outcome_of(&response);
             pending.trace(&mut self.traces, outcome, Some(round_trip));
         }
-        self.saw(now, from);
+        if server {
+            self.saw(now, from);
+        }
         if let (Some(key), Response::Error(e)) = (pending.key, &response) {
             if e.code == ErrorCode::CONFLICT {
                 // The peer holds a copy that beats this node's: fetch it, so that a stale
@@ -242,6 +281,9 @@ impl<S: Store> Node<S> {
                 // not hold it; an error tells it this node failed.
                 Err(e) => Response::Error(ErrorReply::new(e.code(), "the store cannot read it")),
             },
+            Request::Store { .. } | Request::Listen { .. } if self.mode == Mode::Client => {
+                Response::Error(ErrorReply::new(ErrorCode::UNAVAILABLE, CLIENT_REFUSAL))
+            }
             Request::Store { item } => return self.serve_store(now, from, item),
             Request::Listen { key, seq } => {
                 let (config, store) = (&self.config, &self.store);
@@ -314,6 +356,9 @@ impl<S: Store> Node<S> {
         Ok(written.commit)
     }
 }
+
+/// What a client answers `store` and `listen` (code 503).
+pub const CLIENT_REFUSAL: &str = "this node is a client";
 
 /// The `error` response a peer's `store` gets for the refusal `error`.
 fn reply(error: &PutFailure) -> Response {

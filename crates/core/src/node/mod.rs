@@ -56,7 +56,7 @@ use std::net::SocketAddr;
 
 use crate::config::Config;
 use crate::id::NodeId;
-use crate::message::{Contact, Request, Response};
+use crate::message::{Contact, Mode, Request, Response};
 use crate::routing::{Failure, Insertion, RoutingTable};
 use crate::store::{CommitId, Store};
 use crate::time::Time;
@@ -145,6 +145,8 @@ pub struct Node<S> {
     traces: Traces,
     /// Votes on this node's address as its peers see it.
     observed: Observed,
+    /// Server (the default) or client: a client takes no `store` and no `listen`.
+    mode: Mode,
 }
 
 impl<S: Store> Node<S> {
@@ -165,6 +167,7 @@ impl<S: Store> Node<S> {
             subscriptions: Subscriptions::default(),
             watches: Watches::default(),
             traces: Traces::default(),
+            mode: Mode::Server,
         }
     }
 
@@ -261,6 +264,20 @@ impl<S: Store> Node<S> {
         .min()
     }
 
+    /// Server or client ([`Node::set_mode`]).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Makes this node a server (the default) or a client. A client answers `ping`,
+    /// `find_node` and `find_value`, refuses `store` and `listen` (503, "this node is a
+    /// client"), and keeps its own items (to republish them) and does all its user asks. It
+    /// announces no address: that is the driver's part (`hello.port` 0, the `initial` flag
+    /// clear, `role: "client"` on every message).
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+
     /// Turns the step-by-step records of [`Node::poll_trace`] on or off.
     pub fn set_tracing(&mut self, on: bool) {
         self.traces.set_on(on);
@@ -290,6 +307,17 @@ impl<S: Store> Node<S> {
             }
             Insertion::Crowded => self.stats.contacts_crowded_out += 1,
             Insertion::Updated | Insertion::Pending { ping: None } | Insertion::OwnId => {}
+        }
+    }
+
+    /// `id` said it is a client: it leaves the routing table, its replacement cache and the
+    /// dormant list at once.
+    fn forget_client(&mut self, id: &NodeId) {
+        if let Failure::Evicted { replaced_by } = self.table.remove(id) {
+            self.events.push(Event::ContactRemoved(*id));
+            if let Some(contact) = replaced_by {
+                self.events.push(Event::ContactAdded(contact));
+            }
         }
     }
 

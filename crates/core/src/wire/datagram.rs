@@ -5,9 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use serde_bytes::ByteBuf;
-
-use super::{DecodeError, EncodeError, MAX_DEPTH, WireMessage, depth, from_wire, peek_id, to_wire};
+use super::{
+    DecodeError, EncodeError, Envelope, MAX_DEPTH, WireMessage, depth, from_wire, peek_id, to_wire,
+};
 use crate::message::{Contact, Message, Response};
 
 /// The most parts a `nodes` answer may be split into.
@@ -40,16 +40,6 @@ pub enum Body {
         /// The request's id.
         id: u64,
     },
-}
-
-/// What a datagram body carries beside its message: keys about the session it travels in, not
-/// about the request or answer. A receiver that does not know a key ignores it (section 4),
-/// so each is optional on the wire.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Envelope {
-    /// On an answer: the source address of the session the request came in, as the answering
-    /// node saw it (`observed`). What the asker's NAT, if any, made of its address.
-    pub observed: Option<SocketAddr>,
 }
 
 /// An address in compact form: 4 address bytes and the port (u16 big-endian) for IPv4, 16 and
@@ -107,9 +97,7 @@ pub fn encode_body_with(body: &Body, envelope: &Envelope) -> Result<Vec<u8>, Enc
             ..Default::default()
         },
     };
-    wire.observed = envelope
-        .observed
-        .map(|addr| ByteBuf::from(compact_addr(addr)));
+    envelope.write(&mut wire);
     rmp_serde::to_vec_named(&wire).map_err(EncodeError)
 }
 
@@ -125,12 +113,7 @@ pub fn decode_body_with(payload: &[u8]) -> Result<(Body, Envelope), DecodeError>
     depth::check(payload, MAX_DEPTH).map_err(|e| DecodeError::bad(None, format!("{e:?}")))?;
     let mut wire: WireMessage = rmp_serde::from_slice(payload)
         .map_err(|e| DecodeError::bad(peek_id(payload), format!("malformed message: {e}")))?;
-    let envelope = Envelope {
-        observed: wire
-            .observed
-            .take()
-            .and_then(|bytes| parse_compact_addr(&bytes)),
-    };
+    let envelope = Envelope::read(&mut wire);
     let id = wire.id;
     if wire.kind == "held" {
         let id = id.ok_or_else(|| DecodeError::bad(None, "missing field `id`"))?;

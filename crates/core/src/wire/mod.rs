@@ -19,7 +19,8 @@ use serde_bytes::ByteBuf;
 use crate::id::{Id, Key};
 use crate::item::{ImmutableItem, Item, ItemError, SignedItem, Summary, Tombstone};
 use crate::message::{
-    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, NetworkName, Request, Response, Welcome,
+    Auth, Contact, ErrorCode, ErrorReply, Hello, Message, Mode, NetworkName, Request, Response,
+    Welcome,
 };
 
 /// The deepest nesting a payload may have; the top-level map is level 1.
@@ -29,8 +30,8 @@ const MAX_DEPTH: usize = 16;
 pub const MAX_NODES: usize = 20;
 
 pub use datagram::{
-    Body, Envelope, MAX_PARTS, compact_addr, decode_body, decode_body_with, encode_body,
-    encode_body_with, parse_compact_addr,
+    Body, MAX_PARTS, compact_addr, decode_body, decode_body_with, encode_body, encode_body_with,
+    parse_compact_addr,
 };
 
 #[derive(Serialize, Deserialize, Default)]
@@ -82,6 +83,45 @@ struct WireMessage {
     /// (`docs/protocol.md`, "Bodies"). Written last; a receiver takes it in any place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     observed: Option<ByteBuf>,
+    /// Every message of a node that knows roles: `server` or `client` (`docs/protocol.md`,
+    /// "Roles"). Written last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+}
+
+/// What a message carries beside itself: keys about its sender or the session it travels in,
+/// not about the request or answer. A receiver that does not know a key ignores it (section
+/// 4), so each is optional on the wire, and a message without them is a valid message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// Datagram answers: the source address of the session the request came in, as the
+    /// answering node saw it (`observed`). What the asker's NAT, if any, made of its address.
+    pub observed: Option<SocketAddr>,
+    /// What the sender says it is (`role`): absent from a node that predates roles. A value
+    /// other than `server` or `client` is read as absent.
+    pub role: Option<Mode>,
+}
+
+impl Envelope {
+    /// An envelope saying only the sender's role.
+    pub fn role(mode: Mode) -> Self {
+        Envelope {
+            observed: None,
+            role: Some(mode),
+        }
+    }
+
+    fn write(&self, wire: &mut WireMessage) {
+        wire.observed = self.observed.map(|a| ByteBuf::from(compact_addr(a)));
+        wire.role = self.role.map(|mode| mode.as_str().to_owned());
+    }
+
+    fn read(wire: &mut WireMessage) -> Self {
+        Envelope {
+            observed: wire.observed.take().and_then(|b| parse_compact_addr(&b)),
+            role: wire.role.take().and_then(|r| Mode::parse(&r)),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -136,7 +176,14 @@ impl DecodeError {
 /// MessagePack can represent every message cairn builds, so this fails only if the encoder
 /// itself does (say, out of memory); the error says so rather than sending an empty payload.
 pub fn encode(message: &Message) -> Result<Vec<u8>, EncodeError> {
-    rmp_serde::to_vec_named(&to_wire(message)).map_err(EncodeError)
+    encode_with(message, &Envelope::default())
+}
+
+/// Encodes a message with `envelope`'s keys after its own (over TCP: the sender's `role`).
+pub fn encode_with(message: &Message, envelope: &Envelope) -> Result<Vec<u8>, EncodeError> {
+    let mut wire = to_wire(message);
+    envelope.write(&mut wire);
+    rmp_serde::to_vec_named(&wire).map_err(EncodeError)
 }
 
 /// Why a message or item could not be encoded.
@@ -146,10 +193,16 @@ pub struct EncodeError(#[from] rmp_serde::encode::Error);
 
 /// Decodes and verifies one payload.
 pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
+    decode_with(payload).map(|(message, _)| message)
+}
+
+/// Decodes and verifies one payload, and reads its envelope (the sender's `role`).
+pub fn decode_with(payload: &[u8]) -> Result<(Message, Envelope), DecodeError> {
     depth::check(payload, MAX_DEPTH).map_err(|e| DecodeError::bad(None, format!("{e:?}")))?;
-    let wire: WireMessage = rmp_serde::from_slice(payload)
+    let mut wire: WireMessage = rmp_serde::from_slice(payload)
         .map_err(|e| DecodeError::bad(peek_id(payload), format!("malformed message: {e}")))?;
-    from_wire(wire)
+    let envelope = Envelope::read(&mut wire);
+    Ok((from_wire(wire)?, envelope))
 }
 
 /// Encodes one item as the MessagePack map the wire uses (for storage on disk).

@@ -1,6 +1,7 @@
 //! Round trips, exact bytes, and hostile payloads.
 
 use super::*;
+use crate::message::Mode;
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 
@@ -538,6 +539,7 @@ fn an_answer_with_observed_decodes_on_every_path_and_a_bad_length_is_ignored() {
     let observed: SocketAddr = "198.51.100.7:7400".parse().expect("valid");
     let envelope = Envelope {
         observed: Some(observed),
+        role: None,
     };
     let body = encode_body_with(&Body::Message(pong.clone()), &envelope).expect("encodes");
     // The key is written last, 17 bytes for IPv4: `a8 "observed"`, `c4 06`, the address.
@@ -571,5 +573,47 @@ fn an_answer_with_observed_decodes_on_every_path_and_a_bad_length_is_ignored() {
     assert_eq!(
         decode_body_with(&odd),
         Ok((Body::Message(pong), Envelope::default()))
+    );
+}
+
+#[test]
+fn role_is_written_last_and_read_on_every_path() {
+    let ping = Message::Request {
+        id: 1,
+        request: Request::Ping,
+    };
+    let bytes = encode_with(&ping, &Envelope::role(Mode::Client)).expect("encodes");
+    // `ping` of section 10 (`82...`) with one more key: `a4 "role"`, `a6 "client"`.
+    assert_eq!(
+        crate::id::to_hex(&bytes),
+        "83a474797065a470696e67a2696401a4726f6c65a6636c69656e74"
+    );
+    assert_eq!(
+        decode(&bytes),
+        Ok(ping.clone()),
+        "a node that predates roles"
+    );
+    assert_eq!(
+        decode_with(&bytes),
+        Ok((ping.clone(), Envelope::role(Mode::Client)))
+    );
+    // A role it does not know is read as none; so is a message without one.
+    #[derive(serde::Serialize)]
+    struct Odd<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        id: u64,
+        role: &'a str,
+    }
+    let odd = rmp_serde::to_vec_named(&Odd {
+        kind: "ping",
+        id: 1,
+        role: "relay",
+    })
+    .expect("encodes");
+    assert_eq!(decode_with(&odd), Ok((ping.clone(), Envelope::default())));
+    assert_eq!(
+        decode_with(&encoded(&ping)),
+        Ok((ping, Envelope::default()))
     );
 }

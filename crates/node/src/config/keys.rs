@@ -249,6 +249,11 @@ pub const KEYS: &[Key] = &[
         doc: "The IPv4 prefix length of one voter's subnet when the node counts its peers' votes\non the address they see it at (one vote per subnet; IPv6 uses /48). 32 for a test\nnetwork whose nodes share one /24.",
         value: |c| count(usize::from(c.protocol.nat_subnet_prefix_v4)),
     },
+    Key {
+        name: "mode",
+        doc: "\"server\" or \"client\". A client announces no address, so no node adds it to\nits routing table; it stores nothing for others and does all its user asks.",
+        value: |c| text(c.mode.as_str()),
+    },
 ];
 
 /// Old spellings a file may still use, and the key each became; never printed.

@@ -85,22 +85,22 @@ pub(super) async fn carry(
                 Some((id, request)) => {
                     in_flight.insert(id);
                     subscriptions.sent(id, &request);
-                    write_message(&mut write, &Message::Request { id, request: *request }).await?;
+                    write_message(&mut write, &Message::Request { id, request: *request }, shared).await?;
                 }
                 None if in_flight.is_empty() && subscriptions.is_empty() => return Ok(()),
                 None => released = true,
             },
             frame = reader.next(shared) => {
-                let (id, response) = match wire::decode(&frame?) {
-                    Ok(Message::Response { id, response }) => (id, response),
-                    Ok(Message::Notify { id, item }) => {
+                let (id, response, role) = match wire::decode_with(&frame?) {
+                    Ok((Message::Response { id, response }, envelope)) => (id, response, envelope.role),
+                    Ok((Message::Notify { id, item }, _)) => {
                         if subscriptions.live.contains_key(&id) {
                             let up = ToDriver::Notify { from: peer, id, item: Box::new(item) };
                             let _ = shared.tell(up).await;
                         }
                         continue;
                     }
-                    Ok(other) => return Err(ConnError::NotAResponse(kind(&other))),
+                    Ok((other, _)) => return Err(ConnError::NotAResponse(kind(&other))),
                     // An answer that fails to decode (say, a forged item) fails its request.
                     Err(e) => match e.id {
                         Some(id) if in_flight.remove(&id) => {
@@ -112,7 +112,8 @@ pub(super) async fn carry(
                 };
                 if in_flight.remove(&id) {
                     subscriptions.answered(id, &response);
-                    let _ = shared.tell(ToDriver::Response { from: peer, id, response: Box::new(response) }).await;
+                    let up = ToDriver::Response { from: peer, id, response: Box::new(response), role };
+                    let _ = shared.tell(up).await;
                 }
                 if released && in_flight.is_empty() && subscriptions.is_empty() {
                     return Ok(());

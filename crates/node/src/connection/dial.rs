@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use cairn_core::netstring;
 use cairn_core::wire;
 use cairn_core::{
-    Auth, Contact, Hello, Message, NodeId, PROTOCOL_VERSION, Response, Role, Transcript,
+    Auth, Contact, Hello, Message, Mode, NodeId, PROTOCOL_VERSION, Response, Role, Transcript,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 use super::carry::{DialedSubscriptions, carry};
-use super::frame::{FrameReader, write_message};
+use super::frame::{FrameReader, encode, write_message};
 use super::{ConnError, nonce};
 use crate::driver::inbox::{Outgoing, ToDriver};
 use crate::shared::Shared;
@@ -165,11 +165,15 @@ async fn connect(
         network: shared.config.network.clone(),
         public_key: shared.identity.public_key(),
         nonce: nonce(),
-        port: shared.listen_port,
+        // A client accepts no requests: it announces no port.
+        port: match shared.config.mode {
+            Mode::Server => shared.listen_port,
+            Mode::Client => 0,
+        },
         datagrams: shared.udp.is_some(),
     };
     let mut burst = BytesMut::new();
-    netstring::encode(&wire::encode(&Message::Hello(hello.clone()))?, &mut burst);
+    netstring::encode(&encode(&Message::Hello(hello.clone()), shared)?, &mut burst);
     while let Ok((id, request)) = requests.try_recv() {
         // A `listen` sent here is a subscription like one sent later: its `notify` frames are
         // taken once it is answered.
@@ -178,7 +182,7 @@ async fn connect(
             id,
             request: *request,
         };
-        netstring::encode(&wire::encode(&message)?, &mut burst);
+        netstring::encode(&encode(&message, shared)?, &mut burst);
         in_flight.insert(id);
     }
     write.write_all(&burst).await?;
@@ -216,7 +220,7 @@ async fn connect(
         return Err(ConnError::UnexpectedPeer { addr, found: id });
     }
     let signature = transcript.sign(Role::Dialer, shared.identity.signing_key());
-    write_message(&mut write, &Message::Auth(Auth { signature })).await?;
+    write_message(&mut write, &Message::Auth(Auth { signature }), shared).await?;
     if shared.udp.is_some() && !welcome.datagrams {
         // A version-1 listener: datagrams to it would go unanswered.
         let _ = shared.tell(ToDriver::TcpOnly { addr }).await;

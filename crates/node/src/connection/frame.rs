@@ -99,13 +99,19 @@ impl FrameReader {
     }
 }
 
-/// Writes one message as one netstring frame.
+/// One message's payload as this node sends it: with its `role` after the message's keys.
+pub(super) fn encode(message: &Message, shared: &Shared) -> Result<Vec<u8>, wire::EncodeError> {
+    wire::encode_with(message, &wire::Envelope::role(shared.config.mode))
+}
+
+/// Writes one message as one netstring frame, saying this node's `role`.
 pub(super) async fn write_message(
     half: &mut OwnedWriteHalf,
     message: &Message,
+    shared: &Shared,
 ) -> Result<(), ConnError> {
     let mut frame = BytesMut::new();
-    netstring::encode(&wire::encode(message)?, &mut frame);
+    netstring::encode(&encode(message, shared)?, &mut frame);
     half.write_all(&frame).await?;
     Ok(())
 }
@@ -117,9 +123,12 @@ pub(super) async fn write_within(
     message: &Message,
     shared: &Shared,
 ) -> Result<(), ConnError> {
-    timeout(shared.config.read_timeout, write_message(half, message))
-        .await
-        .map_err(|_| ConnError::Timeout)?
+    timeout(
+        shared.config.read_timeout,
+        write_message(half, message, shared),
+    )
+    .await
+    .map_err(|_| ConnError::Timeout)?
 }
 
 /// How long a connection carrying subscriptions may stay silent: until they all ran out

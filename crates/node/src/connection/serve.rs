@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use cairn_core::wire;
 use cairn_core::{
-    Auth, ErrorCode, ErrorReply, Message, NodeId, PROTOCOL_VERSION, Request, Requester, Response,
-    Role, Transcript, Welcome,
+    Auth, ErrorCode, ErrorReply, Message, Mode, NodeId, PROTOCOL_VERSION, Request, Requester,
+    Response, Role, Transcript, Welcome,
 };
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -91,7 +91,12 @@ pub(crate) async fn serve_inbound(
 
 /// What the listener's side of the handshake leaves for serving: the socket halves, the
 /// transcript (to check `auth` against) and who the dialer claims to be.
-type Accepted<'a> = (FrameReader, OwnedWriteHalf, Transcript<'a>, Requester);
+type Accepted<'a> = (
+    FrameReader,
+    OwnedWriteHalf,
+    Transcript<'a>,
+    (Requester, Option<SocketAddr>),
+);
 
 /// The listener's side of the handshake: `hello` in, `welcome` (or 426) out.
 async fn accept_handshake(
@@ -105,8 +110,8 @@ async fn accept_handshake(
     let first = timeout(shared.config.read_timeout, reader.next(shared))
         .await
         .map_err(|_| ConnError::Timeout)??;
-    let hello = match wire::decode(&first) {
-        Ok(Message::Hello(hello)) => hello,
+    let (hello, role) = match wire::decode_with(&first) {
+        Ok((Message::Hello(hello), envelope)) => (hello, envelope.role),
         _ => return Err(ConnError::NotHello),
     };
     if hello.version != PROTOCOL_VERSION || hello.network != shared.config.network {
@@ -123,6 +128,7 @@ async fn accept_handshake(
                 id: 0,
                 response: Response::Error(reply),
             },
+            shared,
         )
         .await?;
         return Err(ConnError::Mismatch {
@@ -146,21 +152,26 @@ async fn accept_handshake(
         datagrams: shared.udp.is_some(),
         signature: transcript.sign(Role::Listener, shared.identity.signing_key()),
     };
-    write_message(&mut write, &Message::Welcome(welcome)).await?;
+    write_message(&mut write, &Message::Welcome(welcome), shared).await?;
     if shared.udp.is_some() && !hello.datagrams && hello.port != 0 {
         // A version-1 dialer: datagrams to it would go unanswered.
         let addr = SocketAddr::new(peer.ip(), hello.port);
         let _ = shared.tell(ToDriver::TcpOnly { addr }).await;
     }
 
-    let requester = Requester {
+    let announced = (hello.port != 0).then(|| SocketAddr::new(peer.ip(), hello.port));
+    let mut requester = Requester {
         id: NodeId::of_public_key(&hello.public_key),
-        addr: (hello.port != 0).then(|| SocketAddr::new(peer.ip(), hello.port)),
+        addr: announced,
         verified: false,
         source: peer.ip(),
         connection,
     };
-    Ok((reader, write, transcript, requester))
+    if role == Some(Mode::Client) {
+        // A client announces no port; one that did anyway is taken at its word.
+        requester.addr = None;
+    }
+    Ok((reader, write, transcript, (requester, announced)))
 }
 
 /// An authenticated-or-not inbound connection past `welcome`: what serving it needs.
@@ -171,6 +182,14 @@ struct Inbound<'a> {
     write: OwnedWriteHalf,
     transcript: Transcript<'a>,
     requester: Requester,
+    /// The address the dialer's `hello` announced, if any: its contact address while its
+    /// last message did not say `role: "client"`.
+    announced: Option<SocketAddr>,
+    /// Whether the dialer's last message said `role: "client"`.
+    client: bool,
+    /// Whether the driver was told so (once per change, not per frame, and only once `auth`
+    /// verified: before, anyone may claim the dialer's key, and must not get it removed).
+    told_client: bool,
     /// Where the driver sends this connection's answers.
     reply: mpsc::Sender<Box<Message>>,
     invalid: u32,
@@ -184,13 +203,18 @@ impl Inbound<'_> {
     /// Handles one frame from the dialer: `auth`, a request (handed to the driver), or
     /// something invalid (answered 400, counted).
     async fn on_frame(&mut self, frame: &[u8], shared: &Shared) -> Result<(), ConnError> {
-        let answer = match wire::decode(frame) {
+        let decoded = wire::decode_with(frame);
+        if let Ok((_, envelope)) = &decoded {
+            self.take_role(envelope.role, shared).await;
+        }
+        let answer = match decoded.map(|(message, _)| message) {
             Ok(Message::Auth(Auth { signature })) if !self.requester.verified => {
                 if !self.transcript.verify(Role::Dialer, &signature) {
                     return Err(ConnError::BadAuth);
                 }
                 self.requester.verified = true;
                 self.place.authenticated();
+                self.tell_client(shared).await;
                 // The requests it pipelined ahead of `auth` were answered unverified, so it
                 // did not enter the routing table then; it does now.
                 if self.requester.addr.is_some() {
@@ -236,6 +260,29 @@ impl Inbound<'_> {
         }
         Ok(())
     }
+
+    /// The dialer's message said `role` (or, a node that predates roles, nothing): its last
+    /// word decides whether it may enter a table. A client carries no address, and the
+    /// driver removes it from the routing table.
+    async fn take_role(&mut self, role: Option<Mode>, shared: &Shared) {
+        self.client = role == Some(Mode::Client);
+        if self.client {
+            self.requester.addr = None;
+            self.tell_client(shared).await;
+        } else {
+            self.told_client = false;
+            self.requester.addr = self.announced;
+        }
+    }
+
+    /// Tells the driver a verified dialer said it is a client, once.
+    async fn tell_client(&mut self, shared: &Shared) {
+        if self.client && self.requester.verified && !self.told_client {
+            self.told_client = true;
+            let id = self.requester.id;
+            let _ = shared.tell(ToDriver::Client { id }).await;
+        }
+    }
 }
 
 async fn serve_inbound_inner(
@@ -249,7 +296,7 @@ async fn serve_inbound_inner(
     let handshake_deadline = Instant::now() + shared.config.handshake_timeout;
     // Boxed: the handshake's state is freed once it is done, rather than kept inline in a
     // task that may idle for a minute.
-    let (mut reader, write, transcript, requester) = timeout_at(
+    let (mut reader, write, transcript, (requester, announced)) = timeout_at(
         handshake_deadline,
         Box::pin(accept_handshake(stream, peer, place.id(), shared)),
     )
@@ -265,6 +312,9 @@ async fn serve_inbound_inner(
         write,
         transcript,
         requester,
+        announced,
+        client: false,
+        told_client: false,
         reply,
         invalid: 0,
         outstanding: 0,

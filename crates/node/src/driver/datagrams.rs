@@ -20,6 +20,9 @@ use crate::shared::Shared;
 pub(super) fn plane(shared: &Shared, now: cairn_core::Time) -> Option<Plane<Real>> {
     shared.udp.as_ref()?;
     let mut config = PlaneConfig::new(shared.config.network.clone());
+    // A client announces no address (the `initial` flag clear, no confirm) and says so.
+    config.role = shared.config.mode;
+    config.announce = shared.config.mode == cairn_core::Mode::Server;
     config.max_rto = shared.config.protocol.request_timeout;
     // A lost request goes again, and is answered, before a lookup stops waiting on it (its
     // slot deadline, at least `min_slot_timeout`).
@@ -77,7 +80,13 @@ impl<S: Store> Driver<S> {
                 reply,
                 from,
                 request,
+                role,
             } => {
+                // Only a proven sender's word counts: an `initial` may claim anyone's key until
+                // its sender proves its address (its signature is checked then).
+                if role == Some(cairn_core::Mode::Client) && from.verified {
+                    self.node.handle_client(now, &from.id);
+                }
                 let name = request.name();
                 let answer = match connection::over_rate(&self.shared, from.source, &request) {
                     Some(refusal) => cairn_core::Answer {
@@ -100,9 +109,14 @@ impl<S: Store> Driver<S> {
                     }
                 }
             }
-            PlaneEvent::Response { from, id, response } => {
-                self.node.handle_response(now, from, id, response);
-            }
+            PlaneEvent::Response {
+                from,
+                id,
+                response,
+                role,
+            } => self
+                .node
+                .handle_response_from(now, from, role, id, response),
             PlaneEvent::Failed { id, to, reason } => {
                 if let DatagramFailure::Refused { code, message } = &reason {
                     let failure = if *code == ErrorCode::MISMATCH {

@@ -87,7 +87,11 @@ pub(crate) enum ToDriver {
         from: Contact,
         id: u64,
         response: Box<Response>,
+        /// What the peer said it is in that message (`role`), if it said.
+        role: Option<cairn_core::Mode>,
     },
+    /// A dialer's message said `role: "client"`: it leaves the routing table.
+    Client { id: cairn_core::NodeId },
     /// These requests will never be answered.
     Failed { ids: Vec<u64> },
     /// A dialed connection ended; the pool may forget it. `failure`: why it never opened.

@@ -378,9 +378,15 @@ impl<S: Store> Driver<S> {
                 self.observer.request_received(name, error);
                 self.waiters.answer(id, answer, reply);
             }
-            ToDriver::Response { from, id, response } => {
-                self.node.handle_response(now, from, id, *response)
-            }
+            ToDriver::Response {
+                from,
+                id,
+                response,
+                role,
+            } => self
+                .node
+                .handle_response_from(now, from, role, id, *response),
+            ToDriver::Client { id } => self.node.handle_client(now, &id),
             ToDriver::Failed { ids } => {
                 for id in ids {
                     self.node.handle_failure(now, id);
@@ -598,6 +604,7 @@ impl<S: Store> Driver<S> {
             datagrams: self.datagram_status(),
             storage: self.storage_status(),
             reachability: self.reachability(),
+            mode: self.node.mode().as_str().to_owned(),
         }
     }
 

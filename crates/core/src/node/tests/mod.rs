@@ -12,6 +12,8 @@ use crate::item::{ImmutableItem, Item, SignedItem, signed_key};
 use crate::message::{ErrorCode, ErrorReply};
 use crate::store::{MemoryStore, StoreLimits};
 
+mod client;
+
 const T0: Time = Time::from_secs(1_800_000_000);
 
 fn key(n: u8) -> SigningKey {

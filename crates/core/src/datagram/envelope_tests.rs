@@ -1,6 +1,7 @@
-//! The `observed` key: every answer carries the address its request came from, the split of a
-//! `nodes` answer still fits with it, and answers to a node's own requests are its votes,
-//! whoever opened the session.
+//! The envelope keys of a body. `observed`: every answer carries the address its request came
+//! from, the split of a `nodes` answer still fits with it, and answers to a node's own requests
+//! are its votes, whoever opened the session. `role`: a peer that says `client` is never
+//! announced, whatever its `initial` flag said.
 
 use std::net::{Ipv6Addr, SocketAddr};
 
@@ -84,8 +85,9 @@ fn a_split_nodes_answer_with_observed_fits_over_ipv4_and_ipv6() {
             sizes.iter().all(|s| *s <= MAX_DATAGRAM),
             "every datagram at most 1,200 bytes: {sizes:?}"
         );
-        // An initial, an accept and the other parts (at most 4 in all), a confirm.
-        assert!(sizes.len() <= 2 + usize::from(MAX_PARTS), "{sizes:?}");
+        // An initial, an accept and two more parts, a confirm: `observed` and `role` cost no
+        // fourth part (the design brief's worry), IPv6 included.
+        assert_eq!(sizes.len(), 5, "{sizes:?}");
         assert_eq!(
             events,
             vec![
@@ -97,6 +99,7 @@ fn a_split_nodes_answer_with_observed_fits_over_ipv4_and_ipv6() {
                     from: Contact::new(id_of(2), b),
                     id: 7,
                     response: Response::Nodes(twenty_long_contacts()),
+                    role: Some(Mode::Server),
                 },
             ]
         );
@@ -108,6 +111,7 @@ fn every_part_carries_observed_and_is_measured_with_it() {
     let observed = SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6), 65535));
     let envelope = Envelope {
         observed: Some(observed),
+        role: None,
     };
     let bodies = answer_bodies(
         3,
@@ -185,6 +189,7 @@ fn answers_in_either_sessions_are_votes_and_unasked_answers_are_not() {
         from: by,
         id: 5,
         response: Response::Pong,
+        role: Some(Mode::Server),
     };
     assert_eq!(at_two, vec![PlaneEvent::Observed { by, observed: b }, pong]);
     // An answer to nothing node 1 asked (node 2 answering request 1 again, as if forged in
@@ -195,4 +200,53 @@ fn answers_in_either_sessions_are_votes_and_unasked_answers_are_not() {
     let stray = one.stats().stray;
     assert!(carry(&mut two, b, &mut one, &mut sizes).is_empty());
     assert_eq!(one.stats().stray, stray + 1);
+}
+
+#[test]
+fn a_peer_that_says_client_is_never_announced_whatever_its_flag() {
+    let (a, b) = (
+        SocketAddr::from(([198, 51, 100, 1], 7400)),
+        SocketAddr::from(([198, 51, 100, 2], 7400)),
+    );
+    for (role, announced) in [(Mode::Server, true), (Mode::Client, false)] {
+        // Node 1 keeps the announce flag set, and says `role` in its bodies.
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let mut config =
+            PlaneConfig::new(NetworkName::new("cairn").unwrap_or_else(|_| unreachable!()));
+        config.role = role;
+        let mut one = Plane::new(Real::new(key), config, [1; 32], T0);
+        let mut two = plane(2);
+        let to = Peer {
+            id: Some(id_of(2)),
+            addr: b,
+        };
+        one.send(
+            T0,
+            Transmit {
+                id: 1,
+                to,
+                request: Request::Ping,
+            },
+        );
+        let mut sizes = Vec::new();
+        let mut at_two = carry(&mut one, a, &mut two, &mut sizes);
+        for event in &at_two {
+            if let PlaneEvent::Request { reply, .. } = event {
+                two.answer(T0, *reply, Response::Pong);
+            }
+        }
+        carry(&mut two, b, &mut one, &mut sizes);
+        // Node 1's confirm proves its address.
+        at_two.extend(carry(&mut one, a, &mut two, &mut sizes));
+        let requests: Vec<(Option<SocketAddr>, Option<Mode>)> = at_two
+            .iter()
+            .filter_map(|e| match e {
+                PlaneEvent::Request { from, role, .. } => Some((from.addr, *role)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(requests, vec![(announced.then_some(a), Some(role))]);
+        let verified = at_two.iter().any(|e| matches!(e, PlaneEvent::Verified(_)));
+        assert_eq!(verified, announced, "{role:?}");
+    }
 }
