@@ -191,13 +191,19 @@ impl World {
                 reply,
                 from,
                 request,
+                role: _,
             } => {
                 if from.verified {
                     assert_eq!(from.id, self.b_id, "a verified request not from B");
                 }
                 self.asked_a.push((reply, request));
             }
-            PlaneEvent::Response { from, id, response } => {
+            PlaneEvent::Response {
+                from,
+                id,
+                response,
+                role: _,
+            } => {
                 let kind = self.outstanding.remove(&id);
                 let kind = kind.unwrap_or_else(|| panic!("an answer to {id}, not outstanding"));
                 assert_eq!(
@@ -222,6 +228,11 @@ impl World {
             }
             PlaneEvent::Verified(requester) => {
                 assert_eq!(requester.id, self.b_id, "verified a peer that is not B");
+            }
+            PlaneEvent::Observed { by, .. } => {
+                // A vote only from B, at its address, and only for an outstanding request.
+                assert_eq!((by.id, by.addr), (self.b_id, addr(2)), "a vote not from B");
+                assert!(!self.outstanding.is_empty(), "a vote with no request out");
             }
         }
     }
