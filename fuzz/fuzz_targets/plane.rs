@@ -71,7 +71,7 @@ fn answer(request: &Request, big: bool) -> Response {
         ),
         Request::FindValue { .. } => {
             let value = if big { vec![2u8; 1_500] } else { b"w".to_vec() };
-            Response::Value(ImmutableItem::new(Bytes::from(value)).into())
+            Response::value(ImmutableItem::new(Bytes::from(value)).into())
         }
         _ => Response::Stored,
     }
@@ -82,7 +82,7 @@ fn allowed(kind: Kind, response: &Response) -> bool {
         (kind, response),
         (Kind::Ping, Response::Pong)
             | (Kind::FindNode, Response::Nodes(_))
-            | (Kind::FindValue, Response::Value(_) | Response::Nodes(_))
+            | (Kind::FindValue, Response::Value { .. } | Response::Nodes(_))
             | (Kind::Store, Response::Stored | Response::Error(_))
             | (_, Response::Error(_))
     )

@@ -135,7 +135,7 @@ pub fn messages() -> Vec<Message> {
     ];
     for item in items() {
         out.push(request(9, Request::Store { item: item.clone() }));
-        out.push(response(10, Response::Value(item.clone())));
+        out.push(response(10, Response::value(item.clone())));
         out.push(Message::Notify { id: 11, item });
     }
     out

@@ -84,7 +84,7 @@ fn client(addr: SocketAddr, keys: Arc<Vec<Key>>, seed: u64, stop: Arc<AtomicBool
         for _ in 0..IN_FLIGHT {
             match peer.receive().expect("an answer") {
                 Message::Response {
-                    response: Response::Value(_),
+                    response: Response::Value { .. },
                     ..
                 } => served += 1,
                 other => panic!("expected a value, got {other:?}"),

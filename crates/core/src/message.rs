@@ -204,7 +204,15 @@ pub enum Response {
     /// At most k contacts, closest to the target first.
     Nodes(Vec<Contact>),
     /// The item asked for by `find_value`.
-    Value(Item),
+    Value {
+        /// The copy held.
+        item: Item,
+        /// The answering node has held this copy since before its last start and has not yet
+        /// checked it against the other replicas (`docs/protocol.md`, `unchecked`): it may be
+        /// a version replaced while the node was away. A getter takes it as a copy but does not
+        /// count it toward its quorum.
+        unchecked: bool,
+    },
     /// The item of a `store` is durably kept.
     Stored,
     /// The `listen` is in force for `ttl` seconds.
@@ -216,6 +224,16 @@ pub enum Response {
     Unlistened,
     /// The request failed.
     Error(ErrorReply),
+}
+
+impl Response {
+    /// A `value` answer carrying a checked copy (the usual case; see [`Response::Value`]).
+    pub fn value(item: Item) -> Self {
+        Response::Value {
+            item,
+            unchecked: false,
+        }
+    }
 }
 
 /// What a node says it is, in the `role` key of every message it sends (`docs/protocol.md`,

@@ -96,7 +96,7 @@ async fn a_failed_commit_is_refused_to_peers_and_callers_and_never_served() {
     c.send(&find_value(12, &doc)).await;
     match read_message(&mut c.stream).await {
         Some(Message::Response {
-            response: Response::Value(item),
+            response: Response::Value { item, .. },
             ..
         }) => assert_eq!(item.value().as_ref(), b"first"),
         Some(Message::Response {
@@ -141,13 +141,13 @@ async fn a_failed_commit_is_refused_to_peers_and_callers_and_never_served() {
         read_message(&mut c.stream).await,
         Some(Message::Response {
             id: 4,
-            response: Response::Value(_)
+            response: Response::Value { .. }
         })
     ));
     c.send(&find_value(13, &doc)).await;
     match read_message(&mut c.stream).await {
         Some(Message::Response {
-            response: Response::Value(item),
+            response: Response::Value { item, .. },
             ..
         }) => assert_eq!(item.value().as_ref(), b"first"),
         other => panic!("expected the first version, got {other:?}"),

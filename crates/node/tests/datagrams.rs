@@ -446,7 +446,7 @@ async fn a_store_from_a_spoofed_source_is_refused_and_its_real_sender_stores() {
         .expect("sends");
     assert_eq!(honest.answer(store).await, Response::Stored);
     match honest.request(node, 2, Request::FindValue { key }).await {
-        Response::Value(found) => assert_eq!(found, item),
+        Response::Value { item: found, .. } => assert_eq!(found, item),
         other => panic!("expected the item, got {other:?}"),
     }
     let found = dht.get(key).await.expect("the node holds it");
@@ -546,7 +546,7 @@ async fn initials_from_a_victim_bring_it_at_most_three_times_their_bytes() {
     assert_eq!(dht.status().await.expect("running").peers, 0);
     let mut honest = Client::bind("127.0.0.2", 2).await;
     match honest.request(node, 1, Request::FindValue { key }).await {
-        Response::Value(item) => assert_eq!(item.value().as_ref(), large),
+        Response::Value { item, .. } => assert_eq!(item.value().as_ref(), large),
         other => panic!("expected the item, got {other:?}"),
     }
     assert_eq!(victim.bytes(), bytes, "nothing more reached the victim");

@@ -140,7 +140,7 @@ async fn a_tombstone_by_hand_deletes_and_stale_copies_are_refused() {
             ("key", V::Bin(key.as_bytes())),
         ]))
         .await;
-    let (_, Response::Value(found)) = answer(&mut client).await else {
+    let (_, Response::Value { item: found, .. }) = answer(&mut client).await else {
         panic!("the tombstone is served")
     };
     assert!(found.is_tombstone() && found.seq() == Some(6));

@@ -57,7 +57,7 @@ async fn handshake_ping_store_and_find_by_hand() {
     match read_message(&mut c.stream).await {
         Some(cairn_core::Message::Response {
             id: 3,
-            response: cairn_core::Response::Value(item),
+            response: cairn_core::Response::Value { item, .. },
         }) => {
             assert_eq!(item.value().as_ref(), b"hi");
             assert_eq!(item.seq(), Some(5));

@@ -22,7 +22,7 @@ pub(crate) fn answer(adversaries: &[Contact], held: Option<Item>, request: &Requ
         Request::Unlisten { .. } => return Response::Unlistened,
         Request::FindNode { target } => *target,
         Request::FindValue { key } => match held {
-            Some(stale) => return Response::Value(stale),
+            Some(stale) => return Response::value(stale),
             None => *key,
         },
     };
@@ -63,7 +63,7 @@ mod tests {
         let asked = Request::FindValue { key: *stale.key() };
         assert_eq!(
             answer(&contacts, Some(stale.clone()), &asked),
-            Response::Value(stale)
+            Response::value(stale)
         );
     }
 }

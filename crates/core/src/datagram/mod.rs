@@ -1578,7 +1578,7 @@ fn answer_bodies(
                 })
                 .collect()
         }
-        Response::Value(_) => vec![encode(&Body::Held { id })],
+        Response::Value { .. } => vec![encode(&Body::Held { id })],
         _ => {
             let refusal =
                 ErrorReply::new(ErrorCode::INTERNAL, "the answer does not fit in a datagram");

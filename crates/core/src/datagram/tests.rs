@@ -558,17 +558,17 @@ fn an_item_too_large_for_a_datagram_is_fetched_over_tcp() {
     let mut pair = Pair::new();
     let request = transmit(1, 2, true, Request::FindValue { key: *big.key() });
     pair.a.send(T0, request.clone());
-    pair.run(&|_| Response::Value(big.clone()), &never);
+    pair.run(&|_| Response::value(big.clone()), &never);
     assert!(pair.events_a.contains(&PlaneEvent::Fallback(request)));
     let small = Item::from(ImmutableItem::new(Bytes::from(vec![7u8; 900])));
     pair.a.send(
         pair.now,
         transmit(2, 2, true, Request::FindValue { key: *small.key() }),
     );
-    pair.run(&|_| Response::Value(small.clone()), &never);
+    pair.run(&|_| Response::value(small.clone()), &never);
     assert_eq!(
         pair.responses().last(),
-        Some(&(2, Response::Value(small.clone())))
+        Some(&(2, Response::value(small.clone())))
     );
 }
 

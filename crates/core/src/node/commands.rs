@@ -35,8 +35,10 @@ impl<S: Store> Node<S> {
         self.start_housekeeping(now);
         let local = self.store.get(&key, now);
         let unreadable = local.is_err();
+        let checked = !self.housekeeping.is_unchecked(&key);
         let lookup = self.start_lookup(now, &key);
-        let plan = QueryKind::get(key, lookup, local.ok().flatten(), unreadable);
+        let local = local.ok().flatten().map(|item| (item, checked));
+        let plan = QueryKind::get(key, lookup, local, unreadable);
         self.start_query(now, plan, false)
     }
 
@@ -137,8 +139,9 @@ impl<S: Store> Node<S> {
             None => {}
             Some(Done::Reported(event)) => self.events.push(event),
             Some(Done::Housekeeping) => self.housekeeping.finished(),
-            Some(Done::CaughtUp(newest)) => {
+            Some(Done::CaughtUp { key, newest }) => {
                 self.housekeeping.finished();
+                self.housekeeping.caught_up(&key);
                 if let Some(item) = newest {
                     // Kept only if it beats the copy held; a refusal changes nothing.
                     let _ = self.store_checked(now, item, Origin::Unknown);
@@ -213,7 +216,11 @@ impl<S: Store> Node<S> {
                         let lookup = self.start_lookup(now, &key);
                         QueryKind::catch_up(key, lookup, item)
                     }
-                    None => continue,
+                    None => {
+                        // Gone (expired) or unreadable: nothing to catch up on or to serve.
+                        self.housekeeping.caught_up(&key);
+                        continue;
+                    }
                 },
                 Task::Refresh(target) => {
                     let lookup = self.start_lookup(now, &target);

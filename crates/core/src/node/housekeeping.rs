@@ -5,7 +5,9 @@
 //! after it starts, one at a time over [`CATCH_UP_WINDOW`]: a get of each that asks all of
 //! the k closest, keeps the newest copy and writes it back to those that lack it, so that
 //! copies replaced or deleted while the node was away are not served until its first
-//! replication.
+//! replication. Until an item's catch-up ends (or a peer stores a copy of it, or a replication
+//! round takes it in) the node answers it `unchecked`, so that getters do not let a copy that
+//! may have been replaced while the node was away count toward their quorum.
 //!
 //! Each duty has a deadline that `poll_timeout` reports. When one falls due, its work is put
 //! in a queue of tasks, and at most `max_housekeeping` of them run as lookups at once, so a
@@ -65,6 +67,9 @@ struct CatchUp {
     every: Duration,
     /// When the node started: items a peer stored since are fresh and skipped.
     started: Option<Time>,
+    /// The items held at the start whose copies are not yet checked against the other
+    /// replicas: those still in `keys`, and those whose catch-up is queued or running.
+    unchecked: BTreeSet<Key>,
 }
 
 /// Housekeeping state of a node.
@@ -89,9 +94,21 @@ impl Housekeeping {
         })
     }
 
-    /// A peer stored `key` here at `now`.
+    /// A peer stored `key` here at `now`: the copy held is now as new as the peer's.
     pub(super) fn received(&mut self, key: Key, now: Time) {
         self.received.insert(key, now);
+        self.catch_up.unchecked.remove(&key);
+    }
+
+    /// Whether the copy of `key` held is one the node held when it started and has not yet
+    /// checked against the other replicas (the `unchecked` key of a `value` answer).
+    pub(super) fn is_unchecked(&self, key: &Key) -> bool {
+        self.catch_up.unchecked.contains(key)
+    }
+
+    /// The catch-up on `key` ended: whatever it found is kept, the copy is checked.
+    pub(super) fn caught_up(&mut self, key: &Key) {
+        self.catch_up.unchecked.remove(key);
     }
 
     /// Forgets who stored what, so that the next replication skips nothing.
@@ -126,6 +143,7 @@ impl Housekeeping {
         if let Some(count) = u32::try_from(held.len()).ok().filter(|n| *n > 0) {
             let window = CATCH_UP_WINDOW.min(config.replicate_interval / 2);
             self.catch_up = CatchUp {
+                unchecked: held.iter().copied().collect(),
                 keys: held,
                 every: window / count,
                 started: Some(now),
@@ -163,8 +181,10 @@ impl Housekeeping {
         if due.replicate <= now {
             due.replicate = now + config.replicate_interval;
             self.queue_replication(now - config.replicate_interval, store, traces);
-            // A replication round takes in whatever the catch-up had left.
+            // A replication round takes in whatever the catch-up had left: its stores bring
+            // back any newer copy a peer holds (a 409 makes this node fetch it).
             self.catch_up.keys.clear();
+            self.catch_up.unchecked.clear();
             due.catch_up = None;
         }
         if due.catch_up.is_some_and(|at| at <= now) {

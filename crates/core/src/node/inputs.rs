@@ -222,7 +222,7 @@ impl<S: Store> Node<S> {
                 watches.on_listen_response(now, watch, &from, request_id, response);
             }
             Purpose::Repair => {
-                if let (Some(key), Response::Value(item)) = (pending.key, response) {
+                if let (Some(key), Response::Value { item, .. }) = (pending.key, response) {
                     if *item.key() == key {
                         // Kept only if it wins over the copy held; a refusal changes nothing.
                         let _ = self.store_checked(now, item, Origin::Unknown);
@@ -275,7 +275,10 @@ impl<S: Store> Node<S> {
                 Response::Nodes(self.closest_except(&target, requester))
             }
             Request::FindValue { key } => match self.store.get(&key, now) {
-                Ok(Some(item)) => Response::Value(item),
+                Ok(Some(item)) => Response::Value {
+                    unchecked: item.seq().is_some() && self.housekeeping.is_unchecked(&key),
+                    item,
+                },
                 Ok(None) => Response::Nodes(self.closest_except(&key, requester)),
                 // Held but unreadable: "not found" would send the asker on to nodes that may
                 // not hold it; an error tells it this node failed.

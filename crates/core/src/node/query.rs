@@ -15,7 +15,7 @@ use super::requests::{Purpose, Requests};
 use super::stage::{QueryKind, QueryStart, Stage};
 use super::trace::{QueryOutcome, Trace, Traces};
 use crate::config::Config;
-use crate::id::NodeId;
+use crate::id::{Key, NodeId};
 use crate::item::Item;
 use crate::lookup::{FixedPeers, Lookup, LookupParams, Next};
 use crate::message::{Contact, ErrorCode, Peer, Request, Response};
@@ -73,7 +73,12 @@ pub(super) enum Done {
     Housekeeping,
     /// A catch-up ended (one fewer housekeeping command runs) with the newest copy it saw,
     /// for this node to keep if it beats the one held.
-    CaughtUp(Option<Item>),
+    CaughtUp {
+        /// The key caught up on.
+        key: Key,
+        /// The newest copy seen, if any.
+        newest: Option<Item>,
+    },
     /// A watch's round found the closest nodes to its key (closest first).
     Watch {
         watch: WatchId,
@@ -325,11 +330,12 @@ fn finish(env: &mut Env, id: QueryId, query: Query) -> Option<Done> {
     if query.internal {
         if let QueryKind::Get {
             catch_up: true,
+            key,
             best,
             ..
         } = query.kind
         {
-            return Some(Done::CaughtUp(best));
+            return Some(Done::CaughtUp { key, newest: best });
         }
         return Some(Done::Housekeeping);
     }
@@ -358,12 +364,13 @@ impl Query {
                 found.extend(nodes);
                 stage.on_success(peer, Vec::new());
             }
-            (kind @ QueryKind::Get { .. }, Response::Value(item)) => {
+            (kind @ QueryKind::Get { .. }, Response::Value { item, unchecked }) => {
                 let copy = Copy {
                     from: &from,
                     own,
                     quorum,
                     k,
+                    unchecked,
                 };
                 take_value(kind, stage, peer, copy, item);
             }
@@ -499,6 +506,8 @@ struct Copy<'a> {
     own: &'a NodeId,
     quorum: usize,
     k: usize,
+    /// The sender said its copy is `unchecked` since its start: it may be a replaced version.
+    unchecked: bool,
 }
 
 /// A copy `item` came from `peer` (proved to be `copy.from`) for the get `kind`: the best copy
@@ -507,19 +516,24 @@ struct Copy<'a> {
 /// node's own copy included if it is one of them). Found by the soak: copies held farther out
 /// (where a put reached while the closest were down, or where an earlier get wrote back) are
 /// not updated by later puts, and three of them, answering first, decided gets with an older
-/// version; they still count for the best copy, never for ending early.
+/// version; they still count for the best copy, never for ending early. So does an
+/// `unchecked` copy (a restarted node's, not yet caught up on; found by the short soak test:
+/// restarted nodes that answered first with versions replaced while they were down decided a
+/// get).
 fn take_value(kind: &mut QueryKind, stage: &mut Stage, peer: &Peer, copy: Copy, item: Item) {
     let Copy {
         from,
         own,
         quorum,
         k,
+        unchecked: copy_unchecked,
     } = copy;
     let QueryKind::Get {
         key,
         best,
         local_copy,
         held,
+        unchecked,
         hops,
         paths_with_copy,
         ..
@@ -532,7 +546,9 @@ fn take_value(kind: &mut QueryKind, stage: &mut Stage, peer: &Peer, copy: Copy, 
         return;
     }
     let hop = stage.hop(&from.id).unwrap_or(1);
-    if let Some(path) = stage.path(&from.id) {
+    if copy_unchecked {
+        unchecked.insert(from.id);
+    } else if let Some(path) = stage.path(&from.id) {
         *paths_with_copy |= 1u64 << path.min(63);
     }
     stage.on_success(peer, Vec::new());
@@ -545,7 +561,7 @@ fn take_value(kind: &mut QueryKind, stage: &mut Stage, peer: &Peer, copy: Copy, 
     let near = |id: &NodeId| stage.is_among_closest(id, k);
     let copies = held
         .iter()
-        .filter(|(id, seq)| seq.is_some() && near(id))
+        .filter(|(id, seq)| seq.is_some() && near(id) && !unchecked.contains(*id))
         .count()
         + usize::from(*local_copy && near(own));
     if immutable || (copies >= quorum && stage.every_path_has(*paths_with_copy)) {

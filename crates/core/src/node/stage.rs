@@ -6,7 +6,7 @@
 //! the closest nodes the lookup found; `bootstrap` is a fixed stage that asks its seed
 //! addresses, then a lookup of the node itself; a watch's round is one lookup.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use super::event::{PutFailure, WatchId};
@@ -150,10 +150,14 @@ pub(super) enum QueryKind {
     Get {
         key: Key,
         best: Option<Item>,
-        /// Whether this node held a valid copy when the get started.
+        /// Whether this node held a valid, checked copy when the get started (one it held
+        /// since before its start and has not caught up on yet counts for nothing here).
         local_copy: bool,
         /// The `seq` each answering node held (`None`: it answered with nodes).
         held: BTreeMap<NodeId, Option<u64>>,
+        /// The answering nodes whose copy was `unchecked`: taken as copies (the newest wins,
+        /// and write-back skips those as new as it), never counted toward the quorum.
+        unchecked: BTreeSet<NodeId>,
         hops: u32,
         /// A bit per lookup path that has brought a valid copy. With disjoint paths a signed
         /// get ends early only once every path has, so that adversaries serving stale copies
@@ -191,12 +195,12 @@ impl QueryKind {
         (QueryKind::FindNode, Stage::Closest(lookup))
     }
 
-    /// A get whose local copy is `local` (`unreadable`: this node holds the item but its
-    /// store cannot read it now).
+    /// A get whose local copy is `local`, with whether it is checked (`unreadable`: this
+    /// node holds the item but its store cannot read it now).
     pub(super) fn get(
         key: Key,
         mut lookup: Lookup,
-        local: Option<Item>,
+        local: Option<(Item, bool)>,
         unreadable: bool,
     ) -> QueryStart {
         // Found by the swarm test: a get whose closest contacts were slower than their
@@ -204,7 +208,8 @@ impl QueryKind {
         // (seed 392), while their answers were on their way. It ends at `get_quorum` copies,
         // or once the slow requests among its k closest have answered or failed.
         lookup.wait_for_slow_requests();
-        let local_copy = local.is_some();
+        let local_copy = local.as_ref().is_some_and(|(_, checked)| *checked);
+        let local = local.map(|(item, _)| item);
         if matches!(local, Some(Item::Immutable(_))) {
             lookup.finish();
         }
@@ -213,6 +218,7 @@ impl QueryKind {
             best: local,
             local_copy,
             held: BTreeMap::new(),
+            unchecked: BTreeSet::new(),
             hops: 0,
             paths_with_copy: 0,
             unreadable: usize::from(unreadable),
@@ -227,7 +233,7 @@ impl QueryKind {
     /// to keep if it beats `local`. A push of `local` (a replication) would instead give a
     /// stale copy to the nodes that lack the item.
     pub(super) fn catch_up(key: Key, lookup: Lookup, local: Item) -> QueryStart {
-        let (mut kind, stage) = Self::get(key, lookup, Some(local), false);
+        let (mut kind, stage) = Self::get(key, lookup, Some((local, false)), false);
         if let QueryKind::Get { catch_up, .. } = &mut kind {
             *catch_up = true;
         }

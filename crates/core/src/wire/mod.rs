@@ -67,6 +67,10 @@ struct WireMessage {
     ttl: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     item: Option<WireItem>,
+    /// `value` answers: `true` when the copy is not yet checked since the node's start
+    /// (`docs/protocol.md`, section 6); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unchecked: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nodes: Option<Vec<(ByteBuf, String)>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -339,9 +343,10 @@ fn to_wire(message: &Message) -> WireMessage {
                             .collect(),
                     );
                 }
-                Response::Value(item) => {
+                Response::Value { item, unchecked } => {
                     wire.kind = "value".into();
                     wire.item = Some(item_to_wire(item));
+                    wire.unchecked = unchecked.then_some(true);
                 }
                 Response::Error(e) => {
                     wire.kind = "error".into();
@@ -496,7 +501,10 @@ fn from_wire(w: WireMessage) -> Result<Message, DecodeError> {
         },
         "value" => Message::Response {
             id: need_id()?,
-            response: Response::Value(item_from_wire(field(w.item, id, "item")?, id)?),
+            response: Response::Value {
+                item: item_from_wire(field(w.item, id, "item")?, id)?,
+                unchecked: w.unchecked == Some(true),
+            },
         },
         "error" => Message::Response {
             id: need_id()?,

@@ -80,7 +80,14 @@ fn every_message() -> Vec<Message> {
         response(1, Response::Pong),
         response(2, Response::Nodes(vec![contact(1), contact(2)])),
         response(2, Response::Nodes(vec![])),
-        response(3, Response::Value(signed_item())),
+        response(3, Response::value(signed_item())),
+        response(
+            3,
+            Response::Value {
+                item: signed_item(),
+                unchecked: true,
+            },
+        ),
         response(4, Response::Stored),
         request(
             6,
@@ -406,6 +413,59 @@ fn golden_store_message() {
     assert_eq!(crate::id::to_hex(&bytes), GOLDEN_STORE);
     assert_eq!(decode(&bytes), Ok(message));
 }
+
+#[test]
+fn golden_unchecked_value_answer() {
+    let item: Item = SignedItem::sign(
+        &golden_key(),
+        "hello",
+        Bytes::from_static(b"world"),
+        7,
+        1_900_000_000,
+    )
+    .expect("valid")
+    .into();
+    let message = Message::Response {
+        id: 1,
+        response: Response::Value {
+            item,
+            unchecked: true,
+        },
+    };
+    let bytes = encoded(&message);
+    assert_eq!(crate::id::to_hex(&bytes), GOLDEN_UNCHECKED_VALUE);
+    assert_eq!(decode(&bytes), Ok(message));
+    // The same answer with the key left out, or `false`, is a checked copy.
+    let without = &bytes[..bytes.len() - 11];
+    let mut plain = without.to_vec();
+    plain[0] = 0x83;
+    let Ok(Message::Response { response, .. }) = decode(&plain) else {
+        panic!("a value answer without the key decodes");
+    };
+    assert!(matches!(
+        response,
+        Response::Value {
+            unchecked: false,
+            ..
+        }
+    ));
+    let mut falsy = bytes.clone();
+    *falsy.last_mut().expect("not empty") = 0xc2;
+    let Ok(Message::Response { response, .. }) = decode(&falsy) else {
+        panic!("`unchecked: false` decodes");
+    };
+    assert!(matches!(
+        response,
+        Response::Value {
+            unchecked: false,
+            ..
+        }
+    ));
+}
+
+/// `docs/protocol.md`, "A `value` answer with `unchecked`": computed with Python's `msgpack`
+/// from the golden `store` request's item.
+const GOLDEN_UNCHECKED_VALUE: &str = "84a474797065a576616c7565a2696401a46974656d87a46b696e64a67369676e6564aa7075626c69635f6b6579c42003a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8a46e616d65a568656c6c6fa576616c7565c405776f726c64a373657107a765787069726573ce713fb300a97369676e6174757265c440abb4846bf8d1a7532a0d6ea81851f734e5c07d281b3f8c04fa5cc6581c73e862d40bb32f754c6b5d54266fdec24a5a5367800de1b62ea14c78e982c7d8a22b0da9756e636865636b6564c3";
 
 #[test]
 fn golden_handshake_signatures() {

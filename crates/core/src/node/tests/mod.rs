@@ -113,7 +113,7 @@ impl Net {
                         .handle_request(self.now, requester, t.id, t.request)
                         .response;
                     let answer = match answer {
-                        Response::Value(_) if unreadable => Response::Error(ErrorReply::new(
+                        Response::Value { .. } if unreadable => Response::Error(ErrorReply::new(
                             ErrorCode::UNAVAILABLE,
                             "the store cannot read it",
                         )),
@@ -375,7 +375,7 @@ fn store_refusals_carry_the_right_codes() {
     assert!(matches!(
         node.handle_request(T0, from, 1, Request::FindValue { key: key_a })
             .response,
-        Response::Value(_)
+        Response::Value { .. }
     ));
     // An unverified requester does not enter the routing table.
     assert!(node.routing_table().is_empty());
@@ -525,7 +525,7 @@ fn a_value_under_the_wrong_key_is_not_taken() {
     let query = node.get(T0, wanted);
     let sent = node.poll_transmit().expect("asks node 2");
     assert_eq!(sent.request, Request::FindValue { key: wanted });
-    node.handle_response(T0, contact(2), sent.id, Response::Value(impostor));
+    node.handle_response(T0, contact(2), sent.id, Response::value(impostor));
     net.run_timers();
     assert!(matches!(
         net.done(1, query),
@@ -1053,8 +1053,8 @@ fn copies_held_beyond_the_k_closest_do_not_end_a_get_with_an_older_version() {
                 Response::Stored
             }
             _ if n == names => Response::Nodes(near.iter().map(|m| contact(*m)).collect()),
-            _ if stale.contains(&n) => Response::Value(old.clone()),
-            _ => Response::Value(new.clone()),
+            _ if stale.contains(&n) => Response::value(old.clone()),
+            _ => Response::value(new.clone()),
         };
         getter.handle_response(now, contact(n), t.id, answer);
     }
@@ -1072,4 +1072,152 @@ fn copies_held_beyond_the_k_closest_do_not_end_a_get_with_an_older_version() {
         stores_to.iter().all(|n| near.contains(n)),
         "written back only to the k closest, not to {stores_to:?}"
     );
+}
+
+/// What `node` answers a `find_value` of `key` from an unproven requester: the copy and
+/// whether it said `unchecked`, or `None` for any other answer.
+fn value_answer(node: &mut Node<MemoryStore>, now: Time, key: Key) -> Option<(Item, bool)> {
+    let from = Requester {
+        id: node_id(9),
+        addr: None,
+        verified: false,
+        source: std::net::IpAddr::from([127, 0, 0, 9]),
+        connection: 0,
+    };
+    match node
+        .handle_request(now, from, 1, Request::FindValue { key })
+        .response
+    {
+        Response::Value { item, unchecked } => Some((item, unchecked)),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_restarted_node_answers_what_it_held_unchecked_until_it_checked_it() {
+    // Found by the short soak test: a node restarted on its data directory answered gets
+    // with versions replaced while it was down, before its catch-up had run, and decided a
+    // get. Until a copy is checked, the node says so.
+    let theirs = signed(2, "doc", b"v1", 1);
+    let renewed = signed(2, "other", b"v1", 1);
+    let mine = signed(1, "mine", b"v1", 1);
+    let immutable: Item = ImmutableItem::new(Bytes::from_static(b"fixed")).into();
+    let mut store = MemoryStore::default();
+    store.restore(theirs.clone(), false);
+    store.restore(renewed.clone(), false);
+    store.restore(mine.clone(), true);
+    store.restore(immutable.clone(), false);
+    let mut node = Node::new(node_id(1), Config::default(), store);
+    let now = T0;
+    assert_eq!(
+        value_answer(&mut node, now, *theirs.key()),
+        Some((theirs.clone(), true)),
+        "held since before the start"
+    );
+    assert_eq!(
+        value_answer(&mut node, now, *mine.key()),
+        Some((mine.clone(), false)),
+        "its own items are the newest by definition"
+    );
+    assert_eq!(
+        value_answer(&mut node, now, *immutable.key()),
+        Some((immutable.clone(), false)),
+        "an immutable item has one version"
+    );
+    // A peer stores a copy: the node's copy is as new as the peer's.
+    let peer = Requester {
+        id: node_id(3),
+        addr: None,
+        verified: true,
+        source: std::net::IpAddr::from([127, 0, 0, 3]),
+        connection: 1,
+    };
+    let stored = node.handle_request(
+        now,
+        peer,
+        2,
+        Request::Store {
+            item: signed(2, "other", b"v2", 2),
+        },
+    );
+    assert_eq!(stored.response, Response::Stored);
+    assert!(matches!(
+        value_answer(&mut node, now, *renewed.key()),
+        Some((_, false))
+    ));
+    // The catch-up runs within the first minutes; alone, the node finds no other copy.
+    let later = now + Duration::from_secs(300);
+    while let Some(next) = node.poll_timeout().filter(|at| *at <= later) {
+        node.handle_timeout(next);
+        while node.poll_transmit().is_some() {}
+    }
+    assert_eq!(
+        value_answer(&mut node, later, *theirs.key()),
+        Some((theirs, false)),
+        "checked once its catch-up ended"
+    );
+}
+
+#[test]
+fn unchecked_copies_do_not_end_a_get_with_an_older_version() {
+    // k = 3, a quorum of 2: two of the three closest answer first with an older version
+    // they say is unchecked (restarted, not caught up yet); the get waits for the third,
+    // returns its newer version, and writes it back to the two.
+    let config = Config {
+        k: std::num::NonZeroUsize::new(3).expect("not zero"),
+        get_quorum: std::num::NonZeroUsize::new(2).expect("not zero"),
+        ..Config::default()
+    };
+    let old = signed(2, "doc", b"old", 1);
+    let new = signed(2, "doc", b"new", 2);
+    let mut ranked: Vec<u8> = (3..=60).collect();
+    ranked.sort_by_key(|n| node_id(*n).distance(old.key()));
+    let (restarted, fresh) = (&ranked[..2], ranked[2]);
+    let mut getter = Node::new(node_id(1), config, MemoryStore::default());
+    let now = T0;
+    getter.restore_contacts(now, ranked[..3].iter().map(|n| contact(*n)));
+    let query = getter.get(now, *old.key());
+    let order = [restarted[0], restarted[1], fresh];
+    let mut pending: Vec<Transmit> = Vec::new();
+    let mut stores_to = Vec::new();
+    loop {
+        while let Some(t) = getter.poll_transmit() {
+            pending.push(t);
+        }
+        let Some((n, i)) = order.iter().find_map(|n| {
+            pending
+                .iter()
+                .position(|t| t.to.id == Some(node_id(*n)))
+                .map(|i| (*n, i))
+        }) else {
+            break;
+        };
+        let t = pending.remove(i);
+        let answer = match t.request {
+            Request::Store { .. } => {
+                stores_to.push(n);
+                Response::Stored
+            }
+            _ if n == fresh => Response::value(new.clone()),
+            _ => Response::Value {
+                item: old.clone(),
+                unchecked: true,
+            },
+        };
+        getter.handle_response(now, contact(n), t.id, answer);
+    }
+    let mut done = None;
+    while let Some(e) = getter.poll_event() {
+        if e.query() == Some(query) {
+            done = Some(e);
+        }
+    }
+    let Some(Event::GetDone { result, .. }) = done else {
+        panic!("the get did not finish: {done:?}")
+    };
+    assert_eq!(result, Ok(new), "the checked copy's newer version");
+    stores_to.sort_unstable();
+    let mut expected = restarted.to_vec();
+    expected.sort_unstable();
+    assert_eq!(stores_to, expected, "written back to the unchecked copies");
 }
