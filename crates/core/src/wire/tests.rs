@@ -394,9 +394,9 @@ fn golden_delete_and_listen_messages() {
 const GOLDEN_TOMBSTONE_STORE: &str = "83a474797065a573746f7265a2696401a46974656d86a46b696e64a9746f6d6273746f6e65aa7075626c69635f6b6579c42003a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8a46e616d65a568656c6c6fa373657108a765787069726573ce713fb300a97369676e6174757265c440ccce75ac8933d3f65ba7a128740d957223f4bc1c8da1d52a3af499578b9e7d36d632418b9c24f70b27cef2bbccca37be6cbf093f7a837d4384c9720e14c68d0f";
 const GOLDEN_TOMBSTONE_NOTIFY: &str = "83a474797065a66e6f74696679a2696402a46974656d86a46b696e64a9746f6d6273746f6e65aa7075626c69635f6b6579c42003a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8a46e616d65a568656c6c6fa373657108a765787069726573ce713fb300a97369676e6174757265c440ccce75ac8933d3f65ba7a128740d957223f4bc1c8da1d52a3af499578b9e7d36d632418b9c24f70b27cef2bbccca37be6cbf093f7a837d4384c9720e14c68d0f";
 
-#[test]
-fn golden_store_message() {
-    let item: Item = SignedItem::sign(
+/// The golden key pair's item of `docs/protocol.md` ("A signed item"): `hello` = `world`.
+fn golden_signed_item() -> Item {
+    SignedItem::sign(
         &golden_key(),
         "hello",
         Bytes::from_static(b"world"),
@@ -404,7 +404,12 @@ fn golden_store_message() {
         1_900_000_000,
     )
     .expect("valid")
-    .into();
+    .into()
+}
+
+#[test]
+fn golden_store_message() {
+    let item = golden_signed_item();
     let message = Message::Request {
         id: 1,
         request: Request::Store { item },
@@ -416,15 +421,7 @@ fn golden_store_message() {
 
 #[test]
 fn golden_unchecked_value_answer() {
-    let item: Item = SignedItem::sign(
-        &golden_key(),
-        "hello",
-        Bytes::from_static(b"world"),
-        7,
-        1_900_000_000,
-    )
-    .expect("valid")
-    .into();
+    let item = golden_signed_item();
     let message = Message::Response {
         id: 1,
         response: Response::Value {

@@ -1003,6 +1003,52 @@ fn a_node_restarted_on_a_stale_store_catches_up_within_a_minute() {
     assert_eq!(newcomer(&mut net).as_deref(), Some(&b"v2"[..]));
 }
 
+/// Answers `getter`'s requests of its get `query` in `order` of the nodes asked (each node's
+/// requests wait until those of the nodes before it are answered or absent): a `store` with
+/// `stored`, anything else with `answer(node)`. Returns the get's result and the nodes the
+/// getter wrote back to.
+fn answer_get(
+    getter: &mut Node<MemoryStore>,
+    query: QueryId,
+    order: &[u8],
+    answer: impl Fn(u8) -> Response,
+) -> (Result<Item, GetFailure>, Vec<u8>) {
+    let mut pending: Vec<Transmit> = Vec::new();
+    let mut stores_to = Vec::new();
+    loop {
+        while let Some(t) = getter.poll_transmit() {
+            pending.push(t);
+        }
+        let Some((n, i)) = order.iter().find_map(|n| {
+            pending
+                .iter()
+                .position(|t| t.to.id == Some(node_id(*n)))
+                .map(|i| (*n, i))
+        }) else {
+            break;
+        };
+        let t = pending.remove(i);
+        let response = match t.request {
+            Request::Store { .. } => {
+                stores_to.push(n);
+                Response::Stored
+            }
+            _ => answer(n),
+        };
+        getter.handle_response(T0, contact(n), t.id, response);
+    }
+    let mut done = None;
+    while let Some(e) = getter.poll_event() {
+        if e.query() == Some(query) {
+            done = Some(e);
+        }
+    }
+    let Some(Event::GetDone { result, .. }) = done else {
+        panic!("the get did not finish: {done:?}")
+    };
+    (result, stores_to)
+}
+
 #[test]
 fn copies_held_beyond_the_k_closest_do_not_end_a_get_with_an_older_version() {
     // Found by the soak: nodes beyond the k closest hold copies no later put updates (a put
@@ -1031,42 +1077,15 @@ fn copies_held_beyond_the_k_closest_do_not_end_a_get_with_an_older_version() {
         .into_iter()
         .chain(near.iter().copied())
         .collect();
-    let mut pending: Vec<Transmit> = Vec::new();
-    let mut stores_to = Vec::new();
-    loop {
-        while let Some(t) = getter.poll_transmit() {
-            pending.push(t);
+    let (result, stores_to) = answer_get(&mut getter, query, &order, |n| {
+        if n == names {
+            Response::Nodes(near.iter().map(|m| contact(*m)).collect())
+        } else if stale.contains(&n) {
+            Response::value(old.clone())
+        } else {
+            Response::value(new.clone())
         }
-        let Some(next) = order.iter().find_map(|n| {
-            pending
-                .iter()
-                .position(|t| t.to.id == Some(node_id(*n)))
-                .map(|i| (*n, i))
-        }) else {
-            break;
-        };
-        let (n, i) = next;
-        let t = pending.remove(i);
-        let answer = match t.request {
-            Request::Store { .. } => {
-                stores_to.push(n);
-                Response::Stored
-            }
-            _ if n == names => Response::Nodes(near.iter().map(|m| contact(*m)).collect()),
-            _ if stale.contains(&n) => Response::value(old.clone()),
-            _ => Response::value(new.clone()),
-        };
-        getter.handle_response(now, contact(n), t.id, answer);
-    }
-    let mut done = None;
-    while let Some(e) = getter.poll_event() {
-        if e.query() == Some(query) {
-            done = Some(e);
-        }
-    }
-    let Some(Event::GetDone { result, .. }) = done else {
-        panic!("the get did not finish: {done:?}")
-    };
+    });
     assert_eq!(result, Ok(new), "the closest nodes' version");
     assert!(
         stores_to.iter().all(|n| near.contains(n)),
@@ -1178,43 +1197,16 @@ fn unchecked_copies_do_not_end_a_get_with_an_older_version() {
     getter.restore_contacts(now, ranked[..3].iter().map(|n| contact(*n)));
     let query = getter.get(now, *old.key());
     let order = [restarted[0], restarted[1], fresh];
-    let mut pending: Vec<Transmit> = Vec::new();
-    let mut stores_to = Vec::new();
-    loop {
-        while let Some(t) = getter.poll_transmit() {
-            pending.push(t);
-        }
-        let Some((n, i)) = order.iter().find_map(|n| {
-            pending
-                .iter()
-                .position(|t| t.to.id == Some(node_id(*n)))
-                .map(|i| (*n, i))
-        }) else {
-            break;
-        };
-        let t = pending.remove(i);
-        let answer = match t.request {
-            Request::Store { .. } => {
-                stores_to.push(n);
-                Response::Stored
-            }
-            _ if n == fresh => Response::value(new.clone()),
-            _ => Response::Value {
+    let (result, mut stores_to) = answer_get(&mut getter, query, &order, |n| {
+        if n == fresh {
+            Response::value(new.clone())
+        } else {
+            Response::Value {
                 item: old.clone(),
                 unchecked: true,
-            },
-        };
-        getter.handle_response(now, contact(n), t.id, answer);
-    }
-    let mut done = None;
-    while let Some(e) = getter.poll_event() {
-        if e.query() == Some(query) {
-            done = Some(e);
+            }
         }
-    }
-    let Some(Event::GetDone { result, .. }) = done else {
-        panic!("the get did not finish: {done:?}")
-    };
+    });
     assert_eq!(result, Ok(new), "the checked copy's newer version");
     stores_to.sort_unstable();
     let mut expected = restarted.to_vec();
