@@ -1003,6 +1003,21 @@ fn a_node_restarted_on_a_stale_store_catches_up_within_a_minute() {
     assert_eq!(newcomer(&mut net).as_deref(), Some(&b"v2"[..]));
 }
 
+/// A get's quorum case: k = 3 and a quorum of 2, an older and a newer version of one item,
+/// and nodes 3 to 120 ranked by distance to its key, closest first.
+fn quorum_case() -> (Config, Item, Item, Vec<u8>) {
+    let config = Config {
+        k: std::num::NonZeroUsize::new(3).expect("not zero"),
+        get_quorum: std::num::NonZeroUsize::new(2).expect("not zero"),
+        ..Config::default()
+    };
+    let old = signed(2, "doc", b"old", 1);
+    let new = signed(2, "doc", b"new", 2);
+    let mut ranked: Vec<u8> = (3..=120).collect();
+    ranked.sort_by_key(|n| node_id(*n).distance(old.key()));
+    (config, old, new, ranked)
+}
+
 /// Answers `getter`'s requests of its get `query` in `order` of the nodes asked (each node's
 /// requests wait until those of the nodes before it are answered or absent): a `store` with
 /// `stored`, anything else with `answer(node)`. Returns the get's result and the nodes the
@@ -1057,15 +1072,7 @@ fn copies_held_beyond_the_k_closest_do_not_end_a_get_with_an_older_version() {
     // the getter knows a node that names the 3 closest, and farther nodes that hold the old
     // version, two of which answer first: the get waits for the closest, and returns the new
     // version.
-    let config = Config {
-        k: std::num::NonZeroUsize::new(3).expect("not zero"),
-        get_quorum: std::num::NonZeroUsize::new(2).expect("not zero"),
-        ..Config::default()
-    };
-    let old = signed(2, "doc", b"old", 1);
-    let new = signed(2, "doc", b"new", 2);
-    let mut ranked: Vec<u8> = (3..=120).collect();
-    ranked.sort_by_key(|n| node_id(*n).distance(old.key()));
+    let (config, old, new, ranked) = quorum_case();
     let (near, names, stale) = (&ranked[..3], ranked[19], &ranked[20..23]);
     let mut getter = Node::new(node_id(1), config, MemoryStore::default());
     let now = T0;
@@ -1182,15 +1189,7 @@ fn unchecked_copies_do_not_end_a_get_with_an_older_version() {
     // k = 3, a quorum of 2: two of the three closest answer first with an older version
     // they say is unchecked (restarted, not caught up yet); the get waits for the third,
     // returns its newer version, and writes it back to the two.
-    let config = Config {
-        k: std::num::NonZeroUsize::new(3).expect("not zero"),
-        get_quorum: std::num::NonZeroUsize::new(2).expect("not zero"),
-        ..Config::default()
-    };
-    let old = signed(2, "doc", b"old", 1);
-    let new = signed(2, "doc", b"new", 2);
-    let mut ranked: Vec<u8> = (3..=60).collect();
-    ranked.sort_by_key(|n| node_id(*n).distance(old.key()));
+    let (config, old, new, ranked) = quorum_case();
     let (restarted, fresh) = (&ranked[..2], ranked[2]);
     let mut getter = Node::new(node_id(1), config, MemoryStore::default());
     let now = T0;
