@@ -108,6 +108,7 @@ impl<S: Store> Node<S> {
             self.route(now, done);
         }
         self.watch_rounds(now);
+        self.reach_round(now);
         self.housekeep(now);
     }
 
@@ -135,6 +136,7 @@ impl<S: Store> Node<S> {
     pub fn handle_observed(&mut self, now: Time, by: Contact, observed: std::net::SocketAddr) {
         if let Some(change) = self.observed.vote(now, &by, observed) {
             self.events.push(Event::ObservedChanged(change));
+            self.reach.observed_changed(now);
         }
     }
 
@@ -229,6 +231,7 @@ impl<S: Store> Node<S> {
                     }
                 }
             }
+            Purpose::Reach | Purpose::Probe => self.reach_answered(now, request_id, Some(response)),
             Purpose::Liveness | Purpose::Unattended => {}
         }
     }
@@ -248,6 +251,7 @@ impl<S: Store> Node<S> {
                 self.route(now, done);
             }
             Purpose::Listen(watch) => self.watches.drop_sub(now, watch, request_id, true),
+            Purpose::Reach | Purpose::Probe => self.reach_answered(now, request_id, None),
             Purpose::Liveness | Purpose::Unattended | Purpose::Repair => {}
         }
     }
@@ -262,6 +266,7 @@ impl<S: Store> Node<S> {
         match pending.purpose {
             Purpose::Query(query) => self.queries.on_timeout(query, &pending.to),
             Purpose::Listen(watch) => self.watches.drop_sub(now, watch, request_id, true),
+            Purpose::Reach | Purpose::Probe => self.reach_answered(now, request_id, None),
             Purpose::Liveness | Purpose::Unattended | Purpose::Repair => {}
         }
     }
@@ -292,6 +297,13 @@ impl<S: Store> Node<S> {
                     .listen(now, connection, id, key, seq, config, store)
             }
             Request::Unlisten { listen } => self.subscriptions.unlisten(from.connection, listen),
+            // A `reach` needs the address of a proven session: it goes over datagrams
+            // ([`Node::handle_reach`]).
+            Request::Reach { .. } => Response::Error(ErrorReply::new(
+                ErrorCode::BAD_REQUEST,
+                "reach goes over datagrams",
+            )),
+            Request::Probe { to, nonce } => self.serve_probe(now, from, to, nonce),
         };
         Answer {
             response,

@@ -47,6 +47,7 @@ mod nat;
 mod outbox;
 mod publish;
 mod query;
+mod reaching;
 mod requests;
 mod stage;
 mod trace;
@@ -63,14 +64,16 @@ use crate::time::Time;
 
 pub use event::{BootstrapFailure, Event, GetFailure, PutFailure, QueryId, QueryStats, WatchId};
 pub use listen::Notification;
-pub use nat::{Family, Mapping, ObservedChange, ObservedReport, Seen};
+pub use nat::{
+    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ReachReport, Reachability, Seen,
+};
 pub use publish::{expiry, next_seq};
 pub use requests::Transmit;
 pub use trace::{Duty, Operation, QueryOutcome, RequestOutcome, Trace, error_label};
 
 use housekeeping::Housekeeping;
 use listen::Subscriptions;
-use nat::Observed;
+use nat::{Observed, Probes, Reach};
 use outbox::Outbox;
 use query::{Env, QueryPool};
 use requests::{Purpose, Requests};
@@ -147,6 +150,10 @@ pub struct Node<S> {
     observed: Observed,
     /// Server (the default) or client: a client takes no `store` and no `listen`.
     mode: Mode,
+    /// This node's reachability checks.
+    reach: Reach,
+    /// Relaying peers' checks and sending their probes.
+    probes: Probes,
 }
 
 impl<S: Store> Node<S> {
@@ -158,6 +165,8 @@ impl<S: Store> Node<S> {
                 .with_diversity(config.diversity),
             requests: Requests::new(&config),
             observed: Observed::new(config.nat_subnet_prefix_v4),
+            reach: Reach::new(config.nat_subnet_prefix_v4),
+            probes: Probes::default(),
             config,
             store,
             queries: QueryPool::default(),
@@ -258,6 +267,7 @@ impl<S: Store> Node<S> {
             self.queries.next_deadline(),
             self.watches.next_deadline(),
             self.housekeeping.next_deadline(),
+            self.reach.next_deadline(),
         ]
         .into_iter()
         .flatten()
