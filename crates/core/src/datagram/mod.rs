@@ -380,6 +380,14 @@ impl<C: Suite> Plane<C> {
         &self.config
     }
 
+    /// Says `role` from now on, and announces an address only as a server: the sessions
+    /// opened from now on carry the flag accordingly, and every body says the role (a peer
+    /// that hears `server` on a session it holds takes requests there as announcing).
+    pub fn set_role(&mut self, role: Mode) {
+        self.config.role = role;
+        self.config.announce = role == Mode::Server;
+    }
+
     /// Requests out and not yet answered.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -1226,10 +1234,14 @@ impl<C: Suite> Plane<C> {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if role == Some(Mode::Client) {
+        match role {
             // Its last word: it takes no requests here, so it must not enter a table (a
             // session that announced stops announcing).
-            session.announce = false;
+            Some(Mode::Client) => session.announce = false,
+            // A client that became a server (auto mode) says so on the sessions it opened
+            // as a client: it takes requests there now.
+            Some(Mode::Server) => session.announce = true,
+            None => {}
         }
         let (peer, addr, announce) = (session.peer, session.addr, session.announce);
         let Some(open) = session.open() else {

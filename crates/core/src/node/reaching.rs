@@ -60,7 +60,9 @@ impl<S: Store> Node<S> {
             let refusal = ErrorReply::new(ErrorCode::OVER_LIMIT, "too many checks under way here");
             return Err(Response::Error(refusal));
         }
-        let Some(third) = self.third_node(&from, source, &nonce) else {
+        let third = self.third_node(now, &from, source, &nonce);
+        self.probes.asked(now, Contact::new(from.id, source));
+        let Some(third) = third else {
             self.probes.refused_relay();
             let refusal = ErrorReply::new(ErrorCode::UNAVAILABLE, "no third node to probe from");
             return Err(Response::Error(refusal));
@@ -137,13 +139,15 @@ impl<S: Store> Node<S> {
             let refusal = ErrorReply::new(ErrorCode::BAD_SIGNATURE, "only a server asks probes");
             return Response::Error(refusal);
         }
-        self.probes.probe(now, to, nonce)
+        self.probes.probe(now, from.source, to, nonce)
     }
 
-    /// The node to send a probe for `asker` at `source`: a server of the table that is neither
-    /// the asker nor at its IP, another subnet than the asker's if one is known.
+    /// The node to send a probe for `asker` at `source`: a server of the table or a recent
+    /// asker, neither the asker nor at its IP; another subnet than the asker's if one is
+    /// known; in turn among them.
     fn third_node(
-        &self,
+        &mut self,
+        now: Time,
         asker: &Requester,
         source: SocketAddr,
         nonce: &[u8; 16],
@@ -151,12 +155,18 @@ impl<S: Store> Node<S> {
         let prefix = self.config.nat_subnet_prefix_v4;
         let subnet = |ip| Prefix::of(ip, prefix, 48);
         let ip = source.ip().to_canonical();
-        let candidates: Vec<Contact> = self
+        let eligible = |c: &Contact| c.id != asker.id && c.addr.ip().to_canonical() != ip;
+        let mut candidates: Vec<Contact> = self
             .table
             .entries()
             .map(|e| e.contact)
-            .filter(|c| c.id != asker.id && c.addr.ip().to_canonical() != ip)
+            .filter(eligible)
             .collect();
+        for asker in self.probes.askers(now).filter(eligible) {
+            if candidates.iter().all(|c| c.id != asker.id) {
+                candidates.push(asker);
+            }
+        }
         let elsewhere: Vec<Contact> = candidates
             .iter()
             .copied()
@@ -167,11 +177,13 @@ impl<S: Store> Node<S> {
         } else {
             elsewhere
         };
-        // Which one: from the nonce, so that the asker's checks spread over the table.
+        // Which one: in turn, from where the nonce says, so that the asks of one check, which
+        // come one after the other, go to as many third nodes as there are.
         let hash = Sha512::digest(nonce);
-        let pick = u64::from_be_bytes(hash[..8].try_into().ok()?);
+        let start = u64::from_be_bytes(hash[..8].try_into().ok()?);
+        let turn = start.wrapping_add(self.probes.turn());
         let len = u64::try_from(pool.len()).ok()?;
-        let index = usize::try_from(pick.checked_rem(len)?).ok()?;
+        let index = usize::try_from(turn.checked_rem(len)?).ok()?;
         pool.get(index).copied()
     }
 }

@@ -4,14 +4,20 @@
 //!
 //! Implementation notes, the rules in one place:
 //! - a check asks up to [`ASKS`] servers of the routing table, one per subnet (IPv4
-//!   /`nat_subnet_prefix_v4`, IPv6 /48), each with a nonce of its own;
+//!   /`nat_subnet_prefix_v4`, IPv6 /48), each with a nonce of its own; when the table holds
+//!   fewer subnets than that (a young network), the same servers are asked again, each time
+//!   with another nonce, up to [`ASKS`] asks;
 //! - a probe counts as received only if its nonce is one still awaited, it came from an
 //!   address this node never sent a datagram to (the plane checks that) and not from the IP
 //!   of the server asked (which could send it itself);
 //! - an ask is settled when its probe arrives, when its server answers with an error or not at
 //!   all, or [`PROBE_WAIT`] after its server said the probe went out;
 //! - the verdict, once every ask is settled or [`CHECK_LIMIT`] passed: `public` when probes
-//!   arrived through at least [`PUBLIC_SUCCESSES`] servers; `private` when at least
+//!   arrived through at least [`PUBLIC_SUCCESSES`] servers of distinct subnets, from as many
+//!   IPs; or, only while the table holds servers of fewer subnets than that, from at least
+//!   [`PUBLIC_SUCCESSES`] IPs through the one server (so the first nodes of a network, which
+//!   know one server, can become servers: a lying seed could fool them, but a seed they
+//!   cannot trust feeds their whole table anyway); `private` when at least
 //!   [`PRIVATE_SILENCES`] servers said the probe went out and none arrived; otherwise the check
 //!   decided nothing. A check that decides nothing leaves the status as it was, unless
 //!   [`UNDECIDED_LIMIT`] checks in a row decided nothing: then it is `unknown`;
@@ -21,7 +27,7 @@
 //!   probes went to the old address).
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use sha2::{Digest, Sha512};
@@ -48,7 +54,7 @@ pub const RECHECK_PUBLIC: Duration = Duration::from_secs(600);
 /// When to check again after a `private` verdict.
 pub const RECHECK_PRIVATE: Duration = Duration::from_secs(120);
 /// When to check again after a check that decided nothing.
-pub const RECHECK_UNDECIDED: Duration = Duration::from_secs(20);
+pub const RECHECK_UNDECIDED: Duration = Duration::from_secs(10);
 /// When to look again for servers to ask, when the table had none.
 pub const RETRY_EMPTY: Duration = Duration::from_secs(2);
 /// Checks in a row that decide nothing before the status becomes `unknown`.
@@ -124,7 +130,8 @@ enum AskState {
     Asked,
     /// The server said the probe went out at this time.
     Sent(Time),
-    Received,
+    /// The probe arrived from this IP.
+    Received(IpAddr),
     Failed,
 }
 
@@ -133,6 +140,8 @@ enum AskState {
 struct Check {
     started: Time,
     asks: Vec<Ask>,
+    /// The subnets its servers are in.
+    subnets: Vec<Prefix>,
 }
 
 impl Check {
@@ -140,17 +149,30 @@ impl Check {
         self.asks.iter().all(|a| match a.state {
             AskState::Asked => false,
             AskState::Sent(at) => now >= at + PROBE_WAIT,
-            AskState::Received | AskState::Failed => true,
+            AskState::Received(_) | AskState::Failed => true,
         })
     }
 
     /// The verdict of this check's asks, `None` when they decide nothing.
-    fn verdict(&self) -> Option<Reachability> {
-        let received = self
-            .asks
-            .iter()
-            .filter(|a| a.state == AskState::Received)
-            .count();
+    fn verdict(&self, prefix_v4: u8) -> Option<Reachability> {
+        let mut servers: Vec<Prefix> = Vec::new();
+        let mut sources: Vec<IpAddr> = Vec::new();
+        for ask in &self.asks {
+            if let AskState::Received(from) = ask.state {
+                let subnet = Prefix::of(ask.via.addr.ip(), prefix_v4, SUBNET_V6);
+                if !servers.contains(&subnet) {
+                    servers.push(subnet);
+                }
+                if !sources.contains(&from) {
+                    sources.push(from);
+                }
+            }
+        }
+        let received = if self.subnets.len() >= PUBLIC_SUCCESSES {
+            servers.len().min(sources.len())
+        } else {
+            sources.len()
+        };
         let silent = self
             .asks
             .iter()
@@ -266,9 +288,24 @@ impl Reach {
             self.next = Some(now + RETRY_EMPTY);
             return Vec::new();
         }
+        let distinct = asks.len();
+        for i in distinct..ASKS {
+            let via = asks[i % distinct].via;
+            let nonce = self.nonce();
+            asks.push(Ask {
+                via,
+                nonce,
+                request: None,
+                state: AskState::Asked,
+            });
+        }
         let out = asks.iter().map(|a| (a.via, a.nonce)).collect();
         self.report.asked += asks.len() as u64;
-        self.check = Some(Check { started: now, asks });
+        self.check = Some(Check {
+            started: now,
+            asks,
+            subnets,
+        });
         out
     }
 
@@ -312,13 +349,13 @@ impl Reach {
             let waiting = match a.state {
                 AskState::Asked => true,
                 AskState::Sent(at) => now < at + PROBE_WAIT,
-                AskState::Received | AskState::Failed => false,
+                AskState::Received(_) | AskState::Failed => false,
             };
             waiting && a.via.addr.ip().to_canonical() != from.ip().to_canonical()
         });
         match ask {
             Some(ask) => {
-                ask.state = AskState::Received;
+                ask.state = AskState::Received(from.ip().to_canonical());
                 self.report.received += 1;
             }
             None => self.report.ignored += 1,
@@ -340,7 +377,7 @@ impl Reach {
         if !check.settled(now) && now < check.started + CHECK_LIMIT {
             return None;
         }
-        let verdict = check.verdict();
+        let verdict = check.verdict(self.prefix_v4);
         self.check = None;
         self.report.checks += 1;
         self.report.checked_at = Some(now);

@@ -15,6 +15,11 @@ fn third() -> SocketAddr {
     "203.0.113.9:5000".parse().expect("an address")
 }
 
+/// Another third node.
+fn other() -> SocketAddr {
+    "203.0.113.10:5000".parse().expect("an address")
+}
+
 /// Checks switched on at 0 and one started with `servers` servers: the asks, each sent as
 /// request 100 + its place.
 fn started(servers: u8) -> (Reach, Vec<(Contact, [u8; 16], u64)>) {
@@ -39,17 +44,58 @@ fn asks_at_most_four_servers_one_per_subnet() {
     assert_eq!(asks.len(), ASKS);
     let mut reach = Reach::new(24);
     reach.switch_on(Time::from_secs(0), [1; 32]);
-    // Three servers in one /24, one in another: two asks.
+    // Three servers in one /24, one in another: one of each asked, twice.
     let same: Vec<Contact> = (1..=3)
         .map(|n| {
-            Contact::new(
-                NodeId::hash(&[n]),
-                format!("198.51.100.{n}:4000").parse().expect("an address"),
-            )
+            let addr = format!("198.51.100.{n}:4000").parse().expect("an address");
+            Contact::new(NodeId::hash(&[n]), addr)
         })
         .chain([server(9)])
         .collect();
-    assert_eq!(reach.start(Time::from_secs(0), same).len(), 2);
+    let asks = reach.start(Time::from_secs(0), same);
+    assert_eq!(asks.len(), ASKS);
+    assert_ne!(asks[0].0.addr.ip(), asks[1].0.addr.ip());
+    assert_eq!(asks[0].0, asks[2].0);
+    assert_eq!(asks[1].0, asks[3].0);
+    let nonces: std::collections::BTreeSet<[u8; 16]> = asks.iter().map(|a| a.1).collect();
+    assert_eq!(nonces.len(), ASKS, "a nonce per ask");
+}
+
+#[test]
+fn two_probes_through_one_server_of_two_subnets_do_not_make_public() {
+    // Two servers, each asked twice: both probes through the same server.
+    let (mut reach, asks) = started(2);
+    let t = Time::from_secs(1);
+    let same: Vec<_> = asks.iter().filter(|a| a.0 == asks[0].0).collect();
+    assert_eq!(same.len(), 2);
+    reach.probe(t, third(), &same[0].1);
+    reach.probe(t, other(), &same[1].1);
+    for (_, _, id) in asks.iter().filter(|a| a.0 != asks[0].0) {
+        reach.answered(t, *id, false);
+    }
+    assert_eq!(reach.handle_timeout(t), None);
+}
+
+#[test]
+fn with_one_server_known_two_probes_from_two_ips_make_public() {
+    let (mut reach, asks) = started(1);
+    assert_eq!(asks.len(), ASKS);
+    let t = Time::from_secs(1);
+    // From one IP twice: one source.
+    reach.probe(t, third(), &asks[0].1);
+    reach.probe(t, third(), &asks[1].1);
+    reach.answered(t, asks[2].2, false);
+    reach.answered(t, asks[3].2, false);
+    assert_eq!(reach.handle_timeout(t), None);
+    let (mut reach, asks) = started(1);
+    reach.probe(t, third(), &asks[0].1);
+    reach.probe(t, other(), &asks[1].1);
+    reach.answered(t, asks[2].2, false);
+    reach.answered(t, asks[3].2, false);
+    assert_eq!(
+        reach.handle_timeout(t),
+        Some((Reachability::Unknown, Reachability::Public))
+    );
 }
 
 #[test]
@@ -58,7 +104,7 @@ fn two_probes_through_distinct_servers_make_public() {
     let t = Time::from_secs(1);
     reach.probe(t, third(), &asks[0].1);
     assert_eq!(reach.handle_timeout(t), None, "one success is not enough");
-    reach.probe(t, third(), &asks[1].1);
+    reach.probe(t, other(), &asks[1].1);
     for (_, _, id) in &asks[2..] {
         reach.answered(t, *id, false);
     }
@@ -145,7 +191,7 @@ fn a_check_out_of_time_ends_with_what_it_has() {
     let (mut reach, asks) = started(4);
     let t = Time::from_secs(1);
     reach.probe(t, third(), &asks[0].1);
-    reach.probe(t, third(), &asks[1].1);
+    reach.probe(t, other(), &asks[1].1);
     // Two servers never answer.
     assert_eq!(reach.handle_timeout(t), None);
     let end = Time::from_secs(0) + CHECK_LIMIT;
@@ -160,7 +206,10 @@ fn a_status_holds_through_undecided_checks_until_the_limit() {
     let (mut reach, asks) = started(2);
     let t = Time::from_secs(1);
     reach.probe(t, third(), &asks[0].1);
-    reach.probe(t, third(), &asks[1].1);
+    reach.probe(t, other(), &asks[1].1);
+    for (_, _, id) in &asks[2..] {
+        reach.answered(t, *id, false);
+    }
     assert!(reach.handle_timeout(t).is_some());
     let mut now = t + RECHECK_PUBLIC;
     for round in 1..=UNDECIDED_LIMIT {
@@ -186,7 +235,10 @@ fn a_changed_observed_address_checks_again_at_once() {
     let (mut reach, asks) = started(2);
     let t = Time::from_secs(1);
     reach.probe(t, third(), &asks[0].1);
-    reach.probe(t, third(), &asks[1].1);
+    reach.probe(t, other(), &asks[1].1);
+    for (_, _, id) in &asks[2..] {
+        reach.answered(t, *id, false);
+    }
     assert!(reach.handle_timeout(t).is_some());
     assert!(!reach.due(t + Duration::from_secs(5)));
     reach.observed_changed(t + Duration::from_secs(5));
