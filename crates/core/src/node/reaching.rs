@@ -14,7 +14,7 @@ use crate::store::Store;
 use crate::subnet::Prefix;
 use crate::time::Time;
 
-use super::nat::{ProbeReport, ReachReport};
+use super::nat::{self, ProbeReport, ReachReport};
 
 impl<S: Store> Node<S> {
     /// Starts this node's reachability checks at `now` (the first one then, as soon as the
@@ -99,6 +99,11 @@ impl<S: Store> Node<S> {
     pub(super) fn reach_round(&mut self, now: Time) {
         if self.reach.due(now) {
             let servers: Vec<Contact> = self.table.entries().map(|e| e.contact).collect();
+            if !servers.is_empty() && servers.len() < nat::ASKS {
+                // Too few servers to ask: a young network, or one joined while its nodes were
+                // clients. A lookup of itself finds those that became servers since.
+                let _ = self.bootstrap(now, &[]);
+            }
             for (via, nonce) in self.reach.start(now, servers) {
                 let request = Request::Reach { nonce };
                 let id = self.requests.send(now, via.into(), request, Purpose::Reach);

@@ -15,4 +15,4 @@ pub use reach::{ReachReport, Reachability};
 
 pub(super) use observed::Observed;
 pub(super) use probe::Probes;
-pub(super) use reach::Reach;
+pub(super) use reach::{ASKS, Reach};

@@ -5,8 +5,9 @@
 //! Implementation notes, the rules in one place:
 //! - a check asks up to [`ASKS`] servers of the routing table, one per subnet (IPv4
 //!   /`nat_subnet_prefix_v4`, IPv6 /48), each with a nonce of its own; when the table holds
-//!   fewer subnets than that (a young network), the same servers are asked again, each time
-//!   with another nonce, up to [`ASKS`] asks;
+//!   fewer subnets than that, other servers of the same subnets, and when it holds fewer
+//!   servers (a young network), the same servers again, each time with another nonce, up to
+//!   [`ASKS`] asks;
 //! - a probe counts as received only if its nonce is one still awaited, it came from an
 //!   address this node never sent a datagram to (the plane checks that) and not from the IP
 //!   of the server asked (which could send it itself);
@@ -22,8 +23,9 @@
 //!   decided nothing. A check that decides nothing leaves the status as it was, unless
 //!   [`UNDECIDED_LIMIT`] checks in a row decided nothing: then it is `unknown`;
 //! - the next check: [`RECHECK_PUBLIC`] after a `public` verdict, [`RECHECK_PRIVATE`] after a
-//!   `private` one, [`RECHECK_UNDECIDED`] after none, [`RETRY_EMPTY`] when there was nobody to
-//!   ask; and at once when the observed address changes (a running check is dropped: its
+//!   `private` one, [`RECHECK_UNDECIDED`] after none or after one through fewer than [`ASKS`]
+//!   servers (a young network: the node looks for more servers too), [`RETRY_EMPTY`] when
+//!   there was nobody to ask; and at once when the observed address changes (a running check is dropped: its
 //!   probes went to the old address).
 
 use std::fmt;
@@ -142,6 +144,8 @@ struct Check {
     asks: Vec<Ask>,
     /// The subnets its servers are in.
     subnets: Vec<Prefix>,
+    /// How many servers it asked.
+    servers: usize,
 }
 
 impl Check {
@@ -269,31 +273,30 @@ impl Reach {
             .collect();
         servers.sort_by(|a, b| a.0.cmp(&b.0));
         let mut subnets: Vec<Prefix> = Vec::new();
-        let mut asks = Vec::new();
-        for (_, via) in servers {
+        let mut chosen: Vec<Contact> = Vec::new();
+        // One per subnet first; then other servers; then the same ones again.
+        for (_, via) in &servers {
             let subnet = Prefix::of(via.addr.ip(), self.prefix_v4, SUBNET_V6);
-            if asks.len() == ASKS || subnets.contains(&subnet) {
-                continue;
+            if chosen.len() < ASKS && !subnets.contains(&subnet) {
+                subnets.push(subnet);
+                chosen.push(*via);
             }
-            subnets.push(subnet);
-            let nonce = self.nonce();
-            asks.push(Ask {
-                via,
-                nonce,
-                request: None,
-                state: AskState::Asked,
-            });
         }
-        if asks.is_empty() {
+        for (_, via) in &servers {
+            if chosen.len() < ASKS && !chosen.contains(via) {
+                chosen.push(*via);
+            }
+        }
+        if chosen.is_empty() {
             self.next = Some(now + RETRY_EMPTY);
             return Vec::new();
         }
-        let distinct = asks.len();
-        for i in distinct..ASKS {
-            let via = asks[i % distinct].via;
+        let distinct = chosen.len();
+        let mut asks = Vec::with_capacity(ASKS);
+        for i in 0..ASKS {
             let nonce = self.nonce();
             asks.push(Ask {
-                via,
+                via: chosen[i % distinct],
                 nonce,
                 request: None,
                 state: AskState::Asked,
@@ -305,6 +308,7 @@ impl Reach {
             started: now,
             asks,
             subnets,
+            servers: distinct,
         });
         out
     }
@@ -378,6 +382,7 @@ impl Reach {
             return None;
         }
         let verdict = check.verdict(self.prefix_v4);
+        let thin = check.servers < ASKS;
         self.check = None;
         self.report.checks += 1;
         self.report.checked_at = Some(now);
@@ -385,6 +390,8 @@ impl Reach {
             Some(status) => {
                 self.undecided = 0;
                 let wait = match status {
+                    // Through fewer servers than it would ask, a young network's: soon again.
+                    _ if thin => RECHECK_UNDECIDED,
                     Reachability::Public => RECHECK_PUBLIC,
                     _ => RECHECK_PRIVATE,
                 };

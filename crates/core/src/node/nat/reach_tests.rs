@@ -44,7 +44,8 @@ fn asks_at_most_four_servers_one_per_subnet() {
     assert_eq!(asks.len(), ASKS);
     let mut reach = Reach::new(24);
     reach.switch_on(Time::from_secs(0), [1; 32]);
-    // Three servers in one /24, one in another: one of each asked, twice.
+    // Three servers in one /24, one in another: one of each subnet first, then the others
+    // of the /24; each once.
     let same: Vec<Contact> = (1..=3)
         .map(|n| {
             let addr = format!("198.51.100.{n}:4000").parse().expect("an address");
@@ -54,11 +55,30 @@ fn asks_at_most_four_servers_one_per_subnet() {
         .collect();
     let asks = reach.start(Time::from_secs(0), same);
     assert_eq!(asks.len(), ASKS);
-    assert_ne!(asks[0].0.addr.ip(), asks[1].0.addr.ip());
-    assert_eq!(asks[0].0, asks[2].0);
-    assert_eq!(asks[1].0, asks[3].0);
+    let subnet = |c: &Contact| c.addr.ip().to_string().starts_with("198.51.100.");
+    assert_ne!(subnet(&asks[0].0), subnet(&asks[1].0), "two subnets first");
+    let servers: std::collections::BTreeSet<String> =
+        asks.iter().map(|a| a.0.addr.to_string()).collect();
+    assert_eq!(servers.len(), ASKS, "four servers, none twice");
     let nonces: std::collections::BTreeSet<[u8; 16]> = asks.iter().map(|a| a.1).collect();
     assert_eq!(nonces.len(), ASKS, "a nonce per ask");
+}
+
+#[test]
+fn fewer_servers_than_asks_are_asked_again_and_checked_again_soon() {
+    let (mut reach, asks) = started(2);
+    assert_eq!(asks[0].0, asks[2].0);
+    assert_eq!(asks[1].0, asks[3].0);
+    let t = Time::from_secs(1);
+    for (_, _, id) in &asks {
+        reach.answered(t, *id, true);
+    }
+    let end = t + PROBE_WAIT;
+    assert_eq!(
+        reach.handle_timeout(end),
+        Some((Reachability::Unknown, Reachability::Private))
+    );
+    assert_eq!(reach.next_deadline(), Some(end + RECHECK_UNDECIDED));
 }
 
 #[test]
