@@ -240,7 +240,7 @@ impl<S: Store> Node<S> {
     fn fail_pending(&mut self, now: Time, request_id: u64, pending: Pending) {
         if !pending.timed_out {
             pending.trace(&mut self.traces, RequestOutcome::Failed, None);
-            if let Some(id) = pending.to.id {
+            if let Some(id) = pending.to.id.filter(|_| pending.purpose.shows_liveness()) {
                 self.failed(&id);
             }
         }
@@ -260,7 +260,7 @@ impl<S: Store> Node<S> {
     /// a late answer is still used; its stage frees the slot it held.
     fn time_out(&mut self, now: Time, request_id: u64, pending: Pending) {
         pending.trace(&mut self.traces, RequestOutcome::TimedOut, None);
-        if let Some(id) = pending.to.id {
+        if let Some(id) = pending.to.id.filter(|_| pending.purpose.shows_liveness()) {
             self.failed(&id);
         }
         match pending.purpose {

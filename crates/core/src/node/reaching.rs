@@ -17,12 +17,12 @@ use crate::time::Time;
 use super::nat::{self, ProbeReport, ReachReport};
 
 impl<S: Store> Node<S> {
-    /// Starts this node's reachability checks at `now` (the first one then, as soon as the
-    /// routing table holds a server); `seed` (32 random bytes) makes their nonces. Without
-    /// it the node checks nothing and stays `unknown`: a driver without datagrams, or a
-    /// simulation, leaves them off.
-    pub fn start_reach_checks(&mut self, now: Time, seed: [u8; 32]) {
-        self.reach.switch_on(now, seed);
+    /// Starts this node's reachability checks, the first at `first` (or as soon after as
+    /// the routing table holds a server); `seed` (32 random bytes) makes their nonces.
+    /// Without it the node checks nothing and stays `unknown`: a driver without datagrams,
+    /// or a simulation, leaves them off.
+    pub fn start_reach_checks(&mut self, first: Time, seed: [u8; 32]) {
+        self.reach.switch_on(first, seed);
     }
 
     /// This node's reachability and its checks' counters.

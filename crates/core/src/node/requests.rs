@@ -48,6 +48,14 @@ pub(super) enum Purpose {
     Probe,
 }
 
+impl Purpose {
+    /// Whether a request of this purpose failing says its peer may be gone. A `reach` is
+    /// answered only once a third node answered its server: its silence may be that node's.
+    pub(super) fn shows_liveness(self) -> bool {
+        self != Purpose::Reach
+    }
+}
+
 /// A request awaiting its answer.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Pending {

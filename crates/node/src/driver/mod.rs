@@ -87,6 +87,9 @@ struct PendingDelete {
 /// How often the routing table is saved while the node runs.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(300);
 
+/// When a node whose mode is forced (server or client) checks its reachability first.
+const FORCED_FIRST_CHECK: Duration = Duration::from_secs(30);
+
 /// How long a stopping node waits for the store to report its last commits.
 const COMMIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -113,10 +116,16 @@ impl<S: Store> Driver<S> {
         let clock = Clock::new();
         let plane = datagrams::plane(&shared, clock.now());
         if plane.is_some() {
-            // Only a node that speaks datagrams can be probed.
+            // Only a node that speaks datagrams can be probed. An auto node's mode waits on
+            // its verdict: it checks at once. A node whose mode is forced checks only to
+            // report, and leaves its first moments to joining.
             let mut seed = [0; 32];
             rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
-            node.start_reach_checks(clock.now(), seed);
+            let first = match shared.config.mode {
+                crate::mode::ModeSetting::Auto => clock.now(),
+                _ => clock.now() + FORCED_FIRST_CHECK,
+            };
+            node.start_reach_checks(first, seed);
         }
         Driver {
             plane,
