@@ -64,7 +64,8 @@ const REACH_NONCE: [u8; 16] = [
 const BODY_REACH_4: &str = "84a474797065a57265616368a2696404a56e6f6e6365c410a0a1a2a3a4a5a6a7a8a9aaabacadaeafa4726f6c65a6636c69656e74";
 const DATA_I_REACH: &str = "031112131415161718000000000000000320d9fc4afbb1b4c221746ef25f825d0e8010b30114ca26d9f18a9845d20876b3dceed72f557f4ed00f9ca97c8ddbdeb6584e4a263916f5f84f4245f607eea0c05a625b29";
 const BODY_PROBE_9: &str = "85a474797065a570726f6265a2696409a56e6f6e6365c410a0a1a2a3a4a5a6a7a8a9aaabacadaeafa2746fc406c63364071ce8a4726f6c65a6736572766572";
-const BODY_PROBED_4: &str = "84a474797065a670726f626564a2696404a86f62736572766564c406c63364071ce8a4726f6c65a6736572766572";
+const BODY_PROBED_4: &str =
+    "84a474797065a670726f626564a2696404a86f62736572766564c406c63364071ce8a4726f6c65a6736572766572";
 const DATA_R_PROBED: &str = "03010203040506070800000000000000036cdaa87ef7b52f82524db57a06a4d088805a9dfbe57665f04d7c8b7fc14224d216de7a065b754d3119743e736d2382613b64cd1b718190ad9d231ec5a422";
 const PROBE_DATAGRAM: &str = "06a0a1a2a3a4a5a6a7a8a9aaabacadaeaf";
 const CONFIRM: &str = "031112131415161718000000000000000247c476f1d76b3596501541f3aa0491f6";
@@ -379,7 +380,11 @@ fn the_crate_builds_the_reach_vectors() {
     assert_eq!(to_hex(&probed_body), BODY_PROBED_4);
     assert_eq!(to_hex(&data(SID_I, 3, &back, &probed_body)), DATA_R_PROBED);
     assert_eq!(to_hex(&packet::probe(&REACH_NONCE)), PROBE_DATAGRAM);
-    for (hex, message) in [(BODY_REACH_4, reach), (BODY_PROBE_9, probe), (BODY_PROBED_4, probed)] {
+    for (hex, message) in [
+        (BODY_REACH_4, reach),
+        (BODY_PROBE_9, probe),
+        (BODY_PROBED_4, probed),
+    ] {
         let decoded = wire::decode_body_with(&bytes(hex)).map(|(b, _)| b);
         assert_eq!(decoded, Ok(Body::Message(message)));
     }

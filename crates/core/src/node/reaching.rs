@@ -37,14 +37,14 @@ impl<S: Store> Node<S> {
 
     /// `from` asked `reach` over a proven datagram session from `source`: relays it to a
     /// third node as a `probe` to `source`. `Ok(token)`: the answer comes later from
-    /// [`Node::poll_reach_answer`] with this token; `Err(response)`: answer this at once.
+    /// [`Node::poll_reach_answer`] with this token; `Err(refusal)`: answer this error at once.
     pub fn handle_reach(
         &mut self,
         now: Time,
         from: Requester,
         source: SocketAddr,
         nonce: [u8; 16],
-    ) -> Result<u64, Response> {
+    ) -> Result<u64, ErrorReply> {
         self.start_housekeeping(now);
         self.stats.requests_handled += 1;
         if let (true, Some(addr)) = (from.verified, from.addr) {
@@ -52,20 +52,22 @@ impl<S: Store> Node<S> {
         }
         if !from.verified {
             self.probes.refused_relay();
-            let refusal = ErrorReply::new(ErrorCode::BAD_REQUEST, "reach needs a session");
-            return Err(Response::Error(refusal));
+            return Err(ErrorReply::new(
+                ErrorCode::BAD_REQUEST,
+                "reach needs a session",
+            ));
         }
         if !self.probes.room() {
             self.probes.refused_relay();
             let refusal = ErrorReply::new(ErrorCode::OVER_LIMIT, "too many checks under way here");
-            return Err(Response::Error(refusal));
+            return Err(refusal);
         }
         let third = self.third_node(now, &from, source, &nonce);
         self.probes.asked(now, Contact::new(from.id, source));
         let Some(third) = third else {
             self.probes.refused_relay();
             let refusal = ErrorReply::new(ErrorCode::UNAVAILABLE, "no third node to probe from");
-            return Err(Response::Error(refusal));
+            return Err(refusal);
         };
         let request = Request::Probe { to: source, nonce };
         let id = self

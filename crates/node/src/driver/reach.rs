@@ -22,7 +22,10 @@ impl<S: Store> Driver<S> {
         let request = cairn_core::Request::Reach { nonce };
         let refusal = match crate::connection::over_rate(&self.shared, from.source, &request) {
             Some(refusal) => Err(refusal),
-            None => self.node.handle_reach(now, from, source, nonce),
+            None => self
+                .node
+                .handle_reach(now, from, source, nonce)
+                .map_err(Response::Error),
         };
         match refusal {
             Ok(token) => {

@@ -246,7 +246,7 @@ fn a_status_holds_through_undecided_checks_until_the_limit() {
         } else {
             assert_eq!(change, Some((Reachability::Public, Reachability::Unknown)));
         }
-        now = now + RECHECK_UNDECIDED;
+        now += RECHECK_UNDECIDED;
     }
 }
 
