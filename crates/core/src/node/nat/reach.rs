@@ -23,7 +23,8 @@
 //!   decided nothing. A check that decides nothing leaves the status as it was, unless
 //!   [`UNDECIDED_LIMIT`] checks in a row decided nothing: then it is `unknown`;
 //! - the next check: [`RECHECK_PUBLIC`] after a `public` verdict, [`RECHECK_PRIVATE`] after a
-//!   `private` one, [`RECHECK_UNDECIDED`] after none or after one through fewer than [`ASKS`]
+//!   `private` one, [`RECHECK_UNDECIDED`] after none (doubling with each more in a row, up to
+//!   [`RECHECK_PUBLIC`]) or after one through fewer than [`ASKS`]
 //!   servers (a young network: the node looks for more servers too), [`RETRY_EMPTY`] when
 //!   there was nobody to ask; and at once when the observed address changes (a running check is dropped: its
 //!   probes went to the old address).
@@ -404,7 +405,11 @@ impl Reach {
                 } else {
                     self.status
                 };
-                (status, RECHECK_UNDECIDED)
+                // Checks that keep deciding nothing (nodes of one host, which cannot probe
+                // each other) come ever less often: doubling, up to [`RECHECK_PUBLIC`].
+                let doublings = (self.undecided - 1).min(6);
+                let wait = (RECHECK_UNDECIDED * 2u32.pow(doublings)).min(RECHECK_PUBLIC);
+                (status, wait)
             }
         };
         self.next = Some(now + wait);

@@ -246,7 +246,13 @@ fn a_status_holds_through_undecided_checks_until_the_limit() {
         } else {
             assert_eq!(change, Some((Reachability::Public, Reachability::Unknown)));
         }
-        now += RECHECK_UNDECIDED;
+        let next = reach.next_deadline().expect("a next check");
+        assert_eq!(
+            next,
+            now + RECHECK_UNDECIDED * 2u32.pow(round - 1),
+            "the wait doubles"
+        );
+        now = next;
     }
 }
 
