@@ -380,12 +380,25 @@ impl<C: Suite> Plane<C> {
         &self.config
     }
 
-    /// Says `role` from now on, and announces an address only as a server: the sessions
-    /// opened from now on carry the flag accordingly, and every body says the role (a peer
-    /// that hears `server` on a session it holds takes requests there as announcing).
-    pub fn set_role(&mut self, role: Mode) {
+    /// Says `role` from now on, and announces an address only as a server. A change drops
+    /// every session, as `docs/protocol.md` ("Roles") asks of a node that changes its mode:
+    /// a peer decides in a session's `initial` whether the node announces, so the node opens
+    /// new ones, whose flag says what it is now. Requests out go on in new sessions at once;
+    /// a peer's next datagram on an old session is answered `unknown`, and it opens a new one.
+    pub fn set_role(&mut self, now: Time, role: Mode) {
+        if self.config.role == role {
+            return;
+        }
         self.config.role = role;
         self.config.announce = role == Mode::Server;
+        let sessions: Vec<u64> = self.sessions.keys().copied().collect();
+        for sid in sessions {
+            self.remove_session(sid);
+        }
+        for p in self.pending.values_mut() {
+            p.session = None;
+            p.next = now;
+        }
     }
 
     /// Requests out and not yet answered.
@@ -1234,14 +1247,10 @@ impl<C: Suite> Plane<C> {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        match role {
+        if role == Some(Mode::Client) {
             // Its last word: it takes no requests here, so it must not enter a table (a
             // session that announced stops announcing).
-            Some(Mode::Client) => session.announce = false,
-            // A client that became a server (auto mode) says so on the sessions it opened
-            // as a client: it takes requests there now.
-            Some(Mode::Server) => session.announce = true,
-            None => {}
+            session.announce = false;
         }
         let (peer, addr, announce) = (session.peer, session.addr, session.announce);
         let Some(open) = session.open() else {
