@@ -380,25 +380,13 @@ impl<C: Suite> Plane<C> {
         &self.config
     }
 
-    /// Says `role` from now on, and announces an address only as a server. A change drops
-    /// every session, as `docs/protocol.md` ("Roles") asks of a node that changes its mode:
-    /// a peer decides in a session's `initial` whether the node announces, so the node opens
-    /// new ones, whose flag says what it is now. Requests out go on in new sessions at once;
-    /// a peer's next datagram on an old session is answered `unknown`, and it opens a new one.
-    pub fn set_role(&mut self, now: Time, role: Mode) {
-        if self.config.role == role {
-            return;
-        }
+    /// Says `role` from now on, and announces an address only as a server: sessions opened
+    /// from now on carry the flag accordingly, and every body says the role. A peer that
+    /// heard `client` in a session and now hears `server` takes this node as announcing there
+    /// (sessions stay: dropping them all would cut the relays and requests under way).
+    pub fn set_role(&mut self, role: Mode) {
         self.config.role = role;
         self.config.announce = role == Mode::Server;
-        let sessions: Vec<u64> = self.sessions.keys().copied().collect();
-        for sid in sessions {
-            self.remove_session(sid);
-        }
-        for p in self.pending.values_mut() {
-            p.session = None;
-            p.next = now;
-        }
     }
 
     /// Requests out and not yet answered.
@@ -686,6 +674,7 @@ impl<C: Suite> Plane<C> {
                 addr: to.addr,
                 peer: None,
                 announce: true,
+                said_client: false,
                 state: State::Initiating(Box::new(Initiating {
                     secret,
                     ephemeral,
@@ -1011,6 +1000,7 @@ impl<C: Suite> Plane<C> {
                 addr: from,
                 peer: Some(peer),
                 announce,
+                said_client: envelope.role == Some(Mode::Client),
                 state: State::Open(Box::new(Open {
                     peer_sid: initial.sid,
                     send_key: back,
@@ -1247,10 +1237,18 @@ impl<C: Suite> Plane<C> {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if role == Some(Mode::Client) {
+        match role {
             // Its last word: it takes no requests here, so it must not enter a table (a
             // session that announced stops announcing).
-            session.announce = false;
+            Some(Mode::Client) => {
+                session.announce = false;
+                session.said_client = true;
+            }
+            // A client that became a server (auto mode) says so in the sessions it opened as
+            // a client: it takes requests here now. Only after it said `client` here: a peer
+            // that never did, and whose `initial` did not announce, stays as it was.
+            Some(Mode::Server) if session.said_client => session.announce = true,
+            _ => {}
         }
         let (peer, addr, announce) = (session.peer, session.addr, session.announce);
         let Some(open) = session.open() else {

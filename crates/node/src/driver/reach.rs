@@ -94,7 +94,7 @@ impl<S: Store> Driver<S> {
         self.node.set_mode(mode);
         self.shared.mode.set(mode);
         if let Some(plane) = &mut self.plane {
-            plane.set_role(now, mode);
+            plane.set_role(mode);
         }
         // Its neighbours hear it say so at once: a lookup of itself asks the nodes closest
         // to it, those whose tables would hold it (nobody waits on the lookup).
