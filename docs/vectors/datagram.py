@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 MAX_DATAGRAM = 1200
 VERSION = 2
-INITIAL, ACCEPT, DATA, UNKNOWN, REFUSE = 0x01, 0x02, 0x03, 0x04, 0x05
+INITIAL, ACCEPT, DATA, UNKNOWN, REFUSE, PROBE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 TAG = 16
 
 # The fixed inputs.
@@ -46,6 +46,8 @@ EPH_R_SECRET = bytes([0x55] * 32)
 REFUSE_MESSAGE = 'this node is on network "cairn"'.encode()
 # The address the responder saw the initiator's request come from, for the `observed` key.
 OBSERVED_IP, OBSERVED_PORT = bytes([198, 51, 100, 7]), 7400
+# The nonce of the `reach` vectors: bytes a0 a1 ... af.
+REACH_NONCE = bytes(range(0xA0, 0xB0))
 
 
 def raw_public(key):
@@ -184,6 +186,37 @@ def build():
     out += [("body: ping id 2 with role server", ping_2_role)]
     out += [("data: initiator pn 1, ping id 2 with role server", data_role)]
 
+    # Reachability (section 11, "Reachability"): a client's `reach` (initiator pn 3), the
+    # `probe` a server asks a third node for it, the `probed` answer (responder pn 3, with
+    # `observed` and `role`), and the probe datagram itself.
+    reach_4 = pack({"type": "reach", "id": 4, "nonce": REACH_NONCE, "role": "client"})
+    _, data_reach = data(SID_R, 3, key_ir, reach_4)
+    probe_9 = pack(
+        {
+            "type": "probe",
+            "id": 9,
+            "nonce": REACH_NONCE,
+            "to": compact(OBSERVED_IP, OBSERVED_PORT),
+            "role": "server",
+        }
+    )
+    probed_4 = pack(
+        {
+            "type": "probed",
+            "id": 4,
+            "observed": compact(OBSERVED_IP, OBSERVED_PORT),
+            "role": "server",
+        }
+    )
+    _, data_probed = data(SID_I, 3, key_ri, probed_4)
+    probe = bytes([PROBE]) + REACH_NONCE
+    out += [("body: reach id 4, role client", reach_4)]
+    out += [("data: initiator pn 3, reach id 4", data_reach)]
+    out += [("body: probe id 9 to 198.51.100.7:7400, role server", probe_9)]
+    out += [("body: probed id 4 with observed and role server", probed_4)]
+    out += [("data: responder pn 3, probed id 4", data_probed)]
+    out += [("probe", probe)]
+
     unknown = bytes([UNKNOWN]) + u64(SID_R)
     refuse = (
         bytes([REFUSE, VERSION])
@@ -233,6 +266,17 @@ def check(values, key_ir, key_ri):
     datagram = values["data: initiator pn 1, ping id 2 with role server"]
     body = msgpack.unpackb(open_sealed(key_ir, 1, datagram[:17], datagram[17:]))
     assert body == {"type": "ping", "id": 2, "role": "server"}
+    datagram = values["data: initiator pn 3, reach id 4"]
+    body = msgpack.unpackb(open_sealed(key_ir, 3, datagram[:17], datagram[17:]))
+    assert body == {"type": "reach", "id": 4, "nonce": REACH_NONCE, "role": "client"}
+    datagram = values["data: responder pn 3, probed id 4"]
+    body = msgpack.unpackb(open_sealed(key_ri, 3, datagram[:17], datagram[17:]))
+    assert body["type"] == "probed" and body["id"] == 4
+    probe = values["probe"]
+    assert len(probe) == 17 and probe[0] == PROBE and probe[1:] == REACH_NONCE
+    # No amplification: the probe is smaller than the sealed request that asks for it.
+    request = values["body: probe id 9 to 198.51.100.7:7400, role server"]
+    assert len(probe) < 17 + len(request) + TAG
     confirm = values["confirm: initiator pn 2, empty body"]
     assert len(confirm) == 17 + TAG
     assert open_sealed(key_ir, 2, confirm[:17], confirm[17:]) == b""

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_core::datagram::{INITIAL, Plane, PlaneEvent, Reply, Simulated};
+use cairn_core::datagram::{INITIAL, PROBE, Plane, PlaneEvent, Reply, Simulated};
 use cairn_core::{Contact, ImmutableItem, Item, NodeId, Peer, Request, Response, Time, Transmit};
 use cairn_fuzz::op;
 use libfuzzer_sys::fuzz_target;
@@ -112,6 +112,8 @@ struct World {
     big_answers: bool,
     /// `CAIRN_FUZZ_TRACE` set: print each operation and what A reports (to replay a failure).
     trace: bool,
+    /// Whether A sent anything to B's address yet (a probe from there no longer counts).
+    sent_to_b: bool,
 }
 
 impl World {
@@ -132,6 +134,7 @@ impl World {
             asked_b: Vec::new(),
             big_answers: false,
             trace: std::env::var_os("CAIRN_FUZZ_TRACE").is_some(),
+            sent_to_b: false,
         }
     }
 
@@ -140,6 +143,7 @@ impl World {
     fn pump(&mut self, forged: Option<&[u8]>) {
         while let Some((to, bytes)) = self.a.poll_datagram() {
             if to == addr(2) {
+                self.sent_to_b = true;
                 self.to_b.push_back(bytes);
             }
         }
@@ -167,6 +171,8 @@ impl World {
         if let Some(bytes) = forged {
             let unauthenticated_ok = match &event {
                 PlaneEvent::Request { from, .. } => !from.verified && bytes[0] == INITIAL,
+                // A probe is a bare nonce: anyone may send one, and only its nonce counts.
+                PlaneEvent::Probe { .. } => bytes[0] == PROBE,
                 PlaneEvent::Failed { .. } | PlaneEvent::Fallback(_) => true,
                 _ => false,
             };
@@ -179,6 +185,7 @@ impl World {
             &event,
             PlaneEvent::Response { .. }
                 | PlaneEvent::Verified(_)
+                | PlaneEvent::Reach { .. }
                 | PlaneEvent::Request {
                     from: cairn_core::Requester { verified: true, .. },
                     ..
@@ -228,6 +235,17 @@ impl World {
             }
             PlaneEvent::Verified(requester) => {
                 assert_eq!(requester.id, self.b_id, "verified a peer that is not B");
+            }
+            PlaneEvent::Reach { from, source, .. } => {
+                // B never asks `reach` here; anything else is a forgery that authenticated.
+                assert_eq!((from.id, source), (self.b_id, addr(2)), "a reach not from B");
+            }
+            PlaneEvent::Probe { from, .. } => {
+                // Never from an address A sent to.
+                assert!(
+                    !(self.sent_to_b && from == addr(2)),
+                    "a probe from an address A sent to"
+                );
             }
             PlaneEvent::Observed { by, .. } => {
                 // A vote only from B, at its address, and only for an outstanding request.

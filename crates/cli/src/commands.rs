@@ -293,7 +293,12 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
     println!("network    {}", s.network);
     let listen: Vec<String> = s.listen_addrs.iter().map(ToString::to_string).collect();
     println!("listen     {}", listen.join(" "));
-    println!("mode       {}", s.mode);
+    println!("mode       {} ({})", s.mode, s.reachability.setting);
+    let r = &s.reachability;
+    println!(
+        "reachable  {}: {} checks; probes {} asked, {} sent, {} received",
+        r.status, r.checks, r.probes.asked, r.probes.sent, r.probes.received
+    );
     println!("peers      {}", s.peers);
     println!(
         "size       ~{} nodes in the network (estimated)",

@@ -41,11 +41,13 @@ pub struct NodeArgs {
     /// Network name, 1 to 64 bytes; nodes of other networks are refused [default: cairn].
     #[arg(long, value_name = "NAME")]
     network: Option<NetworkName>,
-    /// server: takes requests, stores items for others, enters routing tables. client: only
-    /// asks (put, get, delete, watch all work), announces no address, so no node adds it to
-    /// its routing table, and stores nothing for others: for a node that cannot be reached
-    /// from outside, say behind a NAT [default: server].
-    #[arg(long, value_name = "MODE", value_parser = ["server", "client"])]
+    /// auto: a client until probes from other nodes show it can be reached, then a server
+    /// (and back, if they stop reaching it); the first node of a network, with no
+    /// --bootstrap and no saved peers, starts as a server. server: takes requests, stores
+    /// items for others, enters routing tables. client: only asks (put, get, delete, watch
+    /// all work), announces no address, so no node adds it to its routing table, and stores
+    /// nothing for others [default: auto].
+    #[arg(long, value_name = "MODE", value_parser = ["auto", "server", "client"])]
     mode: Option<String>,
     /// A TOML config file; `cairn config` prints one with every key and its default.
     #[arg(long, value_name = "FILE")]
@@ -164,7 +166,9 @@ impl Settings {
     /// The defaults of the `cairn` binary: the node's, with the platform data directory.
     fn defaults() -> Self {
         Settings {
-            config: Config::default().data_dir(default_data_dir()),
+            config: Config::default()
+                .data_dir(default_data_dir())
+                .mode(cairn_node::ModeSetting::Auto),
             api: DEFAULT_API.to_owned(),
             bootstrap: Vec::new(),
             api_allowed_origins: Vec::new(),
@@ -307,7 +311,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(mode) = args
         .mode
         .as_deref()
-        .and_then(cairn_node::cairn_core::Mode::parse)
+        .and_then(cairn_node::ModeSetting::parse)
     {
         config.mode = mode;
     }

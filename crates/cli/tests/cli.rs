@@ -20,10 +20,13 @@ impl NodeProcess {
     fn start(name: &str, bootstrap: Option<SocketAddr>) -> Self {
         let (listen, api) = (free_addr(), free_addr());
         let seed = bootstrap.map(|s| s.to_string());
-        let extra: Vec<&str> = match &seed {
-            Some(seed) => vec!["--bootstrap", seed],
-            None => vec![],
-        };
+        // Every node of these tests is on one host, where none can show another that it is
+        // reachable (a probe must come from another IP than the server asked): they run as
+        // servers, as `cairn testnet`'s nodes do.
+        let mut extra: Vec<&str> = vec!["--mode", "server"];
+        if let Some(seed) = &seed {
+            extra.extend(["--bootstrap", seed.as_str()]);
+        }
         let child = spawn_node(&temp_dir(name), listen, api, &extra);
         let node = NodeProcess { child, api, listen };
         node.wait_until(|status| status.contains("node_id"));

@@ -30,7 +30,10 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path, listen: SocketAddr, api: SocketAddr, extra: &[&str]) -> Self {
-        let child = spawn_node(dir, listen, api, extra);
+        // The nodes of these tests share one host, where none can show another that it is
+        // reachable: servers, as in `cairn testnet`.
+        let extra = [&["--mode", "server"], extra].concat();
+        let child = spawn_node(dir, listen, api, &extra);
         let node = Node { child, api, listen };
         node.wait_ready();
         node

@@ -305,3 +305,107 @@ impl Drop for Stale {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// `host`'s reachability and mode, as its `/v1/status` says: `(status, mode)`.
+fn reachability(network: &Network, host: &topology::Host) -> Result<(String, String), String> {
+    let status = network.api(host, "/v1/status")?;
+    let r = &status["reachability"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    Ok((text(&r["status"]), text(&r["mode"])))
+}
+
+/// Fails the test if a public node's table holds a node behind a NAT (its contact's
+/// address is its NAT's), naming who holds whom; `except` may be held (it became public).
+fn no_private_node_in_a_public_table(network: &Network, except: Option<&topology::Host>) {
+    for host in &PUBLIC {
+        let Ok(peers) = network.peers(host) else {
+            continue;
+        };
+        for (id, addr) in &peers {
+            let addr: SocketAddrV4 = addr.parse().expect("an IPv4 address");
+            for private in PRIVATE
+                .iter()
+                .filter(|p| except.is_none_or(|e| e.name != p.name))
+            {
+                assert_ne!(
+                    *addr.ip(),
+                    topology::public_addr(private),
+                    "{} holds {id} at {addr}: {} behind its NAT",
+                    host.name,
+                    private.name
+                );
+            }
+        }
+    }
+}
+
+#[cfg_attr(
+    cairn_no_netns,
+    ignore = "needs ip (iproute2) and nft (nftables), and root; CAIRN_REQUIRE_NETNS=1 fails instead"
+)]
+#[test]
+fn auto_nodes_behind_nats_say_private_public_ones_public_and_a_forwarded_one_becomes_a_server() {
+    let Some(topology) = netns::start() else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    // Every node runs the command's default mode: auto.
+    let network = Network::start(topology);
+    println!("the network is up in {:?}", started.elapsed());
+    // Issue 22, point 6: within a minute every node behind a NAT says private and every
+    // public node public; no private node is in a public node's table at any check.
+    let deadline = Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        no_private_node_in_a_public_table(&network, None);
+        let mut wrong = Vec::new();
+        for host in PUBLIC.iter().chain(&PRIVATE) {
+            let expected = match host.nat {
+                None => ("public", "server"),
+                Some(_) => ("private", "client"),
+            };
+            match reachability(&network, host) {
+                Ok((status, mode)) if (status.as_str(), mode.as_str()) == expected => {}
+                seen => wrong.push(format!("{}: {seen:?}", host.name)),
+            }
+        }
+        if wrong.is_empty() {
+            break;
+        }
+        last = wrong.join(", ");
+        assert!(
+            started.elapsed() < deadline,
+            "not every verdict within {deadline:?} of the start: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("every verdict in {:?} ({last})", started.elapsed());
+    // p1's NAT now forwards its port: p1 can be reached. Its next check finds it public, and
+    // it becomes a server (its checks while private come every two minutes).
+    let p1 = &PRIVATE[0];
+    network
+        .topology()
+        .forward(nat(p1.nat.expect("behind a NAT")), p1, netns::nodes::PORT);
+    let moved = std::time::Instant::now();
+    netns::wait_for(
+        "p1, forwarded, to find itself public and become a server",
+        Duration::from_secs(200),
+        Duration::from_millis(500),
+        || {
+            no_private_node_in_a_public_table(&network, Some(p1));
+            match reachability(&network, p1)? {
+                (status, mode) if status == "public" && mode == "server" => Ok(()),
+                seen => Err(format!("{seen:?}")),
+            }
+        },
+    );
+    println!(
+        "p1 became a server {:?} after its port was forwarded",
+        moved.elapsed()
+    );
+    // The other private nodes stay out of every public table.
+    for _ in 0..5 {
+        no_private_node_in_a_public_table(&network, Some(p1));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -113,7 +113,10 @@ impl Drop for Running {
 fn start_node(name: &str, bootstrap: Option<SocketAddr>) -> (Running, SocketAddr, SocketAddr) {
     let (listen, api) = (free_addr(), free_addr());
     let seed = bootstrap.map(|s| s.to_string());
-    let extra: Vec<&str> = seed.iter().flat_map(|s| ["--bootstrap", s]).collect();
+    // On one host no node can show another that it is reachable: servers, as in
+    // `cairn testnet`.
+    let mut extra: Vec<&str> = vec!["--mode", "server"];
+    extra.extend(seed.iter().flat_map(|s| ["--bootstrap", s.as_str()]));
     let child = spawn_node(
         &temp_dir(&format!("prometheus-{name}")),
         listen,

@@ -88,7 +88,9 @@ pub use store::{
 };
 
 // Behind NATs: the node's address as its peers see it.
-pub use node::{Family, Mapping, ObservedChange, ObservedReport, Seen};
+pub use node::{
+    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ReachReport, Reachability, Seen,
+};
 
 // Routing.
 pub use routing::{Diversity, Entry, RoutingTable};

@@ -179,6 +179,21 @@ pub enum Request {
         /// The id of that `listen` request.
         listen: u64,
     },
+    /// Datagrams only: have a third node send a `probe` datagram carrying `nonce` to the
+    /// address this request came from (`docs/protocol.md`, "Reachability"). The address is
+    /// the session's, never one the asker writes.
+    Reach {
+        /// Fresh random bytes the probe datagram carries back.
+        nonce: [u8; 16],
+    },
+    /// Send one `probe` datagram carrying `nonce` to `to`: asked by a server for the node at
+    /// `to`, which asked it `reach`.
+    Probe {
+        /// Where the probe goes: the source address of the `reach` request.
+        to: SocketAddr,
+        /// The nonce of that `reach` request.
+        nonce: [u8; 16],
+    },
 }
 
 impl Request {
@@ -192,6 +207,8 @@ impl Request {
             Request::Store { .. } => "store",
             Request::Listen { .. } => "listen",
             Request::Unlisten { .. } => "unlisten",
+            Request::Reach { .. } => "reach",
+            Request::Probe { .. } => "probe",
         }
     }
 }
@@ -224,6 +241,8 @@ pub enum Response {
     },
     /// The `unlisten` is done.
     Unlistened,
+    /// Answer to `reach` and `probe`: the probe datagram went out.
+    Probed,
     /// The request failed.
     Error(ErrorReply),
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use cairn_core::{NetworkName, StoreLimits};
 
+use crate::mode::ModeSetting;
 use crate::ratelimit::Rate;
 use serde::Deserialize;
 
@@ -83,12 +84,13 @@ pub struct Config {
     /// dropped unread. Default 64/s, bursts of 256: an honest node opens a session to one
     /// host once per peer there every few minutes.
     pub handshake_rate: Rate,
-    /// Server (the default) or client (`docs/design.md`, "Client mode"). A client says
-    /// `role: "client"` on every message, announces no address (`hello.port` 0, the datagram
-    /// `initial` flag clear), so no node adds it to its routing table; it refuses `store` and
-    /// `listen` (503, "this node is a client") and does everything its user asks. There is no
-    /// `auto` yet: choosing by itself needs the reachability test, a later step.
-    pub mode: cairn_core::Mode,
+    /// Server (the default here; the `cairn` command's is auto), client or auto
+    /// (`docs/design.md`, "Client mode"). A client says `role: "client"` on every message,
+    /// announces no address (`hello.port` 0, the datagram `initial` flag clear), so no node
+    /// adds it to its routing table; it refuses `store` and `listen` (503, "this node is a
+    /// client") and does everything its user asks. Auto is a server while the node's
+    /// reachability checks find it public, a client otherwise ([`ModeSetting::Auto`]).
+    pub mode: ModeSetting,
 }
 
 impl Default for Config {
@@ -123,7 +125,7 @@ impl Default for Config {
                 per_second: 64.0,
                 burst: 256.0,
             },
-            mode: cairn_core::Mode::Server,
+            mode: ModeSetting::Server,
         }
     }
 }
@@ -164,10 +166,16 @@ setters!(
     command_queue: usize,
     datagrams: bool,
     handshake_rate: Rate,
-    mode: cairn_core::Mode,
 );
 
 impl Config {
+    /// Sets [`Config::mode`]: a [`ModeSetting`], or a [`cairn_core::Mode`] to force one.
+    #[must_use]
+    pub fn mode(mut self, mode: impl Into<ModeSetting>) -> Self {
+        self.mode = mode.into();
+        self
+    }
+
     /// Sets [`Config::data_dir`]: keeps the identity, the items and the routing-table
     /// snapshot in `dir`.
     #[must_use]
@@ -281,7 +289,7 @@ pub struct FileConfig {
     pub handshakes_per_host_burst: Option<f64>,
     /// See `cairn_core::Config::nat_subnet_prefix_v4` (1 to 32).
     pub nat_subnet_prefix_v4: Option<u8>,
-    /// See [`Config::mode`]: `"server"` or `"client"`.
+    /// See [`Config::mode`]: `"auto"`, `"server"` or `"client"`.
     pub mode: Option<String>,
 }
 
@@ -524,8 +532,10 @@ impl FileConfig {
             config.protocol.nat_subnet_prefix_v4 = v;
         }
         if let Some(v) = &self.mode {
-            config.mode = cairn_core::Mode::parse(v).ok_or_else(|| {
-                ConfigError::Invalid(format!("mode must be \"server\" or \"client\", not {v:?}"))
+            config.mode = ModeSetting::parse(v).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "mode must be \"auto\", \"server\" or \"client\", not {v:?}"
+                ))
             })?;
         }
         Ok(())

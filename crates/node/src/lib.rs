@@ -36,6 +36,7 @@ pub mod identity;
 mod inbound;
 mod listener;
 mod metrics;
+mod mode;
 mod outcome;
 mod ratelimit;
 mod shared;
@@ -61,6 +62,7 @@ pub use error::{
     SeedFailure, Stopped, WatchError,
 };
 pub use identity::Identity;
+pub use mode::ModeSetting;
 pub use outcome::{
     DatagramStatus, FamilyReachability, Found, PeerInfo, PutReceipt, Reachability, Status,
 };
@@ -213,9 +215,13 @@ where
         None
     };
     let mut node = Node::new(identity.node_id(), config.protocol.clone(), store);
-    node.set_mode(config.mode);
+    let mut mode = config.mode.initial();
     if let Some(dir) = &config.data_dir {
         let contacts = snapshot::load(dir)?;
+        if config.mode == ModeSetting::Auto && !contacts.is_empty() {
+            // It has joined a network before: a client until its checks find it public.
+            mode = cairn_core::Mode::Client;
+        }
         if !contacts.is_empty() {
             tracing::info!(
                 contacts = contacts.len(),
@@ -224,6 +230,7 @@ where
         }
         node.restore_contacts(clock::Clock::new().now(), contacts);
     }
+    node.set_mode(mode);
     let (commands_tx, commands) = mpsc::channel(config.command_queue.max(1));
     let (to_driver, inbound) = mpsc::channel(4_096);
     let config_rates = (
@@ -252,6 +259,7 @@ where
         store_limit: ratelimit::Limiter::new(config_rates.1),
         handshake_limit: ratelimit::Limiter::new(config_rates.2),
         udp,
+        mode: mode::ModeCell::new(mode),
     });
     for listener in listeners {
         tokio::spawn(listener::accept_loop(listener, shared.clone()));

@@ -67,6 +67,18 @@ pub(crate) struct OutcomeLabel {
     pub(crate) outcome: &'static str,
 }
 
+/// A reachability status: `public`, `private` or `unknown`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StatusLabel {
+    pub(crate) status: &'static str,
+}
+
+/// A mode: `server` or `client`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ModeLabel {
+    pub(crate) mode: &'static str,
+}
+
 /// An address family: `ipv4` or `ipv6`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct FamilyLabel {
@@ -191,6 +203,14 @@ pub(crate) struct Metrics {
     pub(crate) sessions: Gauge,
     /// Times the node's address as its peers see it changed (or became known), by family.
     pub(crate) observed_changes: Family<FamilyLabel, Counter>,
+    /// 1 for the node's reachability now, 0 for the others.
+    pub(crate) reachability: Family<StatusLabel, Gauge>,
+    /// This node's probes, by outcome.
+    pub(crate) reach_probes: Family<OutcomeLabel, Counter>,
+    /// Peers' checks served, by outcome.
+    pub(crate) probes_served: Family<OutcomeLabel, Counter>,
+    /// Switches of an auto node, by the mode switched to.
+    pub(crate) mode_switches: Family<ModeLabel, Counter>,
 }
 
 impl Metrics {
@@ -248,6 +268,10 @@ impl Metrics {
             silent_sessions: Counter::default(),
             sessions: Gauge::default(),
             observed_changes: Family::default(),
+            reachability: Family::default(),
+            reach_probes: Family::default(),
+            probes_served: Family::default(),
+            mode_switches: Family::default(),
             registry: Registry::default(),
         };
         let limit = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
@@ -307,6 +331,19 @@ impl Metrics {
         }
         for outcome in ["ok", "failed"] {
             drop(self.commits.get_or_create(&OutcomeLabel { outcome }));
+        }
+        for status in ["public", "private", "unknown"] {
+            let gauge = self.reachability.get_or_create(&StatusLabel { status });
+            gauge.set(i64::from(status == "unknown"));
+        }
+        for outcome in ["asked", "sent", "received", "failed", "ignored"] {
+            drop(self.reach_probes.get_or_create(&OutcomeLabel { outcome }));
+        }
+        for outcome in ["relayed", "relay_refused", "sent", "refused"] {
+            drop(self.probes_served.get_or_create(&OutcomeLabel { outcome }));
+        }
+        for mode in ["server", "client"] {
+            drop(self.mode_switches.get_or_create(&ModeLabel { mode }));
         }
         for duty in Duty::ALL.map(Duty::as_str) {
             drop(self.housekeeping.get_or_create(&DutyLabel { duty }));
@@ -500,6 +537,26 @@ impl Metrics {
             "observed_changes",
             "Times the node's address as its peers see it changed or became known, by family",
             self.observed_changes.clone(),
+        );
+        r.register(
+            "reachability",
+            "1 for the node's reachability now (public, private or unknown), 0 for the others",
+            self.reachability.clone(),
+        );
+        r.register(
+            "reach_probes",
+            "This node's reachability probes, by outcome (asked, sent, received, failed, ignored)",
+            self.reach_probes.clone(),
+        );
+        r.register(
+            "probes_served",
+            "Peers' reachability checks served, by outcome (relayed, relay_refused, sent, refused)",
+            self.probes_served.clone(),
+        );
+        r.register(
+            "mode_switches",
+            "Times an auto node switched mode, by the mode it switched to",
+            self.mode_switches.clone(),
         );
     }
 

@@ -125,16 +125,73 @@ fn server() -> String {
     cairn_core::Mode::Server.as_str().to_owned()
 }
 
-/// What the node knows of how peers reach it, per address family.
+/// What the node knows of how peers reach it: whether they can (its checks,
+/// `docs/design.md`, "Reachability"), and the address they see, per address family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Reachability {
+    /// `public`, `private` or `unknown`, as the last checks decided.
+    #[serde(default = "unknown")]
+    pub status: String,
+    /// When the last check ended, Unix seconds; absent before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<u64>,
+    /// Checks ended.
+    #[serde(default)]
+    pub checks: u64,
+    /// This node's probes.
+    #[serde(default)]
+    pub probes: ProbeCounts,
+    /// What this node did for its peers' checks.
+    #[serde(default)]
+    pub served: ServedCounts,
+    /// The mode in force: `server` or `client`.
+    #[serde(default = "server")]
+    pub mode: String,
+    /// The mode chosen: `auto`, `server` or `client`.
+    #[serde(default = "server")]
+    pub setting: String,
     /// Over IPv4.
     #[serde(default)]
     pub ipv4: FamilyReachability,
     /// Over IPv6.
     #[serde(default)]
     pub ipv6: FamilyReachability,
+}
+
+fn unknown() -> String {
+    cairn_core::Reachability::Unknown.as_str().to_owned()
+}
+
+/// This node's probes, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProbeCounts {
+    /// `reach` requests sent.
+    pub asked: u64,
+    /// Probes the servers asked said went out.
+    pub sent: u64,
+    /// Probes that arrived and counted.
+    pub received: u64,
+    /// `reach` requests refused or unanswered.
+    pub failed: u64,
+    /// Probes that arrived and did not count: an unknown or late nonce, from the server
+    /// asked, or from an address this node had sent to.
+    pub ignored: u64,
+}
+
+/// What the node did for its peers' checks, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ServedCounts {
+    /// `reach` requests relayed to a third node.
+    pub relayed: u64,
+    /// `reach` requests refused: no third node, too many at once.
+    pub relays_refused: u64,
+    /// Probe datagrams sent for servers.
+    pub sent: u64,
+    /// `probe` requests refused: over a limit (429) or not from a server (403).
+    pub refused: u64,
 }
 
 /// One address family's part of [`Reachability`].

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     /// started with one ([`crate::start_with_budget`]): each dialed or accepted connection holds
     /// a permit while open.
     pub(crate) connection_budget: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// Server or client now: fixed unless the setting is auto, when the driver switches it.
+    pub(crate) mode: crate::mode::ModeCell,
 }
 
 impl Shared {

@@ -52,6 +52,25 @@ impl Sockets {
             .or_else(|| self.sockets.first());
         socket.is_some_and(|s| s.try_send_to(bytes, to).is_ok())
     }
+
+    /// Sends a `probe` (`bytes`) to `to` from a socket of its own, on the IP of the node's
+    /// socket of `to`'s family and a port the system picks, closed at once: the target never
+    /// sent anything to that port, so no NAT lets the probe in as an answer
+    /// (`docs/design.md`, "Reachability"). Whether it went out.
+    pub(crate) fn send_probe(&self, to: SocketAddr, bytes: &[u8]) -> bool {
+        let ip = self
+            .sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .find(|a| a.is_ipv4() == to.is_ipv4())
+            .map(|a| a.ip());
+        let Some(ip) = ip else {
+            return false;
+        };
+        std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+            .and_then(|socket| socket.send_to(bytes, to))
+            .is_ok()
+    }
 }
 
 /// The receive buffer asked for: room for about 800 full datagrams, so that a burst of

@@ -20,6 +20,8 @@ pub(crate) fn answer(adversaries: &[Contact], held: Option<Item>, request: &Requ
         // It takes subscriptions and never notifies.
         Request::Listen { .. } => return Response::Listening { ttl: 600 },
         Request::Unlisten { .. } => return Response::Unlistened,
+        // It says it sent the probe, and sends nothing.
+        Request::Reach { .. } | Request::Probe { .. } => return Response::Probed,
         Request::FindNode { target } => *target,
         Request::FindValue { key } => match held {
             Some(stale) => return Response::value(stale),

@@ -382,6 +382,9 @@ impl<S: Durable> Sim<S> {
             }
             // Votes on a node's address need NATs to say anything; the model has none yet.
             PlaneEvent::Observed { .. } => {}
+            // The model's nodes run no reachability checks (`start_reach_checks` is never
+            // called), so no peer asks `reach` and no probe arrives: docs/simulation.md.
+            PlaneEvent::Reach { .. } | PlaneEvent::Probe { .. } => {}
         }
     }
 

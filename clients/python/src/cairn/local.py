@@ -115,7 +115,9 @@ class LocalNetwork:
         assert self._dir is not None
         host = _host(i)
         listen, api = f"{host}:{_free_port(host)}", f"127.0.0.1:{_free_port()}"
-        args = ["node", "--listen", listen, "--api", api,
+        # Servers, as `cairn testnet`'s: nodes on one machine cannot show each other that
+        # they are reachable, so in the command's default mode (auto) they would stay clients.
+        args = ["node", "--listen", listen, "--api", api, "--mode", "server",
                 "--data-dir", os.path.join(self._dir, f"node-{i}")]
         if self.listen:
             args += ["--bootstrap", self.listen[0]]

@@ -137,6 +137,8 @@ fn outcomes(plane: &mut Plane<Real>) -> Vec<Outcome> {
             PlaneEvent::Request { .. } | PlaneEvent::Verified(_) => {}
             // The bench measures answers; where the node saw it come from does not matter.
             PlaneEvent::Observed { .. } => {}
+            // A bench client checks no reachability, and no peer asks it to relay a check.
+            PlaneEvent::Reach { .. } | PlaneEvent::Probe { .. } => {}
         }
     }
     out

@@ -138,6 +138,11 @@ impl Network {
         });
     }
 
+    /// The topology the network runs in.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
     /// The JSON the API of `host`'s node answers at `path`.
     pub fn api(&self, host: &Host, path: &str) -> Result<Value, String> {
         let args = ["python3", "-c", API_GET, path];

@@ -171,6 +171,26 @@ impl Topology {
         &self.netns
     }
 
+    /// Forwards `port` (UDP and TCP) of `nat`'s public address to `host` behind it, in its
+    /// `pre` chain: the host is reachable from the public segment from now on.
+    pub fn forward(&self, nat: &Nat, host: &Host, port: u16) {
+        let rules = format!(
+            "add rule ip nat pre iifname \"w0\" meta l4proto {{ tcp, udp }} th dport {port} dnat to {}:{port}\n",
+            host.addr
+        );
+        let loaded = self.netns.run(
+            nat.name,
+            &["nft", "-f", "-"],
+            &rules,
+            std::time::Duration::from_secs(10),
+        );
+        assert!(
+            loaded.status.success(),
+            "nft -f: {}",
+            String::from_utf8_lossy(&loaded.stderr).trim()
+        );
+    }
+
     /// Packets `nat` has dropped as unsolicited so far.
     pub fn unsolicited(&self, nat: &Nat) -> u64 {
         let listed = self.netns.run(

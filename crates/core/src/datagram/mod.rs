@@ -45,8 +45,8 @@ use crate::time::Time;
 use crate::wire::{self, Body, Envelope, MAX_PARTS};
 
 pub use packet::{
-    ACCEPT, ACCEPT_HEADER, DATA, DATA_HEADER, FLAG_ANNOUNCE, INITIAL, MAX_DATAGRAM, REFUSE,
-    UNKNOWN, VERSION,
+    ACCEPT, ACCEPT_HEADER, DATA, DATA_HEADER, FLAG_ANNOUNCE, INITIAL, MAX_DATAGRAM, PROBE,
+    PROBE_LEN, REFUSE, UNKNOWN, VERSION, probe,
 };
 pub use suite::{Real, Simulated, Suite, TAG_LEN};
 
@@ -55,8 +55,8 @@ pub use suite::{Real, Simulated, Suite, TAG_LEN};
 #[cfg(feature = "fuzzing")]
 pub mod layouts {
     pub use super::packet::{
-        Accept, Initial, data_header, parse_data, parse_refuse, parse_unknown, refuse, unknown,
-        version,
+        Accept, Initial, data_header, parse_data, parse_probe, parse_refuse, parse_unknown, probe,
+        refuse, unknown, version,
     };
 }
 
@@ -193,7 +193,34 @@ pub enum PlaneEvent {
         /// The address it saw this node's request come from.
         observed: SocketAddr,
     },
+    /// A peer asked `reach` on a proven session: answer it with [`Plane::answer`] and `reply`
+    /// once the third node answered. `source` is the session's address, the one the probe
+    /// must go to (never an address the asker wrote).
+    Reach {
+        /// Where the answer goes.
+        reply: Reply,
+        /// Who asked.
+        from: Requester,
+        /// The address the request came from.
+        source: SocketAddr,
+        /// The nonce the probe carries.
+        nonce: [u8; 16],
+    },
+    /// A `probe` datagram arrived from an address this node never sent a datagram to (of the
+    /// last [`SENT_TO_KEPT`] it sent to): someone it did not contact reached it.
+    Probe {
+        /// Where it came from.
+        from: SocketAddr,
+        /// Its nonce.
+        nonce: [u8; 16],
+    },
 }
+
+/// How many destinations the plane remembers having sent datagrams to, to tell a `probe`
+/// from one a NAT let in only because this node had contacted its sender. A NAT forgets a
+/// UDP mapping after minutes; at 4,096 destinations the oldest is from longer ago than that
+/// in any network this node could contact so many peers in.
+pub const SENT_TO_KEPT: usize = 4_096;
 
 /// Counters since the plane started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -239,6 +266,8 @@ pub struct PlaneStats {
     pub fallbacks: u64,
     /// `store`s refused because they came in an `initial` (the address is not proven).
     pub unproven_stores: u64,
+    /// `probe` datagrams dropped because they came from an address this node had sent to.
+    pub probes_from_contacted: u64,
 }
 
 /// A request of this node's out over datagrams.
@@ -306,6 +335,8 @@ pub struct Plane<C: Suite> {
     next_internal: u64,
     /// When idle sessions and old answers were last dropped.
     swept: Time,
+    /// The destinations datagrams went to, the last [`SENT_TO_KEPT`] of them.
+    sent_to: SentTo,
 }
 
 /// How often idle sessions and kept answers are swept.
@@ -332,6 +363,7 @@ impl<C: Suite> Plane<C> {
             stats: PlaneStats::default(),
             next_internal: u64::MAX,
             swept: now,
+            sent_to: SentTo::default(),
         }
     }
 
@@ -346,6 +378,15 @@ impl<C: Suite> Plane<C> {
     /// The settings.
     pub fn config(&self) -> &PlaneConfig {
         &self.config
+    }
+
+    /// Says `role` from now on, and announces an address only as a server: sessions opened
+    /// from now on carry the flag accordingly, and every body says the role. A peer that
+    /// heard `client` in a session and now hears `server` takes this node as announcing there
+    /// (sessions stay: dropping them all would cut the relays and requests under way).
+    pub fn set_role(&mut self, role: Mode) {
+        self.config.role = role;
+        self.config.announce = role == Mode::Server;
     }
 
     /// Requests out and not yet answered.
@@ -490,6 +531,7 @@ impl<C: Suite> Plane<C> {
             Some(&DATA) => self.on_data(now, from, bytes),
             Some(&UNKNOWN) => self.on_unknown(now, from, bytes),
             Some(&REFUSE) => self.on_refuse(from, bytes),
+            Some(&PROBE) => self.on_probe(from, bytes),
             _ => self.stats.malformed += 1,
         }
     }
@@ -520,7 +562,12 @@ impl<C: Suite> Plane<C> {
             return;
         };
         let to = outgoing.transmit.to;
-        let is_store = matches!(outgoing.transmit.request, Request::Store { .. });
+        // A `store` changes what a peer holds, and `reach` and `probe` make peers send
+        // datagrams: each needs a proven address, so a session first.
+        let is_store = matches!(
+            outgoing.transmit.request,
+            Request::Store { .. } | Request::Reach { .. } | Request::Probe { .. }
+        );
         match self.by_addr.get(&to.addr).copied() {
             Some(sid) if self.sessions.get(&sid).is_some_and(Session::is_open) => {
                 let peer = self.sessions.get(&sid).and_then(|s| s.peer);
@@ -627,6 +674,7 @@ impl<C: Suite> Plane<C> {
                 addr: to.addr,
                 peer: None,
                 announce: true,
+                said_client: false,
                 state: State::Initiating(Box::new(Initiating {
                     secret,
                     ephemeral,
@@ -848,6 +896,7 @@ impl<C: Suite> Plane<C> {
     }
 
     fn push_datagram(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        self.sent_to.insert(to);
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += bytes.len() as u64;
         self.datagrams.push_back((to, bytes));
@@ -951,6 +1000,7 @@ impl<C: Suite> Plane<C> {
                 addr: from,
                 peer: Some(peer),
                 announce,
+                said_client: envelope.role == Some(Mode::Client),
                 state: State::Open(Box::new(Open {
                     peer_sid: initial.sid,
                     send_key: back,
@@ -995,6 +1045,13 @@ impl<C: Suite> Plane<C> {
             }
             Request::Listen { .. } | Request::Unlisten { .. } => {
                 let refusal = ErrorReply::new(ErrorCode::BAD_REQUEST, "listen goes over TCP");
+                self.answer(now, reply, Response::Error(refusal));
+            }
+            Request::Reach { .. } | Request::Probe { .. } => {
+                let refusal = ErrorReply::new(
+                    ErrorCode::BAD_REQUEST,
+                    "reach and probe need a session: send them after the accept",
+                );
                 self.answer(now, reply, Response::Error(refusal));
             }
         }
@@ -1180,10 +1237,18 @@ impl<C: Suite> Plane<C> {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if role == Some(Mode::Client) {
+        match role {
             // Its last word: it takes no requests here, so it must not enter a table (a
             // session that announced stops announcing).
-            session.announce = false;
+            Some(Mode::Client) => {
+                session.announce = false;
+                session.said_client = true;
+            }
+            // A client that became a server (auto mode) says so in the sessions it opened as
+            // a client: it takes requests here now. Only after it said `client` here: a peer
+            // that never did, and whose `initial` did not announce, stays as it was.
+            Some(Mode::Server) if session.said_client => session.announce = true,
+            _ => {}
         }
         let (peer, addr, announce) = (session.peer, session.addr, session.announce);
         let Some(open) = session.open() else {
@@ -1214,6 +1279,15 @@ impl<C: Suite> Plane<C> {
                 let refusal = ErrorReply::new(ErrorCode::BAD_REQUEST, "listen goes over TCP");
                 self.answer(now, reply, Response::Error(refusal));
             }
+            Request::Reach { nonce } => {
+                open.serving.push((id, false));
+                self.events.push_back(PlaneEvent::Reach {
+                    reply,
+                    from: requester(peer, addr, announce, true, sid),
+                    source: addr,
+                    nonce,
+                });
+            }
             request => {
                 // Only a `store` changes what the node holds: its answer is kept, so that a
                 // repeat is answered without being stored again. A repeated lookup request is
@@ -1228,6 +1302,19 @@ impl<C: Suite> Plane<C> {
                 });
             }
         }
+    }
+
+    /// A `probe` arrived: reported if this node never sent to its source.
+    fn on_probe(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let Some(nonce) = packet::parse_probe(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if self.sent_to.contains(&from) {
+            self.stats.probes_from_contacted += 1;
+            return;
+        }
+        self.events.push_back(PlaneEvent::Probe { from, nonce });
     }
 
     /// Whether request `id` is out on the session `sid` (so an answer there is its answer).
@@ -1630,3 +1717,34 @@ mod envelope_tests;
 mod tests;
 #[cfg(test)]
 mod vectors;
+
+/// The last [`SENT_TO_KEPT`] destinations datagrams went to, oldest first.
+#[derive(Default)]
+struct SentTo {
+    set: std::collections::HashSet<SocketAddr>,
+    order: VecDeque<SocketAddr>,
+}
+
+impl SentTo {
+    fn insert(&mut self, to: SocketAddr) {
+        let to = canonical(to);
+        if !self.set.insert(to) {
+            return;
+        }
+        self.order.push_back(to);
+        if self.order.len() > SENT_TO_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.set.remove(&oldest);
+            }
+        }
+    }
+
+    fn contains(&self, from: &SocketAddr) -> bool {
+        self.set.contains(&canonical(*from))
+    }
+}
+
+/// `addr` with an IPv4-mapped IPv6 address written as IPv4 (a dual-stack socket reports both).
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}

@@ -1,4 +1,4 @@
-//! The five datagram layouts (`docs/protocol.md`, "Datagrams"), as bytes: building them and
+//! The six datagram layouts (`docs/protocol.md`, "Datagrams"), as bytes: building them and
 //! taking them apart, with no state. Every multi-byte integer is big-endian.
 //!
 //! | kind | name | who sends it |
@@ -8,6 +8,7 @@
 //! | `0x03` | data | either side, in a session: a request, an answer, or nothing (confirm) |
 //! | `0x04` | unknown | either side, to a `data` for a session it does not hold |
 //! | `0x05` | refuse | the peer, to an `initial` it cannot take (other version or network) |
+//! | `0x06` | probe | a third node, asked by a server, to the address that asked `reach` |
 
 use crate::message::{ErrorCode, MAX_NETWORK_LEN};
 
@@ -36,6 +37,11 @@ pub const DATA: u8 = 0x03;
 pub const UNKNOWN: u8 = 0x04;
 /// Kind bytes.
 pub const REFUSE: u8 = 0x05;
+/// Kind bytes.
+pub const PROBE: u8 = 0x06;
+
+/// Bytes of a `probe`: its kind and a 16-byte nonce, no session, nothing else.
+pub const PROBE_LEN: usize = 1 + 16;
 
 /// `initial` flag: the sender takes requests at the address it sends from, and may enter
 /// routing tables there.
@@ -266,6 +272,22 @@ pub fn parse_refuse(bytes: &[u8]) -> Option<(u64, ErrorCode, String)> {
     let len = usize::from(r.u8()?);
     let message = String::from_utf8_lossy(r.take(len)?).into_owned();
     Some((sid, code, message))
+}
+
+/// A `probe` carrying `nonce`.
+pub fn probe(nonce: &[u8; 16]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PROBE_LEN);
+    out.push(PROBE);
+    out.extend_from_slice(nonce);
+    out
+}
+
+/// The nonce of a `probe`: exactly [`PROBE_LEN`] bytes.
+pub fn parse_probe(bytes: &[u8]) -> Option<[u8; 16]> {
+    if bytes.len() != PROBE_LEN {
+        return None;
+    }
+    Reader(&bytes[1..]).array()
 }
 
 /// A cursor over untrusted bytes: every read is bounds-checked.

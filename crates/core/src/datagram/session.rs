@@ -170,6 +170,9 @@ pub(super) struct Session {
     pub(super) peer: Option<NodeId>,
     /// The peer takes requests at `addr` and may enter routing tables.
     pub(super) announce: bool,
+    /// The peer said `client` in this session: a later `server` is a mode change (auto
+    /// mode), and it takes requests at `addr` from then on.
+    pub(super) said_client: bool,
     pub(super) state: State,
     /// When a datagram of this session last arrived or left.
     pub(super) last: Time,

@@ -58,6 +58,16 @@ const BODY_PONG_3_OBSERVED: &str =
 const DATA_R_OBSERVED: &str = "0301020304050607080000000000000002fa90fc4f8dea475955d92f6da0b06bdc2d941e796f65aac07666e9735031f63caddb0484bb223c78cb2c88f1e7c98a1f";
 const BODY_PING_2_ROLE: &str = "83a474797065a470696e67a2696402a4726f6c65a6736572766572";
 const DATA_I_ROLE: &str = "031112131415161718000000000000000101b8576eff0fee02521def71c0cdc97ab1ac46aa4c5fa63b4678ae80abd45d3121203e70be06c468892057";
+const REACH_NONCE: [u8; 16] = [
+    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
+];
+const BODY_REACH_4: &str = "84a474797065a57265616368a2696404a56e6f6e6365c410a0a1a2a3a4a5a6a7a8a9aaabacadaeafa4726f6c65a6636c69656e74";
+const DATA_I_REACH: &str = "031112131415161718000000000000000320d9fc4afbb1b4c221746ef25f825d0e8010b30114ca26d9f18a9845d20876b3dceed72f557f4ed00f9ca97c8ddbdeb6584e4a263916f5f84f4245f607eea0c05a625b29";
+const BODY_PROBE_9: &str = "85a474797065a570726f6265a2696409a56e6f6e6365c410a0a1a2a3a4a5a6a7a8a9aaabacadaeafa2746fc406c63364071ce8a4726f6c65a6736572766572";
+const BODY_PROBED_4: &str =
+    "84a474797065a670726f626564a2696404a86f62736572766564c406c63364071ce8a4726f6c65a6736572766572";
+const DATA_R_PROBED: &str = "03010203040506070800000000000000036cdaa87ef7b52f82524db57a06a4d088805a9dfbe57665f04d7c8b7fc14224d216de7a065b754d3119743e736d2382613b64cd1b718190ad9d231ec5a422";
+const PROBE_DATAGRAM: &str = "06a0a1a2a3a4a5a6a7a8a9aaabacadaeaf";
 const CONFIRM: &str = "031112131415161718000000000000000247c476f1d76b3596501541f3aa0491f6";
 const UNKNOWN_VECTOR: &str = "041112131415161718";
 const REFUSE_VECTOR: &str =
@@ -327,6 +337,83 @@ fn the_crate_builds_the_observed_vectors() {
     let body = wire::encode_body_with(&ping, &Envelope::role(Mode::Server)).unwrap_or_default();
     assert_eq!(to_hex(&body), BODY_PING_2_ROLE);
     assert_eq!(to_hex(&data(SID_R, 1, &forward, &body)), DATA_I_ROLE);
+}
+
+/// The reachability vectors: the crate writes the same `reach`, `probe`, `probed` and probe
+/// datagram, reads the Python bodies back, and a plane reports the Python probe.
+#[test]
+fn the_crate_builds_the_reach_vectors() {
+    let observed: SocketAddr = "198.51.100.7:7400"
+        .parse()
+        .unwrap_or_else(|_| unreachable!());
+    let body = |message: Message, envelope: Envelope| {
+        wire::encode_body_with(&Body::Message(message), &envelope).unwrap_or_default()
+    };
+    let reach = Message::Request {
+        id: 4,
+        request: Request::Reach { nonce: REACH_NONCE },
+    };
+    let reach_body = body(reach.clone(), Envelope::role(Mode::Client));
+    assert_eq!(to_hex(&reach_body), BODY_REACH_4);
+    let (forward, back) = keys();
+    assert_eq!(to_hex(&data(SID_R, 3, &forward, &reach_body)), DATA_I_REACH);
+    let probe = Message::Request {
+        id: 9,
+        request: Request::Probe {
+            to: observed,
+            nonce: REACH_NONCE,
+        },
+    };
+    assert_eq!(
+        to_hex(&body(probe.clone(), Envelope::role(Mode::Server))),
+        BODY_PROBE_9
+    );
+    let probed = Message::Response {
+        id: 4,
+        response: Response::Probed,
+    };
+    let envelope = Envelope {
+        observed: Some(observed),
+        role: Some(Mode::Server),
+    };
+    let probed_body = body(probed.clone(), envelope);
+    assert_eq!(to_hex(&probed_body), BODY_PROBED_4);
+    assert_eq!(to_hex(&data(SID_I, 3, &back, &probed_body)), DATA_R_PROBED);
+    assert_eq!(to_hex(&packet::probe(&REACH_NONCE)), PROBE_DATAGRAM);
+    for (hex, message) in [
+        (BODY_REACH_4, reach),
+        (BODY_PROBE_9, probe),
+        (BODY_PROBED_4, probed),
+    ] {
+        let decoded = wire::decode_body_with(&bytes(hex)).map(|(b, _)| b);
+        assert_eq!(decoded, Ok(Body::Message(message)));
+    }
+    // A plane that never sent to the probe's source reports it; one that did drops it.
+    let mut a = plane(initiator(), NETWORK, 1);
+    a.handle_datagram(T0, addr(9), &bytes(PROBE_DATAGRAM));
+    assert_eq!(
+        a.poll_event(),
+        Some(PlaneEvent::Probe {
+            from: addr(9),
+            nonce: REACH_NONCE
+        })
+    );
+    let transmit = Transmit {
+        id: 1,
+        to: Peer {
+            id: Some(responder_id()),
+            addr: addr(9),
+        },
+        request: Request::Ping,
+    };
+    a.send(T0, transmit);
+    while a.poll_datagram().is_some() {}
+    a.handle_datagram(T0, addr(9), &bytes(PROBE_DATAGRAM));
+    assert_eq!(a.poll_event(), None);
+    assert_eq!(a.stats().probes_from_contacted, 1);
+    // Anything else of the probe's kind is malformed.
+    a.handle_datagram(T0, addr(8), &bytes(PROBE_DATAGRAM)[..16]);
+    assert_eq!(a.stats().malformed, 1);
 }
 
 /// The Python `accept`, taken apart by the crate's own parts: parse, signature, keys, open.

@@ -144,6 +144,13 @@ pub enum Event {
     ContactRemoved(NodeId),
     /// This node's address as its peers see it changed, or became known.
     ObservedChanged(super::ObservedChange),
+    /// A reachability check changed this node's status.
+    ReachabilityChanged {
+        /// The status before.
+        from: super::Reachability,
+        /// The status now.
+        to: super::Reachability,
+    },
 }
 
 impl Event {
@@ -157,7 +164,8 @@ impl Event {
             Event::ContactAdded(_)
             | Event::ContactRemoved(_)
             | Event::WatchUpdate { .. }
-            | Event::ObservedChanged(_) => None,
+            | Event::ObservedChanged(_)
+            | Event::ReachabilityChanged { .. } => None,
         }
     }
 }

@@ -108,6 +108,7 @@ impl<S: Store> Node<S> {
             self.route(now, done);
         }
         self.watch_rounds(now);
+        self.reach_round(now);
         self.housekeep(now);
     }
 
@@ -135,6 +136,7 @@ impl<S: Store> Node<S> {
     pub fn handle_observed(&mut self, now: Time, by: Contact, observed: std::net::SocketAddr) {
         if let Some(change) = self.observed.vote(now, &by, observed) {
             self.events.push(Event::ObservedChanged(change));
+            self.reach.observed_changed(now);
         }
     }
 
@@ -229,6 +231,7 @@ impl<S: Store> Node<S> {
                     }
                 }
             }
+            Purpose::Reach | Purpose::Probe => self.reach_answered(now, request_id, Some(response)),
             Purpose::Liveness | Purpose::Unattended => {}
         }
     }
@@ -237,7 +240,7 @@ impl<S: Store> Node<S> {
     fn fail_pending(&mut self, now: Time, request_id: u64, pending: Pending) {
         if !pending.timed_out {
             pending.trace(&mut self.traces, RequestOutcome::Failed, None);
-            if let Some(id) = pending.to.id {
+            if let Some(id) = pending.to.id.filter(|_| pending.purpose.shows_liveness()) {
                 self.failed(&id);
             }
         }
@@ -248,6 +251,7 @@ impl<S: Store> Node<S> {
                 self.route(now, done);
             }
             Purpose::Listen(watch) => self.watches.drop_sub(now, watch, request_id, true),
+            Purpose::Reach | Purpose::Probe => self.reach_answered(now, request_id, None),
             Purpose::Liveness | Purpose::Unattended | Purpose::Repair => {}
         }
     }
@@ -256,12 +260,13 @@ impl<S: Store> Node<S> {
     /// a late answer is still used; its stage frees the slot it held.
     fn time_out(&mut self, now: Time, request_id: u64, pending: Pending) {
         pending.trace(&mut self.traces, RequestOutcome::TimedOut, None);
-        if let Some(id) = pending.to.id {
+        if let Some(id) = pending.to.id.filter(|_| pending.purpose.shows_liveness()) {
             self.failed(&id);
         }
         match pending.purpose {
             Purpose::Query(query) => self.queries.on_timeout(query, &pending.to),
             Purpose::Listen(watch) => self.watches.drop_sub(now, watch, request_id, true),
+            Purpose::Reach | Purpose::Probe => self.reach_answered(now, request_id, None),
             Purpose::Liveness | Purpose::Unattended | Purpose::Repair => {}
         }
     }
@@ -295,6 +300,13 @@ impl<S: Store> Node<S> {
                     .listen(now, connection, id, key, seq, config, store)
             }
             Request::Unlisten { listen } => self.subscriptions.unlisten(from.connection, listen),
+            // A `reach` needs the address of a proven session: it goes over datagrams
+            // ([`Node::handle_reach`]).
+            Request::Reach { .. } => Response::Error(ErrorReply::new(
+                ErrorCode::BAD_REQUEST,
+                "reach goes over datagrams",
+            )),
+            Request::Probe { to, nonce } => self.serve_probe(now, from, to, nonce),
         };
         Answer {
             response,

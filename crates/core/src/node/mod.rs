@@ -5,21 +5,27 @@
 //! - **getters** (`&self`): [`Node::id`], [`Node::config`], [`Node::routing_table`],
 //!   [`Node::store`], [`Node::stats`], [`Node::running_queries`], [`Node::pending_requests`],
 //!   [`Node::watch_count`], [`Node::watch_peers`], [`Node::subscription_count`],
-//!   [`Node::subscribers`], [`Node::traces_dropped`] and [`Node::observed`];
+//!   [`Node::subscribers`], [`Node::traces_dropped`], [`Node::observed`],
+//!   [`Node::reachability`] and [`Node::probe_report`];
 //! - **inputs**: [`Node::handle_request`] (a peer's request with its id: answered at once),
 //!   [`Node::handle_response`], [`Node::handle_failure`], [`Node::handle_timeout`],
 //!   [`Node::handle_notify`] (a `notify` for one of this node's watches),
 //!   [`Node::handle_verified`] (a dialer's `auth` verified), [`Node::handle_observed`] (an
-//!   answer said where this node's request came from), [`Node::handle_commit`] (a
+//!   answer said where this node's request came from), [`Node::handle_reach`] (a peer's
+//!   `reach`, answered later) and [`Node::handle_probe`] (a probe datagram arrived),
+//!   [`Node::handle_commit`] (a
 //!   durable store's commit ended), [`Node::connection_closed`] (an incoming connection's
 //!   subscriptions end) and [`Node::restore_contacts`] (a saved routing table);
 //! - **commands**: [`Node::find_node`], [`Node::get`], [`Node::put`], [`Node::bootstrap`],
 //!   [`Node::publish`] and [`Node::delete`], each returning a [`QueryId`] that its completion
 //!   event echoes; [`Node::watch`], returning a [`WatchId`] that its updates carry, and
-//!   [`Node::unwatch`]; and the switch [`Node::set_tracing`];
+//!   [`Node::unwatch`]; and the switches [`Node::set_tracing`], [`Node::set_mode`] and
+//!   [`Node::start_reach_checks`];
 //! - **outputs**: [`Node::poll_transmit`] (a request to send), [`Node::poll_notification`]
 //!   (a `notify` to send on an incoming connection), [`Node::poll_event`] (a finished
-//!   query, a watch's update or a routing-table change), [`Node::poll_trace`] (a record of
+//!   query, a watch's update or a routing-table change), [`Node::poll_reach_answer`] (the
+//!   answer to a relayed `reach`), [`Node::poll_probe`] (a probe datagram to send),
+//!   [`Node::poll_trace`] (a record of
 //!   the node's work, when tracing is on) and [`Node::poll_timeout`] (when to call
 //!   `handle_timeout` next).
 //!
@@ -34,7 +40,8 @@
 //! Each concern is a part that owns its state: the requests in flight (`requests.rs`), the
 //! running queries (`query.rs`, their stages in `stage.rs`), housekeeping
 //! (`housekeeping.rs`), the subscriptions peers hold here (`listen.rs`), this node's watches
-//! (`watch.rs`) and the trace records (`trace.rs`). `Node` routes each input to the parts it
+//! (`watch.rs`), the trace records (`trace.rs`) and what it learns behind NATs (`nat/`, routed
+//! by `reaching.rs`). `Node` routes each input to the parts it
 //! concerns and collects what they report (`inputs.rs`, `commands.rs`); no part touches
 //! another's fields.
 
@@ -47,6 +54,7 @@ mod nat;
 mod outbox;
 mod publish;
 mod query;
+mod reaching;
 mod requests;
 mod stage;
 mod trace;
@@ -63,14 +71,16 @@ use crate::time::Time;
 
 pub use event::{BootstrapFailure, Event, GetFailure, PutFailure, QueryId, QueryStats, WatchId};
 pub use listen::Notification;
-pub use nat::{Family, Mapping, ObservedChange, ObservedReport, Seen};
+pub use nat::{
+    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ReachReport, Reachability, Seen,
+};
 pub use publish::{expiry, next_seq};
 pub use requests::Transmit;
 pub use trace::{Duty, Operation, QueryOutcome, RequestOutcome, Trace, error_label};
 
 use housekeeping::Housekeeping;
 use listen::Subscriptions;
-use nat::Observed;
+use nat::{Observed, Probes, Reach};
 use outbox::Outbox;
 use query::{Env, QueryPool};
 use requests::{Purpose, Requests};
@@ -147,6 +157,10 @@ pub struct Node<S> {
     observed: Observed,
     /// Server (the default) or client: a client takes no `store` and no `listen`.
     mode: Mode,
+    /// This node's reachability checks.
+    reach: Reach,
+    /// Relaying peers' checks and sending their probes.
+    probes: Probes,
 }
 
 impl<S: Store> Node<S> {
@@ -158,6 +172,8 @@ impl<S: Store> Node<S> {
                 .with_diversity(config.diversity),
             requests: Requests::new(&config),
             observed: Observed::new(config.nat_subnet_prefix_v4),
+            reach: Reach::new(config.nat_subnet_prefix_v4),
+            probes: Probes::default(),
             config,
             store,
             queries: QueryPool::default(),
@@ -258,6 +274,7 @@ impl<S: Store> Node<S> {
             self.queries.next_deadline(),
             self.watches.next_deadline(),
             self.housekeeping.next_deadline(),
+            self.reach.next_deadline(),
         ]
         .into_iter()
         .flatten()

@@ -42,6 +42,18 @@ pub(super) enum Purpose {
     Listen(WatchId),
     /// Fetching the copy that made a peer refuse this node's `store` as stale.
     Repair,
+    /// One of this node's reachability asks (`reach`).
+    Reach,
+    /// A `probe` relayed for a peer's `reach`.
+    Probe,
+}
+
+impl Purpose {
+    /// Whether a request of this purpose failing says its peer may be gone. A `reach` is
+    /// answered only once a third node answered its server: its silence may be that node's.
+    pub(super) fn shows_liveness(self) -> bool {
+        self != Purpose::Reach
+    }
 }
 
 /// A request awaiting its answer.
@@ -135,9 +147,12 @@ impl Requests {
                         .timeout(to.id.as_ref(), self.min_slot_timeout, self.request_timeout);
                 now + timeout
             }
-            Purpose::Liveness | Purpose::Unattended | Purpose::Listen(_) | Purpose::Repair => {
-                deadline
-            }
+            Purpose::Liveness
+            | Purpose::Unattended
+            | Purpose::Listen(_)
+            | Purpose::Repair
+            | Purpose::Reach
+            | Purpose::Probe => deadline,
         };
         let key = match &request {
             Request::Store { item } => Some(*item.key()),

@@ -83,6 +83,9 @@ struct WireMessage {
     /// Datagrams only: how many parts a split `nodes` answer has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parts: Option<u8>,
+    /// `probe`: where the probe datagram goes, compact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<ByteBuf>,
     /// Datagram answers: the source address of the session the request came in, compact
     /// (`docs/protocol.md`, "Bodies"). Written last; a receiver takes it in any place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -318,6 +321,11 @@ fn to_wire(message: &Message) -> WireMessage {
                     wire.seq = Some(*seq);
                 }
                 Request::Unlisten { listen } => wire.listen = Some(*listen),
+                Request::Reach { nonce } => wire.nonce = bin(nonce),
+                Request::Probe { to, nonce } => {
+                    wire.to = Some(ByteBuf::from(compact_addr(*to)));
+                    wire.nonce = bin(nonce);
+                }
             }
             wire
         }
@@ -330,6 +338,7 @@ fn to_wire(message: &Message) -> WireMessage {
                 Response::Pong => wire.kind = "pong".into(),
                 Response::Stored => wire.kind = "stored".into(),
                 Response::Unlistened => wire.kind = "unlistened".into(),
+                Response::Probed => wire.kind = "probed".into(),
                 Response::Listening { ttl } => {
                     wire.kind = "listening".into();
                     wire.ttl = Some(*ttl);
@@ -472,6 +481,26 @@ fn from_wire(w: WireMessage) -> Result<Message, DecodeError> {
             request: Request::Unlisten {
                 listen: field(w.listen, id, "listen")?,
             },
+        },
+        "reach" => Message::Request {
+            id: need_id()?,
+            request: Request::Reach {
+                nonce: fixed(w.nonce, id, "nonce")?,
+            },
+        },
+        "probe" => Message::Request {
+            id: need_id()?,
+            request: Request::Probe {
+                to: field(w.to, id, "to").and_then(|to| {
+                    parse_compact_addr(&to)
+                        .ok_or_else(|| DecodeError::bad(id, "field `to` must be 6 or 18 bytes"))
+                })?,
+                nonce: fixed(w.nonce, id, "nonce")?,
+            },
+        },
+        "probed" => Message::Response {
+            id: need_id()?,
+            response: Response::Probed,
         },
         "listening" => Message::Response {
             id: need_id()?,

@@ -251,7 +251,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "mode",
-        doc: "\"server\" or \"client\". A client announces no address, so no node adds it to\nits routing table; it stores nothing for others and does all its user asks.",
+        doc: "\"auto\", \"server\" or \"client\". A client announces no address, so no node adds\nit to its routing table; it stores nothing for others and does all its user asks. Auto\nis a server while its reachability checks find it public, a client otherwise.",
         value: |c| text(c.mode.as_str()),
     },
 ];

@@ -166,7 +166,7 @@ async fn connect(
         public_key: shared.identity.public_key(),
         nonce: nonce(),
         // A client accepts no requests: it announces no port.
-        port: match shared.config.mode {
+        port: match shared.mode.get() {
             Mode::Server => shared.listen_port,
             Mode::Client => 0,
         },

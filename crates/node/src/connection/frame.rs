@@ -101,7 +101,7 @@ impl FrameReader {
 
 /// One message's payload as this node sends it: with its `role` after the message's keys.
 pub(super) fn encode(message: &Message, shared: &Shared) -> Result<Vec<u8>, wire::EncodeError> {
-    wire::encode_with(message, &wire::Envelope::role(shared.config.mode))
+    wire::encode_with(message, &wire::Envelope::role(shared.mode.get()))
 }
 
 /// Writes one message as one netstring frame, saying this node's `role`.

@@ -403,6 +403,7 @@ mod tests {
             udp: None,
             inbound: Arc::new(crate::inbound::Inbound::new(1, 1)),
             connection_budget: None,
+            mode: crate::mode::ModeCell::new(cairn_core::Mode::Server),
         }
     }
 

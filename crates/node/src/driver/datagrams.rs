@@ -21,8 +21,8 @@ pub(super) fn plane(shared: &Shared, now: cairn_core::Time) -> Option<Plane<Real
     shared.udp.as_ref()?;
     let mut config = PlaneConfig::new(shared.config.network.clone());
     // A client announces no address (the `initial` flag clear, no confirm) and says so.
-    config.role = shared.config.mode;
-    config.announce = shared.config.mode == cairn_core::Mode::Server;
+    config.role = shared.mode.get();
+    config.announce = shared.mode.get() == cairn_core::Mode::Server;
     config.max_rto = shared.config.protocol.request_timeout;
     // A lost request goes again, and is answered, before a lookup stops waiting on it (its
     // slot deadline, at least `min_slot_timeout`).
@@ -131,6 +131,13 @@ impl<S: Store> Driver<S> {
             PlaneEvent::Fallback(transmit) => self.transmit_tcp(transmit),
             PlaneEvent::Verified(requester) => self.node.handle_verified(now, requester),
             PlaneEvent::Observed { by, observed } => self.node.handle_observed(now, by, observed),
+            PlaneEvent::Reach {
+                reply,
+                from,
+                source,
+                nonce,
+            } => self.on_reach(reply, from, source, nonce),
+            PlaneEvent::Probe { from, nonce } => self.node.handle_probe(now, from, nonce),
         }
     }
 

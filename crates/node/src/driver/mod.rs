@@ -17,6 +17,7 @@ mod datagrams;
 pub(crate) mod inbox;
 mod observe;
 mod pool;
+mod reach;
 mod waiters;
 
 use std::net::SocketAddr;
@@ -71,6 +72,9 @@ pub(crate) struct Driver<S: Store> {
     observer: observe::Observer,
     /// The datagram plane, when the node speaks datagrams.
     plane: Option<cairn_core::datagram::Plane<cairn_core::datagram::Real>>,
+    /// Peers' `reach` requests relayed, by the node's token: where each answer goes (at most
+    /// the node's bound on relays at once).
+    relays: HashMap<u64, cairn_core::datagram::Reply>,
 }
 
 /// A delete whose item was not held here: the get that finds its `seq` runs.
@@ -82,6 +86,9 @@ struct PendingDelete {
 
 /// How often the routing table is saved while the node runs.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// When a node whose mode is forced (server or client) checks its reachability first.
+const FORCED_FIRST_CHECK: Duration = Duration::from_secs(30);
 
 /// How long a stopping node waits for the store to report its last commits.
 const COMMIT_GRACE: Duration = Duration::from_secs(5);
@@ -108,6 +115,18 @@ impl<S: Store> Driver<S> {
             observe::Observer::new(shared.metrics.clone(), shared.activity.clone(), node.id());
         let clock = Clock::new();
         let plane = datagrams::plane(&shared, clock.now());
+        if plane.is_some() {
+            // Only a node that speaks datagrams can be probed. An auto node's mode waits on
+            // its verdict: it checks at once. A node whose mode is forced checks only to
+            // report, and leaves its first moments to joining.
+            let mut seed = [0; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+            let first = match shared.config.mode {
+                crate::mode::ModeSetting::Auto => clock.now(),
+                _ => clock.now() + FORCED_FIRST_CHECK,
+            };
+            node.start_reach_checks(first, seed);
+        }
         Driver {
             plane,
             observer,
@@ -126,6 +145,7 @@ impl<S: Store> Driver<S> {
             subscribers: HashMap::new(),
             watchers: HashMap::new(),
             deletes: HashMap::new(),
+            relays: HashMap::new(),
         }
     }
 
@@ -310,6 +330,9 @@ impl<S: Store> Driver<S> {
                 (self.node.find_node(now, target), Waiter::FindNode(reply))
             }
             Command::Bootstrap { seeds, reply } => {
+                if !seeds.is_empty() {
+                    self.joined();
+                }
                 let query = self.node.bootstrap(now, &seeds);
                 let heard = Vec::new();
                 (
@@ -507,6 +530,7 @@ impl<S: Store> Driver<S> {
                 self.transmit(transmit);
             }
             let mut again = self.drain_plane();
+            self.drain_reach();
             while let Some(n) = self.node.poll_notification() {
                 if let Some(reply) = self.subscribers.get(&n.connection) {
                     let message = Box::new(Message::Notify {
@@ -540,6 +564,9 @@ impl<S: Store> Driver<S> {
                         }
                     }
                     Event::ObservedChanged(change) => self.observed_changed(change),
+                    Event::ReachabilityChanged { from, to } => {
+                        self.reachability_changed(from, to);
+                    }
                     event => self.waiters.event(event),
                 }
             }
@@ -608,11 +635,20 @@ impl<S: Store> Driver<S> {
         }
     }
 
-    /// What the node knows of how peers reach it, per family.
+    /// What the node knows of how peers reach it: its checks, and per family the address.
     fn reachability(&self) -> crate::outcome::Reachability {
         use cairn_core::Family;
         let now = self.clock.now();
+        let report = self.node.reachability();
+        let (probes, served, checked_at) = self.reach_status();
         crate::outcome::Reachability {
+            status: report.status.as_str().to_owned(),
+            checked_at,
+            checks: report.checks,
+            probes,
+            served,
+            mode: self.node.mode().as_str().to_owned(),
+            setting: self.shared.config.mode.as_str().to_owned(),
             ipv4: self.node.observed(Family::Ipv4, now).into(),
             ipv6: self.node.observed(Family::Ipv6, now).into(),
         }
@@ -657,6 +693,7 @@ impl<S: Store> Driver<S> {
         behind(&m.traces_dropped, self.node.traces_dropped());
         m.storage.update(&self.storage_status());
         self.update_datagram_metrics();
+        self.update_reach_metrics();
     }
 
     /// The ring as this node sees it: itself, its contacts by bucket, and what it holds.

@@ -1,10 +1,18 @@
 //! What a node learns about its own reachability behind NATs (`docs/design.md`, "Observed
 //! address"). Each concern is a part of its own; the node routes its inputs to them.
 //!
-//! - `observed`: the node's address as its peers see it, by vote.
+//! - `observed`: the node's address as its peers see it, by vote;
+//! - `reach`: whether the node can be reached, by probes from nodes it never contacted;
+//! - `probe`: the other side of those checks: relaying them, and sending probes, in bounds.
 
 mod observed;
+mod probe;
+mod reach;
 
 pub use observed::{Family, Mapping, ObservedChange, ObservedReport, Seen};
+pub use probe::ProbeReport;
+pub use reach::{ReachReport, Reachability};
 
 pub(super) use observed::Observed;
+pub(super) use probe::Probes;
+pub(super) use reach::{ASKS, Reach};

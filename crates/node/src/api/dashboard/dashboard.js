@@ -183,6 +183,14 @@ function duration(seconds) {
   return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : m ? `${m}m ${s}s` : `${s}s`;
 }
 
+// "server (auto), public: 4 probes received" from /v1/status's mode and reachability.
+function reachability(status) {
+  const r = status.reachability || {};
+  const mode = `${r.mode || status.mode}${r.setting ? ` (${r.setting})` : ""}`;
+  const probes = r.probes ? `: ${r.probes.received} of ${r.probes.asked} probes received` : "";
+  return `${mode}, ${r.status || "unknown"}${probes}`;
+}
+
 function drawStatus(status) {
   $("subtitle").textContent = `${status.node_id.slice(0, 32)}… on ${status.listen}`;
   const rows = [
@@ -191,6 +199,7 @@ function drawStatus(status) {
     ["peers", status.peers],
     ["items", status.items],
     ["network size", `~${status.network_size} nodes`],
+    ["mode", reachability(status)],
     ["uptime", duration(status.uptime_s)],
     ["requests", `${status.requests_sent} sent, ${status.requests_handled} served`],
     ["watches", status.watches],

@@ -1,0 +1,227 @@
+//! The other nodes' side of reachability checks (`docs/design.md`, "Reachability"): as the
+//! server asked (B), relaying a `reach` to a third node as a `probe`; as that third node (C),
+//! sending `probe` datagrams within bounds.
+//!
+//! Implementation notes, the bounds in one place:
+//! - B relays at most [`MAX_RELAYS`] `reach` requests at once; past it, 429. Its third node
+//!   is a server of its table or one of the last [`MAX_ASKERS`] nodes that asked it `reach`
+//!   in the last [`ASKER_TTL`] (clients, perhaps private: a probe only goes out from them, and
+//!   a young network has one server, whose other nodes can only become servers by probing
+//!   each other through it), taken in turn;
+//! - C sends a probe only for a verified server (a proven session whose peer announces an
+//!   address), at most [`PER_TARGET`] per target IP and [`PER_ASKER`] per asking server's IP
+//!   per [`TARGET_WINDOW`], and at most [`PER_SECOND`] in any second overall (so one server
+//!   flooding cannot use up what honest ones are served); it remembers at most
+//!   [`MAX_TARGETS`] IPs of each kind (when full, it refuses new ones until some expire).
+//!   Every refusal is a 429 and counted;
+//! - the probe datagram is [`PROBE_LEN`](crate::datagram::PROBE_LEN) bytes: smaller than any
+//!   `probe` request (a sealed `data` with the message in it), so C never amplifies.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::message::{Contact, ErrorCode, ErrorReply, Response};
+use crate::time::Time;
+
+/// `reach` requests being relayed at once, at most.
+pub const MAX_RELAYS: usize = 64;
+/// Probes sent to one IP per [`TARGET_WINDOW`], at most.
+pub const PER_TARGET: usize = 4;
+/// Probes sent for one asking server's IP per [`TARGET_WINDOW`], at most.
+pub const PER_ASKER: usize = 16;
+/// The window of [`PER_TARGET`] and [`PER_ASKER`].
+pub const TARGET_WINDOW: Duration = Duration::from_secs(10);
+/// Probes sent in any one second, at most.
+pub const PER_SECOND: usize = 32;
+/// Target IPs remembered, at most.
+pub const MAX_TARGETS: usize = 1_024;
+/// Askers kept as third nodes, at most.
+pub const MAX_ASKERS: usize = 32;
+/// How long an asker is kept as a third node: its session, and its NAT's mapping, live
+/// that long after its `reach` with room to spare.
+pub const ASKER_TTL: Duration = Duration::from_secs(60);
+
+/// Counters of the serving side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// `reach` requests relayed to a third node.
+    pub relayed: u64,
+    /// `reach` requests refused: no third node, too many at once, or not over a session.
+    pub relays_refused: u64,
+    /// Probe datagrams sent.
+    pub sent: u64,
+    /// `probe` requests refused: over a limit (429) or not from a server (403).
+    pub refused: u64,
+}
+
+/// What a relay waits for: the token its answer is reported under.
+#[derive(Debug, Default)]
+pub(in crate::node) struct Probes {
+    /// Relayed `reach` requests by the id of the `probe` request sent for them: the token.
+    relays: HashMap<u64, u64>,
+    next_token: u64,
+    answers: VecDeque<(u64, Response)>,
+    /// Recent probe times per target IP, oldest first.
+    targets: HashMap<IpAddr, VecDeque<Time>>,
+    /// Recent probe times per asking server's IP, oldest first.
+    asking: HashMap<IpAddr, VecDeque<Time>>,
+    /// Probe times in the last second, oldest first.
+    recent: VecDeque<Time>,
+    datagrams: VecDeque<(SocketAddr, [u8; 16])>,
+    /// The last nodes that asked `reach`, at the address they asked from, oldest first.
+    askers: VecDeque<(Contact, Time)>,
+    /// Third nodes chosen so far: whose turn it is.
+    turns: u64,
+    report: ProbeReport,
+}
+
+impl Probes {
+    /// The counters.
+    pub(in crate::node) fn report(&self) -> ProbeReport {
+        self.report
+    }
+
+    /// `asker` asked `reach` at `now`: it may be a third node for others for a while.
+    pub(in crate::node) fn asked(&mut self, now: Time, asker: Contact) {
+        self.askers.retain(|(c, _)| c.id != asker.id);
+        self.askers.push_back((asker, now));
+        if self.askers.len() > MAX_ASKERS {
+            self.askers.pop_front();
+        }
+    }
+
+    /// The askers of the last [`ASKER_TTL`].
+    pub(in crate::node) fn askers(&self, now: Time) -> impl Iterator<Item = Contact> + '_ {
+        self.askers
+            .iter()
+            .filter(move |(_, at)| now.since(*at) < ASKER_TTL)
+            .map(|(c, _)| *c)
+    }
+
+    /// The next turn in choosing third nodes (one more each call).
+    pub(in crate::node) fn turn(&mut self) -> u64 {
+        self.turns += 1;
+        self.turns
+    }
+
+    /// Whether another relay may start.
+    pub(in crate::node) fn room(&self) -> bool {
+        self.relays.len() < MAX_RELAYS
+    }
+
+    /// A `reach` was refused before any relay (its answer is given at once).
+    pub(in crate::node) fn refused_relay(&mut self) {
+        self.report.relays_refused += 1;
+    }
+
+    /// The `probe` request `request` went out for a `reach`: the token its answer will carry.
+    pub(in crate::node) fn relay(&mut self, request: u64) -> u64 {
+        self.next_token += 1;
+        self.relays.insert(request, self.next_token);
+        self.report.relayed += 1;
+        self.next_token
+    }
+
+    /// Whether request `request` is a relay's `probe`.
+    pub(in crate::node) fn is_relay(&self, request: u64) -> bool {
+        self.relays.contains_key(&request)
+    }
+
+    /// The third node answered the relay's `probe` request `request` (`None`: it failed).
+    pub(in crate::node) fn relayed(&mut self, request: u64, answer: Option<Response>) {
+        let Some(token) = self.relays.remove(&request) else {
+            return;
+        };
+        let response = match answer {
+            Some(Response::Probed) => Response::Probed,
+            Some(Response::Error(e)) => Response::Error(ErrorReply::new(
+                e.code,
+                format!("the third node refused: {}", e.message),
+            )),
+            _ => Response::Error(ErrorReply::new(
+                ErrorCode::UNAVAILABLE,
+                "the third node did not answer",
+            )),
+        };
+        self.answers.push_back((token, response));
+    }
+
+    /// The next relay answer: its token and what to answer the `reach` with.
+    pub(in crate::node) fn pop_answer(&mut self) -> Option<(u64, Response)> {
+        self.answers.pop_front()
+    }
+
+    /// A `probe` to `to` with `nonce` asked at `now` by a server at `asker`: sent (queued)
+    /// if within the limits, else refused.
+    pub(in crate::node) fn probe(
+        &mut self,
+        now: Time,
+        asker: IpAddr,
+        to: SocketAddr,
+        nonce: [u8; 16],
+    ) -> Response {
+        self.forget_old(now);
+        let ip = to.ip().to_canonical();
+        let asker = asker.to_canonical();
+        let over = if over(&self.asking, asker, PER_ASKER) {
+            Some("over this node's probes for one server")
+        } else if self.recent.len() >= PER_SECOND {
+            Some("over this node's probes per second")
+        } else if over(&self.targets, ip, PER_TARGET) {
+            Some("over this node's probes to that address")
+        } else {
+            None
+        };
+        if let Some(why) = over {
+            self.report.refused += 1;
+            return Response::Error(ErrorReply::new(ErrorCode::OVER_LIMIT, why));
+        }
+        self.targets.entry(ip).or_default().push_back(now);
+        self.asking.entry(asker).or_default().push_back(now);
+        self.recent.push_back(now);
+        self.datagrams.push_back((to, nonce));
+        self.report.sent += 1;
+        Response::Probed
+    }
+
+    /// A `probe` refused for who asked (not a verified server).
+    pub(in crate::node) fn refused_probe(&mut self) {
+        self.report.refused += 1;
+    }
+
+    /// The next probe datagram to send: where, and its nonce.
+    pub(in crate::node) fn pop_datagram(&mut self) -> Option<(SocketAddr, [u8; 16])> {
+        self.datagrams.pop_front()
+    }
+
+    fn forget_old(&mut self, now: Time) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.since(*t) >= Duration::from_secs(1))
+        {
+            self.recent.pop_front();
+        }
+        for map in [&mut self.targets, &mut self.asking] {
+            map.retain(|_, times| {
+                while times
+                    .front()
+                    .is_some_and(|t| now.since(*t) >= TARGET_WINDOW)
+                {
+                    times.pop_front();
+                }
+                !times.is_empty()
+            });
+        }
+    }
+}
+
+/// Whether one more probe for `ip` would go past `limit` in `recent`, or past
+/// [`MAX_TARGETS`] IPs kept.
+fn over(recent: &HashMap<IpAddr, VecDeque<Time>>, ip: IpAddr, limit: usize) -> bool {
+    match recent.get(&ip) {
+        Some(times) => times.len() >= limit,
+        None => recent.len() >= MAX_TARGETS,
+    }
+}

@@ -1,0 +1,339 @@
+//! Reachability checks through the real network path (`docs/design.md`, "Reachability"):
+//! live nodes on loopback, each on an address of its own, probe each other and become public;
+//! a peer that is a plane of its own over a real socket floods `probe` requests and is refused
+//! past the limit while an honest peer's probe is still served.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cairn_core::datagram::{MAX_DATAGRAM, PROBE, PROBE_LEN, Plane, PlaneConfig, PlaneEvent, Real};
+use cairn_core::{ErrorCode, Mode, NetworkName, Peer, Request, Response, Time};
+use cairn_node::{Config, Dht, ModeSetting, Status};
+use common::*;
+use ed25519_dalek::SigningKey;
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+/// The deadline for a verdict (point 6: "within a minute").
+const VERDICT_LIMIT: Duration = Duration::from_secs(60);
+
+/// A node on `ip`, any free port, counting one vote and one check subnet per host, with room
+/// in its table for every node of a test.
+async fn node_on(ip: &str, mode: ModeSetting) -> (Dht, SocketAddr) {
+    let mut config = Config::default()
+        .listen(format!("{ip}:0").parse().expect("an address"))
+        .mode(mode);
+    config.protocol.nat_subnet_prefix_v4 = 32;
+    // Loopback is one /24: room in the table for every node of the test.
+    config.protocol.diversity = cairn_core::Diversity {
+        per_bucket: 20,
+        per_table: 100,
+    };
+    let dht = cairn_node::start(config).await.expect("starts");
+    let addr = dht.status().await.expect("running").listen;
+    (dht, addr)
+}
+
+async fn status(dht: &Dht) -> Status {
+    dht.status().await.expect("running")
+}
+
+/// Looks at `sample` until `done` holds, for at most [`VERDICT_LIMIT`].
+async fn within_a_minute<S: std::fmt::Debug, F: Future<Output = S>>(
+    what: &str,
+    mut sample: impl FnMut() -> F,
+    done: impl Fn(&S) -> bool,
+) -> S {
+    let deadline = Instant::now() + VERDICT_LIMIT;
+    loop {
+        let value = sample().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {VERDICT_LIMIT:?}; last seen {value:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn auto_nodes_on_distinct_addresses_all_become_public_servers() {
+    // The first node has joined no one: a server from the start. The others join it and are
+    // clients until their checks find them public.
+    let mut nodes = vec![node_on("127.0.1.1", ModeSetting::Auto).await];
+    let seed = nodes[0].1;
+    for n in 2..=6 {
+        let (dht, addr) = node_on(&format!("127.0.1.{n}"), ModeSetting::Auto).await;
+        dht.bootstrap(vec![seed]).await.expect("joins");
+        nodes.push((dht, addr));
+    }
+    assert_eq!(status(&nodes[0].0).await.mode, "server");
+    for (dht, addr) in &nodes {
+        let s = within_a_minute(
+            &format!("{addr} to find itself public"),
+            || async { status(dht).await.reachability },
+            |r| r.status == "public" && r.mode == "server",
+        )
+        .await;
+        assert_eq!(s.setting, "auto");
+        assert!(s.probes.received >= 2, "{s:?}");
+        assert!(s.checked_at.is_some(), "{s:?}");
+        let text = dht.metrics().await.expect("running");
+        let samples = samples(&text);
+        assert_eq!(
+            value(&samples, "cairn_reachability", &[("status", "public")]),
+            1.0
+        );
+        assert_eq!(
+            value(&samples, "cairn_reachability", &[("status", "unknown")]),
+            0.0
+        );
+    }
+    // Each, a server now, enters the others' tables.
+    for (dht, addr) in &nodes {
+        within_a_minute(
+            &format!("{addr}'s table to hold every other node"),
+            || async { status(dht).await.peers },
+            |peers| *peers == nodes.len() - 1,
+        )
+        .await;
+    }
+    for (dht, _) in nodes {
+        dht.shutdown().await;
+    }
+}
+
+/// A moment far from zero, so that the plane's times never underflow.
+const EPOCH_MS: u64 = 1_000_000;
+
+/// A peer that is a datagram plane of its own over a real socket: it asks what a test tells
+/// it to, and says it is a server (`announce`) unless told otherwise.
+struct Peer2 {
+    plane: Plane<Real>,
+    socket: UdpSocket,
+    start: Instant,
+    /// Answers that came, by request id.
+    answers: Vec<(u64, Response)>,
+    /// `probe` datagrams that came (the plane reports only those from addresses it never
+    /// sent to), and their source.
+    probes: Vec<(SocketAddr, [u8; 16])>,
+}
+
+impl Peer2 {
+    async fn bind(ip: &str, seed: u8, announce: bool) -> Peer2 {
+        let socket = UdpSocket::bind(format!("{ip}:0")).await.expect("binds");
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let mut config = PlaneConfig::new(NetworkName::default());
+        if !announce {
+            config.announce = false;
+            config.role = Mode::Client;
+        }
+        let plane = Plane::new(
+            Real::new(key),
+            config,
+            [seed; 32],
+            Time::from_millis(EPOCH_MS),
+        );
+        Peer2 {
+            plane,
+            socket,
+            start: Instant::now(),
+            answers: Vec::new(),
+            probes: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Time {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).expect("a test's age");
+        Time::from_millis(EPOCH_MS + elapsed)
+    }
+
+    /// Sends what the plane has, takes its reports, then receives one datagram or lets the
+    /// plane's time pass.
+    async fn step(&mut self) {
+        while let Some((addr, bytes)) = self.plane.poll_datagram() {
+            self.socket.send_to(&bytes, addr).await.expect("sends");
+        }
+        let mut reported = false;
+        while let Some(event) = self.plane.poll_event() {
+            reported = true;
+            match event {
+                PlaneEvent::Response { id, response, .. } => self.answers.push((id, response)),
+                PlaneEvent::Failed { id, .. } => panic!("request {id} failed"),
+                PlaneEvent::Probe { from, nonce } => self.probes.push((from, nonce)),
+                _ => {}
+            }
+        }
+        if reported {
+            // The caller may be done: it looks before this waits on anything.
+            return;
+        }
+        let mut buf = vec![0; MAX_DATAGRAM + 1];
+        let timer = self
+            .plane
+            .poll_timeout()
+            .map(|t| self.start + Duration::from_millis(t.as_millis().saturating_sub(EPOCH_MS)));
+        let wake = timer.unwrap_or_else(|| Instant::now() + Duration::from_millis(50));
+        tokio::select! {
+            received = self.socket.recv_from(&mut buf) => {
+                if let Ok((len, from)) = received {
+                    let now = self.now();
+                    self.plane.handle_datagram(now, from, &buf[..len]);
+                }
+            }
+            () = tokio::time::sleep_until(wake) => {
+                let now = self.now();
+                self.plane.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Sends `request` and moves datagrams until its answer.
+    async fn request(&mut self, to: Peer, id: u64, request: Request) -> Response {
+        let now = self.now();
+        self.plane
+            .send(now, cairn_core::Transmit { id, to, request });
+        let answered = tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Some(at) = self.answers.iter().position(|(a, _)| *a == id) {
+                    return self.answers.remove(at).1;
+                }
+                self.step().await;
+            }
+        })
+        .await;
+        answered.unwrap_or_else(|_| panic!("request {id}: no answer within {PATIENCE:?}"))
+    }
+
+    /// Moves datagrams until a `probe` has come, and returns the first.
+    async fn probe(&mut self) -> (SocketAddr, [u8; 16]) {
+        let came = tokio::time::timeout(PATIENCE, async {
+            while self.probes.is_empty() {
+                self.step().await;
+            }
+            self.probes[0]
+        })
+        .await;
+        came.unwrap_or_else(|_| panic!("no probe within {PATIENCE:?}"))
+    }
+}
+
+/// A UDP socket that keeps what arrives.
+async fn sink(ip: &str) -> (UdpSocket, SocketAddr) {
+    let socket = UdpSocket::bind(format!("{ip}:0")).await.expect("binds");
+    let addr = socket.local_addr().expect("an address");
+    (socket, addr)
+}
+
+/// The next datagram `socket` receives, and from where.
+async fn next(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0; MAX_DATAGRAM + 1];
+    let (len, from) = tokio::time::timeout(PATIENCE, socket.recv_from(&mut buf))
+        .await
+        .expect("a datagram")
+        .expect("receives");
+    buf.truncate(len);
+    (buf, from)
+}
+
+fn code(response: &Response) -> Option<ErrorCode> {
+    match response {
+        Response::Error(e) => Some(e.code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_probe_flood_is_refused_past_the_limit_while_an_honest_probe_is_served() {
+    let (node, addr) = node_on("127.0.2.1", ModeSetting::Server).await;
+    let peer = Peer {
+        id: Some(status(&node).await.node_id),
+        addr,
+    };
+    // The flooder asks probes to many targets, each once: only the per-server bound stops it.
+    let mut flooder = Peer2::bind("127.0.2.2", 2, true).await;
+    let mut probed = 0;
+    let mut refused = 0;
+    for n in 0..40u8 {
+        let to: SocketAddr = format!("127.0.3.{}:9", n + 1).parse().expect("an address");
+        let request = Request::Probe { to, nonce: [n; 16] };
+        match flooder.request(peer, 1 + u64::from(n), request).await {
+            Response::Probed => probed += 1,
+            Response::Error(e) if e.code == ErrorCode::OVER_LIMIT => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(refused > 0, "{probed} probed, none refused");
+    assert!(probed <= 16, "{probed} probed for one server");
+    // An honest server is still served, and its probe is one small datagram from a port of
+    // its own, not the node's.
+    let (target, target_addr) = sink("127.0.2.4").await;
+    let mut honest = Peer2::bind("127.0.2.3", 3, true).await;
+    let request = Request::Probe {
+        to: target_addr,
+        nonce: [9; 16],
+    };
+    assert_eq!(honest.request(peer, 1, request).await, Response::Probed);
+    let (bytes, from) = next(&target).await;
+    assert_eq!(bytes.len(), PROBE_LEN);
+    assert_eq!(bytes[0], PROBE);
+    assert_eq!(&bytes[1..], &[9; 16]);
+    assert_eq!(from.ip(), addr.ip());
+    assert_ne!(from.port(), addr.port());
+    // A client (no address announced) may not ask probes at all.
+    let mut client = Peer2::bind("127.0.2.5", 5, false).await;
+    let request = Request::Probe {
+        to: target_addr,
+        nonce: [5; 16],
+    };
+    let answer = client.request(peer, 1, request).await;
+    assert_eq!(code(&answer), Some(ErrorCode::BAD_SIGNATURE), "{answer:?}");
+    // Counted in the status and the metrics, like every refusal.
+    let served = status(&node).await.reachability.served;
+    assert_eq!(served.refused, refused + 1, "{served:?}");
+    assert_eq!(served.sent, probed + 1, "{served:?}");
+    let text = node.metrics().await.expect("running");
+    let refusals = value(
+        &samples(&text),
+        "cairn_probes_served_total",
+        &[("outcome", "refused")],
+    );
+    assert_eq!(refusals, (refused + 1) as f64);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reach_names_no_address_the_probe_goes_to_the_askers_source() {
+    // Two servers: B is asked, C probes. The asker's `reach` carries only a nonce; the probe
+    // arrives at the socket the request came from.
+    let (b, b_addr) = node_on("127.0.4.1", ModeSetting::Server).await;
+    let (c, _) = node_on("127.0.4.2", ModeSetting::Server).await;
+    c.bootstrap(vec![b_addr]).await.expect("joins");
+    within_a_minute(
+        "B's table to hold C",
+        || async { status(&b).await.peers },
+        |peers| *peers >= 1,
+    )
+    .await;
+    let mut asker = Peer2::bind("127.0.4.3", 7, false).await;
+    let to = Peer {
+        id: Some(status(&b).await.node_id),
+        addr: b_addr,
+    };
+    let answer = asker
+        .request(to, 1, Request::Reach { nonce: [4; 16] })
+        .await;
+    assert_eq!(answer, Response::Probed);
+    let (from, nonce) = asker.probe().await;
+    assert_eq!(nonce, [4; 16]);
+    assert_eq!(from.ip().to_string(), "127.0.4.2", "from C, not B");
+    let served = status(&b).await.reachability.served;
+    assert_eq!(served.relayed, 1, "{served:?}");
+    for dht in [b, c] {
+        dht.shutdown().await;
+    }
+}
