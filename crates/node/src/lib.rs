@@ -218,8 +218,9 @@ where
     let mut mode = config.mode.initial();
     if let Some(dir) = &config.data_dir {
         let contacts = snapshot::load(dir)?;
-        if config.mode == ModeSetting::Auto && !contacts.is_empty() {
-            // It has joined a network before: a client until its checks find it public.
+        if config.mode == ModeSetting::Auto && !contacts.is_empty() && udp.is_some() {
+            // It has joined a network before: a client until its checks find it public (a
+            // node without datagrams cannot be checked, and stays a server).
             mode = cairn_core::Mode::Client;
         }
         if !contacts.is_empty() {

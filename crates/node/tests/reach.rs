@@ -107,6 +107,76 @@ async fn auto_nodes_on_distinct_addresses_all_become_public_servers() {
     }
 }
 
+#[tokio::test]
+async fn a_network_that_restarts_at_once_on_its_saved_peers_does_not_stay_all_clients() {
+    // Found in review: an auto node that restarts on saved peers starts as a client, and a
+    // client can neither be a third node's asker's server nor enter tables; a whole network
+    // restarted at once was all clients for good. A client whose bootstrap ends knowing no
+    // server is the first node of its network, and a server.
+    let base = std::env::temp_dir().join(format!("cairn-reach-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let config = |n: u8, port: u16| {
+        let mut config = Config::default()
+            .listen(format!("127.0.2.{n}:{port}").parse().expect("an address"))
+            .data_dir(base.join(n.to_string()))
+            .mode(ModeSetting::Auto);
+        config.protocol.nat_subnet_prefix_v4 = 32;
+        config.protocol.diversity = cairn_core::Diversity {
+            per_bucket: 20,
+            per_table: 100,
+        };
+        config
+    };
+    let mut nodes = Vec::new();
+    for n in 1..=5u8 {
+        let dht = cairn_node::start(config(n, 0)).await.expect("starts");
+        let addr = dht.status().await.expect("running").listen;
+        if let Some((_, seed)) = nodes.first() {
+            dht.bootstrap(vec![*seed]).await.expect("joins");
+        }
+        nodes.push((dht, addr));
+    }
+    for (dht, addr) in &nodes {
+        within_a_minute(
+            &format!("{addr} to be a public server"),
+            || async { status(dht).await.reachability },
+            |r| r.status == "public" && r.mode == "server",
+        )
+        .await;
+    }
+    let ports: Vec<u16> = nodes.iter().map(|(_, addr)| addr.port()).collect();
+    for (dht, _) in nodes.drain(..) {
+        dht.shutdown().await;
+    }
+    // All start again at once, each a client (it joined before), on its saved peers alone.
+    let mut restarted = Vec::new();
+    for (n, port) in (1..=5u8).zip(&ports) {
+        let dht = cairn_node::start(config(n, *port))
+            .await
+            .expect("starts again");
+        assert_eq!(
+            status(&dht).await.mode,
+            "client",
+            "it joined a network before"
+        );
+        restarted.push(dht);
+    }
+    let rejoins = restarted.iter().map(|dht| dht.bootstrap(Vec::new()));
+    let _ = futures_util::future::join_all(rejoins).await;
+    for dht in &restarted {
+        within_a_minute(
+            "a restarted node to be a server again",
+            || async { status(dht).await.reachability },
+            |r| r.mode == "server",
+        )
+        .await;
+    }
+    for dht in restarted {
+        dht.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 /// A moment far from zero, so that the plane's times never underflow.
 const EPOCH_MS: u64 = 1_000_000;
 

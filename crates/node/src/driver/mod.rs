@@ -567,6 +567,10 @@ impl<S: Store> Driver<S> {
                     Event::ReachabilityChanged { from, to } => {
                         self.reachability_changed(from, to);
                     }
+                    event @ Event::BootstrapDone { .. } => {
+                        self.bootstrapped();
+                        self.waiters.event(event);
+                    }
                     event => self.waiters.event(event),
                 }
             }

@@ -61,13 +61,30 @@ impl<S: Store> Driver<S> {
     }
 
     /// The node joined a network (a bootstrap with seeds): an auto node that has no verdict
-    /// yet is a client from now on, until its checks find it public.
+    /// yet is a client from now on, until its checks find it public. A node without
+    /// datagrams cannot be checked, and stays a server.
     pub(super) fn joined(&mut self) {
         if self.shared.config.mode == ModeSetting::Auto
+            && self.plane.is_some()
             && self.node.reachability().checks == 0
             && self.node.reachability().status == Reachability::Unknown
         {
             self.switch_mode(Mode::Client);
+        }
+    }
+
+    /// A bootstrap ended: an auto node that is a client and knows no server at all (its
+    /// peers all turned out to be clients, as when a whole network restarts at once on its
+    /// saved peers, or none answered) is the first node of its network, and a server, as
+    /// one started without peers is; its checks make it a client again if it is private.
+    /// Without this, a network whose nodes all restarted as clients would stay so for good.
+    pub(super) fn bootstrapped(&mut self) {
+        if self.shared.config.mode == ModeSetting::Auto
+            && self.node.mode() == Mode::Client
+            && self.node.routing_table().is_empty()
+        {
+            tracing::info!("auto mode: no server known after joining; acting as the first node");
+            self.switch_mode(Mode::Server);
         }
     }
 
