@@ -398,6 +398,30 @@ fn storage_line(storage: &cairn_node::store::StorageStatus) -> Option<String> {
 }
 
 /// `cairn id`.
+/// Arguments of `cairn ping`.
+#[derive(Args, Debug)]
+pub struct PingArgs {
+    /// The node's ed25519 public key, 64 hex digits (`cairn id` prints it).
+    public_key: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+pub async fn ping(args: PingArgs) -> anyhow::Result<()> {
+    let report = args.api.client().await?.ping_key(&args.public_key).await?;
+    let via = report
+        .via
+        .map(|via| format!(" via rendezvous {via}"))
+        .unwrap_or_default();
+    println!(
+        "{} at {}{via}: {:.1} ms",
+        report.route.as_str(),
+        report.addr,
+        report.rtt_ms
+    );
+    Ok(())
+}
+
 pub async fn id(args: ApiArgs) -> anyhow::Result<()> {
     let s = args.client().await?.status().await?;
     println!("node_id    {}", s.node_id);

@@ -80,6 +80,16 @@ enum Cmd {
     Status(commands::ApiArgs),
     /// Print the running node's id and public key.
     Id(commands::ApiArgs),
+    /// Reach the node with PUBLIC_KEY and print how (direct, or punched through its NAT by a
+    /// rendezvous) and the round trip of a ping.
+    ///
+    /// A server is found by a lookup; a node behind a NAT by the rendezvous record it
+    /// publishes. Exits 1 when no way reached it.
+    ///
+    /// Example:
+    ///   cairn ping 03a1...b8
+    #[command(verbatim_doc_comment)]
+    Ping(commands::PingArgs),
     /// Start N nodes on loopback addresses, put and get items, and report.
     ///
     /// About 136 nodes run in each process (this one, then worker processes it starts; see
@@ -178,6 +188,7 @@ fn main() -> ExitCode {
             Cmd::Watch(args) => commands::watch(args).await,
             Cmd::Status(args) => commands::status(args).await,
             Cmd::Id(args) => commands::id(args).await,
+            Cmd::Ping(args) => commands::ping(args).await,
             Cmd::Testnet(args) => testnet::run(args).await,
             Cmd::TestnetWorker(args) => testnet::worker(args).await,
             Cmd::Bench(args) => bench::run(args).await,

@@ -54,7 +54,10 @@ pub mod wire;
 
 // The state machine: its configuration, time, inputs, outputs and counters.
 pub use config::Config;
-pub use node::{Answer, Event, Node, Notification, QueryId, Requester, Stats, Transmit, WatchId};
+pub use node::{
+    Answer, Deferred, Event, ExchangeId, Exchanged, Node, Notification, QueryId, Requester, Stats,
+    Transmit, WatchId,
+};
 pub use time::Time;
 
 // How a query ended.
@@ -77,8 +80,8 @@ pub use node::{expiry, next_seq};
 pub use handshake::{Role, Transcript};
 pub use message::{
     Auth, Contact, ErrorCode, ErrorReply, Hello, MAX_ERROR_MESSAGE, MAX_LISTEN_TTL,
-    MAX_NETWORK_LEN, Message, Mode, NetworkName, NetworkNameError, PROTOCOL_VERSION, Peer, Request,
-    Response, Welcome,
+    MAX_NETWORK_LEN, Message, Mode, NetworkName, NetworkNameError, PROTOCOL_VERSION, Peer,
+    REGISTRATION_TTL, Request, Response, Welcome,
 };
 
 // Storage.
@@ -89,8 +92,12 @@ pub use store::{
 
 // Behind NATs: the node's address as its peers see it.
 pub use node::{
-    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ReachReport, Reachability, Seen,
+    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ReachReport, Reachability,
+    RendezvousReport, Seen,
 };
+/// The name of the signed item a node behind a NAT lists its rendezvous points under, and how
+/// long one lives (`docs/protocol.md`, "Rendezvous and punching").
+pub use node::{RECORD_NAME as RENDEZVOUS_RECORD, RECORD_TTL as RENDEZVOUS_RECORD_TTL};
 
 // Routing.
 pub use routing::{Diversity, Entry, RoutingTable};

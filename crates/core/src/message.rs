@@ -194,7 +194,28 @@ pub enum Request {
         /// The nonce of that `reach` request.
         nonce: [u8; 16],
     },
+    /// Datagrams only, to a server: "keep me reachable through you": introduce to me, at
+    /// the address this request came from, whoever asks for me by id in the next
+    /// [`REGISTRATION_TTL`] seconds (`docs/protocol.md`, "Rendezvous and punching").
+    Register,
+    /// Datagrams only, to a server the node `target` registered with: have `target` open its
+    /// NAT to the address this request came from, and tell me where `target` is.
+    Introduce {
+        /// The id of the node to reach.
+        target: NodeId,
+    },
+    /// Datagrams only, from a server this node registered with: send one `punch` datagram
+    /// carrying `nonce` to `to` from the node's socket, which opens this node's NAT to `to`.
+    Meet {
+        /// The address of the node that asked to be introduced, as the server saw it.
+        to: SocketAddr,
+        /// Random bytes the punch carries.
+        nonce: [u8; 16],
+    },
 }
+
+/// How long a registration lasts unless renewed, in seconds: the `ttl` of `registered`.
+pub const REGISTRATION_TTL: u32 = 60;
 
 impl Request {
     /// The request's `type` on the wire (`ping`, `find_node`, `find_value`, `store`, `listen`,
@@ -209,6 +230,9 @@ impl Request {
             Request::Unlisten { .. } => "unlisten",
             Request::Reach { .. } => "reach",
             Request::Probe { .. } => "probe",
+            Request::Register => "register",
+            Request::Introduce { .. } => "introduce",
+            Request::Meet { .. } => "meet",
         }
     }
 }
@@ -243,6 +267,19 @@ pub enum Response {
     Unlistened,
     /// Answer to `reach` and `probe`: the probe datagram went out.
     Probed,
+    /// Answer to `register`: the registration lasts `ttl` seconds unless renewed.
+    Registered {
+        /// Seconds; [`REGISTRATION_TTL`] from cairn.
+        ttl: u32,
+    },
+    /// Answer to `introduce`: the target sent its punch, and is at `addr` (the source address
+    /// of its registration, as the server sees it).
+    Introduced {
+        /// Where to send to the target.
+        addr: SocketAddr,
+    },
+    /// Answer to `meet`: the punch went out.
+    Met,
     /// The request failed.
     Error(ErrorReply),
 }
@@ -301,8 +338,10 @@ pub struct ErrorCode(pub u16);
 impl ErrorCode {
     /// Malformed or invalid.
     pub const BAD_REQUEST: ErrorCode = ErrorCode(400);
-    /// Signature invalid.
+    /// Signature invalid, or the sender may not ask this.
     pub const BAD_SIGNATURE: ErrorCode = ErrorCode(403);
+    /// What was asked for is not here: an `introduce` for a node not registered here.
+    pub const NOT_FOUND: ErrorCode = ErrorCode(404);
     /// Stale `seq` or conflicting value.
     pub const CONFLICT: ErrorCode = ErrorCode(409);
     /// Value above `max_value_size`.

@@ -288,6 +288,12 @@ impl ApiClient {
             .await
     }
 
+    /// Has the node reach the node with `public_key` (hex), and says how.
+    pub async fn ping_key(&self, public_key: &str) -> Result<crate::PingReport, ClientError> {
+        let path = format!("/v1/ping/{}", encode_segment(public_key));
+        self.json(Method::GET, &path, Bytes::new()).await
+    }
+
     /// The node's status.
     pub async fn status(&self) -> Result<Status, ClientError> {
         self.json(Method::GET, "/v1/status", Bytes::new()).await

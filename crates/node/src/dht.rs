@@ -32,7 +32,7 @@ pub struct Dht {
 impl Dht {
     /// Sends a command and waits for its answer; the node has stopped if either channel
     /// is closed.
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, Stopped> {

@@ -38,6 +38,7 @@ mod listener;
 mod metrics;
 mod mode;
 mod outcome;
+mod ping;
 mod ratelimit;
 mod shared;
 pub mod snapshot;
@@ -66,6 +67,7 @@ pub use mode::ModeSetting;
 pub use outcome::{
     DatagramStatus, FamilyReachability, Found, PeerInfo, PutReceipt, Reachability, Status,
 };
+pub use ping::{PingError, PingReport, Pinged, Route};
 pub use ratelimit::Rate;
 
 /// Why a node could not start.

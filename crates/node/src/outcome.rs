@@ -145,6 +145,9 @@ pub struct Reachability {
     /// What this node did for its peers' checks.
     #[serde(default)]
     pub served: ServedCounts,
+    /// Rendezvous, both sides (`docs/design.md`, "Rendezvous and punching").
+    #[serde(default)]
+    pub rendezvous: RendezvousCounts,
     /// The mode in force: `server` or `client`.
     #[serde(default = "server")]
     pub mode: String,
@@ -192,6 +195,26 @@ pub struct ServedCounts {
     pub sent: u64,
     /// `probe` requests refused: over a limit (429) or not from a server (403).
     pub refused: u64,
+}
+
+/// Rendezvous, both sides, since the node started (`points` and `registered`: now).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RendezvousCounts {
+    /// Rendezvous points this node is registered with now (a client behind a NAT).
+    pub points: usize,
+    /// Nodes registered here now (a server).
+    pub registered: usize,
+    /// `introduce` requests relayed to a registered node.
+    pub introduced: u64,
+    /// `register` and `introduce` requests refused.
+    pub refused: u64,
+    /// Punches sent, asked by this node's points.
+    pub punches_sent: u64,
+    /// Punches received (they only open their sender's NAT).
+    pub punches_received: u64,
+    /// `meet` requests refused: not from a point of this node, or over a bound.
+    pub meets_refused: u64,
 }
 
 /// One address family's part of [`Reachability`].

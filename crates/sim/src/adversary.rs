@@ -22,6 +22,15 @@ pub(crate) fn answer(adversaries: &[Contact], held: Option<Item>, request: &Requ
         Request::Unlisten { .. } => return Response::Unlistened,
         // It says it sent the probe, and sends nothing.
         Request::Reach { .. } | Request::Probe { .. } => return Response::Probed,
+        // It says it registered, introduced or punched, and does nothing.
+        Request::Register => return Response::Registered { ttl: 60 },
+        Request::Meet { .. } => return Response::Met,
+        Request::Introduce { .. } => {
+            let addr = adversaries
+                .first()
+                .map_or(([0, 0, 0, 0], 0).into(), |c| c.addr);
+            return Response::Introduced { addr };
+        }
         Request::FindNode { target } => *target,
         Request::FindValue { key } => match held {
             Some(stale) => return Response::value(stale),

@@ -385,6 +385,9 @@ impl<S: Durable> Sim<S> {
             // The model's nodes run no reachability checks (`start_reach_checks` is never
             // called), so no peer asks `reach` and no probe arrives: docs/simulation.md.
             PlaneEvent::Reach { .. } | PlaneEvent::Probe { .. } => {}
+            // Nor keep rendezvous points (they start with the checks): nobody registers or
+            // asks an introduction.
+            PlaneEvent::Rendezvous { .. } => {}
         }
     }
 

@@ -139,6 +139,8 @@ fn outcomes(plane: &mut Plane<Real>) -> Vec<Outcome> {
             PlaneEvent::Observed { .. } => {}
             // A bench client checks no reachability, and no peer asks it to relay a check.
             PlaneEvent::Reach { .. } | PlaneEvent::Probe { .. } => {}
+            // Nor registers anyone, nor introduces.
+            PlaneEvent::Rendezvous { .. } => {}
         }
     }
     out

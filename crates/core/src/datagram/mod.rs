@@ -46,7 +46,7 @@ use crate::wire::{self, Body, Envelope, MAX_PARTS};
 
 pub use packet::{
     ACCEPT, ACCEPT_HEADER, DATA, DATA_HEADER, FLAG_ANNOUNCE, INITIAL, MAX_DATAGRAM, PROBE,
-    PROBE_LEN, REFUSE, UNKNOWN, VERSION, probe,
+    PROBE_LEN, PUNCH, PUNCH_LEN, REFUSE, UNKNOWN, VERSION, probe, punch,
 };
 pub use suite::{Real, Simulated, Suite, TAG_LEN};
 
@@ -206,6 +206,20 @@ pub enum PlaneEvent {
         /// The nonce the probe carries.
         nonce: [u8; 16],
     },
+    /// A peer asked `register` or `introduce` on a proven session: both need the session's
+    /// address. Answer with [`Plane::answer`] and `reply`: a `register` at once, an
+    /// `introduce` once the target answered its `meet`.
+    Rendezvous {
+        /// Where the answer goes.
+        reply: Reply,
+        /// Who asked.
+        from: Requester,
+        /// The address the request came from: the one registered, or the one the target
+        /// punches towards.
+        source: SocketAddr,
+        /// `register` or `introduce`.
+        request: Request,
+    },
     /// A `probe` datagram arrived from an address this node never sent a datagram to (of the
     /// last [`SENT_TO_KEPT`] it sent to): someone it did not contact reached it.
     Probe {
@@ -268,6 +282,10 @@ pub struct PlaneStats {
     pub unproven_stores: u64,
     /// `probe` datagrams dropped because they came from an address this node had sent to.
     pub probes_from_contacted: u64,
+    /// `punch` datagrams sent ([`Plane::punch`]).
+    pub punches_out: u64,
+    /// `punch` datagrams received (and dropped: they only open their sender's NAT).
+    pub punches_in: u64,
 }
 
 /// A request of this node's out over datagrams.
@@ -462,6 +480,15 @@ impl<C: Suite> Plane<C> {
         }
     }
 
+    /// Sends a `punch` carrying `nonce` to `to` from the node's socket (the node's
+    /// [`Node::poll_punch`](crate::Node::poll_punch)): it opens this node's NAT, if any, to
+    /// `to`, so that `to` can open a session here. `to` is then a destination this node sent
+    /// to, as for any datagram.
+    pub fn punch(&mut self, to: SocketAddr, nonce: &[u8; 16]) {
+        self.stats.punches_out += 1;
+        self.push_datagram(to, punch(nonce));
+    }
+
     /// Answers the request `reply` names with `response`. An answer to a session that is gone
     /// is dropped (the peer will ask again or give up).
     pub fn answer(&mut self, now: Time, reply: Reply, response: Response) {
@@ -532,6 +559,8 @@ impl<C: Suite> Plane<C> {
             Some(&UNKNOWN) => self.on_unknown(now, from, bytes),
             Some(&REFUSE) => self.on_refuse(from, bytes),
             Some(&PROBE) => self.on_probe(from, bytes),
+            // A punch only opened its sender's NAT on the way here: nothing to do.
+            Some(&PUNCH) if bytes.len() == PUNCH_LEN => self.stats.punches_in += 1,
             _ => self.stats.malformed += 1,
         }
     }
@@ -562,11 +591,17 @@ impl<C: Suite> Plane<C> {
             return;
         };
         let to = outgoing.transmit.to;
-        // A `store` changes what a peer holds, and `reach` and `probe` make peers send
-        // datagrams: each needs a proven address, so a session first.
+        // A `store` changes what a peer holds, `reach`, `probe`, `introduce` and `meet` make
+        // peers send datagrams, and `register` names the sender's address: each needs a
+        // proven address, so a session first.
         let is_store = matches!(
             outgoing.transmit.request,
-            Request::Store { .. } | Request::Reach { .. } | Request::Probe { .. }
+            Request::Store { .. }
+                | Request::Reach { .. }
+                | Request::Probe { .. }
+                | Request::Register
+                | Request::Introduce { .. }
+                | Request::Meet { .. }
         );
         match self.by_addr.get(&to.addr).copied() {
             Some(sid) if self.sessions.get(&sid).is_some_and(Session::is_open) => {
@@ -1047,10 +1082,14 @@ impl<C: Suite> Plane<C> {
                 let refusal = ErrorReply::new(ErrorCode::BAD_REQUEST, "listen goes over TCP");
                 self.answer(now, reply, Response::Error(refusal));
             }
-            Request::Reach { .. } | Request::Probe { .. } => {
+            Request::Reach { .. }
+            | Request::Probe { .. }
+            | Request::Register
+            | Request::Introduce { .. }
+            | Request::Meet { .. } => {
                 let refusal = ErrorReply::new(
                     ErrorCode::BAD_REQUEST,
-                    "reach and probe need a session: send them after the accept",
+                    "reach, probe, register, introduce and meet need a session: send them after the accept",
                 );
                 self.answer(now, reply, Response::Error(refusal));
             }
@@ -1286,6 +1325,15 @@ impl<C: Suite> Plane<C> {
                     from: requester(peer, addr, announce, true, sid),
                     source: addr,
                     nonce,
+                });
+            }
+            request @ (Request::Register | Request::Introduce { .. }) => {
+                open.serving.push((id, false));
+                self.events.push_back(PlaneEvent::Rendezvous {
+                    reply,
+                    from: requester(peer, addr, announce, true, sid),
+                    source: addr,
+                    request,
                 });
             }
             request => {

@@ -1,4 +1,4 @@
-//! The six datagram layouts (`docs/protocol.md`, "Datagrams"), as bytes: building them and
+//! The seven datagram layouts (`docs/protocol.md`, "Datagrams"), as bytes: building them and
 //! taking them apart, with no state. Every multi-byte integer is big-endian.
 //!
 //! | kind | name | who sends it |
@@ -9,6 +9,7 @@
 //! | `0x04` | unknown | either side, to a `data` for a session it does not hold |
 //! | `0x05` | refuse | the peer, to an `initial` it cannot take (other version or network) |
 //! | `0x06` | probe | a third node, asked by a server, to the address that asked `reach` |
+//! | `0x07` | punch | a node asked `meet` by its rendezvous, to the node it is introduced to |
 
 use crate::message::{ErrorCode, MAX_NETWORK_LEN};
 
@@ -40,8 +41,13 @@ pub const REFUSE: u8 = 0x05;
 /// Kind bytes.
 pub const PROBE: u8 = 0x06;
 
+/// Kind bytes.
+pub const PUNCH: u8 = 0x07;
+
 /// Bytes of a `probe`: its kind and a 16-byte nonce, no session, nothing else.
 pub const PROBE_LEN: usize = 1 + 16;
+/// Bytes of a `punch`: its kind and a 16-byte nonce, as a `probe`.
+pub const PUNCH_LEN: usize = 1 + 16;
 
 /// `initial` flag: the sender takes requests at the address it sends from, and may enter
 /// routing tables there.
@@ -278,6 +284,15 @@ pub fn parse_refuse(bytes: &[u8]) -> Option<(u64, ErrorCode, String)> {
 pub fn probe(nonce: &[u8; 16]) -> Vec<u8> {
     let mut out = Vec::with_capacity(PROBE_LEN);
     out.push(PROBE);
+    out.extend_from_slice(nonce);
+    out
+}
+
+/// A `punch` carrying `nonce`: it exists to leave its sender's NAT open to its destination,
+/// and its receiver drops it.
+pub fn punch(nonce: &[u8; 16]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PUNCH_LEN);
+    out.push(PUNCH);
     out.extend_from_slice(nonce);
     out
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::id::{Key, NodeId};
 use crate::item::Item;
-use crate::message::Contact;
+use crate::message::{Contact, Response};
 use crate::store::{CommitId, StoreError};
 
 /// The id of a running query; its completion [`Event`] carries the same id.
@@ -15,6 +15,21 @@ pub struct QueryId(pub u64);
 /// The id of a watch; its [`Event::WatchUpdate`]s carry it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WatchId(pub u64);
+
+/// The id of an exchange ([`super::Node::exchange`]); its [`Event::Exchanged`] carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExchangeId(pub u64);
+
+/// The answer an exchange got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exchanged {
+    /// Who answered (its key proven by the transport).
+    pub from: Contact,
+    /// The answer.
+    pub response: Response,
+    /// From the request's first send to its answer.
+    pub round_trip: Duration,
+}
 
 /// What a finished query cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -144,6 +159,13 @@ pub enum Event {
     ContactRemoved(NodeId),
     /// This node's address as its peers see it changed, or became known.
     ObservedChanged(super::ObservedChange),
+    /// An exchange ended: its answer, or `None` if the request failed or timed out.
+    Exchanged {
+        /// The exchange.
+        exchange: ExchangeId,
+        /// The answer.
+        result: Option<Exchanged>,
+    },
     /// A reachability check changed this node's status.
     ReachabilityChanged {
         /// The status before.
@@ -165,6 +187,7 @@ impl Event {
             | Event::ContactRemoved(_)
             | Event::WatchUpdate { .. }
             | Event::ObservedChanged(_)
+            | Event::Exchanged { .. }
             | Event::ReachabilityChanged { .. } => None,
         }
     }

@@ -64,6 +64,7 @@ impl<S: Store> Node<S> {
             self.forget_client(&from.id);
         }
         self.take_response(now, from, server, request_id, response);
+        self.keep_points(now);
         self.pump_housekeeping(now);
     }
 
@@ -109,6 +110,7 @@ impl<S: Store> Node<S> {
         }
         self.watch_rounds(now);
         self.reach_round(now);
+        self.rendezvous_round(now);
         self.housekeep(now);
     }
 
@@ -232,6 +234,11 @@ impl<S: Store> Node<S> {
                 }
             }
             Purpose::Reach | Purpose::Probe => self.reach_answered(now, request_id, Some(response)),
+            purpose @ (Purpose::Register | Purpose::Meet | Purpose::Exchange) => {
+                let round_trip = now.since(pending.sent);
+                let answer = Some((from, response));
+                self.rendezvous_answered(now, request_id, purpose, answer, round_trip);
+            }
             Purpose::Liveness | Purpose::Unattended => {}
         }
     }
@@ -252,6 +259,10 @@ impl<S: Store> Node<S> {
             }
             Purpose::Listen(watch) => self.watches.drop_sub(now, watch, request_id, true),
             Purpose::Reach | Purpose::Probe => self.reach_answered(now, request_id, None),
+            purpose @ (Purpose::Register | Purpose::Meet | Purpose::Exchange) => {
+                let round_trip = now.since(pending.sent);
+                self.rendezvous_answered(now, request_id, purpose, None, round_trip);
+            }
             Purpose::Liveness | Purpose::Unattended | Purpose::Repair => {}
         }
     }
@@ -267,6 +278,10 @@ impl<S: Store> Node<S> {
             Purpose::Query(query) => self.queries.on_timeout(query, &pending.to),
             Purpose::Listen(watch) => self.watches.drop_sub(now, watch, request_id, true),
             Purpose::Reach | Purpose::Probe => self.reach_answered(now, request_id, None),
+            purpose @ (Purpose::Register | Purpose::Meet | Purpose::Exchange) => {
+                let round_trip = now.since(pending.sent);
+                self.rendezvous_answered(now, request_id, purpose, None, round_trip);
+            }
             Purpose::Liveness | Purpose::Unattended | Purpose::Repair => {}
         }
     }
@@ -307,6 +322,13 @@ impl<S: Store> Node<S> {
                 "reach goes over datagrams",
             )),
             Request::Probe { to, nonce } => self.serve_probe(now, from, to, nonce),
+            // Both need the full address of a proven session: they go over datagrams
+            // ([`Node::handle_rendezvous`]).
+            Request::Register | Request::Introduce { .. } => Response::Error(ErrorReply::new(
+                ErrorCode::BAD_REQUEST,
+                "register and introduce go over datagrams",
+            )),
+            Request::Meet { to, nonce } => self.serve_meet(now, from, to, nonce),
         };
         Answer {
             response,

@@ -55,6 +55,7 @@ mod outbox;
 mod publish;
 mod query;
 mod reaching;
+mod rendezvous;
 mod requests;
 mod stage;
 mod trace;
@@ -69,18 +70,23 @@ use crate::routing::{Failure, Insertion, RoutingTable};
 use crate::store::{CommitId, Store};
 use crate::time::Time;
 
-pub use event::{BootstrapFailure, Event, GetFailure, PutFailure, QueryId, QueryStats, WatchId};
+pub use event::{
+    BootstrapFailure, Event, ExchangeId, Exchanged, GetFailure, PutFailure, QueryId, QueryStats,
+    WatchId,
+};
 pub use listen::Notification;
 pub use nat::{
-    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ReachReport, Reachability, Seen,
+    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, RECORD_NAME, RECORD_TTL,
+    ReachReport, Reachability, RendezvousReport, Seen,
 };
 pub use publish::{expiry, next_seq};
+pub use rendezvous::Deferred;
 pub use requests::Transmit;
 pub use trace::{Duty, Operation, QueryOutcome, RequestOutcome, Trace, error_label};
 
 use housekeeping::Housekeeping;
 use listen::Subscriptions;
-use nat::{Observed, Probes, Reach};
+use nat::{Observed, Points, Probes, Reach, Registry};
 use outbox::Outbox;
 use query::{Env, QueryPool};
 use requests::{Purpose, Requests};
@@ -161,6 +167,10 @@ pub struct Node<S> {
     reach: Reach,
     /// Relaying peers' checks and sending their probes.
     probes: Probes,
+    /// This node's rendezvous points, while it is a client.
+    points: Points,
+    /// The registrations this node holds for others, while it is a server.
+    registry: Registry,
 }
 
 impl<S: Store> Node<S> {
@@ -174,6 +184,8 @@ impl<S: Store> Node<S> {
             observed: Observed::new(config.nat_subnet_prefix_v4),
             reach: Reach::new(config.nat_subnet_prefix_v4),
             probes: Probes::default(),
+            points: Points::default(),
+            registry: Registry::default(),
             config,
             store,
             queries: QueryPool::default(),
@@ -275,6 +287,7 @@ impl<S: Store> Node<S> {
             self.watches.next_deadline(),
             self.housekeeping.next_deadline(),
             self.reach.next_deadline(),
+            self.points.next_deadline(),
         ]
         .into_iter()
         .flatten()

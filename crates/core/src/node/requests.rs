@@ -46,6 +46,12 @@ pub(super) enum Purpose {
     Reach,
     /// A `probe` relayed for a peer's `reach`.
     Probe,
+    /// One of this node's `register`s with a rendezvous point.
+    Register,
+    /// A `meet` relayed for a peer's `introduce`.
+    Meet,
+    /// A single request whose answer the driver takes ([`super::Node::exchange`]).
+    Exchange,
 }
 
 impl Purpose {
@@ -152,7 +158,10 @@ impl Requests {
             | Purpose::Listen(_)
             | Purpose::Repair
             | Purpose::Reach
-            | Purpose::Probe => deadline,
+            | Purpose::Probe
+            | Purpose::Register
+            | Purpose::Meet
+            | Purpose::Exchange => deadline,
         };
         let key = match &request {
             Request::Store { item } => Some(*item.key()),

@@ -86,6 +86,9 @@ struct WireMessage {
     /// `probe`: where the probe datagram goes, compact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     to: Option<ByteBuf>,
+    /// `introduced`: where the target is, compact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    addr: Option<ByteBuf>,
     /// Datagram answers: the source address of the session the request came in, compact
     /// (`docs/protocol.md`, "Bodies"). Written last; a receiver takes it in any place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,10 +325,12 @@ fn to_wire(message: &Message) -> WireMessage {
                 }
                 Request::Unlisten { listen } => wire.listen = Some(*listen),
                 Request::Reach { nonce } => wire.nonce = bin(nonce),
-                Request::Probe { to, nonce } => {
+                Request::Probe { to, nonce } | Request::Meet { to, nonce } => {
                     wire.to = Some(ByteBuf::from(compact_addr(*to)));
                     wire.nonce = bin(nonce);
                 }
+                Request::Register => {}
+                Request::Introduce { target } => wire.target = bin(target.as_bytes()),
             }
             wire
         }
@@ -339,6 +344,15 @@ fn to_wire(message: &Message) -> WireMessage {
                 Response::Stored => wire.kind = "stored".into(),
                 Response::Unlistened => wire.kind = "unlistened".into(),
                 Response::Probed => wire.kind = "probed".into(),
+                Response::Met => wire.kind = "met".into(),
+                Response::Registered { ttl } => {
+                    wire.kind = "registered".into();
+                    wire.ttl = Some(*ttl);
+                }
+                Response::Introduced { addr } => {
+                    wire.kind = "introduced".into();
+                    wire.addr = Some(ByteBuf::from(compact_addr(*addr)));
+                }
                 Response::Listening { ttl } => {
                     wire.kind = "listening".into();
                     wire.ttl = Some(*ttl);
@@ -491,16 +505,46 @@ fn from_wire(w: WireMessage) -> Result<Message, DecodeError> {
         "probe" => Message::Request {
             id: need_id()?,
             request: Request::Probe {
-                to: field(w.to, id, "to").and_then(|to| {
-                    parse_compact_addr(&to)
-                        .ok_or_else(|| DecodeError::bad(id, "field `to` must be 6 or 18 bytes"))
-                })?,
+                to: address(w.to, id, "to")?,
                 nonce: fixed(w.nonce, id, "nonce")?,
             },
         },
         "probed" => Message::Response {
             id: need_id()?,
             response: Response::Probed,
+        },
+        "register" => Message::Request {
+            id: need_id()?,
+            request: Request::Register,
+        },
+        "introduce" => Message::Request {
+            id: need_id()?,
+            request: Request::Introduce {
+                target: Id::from_bytes(fixed(w.target, id, "target")?),
+            },
+        },
+        "meet" => Message::Request {
+            id: need_id()?,
+            request: Request::Meet {
+                to: address(w.to, id, "to")?,
+                nonce: fixed(w.nonce, id, "nonce")?,
+            },
+        },
+        "registered" => Message::Response {
+            id: need_id()?,
+            response: Response::Registered {
+                ttl: field(w.ttl, id, "ttl")?,
+            },
+        },
+        "introduced" => Message::Response {
+            id: need_id()?,
+            response: Response::Introduced {
+                addr: address(w.addr, id, "addr")?,
+            },
+        },
+        "met" => Message::Response {
+            id: need_id()?,
+            response: Response::Met,
         },
         "listening" => Message::Response {
             id: need_id()?,
@@ -549,6 +593,13 @@ fn from_wire(w: WireMessage) -> Result<Message, DecodeError> {
             ));
         }
     })
+}
+
+/// Takes a required address in compact form (6 or 18 bytes).
+fn address(value: Option<ByteBuf>, id: Option<u64>, name: &str) -> Result<SocketAddr, DecodeError> {
+    let bytes = field(value, id, name)?;
+    parse_compact_addr(&bytes)
+        .ok_or_else(|| DecodeError::bad(id, format!("field `{name}` must be 6 or 18 bytes")))
 }
 
 fn network(value: Option<String>, id: Option<u64>) -> Result<NetworkName, DecodeError> {
@@ -609,6 +660,53 @@ fn item_from_wire(w: WireItem, id: Option<u64>) -> Result<Item, DecodeError> {
         },
         ItemError::NameLength(_) => DecodeError::bad(id, e.to_string()),
     })
+}
+
+/// The most rendezvous points a record names.
+pub const MAX_RECORD_POINTS: usize = 8;
+
+/// The value of a rendezvous record (`docs/protocol.md`, "Rendezvous and punching"): a
+/// MessagePack map whose key `points` holds an array of the points, each an array of its node
+/// id (bin 64) and its address in compact form (bin 6 or 18). Other keys are ignored.
+pub fn encode_rendezvous_record(points: &[Contact]) -> Result<Vec<u8>, EncodeError> {
+    let record = WireRecord {
+        points: points
+            .iter()
+            .take(MAX_RECORD_POINTS)
+            .map(|c| {
+                let id = ByteBuf::from(c.id.as_bytes().to_vec());
+                (id, ByteBuf::from(compact_addr(c.addr)))
+            })
+            .collect(),
+    };
+    rmp_serde::to_vec_named(&record).map_err(EncodeError)
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireRecord {
+    points: Vec<(ByteBuf, ByteBuf)>,
+}
+
+/// Reads the value of a rendezvous record: the points it names. Entries whose address is not
+/// 6 or 18 bytes are skipped (a later version may name other kinds of address); anything else
+/// malformed, or more than [`MAX_RECORD_POINTS`] entries, refuses the record.
+pub fn decode_rendezvous_record(bytes: &[u8]) -> Result<Vec<Contact>, DecodeError> {
+    depth::check(bytes, MAX_DEPTH).map_err(|e| DecodeError::bad(None, format!("{e:?}")))?;
+    let record: WireRecord = rmp_serde::from_slice(bytes)
+        .map_err(|e| DecodeError::bad(None, format!("malformed rendezvous record: {e}")))?;
+    if record.points.len() > MAX_RECORD_POINTS {
+        let reason = format!("a rendezvous record names at most {MAX_RECORD_POINTS} points");
+        return Err(DecodeError::bad(None, reason));
+    }
+    let mut points = Vec::with_capacity(record.points.len());
+    for (id, addr) in record.points {
+        let id = Id::from_slice(&id)
+            .ok_or_else(|| DecodeError::bad(None, "a point's node id must be 64 bytes"))?;
+        if let Some(addr) = parse_compact_addr(&addr) {
+            points.push(Contact::new(id, addr));
+        }
+    }
+    Ok(points)
 }
 
 #[cfg(test)]

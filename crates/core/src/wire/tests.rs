@@ -113,7 +113,48 @@ fn every_message() -> Vec<Message> {
             0,
             Response::Error(ErrorReply::new(ErrorCode::MISMATCH, "wrong network")),
         ),
+        request(9, Request::Register),
+        response(9, Response::Registered { ttl: 60 }),
+        request(
+            10,
+            Request::Introduce {
+                target: Id::from_bytes([11; 64]),
+            },
+        ),
+        response(
+            10,
+            Response::Introduced {
+                addr: "203.0.113.7:41000".parse().expect("an address"),
+            },
+        ),
+        request(
+            11,
+            Request::Meet {
+                to: "[2001:db8::9]:5000".parse().expect("an address"),
+                nonce: [12; 16],
+            },
+        ),
+        response(11, Response::Met),
     ]
+}
+
+#[test]
+fn a_rendezvous_record_round_trips_and_is_bounded() {
+    let points: Vec<Contact> = (1..=3).map(contact).collect();
+    let bytes = encode_rendezvous_record(&points).expect("encodes");
+    assert_eq!(decode_rendezvous_record(&bytes), Ok(points));
+    let many: Vec<Contact> = (1..=9).map(contact).collect();
+    let cut = encode_rendezvous_record(&many).expect("encodes");
+    assert_eq!(
+        decode_rendezvous_record(&cut).map(|p| p.len()),
+        Ok(MAX_RECORD_POINTS),
+        "a record names at most the bound"
+    );
+    assert!(decode_rendezvous_record(b"\x90").is_err(), "not a map");
+    assert!(
+        decode_rendezvous_record(&[0xc1]).is_err(),
+        "not MessagePack"
+    );
 }
 
 #[test]

@@ -142,6 +142,30 @@ impl From<GetError> for ApiError {
     }
 }
 
+impl From<crate::PingError> for ApiError {
+    fn from(e: crate::PingError) -> Self {
+        use crate::PingError;
+        let status = match e {
+            PingError::Myself => StatusCode::BAD_REQUEST,
+            PingError::NotFound(_) => StatusCode::NOT_FOUND,
+            PingError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// `GET /v1/ping/{public_key}`: reaches the node with that key, and says how.
+async fn ping(
+    State(dht): State<Dht>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<axum::Json<crate::PingReport>, ApiError> {
+    let Path(public_key) = path?;
+    let public_key = parse_public_key(&public_key)?;
+    let pinged = dht.ping_key(&public_key).await?;
+    Ok(axum::Json((&pinged).into()))
+}
+
 impl From<DeleteError> for ApiError {
     fn from(e: DeleteError) -> Self {
         match e {
@@ -211,6 +235,7 @@ fn routes(api: Api) -> Router {
         .route("/v1/watch/{key}", get(watch_key))
         .route("/v1/watch/{public_key}/{name}", get(watch_item))
         .route("/v1/status", get(status))
+        .route("/v1/ping/{public_key}", get(ping))
         .route("/v1/peers", get(peers))
         .merge(dashboard::routes())
         .fallback(|| async {

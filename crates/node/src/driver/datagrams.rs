@@ -138,6 +138,12 @@ impl<S: Store> Driver<S> {
                 nonce,
             } => self.on_reach(reply, from, source, nonce),
             PlaneEvent::Probe { from, nonce } => self.node.handle_probe(now, from, nonce),
+            PlaneEvent::Rendezvous {
+                reply,
+                from,
+                source,
+                request,
+            } => self.on_rendezvous(reply, from, source, request),
         }
     }
 

@@ -71,6 +71,12 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// One request to one peer, and its answer (`None`: it failed or timed out).
+    Exchange {
+        to: cairn_core::Peer,
+        request: Request,
+        reply: oneshot::Sender<Option<cairn_core::Exchanged>>,
+    },
 }
 
 /// What connection tasks tell the driver.

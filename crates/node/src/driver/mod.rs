@@ -18,6 +18,7 @@ pub(crate) mod inbox;
 mod observe;
 mod pool;
 mod reach;
+mod rendezvous;
 mod waiters;
 
 use std::net::SocketAddr;
@@ -75,6 +76,11 @@ pub(crate) struct Driver<S: Store> {
     /// Peers' `reach` requests relayed, by the node's token: where each answer goes (at most
     /// the node's bound on relays at once).
     relays: HashMap<u64, cairn_core::datagram::Reply>,
+    /// Peers' `introduce` requests relayed, by the node's token: where each answer goes (at
+    /// most the node's bound on introductions at once).
+    introductions: HashMap<u64, cairn_core::datagram::Reply>,
+    /// Exchanges under way: where each answer goes (one per [`crate::Dht::ping_key`] step).
+    exchanges: HashMap<cairn_core::ExchangeId, oneshot::Sender<Option<cairn_core::Exchanged>>>,
 }
 
 /// A delete whose item was not held here: the get that finds its `seq` runs.
@@ -146,6 +152,8 @@ impl<S: Store> Driver<S> {
             watchers: HashMap::new(),
             deletes: HashMap::new(),
             relays: HashMap::new(),
+            introductions: HashMap::new(),
+            exchanges: HashMap::new(),
         }
     }
 
@@ -374,6 +382,11 @@ impl<S: Store> Driver<S> {
                 self.begin_shutdown(Some(reply));
                 return;
             }
+            Command::Exchange { to, request, reply } => {
+                let exchange = self.node.exchange(now, to, request);
+                self.exchanges.insert(exchange, reply);
+                return;
+            }
         };
         self.waiters.insert(query, waiter);
     }
@@ -531,6 +544,7 @@ impl<S: Store> Driver<S> {
             }
             let mut again = self.drain_plane();
             self.drain_reach();
+            self.drain_rendezvous();
             while let Some(n) = self.node.poll_notification() {
                 if let Some(reply) = self.subscribers.get(&n.connection) {
                     let message = Box::new(Message::Notify {
@@ -567,6 +581,7 @@ impl<S: Store> Driver<S> {
                     Event::ReachabilityChanged { from, to } => {
                         self.reachability_changed(from, to);
                     }
+                    event @ Event::Exchanged { .. } => self.exchanged(event),
                     event @ Event::BootstrapDone { .. } => {
                         self.bootstrapped();
                         self.waiters.event(event);
@@ -651,6 +666,7 @@ impl<S: Store> Driver<S> {
             checks: report.checks,
             probes,
             served,
+            rendezvous: self.rendezvous_counts(),
             mode: self.node.mode().as_str().to_owned(),
             setting: self.shared.config.mode.as_str().to_owned(),
             ipv4: self.node.observed(Family::Ipv4, now).into(),

@@ -3,16 +3,21 @@
 //!
 //! - `observed`: the node's address as its peers see it, by vote;
 //! - `reach`: whether the node can be reached, by probes from nodes it never contacted;
-//! - `probe`: the other side of those checks: relaying them, and sending probes, in bounds.
+//! - `probe`: the other side of those checks: relaying them, and sending probes, in bounds;
+//! - `rendezvous`: reaching a node behind a NAT by its key: its rendezvous points, and the
+//!   registrations a server holds for such nodes.
 
 mod observed;
 mod probe;
 mod reach;
+mod rendezvous;
 
 pub use observed::{Family, Mapping, ObservedChange, ObservedReport, Seen};
 pub use probe::ProbeReport;
 pub use reach::{ReachReport, Reachability};
+pub use rendezvous::{RECORD_NAME, RECORD_TTL, RendezvousReport};
 
 pub(super) use observed::Observed;
 pub(super) use probe::Probes;
 pub(super) use reach::{ASKS, Reach};
+pub(super) use rendezvous::{Points, Registry};

@@ -234,6 +234,11 @@ impl Reach {
         self.next = Some(now);
     }
 
+    /// Whether checks are switched on (the driver has datagrams).
+    pub(in crate::node) fn is_on(&self) -> bool {
+        self.next.is_some() || self.check.is_some()
+    }
+
     /// The status and counters.
     pub(in crate::node) fn report(&self) -> ReachReport {
         ReachReport {

@@ -1,0 +1,215 @@
+//! Reaching a node by its public key (`docs/design.md`, "Rendezvous and punching"), step by
+//! step from a [`Dht`]: a lookup of its id finds it if it is a server; otherwise its
+//! rendezvous record names the servers it registered with, one of them introduces us (the
+//! node punches its NAT open towards us), and a `ping` to the address the introduction gave
+//! goes through the hole.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cairn_core::{Contact, Exchanged, Id, NodeId, Peer, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::dht::Dht;
+use crate::driver::inbox::Command;
+use crate::error::{GetError, Stopped};
+
+/// How a node was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// At its address in the routing tables: it is a server.
+    Direct,
+    /// Through a hole its NAT opened for us, asked by a rendezvous point.
+    Punched,
+}
+
+impl Route {
+    /// `direct` or `punched`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Punched => "punched",
+        }
+    }
+}
+
+/// A node answered [`Dht::ping_key`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pinged {
+    /// How it was reached.
+    pub route: Route,
+    /// Where it answered from.
+    pub addr: SocketAddr,
+    /// The rendezvous point that introduced us, for a punched route.
+    pub via: Option<Contact>,
+    /// The `ping`'s round trip (for a punched route, the first datagram may have waited for
+    /// the punch: it is the round trip of the exchange, retransmissions included).
+    pub round_trip: Duration,
+}
+
+/// Why [`Dht::ping_key`] reached nobody.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PingError {
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// That is this node's own key.
+    #[error("that is this node's own key")]
+    Myself,
+    /// The key is not in the routing tables (not a server) and has no rendezvous record.
+    #[error(
+        "no node with that key was found: it is not a server, and it published no rendezvous \
+         record ({0})"
+    )]
+    NotFound(String),
+    /// Every way tried failed; each reason is listed.
+    #[error("the node could not be reached: {}", .0.join("; "))]
+    Unreachable(Vec<String>),
+}
+
+/// [`Pinged`] as `GET /v1/ping/{public_key}` answers it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PingReport {
+    /// `direct` or `punched`.
+    pub route: Route,
+    /// Where the node answered from.
+    pub addr: SocketAddr,
+    /// The rendezvous point that introduced us (punched only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<SocketAddr>,
+    /// The round trip of the `ping`, in milliseconds.
+    pub rtt_ms: f64,
+}
+
+impl From<&Pinged> for PingReport {
+    fn from(p: &Pinged) -> Self {
+        PingReport {
+            route: p.route,
+            addr: p.addr,
+            via: p.via.map(|c| c.addr),
+            rtt_ms: p.round_trip.as_secs_f64() * 1_000.0,
+        }
+    }
+}
+
+impl From<Stopped> for PingError {
+    fn from(_: Stopped) -> Self {
+        PingError::Stopped
+    }
+}
+
+impl Dht {
+    /// Reaches the node whose ed25519 public key is `public_key`, wherever it is: directly if
+    /// it is a server, else through one of the rendezvous points its record names (punched),
+    /// and says how, and the round trip of a `ping`. Relaying through a rendezvous, for NATs
+    /// that cannot be punched, is not built: such a node is [`PingError::Unreachable`].
+    pub async fn ping_key(&self, public_key: &[u8; 32]) -> Result<Pinged, PingError> {
+        let id: NodeId = Id::hash(public_key);
+        if id == self.status().await?.node_id {
+            return Err(PingError::Myself);
+        }
+        let mut reasons = Vec::new();
+        let closest = self.find_node(id).await.map_err(|_| PingError::Stopped)?;
+        if let Some(contact) = closest.iter().find(|c| c.id == id) {
+            match self.exchange(contact.addr, id, Request::Ping).await? {
+                Some(
+                    answer @ Exchanged {
+                        response: Response::Pong,
+                        ..
+                    },
+                ) => {
+                    return Ok(pinged(Route::Direct, &answer, None));
+                }
+                other => reasons.push(format!("at {}: {}", contact.addr, failed(other))),
+            }
+        }
+        let points = match self
+            .get_signed(public_key, cairn_core::RENDEZVOUS_RECORD)
+            .await
+        {
+            Ok(found) if found.item.is_tombstone() => {
+                return Err(PingError::NotFound("its record was deleted".into()));
+            }
+            Ok(found) => match cairn_core::wire::decode_rendezvous_record(found.item.value()) {
+                Ok(points) => points,
+                Err(e) => {
+                    let reason = format!("its record is malformed: {e}");
+                    return Err(PingError::NotFound(reason));
+                }
+            },
+            Err(GetError::Stopped) => return Err(PingError::Stopped),
+            Err(e) if reasons.is_empty() => return Err(PingError::NotFound(e.to_string())),
+            Err(e) => {
+                reasons.push(format!("no rendezvous record: {e}"));
+                return Err(PingError::Unreachable(reasons));
+            }
+        };
+        for point in points {
+            let introduce = Request::Introduce { target: id };
+            let addr = match self.exchange(point.addr, point.id, introduce).await? {
+                Some(Exchanged {
+                    response: Response::Introduced { addr },
+                    ..
+                }) => addr,
+                other => {
+                    reasons.push(format!("rendezvous {}: {}", point.addr, failed(other)));
+                    continue;
+                }
+            };
+            match self.exchange(addr, id, Request::Ping).await? {
+                Some(
+                    answer @ Exchanged {
+                        response: Response::Pong,
+                        ..
+                    },
+                ) => {
+                    return Ok(pinged(Route::Punched, &answer, Some(point)));
+                }
+                other => reasons.push(format!(
+                    "introduced by {} at {addr}: {}",
+                    point.addr,
+                    failed(other)
+                )),
+            }
+        }
+        if reasons.is_empty() {
+            reasons.push("its record names no rendezvous point".into());
+        }
+        Err(PingError::Unreachable(reasons))
+    }
+
+    /// Sends `request` to the node `id` at `addr`, and waits for its answer.
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        id: NodeId,
+        request: Request,
+    ) -> Result<Option<Exchanged>, Stopped> {
+        let to = Peer { id: Some(id), addr };
+        self.call(|reply| Command::Exchange { to, request, reply })
+            .await
+    }
+}
+
+fn pinged(route: Route, answer: &Exchanged, via: Option<Contact>) -> Pinged {
+    Pinged {
+        route,
+        addr: answer.from.addr,
+        via,
+        round_trip: answer.round_trip,
+    }
+}
+
+/// What an exchange that did not get the answer hoped for got instead.
+fn failed(answer: Option<Exchanged>) -> String {
+    match answer {
+        None => "no answer".into(),
+        Some(Exchanged {
+            response: Response::Error(e),
+            ..
+        }) => format!("error {}: {}", e.code, e.message),
+        Some(other) => format!("unexpected answer {:?}", other.response),
+    }
+}

@@ -1,0 +1,126 @@
+//! Reaching a node by its key through a rendezvous (`docs/design.md`, "Rendezvous and
+//! punching"), through the real network path: live nodes on loopback, one of them a client
+//! that no routing table holds. Loopback has no NAT, so what is shown here is the protocol
+//! (registration, the record, the introduction, the punch, the ping through it) and its
+//! bounds; `crates/cli/tests/nat.rs` shows the punch through real NATs.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use cairn_core::Mode;
+use cairn_node::{Config, Dht, ModeSetting, PingError, Route};
+use common::*;
+
+/// A node on `ip`, any free port, with room in its table for every node of the test (they
+/// share 127.0.0.0/24).
+async fn node_on(ip: &str, mode: ModeSetting) -> (Dht, SocketAddr) {
+    let mut config = Config::default()
+        .listen(format!("{ip}:0").parse().expect("an address"))
+        .mode(mode);
+    config.protocol.diversity = cairn_core::Diversity {
+        per_bucket: 20,
+        per_table: 100,
+    };
+    let dht = cairn_node::start(config).await.expect("starts");
+    let addr = dht.status().await.expect("running").listen;
+    (dht, addr)
+}
+
+/// `count` servers on 127.0.1.1, 127.0.1.2, ..., joined through the first.
+async fn servers(count: u8) -> Vec<(Dht, SocketAddr)> {
+    let mut nodes = Vec::new();
+    for n in 1..=count {
+        nodes.push(node_on(&format!("127.0.1.{n}"), ModeSetting::Server).await);
+    }
+    for (dht, _) in &nodes[1..] {
+        dht.bootstrap(vec![nodes[0].1]).await.expect("joins");
+    }
+    nodes
+}
+
+#[tokio::test]
+async fn a_client_no_table_holds_is_reached_by_its_key_through_its_rendezvous() {
+    let servers = servers(5).await;
+    let (client, _) = node_on("127.0.1.9", ModeSetting::Client).await;
+    client.bootstrap(vec![servers[0].1]).await.expect("joins");
+    let status = client.status().await.expect("running");
+    assert_eq!(status.mode, Mode::Client.as_str());
+    let key = status.public_key;
+
+    // It registers with servers near it, and publishes the record naming them.
+    let points = wait_for(
+        "the client registered with rendezvous points",
+        || async {
+            client
+                .status()
+                .await
+                .expect("running")
+                .reachability
+                .rendezvous
+        },
+        |r| r.points >= 1,
+    )
+    .await;
+    assert!(points.points <= 3, "at most three points: {points:?}");
+    let (asker, _) = &servers[4];
+    wait_for(
+        "the rendezvous record is found",
+        || async {
+            asker
+                .get_signed(&key, cairn_core::RENDEZVOUS_RECORD)
+                .await
+                .ok()
+                .map(|found| found.item.value().clone())
+        },
+        Option::is_some,
+    )
+    .await;
+
+    // No table holds it, so a lookup does not find it; its key does.
+    let closest = asker.find_node(status.node_id).await.expect("finds");
+    assert!(
+        closest.iter().all(|c| c.id != status.node_id),
+        "a client in a table"
+    );
+    let pinged = asker.ping_key(&key).await.expect("reached");
+    assert_eq!(pinged.route, Route::Punched, "{pinged:?}");
+    let via = pinged.via.expect("a rendezvous named");
+    assert!(servers.iter().any(|(_, addr)| *addr == via.addr), "{via:?}");
+    assert_eq!(
+        pinged.addr.ip(),
+        "127.0.1.9".parse::<std::net::IpAddr>().expect("an ip")
+    );
+
+    // The client punched towards the asker, asked by its point; the point counted it.
+    let client_counts = client
+        .status()
+        .await
+        .expect("running")
+        .reachability
+        .rendezvous;
+    assert!(client_counts.punches_sent >= 1, "{client_counts:?}");
+    let mut introduced = 0;
+    for (server, _) in &servers {
+        introduced += server
+            .status()
+            .await
+            .expect("running")
+            .reachability
+            .rendezvous
+            .introduced;
+    }
+    assert!(introduced >= 1, "no server counted an introduction");
+
+    // A server is reached directly; a key nobody holds is not found; its own key is refused.
+    let server_key = servers[2].0.status().await.expect("running").public_key;
+    let direct = asker.ping_key(&server_key).await.expect("reached");
+    assert_eq!(direct.route, Route::Direct, "{direct:?}");
+    assert_eq!(direct.addr, servers[2].1);
+    assert!(matches!(
+        asker.ping_key(&[7; 32]).await,
+        Err(PingError::NotFound(_))
+    ));
+    let own = asker.status().await.expect("running").public_key;
+    assert_eq!(asker.ping_key(&own).await, Err(PingError::Myself));
+}
