@@ -9,10 +9,12 @@
 //!   a young network has one server, whose other nodes can only become servers by probing
 //!   each other through it), taken in turn;
 //! - C sends a probe only for a verified server (a proven session whose peer announces an
-//!   address), at most [`PER_TARGET`] per target IP and [`PER_ASKER`] per asking server's IP
-//!   per [`TARGET_WINDOW`], and at most [`PER_SECOND`] in any second overall (so one server
+//!   address), at most [`PER_TARGET`] per target host and [`PER_ASKER`] per asking server's
+//!   host per [`TARGET_WINDOW`] (a host is an IPv4 address or an IPv6 /64, [`Prefix::host`]:
+//!   one IPv6 host owns a whole /64, and would otherwise get [`PER_TARGET`] probes for each of
+//!   its addresses), and at most [`PER_SECOND`] in any second overall (so one server
 //!   flooding cannot use up what honest ones are served); it remembers at most
-//!   [`MAX_TARGETS`] IPs of each kind (when full, it refuses new ones until some expire).
+//!   [`MAX_TARGETS`] hosts of each kind (when full, it refuses new ones until some expire).
 //!   Every refusal is a 429 and counted;
 //! - the probe datagram is [`PROBE_LEN`](crate::datagram::PROBE_LEN) bytes: smaller than any
 //!   `probe` request (a sealed `data` with the message in it), so C never amplifies.
@@ -22,19 +24,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::message::{Contact, ErrorCode, ErrorReply, Response};
+use crate::subnet::Prefix;
 use crate::time::Time;
 
 /// `reach` requests being relayed at once, at most.
 pub const MAX_RELAYS: usize = 64;
-/// Probes sent to one IP per [`TARGET_WINDOW`], at most.
+/// Probes sent to one host (an IPv4 address, an IPv6 /64) per [`TARGET_WINDOW`], at most.
 pub const PER_TARGET: usize = 4;
-/// Probes sent for one asking server's IP per [`TARGET_WINDOW`], at most.
+/// Probes sent for one asking server's host (an IPv4 address, an IPv6 /64) per
+/// [`TARGET_WINDOW`], at most.
 pub const PER_ASKER: usize = 16;
 /// The window of [`PER_TARGET`] and [`PER_ASKER`].
 pub const TARGET_WINDOW: Duration = Duration::from_secs(10);
 /// Probes sent in any one second, at most.
 pub const PER_SECOND: usize = 32;
-/// Target IPs remembered, at most.
+/// Target hosts remembered, at most (and as many asking servers' hosts).
 pub const MAX_TARGETS: usize = 1_024;
 /// Askers kept as third nodes, at most.
 pub const MAX_ASKERS: usize = 32;
@@ -62,10 +66,10 @@ pub(in crate::node) struct Probes {
     relays: HashMap<u64, u64>,
     next_token: u64,
     answers: VecDeque<(u64, Response)>,
-    /// Recent probe times per target IP, oldest first.
-    targets: HashMap<IpAddr, VecDeque<Time>>,
-    /// Recent probe times per asking server's IP, oldest first.
-    asking: HashMap<IpAddr, VecDeque<Time>>,
+    /// Recent probe times per target host, oldest first.
+    targets: HashMap<Prefix, VecDeque<Time>>,
+    /// Recent probe times per asking server's host, oldest first.
+    asking: HashMap<Prefix, VecDeque<Time>>,
     /// Probe times in the last second, oldest first.
     recent: VecDeque<Time>,
     datagrams: VecDeque<(SocketAddr, [u8; 16])>,
@@ -162,13 +166,13 @@ impl Probes {
         nonce: [u8; 16],
     ) -> Response {
         self.forget_old(now);
-        let ip = to.ip().to_canonical();
-        let asker = asker.to_canonical();
+        let host = Prefix::host(to.ip());
+        let asker = Prefix::host(asker);
         let over = if over(&self.asking, asker, PER_ASKER) {
             Some("over this node's probes for one server")
         } else if self.recent.len() >= PER_SECOND {
             Some("over this node's probes per second")
-        } else if over(&self.targets, ip, PER_TARGET) {
+        } else if over(&self.targets, host, PER_TARGET) {
             Some("over this node's probes to that address")
         } else {
             None
@@ -177,7 +181,7 @@ impl Probes {
             self.report.refused += 1;
             return Response::Error(ErrorReply::new(ErrorCode::OVER_LIMIT, why));
         }
-        self.targets.entry(ip).or_default().push_back(now);
+        self.targets.entry(host).or_default().push_back(now);
         self.asking.entry(asker).or_default().push_back(now);
         self.recent.push_back(now);
         self.datagrams.push_back((to, nonce));
@@ -217,11 +221,65 @@ impl Probes {
     }
 }
 
-/// Whether one more probe for `ip` would go past `limit` in `recent`, or past
-/// [`MAX_TARGETS`] IPs kept.
-fn over(recent: &HashMap<IpAddr, VecDeque<Time>>, ip: IpAddr, limit: usize) -> bool {
-    match recent.get(&ip) {
+/// Whether one more probe for `host` would go past `limit` in `recent`, or past
+/// [`MAX_TARGETS`] hosts kept.
+fn over(recent: &HashMap<Prefix, VecDeque<Time>>, host: Prefix, limit: usize) -> bool {
+    match recent.get(&host) {
         Some(times) => times.len() >= limit,
         None => recent.len() >= MAX_TARGETS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("an address")
+    }
+
+    fn refused(response: &Response) -> bool {
+        matches!(response, Response::Error(e) if e.code == ErrorCode::OVER_LIMIT)
+    }
+
+    #[test]
+    fn an_ipv6_target_counts_as_its_64() {
+        let mut probes = Probes::default();
+        let now = Time::from_secs(100);
+        let asker: IpAddr = "192.0.2.1".parse().expect("an address");
+        // Five addresses of one /64, each once: one host, four probes.
+        for n in 1..=PER_TARGET {
+            let to = addr(&format!("[2001:db8:1:2::{n:x}]:9"));
+            assert_eq!(probes.probe(now, asker, to, [0; 16]), Response::Probed);
+        }
+        let fifth = probes.probe(now, asker, addr("[2001:db8:1:2:ffff::5]:9"), [0; 16]);
+        assert!(refused(&fifth), "{fifth:?}");
+        // Another /64 is another host.
+        let other = probes.probe(now, asker, addr("[2001:db8:1:3::1]:9"), [0; 16]);
+        assert_eq!(other, Response::Probed);
+        assert_eq!(probes.report().sent, PER_TARGET as u64 + 1);
+        assert_eq!(probes.report().refused, 1);
+    }
+
+    #[test]
+    fn an_ipv6_asker_counts_as_its_64() {
+        let mut probes = Probes::default();
+        let now = Time::from_secs(100);
+        // Each probe to a host of its own, each asked from another address of one /64.
+        let to = |n: usize| addr(&format!("198.51.100.{n}:9"));
+        let asker = |n: usize| format!("2001:db8:1:2::{n:x}").parse().expect("an address");
+        for n in 1..=PER_ASKER {
+            assert_eq!(
+                probes.probe(now, asker(n), to(n), [0; 16]),
+                Response::Probed
+            );
+        }
+        let next = PER_ASKER + 1;
+        assert!(refused(&probes.probe(now, asker(next), to(next), [0; 16])));
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().expect("an address");
+        assert_eq!(
+            probes.probe(now, elsewhere, to(next), [0; 16]),
+            Response::Probed
+        );
     }
 }
