@@ -89,7 +89,8 @@ pub use store::{
 
 // Behind NATs: the node's address as its peers see it.
 pub use node::{
-    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ReachReport, Reachability, Seen,
+    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ProbeSend, ReachReport,
+    Reachability, Seen,
 };
 
 // Routing.

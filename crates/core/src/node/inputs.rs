@@ -306,11 +306,12 @@ impl<S: Store> Node<S> {
                 ErrorCode::BAD_REQUEST,
                 "reach goes over datagrams",
             )),
-            Request::Probe { to, nonce } => self.serve_probe(now, from, to, nonce),
+            Request::Probe { to, nonce } => return self.serve_probe(now, from, to, nonce),
         };
         Answer {
             response,
             commit: None,
+            probe: None,
         }
     }
 
@@ -324,6 +325,7 @@ impl<S: Store> Node<S> {
                 Answer {
                     response: Response::Stored,
                     commit,
+                    probe: None,
                 }
             }
             Err(e) => {
@@ -333,6 +335,7 @@ impl<S: Store> Node<S> {
                 Answer {
                     response: reply(&e),
                     commit: None,
+                    probe: None,
                 }
             }
         }

@@ -92,8 +92,12 @@ impl<S: Store> Driver<S> {
                     Some(refusal) => cairn_core::Answer {
                         response: refusal,
                         commit: None,
+                        probe: None,
                     },
-                    None => self.node.handle_request(now, from, reply.id, request),
+                    None => {
+                        let answer = self.node.handle_request(now, from, reply.id, request);
+                        self.send_probe(answer)
+                    }
                 };
                 let error = match &answer.response {
                     Response::Error(e) => Some(e.code.0),

@@ -10,9 +10,9 @@ mod probe;
 mod reach;
 
 pub use observed::{Family, Mapping, ObservedChange, ObservedReport, Seen};
-pub use probe::ProbeReport;
+pub use probe::{ProbeReport, ProbeSend};
 pub use reach::{ReachReport, Reachability};
 
 pub(super) use observed::Observed;
-pub(super) use probe::Probes;
+pub(super) use probe::{Probes, unsent};
 pub(super) use reach::{ASKS, Reach};

@@ -16,6 +16,11 @@
 //!   flooding cannot use up what honest ones are served); it remembers at most
 //!   [`MAX_TARGETS`] hosts of each kind (when full, it refuses new ones until some expire).
 //!   Every refusal is a 429 and counted;
+//! - C confirms (`probed`) only a probe the driver reports sent ([`ProbeSend`]); one it could
+//!   not send (no socket of the target's family, the send failed) is answered 503, which the
+//!   checker counts as a failed ask: a confirmed probe that never arrives says `private`, so
+//!   C must never confirm one that never left. It remembers at most [`PER_SECOND`] probes
+//!   awaiting their report (the driver reports each at once);
 //! - the probe datagram is [`PROBE_LEN`](crate::datagram::PROBE_LEN) bytes: smaller than any
 //!   `probe` request (a sealed `data` with the message in it), so C never amplifies.
 
@@ -53,10 +58,35 @@ pub struct ProbeReport {
     pub relayed: u64,
     /// `reach` requests refused: no third node, too many at once, or not over a session.
     pub relays_refused: u64,
-    /// Probe datagrams sent.
+    /// Probe datagrams sent (the driver reported them out).
     pub sent: u64,
+    /// Probes accepted that the driver could not send (no socket of the target's family, or
+    /// the send failed): answered 503.
+    pub unsent: u64,
     /// `probe` requests refused: over a limit (429) or not from a server (403).
     pub refused: u64,
+}
+
+/// A probe datagram to send, for an accepted `probe` request: where, its nonce
+/// ([`datagram::probe`](crate::datagram::probe) makes its bytes) and the id to report its send
+/// under ([`Node::handle_probe_sent`](crate::Node::handle_probe_sent)). Send it from a socket
+/// of its own, not the node's: its source port is then one the target never sent to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeSend {
+    /// The id its report carries.
+    pub id: u64,
+    /// The target: the checking node's address as its server saw it.
+    pub to: SocketAddr,
+    /// The nonce the datagram carries.
+    pub nonce: [u8; 16],
+}
+
+/// The answer to an accepted `probe` request until its datagram is reported sent.
+pub(in crate::node) fn unsent() -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::UNAVAILABLE,
+        "the probe could not be sent from here",
+    )
 }
 
 /// What a relay waits for: the token its answer is reported under.
@@ -72,7 +102,10 @@ pub(in crate::node) struct Probes {
     asking: HashMap<Prefix, VecDeque<Time>>,
     /// Probe times in the last second, oldest first.
     recent: VecDeque<Time>,
-    datagrams: VecDeque<(SocketAddr, [u8; 16])>,
+    /// Accepted probes whose send is not reported yet, oldest first (at most
+    /// [`PER_SECOND`]), and the id of the last one.
+    unreported: VecDeque<u64>,
+    last_probe: u64,
     /// The last nodes that asked `reach`, at the address they asked from, oldest first.
     askers: VecDeque<(Contact, Time)>,
     /// Third nodes chosen so far: whose turn it is.
@@ -156,15 +189,15 @@ impl Probes {
         self.answers.pop_front()
     }
 
-    /// A `probe` to `to` with `nonce` asked at `now` by a server at `asker`: sent (queued)
-    /// if within the limits, else refused.
+    /// A `probe` to `to` with `nonce` asked at `now` by a server at `asker`: the datagram to
+    /// send if within the limits, else the refusal.
     pub(in crate::node) fn probe(
         &mut self,
         now: Time,
         asker: IpAddr,
         to: SocketAddr,
         nonce: [u8; 16],
-    ) -> Response {
+    ) -> Result<ProbeSend, ErrorReply> {
         self.forget_old(now);
         let host = Prefix::host(to.ip());
         let asker = Prefix::host(asker);
@@ -179,24 +212,42 @@ impl Probes {
         };
         if let Some(why) = over {
             self.report.refused += 1;
-            return Response::Error(ErrorReply::new(ErrorCode::OVER_LIMIT, why));
+            return Err(ErrorReply::new(ErrorCode::OVER_LIMIT, why));
         }
         self.targets.entry(host).or_default().push_back(now);
         self.asking.entry(asker).or_default().push_back(now);
         self.recent.push_back(now);
-        self.datagrams.push_back((to, nonce));
-        self.report.sent += 1;
-        Response::Probed
+        self.last_probe += 1;
+        self.unreported.push_back(self.last_probe);
+        if self.unreported.len() > PER_SECOND {
+            // Never reported: the driver answered it with the error it was given.
+            self.unreported.pop_front();
+        }
+        Ok(ProbeSend {
+            id: self.last_probe,
+            to,
+            nonce,
+        })
+    }
+
+    /// The driver sent the probe `id` (`sent`), or could not: the answer to its request.
+    pub(in crate::node) fn sent(&mut self, id: u64, sent: bool) -> Response {
+        let Some(at) = self.unreported.iter().position(|p| *p == id) else {
+            return Response::Error(unsent());
+        };
+        self.unreported.remove(at);
+        if sent {
+            self.report.sent += 1;
+            Response::Probed
+        } else {
+            self.report.unsent += 1;
+            Response::Error(unsent())
+        }
     }
 
     /// A `probe` refused for who asked (not a verified server).
     pub(in crate::node) fn refused_probe(&mut self) {
         self.report.refused += 1;
-    }
-
-    /// The next probe datagram to send: where, and its nonce.
-    pub(in crate::node) fn pop_datagram(&mut self) -> Option<(SocketAddr, [u8; 16])> {
-        self.datagrams.pop_front()
     }
 
     fn forget_old(&mut self, now: Time) {
@@ -238,6 +289,14 @@ mod tests {
         text.parse().expect("an address")
     }
 
+    /// Asks a probe and, if accepted, reports it sent: the answer.
+    fn ask(probes: &mut Probes, now: Time, asker: IpAddr, to: SocketAddr) -> Response {
+        match probes.probe(now, asker, to, [0; 16]) {
+            Ok(probe) => probes.sent(probe.id, true),
+            Err(refusal) => Response::Error(refusal),
+        }
+    }
+
     fn refused(response: &Response) -> bool {
         matches!(response, Response::Error(e) if e.code == ErrorCode::OVER_LIMIT)
     }
@@ -250,12 +309,12 @@ mod tests {
         // Five addresses of one /64, each once: one host, four probes.
         for n in 1..=PER_TARGET {
             let to = addr(&format!("[2001:db8:1:2::{n:x}]:9"));
-            assert_eq!(probes.probe(now, asker, to, [0; 16]), Response::Probed);
+            assert_eq!(ask(&mut probes, now, asker, to), Response::Probed);
         }
-        let fifth = probes.probe(now, asker, addr("[2001:db8:1:2:ffff::5]:9"), [0; 16]);
+        let fifth = ask(&mut probes, now, asker, addr("[2001:db8:1:2:ffff::5]:9"));
         assert!(refused(&fifth), "{fifth:?}");
         // Another /64 is another host.
-        let other = probes.probe(now, asker, addr("[2001:db8:1:3::1]:9"), [0; 16]);
+        let other = ask(&mut probes, now, asker, addr("[2001:db8:1:3::1]:9"));
         assert_eq!(other, Response::Probed);
         assert_eq!(probes.report().sent, PER_TARGET as u64 + 1);
         assert_eq!(probes.report().refused, 1);
@@ -269,17 +328,37 @@ mod tests {
         let to = |n: usize| addr(&format!("198.51.100.{n}:9"));
         let asker = |n: usize| format!("2001:db8:1:2::{n:x}").parse().expect("an address");
         for n in 1..=PER_ASKER {
-            assert_eq!(
-                probes.probe(now, asker(n), to(n), [0; 16]),
-                Response::Probed
-            );
+            assert_eq!(ask(&mut probes, now, asker(n), to(n)), Response::Probed);
         }
         let next = PER_ASKER + 1;
-        assert!(refused(&probes.probe(now, asker(next), to(next), [0; 16])));
+        assert!(refused(&ask(&mut probes, now, asker(next), to(next))));
         let elsewhere: IpAddr = "2001:db8:1:3::1".parse().expect("an address");
-        assert_eq!(
-            probes.probe(now, elsewhere, to(next), [0; 16]),
-            Response::Probed
+        assert_eq!(ask(&mut probes, now, elsewhere, to(next)), Response::Probed);
+    }
+
+    #[test]
+    fn only_a_probe_reported_sent_is_confirmed() {
+        let mut probes = Probes::default();
+        let now = Time::from_secs(100);
+        let asker: IpAddr = "192.0.2.1".parse().expect("an address");
+        let to = addr("[2001:db8::1]:9");
+        let first = probes
+            .probe(now, asker, to, [1; 16])
+            .expect("within the limits");
+        let second = probes
+            .probe(now, asker, to, [2; 16])
+            .expect("within the limits");
+        assert_eq!((first.to, first.nonce), (to, [1; 16]));
+        // Not sent (no socket of its family, or the send failed): 503, counted apart.
+        let answer = probes.sent(first.id, false);
+        assert!(
+            matches!(&answer, Response::Error(e) if e.code == ErrorCode::UNAVAILABLE),
+            "{answer:?}"
         );
+        assert_eq!(probes.sent(second.id, true), Response::Probed);
+        // A report of no awaited probe confirms nothing.
+        assert_ne!(probes.sent(first.id, true), Response::Probed);
+        let report = probes.report();
+        assert_eq!((report.sent, report.unsent), (1, 1));
     }
 }

@@ -1287,3 +1287,56 @@ fn unchecked_copies_do_not_end_a_get_with_an_older_version() {
     expected.sort_unstable();
     assert_eq!(stores_to, expected, "written back to the unchecked copies");
 }
+
+/// A reachability check by node 1 through servers 2 to 5, each of which relays its `reach`
+/// to node 6 as the third node; node 6 accepts each `probe` and reports it `sent` or not; no
+/// probe ever arrives. Node 1's status once the check ends, and its counters.
+fn check_through_a_third_node(sent: bool) -> ReachReport {
+    let requester = |n: u8| Requester {
+        id: node_id(n),
+        addr: Some(addr(n)),
+        verified: true,
+        source: addr(n).ip(),
+        connection: u64::from(n),
+    };
+    let mut checker = Node::new(node_id(1), Config::default(), MemoryStore::default());
+    checker.restore_contacts(T0, (2..=5).map(contact));
+    checker.start_reach_checks(T0, [1; 32]);
+    checker.handle_timeout(T0);
+    let mut third = Node::new(node_id(6), Config::default(), MemoryStore::default());
+    let asks: Vec<Transmit> = std::iter::from_fn(|| checker.poll_transmit()).collect();
+    for ask in asks {
+        let Request::Reach { nonce } = ask.request else {
+            continue;
+        };
+        let n = (2..=5u8)
+            .find(|n| ask.to.addr == addr(*n))
+            .expect("a server");
+        let mut server = Node::new(node_id(n), Config::default(), MemoryStore::default());
+        server.restore_contacts(T0, [contact(6)]);
+        let token = server
+            .handle_reach(T0, requester(1), addr(1), nonce)
+            .expect("relayed");
+        let relay = server.poll_transmit().expect("a probe request to node 6");
+        let answer = third.handle_request(T0, requester(n), relay.id, relay.request);
+        let probe = answer.probe.expect("within the limits");
+        let confirmed = third.handle_probe_sent(probe.id, sent);
+        server.handle_response(T0, contact(6), relay.id, confirmed);
+        let (answered, relayed) = server.poll_reach_answer().expect("the relay's answer");
+        assert_eq!(answered, token);
+        checker.handle_response(T0, contact(n), ask.id, relayed);
+    }
+    checker.handle_timeout(T0 + Duration::from_secs(5));
+    checker.reachability()
+}
+
+#[test]
+fn probes_the_third_node_could_not_send_do_not_make_a_node_private() {
+    // Found in review: a third node confirmed probes it never sent, and the checker took
+    // their silence for `private`. Confirmed probes that never arrive do say `private`.
+    let confirmed = check_through_a_third_node(true);
+    assert_eq!(confirmed.status, Reachability::Private, "{confirmed:?}");
+    let unsent = check_through_a_third_node(false);
+    assert_eq!(unsent.status, Reachability::Unknown, "{unsent:?}");
+    assert_eq!((unsent.sent, unsent.failed), (0, 4), "{unsent:?}");
+}
