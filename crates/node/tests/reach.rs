@@ -234,7 +234,7 @@ impl Peer2 {
             match event {
                 PlaneEvent::Response { id, response, .. } => self.answers.push((id, response)),
                 PlaneEvent::Failed { id, .. } => panic!("request {id} failed"),
-                PlaneEvent::Probe { from, nonce } => self.probes.push((from, nonce)),
+                PlaneEvent::Probe { from, nonce, .. } => self.probes.push((from, nonce)),
                 _ => {}
             }
         }

@@ -77,9 +77,11 @@ impl<S: Store> Node<S> {
     }
 
     /// A `probe` datagram with `nonce` arrived from `from`, an address this node never sent
-    /// a datagram to (the plane's [`PlaneEvent::Probe`](crate::datagram::PlaneEvent)).
-    pub fn handle_probe(&mut self, now: Time, from: SocketAddr, nonce: [u8; 16]) {
-        self.reach.probe(now, from, &nonce);
+    /// a datagram to (the plane's [`PlaneEvent::Probe`](crate::datagram::PlaneEvent), whose
+    /// `vouched` says whether the plane's record of destinations could vouch for that: an
+    /// unvouched probe settles its ask as proving nothing).
+    pub fn handle_probe(&mut self, now: Time, from: SocketAddr, nonce: [u8; 16], vouched: bool) {
+        self.reach.probe(now, from, &nonce, vouched);
         self.reach_verdict(now);
     }
 

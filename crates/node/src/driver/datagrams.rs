@@ -141,7 +141,11 @@ impl<S: Store> Driver<S> {
                 source,
                 nonce,
             } => self.on_reach(reply, from, source, nonce),
-            PlaneEvent::Probe { from, nonce } => self.node.handle_probe(now, from, nonce),
+            PlaneEvent::Probe {
+                from,
+                nonce,
+                vouched,
+            } => self.node.handle_probe(now, from, nonce, vouched),
         }
     }
 
