@@ -92,8 +92,8 @@ pub use store::{
 
 // Behind NATs: the node's address as its peers see it.
 pub use node::{
-    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ReachReport, Reachability,
-    RendezvousReport, Seen,
+    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ProbeSend, ReachReport,
+    Reachability, RendezvousReport, Seen,
 };
 /// The name of the signed item a node behind a NAT lists its rendezvous points under, and how
 /// long one lives (`docs/protocol.md`, "Rendezvous and punching").

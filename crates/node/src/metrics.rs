@@ -339,7 +339,7 @@ impl Metrics {
         for outcome in ["asked", "sent", "received", "failed", "ignored"] {
             drop(self.reach_probes.get_or_create(&OutcomeLabel { outcome }));
         }
-        for outcome in ["relayed", "relay_refused", "sent", "refused"] {
+        for outcome in ["relayed", "relay_refused", "sent", "refused", "unsent"] {
             drop(self.probes_served.get_or_create(&OutcomeLabel { outcome }));
         }
         for mode in ["server", "client"] {
@@ -550,7 +550,7 @@ impl Metrics {
         );
         r.register(
             "probes_served",
-            "Peers' reachability checks served, by outcome (relayed, relay_refused, sent, refused)",
+            "Peers' reachability checks served, by outcome (relayed, relay_refused, sent, refused, unsent)",
             self.probes_served.clone(),
         );
         r.register(

@@ -195,6 +195,10 @@ pub struct ServedCounts {
     pub sent: u64,
     /// `probe` requests refused: over a limit (429) or not from a server (403).
     pub refused: u64,
+    /// Probes accepted that could not be sent (no socket of the target's family, or the
+    /// send failed): answered 503, never confirmed.
+    #[serde(default)]
+    pub unsent: u64,
 }
 
 /// Rendezvous, both sides, since the node started (`points` and `registered`: now).

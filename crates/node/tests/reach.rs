@@ -234,7 +234,7 @@ impl Peer2 {
             match event {
                 PlaneEvent::Response { id, response, .. } => self.answers.push((id, response)),
                 PlaneEvent::Failed { id, .. } => panic!("request {id} failed"),
-                PlaneEvent::Probe { from, nonce } => self.probes.push((from, nonce)),
+                PlaneEvent::Probe { from, nonce, .. } => self.probes.push((from, nonce)),
                 _ => {}
             }
         }
@@ -406,4 +406,41 @@ async fn a_reach_names_no_address_the_probe_goes_to_the_askers_source() {
     for dht in [b, c] {
         dht.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn a_probe_that_cannot_be_sent_is_not_confirmed() {
+    // Found in review: C answered `probed` for a probe it never sent (no socket of the
+    // target's family, or a failed send), and the checking node counted the silence toward
+    // `private`. A node listening on IPv4 alone cannot send to an IPv6 target.
+    let (node, addr) = node_on("127.0.5.1", ModeSetting::Server).await;
+    let peer = Peer {
+        id: Some(status(&node).await.node_id),
+        addr,
+    };
+    let mut server = Peer2::bind("127.0.5.2", 2, true).await;
+    let unreachable = Request::Probe {
+        to: "[2001:db8::1]:9".parse().expect("an address"),
+        nonce: [6; 16],
+    };
+    let answer = server.request(peer, 1, unreachable).await;
+    assert_eq!(code(&answer), Some(ErrorCode::UNAVAILABLE), "{answer:?}");
+    // One it can send is confirmed, and arrives.
+    let (target, target_addr) = sink("127.0.5.3").await;
+    let sendable = Request::Probe {
+        to: target_addr,
+        nonce: [7; 16],
+    };
+    assert_eq!(server.request(peer, 2, sendable).await, Response::Probed);
+    assert_eq!(&next(&target).await.0[1..], &[7; 16]);
+    let served = status(&node).await.reachability.served;
+    assert_eq!((served.sent, served.unsent), (1, 1), "{served:?}");
+    let text = node.metrics().await.expect("running");
+    let unsent = value(
+        &samples(&text),
+        "cairn_probes_served_total",
+        &[("outcome", "unsent")],
+    );
+    assert_eq!(unsent, 1.0);
+    node.shutdown().await;
 }

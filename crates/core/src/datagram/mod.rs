@@ -26,6 +26,7 @@
 //!   as do requests that need a stream (`listen`) or do not fit in a datagram.
 
 mod packet;
+mod sent_to;
 mod session;
 mod suite;
 
@@ -48,6 +49,7 @@ pub use packet::{
     ACCEPT, ACCEPT_HEADER, DATA, DATA_HEADER, FLAG_ANNOUNCE, INITIAL, MAX_DATAGRAM, PROBE,
     PROBE_LEN, PUNCH, PUNCH_LEN, REFUSE, UNKNOWN, VERSION, probe, punch,
 };
+pub use sent_to::{MAPPING_LIFE, SENT_TO_KEPT};
 pub use suite::{Real, Simulated, Suite, TAG_LEN};
 
 /// The five layouts' builders and parsers, for the fuzz targets in `fuzz/` (feature
@@ -61,6 +63,7 @@ pub mod layouts {
 }
 
 use packet::{Accept, Initial};
+use sent_to::SentTo;
 use session::{
     ANSWERS_KEPT, Check, Initiating, Open, Sent, Session, State, Unproven, Window, derive_keys,
 };
@@ -221,20 +224,20 @@ pub enum PlaneEvent {
         request: Request,
     },
     /// A `probe` datagram arrived from an address this node never sent a datagram to (of the
-    /// last [`SENT_TO_KEPT`] it sent to): someone it did not contact reached it.
+    /// last [`SENT_TO_KEPT`] it sent to): someone it did not contact reached it, if
+    /// `vouched`.
     Probe {
         /// Where it came from.
         from: SocketAddr,
         /// Its nonce.
         nonce: [u8; 16],
+        /// Whether the plane vouches that it never sent to `from` within a NAT mapping's life
+        /// ([`MAPPING_LIFE`]): false while destinations it pushed out of its record (spoofed
+        /// junk it answered can push real contacts out) were sent to more recently than that.
+        /// An unvouched probe proves nothing either way.
+        vouched: bool,
     },
 }
-
-/// How many destinations the plane remembers having sent datagrams to, to tell a `probe`
-/// from one a NAT let in only because this node had contacted its sender. A NAT forgets a
-/// UDP mapping after minutes; at 4,096 destinations the oldest is from longer ago than that
-/// in any network this node could contact so many peers in.
-pub const SENT_TO_KEPT: usize = 4_096;
 
 /// Counters since the plane started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -282,6 +285,9 @@ pub struct PlaneStats {
     pub unproven_stores: u64,
     /// `probe` datagrams dropped because they came from an address this node had sent to.
     pub probes_from_contacted: u64,
+    /// `probe` datagrams reported unvouched: they came while destinations pushed out of the
+    /// record were sent to within a NAT mapping's life.
+    pub probes_unvouched: u64,
     /// `punch` datagrams sent ([`Plane::punch`]).
     pub punches_out: u64,
     /// `punch` datagrams received (and dropped: they only open their sender's NAT).
@@ -355,6 +361,8 @@ pub struct Plane<C: Suite> {
     swept: Time,
     /// The destinations datagrams went to, the last [`SENT_TO_KEPT`] of them.
     sent_to: SentTo,
+    /// The latest time an input brought: when a datagram handed out goes.
+    now: Time,
 }
 
 /// How often idle sessions and kept answers are swept.
@@ -382,6 +390,7 @@ impl<C: Suite> Plane<C> {
             next_internal: u64::MAX,
             swept: now,
             sent_to: SentTo::default(),
+            now,
         }
     }
 
@@ -443,12 +452,14 @@ impl<C: Suite> Plane<C> {
     /// A peer at `addr` was found not to speak datagrams (it dialed over TCP without saying it
     /// does): reach it over TCP for a while.
     pub fn speaks_tcp_only(&mut self, now: Time, addr: SocketAddr) {
+        self.now = self.now.max(now);
         self.tcp_only.insert(addr, now + self.config.fallback_for);
     }
 
     /// Sends `transmit` (a request of the node's, from `poll_transmit`) over datagrams, or
     /// hands it back as a [`PlaneEvent::Fallback`] when it cannot go that way.
     pub fn send(&mut self, now: Time, transmit: Transmit) {
+        self.now = self.now.max(now);
         let body = match &transmit.request {
             Request::Listen { .. } | Request::Unlisten { .. } => None,
             _ => wire::encode_body_with(
@@ -492,6 +503,7 @@ impl<C: Suite> Plane<C> {
     /// Answers the request `reply` names with `response`. An answer to a session that is gone
     /// is dropped (the peer will ask again or give up).
     pub fn answer(&mut self, now: Time, reply: Reply, response: Response) {
+        self.now = self.now.max(now);
         let Some(session) = self.sessions.get_mut(&reply.session) else {
             return;
         };
@@ -550,6 +562,7 @@ impl<C: Suite> Plane<C> {
 
     /// A datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        self.now = self.now.max(now);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
         match bytes.first() {
@@ -558,7 +571,7 @@ impl<C: Suite> Plane<C> {
             Some(&DATA) => self.on_data(now, from, bytes),
             Some(&UNKNOWN) => self.on_unknown(now, from, bytes),
             Some(&REFUSE) => self.on_refuse(from, bytes),
-            Some(&PROBE) => self.on_probe(from, bytes),
+            Some(&PROBE) => self.on_probe(now, from, bytes),
             // A punch only opened its sender's NAT on the way here: nothing to do.
             Some(&PUNCH) if bytes.len() == PUNCH_LEN => self.stats.punches_in += 1,
             _ => self.stats.malformed += 1,
@@ -568,6 +581,7 @@ impl<C: Suite> Plane<C> {
     /// Time has reached `now`: requests past their timeout are sent again or given up, idle
     /// sessions and old answers dropped.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.now = self.now.max(now);
         let due: Vec<u64> = self
             .pending
             .iter()
@@ -931,7 +945,7 @@ impl<C: Suite> Plane<C> {
     }
 
     fn push_datagram(&mut self, to: SocketAddr, bytes: Vec<u8>) {
-        self.sent_to.insert(to);
+        self.sent_to.insert(self.now, to);
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += bytes.len() as u64;
         self.datagrams.push_back((to, bytes));
@@ -1352,8 +1366,9 @@ impl<C: Suite> Plane<C> {
         }
     }
 
-    /// A `probe` arrived: reported if this node never sent to its source.
-    fn on_probe(&mut self, from: SocketAddr, bytes: &[u8]) {
+    /// A `probe` arrived: reported if this node never sent to its source, vouched if the
+    /// record of destinations can say so.
+    fn on_probe(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
         let Some(nonce) = packet::parse_probe(bytes) else {
             self.stats.malformed += 1;
             return;
@@ -1362,7 +1377,15 @@ impl<C: Suite> Plane<C> {
             self.stats.probes_from_contacted += 1;
             return;
         }
-        self.events.push_back(PlaneEvent::Probe { from, nonce });
+        let vouched = self.sent_to.vouches(now);
+        if !vouched {
+            self.stats.probes_unvouched += 1;
+        }
+        self.events.push_back(PlaneEvent::Probe {
+            from,
+            nonce,
+            vouched,
+        });
     }
 
     /// Whether request `id` is out on the session `sid` (so an answer there is its answer).
@@ -1765,34 +1788,3 @@ mod envelope_tests;
 mod tests;
 #[cfg(test)]
 mod vectors;
-
-/// The last [`SENT_TO_KEPT`] destinations datagrams went to, oldest first.
-#[derive(Default)]
-struct SentTo {
-    set: std::collections::HashSet<SocketAddr>,
-    order: VecDeque<SocketAddr>,
-}
-
-impl SentTo {
-    fn insert(&mut self, to: SocketAddr) {
-        let to = canonical(to);
-        if !self.set.insert(to) {
-            return;
-        }
-        self.order.push_back(to);
-        if self.order.len() > SENT_TO_KEPT {
-            if let Some(oldest) = self.order.pop_front() {
-                self.set.remove(&oldest);
-            }
-        }
-    }
-
-    fn contains(&self, from: &SocketAddr) -> bool {
-        self.set.contains(&canonical(*from))
-    }
-}
-
-/// `addr` with an IPv4-mapped IPv6 address written as IPv4 (a dual-stack socket reports both).
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
-}

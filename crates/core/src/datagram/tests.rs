@@ -818,3 +818,50 @@ fn a_request_that_hears_nothing_back_on_its_session_opens_a_new_one() {
     assert_eq!(pair.a.stats().silent_sessions, 1);
     assert_eq!(pair.a.stats().sessions_initiated, 2);
 }
+
+#[test]
+fn a_probe_is_vouched_for_only_while_no_recent_contact_was_pushed_out_of_the_record() {
+    // Found in review: every answer to an unproven source is a send the plane records, so
+    // spoofed junk could push real contacts out of the last 4,096 destinations, and a probe
+    // from one then passed for a stranger's (a NAT lets it in through this node's mapping).
+    let mut a = plane(1, "test");
+    let contact = addr(9);
+    a.send(T0, find_node(1, 9));
+    while a.poll_datagram().is_some() {}
+    // A `data` of no session from each of as many spoofed sources: each answered `unknown`.
+    let flood = T0 + Duration::from_secs(1);
+    for n in 0..SENT_TO_KEPT as u32 {
+        let spoofed = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + n), 4000));
+        let mut junk = vec![DATA];
+        junk.extend_from_slice(&u64::from(n).to_be_bytes());
+        junk.extend_from_slice(&[0; 24]);
+        a.handle_datagram(flood, spoofed, &junk);
+    }
+    assert_eq!(drain(&mut a).0.len(), SENT_TO_KEPT, "each answered");
+    let probe = |a: &mut Plane<Real>, now: Time, from: SocketAddr| {
+        a.handle_datagram(now, from, &packet::probe(&[3; 16]));
+        a.poll_event()
+    };
+    let soon = flood + Duration::from_secs(1);
+    assert_eq!(
+        probe(&mut a, soon, contact),
+        Some(PlaneEvent::Probe {
+            from: contact,
+            nonce: [3; 16],
+            vouched: false
+        }),
+        "pushed out a moment ago: its NAT mapping may be open"
+    );
+    assert_eq!(a.stats().probes_unvouched, 1);
+    // Once the last destination pushed out is a NAT mapping's life old, a stranger's probe
+    // counts again.
+    let healthy = T0 + MAPPING_LIFE;
+    assert_eq!(
+        probe(&mut a, healthy, addr(8)),
+        Some(PlaneEvent::Probe {
+            from: addr(8),
+            nonce: [3; 16],
+            vouched: true
+        })
+    );
+}

@@ -395,7 +395,8 @@ fn the_crate_builds_the_reach_vectors() {
         a.poll_event(),
         Some(PlaneEvent::Probe {
             from: addr(9),
-            nonce: REACH_NONCE
+            nonce: REACH_NONCE,
+            vouched: true
         })
     );
     let transmit = Transmit {

@@ -139,9 +139,14 @@ impl<S: Store> Node<S> {
             None => {}
             Some(Done::Reported(event)) => self.events.push(event),
             Some(Done::Housekeeping) => self.housekeeping.finished(),
-            Some(Done::CaughtUp { key, newest }) => {
+            Some(Done::CaughtUp { key, newest, heard }) => {
                 self.housekeeping.finished();
-                self.housekeeping.caught_up(&key);
+                if heard {
+                    self.housekeeping.caught_up(&key);
+                } else {
+                    // Nobody answered: the copy is as unchecked as before; try again later.
+                    self.housekeeping.missed(now, key);
+                }
                 if let Some(item) = newest {
                     // Kept only if it beats the copy held; a refusal changes nothing.
                     let _ = self.store_checked(now, item, Origin::Unknown);

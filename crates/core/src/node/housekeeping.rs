@@ -5,9 +5,12 @@
 //! after it starts, one at a time over [`CATCH_UP_WINDOW`]: a get of each that asks all of
 //! the k closest, keeps the newest copy and writes it back to those that lack it, so that
 //! copies replaced or deleted while the node was away are not served until its first
-//! replication. Until an item's catch-up ends (or a peer stores a copy of it, or a replication
-//! round takes it in) the node answers it `unchecked`, so that getters do not let a copy that
-//! may have been replaced while the node was away count toward their quorum.
+//! replication. Until an item's catch-up hears from another node (or a peer stores a copy of
+//! it, or a replication round takes it in) the node answers it `unchecked`, so that getters do
+//! not let a copy that may have been replaced while the node was away count toward their
+//! quorum. A catch-up that heard from nobody checked nothing: the item goes back to the end
+//! of the catch-up, at most [`CATCH_UP_TRIES`] tries in all, and stays unchecked until one
+//! is heard or the first replication round.
 //!
 //! Each duty has a deadline that `poll_timeout` reports. When one falls due, its work is put
 //! in a queue of tasks, and at most `max_housekeeping` of them run as lookups at once, so a
@@ -35,6 +38,14 @@ const CATCH_UP_DELAY: Duration = Duration::from_secs(30);
 /// once lost a fifth of its put throughput; see `docs/testing.md`), yet short enough to end
 /// before the next restart of a node that restarts every few minutes.
 const CATCH_UP_WINDOW: Duration = Duration::from_secs(120);
+
+/// How many catch-ups an item gets that hear from nobody (its table empty, or every node it
+/// asked down) before it waits, unchecked, for the first replication round.
+pub(super) const CATCH_UP_TRIES: u32 = 3;
+
+/// The least wait before an item whose catch-up heard from nobody is tried again, when no
+/// other item of the catch-up is left to go before it.
+const CATCH_UP_RETRY: Duration = Duration::from_secs(30);
 
 /// What housekeeping has to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +81,9 @@ struct CatchUp {
     /// The items held at the start whose copies are not yet checked against the other
     /// replicas: those still in `keys`, and those whose catch-up is queued or running.
     unchecked: BTreeSet<Key>,
+    /// The catch-ups that heard from nobody, per item (at most one entry per item held at
+    /// the start).
+    missed: BTreeMap<Key, u32>,
 }
 
 /// Housekeeping state of a node.
@@ -109,6 +123,27 @@ impl Housekeeping {
     /// The catch-up on `key` ended: whatever it found is kept, the copy is checked.
     pub(super) fn caught_up(&mut self, key: &Key) {
         self.catch_up.unchecked.remove(key);
+        self.catch_up.missed.remove(key);
+    }
+
+    /// The catch-up on `key` ended at `now` having heard from nobody: the copy stays
+    /// unchecked, and is tried again after the items still to go (at least [`CATCH_UP_RETRY`]
+    /// later when none is), unless it had [`CATCH_UP_TRIES`] tries already.
+    pub(super) fn missed(&mut self, now: Time, key: Key) {
+        if !self.catch_up.unchecked.contains(&key) {
+            // Checked meanwhile (a peer stored it), or a replication round took it in.
+            return;
+        }
+        let tries = self.catch_up.missed.entry(key).or_insert(0);
+        *tries += 1;
+        if *tries >= CATCH_UP_TRIES {
+            return;
+        }
+        self.catch_up.keys.push_back(key);
+        if let Some(schedule) = &mut self.schedule {
+            let retry = now + CATCH_UP_RETRY.max(self.catch_up.every);
+            schedule.catch_up.get_or_insert(retry);
+        }
     }
 
     /// Forgets who stored what, so that the next replication skips nothing.
@@ -147,6 +182,7 @@ impl Housekeeping {
                 keys: held,
                 every: window / count,
                 started: Some(now),
+                missed: BTreeMap::new(),
             };
             if let Some(schedule) = &mut self.schedule {
                 schedule.catch_up = Some(first(CATCH_UP_DELAY));
@@ -185,6 +221,7 @@ impl Housekeeping {
             // back any newer copy a peer holds (a 409 makes this node fetch it).
             self.catch_up.keys.clear();
             self.catch_up.unchecked.clear();
+            self.catch_up.missed.clear();
             due.catch_up = None;
         }
         if due.catch_up.is_some_and(|at| at <= now) {

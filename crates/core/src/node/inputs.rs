@@ -321,7 +321,7 @@ impl<S: Store> Node<S> {
                 ErrorCode::BAD_REQUEST,
                 "reach goes over datagrams",
             )),
-            Request::Probe { to, nonce } => self.serve_probe(now, from, to, nonce),
+            Request::Probe { to, nonce } => return self.serve_probe(now, from, to, nonce),
             // Both need the full address of a proven session: they go over datagrams
             // ([`Node::handle_rendezvous`]).
             Request::Register | Request::Introduce { .. } => Response::Error(ErrorReply::new(
@@ -333,6 +333,7 @@ impl<S: Store> Node<S> {
         Answer {
             response,
             commit: None,
+            probe: None,
         }
     }
 
@@ -346,6 +347,7 @@ impl<S: Store> Node<S> {
                 Answer {
                     response: Response::Stored,
                     commit,
+                    probe: None,
                 }
             }
             Err(e) => {
@@ -355,6 +357,7 @@ impl<S: Store> Node<S> {
                 Answer {
                     response: reply(&e),
                     commit: None,
+                    probe: None,
                 }
             }
         }

@@ -12,7 +12,9 @@
 //!   [`Node::handle_notify`] (a `notify` for one of this node's watches),
 //!   [`Node::handle_verified`] (a dialer's `auth` verified), [`Node::handle_observed`] (an
 //!   answer said where this node's request came from), [`Node::handle_reach`] (a peer's
-//!   `reach`, answered later) and [`Node::handle_probe`] (a probe datagram arrived),
+//!   `reach`, answered later), [`Node::handle_probe`] (a probe datagram arrived) and
+//!   [`Node::handle_probe_sent`] (whether the probe datagram an [`Answer`] asked for went
+//!   out: it gives the answer to send),
 //!   [`Node::handle_commit`] (a
 //!   durable store's commit ended), [`Node::connection_closed`] (an incoming connection's
 //!   subscriptions end) and [`Node::restore_contacts`] (a saved routing table);
@@ -24,8 +26,7 @@
 //! - **outputs**: [`Node::poll_transmit`] (a request to send), [`Node::poll_notification`]
 //!   (a `notify` to send on an incoming connection), [`Node::poll_event`] (a finished
 //!   query, a watch's update or a routing-table change), [`Node::poll_reach_answer`] (the
-//!   answer to a relayed `reach`), [`Node::poll_probe`] (a probe datagram to send),
-//!   [`Node::poll_trace`] (a record of
+//!   answer to a relayed `reach`), [`Node::poll_trace`] (a record of
 //!   the node's work, when tracing is on) and [`Node::poll_timeout`] (when to call
 //!   `handle_timeout` next).
 //!
@@ -76,8 +77,8 @@ pub use event::{
 };
 pub use listen::Notification;
 pub use nat::{
-    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, RECORD_NAME, RECORD_TTL,
-    ReachReport, Reachability, RendezvousReport, Seen,
+    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ProbeSend, RECORD_NAME,
+    RECORD_TTL, ReachReport, Reachability, RendezvousReport, Seen,
 };
 pub use publish::{expiry, next_seq};
 pub use rendezvous::Deferred;
@@ -101,6 +102,10 @@ pub struct Answer {
     /// When set (a `stored` answer from a durable store), the answer may go out only once
     /// this commit is durable; if it fails, the peer must get an error 500 instead.
     pub commit: Option<CommitId>,
+    /// When set (an accepted `probe`), `response` is only what to answer if this probe
+    /// datagram is never sent (an error): send it, report whether it went out with
+    /// [`Node::handle_probe_sent`], and answer what that returns instead.
+    pub probe: Option<ProbeSend>,
 }
 
 /// Who sent a request, as far as the driver knows.

@@ -78,6 +78,9 @@ pub(super) enum Done {
         key: Key,
         /// The newest copy seen, if any.
         newest: Option<Item>,
+        /// Whether any node answered it (with a copy or with nodes): a catch-up that heard
+        /// from nobody checked nothing.
+        heard: bool,
     },
     /// A watch's round found the closest nodes to its key (closest first).
     Watch {
@@ -332,10 +335,16 @@ fn finish(env: &mut Env, id: QueryId, query: Query) -> Option<Done> {
             catch_up: true,
             key,
             best,
+            held,
             ..
         } = query.kind
         {
-            return Some(Done::CaughtUp { key, newest: best });
+            let heard = !held.is_empty();
+            return Some(Done::CaughtUp {
+                key,
+                newest: best,
+                heard,
+            });
         }
         return Some(Done::Housekeeping);
     }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha512};
 
 use super::event::Event;
 use super::requests::Purpose;
-use super::{Node, Requester};
+use super::{Answer, Node, Requester};
 use crate::message::{Contact, ErrorCode, ErrorReply, Request, Response};
 use crate::store::Store;
 use crate::subnet::Prefix;
@@ -77,9 +77,11 @@ impl<S: Store> Node<S> {
     }
 
     /// A `probe` datagram with `nonce` arrived from `from`, an address this node never sent
-    /// a datagram to (the plane's [`PlaneEvent::Probe`](crate::datagram::PlaneEvent)).
-    pub fn handle_probe(&mut self, now: Time, from: SocketAddr, nonce: [u8; 16]) {
-        self.reach.probe(now, from, &nonce);
+    /// a datagram to (the plane's [`PlaneEvent::Probe`](crate::datagram::PlaneEvent), whose
+    /// `vouched` says whether the plane's record of destinations could vouch for that: an
+    /// unvouched probe settles its ask as proving nothing).
+    pub fn handle_probe(&mut self, now: Time, from: SocketAddr, nonce: [u8; 16], vouched: bool) {
+        self.reach.probe(now, from, &nonce, vouched);
         self.reach_verdict(now);
     }
 
@@ -89,12 +91,12 @@ impl<S: Store> Node<S> {
         self.probes.pop_answer()
     }
 
-    /// The next `probe` datagram to send: where, and its nonce
-    /// ([`datagram::probe`](crate::datagram::probe) makes its bytes). Send it from a socket
-    /// of its own, not the node's: its source port is then one the target never sent to.
-    /// Drain it with the other outputs.
-    pub fn poll_probe(&mut self) -> Option<(SocketAddr, [u8; 16])> {
-        self.probes.pop_datagram()
+    /// The probe datagram `probe` of an [`Answer`] went out (`sent`), or could not be sent
+    /// (no socket of its address family, or the send failed): the answer to its `probe`
+    /// request. Only a probe that went out is confirmed (`probed`); otherwise the asker gets
+    /// an error 503, which its checker counts as a failed ask, never as a silent probe.
+    pub fn handle_probe_sent(&mut self, probe: u64, sent: bool) -> Response {
+        self.probes.sent(probe, sent)
     }
 
     /// Starts a check if one is due, and ends the running one if it is settled.
@@ -134,19 +136,29 @@ impl<S: Store> Node<S> {
     }
 
     /// Answers a `probe` request from `from`: only a verified server may ask, within limits.
+    /// An accepted one waits on its datagram's send ([`Answer::probe`]).
     pub(super) fn serve_probe(
         &mut self,
         now: Time,
         from: &Requester,
         to: SocketAddr,
         nonce: [u8; 16],
-    ) -> Response {
-        if !from.verified || from.addr.is_none() {
+    ) -> Answer {
+        let (response, probe) = if !from.verified || from.addr.is_none() {
             self.probes.refused_probe();
             let refusal = ErrorReply::new(ErrorCode::BAD_SIGNATURE, "only a server asks probes");
-            return Response::Error(refusal);
+            (Response::Error(refusal), None)
+        } else {
+            match self.probes.probe(now, from.source, to, nonce) {
+                Ok(probe) => (Response::Error(nat::unsent()), Some(probe)),
+                Err(refusal) => (Response::Error(refusal), None),
+            }
+        };
+        Answer {
+            response,
+            commit: None,
+            probe,
         }
-        self.probes.probe(now, from.source, to, nonce)
     }
 
     /// The node to send a probe for `asker` at `source`: a server of the table or a recent

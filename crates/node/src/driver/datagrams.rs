@@ -92,8 +92,12 @@ impl<S: Store> Driver<S> {
                     Some(refusal) => cairn_core::Answer {
                         response: refusal,
                         commit: None,
+                        probe: None,
                     },
-                    None => self.node.handle_request(now, from, reply.id, request),
+                    None => {
+                        let answer = self.node.handle_request(now, from, reply.id, request);
+                        self.send_probe(answer)
+                    }
                 };
                 let error = match &answer.response {
                     Response::Error(e) => Some(e.code.0),
@@ -137,7 +141,11 @@ impl<S: Store> Driver<S> {
                 source,
                 nonce,
             } => self.on_reach(reply, from, source, nonce),
-            PlaneEvent::Probe { from, nonce } => self.node.handle_probe(now, from, nonce),
+            PlaneEvent::Probe {
+                from,
+                nonce,
+                vouched,
+            } => self.node.handle_probe(now, from, nonce, vouched),
             PlaneEvent::Rendezvous {
                 reply,
                 from,

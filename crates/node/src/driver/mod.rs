@@ -407,6 +407,7 @@ impl<S: Store> Driver<S> {
                 }
                 let name = request.name();
                 let answer = self.node.handle_request(now, requester, id, *request);
+                let answer = self.send_probe(answer);
                 let error = match &answer.response {
                     cairn_core::Response::Error(e) => Some(e.code.0),
                     _ => None,

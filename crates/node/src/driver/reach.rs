@@ -3,7 +3,7 @@
 //! from a socket of their own; a verdict switches an auto node between server and client.
 
 use cairn_core::datagram::Reply;
-use cairn_core::{Mode, Reachability, Requester, Response, Store};
+use cairn_core::{Answer, Mode, Reachability, Requester, Response, Store};
 
 use super::Driver;
 use crate::mode::ModeSetting;
@@ -35,18 +35,26 @@ impl<S: Store> Driver<S> {
         }
     }
 
-    /// Sends the relays' answers that came and the probes the node asked for.
+    /// Sends the relays' answers that came.
     pub(super) fn drain_reach(&mut self) {
         while let Some((token, response)) = self.node.poll_reach_answer() {
             if let Some(reply) = self.relays.remove(&token) {
                 self.answer_reach(reply, response);
             }
         }
-        while let Some((to, nonce)) = self.node.poll_probe() {
-            if let Some(udp) = &self.shared.udp {
-                udp.send_probe(to, &cairn_core::datagram::probe(&nonce));
-            }
+    }
+
+    /// Sends the probe datagram `answer` waits on, if any (an accepted `probe`), and makes
+    /// its response what the node answers once it knows whether the probe went out: only a
+    /// probe sent is confirmed.
+    pub(super) fn send_probe(&mut self, mut answer: Answer) -> Answer {
+        if let Some(probe) = answer.probe.take() {
+            let bytes = cairn_core::datagram::probe(&probe.nonce);
+            let udp = self.shared.udp.as_ref();
+            let sent = udp.is_some_and(|udp| udp.send_probe(probe.to, &bytes));
+            answer.response = self.node.handle_probe_sent(probe.id, sent);
         }
+        answer
     }
 
     fn answer_reach(&mut self, reply: Reply, response: Response) {
@@ -147,6 +155,7 @@ impl<S: Store> Driver<S> {
             relays_refused: s.relays_refused,
             sent: s.sent,
             refused: s.refused,
+            unsent: s.unsent,
         };
         let checked_at = r.checked_at.map(|at| {
             let ago = self.clock.now().since(at);
@@ -196,6 +205,7 @@ impl<S: Store> Driver<S> {
             ("relay_refused", served.relays_refused),
             ("sent", served.sent),
             ("refused", served.refused),
+            ("unsent", served.unsent),
         ] {
             behind(&m.probes_served, outcome, total);
         }

@@ -13,11 +13,11 @@ mod reach;
 mod rendezvous;
 
 pub use observed::{Family, Mapping, ObservedChange, ObservedReport, Seen};
-pub use probe::ProbeReport;
+pub use probe::{ProbeReport, ProbeSend};
 pub use reach::{ReachReport, Reachability};
 pub use rendezvous::{RECORD_NAME, RECORD_TTL, RendezvousReport};
 
 pub(super) use observed::Observed;
-pub(super) use probe::Probes;
+pub(super) use probe::{Probes, unsent};
 pub(super) use reach::{ASKS, Reach};
 pub(super) use rendezvous::{Points, Registry};

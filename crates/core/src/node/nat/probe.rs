@@ -9,11 +9,18 @@
 //!   a young network has one server, whose other nodes can only become servers by probing
 //!   each other through it), taken in turn;
 //! - C sends a probe only for a verified server (a proven session whose peer announces an
-//!   address), at most [`PER_TARGET`] per target IP and [`PER_ASKER`] per asking server's IP
-//!   per [`TARGET_WINDOW`], and at most [`PER_SECOND`] in any second overall (so one server
+//!   address), at most [`PER_TARGET`] per target host and [`PER_ASKER`] per asking server's
+//!   host per [`TARGET_WINDOW`] (a host is an IPv4 address or an IPv6 /64, [`Prefix::host`]:
+//!   one IPv6 host owns a whole /64, and would otherwise get [`PER_TARGET`] probes for each of
+//!   its addresses), and at most [`PER_SECOND`] in any second overall (so one server
 //!   flooding cannot use up what honest ones are served); it remembers at most
-//!   [`MAX_TARGETS`] IPs of each kind (when full, it refuses new ones until some expire).
+//!   [`MAX_TARGETS`] hosts of each kind (when full, it refuses new ones until some expire).
 //!   Every refusal is a 429 and counted;
+//! - C confirms (`probed`) only a probe the driver reports sent ([`ProbeSend`]); one it could
+//!   not send (no socket of the target's family, the send failed) is answered 503, which the
+//!   checker counts as a failed ask: a confirmed probe that never arrives says `private`, so
+//!   C must never confirm one that never left. It remembers at most [`PER_SECOND`] probes
+//!   awaiting their report (the driver reports each at once);
 //! - the probe datagram is [`PROBE_LEN`](crate::datagram::PROBE_LEN) bytes: smaller than any
 //!   `probe` request (a sealed `data` with the message in it), so C never amplifies.
 
@@ -22,19 +29,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::message::{Contact, ErrorCode, ErrorReply, Response};
+use crate::subnet::Prefix;
 use crate::time::Time;
 
 /// `reach` requests being relayed at once, at most.
 pub const MAX_RELAYS: usize = 64;
-/// Probes sent to one IP per [`TARGET_WINDOW`], at most.
+/// Probes sent to one host (an IPv4 address, an IPv6 /64) per [`TARGET_WINDOW`], at most.
 pub const PER_TARGET: usize = 4;
-/// Probes sent for one asking server's IP per [`TARGET_WINDOW`], at most.
+/// Probes sent for one asking server's host (an IPv4 address, an IPv6 /64) per
+/// [`TARGET_WINDOW`], at most.
 pub const PER_ASKER: usize = 16;
 /// The window of [`PER_TARGET`] and [`PER_ASKER`].
 pub const TARGET_WINDOW: Duration = Duration::from_secs(10);
 /// Probes sent in any one second, at most.
 pub const PER_SECOND: usize = 32;
-/// Target IPs remembered, at most.
+/// Target hosts remembered, at most (and as many asking servers' hosts).
 pub const MAX_TARGETS: usize = 1_024;
 /// Askers kept as third nodes, at most.
 pub const MAX_ASKERS: usize = 32;
@@ -49,10 +58,35 @@ pub struct ProbeReport {
     pub relayed: u64,
     /// `reach` requests refused: no third node, too many at once, or not over a session.
     pub relays_refused: u64,
-    /// Probe datagrams sent.
+    /// Probe datagrams sent (the driver reported them out).
     pub sent: u64,
+    /// Probes accepted that the driver could not send (no socket of the target's family, or
+    /// the send failed): answered 503.
+    pub unsent: u64,
     /// `probe` requests refused: over a limit (429) or not from a server (403).
     pub refused: u64,
+}
+
+/// A probe datagram to send, for an accepted `probe` request: where, its nonce
+/// ([`datagram::probe`](crate::datagram::probe) makes its bytes) and the id to report its send
+/// under ([`Node::handle_probe_sent`](crate::Node::handle_probe_sent)). Send it from a socket
+/// of its own, not the node's: its source port is then one the target never sent to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeSend {
+    /// The id its report carries.
+    pub id: u64,
+    /// The target: the checking node's address as its server saw it.
+    pub to: SocketAddr,
+    /// The nonce the datagram carries.
+    pub nonce: [u8; 16],
+}
+
+/// The answer to an accepted `probe` request until its datagram is reported sent.
+pub(in crate::node) fn unsent() -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::UNAVAILABLE,
+        "the probe could not be sent from here",
+    )
 }
 
 /// What a relay waits for: the token its answer is reported under.
@@ -62,13 +96,16 @@ pub(in crate::node) struct Probes {
     relays: HashMap<u64, u64>,
     next_token: u64,
     answers: VecDeque<(u64, Response)>,
-    /// Recent probe times per target IP, oldest first.
-    targets: HashMap<IpAddr, VecDeque<Time>>,
-    /// Recent probe times per asking server's IP, oldest first.
-    asking: HashMap<IpAddr, VecDeque<Time>>,
+    /// Recent probe times per target host, oldest first.
+    targets: HashMap<Prefix, VecDeque<Time>>,
+    /// Recent probe times per asking server's host, oldest first.
+    asking: HashMap<Prefix, VecDeque<Time>>,
     /// Probe times in the last second, oldest first.
     recent: VecDeque<Time>,
-    datagrams: VecDeque<(SocketAddr, [u8; 16])>,
+    /// Accepted probes whose send is not reported yet, oldest first (at most
+    /// [`PER_SECOND`]), and the id of the last one.
+    unreported: VecDeque<u64>,
+    last_probe: u64,
     /// The last nodes that asked `reach`, at the address they asked from, oldest first.
     askers: VecDeque<(Contact, Time)>,
     /// Third nodes chosen so far: whose turn it is.
@@ -152,47 +189,65 @@ impl Probes {
         self.answers.pop_front()
     }
 
-    /// A `probe` to `to` with `nonce` asked at `now` by a server at `asker`: sent (queued)
-    /// if within the limits, else refused.
+    /// A `probe` to `to` with `nonce` asked at `now` by a server at `asker`: the datagram to
+    /// send if within the limits, else the refusal.
     pub(in crate::node) fn probe(
         &mut self,
         now: Time,
         asker: IpAddr,
         to: SocketAddr,
         nonce: [u8; 16],
-    ) -> Response {
+    ) -> Result<ProbeSend, ErrorReply> {
         self.forget_old(now);
-        let ip = to.ip().to_canonical();
-        let asker = asker.to_canonical();
+        let host = Prefix::host(to.ip());
+        let asker = Prefix::host(asker);
         let over = if over(&self.asking, asker, PER_ASKER) {
             Some("over this node's probes for one server")
         } else if self.recent.len() >= PER_SECOND {
             Some("over this node's probes per second")
-        } else if over(&self.targets, ip, PER_TARGET) {
+        } else if over(&self.targets, host, PER_TARGET) {
             Some("over this node's probes to that address")
         } else {
             None
         };
         if let Some(why) = over {
             self.report.refused += 1;
-            return Response::Error(ErrorReply::new(ErrorCode::OVER_LIMIT, why));
+            return Err(ErrorReply::new(ErrorCode::OVER_LIMIT, why));
         }
-        self.targets.entry(ip).or_default().push_back(now);
+        self.targets.entry(host).or_default().push_back(now);
         self.asking.entry(asker).or_default().push_back(now);
         self.recent.push_back(now);
-        self.datagrams.push_back((to, nonce));
-        self.report.sent += 1;
-        Response::Probed
+        self.last_probe += 1;
+        self.unreported.push_back(self.last_probe);
+        if self.unreported.len() > PER_SECOND {
+            // Never reported: the driver answered it with the error it was given.
+            self.unreported.pop_front();
+        }
+        Ok(ProbeSend {
+            id: self.last_probe,
+            to,
+            nonce,
+        })
+    }
+
+    /// The driver sent the probe `id` (`sent`), or could not: the answer to its request.
+    pub(in crate::node) fn sent(&mut self, id: u64, sent: bool) -> Response {
+        let Some(at) = self.unreported.iter().position(|p| *p == id) else {
+            return Response::Error(unsent());
+        };
+        self.unreported.remove(at);
+        if sent {
+            self.report.sent += 1;
+            Response::Probed
+        } else {
+            self.report.unsent += 1;
+            Response::Error(unsent())
+        }
     }
 
     /// A `probe` refused for who asked (not a verified server).
     pub(in crate::node) fn refused_probe(&mut self) {
         self.report.refused += 1;
-    }
-
-    /// The next probe datagram to send: where, and its nonce.
-    pub(in crate::node) fn pop_datagram(&mut self) -> Option<(SocketAddr, [u8; 16])> {
-        self.datagrams.pop_front()
     }
 
     fn forget_old(&mut self, now: Time) {
@@ -217,11 +272,93 @@ impl Probes {
     }
 }
 
-/// Whether one more probe for `ip` would go past `limit` in `recent`, or past
-/// [`MAX_TARGETS`] IPs kept.
-fn over(recent: &HashMap<IpAddr, VecDeque<Time>>, ip: IpAddr, limit: usize) -> bool {
-    match recent.get(&ip) {
+/// Whether one more probe for `host` would go past `limit` in `recent`, or past
+/// [`MAX_TARGETS`] hosts kept.
+fn over(recent: &HashMap<Prefix, VecDeque<Time>>, host: Prefix, limit: usize) -> bool {
+    match recent.get(&host) {
         Some(times) => times.len() >= limit,
         None => recent.len() >= MAX_TARGETS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("an address")
+    }
+
+    /// Asks a probe and, if accepted, reports it sent: the answer.
+    fn ask(probes: &mut Probes, now: Time, asker: IpAddr, to: SocketAddr) -> Response {
+        match probes.probe(now, asker, to, [0; 16]) {
+            Ok(probe) => probes.sent(probe.id, true),
+            Err(refusal) => Response::Error(refusal),
+        }
+    }
+
+    fn refused(response: &Response) -> bool {
+        matches!(response, Response::Error(e) if e.code == ErrorCode::OVER_LIMIT)
+    }
+
+    #[test]
+    fn an_ipv6_target_counts_as_its_64() {
+        let mut probes = Probes::default();
+        let now = Time::from_secs(100);
+        let asker: IpAddr = "192.0.2.1".parse().expect("an address");
+        // Five addresses of one /64, each once: one host, four probes.
+        for n in 1..=PER_TARGET {
+            let to = addr(&format!("[2001:db8:1:2::{n:x}]:9"));
+            assert_eq!(ask(&mut probes, now, asker, to), Response::Probed);
+        }
+        let fifth = ask(&mut probes, now, asker, addr("[2001:db8:1:2:ffff::5]:9"));
+        assert!(refused(&fifth), "{fifth:?}");
+        // Another /64 is another host.
+        let other = ask(&mut probes, now, asker, addr("[2001:db8:1:3::1]:9"));
+        assert_eq!(other, Response::Probed);
+        assert_eq!(probes.report().sent, PER_TARGET as u64 + 1);
+        assert_eq!(probes.report().refused, 1);
+    }
+
+    #[test]
+    fn an_ipv6_asker_counts_as_its_64() {
+        let mut probes = Probes::default();
+        let now = Time::from_secs(100);
+        // Each probe to a host of its own, each asked from another address of one /64.
+        let to = |n: usize| addr(&format!("198.51.100.{n}:9"));
+        let asker = |n: usize| format!("2001:db8:1:2::{n:x}").parse().expect("an address");
+        for n in 1..=PER_ASKER {
+            assert_eq!(ask(&mut probes, now, asker(n), to(n)), Response::Probed);
+        }
+        let next = PER_ASKER + 1;
+        assert!(refused(&ask(&mut probes, now, asker(next), to(next))));
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().expect("an address");
+        assert_eq!(ask(&mut probes, now, elsewhere, to(next)), Response::Probed);
+    }
+
+    #[test]
+    fn only_a_probe_reported_sent_is_confirmed() {
+        let mut probes = Probes::default();
+        let now = Time::from_secs(100);
+        let asker: IpAddr = "192.0.2.1".parse().expect("an address");
+        let to = addr("[2001:db8::1]:9");
+        let first = probes
+            .probe(now, asker, to, [1; 16])
+            .expect("within the limits");
+        let second = probes
+            .probe(now, asker, to, [2; 16])
+            .expect("within the limits");
+        assert_eq!((first.to, first.nonce), (to, [1; 16]));
+        // Not sent (no socket of its family, or the send failed): 503, counted apart.
+        let answer = probes.sent(first.id, false);
+        assert!(
+            matches!(&answer, Response::Error(e) if e.code == ErrorCode::UNAVAILABLE),
+            "{answer:?}"
+        );
+        assert_eq!(probes.sent(second.id, true), Response::Probed);
+        // A report of no awaited probe confirms nothing.
+        assert_ne!(probes.sent(first.id, true), Response::Probed);
+        let report = probes.report();
+        assert_eq!((report.sent, report.unsent), (1, 1));
     }
 }

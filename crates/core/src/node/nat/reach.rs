@@ -11,6 +11,10 @@
 //! - a probe counts as received only if its nonce is one still awaited, it came from an
 //!   address this node never sent a datagram to (the plane checks that) and not from the IP
 //!   of the server asked (which could send it itself);
+//! - a probe the plane cannot vouch for (destinations pushed out of its record were sent to
+//!   within a NAT mapping's life: the probe may have come in through a mapping this node
+//!   opened) settles its ask as neither received nor silent: it proves nothing, and
+//!   dropping it would count it silent, toward `private`;
 //! - an ask is settled when its probe arrives, when its server answers with an error or not at
 //!   all, or [`PROBE_WAIT`] after its server said the probe went out;
 //! - the verdict, once every ask is settled or [`CHECK_LIMIT`] passed: `public` when probes
@@ -135,6 +139,8 @@ enum AskState {
     Sent(Time),
     /// The probe arrived from this IP.
     Received(IpAddr),
+    /// A probe arrived that the plane could not vouch came from a node never contacted.
+    Unvouched,
     Failed,
 }
 
@@ -154,7 +160,7 @@ impl Check {
         self.asks.iter().all(|a| match a.state {
             AskState::Asked => false,
             AskState::Sent(at) => now >= at + PROBE_WAIT,
-            AskState::Received(_) | AskState::Failed => true,
+            AskState::Received(_) | AskState::Unvouched | AskState::Failed => true,
         })
     }
 
@@ -353,20 +359,33 @@ impl Reach {
         }
     }
 
-    /// A `probe` with `nonce` arrived from `from`, an address this node never sent to.
-    pub(in crate::node) fn probe(&mut self, now: Time, from: SocketAddr, nonce: &[u8; 16]) {
+    /// A `probe` with `nonce` arrived from `from`, an address this node never sent to
+    /// (`vouched`: of the destinations the plane can vouch for, [`PlaneEvent::Probe`]).
+    ///
+    /// [`PlaneEvent::Probe`]: crate::datagram::PlaneEvent::Probe
+    pub(in crate::node) fn probe(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        nonce: &[u8; 16],
+        vouched: bool,
+    ) {
         let ask = self.ask_mut(|a| a.nonce == *nonce).filter(|a| {
             let waiting = match a.state {
                 AskState::Asked => true,
                 AskState::Sent(at) => now < at + PROBE_WAIT,
-                AskState::Received(_) | AskState::Failed => false,
+                AskState::Received(_) | AskState::Unvouched | AskState::Failed => false,
             };
             waiting && a.via.addr.ip().to_canonical() != from.ip().to_canonical()
         });
         match ask {
-            Some(ask) => {
+            Some(ask) if vouched => {
                 ask.state = AskState::Received(from.ip().to_canonical());
                 self.report.received += 1;
+            }
+            Some(ask) => {
+                ask.state = AskState::Unvouched;
+                self.report.ignored += 1;
             }
             None => self.report.ignored += 1,
         }

@@ -88,8 +88,8 @@ fn two_probes_through_one_server_of_two_subnets_do_not_make_public() {
     let t = Time::from_secs(1);
     let same: Vec<_> = asks.iter().filter(|a| a.0 == asks[0].0).collect();
     assert_eq!(same.len(), 2);
-    reach.probe(t, third(), &same[0].1);
-    reach.probe(t, other(), &same[1].1);
+    reach.probe(t, third(), &same[0].1, true);
+    reach.probe(t, other(), &same[1].1, true);
     for (_, _, id) in asks.iter().filter(|a| a.0 != asks[0].0) {
         reach.answered(t, *id, false);
     }
@@ -102,14 +102,14 @@ fn with_one_server_known_two_probes_from_two_ips_make_public() {
     assert_eq!(asks.len(), ASKS);
     let t = Time::from_secs(1);
     // From one IP twice: one source.
-    reach.probe(t, third(), &asks[0].1);
-    reach.probe(t, third(), &asks[1].1);
+    reach.probe(t, third(), &asks[0].1, true);
+    reach.probe(t, third(), &asks[1].1, true);
     reach.answered(t, asks[2].2, false);
     reach.answered(t, asks[3].2, false);
     assert_eq!(reach.handle_timeout(t), None);
     let (mut reach, asks) = started(1);
-    reach.probe(t, third(), &asks[0].1);
-    reach.probe(t, other(), &asks[1].1);
+    reach.probe(t, third(), &asks[0].1, true);
+    reach.probe(t, other(), &asks[1].1, true);
     reach.answered(t, asks[2].2, false);
     reach.answered(t, asks[3].2, false);
     assert_eq!(
@@ -122,9 +122,9 @@ fn with_one_server_known_two_probes_from_two_ips_make_public() {
 fn two_probes_through_distinct_servers_make_public() {
     let (mut reach, asks) = started(4);
     let t = Time::from_secs(1);
-    reach.probe(t, third(), &asks[0].1);
+    reach.probe(t, third(), &asks[0].1, true);
     assert_eq!(reach.handle_timeout(t), None, "one success is not enough");
-    reach.probe(t, other(), &asks[1].1);
+    reach.probe(t, other(), &asks[1].1, true);
     for (_, _, id) in &asks[2..] {
         reach.answered(t, *id, false);
     }
@@ -179,7 +179,7 @@ fn two_silences_decide_nothing() {
 fn one_probe_received_keeps_silences_from_saying_private() {
     let (mut reach, asks) = started(4);
     let t = Time::from_secs(1);
-    reach.probe(t, third(), &asks[0].1);
+    reach.probe(t, third(), &asks[0].1, true);
     for (_, _, id) in &asks[1..] {
         reach.answered(t, *id, true);
     }
@@ -190,9 +190,9 @@ fn one_probe_received_keeps_silences_from_saying_private() {
 fn a_probe_from_the_server_asked_or_with_an_unknown_nonce_does_not_count() {
     let (mut reach, asks) = started(2);
     let t = Time::from_secs(1);
-    reach.probe(t, asks[0].0.addr, &asks[0].1);
-    reach.probe(t, third(), &[0; 16]);
-    reach.probe(t, third(), &asks[1].1);
+    reach.probe(t, asks[0].0.addr, &asks[0].1, true);
+    reach.probe(t, third(), &[0; 16], true);
+    reach.probe(t, third(), &asks[1].1, true);
     assert_eq!(reach.report().received, 1);
     assert_eq!(reach.report().ignored, 2);
 }
@@ -202,7 +202,7 @@ fn a_probe_after_its_wait_does_not_count() {
     let (mut reach, asks) = started(2);
     let t = Time::from_secs(1);
     reach.answered(t, asks[0].2, true);
-    reach.probe(t + PROBE_WAIT, third(), &asks[0].1);
+    reach.probe(t + PROBE_WAIT, third(), &asks[0].1, true);
     assert_eq!(reach.report().received, 0);
 }
 
@@ -210,8 +210,8 @@ fn a_probe_after_its_wait_does_not_count() {
 fn a_check_out_of_time_ends_with_what_it_has() {
     let (mut reach, asks) = started(4);
     let t = Time::from_secs(1);
-    reach.probe(t, third(), &asks[0].1);
-    reach.probe(t, other(), &asks[1].1);
+    reach.probe(t, third(), &asks[0].1, true);
+    reach.probe(t, other(), &asks[1].1, true);
     // Two servers never answer.
     assert_eq!(reach.handle_timeout(t), None);
     let end = Time::from_secs(0) + CHECK_LIMIT;
@@ -225,8 +225,8 @@ fn a_check_out_of_time_ends_with_what_it_has() {
 fn a_status_holds_through_undecided_checks_until_the_limit() {
     let (mut reach, asks) = started(2);
     let t = Time::from_secs(1);
-    reach.probe(t, third(), &asks[0].1);
-    reach.probe(t, other(), &asks[1].1);
+    reach.probe(t, third(), &asks[0].1, true);
+    reach.probe(t, other(), &asks[1].1, true);
     for (_, _, id) in &asks[2..] {
         reach.answered(t, *id, false);
     }
@@ -260,8 +260,8 @@ fn a_status_holds_through_undecided_checks_until_the_limit() {
 fn a_changed_observed_address_checks_again_at_once() {
     let (mut reach, asks) = started(2);
     let t = Time::from_secs(1);
-    reach.probe(t, third(), &asks[0].1);
-    reach.probe(t, other(), &asks[1].1);
+    reach.probe(t, third(), &asks[0].1, true);
+    reach.probe(t, other(), &asks[1].1, true);
     for (_, _, id) in &asks[2..] {
         reach.answered(t, *id, false);
     }
@@ -284,4 +284,26 @@ fn no_check_before_checks_are_switched_on_and_none_without_servers() {
         reach.next_deadline(),
         Some(Time::from_secs(100) + RETRY_EMPTY)
     );
+}
+
+#[test]
+fn an_unvouched_probe_is_neither_a_success_nor_a_silence() {
+    // Found in review: spoofed junk the plane answers can push real contacts out of its
+    // record, and a probe from one then passed for a stranger's: a false `public`. The plane
+    // says so (`vouched: false`); such a probe proves nothing, and is no silence either.
+    let (mut reach, asks) = started(4);
+    let t = Time::from_secs(1);
+    for (_, _, id) in &asks {
+        reach.answered(t, *id, true);
+    }
+    reach.probe(t, third(), &asks[0].1, false);
+    reach.probe(t, other(), &asks[1].1, false);
+    let later = t + PROBE_WAIT;
+    assert_eq!(
+        reach.handle_timeout(later),
+        None,
+        "neither public nor private"
+    );
+    let report = reach.report();
+    assert_eq!((report.received, report.ignored), (0, 2), "{report:?}");
 }

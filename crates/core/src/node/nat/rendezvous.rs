@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use crate::id::NodeId;
 use crate::message::{Contact, ErrorCode, ErrorReply, REGISTRATION_TTL, Response};
+use crate::subnet::Prefix;
 use crate::time::Time;
 
 /// Rendezvous points a client keeps.
@@ -78,21 +79,9 @@ pub struct RendezvousReport {
     pub meets_refused: u64,
 }
 
-/// The key an IP's bounds count under: the IP itself, an IPv6 address's /64.
-fn host(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let mut bytes = v6.octets();
-            bytes[8..].fill(0);
-            IpAddr::from(bytes)
-        }
-        v4 => v4,
-    }
-}
-
 /// Times in a sliding window, per key.
 #[derive(Debug, Default)]
-struct Windows(HashMap<IpAddr, VecDeque<Time>>);
+struct Windows(HashMap<Prefix, VecDeque<Time>>);
 
 impl Windows {
     /// Counts one at `now` for `ip` if fewer than `max` are in the window.
@@ -105,7 +94,7 @@ impl Windows {
         });
         // Bounded: at most `MAX_INTRODUCTIONS` or so new keys a second are ever admitted by
         // the callers' overall bounds, and each key leaves after the window.
-        let times = self.0.entry(host(ip)).or_default();
+        let times = self.0.entry(Prefix::host(ip)).or_default();
         if times.len() >= max {
             return false;
         }
@@ -164,7 +153,7 @@ impl Registry {
         let from_host = self
             .registered
             .values()
-            .filter(|r| host(r.addr.ip()) == host(source.ip()))
+            .filter(|r| Prefix::host(r.addr.ip()) == Prefix::host(source.ip()))
             .count();
         if self.registered.len() >= MAX_REGISTERED || from_host >= REGISTERED_PER_IP {
             self.refused += 1;

@@ -1171,7 +1171,9 @@ fn a_restarted_node_answers_what_it_held_unchecked_until_it_checked_it() {
         value_answer(&mut node, now, *renewed.key()),
         Some((_, false))
     ));
-    // The catch-up runs within the first minutes; alone, the node finds no other copy.
+    // The catch-up runs within the first minutes; alone, the node hears from nobody, and
+    // checks nothing (`a_catch_up_that_hears_from_nobody_leaves_the_copy_unchecked`) until
+    // its first replication round takes the item in.
     let later = now + Duration::from_secs(300);
     while let Some(next) = node.poll_timeout().filter(|at| *at <= later) {
         node.handle_timeout(next);
@@ -1179,8 +1181,81 @@ fn a_restarted_node_answers_what_it_held_unchecked_until_it_checked_it() {
     }
     assert_eq!(
         value_answer(&mut node, later, *theirs.key()),
+        Some((theirs.clone(), true)),
+        "alone, nothing is checked"
+    );
+    let replicated = now + Config::default().replicate_interval * 2;
+    while let Some(next) = node.poll_timeout().filter(|at| *at <= replicated) {
+        node.handle_timeout(next);
+        while node.poll_transmit().is_some() {}
+    }
+    assert_eq!(
+        value_answer(&mut node, replicated, *theirs.key()),
         Some((theirs, false)),
-        "checked once its catch-up ended"
+        "taken in by the replication round"
+    );
+}
+
+/// A node restarted on a store holding `item` of another's, knowing nodes 2 and 3, run for
+/// five minutes: each request is answered by `answer` (`None`: it fails). Returns the node
+/// and how many `find_value`s of the item it sent.
+fn restarted_catching_up(
+    item: &Item,
+    answer: impl Fn(&Request) -> Option<Response>,
+) -> (Node<MemoryStore>, usize) {
+    let mut store = MemoryStore::default();
+    store.restore(item.clone(), false);
+    let mut node = Node::new(node_id(1), Config::default(), store);
+    node.restore_contacts(T0, [contact(2), contact(3)]);
+    // The first input starts the node's clock, and its catch-up with it.
+    node.handle_timeout(T0);
+    let mut asked = 0;
+    let later = T0 + Duration::from_secs(300);
+    while let Some(now) = node.poll_timeout().filter(|at| *at <= later) {
+        node.handle_timeout(now);
+        while let Some(t) = node.poll_transmit() {
+            if t.request == (Request::FindValue { key: *item.key() }) {
+                asked += 1;
+            }
+            let from = contact(if t.to.addr == addr(2) { 2 } else { 3 });
+            match answer(&t.request) {
+                Some(response) => node.handle_response(now, from, t.id, response),
+                None => node.handle_failure(now, t.id),
+            }
+        }
+    }
+    (node, asked)
+}
+
+#[test]
+fn a_catch_up_that_hears_from_nobody_leaves_the_copy_unchecked() {
+    // Found in review: a restarted node whose catch-up reached nobody marked its copy checked,
+    // and served a possibly replaced version as checked.
+    let theirs = signed(2, "doc", b"v1", 1);
+    let later = T0 + Duration::from_secs(300);
+    let (mut node, asked) = restarted_catching_up(&theirs, |_| None);
+    assert_eq!(
+        value_answer(&mut node, later, *theirs.key()),
+        Some((theirs.clone(), true)),
+        "every request failed: still unchecked"
+    );
+    // Tried again, a bounded number of times: two nodes asked per try.
+    let tries = asked / 2;
+    assert!(
+        tries > 1 && tries <= housekeeping::CATCH_UP_TRIES as usize,
+        "{asked} requests"
+    );
+    // The same catch-up answered (the nodes hold nothing closer): checked.
+    let nodes = |request: &Request| match request {
+        Request::FindValue { .. } => Some(Response::Nodes(Vec::new())),
+        _ => None,
+    };
+    let (mut node, asked) = restarted_catching_up(&theirs, nodes);
+    assert_eq!(asked, 2, "one try");
+    assert_eq!(
+        value_answer(&mut node, later, *theirs.key()),
+        Some((theirs, false)),
+        "heard from: checked"
     );
 }
 
@@ -1211,4 +1286,57 @@ fn unchecked_copies_do_not_end_a_get_with_an_older_version() {
     let mut expected = restarted.to_vec();
     expected.sort_unstable();
     assert_eq!(stores_to, expected, "written back to the unchecked copies");
+}
+
+/// A reachability check by node 1 through servers 2 to 5, each of which relays its `reach`
+/// to node 6 as the third node; node 6 accepts each `probe` and reports it `sent` or not; no
+/// probe ever arrives. Node 1's status once the check ends, and its counters.
+fn check_through_a_third_node(sent: bool) -> ReachReport {
+    let requester = |n: u8| Requester {
+        id: node_id(n),
+        addr: Some(addr(n)),
+        verified: true,
+        source: addr(n).ip(),
+        connection: u64::from(n),
+    };
+    let mut checker = Node::new(node_id(1), Config::default(), MemoryStore::default());
+    checker.restore_contacts(T0, (2..=5).map(contact));
+    checker.start_reach_checks(T0, [1; 32]);
+    checker.handle_timeout(T0);
+    let mut third = Node::new(node_id(6), Config::default(), MemoryStore::default());
+    let asks: Vec<Transmit> = std::iter::from_fn(|| checker.poll_transmit()).collect();
+    for ask in asks {
+        let Request::Reach { nonce } = ask.request else {
+            continue;
+        };
+        let n = (2..=5u8)
+            .find(|n| ask.to.addr == addr(*n))
+            .expect("a server");
+        let mut server = Node::new(node_id(n), Config::default(), MemoryStore::default());
+        server.restore_contacts(T0, [contact(6)]);
+        let token = server
+            .handle_reach(T0, requester(1), addr(1), nonce)
+            .expect("relayed");
+        let relay = server.poll_transmit().expect("a probe request to node 6");
+        let answer = third.handle_request(T0, requester(n), relay.id, relay.request);
+        let probe = answer.probe.expect("within the limits");
+        let confirmed = third.handle_probe_sent(probe.id, sent);
+        server.handle_response(T0, contact(6), relay.id, confirmed);
+        let (answered, relayed) = server.poll_reach_answer().expect("the relay's answer");
+        assert_eq!(answered, token);
+        checker.handle_response(T0, contact(n), ask.id, relayed);
+    }
+    checker.handle_timeout(T0 + Duration::from_secs(5));
+    checker.reachability()
+}
+
+#[test]
+fn probes_the_third_node_could_not_send_do_not_make_a_node_private() {
+    // Found in review: a third node confirmed probes it never sent, and the checker took
+    // their silence for `private`. Confirmed probes that never arrive do say `private`.
+    let confirmed = check_through_a_third_node(true);
+    assert_eq!(confirmed.status, Reachability::Private, "{confirmed:?}");
+    let unsent = check_through_a_third_node(false);
+    assert_eq!(unsent.status, Reachability::Unknown, "{unsent:?}");
+    assert_eq!((unsent.sent, unsent.failed), (0, 4), "{unsent:?}");
 }
