@@ -299,6 +299,13 @@ pub async fn status(args: ApiArgs) -> anyhow::Result<()> {
         "reachable  {}: {} checks; probes {} asked, {} sent, {} received",
         r.status, r.checks, r.probes.asked, r.probes.sent, r.probes.received
     );
+    let z = &r.rendezvous;
+    if z.points > 0 || z.registered > 0 || z.introduced > 0 {
+        println!(
+            "rendezvous {} points of its own; {} nodes registered here, {} introduced, {} punches sent",
+            z.points, z.registered, z.introduced, z.punches_sent
+        );
+    }
     println!("peers      {}", s.peers);
     println!(
         "size       ~{} nodes in the network (estimated)",

@@ -409,3 +409,211 @@ fn auto_nodes_behind_nats_say_private_public_ones_public_and_a_forwarded_one_bec
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `host`'s rendezvous counters, as its `/v1/status` says (`reachability.rendezvous`).
+fn rendezvous(network: &Network, host: &topology::Host) -> Result<serde_json::Value, String> {
+    let status = network.api(host, "/v1/status")?;
+    Ok(status["reachability"]["rendezvous"].clone())
+}
+
+/// The public key (hex) of `host`'s node, as its `/v1/status` says.
+fn public_key(network: &Network, host: &topology::Host) -> String {
+    let status = network.api(host, "/v1/status").expect("the API answers");
+    status["public_key"]
+        .as_str()
+        .expect("a public key")
+        .to_owned()
+}
+
+/// What one `cairn ping` did: whether it succeeded, what it printed, and how long it ran.
+struct Ping {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    wall: Duration,
+}
+
+impl Ping {
+    /// The round trip it printed (`… : 1.2 ms`), in milliseconds.
+    fn rtt_ms(&self) -> Option<f64> {
+        let (_, rtt) = self.stdout.trim().rsplit_once(": ")?;
+        rtt.strip_suffix(" ms")?.parse().ok()
+    }
+}
+
+impl std::fmt::Debug for Ping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}, {:?}, stdout {:?}, stderr {:?}",
+            if self.ok { "0" } else { "non-zero" },
+            self.wall,
+            self.stdout.trim(),
+            self.stderr.trim()
+        )
+    }
+}
+
+/// `cairn ping KEY` of `to`'s node, against `from`'s node, in `from`'s namespace.
+fn ping(network: &Network, from: &topology::Host, to: &topology::Host) -> Ping {
+    let key = public_key(network, to);
+    let started = std::time::Instant::now();
+    let output = network.cairn(from, &["ping", &key]);
+    let ping = Ping {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        wall: started.elapsed(),
+    };
+    eprintln!("cairn ping {} on {}: {ping:?}", to.name, from.name);
+    ping
+}
+
+/// Every node's rendezvous counters and every NAT's unsolicited drops, for a failure's
+/// diagnosis.
+fn rendezvous_counters(network: &Network) -> String {
+    let mut lines = Vec::new();
+    for host in PUBLIC.iter().chain(&PRIVATE) {
+        let counters = rendezvous(network, host).unwrap_or_else(serde_json::Value::String);
+        lines.push(format!("{}: {counters}", host.name));
+    }
+    for nat in &NATS {
+        let dropped = network.topology().unsolicited(nat);
+        lines.push(format!("{}: {dropped} unsolicited dropped", nat.name));
+    }
+    lines.join("\n")
+}
+
+/// Prints, for a note to quote, how many of `runs` (each `cairn ping` p1 -> p2) said
+/// punched, and each one's printed round trip and wall time.
+fn measure(how: &str, runs: &[Ping]) {
+    let punched = runs
+        .iter()
+        .filter(|r| r.stdout.starts_with("punched"))
+        .count();
+    eprintln!(
+        "measurement ({how}): {punched} of {} cairn ping p1 -> p2 said punched",
+        runs.len()
+    );
+    for (i, run) in runs.iter().enumerate() {
+        let rtt = run
+            .rtt_ms()
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"));
+        let said = if run.ok {
+            run.stdout.trim()
+        } else {
+            run.stderr.trim()
+        };
+        eprintln!(
+            "measurement ({how}): run {}: round trip {rtt}, wall {:.0} ms: {said}",
+            i + 1,
+            run.wall.as_secs_f64() * 1_000.0
+        );
+    }
+}
+
+/// Issue 22's rendezvous through real NATs: every node behind a NAT registers with a
+/// rendezvous point; `cairn ping KEY` reaches a public node directly and a node behind a
+/// port-keeping NAT punched, from behind another such NAT or from the public segment. A node
+/// behind the random-mapping NAT (`masquerade random`, a mapping per destination) cannot be
+/// punched to, and relaying is not built: today it is not reached, which the test pins down
+/// (it fails once relaying reaches it, and should then be changed). Prints measurements.
+#[cfg_attr(
+    cairn_no_netns,
+    ignore = "needs ip (iproute2) and nft (nftables), and root; CAIRN_REQUIRE_NETNS=1 fails instead"
+)]
+#[test]
+fn ping_punches_through_port_keeping_nats_and_today_does_not_reach_one_behind_a_random_mapping_nat()
+{
+    let Some(topology) = netns::start() else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    // Every node runs in auto mode: the private ones become clients once they say private.
+    let network = Network::start(topology);
+    eprintln!("the network is up in {:?}", started.elapsed());
+    let mut registered = Vec::new();
+    for host in &PRIVATE {
+        netns::wait_for(
+            &format!("{} to register with a rendezvous point", host.name),
+            Duration::from_secs(180),
+            Duration::from_millis(200),
+            || {
+                let counters = rendezvous(&network, host)?;
+                match counters["points"].as_u64() {
+                    Some(points) if points >= 1 => Ok(()),
+                    _ => Err(format!("{counters} ({:?})", reachability(&network, host))),
+                }
+            },
+        );
+        registered.push(format!("{} at {:?}", host.name, started.elapsed()));
+    }
+    eprintln!(
+        "measurement: every private node had a rendezvous point {:?} after the start ({})",
+        started.elapsed(),
+        registered.join(", ")
+    );
+    eprintln!("counters:\n{}", rendezvous_counters(&network));
+    let [p1, p2, p3] = &PRIVATE;
+
+    // To a public node, from behind a NAT and from the public segment: direct.
+    for (from, to) in [(p1, &PUBLIC[0]), (p3, &PUBLIC[1]), (&PUBLIC[2], &PUBLIC[3])] {
+        let pinged = ping(&network, from, to);
+        assert!(
+            pinged.ok && pinged.stdout.starts_with("direct at "),
+            "{} to {}: {pinged:?}",
+            from.name,
+            to.name
+        );
+    }
+
+    // From behind port-keeping NAT 1 to behind port-keeping NAT 2: punched.
+    let pinged = ping(&network, p1, p2);
+    assert!(
+        pinged.ok && pinged.stdout.starts_with("punched at "),
+        "p1 to p2: {pinged:?}\n{}",
+        rendezvous_counters(&network)
+    );
+
+    // From the public segment to behind a port-keeping NAT: punched, from every public
+    // node: at least two of the five are none of p1's (at most three) rendezvous points, so
+    // some other node introduces them.
+    for asker in &PUBLIC {
+        let pinged = ping(&network, asker, p1);
+        assert!(
+            pinged.ok && pinged.stdout.starts_with("punched at "),
+            "{} to p1: {pinged:?}\n{}",
+            asker.name,
+            rendezvous_counters(&network)
+        );
+    }
+
+    // Behind the random-mapping NAT: p3's NAT maps its port towards its rendezvous point
+    // alone; its punch towards p1 leaves from another port, and p1's ping to the address
+    // the point gave finds no mapping. Not reached (until relaying is built).
+    let pinged = ping(&network, p1, p3);
+    assert!(
+        !pinged.ok && pinged.stderr.contains("could not be reached"),
+        "p1 to p3: {pinged:?}"
+    );
+
+    // Measurements: ten pings from p1 to p2, one every 3 s after the windows of the pings
+    // above have passed: within p2's bound of 4 punches to one IP per 10 s (and each
+    // point's 8 introductions per asking IP per 10 s).
+    std::thread::sleep(Duration::from_secs(10));
+    let spaced: Vec<Ping> = (0..10)
+        .map(|i| {
+            if i > 0 {
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            ping(&network, p1, p2)
+        })
+        .collect();
+    measure("one every 3 s", &spaced);
+    // Then ten back to back, as fast as they run: past the fourth punch in 10 s p2 refuses
+    // to punch (429), though its NAT's hole towards p1 is open. Printed, not asserted: it
+    // documents today's bounds.
+    let burst: Vec<Ping> = (0..10).map(|_| ping(&network, p1, p2)).collect();
+    measure("back to back", &burst);
+    eprintln!("counters:\n{}", rendezvous_counters(&network));
+}

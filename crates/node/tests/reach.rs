@@ -8,11 +8,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cairn_core::datagram::{MAX_DATAGRAM, PROBE, PROBE_LEN, Plane, PlaneConfig, PlaneEvent, Real};
-use cairn_core::{ErrorCode, Mode, NetworkName, Peer, Request, Response, Time};
+use cairn_core::datagram::{MAX_DATAGRAM, PROBE, PROBE_LEN};
+use cairn_core::{ErrorCode, Peer, Request, Response};
 use cairn_node::{Config, Dht, ModeSetting, Status};
+use common::plane::Peer2;
 use common::*;
-use ed25519_dalek::SigningKey;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
@@ -175,121 +175,6 @@ async fn a_network_that_restarts_at_once_on_its_saved_peers_does_not_stay_all_cl
         dht.shutdown().await;
     }
     let _ = std::fs::remove_dir_all(&base);
-}
-
-/// A moment far from zero, so that the plane's times never underflow.
-const EPOCH_MS: u64 = 1_000_000;
-
-/// A peer that is a datagram plane of its own over a real socket: it asks what a test tells
-/// it to, and says it is a server (`announce`) unless told otherwise.
-struct Peer2 {
-    plane: Plane<Real>,
-    socket: UdpSocket,
-    start: Instant,
-    /// Answers that came, by request id.
-    answers: Vec<(u64, Response)>,
-    /// `probe` datagrams that came (the plane reports only those from addresses it never
-    /// sent to), and their source.
-    probes: Vec<(SocketAddr, [u8; 16])>,
-}
-
-impl Peer2 {
-    async fn bind(ip: &str, seed: u8, announce: bool) -> Peer2 {
-        let socket = UdpSocket::bind(format!("{ip}:0")).await.expect("binds");
-        let key = SigningKey::from_bytes(&[seed; 32]);
-        let mut config = PlaneConfig::new(NetworkName::default());
-        if !announce {
-            config.announce = false;
-            config.role = Mode::Client;
-        }
-        let plane = Plane::new(
-            Real::new(key),
-            config,
-            [seed; 32],
-            Time::from_millis(EPOCH_MS),
-        );
-        Peer2 {
-            plane,
-            socket,
-            start: Instant::now(),
-            answers: Vec::new(),
-            probes: Vec::new(),
-        }
-    }
-
-    fn now(&self) -> Time {
-        let elapsed = u64::try_from(self.start.elapsed().as_millis()).expect("a test's age");
-        Time::from_millis(EPOCH_MS + elapsed)
-    }
-
-    /// Sends what the plane has, takes its reports, then receives one datagram or lets the
-    /// plane's time pass.
-    async fn step(&mut self) {
-        while let Some((addr, bytes)) = self.plane.poll_datagram() {
-            self.socket.send_to(&bytes, addr).await.expect("sends");
-        }
-        let mut reported = false;
-        while let Some(event) = self.plane.poll_event() {
-            reported = true;
-            match event {
-                PlaneEvent::Response { id, response, .. } => self.answers.push((id, response)),
-                PlaneEvent::Failed { id, .. } => panic!("request {id} failed"),
-                PlaneEvent::Probe { from, nonce, .. } => self.probes.push((from, nonce)),
-                _ => {}
-            }
-        }
-        if reported {
-            // The caller may be done: it looks before this waits on anything.
-            return;
-        }
-        let mut buf = vec![0; MAX_DATAGRAM + 1];
-        let timer = self
-            .plane
-            .poll_timeout()
-            .map(|t| self.start + Duration::from_millis(t.as_millis().saturating_sub(EPOCH_MS)));
-        let wake = timer.unwrap_or_else(|| Instant::now() + Duration::from_millis(50));
-        tokio::select! {
-            received = self.socket.recv_from(&mut buf) => {
-                if let Ok((len, from)) = received {
-                    let now = self.now();
-                    self.plane.handle_datagram(now, from, &buf[..len]);
-                }
-            }
-            () = tokio::time::sleep_until(wake) => {
-                let now = self.now();
-                self.plane.handle_timeout(now);
-            }
-        }
-    }
-
-    /// Sends `request` and moves datagrams until its answer.
-    async fn request(&mut self, to: Peer, id: u64, request: Request) -> Response {
-        let now = self.now();
-        self.plane
-            .send(now, cairn_core::Transmit { id, to, request });
-        let answered = tokio::time::timeout(PATIENCE, async {
-            loop {
-                if let Some(at) = self.answers.iter().position(|(a, _)| *a == id) {
-                    return self.answers.remove(at).1;
-                }
-                self.step().await;
-            }
-        })
-        .await;
-        answered.unwrap_or_else(|_| panic!("request {id}: no answer within {PATIENCE:?}"))
-    }
-
-    /// Moves datagrams until a `probe` has come, and returns the first.
-    async fn probe(&mut self) -> (SocketAddr, [u8; 16]) {
-        let came = tokio::time::timeout(PATIENCE, async {
-            while self.probes.is_empty() {
-                self.step().await;
-            }
-            self.probes[0]
-        })
-        .await;
-        came.unwrap_or_else(|_| panic!("no probe within {PATIENCE:?}"))
-    }
 }
 
 /// A UDP socket that keeps what arrives.

@@ -8,9 +8,17 @@ mod common;
 
 use std::net::SocketAddr;
 
-use cairn_core::Mode;
+use cairn_core::{ErrorCode, Id, Mode, Peer, Request, Response};
 use cairn_node::{Config, Dht, ModeSetting, PingError, Route};
+use common::plane::Peer2;
 use common::*;
+
+fn code(response: &Response) -> Option<ErrorCode> {
+    match response {
+        Response::Error(e) => Some(e.code),
+        _ => None,
+    }
+}
 
 /// A node on `ip`, any free port, with room in its table for every node of the test (they
 /// share 127.0.0.0/24).
@@ -42,7 +50,7 @@ async fn servers(count: u8) -> Vec<(Dht, SocketAddr)> {
 #[tokio::test]
 async fn a_client_no_table_holds_is_reached_by_its_key_through_its_rendezvous() {
     let servers = servers(5).await;
-    let (client, _) = node_on("127.0.1.9", ModeSetting::Client).await;
+    let (client, client_addr) = node_on("127.0.1.9", ModeSetting::Client).await;
     client.bootstrap(vec![servers[0].1]).await.expect("joins");
     let status = client.status().await.expect("running");
     assert_eq!(status.mode, Mode::Client.as_str());
@@ -123,4 +131,79 @@ async fn a_client_no_table_holds_is_reached_by_its_key_through_its_rendezvous() 
     ));
     let own = asker.status().await.expect("running").public_key;
     assert_eq!(asker.ping_key(&own).await, Err(PingError::Myself));
+
+    // A node that is not one of the client's points cannot make it punch: 403, counted, and
+    // no punch went out; its points still can (the ping above).
+    let mut stranger = Peer2::bind("127.0.1.20", 20, true).await;
+    let to_client = Peer {
+        id: Some(status.node_id),
+        addr: client_addr,
+    };
+    let victim = "127.0.1.21:9".parse().expect("an address");
+    let meet = Request::Meet {
+        to: victim,
+        nonce: [5; 16],
+    };
+    let refused = stranger.request(to_client, 1, meet).await;
+    assert_eq!(
+        code(&refused),
+        Some(ErrorCode::BAD_SIGNATURE),
+        "{refused:?}"
+    );
+    let after = client
+        .status()
+        .await
+        .expect("running")
+        .reachability
+        .rendezvous;
+    assert_eq!(
+        after.punches_sent, client_counts.punches_sent,
+        "no punch for a stranger"
+    );
+    assert!(after.meets_refused >= 1, "{after:?}");
+}
+
+#[tokio::test]
+async fn registrations_past_a_hosts_share_are_refused_while_another_host_registers() {
+    let (server, addr) = node_on("127.0.3.1", ModeSetting::Server).await;
+    let to = Peer {
+        id: Some(server.status().await.expect("running").node_id),
+        addr,
+    };
+    // Four ids from one host register; the fifth from that host is refused.
+    for n in 0..4 {
+        let mut peer = Peer2::bind("127.0.3.2", 30 + n, false).await;
+        let answer = peer.request(to, 1, Request::Register).await;
+        assert_eq!(answer, Response::Registered { ttl: 60 }, "registration {n}");
+    }
+    let mut crowding = Peer2::bind("127.0.3.2", 40, false).await;
+    let refused = crowding.request(to, 1, Request::Register).await;
+    assert_eq!(code(&refused), Some(ErrorCode::OVER_LIMIT), "{refused:?}");
+    // Another host is served.
+    let mut other = Peer2::bind("127.0.3.3", 41, false).await;
+    let answer = other.request(to, 1, Request::Register).await;
+    assert_eq!(answer, Response::Registered { ttl: 60 });
+    let counts = server
+        .status()
+        .await
+        .expect("running")
+        .reachability
+        .rendezvous;
+    assert_eq!(counts.registered, 5, "{counts:?}");
+    assert!(counts.refused >= 1, "{counts:?}");
+
+    // An introduction to a node not registered here: 404.
+    let mut asker = Peer2::bind("127.0.3.4", 42, false).await;
+    let unknown = Request::Introduce {
+        target: Id::from_bytes([9; 64]),
+    };
+    let answer = asker.request(to, 1, unknown).await;
+    assert_eq!(code(&answer), Some(ErrorCode::NOT_FOUND), "{answer:?}");
+    // Over TCP, neither is served.
+    let mut tcp = common::Client::connect(addr).await;
+    tcp.handshake().await;
+    tcp.send(&msg(vec![("type", V::Str("register")), ("id", V::Uint(3))]))
+        .await;
+    let (_, refused) = error_code(read_message(&mut tcp.stream).await);
+    assert_eq!(refused, 400);
 }

@@ -15,7 +15,7 @@ use crate::message::{Contact, ErrorCode, ErrorReply, Mode, Peer, Request, Respon
 use crate::store::Store;
 use crate::time::Time;
 
-use super::nat::RendezvousReport;
+use super::nat::{Introduce, RendezvousReport};
 
 /// What a `register` or `introduce` gets: an answer now, or later under a token.
 // Lives for one call, as `Response` itself (which carries an item) does.
@@ -65,8 +65,9 @@ impl<S: Store> Node<S> {
                 Err(refusal) => Deferred::Now(Response::Error(refusal)),
             },
             Request::Introduce { target } => {
-                let addr = match self.registry.introduce(now, source.ip(), &target) {
-                    Ok(addr) => addr,
+                let addr = match self.registry.introduce(now, source, &target) {
+                    Ok(Introduce::Meet(addr)) => addr,
+                    Ok(Introduce::Joined(token)) => return Deferred::Later(token),
                     Err(refusal) => return Deferred::Now(Response::Error(refusal)),
                 };
                 let mut nonce = [0; 16];
@@ -82,7 +83,7 @@ impl<S: Store> Node<S> {
                 };
                 let meet = Request::Meet { to: source, nonce };
                 let id = self.requests.send(now, to, meet, Purpose::Meet);
-                Deferred::Later(self.registry.relay(id, addr))
+                Deferred::Later(self.registry.relay(id, source, target, addr))
             }
             other => refuse(
                 ErrorCode::BAD_REQUEST,

@@ -138,6 +138,55 @@ fn every_message() -> Vec<Message> {
     ]
 }
 
+/// The rendezvous vectors of `docs/protocol.md` (section 11, "Rendezvous and punching"),
+/// computed with Python's `msgpack` first.
+#[test]
+fn golden_rendezvous_messages_and_record() {
+    let introduce = encoded(&Message::Request {
+        id: 10,
+        request: Request::Introduce {
+            target: Id::from_bytes([11; 64]),
+        },
+    });
+    let expected = format!(
+        "83a474797065a9696e74726f64756365a269640aa6746172676574c440{}",
+        "0b".repeat(64)
+    );
+    assert_eq!(crate::to_hex(&introduce), expected);
+    let introduced = encoded(&Message::Response {
+        id: 10,
+        response: Response::Introduced {
+            addr: "203.0.113.7:41000".parse().expect("an address"),
+        },
+    });
+    assert_eq!(
+        crate::to_hex(&introduced),
+        "83a474797065aa696e74726f6475636564a269640aa461646472c406cb007107a028"
+    );
+    let meet = encoded(&Message::Request {
+        id: 11,
+        request: Request::Meet {
+            to: "198.51.100.9:5000".parse().expect("an address"),
+            nonce: [12; 16],
+        },
+    });
+    let expected = format!(
+        "84a474797065a46d656574a269640ba56e6f6e6365c410{}a2746fc406c63364091388",
+        "0c".repeat(16)
+    );
+    assert_eq!(crate::to_hex(&meet), expected);
+    let point = Contact::new(
+        Id::from_bytes([1; 64]),
+        "198.51.100.1:4000".parse().expect("an address"),
+    );
+    let record = encode_rendezvous_record(&[point]).expect("encodes");
+    let expected = format!(
+        "81a6706f696e74739192c440{}c406c63364010fa0",
+        "01".repeat(64)
+    );
+    assert_eq!(crate::to_hex(&record), expected);
+}
+
 #[test]
 fn a_rendezvous_record_round_trips_and_is_bounded() {
     let points: Vec<Contact> = (1..=3).map(contact).collect();

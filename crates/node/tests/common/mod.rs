@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod plane;
+
 use std::fmt::Debug;
 use std::future::Future;
 use std::time::Duration;

@@ -20,4 +20,4 @@ pub use rendezvous::{RECORD_NAME, RECORD_TTL, RendezvousReport};
 pub(super) use observed::Observed;
 pub(super) use probe::{Probes, unsent};
 pub(super) use reach::{ASKS, Reach};
-pub(super) use rendezvous::{Points, Registry};
+pub(super) use rendezvous::{Introduce, Points, Registry};

@@ -112,10 +112,27 @@ struct Registration {
 }
 
 /// An `introduce` being relayed: whom to answer, and where the target is.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Introduction {
-    token: u64,
+    /// The tokens to answer under: the request's, and its repeats'.
+    tokens: Vec<u64>,
+    asker: SocketAddr,
+    target_id: NodeId,
     target: SocketAddr,
+}
+
+/// Answers to one relayed `introduce` and its repeats, at most: a repeat (the asker's
+/// retransmission, while the target's `meet` is under way) waits on the same `meet` rather
+/// than sending another, which would cost the target a punch of its budget each.
+pub const REPEATS_JOINED: usize = 8;
+
+/// What to do with an `introduce` that passed the bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::node) enum Introduce {
+    /// Send the target (registered at this address) a `meet`, then [`Registry::relay`] it.
+    Meet(SocketAddr),
+    /// The same introduction is under way: its answer comes under this token.
+    Joined(u64),
 }
 
 /// The server's side: registrations, and `introduce` requests relayed as `meet`.
@@ -172,36 +189,58 @@ impl Registry {
         })
     }
 
-    /// Where `target` is registered, if it is, after checking the asker's bounds: `Ok(addr)`
-    /// to send it a `meet`, then [`Registry::relay`] the request id.
+    /// `asker` (the source of its session) asked to be introduced to `target`: where
+    /// `target` is registered, if it is and the asker's bounds allow, or the token of the
+    /// same introduction under way.
     pub(in crate::node) fn introduce(
         &mut self,
         now: Time,
-        asker: IpAddr,
+        asker: SocketAddr,
         target: &NodeId,
-    ) -> Result<SocketAddr, ErrorReply> {
+    ) -> Result<Introduce, ErrorReply> {
         self.expire(now);
         let Some(registration) = self.registered.get(target).copied() else {
             self.refused += 1;
             let refusal = ErrorReply::new(ErrorCode::NOT_FOUND, "that node is not registered here");
             return Err(refusal);
         };
+        let under_way = self
+            .relays
+            .values_mut()
+            .find(|r| r.asker == asker && r.target_id == *target);
+        if let Some(relay) = under_way.filter(|r| r.tokens.len() < REPEATS_JOINED) {
+            self.next_token += 1;
+            relay.tokens.push(self.next_token);
+            return Ok(Introduce::Joined(self.next_token));
+        }
         if self.relays.len() >= MAX_INTRODUCTIONS
-            || !self.asking.take(now, asker, INTRODUCTIONS_PER_ASKER)
+            || !self.asking.take(now, asker.ip(), INTRODUCTIONS_PER_ASKER)
         {
             self.refused += 1;
             let refusal = ErrorReply::new(ErrorCode::OVER_LIMIT, "too many introductions");
             return Err(refusal);
         }
-        Ok(registration.addr)
+        Ok(Introduce::Meet(registration.addr))
     }
 
-    /// The `meet` request `request` went to the target at `target` for an `introduce`: the
-    /// token its answer will come back under.
-    pub(in crate::node) fn relay(&mut self, request: u64, target: SocketAddr) -> u64 {
+    /// The `meet` request `request` went to `target_id`, registered at `target`, for an
+    /// `introduce` from `asker`: the token its answer will come back under.
+    pub(in crate::node) fn relay(
+        &mut self,
+        request: u64,
+        asker: SocketAddr,
+        target_id: NodeId,
+        target: SocketAddr,
+    ) -> u64 {
         self.next_token += 1;
         let token = self.next_token;
-        self.relays.insert(request, Introduction { token, target });
+        let relay = Introduction {
+            tokens: vec![token],
+            asker,
+            target_id,
+            target,
+        };
+        self.relays.insert(request, relay);
         token
     }
 
@@ -221,7 +260,9 @@ impl Registry {
                 "the node did not answer its rendezvous",
             )),
         };
-        self.answers.push_back((relay.token, answer));
+        for token in relay.tokens {
+            self.answers.push_back((token, answer.clone()));
+        }
     }
 
     /// The next answer to a relayed `introduce`.

@@ -72,24 +72,31 @@ fn an_introduction_goes_to_the_registered_address_until_the_registration_expires
         .register(T0, node(1), registered)
         .expect("registers");
     let asker = at("192.0.2.9:5000");
-    assert_eq!(registry.introduce(T0, asker.ip(), &node(1)), Ok(registered));
-    let token = registry.relay(77, registered);
-    registry.relayed(77, Some(Response::Met));
     assert_eq!(
-        registry.pop_answer(),
-        Some((token, Response::Introduced { addr: registered }))
+        registry.introduce(T0, asker, &node(1)),
+        Ok(Introduce::Meet(registered))
     );
+    let token = registry.relay(77, asker, node(1), registered);
+    // The asker's retransmission waits on the same `meet` rather than sending another.
+    let Ok(Introduce::Joined(repeat)) = registry.introduce(T0, asker, &node(1)) else {
+        panic!("a repeat joins the introduction under way");
+    };
+    registry.relayed(77, Some(Response::Met));
+    let introduced = Response::Introduced { addr: registered };
+    assert_eq!(registry.pop_answer(), Some((token, introduced.clone())));
+    assert_eq!(registry.pop_answer(), Some((repeat, introduced)));
     // A target that does not answer its `meet`: 503 to the asker.
-    let token = registry.relay(78, registered);
+    assert!(registry.introduce(T0, asker, &node(1)).is_ok());
+    let token = registry.relay(78, asker, node(1), registered);
     registry.relayed(78, None);
     match registry.pop_answer() {
         Some((t, Response::Error(e))) => assert_eq!((t, e.code.0), (token, 503)),
         other => panic!("{other:?}"),
     }
     // Unknown, then expired: 404.
-    assert_eq!(code(registry.introduce(T0, asker.ip(), &node(2))), 404);
+    assert_eq!(code(registry.introduce(T0, asker, &node(2))), 404);
     let later = T0 + Duration::from_secs(u64::from(REGISTRATION_TTL));
-    assert_eq!(code(registry.introduce(later, asker.ip(), &node(1))), 404);
+    assert_eq!(code(registry.introduce(later, asker, &node(1))), 404);
 }
 
 #[test]
@@ -98,18 +105,24 @@ fn one_asker_meets_its_bound_on_introductions_and_another_is_served() {
     registry
         .register(T0, node(1), at("203.0.113.7:41000"))
         .expect("registers");
-    let asker = at("192.0.2.9:5000").ip();
-    for _ in 0..INTRODUCTIONS_PER_ASKER {
-        assert!(registry.introduce(T0, asker, &node(1)).is_ok());
+    // Each from another port of one host (a repeat from the same port would join).
+    let asker = |port: u16| SocketAddr::new(at("192.0.2.9:0").ip(), port);
+    for n in 0..INTRODUCTIONS_PER_ASKER {
+        let port = u16::try_from(5000 + n).expect("a port");
+        assert!(registry.introduce(T0, asker(port), &node(1)).is_ok());
     }
-    assert_eq!(code(registry.introduce(T0, asker, &node(1))), 429);
+    assert_eq!(code(registry.introduce(T0, asker(6000), &node(1))), 429);
     assert!(
         registry
-            .introduce(T0, at("192.0.2.10:5000").ip(), &node(1))
+            .introduce(T0, at("192.0.2.10:5000"), &node(1))
             .is_ok()
     );
     // The window passes.
-    assert!(registry.introduce(T0 + WINDOW, asker, &node(1)).is_ok());
+    assert!(
+        registry
+            .introduce(T0 + WINDOW, asker(6001), &node(1))
+            .is_ok()
+    );
 }
 
 #[test]
