@@ -1,5 +1,5 @@
-//! The datagram layouts (`cairn_core::datagram`'s five kinds) and datagram bodies
-//! (`wire::decode_body`) on arbitrary bytes.
+//! The datagram layouts (`cairn_core::datagram`'s kinds), datagram bodies
+//! (`wire::decode_body`) and rendezvous records on arbitrary bytes.
 //!
 //! Holds: no panic; every layout that parses rebuilds to the bytes it was parsed from (the
 //! kind and version bytes aside, which the plane checks before parsing), and parses back to
@@ -10,7 +10,9 @@
 use cairn_core::datagram::layouts::{
     Accept, Initial, data_header, parse_data, parse_refuse, parse_unknown, refuse, unknown,
 };
-use cairn_core::datagram::{ACCEPT_HEADER, DATA_HEADER, MAX_DATAGRAM};
+use cairn_core::datagram::{
+    ACCEPT_HEADER, DATA_HEADER, MAX_DATAGRAM, MAX_RELAYED, parse_relayed, relayed,
+};
 use cairn_core::wire::{self, Body, MAX_PARTS};
 use cairn_core::{ErrorCode, MAX_NETWORK_LEN};
 use libfuzzer_sys::fuzz_target;
@@ -82,6 +84,24 @@ fn refuse_layout(data: &[u8]) {
     );
 }
 
+fn relayed_layout(data: &[u8]) {
+    let Some((circuit, inner)) = parse_relayed(data) else {
+        return;
+    };
+    assert!(data.len() <= MAX_RELAYED && !inner.is_empty() && inner.len() <= MAX_DATAGRAM);
+    assert_eq!(relayed(circuit, inner), data);
+}
+
+/// A rendezvous record is a signed item's value: anyone's bytes, read by whoever pings its
+/// key.
+fn record(data: &[u8]) {
+    if let Ok(points) = wire::decode_rendezvous_record(data) {
+        assert!(points.len() <= wire::MAX_RECORD_POINTS);
+        let encoded = wire::encode_rendezvous_record(&points).expect("points encode");
+        assert_eq!(wire::decode_rendezvous_record(&encoded), Ok(points));
+    }
+}
+
 fn body(data: &[u8]) {
     match wire::decode_body(data) {
         Ok(body) => {
@@ -109,6 +129,8 @@ fuzz_target!(|data: &[u8]| {
     data_layout(data);
     unknown_layout(data);
     refuse_layout(data);
+    relayed_layout(data);
+    record(data);
     body(data);
     // The padding of an `initial` is the one place a body sits at an offset: decode the body
     // an `initial` carries as the plane would.

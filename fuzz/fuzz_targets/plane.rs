@@ -186,6 +186,7 @@ impl World {
             PlaneEvent::Response { .. }
                 | PlaneEvent::Verified(_)
                 | PlaneEvent::Reach { .. }
+                | PlaneEvent::Rendezvous { .. }
                 | PlaneEvent::Request {
                     from: cairn_core::Requester { verified: true, .. },
                     ..
@@ -239,6 +240,14 @@ impl World {
             PlaneEvent::Reach { from, source, .. } => {
                 // B never asks `reach` here; anything else is a forgery that authenticated.
                 assert_eq!((from.id, source), (self.b_id, addr(2)), "a reach not from B");
+            }
+            PlaneEvent::Rendezvous { from, source, .. } => {
+                // Nor `register`, `introduce` or `relay`.
+                assert_eq!(
+                    (from.id, source),
+                    (self.b_id, addr(2)),
+                    "a rendezvous request not from B"
+                );
             }
             PlaneEvent::Probe { from, .. } => {
                 // Never from an address A sent to.

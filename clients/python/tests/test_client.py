@@ -171,3 +171,19 @@ async def test_an_empty_name_is_an_invalid_request(network):
             await c.get(published.public_key, "")
         with pytest.raises(cairn.InvalidRequest):
             await c.put("named", b"v", ttl=10 * 366 * 86400)
+
+
+async def test_ping_reaches_a_node_by_its_key_and_refuses_what_it_cannot(network):
+    async with network.client(0) as c, network.client(1) as other:
+        key = (await other.status()).public_key
+        pinged = await c.ping(key)
+        # The nodes of a LocalNetwork are servers: reached at their address.
+        assert pinged.route == "direct" and pinged.via is None
+        assert pinged.addr == network.listen[1]
+        assert pinged.rtt_ms >= 0
+        with pytest.raises(cairn.NotFound):
+            await c.ping("07" * 32)
+        with pytest.raises(cairn.InvalidRequest):
+            await c.ping((await c.status()).public_key)
+        with pytest.raises(cairn.InvalidRequest):
+            await c.ping("not-a-key")

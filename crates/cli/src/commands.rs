@@ -420,8 +420,9 @@ pub async fn ping(args: PingArgs) -> anyhow::Result<()> {
         .via
         .map(|via| format!(" via rendezvous {via}"))
         .unwrap_or_default();
+    // The node's clock counts whole milliseconds: so does the round trip.
     println!(
-        "{} at {}{via}: {:.1} ms",
+        "{} at {}{via}: {:.0} ms",
         report.route.as_str(),
         report.addr,
         report.rtt_ms

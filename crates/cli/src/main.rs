@@ -80,8 +80,8 @@ enum Cmd {
     Status(commands::ApiArgs),
     /// Print the running node's id and public key.
     Id(commands::ApiArgs),
-    /// Reach the node with PUBLIC_KEY and print how (direct, or punched through its NAT by a
-    /// rendezvous) and the round trip of a ping.
+    /// Reach the node with PUBLIC_KEY and print how (direct; punched through its NAT, asked by
+    /// a rendezvous; or relayed by that rendezvous) and the round trip of a ping.
     ///
     /// A server is found by a lookup; a node behind a NAT by the rendezvous record it
     /// publishes. Exits 1 when no way reached it.

@@ -91,9 +91,11 @@ pub use store::{
 };
 
 // Behind NATs: the node's address as its peers see it.
+/// The bounds of a relayed circuit (`docs/design.md`, "Relaying").
+pub use node::{CIRCUIT_BYTES, CIRCUIT_LIFE};
 pub use node::{
     Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ProbeSend, ReachReport,
-    Reachability, RendezvousReport, Seen,
+    Reachability, RelayReport, RendezvousReport, Seen,
 };
 /// The name of the signed item a node behind a NAT lists its rendezvous points under, and how
 /// long one lives (`docs/protocol.md`, "Rendezvous and punching").

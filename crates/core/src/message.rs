@@ -204,6 +204,12 @@ pub enum Request {
         /// The id of the node to reach.
         target: NodeId,
     },
+    /// Datagrams only, to a server the node `target` registered with: open a circuit to
+    /// `target` through you, for a NAT no punch gets through.
+    Relay {
+        /// The id of the node to reach.
+        target: NodeId,
+    },
     /// Datagrams only, from a server this node registered with: send one `punch` datagram
     /// carrying `nonce` to `to` from the node's socket, which opens this node's NAT to `to`.
     Meet {
@@ -233,6 +239,7 @@ impl Request {
             Request::Register => "register",
             Request::Introduce { .. } => "introduce",
             Request::Meet { .. } => "meet",
+            Request::Relay { .. } => "relay",
         }
     }
 }
@@ -280,6 +287,12 @@ pub enum Response {
     },
     /// Answer to `meet`: the punch went out.
     Met,
+    /// Answer to `relay`: the circuit is open; the asker's `relayed` datagrams carry
+    /// `circuit`.
+    Relaying {
+        /// The circuit's id on the asker's side.
+        circuit: u64,
+    },
     /// The request failed.
     Error(ErrorReply),
 }

@@ -27,6 +27,8 @@ pub struct Dht {
     pub(crate) commands: mpsc::Sender<Box<Command>>,
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
     pub(crate) activity: std::sync::Arc<crate::activity::Hub>,
+    /// The ways [`Dht::ping_key`] found to nodes behind NATs lately, tried first.
+    pub(crate) routes: std::sync::Arc<crate::ping::Routes>,
 }
 
 impl Dht {

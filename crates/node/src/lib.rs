@@ -277,5 +277,6 @@ where
         commands: commands_tx,
         metrics,
         activity,
+        routes: Default::default(),
     })
 }

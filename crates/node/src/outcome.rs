@@ -219,6 +219,19 @@ pub struct RendezvousCounts {
     pub punches_received: u64,
     /// `meet` requests refused: not from a point of this node, or over a bound.
     pub meets_refused: u64,
+    /// Circuits this node relays now (a server).
+    #[serde(default)]
+    pub circuits: usize,
+    /// Circuits opened since the start.
+    #[serde(default)]
+    pub circuits_opened: u64,
+    /// Bytes relayed since the start.
+    #[serde(default)]
+    pub relayed_bytes: u64,
+    /// `relay` requests refused, and `relayed` datagrams dropped (no such circuit, not from
+    /// its end, over its bytes or its time).
+    #[serde(default)]
+    pub relay_refused: u64,
 }
 
 /// One address family's part of [`Reachability`].

@@ -22,14 +22,17 @@ pub enum Route {
     Direct,
     /// Through a hole its NAT opened for us, asked by a rendezvous point.
     Punched,
+    /// Through a circuit of its rendezvous point, which no punch gets through.
+    Relayed,
 }
 
 impl Route {
-    /// `direct` or `punched`.
+    /// `direct`, `punched` or `relayed`.
     pub fn as_str(self) -> &'static str {
         match self {
             Route::Direct => "direct",
             Route::Punched => "punched",
+            Route::Relayed => "relayed",
         }
     }
 }
@@ -39,7 +42,7 @@ impl Route {
 pub struct Pinged {
     /// How it was reached.
     pub route: Route,
-    /// Where it answered from.
+    /// Where it answered from (for a relayed route, the relay's address).
     pub addr: SocketAddr,
     /// The rendezvous point that introduced us, for a punched route.
     pub via: Option<Contact>,
@@ -72,11 +75,11 @@ pub enum PingError {
 /// [`Pinged`] as `GET /v1/ping/{public_key}` answers it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PingReport {
-    /// `direct` or `punched`.
+    /// `direct`, `punched` or `relayed`.
     pub route: Route,
     /// Where the node answered from.
     pub addr: SocketAddr,
-    /// The rendezvous point that introduced us (punched only).
+    /// The rendezvous point that introduced or relayed us.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<SocketAddr>,
     /// The round trip of the `ping`, in milliseconds.
@@ -100,15 +103,78 @@ impl From<Stopped> for PingError {
     }
 }
 
+/// How long a way found to a node behind a NAT is tried first after it was last used: its NAT
+/// keeps the hole (or its point the circuit) open while the two talk, and well within a
+/// minute after.
+const ROUTE_KEPT: Duration = Duration::from_secs(60);
+/// Ways remembered, at most (the oldest forgotten past it).
+const ROUTES_KEPT: usize = 256;
+
+/// A way found to a node: where to send to it, how, through whom, and when.
+#[derive(Clone, Copy, Debug)]
+struct Known {
+    to: SocketAddr,
+    route: Route,
+    via: Option<Contact>,
+    at: std::time::Instant,
+}
+
+/// The ways found lately, by node id: a second ping goes the same way at once, rather than
+/// asking the point to introduce it again (which costs the target one of its punches, a few
+/// per 10 s).
+#[derive(Debug, Default)]
+pub(crate) struct Routes(std::sync::Mutex<std::collections::HashMap<NodeId, Known>>);
+
+impl Routes {
+    fn recall(&self, id: &NodeId) -> Option<Known> {
+        let routes = self.0.lock().ok()?;
+        routes
+            .get(id)
+            .copied()
+            .filter(|k| k.at.elapsed() < ROUTE_KEPT)
+    }
+
+    fn remember(&self, id: NodeId, known: Known) {
+        let Ok(mut routes) = self.0.lock() else {
+            return;
+        };
+        routes.retain(|_, k| k.at.elapsed() < ROUTE_KEPT);
+        if routes.len() >= ROUTES_KEPT {
+            let oldest = routes.iter().min_by_key(|(_, k)| k.at).map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                routes.remove(&oldest);
+            }
+        }
+        routes.insert(id, known);
+    }
+
+    fn forget(&self, id: &NodeId) {
+        if let Ok(mut routes) = self.0.lock() {
+            routes.remove(id);
+        }
+    }
+}
+
 impl Dht {
     /// Reaches the node whose ed25519 public key is `public_key`, wherever it is: directly if
-    /// it is a server, else through one of the rendezvous points its record names (punched),
-    /// and says how, and the round trip of a `ping`. Relaying through a rendezvous, for NATs
-    /// that cannot be punched, is not built: such a node is [`PingError::Unreachable`].
+    /// it is a server, else through one of the rendezvous points its record names (punched,
+    /// or else relayed by that point), and says how, and the round trip of a `ping`.
     pub async fn ping_key(&self, public_key: &[u8; 32]) -> Result<Pinged, PingError> {
         let id: NodeId = Id::hash(public_key);
         if id == self.status().await?.node_id {
             return Err(PingError::Myself);
+        }
+        if let Some(known) = self.routes.recall(&id) {
+            let answer = self.exchange(known.to, id, Request::Ping).await?;
+            if let Some(mut answer) = answer.filter(|a| a.response == Response::Pong) {
+                if let (Route::Relayed, Some(via)) = (known.route, known.via) {
+                    answer.from.addr = via.addr;
+                }
+                self.routes
+                    .remember(id, self::known(known.to, known.route, known.via));
+                return Ok(pinged(known.route, &answer, known.via));
+            }
+            self.routes.forget(&id);
         }
         let mut reasons = Vec::new();
         let closest = self.find_node(id).await.map_err(|_| PingError::Stopped)?;
@@ -165,6 +231,8 @@ impl Dht {
                         ..
                     },
                 ) => {
+                    self.routes
+                        .remember(id, known(addr, Route::Punched, Some(point)));
                     return Ok(pinged(Route::Punched, &answer, Some(point)));
                 }
                 other => reasons.push(format!(
@@ -172,6 +240,41 @@ impl Dht {
                     point.addr,
                     failed(other)
                 )),
+            }
+            // No punch got through (a NAT that maps each destination to a new port): through
+            // the point.
+            let relay = Request::Relay { target: id };
+            let circuit = match self.exchange(point.addr, point.id, relay).await? {
+                Some(Exchanged {
+                    response: Response::Relaying { circuit },
+                    ..
+                }) => circuit,
+                other => {
+                    reasons.push(format!("relay {}: {}", point.addr, failed(other)));
+                    continue;
+                }
+            };
+            let via = point.addr;
+            let end = self
+                .call(|reply| Command::OpenCircuit {
+                    circuit,
+                    via,
+                    reply,
+                })
+                .await?;
+            match self.exchange(end, id, Request::Ping).await? {
+                Some(
+                    mut answer @ Exchanged {
+                        response: Response::Pong,
+                        ..
+                    },
+                ) => {
+                    self.routes
+                        .remember(id, known(end, Route::Relayed, Some(point)));
+                    answer.from.addr = via;
+                    return Ok(pinged(Route::Relayed, &answer, Some(point)));
+                }
+                other => reasons.push(format!("relayed by {}: {}", point.addr, failed(other))),
             }
         }
         if reasons.is_empty() {
@@ -190,6 +293,15 @@ impl Dht {
         let to = Peer { id: Some(id), addr };
         self.call(|reply| Command::Exchange { to, request, reply })
             .await
+    }
+}
+
+fn known(to: SocketAddr, route: Route, via: Option<Contact>) -> Known {
+    Known {
+        to,
+        route,
+        via,
+        at: std::time::Instant::now(),
     }
 }
 

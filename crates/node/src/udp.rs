@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cairn_core::datagram::{INITIAL, MAX_DATAGRAM};
+use cairn_core::datagram::{INITIAL, MAX_DATAGRAM, MAX_RELAYED, RELAYED};
 use tokio::net::UdpSocket;
 
 use crate::driver::inbox::ToDriver;
@@ -98,8 +98,9 @@ async fn read_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
     let Some(mut shutdown) = shared.shutdown_signal() else {
         return;
     };
-    // One byte more than a datagram may hold, to see one that is too large.
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    // One byte more than a datagram may hold (a `relayed` one carries a whole datagram and
+    // its own header), to see one that is too large.
+    let mut buf = vec![0u8; MAX_RELAYED + 1];
     loop {
         let (len, from) = tokio::select! {
             received = socket.recv_from(&mut buf) => match received {
@@ -110,7 +111,12 @@ async fn read_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
             },
             _ = shutdown.changed() => return,
         };
-        if len > MAX_DATAGRAM {
+        let most = if buf.first() == Some(&RELAYED) {
+            MAX_RELAYED
+        } else {
+            MAX_DATAGRAM
+        };
+        if len > most {
             shared.metrics.datagram_refused("too_large");
             continue;
         }

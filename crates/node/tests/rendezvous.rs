@@ -207,3 +207,121 @@ async fn registrations_past_a_hosts_share_are_refused_while_another_host_registe
     let (_, refused) = error_code(read_message(&mut tcp.stream).await);
     assert_eq!(refused, 400);
 }
+
+/// The next `relayed` datagram `socket` receives: its circuit id, what it carries, and from
+/// where.
+async fn next_relayed(socket: &tokio::net::UdpSocket) -> (u64, Vec<u8>, SocketAddr) {
+    let mut buf = vec![0; cairn_core::datagram::MAX_RELAYED + 1];
+    let (len, from) = tokio::time::timeout(PATIENCE, socket.recv_from(&mut buf))
+        .await
+        .expect("a datagram within PATIENCE")
+        .expect("receives");
+    let (circuit, inner) =
+        cairn_core::datagram::parse_relayed(&buf[..len]).expect("a relayed datagram");
+    (circuit, inner.to_vec(), from)
+}
+
+#[tokio::test]
+async fn a_circuit_carries_between_its_ends_only_and_only_its_bytes() {
+    use cairn_core::datagram::relayed;
+    let (server, relay) = node_on("127.0.5.1", ModeSetting::Server).await;
+    let to = Peer {
+        id: Some(server.status().await.expect("running").node_id),
+        addr: relay,
+    };
+    // The target registers; the asker opens a circuit to it.
+    let mut target = Peer2::bind("127.0.5.2", 50, false).await;
+    let target_id: Id = Id::hash(
+        &ed25519_dalek::SigningKey::from_bytes(&[50; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    let registered = target.request(to, 1, Request::Register).await;
+    assert_eq!(registered, Response::Registered { ttl: 60 });
+    let mut asker = Peer2::bind("127.0.5.3", 51, false).await;
+    let relay_request = Request::Relay { target: target_id };
+    let Response::Relaying { circuit } = asker.request(to, 1, relay_request).await else {
+        panic!("no circuit");
+    };
+
+    // Both ways, unchanged, each end on its own id.
+    asker
+        .socket
+        .send_to(&relayed(circuit, b"hello"), relay)
+        .await
+        .expect("sends");
+    let (back, inner, from) = next_relayed(&target.socket).await;
+    assert_eq!((inner.as_slice(), from), (b"hello".as_slice(), relay));
+    target
+        .socket
+        .send_to(&relayed(back, b"hi"), relay)
+        .await
+        .expect("sends");
+    let (id, inner, _) = next_relayed(&asker.socket).await;
+    assert_eq!((id, inner.as_slice()), (circuit, b"hi".as_slice()));
+
+    // A third party on the asker's id is not carried: the target's next datagram is the
+    // asker's.
+    let intruder = tokio::net::UdpSocket::bind("127.0.5.4:0")
+        .await
+        .expect("binds");
+    intruder
+        .send_to(&relayed(circuit, b"junk"), relay)
+        .await
+        .expect("sends");
+    asker
+        .socket
+        .send_to(&relayed(circuit, b"after"), relay)
+        .await
+        .expect("sends");
+    let (_, inner, _) = next_relayed(&target.socket).await;
+    assert_eq!(inner, b"after");
+
+    // The circuit carries at most its bytes: full datagrams until the next would pass them.
+    let full = vec![7u8; cairn_core::datagram::MAX_DATAGRAM];
+    let used = (5 + 2 + 5) as u64;
+    let fit = (cairn_core::CIRCUIT_BYTES - used) / full.len() as u64;
+    for _ in 0..fit {
+        asker
+            .socket
+            .send_to(&relayed(circuit, &full), relay)
+            .await
+            .expect("sends");
+        let (_, inner, _) = next_relayed(&target.socket).await;
+        assert_eq!(inner.len(), full.len());
+    }
+    asker
+        .socket
+        .send_to(&relayed(circuit, &full), relay)
+        .await
+        .expect("sends");
+    // Spent: closed both ways. A new circuit still serves the asker.
+    let relay_request = Request::Relay { target: target_id };
+    let Response::Relaying { circuit: fresh } = asker.request(to, 2, relay_request).await else {
+        panic!("no second circuit");
+    };
+    asker
+        .socket
+        .send_to(&relayed(circuit, b"late"), relay)
+        .await
+        .expect("sends");
+    asker
+        .socket
+        .send_to(&relayed(fresh, b"fresh"), relay)
+        .await
+        .expect("sends");
+    let (_, inner, _) = next_relayed(&target.socket).await;
+    assert_eq!(inner, b"fresh", "nothing more on the spent circuit");
+    let counts = server
+        .status()
+        .await
+        .expect("running")
+        .reachability
+        .rendezvous;
+    assert_eq!(counts.circuits_opened, 2, "{counts:?}");
+    assert!(counts.relay_refused >= 3, "{counts:?}");
+    assert!(
+        counts.relayed_bytes <= 2 * cairn_core::CIRCUIT_BYTES,
+        "{counts:?}"
+    );
+}

@@ -25,6 +25,7 @@ pub(crate) fn answer(adversaries: &[Contact], held: Option<Item>, request: &Requ
         // It says it registered, introduced or punched, and does nothing.
         Request::Register => return Response::Registered { ttl: 60 },
         Request::Meet { .. } => return Response::Met,
+        Request::Relay { .. } => return Response::Relaying { circuit: 1 },
         Request::Introduce { .. } => {
             let addr = adversaries
                 .first()

@@ -12,7 +12,7 @@ It talks to a running node's HTTP API; no Rust toolchain and no C extension are 
     asyncio.run(main())
 """
 
-from .client import DEFAULT_URL, Client, Peer, Published, Status, Version, read_token
+from .client import DEFAULT_URL, Client, Peer, Pinged, Published, Status, Version, read_token
 from .errors import (
     CairnError,
     Deleted,
@@ -36,6 +36,7 @@ __all__ = [
     "LocalNetwork",
     "NotFound",
     "Peer",
+    "Pinged",
     "Published",
     "Stale",
     "Status",

@@ -93,6 +93,21 @@ class Peer:
     failures: int
 
 
+@dataclass(frozen=True)
+class Pinged:
+    """How a node was reached by its key (``GET /v1/ping/{public_key}``)."""
+
+    #: ``"direct"`` (a server), ``"punched"`` (through its NAT, introduced by a rendezvous
+    #: point) or ``"relayed"`` (through that point).
+    route: str
+    #: Where it answered from (for a relayed route, the relay).
+    addr: str
+    #: The rendezvous point that introduced or relayed it, if any.
+    via: Optional[str]
+    #: The round trip of a ping, in milliseconds (whole ones: the node's clock).
+    rtt_ms: float
+
+
 _STATUS_FIELDS = ("node_id", "public_key", "network", "listen", "peers", "network_size",
                   "items", "uptime_s", "version")
 
@@ -194,6 +209,16 @@ class Client:
         main = {name: data.get(name) for name in _STATUS_FIELDS}
         counters = {k: v for k, v in data.items() if k not in _STATUS_FIELDS}
         return Status(**main, counters=counters)
+
+    async def ping(self, public_key: str) -> Pinged:
+        """Has the node reach the node with ``public_key`` (64 hex digits) and say how.
+
+        Raises ``NotFound`` when no server has that key and it published no rendezvous
+        record, ``InvalidRequest`` for the node's own key, and ``CairnError`` (502) when
+        every way failed.
+        """
+        data = await self._json("GET", f"/v1/ping/{_segment(public_key)}")
+        return Pinged(data["route"], data["addr"], data.get("via"), data["rtt_ms"])
 
     async def peers(self) -> List[Peer]:
         """The contacts in the node's routing table."""

@@ -46,8 +46,9 @@ use crate::time::Time;
 use crate::wire::{self, Body, Envelope, MAX_PARTS};
 
 pub use packet::{
-    ACCEPT, ACCEPT_HEADER, DATA, DATA_HEADER, FLAG_ANNOUNCE, INITIAL, MAX_DATAGRAM, PROBE,
-    PROBE_LEN, PUNCH, PUNCH_LEN, REFUSE, UNKNOWN, VERSION, probe, punch,
+    ACCEPT, ACCEPT_HEADER, DATA, DATA_HEADER, FLAG_ANNOUNCE, INITIAL, MAX_DATAGRAM, MAX_RELAYED,
+    PROBE, PROBE_LEN, PUNCH, PUNCH_LEN, REFUSE, RELAYED, RELAYED_HEADER, UNKNOWN, VERSION,
+    parse_relayed, probe, punch, relayed,
 };
 pub use sent_to::{MAPPING_LIFE, SENT_TO_KEPT};
 pub use suite::{Real, Simulated, Suite, TAG_LEN};
@@ -615,6 +616,7 @@ impl<C: Suite> Plane<C> {
                 | Request::Probe { .. }
                 | Request::Register
                 | Request::Introduce { .. }
+                | Request::Relay { .. }
                 | Request::Meet { .. }
         );
         match self.by_addr.get(&to.addr).copied() {
@@ -1100,6 +1102,7 @@ impl<C: Suite> Plane<C> {
             | Request::Probe { .. }
             | Request::Register
             | Request::Introduce { .. }
+            | Request::Relay { .. }
             | Request::Meet { .. } => {
                 let refusal = ErrorReply::new(
                     ErrorCode::BAD_REQUEST,
@@ -1341,7 +1344,7 @@ impl<C: Suite> Plane<C> {
                     nonce,
                 });
             }
-            request @ (Request::Register | Request::Introduce { .. }) => {
+            request @ (Request::Register | Request::Introduce { .. } | Request::Relay { .. }) => {
                 open.serving.push((id, false));
                 self.events.push_back(PlaneEvent::Rendezvous {
                     reply,

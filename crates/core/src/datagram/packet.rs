@@ -1,4 +1,4 @@
-//! The seven datagram layouts (`docs/protocol.md`, "Datagrams"), as bytes: building them and
+//! The eight datagram layouts (`docs/protocol.md`, "Datagrams"), as bytes: building them and
 //! taking them apart, with no state. Every multi-byte integer is big-endian.
 //!
 //! | kind | name | who sends it |
@@ -10,6 +10,7 @@
 //! | `0x05` | refuse | the peer, to an `initial` it cannot take (other version or network) |
 //! | `0x06` | probe | a third node, asked by a server, to the address that asked `reach` |
 //! | `0x07` | punch | a node asked `meet` by its rendezvous, to the node it is introduced to |
+//! | `0x08` | relayed | either end of a circuit, to the relay, and the relay to the other end |
 
 use crate::message::{ErrorCode, MAX_NETWORK_LEN};
 
@@ -43,6 +44,14 @@ pub const PROBE: u8 = 0x06;
 
 /// Kind bytes.
 pub const PUNCH: u8 = 0x07;
+
+/// Kind bytes.
+pub const RELAYED: u8 = 0x08;
+/// Bytes of a `relayed` datagram before what it carries: its kind and the circuit id.
+pub const RELAYED_HEADER: usize = 1 + 8;
+/// The largest `relayed` datagram: a header and a whole datagram. 1,209 bytes, still below
+/// the 1,232 that cross any IPv6 path unfragmented.
+pub const MAX_RELAYED: usize = MAX_DATAGRAM + RELAYED_HEADER;
 
 /// Bytes of a `probe`: its kind and a 16-byte nonce, no session, nothing else.
 pub const PROBE_LEN: usize = 1 + 16;
@@ -295,6 +304,26 @@ pub fn punch(nonce: &[u8; 16]) -> Vec<u8> {
     out.push(PUNCH);
     out.extend_from_slice(nonce);
     out
+}
+
+/// A `relayed` datagram carrying `inner` on circuit `circuit`.
+pub fn relayed(circuit: u64, inner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(RELAYED_HEADER + inner.len());
+    out.push(RELAYED);
+    out.extend_from_slice(&circuit.to_be_bytes());
+    out.extend_from_slice(inner);
+    out
+}
+
+/// The circuit id and the datagram a `relayed` carries: at least one byte of it, at most
+/// [`MAX_DATAGRAM`].
+pub fn parse_relayed(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    if bytes.first() != Some(&RELAYED) || bytes.len() > MAX_RELAYED {
+        return None;
+    }
+    let mut r = Reader(&bytes[1..]);
+    let circuit = r.u64()?;
+    (!r.0.is_empty()).then_some((circuit, r.0))
 }
 
 /// The nonce of a `probe`: exactly [`PROBE_LEN`] bytes.

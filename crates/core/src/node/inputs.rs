@@ -324,10 +324,12 @@ impl<S: Store> Node<S> {
             Request::Probe { to, nonce } => return self.serve_probe(now, from, to, nonce),
             // Both need the full address of a proven session: they go over datagrams
             // ([`Node::handle_rendezvous`]).
-            Request::Register | Request::Introduce { .. } => Response::Error(ErrorReply::new(
-                ErrorCode::BAD_REQUEST,
-                "register and introduce go over datagrams",
-            )),
+            Request::Register | Request::Introduce { .. } | Request::Relay { .. } => {
+                Response::Error(ErrorReply::new(
+                    ErrorCode::BAD_REQUEST,
+                    "register, introduce and relay go over datagrams",
+                ))
+            }
             Request::Meet { to, nonce } => self.serve_meet(now, from, to, nonce),
         };
         Answer {

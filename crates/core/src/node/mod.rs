@@ -77,8 +77,9 @@ pub use event::{
 };
 pub use listen::Notification;
 pub use nat::{
-    Family, Mapping, ObservedChange, ObservedReport, ProbeReport, ProbeSend, RECORD_NAME,
-    RECORD_TTL, ReachReport, Reachability, RendezvousReport, Seen,
+    CIRCUIT_BYTES, CIRCUIT_LIFE, Family, Mapping, ObservedChange, ObservedReport, ProbeReport,
+    ProbeSend, RECORD_NAME, RECORD_TTL, ReachReport, Reachability, RelayReport, RendezvousReport,
+    Seen,
 };
 pub use publish::{expiry, next_seq};
 pub use rendezvous::Deferred;
@@ -87,7 +88,7 @@ pub use trace::{Duty, Operation, QueryOutcome, RequestOutcome, Trace, error_labe
 
 use housekeeping::Housekeeping;
 use listen::Subscriptions;
-use nat::{Observed, Points, Probes, Reach, Registry};
+use nat::{Observed, Points, Probes, Reach, Registry, Relays};
 use outbox::Outbox;
 use query::{Env, QueryPool};
 use requests::{Purpose, Requests};
@@ -176,6 +177,8 @@ pub struct Node<S> {
     points: Points,
     /// The registrations this node holds for others, while it is a server.
     registry: Registry,
+    /// The circuits this node relays for its registered nodes.
+    relays: Relays,
 }
 
 impl<S: Store> Node<S> {
@@ -191,6 +194,7 @@ impl<S: Store> Node<S> {
             probes: Probes::default(),
             points: Points::default(),
             registry: Registry::default(),
+            relays: Relays::default(),
             config,
             store,
             queries: QueryPool::default(),

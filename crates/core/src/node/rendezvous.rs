@@ -15,7 +15,7 @@ use crate::message::{Contact, ErrorCode, ErrorReply, Mode, Peer, Request, Respon
 use crate::store::Store;
 use crate::time::Time;
 
-use super::nat::{Introduce, RendezvousReport};
+use super::nat::{Introduce, RelayReport, RendezvousReport};
 
 /// What a `register` or `introduce` gets: an answer now, or later under a token.
 // Lives for one call, as `Response` itself (which carries an item) does.
@@ -85,6 +85,16 @@ impl<S: Store> Node<S> {
                 let id = self.requests.send(now, to, meet, Purpose::Meet);
                 Deferred::Later(self.registry.relay(id, source, target, addr))
             }
+            Request::Relay { target } => {
+                let opened = self
+                    .registry
+                    .relay_to(now, source, &target)
+                    .and_then(|addr| self.relays.open(now, &self.id, source, target, addr));
+                match opened {
+                    Ok(circuit) => Deferred::Now(Response::Relaying { circuit }),
+                    Err(refusal) => Deferred::Now(Response::Error(refusal)),
+                }
+            }
             other => refuse(
                 ErrorCode::BAD_REQUEST,
                 &format!("{} is not a rendezvous request", other.name()),
@@ -110,6 +120,31 @@ impl<S: Store> Node<S> {
     /// due: the points changed, or the last record is old. Drain it with the other outputs.
     pub fn poll_rendezvous_record(&mut self) -> Option<Vec<Contact>> {
         self.points.pop_record()
+    }
+
+    /// A `relayed` datagram of `len` bytes came from `from` on circuit `circuit`: where this
+    /// node, its relay, sends it on and on which circuit id, or `None` to drop it. A driver
+    /// asks this first; if this node relays no such circuit, the datagram may be for this
+    /// node itself, an end of a circuit ([`Node::is_point_at`]).
+    pub fn handle_relayed(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        circuit: u64,
+        len: usize,
+    ) -> Option<(SocketAddr, u64)> {
+        self.relays.forward(now, from, circuit, len)
+    }
+
+    /// Whether one of this node's rendezvous points is at `addr`: a client takes `relayed`
+    /// datagrams only from its points (the relay picks the circuit ids it hears on).
+    pub fn is_point_at(&self, addr: SocketAddr) -> bool {
+        self.points.is_point_at(addr)
+    }
+
+    /// The relay's counters.
+    pub fn relay_report(&self) -> RelayReport {
+        self.relays.report()
     }
 
     /// The counters of both sides of rendezvous.

@@ -86,6 +86,9 @@ struct WireMessage {
     /// `probe`: where the probe datagram goes, compact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     to: Option<ByteBuf>,
+    /// `relaying`: the circuit's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    circuit: Option<u64>,
     /// `introduced`: where the target is, compact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     addr: Option<ByteBuf>,
@@ -330,7 +333,9 @@ fn to_wire(message: &Message) -> WireMessage {
                     wire.nonce = bin(nonce);
                 }
                 Request::Register => {}
-                Request::Introduce { target } => wire.target = bin(target.as_bytes()),
+                Request::Introduce { target } | Request::Relay { target } => {
+                    wire.target = bin(target.as_bytes());
+                }
             }
             wire
         }
@@ -345,6 +350,10 @@ fn to_wire(message: &Message) -> WireMessage {
                 Response::Unlistened => wire.kind = "unlistened".into(),
                 Response::Probed => wire.kind = "probed".into(),
                 Response::Met => wire.kind = "met".into(),
+                Response::Relaying { circuit } => {
+                    wire.kind = "relaying".into();
+                    wire.circuit = Some(*circuit);
+                }
                 Response::Registered { ttl } => {
                     wire.kind = "registered".into();
                     wire.ttl = Some(*ttl);
@@ -540,6 +549,18 @@ fn from_wire(w: WireMessage) -> Result<Message, DecodeError> {
             id: need_id()?,
             response: Response::Introduced {
                 addr: address(w.addr, id, "addr")?,
+            },
+        },
+        "relay" => Message::Request {
+            id: need_id()?,
+            request: Request::Relay {
+                target: Id::from_bytes(fixed(w.target, id, "target")?),
+            },
+        },
+        "relaying" => Message::Response {
+            id: need_id()?,
+            response: Response::Relaying {
+                circuit: field(w.circuit, id, "circuit")?,
             },
         },
         "met" => Message::Response {

@@ -135,6 +135,13 @@ fn every_message() -> Vec<Message> {
             },
         ),
         response(11, Response::Met),
+        request(
+            12,
+            Request::Relay {
+                target: Id::from_bytes([13; 64]),
+            },
+        ),
+        response(12, Response::Relaying { circuit: 258 }),
     ]
 }
 
@@ -175,6 +182,17 @@ fn golden_rendezvous_messages_and_record() {
         "0c".repeat(16)
     );
     assert_eq!(crate::to_hex(&meet), expected);
+    let relaying = encoded(&Message::Response {
+        id: 12,
+        response: Response::Relaying { circuit: 258 },
+    });
+    assert_eq!(
+        crate::to_hex(&relaying),
+        "83a474797065a872656c6179696e67a269640ca763697263756974cd0102"
+    );
+    let wrapped = crate::datagram::relayed(258, &crate::datagram::punch(&[12; 16]));
+    let expected = format!("08000000000000010207{}", "0c".repeat(16));
+    assert_eq!(crate::to_hex(&wrapped), expected);
     let point = Contact::new(
         Id::from_bytes([1; 64]),
         "198.51.100.1:4000".parse().expect("an address"),

@@ -57,14 +57,16 @@ impl<S: Store> Driver<S> {
         let Some(plane) = &mut self.plane else {
             return false;
         };
-        if let Some(udp) = &self.shared.udp {
-            while let Some((to, bytes)) = plane.poll_datagram() {
-                udp.send(to, &bytes);
-            }
+        let mut out = Vec::new();
+        while let Some(datagram) = plane.poll_datagram() {
+            out.push(datagram);
         }
         let mut events = Vec::new();
         while let Some(event) = plane.poll_event() {
             events.push(event);
+        }
+        for (to, bytes) in out {
+            self.send_datagram(to, &bytes);
         }
         let any = !events.is_empty();
         for event in events {
@@ -75,6 +77,9 @@ impl<S: Store> Driver<S> {
 
     fn plane_event(&mut self, event: PlaneEvent) {
         let now = self.clock.now();
+        let Some(event) = self.through_circuits(event) else {
+            return;
+        };
         match event {
             PlaneEvent::Request {
                 reply,
@@ -108,6 +113,12 @@ impl<S: Store> Driver<S> {
                     Some(commit) => self.waiters.hold_datagram(commit, reply),
                     None => {
                         if let Some(plane) = &mut self.plane {
+                            // A `meet`'s punch goes out before its `met`: the introduced node
+                            // sends once it hears `introduced`, which `met` leads to, and must
+                            // find the hole open (`docs/design.md`, "Rendezvous and punching").
+                            while let Some((to, nonce)) = self.node.poll_punch() {
+                                plane.punch(to, &nonce);
+                            }
                             plane.answer(now, reply, answer.response);
                         }
                     }
@@ -153,6 +164,51 @@ impl<S: Store> Driver<S> {
                 request,
             } => self.on_rendezvous(reply, from, source, request),
         }
+    }
+
+    /// What a peer reached through a circuit (`relay.rs`) may do: it is served as a client,
+    /// says nothing of this node's address, enters no table, and asks no `reach` nor
+    /// rendezvous request (their address would be the circuit's).
+    fn through_circuits(&mut self, event: PlaneEvent) -> Option<PlaneEvent> {
+        let circuit = |addr: std::net::SocketAddr| super::relay::circuit_of(addr).is_some();
+        Some(match event {
+            PlaneEvent::Request {
+                reply,
+                mut from,
+                request,
+                role,
+            } if from.addr.is_some_and(circuit) => {
+                from.addr = None;
+                PlaneEvent::Request {
+                    reply,
+                    from,
+                    request,
+                    role,
+                }
+            }
+            PlaneEvent::Verified(from) if from.addr.is_some_and(circuit) => return None,
+            PlaneEvent::Observed { by, .. } if circuit(by.addr) => return None,
+            PlaneEvent::Response {
+                from, id, response, ..
+            } if circuit(from.addr) => PlaneEvent::Response {
+                from,
+                id,
+                response,
+                role: Some(cairn_core::Mode::Client),
+            },
+            PlaneEvent::Reach { reply, source, .. }
+            | PlaneEvent::Rendezvous { reply, source, .. }
+                if circuit(source) =>
+            {
+                let refusal =
+                    cairn_core::ErrorReply::new(ErrorCode::BAD_REQUEST, "not through a relay");
+                if let Some(plane) = &mut self.plane {
+                    plane.answer(self.clock.now(), reply, Response::Error(refusal));
+                }
+                return None;
+            }
+            event => event,
+        })
     }
 
     /// Hands the answers to requests over datagrams that waited on a commit to the plane.

@@ -71,6 +71,12 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// This node is an end of `circuit`, relayed by `via`: the address its other end has.
+    OpenCircuit {
+        circuit: u64,
+        via: SocketAddr,
+        reply: oneshot::Sender<SocketAddr>,
+    },
     /// One request to one peer, and its answer (`None`: it failed or timed out).
     Exchange {
         to: cairn_core::Peer,

@@ -18,6 +18,7 @@ pub(crate) mod inbox;
 mod observe;
 mod pool;
 mod reach;
+mod relay;
 mod rendezvous;
 mod waiters;
 
@@ -81,6 +82,9 @@ pub(crate) struct Driver<S: Store> {
     introductions: HashMap<u64, cairn_core::datagram::Reply>,
     /// Exchanges under way: where each answer goes (one per [`crate::Dht::ping_key`] step).
     exchanges: HashMap<cairn_core::ExchangeId, oneshot::Sender<Option<cairn_core::Exchanged>>>,
+    /// Circuits this node is an end of: the relay each goes through, and when it was last
+    /// used (at most `relay::MAX_ENDS`).
+    ends: HashMap<u64, (SocketAddr, Instant)>,
 }
 
 /// A delete whose item was not held here: the get that finds its `seq` runs.
@@ -154,6 +158,7 @@ impl<S: Store> Driver<S> {
             relays: HashMap::new(),
             introductions: HashMap::new(),
             exchanges: HashMap::new(),
+            ends: HashMap::new(),
         }
     }
 
@@ -382,6 +387,14 @@ impl<S: Store> Driver<S> {
                 self.begin_shutdown(Some(reply));
                 return;
             }
+            Command::OpenCircuit {
+                circuit,
+                via,
+                reply,
+            } => {
+                let _ = reply.send(self.open_end(circuit, via));
+                return;
+            }
             Command::Exchange { to, request, reply } => {
                 let exchange = self.node.exchange(now, to, request);
                 self.exchanges.insert(exchange, reply);
@@ -446,7 +459,9 @@ impl<S: Store> Driver<S> {
                 self.node.connection_closed(connection);
             }
             ToDriver::Datagram { from, bytes } => {
-                if let Some(plane) = &mut self.plane {
+                if bytes.first() == Some(&cairn_core::datagram::RELAYED) {
+                    self.on_relayed(from, &bytes);
+                } else if let Some(plane) = &mut self.plane {
                     plane.handle_datagram(now, from, &bytes);
                 }
             }

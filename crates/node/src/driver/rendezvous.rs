@@ -81,7 +81,12 @@ impl<S: Store> Driver<S> {
     /// Rendezvous counters for `/v1/status`.
     pub(super) fn rendezvous_counts(&self) -> crate::outcome::RendezvousCounts {
         let r = self.node.rendezvous_report();
+        let relay = self.node.relay_report();
         crate::outcome::RendezvousCounts {
+            circuits: relay.circuits,
+            circuits_opened: relay.opened,
+            relayed_bytes: relay.bytes,
+            relay_refused: relay.refused,
             points: r.points,
             registered: r.registered,
             introduced: r.introduced,

@@ -10,14 +10,17 @@
 mod observed;
 mod probe;
 mod reach;
+mod relay;
 mod rendezvous;
 
 pub use observed::{Family, Mapping, ObservedChange, ObservedReport, Seen};
 pub use probe::{ProbeReport, ProbeSend};
 pub use reach::{ReachReport, Reachability};
+pub use relay::{CIRCUIT_BYTES, CIRCUIT_LIFE, RelayReport};
 pub use rendezvous::{RECORD_NAME, RECORD_TTL, RendezvousReport};
 
 pub(super) use observed::Observed;
 pub(super) use probe::{Probes, unsent};
 pub(super) use reach::{ASKS, Reach};
+pub(super) use relay::Relays;
 pub(super) use rendezvous::{Introduce, Points, Registry};

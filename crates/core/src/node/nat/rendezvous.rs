@@ -223,6 +223,28 @@ impl Registry {
         Ok(Introduce::Meet(registration.addr))
     }
 
+    /// `asker` asked a circuit to `target`: where `target` is registered, if it is and the
+    /// asker's bounds (those of introductions) allow.
+    pub(in crate::node) fn relay_to(
+        &mut self,
+        now: Time,
+        asker: SocketAddr,
+        target: &NodeId,
+    ) -> Result<SocketAddr, ErrorReply> {
+        self.expire(now);
+        let Some(registration) = self.registered.get(target).copied() else {
+            self.refused += 1;
+            let refusal = ErrorReply::new(ErrorCode::NOT_FOUND, "that node is not registered here");
+            return Err(refusal);
+        };
+        if !self.asking.take(now, asker.ip(), INTRODUCTIONS_PER_ASKER) {
+            self.refused += 1;
+            let refusal = ErrorReply::new(ErrorCode::OVER_LIMIT, "too many introductions");
+            return Err(refusal);
+        }
+        Ok(registration.addr)
+    }
+
     /// The `meet` request `request` went to `target_id`, registered at `target`, for an
     /// `introduce` from `asker`: the token its answer will come back under.
     pub(in crate::node) fn relay(
@@ -450,6 +472,13 @@ impl Points {
         self.sent += 1;
         self.punches.push_back((to, nonce));
         Response::Met
+    }
+
+    /// Whether a registered point of this node is at `addr`.
+    pub(in crate::node) fn is_point_at(&self, addr: SocketAddr) -> bool {
+        self.points
+            .iter()
+            .any(|p| p.registered && p.contact.addr == addr)
     }
 
     /// The next punch to send: where, and its nonce.
