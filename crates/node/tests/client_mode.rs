@@ -19,12 +19,7 @@ use tokio::net::TcpListener;
 /// table's subnet limits are lifted: a node missing from a table is missing for its role, not
 /// because its subnet's places were taken.
 async fn start(config: Config, ip: &str) -> (Dht, SocketAddr) {
-    let mut config = config.listen(format!("{ip}:0").parse().expect("an address"));
-    config.protocol.diversity.per_bucket = 20;
-    config.protocol.diversity.per_table = 1_000;
-    let dht = cairn_node::start(config).await.expect("starts");
-    let addr = dht.status().await.expect("running").listen;
-    (dht, addr)
+    start_on(config, ip).await
 }
 
 /// `count` servers on 127.0.0.1, 127.0.0.2, ..., each joined through the first.

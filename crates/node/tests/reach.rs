@@ -22,18 +22,9 @@ const VERDICT_LIMIT: Duration = Duration::from_secs(60);
 /// A node on `ip`, any free port, counting one vote and one check subnet per host, with room
 /// in its table for every node of a test.
 async fn node_on(ip: &str, mode: ModeSetting) -> (Dht, SocketAddr) {
-    let mut config = Config::default()
-        .listen(format!("{ip}:0").parse().expect("an address"))
-        .mode(mode);
+    let mut config = Config::default().mode(mode);
     config.protocol.nat_subnet_prefix_v4 = 32;
-    // Loopback is one /24: room in the table for every node of the test.
-    config.protocol.diversity = cairn_core::Diversity {
-        per_bucket: 20,
-        per_table: 100,
-    };
-    let dht = cairn_node::start(config).await.expect("starts");
-    let addr = dht.status().await.expect("running").listen;
-    (dht, addr)
+    start_on(config, ip).await
 }
 
 async fn status(dht: &Dht) -> Status {

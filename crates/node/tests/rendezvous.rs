@@ -20,19 +20,15 @@ fn code(response: &Response) -> Option<ErrorCode> {
     }
 }
 
-/// A node on `ip`, any free port, with room in its table for every node of the test (they
-/// share 127.0.0.0/24).
+/// A node on `ip`, any free port, in `mode`.
 async fn node_on(ip: &str, mode: ModeSetting) -> (Dht, SocketAddr) {
-    let mut config = Config::default()
-        .listen(format!("{ip}:0").parse().expect("an address"))
-        .mode(mode);
-    config.protocol.diversity = cairn_core::Diversity {
-        per_bucket: 20,
-        per_table: 100,
-    };
-    let dht = cairn_node::start(config).await.expect("starts");
-    let addr = dht.status().await.expect("running").listen;
-    (dht, addr)
+    start_on(Config::default().mode(mode), ip).await
+}
+
+/// Sends `inner` on `circuit` to the relay at `relay`, from `socket`.
+async fn send_on(socket: &tokio::net::UdpSocket, circuit: u64, inner: &[u8], relay: SocketAddr) {
+    let wrapped = cairn_core::datagram::relayed(circuit, inner);
+    socket.send_to(&wrapped, relay).await.expect("sends");
 }
 
 /// `count` servers on 127.0.1.1, 127.0.1.2, ..., joined through the first.
@@ -223,7 +219,6 @@ async fn next_relayed(socket: &tokio::net::UdpSocket) -> (u64, Vec<u8>, SocketAd
 
 #[tokio::test]
 async fn a_circuit_carries_between_its_ends_only_and_only_its_bytes() {
-    use cairn_core::datagram::relayed;
     let (server, relay) = node_on("127.0.5.1", ModeSetting::Server).await;
     let to = Peer {
         id: Some(server.status().await.expect("running").node_id),
@@ -245,18 +240,10 @@ async fn a_circuit_carries_between_its_ends_only_and_only_its_bytes() {
     };
 
     // Both ways, unchanged, each end on its own id.
-    asker
-        .socket
-        .send_to(&relayed(circuit, b"hello"), relay)
-        .await
-        .expect("sends");
+    send_on(&asker.socket, circuit, b"hello", relay).await;
     let (back, inner, from) = next_relayed(&target.socket).await;
     assert_eq!((inner.as_slice(), from), (b"hello".as_slice(), relay));
-    target
-        .socket
-        .send_to(&relayed(back, b"hi"), relay)
-        .await
-        .expect("sends");
+    send_on(&target.socket, back, b"hi", relay).await;
     let (id, inner, _) = next_relayed(&asker.socket).await;
     assert_eq!((id, inner.as_slice()), (circuit, b"hi".as_slice()));
 
@@ -265,15 +252,8 @@ async fn a_circuit_carries_between_its_ends_only_and_only_its_bytes() {
     let intruder = tokio::net::UdpSocket::bind("127.0.5.4:0")
         .await
         .expect("binds");
-    intruder
-        .send_to(&relayed(circuit, b"junk"), relay)
-        .await
-        .expect("sends");
-    asker
-        .socket
-        .send_to(&relayed(circuit, b"after"), relay)
-        .await
-        .expect("sends");
+    send_on(&intruder, circuit, b"junk", relay).await;
+    send_on(&asker.socket, circuit, b"after", relay).await;
     let (_, inner, _) = next_relayed(&target.socket).await;
     assert_eq!(inner, b"after");
 
@@ -282,34 +262,18 @@ async fn a_circuit_carries_between_its_ends_only_and_only_its_bytes() {
     let used = (5 + 2 + 5) as u64;
     let fit = (cairn_core::CIRCUIT_BYTES - used) / full.len() as u64;
     for _ in 0..fit {
-        asker
-            .socket
-            .send_to(&relayed(circuit, &full), relay)
-            .await
-            .expect("sends");
+        send_on(&asker.socket, circuit, &full, relay).await;
         let (_, inner, _) = next_relayed(&target.socket).await;
         assert_eq!(inner.len(), full.len());
     }
-    asker
-        .socket
-        .send_to(&relayed(circuit, &full), relay)
-        .await
-        .expect("sends");
+    send_on(&asker.socket, circuit, &full, relay).await;
     // Spent: closed both ways. A new circuit still serves the asker.
     let relay_request = Request::Relay { target: target_id };
     let Response::Relaying { circuit: fresh } = asker.request(to, 2, relay_request).await else {
         panic!("no second circuit");
     };
-    asker
-        .socket
-        .send_to(&relayed(circuit, b"late"), relay)
-        .await
-        .expect("sends");
-    asker
-        .socket
-        .send_to(&relayed(fresh, b"fresh"), relay)
-        .await
-        .expect("sends");
+    send_on(&asker.socket, circuit, b"late", relay).await;
+    send_on(&asker.socket, fresh, b"fresh", relay).await;
     let (_, inner, _) = next_relayed(&target.socket).await;
     assert_eq!(inner, b"fresh", "nothing more on the spent circuit");
     let counts = server

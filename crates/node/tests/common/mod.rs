@@ -195,6 +195,20 @@ pub struct Client {
     pub port: u16,
 }
 
+/// A node started with `config` on `ip`, any free port. Every test node shares 127.0.0.0/8,
+/// whose /24s the routing table's subnet limits would count as few subnets: the limits are
+/// lifted, so that a node missing from a table is missing for its role, not for its subnet.
+pub async fn start_on(config: Config, ip: &str) -> (Dht, std::net::SocketAddr) {
+    let mut config = config.listen(format!("{ip}:0").parse().expect("an address"));
+    config.protocol.diversity = cairn_core::Diversity {
+        per_bucket: 20,
+        per_table: 1_000,
+    };
+    let dht = cairn_node::start(config).await.expect("starts");
+    let addr = dht.status().await.expect("running").listen;
+    (dht, addr)
+}
+
 pub async fn node() -> (Dht, std::net::SocketAddr) {
     let config = Config::default().listen("127.0.0.1:0".parse().expect("valid"));
     let dht = cairn_node::start(config).await.expect("starts");
