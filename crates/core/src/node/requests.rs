@@ -145,7 +145,13 @@ impl Requests {
     pub(super) fn send(&mut self, now: Time, to: Peer, request: Request, purpose: Purpose) -> u64 {
         let id = self.next;
         self.next += 1;
-        let deadline = now + self.request_timeout;
+        // An exchange (a driver reaching a peer step by step, as through a punched hole) waits
+        // past the last retransmission of an `initial` (2.8 s after the first with no
+        // round-trip estimate): it may be the one the hole lets in.
+        let deadline = match purpose {
+            Purpose::Exchange => now + self.request_timeout * 3,
+            _ => now + self.request_timeout,
+        };
         let slot_deadline = match purpose {
             Purpose::Query(_) => {
                 let timeout =

@@ -170,45 +170,60 @@ impl<S: Store> Driver<S> {
     /// says nothing of this node's address, enters no table, and asks no `reach` nor
     /// rendezvous request (their address would be the circuit's).
     fn through_circuits(&mut self, event: PlaneEvent) -> Option<PlaneEvent> {
-        let circuit = |addr: std::net::SocketAddr| super::relay::circuit_of(addr).is_some();
-        Some(match event {
+        use super::relay::{circuit_ip, circuit_of};
+        let circuit = |addr: std::net::SocketAddr| circuit_of(addr).is_some();
+        let refused = match event {
+            PlaneEvent::Request {
+                reply,
+                request: cairn_core::Request::Meet { .. },
+                from,
+                ..
+            } if circuit_ip(from.source) => reply,
+            PlaneEvent::Reach { reply, source, .. }
+            | PlaneEvent::Rendezvous { reply, source, .. }
+                if circuit(source) =>
+            {
+                reply
+            }
             PlaneEvent::Request {
                 reply,
                 mut from,
                 request,
                 role,
-            } if from.addr.is_some_and(circuit) => {
+            } if circuit_ip(from.source) => {
                 from.addr = None;
-                PlaneEvent::Request {
+                return Some(PlaneEvent::Request {
                     reply,
                     from,
                     request,
                     role,
-                }
+                });
             }
-            PlaneEvent::Verified(from) if from.addr.is_some_and(circuit) => return None,
+            PlaneEvent::Verified(from) if circuit_ip(from.source) => return None,
             PlaneEvent::Observed { by, .. } if circuit(by.addr) => return None,
+            PlaneEvent::Probe { from, .. } if circuit(from) => return None,
             PlaneEvent::Response {
                 from, id, response, ..
-            } if circuit(from.addr) => PlaneEvent::Response {
-                from,
-                id,
-                response,
-                role: Some(cairn_core::Mode::Client),
-            },
-            PlaneEvent::Reach { reply, source, .. }
-            | PlaneEvent::Rendezvous { reply, source, .. }
-                if circuit(source) =>
-            {
-                let refusal =
-                    cairn_core::ErrorReply::new(ErrorCode::BAD_REQUEST, "not through a relay");
-                if let Some(plane) = &mut self.plane {
-                    plane.answer(self.clock.now(), reply, Response::Error(refusal));
-                }
+            } if circuit(from.addr) => {
+                return Some(PlaneEvent::Response {
+                    from,
+                    id,
+                    response,
+                    role: Some(cairn_core::Mode::Client),
+                });
+            }
+            // A circuit address has no TCP: the request fails.
+            PlaneEvent::Fallback(transmit) if circuit(transmit.to.addr) => {
+                self.node.handle_failure(self.clock.now(), transmit.id);
                 return None;
             }
-            event => event,
-        })
+            event => return Some(event),
+        };
+        let refusal = cairn_core::ErrorReply::new(ErrorCode::BAD_REQUEST, "not through a relay");
+        if let Some(plane) = &mut self.plane {
+            plane.answer(self.clock.now(), refused, Response::Error(refusal));
+        }
+        None
     }
 
     /// Hands the answers to requests over datagrams that waited on a commit to the plane.

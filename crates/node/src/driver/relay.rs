@@ -17,6 +17,9 @@ use super::Driver;
 
 /// Circuits this node is an end of, at most (the oldest is dropped past it).
 const MAX_ENDS: usize = 1_024;
+/// Circuits one relay may open to this node, at most: a point (or a spoofer posing as one)
+/// cannot fill the rest.
+const ENDS_PER_RELAY: usize = 64;
 
 /// The address a circuit's other end is given in the plane.
 pub(crate) fn circuit_addr(circuit: u64) -> SocketAddr {
@@ -34,15 +37,20 @@ pub(crate) fn circuit_addr(circuit: u64) -> SocketAddr {
     SocketAddr::new(IpAddr::V6(Ipv6Addr::from(segments)), 1)
 }
 
+/// Whether `ip` is a circuit address's (in `100::/64`).
+pub(crate) fn circuit_ip(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[..4] == [0x0100, 0, 0, 0])
+}
+
 /// The circuit of a circuit address, if `addr` is one.
 pub(crate) fn circuit_of(addr: SocketAddr) -> Option<u64> {
     let IpAddr::V6(ip) = addr.ip() else {
         return None;
     };
-    let s = ip.segments();
-    if s[..4] != [0x0100, 0, 0, 0] {
+    if !circuit_ip(addr.ip()) {
         return None;
     }
+    let s = ip.segments();
     let mut c = [0; 8];
     for (i, segment) in s[4..].iter().enumerate() {
         c[2 * i..2 * i + 2].copy_from_slice(&segment.to_be_bytes());
@@ -61,7 +69,25 @@ impl<S: Store> Driver<S> {
         let mine = self.ends.get(&circuit).is_some_and(|(via, _)| *via == from);
         if mine || self.node.is_point_at(from) {
             // For this node, an end: from the relay of a circuit it asked, or from one of its
-            // points (which chose the id).
+            // points (which chose the id). Only what sessions are made of goes through: a
+            // probe or a punch through a circuit would prove nothing.
+            if !matches!(inner.first(), Some(1..=5)) {
+                self.shared.metrics.datagram_refused("malformed");
+                return;
+            }
+            // An `initial` costs a signature check and a key agreement: the relay's host
+            // pays for it as for one of its own.
+            if inner.first() == Some(&cairn_core::datagram::INITIAL)
+                && !self.shared.handshake_limit.allow(from.ip())
+            {
+                self.shared.metrics.datagram_refused("handshake_rate");
+                return;
+            }
+            if !mine && self.ends.values().filter(|(via, _)| *via == from).count() >= ENDS_PER_RELAY
+            {
+                self.shared.metrics.datagram_refused("handshake_rate");
+                return;
+            }
             self.keep_end(circuit, from);
             if let Some(plane) = &mut self.plane {
                 plane.handle_datagram(now, circuit_addr(circuit), inner);

@@ -7,7 +7,8 @@
 //! Implementation notes, the bounds in one place:
 //! - a circuit carries at most [`CIRCUIT_BYTES`] (both ways together) and lives at most
 //!   [`CIRCUIT_LIFE`]; past either it is closed and what comes on it is dropped, counted;
-//! - at most [`MAX_CIRCUITS`] at once, [`CIRCUITS_PER_TARGET`] to one registered node;
+//! - at most [`MAX_CIRCUITS`] at once, [`CIRCUITS_PER_TARGET`] to one registered node,
+//!   [`CIRCUITS_PER_ASKER`] held by one asking host;
 //! - a datagram is taken only from the end's own address, and goes out exactly as large as
 //!   it came (no amplification).
 
@@ -30,6 +31,9 @@ pub const CIRCUIT_LIFE: Duration = Duration::from_secs(120);
 pub const MAX_CIRCUITS: usize = 64;
 /// Circuits to one registered node at once, at most.
 pub const CIRCUITS_PER_TARGET: usize = 4;
+/// Circuits one asking host (an IPv4 address, an IPv6 /64) holds at once, at most: one host
+/// cannot take a point's circuits, nor a target's, for itself.
+pub const CIRCUITS_PER_ASKER: usize = 2;
 
 /// One end of a circuit, as the relay knows it.
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +97,16 @@ impl Relays {
             .values()
             .filter(|c| c.target_node == target)
             .count();
-        if self.by_asker.len() >= MAX_CIRCUITS || to_target >= CIRCUITS_PER_TARGET {
+        let host = crate::subnet::Prefix::host(asker.ip());
+        let held = self
+            .by_asker
+            .values()
+            .filter(|c| crate::subnet::Prefix::host(c.asker.addr.ip()) == host)
+            .count();
+        if self.by_asker.len() >= MAX_CIRCUITS
+            || to_target >= CIRCUITS_PER_TARGET
+            || held >= CIRCUITS_PER_ASKER
+        {
             self.report.refused += 1;
             let refusal = ErrorReply::new(ErrorCode::OVER_LIMIT, "too many circuits here");
             return Err(refusal);
@@ -264,6 +277,24 @@ mod tests {
         );
         let other = relays.open(T0, &own, at("192.0.2.50:5000"), NodeId::hash(b"q"), target);
         assert!(other.is_ok(), "another target is served");
+        // One asking host holds at most its share, whatever the targets.
+        let greedy = at("192.0.2.60:5000");
+        for n in 0..CIRCUITS_PER_ASKER {
+            let target = NodeId::hash(&[b'r', n as u8]);
+            assert!(
+                relays
+                    .open(T0, &own, greedy, target, at("203.0.113.8:1"))
+                    .is_ok()
+            );
+        }
+        let more = relays.open(T0, &own, greedy, NodeId::hash(b"s"), at("203.0.113.8:1"));
+        assert_eq!(
+            more.map_err(|e| e.code.0),
+            Err(429),
+            "past the asker's share"
+        );
+        let honest = relays.open(T0, &own, at("192.0.2.61:5000"), NodeId::hash(b"s"), target);
+        assert!(honest.is_ok(), "another host is served");
         let later = T0 + CIRCUIT_LIFE;
         assert_eq!(
             relays.forward(later, at("192.0.2.1:5000"), ids[0], 10),

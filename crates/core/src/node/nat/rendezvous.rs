@@ -59,6 +59,9 @@ pub const INTRODUCTIONS_PER_ASKER: usize = 8;
 pub const PUNCHES_PER_TARGET: usize = 4;
 /// Punches a client sends in any one second, at most.
 pub const PUNCHES_PER_SECOND: usize = 16;
+/// Hosts a window remembers at once, at most: past it, new hosts are refused (429) until
+/// some leave.
+pub const WINDOW_HOSTS: usize = 4_096;
 /// The window of the per-IP bounds.
 pub const WINDOW: Duration = Duration::from_secs(10);
 
@@ -92,9 +95,13 @@ impl Windows {
             }
             !times.is_empty()
         });
-        // Bounded: at most `MAX_INTRODUCTIONS` or so new keys a second are ever admitted by
-        // the callers' overall bounds, and each key leaves after the window.
-        let times = self.0.entry(Prefix::host(ip)).or_default();
+        // Bounded: past `WINDOW_HOSTS` hosts in the window, a new one is refused until some
+        // leave (each leaves after the window).
+        let host = Prefix::host(ip);
+        if self.0.len() >= WINDOW_HOSTS && !self.0.contains_key(&host) {
+            return false;
+        }
+        let times = self.0.entry(host).or_default();
         if times.len() >= max {
             return false;
         }
@@ -446,7 +453,11 @@ impl Points {
         to: SocketAddr,
         nonce: [u8; 16],
     ) -> Response {
-        if !self.points.iter().any(|p| p.contact.id == *from) {
+        if !self
+            .points
+            .iter()
+            .any(|p| p.registered && p.contact.id == *from)
+        {
             self.refused += 1;
             let refusal = ErrorReply::new(
                 ErrorCode::BAD_SIGNATURE,

@@ -134,6 +134,13 @@ fn a_client_punches_only_for_its_points_and_within_bounds() {
     let stranger = points.meet(T0, &node(9), at("192.0.2.1:5000"), [1; 16]);
     assert!(matches!(stranger, Response::Error(e) if e.code.0 == 403));
     assert_eq!(points.pop_punch(), None, "no punch for a stranger");
+    // A point chosen but whose `register` is not answered yet is no point yet.
+    let early = points.meet(T0, &node(1), at("192.0.2.1:5000"), [1; 16]);
+    assert!(matches!(early, Response::Error(e) if e.code.0 == 403));
+    for (request, contact) in chosen.iter().enumerate() {
+        points.asked(request as u64, contact.id);
+        points.answered(T0, request as u64, true);
+    }
 
     let target = at("192.0.2.1:5000");
     for n in 0..PUNCHES_PER_TARGET {
