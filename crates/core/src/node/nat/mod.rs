@@ -12,6 +12,7 @@ mod probe;
 mod reach;
 mod relay;
 mod rendezvous;
+mod window;
 
 pub use observed::{Family, Mapping, ObservedChange, ObservedReport, Seen};
 pub use probe::{ProbeReport, ProbeSend};

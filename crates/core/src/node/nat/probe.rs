@@ -32,6 +32,8 @@ use crate::message::{Contact, ErrorCode, ErrorReply, Response};
 use crate::subnet::Prefix;
 use crate::time::Time;
 
+use super::window::HostWindows;
+
 /// `reach` requests being relayed at once, at most.
 pub const MAX_RELAYS: usize = 64;
 /// Probes sent to one host (an IPv4 address, an IPv6 /64) per [`TARGET_WINDOW`], at most.
@@ -96,10 +98,10 @@ pub(in crate::node) struct Probes {
     relays: HashMap<u64, u64>,
     next_token: u64,
     answers: VecDeque<(u64, Response)>,
-    /// Recent probe times per target host, oldest first.
-    targets: HashMap<Prefix, VecDeque<Time>>,
-    /// Recent probe times per asking server's host, oldest first.
-    asking: HashMap<Prefix, VecDeque<Time>>,
+    /// Recent probe times per target host.
+    targets: HostWindows<{ TARGET_WINDOW.as_secs() }, MAX_TARGETS>,
+    /// Recent probe times per asking server's host.
+    asking: HostWindows<{ TARGET_WINDOW.as_secs() }, MAX_TARGETS>,
     /// Probe times in the last second, oldest first.
     recent: VecDeque<Time>,
     /// Accepted probes whose send is not reported yet, oldest first (at most
@@ -201,11 +203,11 @@ impl Probes {
         self.forget_old(now);
         let host = Prefix::host(to.ip());
         let asker = Prefix::host(asker);
-        let over = if over(&self.asking, asker, PER_ASKER) {
+        let over = if self.asking.full(asker, PER_ASKER) {
             Some("over this node's probes for one server")
         } else if self.recent.len() >= PER_SECOND {
             Some("over this node's probes per second")
-        } else if over(&self.targets, host, PER_TARGET) {
+        } else if self.targets.full(host, PER_TARGET) {
             Some("over this node's probes to that address")
         } else {
             None
@@ -214,8 +216,8 @@ impl Probes {
             self.report.refused += 1;
             return Err(ErrorReply::new(ErrorCode::OVER_LIMIT, why));
         }
-        self.targets.entry(host).or_default().push_back(now);
-        self.asking.entry(asker).or_default().push_back(now);
+        self.targets.count(host, now);
+        self.asking.count(asker, now);
         self.recent.push_back(now);
         self.last_probe += 1;
         self.unreported.push_back(self.last_probe);
@@ -258,26 +260,8 @@ impl Probes {
         {
             self.recent.pop_front();
         }
-        for map in [&mut self.targets, &mut self.asking] {
-            map.retain(|_, times| {
-                while times
-                    .front()
-                    .is_some_and(|t| now.since(*t) >= TARGET_WINDOW)
-                {
-                    times.pop_front();
-                }
-                !times.is_empty()
-            });
-        }
-    }
-}
-
-/// Whether one more probe for `host` would go past `limit` in `recent`, or past
-/// [`MAX_TARGETS`] hosts kept.
-fn over(recent: &HashMap<Prefix, VecDeque<Time>>, host: Prefix, limit: usize) -> bool {
-    match recent.get(&host) {
-        Some(times) => times.len() >= limit,
-        None => recent.len() >= MAX_TARGETS,
+        self.targets.forget_old(now);
+        self.asking.forget_old(now);
     }
 }
 

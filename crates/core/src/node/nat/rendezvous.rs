@@ -23,12 +23,14 @@
 //!   as the server saw it: an asker cannot aim either at a third party.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::id::NodeId;
 use crate::message::{Contact, ErrorCode, ErrorReply, REGISTRATION_TTL, Response};
 use crate::subnet::Prefix;
+
+use super::window::HostWindows;
 use crate::time::Time;
 
 /// Rendezvous points a client keeps.
@@ -82,33 +84,8 @@ pub struct RendezvousReport {
     pub meets_refused: u64,
 }
 
-/// Times in a sliding window, per key.
-#[derive(Debug, Default)]
-struct Windows(HashMap<Prefix, VecDeque<Time>>);
-
-impl Windows {
-    /// Counts one at `now` for `ip` if fewer than `max` are in the window.
-    fn take(&mut self, now: Time, ip: IpAddr, max: usize) -> bool {
-        self.0.retain(|_, times| {
-            while times.front().is_some_and(|t| now.since(*t) >= WINDOW) {
-                times.pop_front();
-            }
-            !times.is_empty()
-        });
-        // Bounded: past `WINDOW_HOSTS` hosts in the window, a new one is refused until some
-        // leave (each leaves after the window).
-        let host = Prefix::host(ip);
-        if self.0.len() >= WINDOW_HOSTS && !self.0.contains_key(&host) {
-            return false;
-        }
-        let times = self.0.entry(host).or_default();
-        if times.len() >= max {
-            return false;
-        }
-        times.push_back(now);
-        true
-    }
-}
+/// Recent events per host within [`WINDOW`], for at most [`WINDOW_HOSTS`] hosts.
+type Windows = HostWindows<{ WINDOW.as_secs() }, WINDOW_HOSTS>;
 
 /// A registration held by a server.
 #[derive(Clone, Copy, Debug)]
@@ -180,9 +157,7 @@ impl Registry {
             .filter(|r| Prefix::host(r.addr.ip()) == Prefix::host(source.ip()))
             .count();
         if self.registered.len() >= MAX_REGISTERED || from_host >= REGISTERED_PER_IP {
-            self.refused += 1;
-            let refusal = ErrorReply::new(ErrorCode::OVER_LIMIT, "too many registrations here");
-            return Err(refusal);
+            return Err(self.refuse(ErrorCode::OVER_LIMIT, "too many registrations here"));
         }
         self.registered.insert(
             id,
@@ -196,6 +171,21 @@ impl Registry {
         })
     }
 
+    /// Where `target` is registered (its registration is live), or 404.
+    fn registration(&mut self, now: Time, target: &NodeId) -> Result<SocketAddr, ErrorReply> {
+        self.expire(now);
+        match self.registered.get(target) {
+            Some(registration) => Ok(registration.addr),
+            None => Err(self.refuse(ErrorCode::NOT_FOUND, "that node is not registered here")),
+        }
+    }
+
+    /// A refusal, counted.
+    fn refuse(&mut self, code: ErrorCode, message: &str) -> ErrorReply {
+        self.refused += 1;
+        ErrorReply::new(code, message)
+    }
+
     /// `asker` (the source of its session) asked to be introduced to `target`: where
     /// `target` is registered, if it is and the asker's bounds allow, or the token of the
     /// same introduction under way.
@@ -205,12 +195,7 @@ impl Registry {
         asker: SocketAddr,
         target: &NodeId,
     ) -> Result<Introduce, ErrorReply> {
-        self.expire(now);
-        let Some(registration) = self.registered.get(target).copied() else {
-            self.refused += 1;
-            let refusal = ErrorReply::new(ErrorCode::NOT_FOUND, "that node is not registered here");
-            return Err(refusal);
-        };
+        let registration = self.registration(now, target)?;
         let under_way = self
             .relays
             .values_mut()
@@ -221,13 +206,13 @@ impl Registry {
             return Ok(Introduce::Joined(self.next_token));
         }
         if self.relays.len() >= MAX_INTRODUCTIONS
-            || !self.asking.take(now, asker.ip(), INTRODUCTIONS_PER_ASKER)
+            || !self
+                .asking
+                .take(now, Prefix::host(asker.ip()), INTRODUCTIONS_PER_ASKER)
         {
-            self.refused += 1;
-            let refusal = ErrorReply::new(ErrorCode::OVER_LIMIT, "too many introductions");
-            return Err(refusal);
+            return Err(self.refuse(ErrorCode::OVER_LIMIT, "too many introductions"));
         }
-        Ok(Introduce::Meet(registration.addr))
+        Ok(Introduce::Meet(registration))
     }
 
     /// `asker` asked a circuit to `target`: where `target` is registered, if it is and the
@@ -238,18 +223,14 @@ impl Registry {
         asker: SocketAddr,
         target: &NodeId,
     ) -> Result<SocketAddr, ErrorReply> {
-        self.expire(now);
-        let Some(registration) = self.registered.get(target).copied() else {
-            self.refused += 1;
-            let refusal = ErrorReply::new(ErrorCode::NOT_FOUND, "that node is not registered here");
-            return Err(refusal);
-        };
-        if !self.asking.take(now, asker.ip(), INTRODUCTIONS_PER_ASKER) {
-            self.refused += 1;
-            let refusal = ErrorReply::new(ErrorCode::OVER_LIMIT, "too many introductions");
-            return Err(refusal);
+        let registration = self.registration(now, target)?;
+        if !self
+            .asking
+            .take(now, Prefix::host(asker.ip()), INTRODUCTIONS_PER_ASKER)
+        {
+            return Err(self.refuse(ErrorCode::OVER_LIMIT, "too many introductions"));
         }
-        Ok(registration.addr)
+        Ok(registration)
     }
 
     /// The `meet` request `request` went to `target_id`, registered at `target`, for an
@@ -473,7 +454,9 @@ impl Points {
             self.recent.pop_front();
         }
         if self.recent.len() >= PUNCHES_PER_SECOND
-            || !self.targets.take(now, to.ip(), PUNCHES_PER_TARGET)
+            || !self
+                .targets
+                .take(now, Prefix::host(to.ip()), PUNCHES_PER_TARGET)
         {
             self.refused += 1;
             let refusal = ErrorReply::new(ErrorCode::OVER_LIMIT, "too many punches");
