@@ -65,7 +65,8 @@ pub use error::{
 pub use identity::Identity;
 pub use mode::ModeSetting;
 pub use outcome::{
-    DatagramStatus, FamilyReachability, Found, PeerInfo, PutReceipt, Reachability, Status,
+    DatagramStatus, FamilyReachability, Found, PeerInfo, PutReceipt, Reachability,
+    RendezvousCounts, Status,
 };
 pub use ping::{PingError, PingReport, Pinged, Route};
 pub use ratelimit::Rate;

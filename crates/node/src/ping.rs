@@ -165,11 +165,7 @@ impl Dht {
             return Err(PingError::Myself);
         }
         if let Some(known) = self.routes.recall(&id) {
-            let answer = self.exchange(known.to, id, Request::Ping).await?;
-            if let Some(mut answer) = answer.filter(|a| a.response == Response::Pong) {
-                if let (Route::Relayed, Some(via)) = (known.route, known.via) {
-                    answer.from.addr = via.addr;
-                }
+            if let Ok(answer) = self.ping_at(known.to, id).await? {
                 self.routes
                     .remember(id, self::known(known.to, known.route, known.via));
                 return Ok(pinged(known.route, &answer, known.via));
@@ -179,16 +175,9 @@ impl Dht {
         let mut reasons = Vec::new();
         let closest = self.find_node(id).await.map_err(|_| PingError::Stopped)?;
         if let Some(contact) = closest.iter().find(|c| c.id == id) {
-            match self.exchange(contact.addr, id, Request::Ping).await? {
-                Some(
-                    answer @ Exchanged {
-                        response: Response::Pong,
-                        ..
-                    },
-                ) => {
-                    return Ok(pinged(Route::Direct, &answer, None));
-                }
-                other => reasons.push(format!("at {}: {}", contact.addr, failed(other))),
+            match self.ping_at(contact.addr, id).await? {
+                Ok(answer) => return Ok(pinged(Route::Direct, &answer, None)),
+                Err(why) => reasons.push(format!("at {}: {why}", contact.addr)),
             }
         }
         let points = match self
@@ -224,22 +213,13 @@ impl Dht {
                     continue;
                 }
             };
-            match self.exchange(addr, id, Request::Ping).await? {
-                Some(
-                    answer @ Exchanged {
-                        response: Response::Pong,
-                        ..
-                    },
-                ) => {
+            match self.ping_at(addr, id).await? {
+                Ok(answer) => {
                     self.routes
                         .remember(id, known(addr, Route::Punched, Some(point)));
                     return Ok(pinged(Route::Punched, &answer, Some(point)));
                 }
-                other => reasons.push(format!(
-                    "introduced by {} at {addr}: {}",
-                    point.addr,
-                    failed(other)
-                )),
+                Err(why) => reasons.push(format!("introduced by {} at {addr}: {why}", point.addr)),
             }
             // No punch got through (a NAT that maps each destination to a new port): through
             // the point.
@@ -262,25 +242,31 @@ impl Dht {
                     reply,
                 })
                 .await?;
-            match self.exchange(end, id, Request::Ping).await? {
-                Some(
-                    mut answer @ Exchanged {
-                        response: Response::Pong,
-                        ..
-                    },
-                ) => {
+            match self.ping_at(end, id).await? {
+                Ok(answer) => {
                     self.routes
                         .remember(id, known(end, Route::Relayed, Some(point)));
-                    answer.from.addr = via;
                     return Ok(pinged(Route::Relayed, &answer, Some(point)));
                 }
-                other => reasons.push(format!("relayed by {}: {}", point.addr, failed(other))),
+                Err(why) => reasons.push(format!("relayed by {}: {why}", point.addr)),
             }
         }
         if reasons.is_empty() {
             reasons.push("its record names no rendezvous point".into());
         }
         Err(PingError::Unreachable(reasons))
+    }
+
+    /// Pings the node `id` at `addr`: its answer, or why there was none.
+    async fn ping_at(
+        &self,
+        addr: SocketAddr,
+        id: NodeId,
+    ) -> Result<Result<Exchanged, String>, Stopped> {
+        Ok(match self.exchange(addr, id, Request::Ping).await? {
+            Some(answer) if answer.response == Response::Pong => Ok(answer),
+            other => Err(failed(other)),
+        })
     }
 
     /// Sends `request` to the node `id` at `addr`, and waits for its answer.
@@ -305,10 +291,16 @@ fn known(to: SocketAddr, route: Route, via: Option<Contact>) -> Known {
     }
 }
 
+/// What a ping that was answered says. A relayed node answered from its circuit address,
+/// which is this node's own: the relay's is the one to show.
 fn pinged(route: Route, answer: &Exchanged, via: Option<Contact>) -> Pinged {
+    let addr = match (route, via) {
+        (Route::Relayed, Some(via)) => via.addr,
+        _ => answer.from.addr,
+    };
     Pinged {
         route,
-        addr: answer.from.addr,
+        addr,
         via,
         round_trip: answer.round_trip,
     }

@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 
 use cairn_core::{ErrorCode, Id, Mode, Peer, Request, Response};
-use cairn_node::{Config, Dht, ModeSetting, PingError, Route};
+use cairn_node::{Config, Dht, ModeSetting, PingError, RendezvousCounts, Route};
 use common::plane::Peer2;
 use common::*;
 
@@ -29,6 +29,11 @@ async fn node_on(ip: &str, mode: ModeSetting) -> (Dht, SocketAddr) {
 async fn send_on(socket: &tokio::net::UdpSocket, circuit: u64, inner: &[u8], relay: SocketAddr) {
     let wrapped = cairn_core::datagram::relayed(circuit, inner);
     socket.send_to(&wrapped, relay).await.expect("sends");
+}
+
+/// What `dht` counts of rendezvous and relaying now.
+async fn rendezvous_of(dht: &Dht) -> RendezvousCounts {
+    dht.status().await.expect("running").reachability.rendezvous
 }
 
 /// `count` servers on 127.0.1.1, 127.0.1.2, ..., joined through the first.
@@ -55,14 +60,7 @@ async fn a_client_no_table_holds_is_reached_by_its_key_through_its_rendezvous() 
     // It registers with servers near it, and publishes the record naming them.
     let points = wait_for(
         "the client registered with rendezvous points",
-        || async {
-            client
-                .status()
-                .await
-                .expect("running")
-                .reachability
-                .rendezvous
-        },
+        || async { rendezvous_of(&client).await },
         |r| r.points >= 1,
     )
     .await;
@@ -97,22 +95,11 @@ async fn a_client_no_table_holds_is_reached_by_its_key_through_its_rendezvous() 
     );
 
     // The client punched towards the asker, asked by its point; the point counted it.
-    let client_counts = client
-        .status()
-        .await
-        .expect("running")
-        .reachability
-        .rendezvous;
+    let client_counts = rendezvous_of(&client).await;
     assert!(client_counts.punches_sent >= 1, "{client_counts:?}");
     let mut introduced = 0;
     for (server, _) in &servers {
-        introduced += server
-            .status()
-            .await
-            .expect("running")
-            .reachability
-            .rendezvous
-            .introduced;
+        introduced += rendezvous_of(server).await.introduced;
     }
     assert!(introduced >= 1, "no server counted an introduction");
 
@@ -146,12 +133,7 @@ async fn a_client_no_table_holds_is_reached_by_its_key_through_its_rendezvous() 
         Some(ErrorCode::BAD_SIGNATURE),
         "{refused:?}"
     );
-    let after = client
-        .status()
-        .await
-        .expect("running")
-        .reachability
-        .rendezvous;
+    let after = rendezvous_of(&client).await;
     assert_eq!(
         after.punches_sent, client_counts.punches_sent,
         "no punch for a stranger"
@@ -179,12 +161,7 @@ async fn registrations_past_a_hosts_share_are_refused_while_another_host_registe
     let mut other = Peer2::bind("127.0.3.3", 41, false).await;
     let answer = other.request(to, 1, Request::Register).await;
     assert_eq!(answer, Response::Registered { ttl: 60 });
-    let counts = server
-        .status()
-        .await
-        .expect("running")
-        .reachability
-        .rendezvous;
+    let counts = rendezvous_of(&server).await;
     assert_eq!(counts.registered, 5, "{counts:?}");
     assert!(counts.refused >= 1, "{counts:?}");
 
@@ -276,12 +253,7 @@ async fn a_circuit_carries_between_its_ends_only_and_only_its_bytes() {
     send_on(&asker.socket, fresh, b"fresh", relay).await;
     let (_, inner, _) = next_relayed(&target.socket).await;
     assert_eq!(inner, b"fresh", "nothing more on the spent circuit");
-    let counts = server
-        .status()
-        .await
-        .expect("running")
-        .reachability
-        .rendezvous;
+    let counts = rendezvous_of(&server).await;
     assert_eq!(counts.circuits_opened, 2, "{counts:?}");
     assert!(counts.relay_refused >= 3, "{counts:?}");
     assert!(

@@ -70,8 +70,14 @@ mod tests {
         assert!(windows.take(t0, host("192.0.2.1"), 2));
         assert!(!windows.take(t0, host("192.0.2.1"), 2), "past its limit");
         assert!(windows.take(t0, host("2001:db8::1"), 2));
-        assert!(windows.take(t0, host("2001:db8::2"), 2), "the same /64, its second");
-        assert!(!windows.take(t0, host("2001:db8::3"), 2), "the same /64, past its limit");
+        assert!(
+            windows.take(t0, host("2001:db8::2"), 2),
+            "the same /64, its second"
+        );
+        assert!(
+            !windows.take(t0, host("2001:db8::3"), 2),
+            "the same /64, past its limit"
+        );
         assert!(
             !windows.take(t0, host("192.0.2.3"), 2),
             "past the hosts remembered"
