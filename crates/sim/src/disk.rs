@@ -116,7 +116,8 @@ impl<S: Durable> Sim<S> {
     }
 
     /// Restarts node `index` after [`Sim::crash`]: from what its store made durable and the
-    /// routing table it saved, rejoining through those contacts.
+    /// routing table it saved, rejoining through those contacts and the seeds of its last
+    /// bootstrap.
     pub fn restart(&mut self, index: usize) {
         let now = self.node_now(index);
         let sim_node = &mut self.nodes[index];
@@ -125,7 +126,8 @@ impl<S: Durable> Sim<S> {
         sim_node.timer = None;
         let saved = std::mem::take(&mut sim_node.disk.saved);
         sim_node.node.restore_contacts(now, saved);
-        sim_node.node.bootstrap(now, &[]);
+        let seeds = sim_node.seeds.clone();
+        sim_node.node.bootstrap(now, &seeds);
         self.drain(index);
     }
 

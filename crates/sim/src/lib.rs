@@ -130,6 +130,9 @@ struct SimNode<S> {
     skew: Duration,
     /// Its store's commits, and the answers waiting on them.
     disk: Disk,
+    /// The seeds of its last bootstrap, given again at each restart, as a real node's
+    /// configured bootstrap addresses are.
+    seeds: Vec<SocketAddr>,
 }
 
 /// The requests of every node, dead ones included: where a run's time went.
@@ -326,6 +329,7 @@ impl<S: Durable> Sim<S> {
             lives: 0,
             skew: Duration::ZERO,
             disk: Disk::default(),
+            seeds: Vec::new(),
         });
         index
     }
@@ -701,7 +705,10 @@ impl<S: Durable> Sim<S> {
         let now = self.node_now(node);
         let seeds: Vec<SocketAddr> = match &command {
             Command::Bootstrap(seeds) => {
-                seeds.iter().map(|s| self.nodes[*s].contact.addr).collect()
+                let seeds: Vec<SocketAddr> =
+                    seeds.iter().map(|s| self.nodes[*s].contact.addr).collect();
+                self.nodes[node].seeds.clone_from(&seeds);
+                seeds
             }
             _ => Vec::new(),
         };

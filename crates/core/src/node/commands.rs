@@ -55,7 +55,20 @@ impl<S: Store> Node<S> {
     /// seeds, the contacts already in the table (say, from a snapshot) serve.
     pub fn bootstrap(&mut self, now: Time, seeds: &[SocketAddr]) -> QueryId {
         self.start_housekeeping(now);
+        self.rejoin.remember(now, seeds.iter().copied());
         self.start_query(now, QueryKind::bootstrap(seeds), false)
+    }
+
+    /// Bootstraps again through the addresses kept to rejoin, if the routing table is empty
+    /// and a try is due: a housekeeping lookup, reported to nobody.
+    pub(super) fn rejoin_round(&mut self, now: Time) {
+        let alone = self.table.is_empty();
+        let Some(addrs) = self.rejoin.due(now, alone) else {
+            return;
+        };
+        let plan = QueryKind::bootstrap(addrs);
+        self.housekeeping.started();
+        self.start_query(now, plan, true);
     }
 
     /// Signs `value` under `name` with `key` (this node's publishing key), choosing `seq` and

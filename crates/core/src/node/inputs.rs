@@ -111,6 +111,7 @@ impl<S: Store> Node<S> {
         self.watch_rounds(now);
         self.reach_round(now);
         self.rendezvous_round(now);
+        self.rejoin_round(now);
         self.housekeep(now);
     }
 
@@ -156,9 +157,11 @@ impl<S: Store> Node<S> {
     }
 
     /// Puts contacts verified in an earlier run (a saved routing table) back in the table.
-    /// Their liveness is unknown: the next lookups and `bootstrap(now, &[])` find out.
+    /// Their liveness is unknown: the next lookups and `bootstrap(now, &[])` find out. Their
+    /// addresses are kept to rejoin through should the table empty.
     pub fn restore_contacts(&mut self, now: Time, contacts: impl IntoIterator<Item = Contact>) {
         for contact in contacts {
+            self.rejoin.remember(now, [contact.addr]);
             if self.table.restore(contact, now) {
                 self.events.push(Event::ContactAdded(contact));
             }

@@ -41,7 +41,7 @@
 //! Each concern is a part that owns its state: the requests in flight (`requests.rs`), the
 //! running queries (`query.rs`, their stages in `stage.rs`), housekeeping
 //! (`housekeeping.rs`), the subscriptions peers hold here (`listen.rs`), this node's watches
-//! (`watch.rs`), the trace records (`trace.rs`) and what it learns behind NATs (`nat/`, routed
+//! (`watch.rs`), rejoining when the table is empty (`rejoin.rs`), the trace records (`trace.rs`) and what it learns behind NATs (`nat/`, routed
 //! by `reaching.rs`). `Node` routes each input to the parts it
 //! concerns and collects what they report (`inputs.rs`, `commands.rs`); no part touches
 //! another's fields.
@@ -56,6 +56,7 @@ mod outbox;
 mod publish;
 mod query;
 mod reaching;
+mod rejoin;
 mod rendezvous;
 mod requests;
 mod stage;
@@ -91,6 +92,7 @@ use listen::Subscriptions;
 use nat::{Observed, Points, Probes, Reach, Registry, Relays};
 use outbox::Outbox;
 use query::{Env, QueryPool};
+use rejoin::Rejoin;
 use requests::{Purpose, Requests};
 use trace::Traces;
 use watch::Watches;
@@ -159,6 +161,8 @@ pub struct Node<S> {
     /// Counters since start, but `requests_sent` (which `requests` counts).
     stats: Stats,
     housekeeping: Housekeeping,
+    /// The addresses to rejoin through when the table is empty.
+    rejoin: Rejoin,
     /// Subscriptions peers hold here, and the notifications owed to them.
     subscriptions: Subscriptions,
     /// This node's own watches.
@@ -201,6 +205,7 @@ impl<S: Store> Node<S> {
             events: Outbox::default(),
             stats: Stats::default(),
             housekeeping: Housekeeping::default(),
+            rejoin: Rejoin::default(),
             subscriptions: Subscriptions::default(),
             watches: Watches::default(),
             traces: Traces::default(),
@@ -297,6 +302,7 @@ impl<S: Store> Node<S> {
             self.housekeeping.next_deadline(),
             self.reach.next_deadline(),
             self.points.next_deadline(),
+            self.rejoin.deadline(self.table.is_empty()),
         ]
         .into_iter()
         .flatten()

@@ -452,6 +452,56 @@ fn a_bootstrap_with_no_answer_fails_clearly() {
 }
 
 #[test]
+fn a_node_whose_table_emptied_rejoins_through_its_seed_once_it_is_back() {
+    let mut net = Net::new(2);
+    net.join_all();
+    let seed = node_id(1);
+    assert!(net.node(2).routing_table().entry(&seed).is_some());
+    // Its only contact goes silent: three failed gets remove it.
+    net.down.push(addr(1));
+    for round in 0..3 {
+        assert!(net.get(2, Id::hash(&[round])).is_err());
+    }
+    assert!(net.node(2).routing_table().is_empty());
+    // While the seed is down, each try fails and the next waits its interval.
+    let mut tries = Vec::new();
+    for _ in 0..3 {
+        let due = net
+            .node(2)
+            .poll_timeout()
+            .expect("an empty table waits to rejoin");
+        tries.push(due);
+        net.now = net.now.max(due);
+        let now = net.now;
+        net.node(2).handle_timeout(now);
+        net.run_timers();
+        assert!(net.node(2).routing_table().is_empty());
+    }
+    assert!(
+        tries
+            .windows(2)
+            .all(|w| w[1].since(w[0]) >= Duration::from_secs(60)),
+        "{tries:?}"
+    );
+    // The seed is back: the next try finds it, with no command from the user.
+    net.down.clear();
+    let due = net.node(2).poll_timeout().expect("still alone");
+    net.now = net.now.max(due);
+    let now = net.now;
+    net.node(2).handle_timeout(now);
+    net.run_timers();
+    assert!(net.node(2).routing_table().entry(&seed).is_some());
+    assert!(net.node(1).routing_table().entry(&node_id(2)).is_some());
+    // A try reports to nobody: the user's bootstrap had its one event.
+    let bootstraps = net
+        .events
+        .iter()
+        .filter(|(a, e)| *a == addr(2) && matches!(e, Event::BootstrapDone { .. }))
+        .count();
+    assert_eq!(bootstraps, 1, "only the user's bootstrap reports");
+}
+
+#[test]
 fn a_full_bucket_pings_its_oldest_contact_and_keeps_it_when_it_answers() {
     let config = Config {
         k: std::num::NonZeroUsize::MIN,
