@@ -57,6 +57,17 @@ pub enum PutError {
     /// node does not hold it.
     #[error("the item could not be stored durably: {0}")]
     NotDurable(CommitError),
+    /// No other node stored the item (`asked`: the nodes it was sent to; 0 when the lookup
+    /// reached none): the put is not acknowledged, though this node keeps its copy. A node
+    /// alone by design (no contact, no bootstrap address) puts with no peer and succeeds.
+    #[error(
+        "no other node stored the item ({asked} asked); only this node holds it: try again \
+         once the node reaches its peers"
+    )]
+    NoPeer {
+        /// The nodes the item was sent to.
+        asked: usize,
+    },
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
@@ -343,6 +354,7 @@ pub(crate) fn put_error(
     match error {
         Core::Local(refusal) => PutError::Refused(refusal),
         Core::TooLarge { size, max } => PutError::TooLarge { size, max },
+        Core::NoPeer { asked } => PutError::NoPeer { asked },
         Core::NotDurable(commit) => PutError::NotDurable(
             failed_commit(commit)
                 // The core learns of a failed commit only from the driver, which keeps its

@@ -112,6 +112,11 @@ impl FixedPeers {
         self.in_flight
     }
 
+    /// How many peers it asks (or asked), duplicates counted once.
+    pub fn peers(&self) -> usize {
+        self.peers.len()
+    }
+
     /// How many peers answered.
     pub fn succeeded(&self) -> usize {
         self.peers

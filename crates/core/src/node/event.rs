@@ -83,6 +83,18 @@ pub enum PutFailure {
         /// The limit.
         max: usize,
     },
+    /// No other node stored the item: of the `asked` closest nodes the lookup found, none
+    /// took it (none found when 0). This node keeps its copy, but a put held by its
+    /// publisher's node alone is not acknowledged. Only a node alone by design (its table
+    /// empty, no bootstrap address known) puts with no peer: that put succeeds with 1.
+    #[error(
+        "no other node stored the item ({asked} asked); only this node holds it, try again \
+         once it reaches its peers"
+    )]
+    NoPeer {
+        /// The nodes the item was sent to.
+        asked: usize,
+    },
 }
 
 /// Why a bootstrap failed.

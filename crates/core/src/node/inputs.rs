@@ -411,6 +411,8 @@ fn reply(error: &PutFailure) -> Response {
         PutFailure::TooLarge { .. } => (ErrorCode::TOO_LARGE, error.to_string()),
         PutFailure::NotDurable(_) => (ErrorCode::INTERNAL, error.to_string()),
         PutFailure::Local(e) => (e.code(), e.to_string()),
+        // A peer's `store` asks no other node: never this failure, told as unavailable.
+        PutFailure::NoPeer { .. } => (ErrorCode::UNAVAILABLE, error.to_string()),
     };
     Response::Error(ErrorReply::new(code, message))
 }

@@ -337,6 +337,7 @@ impl<S: Store> Node<S> {
             table: &mut self.table,
             requests: &mut self.requests,
             traces: &mut self.traces,
+            can_join: self.rejoin.can_join(),
         };
         (&mut self.queries, env)
     }

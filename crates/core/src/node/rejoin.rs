@@ -42,6 +42,11 @@ impl Rejoin {
         }
     }
 
+    /// Whether an address to join through is known.
+    pub(super) fn can_join(&self) -> bool {
+        !self.addrs.is_empty()
+    }
+
     /// When the next try is due, while the table is empty (`alone`).
     pub(super) fn deadline(&self, alone: bool) -> Option<Time> {
         if alone { self.due } else { None }

@@ -123,7 +123,7 @@ impl From<PutError> for ApiError {
             },
             PutError::NotDurable(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
             PutError::NotDurable(_) | PutError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            PutError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            PutError::NoPeer { .. } | PutError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())
     }

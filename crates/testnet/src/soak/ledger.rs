@@ -205,7 +205,7 @@ impl Ledger {
             Fetched::Failed(_) => Verdict::Failed,
             Fetched::Value(v) if accept.contains(&Expect::Value(v.clone())) => Verdict::Good,
             Fetched::Value(v) if history.contains(v) => {
-                Verdict::Miss("an older version (stale)".into())
+                Verdict::Miss(format!("an older version (stale) (last put: {put})"))
             }
             Fetched::Value(_) => Verdict::Miss("a value never put".into()),
             Fetched::NotFound | Fetched::Deleted(_) if deleted_ok => Verdict::Good,

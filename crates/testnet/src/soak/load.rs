@@ -114,7 +114,7 @@ impl Shared {
 
     /// Prints who holds which copy of `key` (hex), by distance: the soak's evidence when a
     /// get from `getter` found a wrong copy.
-    async fn census(&self, claim: &Claim, getter: usize, key: &str) {
+    pub(super) async fn census(&self, claim: &Claim, getter: usize, key: &str) {
         let Ok(target) = Key::from_hex(key) else {
             return;
         };

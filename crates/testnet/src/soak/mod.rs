@@ -269,7 +269,14 @@ async fn sweep(shared: &Arc<Shared>, concurrency: usize) -> (usize, usize, Vec<L
     };
     for claim in claims {
         let shared = shared.clone();
-        running.spawn(async move { (shared.check(&claim, false).await, claim) });
+        running.spawn(async move {
+            let verdict = shared.check(&claim, false).await;
+            if let (Verdict::Miss(_), Some(key)) = (&verdict, claim.key) {
+                // The evidence, on stderr: who holds which copy, by distance.
+                shared.census(&claim, claim.publisher, &key.to_hex()).await;
+            }
+            (verdict, claim)
+        });
         if running.len() >= concurrency
             && let Some(Ok((verdict, claim))) = running.join_next().await
         {

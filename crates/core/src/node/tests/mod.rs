@@ -220,6 +220,42 @@ fn a_lone_node_puts_and_gets_from_its_own_store() {
 }
 
 #[test]
+fn a_put_no_peer_took_is_not_acknowledged_but_the_copy_stays() {
+    let mut net = Net::new(3);
+    net.join_all();
+    // Both peers go silent: node 1's put reaches nobody.
+    net.down.extend([addr(2), addr(3)]);
+    let item = signed(1, "doc", b"v", 1);
+    assert!(matches!(
+        net.put(1, item.clone()),
+        Err(PutFailure::NoPeer { .. })
+    ));
+    let now = net.now;
+    assert_eq!(
+        net.node(1).store().get(item.key(), now).expect("readable"),
+        Some(item.clone()),
+        "the publisher keeps its copy"
+    );
+    // Its peers are back: the same put is acknowledged by all three.
+    net.down.clear();
+    assert_eq!(net.put(1, item), Ok(3));
+
+    // A node that bootstrapped through a seed that never answered is not alone by design:
+    // with no contact, its put is not acknowledged either.
+    let mut net = Net::new(1);
+    let now = net.now;
+    let _ = net
+        .node(1)
+        .bootstrap(now, &["127.0.0.99:1".parse().expect("valid")]);
+    net.run_timers();
+    assert!(net.node(1).routing_table().is_empty());
+    assert_eq!(
+        net.put(1, signed(1, "doc", b"v", 1)),
+        Err(PutFailure::NoPeer { asked: 0 })
+    );
+}
+
+#[test]
 fn bootstrap_fills_tables_and_items_are_found_from_other_nodes() {
     let mut net = Net::new(12);
     net.join_all();
