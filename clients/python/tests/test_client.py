@@ -3,6 +3,7 @@
 import asyncio
 import os
 import pathlib
+import signal
 import socket
 import sys
 
@@ -127,6 +128,19 @@ async def test_a_watch_by_key_and_ending_it_early(network):
         async for version in c.watch(published.key):
             assert version.value == b"immutable" and version.kind == "immutable"
             break  # leaving the loop ends the watch and frees its connection
+
+
+async def test_a_put_no_other_node_stored_is_unavailable_and_the_copy_stays():
+    async with cairn.LocalNetwork(2) as net:
+        # Node 1 joined through node 0; with node 0 gone, its put reaches no other node.
+        net._processes[0].send_signal(signal.SIGTERM)
+        await net._processes[0].wait()
+        async with net.client(1) as c:
+            with pytest.raises(cairn.Unavailable, match="no other node stored") as error:
+                await c.put("alone", b"not acknowledged")
+            assert error.value.status == 503
+            # Not acknowledged, but not lost: the node holds its copy.
+            assert (await c.status()).items == 1
 
 
 async def test_the_network_stops_cleanly():

@@ -23,6 +23,7 @@ from .errors import (
     StoreFull,
     TooLarge,
     Unauthorized,
+    Unavailable,
     Unreachable,
 )
 from .local import LocalNetwork, find_binary
@@ -44,6 +45,7 @@ __all__ = [
     "StoreFull",
     "TooLarge",
     "Unauthorized",
+    "Unavailable",
     "Unreachable",
     "Version",
     "find_binary",

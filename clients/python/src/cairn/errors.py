@@ -59,8 +59,14 @@ class StoreFull(CairnError):
     """The node's store is full, or this client is over a limit: HTTP 429."""
 
 
-class Stopping(CairnError):
-    """The node is shutting down: HTTP 503."""
+class Unavailable(CairnError):
+    """The node cannot do it now: HTTP 503. It is shutting down; or no other node stored a put
+    or delete (the node keeps its copy, but the write is not acknowledged: try again once the
+    node reaches its peers); or its disk cannot read an item it holds."""
+
+
+#: The name this client gave :class:`Unavailable` when a 503 meant only a node shutting down.
+Stopping = Unavailable
 
 
 _BY_STATUS = {
@@ -71,7 +77,7 @@ _BY_STATUS = {
     409: Stale,
     413: TooLarge,
     429: StoreFull,
-    503: Stopping,
+    503: Unavailable,
 }
 
 
