@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use cairn_node::{Config, Dht};
+use common::wait_for;
+
+mod common;
 
 fn loopback() -> Config {
     Config::default().listen("127.0.0.1:0".parse().expect("valid"))
@@ -21,6 +24,15 @@ async fn two_nodes_put_and_get() {
         .await
         .expect("b joins");
     assert_eq!(joined, 1);
+    // The seed takes the joiner into its table once it has verified the joiner's `auth`,
+    // which may come after the joiner's bootstrap ended: wait for it, else the seed's put
+    // is a lone node's, stored on itself alone (1 replica).
+    wait_for(
+        "the seed knows the joiner",
+        || async { a.status().await.expect("running").peers },
+        |peers| *peers == 1,
+    )
+    .await;
     let receipt = a
         .put_signed("hello", "world".into(), Some(Duration::from_secs(60)))
         .await
