@@ -41,10 +41,10 @@
 //! Each concern is a part that owns its state: the requests in flight (`requests.rs`), the
 //! running queries (`query.rs`, their stages in `stage.rs`), housekeeping
 //! (`housekeeping.rs`), the subscriptions peers hold here (`listen.rs`), this node's watches
-//! (`watch.rs`), rejoining when the table is empty (`rejoin.rs`), the trace records (`trace.rs`) and what it learns behind NATs (`nat/`, routed
-//! by `reaching.rs`). `Node` routes each input to the parts it
-//! concerns and collects what they report (`inputs.rs`, `commands.rs`); no part touches
-//! another's fields.
+//! (`watch.rs`), rejoining when the table is empty (`rejoin.rs`), the trace records
+//! (`trace.rs`) and what it learns behind NATs (`nat/`, routed by `reaching.rs`). `Node`
+//! routes each input to the parts it concerns and collects what they report (`inputs.rs`,
+//! `commands.rs`); no part touches another's fields.
 
 mod commands;
 mod event;

@@ -38,7 +38,7 @@ impl Rejoin {
             }
         }
         if !self.addrs.is_empty() {
-            self.due = Some(self.due.unwrap_or(now).max(now + REJOIN_EVERY));
+            self.due = Some(now + REJOIN_EVERY);
         }
     }
 

@@ -29,9 +29,9 @@ use std::time::Duration;
 use crate::id::NodeId;
 use crate::message::{Contact, ErrorCode, ErrorReply, REGISTRATION_TTL, Response};
 use crate::subnet::Prefix;
+use crate::time::Time;
 
 use super::window::HostWindows;
-use crate::time::Time;
 
 /// Rendezvous points a client keeps.
 pub const POINTS: usize = 3;
