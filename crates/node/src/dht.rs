@@ -29,6 +29,8 @@ pub struct Dht {
     pub(crate) activity: std::sync::Arc<crate::activity::Hub>,
     /// The ways [`Dht::ping_key`] found to nodes behind NATs lately, tried first.
     pub(crate) routes: std::sync::Arc<crate::ping::Routes>,
+    /// The byte streams ([`Dht::connect`], [`Dht::accept`]).
+    pub(crate) streams: std::sync::Arc<crate::stream::Streams>,
 }
 
 impl Dht {

@@ -43,6 +43,7 @@ mod ratelimit;
 mod shared;
 pub mod snapshot;
 pub mod store;
+mod stream;
 mod udp;
 pub mod view;
 
@@ -70,6 +71,7 @@ pub use outcome::{
 };
 pub use ping::{PingError, PingReport, Pinged, Route};
 pub use ratelimit::Rate;
+pub use stream::{AcceptError, BACKLOG, ConnectError, MAX_STREAMS, STREAMS_PER_HOST, Stream};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +250,12 @@ where
     ));
     let metrics = Arc::new(metrics::Metrics::new(&config.limits));
     let activity = Arc::new(activity::Hub::new());
+    let streams = Arc::new(stream::Streams::new(
+        &identity,
+        udp.clone(),
+        to_driver.clone(),
+        metrics.clone(),
+    ));
     let shared = Arc::new(shared::Shared {
         config,
         identity,
@@ -264,6 +272,7 @@ where
         handshake_limit: ratelimit::Limiter::new(config_rates.2),
         udp,
         mode: mode::ModeCell::new(mode),
+        streams: streams.clone(),
     });
     for listener in listeners {
         tokio::spawn(listener::accept_loop(listener, shared.clone()));
@@ -279,5 +288,6 @@ where
         metrics,
         activity,
         routes: Default::default(),
+        streams,
     })
 }

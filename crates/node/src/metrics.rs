@@ -114,8 +114,8 @@ fn hops() -> Histogram {
 }
 
 /// Why datagrams are dropped: the reader's checks (`too_large`, `handshake_rate`), then the
-/// plane's (`cairn_core::datagram::PlaneStats`).
-pub(crate) const DATAGRAM_REFUSALS: [&str; 9] = [
+/// plane's (`cairn_core::datagram::PlaneStats`), and a QUIC packet no stream took.
+pub(crate) const DATAGRAM_REFUSALS: [&str; 10] = [
     "too_large",
     "handshake_rate",
     "malformed",
@@ -125,6 +125,7 @@ pub(crate) const DATAGRAM_REFUSALS: [&str; 9] = [
     "stray",
     "amplification_limit",
     "unproven_store",
+    "no_stream",
 ];
 
 /// A node's metrics. Each field is a handle on the registered metric: cloning one shares it.

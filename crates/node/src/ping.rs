@@ -160,6 +160,15 @@ impl Dht {
     /// it is a server, else through one of the rendezvous points its record names (punched,
     /// or else relayed by that point), and says how, and the round trip of a `ping`.
     pub async fn ping_key(&self, public_key: &[u8; 32]) -> Result<Pinged, PingError> {
+        self.reach(public_key).await.map(|(pinged, _)| pinged)
+    }
+
+    /// [`Dht::ping_key`], and the address to send to the node at: its own, the punched
+    /// one, or a circuit address.
+    pub(crate) async fn reach(
+        &self,
+        public_key: &[u8; 32],
+    ) -> Result<(Pinged, SocketAddr), PingError> {
         let id: NodeId = Id::hash(public_key);
         if id == self.status().await?.node_id {
             return Err(PingError::Myself);
@@ -168,7 +177,7 @@ impl Dht {
             if let Ok(answer) = self.ping_at(known.to, id).await? {
                 self.routes
                     .remember(id, self::known(known.to, known.route, known.via));
-                return Ok(pinged(known.route, &answer, known.via));
+                return Ok((pinged(known.route, &answer, known.via), known.to));
             }
             self.routes.forget(&id);
         }
@@ -176,7 +185,7 @@ impl Dht {
         let closest = self.find_node(id).await.map_err(|_| PingError::Stopped)?;
         if let Some(contact) = closest.iter().find(|c| c.id == id) {
             match self.ping_at(contact.addr, id).await? {
-                Ok(answer) => return Ok(pinged(Route::Direct, &answer, None)),
+                Ok(answer) => return Ok((pinged(Route::Direct, &answer, None), contact.addr)),
                 Err(why) => reasons.push(format!("at {}: {why}", contact.addr)),
             }
         }
@@ -217,7 +226,7 @@ impl Dht {
                 Ok(answer) => {
                     self.routes
                         .remember(id, known(addr, Route::Punched, Some(point)));
-                    return Ok(pinged(Route::Punched, &answer, Some(point)));
+                    return Ok((pinged(Route::Punched, &answer, Some(point)), addr));
                 }
                 Err(why) => reasons.push(format!("introduced by {} at {addr}: {why}", point.addr)),
             }
@@ -246,7 +255,7 @@ impl Dht {
                 Ok(answer) => {
                     self.routes
                         .remember(id, known(end, Route::Relayed, Some(point)));
-                    return Ok(pinged(Route::Relayed, &answer, Some(point)));
+                    return Ok((pinged(Route::Relayed, &answer, Some(point)), end));
                 }
                 Err(why) => reasons.push(format!("relayed by {}: {why}", point.addr)),
             }

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) connection_budget: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     /// Server or client now: fixed unless the setting is auto, when the driver switches it.
     pub(crate) mode: crate::mode::ModeCell,
+    /// The byte streams: the QUIC endpoint, once made.
+    pub(crate) streams: std::sync::Arc<crate::stream::Streams>,
 }
 
 impl Shared {

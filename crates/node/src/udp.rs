@@ -41,6 +41,11 @@ impl Sockets {
         }
     }
 
+    /// The first socket's address (the `listen` address's).
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.sockets.first().and_then(|s| s.local_addr().ok())
+    }
+
     /// Sends `bytes` to `to` from the socket of `to`'s address family (the first one if none
     /// matches). A full socket buffer drops the datagram: the plane's retransmission covers
     /// it, as it covers a loss on the way.
@@ -121,6 +126,10 @@ async fn read_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
             continue;
         }
         let bytes = &buf[..len];
+        if crate::stream::is_quic(bytes) {
+            shared.streams.deliver(from, bytes.to_vec());
+            continue;
+        }
         if bytes.first() == Some(&INITIAL) && !shared.handshake_limit.allow(from.ip()) {
             shared.metrics.datagram_refused("handshake_rate");
             continue;

@@ -388,13 +388,22 @@ mod tests {
             store_rate,
             ..Config::default()
         };
+        let metrics = Arc::new(crate::metrics::Metrics::new(&config.limits));
+        let identity = crate::Identity::from_seed([7; 32]);
+        let to_driver = mpsc::channel(1).0;
         Shared {
-            metrics: Arc::new(crate::metrics::Metrics::new(&config.limits)),
+            streams: Arc::new(crate::stream::Streams::new(
+                &identity,
+                None,
+                to_driver.clone(),
+                metrics.clone(),
+            )),
+            metrics,
             config,
-            identity: crate::Identity::from_seed([7; 32]),
+            identity,
             listen_port: 0,
             listening: Vec::new(),
-            to_driver: mpsc::channel(1).0,
+            to_driver,
             shutdown: watch::channel(false).0,
             activity: Arc::new(crate::activity::Hub::new()),
             request_limit: Limiter::new(request_rate),

@@ -124,6 +124,8 @@ pub(crate) enum ToDriver {
     Verified { requester: Requester },
     /// A datagram arrived on a UDP socket.
     Datagram { from: SocketAddr, bytes: Vec<u8> },
+    /// A QUIC packet of a byte stream to send to a circuit address: wrapped for its relay.
+    StreamOut { to: SocketAddr, bytes: Vec<u8> },
     /// An incoming connection's dialer does not speak datagrams (its `hello` did not say so):
     /// its address is reached over TCP.
     TcpOnly { addr: SocketAddr },

@@ -19,6 +19,7 @@ mod observe;
 mod pool;
 mod reach;
 mod relay;
+pub(crate) use relay::{circuit_ip, circuit_of};
 mod rendezvous;
 mod waiters;
 
@@ -201,6 +202,7 @@ impl<S: Store> Driver<S> {
 
     fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
         let _ = self.shared.shutdown.send(true);
+        self.shared.streams.shut_down();
         let deadline = Instant::now()
             + self
                 .shared
@@ -218,6 +220,7 @@ impl<S: Store> Driver<S> {
     /// accepted write is committed before the node reports that it stopped).
     async fn finish_shutdown(mut self) {
         let _ = self.shared.shutdown.send(true);
+        self.shared.streams.shut_down();
         self.pool.clear();
         self.save_last_snapshot().await;
         let inbound = self.shared.inbound.clone();
@@ -465,6 +468,7 @@ impl<S: Store> Driver<S> {
                     plane.handle_datagram(now, from, &bytes);
                 }
             }
+            ToDriver::StreamOut { to, bytes } => self.send_datagram(to, &bytes),
             ToDriver::TcpOnly { addr } => {
                 if let Some(plane) = &mut self.plane {
                     plane.speaks_tcp_only(now, addr);

@@ -69,8 +69,14 @@ impl<S: Store> Driver<S> {
         let mine = self.ends.get(&circuit).is_some_and(|(via, _)| *via == from);
         if mine || self.node.is_point_at(from) {
             // For this node, an end: from the relay of a circuit it asked, or from one of its
-            // points (which chose the id). Only what sessions are made of goes through: a
-            // probe or a punch through a circuit would prove nothing.
+            // points (which chose the id). Only what sessions and streams are made of goes
+            // through: a probe or a punch through a circuit would prove nothing.
+            if crate::stream::is_quic(inner) {
+                self.keep_end(circuit, from);
+                let bytes = inner.to_vec();
+                self.shared.streams.deliver(circuit_addr(circuit), bytes);
+                return;
+            }
             if !matches!(inner.first(), Some(1..=5)) {
                 self.shared.metrics.datagram_refused("malformed");
                 return;

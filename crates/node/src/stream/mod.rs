@@ -1,0 +1,558 @@
+//! Byte streams between nodes by public key (`docs/design.md`, "Byte streams";
+//! `docs/protocol.md` 12): [`Dht::connect`] reaches a node as [`Dht::ping_key`] does (direct,
+//! punched or relayed), then opens a QUIC connection to it over the node's own UDP socket,
+//! authenticated by both nodes' ed25519 keys ([`tls`]); [`Dht::accept`] takes the next one
+//! that arrives.
+//!
+//! The QUIC endpoint ([`quinn`]) is made at the first `connect` or `accept`, or the first
+//! connection attempt that arrives: a node that never meets a stream pays nothing for them.
+//! A node takes
+//! a connection only once something has called `accept`, and within bounds
+//! ([`MAX_STREAMS`], [`STREAMS_PER_HOST`], [`BACKLOG`]).
+
+mod socket;
+mod tls;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+
+use crate::dht::Dht;
+use crate::driver::inbox::ToDriver;
+use crate::ping::{PingError, Route};
+use crate::udp::Sockets;
+
+pub(crate) use socket::is_quic;
+
+/// Streams open at once through a node (dialed and accepted together).
+pub const MAX_STREAMS: usize = 64;
+/// Accepted streams open at once from one host.
+pub const STREAMS_PER_HOST: usize = 4;
+/// Accepted streams held for `accept` callers, at most; one more is refused.
+pub const BACKLOG: usize = 16;
+/// A stream on which nothing arrived for this long (keep-alives included) is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Each side sends a keep-alive this often while a stream is open: within the 30 s that many
+/// NATs keep a UDP mapping, and well within [`IDLE_TIMEOUT`].
+const KEEP_ALIVE: Duration = Duration::from_secs(3);
+/// QUIC packets queued from the sockets to the endpoint, at most.
+const PACKET_QUEUE: usize = 1_024;
+/// The byte a dialer writes first on its stream: the stream protocol's version.
+const PREAMBLE: u8 = 0x01;
+/// The largest UDP payload QUIC may use: a cairn datagram's.
+const MAX_PAYLOAD: u16 = cairn_core::datagram::MAX_DATAGRAM as u16;
+
+/// Why [`Dht::connect`] opened no stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The node could not be reached at all (as [`Dht::ping_key`] says).
+    #[error(transparent)]
+    Reach(#[from] PingError),
+    /// This node runs without datagrams (`datagrams = false`): streams need them.
+    #[error("this node runs without datagrams, which streams need")]
+    DatagramsOff,
+    /// The node was reached but does not accept streams (nothing on it called `accept`), or
+    /// is at its bounds.
+    #[error("the node refused the stream: it is not accepting, or is at its bounds")]
+    Refused,
+    /// The QUIC handshake failed (`reason` says how).
+    #[error("the stream could not be opened ({route} route): {reason}")]
+    Failed {
+        /// How the node was reached.
+        route: &'static str,
+        /// What QUIC said.
+        reason: String,
+    },
+}
+
+/// Why [`Dht::accept`] returned no stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// This node runs without datagrams (`datagrams = false`): streams need them.
+    #[error("this node runs without datagrams, which streams need")]
+    DatagramsOff,
+}
+
+/// An encrypted, authenticated, ordered byte stream to another node: QUIC's first
+/// bidirectional stream on a connection of its own. Read and write it with tokio's
+/// [`AsyncReadExt`](tokio::io::AsyncReadExt) and [`AsyncWriteExt`](tokio::io::AsyncWriteExt);
+/// `shutdown` ends this side's bytes (the peer reads an end), and [`Stream::close`] waits for
+/// the peer to have them all before closing. Dropping a stream closes it at once, and bytes
+/// still in flight may be lost.
+pub struct Stream {
+    peer: [u8; 32],
+    route: Option<Route>,
+    addr: SocketAddr,
+    connection: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    _slot: Slot,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("peer", &hex(&self.peer))
+            .field("route", &self.route)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Stream {
+    /// The other node's ed25519 public key, proven in the handshake.
+    pub fn peer(&self) -> &[u8; 32] {
+        &self.peer
+    }
+
+    /// How the other node was reached: known to the dialer; to the acceptor, `Relayed` for a
+    /// stream that came through a circuit, else `None` (it came straight to this node's
+    /// socket, through a punched hole or not).
+    pub fn route(&self) -> Option<Route> {
+        self.route
+    }
+
+    /// Where the other node's packets come from (for a relayed stream, a circuit address in
+    /// `100::/64`, `docs/design.md` "Relaying").
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The round trip QUIC measures now.
+    pub fn round_trip(&self) -> Duration {
+        self.connection.rtt()
+    }
+
+    /// Ends this side's bytes, waits until the peer has them all (or has stopped reading, or
+    /// the connection is gone), then closes the connection.
+    pub async fn close(mut self) -> io::Result<()> {
+        match self.send.finish() {
+            Ok(()) | Err(quinn::ClosedStream { .. }) => {}
+        }
+        let stopped = self.send.stopped().await;
+        self.connection.close(0u32.into(), b"done");
+        match stopped {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.explain(io::Error::from(e))),
+        }
+    }
+
+    /// An error from QUIC, said plainly: a relayed stream that stalls has most likely met
+    /// its relay's bounds.
+    fn explain(&self, error: io::Error) -> io::Error {
+        let relayed = self.route == Some(Route::Relayed);
+        let timed_out = matches!(
+            self.connection.close_reason(),
+            Some(quinn::ConnectionError::TimedOut)
+        );
+        if relayed && timed_out {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the relayed stream stalled: its relay stopped carrying it (a relay carries at \
+                 most 128 KiB and 2 minutes a circuit, docs/design.md \"Relaying\")",
+            )
+        } else {
+            error
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match AsyncRead::poll_read(Pin::new(&mut self.recv), cx, buf) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.explain(e))),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.explain(e))),
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut self.send), cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(&mut self.send), cx)
+    }
+}
+
+/// A stream's place within the bounds, given back when it is dropped.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    host: Option<IpAddr>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counts.lock() {
+            counts.open = counts.open.saturating_sub(1);
+            if let Some(host) = self.host {
+                if let Some(n) = counts.per_host.get_mut(&host) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.per_host.remove(&host);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Streams open now, in all and accepted per host.
+#[derive(Default)]
+struct Counts {
+    open: usize,
+    per_host: HashMap<IpAddr, usize>,
+}
+
+impl Counts {
+    /// Takes a slot if the bounds allow one (`host`: an accepted stream's host).
+    fn take(counts: &Arc<Mutex<Counts>>, host: Option<IpAddr>) -> Option<Slot> {
+        let mut c = counts.lock().ok()?;
+        if c.open >= MAX_STREAMS {
+            return None;
+        }
+        if let Some(host) = host {
+            let n = c.per_host.entry(host).or_default();
+            if *n >= STREAMS_PER_HOST {
+                return None;
+            }
+            *n += 1;
+        }
+        c.open += 1;
+        Some(Slot {
+            counts: counts.clone(),
+            host,
+        })
+    }
+}
+
+/// The node's streams: its QUIC endpoint once made, and what waits for `accept`.
+pub(crate) struct Streams {
+    secret: [u8; 32],
+    public: [u8; 32],
+    udp: Option<Arc<Sockets>>,
+    to_driver: mpsc::Sender<Box<ToDriver>>,
+    running: Mutex<Option<Running>>,
+    accepting: Arc<AtomicBool>,
+    counts: Arc<Mutex<Counts>>,
+    accepted: Arc<tokio::sync::Mutex<mpsc::Receiver<Stream>>>,
+    accepted_tx: mpsc::Sender<Stream>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams")
+            .field("accepting", &self.accepting.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+struct Running {
+    endpoint: quinn::Endpoint,
+    packets: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+}
+
+impl Streams {
+    pub(crate) fn new(
+        identity: &crate::Identity,
+        udp: Option<Arc<Sockets>>,
+        to_driver: mpsc::Sender<Box<ToDriver>>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Streams {
+        let (accepted_tx, accepted) = mpsc::channel(BACKLOG);
+        Streams {
+            secret: identity.signing_key().to_bytes(),
+            public: identity.signing_key().verifying_key().to_bytes(),
+            udp,
+            to_driver,
+            running: Mutex::new(None),
+            accepting: Arc::new(AtomicBool::new(false)),
+            counts: Arc::default(),
+            accepted: Arc::new(tokio::sync::Mutex::new(accepted)),
+            accepted_tx,
+            metrics,
+        }
+    }
+
+    /// A QUIC packet arrived from `from` (a circuit address if it came through one): to the
+    /// endpoint, if there is one.
+    /// The first connection attempt makes the endpoint, so that a node that accepts nothing
+    /// refuses it at once rather than leaving the dialer to time out.
+    pub(crate) fn deliver(&self, from: SocketAddr, bytes: Vec<u8>) {
+        let packets = match self.running.lock() {
+            Ok(running) => running.as_ref().map(|r| r.packets.clone()),
+            Err(_) => return,
+        };
+        let packets = match packets {
+            Some(packets) => Some(packets),
+            // A client's first packet: a long header, padded to the full size.
+            None if bytes.first().is_some_and(|b| b & 0x80 != 0)
+                && bytes.len() >= usize::from(MAX_PAYLOAD) =>
+            {
+                self.endpoint().ok().and_then(|_| {
+                    self.running
+                        .lock()
+                        .ok()?
+                        .as_ref()
+                        .map(|r| r.packets.clone())
+                })
+            }
+            None => None,
+        };
+        if packets.is_none_or(|p| p.try_send((from, bytes)).is_err()) {
+            self.metrics.datagram_refused("no_stream");
+        }
+    }
+
+    /// Closes the endpoint: every stream ends.
+    pub(crate) fn shut_down(&self) {
+        if let Ok(mut running) = self.running.lock() {
+            if let Some(r) = running.take() {
+                r.endpoint.close(0u32.into(), b"node stopped");
+            }
+        }
+    }
+
+    /// The endpoint, made now if it was not yet.
+    fn endpoint(&self) -> Result<quinn::Endpoint, String> {
+        let udp = self.udp.clone().ok_or("datagrams are off")?;
+        let mut running = self.running.lock().map_err(|_| "poisoned")?;
+        if let Some(r) = running.as_ref() {
+            return Ok(r.endpoint.clone());
+        }
+        let local = udp.local_addr().ok_or("no UDP socket")?;
+        let (packets_tx, packets) = mpsc::channel(PACKET_QUEUE);
+        let socket = Arc::new(socket::Shared {
+            udp,
+            to_driver: self.to_driver.clone(),
+            packets: Mutex::new(packets),
+            local,
+        });
+        let mut config = quinn::EndpointConfig::default();
+        config.grease_quic_bit(false);
+        config
+            .max_udp_payload_size(MAX_PAYLOAD)
+            .map_err(|e| e.to_string())?;
+        let server = tls::server(&self.secret, &self.public).map_err(|e| e.to_string())?;
+        let server = QuicServerConfig::try_from(server).map_err(|e| e.to_string())?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+        server.transport_config(transport());
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            config,
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|e| e.to_string())?;
+        tokio::spawn(accept_loop(
+            endpoint.clone(),
+            self.accepting.clone(),
+            self.counts.clone(),
+            self.accepted_tx.clone(),
+        ));
+        *running = Some(Running {
+            endpoint: endpoint.clone(),
+            packets: packets_tx,
+        });
+        Ok(endpoint)
+    }
+}
+
+/// What both sides of a stream's QUIC connection use: packets of at most a cairn datagram's
+/// size (no path MTU discovery), one bidirectional stream, keep-alives and an idle timeout.
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.initial_mtu(MAX_PAYLOAD)
+        .min_mtu(MAX_PAYLOAD)
+        .mtu_discovery_config(None)
+        .max_concurrent_bidi_streams(1u32.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    Arc::new(t)
+}
+
+/// Takes the connections that arrive: refused while nothing accepts or past the bounds, else
+/// handshaken, and their stream held for `accept`.
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    accepting: Arc<AtomicBool>,
+    counts: Arc<Mutex<Counts>>,
+    accepted: mpsc::Sender<Stream>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        if !accepting.load(Ordering::Relaxed) || accepted.capacity() == 0 {
+            incoming.refuse();
+            continue;
+        }
+        let addr = incoming.remote_address();
+        // A stream through a circuit has the circuit's address: its relay bounds the
+        // circuits one host may hold.
+        let Some(slot) = Counts::take(&counts, Some(addr.ip())) else {
+            incoming.refuse();
+            continue;
+        };
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            let route = crate::driver::circuit_ip(addr.ip()).then_some(Route::Relayed);
+            let opened = tokio::time::timeout(IDLE_TIMEOUT, handshake(incoming)).await;
+            let Ok(Ok((connection, peer, send, recv))) = opened else {
+                return;
+            };
+            let stream = Stream {
+                peer,
+                route,
+                addr,
+                connection,
+                send,
+                recv,
+                _slot: slot,
+            };
+            if let Err(mpsc::error::TrySendError::Full(stream)) = accepted.try_send(stream) {
+                stream.connection.close(1u32.into(), b"busy");
+            }
+        });
+    }
+}
+
+/// An arriving connection's handshake, its peer's key, and its stream once the dialer's
+/// preamble arrived.
+async fn handshake(
+    incoming: quinn::Incoming,
+) -> Result<
+    (
+        quinn::Connection,
+        [u8; 32],
+        quinn::SendStream,
+        quinn::RecvStream,
+    ),
+    String,
+> {
+    let connection = incoming.await.map_err(|e| e.to_string())?;
+    let peer = peer_key(&connection).ok_or("no ed25519 key")?;
+    let (send, mut recv) = connection.accept_bi().await.map_err(|e| e.to_string())?;
+    let mut preamble = [0u8; 1];
+    recv.read_exact(&mut preamble)
+        .await
+        .map_err(|e| e.to_string())?;
+    if preamble[0] != PREAMBLE {
+        connection.close(2u32.into(), b"unknown stream version");
+        return Err("unknown stream version".into());
+    }
+    Ok((connection, peer, send, recv))
+}
+
+/// The key the peer proved in the handshake.
+fn peer_key(connection: &quinn::Connection) -> Option<[u8; 32]> {
+    let identity = connection.peer_identity()?;
+    let chain = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    tls::key_of(chain.first()?.as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Dht {
+    /// Opens a byte stream to the node whose ed25519 public key is `public_key`, wherever it
+    /// is: reached as [`Dht::ping_key`] reaches it (directly, through a punched hole, or
+    /// relayed by its rendezvous point), then a QUIC connection over this node's UDP socket
+    /// whose handshake proves the key. The other node must be accepting ([`Dht::accept`]).
+    pub async fn connect(&self, public_key: &[u8; 32]) -> Result<Stream, ConnectError> {
+        let endpoint = self
+            .streams
+            .endpoint()
+            .map_err(|_| ConnectError::DatagramsOff)?;
+        let (reached, to) = self.reach(public_key).await?;
+        let route = reached.route;
+        let failed = |reason: String| ConnectError::Failed {
+            route: route.as_str(),
+            reason,
+        };
+        let slot = Counts::take(&self.streams.counts, None)
+            .ok_or_else(|| failed(format!("this node has {MAX_STREAMS} streams open")))?;
+        let crypto = tls::client(&self.streams.secret, &self.streams.public, *public_key)
+            .map_err(|e| failed(e.to_string()))?;
+        let crypto = QuicClientConfig::try_from(crypto).map_err(|e| failed(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport());
+        let connecting = endpoint
+            .connect_with(config, to, "cairn")
+            .map_err(|e| failed(e.to_string()))?;
+        let connection = match connecting.await {
+            Ok(c) => c,
+            Err(quinn::ConnectionError::ApplicationClosed(_)) => {
+                return Err(ConnectError::Refused);
+            }
+            Err(e) if is_refused(&e) => return Err(ConnectError::Refused),
+            Err(e) => return Err(failed(e.to_string())),
+        };
+        let (mut send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        send.write_all(&[PREAMBLE])
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Stream {
+            peer: *public_key,
+            route: Some(route),
+            addr: to,
+            connection,
+            send,
+            recv,
+            _slot: slot,
+        })
+    }
+
+    /// Waits for the next stream another node opens to this one ([`Dht::connect`]). From the
+    /// first call on, the node takes streams (before it, it refuses them); those that arrive
+    /// while no call waits are held, up to [`BACKLOG`].
+    pub async fn accept(&self) -> Result<Stream, AcceptError> {
+        self.streams
+            .endpoint()
+            .map_err(|_| AcceptError::DatagramsOff)?;
+        self.streams.accepting.store(true, Ordering::Relaxed);
+        let mut accepted = self.streams.accepted.lock().await;
+        accepted.recv().await.ok_or(AcceptError::Stopped)
+    }
+}
+
+/// Whether the node refused the connection (QUIC's `CONNECTION_REFUSED`).
+fn is_refused(error: &quinn::ConnectionError) -> bool {
+    matches!(error, quinn::ConnectionError::ConnectionClosed(c)
+        if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED)
+}
