@@ -430,6 +430,35 @@ pub async fn ping(args: PingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn connect(args: PingArgs) -> anyhow::Result<()> {
+    let stream = args
+        .api
+        .client()
+        .await?
+        .connect_stream(&args.public_key)
+        .await?;
+    eprintln!(
+        "cairn: connected to {} ({})",
+        args.public_key,
+        stream.route().unwrap_or("direct")
+    );
+    stream.pipe(tokio::io::stdin(), tokio::io::stdout()).await?;
+    Ok(())
+}
+
+pub async fn listen(args: ApiArgs) -> anyhow::Result<()> {
+    let stream = args.client().await?.listen_stream().await?;
+    if let Some(accepted) = stream.accepted() {
+        let route = accepted.route.map_or("", |r| r.as_str());
+        eprintln!(
+            "cairn: stream from {} at {} {route}",
+            accepted.peer, accepted.addr
+        );
+    }
+    stream.pipe(tokio::io::stdin(), tokio::io::stdout()).await?;
+    Ok(())
+}
+
 pub async fn id(args: ApiArgs) -> anyhow::Result<()> {
     let s = args.client().await?.status().await?;
     println!("node_id    {}", s.node_id);

@@ -90,6 +90,29 @@ enum Cmd {
     ///   cairn ping 03a1...b8
     #[command(verbatim_doc_comment)]
     Ping(commands::PingArgs),
+    /// Open a byte stream to the node with PUBLIC_KEY and pipe standard input and output
+    /// through it (netcat by key).
+    ///
+    /// The node is reached as `cairn ping` reaches it (direct, punched or relayed; standard
+    /// error says which), then a QUIC stream, encrypted and proven to end at that key, carries
+    /// the bytes. The other node must be waiting in `cairn listen`. A relayed stream carries
+    /// what its relay allows, 128 KiB by default: for getting in touch, not for bulk. Exits 0
+    /// once both sides' bytes ended and the other side has all of this side's.
+    ///
+    /// Example:
+    ///   echo hello | cairn connect 03a1...b8
+    #[command(verbatim_doc_comment)]
+    Connect(commands::PingArgs),
+    /// Wait for one byte stream another node opens to this one (`cairn connect`), and pipe
+    /// standard input and output through it.
+    ///
+    /// Standard error names the other node's key when it arrives. The node refuses streams
+    /// while nothing listens.
+    ///
+    /// Example:
+    ///   cairn listen > received.bin
+    #[command(verbatim_doc_comment)]
+    Listen(commands::ApiArgs),
     /// Start N nodes on loopback addresses, put and get items, and report.
     ///
     /// About 136 nodes run in each process (this one, then worker processes it starts; see
@@ -189,6 +212,8 @@ fn main() -> ExitCode {
             Cmd::Status(args) => commands::status(args).await,
             Cmd::Id(args) => commands::id(args).await,
             Cmd::Ping(args) => commands::ping(args).await,
+            Cmd::Connect(args) => commands::connect(args).await,
+            Cmd::Listen(args) => commands::listen(args).await,
             Cmd::Testnet(args) => testnet::run(args).await,
             Cmd::TestnetWorker(args) => testnet::worker(args).await,
             Cmd::Bench(args) => bench::run(args).await,

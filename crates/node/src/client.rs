@@ -7,11 +7,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::api::{Published, WatchUpdate};
 use crate::identity::ApiToken;
@@ -121,6 +125,18 @@ impl ApiClient {
         path: &str,
         body: Bytes,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        self.send_upgrading(method, path, body, false).await
+    }
+
+    /// [`ApiClient::send`], asking to upgrade to a WebSocket if `websocket` (the answer is
+    /// then 101 Switching Protocols).
+    async fn send_upgrading(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        websocket: bool,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let addr = self.addr;
         let protocol = |message: String| ClientError::Protocol { addr, message };
         let stream = TcpStream::connect(addr)
@@ -129,11 +145,21 @@ impl ApiClient {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| protocol(e.to_string()))?;
-        tokio::spawn(connection);
+        tokio::spawn(connection.with_upgrades());
         let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, addr.to_string());
+        if websocket {
+            request = request
+                .header(hyper::header::CONNECTION, "upgrade")
+                .header(hyper::header::UPGRADE, "websocket")
+                .header(hyper::header::SEC_WEBSOCKET_VERSION, "13")
+                .header(
+                    hyper::header::SEC_WEBSOCKET_KEY,
+                    tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+                );
+        }
         if let Some(token) = &self.token {
             request = request.header(
                 hyper::header::AUTHORIZATION,
@@ -148,7 +174,8 @@ impl ApiClient {
             .await
             .map_err(|_| protocol("no answer within 60 s".into()))?
             .map_err(|e| protocol(e.to_string()))?;
-        if response.status().is_success() {
+        let upgraded = websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if response.status().is_success() || upgraded {
             return Ok(response);
         }
         let (parts, body) = response.into_parts();
@@ -222,6 +249,62 @@ impl ApiClient {
             key,
             seq,
         })
+    }
+
+    /// Opens a byte stream to the node whose public key is `public_key` (hex), through the
+    /// node's `GET /v1/connect/{public_key}`.
+    pub async fn connect_stream(&self, public_key: &str) -> Result<ApiStream, ClientError> {
+        let path = format!("/v1/connect/{public_key}");
+        let (route, ws) = self.websocket(&path).await?;
+        Ok(ApiStream {
+            addr: self.addr,
+            ws,
+            route,
+            accepted: None,
+        })
+    }
+
+    /// Waits for a stream another node opens to this node, through `GET /v1/listen`.
+    pub async fn listen_stream(&self) -> Result<ApiStream, ClientError> {
+        let (_, mut ws) = self.websocket("/v1/listen").await?;
+        let addr = self.addr;
+        let protocol = |message: String| ClientError::Protocol { addr, message };
+        let accepted = match ws.next().await {
+            Some(Ok(WsMessage::Text(text))) => serde_json::from_str::<crate::api::Accepted>(&text)
+                .map_err(|e| protocol(format!("unexpected answer: {e}")))?,
+            Some(Ok(WsMessage::Close(frame))) => return Err(closed(addr, frame)),
+            other => return Err(protocol(format!("unexpected answer: {other:?}"))),
+        };
+        Ok(ApiStream {
+            addr,
+            ws,
+            route: accepted.route.map(|r| r.as_str().to_owned()),
+            accepted: Some(accepted),
+        })
+    }
+
+    async fn websocket(&self, path: &str) -> Result<(Option<String>, WebSocket), ClientError> {
+        let response = self
+            .send_upgrading(Method::GET, path, Bytes::new(), true)
+            .await?;
+        let route = response
+            .headers()
+            .get("cairn-route")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let upgraded = hyper::upgrade::on(response)
+            .await
+            .map_err(|e| ClientError::Protocol {
+                addr: self.addr,
+                message: e.to_string(),
+            })?;
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
+        Ok((route, ws))
     }
 
     /// Publishes `value` under `name`, signed by the node; `ttl` in seconds.
@@ -358,4 +441,88 @@ mod tests {
         assert_eq!(encode_segment("a b/c%é"), "a%20b%2Fc%25%C3%A9");
         assert_eq!(encode_segment("plain-name_1.txt~"), "plain-name_1.txt~");
     }
+}
+
+type WebSocket = tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A byte stream to another node, carried by a WebSocket to this node's API
+/// ([`ApiClient::connect_stream`], [`ApiClient::listen_stream`]).
+#[derive(Debug)]
+pub struct ApiStream {
+    addr: SocketAddr,
+    ws: WebSocket,
+    route: Option<String>,
+    accepted: Option<crate::api::Accepted>,
+}
+
+impl ApiStream {
+    /// How the other node was reached (`direct`, `punched`, `relayed`), if known.
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+
+    /// Who opened a stream [`ApiClient::listen_stream`] took.
+    pub fn accepted(&self) -> Option<&crate::api::Accepted> {
+        self.accepted.as_ref()
+    }
+
+    /// Sends everything `input` gives, then ends this side's bytes, while writing everything
+    /// the other node sends to `output`; returns once both ended and the node closed the
+    /// stream cleanly, or with why it broke.
+    pub async fn pipe(
+        self,
+        mut input: impl AsyncRead + Unpin,
+        mut output: impl AsyncWrite + Unpin,
+    ) -> Result<(), ClientError> {
+        let ApiStream { addr, mut ws, .. } = self;
+        let protocol = |message: String| ClientError::Protocol { addr, message };
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut sent_all = false;
+        loop {
+            tokio::select! {
+                read = input.read(&mut buf), if !sent_all => {
+                    let n = read.map_err(|e| protocol(format!("reading the input: {e}")))?;
+                    sent_all = n == 0;
+                    let bytes = Bytes::copy_from_slice(&buf[..n]);
+                    ws.send(WsMessage::Binary(bytes))
+                        .await
+                        .map_err(|e| protocol(e.to_string()))?;
+                }
+                message = ws.next() => match message {
+                    Some(Ok(WsMessage::Binary(bytes))) if bytes.is_empty() => {
+                        output.flush().await.map_err(|e| protocol(e.to_string()))?;
+                    }
+                    Some(Ok(WsMessage::Binary(bytes))) => {
+                        output
+                            .write_all(&bytes)
+                            .await
+                            .map_err(|e| protocol(format!("writing the output: {e}")))?;
+                    }
+                    Some(Ok(WsMessage::Close(frame))) => {
+                        output.flush().await.map_err(|e| protocol(e.to_string()))?;
+                        return match frame {
+                            Some(f) if f.code == CloseCode::Normal => Ok(()),
+                            frame => Err(closed(addr, frame)),
+                        };
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(protocol(e.to_string())),
+                    None => return Err(protocol("the API ended the stream without closing it".into())),
+                },
+            }
+        }
+    }
+}
+
+/// What a close that was not a clean one says.
+fn closed(
+    addr: SocketAddr,
+    frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) -> ClientError {
+    let message = match frame {
+        Some(f) if !f.reason.is_empty() => f.reason.to_string(),
+        Some(f) => format!("the stream ended with WebSocket code {}", u16::from(f.code)),
+        None => "the stream ended without a reason".into(),
+    };
+    ClientError::Protocol { addr, message }
 }

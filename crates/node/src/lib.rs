@@ -71,7 +71,9 @@ pub use outcome::{
 };
 pub use ping::{PingError, PingReport, Pinged, Route};
 pub use ratelimit::Rate;
-pub use stream::{AcceptError, BACKLOG, ConnectError, MAX_STREAMS, STREAMS_PER_HOST, Stream};
+pub use stream::{
+    AcceptError, BACKLOG, ConnectError, Listener, MAX_STREAMS, STREAMS_PER_HOST, Stream,
+};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]

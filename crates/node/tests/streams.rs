@@ -101,15 +101,12 @@ async fn a_node_that_accepts_nothing_refuses_a_stream_and_one_host_gets_only_its
     b.bootstrap(vec![a_addr]).await.expect("joins");
     let b_key = key_of(&b).await;
 
-    // Nothing on B called `accept`: refused.
+    // Nothing listens on B: refused.
     assert_eq!(a.connect(&b_key).await.err(), Some(ConnectError::Refused));
 
-    // B accepts from now on (streams wait in its backlog). One host's nodes get
-    // `STREAMS_PER_HOST` streams; the next is refused; a node on another host is served.
-    let first = {
-        let b = b.clone();
-        tokio::spawn(async move { b.accept().await.expect("accepts") })
-    };
+    // B listens: streams wait in its backlog. One host's nodes get `STREAMS_PER_HOST`
+    // streams; the next is refused; a node on another host is served.
+    let listener = b.listen().expect("listens");
     let mut held = Vec::new();
     for n in 0..=STREAMS_PER_HOST {
         let (dialer, _) = node_on("127.0.3.13", ModeSetting::Server).await;
@@ -126,17 +123,24 @@ async fn a_node_that_accepts_nothing_refuses_a_stream_and_one_host_gets_only_its
     let mut served = other.connect(&b_key).await.expect("another host is served");
     served.write_all(b"still served").await.expect("writes");
     served.shutdown().await.expect("ends");
-    let accepted = first.await.expect("accepted");
-    assert_eq!(accepted.addr().ip().to_string(), "127.0.3.13");
-    let mut accepted_all = vec![accepted];
-    for _ in 1..=STREAMS_PER_HOST {
-        accepted_all.push(b.accept().await.expect("accepts"));
+    let mut accepted = Vec::new();
+    for _ in 0..=STREAMS_PER_HOST {
+        accepted.push(listener.accept().await.expect("accepts"));
     }
-    let last = accepted_all.last_mut().expect("five");
+    assert!(
+        accepted[..STREAMS_PER_HOST]
+            .iter()
+            .all(|s| s.addr().ip().to_string() == "127.0.3.13")
+    );
+    let last = accepted.last_mut().expect("five");
     assert_eq!(last.peer(), &key_of(&other).await);
     let mut got = Vec::new();
     last.read_to_end(&mut got).await.expect("reads");
     assert_eq!(got, b"still served");
+
+    // Once nothing listens, B refuses again.
+    drop(listener);
+    assert_eq!(a.connect(&b_key).await.err(), Some(ConnectError::Refused));
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@
 //!    all of them (`0.0.0.0`, `[::]`), or to a name of [`Access::allowed_hosts`]. A web page
 //!    that rebinds its own name to 127.0.0.1 (DNS rebinding) still sends its own name in
 //!    `Host`, and is refused with 403.
-//! 2. **Origin.** A request that changes anything (any method but GET, HEAD and OPTIONS)
-//!    and carries an `Origin` other than the API's own (`http://` + its `Host`) is refused
+//! 2. **Origin.** A request that changes anything (any method but GET, HEAD and OPTIONS,
+//!    and a WebSocket upgrade, which opens a byte stream as the node) and carries an `Origin` other than the API's own (`http://` + its `Host`) is refused
 //!    with 403, unless [`Access::allowed_origins`] names it. Browsers send `Origin` on every
 //!    such cross-site request, the "simple" ones (a `text/plain` POST from a form) included,
 //!    so no web page can write through a node's API. Allowed origins also get the CORS
@@ -171,7 +171,10 @@ impl Guard {
                 .into_response(),
             );
         };
-        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        // A WebSocket (a byte stream as the node) is a change: browsers open one to any
+        // site without asking CORS, so only the checks below keep a web page out of it.
+        let upgrade = headers.contains_key(header::UPGRADE);
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) && !upgrade {
             return None;
         }
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());

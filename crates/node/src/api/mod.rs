@@ -13,9 +13,11 @@
 mod access;
 pub mod dashboard;
 mod serve;
+mod streams;
 
 pub use access::{Access, beyond_loopback};
 pub use serve::{serve, serve_metrics, serve_router, serve_with};
+pub use streams::Accepted;
 
 use std::time::Duration;
 
@@ -237,6 +239,8 @@ fn routes(api: Api) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/ping/{public_key}", get(ping))
         .route("/v1/peers", get(peers))
+        .route("/v1/connect/{public_key}", get(streams::connect))
+        .route("/v1/listen", get(streams::listen))
         .merge(dashboard::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /v1/status")

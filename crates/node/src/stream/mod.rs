@@ -1,13 +1,13 @@
 //! Byte streams between nodes by public key (`docs/design.md`, "Byte streams";
 //! `docs/protocol.md` 12): [`Dht::connect`] reaches a node as [`Dht::ping_key`] does (direct,
 //! punched or relayed), then opens a QUIC connection to it over the node's own UDP socket,
-//! authenticated by both nodes' ed25519 keys ([`tls`]); [`Dht::accept`] takes the next one
-//! that arrives.
+//! authenticated by both nodes' ed25519 keys ([`tls`]); [`Dht::listen`] and [`Dht::accept`]
+//! take those that arrive.
 //!
 //! The QUIC endpoint ([`quinn`]) is made at the first `connect` or `accept`, or the first
 //! connection attempt that arrives: a node that never meets a stream pays nothing for them.
 //! A node takes
-//! a connection only once something has called `accept`, and within bounds
+//! a connection only while something listens, and within bounds
 //! ([`MAX_STREAMS`], [`STREAMS_PER_HOST`], [`BACKLOG`]).
 
 mod socket;
@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -263,7 +263,8 @@ pub(crate) struct Streams {
     udp: Option<Arc<Sockets>>,
     to_driver: mpsc::Sender<Box<ToDriver>>,
     running: Mutex<Option<Running>>,
-    accepting: Arc<AtomicBool>,
+    /// Listeners alive: the node takes streams while there is one.
+    accepting: Arc<AtomicUsize>,
     counts: Arc<Mutex<Counts>>,
     accepted: Arc<tokio::sync::Mutex<mpsc::Receiver<Stream>>>,
     accepted_tx: mpsc::Sender<Stream>,
@@ -273,7 +274,7 @@ pub(crate) struct Streams {
 impl std::fmt::Debug for Streams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Streams")
-            .field("accepting", &self.accepting.load(Ordering::Relaxed))
+            .field("listeners", &self.accepting.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -297,7 +298,7 @@ impl Streams {
             udp,
             to_driver,
             running: Mutex::new(None),
-            accepting: Arc::new(AtomicBool::new(false)),
+            accepting: Arc::default(),
             counts: Arc::default(),
             accepted: Arc::new(tokio::sync::Mutex::new(accepted)),
             accepted_tx,
@@ -407,12 +408,12 @@ fn transport() -> Arc<quinn::TransportConfig> {
 /// handshaken, and their stream held for `accept`.
 async fn accept_loop(
     endpoint: quinn::Endpoint,
-    accepting: Arc<AtomicBool>,
+    accepting: Arc<AtomicUsize>,
     counts: Arc<Mutex<Counts>>,
     accepted: mpsc::Sender<Stream>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
-        if !accepting.load(Ordering::Relaxed) || accepted.capacity() == 0 {
+        if accepting.load(Ordering::Relaxed) == 0 || accepted.capacity() == 0 {
             incoming.refuse();
             continue;
         }
@@ -424,6 +425,7 @@ async fn accept_loop(
             continue;
         };
         let accepted = accepted.clone();
+        let accepting = accepting.clone();
         tokio::spawn(async move {
             let route = crate::driver::circuit_ip(addr.ip()).then_some(Route::Relayed);
             let opened = tokio::time::timeout(IDLE_TIMEOUT, handshake(incoming)).await;
@@ -439,7 +441,10 @@ async fn accept_loop(
                 recv,
                 _slot: slot,
             };
-            if let Err(mpsc::error::TrySendError::Full(stream)) = accepted.try_send(stream) {
+            // The last listener may have gone during the handshake.
+            if accepting.load(Ordering::Relaxed) == 0 {
+                stream.connection.close(1u32.into(), b"not accepting");
+            } else if let Err(mpsc::error::TrySendError::Full(stream)) = accepted.try_send(stream) {
                 stream.connection.close(1u32.into(), b"busy");
             }
         });
@@ -538,16 +543,50 @@ impl Dht {
         })
     }
 
-    /// Waits for the next stream another node opens to this one ([`Dht::connect`]). From the
-    /// first call on, the node takes streams (before it, it refuses them); those that arrive
-    /// while no call waits are held, up to [`BACKLOG`].
-    pub async fn accept(&self) -> Result<Stream, AcceptError> {
+    /// Listens for streams other nodes open to this one ([`Dht::connect`]): the node takes
+    /// them while a [`Listener`] is alive (it refuses them otherwise), holding those no
+    /// [`Listener::accept`] waits for yet, up to [`BACKLOG`].
+    pub fn listen(&self) -> Result<Listener, AcceptError> {
         self.streams
             .endpoint()
             .map_err(|_| AcceptError::DatagramsOff)?;
-        self.streams.accepting.store(true, Ordering::Relaxed);
+        self.streams.accepting.fetch_add(1, Ordering::Relaxed);
+        Ok(Listener {
+            streams: self.streams.clone(),
+        })
+    }
+
+    /// Waits for the next stream another node opens to this one: [`Dht::listen`] for one
+    /// stream. A node that nothing listens on refuses streams.
+    pub async fn accept(&self) -> Result<Stream, AcceptError> {
+        self.listen()?.accept().await
+    }
+}
+
+/// A node takes streams while one of these is alive ([`Dht::listen`]).
+#[derive(Debug)]
+pub struct Listener {
+    streams: Arc<Streams>,
+}
+
+impl Listener {
+    /// The next stream, in the order they arrived.
+    pub async fn accept(&self) -> Result<Stream, AcceptError> {
         let mut accepted = self.streams.accepted.lock().await;
         accepted.recv().await.ok_or(AcceptError::Stopped)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if self.streams.accepting.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // The last one: the streams nobody will take are closed.
+            if let Ok(mut accepted) = self.streams.accepted.try_lock() {
+                while let Ok(stream) = accepted.try_recv() {
+                    stream.connection.close(1u32.into(), b"not accepting");
+                }
+            }
+        }
     }
 }
 
