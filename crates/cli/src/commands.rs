@@ -447,7 +447,9 @@ pub async fn connect(args: PingArgs) -> anyhow::Result<()> {
 }
 
 pub async fn listen(args: ApiArgs) -> anyhow::Result<()> {
-    let stream = args.client().await?.listen_stream().await?;
+    let listening = args.client().await?.listen().await?;
+    eprintln!("cairn: listening");
+    let stream = listening.accepted().await?;
     if let Some(accepted) = stream.accepted() {
         let route = accepted.route.map_or("", |r| r.as_str());
         eprintln!(

@@ -106,8 +106,8 @@ enum Cmd {
     /// Wait for one byte stream another node opens to this one (`cairn connect`), and pipe
     /// standard input and output through it.
     ///
-    /// Standard error names the other node's key when it arrives. The node refuses streams
-    /// while nothing listens.
+    /// Standard error says `cairn: listening` once the node takes streams (it refuses them
+    /// while nothing listens), then names the other node's key when one arrives.
     ///
     /// Example:
     ///   cairn listen > received.bin

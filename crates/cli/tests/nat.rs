@@ -727,4 +727,174 @@ fn ping_punches_through_port_keeping_nats_and_relays_to_one_behind_a_random_mapp
     }
     measure("back to back", &burst);
     eprintln!("counters:\n{}", rendezvous_counters(&network));
+
+    // Byte streams (`cairn connect`, `cairn listen`), each its own run of the binary.
+    let dir = network.topology().netns().dir().to_path_buf();
+    let ten_mib: Vec<u8> = (0..10u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let sent = dir.join("ten-mib");
+    std::fs::write(&sent, &ten_mib).expect("writes");
+
+    // p1 to p2, behind the two port-keeping NATs: punched; 10 MiB one way and p2's line the
+    // other arrive intact, and both commands exit 0.
+    let (p2_heard, p1_heard) = (dir.join("p2-heard"), dir.join("p1-heard"));
+    let listening = Piped::start(&network, p2, &["listen"], b"from p2\n", &p2_heard, &dir);
+    let started = std::time::Instant::now();
+    let connected = Piped::start(
+        &network,
+        p1,
+        &["connect", &public_key(&network, p2)],
+        &ten_mib,
+        &p1_heard,
+        &dir,
+    )
+    .finish();
+    let wall = started.elapsed();
+    let listened = listening.finish();
+    assert!(connected.ok, "cairn connect p1 -> p2: {connected:?}");
+    assert!(listened.ok, "cairn listen on p2: {listened:?}");
+    assert!(connected.stderr.contains("(punched)"), "{connected:?}");
+    assert!(
+        std::fs::read(&p2_heard).expect("reads") == ten_mib,
+        "p2 got 10 MiB intact"
+    );
+    assert_eq!(std::fs::read(&p1_heard).expect("reads"), b"from p2\n");
+    eprintln!(
+        "measurement: cairn connect p1 -> p2 (punched) carried 10 MiB in {wall:?} ({:.1} MiB/s, \
+         the command's start, the reach and the handshake included)",
+        10.0 / wall.as_secs_f64()
+    );
+
+    // p1 to p3, behind the random-mapping NAT: relayed, until the relay's bound (128 KiB a
+    // circuit, both ways together): both commands fail, saying so, and p3 got less than that.
+    let p3_heard = dir.join("p3-heard");
+    let listening = Piped::start(&network, p3, &["listen"], b"from p3\n", &p3_heard, &dir);
+    let started = std::time::Instant::now();
+    let connected = Piped::start(
+        &network,
+        p1,
+        &["connect", &public_key(&network, p3)],
+        &ten_mib,
+        &dir.join("p1-heard-p3"),
+        &dir,
+    )
+    .finish();
+    let wall = started.elapsed();
+    let listened = listening.finish();
+    let carried = std::fs::read(&p3_heard).expect("reads");
+    assert!(
+        !connected.ok && connected.stderr.contains("(relayed)"),
+        "{connected:?}"
+    );
+    assert!(
+        connected.stderr.contains("relay carries at most 128 KiB"),
+        "{connected:?}"
+    );
+    assert!(
+        !listened.ok,
+        "cairn listen on p3 ended the stream cleanly: {listened:?}"
+    );
+    assert!(carried.len() < 128 << 10, "p3 got {} bytes", carried.len());
+    assert!(
+        ten_mib.starts_with(&carried),
+        "what p3 got is the start of what p1 sent"
+    );
+    eprintln!(
+        "measurement: cairn connect p1 -> p3 (relayed) carried {} bytes to p3 before its \
+         relay's bound stopped it; the command failed after {wall:?}",
+        carried.len()
+    );
+}
+
+/// A `cairn` command against a node, its standard input from bytes and its standard output
+/// to a file; killed if the test ends first.
+struct Piped {
+    child: std::process::Child,
+    errors: std::path::PathBuf,
+    name: String,
+}
+
+/// How a [`Piped`] command ended.
+#[derive(Debug)]
+struct Ended {
+    ok: bool,
+    stderr: String,
+}
+
+impl Piped {
+    /// Starts `cairn ARGS` on `host`, and for `cairn listen` waits until its node listens.
+    fn start(
+        network: &Network,
+        host: &topology::Host,
+        args: &[&str],
+        input: &[u8],
+        output: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Piped {
+        let name = format!("{} {}", host.name, args[0]);
+        let stem = format!("{}-{}", host.name, args[0]);
+        let (input_file, errors) = (
+            dir.join(format!("{stem}.in")),
+            dir.join(format!("{stem}.err")),
+        );
+        std::fs::write(&input_file, input).expect("writes the input");
+        let file = |path: &std::path::Path| std::fs::File::create(path).expect("creates a file");
+        let child = network
+            .cairn_command(host, args)
+            .stdin(std::fs::File::open(&input_file).expect("opens the input"))
+            .stdout(file(output))
+            .stderr(file(&errors))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
+        let piped = Piped {
+            child,
+            errors,
+            name,
+        };
+        if args[0] == "listen" {
+            netns::wait_for(
+                &format!("{} to listen", piped.name),
+                Duration::from_secs(60),
+                Duration::from_millis(50),
+                || {
+                    let said = std::fs::read_to_string(&piped.errors).unwrap_or_default();
+                    if said.contains("listening") {
+                        Ok(())
+                    } else {
+                        Err(said)
+                    }
+                },
+            );
+        }
+        piped
+    }
+
+    /// Waits for the command to end (3 minutes at most).
+    fn finish(mut self) -> Ended {
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waits") {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "{} still ran after 3 minutes: {}",
+                self.name,
+                std::fs::read_to_string(&self.errors).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ended {
+            ok: status.success(),
+            stderr: std::fs::read_to_string(&self.errors).unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -266,20 +266,16 @@ impl ApiClient {
 
     /// Waits for a stream another node opens to this node, through `GET /v1/listen`.
     pub async fn listen_stream(&self) -> Result<ApiStream, ClientError> {
-        let (_, mut ws) = self.websocket("/v1/listen").await?;
-        let addr = self.addr;
-        let protocol = |message: String| ClientError::Protocol { addr, message };
-        let accepted = match ws.next().await {
-            Some(Ok(WsMessage::Text(text))) => serde_json::from_str::<crate::api::Accepted>(&text)
-                .map_err(|e| protocol(format!("unexpected answer: {e}")))?,
-            Some(Ok(WsMessage::Close(frame))) => return Err(closed(addr, frame)),
-            other => return Err(protocol(format!("unexpected answer: {other:?}"))),
-        };
-        Ok(ApiStream {
-            addr,
+        self.listen().await?.accepted().await
+    }
+
+    /// Has this node take streams (`GET /v1/listen`): it does from when this returns until
+    /// the [`ApiListening`] takes one or is dropped.
+    pub async fn listen(&self) -> Result<ApiListening, ClientError> {
+        let (_, ws) = self.websocket("/v1/listen").await?;
+        Ok(ApiListening {
+            addr: self.addr,
             ws,
-            route: accepted.route.map(|r| r.as_str().to_owned()),
-            accepted: Some(accepted),
         })
     }
 
@@ -444,6 +440,33 @@ mod tests {
 }
 
 type WebSocket = tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A node taking streams for this client ([`ApiClient::listen`]).
+#[derive(Debug)]
+pub struct ApiListening {
+    addr: SocketAddr,
+    ws: WebSocket,
+}
+
+impl ApiListening {
+    /// Waits for the stream.
+    pub async fn accepted(self) -> Result<ApiStream, ClientError> {
+        let ApiListening { addr, mut ws } = self;
+        let protocol = |message: String| ClientError::Protocol { addr, message };
+        let accepted = match ws.next().await {
+            Some(Ok(WsMessage::Text(text))) => serde_json::from_str::<crate::api::Accepted>(&text)
+                .map_err(|e| protocol(format!("unexpected answer: {e}")))?,
+            Some(Ok(WsMessage::Close(frame))) => return Err(closed(addr, frame)),
+            other => return Err(protocol(format!("unexpected answer: {other:?}"))),
+        };
+        Ok(ApiStream {
+            addr,
+            ws,
+            route: accepted.route.map(|r| r.as_str().to_owned()),
+            accepted: Some(accepted),
+        })
+    }
+}
 
 /// A byte stream to another node, carried by a WebSocket to this node's API
 /// ([`ApiClient::connect_stream`], [`ApiClient::listen_stream`]).

@@ -178,12 +178,19 @@ impl Network {
     /// Runs `cairn ARGS` against `host`'s node, in its namespace.
     pub fn cairn(&self, host: &Host, args: &[&str]) -> Output {
         let data = self.data_dir(host);
-        let mut all = vec![CAIRN];
-        all.extend(args);
-        all.extend(["--api", API, "--data-dir", &data]);
+        let all = cairn_args(args, &data);
         self.topology
             .netns()
             .run(host.name, &all, "", COMMAND_LIMIT)
+    }
+
+    /// `cairn ARGS` against `host`'s node, in its namespace, not yet run (for a caller that
+    /// sets its input and output).
+    #[allow(dead_code)]
+    pub fn cairn_command(&self, host: &Host, args: &[&str]) -> std::process::Command {
+        let data = self.data_dir(host);
+        let all = cairn_args(args, &data);
+        self.topology.netns().command(host.name, &all)
     }
 
     fn data_dir(&self, host: &Host) -> String {
@@ -301,4 +308,12 @@ impl Watch {
             },
         )
     }
+}
+
+/// `cairn ARGS --api API --data-dir DATA`.
+fn cairn_args<'a>(args: &[&'a str], data: &'a str) -> Vec<&'a str> {
+    let mut all = vec![CAIRN];
+    all.extend(args);
+    all.extend(["--api", API, "--data-dir", data]);
+    all
 }
