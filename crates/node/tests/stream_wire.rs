@@ -1,0 +1,208 @@
+//! `docs/protocol.md` section 12 as an outsider reads it: a QUIC client built here from that
+//! page alone (quinn and rustls, none of cairn-node's stream code) opens a byte stream to a
+//! live node's UDP port, proving a key of its own, and checks the node's.
+
+mod common;
+
+use std::sync::Arc;
+
+use cairn_node::{Config, Dht};
+use quinn::crypto::rustls::QuicClientConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// Section 12: an ed25519 key as a DER SubjectPublicKeyInfo is these 12 bytes, then the key.
+const SPKI_PREFIX: &str = "302a300506032b6570032100";
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Takes the server's raw key only if it is `expected`, in the section's encoding.
+#[derive(Debug)]
+struct Expect(Vec<u8>);
+
+impl ServerCertVerifier for Expect {
+    fn verify_server_cert(
+        &self,
+        presented: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if presented.as_ref() == self.0.as_slice() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("not the key asked for".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.3 only".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        presented: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        let spki = presented.as_ref().into();
+        rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, &algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        true
+    }
+}
+
+/// A client holding the ed25519 key of `seed` (or none), dialing a node whose key is `node`.
+fn client(seed: Option<[u8; 32]>, node: &[u8; 32]) -> quinn::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let expected = [unhex(SPKI_PREFIX), node.to_vec()].concat();
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Expect(expected)));
+    let mut tls = match seed {
+        Some(seed) => {
+            let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+                .verifying_key()
+                .to_bytes();
+            // PKCS #8 v1 of an ed25519 seed (RFC 8410), for rustls to sign with.
+            let pkcs8 = [unhex("302e020100300506032b657004220420"), seed.to_vec()].concat();
+            let signer =
+                rustls::crypto::ring::sign::any_eddsa_type(&PrivatePkcs8KeyDer::from(pkcs8))
+                    .expect("an ed25519 key");
+            let spki = [unhex(SPKI_PREFIX), public.to_vec()].concat();
+            let key = rustls::sign::CertifiedKey::new(vec![CertificateDer::from(spki)], signer);
+            builder.with_client_cert_resolver(Arc::new(
+                rustls::client::AlwaysResolvesClientRawPublicKeys::new(Arc::new(key)),
+            ))
+        }
+        None => builder.with_no_client_auth(),
+    };
+    tls.alpn_protocols = vec![b"cairn-stream/1".to_vec()];
+    let mut config = quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(tls).expect("a QUIC TLS config"),
+    ));
+    let mut transport = quinn::TransportConfig::default();
+    transport.initial_mtu(1_200).mtu_discovery_config(None);
+    config.transport_config(Arc::new(transport));
+    config
+}
+
+fn endpoint() -> quinn::Endpoint {
+    let mut config = quinn::EndpointConfig::default();
+    // Section 12: never `grease_quic_bit`; packets of at most 1,200 bytes.
+    config.grease_quic_bit(false);
+    config.max_udp_payload_size(1_200).expect("a size");
+    let socket = std::net::UdpSocket::bind("127.0.4.9:0").expect("binds");
+    quinn::Endpoint::new(config, None, socket, Arc::new(quinn::TokioRuntime)).expect("an endpoint")
+}
+
+async fn node() -> (Dht, std::net::SocketAddr, [u8; 32]) {
+    let (dht, addr) = common::start_on(Config::default(), "127.0.4.1").await;
+    let key = dht.status().await.expect("running").public_key;
+    (dht, addr, key)
+}
+
+#[tokio::test]
+async fn a_client_written_from_the_page_opens_a_stream_proving_both_keys() {
+    let (dht, addr, key) = node().await;
+    let listener = dht.listen().expect("listens");
+    let seed = [42; 32];
+    let mine = ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes();
+
+    let connection = endpoint()
+        .connect_with(client(Some(seed), &key), addr, "cairn")
+        .expect("starts")
+        .await
+        .expect("the handshake proves the node's key");
+    let (mut send, mut recv) = connection.open_bi().await.expect("a stream");
+    send.write_all(&[0x01]).await.expect("the version byte");
+    send.write_all(b"hello").await.expect("writes");
+    send.finish().expect("ends");
+
+    let mut stream = listener.accept().await.expect("accepts");
+    assert_eq!(stream.peer(), &mine, "the node learned the client's key");
+    let mut got = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut got)
+        .await
+        .expect("reads");
+    assert_eq!(got, b"hello");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"world")
+        .await
+        .expect("writes");
+    let closing = tokio::spawn(stream.close());
+    let back = recv.read_to_end(1 << 10).await.expect("reads");
+    assert_eq!(back, b"world");
+    closing.await.expect("ran").expect("closes");
+}
+
+#[tokio::test]
+async fn the_node_wants_the_dialers_key_and_the_version_byte() {
+    let (dht, addr, key) = node().await;
+    let listener = dht.listen().expect("listens");
+
+    // No key of its own: the node ends the handshake.
+    let anonymous = endpoint()
+        .connect_with(client(None, &key), addr, "cairn")
+        .expect("starts")
+        .await;
+    let refused = match anonymous {
+        Err(e) => e,
+        // TLS 1.3 lets the client finish before the server checks its certificate.
+        Ok(connection) => connection.closed().await,
+    };
+    assert!(
+        !matches!(refused, quinn::ConnectionError::TimedOut),
+        "the node said no, rather than going silent: {refused:?}"
+    );
+
+    // Another version byte: the node closes with application error 2, and accepts nothing.
+    let connection = endpoint()
+        .connect_with(client(Some([43; 32]), &key), addr, "cairn")
+        .expect("starts")
+        .await
+        .expect("connects");
+    let (mut send, _recv) = connection.open_bi().await.expect("a stream");
+    send.write_all(&[0x02, b'x']).await.expect("writes");
+    match connection.closed().await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(2));
+        }
+        other => panic!("closed by {other:?}"),
+    }
+    // The next stream, with the right byte, is the one accepted.
+    let connection = endpoint()
+        .connect_with(client(Some([44; 32]), &key), addr, "cairn")
+        .expect("starts")
+        .await
+        .expect("connects");
+    let (mut send, _recv) = connection.open_bi().await.expect("a stream");
+    send.write_all(&[0x01]).await.expect("writes");
+    let stream = listener.accept().await.expect("accepts");
+    let expected = ed25519_dalek::SigningKey::from_bytes(&[44; 32])
+        .verifying_key()
+        .to_bytes();
+    assert_eq!(stream.peer(), &expected);
+}
