@@ -89,8 +89,7 @@ pub(super) async fn listen(
     Ok(upgrade.on_upgrade(move |mut socket| async move {
         let stream = tokio::select! {
             accepted = listener.accept() => accepted,
-            // The caller went away before a stream arrived.
-            _ = socket.recv() => return,
+            () = gone(&mut socket) => return,
         };
         drop(listener);
         let stream = match stream {
@@ -109,13 +108,24 @@ pub(super) async fn listen(
     }))
 }
 
+/// Resolves when the caller has gone (closed the WebSocket, or sent what it should not have
+/// before a stream arrived); its pings are answered meanwhile.
+async fn gone(socket: &mut WebSocket) {
+    while let Some(Ok(Message::Ping(_) | Message::Pong(_))) = socket.recv().await {}
+}
+
 /// Carries bytes between the WebSocket and the stream until both sides' bytes ended.
 async fn pipe(mut socket: WebSocket, mut stream: Stream) {
     let mut buf = vec![0u8; 16 * 1024];
     let (mut sent_all, mut got_all) = (false, false);
-    loop {
+    while !(sent_all && got_all) {
         tokio::select! {
-            message = socket.recv(), if !sent_all => match message {
+            // Read on after the caller's end too: its going away ends the stream.
+            message = socket.recv() => match message {
+                Some(Ok(Message::Binary(_))) if sent_all => {
+                    stream.abort("its program sent bytes after their end");
+                    return close(socket, 1003, "bytes after their end").await;
+                }
                 Some(Ok(Message::Binary(bytes))) if bytes.is_empty() => {
                     sent_all = true;
                     if let Err(e) = stream.shutdown().await {
@@ -128,11 +138,14 @@ async fn pipe(mut socket: WebSocket, mut stream: Stream) {
                     }
                 }
                 Some(Ok(Message::Text(_))) => {
+                    stream.abort("its program broke the API's protocol");
                     return close(socket, 1003, "bytes go in binary messages").await;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 // The caller went away: the stream ends with it.
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    return stream.abort("the program on the other node went away");
+                }
             },
             read = stream.read(&mut buf), if !got_all => match read {
                 Ok(0) => {
@@ -149,7 +162,6 @@ async fn pipe(mut socket: WebSocket, mut stream: Stream) {
                 }
                 Err(e) => return close(socket, 1011, &e.to_string()).await,
             },
-            else => break,
         }
     }
     match stream.close().await {

@@ -46,6 +46,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEP_ALIVE: Duration = Duration::from_secs(3);
 /// QUIC packets queued from the sockets to the endpoint, at most.
 const PACKET_QUEUE: usize = 1_024;
+/// The application error code of a stream ended before its end (`docs/protocol.md` 12).
+const ABORTED: u32 = 3;
 /// The byte a dialer writes first on its stream: the stream protocol's version.
 const PREAMBLE: u8 = 0x01;
 /// The largest UDP payload QUIC may use: a cairn datagram's.
@@ -91,8 +93,8 @@ pub enum AcceptError {
 /// bidirectional stream on a connection of its own. Read and write it with tokio's
 /// [`AsyncReadExt`](tokio::io::AsyncReadExt) and [`AsyncWriteExt`](tokio::io::AsyncWriteExt);
 /// `shutdown` ends this side's bytes (the peer reads an end), and [`Stream::close`] waits for
-/// the peer to have them all before closing. Dropping a stream closes it at once, and bytes
-/// still in flight may be lost.
+/// the peer to have them all before closing. Dropping a stream (or [`Stream::abort`]) ends it
+/// at once: bytes still in flight may be lost, and the peer's reads and writes fail.
 pub struct Stream {
     peer: [u8; 32],
     route: Option<Route>,
@@ -155,19 +157,41 @@ impl Stream {
     /// its relay's bounds.
     fn explain(&self, error: io::Error) -> io::Error {
         let relayed = self.route == Some(Route::Relayed);
-        let timed_out = matches!(
-            self.connection.close_reason(),
-            Some(quinn::ConnectionError::TimedOut)
-        );
-        if relayed && timed_out {
-            io::Error::new(
+        match self.connection.close_reason() {
+            Some(quinn::ConnectionError::TimedOut) if relayed => io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the relayed stream stalled: its relay stopped carrying it (a relay carries at \
                  most 128 KiB and 2 minutes a circuit, docs/design.md \"Relaying\")",
-            )
-        } else {
-            error
+            ),
+            Some(quinn::ConnectionError::TimedOut) => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the other node went silent for {IDLE_TIMEOUT:?}"),
+            ),
+            Some(quinn::ConnectionError::ApplicationClosed(close))
+                if close.error_code != 0u32.into() =>
+            {
+                let why = String::from_utf8_lossy(&close.reason);
+                io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    format!("the other node ended the stream before its end: {why}"),
+                )
+            }
+            _ => error,
         }
+    }
+
+    /// Ends the stream at once, telling the other node `why` (its reads and writes fail,
+    /// saying so).
+    pub fn abort(self, why: &str) {
+        self.connection.close(ABORTED.into(), why.as_bytes());
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // Closed already (`close`, `abort`) or not: the first close is the one sent.
+        self.connection
+            .close(ABORTED.into(), b"the stream was dropped");
     }
 }
 
