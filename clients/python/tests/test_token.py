@@ -76,5 +76,26 @@ async def test_changes_need_the_token_and_reads_do_not(exposed_node, monkeypatch
         assert (await c.put_blob(b"by env")).replicas >= 1
 
 
+async def test_a_stream_needs_the_token(exposed_node, monkeypatch):
+    # A WebSocket opens a byte stream as the node: a change, whatever its method.
+    monkeypatch.delenv("CAIRN_API_TOKEN", raising=False)
+    url, data_dir = exposed_node
+    async with cairn.Client(url) as anonymous:
+        with pytest.raises(cairn.Unauthorized) as refused:
+            await anonymous.listen()
+        assert refused.value.status == 401 and "api.token" in refused.value.message
+        with pytest.raises(cairn.Unauthorized):
+            await anonymous.connect("07" * 32)
+    async with cairn.Client(url, data_dir=data_dir) as c:
+        ready = asyncio.Event()
+        listening = asyncio.create_task(c.listen(ready=ready))
+        await asyncio.wait_for(ready.wait(), 30)
+        listening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listening
+        with pytest.raises(cairn.NotFound):
+            await c.connect("07" * 32)
+
+
 def test_no_token_file_is_no_token(tmp_path):
     assert cairn.read_token(tmp_path) is None

@@ -21,12 +21,14 @@ from .errors import (
     Stale,
     Stopping,
     StoreFull,
+    StreamError,
     TooLarge,
     Unauthorized,
     Unavailable,
     Unreachable,
 )
 from .local import LocalNetwork, find_binary
+from .stream import Stream
 
 __all__ = [
     "DEFAULT_URL",
@@ -43,6 +45,8 @@ __all__ = [
     "Status",
     "Stopping",
     "StoreFull",
+    "Stream",
+    "StreamError",
     "TooLarge",
     "Unauthorized",
     "Unavailable",

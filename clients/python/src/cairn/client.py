@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, AsyncIterator, Dict, List, Optional, Type
+from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Tuple, Type
 from urllib.parse import quote
 
 import aiohttp
 
 from .errors import CairnError, Unreachable, from_response
+from .stream import Stream
 
 #: The API address a node uses unless told otherwise.
 DEFAULT_URL = "http://127.0.0.1:7401"
@@ -142,7 +145,9 @@ class Client:
         self._headers = {"Authorization": f"Bearer {token.strip()}"} if token else {}
 
     async def __aenter__(self) -> "Client":
-        self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout, headers=self._headers, trace_configs=[_handshake_trace()]
+        )
         return self
 
     async def __aexit__(
@@ -201,6 +206,31 @@ class Client:
                 if event in ("value", "deleted"):
                     yield _version(json.loads(data))
 
+    # ---- streams ------------------------------------------------------------------------------
+
+    async def connect(self, public_key: str) -> Stream:
+        """Opens an encrypted byte stream to the node with ``public_key`` (64 hex digits),
+        which must be listening (:meth:`listen`). ``stream.route`` says how it was reached.
+
+        Raises ``NotFound`` when no server has that key and it published no rendezvous
+        record, ``InvalidRequest`` for a malformed key or the node's own, and ``CairnError``
+        (502) when the node refused the stream (nothing listens on it) or could not be reached.
+        """
+        ws, headers = await self._websocket(f"/v1/connect/{_segment(public_key)}")
+        return Stream(ws, route=headers.get("cairn-route"), peer=public_key)
+
+    async def listen(self, *, ready: Optional[asyncio.Event] = None) -> Stream:
+        """Waits for a stream another node opens to this one (:meth:`connect`);
+        ``stream.peer`` is its key and ``stream.addr`` its address. The node refuses streams
+        while nothing listens: it takes one from when ``ready`` (if given) is set until this
+        returns."""
+        ws, _ = await self._websocket("/v1/listen")
+        stream = Stream(ws)
+        if ready is not None:
+            ready.set()
+        await stream._accepted()
+        return stream
+
     # ---- the node ---------------------------------------------------------------------------
 
     async def status(self) -> Status:
@@ -241,6 +271,63 @@ class Client:
         async with self._request("GET", path) as response:
             await _raise_for(response)
             return await response.read()
+
+    async def _websocket(
+        self, path: str
+    ) -> Tuple[aiohttp.ClientWebSocketResponse, Mapping[str, str]]:
+        """A WebSocket to the API and its upgrade's headers; an error answer raises as any
+        other call's does."""
+        if self._session is None:
+            raise CairnError("the client is closed: use it in `async with cairn.Client(...)`")
+        handshake = _Handshake()
+        token = _HANDSHAKE.set(handshake)
+        try:
+            ws = await self._session.ws_connect(self.url + path)
+        except aiohttp.WSServerHandshakeError as e:
+            if e.status < 400:
+                raise CairnError(f"the node's API did not open a WebSocket: {e.message}") from e
+            message = handshake.message or f"the node answered HTTP {e.status} to the WebSocket"
+            raise from_response(e.status, message, None) from None
+        except (aiohttp.ClientConnectionError, OSError) as e:
+            raise Unreachable(self.url, str(e) or type(e).__name__) from e
+        finally:
+            _HANDSHAKE.reset(token)
+        return ws, handshake.headers
+
+
+class _Handshake:
+    """What the answer to a WebSocket upgrade said: aiohttp's error keeps only its status."""
+
+    def __init__(self) -> None:
+        self.headers: Mapping[str, str] = {}
+        self.message: Optional[str] = None
+
+
+#: The handshake under way in this task, for the trace that reads its answer.
+_HANDSHAKE: "ContextVar[Optional[_Handshake]]" = ContextVar("cairn_handshake", default=None)
+
+
+def _handshake_trace() -> aiohttp.TraceConfig:
+    """Keeps the headers of a WebSocket upgrade's answer and the message of an error answer,
+    read before aiohttp drops its body."""
+
+    async def on_request_end(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        handshake = _HANDSHAKE.get()
+        if handshake is None:
+            return
+        response = params.response
+        handshake.headers = response.headers
+        if response.status >= 400:
+            try:
+                handshake.message = (await response.json(content_type=None))["error"]["message"]
+            except (ValueError, KeyError, TypeError, aiohttp.ClientError):
+                pass
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    return trace
 
 
 class _Call:

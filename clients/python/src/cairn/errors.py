@@ -65,6 +65,16 @@ class Unavailable(CairnError):
     node reaches its peers); or its disk cannot read an item it holds."""
 
 
+class StreamError(CairnError):
+    """A byte stream (:meth:`Client.connect`, :meth:`Client.listen`) broke, or was used wrongly
+    (a write after ``write_eof``). ``code`` is the WebSocket close code the node sent, if any:
+    1011 when the stream to the other node failed, the message saying why."""
+
+    def __init__(self, message: str, code: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 #: The name this client gave :class:`Unavailable` when a 503 meant only a node shutting down.
 Stopping = Unavailable
 
