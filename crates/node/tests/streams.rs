@@ -188,3 +188,26 @@ async fn a_stream_to_a_client_goes_through_the_hole_its_point_asked_it_to_punch(
         "the client got what was sent"
     );
 }
+
+#[tokio::test]
+async fn a_stream_dropped_before_its_end_fails_the_other_sides_reads_saying_so() {
+    let (a, a_addr) = node_on("127.0.3.41", ModeSetting::Server).await;
+    let (b, _) = node_on("127.0.3.42", ModeSetting::Server).await;
+    b.bootstrap(vec![a_addr]).await.expect("joins");
+    let b_key = key_of(&b).await;
+    let listener = b.listen().expect("listens");
+    let mut stream = a.connect(&b_key).await.expect("connects");
+    let accepted = listener.accept().await.expect("accepts");
+    drop(accepted);
+    let mut got = Vec::new();
+    let error = stream
+        .read_to_end(&mut got)
+        .await
+        .expect_err("the stream did not end cleanly");
+    assert_eq!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionAborted,
+        "{error}"
+    );
+    assert!(error.to_string().contains("before its end"), "{error}");
+}
