@@ -290,8 +290,6 @@ pub(crate) struct Streams {
     /// Listeners alive: the node takes streams while there is one.
     accepting: Arc<AtomicUsize>,
     counts: Arc<Mutex<Counts>>,
-    accepted: Arc<tokio::sync::Mutex<mpsc::Receiver<Stream>>>,
-    accepted_tx: mpsc::Sender<Stream>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -303,10 +301,16 @@ impl std::fmt::Debug for Streams {
     }
 }
 
+/// What exists once the endpoint does (made with it, so that a node without streams holds
+/// none of it).
 struct Running {
     endpoint: quinn::Endpoint,
     packets: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    accepted: Accepted,
 }
+
+/// The streams accepted and not yet taken.
+type Accepted = Arc<tokio::sync::Mutex<mpsc::Receiver<Stream>>>;
 
 impl Streams {
     pub(crate) fn new(
@@ -315,7 +319,6 @@ impl Streams {
         to_driver: mpsc::Sender<Box<ToDriver>>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Streams {
-        let (accepted_tx, accepted) = mpsc::channel(BACKLOG);
         Streams {
             secret: identity.signing_key().to_bytes(),
             public: identity.signing_key().verifying_key().to_bytes(),
@@ -324,8 +327,6 @@ impl Streams {
             running: Mutex::new(None),
             accepting: Arc::default(),
             counts: Arc::default(),
-            accepted: Arc::new(tokio::sync::Mutex::new(accepted)),
-            accepted_tx,
             metrics,
         }
     }
@@ -369,12 +370,12 @@ impl Streams {
         }
     }
 
-    /// The endpoint, made now if it was not yet.
-    fn endpoint(&self) -> Result<quinn::Endpoint, String> {
+    /// The endpoint and the streams it accepted, made now if they were not yet.
+    fn endpoint(&self) -> Result<(quinn::Endpoint, Accepted), String> {
         let udp = self.udp.clone().ok_or("datagrams are off")?;
         let mut running = self.running.lock().map_err(|_| "poisoned")?;
         if let Some(r) = running.as_ref() {
-            return Ok(r.endpoint.clone());
+            return Ok((r.endpoint.clone(), r.accepted.clone()));
         }
         let local = udp.local_addr().ok_or("no UDP socket")?;
         let (packets_tx, packets) = mpsc::channel(PACKET_QUEUE);
@@ -400,17 +401,20 @@ impl Streams {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(|e| e.to_string())?;
+        let (accepted_tx, accepted) = mpsc::channel(BACKLOG);
+        let accepted = Arc::new(tokio::sync::Mutex::new(accepted));
         tokio::spawn(accept_loop(
             endpoint.clone(),
             self.accepting.clone(),
             self.counts.clone(),
-            self.accepted_tx.clone(),
+            accepted_tx,
         ));
         *running = Some(Running {
             endpoint: endpoint.clone(),
             packets: packets_tx,
+            accepted: accepted.clone(),
         });
-        Ok(endpoint)
+        Ok((endpoint, accepted))
     }
 }
 
@@ -519,9 +523,9 @@ impl Dht {
     /// Opens a byte stream to the node whose ed25519 public key is `public_key`, wherever it
     /// is: reached as [`Dht::ping_key`] reaches it (directly, through a punched hole, or
     /// relayed by its rendezvous point), then a QUIC connection over this node's UDP socket
-    /// whose handshake proves the key. The other node must be accepting ([`Dht::accept`]).
+    /// whose handshake proves the key. The other node must be listening ([`Dht::listen`]).
     pub async fn connect(&self, public_key: &[u8; 32]) -> Result<Stream, ConnectError> {
-        let endpoint = self
+        let (endpoint, _) = self
             .streams
             .endpoint()
             .map_err(|_| ConnectError::DatagramsOff)?;
@@ -571,12 +575,14 @@ impl Dht {
     /// them while a [`Listener`] is alive (it refuses them otherwise), holding those no
     /// [`Listener::accept`] waits for yet, up to [`BACKLOG`].
     pub fn listen(&self) -> Result<Listener, AcceptError> {
-        self.streams
+        let (_, accepted) = self
+            .streams
             .endpoint()
             .map_err(|_| AcceptError::DatagramsOff)?;
         self.streams.accepting.fetch_add(1, Ordering::Relaxed);
         Ok(Listener {
             streams: self.streams.clone(),
+            accepted,
         })
     }
 
@@ -591,12 +597,13 @@ impl Dht {
 #[derive(Debug)]
 pub struct Listener {
     streams: Arc<Streams>,
+    accepted: Accepted,
 }
 
 impl Listener {
     /// The next stream, in the order they arrived.
     pub async fn accept(&self) -> Result<Stream, AcceptError> {
-        let mut accepted = self.streams.accepted.lock().await;
+        let mut accepted = self.accepted.lock().await;
         accepted.recv().await.ok_or(AcceptError::Stopped)
     }
 }
@@ -605,7 +612,7 @@ impl Drop for Listener {
     fn drop(&mut self) {
         if self.streams.accepting.fetch_sub(1, Ordering::Relaxed) == 1 {
             // The last one: the streams nobody will take are closed.
-            if let Ok(mut accepted) = self.streams.accepted.try_lock() {
+            if let Ok(mut accepted) = self.accepted.try_lock() {
                 while let Ok(stream) = accepted.try_recv() {
                     stream.connection.close(1u32.into(), b"not accepting");
                 }
