@@ -754,8 +754,8 @@ fn ping_punches_through_port_keeping_nats_and_relays_to_one_behind_a_random_mapp
     )
     .finish();
     let wall = started.elapsed();
-    let listened = listening.finish();
     assert!(connected.ok, "cairn connect p1 -> p2: {connected:?}");
+    let listened = listening.finish();
     assert!(listened.ok, "cairn listen on p2: {listened:?}");
     assert!(connected.stderr.contains("(punched)"), "{connected:?}");
     assert!(

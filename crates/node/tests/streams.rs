@@ -211,3 +211,35 @@ async fn a_stream_dropped_before_its_end_fails_the_other_sides_reads_saying_so()
     );
     assert!(error.to_string().contains("before its end"), "{error}");
 }
+
+#[tokio::test]
+async fn a_node_listening_on_ipv4_first_opens_a_stream_to_an_ipv6_address() {
+    // The stream endpoint shares the node's sockets, the first of them IPv4 here: an IPv6
+    // destination (a peer's, or a circuit's in 100::/64) must still be dialed.
+    let mut config = Config::default().mode(ModeSetting::Server);
+    config.also_listen = vec!["[::1]:0".parse().expect("an address")];
+    let (a, _) = start_on(config, "127.0.3.51").await;
+    let b = cairn_node::start(
+        Config::default()
+            .mode(ModeSetting::Server)
+            .listen("[::1]:0".parse().expect("an address")),
+    )
+    .await
+    .expect("starts");
+    let a_v6 = a.status().await.expect("running").listen_addrs;
+    let a_v6 = *a_v6
+        .iter()
+        .find(|addr| addr.is_ipv6())
+        .expect("an IPv6 address");
+    b.bootstrap(vec![a_v6]).await.expect("joins");
+    let b_key = key_of(&b).await;
+    let listener = b.listen().expect("listens");
+    let mut stream = a.connect(&b_key).await.expect("connects over IPv6");
+    assert!(stream.addr().is_ipv6(), "{:?}", stream.addr());
+    stream.write_all(b"over IPv6").await.expect("writes");
+    stream.shutdown().await.expect("ends");
+    let mut accepted = listener.accept().await.expect("accepts");
+    let mut got = Vec::new();
+    accepted.read_to_end(&mut got).await.expect("reads");
+    assert_eq!(got, b"over IPv6");
+}

@@ -445,7 +445,7 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         }
-        let addr = incoming.remote_address();
+        let addr = socket::canonical(incoming.remote_address());
         // A stream through a circuit has the circuit's address: its relay bounds the
         // circuits one host may hold.
         let Some(slot) = Counts::take(&counts, Some(addr.ip())) else {
@@ -543,7 +543,7 @@ impl Dht {
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         config.transport_config(transport());
         let connecting = endpoint
-            .connect_with(config, to, "cairn")
+            .connect_with(config, socket::to_quinn(to), "cairn")
             .map_err(|e| failed(e.to_string()))?;
         let connection = match connecting.await {
             Ok(c) => c,

@@ -22,6 +22,21 @@ use tokio::sync::mpsc;
 use crate::driver::inbox::ToDriver;
 use crate::udp::Sockets;
 
+/// An address as the endpoint sees it: always IPv6, an IPv4 one mapped (`::ffff:a.b.c.d`),
+/// so that one endpoint reaches both families, and circuit addresses (IPv6) from a node
+/// that listens on IPv4.
+pub(super) fn to_quinn(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    }
+}
+
+/// An address as the node's sockets see it: an IPv4-mapped one as IPv4.
+pub(super) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 /// Whether a datagram is a QUIC packet (its first byte has the fixed bit).
 pub(crate) fn is_quic(bytes: &[u8]) -> bool {
     bytes.first().is_some_and(|b| b & 0x40 != 0)
@@ -49,7 +64,7 @@ impl AsyncUdpSocket for Shared {
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        let to = transmit.destination;
+        let to = canonical(transmit.destination);
         if crate::driver::circuit_of(to).is_some() {
             // The driver knows the circuit's relay. A full queue drops the packet, which QUIC's
             // loss recovery covers.
@@ -79,7 +94,7 @@ impl AsyncUdpSocket for Shared {
                     let len = bytes.len().min(bufs[filled].len());
                     bufs[filled][..len].copy_from_slice(&bytes[..len]);
                     meta[filled] = RecvMeta {
-                        addr: from,
+                        addr: to_quinn(from),
                         len,
                         stride: len,
                         ..RecvMeta::default()
@@ -103,7 +118,7 @@ impl AsyncUdpSocket for Shared {
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
+        Ok(to_quinn(self.local))
     }
 
     fn may_fragment(&self) -> bool {
