@@ -243,3 +243,29 @@ async fn a_node_listening_on_ipv4_first_opens_a_stream_to_an_ipv6_address() {
     accepted.read_to_end(&mut got).await.expect("reads");
     assert_eq!(got, b"over IPv6");
 }
+
+#[tokio::test]
+async fn through_the_api_a_stream_the_other_side_dropped_says_why_even_mid_upload() {
+    let (a, a_addr) = node_on("127.0.3.61", ModeSetting::Server).await;
+    let (b, _) = node_on("127.0.3.62", ModeSetting::Server).await;
+    b.bootstrap(vec![a_addr]).await.expect("joins");
+    let b_key = cairn_node::cairn_core::to_hex(&key_of(&b).await);
+    let (_server, api) = serve_api(&a).await;
+    let listener = b.listen().expect("listens");
+    // B takes the stream, reads a little of A's upload, and drops it.
+    let dropping = tokio::spawn(async move {
+        let mut stream = listener.accept().await.expect("accepts");
+        let mut some = [0u8; 1024];
+        stream.read_exact(&mut some).await.expect("reads");
+    });
+    let upload = pattern(32 << 20, 4);
+    let stream = api.connect_stream(&b_key).await.expect("connects");
+    let mut heard = Vec::new();
+    let broke = stream
+        .pipe(&upload[..], &mut heard)
+        .await
+        .expect_err("the stream was dropped before its end");
+    dropping.await.expect("ran");
+    // The API's close reaches the client with its reason, not a reset of the connection.
+    assert!(broke.to_string().contains("before its end"), "{broke}");
+}

@@ -170,7 +170,12 @@ async fn pipe(mut socket: WebSocket, mut stream: Stream) {
     }
 }
 
-/// Closes the WebSocket with `code` and `reason` (cut to what a close frame holds).
+/// How long a closing WebSocket waits for the caller's answering close.
+const CLOSING: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes the WebSocket with `code` and `reason` (cut to what a close frame holds), then
+/// reads what the caller still sends until its answering close (5 s at most): a socket
+/// dropped with bytes unread is reset, and the caller would see the reset, not the reason.
 async fn close(mut socket: WebSocket, code: u16, reason: &str) {
     let mut end = reason.len().min(120);
     while !reason.is_char_boundary(end) {
@@ -180,5 +185,15 @@ async fn close(mut socket: WebSocket, code: u16, reason: &str) {
         code,
         reason: reason[..end].into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSING, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
