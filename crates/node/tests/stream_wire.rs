@@ -206,3 +206,70 @@ async fn the_node_wants_the_dialers_key_and_the_version_byte() {
         .to_bytes();
     assert_eq!(stream.peer(), &expected);
 }
+
+#[tokio::test]
+async fn dialers_that_never_prove_their_address_hold_no_slot_and_an_honest_one_is_served() {
+    let (dht, addr, key) = node().await;
+    let listener = dht.listen().expect("listens");
+
+    // A client's first datagrams, caught by a socket that only listens: each a connection's
+    // Initial, as a spoofer would send it from addresses it does not receive at.
+    let catcher = tokio::net::UdpSocket::bind("127.0.4.20:0")
+        .await
+        .expect("binds");
+    let catcher_addr = catcher.local_addr().expect("bound");
+    let dialer = endpoint();
+    let mut initials: Vec<Vec<u8>> = Vec::new();
+    let spoofed = cairn_node::MAX_STREAMS + 8;
+    let mut attempts = Vec::new();
+    while initials.len() < spoofed {
+        let connecting = dialer
+            .connect_with(client(Some([50; 32]), &key), catcher_addr, "cairn")
+            .expect("starts");
+        attempts.push(tokio::spawn(connecting));
+        let mut buf = vec![0u8; 2048];
+        let (n, _) = catcher.recv_from(&mut buf).await.expect("an Initial");
+        buf.truncate(n);
+        if !initials.contains(&buf) {
+            initials.push(buf);
+        }
+    }
+    for attempt in &attempts {
+        attempt.abort();
+    }
+    // Each sent to the node from an address of its own that never answers.
+    let mut spoofers = Vec::new();
+    for (n, initial) in initials.iter().enumerate() {
+        let socket = tokio::net::UdpSocket::bind(format!("127.0.5.{}:0", n + 1))
+            .await
+            .expect("binds");
+        socket.send_to(initial, addr).await.expect("sends");
+        spoofers.push(socket);
+    }
+    // None holds one of the node's `MAX_STREAMS` slots: an honest dialer is served.
+    let connection = endpoint()
+        .connect_with(client(Some([51; 32]), &key), addr, "cairn")
+        .expect("starts")
+        .await
+        .expect("an honest dialer is served");
+    let (mut send, _recv) = connection.open_bi().await.expect("a stream");
+    send.write_all(&[0x01]).await.expect("writes");
+    let stream = listener.accept().await.expect("accepts");
+    let honest = ed25519_dalek::SigningKey::from_bytes(&[51; 32])
+        .verifying_key()
+        .to_bytes();
+    assert_eq!(stream.peer(), &honest);
+    // Each was asked to prove its address first: a Retry, smaller than what asked.
+    let mut retry = vec![0u8; 2048];
+    let (n, _) = spoofers[0].recv_from(&mut retry).await.expect("an answer");
+    assert_eq!(
+        retry[0] & 0xf0,
+        0xf0,
+        "a Retry packet (long header, type 3): {:02x}",
+        retry[0]
+    );
+    assert!(
+        n < 200,
+        "the Retry is smaller than the 1,200-byte Initial: {n}"
+    );
+}

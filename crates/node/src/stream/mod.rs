@@ -445,6 +445,17 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         }
+        // A dialer proves its address first (QUIC's stateless retry, one more round trip):
+        // a spoofer, which never sees the retry, cannot hold a slot while its handshake
+        // times out.
+        if !incoming.remote_address_validated() {
+            if incoming.may_retry() {
+                let _ = incoming.retry();
+            } else {
+                incoming.ignore();
+            }
+            continue;
+        }
         let addr = socket::canonical(incoming.remote_address());
         // A stream through a circuit has the circuit's address: its relay bounds the
         // circuits one host may hold.
