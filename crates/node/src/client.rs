@@ -497,21 +497,31 @@ impl ApiStream {
         mut input: impl AsyncRead + Unpin,
         mut output: impl AsyncWrite + Unpin,
     ) -> Result<(), ClientError> {
-        let ApiStream { addr, mut ws, .. } = self;
+        let ApiStream { addr, ws, .. } = self;
         let protocol = |message: String| ClientError::Protocol { addr, message };
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut sent_all = false;
-        loop {
-            tokio::select! {
-                read = input.read(&mut buf), if !sent_all => {
-                    let n = read.map_err(|e| protocol(format!("reading the input: {e}")))?;
-                    sent_all = n == 0;
-                    let bytes = Bytes::copy_from_slice(&buf[..n]);
-                    ws.send(WsMessage::Binary(bytes))
-                        .await
-                        .map_err(|e| protocol(e.to_string()))?;
+        let (mut tx, mut rx) = ws.split();
+        // Both ways at once: a download is never held up by an upload, nor the reverse.
+        let upload = async {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = input
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| protocol(format!("reading the input: {e}")))?;
+                // An empty message ends this side's bytes.
+                let bytes = Bytes::copy_from_slice(&buf[..n]);
+                tx.send(WsMessage::Binary(bytes))
+                    .await
+                    .map_err(|e| protocol(e.to_string()))?;
+                if n == 0 {
+                    // Done: the download decides when the stream is over.
+                    return std::future::pending::<Result<(), ClientError>>().await;
                 }
-                message = ws.next() => match message {
+            }
+        };
+        let download = async {
+            loop {
+                match rx.next().await {
                     Some(Ok(WsMessage::Binary(bytes))) if bytes.is_empty() => {
                         output.flush().await.map_err(|e| protocol(e.to_string()))?;
                     }
@@ -530,9 +540,17 @@ impl ApiStream {
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(protocol(e.to_string())),
-                    None => return Err(protocol("the API ended the stream without closing it".into())),
-                },
+                    None => {
+                        return Err(protocol(
+                            "the API ended the stream without closing it".into(),
+                        ));
+                    }
+                }
             }
+        };
+        tokio::select! {
+            ended = upload => ended,
+            ended = download => ended,
         }
     }
 }

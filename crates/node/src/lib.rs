@@ -72,7 +72,8 @@ pub use outcome::{
 pub use ping::{PingError, PingReport, Pinged, Route};
 pub use ratelimit::Rate;
 pub use stream::{
-    AcceptError, BACKLOG, ConnectError, Listener, MAX_STREAMS, STREAMS_PER_HOST, Stream,
+    AcceptError, BACKLOG, ConnectError, Listener, MAX_ACCEPTED, MAX_STREAMS, STREAMS_PER_HOST,
+    Stream,
 };
 
 /// Why a node could not start.
@@ -252,10 +253,12 @@ where
     ));
     let metrics = Arc::new(metrics::Metrics::new(&config.limits));
     let activity = Arc::new(activity::Hub::new());
+    let handshake_limit = Arc::new(ratelimit::Limiter::new(config_rates.2));
     let streams = Arc::new(stream::Streams::new(
         &identity,
         udp.clone(),
         to_driver.clone(),
+        handshake_limit.clone(),
         metrics.clone(),
     ));
     let shared = Arc::new(shared::Shared {
@@ -271,7 +274,7 @@ where
         connection_budget,
         request_limit: ratelimit::Limiter::new(config_rates.0),
         store_limit: ratelimit::Limiter::new(config_rates.1),
-        handshake_limit: ratelimit::Limiter::new(config_rates.2),
+        handshake_limit: handshake_limit.clone(),
         udp,
         mode: mode::ModeCell::new(mode),
         streams: streams.clone(),

@@ -27,7 +27,7 @@ pub(crate) struct Shared {
     /// Stores per host.
     pub(crate) store_limit: crate::ratelimit::Limiter,
     /// Datagram `initial`s per host: each costs a signature check and a key agreement.
-    pub(crate) handshake_limit: crate::ratelimit::Limiter,
+    pub(crate) handshake_limit: std::sync::Arc<crate::ratelimit::Limiter>,
     /// The UDP sockets (none when datagrams are off).
     pub(crate) udp: Option<std::sync::Arc<crate::udp::Sockets>>,
     /// The incoming connections being served, within their bounds.

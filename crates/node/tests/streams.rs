@@ -269,3 +269,61 @@ async fn through_the_api_a_stream_the_other_side_dropped_says_why_even_mid_uploa
     // The API's close reaches the client with its reason, not a reset of the connection.
     assert!(broke.to_string().contains("before its end"), "{broke}");
 }
+
+#[tokio::test]
+async fn through_the_api_both_sides_send_at_once_and_neither_waits_on_the_other() {
+    let (a, a_addr) = node_on("127.0.3.71", ModeSetting::Server).await;
+    let (b, _) = node_on("127.0.3.72", ModeSetting::Server).await;
+    b.bootstrap(vec![a_addr]).await.expect("joins");
+    let b_key = cairn_node::cairn_core::to_hex(&key_of(&b).await);
+    let ((_a_server, a_api), (_b_server, b_api)) = (serve_api(&a).await, serve_api(&b).await);
+    // More each way than a stream's flow-control window (512 KiB) and the sockets' buffers
+    // hold: a pipe that wrote one way before it read the other would block both.
+    let (to_b, to_a) = (pattern(8 << 20, 5), pattern(8 << 20, 6));
+    let listening = b_api.listen().await.expect("listens");
+    let at_b = {
+        let to_a = to_a.clone();
+        tokio::spawn(async move {
+            let stream = listening.accepted().await.expect("a stream arrives");
+            let mut heard = Vec::new();
+            stream.pipe(&to_a[..], &mut heard).await.expect("pipes");
+            heard
+        })
+    };
+    let stream = a_api.connect_stream(&b_key).await.expect("connects");
+    let mut heard = Vec::new();
+    // Bounded, so that the deadlock this guards against fails the test.
+    tokio::time::timeout(PATIENCE, stream.pipe(&to_b[..], &mut heard))
+        .await
+        .expect("the pipes did not block each other")
+        .expect("pipes");
+    assert!(
+        heard == to_a,
+        "A heard {} bytes of B's {}",
+        heard.len(),
+        to_a.len()
+    );
+    let b_heard = at_b.await.expect("B's side ran");
+    assert!(
+        b_heard == to_b,
+        "B heard {} bytes of A's {}",
+        b_heard.len(),
+        to_b.len()
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_node_neither_listens_nor_connects() {
+    let (a, _) = node_on("127.0.3.81", ModeSetting::Server).await;
+    let listener = a.listen().expect("listens");
+    a.shutdown().await;
+    assert!(matches!(
+        listener.accept().await,
+        Err(cairn_node::AcceptError::Stopped)
+    ));
+    assert!(matches!(a.listen(), Err(cairn_node::AcceptError::Stopped)));
+    assert_eq!(
+        a.connect(&[5; 32]).await.err(),
+        Some(ConnectError::Reach(PingError::Stopped))
+    );
+}

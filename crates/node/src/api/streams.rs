@@ -15,12 +15,14 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{ApiError, parse_public_key};
 use crate::dht::Dht;
-use crate::stream::{AcceptError, ConnectError, Stream};
+use crate::stream::{ABORTED, AcceptError, ConnectError, Stream};
 
 /// What `GET /v1/listen` says first, when a stream arrives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +40,7 @@ impl From<ConnectError> for ApiError {
     fn from(e: ConnectError) -> Self {
         match e {
             ConnectError::Reach(e) => e.into(),
-            ConnectError::DatagramsOff => {
+            ConnectError::DatagramsOff | ConnectError::Busy => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }
             ConnectError::Refused | ConnectError::Failed { .. } => {
@@ -94,7 +96,10 @@ pub(super) async fn listen(
         drop(listener);
         let stream = match stream {
             Ok(stream) => stream,
-            Err(e) => return close(socket, 1011, &e.to_string()).await,
+            Err(e) => {
+                let (tx, rx) = socket.split();
+                return close(tx, rx, 1011, &e.to_string()).await;
+            }
         };
         let accepted = Accepted {
             peer: cairn_core::to_hex(stream.peer()),
@@ -109,64 +114,90 @@ pub(super) async fn listen(
 }
 
 /// Resolves when the caller has gone (closed the WebSocket, or sent what it should not have
-/// before a stream arrived); its pings are answered meanwhile.
-async fn gone(socket: &mut WebSocket) {
-    while let Some(Ok(Message::Ping(_) | Message::Pong(_))) = socket.recv().await {}
+/// at this point); its pings are answered meanwhile.
+async fn gone<S>(socket: &mut S)
+where
+    S: futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    while let Some(Ok(Message::Ping(_) | Message::Pong(_))) = socket.next().await {}
 }
 
-/// Carries bytes between the WebSocket and the stream until both sides' bytes ended.
-async fn pipe(mut socket: WebSocket, mut stream: Stream) {
-    let mut buf = vec![0u8; 16 * 1024];
-    let (mut sent_all, mut got_all) = (false, false);
-    while !(sent_all && got_all) {
-        tokio::select! {
-            // Read on after the caller's end too: its going away ends the stream.
-            message = socket.recv() => match message {
-                Some(Ok(Message::Binary(_))) if sent_all => {
-                    stream.abort("its program sent bytes after their end");
-                    return close(socket, 1003, "bytes after their end").await;
-                }
+/// How a pipe broke.
+enum Broke {
+    /// The caller went away (closed the WebSocket, or the connection ended).
+    Gone,
+    /// The caller broke this API's protocol: the close code and reason to send.
+    Caller(u16, &'static str),
+    /// The stream failed.
+    Stream(std::io::Error),
+}
+
+type Sender = SplitSink<WebSocket, Message>;
+type Receiver = SplitStream<WebSocket>;
+
+/// Carries bytes between the WebSocket and the stream, both ways at once (neither waits on
+/// the other, so two callers sending at once cannot block each other), until both sides'
+/// bytes ended; then closes the stream, and the WebSocket with how it went.
+async fn pipe(socket: WebSocket, stream: Stream) {
+    let connection = stream.connection_handle();
+    let (mut tx, mut rx) = socket.split();
+    let (mut read, mut write) = tokio::io::split(stream);
+    let upstream = async {
+        loop {
+            match rx.next().await {
                 Some(Ok(Message::Binary(bytes))) if bytes.is_empty() => {
-                    sent_all = true;
-                    if let Err(e) = stream.shutdown().await {
-                        return close(socket, 1011, &e.to_string()).await;
-                    }
+                    return write.shutdown().await.map_err(Broke::Stream);
                 }
                 Some(Ok(Message::Binary(bytes))) => {
-                    if let Err(e) = stream.write_all(&bytes).await {
-                        return close(socket, 1011, &e.to_string()).await;
-                    }
+                    write.write_all(&bytes).await.map_err(Broke::Stream)?;
                 }
                 Some(Ok(Message::Text(_))) => {
-                    stream.abort("its program broke the API's protocol");
-                    return close(socket, 1003, "bytes go in binary messages").await;
+                    return Err(Broke::Caller(1003, "bytes go in binary messages"));
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                // The caller went away: the stream ends with it.
-                Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                    return stream.abort("the program on the other node went away");
-                }
-            },
-            read = stream.read(&mut buf), if !got_all => match read {
-                Ok(0) => {
-                    got_all = true;
-                    if socket.send(Message::Binary(Default::default())).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(n) => {
-                    let bytes = bytes::Bytes::copy_from_slice(&buf[..n]);
-                    if socket.send(Message::Binary(bytes)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => return close(socket, 1011, &e.to_string()).await,
-            },
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(Broke::Gone),
+            }
         }
-    }
-    match stream.close().await {
-        Ok(()) => close(socket, 1000, "").await,
-        Err(e) => close(socket, 1011, &e.to_string()).await,
+    };
+    let downstream = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = read.read(&mut buf).await.map_err(Broke::Stream)?;
+            // An empty message says the other node's bytes ended.
+            let bytes = bytes::Bytes::copy_from_slice(&buf[..n]);
+            tx.send(Message::Binary(bytes))
+                .await
+                .map_err(|_| Broke::Gone)?;
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    };
+    let piped = tokio::try_join!(upstream, downstream);
+    let why = match piped {
+        Ok(_) => {
+            let stream = read.unsplit(write);
+            // The caller may still go while the other node takes the last bytes.
+            let closed = tokio::select! {
+                closed = stream.close() => closed.map_err(Broke::Stream),
+                () = gone(&mut rx) => Err(Broke::Gone),
+            };
+            match closed {
+                Ok(()) => return close(tx, rx, 1000, "").await,
+                Err(why) => why,
+            }
+        }
+        Err(why) => why,
+    };
+    match why {
+        Broke::Gone => {
+            connection.close(ABORTED.into(), b"the program on the other node went away");
+        }
+        Broke::Caller(code, reason) => {
+            connection.close(ABORTED.into(), b"its program broke the API's protocol");
+            close(tx, rx, code, reason).await;
+        }
+        Broke::Stream(e) => close(tx, rx, 1011, &e.to_string()).await,
     }
 }
 
@@ -176,7 +207,7 @@ const CLOSING: std::time::Duration = std::time::Duration::from_secs(5);
 /// Closes the WebSocket with `code` and `reason` (cut to what a close frame holds), then
 /// reads what the caller still sends until its answering close (5 s at most): a socket
 /// dropped with bytes unread is reset, and the caller would see the reset, not the reason.
-async fn close(mut socket: WebSocket, code: u16, reason: &str) {
+async fn close(mut tx: Sender, mut rx: Receiver, code: u16, reason: &str) {
     let mut end = reason.len().min(120);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -185,11 +216,11 @@ async fn close(mut socket: WebSocket, code: u16, reason: &str) {
         code,
         reason: reason[..end].into(),
     };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
+    if tx.send(Message::Close(Some(frame))).await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(CLOSING, async {
-        while let Some(Ok(message)) = socket.recv().await {
+        while let Some(Ok(message)) = rx.next().await {
             if matches!(message, Message::Close(_)) {
                 break;
             }

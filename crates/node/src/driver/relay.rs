@@ -71,21 +71,16 @@ impl<S: Store> Driver<S> {
             // For this node, an end: from the relay of a circuit it asked, or from one of its
             // points (which chose the id). Only what sessions and streams are made of goes
             // through: a probe or a punch through a circuit would prove nothing.
-            if crate::stream::is_quic(inner) {
-                self.keep_end(circuit, from);
-                let bytes = inner.to_vec();
-                self.shared.streams.deliver(circuit_addr(circuit), bytes);
-                return;
-            }
-            if !matches!(inner.first(), Some(1..=5)) {
+            let quic = crate::stream::is_quic(inner);
+            if !quic && !matches!(inner.first(), Some(1..=5)) {
                 self.shared.metrics.datagram_refused("malformed");
                 return;
             }
-            // An `initial` costs a signature check and a key agreement: the relay's host
-            // pays for it as for one of its own.
-            if inner.first() == Some(&cairn_core::datagram::INITIAL)
-                && !self.shared.handshake_limit.allow(from.ip())
-            {
+            // An `initial` costs a signature check and a key agreement, and a QUIC packet of
+            // a new circuit may start a handshake: the relay's host pays for it as for one
+            // of its own.
+            let starts = inner.first() == Some(&cairn_core::datagram::INITIAL) || (quic && !mine);
+            if starts && !self.shared.handshake_limit.allow(from.ip()) {
                 self.shared.metrics.datagram_refused("handshake_rate");
                 return;
             }
@@ -95,7 +90,10 @@ impl<S: Store> Driver<S> {
                 return;
             }
             self.keep_end(circuit, from);
-            if let Some(plane) = &mut self.plane {
+            if quic {
+                let bytes = inner.to_vec();
+                self.shared.streams.deliver(circuit_addr(circuit), bytes);
+            } else if let Some(plane) = &mut self.plane {
                 plane.handle_datagram(now, circuit_addr(circuit), inner);
             }
             return;

@@ -15,9 +15,9 @@ mod tls;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -29,13 +29,18 @@ use tokio::sync::mpsc;
 use crate::dht::Dht;
 use crate::driver::inbox::ToDriver;
 use crate::ping::{PingError, Route};
+use crate::ratelimit::Limiter;
 use crate::udp::Sockets;
+use cairn_core::Prefix;
 
 pub(crate) use socket::is_quic;
 
 /// Streams open at once through a node (dialed and accepted together).
 pub const MAX_STREAMS: usize = 64;
-/// Accepted streams open at once from one host.
+/// Accepted streams open at once, at most: the rest of [`MAX_STREAMS`] is kept for this
+/// node's own `connect`s.
+pub const MAX_ACCEPTED: usize = 48;
+/// Accepted streams open at once from one host (an IPv4 address, an IPv6 /64).
 pub const STREAMS_PER_HOST: usize = 4;
 /// Accepted streams held for `accept` callers, at most; one more is refused.
 pub const BACKLOG: usize = 16;
@@ -44,10 +49,18 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each side sends a keep-alive this often while a stream is open: within the 30 s that many
 /// NATs keep a UDP mapping, and well within [`IDLE_TIMEOUT`].
 const KEEP_ALIVE: Duration = Duration::from_secs(3);
+/// The bytes a peer may have in flight to this node on a stream (QUIC flow control): about
+/// 40 MB/s at a 12 ms round trip, 5 MB/s at 100 ms.
+const RECEIVE_WINDOW: u32 = 512 * 1024;
 /// QUIC packets queued from the sockets to the endpoint, at most.
 const PACKET_QUEUE: usize = 1_024;
-/// The application error code of a stream ended before its end (`docs/protocol.md` 12).
-const ABORTED: u32 = 3;
+/// The application error code of a connection the acceptor took but will not serve: its
+/// listener went away, or its backlog is full (`docs/protocol.md` 12).
+const NOT_SERVED: u32 = 1;
+/// The application error code of a dialer that sent no valid version byte in time.
+const BAD_PREAMBLE: u32 = 2;
+/// The application error code of a stream ended before its end.
+pub(crate) const ABORTED: u32 = 3;
 /// The byte a dialer writes first on its stream: the stream protocol's version.
 const PREAMBLE: u8 = 0x01;
 /// The largest UDP payload QUIC may use: a cairn datagram's.
@@ -67,6 +80,9 @@ pub enum ConnectError {
     /// is at its bounds.
     #[error("the node refused the stream: it is not accepting, or is at its bounds")]
     Refused,
+    /// This node has [`MAX_STREAMS`] streams open already.
+    #[error("this node has {MAX_STREAMS} streams open; close one first")]
+    Busy,
     /// The QUIC handshake failed (`reason` says how).
     #[error("the stream could not be opened ({route} route): {reason}")]
     Failed {
@@ -140,16 +156,27 @@ impl Stream {
     }
 
     /// Ends this side's bytes, waits until the peer has them all (or has stopped reading, or
-    /// the connection is gone), then closes the connection.
+    /// the connection is gone; at most [`IDLE_TIMEOUT`]), then closes the connection.
     pub async fn close(mut self) -> io::Result<()> {
         match self.send.finish() {
             Ok(()) | Err(quinn::ClosedStream { .. }) => {}
         }
-        let stopped = self.send.stopped().await;
-        self.connection.close(0u32.into(), b"done");
+        // Bounded: a peer that stops reading (without saying so) cannot hold it forever.
+        let stopped = tokio::time::timeout(IDLE_TIMEOUT, self.send.stopped()).await;
         match stopped {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.explain(io::Error::from(e))),
+            Ok(Ok(_)) => {
+                self.connection.close(0u32.into(), b"done");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.explain(io::Error::from(e))),
+            Err(_) => {
+                self.connection
+                    .close(ABORTED.into(), b"the bytes were not read in time");
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the other node did not take the last bytes within {IDLE_TIMEOUT:?}"),
+                ))
+            }
         }
     }
 
@@ -168,6 +195,15 @@ impl Stream {
                 format!("the other node went silent for {IDLE_TIMEOUT:?}"),
             ),
             Some(quinn::ConnectionError::ApplicationClosed(close))
+                if close.error_code == NOT_SERVED.into() =>
+            {
+                let why = String::from_utf8_lossy(&close.reason);
+                io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("the other node took the stream but did not serve it: {why}"),
+                )
+            }
+            Some(quinn::ConnectionError::ApplicationClosed(close))
                 if close.error_code != 0u32.into() =>
             {
                 let why = String::from_utf8_lossy(&close.reason);
@@ -178,6 +214,16 @@ impl Stream {
             }
             _ => error,
         }
+    }
+
+    /// A handle on the stream's connection, to close it while the stream is split.
+    pub(crate) fn connection_handle(&self) -> quinn::Connection {
+        self.connection.clone()
+    }
+
+    /// Closes a stream the acceptor took but will not serve.
+    fn abandon(self, why: &[u8]) {
+        self.connection.close(NOT_SERVED.into(), why);
     }
 
     /// Ends the stream at once, telling the other node `why` (its reads and writes fail,
@@ -232,7 +278,7 @@ impl AsyncWrite for Stream {
 /// A stream's place within the bounds, given back when it is dropped.
 struct Slot {
     counts: Arc<Mutex<Counts>>,
-    host: Option<IpAddr>,
+    host: Option<Prefix>,
 }
 
 impl Drop for Slot {
@@ -240,6 +286,7 @@ impl Drop for Slot {
         if let Ok(mut counts) = self.counts.lock() {
             counts.open = counts.open.saturating_sub(1);
             if let Some(host) = self.host {
+                counts.accepted = counts.accepted.saturating_sub(1);
                 if let Some(n) = counts.per_host.get_mut(&host) {
                     *n -= 1;
                     if *n == 0 {
@@ -251,18 +298,19 @@ impl Drop for Slot {
     }
 }
 
-/// Streams open now, in all and accepted per host.
+/// Streams open now: in all, accepted, and accepted per host.
 #[derive(Default)]
 struct Counts {
     open: usize,
-    per_host: HashMap<IpAddr, usize>,
+    accepted: usize,
+    per_host: HashMap<Prefix, usize>,
 }
 
 impl Counts {
     /// Takes a slot if the bounds allow one (`host`: an accepted stream's host).
-    fn take(counts: &Arc<Mutex<Counts>>, host: Option<IpAddr>) -> Option<Slot> {
+    fn take(counts: &Arc<Mutex<Counts>>, host: Option<Prefix>) -> Option<Slot> {
         let mut c = counts.lock().ok()?;
-        if c.open >= MAX_STREAMS {
+        if c.open >= MAX_STREAMS || (host.is_some() && c.accepted >= MAX_ACCEPTED) {
             return None;
         }
         if let Some(host) = host {
@@ -271,6 +319,7 @@ impl Counts {
                 return None;
             }
             *n += 1;
+            c.accepted += 1;
         }
         c.open += 1;
         Some(Slot {
@@ -287,16 +336,51 @@ pub(crate) struct Streams {
     udp: Option<Arc<Sockets>>,
     to_driver: mpsc::Sender<Box<ToDriver>>,
     running: Mutex<Option<Running>>,
-    /// Listeners alive: the node takes streams while there is one.
-    accepting: Arc<AtomicUsize>,
+    /// Set once the node stops: no endpoint is made after it.
+    stopped: AtomicBool,
+    /// Listeners alive: the node takes streams while there is one. A stream is queued for
+    /// them under this lock, so that the last one to go closes every stream queued.
+    listeners: Arc<Mutex<usize>>,
     counts: Arc<Mutex<Counts>>,
+    /// The node's handshake rate per host, which a QUIC handshake counts against.
+    handshake_limit: Arc<Limiter>,
     metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Why there is no endpoint.
+#[derive(Debug)]
+enum NoEndpoint {
+    Stopped,
+    DatagramsOff,
+    Failed(String),
+}
+
+impl From<NoEndpoint> for ConnectError {
+    fn from(e: NoEndpoint) -> Self {
+        match e {
+            NoEndpoint::Stopped => ConnectError::Reach(PingError::Stopped),
+            NoEndpoint::DatagramsOff => ConnectError::DatagramsOff,
+            NoEndpoint::Failed(reason) => ConnectError::Failed {
+                route: "no",
+                reason,
+            },
+        }
+    }
+}
+
+impl From<NoEndpoint> for AcceptError {
+    fn from(e: NoEndpoint) -> Self {
+        match e {
+            NoEndpoint::DatagramsOff => AcceptError::DatagramsOff,
+            NoEndpoint::Stopped | NoEndpoint::Failed(_) => AcceptError::Stopped,
+        }
+    }
 }
 
 impl std::fmt::Debug for Streams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Streams")
-            .field("listeners", &self.accepting.load(Ordering::Relaxed))
+            .field("stopped", &self.stopped.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -317,6 +401,7 @@ impl Streams {
         identity: &crate::Identity,
         udp: Option<Arc<Sockets>>,
         to_driver: mpsc::Sender<Box<ToDriver>>,
+        handshake_limit: Arc<Limiter>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Streams {
         Streams {
@@ -325,8 +410,10 @@ impl Streams {
             udp,
             to_driver,
             running: Mutex::new(None),
-            accepting: Arc::default(),
+            stopped: AtomicBool::new(false),
+            listeners: Arc::default(),
             counts: Arc::default(),
+            handshake_limit,
             metrics,
         }
     }
@@ -363,6 +450,7 @@ impl Streams {
 
     /// Closes the endpoint: every stream ends.
     pub(crate) fn shut_down(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
         if let Ok(mut running) = self.running.lock() {
             if let Some(r) = running.take() {
                 r.endpoint.close(0u32.into(), b"node stopped");
@@ -371,13 +459,17 @@ impl Streams {
     }
 
     /// The endpoint and the streams it accepted, made now if they were not yet.
-    fn endpoint(&self) -> Result<(quinn::Endpoint, Accepted), String> {
-        let udp = self.udp.clone().ok_or("datagrams are off")?;
-        let mut running = self.running.lock().map_err(|_| "poisoned")?;
+    fn endpoint(&self) -> Result<(quinn::Endpoint, Accepted), NoEndpoint> {
+        let udp = self.udp.clone().ok_or(NoEndpoint::DatagramsOff)?;
+        let failed = |e: String| NoEndpoint::Failed(e);
+        let mut running = self.running.lock().map_err(|_| failed("poisoned".into()))?;
+        if self.stopped.load(Ordering::Relaxed) {
+            return Err(NoEndpoint::Stopped);
+        }
         if let Some(r) = running.as_ref() {
             return Ok((r.endpoint.clone(), r.accepted.clone()));
         }
-        let local = udp.local_addr().ok_or("no UDP socket")?;
+        let local = udp.local_addr().ok_or(NoEndpoint::DatagramsOff)?;
         let (packets_tx, packets) = mpsc::channel(PACKET_QUEUE);
         let socket = Arc::new(socket::Shared {
             udp,
@@ -389,9 +481,9 @@ impl Streams {
         config.grease_quic_bit(false);
         config
             .max_udp_payload_size(MAX_PAYLOAD)
-            .map_err(|e| e.to_string())?;
-        let server = tls::server(&self.secret, &self.public).map_err(|e| e.to_string())?;
-        let server = QuicServerConfig::try_from(server).map_err(|e| e.to_string())?;
+            .map_err(|e| failed(e.to_string()))?;
+        let server = tls::server(&self.secret, &self.public).map_err(|e| failed(e.to_string()))?;
+        let server = QuicServerConfig::try_from(server).map_err(|e| failed(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
         server.transport_config(transport());
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
@@ -400,13 +492,14 @@ impl Streams {
             socket,
             Arc::new(quinn::TokioRuntime),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(e.to_string()))?;
         let (accepted_tx, accepted) = mpsc::channel(BACKLOG);
         let accepted = Arc::new(tokio::sync::Mutex::new(accepted));
         tokio::spawn(accept_loop(
             endpoint.clone(),
-            self.accepting.clone(),
+            self.listeners.clone(),
             self.counts.clone(),
+            self.handshake_limit.clone(),
             accepted_tx,
         ));
         *running = Some(Running {
@@ -424,6 +517,10 @@ fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.initial_mtu(MAX_PAYLOAD)
         .min_mtu(MAX_PAYLOAD)
+        // What one peer can make the node buffer: a stream window, no DATAGRAM frames.
+        .datagram_receive_buffer_size(None)
+        .stream_receive_window(RECEIVE_WINDOW.into())
+        .receive_window(RECEIVE_WINDOW.into())
         .mtu_discovery_config(None)
         .max_concurrent_bidi_streams(1u32.into())
         .max_concurrent_uni_streams(0u32.into())
@@ -436,12 +533,14 @@ fn transport() -> Arc<quinn::TransportConfig> {
 /// handshaken, and their stream held for `accept`.
 async fn accept_loop(
     endpoint: quinn::Endpoint,
-    accepting: Arc<AtomicUsize>,
+    listeners: Arc<Mutex<usize>>,
     counts: Arc<Mutex<Counts>>,
+    handshake_limit: Arc<Limiter>,
     accepted: mpsc::Sender<Stream>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
-        if accepting.load(Ordering::Relaxed) == 0 || accepted.capacity() == 0 {
+        let listening = listeners.lock().is_ok_and(|n| *n > 0);
+        if !listening || accepted.capacity() == 0 {
             incoming.refuse();
             continue;
         }
@@ -457,18 +556,23 @@ async fn accept_loop(
             continue;
         }
         let addr = socket::canonical(incoming.remote_address());
+        // A handshake costs a key agreement and signatures, as a datagram session's does:
+        // the same rate per host.
+        if !handshake_limit.allow(addr.ip()) {
+            incoming.refuse();
+            continue;
+        }
         // A stream through a circuit has the circuit's address: its relay bounds the
-        // circuits one host may hold.
-        let Some(slot) = Counts::take(&counts, Some(addr.ip())) else {
+        // circuits to one node (4) and held by one host (2).
+        let Some(slot) = Counts::take(&counts, Some(Prefix::host(addr.ip()))) else {
             incoming.refuse();
             continue;
         };
         let accepted = accepted.clone();
-        let accepting = accepting.clone();
+        let listeners = listeners.clone();
         tokio::spawn(async move {
             let route = crate::driver::circuit_ip(addr.ip()).then_some(Route::Relayed);
-            let opened = tokio::time::timeout(IDLE_TIMEOUT, handshake(incoming)).await;
-            let Ok(Ok((connection, peer, send, recv))) = opened else {
+            let Some((connection, peer, send, recv)) = handshake(incoming).await else {
                 return;
             };
             let stream = Stream {
@@ -480,41 +584,57 @@ async fn accept_loop(
                 recv,
                 _slot: slot,
             };
-            // The last listener may have gone during the handshake.
-            if accepting.load(Ordering::Relaxed) == 0 {
-                stream.connection.close(1u32.into(), b"not accepting");
+            // Queued under the listeners' lock: the last listener, going, closes what is
+            // queued, so nothing is queued after it.
+            let Ok(listening) = listeners.lock() else {
+                return;
+            };
+            if *listening == 0 {
+                stream.abandon(b"not accepting");
             } else if let Err(mpsc::error::TrySendError::Full(stream)) = accepted.try_send(stream) {
-                stream.connection.close(1u32.into(), b"busy");
+                stream.abandon(b"busy");
             }
         });
     }
 }
 
 /// An arriving connection's handshake, its peer's key, and its stream once the dialer's
-/// preamble arrived.
+/// version byte arrived, all within [`IDLE_TIMEOUT`]; `None` (the connection closed with
+/// [`BAD_PREAMBLE`] if it was made) if not.
 async fn handshake(
     incoming: quinn::Incoming,
-) -> Result<
-    (
-        quinn::Connection,
-        [u8; 32],
-        quinn::SendStream,
-        quinn::RecvStream,
-    ),
-    String,
-> {
-    let connection = incoming.await.map_err(|e| e.to_string())?;
-    let peer = peer_key(&connection).ok_or("no ed25519 key")?;
-    let (send, mut recv) = connection.accept_bi().await.map_err(|e| e.to_string())?;
-    let mut preamble = [0u8; 1];
-    recv.read_exact(&mut preamble)
+) -> Option<(
+    quinn::Connection,
+    [u8; 32],
+    quinn::SendStream,
+    quinn::RecvStream,
+)> {
+    let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+    let connection = tokio::time::timeout_at(deadline, incoming)
         .await
-        .map_err(|e| e.to_string())?;
-    if preamble[0] != PREAMBLE {
-        connection.close(2u32.into(), b"unknown stream version");
-        return Err("unknown stream version".into());
+        .ok()?
+        .ok()?;
+    let opened = tokio::time::timeout_at(deadline, async {
+        let peer = peer_key(&connection).ok_or("no ed25519 key")?;
+        let (send, mut recv) = connection.accept_bi().await.map_err(|_| "no stream")?;
+        let mut preamble = [0u8; 1];
+        recv.read_exact(&mut preamble)
+            .await
+            .map_err(|_| "no version byte")?;
+        if preamble[0] != PREAMBLE {
+            return Err("unknown stream version");
+        }
+        Ok((peer, send, recv))
+    })
+    .await
+    .unwrap_or(Err("no version byte in time"));
+    match opened {
+        Ok((peer, send, recv)) => Some((connection, peer, send, recv)),
+        Err(why) => {
+            connection.close(BAD_PREAMBLE.into(), why.as_bytes());
+            None
+        }
     }
-    Ok((connection, peer, send, recv))
 }
 
 /// The key the peer proved in the handshake.
@@ -536,18 +656,16 @@ impl Dht {
     /// relayed by its rendezvous point), then a QUIC connection over this node's UDP socket
     /// whose handshake proves the key. The other node must be listening ([`Dht::listen`]).
     pub async fn connect(&self, public_key: &[u8; 32]) -> Result<Stream, ConnectError> {
-        let (endpoint, _) = self
-            .streams
-            .endpoint()
-            .map_err(|_| ConnectError::DatagramsOff)?;
+        let (endpoint, _) = self.streams.endpoint()?;
+        // The slot first: a node at its bounds spends no punch nor circuit on a stream it
+        // could not open.
+        let slot = Counts::take(&self.streams.counts, None).ok_or(ConnectError::Busy)?;
         let (reached, to) = self.reach(public_key).await?;
         let route = reached.route;
         let failed = |reason: String| ConnectError::Failed {
             route: route.as_str(),
             reason,
         };
-        let slot = Counts::take(&self.streams.counts, None)
-            .ok_or_else(|| failed(format!("this node has {MAX_STREAMS} streams open")))?;
         let crypto = tls::client(&self.streams.secret, &self.streams.public, *public_key)
             .map_err(|e| failed(e.to_string()))?;
         let crypto = QuicClientConfig::try_from(crypto).map_err(|e| failed(e.to_string()))?;
@@ -586,11 +704,13 @@ impl Dht {
     /// them while a [`Listener`] is alive (it refuses them otherwise), holding those no
     /// [`Listener::accept`] waits for yet, up to [`BACKLOG`].
     pub fn listen(&self) -> Result<Listener, AcceptError> {
-        let (_, accepted) = self
+        let (_, accepted) = self.streams.endpoint()?;
+        let mut listeners = self
             .streams
-            .endpoint()
-            .map_err(|_| AcceptError::DatagramsOff)?;
-        self.streams.accepting.fetch_add(1, Ordering::Relaxed);
+            .listeners
+            .lock()
+            .map_err(|_| AcceptError::Stopped)?;
+        *listeners += 1;
         Ok(Listener {
             streams: self.streams.clone(),
             accepted,
@@ -598,7 +718,8 @@ impl Dht {
     }
 
     /// Waits for the next stream another node opens to this one: [`Dht::listen`] for one
-    /// stream. A node that nothing listens on refuses streams.
+    /// stream. Between calls nothing listens, and streams that arrive are refused: to take
+    /// many, keep a [`Listener`].
     pub async fn accept(&self) -> Result<Stream, AcceptError> {
         self.listen()?.accept().await
     }
@@ -621,11 +742,16 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if self.streams.accepting.fetch_sub(1, Ordering::Relaxed) == 1 {
-            // The last one: the streams nobody will take are closed.
+        let Ok(mut listeners) = self.streams.listeners.lock() else {
+            return;
+        };
+        *listeners = listeners.saturating_sub(1);
+        if *listeners == 0 {
+            // The last one: the streams nobody will take are closed (none is queued while
+            // the lock is held).
             if let Ok(mut accepted) = self.accepted.try_lock() {
                 while let Ok(stream) = accepted.try_recv() {
-                    stream.connection.close(1u32.into(), b"not accepting");
+                    stream.abandon(b"not accepting");
                 }
             }
         }

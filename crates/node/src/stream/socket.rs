@@ -101,12 +101,7 @@ impl AsyncUdpSocket for Shared {
                     };
                     filled += 1;
                 }
-                Poll::Ready(None) if filled == 0 => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "the node has stopped",
-                    )));
-                }
+                // The node stopped (it closes the endpoint too): nothing more comes.
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }
