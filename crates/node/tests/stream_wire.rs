@@ -117,6 +117,30 @@ fn endpoint() -> quinn::Endpoint {
     quinn::Endpoint::new(config, None, socket, Arc::new(quinn::TokioRuntime)).expect("an endpoint")
 }
 
+/// The ed25519 public key of `seed`.
+fn public_of(seed: [u8; 32]) -> [u8; 32] {
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes()
+}
+
+/// Dials the node `key` at `addr` holding the key of `seed`, opens the stream and writes the
+/// version byte.
+async fn opened(
+    seed: [u8; 32],
+    key: &[u8; 32],
+    addr: std::net::SocketAddr,
+) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream) {
+    let connection = endpoint()
+        .connect_with(client(Some(seed), key), addr, "cairn")
+        .expect("starts")
+        .await
+        .expect("the handshake proves the node's key");
+    let (mut send, recv) = connection.open_bi().await.expect("a stream");
+    send.write_all(&[0x01]).await.expect("the version byte");
+    (connection, send, recv)
+}
+
 async fn node() -> (Dht, std::net::SocketAddr, [u8; 32]) {
     let (dht, addr) = common::start_on(Config::default(), "127.0.4.1").await;
     let key = dht.status().await.expect("running").public_key;
@@ -127,23 +151,16 @@ async fn node() -> (Dht, std::net::SocketAddr, [u8; 32]) {
 async fn a_client_written_from_the_page_opens_a_stream_proving_both_keys() {
     let (dht, addr, key) = node().await;
     let listener = dht.listen().expect("listens");
-    let seed = [42; 32];
-    let mine = ed25519_dalek::SigningKey::from_bytes(&seed)
-        .verifying_key()
-        .to_bytes();
-
-    let connection = endpoint()
-        .connect_with(client(Some(seed), &key), addr, "cairn")
-        .expect("starts")
-        .await
-        .expect("the handshake proves the node's key");
-    let (mut send, mut recv) = connection.open_bi().await.expect("a stream");
-    send.write_all(&[0x01]).await.expect("the version byte");
+    let (_connection, mut send, mut recv) = opened([42; 32], &key, addr).await;
     send.write_all(b"hello").await.expect("writes");
     send.finish().expect("ends");
 
     let mut stream = listener.accept().await.expect("accepts");
-    assert_eq!(stream.peer(), &mine, "the node learned the client's key");
+    assert_eq!(
+        stream.peer(),
+        &public_of([42; 32]),
+        "the node learned the client's key"
+    );
     let mut got = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut got)
         .await
@@ -193,18 +210,9 @@ async fn the_node_wants_the_dialers_key_and_the_version_byte() {
         other => panic!("closed by {other:?}"),
     }
     // The next stream, with the right byte, is the one accepted.
-    let connection = endpoint()
-        .connect_with(client(Some([44; 32]), &key), addr, "cairn")
-        .expect("starts")
-        .await
-        .expect("connects");
-    let (mut send, _recv) = connection.open_bi().await.expect("a stream");
-    send.write_all(&[0x01]).await.expect("writes");
+    let _opened = opened([44; 32], &key, addr).await;
     let stream = listener.accept().await.expect("accepts");
-    let expected = ed25519_dalek::SigningKey::from_bytes(&[44; 32])
-        .verifying_key()
-        .to_bytes();
-    assert_eq!(stream.peer(), &expected);
+    assert_eq!(stream.peer(), &public_of([44; 32]));
 }
 
 #[tokio::test]
@@ -247,18 +255,13 @@ async fn dialers_that_never_prove_their_address_hold_no_slot_and_an_honest_one_i
         spoofers.push(socket);
     }
     // None holds one of the node's `MAX_STREAMS` slots: an honest dialer is served.
-    let connection = endpoint()
-        .connect_with(client(Some([51; 32]), &key), addr, "cairn")
-        .expect("starts")
-        .await
-        .expect("an honest dialer is served");
-    let (mut send, _recv) = connection.open_bi().await.expect("a stream");
-    send.write_all(&[0x01]).await.expect("writes");
+    let _opened = opened([51; 32], &key, addr).await;
     let stream = listener.accept().await.expect("accepts");
-    let honest = ed25519_dalek::SigningKey::from_bytes(&[51; 32])
-        .verifying_key()
-        .to_bytes();
-    assert_eq!(stream.peer(), &honest);
+    assert_eq!(
+        stream.peer(),
+        &public_of([51; 32]),
+        "an honest dialer is served"
+    );
     // Each was asked to prove its address first: a Retry, smaller than what asked.
     let mut retry = vec![0u8; 2048];
     let (n, _) = spoofers[0].recv_from(&mut retry).await.expect("an answer");

@@ -18,7 +18,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -333,7 +333,9 @@ impl Counts {
 pub(crate) struct Streams {
     secret: [u8; 32],
     public: [u8; 32],
-    udp: Option<Arc<Sockets>>,
+    /// The node's sockets, not kept open by this: a stopped node's port is free at once,
+    /// while its `Dht` handles live on.
+    udp: Option<Weak<Sockets>>,
     to_driver: mpsc::Sender<Box<ToDriver>>,
     running: Mutex<Option<Running>>,
     /// Set once the node stops: no endpoint is made after it.
@@ -407,7 +409,7 @@ impl Streams {
         Streams {
             secret: identity.signing_key().to_bytes(),
             public: identity.signing_key().verifying_key().to_bytes(),
-            udp,
+            udp: udp.as_ref().map(Arc::downgrade),
             to_driver,
             running: Mutex::new(None),
             stopped: AtomicBool::new(false),
@@ -461,6 +463,7 @@ impl Streams {
     /// The endpoint and the streams it accepted, made now if they were not yet.
     fn endpoint(&self) -> Result<(quinn::Endpoint, Accepted), NoEndpoint> {
         let udp = self.udp.clone().ok_or(NoEndpoint::DatagramsOff)?;
+        let sockets = udp.upgrade().ok_or(NoEndpoint::Stopped)?;
         let failed = |e: String| NoEndpoint::Failed(e);
         let mut running = self.running.lock().map_err(|_| failed("poisoned".into()))?;
         if self.stopped.load(Ordering::Relaxed) {
@@ -469,7 +472,7 @@ impl Streams {
         if let Some(r) = running.as_ref() {
             return Ok((r.endpoint.clone(), r.accepted.clone()));
         }
-        let local = udp.local_addr().ok_or(NoEndpoint::DatagramsOff)?;
+        let local = sockets.local_addr().ok_or(NoEndpoint::DatagramsOff)?;
         let (packets_tx, packets) = mpsc::channel(PACKET_QUEUE);
         let socket = Arc::new(socket::Shared {
             udp,

@@ -44,7 +44,8 @@ pub(crate) fn is_quic(bytes: &[u8]) -> bool {
 
 /// The node's sockets as the QUIC endpoint sees them.
 pub(super) struct Shared {
-    pub(super) udp: Arc<Sockets>,
+    /// Not kept open by the endpoint: they close when the node stops.
+    pub(super) udp: std::sync::Weak<Sockets>,
     pub(super) to_driver: mpsc::Sender<Box<ToDriver>>,
     pub(super) packets: Mutex<mpsc::Receiver<(SocketAddr, Vec<u8>)>>,
     pub(super) local: SocketAddr,
@@ -73,7 +74,9 @@ impl AsyncUdpSocket for Shared {
                 .to_driver
                 .try_send(Box::new(ToDriver::StreamOut { to, bytes }));
         } else {
-            self.udp.send(to, transmit.contents);
+            if let Some(udp) = self.udp.upgrade() {
+                udp.send(to, transmit.contents);
+            }
         }
         Ok(())
     }
