@@ -784,8 +784,6 @@ fn ping_punches_through_port_keeping_nats_and_relays_to_one_behind_a_random_mapp
     )
     .finish();
     let wall = started.elapsed();
-    let listened = listening.finish();
-    let carried = std::fs::read(&p3_heard).expect("reads");
     assert!(
         !connected.ok && connected.stderr.contains("(relayed)"),
         "{connected:?}"
@@ -794,6 +792,8 @@ fn ping_punches_through_port_keeping_nats_and_relays_to_one_behind_a_random_mapp
         connected.stderr.contains("relay carries at most 128 KiB"),
         "{connected:?}"
     );
+    let listened = listening.finish();
+    let carried = std::fs::read(&p3_heard).expect("reads");
     assert!(
         !listened.ok,
         "cairn listen on p3 ended the stream cleanly: {listened:?}"
