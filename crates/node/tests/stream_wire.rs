@@ -276,3 +276,56 @@ async fn dialers_that_never_prove_their_address_hold_no_slot_and_an_honest_one_i
         "the Retry is smaller than the 1,200-byte Initial: {n}"
     );
 }
+
+#[tokio::test]
+async fn a_hosts_stream_handshakes_count_against_its_handshake_rate_and_another_host_is_served() {
+    // Three handshakes a host, refilled about once an hour: the fourth from one host is
+    // refused, and a dialer on another host is still served.
+    let mut config = Config::default();
+    config.handshake_rate = cairn_node::Rate {
+        per_second: 0.000_3,
+        burst: 3.0,
+    };
+    let (dht, addr) = common::start_on(config, "127.0.4.31").await;
+    let key = dht.status().await.expect("running").public_key;
+    let listener = dht.listen().expect("listens");
+    let dial_from = |ip: &'static str, seed: u8| async move {
+        let mut config = quinn::EndpointConfig::default();
+        config.grease_quic_bit(false);
+        let socket = std::net::UdpSocket::bind(format!("{ip}:0")).expect("binds");
+        let endpoint = quinn::Endpoint::new(config, None, socket, Arc::new(quinn::TokioRuntime))
+            .expect("an endpoint");
+        let connecting = endpoint
+            .connect_with(client(Some([seed; 32]), &key), addr, "cairn")
+            .expect("starts");
+        (connecting.await, endpoint)
+    };
+    let mut held = Vec::new();
+    for seed in 60..63 {
+        let (connected, endpoint) = dial_from("127.0.4.32", seed).await;
+        let connection = connected.expect("within the host's rate");
+        let (mut send, recv) = connection.open_bi().await.expect("a stream");
+        send.write_all(&[0x01]).await.expect("writes");
+        held.push((connection, send, recv, endpoint));
+    }
+    let (refused, _) = dial_from("127.0.4.32", 63).await;
+    match refused {
+        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
+            assert_eq!(
+                close.error_code,
+                quinn::TransportErrorCode::CONNECTION_REFUSED
+            );
+        }
+        other => panic!("the fourth handshake from one host: {other:?}"),
+    }
+    let (served, _endpoint) = dial_from("127.0.4.33", 64).await;
+    let connection = served.expect("another host is served");
+    let (mut send, _recv) = connection.open_bi().await.expect("a stream");
+    send.write_all(&[0x01]).await.expect("writes");
+    // The three first, then the other host's: the refused one never queued.
+    for _ in 0..3 {
+        listener.accept().await.expect("accepts");
+    }
+    let stream = listener.accept().await.expect("accepts");
+    assert_eq!(stream.peer(), &public_of([64; 32]));
+}
