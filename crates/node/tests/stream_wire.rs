@@ -329,3 +329,59 @@ async fn a_hosts_stream_handshakes_count_against_its_handshake_rate_and_another_
     let stream = listener.accept().await.expect("accepts");
     assert_eq!(stream.peer(), &public_of([64; 32]));
 }
+
+#[tokio::test]
+async fn accepted_streams_leave_room_for_the_nodes_own_and_each_host_gets_its_share() {
+    let (dht, addr, key) = node().await;
+    let listener = dht.listen().expect("listens");
+    // Other hosts open streams until the node has accepted all it takes: `STREAMS_PER_HOST`
+    // from each, one more from a host refused, and none from a new host past `MAX_ACCEPTED`.
+    let mut held = Vec::new();
+    let hosts = cairn_node::MAX_ACCEPTED / cairn_node::STREAMS_PER_HOST;
+    for host in 0..=hosts {
+        for n in 0..=cairn_node::STREAMS_PER_HOST {
+            let seed = [u8::try_from(host * 8 + n).expect("small"); 32];
+            let ip = format!("127.0.6.{}", host + 1);
+            let socket = std::net::UdpSocket::bind(format!("{ip}:0")).expect("binds");
+            let mut config = quinn::EndpointConfig::default();
+            config.grease_quic_bit(false);
+            let endpoint =
+                quinn::Endpoint::new(config, None, socket, Arc::new(quinn::TokioRuntime))
+                    .expect("an endpoint");
+            let connected = endpoint
+                .connect_with(client(Some(seed), &key), addr, "cairn")
+                .expect("starts")
+                .await;
+            let within = host < hosts && n < cairn_node::STREAMS_PER_HOST;
+            match connected {
+                Ok(connection) if within => {
+                    let (mut send, recv) = connection.open_bi().await.expect("a stream");
+                    send.write_all(&[0x01]).await.expect("writes");
+                    // Taken at once, so that the backlog (16) is not the bound met.
+                    let taken = listener.accept().await.expect("accepts");
+                    held.push((connection, send, recv, endpoint, taken));
+                }
+                Err(quinn::ConnectionError::ConnectionClosed(close)) if !within => {
+                    assert_eq!(
+                        close.error_code,
+                        quinn::TransportErrorCode::CONNECTION_REFUSED
+                    );
+                }
+                other => panic!("host {host}, stream {n} (within the bounds: {within}): {other:?}"),
+            }
+        }
+    }
+    assert_eq!(held.len(), cairn_node::MAX_ACCEPTED);
+    // The node's own stream to another node still opens: accepted ones cannot take it all.
+    let (other, _) = common::start_on(Config::default(), "127.0.4.50").await;
+    other.bootstrap(vec![addr]).await.expect("joins");
+    let other_key = other.status().await.expect("running").public_key;
+    let _other_listens = other.listen().expect("listens");
+    let mut own = dht
+        .connect(&other_key)
+        .await
+        .expect("the node's own stream opens");
+    tokio::io::AsyncWriteExt::write_all(&mut own, b"mine")
+        .await
+        .expect("writes");
+}
