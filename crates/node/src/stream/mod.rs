@@ -124,7 +124,7 @@ pub struct Stream {
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stream")
-            .field("peer", &hex(&self.peer))
+            .field("peer", &cairn_core::to_hex(&self.peer))
             .field("route", &self.route)
             .field("addr", &self.addr)
             .finish()
@@ -647,10 +647,6 @@ fn peer_key(connection: &quinn::Connection) -> Option<[u8; 32]> {
         .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
         .ok()?;
     tls::key_of(chain.first()?.as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Dht {
