@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_node::client::{ApiClient, ClientError};
-use common::{free_addr, spawn_node, temp_dir};
+use common::{free_addr, spawn_node, temp_dir, wait_for_peers};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -178,12 +178,7 @@ fn sigint_and_sigterm_stop_cleanly_and_a_restart_keeps_id_and_rejoins() {
     let mut b = Node::start(&dir_b, listen_b, api_b, &["--bootstrap", &seed]);
     let rt = runtime();
     let client_b = ApiClient::new(api_b);
-    let peers = |client: &ApiClient| rt.block_on(client.status()).map_or(0, |s| s.peers);
-    let start = Instant::now();
-    while peers(&client_b) < 1 {
-        assert!(start.elapsed() < Duration::from_secs(20), "b never joined");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_peers(&rt, api_b, 1);
     let id_before = rt.block_on(client_b.status()).expect("status").node_id;
     let put = rt
         .block_on(client_b.put("kept", "across restarts".into(), None))
@@ -202,14 +197,9 @@ fn sigint_and_sigterm_stop_cleanly_and_a_restart_keeps_id_and_rejoins() {
     assert_eq!(after.node_id, id_before);
     let got = rt.block_on(client_b.get_key(&put.key)).expect("kept");
     assert_eq!(&got.value[..], b"across restarts");
-    let start = Instant::now();
-    while peers(&ApiClient::new(a.api)) < 1 || peers(&client_b) < 1 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "b did not rejoin from its snapshot"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // B rejoins from its snapshot alone.
+    wait_for_peers(&rt, a.api, 1);
+    wait_for_peers(&rt, api_b, 1);
     drop(b);
 
     let _ = std::fs::remove_file(dir_a.join(cairn_node::snapshot::SNAPSHOT_FILE));

@@ -89,8 +89,9 @@ fn connect_and_listen_pipe_bytes_both_ways_between_two_nodes_by_key() {
     );
     let _nodes = Nodes(vec![a, b]);
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
-    wait_for_api(&rt, a_api);
-    wait_for_api(&rt, b_api);
+    // A finds B by its key in A's routing table, so both must have met first.
+    wait_for_peers(&rt, a_api, 1);
+    wait_for_peers(&rt, b_api, 1);
     let b_key = public_key(b_api);
 
     // Nothing listens on B: refused, exit 1, said so.

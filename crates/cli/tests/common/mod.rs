@@ -88,3 +88,18 @@ pub fn wait_for_api(rt: &tokio::runtime::Runtime, api: SocketAddr) -> cairn_node
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Waits (at most 2 minutes) until the node whose API is at `api` has `at_least` contacts in
+/// its routing table: a node answers its API before it has joined anyone.
+#[allow(dead_code)]
+pub fn wait_for_peers(rt: &tokio::runtime::Runtime, api: SocketAddr, at_least: usize) {
+    let client = cairn_node::client::ApiClient::new(api);
+    let started = std::time::Instant::now();
+    while rt.block_on(client.status()).map_or(0, |s| s.peers) < at_least {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the node at {api} never had {at_least} contacts"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
