@@ -1,75 +1,122 @@
-//! The TCP handshake's checks (`docs/protocol.md`, "Handshake") on arbitrary frames: the
-//! dialer reading a `welcome`, the listener reading a `hello` then an `auth`, each as
-//! `crates/node/src/connection` does (decode, then `Transcript::verify`).
+//! The TCP handshake (`docs/protocol.md`, "Handshake") on arbitrary frames, through the core's
+//! state machines as the node's connection tasks run them: a `Dialing` (the vectors' dialer,
+//! expecting the vectors' listener) reading a first answer, and an `Accepting` (the vectors'
+//! listener) reading a `hello` then an `auth`.
 //!
-//! Holds: no panic; a `welcome` verifies only with the listener's key and exactly the
-//! signature that key makes over this transcript, never as the dialer's role; an `auth`
-//! verifies only with the key its `hello` named, and only as the dialer's signature.
+//! Holds: no panic; a dial succeeds only with the listener's key and exactly the signature
+//! that key makes over this transcript, and only then is an `auth` queued; the listener
+//! verifies an `auth` only from the key its `hello` named, with exactly the signature that key
+//! makes as the dialer; a welcome's own signature never passes as an `auth`.
 #![no_main]
 
-use cairn_core::{Message, Role, Transcript, wire};
-use cairn_fuzz::{listener_key, transcript, vector_key};
+use std::time::Duration;
+
+use cairn_core::datagram::Real;
+use cairn_core::{Accepting, Dialing, Greeting, Message, NodeId, Role, Time, wire};
+use cairn_fuzz::{listener_key, network, transcript, vector_key};
 use ed25519_dalek::Signer;
 use libfuzzer_sys::fuzz_target;
 
-/// The dialer sent the fixture `hello`; `frame` is what came back.
+fn greeting() -> Greeting {
+    Greeting {
+        network: network(),
+        port: 7400,
+        datagrams: true,
+    }
+}
+
+/// The dialer sent the vectors' `hello`; `frame` is what came back.
 fn dialer_reads(frame: &[u8]) {
-    let Ok(Message::Welcome(welcome)) = wire::decode(frame) else {
+    let Ok(answer) = wire::decode(frame) else {
         return;
     };
-    let ours = transcript("cairn");
-    let t = Transcript {
-        network: welcome.network.as_str(),
-        listener_key: welcome.public_key,
-        listener_nonce: welcome.nonce,
-        ..ours.clone()
+    let dialer = Real::new(vector_key());
+    let listener_public = listener_key().verifying_key().to_bytes();
+    let peer = "192.0.2.1:7401".parse().unwrap();
+    let expected = NodeId::of_public_key(&listener_public);
+    let mut dial = Dialing::new(&dialer, greeting(), [0x11; 32], peer, Some(expected));
+    assert!(matches!(dial.poll_message(), Some(Message::Hello(_))));
+    let welcome = match &answer {
+        Message::Welcome(welcome) => Some(welcome.clone()),
+        _ => None,
     };
-    if t.verify(Role::Listener, &welcome.signature) {
-        assert_eq!(
-            welcome.public_key,
-            listener_key().verifying_key().to_bytes()
-        );
-        let expected = listener_key()
-            .sign(&t.signed_bytes(Role::Listener))
-            .to_bytes();
-        assert_eq!(
-            welcome.signature, expected,
-            "a welcome verified with a forged signature"
-        );
+    match dial.handle_message(&dialer, answer) {
+        Ok(dialed) => {
+            let welcome = welcome.expect("only a welcome is accepted");
+            assert_eq!(dialed.public_key, listener_public);
+            assert_eq!(dialed.id, expected);
+            let t = transcript("cairn");
+            let t = cairn_core::Transcript {
+                listener_nonce: welcome.nonce,
+                ..t
+            };
+            let honest = listener_key().sign(&t.signed_bytes(Role::Listener));
+            assert_eq!(
+                welcome.signature,
+                honest.to_bytes(),
+                "a welcome verified with a forged signature"
+            );
+            assert!(matches!(dial.poll_message(), Some(Message::Auth(_))));
+        }
+        Err(_) => assert!(dial.poll_message().is_none(), "an auth after a failed dial"),
     }
-    assert!(
-        !t.verify(Role::Dialer, &welcome.signature),
-        "a welcome's signature verified as the dialer's"
-    );
 }
 
 /// The listener (nonce `33`) read `hello`, then `auth`.
 fn listener_reads(hello: &[u8], auth: &[u8]) {
-    let Ok(Message::Hello(hello)) = wire::decode(hello) else {
+    let Ok((hello, envelope)) = wire::decode_with(hello) else {
         return;
+    };
+    let listener = Real::new(listener_key());
+    let public = listener_key().verifying_key().to_bytes();
+    let peer = "192.0.2.2:40000".parse().unwrap();
+    let now = Time::from_secs(1_000);
+    let mut accept = Accepting::new(
+        (public, [0x33; 32]),
+        greeting(),
+        (peer, 1),
+        now,
+        Duration::from_secs(5),
+    );
+    let claimed = match &hello {
+        Message::Hello(hello) => Some((hello.public_key, hello.nonce, hello.network.clone())),
+        _ => None,
+    };
+    let Ok(welcomed) = accept.handle_hello(&listener, hello, envelope.role) else {
+        assert!(!accept.is_verified());
+        return;
+    };
+    let (dialer_key, dialer_nonce, _) = claimed.expect("only a hello is welcomed");
+    assert_eq!(welcomed.requester.id, NodeId::of_public_key(&dialer_key));
+    assert!(!welcomed.requester.verified);
+    let Some(Message::Welcome(welcome)) = accept.poll_message() else {
+        panic!("a welcomed hello is answered with welcome");
     };
     let Ok(Message::Auth(auth)) = wire::decode(auth) else {
         return;
     };
-    let ours = transcript("cairn");
-    let t = Transcript {
-        network: hello.network.as_str(),
-        dialer_key: hello.public_key,
-        dialer_nonce: hello.nonce,
-        ..ours
-    };
-    if t.verify(Role::Dialer, &auth.signature) {
-        assert_eq!(hello.public_key, vector_key().verifying_key().to_bytes());
-        let expected = vector_key().sign(&t.signed_bytes(Role::Dialer)).to_bytes();
+    if auth.signature == welcome.signature {
+        // The welcome's own signature, sent back, is no `auth`: the role byte differs.
+        assert!(accept.handle_auth::<Real>(&auth.signature).is_err());
+        return;
+    }
+    if accept.handle_auth::<Real>(&auth.signature).is_ok() {
+        assert!(accept.is_verified());
+        assert_eq!(dialer_key, vector_key().verifying_key().to_bytes());
+        let t = cairn_core::Transcript {
+            dialer_key,
+            dialer_nonce,
+            ..transcript("cairn")
+        };
+        let honest = vector_key().sign(&t.signed_bytes(Role::Dialer));
         assert_eq!(
-            auth.signature, expected,
+            auth.signature,
+            honest.to_bytes(),
             "an auth verified with a forged signature"
         );
+    } else {
+        assert!(!accept.is_verified());
     }
-    assert!(
-        !t.verify(Role::Listener, &auth.signature),
-        "an auth's signature verified as the listener's"
-    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -6,11 +6,10 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use bytes::BytesMut;
+use cairn_node::cairn_core::datagram::Real;
 use cairn_node::cairn_core::netstring::{self, NetstringDecoder};
 use cairn_node::cairn_core::wire;
-use cairn_node::cairn_core::{
-    Auth, Hello, Message, NetworkName, NodeId, PROTOCOL_VERSION, Role, Transcript,
-};
+use cairn_node::cairn_core::{Dialing, Greeting, Message, NetworkName, NodeId};
 use ed25519_dalek::SigningKey;
 
 /// A connection past the handshake.
@@ -41,34 +40,22 @@ impl Peer {
             buf: BytesMut::new(),
             node_key: [0; 32],
         };
-        let key = SigningKey::from_bytes(&[seed; 32]);
-        let network = NetworkName::default();
-        let hello = Hello {
-            version: PROTOCOL_VERSION,
-            network: network.clone(),
-            public_key: key.verifying_key().to_bytes(),
-            nonce: [seed; 32],
+        let suite = Real::new(SigningKey::from_bytes(&[seed; 32]));
+        let greeting = Greeting {
+            network: NetworkName::default(),
             port: 0,
             datagrams: false,
         };
-        peer.send(&Message::Hello(hello.clone()))?;
-        let welcome = match peer.receive()? {
-            Message::Welcome(welcome) => welcome,
-            other => return Err(invalid(format!("expected welcome, got {other:?}"))),
-        };
-        let transcript = Transcript {
-            network: network.as_str(),
-            dialer_key: hello.public_key,
-            dialer_nonce: hello.nonce,
-            listener_key: welcome.public_key,
-            listener_nonce: welcome.nonce,
-        };
-        if !transcript.verify(Role::Listener, &welcome.signature) {
-            return Err(invalid("the welcome signature does not verify"));
+        let mut handshake = Dialing::new(&suite, greeting, [seed; 32], addr, None);
+        while let Some(message) = handshake.poll_message() {
+            peer.send(&message)?;
         }
-        let signature = transcript.sign(Role::Dialer, &key);
-        peer.send(&Message::Auth(Auth { signature }))?;
-        peer.node_key = welcome.public_key;
+        let welcome = peer.receive()?;
+        let dialed = handshake.handle_message(&suite, welcome).map_err(invalid)?;
+        while let Some(message) = handshake.poll_message() {
+            peer.send(&message)?;
+        }
+        peer.node_key = dialed.public_key;
         Ok(peer)
     }
 

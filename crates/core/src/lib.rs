@@ -77,7 +77,9 @@ pub use item::{
 pub use node::{expiry, next_seq};
 
 // Messages between peers, their limits, and the handshake.
-pub use handshake::{Role, Transcript};
+pub use handshake::{
+    Accepting, Dialed, Dialing, Greeting, HandshakeError, Role, Transcript, Welcomed,
+};
 pub use message::{
     Auth, Contact, ErrorCode, ErrorReply, Hello, MAX_ERROR_MESSAGE, MAX_LISTEN_TTL,
     MAX_NETWORK_LEN, Message, Mode, NetworkName, NetworkNameError, PROTOCOL_VERSION, Peer,

@@ -168,6 +168,11 @@ impl Identity {
         &self.signing_key
     }
 
+    /// The cryptography the handshake and the datagram plane sign with, under this key.
+    pub fn suite(&self) -> cairn_core::datagram::Real {
+        cairn_core::datagram::Real::new(self.signing_key.clone())
+    }
+
     /// The ed25519 public key.
     pub fn public_key(&self) -> [u8; 32] {
         self.signing_key.verifying_key().to_bytes()

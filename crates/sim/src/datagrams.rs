@@ -105,14 +105,14 @@ impl Paths {
 
 /// The public key node `id`'s plane signs with: the first half of the id (ids are random or
 /// hashes, so halves are as distinct as the ids).
-fn public_key(id: &NodeId) -> [u8; 32] {
+pub(crate) fn public_key(id: &NodeId) -> [u8; 32] {
     let mut key = [0; 32];
     key.copy_from_slice(&id.as_bytes()[..32]);
     key
 }
 
 /// The id node `id` has on the datagram plane.
-fn plane_id(id: &NodeId) -> NodeId {
+pub(crate) fn plane_id(id: &NodeId) -> NodeId {
     NodeId::of_public_key(&public_key(id))
 }
 
@@ -369,10 +369,11 @@ impl<S: Durable> Sim<S> {
             }
             PlaneEvent::Failed { id, .. } => self.nodes[index].node.handle_failure(now, id),
             PlaneEvent::Fallback(transmit) => {
-                // The TCP path needs only the address: the expected id is checked there by
-                // the connection's handshake, which the model charges but does not run.
+                // The TCP path finds the node by its address; a new connection's handshake
+                // then checks it is the one expected (the id is the plane's already).
                 if let Some(&target) = self.by_addr.get(&transmit.to.addr) {
-                    self.send_request(index, target, transmit.id, transmit.request);
+                    let expected = transmit.to.id;
+                    self.send_request(index, target, transmit, expected);
                 }
             }
             PlaneEvent::Verified(from) => {

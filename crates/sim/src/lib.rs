@@ -40,7 +40,7 @@ use std::time::Duration;
 use cairn_core::datagram::{Plane, Simulated};
 use cairn_core::{
     Config, Contact, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Request, Requester,
-    Response, StoreLimits, Time, WatchId,
+    Response, StoreLimits, Time, Transmit, WatchId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -158,6 +158,8 @@ pub struct Sim<S = MemoryStore> {
     latency: Latency,
     transport: Option<Transport>,
     connections_opened: u64,
+    /// New connections whose handshake failed (another node than the one expected).
+    handshakes_failed: u64,
     loss: f64,
     /// While the network is cut in two: each node's side (nodes added since are on side 0).
     sides: Option<Vec<bool>>,
@@ -211,6 +213,7 @@ impl<S: Durable> Sim<S> {
             latency,
             transport: None,
             connections_opened: 0,
+            handshakes_failed: 0,
             loss: 0.0,
             sides: None,
             tickets: HashMap::new(),
@@ -255,6 +258,12 @@ impl<S: Durable> Sim<S> {
     /// Connections opened so far (with a [`Transport`]).
     pub fn connections_opened(&self) -> u64 {
         self.connections_opened
+    }
+
+    /// Connections opened whose handshake failed: the node at the address was not the one
+    /// the dialer expected.
+    pub fn handshakes_failed(&self) -> u64 {
+        self.handshakes_failed
     }
 
     /// The requests of every node so far, dead ones included.
@@ -794,10 +803,19 @@ impl<S: Durable> Sim<S> {
         );
     }
 
-    /// Sends request `id` from `from` to `to` over a pooled connection, or over a new one
-    /// once it is open; a stopped node's host refuses the connection, a killed one's never
-    /// answers.
-    fn send_request(&mut self, from: usize, to: usize, id: u64, request: Request) {
+    /// Sends `transmit` from `from` to node `to` (at its address) over a pooled connection, or
+    /// over a new one once it is open and its handshake done; a stopped node's host refuses
+    /// the connection, a killed one's never answers, and a handshake that finds another node
+    /// than `expected` (an id as the handshake sees it: the hash of a public key) fails the
+    /// request when `welcome` comes back.
+    fn send_request(
+        &mut self,
+        from: usize,
+        to: usize,
+        transmit: Transmit,
+        expected: Option<NodeId>,
+    ) {
+        let Transmit { id, request, .. } = transmit;
         let Some(transport) = self.transport else {
             self.send(from, to, id, Delivery::Request(request));
             return;
@@ -822,9 +840,15 @@ impl<S: Durable> Sim<S> {
             }
             return;
         }
-        self.nodes[from].pool.open(to, now, transport.pool);
         self.connections_opened += 1;
+        let (dialer, listener) = (&self.nodes[from].contact, &self.nodes[to].contact);
         let setup = transport.setup(round_trip);
+        if !transport::handshake(dialer, listener, expected, (now, self.connections_opened)) {
+            self.handshakes_failed += 1;
+            self.push(now + setup + round_trip, Action::Refused { node: from, id });
+            return;
+        }
+        self.nodes[from].pool.open(to, now, transport.pool);
         self.send_after(from, to, id, Delivery::Request(request), setup);
     }
 
@@ -872,7 +896,8 @@ impl<S: Durable> Sim<S> {
                 self.send_over_plane(index, transmit);
             } else if let Some(&target) = self.by_addr.get(&transmit.to.addr) {
                 // An address nobody has is a host that never answers: the request times out.
-                self.send_request(index, target, transmit.id, transmit.request);
+                let expected = transmit.to.id.as_ref().map(datagrams::plane_id);
+                self.send_request(index, target, transmit, expected);
             }
         }
         while let Some(event) = self.nodes[index].node.poll_event() {

@@ -9,7 +9,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cairn_core::Time;
+use cairn_core::datagram::{Simulated, Suite};
+use cairn_core::{Accepting, Contact, Dialing, Greeting, Message, NetworkName, NodeId, Time};
+
+use crate::datagrams::public_key;
 
 /// How requests reach their peer, as the real transport charges it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +71,60 @@ impl Transport {
     /// which is never shorter than the round trip.
     pub(crate) fn resend_after(&self, round_trip: Duration) -> Duration {
         self.retransmission.max(round_trip)
+    }
+}
+
+/// Runs cairn's handshake on a new connection from `dialer` to `listener`, as the node's
+/// connection tasks do: the core's [`Dialing`] and [`Accepting`] with the simulator's
+/// signatures, the messages handed across at once (their round trips are what
+/// [`Transport::setup`] charges). `expected` is the node the dialer means to reach, if it knows
+/// which, by the id the handshake proves (the hash of its public key, as on the datagram
+/// plane); `nonce` tells connections apart. Whether the dialer reached that node and the
+/// listener verified the dialer.
+pub(crate) fn handshake(
+    dialer: &Contact,
+    listener: &Contact,
+    expected: Option<NodeId>,
+    (now, nonce): (Time, u64),
+) -> bool {
+    let suites = (
+        Simulated::new(public_key(&dialer.id)),
+        Simulated::new(public_key(&listener.id)),
+    );
+    let greeting = |contact: &Contact| Greeting {
+        network: NetworkName::default(),
+        port: contact.addr.port(),
+        datagrams: false,
+    };
+    let mut nonces = ([0; 32], [1; 32]);
+    nonces.0[..8].copy_from_slice(&nonce.to_be_bytes());
+    nonces.1[..8].copy_from_slice(&nonce.to_be_bytes());
+    let mut dialing = Dialing::new(
+        &suites.0,
+        greeting(dialer),
+        nonces.0,
+        listener.addr,
+        expected,
+    );
+    let mut accepting = Accepting::new(
+        (suites.1.public_key(), nonces.1),
+        greeting(listener),
+        (dialer.addr, nonce),
+        now,
+        Duration::from_secs(5),
+    );
+    let welcomed = dialing
+        .poll_message()
+        .is_some_and(|hello| accepting.handle_hello(&suites.1, hello, None).is_ok());
+    let dialed = welcomed
+        && accepting
+            .poll_message()
+            .is_some_and(|welcome| dialing.handle_message(&suites.0, welcome).is_ok());
+    match dialing.poll_message() {
+        Some(Message::Auth(auth)) if dialed => {
+            accepting.handle_auth::<Simulated>(&auth.signature).is_ok()
+        }
+        _ => false,
     }
 }
 
@@ -165,6 +222,23 @@ mod tests {
         pool.prune(t(64), idle);
         assert!(pool.is_open(3, t(64), idle));
         assert_eq!(pool.open.len(), 1);
+    }
+
+    #[test]
+    fn a_new_connection_runs_the_handshake_and_reaches_only_the_node_expected() {
+        let contact = |n: u8, port| Contact::new(NodeId::hash(&[n]), ([127, 0, 0, 1], port).into());
+        let (dialer, listener, other) = (contact(1, 1), contact(2, 2), contact(3, 3));
+        let now = Time::from_secs(1);
+        let proven = |c: &Contact| Some(crate::datagrams::plane_id(&c.id));
+        assert!(handshake(&dialer, &listener, proven(&listener), (now, 1)));
+        assert!(
+            handshake(&dialer, &listener, None, (now, 2)),
+            "a seed: any node"
+        );
+        assert!(
+            !handshake(&dialer, &listener, proven(&other), (now, 3)),
+            "another node answers at the address"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The simulator charges connections as the real transport does: a new contact costs the TCP
 //! handshake (and the hello/welcome round trip without pipelining), an open connection
 //! nothing, a stopped node's host refuses after one round trip, a killed one never answers,
-//! and a lost message arrives a retransmission timeout late.
+//! and a lost message arrives a retransmission timeout late. Every new connection runs the
+//! core's handshake.
 
 use std::time::Duration;
 
@@ -57,6 +58,8 @@ fn a_new_contact_costs_a_round_trip_more_and_an_open_connection_nothing() {
         "the connection is open"
     );
     assert_eq!(pipelined.connections_opened(), opened + 1);
+    // Every connection ran cairn's handshake, and each found the node it expected.
+    assert_eq!(pipelined.handshakes_failed(), 0);
 
     let without = Transport {
         pipelining: false,

@@ -594,6 +594,52 @@ fn golden_handshake_signatures() {
     );
 }
 
+/// The handshake's state machines, given the vectors' keys and nonces, put the vectors'
+/// signatures on the wire.
+#[test]
+fn the_handshake_machines_send_the_golden_signatures() {
+    use crate::datagram::{Real, Suite};
+    use crate::handshake::{Accepting, Dialing, Greeting};
+    let (dialer, listener) = (
+        Real::new(golden_key()),
+        Real::new(SigningKey::from_bytes(&[0x22; 32])),
+    );
+    let greeting = Greeting {
+        network: NetworkName::default(),
+        port: 4000,
+        datagrams: true,
+    };
+    let peer = "192.0.2.1:4000".parse().unwrap();
+    let mut dial = Dialing::new(&dialer, greeting.clone(), [0x11; 32], peer, None);
+    let mut accept = Accepting::new(
+        (listener.public_key(), [0x33; 32]),
+        greeting,
+        (peer, 1),
+        crate::Time::from_secs(0),
+        std::time::Duration::from_secs(5),
+    );
+    let hello = dial.poll_message().expect("hello");
+    accept
+        .handle_hello(&listener, hello, None)
+        .expect("welcomed");
+    let Some(Message::Welcome(welcome)) = accept.poll_message() else {
+        panic!("a welcome");
+    };
+    assert_eq!(
+        crate::id::to_hex(&welcome.signature),
+        GOLDEN_WELCOME_SIGNATURE
+    );
+    dial.handle_message(&dialer, Message::Welcome(welcome))
+        .expect("verifies");
+    let Some(Message::Auth(auth)) = dial.poll_message() else {
+        panic!("an auth");
+    };
+    assert_eq!(crate::id::to_hex(&auth.signature), GOLDEN_AUTH_SIGNATURE);
+    accept
+        .handle_auth::<Real>(&auth.signature)
+        .expect("verifies");
+}
+
 const GOLDEN_STORE: &str = "83a474797065a573746f7265a2696401a46974656d87a46b696e64a67369676e6564aa7075626c69635f6b6579c42003a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8a46e616d65a568656c6c6fa576616c7565c405776f726c64a373657107a765787069726573ce713fb300a97369676e6174757265c440abb4846bf8d1a7532a0d6ea81851f734e5c07d281b3f8c04fa5cc6581c73e862d40bb32f754c6b5d54266fdec24a5a5367800de1b62ea14c78e982c7d8a22b0d";
 const GOLDEN_LISTENER_KEY: &str =
     "a09aa5f47a6759802ff955f8dc2d2a14a5c99d23be97f864127ff9383455a4f0";

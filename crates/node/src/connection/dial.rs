@@ -14,9 +14,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use cairn_core::netstring;
 use cairn_core::wire;
-use cairn_core::{
-    Auth, Contact, Hello, Message, Mode, NodeId, PROTOCOL_VERSION, Response, Role, Transcript,
-};
+use cairn_core::{Contact, Dialing, Greeting, HandshakeError, Message, Mode, NodeId};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpSocket, TcpStream};
@@ -160,11 +158,9 @@ async fn connect(
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut reader = FrameReader::new(read, shared.config.max_frame);
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
+    let suite = shared.identity.suite();
+    let greeting = Greeting {
         network: shared.config.network.clone(),
-        public_key: shared.identity.public_key(),
-        nonce: nonce(),
         // A client accepts no requests: it announces no port.
         port: match shared.mode.get() {
             Mode::Server => shared.listen_port,
@@ -172,8 +168,11 @@ async fn connect(
         },
         datagrams: shared.udp.is_some(),
     };
+    let mut handshake = Dialing::new(&suite, greeting, nonce(), addr, expected);
     let mut burst = BytesMut::new();
-    netstring::encode(&encode(&Message::Hello(hello.clone()), shared)?, &mut burst);
+    while let Some(message) = handshake.poll_message() {
+        netstring::encode(&encode(&message, shared)?, &mut burst);
+    }
     while let Ok((id, request)) = requests.try_recv() {
         // A `listen` sent here is a subscription like one sent later: its `notify` frames are
         // taken once it is answered.
@@ -189,41 +188,15 @@ async fn connect(
     let frame = timeout(shared.config.read_timeout, reader.next(shared))
         .await
         .map_err(|_| ConnError::Timeout)??;
-    let welcome = match wire::decode(&frame) {
-        Ok(Message::Welcome(welcome)) => welcome,
-        Ok(Message::Response {
-            response: Response::Error(e),
-            ..
-        }) => {
-            return Err(ConnError::Refused {
-                code: e.code,
-                message: e.message,
-            });
-        }
-        _ => return Err(ConnError::NotWelcome),
-    };
-    let transcript = Transcript {
-        network: shared.config.network.as_str(),
-        dialer_key: hello.public_key,
-        dialer_nonce: hello.nonce,
-        listener_key: welcome.public_key,
-        listener_nonce: welcome.nonce,
-    };
-    if welcome.network != shared.config.network {
-        return Err(ConnError::WrongNetwork(welcome.network));
+    // A frame that is not a message is no `welcome` either.
+    let answer = wire::decode(&frame).map_err(|_| HandshakeError::NotWelcome)?;
+    let dialed = handshake.handle_message(&suite, answer)?;
+    while let Some(message) = handshake.poll_message() {
+        write_message(&mut write, &message, shared).await?;
     }
-    if !transcript.verify(Role::Listener, &welcome.signature) {
-        return Err(ConnError::BadWelcome);
-    }
-    let id = NodeId::of_public_key(&welcome.public_key);
-    if expected.is_some_and(|e| e != id) {
-        return Err(ConnError::UnexpectedPeer { addr, found: id });
-    }
-    let signature = transcript.sign(Role::Dialer, shared.identity.signing_key());
-    write_message(&mut write, &Message::Auth(Auth { signature }), shared).await?;
-    if shared.udp.is_some() && !welcome.datagrams {
+    if shared.udp.is_some() && !dialed.datagrams {
         // A version-1 listener: datagrams to it would go unanswered.
         let _ = shared.tell(ToDriver::TcpOnly { addr }).await;
     }
-    Ok((reader, write, Contact::new(id, addr)))
+    Ok((reader, write, Contact::new(dialed.id, addr)))
 }

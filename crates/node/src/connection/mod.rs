@@ -26,12 +26,11 @@ mod dial;
 mod frame;
 mod serve;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use cairn_core::netstring;
 use cairn_core::wire;
-use cairn_core::{ErrorCode, Message, NetworkName, NodeId};
+use cairn_core::{ErrorCode, HandshakeError, Message};
 use rand::RngCore;
 
 use crate::error::SeedFailure;
@@ -52,41 +51,17 @@ pub(crate) enum ConnError {
     Encode(#[from] wire::EncodeError),
     #[error("timed out")]
     Timeout,
-    /// The dialer did not complete the handshake within `handshake_timeout`.
-    #[error("the handshake was not done in time")]
-    HandshakeTimeout,
     /// A newcomer took this connection's place.
     #[error("evicted to make room for a newcomer")]
     Evicted,
     #[error("closed by peer")]
     Eof,
-    /// The dialer's first frame was not a valid `hello`.
-    #[error("the first frame is not hello")]
-    NotHello,
-    /// The dialer speaks another version or network; it was answered 426.
-    #[error("the dialer speaks version {version} on network {network:?}")]
-    Mismatch { version: u64, network: NetworkName },
-    /// The dialer's `auth` signature does not verify against the transcript.
-    #[error("the auth signature does not verify")]
-    BadAuth,
+    /// The handshake failed (`docs/protocol.md`, "Handshake"), on either side.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
     /// The peer sent `max_invalid_messages` frames that were not valid messages.
     #[error("{0} invalid messages")]
     TooManyInvalid(u32),
-    /// The listener answered `hello` with an error (426: version or network mismatch).
-    #[error("refused ({code}): {message}")]
-    Refused { code: ErrorCode, message: String },
-    /// The listener answered `hello` with something other than `welcome` or an error.
-    #[error("the answer to hello is not welcome")]
-    NotWelcome,
-    /// The `welcome` names another network than this node's.
-    #[error("the listener is on network {0:?}")]
-    WrongNetwork(NetworkName),
-    /// The `welcome` signature does not verify against the transcript.
-    #[error("the welcome signature does not verify")]
-    BadWelcome,
-    /// The listener proved to be another node than the one the dialer meant to reach.
-    #[error("{addr} is node {found}, not the one expected")]
-    UnexpectedPeer { addr: SocketAddr, found: NodeId },
     /// The listener sent a frame that is not a response.
     #[error("the listener sent a {0}, not a response")]
     NotAResponse(&'static str),
@@ -102,16 +77,19 @@ impl ConnError {
             ConnError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 SeedFailure::Refused
             }
-            ConnError::Timeout | ConnError::HandshakeTimeout => SeedFailure::TimedOut,
-            ConnError::Refused { code, message } if *code == ErrorCode::MISMATCH => {
+            ConnError::Timeout | ConnError::Handshake(HandshakeError::Timeout) => {
+                SeedFailure::TimedOut
+            }
+            ConnError::Handshake(HandshakeError::Refused { code, message })
+                if *code == ErrorCode::MISMATCH =>
+            {
                 SeedFailure::WrongNetwork(message.clone())
             }
-            ConnError::WrongNetwork(network) => {
+            ConnError::Handshake(HandshakeError::WrongNetwork(network)) => {
                 SeedFailure::WrongNetwork(format!("it is on network {network:?}"))
             }
             ConnError::Frame(_)
-            | ConnError::NotWelcome
-            | ConnError::BadWelcome
+            | ConnError::Handshake(HandshakeError::NotWelcome | HandshakeError::BadWelcome)
             | ConnError::NotAResponse(_)
             | ConnError::BadResponse(_)
             | ConnError::Eof => SeedFailure::NotCairn(self.to_string()),

@@ -11,10 +11,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use cairn_core::datagram::Real;
 use cairn_core::wire;
 use cairn_core::{
-    Auth, ErrorCode, ErrorReply, Message, Mode, NodeId, PROTOCOL_VERSION, Request, Requester,
-    Response, Role, Transcript, Welcome,
+    Accepting, Auth, ErrorCode, ErrorReply, Greeting, HandshakeError, Message, Mode, Request,
+    Requester, Response, Welcomed,
 };
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -23,6 +24,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 
 use super::frame::{FrameReader, quiet_limit, write_message, write_within};
 use super::{ConnError, NOTIFY_QUEUE, SHUTDOWN_GRACE, kind, nonce};
+use crate::clock::Clock;
 use crate::driver::inbox::ToDriver;
 use crate::inbound::Place;
 use crate::shared::Shared;
@@ -80,7 +82,7 @@ pub(crate) async fn serve_inbound(
             .await;
     }
     match result {
-        Err(ConnError::HandshakeTimeout) => {
+        Err(ConnError::Handshake(HandshakeError::Timeout)) => {
             shared.metrics.handshake_timeouts.inc();
             tracing::debug!(%peer, "inbound connection closed: handshake not done in time");
         }
@@ -89,98 +91,43 @@ pub(crate) async fn serve_inbound(
     }
 }
 
-/// What the listener's side of the handshake leaves for serving: the socket halves, the
-/// transcript (to check `auth` against) and who the dialer claims to be.
-type Accepted<'a> = (
-    FrameReader,
-    OwnedWriteHalf,
-    Transcript<'a>,
-    (Requester, Option<SocketAddr>),
-);
-
-/// The listener's side of the handshake: `hello` in, `welcome` (or 426) out.
+/// The listener's side of the handshake up to `welcome`: `hello` in, `welcome` (or 426) out.
+/// What is left of it (`auth`, the deadline) stays in `handshake` for serving.
 async fn accept_handshake(
     stream: TcpStream,
     peer: SocketAddr,
-    connection: u64,
+    handshake: &mut Accepting,
     shared: &Shared,
-) -> Result<Accepted<'_>, ConnError> {
+) -> Result<(FrameReader, OwnedWriteHalf, Welcomed), ConnError> {
     let (read, mut write) = stream.into_split();
     let mut reader = FrameReader::new(read, shared.config.max_frame);
     let first = timeout(shared.config.read_timeout, reader.next(shared))
         .await
         .map_err(|_| ConnError::Timeout)??;
-    let (hello, role) = match wire::decode_with(&first) {
-        Ok((Message::Hello(hello), envelope)) => (hello, envelope.role),
-        _ => return Err(ConnError::NotHello),
-    };
-    if hello.version != PROTOCOL_VERSION || hello.network != shared.config.network {
-        let reply = ErrorReply::new(
-            ErrorCode::MISMATCH,
-            format!(
-                "this node speaks version {PROTOCOL_VERSION} on network {:?}",
-                shared.config.network.as_str()
-            ),
-        );
-        write_message(
-            &mut write,
-            &Message::Response {
-                id: 0,
-                response: Response::Error(reply),
-            },
-            shared,
-        )
-        .await?;
-        return Err(ConnError::Mismatch {
-            version: hello.version,
-            network: hello.network,
-        });
+    let (message, role) = wire::decode_with(&first)
+        .map(|(message, envelope)| (message, envelope.role))
+        .map_err(|_| HandshakeError::NotHello)?;
+    let welcomed = handshake.handle_hello(&shared.identity.suite(), message, role);
+    while let Some(message) = handshake.poll_message() {
+        write_message(&mut write, &message, shared).await?;
     }
-    let transcript = Transcript {
-        network: shared.config.network.as_str(),
-        dialer_key: hello.public_key,
-        dialer_nonce: hello.nonce,
-        listener_key: shared.identity.public_key(),
-        listener_nonce: nonce(),
-    };
-    let welcome = Welcome {
-        version: PROTOCOL_VERSION,
-        network: shared.config.network.clone(),
-        public_key: transcript.listener_key,
-        nonce: transcript.listener_nonce,
-        port: shared.listen_port,
-        datagrams: shared.udp.is_some(),
-        signature: transcript.sign(Role::Listener, shared.identity.signing_key()),
-    };
-    write_message(&mut write, &Message::Welcome(welcome), shared).await?;
-    if shared.udp.is_some() && !hello.datagrams && hello.port != 0 {
+    let welcomed = welcomed?;
+    if let (Some(addr), true) = (welcomed.tcp_only, shared.udp.is_some()) {
         // A version-1 dialer: datagrams to it would go unanswered.
-        let addr = SocketAddr::new(peer.ip(), hello.port);
         let _ = shared.tell(ToDriver::TcpOnly { addr }).await;
     }
-
-    let announced = (hello.port != 0).then(|| SocketAddr::new(peer.ip(), hello.port));
-    let mut requester = Requester {
-        id: NodeId::of_public_key(&hello.public_key),
-        addr: announced,
-        verified: false,
-        source: peer.ip(),
-        connection,
-    };
-    if role == Some(Mode::Client) {
-        // A client announces no port; one that did anyway is taken at its word.
-        requester.addr = None;
-    }
-    Ok((reader, write, transcript, (requester, announced)))
+    tracing::trace!(%peer, "welcomed");
+    Ok((reader, write, welcomed))
 }
 
 /// An authenticated-or-not inbound connection past `welcome`: what serving it needs.
 struct Inbound<'a> {
     place: &'a Place,
+    /// The handshake: `auth` still to come, or verified.
+    handshake: Accepting,
     /// The dialer's address, for its host's rate limits.
     ip: IpAddr,
     write: OwnedWriteHalf,
-    transcript: Transcript<'a>,
     requester: Requester,
     /// The address the dialer's `hello` announced, if any: its contact address while its
     /// last message did not say `role: "client"`.
@@ -208,10 +155,8 @@ impl Inbound<'_> {
             self.take_role(envelope.role, shared).await;
         }
         let answer = match decoded.map(|(message, _)| message) {
-            Ok(Message::Auth(Auth { signature })) if !self.requester.verified => {
-                if !self.transcript.verify(Role::Dialer, &signature) {
-                    return Err(ConnError::BadAuth);
-                }
+            Ok(Message::Auth(Auth { signature })) if !self.handshake.is_verified() => {
+                self.handshake.handle_auth::<Real>(&signature)?;
                 self.requester.verified = true;
                 self.place.authenticated();
                 self.tell_client(shared).await;
@@ -292,27 +237,42 @@ async fn serve_inbound_inner(
     shared: &Shared,
     listened: &mut bool,
 ) -> Result<(), ConnError> {
-    // `hello` and a verified `auth` must both arrive by this deadline.
-    let handshake_deadline = Instant::now() + shared.config.handshake_timeout;
-    // Boxed: the handshake's state is freed once it is done, rather than kept inline in a
+    // `hello` and a verified `auth` must both arrive by the handshake's deadline.
+    let clock = Clock::new();
+    let greeting = Greeting {
+        network: shared.config.network.clone(),
+        port: shared.listen_port,
+        datagrams: shared.udp.is_some(),
+    };
+    let mut handshake = Accepting::new(
+        (shared.identity.public_key(), nonce()),
+        greeting,
+        (peer, place.id()),
+        clock.now(),
+        shared.config.handshake_timeout,
+    );
+    let deadline = handshake
+        .poll_timeout()
+        .map_or_else(Instant::now, |t| clock.instant(t));
+    // Boxed: the handshake's I/O state is freed once it is done, rather than kept inline in a
     // task that may idle for a minute.
-    let (mut reader, write, transcript, (requester, announced)) = timeout_at(
-        handshake_deadline,
-        Box::pin(accept_handshake(stream, peer, place.id(), shared)),
+    let (mut reader, write, welcomed) = timeout_at(
+        deadline,
+        Box::pin(accept_handshake(stream, peer, &mut handshake, shared)),
     )
     .await
-    .map_err(|_| ConnError::HandshakeTimeout)??;
+    .map_err(|_| HandshakeError::Timeout)??;
     // Room for every answer owed, so the driver never finds this queue full of answers, and
     // for `NOTIFY_QUEUE` notifications on top (the driver leaves the answers' room free).
     let in_service = shared.config.max_requests_per_connection.max(1);
     let (reply, mut replies) = mpsc::channel::<Box<Message>>(in_service + NOTIFY_QUEUE);
     let mut conn = Inbound {
         place,
+        handshake,
         ip: peer.ip(),
         write,
-        transcript,
-        requester,
-        announced,
+        requester: welcomed.requester,
+        announced: welcomed.announced,
         client: false,
         told_client: false,
         reply,
@@ -339,8 +299,8 @@ async fn serve_inbound_inner(
             reported = Some(conn.outstanding);
         }
         tokio::select! {
-            () = tokio::time::sleep_until(handshake_deadline), if !conn.requester.verified => {
-                return Err(ConnError::HandshakeTimeout);
+            () = tokio::time::sleep_until(deadline), if conn.handshake.poll_timeout().is_some() => {
+                conn.handshake.handle_timeout(clock.now())?;
             }
             _ = shutdown.changed(), if draining.is_none() => {
                 draining = Some(Instant::now() + SHUTDOWN_GRACE);

@@ -31,7 +31,7 @@ pub(super) fn plane(shared: &Shared, now: cairn_core::Time) -> Option<Plane<Real
         .min(shared.config.protocol.min_slot_timeout / 2);
     let mut seed = [0; 32];
     rand::rng().fill_bytes(&mut seed);
-    let suite = Real::new(shared.identity.signing_key().clone());
+    let suite = shared.identity.suite();
     Some(Plane::new(suite, config, seed, now))
 }
 
