@@ -20,7 +20,8 @@
 //!   a publisher picks `seq` and `expires` ([`next_seq`], [`expiry`]), and which copy wins
 //!   ([`Resolution`], [`Refusal`], [`Held`], [`Summary`]).
 //! - **Messages and the handshake**: [`Message`] with its [`Request`]s and [`Response`]s,
-//!   their limits, and the handshake's signatures ([`Transcript`], [`Role`]).
+//!   their limits, and the TCP handshake: both sides as state machines ([`Dialing`],
+//!   [`Accepting`]) and the signatures they exchange ([`Transcript`], [`Role`]).
 //! - **Storage**: the [`Store`] trait, [`MemoryStore`], the [`Ledger`] every store shares,
 //!   and the limits, errors and commit outcomes of a write.
 //! - **Routing**: the [`RoutingTable`] a node exposes read-only, its [`Diversity`] limits and
