@@ -6,13 +6,16 @@
 //! Holds: no panic; a dial succeeds only with the listener's key and exactly the signature
 //! that key makes over this transcript, and only then is an `auth` queued; the listener
 //! verifies an `auth` only from the key its `hello` named, with exactly the signature that key
-//! makes as the dialer; a welcome's own signature never passes as an `auth`.
+//! makes as the dialer; a welcome's own signature never passes as an `auth`; a refused `hello`
+//! is answered by a 426 alone.
 #![no_main]
 
 use std::time::Duration;
 
 use cairn_core::datagram::Real;
-use cairn_core::{Accepting, Dialing, Greeting, Message, NodeId, Role, Time, wire};
+use cairn_core::{
+    Accepting, Dialing, ErrorCode, Greeting, Message, NodeId, Response, Role, Time, wire,
+};
 use cairn_fuzz::{listener_key, network, transcript, vector_key};
 use ed25519_dalek::Signer;
 use libfuzzer_sys::fuzz_target;
@@ -68,11 +71,10 @@ fn listener_reads(hello: &[u8], auth: &[u8]) {
         return;
     };
     let listener = Real::new(listener_key());
-    let public = listener_key().verifying_key().to_bytes();
     let peer = "192.0.2.2:40000".parse().unwrap();
     let now = Time::from_secs(1_000);
     let mut accept = Accepting::new(
-        (public, [0x33; 32]),
+        (&listener, [0x33; 32]),
         greeting(),
         (peer, 1),
         now,
@@ -84,6 +86,14 @@ fn listener_reads(hello: &[u8], auth: &[u8]) {
     };
     let Ok(welcomed) = accept.handle_hello(&listener, hello, envelope.role) else {
         assert!(!accept.is_verified());
+        // A refused `hello` is answered by the 426 alone, or by nothing.
+        if let Some(reply) = accept.poll_message() {
+            assert!(
+                matches!(&reply, Message::Response { id: 0, response: Response::Error(e) } if e.code == ErrorCode::MISMATCH),
+                "{reply:?}"
+            );
+        }
+        assert!(accept.poll_message().is_none());
         return;
     };
     let (dialer_key, dialer_nonce, _) = claimed.expect("only a hello is welcomed");
@@ -97,10 +107,10 @@ fn listener_reads(hello: &[u8], auth: &[u8]) {
     };
     if auth.signature == welcome.signature {
         // The welcome's own signature, sent back, is no `auth`: the role byte differs.
-        assert!(accept.handle_auth::<Real>(&auth.signature).is_err());
+        assert!(accept.handle_auth::<Real>(now, &auth.signature).is_err());
         return;
     }
-    if accept.handle_auth::<Real>(&auth.signature).is_ok() {
+    if accept.handle_auth::<Real>(now, &auth.signature).is_ok() {
         assert!(accept.is_verified());
         assert_eq!(dialer_key, vector_key().verifying_key().to_bytes());
         let t = cairn_core::Transcript {

@@ -126,8 +126,15 @@ async fn invalid_messages_get_400_and_the_connection_stays_until_16() {
         (6, 400),
         "short target"
     );
+    // A second `auth`, even a valid one, is out of place: 400, and the handshake stands.
+    c.auth().await;
+    assert_eq!(
+        error_code(read_message(&mut c.stream).await),
+        (0, 400),
+        "a second auth"
+    );
     assert_eq!(c.ping(7).await, pong(7), "still usable");
-    for n in 3..16 {
+    for n in 4..16 {
         c.send(&frame(b"\x90")).await;
         assert_eq!(
             error_code(read_message(&mut c.stream).await).1,

@@ -842,13 +842,14 @@ impl<S: Durable> Sim<S> {
         }
         self.connections_opened += 1;
         let (dialer, listener) = (&self.nodes[from].contact, &self.nodes[to].contact);
-        let setup = transport.setup(round_trip);
         if !transport::handshake(dialer, listener, expected, (now, self.connections_opened)) {
+            // The dialer finds out when `welcome` is back: TCP's round trip, then hello's.
             self.handshakes_failed += 1;
-            self.push(now + setup + round_trip, Action::Refused { node: from, id });
+            self.push(now + round_trip * 2, Action::Refused { node: from, id });
             return;
         }
         self.nodes[from].pool.open(to, now, transport.pool);
+        let setup = transport.setup(round_trip);
         self.send_after(from, to, id, Delivery::Request(request), setup);
     }
 
@@ -939,5 +940,53 @@ impl<S: Durable> Sim<S> {
         let mut bytes = [0u8; 64];
         self.rng.fill(&mut bytes[..]);
         Id::from_bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_core::{Peer, Request, Transmit};
+
+    use super::*;
+
+    /// A dial to a node's address expecting another node: the handshake fails, the dialer
+    /// hears so when `welcome` is back (two round trips), and no connection stays open.
+    #[test]
+    fn a_connection_that_meets_another_node_than_expected_fails_at_welcome() {
+        let one_way = Duration::from_millis(10);
+        let mut sim = Sim::new(1, Latency::Fixed(one_way));
+        sim.set_transport(Some(Transport::default()));
+        for n in 0..3u8 {
+            sim.add_node(Id::hash(&[n]), Config::default(), StoreLimits::default());
+        }
+        let (to, other) = (sim.nodes[1].contact, sim.nodes[2].contact);
+        let transmit = |id, expected: &Contact| Transmit {
+            id,
+            to: Peer {
+                id: Some(expected.id),
+                addr: to.addr,
+            },
+            request: Request::Ping,
+        };
+        let start = sim.now();
+        let expected = Some(datagrams::plane_id(&other.id));
+        sim.send_request(0, 1, transmit(7, &other), expected);
+        assert_eq!(sim.handshakes_failed(), 1);
+        assert_eq!(sim.connections_opened(), 1);
+        assert!(!sim.nodes[0].pool.is_open(1, start, Duration::from_secs(60)));
+        let mut refused_at = None;
+        while let Some(action) = sim.scheduler.pop() {
+            if let Action::Refused { node: 0, id: 7 } = action {
+                refused_at = Some(sim.scheduler.now());
+                break;
+            }
+        }
+        assert_eq!(refused_at, Some(start + one_way * 4));
+
+        // The node it expected is the one there: the request goes out after TCP's round trip.
+        let expected = Some(datagrams::plane_id(&to.id));
+        sim.send_request(0, 1, transmit(8, &to), expected);
+        assert_eq!(sim.handshakes_failed(), 1);
+        assert!(sim.nodes[0].pool.is_open(1, start, Duration::from_secs(60)));
     }
 }

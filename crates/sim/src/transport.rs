@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cairn_core::datagram::{Simulated, Suite};
+use cairn_core::datagram::Simulated;
 use cairn_core::{Accepting, Contact, Dialing, Greeting, Message, NetworkName, NodeId, Time};
 
 use crate::datagrams::public_key;
@@ -107,7 +107,7 @@ pub(crate) fn handshake(
         expected,
     );
     let mut accepting = Accepting::new(
-        (suites.1.public_key(), nonces.1),
+        (&suites.1, nonces.1),
         greeting(listener),
         (dialer.addr, nonce),
         now,
@@ -121,9 +121,9 @@ pub(crate) fn handshake(
             .poll_message()
             .is_some_and(|welcome| dialing.handle_message(&suites.0, welcome).is_ok());
     match dialing.poll_message() {
-        Some(Message::Auth(auth)) if dialed => {
-            accepting.handle_auth::<Simulated>(&auth.signature).is_ok()
-        }
+        Some(Message::Auth(auth)) if dialed => accepting
+            .handle_auth::<Simulated>(now, &auth.signature)
+            .is_ok(),
         _ => false,
     }
 }

@@ -183,6 +183,11 @@ fn an_item_too_large_for_a_datagram_is_fetched_over_tcp() {
     let large: Item = ImmutableItem::new(Bytes::from(vec![7u8; 4_000])).into();
     let items = put(&mut sim, vec![large]);
     assert!(sim.connections_opened() > 0, "the store went over TCP");
+    assert_eq!(
+        sim.handshakes_failed(),
+        0,
+        "each connection found the node the plane expected"
+    );
     assert_eq!(get_all(&mut sim, &items), 1);
     assert!(sim.datagram_totals().fallbacks > 0);
 }

@@ -61,10 +61,10 @@ pub struct Welcomed {
 
 impl Accepting {
     /// The handshake of connection number `connection` from `peer`, accepted at `now` by the
-    /// node holding `public_key`, saying `greeting` and this connection's fresh random `nonce`;
-    /// it must be done within `timeout`.
-    pub fn new(
-        (public_key, nonce): ([u8; 32], [u8; 32]),
+    /// node holding `suite`'s key, saying `greeting` and this connection's fresh random
+    /// `nonce`; it must be done within `timeout`. The same `suite` signs the `welcome`.
+    pub fn new<C: Suite>(
+        (suite, nonce): (&C, [u8; 32]),
         greeting: Greeting,
         (peer, connection): (SocketAddr, u64),
         now: Time,
@@ -72,7 +72,7 @@ impl Accepting {
     ) -> Self {
         Accepting {
             greeting,
-            listener: (public_key, nonce),
+            listener: (suite.public_key(), nonce),
             peer,
             connection,
             deadline: now + timeout,
@@ -173,14 +173,20 @@ impl Accepting {
         })
     }
 
-    /// The dialer's `auth` (its first: a second one is the driver's to refuse as invalid).
-    /// One that does not verify fails the handshake.
-    pub fn handle_auth<C: Suite>(&mut self, signature: &[u8; 64]) -> Result<(), HandshakeError> {
-        let State::AwaitingAuth {
-            dialer: (dialer_key, dialer_nonce),
-        } = self.state
-        else {
-            return Err(self.fail(HandshakeError::BadAuth));
+    /// The dialer's `auth`, arrived at `now`. One that does not verify, or that comes past the
+    /// deadline or before `hello`, fails the handshake; a second one once verified is refused
+    /// ([`HandshakeError::SecondAuth`], for the driver to answer as an invalid message) and
+    /// changes nothing.
+    pub fn handle_auth<C: Suite>(
+        &mut self,
+        now: Time,
+        signature: &[u8; 64],
+    ) -> Result<(), HandshakeError> {
+        let (dialer_key, dialer_nonce) = match self.state {
+            State::Verified => return Err(HandshakeError::SecondAuth),
+            _ if now >= self.deadline => return Err(self.fail(HandshakeError::Timeout)),
+            State::AwaitingAuth { dialer } => dialer,
+            State::AwaitingHello | State::Failed => return Err(self.fail(HandshakeError::BadAuth)),
         };
         let (listener_key, listener_nonce) = self.listener;
         let transcript = Transcript {

@@ -133,6 +133,9 @@ pub enum HandshakeError {
     /// The dialer's `auth` signature does not verify against the transcript.
     #[error("the auth signature does not verify")]
     BadAuth,
+    /// An `auth` after one verified: refused, the handshake stands.
+    #[error("a second auth")]
+    SecondAuth,
     /// The dialer did not complete the handshake by its deadline.
     #[error("the handshake was not done in time")]
     Timeout,

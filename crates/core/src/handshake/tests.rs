@@ -45,6 +45,8 @@ use crate::{NodeId, Time};
 const DIALER_AT: &str = "192.0.2.7:40000";
 const LISTENER_AT: &str = "198.51.100.9:4000";
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// When every message in these tests arrives, unless one says otherwise: within the deadline.
+const NOW: Time = Time::from_secs(101);
 
 fn greeting(network: &str, port: u16, datagrams: bool) -> Greeting {
     Greeting {
@@ -60,7 +62,7 @@ fn real(seed: u8) -> Real {
 
 fn accepting<C: Suite>(listener: &C, greeting: Greeting) -> Accepting {
     Accepting::new(
-        (listener.public_key(), [9; 32]),
+        (listener, [9; 32]),
         greeting,
         (DIALER_AT.parse().unwrap(), 17),
         Time::from_secs(100),
@@ -127,9 +129,15 @@ fn a_dial_and_an_accept_prove_both_keys_and_say_who_is_who() {
     assert_eq!(welcomed.tcp_only, None, "the dialer speaks datagrams");
     assert!(!accept.is_verified());
     let signature = auth_signature(&mut dial);
-    assert_eq!(accept.handle_auth::<Real>(&signature), Ok(()));
+    assert_eq!(accept.handle_auth::<Real>(NOW, &signature), Ok(()));
     assert!(accept.is_verified());
     assert_eq!(accept.poll_timeout(), None, "no deadline once verified");
+    // A second `auth` is refused and leaves the handshake standing.
+    assert_eq!(
+        accept.handle_auth::<Real>(NOW, &signature),
+        Err(HandshakeError::SecondAuth)
+    );
+    assert!(accept.is_verified());
 }
 
 #[test]
@@ -256,7 +264,7 @@ fn an_auth_that_does_not_verify_fails_and_the_listeners_own_signature_is_no_auth
     };
     // The welcome's signature sent back as the auth: the role byte tells them apart.
     assert_eq!(
-        accept.handle_auth::<Real>(&welcome.signature),
+        accept.handle_auth::<Real>(NOW, &welcome.signature),
         Err(HandshakeError::BadAuth)
     );
     assert!(!accept.is_verified());
@@ -278,7 +286,7 @@ fn an_auth_that_does_not_verify_fails_and_the_listeners_own_signature_is_no_auth
     assert_eq!(transcript.sign_with(Role::Dialer, &dialer), honest);
     let forged = transcript.sign_with(Role::Dialer, &other);
     assert_eq!(
-        accept.handle_auth::<Real>(&forged),
+        accept.handle_auth::<Real>(NOW, &forged),
         Err(HandshakeError::BadAuth)
     );
 }
@@ -304,7 +312,7 @@ fn the_listener_times_the_dialer_out_at_its_deadline_unless_auth_came() {
         Err(HandshakeError::Timeout)
     );
     assert_eq!(
-        accept.handle_auth::<Real>(&auth_signature(&mut dial)),
+        accept.handle_auth::<Real>(NOW, &auth_signature(&mut dial)),
         Err(HandshakeError::BadAuth),
         "too late"
     );
@@ -315,9 +323,21 @@ fn the_listener_times_the_dialer_out_at_its_deadline_unless_auth_came() {
         .1
         .unwrap();
     accept
-        .handle_auth::<Real>(&auth_signature(&mut dial))
+        .handle_auth::<Real>(NOW, &auth_signature(&mut dial))
         .unwrap();
     assert_eq!(accept.handle_timeout(deadline + TIMEOUT), Ok(()));
+
+    // An `auth` that arrives at the deadline is late, whether or not the timer fired first.
+    let mut accept = accepting(&listener, greeting("cairn", 4000, true));
+    let mut dial = dialing(&dialer, greeting("cairn", 5000, true), None);
+    exchange((&mut dial, &dialer), (&mut accept, &listener), None)
+        .1
+        .unwrap();
+    assert_eq!(
+        accept.handle_auth::<Real>(deadline, &auth_signature(&mut dial)),
+        Err(HandshakeError::Timeout)
+    );
+    assert!(!accept.is_verified());
 }
 
 #[test]
@@ -364,7 +384,7 @@ fn the_simulators_suite_runs_the_same_rules() {
     assert!(welcomed.is_ok());
     assert_eq!(dialed.unwrap().id, NodeId::of_public_key(&[2; 32]));
     let signature = auth_signature(&mut dial);
-    assert_eq!(accept.handle_auth::<Simulated>(&signature), Ok(()));
+    assert_eq!(accept.handle_auth::<Simulated>(NOW, &signature), Ok(()));
     // Its signatures are not real ones.
     let mut accept = accepting(&listener, greeting("cairn", 4000, true));
     let mut dial = dialing(&dialer, greeting("cairn", 5000, true), None);
@@ -372,7 +392,7 @@ fn the_simulators_suite_runs_the_same_rules() {
         .1
         .unwrap();
     assert_eq!(
-        accept.handle_auth::<Real>(&auth_signature(&mut dial)),
+        accept.handle_auth::<Real>(NOW, &auth_signature(&mut dial)),
         Err(HandshakeError::BadAuth)
     );
 }

@@ -598,7 +598,7 @@ fn golden_handshake_signatures() {
 /// signatures on the wire.
 #[test]
 fn the_handshake_machines_send_the_golden_signatures() {
-    use crate::datagram::{Real, Suite};
+    use crate::datagram::Real;
     use crate::handshake::{Accepting, Dialing, Greeting};
     let (dialer, listener) = (
         Real::new(golden_key()),
@@ -612,7 +612,7 @@ fn the_handshake_machines_send_the_golden_signatures() {
     let peer = "192.0.2.1:4000".parse().unwrap();
     let mut dial = Dialing::new(&dialer, greeting.clone(), [0x11; 32], peer, None);
     let mut accept = Accepting::new(
-        (listener.public_key(), [0x33; 32]),
+        (&listener, [0x33; 32]),
         greeting,
         (peer, 1),
         crate::Time::from_secs(0),
@@ -636,7 +636,7 @@ fn the_handshake_machines_send_the_golden_signatures() {
     };
     assert_eq!(crate::id::to_hex(&auth.signature), GOLDEN_AUTH_SIGNATURE);
     accept
-        .handle_auth::<Real>(&auth.signature)
+        .handle_auth::<Real>(crate::Time::from_secs(1), &auth.signature)
         .expect("verifies");
 }
 

@@ -96,7 +96,7 @@ pub(crate) async fn serve_inbound(
 async fn accept_handshake(
     stream: TcpStream,
     peer: SocketAddr,
-    handshake: &mut Accepting,
+    (handshake, suite): (&mut Accepting, &Real),
     shared: &Shared,
 ) -> Result<(FrameReader, OwnedWriteHalf, Welcomed), ConnError> {
     let (read, mut write) = stream.into_split();
@@ -107,7 +107,7 @@ async fn accept_handshake(
     let (message, role) = wire::decode_with(&first)
         .map(|(message, envelope)| (message, envelope.role))
         .map_err(|_| HandshakeError::NotHello)?;
-    let welcomed = handshake.handle_hello(&shared.identity.suite(), message, role);
+    let welcomed = handshake.handle_hello(suite, message, role);
     while let Some(message) = handshake.poll_message() {
         write_message(&mut write, &message, shared).await?;
     }
@@ -120,11 +120,22 @@ async fn accept_handshake(
     Ok((reader, write, welcomed))
 }
 
+/// What a second `auth` is answered: 400, as any frame out of place.
+fn second_auth() -> wire::DecodeError {
+    wire::DecodeError {
+        id: None,
+        code: ErrorCode::BAD_REQUEST,
+        reason: HandshakeError::SecondAuth.to_string(),
+    }
+}
+
 /// An authenticated-or-not inbound connection past `welcome`: what serving it needs.
 struct Inbound<'a> {
     place: &'a Place,
     /// The handshake: `auth` still to come, or verified.
     handshake: Accepting,
+    /// The clock the handshake's deadline is kept on.
+    clock: Clock,
     /// The dialer's address, for its host's rate limits.
     ip: IpAddr,
     write: OwnedWriteHalf,
@@ -155,8 +166,14 @@ impl Inbound<'_> {
             self.take_role(envelope.role, shared).await;
         }
         let answer = match decoded.map(|(message, _)| message) {
-            Ok(Message::Auth(Auth { signature })) if !self.handshake.is_verified() => {
-                self.handshake.handle_auth::<Real>(&signature)?;
+            Ok(Message::Auth(Auth { signature })) => {
+                let verified = self
+                    .handshake
+                    .handle_auth::<Real>(self.clock.now(), &signature);
+                if verified == Err(HandshakeError::SecondAuth) {
+                    return self.invalid(second_auth(), shared).await;
+                }
+                verified?;
                 self.requester.verified = true;
                 self.place.authenticated();
                 self.tell_client(shared).await;
@@ -190,13 +207,20 @@ impl Inbound<'_> {
             Ok(other) => wire::DecodeError {
                 id: None,
                 code: ErrorCode::BAD_REQUEST,
-                reason: match other {
-                    Message::Auth(_) => "a second auth".to_owned(),
-                    other => format!("unexpected {} from the dialer", kind(&other)),
-                },
+                reason: format!("unexpected {} from the dialer", kind(&other)),
             },
             Err(e) => e,
         };
+        self.invalid(answer, shared).await
+    }
+
+    /// Answers an invalid frame 400 and counts it; past `max_invalid_messages` the connection
+    /// closes.
+    async fn invalid(
+        &mut self,
+        answer: wire::DecodeError,
+        shared: &Shared,
+    ) -> Result<(), ConnError> {
         self.invalid += 1;
         shared.metrics.invalid_messages.inc();
         write_within(&mut self.write, &answer.reply(), shared).await?;
@@ -244,8 +268,9 @@ async fn serve_inbound_inner(
         port: shared.listen_port,
         datagrams: shared.udp.is_some(),
     };
+    let suite = shared.identity.suite();
     let mut handshake = Accepting::new(
-        (shared.identity.public_key(), nonce()),
+        (&suite, nonce()),
         greeting,
         (peer, place.id()),
         clock.now(),
@@ -258,7 +283,12 @@ async fn serve_inbound_inner(
     // task that may idle for a minute.
     let (mut reader, write, welcomed) = timeout_at(
         deadline,
-        Box::pin(accept_handshake(stream, peer, &mut handshake, shared)),
+        Box::pin(accept_handshake(
+            stream,
+            peer,
+            (&mut handshake, &suite),
+            shared,
+        )),
     )
     .await
     .map_err(|_| HandshakeError::Timeout)??;
@@ -269,6 +299,7 @@ async fn serve_inbound_inner(
     let mut conn = Inbound {
         place,
         handshake,
+        clock,
         ip: peer.ip(),
         write,
         requester: welcomed.requester,
