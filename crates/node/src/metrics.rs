@@ -200,6 +200,8 @@ pub(crate) struct Metrics {
     pub(crate) datagram_fallbacks: Counter,
     /// Sessions dropped after a request on them heard nothing back at all.
     pub(crate) silent_sessions: Counter,
+    /// Requests over datagrams the node stopped waiting for while they were still tried.
+    pub(crate) datagram_cancels: Counter,
     /// Datagram sessions held now.
     pub(crate) sessions: Gauge,
     /// Times the node's address as its peers see it changed (or became known), by family.
@@ -267,6 +269,7 @@ impl Metrics {
             datagram_retransmits: Counter::default(),
             datagram_fallbacks: Counter::default(),
             silent_sessions: Counter::default(),
+            datagram_cancels: Counter::default(),
             sessions: Gauge::default(),
             observed_changes: Family::default(),
             reachability: Family::default(),
@@ -523,6 +526,11 @@ impl Metrics {
             "datagram_fallbacks",
             "Requests sent over TCP instead of datagrams (a stream needed, too large, or a peer that does not answer datagrams)",
             self.datagram_fallbacks.clone(),
+        );
+        r.register(
+            "datagram_cancels",
+            "Requests over datagrams the node stopped waiting for (past their deadline) while they were still being tried: sent no more, and not sent over TCP instead",
+            self.datagram_cancels.clone(),
         );
         r.register(
             "datagram_silent_sessions",

@@ -300,6 +300,10 @@ pub struct DatagramStatus {
     /// (the next request opens a new one).
     #[serde(default)]
     pub silent_sessions: u64,
+    /// Requests the node stopped waiting for (their deadline passed) while they were still
+    /// being tried: sent no more, and never sent over TCP instead.
+    #[serde(default)]
+    pub cancelled: u64,
     /// Refused: larger than 1,200 bytes.
     pub too_large: u64,
     /// Refused: an `initial` from a host past `handshake_rate`.

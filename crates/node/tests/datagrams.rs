@@ -938,3 +938,29 @@ async fn ten_thousand_initials_from_one_host_meet_its_handshake_rate() {
     assert_eq!(d.sessions_accepted, 2, "{d:?}");
     dht.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_contact_costs_no_datagram_and_no_connection_once_the_node_gave_up() {
+    // The far node is gone (the relay drops everything toward it): the near node's get asks
+    // it, the request reaches its 2 s deadline, and the node cancels it. Until then the plane
+    // sent its `initial`s; after, nothing: no fourth `initial`, no TCP dial nobody waits for.
+    let link = Link::start(cairn_core::Config::default(), |_| true, |_| false).await;
+    let key = *ImmutableItem::new(Bytes::from_static(b"nowhere")).key();
+    assert!(link.near.get(key).await.is_err(), "nobody answers");
+    until_datagrams(&link.near, "the request cancelled", |d| d.cancelled >= 1).await;
+    let sent = |link: &Link| link.relay.to_far.dropped.load(Ordering::SeqCst);
+    let at_cancel = sent(&link);
+    assert!(at_cancel >= 1, "the initials went out");
+    // Past when the last `initial` (2.8 s after the first) and the fallback to TCP (4.8 s)
+    // would have gone.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(sent(&link), at_cancel, "nothing after the cancel");
+    let status = link.near.status().await.expect("running");
+    assert_eq!(status.datagrams.fallbacks, 0, "{:?}", status.datagrams);
+    assert_eq!(
+        status.connections_opened + status.dial_failures,
+        0,
+        "no dial"
+    );
+    link.shutdown().await;
+}

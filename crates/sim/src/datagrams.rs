@@ -51,6 +51,9 @@ pub struct DatagramTotals {
     pub duplicates: u64,
     /// Requests handed to TCP (`listen`, items too large, peers that never answered).
     pub fallbacks: u64,
+    /// Requests the node stopped waiting for while the plane still tried them: sent no more,
+    /// never handed to TCP.
+    pub cancelled: u64,
     /// Datagrams held back by the 3x amplification limit.
     pub amplification_limited: u64,
     /// Datagrams a NAT dropped (its filter found no entry for them, or it had no port left).
@@ -64,6 +67,7 @@ impl DatagramTotals {
         self.retransmits += stats.retransmits;
         self.duplicates += stats.duplicates;
         self.fallbacks += stats.fallbacks;
+        self.cancelled += stats.cancelled;
         self.amplification_limited += stats.amplification_limited;
     }
 }

@@ -901,6 +901,13 @@ impl<S: Durable> Sim<S> {
                 self.send_request(index, target, transmit, expected);
             }
         }
+        let now = self.node_now(index);
+        while let Some(id) = self.nodes[index].node.poll_cancelled() {
+            // A plane not started has nothing to cancel.
+            if let Some(plane) = self.nodes[index].plane.as_mut() {
+                plane.cancel(now, id);
+            }
+        }
         while let Some(event) = self.nodes[index].node.poll_event() {
             if let Event::ContactAdded(contact) = &event {
                 self.nats.contact_added(index, &contact.id);

@@ -679,13 +679,14 @@ pub(crate) fn write_totals(
         let d = datagrams;
         writeln!(
             f,
-            "  datagrams        {} sent, {} lost; {} sessions, {} retransmits, {} duplicates, {} fallbacks to TCP, {} held back (3x limit)",
+            "  datagrams        {} sent, {} lost; {} sessions, {} retransmits, {} duplicates, {} fallbacks to TCP, {} cancelled, {} held back (3x limit)",
             d.sent,
             d.lost,
             d.sessions,
             d.retransmits,
             d.duplicates,
             d.fallbacks,
+            d.cancelled,
             d.amplification_limited
         )?;
     }

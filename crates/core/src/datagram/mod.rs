@@ -282,6 +282,9 @@ pub struct PlaneStats {
     pub duplicates: u64,
     /// Requests handed to TCP.
     pub fallbacks: u64,
+    /// Requests the node stopped waiting for before the plane was done with them
+    /// ([`Plane::cancel`]).
+    pub cancelled: u64,
     /// `store`s refused because they came in an `initial` (the address is not proven).
     pub unproven_stores: u64,
     /// `probe` datagrams dropped because they came from an address this node had sent to.
@@ -576,6 +579,66 @@ impl<C: Suite> Plane<C> {
             // A punch only opened its sender's NAT on the way here: nothing to do.
             Some(&PUNCH) if bytes.len() == PUNCH_LEN => self.stats.punches_in += 1,
             _ => self.stats.malformed += 1,
+        }
+    }
+
+    /// The node stopped waiting for request `id` (its deadline passed,
+    /// [`Node::poll_cancelled`](crate::Node::poll_cancelled)): it is sent no more, and never
+    /// handed to TCP. A session being opened for it alone is dropped, its `initial` not sent
+    /// again; when every `initial` but the last had gone unanswered, the address is reached
+    /// over TCP for a while, as when all of them go unanswered (so that a version-1 node is
+    /// found out even when nobody waits that long). Requests waiting behind it on the same
+    /// session carry on, the next of them in its place.
+    pub fn cancel(&mut self, now: Time, id: u64) {
+        self.now = self.now.max(now);
+        let Some(cancelled) = self.pending.remove(&id) else {
+            return;
+        };
+        self.stats.cancelled += 1;
+        let Some(sid) = cancelled.session else {
+            return;
+        };
+        let opening = self.sessions.get(&sid).is_some_and(|s| !s.is_open());
+        if !opening {
+            return;
+        }
+        let waiting = self
+            .pending
+            .iter()
+            .find(|(_, p)| p.session == Some(sid) && !p.internal)
+            .map(|(id, _)| *id);
+        let carrier = self.carried_by(sid);
+        match waiting {
+            Some(next) if carrier == Some(id) => {
+                if let Some(Session {
+                    state: State::Initiating(opening),
+                    ..
+                }) = self.sessions.get_mut(&sid)
+                {
+                    opening.carried = next;
+                }
+                if let Some(p) = self.pending.get_mut(&next) {
+                    p.tries = cancelled.tries;
+                    p.rto = cancelled.rto;
+                    p.sent = cancelled.sent;
+                    p.first_sent = cancelled.first_sent;
+                    p.next = cancelled.next;
+                }
+            }
+            Some(_) => {}
+            None => {
+                let tries = match carrier {
+                    Some(carrier) if carrier == id => cancelled.tries,
+                    Some(carrier) => self.pending.get(&carrier).map_or(0, |p| p.tries),
+                    None => 0,
+                };
+                if tries + 1 >= self.config.initial_tries {
+                    self.tcp_only
+                        .insert(cancelled.transmit.to.addr, now + self.config.fallback_for);
+                }
+                // The plane's own `ping`s for the session end with it; nobody else waits.
+                self.end_session(sid);
+            }
         }
     }
 

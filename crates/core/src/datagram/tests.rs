@@ -865,3 +865,102 @@ fn a_probe_is_vouched_for_only_while_no_recent_contact_was_pushed_out_of_the_rec
         })
     );
 }
+
+/// Runs `a`'s timers until `until` (nothing is carried anywhere): the datagrams it sent and
+/// what it reported.
+fn tick_until(a: &mut Plane<Real>, until: Time) -> (Vec<(SocketAddr, Vec<u8>)>, Vec<PlaneEvent>) {
+    let (mut datagrams, mut events) = drain(a);
+    while let Some(t) = a.poll_timeout().filter(|t| *t <= until) {
+        a.handle_timeout(t);
+        let (d, e) = drain(a);
+        datagrams.extend(d);
+        events.extend(e);
+    }
+    (datagrams, events)
+}
+
+#[test]
+fn a_request_the_node_gave_up_on_is_sent_no_more_and_never_over_tcp() {
+    // A dead address: three `initial`s by the node's 2 s deadline, then the node cancels.
+    let mut a = plane(1, "cairn");
+    a.send(T0, find_node(1, 2));
+    let deadline = T0 + Duration::from_secs(2);
+    let (sent, events) = tick_until(&mut a, deadline);
+    assert_eq!(sent.len(), 3, "initials at 0, 0.4 and 1.2 s");
+    assert!(events.is_empty());
+    a.cancel(deadline, 1);
+    assert_eq!(a.pending(), 0);
+    assert_eq!(a.stats().cancelled, 1);
+    assert_eq!(a.stats().sessions, 0, "the session being opened is dropped");
+    let (sent, events) = tick_until(&mut a, deadline + Duration::from_secs(30));
+    assert!(sent.is_empty(), "no fourth initial");
+    assert!(events.is_empty(), "no fallback to TCP, no failure");
+    assert_eq!(a.stats().fallbacks, 0);
+    // As when all four go unanswered, the address is reached over TCP for a while: a
+    // version-1 node is found out even though nobody waited for its fourth `initial`.
+    a.send(deadline, find_node(2, 2));
+    assert_eq!(
+        drain(&mut a),
+        (vec![], vec![PlaneEvent::Fallback(find_node(2, 2))])
+    );
+    // Cancelling what is not (or no longer) pending changes nothing.
+    a.cancel(deadline, 2);
+    a.cancel(deadline, 77);
+    assert_eq!(a.stats().cancelled, 1);
+}
+
+#[test]
+fn a_cancel_before_the_initials_run_out_says_nothing_of_the_address() {
+    let mut a = plane(1, "cairn");
+    a.send(T0, find_node(1, 2));
+    let (sent, _) = tick_until(&mut a, T0 + Duration::from_millis(500));
+    assert_eq!(sent.len(), 2);
+    a.cancel(T0 + Duration::from_millis(500), 1);
+    // The next request tries datagrams again.
+    a.send(T0 + Duration::from_secs(1), find_node(2, 2));
+    let (sent, events) = drain(&mut a);
+    assert_eq!(sent.len(), 1, "a new initial");
+    assert!(events.is_empty());
+}
+
+#[test]
+fn a_request_waiting_behind_a_cancelled_one_carries_the_session_on() {
+    let mut pair = Pair::new();
+    pair.a.send(T0, find_node(1, 2));
+    pair.a.send(T0, find_node(2, 2));
+    // The first `initial` (carrying request 1) is lost; request 1 is cancelled before its
+    // retransmission. Request 2, which waited behind it, now sends the `initial` again and is
+    // answered in the session it opens.
+    let (lost, _) = drain(&mut pair.a);
+    assert_eq!(lost.len(), 1, "one initial, request 2 waits behind it");
+    pair.a.cancel(T0 + Duration::from_millis(100), 1);
+    pair.run(&nodes, &never);
+    let ids: Vec<u64> = pair.responses().iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids,
+        vec![2],
+        "request 2 is answered, request 1 is not reported"
+    );
+    assert_eq!(pair.a.stats().cancelled, 1);
+    assert_eq!(pair.a.stats().fallbacks, 0);
+}
+
+#[test]
+fn a_cancelled_request_on_an_open_session_stops_its_retransmissions() {
+    let mut pair = Pair::new();
+    pair.a.send(T0, find_node(1, 2));
+    pair.run(&nodes, &never);
+    assert_eq!(pair.responses().len(), 1);
+    // Node 2 is gone: a request on the open session goes unanswered, and is cancelled after
+    // its first send. Nothing more goes out for it: no retries, no new session, no TCP.
+    let now = pair.now;
+    pair.a.send(now, find_node(2, 2));
+    let (sent, _) = drain(&mut pair.a);
+    assert_eq!(sent.len(), 1);
+    pair.a.cancel(now + Duration::from_millis(10), 2);
+    let (sent, events) = tick_until(&mut pair.a, now + Duration::from_secs(60));
+    assert!(sent.is_empty(), "{} datagrams after the cancel", sent.len());
+    assert!(events.is_empty());
+    assert_eq!(pair.a.stats().retransmits, 0);
+    assert_eq!(pair.a.stats().silent_sessions, 0);
+}

@@ -278,6 +278,14 @@ impl<S: Store> Node<S> {
         self.requests.pop_transmit()
     }
 
+    /// The next request the node stopped waiting for (its deadline passed), if any: the
+    /// driver may stop sending it (the datagram plane's retransmissions, a fallback to TCP;
+    /// [`Plane::cancel`](crate::datagram::Plane::cancel)). An answer that still comes is
+    /// taken as a late one. Drain it with the other outputs.
+    pub fn poll_cancelled(&mut self) -> Option<u64> {
+        self.requests.pop_cancelled()
+    }
+
     /// The next `notify` to send, if any. Drain it with the other outputs.
     pub fn poll_notification(&mut self) -> Option<Notification> {
         self.subscriptions.pop_notification()

@@ -119,6 +119,8 @@ pub(super) struct Requests {
     /// Boxed: a map node holds 11 values inline, and a pending request is a few hundred bytes.
     pending: BTreeMap<u64, Box<Pending>>,
     transmits: Outbox<Transmit>,
+    /// Requests past their deadline: the driver may stop trying to deliver them.
+    cancelled: Outbox<u64>,
     /// Round-trip estimates of the contacts this node has asked.
     rtt: RttTable,
     request_timeout: Duration,
@@ -134,6 +136,7 @@ impl Requests {
             next: 1,
             pending: BTreeMap::new(),
             transmits: Outbox::default(),
+            cancelled: Outbox::default(),
             rtt: RttTable::default(),
             request_timeout: config.request_timeout,
             min_slot_timeout: config.min_slot_timeout,
@@ -243,8 +246,8 @@ impl Requests {
     }
 
     /// Marks the requests whose deadline passed at `now` as timed out and returns them, in id
-    /// order. A query's request stays known, so that a late answer is still used; the
-    /// others are forgotten.
+    /// order, and queues them for the driver to stop sending. A query's request stays known,
+    /// so that a late answer is still used; the others are forgotten.
     pub(super) fn time_out(&mut self, now: Time) -> Vec<(u64, Pending)> {
         let overdue: Vec<(u64, Pending)> = self
             .pending
@@ -259,8 +262,14 @@ impl Requests {
             if !matches!(pending.purpose, Purpose::Query(_)) {
                 self.pending.remove(id);
             }
+            self.cancelled.push(*id);
         }
         overdue
+    }
+
+    /// The next request past its deadline, for the driver to stop sending.
+    pub(super) fn pop_cancelled(&mut self) -> Option<u64> {
+        self.cancelled.pop()
     }
 
     /// Detaches a finished command's requests from it, so late answers only refresh the

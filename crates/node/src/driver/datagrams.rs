@@ -262,6 +262,7 @@ impl<S: Store> Driver<S> {
             duplicates: s.duplicates,
             fallbacks: s.fallbacks,
             silent_sessions: s.silent_sessions,
+            cancelled: s.cancelled,
             too_large: refused("too_large"),
             handshake_rate: refused("handshake_rate"),
             malformed: s.malformed,
@@ -303,6 +304,7 @@ impl<S: Store> Driver<S> {
         behind(&m.datagram_retransmits, s.retransmits);
         behind(&m.datagram_fallbacks, s.fallbacks);
         behind(&m.silent_sessions, s.silent_sessions);
+        behind(&m.datagram_cancels, s.cancelled);
         m.sessions
             .set(i64::try_from(s.sessions).unwrap_or(i64::MAX));
     }

@@ -562,6 +562,11 @@ impl<S: Store> Driver<S> {
             while let Some(transmit) = self.node.poll_transmit() {
                 self.transmit(transmit);
             }
+            while let Some(id) = self.node.poll_cancelled() {
+                if let Some(plane) = &mut self.plane {
+                    plane.cancel(self.clock.now(), id);
+                }
+            }
             let mut again = self.drain_plane();
             self.drain_reach();
             self.drain_rendezvous();
