@@ -137,19 +137,12 @@ impl Accepting {
                 .push_back(mismatch_reply(&self.greeting.network));
             return Err(self.fail(HandshakeError::Mismatch { version, network }));
         }
-        let (listener_key, listener_nonce) = self.listener;
-        let transcript = Transcript {
-            network: self.greeting.network.as_str(),
-            dialer_key,
-            dialer_nonce,
-            listener_key,
-            listener_nonce,
-        };
+        let transcript = self.transcript(dialer_key, dialer_nonce);
         self.outbox.push_back(Message::Welcome(Welcome {
             version: PROTOCOL_VERSION,
             network: self.greeting.network.clone(),
-            public_key: listener_key,
-            nonce: listener_nonce,
+            public_key: transcript.listener_key,
+            nonce: transcript.listener_nonce,
             port: self.greeting.port,
             datagrams: self.greeting.datagrams,
             signature: transcript.sign_with(Role::Listener, suite),
@@ -188,19 +181,24 @@ impl Accepting {
             State::AwaitingAuth { dialer } => dialer,
             State::AwaitingHello | State::Failed => return Err(self.fail(HandshakeError::BadAuth)),
         };
-        let (listener_key, listener_nonce) = self.listener;
-        let transcript = Transcript {
-            network: self.greeting.network.as_str(),
-            dialer_key,
-            dialer_nonce,
-            listener_key,
-            listener_nonce,
-        };
+        let transcript = self.transcript(dialer_key, dialer_nonce);
         if !transcript.verify_with::<C>(Role::Dialer, signature) {
             return Err(self.fail(HandshakeError::BadAuth));
         }
         self.state = State::Verified;
         Ok(())
+    }
+
+    /// The transcript of this connection with the dialer's key and nonce.
+    fn transcript(&self, dialer_key: [u8; 32], dialer_nonce: [u8; 32]) -> Transcript<'_> {
+        let (listener_key, listener_nonce) = self.listener;
+        Transcript {
+            network: self.greeting.network.as_str(),
+            dialer_key,
+            dialer_nonce,
+            listener_key,
+            listener_nonce,
+        }
     }
 
     fn fail(&mut self, error: HandshakeError) -> HandshakeError {
