@@ -1,6 +1,6 @@
 //! Dialing: opening a connection to a peer, from the address the node announces, and the
 //! dialer's side of the handshake (`hello` with the queued requests right behind it, then
-//! `welcome` checked, then `auth`).
+//! `welcome` checked, then `auth`, as the core's [`Dialing`] rules).
 //!
 //! [`dial`] is the whole life of one outgoing connection as the pool sees it: it waits for a
 //! permit of the connection budget, connects, hands the connection to [`carry`] and, however

@@ -1,5 +1,6 @@
 //! One TCP connection: the handshake (`docs/protocol.md`, "Handshake"), then frames in and
-//! out, in one task.
+//! out, in one task. The handshake's rules are the core's state machines
+//! ([`cairn_core::Dialing`], [`cairn_core::Accepting`]); these tasks carry their messages.
 //!
 //! Each connection task owns its socket. It decodes and verifies every payload itself, so
 //! signature checks run on the runtime's worker threads in parallel and never on the driver's
@@ -11,9 +12,10 @@
 //! - `frame`: netstring frames off a socket half ([`FrameReader`](frame::FrameReader)) and
 //!   messages onto one, with the idle and stall limits;
 //! - `serve`: an accepted connection, from `hello` to its last answer: the listener's side of
-//!   the handshake, `auth`, the per-host rate limits ([`over_rate`], which any transport's
+//!   the handshake (an `Accepting`), the per-host rate limits ([`over_rate`], which any transport's
 //!   requests go through) and the hand-over of requests to the driver;
-//! - `dial`: opening a connection to a peer and the dialer's side of the handshake, then
+//! - `dial`: opening a connection to a peer and the dialer's side of the handshake (a
+//!   `Dialing`), then
 //!   reporting to the driver how it ended;
 //! - `carry`: a dialed connection at work: requests out, answers and `notify` frames up, and
 //!   the subscriptions it carries.

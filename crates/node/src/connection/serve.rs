@@ -1,6 +1,7 @@
 //! Serving an accepted connection: the listener's side of the handshake (`hello` in,
-//! `welcome` out, then `auth`), then requests in and answers out until the dialer leaves, the
-//! connection is evicted, or the node shuts down.
+//! `welcome` out, then `auth`, as the core's [`Accepting`] rules, within its deadline), then
+//! requests in and answers out until the dialer leaves, the connection is evicted, or the node
+//! shuts down.
 //!
 //! Each request first meets its host's rate limits ([`over_rate`]); one over them is answered
 //! 429 here and never reaches the driver. The rest go to the driver with a reply channel, at
