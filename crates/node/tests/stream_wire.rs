@@ -109,12 +109,24 @@ fn client(seed: Option<[u8; 32]>, node: &[u8; 32]) -> quinn::ClientConfig {
 }
 
 fn endpoint() -> quinn::Endpoint {
+    endpoint_on("127.0.4.9")
+}
+
+/// A client endpoint on its own socket at `ip`, one host of many on loopback.
+fn endpoint_on(ip: &str) -> quinn::Endpoint {
     let mut config = quinn::EndpointConfig::default();
     // Section 12: never `grease_quic_bit`; packets of at most 1,200 bytes.
     config.grease_quic_bit(false);
     config.max_udp_payload_size(1_200).expect("a size");
-    let socket = std::net::UdpSocket::bind("127.0.4.9:0").expect("binds");
+    let socket = std::net::UdpSocket::bind(format!("{ip}:0")).expect("binds");
     quinn::Endpoint::new(config, None, socket, Arc::new(quinn::TokioRuntime)).expect("an endpoint")
+}
+
+/// Opens a stream on `connection` and writes the version byte.
+async fn stream_on(connection: &quinn::Connection) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, recv) = connection.open_bi().await.expect("a stream");
+    send.write_all(&[0x01]).await.expect("the version byte");
+    (send, recv)
 }
 
 /// The ed25519 public key of `seed`.
@@ -136,8 +148,7 @@ async fn opened(
         .expect("starts")
         .await
         .expect("the handshake proves the node's key");
-    let (mut send, recv) = connection.open_bi().await.expect("a stream");
-    send.write_all(&[0x01]).await.expect("the version byte");
+    let (send, recv) = stream_on(&connection).await;
     (connection, send, recv)
 }
 
@@ -290,11 +301,7 @@ async fn a_hosts_stream_handshakes_count_against_its_handshake_rate_and_another_
     let key = dht.status().await.expect("running").public_key;
     let listener = dht.listen().expect("listens");
     let dial_from = |ip: &'static str, seed: u8| async move {
-        let mut config = quinn::EndpointConfig::default();
-        config.grease_quic_bit(false);
-        let socket = std::net::UdpSocket::bind(format!("{ip}:0")).expect("binds");
-        let endpoint = quinn::Endpoint::new(config, None, socket, Arc::new(quinn::TokioRuntime))
-            .expect("an endpoint");
+        let endpoint = endpoint_on(ip);
         let connecting = endpoint
             .connect_with(client(Some([seed; 32]), &key), addr, "cairn")
             .expect("starts");
@@ -304,8 +311,7 @@ async fn a_hosts_stream_handshakes_count_against_its_handshake_rate_and_another_
     for seed in 60..63 {
         let (connected, endpoint) = dial_from("127.0.4.32", seed).await;
         let connection = connected.expect("within the host's rate");
-        let (mut send, recv) = connection.open_bi().await.expect("a stream");
-        send.write_all(&[0x01]).await.expect("writes");
+        let (send, recv) = stream_on(&connection).await;
         held.push((connection, send, recv, endpoint));
     }
     let (refused, _) = dial_from("127.0.4.32", 63).await;
@@ -320,8 +326,7 @@ async fn a_hosts_stream_handshakes_count_against_its_handshake_rate_and_another_
     }
     let (served, _endpoint) = dial_from("127.0.4.33", 64).await;
     let connection = served.expect("another host is served");
-    let (mut send, _recv) = connection.open_bi().await.expect("a stream");
-    send.write_all(&[0x01]).await.expect("writes");
+    let _stream = stream_on(&connection).await;
     // The three first, then the other host's: the refused one never queued.
     for _ in 0..3 {
         listener.accept().await.expect("accepts");
@@ -341,13 +346,7 @@ async fn accepted_streams_leave_room_for_the_nodes_own_and_each_host_gets_its_sh
     for host in 0..=hosts {
         for n in 0..=cairn_node::STREAMS_PER_HOST {
             let seed = [u8::try_from(host * 8 + n).expect("small"); 32];
-            let ip = format!("127.0.6.{}", host + 1);
-            let socket = std::net::UdpSocket::bind(format!("{ip}:0")).expect("binds");
-            let mut config = quinn::EndpointConfig::default();
-            config.grease_quic_bit(false);
-            let endpoint =
-                quinn::Endpoint::new(config, None, socket, Arc::new(quinn::TokioRuntime))
-                    .expect("an endpoint");
+            let endpoint = endpoint_on(&format!("127.0.6.{}", host + 1));
             let connected = endpoint
                 .connect_with(client(Some(seed), &key), addr, "cairn")
                 .expect("starts")
@@ -355,8 +354,7 @@ async fn accepted_streams_leave_room_for_the_nodes_own_and_each_host_gets_its_sh
             let within = host < hosts && n < cairn_node::STREAMS_PER_HOST;
             match connected {
                 Ok(connection) if within => {
-                    let (mut send, recv) = connection.open_bi().await.expect("a stream");
-                    send.write_all(&[0x01]).await.expect("writes");
+                    let (send, recv) = stream_on(&connection).await;
                     // Taken at once, so that the backlog (16) is not the bound met.
                     let taken = listener.accept().await.expect("accepts");
                     held.push((connection, send, recv, endpoint, taken));

@@ -376,8 +376,8 @@ impl<S: Durable> Sim<S> {
                 // The TCP path finds the node by its address; a new connection's handshake
                 // then checks it is the one expected (the id is the plane's already).
                 if let Some(&target) = self.by_addr.get(&transmit.to.addr) {
-                    let expected = transmit.to.id;
-                    self.send_request(index, target, transmit, expected);
+                    let request = (transmit.id, transmit.request);
+                    self.send_request((index, target), request, transmit.to.id);
                 }
             }
             PlaneEvent::Verified(from) => {

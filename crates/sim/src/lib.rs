@@ -40,7 +40,7 @@ use std::time::Duration;
 use cairn_core::datagram::{Plane, Simulated};
 use cairn_core::{
     Config, Contact, Event, Id, Item, Key, MemoryStore, Node, NodeId, QueryId, Request, Requester,
-    Response, StoreLimits, Time, Transmit, WatchId,
+    Response, StoreLimits, Time, WatchId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -803,19 +803,17 @@ impl<S: Durable> Sim<S> {
         );
     }
 
-    /// Sends `transmit` from `from` to node `to` (at its address) over a pooled connection, or
-    /// over a new one once it is open and its handshake done; a stopped node's host refuses
+    /// Sends request `id` from `from` to node `to` over a pooled connection, or over a new one
+    /// once it is open and its handshake done; a stopped node's host refuses
     /// the connection, a killed one's never answers, and a handshake that finds another node
     /// than `expected` (an id as the handshake sees it: the hash of a public key) fails the
     /// request when `welcome` comes back.
     fn send_request(
         &mut self,
-        from: usize,
-        to: usize,
-        transmit: Transmit,
+        (from, to): (usize, usize),
+        (id, request): (u64, Request),
         expected: Option<NodeId>,
     ) {
-        let Transmit { id, request, .. } = transmit;
         let Some(transport) = self.transport else {
             self.send(from, to, id, Delivery::Request(request));
             return;
@@ -898,7 +896,8 @@ impl<S: Durable> Sim<S> {
             } else if let Some(&target) = self.by_addr.get(&transmit.to.addr) {
                 // An address nobody has is a host that never answers: the request times out.
                 let expected = transmit.to.id.as_ref().map(datagrams::plane_id);
-                self.send_request(index, target, transmit, expected);
+                let request = (transmit.id, transmit.request);
+                self.send_request((index, target), request, expected);
             }
         }
         let now = self.node_now(index);
@@ -952,8 +951,6 @@ impl<S: Durable> Sim<S> {
 
 #[cfg(test)]
 mod tests {
-    use cairn_core::{Peer, Request, Transmit};
-
     use super::*;
 
     /// A dial to a node's address expecting another node: the handshake fails, the dialer
@@ -967,17 +964,9 @@ mod tests {
             sim.add_node(Id::hash(&[n]), Config::default(), StoreLimits::default());
         }
         let (to, other) = (sim.nodes[1].contact, sim.nodes[2].contact);
-        let transmit = |id, expected: &Contact| Transmit {
-            id,
-            to: Peer {
-                id: Some(expected.id),
-                addr: to.addr,
-            },
-            request: Request::Ping,
-        };
         let start = sim.now();
         let expected = Some(datagrams::plane_id(&other.id));
-        sim.send_request(0, 1, transmit(7, &other), expected);
+        sim.send_request((0, 1), (7, Request::Ping), expected);
         assert_eq!(sim.handshakes_failed(), 1);
         assert_eq!(sim.connections_opened(), 1);
         assert!(!sim.nodes[0].pool.is_open(1, start, Duration::from_secs(60)));
@@ -992,7 +981,7 @@ mod tests {
 
         // The node it expected is the one there: the request goes out after TCP's round trip.
         let expected = Some(datagrams::plane_id(&to.id));
-        sim.send_request(0, 1, transmit(8, &to), expected);
+        sim.send_request((0, 1), (8, Request::Ping), expected);
         assert_eq!(sim.handshakes_failed(), 1);
         assert!(sim.nodes[0].pool.is_open(1, start, Duration::from_secs(60)));
     }

@@ -98,6 +98,17 @@ fn exchange<C: Suite>(
     (welcomed, dial.handle_message(dialer, answer))
 }
 
+/// A dial from `dialer` to `listener`, both on `cairn`, past `welcome`: the dial verified and
+/// its `auth` queued, the listener waiting for it.
+fn past_welcome<C: Suite>(dialer: &C, listener: &C) -> (Dialing, Accepting) {
+    let mut accept = accepting(listener, greeting("cairn", 4000, true));
+    let mut dial = dialing(dialer, greeting("cairn", 5000, true), None);
+    exchange((&mut dial, dialer), (&mut accept, listener), None)
+        .1
+        .expect("the welcome verifies");
+    (dial, accept)
+}
+
 fn auth_signature(dial: &mut Dialing) -> [u8; 64] {
     match dial.poll_message() {
         Some(Message::Auth(auth)) => auth.signature,
@@ -270,11 +281,7 @@ fn an_auth_that_does_not_verify_fails_and_the_listeners_own_signature_is_no_auth
     assert!(!accept.is_verified());
 
     // Another key signs the dialer's transcript: refused too.
-    let mut accept = accepting(&listener, greeting("cairn", 4000, true));
-    let mut dial = dialing(&dialer, greeting("cairn", 5000, true), None);
-    exchange((&mut dial, &dialer), (&mut accept, &listener), None)
-        .1
-        .unwrap();
+    let (mut dial, mut accept) = past_welcome(&dialer, &listener);
     let honest = auth_signature(&mut dial);
     let transcript = Transcript {
         network: "cairn",
@@ -317,22 +324,14 @@ fn the_listener_times_the_dialer_out_at_its_deadline_unless_auth_came() {
         "too late"
     );
 
-    let mut accept = accepting(&listener, greeting("cairn", 4000, true));
-    let mut dial = dialing(&dialer, greeting("cairn", 5000, true), None);
-    exchange((&mut dial, &dialer), (&mut accept, &listener), None)
-        .1
-        .unwrap();
+    let (mut dial, mut accept) = past_welcome(&dialer, &listener);
     accept
         .handle_auth::<Real>(NOW, &auth_signature(&mut dial))
         .unwrap();
     assert_eq!(accept.handle_timeout(deadline + TIMEOUT), Ok(()));
 
     // An `auth` that arrives at the deadline is late, whether or not the timer fired first.
-    let mut accept = accepting(&listener, greeting("cairn", 4000, true));
-    let mut dial = dialing(&dialer, greeting("cairn", 5000, true), None);
-    exchange((&mut dial, &dialer), (&mut accept, &listener), None)
-        .1
-        .unwrap();
+    let (mut dial, mut accept) = past_welcome(&dialer, &listener);
     assert_eq!(
         accept.handle_auth::<Real>(deadline, &auth_signature(&mut dial)),
         Err(HandshakeError::Timeout)
@@ -386,11 +385,7 @@ fn the_simulators_suite_runs_the_same_rules() {
     let signature = auth_signature(&mut dial);
     assert_eq!(accept.handle_auth::<Simulated>(NOW, &signature), Ok(()));
     // Its signatures are not real ones.
-    let mut accept = accepting(&listener, greeting("cairn", 4000, true));
-    let mut dial = dialing(&dialer, greeting("cairn", 5000, true), None);
-    exchange((&mut dial, &dialer), (&mut accept, &listener), None)
-        .1
-        .unwrap();
+    let (mut dial, mut accept) = past_welcome(&dialer, &listener);
     assert_eq!(
         accept.handle_auth::<Real>(NOW, &auth_signature(&mut dial)),
         Err(HandshakeError::BadAuth)

@@ -113,21 +113,12 @@ async fn accept_handshake(
         write_message(&mut write, &message, shared).await?;
     }
     let welcomed = welcomed?;
-    if let (Some(addr), true) = (welcomed.tcp_only, shared.udp.is_some()) {
+    if let Some(addr) = welcomed.tcp_only {
         // A version-1 dialer: datagrams to it would go unanswered.
         let _ = shared.tell(ToDriver::TcpOnly { addr }).await;
     }
     tracing::trace!(%peer, "welcomed");
     Ok((reader, write, welcomed))
-}
-
-/// What a second `auth` is answered: 400, as any frame out of place.
-fn second_auth() -> wire::DecodeError {
-    wire::DecodeError {
-        id: None,
-        code: ErrorCode::BAD_REQUEST,
-        reason: HandshakeError::SecondAuth.to_string(),
-    }
 }
 
 /// An authenticated-or-not inbound connection past `welcome`: what serving it needs.
@@ -167,27 +158,32 @@ impl Inbound<'_> {
             self.take_role(envelope.role, shared).await;
         }
         let answer = match decoded.map(|(message, _)| message) {
-            Ok(Message::Auth(Auth { signature })) => {
-                let verified = self
-                    .handshake
-                    .handle_auth::<Real>(self.clock.now(), &signature);
-                if verified == Err(HandshakeError::SecondAuth) {
-                    return self.invalid(second_auth(), shared).await;
+            Ok(Message::Auth(Auth { signature })) => match self
+                .handshake
+                .handle_auth::<Real>(self.clock.now(), &signature)
+            {
+                // Out of place, as any other frame would be: 400, and the handshake stands.
+                Err(second @ HandshakeError::SecondAuth) => wire::DecodeError {
+                    id: None,
+                    code: ErrorCode::BAD_REQUEST,
+                    reason: second.to_string(),
+                },
+                verified => {
+                    verified?;
+                    self.requester.verified = true;
+                    self.place.authenticated();
+                    self.tell_client(shared).await;
+                    // The requests it pipelined ahead of `auth` were answered unverified, so it
+                    // did not enter the routing table then; it does now.
+                    if self.requester.addr.is_some() {
+                        let verified = ToDriver::Verified {
+                            requester: self.requester,
+                        };
+                        let _ = shared.tell(verified).await;
+                    }
+                    return Ok(());
                 }
-                verified?;
-                self.requester.verified = true;
-                self.place.authenticated();
-                self.tell_client(shared).await;
-                // The requests it pipelined ahead of `auth` were answered unverified, so it
-                // did not enter the routing table then; it does now.
-                if self.requester.addr.is_some() {
-                    let verified = ToDriver::Verified {
-                        requester: self.requester,
-                    };
-                    let _ = shared.tell(verified).await;
-                }
-                return Ok(());
-            }
+            },
             Ok(Message::Request { id, request }) => {
                 if let Some(response) = over_rate(shared, self.ip, &request) {
                     let refusal = Message::Response { id, response };
@@ -212,16 +208,6 @@ impl Inbound<'_> {
             },
             Err(e) => e,
         };
-        self.invalid(answer, shared).await
-    }
-
-    /// Answers an invalid frame 400 and counts it; past `max_invalid_messages` the connection
-    /// closes.
-    async fn invalid(
-        &mut self,
-        answer: wire::DecodeError,
-        shared: &Shared,
-    ) -> Result<(), ConnError> {
         self.invalid += 1;
         shared.metrics.invalid_messages.inc();
         write_within(&mut self.write, &answer.reply(), shared).await?;
