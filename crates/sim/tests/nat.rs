@@ -16,7 +16,10 @@ use serde_json::Value;
 /// arguments and `--json` at commit 67a9b8d, the last before the NAT model (first written at
 /// 48b4382; written again at 67a9b8d since that commit's core, a get's quorum rule and the
 /// `observed` key, changes seeded runs; and again by `crates/sim` as at 67a9b8d on the core
-/// that drops silent datagram sessions, which changes them too).
+/// that drops silent datagram sessions, which changes them too; and again on the core whose
+/// stalled lookups ask the rest of their k closest at once, with `crates/sim` as at 67a9b8d
+/// given only the arms the core's new requests and plane events need, which replayed the
+/// fixture before that core change exactly).
 const RECORDED: [&str; 4] = ["--nodes", "300", "--items", "20"];
 
 /// Whether every figure of `recorded` is in `now` with the same value (figures added since

@@ -9,6 +9,10 @@
 //! Rules of the lookup:
 //! - at most `alpha` requests are in flight, always to the closest candidates not yet asked
 //!   (among candidates equally far in bits, the caller may rank by expected round trip);
+//! - a lookup that stalls (`alpha` answers in a row named nobody closer than the closest
+//!   candidate known) asks every candidate left among the k closest at once, up to k in
+//!   flight, as the Kademlia paper's final round and libp2p's stalled iterator do; an answer
+//!   that names somebody closer brings it back to `alpha`;
 //! - a request that timed out counts as failed and frees its slot, but a late answer is still
 //!   used (the node reports a lookup request as timed out once it runs past its contact's
 //!   round-trip timeout, [`crate::rtt`], well before the request itself expires); a lookup
@@ -93,6 +97,14 @@ struct Candidate {
     hop: u32,
 }
 
+/// One path's requests in flight, and how many answers in a row named nobody closer than
+/// the closest candidate the path knew.
+#[derive(Clone, Copy, Debug, Default)]
+struct PathState {
+    in_flight: usize,
+    no_progress: usize,
+}
+
 /// What the caller should do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
@@ -111,8 +123,8 @@ pub struct Lookup {
     params: LookupParams,
     candidates: BTreeMap<Distance, Candidate>,
     in_flight: usize,
-    /// Requests in flight on each path.
-    path_in_flight: Vec<usize>,
+    /// Each path's requests in flight and progress.
+    path_state: Vec<PathState>,
     requests: u32,
     finished: bool,
     /// Does not end while a request among the k closest is slow
@@ -139,7 +151,7 @@ impl Lookup {
             },
             candidates: BTreeMap::new(),
             in_flight: 0,
-            path_in_flight: vec![0; paths],
+            path_state: vec![PathState::default(); paths],
             requests: 0,
             finished: false,
             waits_for_slow: false,
@@ -206,6 +218,29 @@ impl Lookup {
     /// How many disjoint paths the lookup follows.
     pub fn paths(&self) -> usize {
         self.params.paths
+    }
+
+    /// Whether `path` has stalled: its last `alpha` answers named nobody closer than the
+    /// closest candidate it knew.
+    fn stalled(&self, path: usize) -> bool {
+        self.path_state[path].no_progress >= self.params.alpha
+    }
+
+    /// Requests `path` may have in flight: alpha, or k once it has stalled.
+    fn capacity(&self, path: usize) -> usize {
+        if self.stalled(path) {
+            self.params.k.max(self.params.alpha)
+        } else {
+            self.params.alpha
+        }
+    }
+
+    /// The distance of `path`'s closest candidate, whatever its state.
+    fn closest_on(&self, path: usize) -> Option<Distance> {
+        self.candidates
+            .iter()
+            .find(|(_, c)| c.path == path)
+            .map(|(distance, _)| *distance)
     }
 
     /// Adds `contact` unless it is a candidate already; returns whether it was new.
@@ -281,7 +316,9 @@ impl Lookup {
                         }
                         State::Succeeded => {}
                         State::Waiting => all_answered = false,
-                        State::NotContacted if self.path_in_flight[path] < self.params.alpha => {
+                        State::NotContacted
+                            if self.path_state[path].in_flight < self.capacity(path) =>
+                        {
                             let rtt = round_trip(&target.at_distance(distance));
                             chosen = Some((*distance, rtt));
                         }
@@ -307,7 +344,7 @@ impl Lookup {
                 };
                 candidate.state = State::Waiting;
                 self.in_flight += 1;
-                self.path_in_flight[path] += 1;
+                self.path_state[path].in_flight += 1;
                 self.requests += 1;
                 let contact = Contact::new(target.at_distance(&distance), candidate.addr);
                 return Next::Send(contact.into());
@@ -329,6 +366,7 @@ impl Lookup {
             return false;
         };
         if !self.finished {
+            let closest = self.closest_on(path);
             for contact in closer {
                 if self.add(contact, hop + 1, path) {
                     if let Some(referrers) = &mut self.referrers {
@@ -336,7 +374,21 @@ impl Lookup {
                     }
                 }
             }
+            let progress = self.closest_on(path) != closest;
+            let state = &mut self.path_state[path];
+            state.no_progress = if progress { 0 } else { state.no_progress + 1 };
         }
+        true
+    }
+
+    /// Records an answer from `peer` that carried what the lookup is for (a get's copy): it
+    /// names no nodes, but counts as progress, so that a lookup receiving what it looks for
+    /// does not widen to k. Returns false if `peer` was never asked.
+    pub fn on_found(&mut self, peer: &NodeId) -> bool {
+        let Some((_, path)) = self.settle(peer, State::Succeeded) else {
+            return false;
+        };
+        self.path_state[path].no_progress = 0;
         true
     }
 
@@ -357,7 +409,7 @@ impl Lookup {
             Some(candidate) if candidate.state == State::Waiting => {
                 candidate.state = State::Unresponsive;
                 self.in_flight -= 1;
-                self.path_in_flight[candidate.path] -= 1;
+                self.path_state[candidate.path].in_flight -= 1;
                 true
             }
             _ => false,
@@ -374,7 +426,7 @@ impl Lookup {
             Some(candidate) if candidate.state == State::Waiting => {
                 candidate.state = State::Slow;
                 self.in_flight -= 1;
-                self.path_in_flight[candidate.path] -= 1;
+                self.path_state[candidate.path].in_flight -= 1;
                 true
             }
             _ => false,
@@ -388,7 +440,7 @@ impl Lookup {
         let candidate = self.candidates.get_mut(&peer.distance(&self.target))?;
         if candidate.state.settle(outcome)? {
             self.in_flight -= 1;
-            self.path_in_flight[candidate.path] -= 1;
+            self.path_state[candidate.path].in_flight -= 1;
         }
         Some((candidate.hop, candidate.path))
     }

@@ -77,7 +77,9 @@ proptest! {
             let rtt = |id: &NodeId| Duration::from_millis(round_trips[by_id.get(id).copied().unwrap_or(0) % 60]);
             match lookup.next_by(rtt) {
                 Next::Send(Peer { id: Some(id), .. }) => {
-                    prop_assert!(lookup.in_flight() <= alpha * paths);
+                    // A path sends only with a slot free: alpha, or k once it stalled.
+                    let path = lookup.path(&id).expect("a candidate");
+                    prop_assert!(lookup.path_state[path].in_flight <= lookup.capacity(path));
                     waiting.push(by_id[&id]);
                     continue;
                 }
@@ -85,7 +87,8 @@ proptest! {
                 Next::Finished => break,
                 Next::Wait => {}
             }
-            prop_assert!(lookup.in_flight() <= alpha * paths);
+            // Progress brings a stalled path back to alpha with up to k still out.
+            prop_assert!(lookup.in_flight() <= k.max(alpha) * paths);
             // Settle one outstanding request, or let time pass for the silent ones; now and
             // then a late node's answer arrives.
             let Some(choice) = choices.next() else { unreachable!() };
@@ -129,6 +132,105 @@ proptest! {
         prop_assert_eq!(got, expected);
         prop_assert!(lookup.is_finished());
     }
+}
+
+/// `n` contacts sorted by distance to `target`.
+fn sorted_contacts(n: u64, target: &Id) -> Vec<Contact> {
+    let mut contacts: Vec<Contact> = (0..n).map(contact).collect();
+    contacts.sort_by_key(|c| c.id.distance(target));
+    contacts
+}
+
+/// Every peer `lookup` asks before it has to wait.
+fn asked_now(lookup: &mut Lookup) -> Vec<Contact> {
+    let mut asked = Vec::new();
+    while let Next::Send(peer) = lookup.next() {
+        asked.push(Contact::new(
+            peer.id.expect("a lookup peer has an id"),
+            peer.addr,
+        ));
+    }
+    asked
+}
+
+#[test]
+fn a_stalled_lookup_asks_every_candidate_left_among_the_k_closest_at_once() {
+    let target = contact(99_999).id;
+    let all = sorted_contacts(10, &target);
+    let mut lookup = Lookup::new(target, params(8, 2), all.clone());
+    assert_eq!(asked_now(&mut lookup), all[..2], "alpha at first");
+    assert!(lookup.on_success(&all[0].id, []));
+    assert_eq!(
+        asked_now(&mut lookup),
+        all[2..3],
+        "one answer without progress"
+    );
+    assert!(lookup.on_success(&all[1].id, [all[9]]), "nobody closer");
+    assert_eq!(
+        asked_now(&mut lookup),
+        all[3..8],
+        "two answers in a row named nobody closer: the rest of the 8 closest at once"
+    );
+    for contact in &all[2..8] {
+        assert!(lookup.on_success(&contact.id, []));
+    }
+    assert_eq!(lookup.next(), Next::Finished);
+    assert_eq!(lookup.requests(), 8, "nobody past the k closest was asked");
+}
+
+#[test]
+fn a_lookup_receiving_what_it_looks_for_does_not_widen() {
+    let target = contact(99_999).id;
+    let all = sorted_contacts(12, &target);
+    let mut lookup = Lookup::new(target, params(10, 2), all.clone());
+    assert_eq!(asked_now(&mut lookup), all[..2]);
+    assert!(lookup.on_found(&all[0].id), "a copy");
+    assert!(lookup.on_found(&all[1].id), "another");
+    assert_eq!(asked_now(&mut lookup), all[2..4], "still alpha");
+    assert!(lookup.on_success(&all[2].id, []));
+    assert!(
+        lookup.on_found(&all[3].id),
+        "a copy ends the run of empty answers"
+    );
+    assert_eq!(asked_now(&mut lookup), all[4..6], "still alpha");
+    assert!(lookup.on_success(&all[4].id, []));
+    assert_eq!(asked_now(&mut lookup), all[6..7], "one empty answer");
+    assert!(lookup.on_success(&all[5].id, []));
+    assert_eq!(
+        asked_now(&mut lookup),
+        all[7..10],
+        "two empty answers in a row: stalled, the rest of the 10 closest at once"
+    );
+}
+
+#[test]
+fn an_answer_that_names_somebody_closer_brings_a_stalled_lookup_back_to_alpha() {
+    let target = contact(99_999).id;
+    let all = sorted_contacts(7, &target);
+    let (closest, known) = (all[0], &all[1..]);
+    let mut lookup = Lookup::new(target, params(4, 1), known.to_vec());
+    assert_eq!(asked_now(&mut lookup), known[..1]);
+    assert!(lookup.on_success(&known[0].id, []), "stalled");
+    assert_eq!(
+        asked_now(&mut lookup),
+        known[1..4],
+        "the rest of the k closest"
+    );
+    assert!(lookup.on_success(&known[1].id, [closest]), "progress");
+    assert_eq!(
+        asked_now(&mut lookup),
+        [],
+        "two requests still out, alpha is 1: the closer node waits"
+    );
+    assert!(lookup.on_success(&known[2].id, []), "stalled again");
+    assert_eq!(asked_now(&mut lookup), [closest]);
+    assert!(lookup.on_success(&known[3].id, []));
+    assert!(lookup.on_success(&closest.id, []));
+    assert_eq!(lookup.next(), Next::Finished);
+    assert_eq!(
+        lookup.closest_succeeded(4),
+        [closest, known[0], known[1], known[2]]
+    );
 }
 
 #[test]

@@ -579,7 +579,7 @@ fn take_value(kind: &mut QueryKind, stage: &mut Stage, peer: &Peer, copy: Copy, 
     } else if let Some(path) = stage.path(&from.id) {
         *paths_with_copy |= 1u64 << path.min(63);
     }
-    stage.on_success(peer, Vec::new());
+    stage.on_found(peer);
     held.insert(from.id, item.seq());
     if best.as_ref().is_none_or(|b| item.seq() > b.seq()) {
         *best = Some(item);

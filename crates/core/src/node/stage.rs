@@ -42,6 +42,15 @@ impl Stage {
         }
     }
 
+    /// `peer` answered with what the stage is for (a get's copy).
+    pub(super) fn on_found(&mut self, peer: &Peer) -> bool {
+        match (self, peer.id) {
+            (Stage::Closest(lookup), Some(id)) => lookup.on_found(&id),
+            (Stage::Fixed(fixed), _) => fixed.on_success(peer),
+            (Stage::Closest(_), None) => false,
+        }
+    }
+
     pub(super) fn on_failure(&mut self, peer: &Peer) -> bool {
         match (self, peer.id) {
             (Stage::Closest(lookup), Some(id)) => lookup.on_failure(&id),
