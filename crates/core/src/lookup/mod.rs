@@ -2,17 +2,19 @@
 //! `docs/design.md`, "Lookups") and a fixed set of peers asked once each ([`FixedPeers`]).
 //!
 //! Both have one interface. The caller asks `next` whom to query, sends the request, and
-//! reports the outcome with `on_success`, `on_failure` or `on_timeout`. A stage never sends,
+//! reports the outcome with `on_success` (or, for an answer that carried what the lookup is
+//! for, `on_found`), `on_failure`, `on_slow` or `on_timeout`. A stage never sends,
 //! sleeps or reads a clock: request deadlines live with the caller (the node's table of
 //! requests in flight), which calls `on_timeout` when one passes.
 //!
 //! Rules of the lookup:
-//! - at most `alpha` requests are in flight, always to the closest candidates not yet asked
-//!   (among candidates equally far in bits, the caller may rank by expected round trip);
-//! - a lookup that stalls (`alpha` answers in a row named nobody closer than the closest
-//!   candidate known) asks every candidate left among the k closest at once, up to k in
-//!   flight, as the Kademlia paper's final round and libp2p's stalled iterator do; an answer
-//!   that names somebody closer brings it back to `alpha`;
+//! - at most `alpha` requests are in flight on each path, always to the closest candidates
+//!   not yet asked (among candidates equally far in bits, the caller may rank by expected
+//!   round trip);
+//! - a path that stalls (`alpha` answers in a row on it named nobody closer than the closest
+//!   candidate it knew; `on_found` counts as progress) asks every candidate left among its k
+//!   closest at once, up to k in flight, as the Kademlia paper's final round and libp2p's
+//!   stalled iterator do; an answer that names somebody closer brings it back to `alpha`;
 //! - a request that timed out counts as failed and frees its slot, but a late answer is still
 //!   used (the node reports a lookup request as timed out once it runs past its contact's
 //!   round-trip timeout, [`crate::rtt`], well before the request itself expires); a lookup
@@ -40,7 +42,8 @@ use crate::message::{Contact, Peer};
 pub struct LookupParams {
     /// How many closest nodes are sought (k).
     pub k: usize,
-    /// How many requests may be in flight on each path (alpha).
+    /// How many requests may be in flight on each path (alpha); up to k on a path that has
+    /// stalled.
     pub alpha: usize,
     /// How many disjoint paths the lookup follows (1: plain Kademlia). With more, as in
     /// S/Kademlia, every candidate belongs to the one path that learned of it first, each
