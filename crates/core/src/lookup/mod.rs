@@ -370,14 +370,16 @@ impl Lookup {
         };
         if !self.finished {
             let closest = self.closest_on(path);
+            let mut progress = false;
             for contact in closer {
                 if self.add(contact, hop + 1, path) {
+                    let distance = contact.id.distance(&self.target);
+                    progress |= closest.is_none_or(|closest| distance < closest);
                     if let Some(referrers) = &mut self.referrers {
-                        referrers.insert(contact.id.distance(&self.target), *peer);
+                        referrers.insert(distance, *peer);
                     }
                 }
             }
-            let progress = self.closest_on(path) != closest;
             let state = &mut self.path_state[path];
             state.no_progress = if progress { 0 } else { state.no_progress + 1 };
         }

@@ -179,6 +179,33 @@ fn a_stalled_lookup_asks_every_candidate_left_among_the_k_closest_at_once() {
 }
 
 #[test]
+fn each_path_stalls_and_widens_on_its_own() {
+    let target = contact(99_999).id;
+    let all = sorted_contacts(6, &target);
+    // Path 0 starts from the 1st, 3rd and 5th closest, path 1 from the others.
+    let mut lookup = Lookup::new(
+        target,
+        LookupParams {
+            k: 3,
+            alpha: 1,
+            paths: 2,
+        },
+        all.clone(),
+    );
+    assert_eq!(
+        asked_now(&mut lookup),
+        [all[0], all[1]],
+        "alpha on each path"
+    );
+    assert!(lookup.on_success(&all[0].id, []), "path 0 stalls");
+    assert_eq!(
+        asked_now(&mut lookup),
+        [all[2], all[4]],
+        "path 0 asks the rest of its k closest; path 1 keeps to alpha"
+    );
+}
+
+#[test]
 fn a_lookup_receiving_what_it_looks_for_does_not_widen() {
     let target = contact(99_999).id;
     let all = sorted_contacts(12, &target);

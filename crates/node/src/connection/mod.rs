@@ -12,11 +12,10 @@
 //! - `frame`: netstring frames off a socket half ([`FrameReader`](frame::FrameReader)) and
 //!   messages onto one, with the idle and stall limits;
 //! - `serve`: an accepted connection, from `hello` to its last answer: the listener's side of
-//!   the handshake (an `Accepting`), the per-host rate limits ([`over_rate`], which any transport's
-//!   requests go through) and the hand-over of requests to the driver;
+//!   the handshake (an `Accepting`), the per-host rate limits ([`over_rate`], which any
+//!   transport's requests go through) and the hand-over of requests to the driver;
 //! - `dial`: opening a connection to a peer and the dialer's side of the handshake (a
-//!   `Dialing`), then
-//!   reporting to the driver how it ended;
+//!   `Dialing`), then reporting to the driver how it ended;
 //! - `carry`: a dialed connection at work: requests out, answers and `notify` frames up, and
 //!   the subscriptions it carries.
 //!
