@@ -303,6 +303,15 @@ fn prometheus_scrapes_three_nodes_and_agrees_with_their_status() {
     };
     let (_a, seed, a) = start_node("a", None);
     let (_b, _, b) = start_node("b", Some(seed));
+    // c joins once a and b know each other: two nodes joining through one seed at the same
+    // moment may each be told of nobody but the seed, and then meet only at the next
+    // refresh, ten minutes on (CI once saw this).
+    wait_for("b to join a", || {
+        [a, b]
+            .iter()
+            .all(|api| status(*api)["peers"] == 1)
+            .then_some(())
+    });
     let (_c, _, c) = start_node("c", Some(seed));
     let apis = [a, b, c];
     wait_for("the three nodes to know each other", || {
