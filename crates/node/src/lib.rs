@@ -286,7 +286,7 @@ where
         udp.spawn_readers(&shared);
     }
     let driver = driver::Driver::new(node, shared, commands, inbound, commits);
-    tokio::spawn(driver.run());
+    tokio::spawn(Box::new(driver).run());
     tracing::info!(addrs = ?listening, "node listening");
     Ok(Dht {
         commands: commands_tx,
