@@ -216,26 +216,46 @@ struct Tally {
 }
 
 impl Tally {
+    /// Counts `votes` (at most [`MAX_VOTES`]): each distinct address once, then each IP from
+    /// its addresses, so a vote costs a pass over the distinct addresses rather than the
+    /// three nested passes over every vote this replaced (5% of a node's CPU in a put-heavy
+    /// `cairn testnet`). Ties go as `max_by_key` over the votes in order would send them: to
+    /// the one voted last.
     fn of<'a>(votes: impl Iterator<Item = &'a Vote>) -> Tally {
         let votes: Vec<SocketAddr> = votes.map(|v| v.observed).collect();
-        let count = |f: &dyn Fn(&SocketAddr) -> bool| votes.iter().filter(|a| f(a)).count();
-        // At most 16 votes: counting each against all is cheaper than a map.
+        // Distinct addresses with their votes, and distinct IPs with their votes and the
+        // most votes any one port of theirs holds.
+        let mut addrs: Vec<(SocketAddr, usize)> = Vec::with_capacity(votes.len());
+        for vote in &votes {
+            match addrs.iter_mut().find(|(a, _)| a == vote) {
+                Some((_, n)) => *n += 1,
+                None => addrs.push((*vote, 1)),
+            }
+        }
+        let mut ips: Vec<(IpAddr, usize, usize)> = Vec::with_capacity(addrs.len());
+        for &(addr, n) in &addrs {
+            match ips.iter_mut().find(|(ip, _, _)| *ip == addr.ip()) {
+                Some((_, on_ip, top_port)) => {
+                    *on_ip += n;
+                    *top_port = (*top_port).max(n);
+                }
+                None => ips.push((addr.ip(), n, n)),
+            }
+        }
+        let of_addr = |a: &SocketAddr| addrs.iter().find(|(b, _)| b == a).map_or(0, |e| e.1);
+        let of_ip = |ip: IpAddr| {
+            ips.iter()
+                .find(|(other, _, _)| *other == ip)
+                .copied()
+                .unwrap_or((ip, 0, 0))
+        };
         let best = votes
             .iter()
-            .map(|a| (*a, count(&|b| b == a)))
+            .map(|a| (*a, of_addr(a)))
             .max_by_key(|(_, n)| *n);
         let best_ip = votes
             .iter()
-            .map(|a| {
-                let on_ip = count(&|b| b.ip() == a.ip());
-                let top_port = votes
-                    .iter()
-                    .filter(|b| b.ip() == a.ip())
-                    .map(|b| count(&|c| c == b))
-                    .max()
-                    .unwrap_or(0);
-                (a.ip(), on_ip, top_port)
-            })
+            .map(|a| of_ip(a.ip()))
             .max_by_key(|(_, n, _)| *n);
         Tally {
             total: votes.len(),
@@ -526,5 +546,61 @@ mod tests {
         assert_eq!(wide.report(Family::Ipv4, T0).votes, 1);
         assert_eq!(narrow.report(Family::Ipv4, T0).votes, 3);
         assert!(narrow.report(Family::Ipv4, T0).seen.is_some());
+    }
+
+    /// The tally as first written: every vote counted against every other, and each IP's
+    /// ports against all again. [`Tally::of`] must agree with it, ties included.
+    fn naive_tally(votes: &[SocketAddr]) -> Tally {
+        let count = |f: &dyn Fn(&SocketAddr) -> bool| votes.iter().filter(|a| f(a)).count();
+        let best = votes
+            .iter()
+            .map(|a| (*a, count(&|b| b == a)))
+            .max_by_key(|(_, n)| *n);
+        let best_ip = votes
+            .iter()
+            .map(|a| {
+                let on_ip = count(&|b| b.ip() == a.ip());
+                let top_port = votes
+                    .iter()
+                    .filter(|b| b.ip() == a.ip())
+                    .map(|b| count(&|c| c == b))
+                    .max()
+                    .unwrap_or(0);
+                (a.ip(), on_ip, top_port)
+            })
+            .max_by_key(|(_, n, _)| *n);
+        Tally {
+            total: votes.len(),
+            best,
+            best_ip,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_tally_agrees_with_counting_every_vote_against_every_other(
+            picks in proptest::collection::vec((0u8..4, 0u16..3), 0..=MAX_VOTES),
+        ) {
+            // Few IPs and ports, so that ties and shared IPs are common.
+            let observed: Vec<SocketAddr> = picks
+                .iter()
+                .map(|&(ip, port)| SocketAddr::from(([198, 51, 100, ip], 7400 + port)))
+                .collect();
+            let votes: Vec<Vote> = observed
+                .iter()
+                .enumerate()
+                .map(|(n, &at)| Vote {
+                    voter: NodeId::hash(&n.to_be_bytes()),
+                    subnet: Prefix::subnet(at.ip()),
+                    observed: at,
+                    at: T0,
+                })
+                .collect();
+            let fast = Tally::of(votes.iter());
+            let naive = naive_tally(&observed);
+            proptest::prop_assert_eq!(fast.total, naive.total);
+            proptest::prop_assert_eq!(fast.best, naive.best);
+            proptest::prop_assert_eq!(fast.best_ip, naive.best_ip);
+        }
     }
 }
