@@ -828,3 +828,30 @@ fn role_is_written_last_and_read_on_every_path() {
         Ok((ping, Envelope::default()))
     );
 }
+
+proptest! {
+    #[test]
+    fn a_contacts_address_is_written_as_std_writes_it(
+        ip in any::<[u8; 4]>(),
+        ip6 in any::<[u16; 8]>(),
+        port in any::<u16>(),
+    ) {
+        let v4 = SocketAddr::from((ip, port));
+        prop_assert_eq!(addr_text(v4), v4.to_string());
+        let v6 = SocketAddr::from((ip6, port));
+        prop_assert_eq!(addr_text(v6), v6.to_string());
+    }
+}
+
+#[test]
+fn a_contacts_address_is_written_as_std_writes_it_at_the_edges() {
+    for text in [
+        "0.0.0.0:0",
+        "255.255.255.255:65535",
+        "10.0.0.9:10",
+        "1.20.199.3:7400",
+    ] {
+        let addr: SocketAddr = text.parse().expect("an address");
+        assert_eq!(addr_text(addr), text);
+    }
+}
