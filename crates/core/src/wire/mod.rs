@@ -199,12 +199,9 @@ pub fn encode_with(message: &Message, envelope: &Envelope) -> Result<Vec<u8>, En
     to_msgpack(&wire)
 }
 
-/// `wire` as MessagePack, written into a buffer that most messages fit at once: from an
-/// empty one, a 1 KB answer grew through eight reallocations.
+/// `wire` as MessagePack.
 fn to_msgpack(wire: &WireMessage) -> Result<Vec<u8>, EncodeError> {
-    let mut bytes = Vec::with_capacity(1_024);
-    rmp_serde::encode::write_named(&mut bytes, wire)?;
-    Ok(bytes)
+    rmp_serde::to_vec_named(wire).map_err(EncodeError)
 }
 
 /// `addr` as the text a `nodes` answer carries, exactly as `addr.to_string()` writes it. An
