@@ -98,7 +98,7 @@ pub fn encode_body_with(body: &Body, envelope: &Envelope) -> Result<Vec<u8>, Enc
         },
     };
     envelope.write(&mut wire);
-    super::to_msgpack(&wire)
+    rmp_serde::to_vec_named(&wire).map_err(EncodeError)
 }
 
 /// Decodes and verifies one datagram body: the path [`decode`](super::decode) takes, plus the

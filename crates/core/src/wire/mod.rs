@@ -196,12 +196,7 @@ pub fn encode(message: &Message) -> Result<Vec<u8>, EncodeError> {
 pub fn encode_with(message: &Message, envelope: &Envelope) -> Result<Vec<u8>, EncodeError> {
     let mut wire = to_wire(message);
     envelope.write(&mut wire);
-    to_msgpack(&wire)
-}
-
-/// `wire` as MessagePack.
-fn to_msgpack(wire: &WireMessage) -> Result<Vec<u8>, EncodeError> {
-    rmp_serde::to_vec_named(wire).map_err(EncodeError)
+    rmp_serde::to_vec_named(&wire).map_err(EncodeError)
 }
 
 /// `addr` as the text a `nodes` answer carries, exactly as `addr.to_string()` writes it. An
